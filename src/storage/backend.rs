@@ -1,0 +1,136 @@
+//! The small primitive trait a storage backend implements.
+//!
+//! All OCI logic (validation, links, tags, referrers, manifests, upload sessions, hashing and
+//! digest verification) lives in [`Engine`](super::Engine), written once. A backend only
+//! knows how to keep three kinds of things:
+//!
+//! 1. **small metadata objects** (links, tags, manifests, referrer entries, upload states):
+//!    read, atomic write, remove, list;
+//! 2. **blob bytes**, content-addressed by digest: size and (ranged) streaming reads;
+//! 3. **upload bytes** in progress: create, append at an offset, commit as a blob, abort.
+//!
+//! Keys come from [`layout`](super::layout) and are always safe relative paths.
+
+use std::fmt;
+use std::future::Future;
+
+use bytes::Bytes;
+use futures::Stream;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::Result;
+use crate::oci::{ByteRange, Digest};
+use crate::storage::UploadId;
+use crate::storage::layout::Key;
+
+/// Storage primitives the [`Engine`](super::Engine) builds every OCI operation from.
+///
+/// Contract, checked by the behaviour suite through the engine:
+/// - `write` replaces an object atomically and durably: a concurrent or later `read` sees the
+///   old or the new value, never a mix, and a crash after `write` returned loses nothing.
+/// - `list` returns the names of the objects directly inside `dir` (not of deeper ones), in
+///   ascending byte order, strictly after `start_after`, at most `limit` of them.
+/// - Upload bytes are never visible as a blob before `commit_upload`. `append_upload` must
+///   leave everything the *previous* `UploadState` refers to intact until the engine persists
+///   the new state, so a failed append can be retried from the old offset (the engine only
+///   stores the new state once the append succeeded).
+pub trait Backend: Send + Sync + 'static {
+    /// Driver name used in errors (`"filesystem"`, `"inmemory"`, `"s3"`).
+    const NAME: &'static str;
+
+    /// Stream of a blob's bytes.
+    type Reader: Stream<Item = Result<Bytes>> + Send + 'static;
+
+    /// The backend's part of an upload's persisted state (for S3: multipart upload id, parts,
+    /// staged remainder). Stored as JSON with the engine's part of the state.
+    type UploadState: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static;
+
+    /// Minimum efficient chunk size, if the backend has one (`OCI-Chunk-Min-Length`).
+    fn chunk_min_length(&self) -> Option<u64> {
+        None
+    }
+
+    /// Human-readable location of a key (a path, an `s3://` URL), for [`FileInfo::path`].
+    ///
+    /// [`FileInfo::path`]: super::FileInfo::path
+    fn locate(&self, key: &Key) -> String;
+
+    // ----- small metadata objects -----
+
+    /// Reads a whole object; `None` if it does not exist.
+    fn read(&self, key: &Key) -> impl Future<Output = Result<Option<Bytes>>> + Send;
+
+    /// Atomically and durably creates or replaces an object.
+    fn write(&self, key: &Key, value: Bytes) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes an object; succeeds if it does not exist.
+    fn remove(&self, key: &Key) -> impl Future<Output = Result<()>> + Send;
+
+    /// Names of the objects directly inside `dir`, ascending, after `start_after`, at most
+    /// `limit`.
+    fn list(
+        &self,
+        dir: &Key,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// Whether any object exists anywhere below `dir`.
+    fn any_under(&self, dir: &Key) -> impl Future<Output = Result<bool>> + Send;
+
+    // ----- blob bytes -----
+
+    /// Size of the blob's bytes; `None` if the blob is not stored.
+    fn blob_size(&self, digest: &Digest) -> impl Future<Output = Result<Option<u64>>> + Send;
+
+    /// Streams a stored blob, or a satisfiable range of it (already resolved by the engine).
+    fn read_blob(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> impl Future<Output = Result<Self::Reader>> + Send;
+
+    // ----- upload bytes -----
+
+    /// Prepares storage for a new upload. `target` is the digest the bytes will be committed
+    /// as when the caller already knows it (monolithic pushes); backends may use it to write
+    /// in place (S3: multipart upload straight to the blob's key) since commit only happens
+    /// after the digest was verified.
+    fn create_upload(
+        &self,
+        id: &UploadId,
+        target: Option<&Digest>,
+    ) -> impl Future<Output = Result<Self::UploadState>> + Send;
+
+    /// Appends `body` to the upload, whose persisted size is `offset`, and returns the number
+    /// of bytes appended. Bytes beyond `offset` left by an earlier failed append are
+    /// discarded. `state` may be updated; the engine persists it only if this succeeds.
+    fn append_upload<S>(
+        &self,
+        id: &UploadId,
+        state: &mut Self::UploadState,
+        offset: u64,
+        body: S,
+    ) -> impl Future<Output = Result<u64>> + Send
+    where
+        S: Stream<Item = Result<Bytes>> + Send;
+
+    /// Turns the upload's `size` bytes into the blob `digest` (verified by the engine) and
+    /// releases the upload's storage. If the blob is already stored, the upload bytes are
+    /// simply discarded.
+    fn commit_upload(
+        &self,
+        id: &UploadId,
+        state: Self::UploadState,
+        size: u64,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Releases everything the upload holds. Succeeds if it holds nothing.
+    fn abort_upload(
+        &self,
+        id: &UploadId,
+        state: Self::UploadState,
+    ) -> impl Future<Output = Result<()>> + Send;
+}

@@ -1,0 +1,750 @@
+//! [`Engine`]: the OCI logic, written once, that turns any [`Backend`] into a
+//! [`StorageDriver`].
+//!
+//! What lives here and nowhere else: repository visibility of blobs (links), digest
+//! verification while streaming, resumable upload sessions (offset + hash checkpoint +
+//! backend state, all persisted in the backend so any process can continue them), manifest
+//! validation and storage, tags and their pagination, and the referrers index.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::oci::manifest::{self, DEFAULT_MANIFEST_LIMIT};
+use crate::oci::{
+    Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
+};
+use crate::storage::backend::Backend;
+use crate::storage::hashing::{HashCheckpoint, Hasher};
+use crate::storage::layout::{self, Key};
+use crate::storage::{
+    BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageDriver, TagList,
+    UploadHandle, UploadId, UploadProgress,
+};
+
+/// Tunables of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_size: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_manifest_size: DEFAULT_MANIFEST_LIMIT,
+        }
+    }
+}
+
+/// A [`StorageDriver`] built from a [`Backend`].
+///
+/// `FilesystemDriver`, `InMemoryDriver` and `S3Driver` are `Engine`s over their backends.
+#[derive(Debug)]
+pub struct Engine<B> {
+    backend: B,
+    options: EngineOptions,
+}
+
+impl<B: Backend> Engine<B> {
+    /// Wraps a backend.
+    pub fn new(backend: B, options: EngineOptions) -> Self {
+        Self { backend, options }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+}
+
+/// The upload handle of an [`Engine`]: progress plus the backend's state of the session
+/// (for S3, the multipart upload id and parts), exposed for debugging.
+#[derive(Debug, Clone)]
+pub struct EngineUpload<S> {
+    progress: UploadProgress,
+    backend_state: S,
+}
+
+impl<S> EngineUpload<S> {
+    /// The backend's state of the session.
+    pub fn backend_state(&self) -> &S {
+        &self.backend_state
+    }
+}
+
+impl<S: std::fmt::Debug + Send + Sync + 'static> UploadHandle for EngineUpload<S> {
+    fn progress(&self) -> UploadProgress {
+        self.progress.clone()
+    }
+}
+
+/// What is persisted for an upload session at `layout::upload_state`.
+#[derive(Serialize, Deserialize)]
+struct UploadRecord<S> {
+    /// Bytes received and stored.
+    offset: u64,
+    /// Hash state over those bytes.
+    hash: HashCheckpoint,
+    /// Seconds since the epoch when the session started.
+    started: u64,
+    /// The backend's state.
+    backend: S,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Wraps a body so every chunk is hashed and counted as it passes, and the stream fails with
+/// `SIZE_INVALID` as soon as it exceeds `limit`.
+fn metered<'a, S>(
+    body: S,
+    hasher: &'a mut Hasher,
+    count: &'a mut u64,
+    limit: Option<u64>,
+) -> impl Stream<Item = Result<Bytes>> + Send + 'a
+where
+    S: Stream<Item = Result<Bytes>> + Send + 'a,
+{
+    body.map(move |chunk| {
+        let chunk = chunk?;
+        *count += chunk.len() as u64;
+        if let Some(limit) = limit
+            && *count > limit
+        {
+            return Err(Error::SizeInvalid(format!(
+                "body is longer than the declared {limit} bytes"
+            )));
+        }
+        hasher.update(&chunk);
+        Ok(chunk)
+    })
+}
+
+fn check_len(expected: Option<u64>, got: u64) -> Result<()> {
+    match expected {
+        Some(e) if e != got => Err(Error::SizeInvalid(format!(
+            "declared {e} bytes, received {got}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Encodes a stored manifest: `<media type>\n<exact bytes>`.
+fn encode_manifest(media_type: &str, bytes: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(media_type.len() + 1 + bytes.len());
+    out.put_slice(media_type.as_bytes());
+    out.put_u8(b'\n');
+    out.put_slice(bytes);
+    out.freeze()
+}
+
+fn decode_manifest(driver: &'static str, digest: &Digest, stored: Bytes) -> Result<Manifest> {
+    let nl = stored
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| Error::backend(driver, format!("corrupt manifest record {digest}")))?;
+    let media_type = std::str::from_utf8(&stored[..nl])
+        .map_err(|_| Error::backend(driver, format!("corrupt manifest record {digest}")))?
+        .to_owned();
+    let bytes = stored.slice(nl + 1..);
+    Ok(Manifest {
+        info: ManifestInfo {
+            digest: digest.clone(),
+            size: bytes.len() as u64,
+            media_type,
+        },
+        bytes,
+    })
+}
+
+impl<B: Backend> Engine<B> {
+    fn corrupt(&self, what: impl std::fmt::Display) -> Error {
+        Error::backend(B::NAME, format!("corrupt record: {what}"))
+    }
+
+    /// Size recorded in the repository's link, or `None` if the blob is not visible there.
+    async fn linked_size(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        let key = layout::layer_link(repo, digest);
+        match self.backend.read(&key).await? {
+            None => Ok(None),
+            Some(v) => std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .map(Some)
+                .ok_or_else(|| self.corrupt(&key)),
+        }
+    }
+
+    async fn link(&self, repo: &RepositoryName, digest: &Digest, size: u64) -> Result<FileInfo> {
+        self.backend
+            .write(
+                &layout::layer_link(repo, digest),
+                Bytes::from(size.to_string()),
+            )
+            .await?;
+        Ok(self.file_info(digest, size))
+    }
+
+    fn file_info(&self, digest: &Digest, size: u64) -> FileInfo {
+        FileInfo {
+            path: self.backend.locate(&layout::blob_data(digest)),
+            size,
+            digest: digest.clone(),
+        }
+    }
+
+    async fn load_upload(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<(Key, UploadRecord<B::UploadState>)> {
+        let key = layout::upload_state(repo, id);
+        let raw = self
+            .backend
+            .read(&key)
+            .await?
+            .ok_or_else(|| Error::BlobUploadUnknown(id.to_string()))?;
+        let record = serde_json::from_slice(&raw).map_err(|_| self.corrupt(&key))?;
+        Ok((key, record))
+    }
+
+    async fn save_upload(&self, key: &Key, record: &UploadRecord<B::UploadState>) -> Result<()> {
+        let json = serde_json::to_vec(record)
+            .map_err(|e| Error::backend(B::NAME, format!("encoding upload state: {e}")))?;
+        self.backend.write(key, Bytes::from(json)).await
+    }
+
+    fn handle(
+        id: &UploadId,
+        record: &UploadRecord<B::UploadState>,
+    ) -> EngineUpload<B::UploadState> {
+        EngineUpload {
+            progress: UploadProgress {
+                id: id.clone(),
+                offset: record.offset,
+                algorithm: record.hash.algorithm,
+            },
+            backend_state: record.backend.clone(),
+        }
+    }
+
+    /// Resolves a reference to a manifest digest.
+    async fn resolve(&self, repo: &RepositoryName, reference: &Reference) -> Result<Digest> {
+        match reference {
+            Reference::Digest(d) => Ok(d.clone()),
+            Reference::Tag(t) => self.resolve_tag(repo, t).await,
+        }
+    }
+
+    async fn read_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<Manifest> {
+        let stored = self
+            .backend
+            .read(&layout::manifest(repo, digest))
+            .await?
+            .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))?;
+        decode_manifest(B::NAME, digest, stored)
+    }
+
+    async fn repository_exists(&self, repo: &RepositoryName) -> Result<bool> {
+        Ok(self.backend.any_under(&layout::tags_dir(repo)).await?
+            || self.backend.any_under(&layout::manifests_dir(repo)).await?
+            || self.backend.any_under(&layout::layers_dir(repo)).await?)
+    }
+
+    /// Checks that everything a manifest references (except its subject and
+    /// non-distributable layers) is present in the repository.
+    async fn check_references(
+        &self,
+        repo: &RepositoryName,
+        summary: &manifest::ManifestSummary,
+    ) -> Result<()> {
+        for blob in summary.required_blobs() {
+            if self.linked_size(repo, &blob.digest).await?.is_none() {
+                return Err(Error::ManifestBlobUnknown(blob.digest.clone()));
+            }
+        }
+        for child in summary.required_manifests() {
+            let key = layout::manifest(repo, &child.digest);
+            if self.backend.read(&key).await?.is_none() {
+                return Err(Error::ManifestBlobUnknown(child.digest.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `body` to a loaded upload record, hashing as it streams. On success the
+    /// record's offset, hash and backend state are updated (not yet persisted).
+    async fn append<S>(
+        &self,
+        id: &UploadId,
+        record: &mut UploadRecord<B::UploadState>,
+        hasher: &mut Hasher,
+        expected_len: Option<u64>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let mut count = 0u64;
+        let mut state = record.backend.clone();
+        let appended = self
+            .backend
+            .append_upload(
+                id,
+                &mut state,
+                record.offset,
+                metered(body, hasher, &mut count, expected_len),
+            )
+            .await?;
+        if appended != count {
+            return Err(Error::backend(
+                B::NAME,
+                format!("backend stored {appended} of {count} bytes"),
+            ));
+        }
+        check_len(expected_len, count)?;
+        record.offset += count;
+        record.hash = hasher.checkpoint();
+        record.backend = state;
+        Ok(count)
+    }
+}
+
+impl<B: Backend> StorageDriver for Engine<B> {
+    type BlobStream = B::Reader;
+    type Upload = EngineUpload<B::UploadState>;
+
+    fn driver_name(&self) -> &'static str {
+        B::NAME
+    }
+
+    fn chunk_min_length(&self) -> Option<u64> {
+        self.backend.chunk_min_length()
+    }
+
+    async fn stat(&self, repo: &RepositoryName, digest: &Digest) -> Result<FileInfo> {
+        let size = self
+            .linked_size(repo, digest)
+            .await?
+            .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
+        Ok(self.file_info(digest, size))
+    }
+
+    async fn get_content(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        range: Option<RangeRequest>,
+    ) -> Result<BlobRead<B::Reader>> {
+        let info = self.stat(repo, digest).await?;
+        let range = range.map(|r| r.resolve(info.size)).transpose()?;
+        let stream = self.backend.read_blob(digest, range).await?;
+        Ok(BlobRead {
+            info,
+            range,
+            stream,
+        })
+    }
+
+    async fn put_content<S>(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        expected_size: Option<u64>,
+        body: S,
+    ) -> Result<FileInfo>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let mut hasher = Hasher::new(digest.algorithm());
+        let mut count = 0u64;
+        if self.backend.blob_size(digest).await?.is_some() {
+            // Already stored (deduplicated): verify the body without storing it again.
+            {
+                let mut body =
+                    std::pin::pin!(metered(body, &mut hasher, &mut count, expected_size));
+                while let Some(chunk) = body.next().await {
+                    chunk?;
+                }
+            }
+            check_len(expected_size, count)?;
+            if hasher.digest() != *digest {
+                return Err(Error::DigestInvalid(format!(
+                    "content does not match {digest}"
+                )));
+            }
+            return self.link(repo, digest, count).await;
+        }
+        let id = UploadId::generate();
+        let mut state = self.backend.create_upload(&id, Some(digest)).await?;
+        let appended = self
+            .backend
+            .append_upload(
+                &id,
+                &mut state,
+                0,
+                metered(body, &mut hasher, &mut count, expected_size),
+            )
+            .await;
+        let verdict = appended.and_then(|n| {
+            if n != count {
+                return Err(Error::backend(
+                    B::NAME,
+                    format!("backend stored {n} of {count} bytes"),
+                ));
+            }
+            check_len(expected_size, count)?;
+            if hasher.digest() != *digest {
+                return Err(Error::DigestInvalid(format!(
+                    "content does not match {digest}"
+                )));
+            }
+            Ok(())
+        });
+        if let Err(e) = verdict {
+            // Best effort: the failure the caller must see is `e`.
+            let _ = self.backend.abort_upload(&id, state).await;
+            return Err(e);
+        }
+        self.backend.commit_upload(&id, state, count, digest).await?;
+        self.link(repo, digest, count).await
+    }
+
+    async fn delete(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
+        if self.linked_size(repo, digest).await?.is_none() {
+            return Err(Error::BlobUnknown(digest.clone()));
+        }
+        self.backend
+            .remove(&layout::layer_link(repo, digest))
+            .await
+    }
+
+    async fn mount_blob(
+        &self,
+        from: &RepositoryName,
+        to: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<FileInfo> {
+        let size = self
+            .linked_size(from, digest)
+            .await?
+            .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
+        if self.backend.blob_size(digest).await?.is_none() {
+            return Err(Error::BlobUnknown(digest.clone()));
+        }
+        self.link(to, digest, size).await
+    }
+
+    async fn start_upload(
+        &self,
+        repo: &RepositoryName,
+        algorithm: DigestAlgorithm,
+    ) -> Result<Self::Upload> {
+        let id = UploadId::generate();
+        let backend = self.backend.create_upload(&id, None).await?;
+        let record = UploadRecord {
+            offset: 0,
+            hash: Hasher::new(algorithm).checkpoint(),
+            started: now_secs(),
+            backend,
+        };
+        self.save_upload(&layout::upload_state(repo, &id), &record)
+            .await?;
+        Ok(Self::handle(&id, &record))
+    }
+
+    async fn put_upload_chunk<S>(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        offset: Option<u64>,
+        expected_len: Option<u64>,
+        body: S,
+    ) -> Result<Self::Upload>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let (key, mut record) = self.load_upload(repo, id).await?;
+        if let Some(offset) = offset
+            && offset != record.offset
+        {
+            // Spec "Pushing a blob in chunks": out-of-order chunks are 416; the session is
+            // untouched and stays usable.
+            return Err(Error::RangeInvalid {
+                size: record.offset,
+                reason: format!("chunk starts at {offset}, expected {}", record.offset),
+            });
+        }
+        let mut hasher = Hasher::restore(&record.hash)?;
+        self.append(id, &mut record, &mut hasher, expected_len, body)
+            .await?;
+        self.save_upload(&key, &record).await?;
+        Ok(Self::handle(id, &record))
+    }
+
+    async fn get_upload_progress(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<Self::Upload> {
+        let (_, record) = self.load_upload(repo, id).await?;
+        Ok(Self::handle(id, &record))
+    }
+
+    async fn abort_upload(&self, repo: &RepositoryName, id: &UploadId) -> Result<()> {
+        let (key, record) = self.load_upload(repo, id).await?;
+        self.backend.abort_upload(id, record.backend).await?;
+        self.backend.remove(&key).await
+    }
+
+    async fn finish_upload<S>(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        digest: &Digest,
+        expected_len: Option<u64>,
+        body: S,
+    ) -> Result<FileInfo>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let (key, mut record) = self.load_upload(repo, id).await?;
+        let mut hasher = if record.offset == 0 {
+            // Nothing hashed yet: hash with the algorithm of the digest given now.
+            Hasher::new(digest.algorithm())
+        } else {
+            Hasher::restore(&record.hash)?
+        };
+        if hasher.algorithm() != digest.algorithm() {
+            return Err(Error::DigestInvalid(format!(
+                "upload was hashed with {}; start it with digest-algorithm={} to finish it \
+                 with a {} digest",
+                hasher.algorithm(),
+                digest.algorithm(),
+                digest.algorithm()
+            )));
+        }
+        self.append(id, &mut record, &mut hasher, expected_len, body)
+            .await?;
+        let computed = hasher.digest();
+        if computed != *digest {
+            // Spec: DIGEST_INVALID, and nothing becomes visible. The session is spent.
+            let _ = self.backend.abort_upload(id, record.backend).await;
+            let _ = self.backend.remove(&key).await;
+            return Err(Error::DigestInvalid(format!(
+                "content is {computed}, not {digest}"
+            )));
+        }
+        let size = record.offset;
+        self.backend
+            .commit_upload(id, record.backend, size, digest)
+            .await?;
+        let info = self.link(repo, digest, size).await?;
+        self.backend.remove(&key).await?;
+        Ok(info)
+    }
+
+    async fn get_manifest(&self, repo: &RepositoryName, reference: &Reference) -> Result<Manifest> {
+        let digest = self.resolve(repo, reference).await?;
+        self.read_manifest(repo, &digest).await
+    }
+
+    async fn stat_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<ManifestInfo> {
+        Ok(self.get_manifest(repo, reference).await?.info)
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<PutManifestOutcome> {
+        if bytes.len() > self.options.max_manifest_size {
+            return Err(Error::SizeInvalid(format!(
+                "manifest of {} bytes exceeds the limit of {} bytes",
+                bytes.len(),
+                self.options.max_manifest_size
+            )));
+        }
+        let summary = manifest::inspect(&bytes, content_type)?;
+        let digest = match reference {
+            Reference::Digest(d) => {
+                let computed = Digest::compute(d.algorithm(), &bytes);
+                if computed != *d {
+                    return Err(Error::DigestInvalid(format!(
+                        "manifest is {computed}, not {d}"
+                    )));
+                }
+                computed
+            }
+            Reference::Tag(_) => Digest::compute(DigestAlgorithm::Sha256, &bytes),
+        };
+        self.check_references(repo, &summary).await?;
+        let size = bytes.len() as u64;
+        self.backend
+            .write(
+                &layout::manifest(repo, &digest),
+                encode_manifest(&summary.media_type, &bytes),
+            )
+            .await?;
+        let subject = summary.subject.as_ref().map(|s| s.digest.clone());
+        if let Some(subject) = &subject {
+            let entry = Descriptor {
+                media_type: summary.media_type.clone(),
+                digest: digest.clone(),
+                size,
+                artifact_type: summary.artifact_type.clone(),
+                annotations: summary.annotations.clone(),
+                urls: None,
+            };
+            let json = serde_json::to_vec(&entry)
+                .map_err(|e| Error::backend(B::NAME, format!("encoding referrer: {e}")))?;
+            self.backend
+                .write(&layout::referrer(repo, subject, &digest), Bytes::from(json))
+                .await?;
+        }
+        if let Reference::Tag(tag) = reference {
+            self.backend
+                .write(
+                    &layout::tag(repo, tag),
+                    Bytes::from(digest.as_str().to_owned()),
+                )
+                .await?;
+        }
+        Ok(PutManifestOutcome { digest, subject })
+    }
+
+    async fn delete_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
+        let manifest = self.read_manifest(repo, digest).await?;
+        // Tags first: a tag must never point at a deleted manifest.
+        let tags_dir = layout::tags_dir(repo);
+        for name in self.backend.list(&tags_dir, None, None).await? {
+            let Ok(tag) = Tag::parse(&name) else { continue };
+            let key = layout::tag(repo, &tag);
+            if let Some(target) = self.backend.read(&key).await?
+                && target.as_ref() == digest.as_str().as_bytes()
+            {
+                self.backend.remove(&key).await?;
+            }
+        }
+        if let Ok(summary) = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
+            && let Some(subject) = summary.subject
+        {
+            self.backend
+                .remove(&layout::referrer(repo, &subject.digest, digest))
+                .await?;
+        }
+        self.backend.remove(&layout::manifest(repo, digest)).await
+    }
+
+    async fn resolve_tag(&self, repo: &RepositoryName, tag: &Tag) -> Result<Digest> {
+        let key = layout::tag(repo, tag);
+        let raw = self
+            .backend
+            .read(&key)
+            .await?
+            .ok_or_else(|| Error::ManifestUnknown(format!("tag {tag}")))?;
+        std::str::from_utf8(&raw)
+            .ok()
+            .and_then(|s| Digest::parse(s.trim()).ok())
+            .ok_or_else(|| self.corrupt(&key))
+    }
+
+    async fn get_tags(
+        &self,
+        repo: &RepositoryName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<TagList> {
+        if n == Some(0) {
+            // Spec "Listing Tags": n=0 gives an empty list (the repository must still exist).
+            if !self.repository_exists(repo).await? {
+                return Err(Error::NameUnknown(repo.to_string()));
+            }
+            return Ok(TagList::default());
+        }
+        let mut tags = self
+            .backend
+            .list(&layout::tags_dir(repo), last, n.map(|n| n.saturating_add(1)))
+            .await?;
+        if tags.is_empty() && !self.repository_exists(repo).await? {
+            return Err(Error::NameUnknown(repo.to_string()));
+        }
+        let has_more = n.is_some_and(|n| tags.len() > n);
+        if let Some(n) = n {
+            tags.truncate(n);
+        }
+        Ok(TagList { tags, has_more })
+    }
+
+    async fn tag_manifest(&self, repo: &RepositoryName, tag: &Tag, digest: &Digest) -> Result<()> {
+        if self
+            .backend
+            .read(&layout::manifest(repo, digest))
+            .await?
+            .is_none()
+        {
+            return Err(Error::ManifestUnknown(digest.to_string()));
+        }
+        self.backend
+            .write(
+                &layout::tag(repo, tag),
+                Bytes::from(digest.as_str().to_owned()),
+            )
+            .await
+    }
+
+    async fn untag_manifest(&self, repo: &RepositoryName, tag: &Tag) -> Result<()> {
+        let key = layout::tag(repo, tag);
+        if self.backend.read(&key).await?.is_none() {
+            return Err(Error::ManifestUnknown(format!("tag {tag}")));
+        }
+        self.backend.remove(&key).await
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        let dir = layout::referrers_dir(repo, subject);
+        let names = self.backend.list(&dir, None, None).await?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let Some((alg, hex)) = name.split_once('-') else {
+                continue;
+            };
+            let Ok(referrer) = Digest::parse(&format!("{alg}:{hex}")) else {
+                continue;
+            };
+            let key = layout::referrer(repo, subject, &referrer);
+            let Some(raw) = self.backend.read(&key).await? else {
+                continue; // deleted meanwhile
+            };
+            let descriptor: Descriptor =
+                serde_json::from_slice(&raw).map_err(|_| self.corrupt(&key))?;
+            if artifact_type.is_none_or(|t| descriptor.artifact_type.as_deref() == Some(t)) {
+                out.push(descriptor);
+            }
+        }
+        Ok(out)
+    }
+}

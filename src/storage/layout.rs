@@ -1,0 +1,166 @@
+//! The one place that turns repositories, digests, tags and upload ids into storage keys.
+//!
+//! Every backend stores the same tree (the filesystem driver under its root directory, the
+//! S3 driver under its prefix, the in-memory driver in a map):
+//!
+//! ```text
+//! blobs/<alg>/<hex>                                   blob bytes, deduplicated globally
+//! uploads/<id>/...                                    upload bytes in progress (backend-owned)
+//! repositories/<name>/
+//!     _layers/<alg>/<hex>                             link: blob visible in <name>; holds its size
+//!     _manifests/<alg>/<hex>                          manifest: "<media type>\n<exact bytes>"
+//!     _tags/<tag>                                     tag: the digest it points to
+//!     _referrers/<alg>/<subject hex>/<alg>-<hex>      descriptor of a manifest whose subject it is
+//!     _uploads/<id>                                   upload session state (JSON)
+//! ```
+//!
+//! Keys are only ever built here from validated types ([`RepositoryName`], [`Digest`],
+//! [`Tag`], [`UploadId`]), whose grammars exclude `..`, empty components, `\` and leading
+//! `/`; a key therefore never escapes the storage root. Repository path components cannot
+//! start with `_`, so `_layers` and friends never collide with a nested repository.
+
+use std::fmt;
+
+use crate::oci::{Digest, RepositoryName, Tag};
+use crate::storage::UploadId;
+
+/// A relative, `/`-separated storage key. Only this module creates keys.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(String);
+
+impl Key {
+    /// The key as a `/`-separated relative path.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The final component (file or object name).
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+
+    /// A child key; `name` must be a component produced by this module.
+    fn join(&self, name: &str) -> Key {
+        Key(format!("{}/{}", self.0, name))
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({})", self.0)
+    }
+}
+
+fn repo_dir(repo: &RepositoryName) -> Key {
+    Key(format!("repositories/{}", repo.as_str()))
+}
+
+/// Where the bytes of a blob live.
+pub fn blob_data(digest: &Digest) -> Key {
+    Key(format!("blobs/{}/{}", digest.algorithm(), digest.hex()))
+}
+
+/// Directory a backend may use for the bytes of an upload in progress.
+pub fn upload_data_dir(id: &UploadId) -> Key {
+    Key(format!("uploads/{}", id.as_str()))
+}
+
+/// A named object inside an upload's data directory (e.g. `data`, `staged`).
+pub fn upload_data(id: &UploadId, name: &'static str) -> Key {
+    upload_data_dir(id).join(name)
+}
+
+/// The link that makes a blob visible in a repository.
+pub fn layer_link(repo: &RepositoryName, digest: &Digest) -> Key {
+    repo_dir(repo).join(&format!("_layers/{}/{}", digest.algorithm(), digest.hex()))
+}
+
+/// Directory of a repository's blob links.
+pub fn layers_dir(repo: &RepositoryName) -> Key {
+    repo_dir(repo).join("_layers")
+}
+
+/// A manifest revision (media type and exact bytes).
+pub fn manifest(repo: &RepositoryName, digest: &Digest) -> Key {
+    repo_dir(repo).join(&format!("_manifests/{}/{}", digest.algorithm(), digest.hex()))
+}
+
+/// Directory of a repository's manifests.
+pub fn manifests_dir(repo: &RepositoryName) -> Key {
+    repo_dir(repo).join("_manifests")
+}
+
+/// A tag pointer.
+pub fn tag(repo: &RepositoryName, tag: &Tag) -> Key {
+    tags_dir(repo).join(tag.as_str())
+}
+
+/// Directory listing a repository's tags (one object per tag, named by the tag).
+pub fn tags_dir(repo: &RepositoryName) -> Key {
+    repo_dir(repo).join("_tags")
+}
+
+/// Directory of the referrers of `subject` (one object per referrer).
+pub fn referrers_dir(repo: &RepositoryName, subject: &Digest) -> Key {
+    repo_dir(repo).join(&format!(
+        "_referrers/{}/{}",
+        subject.algorithm(),
+        subject.hex()
+    ))
+}
+
+/// The referrer entry of manifest `referrer` under `subject`.
+pub fn referrer(repo: &RepositoryName, subject: &Digest, referrer: &Digest) -> Key {
+    referrers_dir(repo, subject).join(&referrer_entry_name(referrer))
+}
+
+/// Object name of a referrer entry: `<alg>-<hex>`.
+pub fn referrer_entry_name(referrer: &Digest) -> String {
+    format!("{}-{}", referrer.algorithm(), referrer.hex())
+}
+
+/// The state of an upload session.
+pub fn upload_state(repo: &RepositoryName, id: &UploadId) -> Key {
+    repo_dir(repo).join(&format!("_uploads/{}", id.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree() {
+        let repo = RepositoryName::parse("library/ubuntu").unwrap();
+        let d = Digest::compute(crate::oci::DigestAlgorithm::Sha256, b"");
+        let id = UploadId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(blob_data(&d).as_str(), format!("blobs/sha256/{}", d.hex()));
+        assert_eq!(
+            layer_link(&repo, &d).as_str(),
+            format!("repositories/library/ubuntu/_layers/sha256/{}", d.hex())
+        );
+        assert_eq!(
+            tag(&repo, &Tag::parse("v1").unwrap()).as_str(),
+            "repositories/library/ubuntu/_tags/v1"
+        );
+        assert_eq!(tag(&repo, &Tag::parse("v1").unwrap()).file_name(), "v1");
+        assert_eq!(
+            upload_state(&repo, &id).as_str(),
+            "repositories/library/ubuntu/_uploads/0123456789abcdef0123456789abcdef"
+        );
+        assert_eq!(
+            upload_data(&id, "data").as_str(),
+            "uploads/0123456789abcdef0123456789abcdef/data"
+        );
+        assert!(
+            referrer(&repo, &d, &d)
+                .as_str()
+                .ends_with(&format!("/_referrers/sha256/{0}/sha256-{0}", d.hex()))
+        );
+    }
+}
