@@ -1,0 +1,1 @@
+//! The behaviour suite every driver must pass. SKELETON: being written.
