@@ -62,7 +62,7 @@ impl StorageType {
 /// endpoint = "http://127.0.0.1:9000"
 /// force_path_style = true
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// The driver.
@@ -77,6 +77,17 @@ pub struct StorageConfig {
     /// Largest manifest accepted, in bytes (default 4 MiB).
     #[serde(default = "default_manifest_limit")]
     pub max_manifest_size: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            storage_type: StorageType::default(),
+            filesystem: FilesystemConfig::default(),
+            s3: None,
+            max_manifest_size: DEFAULT_MANIFEST_LIMIT,
+        }
+    }
 }
 
 fn default_manifest_limit() -> usize {
