@@ -1,1 +1,0 @@
-//! The behaviour suite every driver must pass. SKELETON: being written.
