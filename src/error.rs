@@ -71,7 +71,9 @@ impl ErrorCode {
             Self::BlobUploadInvalid => "blob upload invalid",
             Self::BlobUploadUnknown => "blob upload unknown to registry",
             Self::DigestInvalid => "provided digest did not match uploaded content",
-            Self::ManifestBlobUnknown => "manifest references a manifest or blob unknown to registry",
+            Self::ManifestBlobUnknown => {
+                "manifest references a manifest or blob unknown to registry"
+            }
             Self::ManifestInvalid => "manifest invalid",
             Self::ManifestUnknown => "manifest unknown to registry",
             Self::NameInvalid => "invalid repository name",

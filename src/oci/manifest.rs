@@ -26,7 +26,8 @@ pub mod media_types {
     /// The OCI empty descriptor's media type.
     pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
     /// Docker's foreign (non-distributable) layer.
-    pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+    pub const DOCKER_FOREIGN_LAYER: &str =
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 }
 
 /// Default limit on the size of a manifest: 4 MiB, as the spec recommends registries accept
@@ -140,9 +141,7 @@ pub fn inspect(bytes: &[u8], content_type: Option<&str>) -> Result<ManifestSumma
     let raw: RawManifest = serde_json::from_slice(bytes)
         .map_err(|e| Error::ManifestInvalid(format!("not a valid manifest: {e}")))?;
     if raw.schema_version != Some(2) {
-        return Err(Error::ManifestInvalid(
-            "schemaVersion must be 2".to_owned(),
-        ));
+        return Err(Error::ManifestInvalid("schemaVersion must be 2".to_owned()));
     }
     let content_type = content_type.map(essence).filter(|c| !c.is_empty());
     if let (Some(ct), Some(body)) = (content_type, raw.media_type.as_deref())
@@ -265,7 +264,11 @@ mod tests {
             media_types::OCI_INDEX,
             media_types::OCI_MANIFEST
         );
-        let m = inspect(idx.as_bytes(), Some("application/vnd.oci.image.index.v1+json; charset=utf-8")).unwrap();
+        let m = inspect(
+            idx.as_bytes(),
+            Some("application/vnd.oci.image.index.v1+json; charset=utf-8"),
+        )
+        .unwrap();
         assert_eq!(m.media_type, media_types::OCI_INDEX);
         assert_eq!(m.required_manifests().count(), 1);
         assert_eq!(m.required_blobs().count(), 0);

@@ -9,14 +9,16 @@ use bytes::Bytes;
 use futures::Stream;
 
 use crate::error::{Error, Result};
-use crate::oci::{Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag};
+use crate::oci::{
+    Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
+};
 use crate::storage::filesystem::FilesystemDriver;
 use crate::storage::inmemory::InMemoryDriver;
 #[cfg(feature = "s3")]
 use crate::storage::s3::S3Driver;
 use crate::storage::{
-    BlobRead, EngineOptions, FileInfo, Manifest, ManifestInfo, PutManifestOutcome,
-    StorageConfig, StorageDriver, StorageType, TagList, UploadHandle, UploadId, UploadProgress,
+    BlobRead, EngineOptions, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageConfig,
+    StorageDriver, StorageType, TagList, UploadHandle, UploadId, UploadProgress,
 };
 
 /// One of the drivers compiled into this build, chosen at run time from a [`StorageConfig`].
@@ -122,7 +124,10 @@ fn wrap_upload<D: Variant>(_: &D, r: Result<D::Upload>) -> Result<AnyUpload> {
 }
 
 #[inline]
-fn wrap_read<D: Variant>(_: &D, r: Result<BlobRead<D::BlobStream>>) -> Result<BlobRead<AnyBlobStream>> {
+fn wrap_read<D: Variant>(
+    _: &D,
+    r: Result<BlobRead<D::BlobStream>>,
+) -> Result<BlobRead<AnyBlobStream>> {
     r.map(|b| BlobRead {
         info: b.info,
         range: b.range,
@@ -171,8 +176,7 @@ impl AnyDriver {
             #[cfg(not(feature = "s3"))]
             StorageType::S3 => Err(Error::Config {
                 field: "type",
-                message: "the s3 driver is not compiled in (enable the `s3` cargo feature)"
-                    .into(),
+                message: "the s3 driver is not compiled in (enable the `s3` cargo feature)".into(),
             }),
             StorageType::Gcs => Err(Error::Config {
                 field: "type",

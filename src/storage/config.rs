@@ -185,7 +185,10 @@ impl S3Config {
         if let Some(e) = &self.endpoint
             && !(e.starts_with("http://") || e.starts_with("https://"))
         {
-            return bad("s3.endpoint", format!("{e:?} must start with http:// or https://"));
+            return bad(
+                "s3.endpoint",
+                format!("{e:?} must start with http:// or https://"),
+            );
         }
         if let Some(p) = self.part_size
             && !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&p)
@@ -198,7 +201,10 @@ impl S3Config {
         if let Some(prefix) = &self.prefix
             && prefix.split('/').any(|c| c == ".." || c == ".")
         {
-            return bad("s3.prefix", format!("{prefix:?} must be a relative key prefix"));
+            return bad(
+                "s3.prefix",
+                format!("{prefix:?} must be a relative key prefix"),
+            );
         }
         Ok(())
     }
@@ -422,16 +428,37 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let err = StorageConfig::from_toml("type = \"s3\"").unwrap_err();
-        assert!(matches!(err, Error::Config { field: "s3.bucket", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::Config {
+                    field: "s3.bucket",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = StorageConfig::from_toml("type = \"nope\"").unwrap_err();
         assert!(matches!(err, Error::Config { field: "toml", .. }));
         let err = StorageConfig::default()
             .apply_vars(vars(&[("S3_FORCE_PATH_STYLE", "maybe")]))
             .unwrap_err();
-        assert!(matches!(err, Error::Config { field: "S3_FORCE_PATH_STYLE", .. }));
+        assert!(matches!(
+            err,
+            Error::Config {
+                field: "S3_FORCE_PATH_STYLE",
+                ..
+            }
+        ));
         let mut s3 = S3Config::new("b");
         s3.part_size = Some(1024);
-        assert!(matches!(s3.validate(), Err(Error::Config { field: "s3.part_size", .. })));
+        assert!(matches!(
+            s3.validate(),
+            Err(Error::Config {
+                field: "s3.part_size",
+                ..
+            })
+        ));
         assert!(StorageConfig::from_toml("type = \"gcs\"").is_err());
     }
 

@@ -88,7 +88,11 @@ pub fn layers_dir(repo: &RepositoryName) -> Key {
 
 /// A manifest revision (media type and exact bytes).
 pub fn manifest(repo: &RepositoryName, digest: &Digest) -> Key {
-    repo_dir(repo).join(&format!("_manifests/{}/{}", digest.algorithm(), digest.hex()))
+    repo_dir(repo).join(&format!(
+        "_manifests/{}/{}",
+        digest.algorithm(),
+        digest.hex()
+    ))
 }
 
 /// Directory of a repository's manifests.

@@ -82,10 +82,15 @@ impl UploadId {
 
     /// Validates an id received from a client: unknown shapes are `BLOB_UPLOAD_UNKNOWN`.
     pub fn parse(s: &str) -> Result<Self, Error> {
-        if s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() == 32
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(Self(s.to_owned()))
         } else {
-            Err(Error::BlobUploadUnknown(format!("malformed upload id {s:?}")))
+            Err(Error::BlobUploadUnknown(format!(
+                "malformed upload id {s:?}"
+            )))
         }
     }
 
