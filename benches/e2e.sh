@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: marina-registry against CNCF Distribution (Debian's docker-registry,
+# 2.8.x) side by side on 127.0.0.1, both with filesystem storage, driven by the shared
+# `regbench` tool with the same scenarios in alternation. Prints one line per scenario with
+# both figures and the ratio marina/distribution, then peak RSS figures and the machine's
+# single-core SHA-256 rate for reference.
+#
+#   bash benches/e2e.sh                  # installs golang-go and docker-registry if missing
+#   SCENARIOS="push-mono pull" bash benches/e2e.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+REGBENCH_SRC=${REGBENCH_SRC:-$ROOT/../shared/tools/regbench}
+WORK=$(mktemp -d /tmp/marina-e2e.XXXXXX)
+MARINA_ADDR=127.0.0.1:5101
+DIST_ADDR=127.0.0.1:5102
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if ! command -v go >/dev/null || ! command -v docker-registry >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq golang-go docker-registry >/dev/null
+fi
+# Debian's package starts its own service on :5000; we run our own instances only.
+(cd "$REGBENCH_SRC" && go build -o "$WORK/regbench" .)
+cargo build --release --quiet --bin marina-registry
+MARINA_BIN=$ROOT/target/release/marina-registry
+
+wait_up() { for _ in $(seq 1 200); do curl -sf -o /dev/null "http://$1/v2/" && return 0; sleep 0.05; done; echo "server $1 did not start" >&2; return 1; }
+
+start_marina() {
+  rm -rf "$WORK/marina-data"; mkdir -p "$WORK/marina-data"
+  MARINA_LISTEN=$MARINA_ADDR STORAGE_TYPE=filesystem STORAGE_ROOT_DIRECTORY="$WORK/marina-data" RUST_LOG=warn \
+    "$MARINA_BIN" >"$WORK/marina.log" 2>&1 &
+  MARINA_PID=$!; PIDS+=("$MARINA_PID"); wait_up $MARINA_ADDR
+}
+stop_marina() { kill "$MARINA_PID" 2>/dev/null || true; wait "$MARINA_PID" 2>/dev/null || true; }
+start_dist() {
+  rm -rf "$WORK/dist-data"; mkdir -p "$WORK/dist-data"
+  cat >"$WORK/dist.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $WORK/dist-data}
+  delete: {enabled: true}
+http: {addr: $DIST_ADDR}
+YML
+  docker-registry serve "$WORK/dist.yml" >"$WORK/dist.log" 2>&1 &
+  DIST_PID=$!; PIDS+=("$DIST_PID"); wait_up $DIST_ADDR
+}
+stop_dist() { kill "$DIST_PID" 2>/dev/null || true; wait "$DIST_PID" 2>/dev/null || true; }
+
+field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
+
+# name | regbench arguments | figure to compare
+SCEN=(
+  "push-mono-4x256MiB|push-mono -size 256MiB -n 4 -conc 1|MBps"
+  "push-chunked-256MiB-1MiB|push-chunked -size 256MiB -chunk 1MiB|MBps"
+  "push-chunked-256MiB-8MiB|push-chunked -size 256MiB -chunk 8MiB|MBps"
+  "pull-4x256MiB-c1|pull -size 256MiB -n 4 -conc 1|MBps"
+  "pull-4x256MiB-c4|pull -size 256MiB -n 4 -conc 4|MBps"
+  "head-blob-c16|head-blob -conc 16 -duration 10s|ops_per_s"
+  "get-manifest-c16|get-manifest -conc 16 -duration 10s|ops_per_s"
+  "push-small-2000x4KiB-c8|push-small -size 4KiB -n 2000 -conc 8|ops_per_s"
+  "push-manifest-500-c8|push-manifest -n 500 -conc 8|ops_per_s"
+  "mixed|mixed -mixed-verify=false|MBps"
+)
+FILTER=${SCENARIOS:-}
+
+run_one() { # url args
+  "$WORK/regbench" $2 -url "http://$1" -seed 42 -timeout 600s 2>>"$WORK/regbench.err" | grep "^scenario=" | head -1
+}
+
+printf '%-28s %14s %14s %8s  %s\n' scenario marina distribution ratio unit
+for s in "${SCEN[@]}"; do
+  IFS='|' read -r name args unit <<<"$s"
+  if [ -n "$FILTER" ] && ! grep -qw -- "${args%% *}" <<<"$FILTER"; then continue; fi
+  start_dist; d_line=$(run_one $DIST_ADDR "$args"); stop_dist
+  start_marina; m_line=$(run_one $MARINA_ADDR "$args"); stop_marina
+  d=$(field "$unit" <<<"$d_line"); m=$(field "$unit" <<<"$m_line")
+  ratio=$(python3 -c "print(f'{float(\"$m\")/float(\"$d\"):.2f}x' if '$d' and float('$d')>0 else 'n/a')" 2>/dev/null || echo n/a)
+  printf '%-28s %14s %14s %8s  %s\n' "$name" "${m:-ERR}" "${d:-ERR}" "$ratio" "$unit"
+done
+
+peak_rss() { # args -> prints peak RSS (MiB) of a fresh marina while regbench runs them
+  start_marina
+  "$WORK/regbench" $1 -url "http://$MARINA_ADDR" -seed 7 -timeout 900s >/dev/null 2>>"$WORK/regbench.err"
+  local kb; kb=$(awk '/VmHWM/ {print $2}' /proc/$MARINA_PID/status)
+  stop_marina
+  echo "$((kb / 1024))"
+}
+if [ -z "$FILTER" ] || grep -qw rss <<<"$FILTER"; then
+  echo "peak RSS, 2 GiB monolithic push:        $(peak_rss 'push-mono -size 2GiB -n 1 -conc 1') MiB"
+  echo "peak RSS, 16 concurrent 64 MiB pushes:   $(peak_rss 'push-mono -size 64MiB -n 16 -conc 16') MiB"
+fi
+echo "single-core SHA-256 (openssl speed -evp sha256 -bytes 1048576):"
+openssl speed -seconds 3 -evp sha256 -bytes 1048576 2>/dev/null | tail -1
