@@ -1,0 +1,108 @@
+//! Atomic, durable replacement of small files, and directory syncing.
+//!
+//! A write goes to a fresh temporary file in the target's own directory (so the rename
+//! never crosses a filesystem), is synced, renamed over the target (atomic: a reader opens
+//! either the old or the new file, never a partial one), and the directory is synced so the
+//! new entry survives a crash.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+
+use super::io_err;
+use super::paths::{self, TEMP_PREFIX};
+
+/// Syncs a directory, making the entries created, renamed or removed in it durable.
+pub(super) fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("syncing directory", dir, e))
+}
+
+/// Creates a new, uniquely named temporary file in `dir` for the object `name`.
+///
+/// `create_new` (`O_EXCL`) never follows a symbolic link and never reuses an existing file,
+/// so concurrent writers of the same key each get their own file.
+pub(super) fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
+    let mut attempts = 0;
+    loop {
+        let suffix: u64 = rand::random();
+        // Keep the name short enough for any filesystem (object names are at most 128
+        // bytes; 255 is the usual limit).
+        let short: String = name.chars().take(64).collect();
+        let path = dir.join(format!("{TEMP_PREFIX}{short}-{suffix:016x}"));
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
+            Err(e) => return Err(io_err("creating temporary file", &path, e)),
+        }
+    }
+}
+
+/// Atomically and durably replaces the file at `rel` (a checked relative path) below `root`
+/// with `value`, creating parent directories as needed.
+pub(super) fn write_atomic(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
+    let (parent, name) = paths::split_parent(rel);
+    let dir = paths::ensure_dir(root, parent)?;
+    let target = dir.join(name);
+    let (temp, mut file) = create_temp(&dir, name)?;
+    let result = (|| {
+        file.write_all(value)
+            .map_err(|e| io_err("writing", &temp, e))?;
+        file.sync_data().map_err(|e| io_err("syncing", &temp, e))?;
+        drop(file);
+        // rename(2) replaces a symbolic link at `target` itself; it never follows it.
+        fs::rename(&temp, &target).map_err(|e| io_err("renaming into", &target, e))?;
+        fsync_dir(&dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Removes a file and syncs its directory; succeeds if it does not exist.
+pub(super) fn remove_durable(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                fsync_dir(dir)?;
+            }
+            Ok(())
+        }
+        Err(e) if missing(&e) => Ok(()),
+        Err(e) => Err(io_err("removing", path, e)),
+    }
+}
+
+/// Whether an error means "no such file" (including a missing or non-directory parent).
+pub(super) fn missing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_replace_and_no_temp_left() {
+        let root = tempfile::tempdir().unwrap();
+        write_atomic(root.path(), "a/b/c", b"one").unwrap();
+        write_atomic(root.path(), "a/b/c", b"two").unwrap();
+        assert_eq!(fs::read(root.path().join("a/b/c")).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(root.path().join("a/b"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("c")]);
+        remove_durable(&root.path().join("a/b/c")).unwrap();
+        remove_durable(&root.path().join("a/b/c")).unwrap();
+        remove_durable(&root.path().join("nope/x")).unwrap();
+        assert!(!root.path().join("a/b/c").exists());
+    }
+}

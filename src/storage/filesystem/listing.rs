@@ -1,0 +1,116 @@
+//! Directory listings: `list` (one level, sorted, paginated) and `any_under` (recursive).
+//!
+//! Only regular files are objects: directories, symbolic links and hidden entries (this
+//! driver's temporary files start with `.`) are skipped.
+
+use std::fs;
+use std::path::Path;
+
+use crate::error::Result;
+
+use super::atomic::missing;
+use super::io_err;
+use super::paths::is_hidden;
+
+/// Names of the objects directly in `dir`, in ascending byte order, strictly after
+/// `start_after`, at most `limit`. A missing directory lists as empty.
+pub(super) fn list(
+    dir: &Path,
+    start_after: Option<&str>,
+    limit: Option<usize>,
+) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if missing(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("listing", dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err("listing", dir, e))?;
+        // `DirEntry::file_type` does not follow symbolic links.
+        let kind = entry.file_type().map_err(|e| io_err("listing", dir, e))?;
+        if !kind.is_file() {
+            continue;
+        }
+        // Keys are ASCII: a name that is not UTF-8 was not written by this driver.
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if is_hidden(&name) || start_after.is_some_and(|after| name.as_str() <= after) {
+            continue;
+        }
+        names.push(name);
+    }
+    // `String`'s order is byte order, as the contract (and tag pagination) require.
+    names.sort_unstable();
+    if let Some(limit) = limit {
+        names.truncate(limit);
+    }
+    Ok(names)
+}
+
+/// Whether any object (regular, non-hidden file) exists anywhere below `dir`.
+pub(super) fn any_under(dir: &Path) -> Result<bool> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if missing(&e) => return Ok(false),
+        Err(e) => return Err(io_err("listing", dir, e)),
+    };
+    let mut subdirs = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if missing(&e) => continue,
+            Err(e) => return Err(io_err("listing", dir, e)),
+        };
+        let kind = entry.file_type().map_err(|e| io_err("listing", dir, e))?;
+        let name = entry.file_name();
+        if name.as_encoded_bytes().first() == Some(&b'.') {
+            continue;
+        }
+        if kind.is_file() {
+            return Ok(true);
+        }
+        if kind.is_dir() {
+            subdirs.push(entry.path());
+        }
+    }
+    for sub in subdirs {
+        if any_under(&sub)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_files_only_sorted_and_paginated() {
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path();
+        for name in ["b", "a", "v1.0", "v1", "B", ".tmp-v1-0123"] {
+            fs::write(d.join(name), b"x").unwrap();
+        }
+        fs::create_dir(d.join("sub")).unwrap();
+        assert_eq!(list(d, None, None).unwrap(), ["B", "a", "b", "v1", "v1.0"]);
+        assert_eq!(list(d, Some("a"), Some(2)).unwrap(), ["b", "v1"]);
+        assert_eq!(list(d, Some("v1"), None).unwrap(), ["v1.0"]);
+        assert!(list(&d.join("missing"), None, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn any_under_is_recursive_and_ignores_temp_files() {
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path();
+        assert!(!any_under(&d.join("missing")).unwrap());
+        fs::create_dir_all(d.join("x/y/z")).unwrap();
+        assert!(!any_under(&d.join("x")).unwrap());
+        fs::write(d.join("x/y/z/.tmp-a-1"), b"x").unwrap();
+        assert!(!any_under(&d.join("x")).unwrap());
+        fs::write(d.join("x/y/z/a"), b"x").unwrap();
+        assert!(any_under(&d.join("x")).unwrap());
+    }
+}

@@ -1,0 +1,334 @@
+//! Upload bytes in progress: one data file per upload, `uploads/<id>` below the root.
+//!
+//! - `append` opens the data file, cuts it back to the persisted offset (bytes left by a
+//!   failed append are discarded), and writes the body in large batches on the blocking
+//!   pool while the next batch is being received (and hashed by the engine). Before it
+//!   returns, the data is synced: the engine persists the new offset only afterwards, so the
+//!   offset never runs ahead of durable bytes.
+//! - `commit` renames the data file to `blobs/<alg>/<hex>` (atomic: the blob appears whole
+//!   or not at all) and syncs the blob directory. If the blob is already stored the data is
+//!   dropped instead: blobs are content-addressed, so both are the same bytes.
+//! - Bytes under `uploads/` are never visible as a blob before commit.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
+use std::mem;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::oci::Digest;
+use crate::storage::UploadId;
+use crate::storage::layout;
+
+use super::atomic::{fsync_dir, missing};
+use super::{DRIVER, blocking, io_err, join_failed, paths};
+
+/// Incoming chunks are gathered into batches of at least this many bytes before one
+/// vectored write, so a body of small chunks does not cost one syscall per chunk.
+pub const WRITE_BATCH: usize = 1024 * 1024;
+/// At most this many chunks in one batch (one `writev` call takes at most 1024).
+const MAX_BATCH_CHUNKS: usize = 512;
+
+/// The filesystem backend's part of an upload's persisted state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesystemUploadState {
+    /// Set for a one-shot push whose digest is known up front ([`Backend::create_upload`]
+    /// with a target): such an upload's state is never persisted by the engine, so appends
+    /// need not be durable on their own; the data is synced once, at commit.
+    ///
+    /// [`Backend::create_upload`]: crate::storage::backend::Backend::create_upload
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_shot: bool,
+}
+
+/// Relative path of an upload's data file (the upload's data "directory" key is used as a
+/// plain file: one entry per upload, no directory to create, sync and remove).
+fn data_rel(id: &UploadId) -> Result<String> {
+    let key = layout::upload_data_dir(id);
+    Ok(paths::check_key(&key)?.to_owned())
+}
+
+/// Opens the data file for writing at `offset`, creating it for a fresh upload. Returns the
+/// file and whether it was created (its directory entry then needs syncing).
+fn open_at(root: &Path, rel: &str, offset: u64) -> Result<(File, bool)> {
+    let (parent, _) = paths::split_parent(rel);
+    let path = paths::join(root, rel);
+    let (mut file, created) = match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_file() => {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_err("opening", &path, e))?;
+            (file, false)
+        }
+        Ok(_) => {
+            return Err(Error::backend(
+                DRIVER,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
+        Err(e) if missing(&e) && offset == 0 => {
+            paths::ensure_dir(root, parent)?;
+            // `create_new` never follows a symbolic link planted in the meantime.
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| io_err("creating", &path, e))?;
+            (file, true)
+        }
+        Err(e) if missing(&e) => {
+            return Err(Error::backend(
+                DRIVER,
+                format!(
+                    "upload data {} is missing but {offset} bytes were recorded",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(io_err("inspecting", &path, e)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| io_err("inspecting", &path, e))?
+        .len();
+    if len < offset {
+        return Err(Error::backend(
+            DRIVER,
+            format!(
+                "upload data {} holds {len} bytes but {offset} were recorded",
+                path.display()
+            ),
+        ));
+    }
+    if len > offset {
+        // Leftover of an append that failed after writing: the engine never recorded it.
+        file.set_len(offset)
+            .map_err(|e| io_err("truncating", &path, e))?;
+    }
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| io_err("seeking", &path, e))?;
+    Ok((file, created))
+}
+
+/// Writes all of `chunks` with as few `writev` calls as possible.
+fn write_all_vectored(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The file being written, or the batch write currently running on the blocking pool.
+enum Writer {
+    Idle(File),
+    Busy(JoinHandle<io::Result<File>>),
+    Broken,
+}
+
+/// Double-buffered writer: one batch is written while the next is received.
+struct BatchWriter {
+    state: Writer,
+    path: Arc<PathBuf>,
+}
+
+impl BatchWriter {
+    /// Waits for the write in flight and takes the file back.
+    async fn file(&mut self) -> Result<File> {
+        match mem::replace(&mut self.state, Writer::Broken) {
+            Writer::Idle(file) => Ok(file),
+            Writer::Busy(handle) => match handle.await {
+                Ok(Ok(file)) => Ok(file),
+                Ok(Err(e)) => Err(io_err("writing", &self.path, e)),
+                Err(e) => Err(join_failed(e)),
+            },
+            Writer::Broken => Err(Error::backend(DRIVER, "upload writer already failed")),
+        }
+    }
+
+    /// Starts writing `batch` once the previous batch is written.
+    async fn submit(&mut self, batch: Vec<Bytes>) -> Result<()> {
+        let mut file = self.file().await?;
+        self.state = Writer::Busy(tokio::task::spawn_blocking(move || {
+            write_all_vectored(&mut file, &batch)?;
+            Ok(file)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the write in flight, ignoring its outcome: used on failure so no write of
+    /// this append can land after it returned (a retry truncates and rewrites the tail).
+    async fn settle(&mut self) {
+        if let Writer::Busy(handle) = mem::replace(&mut self.state, Writer::Broken) {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// Appends `body` at `offset` to the upload's data file; returns the bytes appended.
+pub(super) async fn append<S>(
+    root: &Arc<PathBuf>,
+    id: &UploadId,
+    state: &FilesystemUploadState,
+    offset: u64,
+    body: S,
+) -> Result<u64>
+where
+    S: Stream<Item = Result<Bytes>> + Send,
+{
+    let rel = data_rel(id)?;
+    let path = Arc::new(paths::join(root, &rel));
+    let (file, created) = {
+        let root = Arc::clone(root);
+        blocking(move || open_at(&root, &rel, offset)).await?
+    };
+    let mut writer = BatchWriter {
+        state: Writer::Idle(file),
+        path: Arc::clone(&path),
+    };
+    let mut total = 0u64;
+    let streamed: Result<()> = async {
+        let mut body = std::pin::pin!(body);
+        let mut batch = Vec::new();
+        let mut batch_len = 0usize;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            if chunk.is_empty() {
+                continue;
+            }
+            total += chunk.len() as u64;
+            batch_len += chunk.len();
+            batch.push(chunk);
+            if batch_len >= WRITE_BATCH || batch.len() >= MAX_BATCH_CHUNKS {
+                writer.submit(mem::take(&mut batch)).await?;
+                batch_len = 0;
+            }
+        }
+        if !batch.is_empty() {
+            writer.submit(batch).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = streamed {
+        writer.settle().await;
+        return Err(e);
+    }
+    let file = writer.file().await?;
+    if !state.one_shot {
+        // Durable before the engine records the new offset.
+        let root = Arc::clone(root);
+        blocking(move || {
+            file.sync_data().map_err(|e| io_err("syncing", &path, e))?;
+            if created {
+                fsync_dir(path.parent().unwrap_or(&root))?;
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(total)
+}
+
+/// Turns the upload's first `size` bytes into the blob `digest`.
+pub(super) fn commit(
+    root: &Path,
+    id: &UploadId,
+    state: &FilesystemUploadState,
+    size: u64,
+    digest: &Digest,
+) -> Result<()> {
+    let rel = data_rel(id)?;
+    let source = paths::join(root, &rel);
+    let blob_key = layout::blob_data(digest);
+    let blob_rel = paths::check_key(&blob_key)?;
+    let (blob_dir, blob_name) = paths::split_parent(blob_rel);
+    let target = paths::join(root, blob_rel);
+
+    if fs::symlink_metadata(&target).is_ok() {
+        // Already stored (content-addressed: same bytes); just drop the upload.
+        return remove_data(&source);
+    }
+    let file = match fs::symlink_metadata(&source) {
+        Ok(meta) if meta.is_file() => OpenOptions::new()
+            .write(true)
+            .open(&source)
+            .map_err(|e| io_err("opening", &source, e))?,
+        Ok(_) => {
+            return Err(Error::backend(
+                DRIVER,
+                format!("{} is not a regular file", source.display()),
+            ));
+        }
+        Err(e) if missing(&e) && size == 0 => {
+            let (parent, _) = paths::split_parent(&rel);
+            paths::ensure_dir(root, parent)?;
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&source)
+                .map_err(|e| io_err("creating", &source, e))?
+        }
+        Err(e) => return Err(io_err("opening upload data", &source, e)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| io_err("inspecting", &source, e))?
+        .len();
+    if len < size {
+        return Err(Error::backend(
+            DRIVER,
+            format!(
+                "upload data {} holds {len} bytes, {size} expected",
+                source.display()
+            ),
+        ));
+    }
+    let mut dirty = state.one_shot;
+    if len > size {
+        file.set_len(size)
+            .map_err(|e| io_err("truncating", &source, e))?;
+        dirty = true;
+    }
+    if dirty {
+        // The blob's bytes must be on disk before its name is.
+        file.sync_data()
+            .map_err(|e| io_err("syncing", &source, e))?;
+    }
+    drop(file);
+    let dir = paths::ensure_dir(root, blob_dir)?;
+    debug_assert_eq!(dir.join(blob_name), target);
+    // Atomic: readers see no blob or the whole blob. A concurrent commit of the same digest
+    // replaces it with identical bytes, which is harmless.
+    fs::rename(&source, &target).map_err(|e| io_err("renaming into", &target, e))?;
+    fsync_dir(&dir)
+}
+
+/// Releases the upload's data.
+pub(super) fn abort(root: &Path, id: &UploadId) -> Result<()> {
+    let rel = data_rel(id)?;
+    remove_data(&paths::join(root, &rel))
+}
+
+/// Removes upload data; nothing to sync (a resurrected data file after a crash is garbage
+/// no session refers to).
+fn remove_data(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if missing(&e) => Ok(()),
+        Err(e) => Err(io_err("removing", path, e)),
+    }
+}
