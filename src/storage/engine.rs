@@ -6,6 +6,8 @@
 //! backend state, all persisted in the backend so any process can continue them), manifest
 //! validation and storage, tags and their pagination, and the referrers index.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -47,12 +49,17 @@ impl Default for EngineOptions {
 pub struct Engine<B> {
     backend: B,
     options: EngineOptions,
+    upload_locks: UploadLocks,
 }
 
 impl<B: Backend> Engine<B> {
     /// Wraps a backend.
     pub fn new(backend: B, options: EngineOptions) -> Self {
-        Self { backend, options }
+        Self {
+            backend,
+            options,
+            upload_locks: UploadLocks::default(),
+        }
     }
 
     /// The backend.
@@ -63,6 +70,52 @@ impl<B: Backend> Engine<B> {
     /// The options.
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+}
+
+/// Serialises the operations that change one upload session (chunk, finish, abort) within
+/// this process.
+///
+/// A session is a read-modify-write of its persisted record around an append to the backend.
+/// Two chunks for the same offset running at once would both pass the offset check, the
+/// backend would keep the bytes of one while the record kept the offset and hash state of the
+/// other, and `finish_upload` would then commit bytes under a digest they do not have. With
+/// the lock, the second chunk sees the first one's offset and is refused (`RangeInvalid`).
+///
+/// Sessions shared by several processes are not serialised by this lock; clients send a
+/// session's chunks one at a time (spec "Pushing a blob in chunks"), so this only guards
+/// against misbehaving clients hitting the same instance.
+#[derive(Debug, Default)]
+struct UploadLocks(Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<()>>>>);
+
+/// Holds one session's lock; the map entry goes when nobody holds or awaits it any more.
+struct UploadGuard<'a> {
+    locks: &'a UploadLocks,
+    id: UploadId,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl UploadLocks {
+    async fn lock(&self, id: &UploadId) -> UploadGuard<'_> {
+        let mutex = {
+            let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(map.entry(id.clone()).or_default())
+        };
+        UploadGuard {
+            locks: self,
+            id: id.clone(),
+            guard: Some(mutex.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for UploadGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.locks.0.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(self.guard.take());
+        if map.get(&self.id).is_some_and(|m| Arc::strong_count(m) == 1) {
+            map.remove(&self.id);
+        }
     }
 }
 
@@ -418,7 +471,9 @@ impl<B: Backend> StorageDriver for Engine<B> {
             let _ = self.backend.abort_upload(&id, state).await;
             return Err(e);
         }
-        self.backend.commit_upload(&id, state, count, digest).await?;
+        self.backend
+            .commit_upload(&id, state, count, digest)
+            .await?;
         self.link(repo, digest, count).await
     }
 
@@ -426,9 +481,7 @@ impl<B: Backend> StorageDriver for Engine<B> {
         if self.linked_size(repo, digest).await?.is_none() {
             return Err(Error::BlobUnknown(digest.clone()));
         }
-        self.backend
-            .remove(&layout::layer_link(repo, digest))
-            .await
+        self.backend.remove(&layout::layer_link(repo, digest)).await
     }
 
     async fn mount_blob(
@@ -476,6 +529,7 @@ impl<B: Backend> StorageDriver for Engine<B> {
     where
         S: Stream<Item = Result<Bytes>> + Send,
     {
+        let _lock = self.upload_locks.lock(id).await;
         let (key, mut record) = self.load_upload(repo, id).await?;
         if let Some(offset) = offset
             && offset != record.offset
@@ -504,6 +558,7 @@ impl<B: Backend> StorageDriver for Engine<B> {
     }
 
     async fn abort_upload(&self, repo: &RepositoryName, id: &UploadId) -> Result<()> {
+        let _lock = self.upload_locks.lock(id).await;
         let (key, record) = self.load_upload(repo, id).await?;
         self.backend.abort_upload(id, record.backend).await?;
         self.backend.remove(&key).await
@@ -520,6 +575,7 @@ impl<B: Backend> StorageDriver for Engine<B> {
     where
         S: Stream<Item = Result<Bytes>> + Send,
     {
+        let _lock = self.upload_locks.lock(id).await;
         let (key, mut record) = self.load_upload(repo, id).await?;
         let mut hasher = if record.offset == 0 {
             // Nothing hashed yet: hash with the algorithm of the digest given now.
@@ -682,7 +738,11 @@ impl<B: Backend> StorageDriver for Engine<B> {
         }
         let mut tags = self
             .backend
-            .list(&layout::tags_dir(repo), last, n.map(|n| n.saturating_add(1)))
+            .list(
+                &layout::tags_dir(repo),
+                last,
+                n.map(|n| n.saturating_add(1)),
+            )
             .await?;
         if tags.is_empty() && !self.repository_exists(repo).await? {
             return Err(Error::NameUnknown(repo.to_string()));

@@ -99,7 +99,10 @@ impl Backend for InMemoryBackend {
         };
         let objects = self.objects.read().map_err(|_| lock_poisoned())?;
         let names = objects
-            .range::<str, _>((std::ops::Bound::Included(from.as_str()), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(from.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
             .map(|(k, _)| k)
             .take_while(|k| k.starts_with(&prefix))
             .map(|k| &k[prefix.len()..])
@@ -115,7 +118,10 @@ impl Backend for InMemoryBackend {
         let prefix = format!("{}/", dir.as_str());
         let objects = self.objects.read().map_err(|_| lock_poisoned())?;
         Ok(objects
-            .range::<str, _>((std::ops::Bound::Included(prefix.as_str()), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
             .next()
             .is_some_and(|(k, _)| k.starts_with(&prefix)))
     }
@@ -173,14 +179,26 @@ impl Backend for InMemoryBackend {
             *rope = if offset == 0 {
                 Vec::new()
             } else {
-                slice_rope(rope, ByteRange { start: 0, end: offset - 1 })
+                slice_rope(
+                    rope,
+                    ByteRange {
+                        start: 0,
+                        end: offset - 1,
+                    },
+                )
             };
         }
         rope.extend(received);
         Ok(n)
     }
 
-    async fn commit_upload(&self, id: &UploadId, _state: (), size: u64, digest: &Digest) -> Result<()> {
+    async fn commit_upload(
+        &self,
+        id: &UploadId,
+        _state: (),
+        size: u64,
+        digest: &Digest,
+    ) -> Result<()> {
         let rope = {
             let mut uploads = self.uploads.lock().map_err(|_| lock_poisoned())?;
             uploads.remove(id).unwrap_or_default()
@@ -188,7 +206,13 @@ impl Backend for InMemoryBackend {
         let rope = if size == 0 {
             Vec::new()
         } else {
-            slice_rope(&rope, ByteRange { start: 0, end: size - 1 })
+            slice_rope(
+                &rope,
+                ByteRange {
+                    start: 0,
+                    end: size - 1,
+                },
+            )
         };
         let mut blobs = self.blobs.write().map_err(|_| lock_poisoned())?;
         blobs.entry(digest.clone()).or_insert((size, rope));
