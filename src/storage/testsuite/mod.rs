@@ -1,0 +1,491 @@
+//! The behaviour suite every driver must pass (issue 2, point 9).
+//!
+//! A set of generic `async` cases over any [`StorageDriver`], public behind the `testsuite`
+//! feature so that drivers living outside this crate can run it too. A driver is handed to the
+//! suite through a [`DriverFactory`], which opens a driver on fresh, isolated storage and, for
+//! persistent backends, a *second* driver instance on the same storage (a restarted process),
+//! used to check that upload sessions resume across processes.
+//!
+//! Two ways to run it:
+//!
+//! - [`run_all`] runs every case in turn and panics at the end naming every case that failed;
+//! - [`for_each_behaviour_case!`](crate::for_each_behaviour_case) hands the list of case names
+//!   to a macro of yours, to generate one `#[tokio::test]` per case (see `tests/behaviour.rs`),
+//!   so that a failure names the exact driver and case.
+//!
+//! The suite assumes nothing about a driver beyond the [`StorageDriver`] contract, except that
+//! the factory's drivers enforce [`DriverFactory::max_manifest_size`].
+
+mod blobs;
+mod manifests;
+mod names;
+mod referrers;
+mod tags;
+mod uploads;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, stream};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::oci::manifest::{DEFAULT_MANIFEST_LIMIT, media_types};
+use crate::oci::{
+    Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
+};
+use crate::storage::StorageDriver;
+use crate::storage::inmemory::InMemoryDriver;
+
+pub use blobs::*;
+pub use manifests::*;
+pub use names::*;
+pub use referrers::*;
+pub use tags::*;
+pub use uploads::*;
+
+/// Opens drivers for the suite.
+///
+/// Every case calls [`create_storage`](Self::create_storage) once, so cases never see each
+/// other's data, then [`open`](Self::open) once, or twice for the cases that need a second
+/// instance on the same storage (only when [`persistent`](Self::persistent) is true).
+pub trait DriverFactory: Send + Sync {
+    /// The driver under test.
+    type Driver: StorageDriver;
+    /// A handle on one isolated storage area (a temporary directory, a bucket prefix). It is
+    /// kept alive for the whole case and dropped at its end.
+    type Storage: Send + Sync;
+
+    /// Creates a fresh, empty storage area.
+    fn create_storage(&self) -> impl Future<Output = Result<Self::Storage>> + Send;
+
+    /// Opens a driver on `storage`. Called a second time for the same storage, it must return
+    /// a new instance sharing nothing in memory with the first (a restarted process).
+    fn open(&self, storage: &Self::Storage) -> impl Future<Output = Result<Self::Driver>> + Send;
+
+    /// Whether a second [`open`](Self::open) on the same storage sees the first's data.
+    fn persistent(&self) -> bool;
+
+    /// The manifest size limit the drivers are configured with.
+    fn max_manifest_size(&self) -> usize {
+        DEFAULT_MANIFEST_LIMIT
+    }
+}
+
+/// The in-memory driver's factory (not persistent: every `open` is a new, empty store).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InMemoryFactory;
+
+impl DriverFactory for InMemoryFactory {
+    type Driver = InMemoryDriver;
+    type Storage = ();
+
+    async fn create_storage(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn open(&self, _: &()) -> Result<InMemoryDriver> {
+        Ok(InMemoryDriver::new_in_memory())
+    }
+
+    fn persistent(&self) -> bool {
+        false
+    }
+}
+
+/// Lists every case of the suite, for a macro of the caller's to generate tests from.
+///
+/// `for_each_behaviour_case!(my_macro!(args...))` expands to
+/// `my_macro!(args...; case, case, ...; reopen: case, ...)`: the first list holds the cases
+/// every driver runs, the second those that need a persistent [`DriverFactory`] (a second
+/// driver instance on the same storage). Each name is a function of
+/// [`storage::testsuite`](crate::storage::testsuite) taking `&impl DriverFactory`.
+#[macro_export]
+macro_rules! for_each_behaviour_case {
+    ($callback:ident ! ( $($args:tt)* )) => {
+        $callback! {
+            $($args)*;
+            // names
+            names_invalid_rejected,
+            // blobs
+            blob_put_get_stat_delete,
+            blob_unknown,
+            blob_put_digest_mismatch,
+            blob_put_size_mismatch,
+            blob_put_body_error,
+            blob_put_existing,
+            blob_ranged_reads,
+            blob_empty,
+            blob_sha512,
+            blob_large_streamed,
+            blob_concurrent_put,
+            blob_cross_repository_visibility,
+            blob_mount,
+            blob_delete_keeps_other_repositories,
+            // uploads
+            upload_monolithic_finish,
+            upload_one_byte_chunks,
+            upload_finish_with_final_chunk,
+            upload_out_of_order_chunk,
+            upload_repeated_chunk,
+            upload_chunk_size_mismatch,
+            upload_body_error_midway,
+            upload_finish_size_mismatch,
+            upload_finish_wrong_digest,
+            upload_empty_blob,
+            upload_sha512,
+            upload_algorithm_of_finish_digest,
+            upload_finish_existing_blob,
+            upload_unknown_id,
+            upload_abort,
+            upload_other_repository,
+            upload_parallel_sessions,
+            upload_concurrent_chunks_same_offset,
+            // manifests
+            manifest_put_get,
+            manifest_put_by_digest,
+            manifest_media_types,
+            manifest_sha512,
+            manifest_digest_mismatch,
+            manifest_invalid,
+            manifest_oversized,
+            manifest_missing_blob,
+            manifest_subject_absent_accepted,
+            manifest_non_distributable_absent_accepted,
+            manifest_index_references,
+            manifest_unknown,
+            manifest_cross_repository,
+            manifest_delete,
+            // tags
+            tag_overwrite,
+            tag_and_untag,
+            tags_sorted_and_paginated,
+            tags_unknown_repository,
+            tags_concurrent_same_tag,
+            // referrers
+            referrers_listing;
+            reopen:
+            upload_resume_new_instance,
+            upload_resume_after_failed_chunk_new_instance
+        }
+    };
+}
+
+/// Runs every case against the drivers of `factory` (the cases needing a second instance
+/// only if it is persistent), and panics naming every case that failed.
+pub async fn run_all<F: DriverFactory>(factory: &F) {
+    macro_rules! run {
+        (; $($case:ident),* ; reopen: $($reopen:ident),*) => {{
+            let mut failed = Vec::new();
+            $( run_one(stringify!($case), &mut failed, $case(factory)).await; )*
+            if factory.persistent() {
+                $( run_one(stringify!($reopen), &mut failed, $reopen(factory)).await; )*
+            }
+            failed
+        }};
+    }
+    let failed: Vec<String> = for_each_behaviour_case!(run!());
+    if !failed.is_empty() {
+        panic!(
+            "{} behaviour case(s) failed:\n{}",
+            failed.len(),
+            failed.join("\n")
+        );
+    }
+}
+
+async fn run_one(name: &str, failed: &mut Vec<String>, case: impl Future<Output = ()>) {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(case).catch_unwind().await {
+        Ok(()) => {}
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(non-string panic)");
+            failed.push(format!("behaviour case `{name}` failed: {msg}"));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared by the cases.
+// ---------------------------------------------------------------------------------------------
+
+/// One case's storage and driver.
+pub(crate) struct Setup<'f, F: DriverFactory> {
+    factory: &'f F,
+    storage: F::Storage,
+    /// The driver (shared with spawned tasks in concurrency cases).
+    pub(crate) d: Arc<F::Driver>,
+}
+
+impl<'f, F: DriverFactory> Setup<'f, F> {
+    pub(crate) async fn new(factory: &'f F) -> Self {
+        let storage = factory
+            .create_storage()
+            .await
+            .unwrap_or_else(|e| panic!("factory could not create storage: {e}"));
+        let d = factory
+            .open(&storage)
+            .await
+            .unwrap_or_else(|e| panic!("factory could not open a driver: {e}"));
+        Self {
+            factory,
+            storage,
+            d: Arc::new(d),
+        }
+    }
+
+    /// A second, independent driver instance on the same storage.
+    pub(crate) async fn second_instance(&self) -> F::Driver {
+        assert!(
+            self.factory.persistent(),
+            "this case needs a persistent factory"
+        );
+        self.factory
+            .open(&self.storage)
+            .await
+            .unwrap_or_else(|e| panic!("factory could not open a second driver: {e}"))
+    }
+}
+
+/// Asserts that `$e` (a `Result`) is an error matching `$p` (optionally with a guard).
+macro_rules! assert_err {
+    ($e:expr, $p:pat $(if $g:expr)?) => {
+        match ($e).map(|_| ()) {
+            Err($p) $(if $g)? => {}
+            other => panic!(
+                "`{}`: expected Err({}), got {:?}",
+                stringify!($e),
+                stringify!($p $(if $g)?),
+                other
+            ),
+        }
+    };
+}
+pub(crate) use assert_err;
+
+/// Unwraps a result, panicking with the expression and the error.
+macro_rules! ok {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(err) => panic!("`{}` failed: {err}", stringify!($e)),
+        }
+    };
+}
+pub(crate) use ok;
+
+pub(crate) fn repo(name: &str) -> RepositoryName {
+    RepositoryName::parse(name).expect("valid test repository name")
+}
+
+pub(crate) fn tag(name: &str) -> Tag {
+    Tag::parse(name).expect("valid test tag")
+}
+
+pub(crate) fn tag_ref(name: &str) -> Reference {
+    Reference::Tag(tag(name))
+}
+
+pub(crate) fn sha256(data: &[u8]) -> Digest {
+    Digest::compute(DigestAlgorithm::Sha256, data)
+}
+
+pub(crate) fn sha512(data: &[u8]) -> Digest {
+    Digest::compute(DigestAlgorithm::Sha512, data)
+}
+
+/// Deterministic pseudo-random test data (not all-zero, no period aligned to a hash block).
+pub(crate) fn data(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = u32::from(seed)
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(12_345);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 7) as u8
+        })
+        .collect()
+}
+
+/// A body stream type used by the helpers.
+pub(crate) type Body = stream::Iter<std::vec::IntoIter<Result<Bytes>>>;
+
+/// A body of one chunk.
+pub(crate) fn body(data: &[u8]) -> Body {
+    stream::iter(vec![Ok(Bytes::copy_from_slice(data))])
+}
+
+/// A body of no chunk at all.
+pub(crate) fn no_body() -> Body {
+    stream::iter(Vec::new())
+}
+
+/// A body split into chunks of `size` bytes.
+pub(crate) fn chunked(data: &[u8], size: usize) -> Body {
+    let chunks: Vec<Result<Bytes>> = data
+        .chunks(size.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    stream::iter(chunks)
+}
+
+/// A body that delivers `data` and then fails, like a client that went away.
+pub(crate) fn failing_body(data: &[u8]) -> Body {
+    stream::iter(vec![
+        Ok(Bytes::copy_from_slice(data)),
+        Err(Error::BlobUploadInvalid(
+            "behaviour suite: client went away".to_owned(),
+        )),
+    ])
+}
+
+/// A body that yields to the scheduler before each chunk, so concurrent operations interleave.
+pub(crate) fn yielding_body(
+    data: Vec<u8>,
+    size: usize,
+) -> impl Stream<Item = Result<Bytes>> + Send {
+    let chunks: Vec<Bytes> = data
+        .chunks(size.max(1))
+        .map(Bytes::copy_from_slice)
+        .collect();
+    stream::unfold(chunks.into_iter(), |mut it| async move {
+        tokio::task::yield_now().await;
+        let next = it.next()?;
+        Some((Ok(next), it))
+    })
+}
+
+/// Reads a blob (or a range of it) to the end.
+pub(crate) async fn read<D: StorageDriver>(
+    d: &D,
+    repo: &RepositoryName,
+    digest: &Digest,
+    range: Option<RangeRequest>,
+) -> Result<Vec<u8>> {
+    let read = d.get_content(repo, digest, range).await?;
+    let mut stream = std::pin::pin!(read.stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+/// Asserts that `repo` serves exactly `expected` as `digest`, and that stat agrees.
+pub(crate) async fn assert_blob<D: StorageDriver>(
+    d: &D,
+    repo: &RepositoryName,
+    digest: &Digest,
+    expected: &[u8],
+) {
+    let info = ok!(d.stat(repo, digest).await);
+    assert_eq!(info.size, expected.len() as u64, "stat size of {digest}");
+    assert_eq!(&info.digest, digest, "stat digest");
+    let got = ok!(read(d, repo, digest, None).await);
+    assert!(
+        got == expected,
+        "content of {digest} in {repo}: got {} bytes, expected {} bytes (or different bytes)",
+        got.len(),
+        expected.len()
+    );
+}
+
+/// Pushes a blob monolithically and returns its sha256 descriptor with `media_type`.
+pub(crate) async fn push_blob<D: StorageDriver>(
+    d: &D,
+    repo: &RepositoryName,
+    content: &[u8],
+    media_type: &str,
+) -> Descriptor {
+    let digest = sha256(content);
+    ok!(d
+        .put_content(repo, &digest, Some(content.len() as u64), body(content))
+        .await);
+    descriptor(media_type, digest, content.len())
+}
+
+pub(crate) fn descriptor(media_type: &str, digest: Digest, size: usize) -> Descriptor {
+    Descriptor {
+        media_type: media_type.to_owned(),
+        digest,
+        size: size as u64,
+        artifact_type: None,
+        annotations: None,
+        urls: None,
+    }
+}
+
+pub(crate) const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// Serialises an image manifest (with deliberately unusual but valid formatting, to check
+/// that manifests are stored byte for byte).
+pub(crate) fn image_manifest(
+    config: &Descriptor,
+    layers: &[Descriptor],
+    subject: Option<&Descriptor>,
+    artifact_type: Option<&str>,
+    annotations: Option<serde_json::Value>,
+) -> Bytes {
+    let mut m = json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_MANIFEST,
+        "config": config,
+        "layers": layers,
+    });
+    if let Some(s) = subject {
+        m["subject"] = json!(s);
+    }
+    if let Some(t) = artifact_type {
+        m["artifactType"] = json!(t);
+    }
+    if let Some(a) = annotations {
+        m["annotations"] = a;
+    }
+    let mut text = serde_json::to_string_pretty(&m).expect("serialisable");
+    text.push_str("\n\n");
+    Bytes::from(text)
+}
+
+/// Pushes a config and one layer blob, then an image manifest referencing them, under
+/// `reference`. Returns the manifest's descriptor and bytes.
+pub(crate) async fn push_image<D: StorageDriver>(
+    d: &D,
+    repo: &RepositoryName,
+    reference: &Reference,
+    seed: u8,
+) -> (Descriptor, Bytes) {
+    let config = push_blob(
+        d,
+        repo,
+        format!("{{\"seed\":{seed}}}").as_bytes(),
+        CONFIG_TYPE,
+    )
+    .await;
+    let layer = push_blob(d, repo, &data(100 + usize::from(seed), seed), LAYER_TYPE).await;
+    let bytes = image_manifest(&config, &[layer], None, None, None);
+    let digest = match reference {
+        Reference::Digest(d) => d.clone(),
+        Reference::Tag(_) => sha256(&bytes),
+    };
+    let out = ok!(d
+        .put_manifest(
+            repo,
+            reference,
+            Some(media_types::OCI_MANIFEST),
+            bytes.clone()
+        )
+        .await);
+    assert_eq!(out.digest, digest, "put_manifest's digest");
+    (
+        descriptor(media_types::OCI_MANIFEST, digest, bytes.len()),
+        bytes,
+    )
+}

@@ -1,0 +1,242 @@
+//! The behaviour suite (`marina_distribution::storage::testsuite`) against every driver: the
+//! in-memory and filesystem drivers, directly and through `AnyDriver`, and the S3 driver when
+//! `S3_ENDPOINT` is set (`scripts/test.sh` starts a local server and sets it).
+//!
+//! One `#[tokio::test]` per (driver, case), so a failure names both.
+
+use std::io::Write as _;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use marina_distribution::error::{Error, Result};
+use marina_distribution::storage::filesystem::FilesystemDriver;
+use marina_distribution::storage::testsuite::{self, DriverFactory, InMemoryFactory};
+use marina_distribution::storage::{AnyDriver, EngineOptions, FilesystemConfig, StorageConfig};
+
+/// The filesystem driver on a fresh temporary directory per case.
+struct FilesystemFactory;
+
+impl DriverFactory for FilesystemFactory {
+    type Driver = FilesystemDriver;
+    type Storage = tempfile::TempDir;
+
+    async fn create_storage(&self) -> Result<tempfile::TempDir> {
+        tempfile::tempdir()
+            .map_err(|e| Error::io("filesystem", "creating a temporary directory", e))
+    }
+
+    async fn open(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
+        let config = FilesystemConfig {
+            root_directory: dir.path().join("root"),
+        };
+        FilesystemDriver::open(&config, EngineOptions::default()).await
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+/// `AnyDriver` built by the factory from `StorageConfig::inmemory()`.
+struct AnyInMemoryFactory;
+
+impl DriverFactory for AnyInMemoryFactory {
+    type Driver = AnyDriver;
+    type Storage = ();
+
+    async fn create_storage(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn open(&self, _: &()) -> Result<AnyDriver> {
+        AnyDriver::from_config(&StorageConfig::inmemory()).await
+    }
+
+    fn persistent(&self) -> bool {
+        false
+    }
+}
+
+/// `AnyDriver` built by the factory from `StorageConfig::filesystem(dir)`.
+struct AnyFilesystemFactory;
+
+impl DriverFactory for AnyFilesystemFactory {
+    type Driver = AnyDriver;
+    type Storage = tempfile::TempDir;
+
+    async fn create_storage(&self) -> Result<tempfile::TempDir> {
+        FilesystemFactory.create_storage().await
+    }
+
+    async fn open(&self, dir: &tempfile::TempDir) -> Result<AnyDriver> {
+        AnyDriver::from_config(&StorageConfig::filesystem(dir.path().join("root"))).await
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(feature = "s3")]
+mod s3_factory {
+    use super::*;
+    use marina_distribution::storage::S3Config;
+    use marina_distribution::storage::config::MIN_PART_SIZE;
+    use marina_distribution::storage::s3::S3Driver;
+
+    /// The S3 driver under a unique key prefix per case, in the bucket named by `S3_BUCKET`.
+    pub struct S3Factory {
+        config: S3Config,
+    }
+
+    impl S3Factory {
+        /// `None` (after saying so on stderr) when `S3_ENDPOINT` is not set.
+        pub fn from_env() -> Option<Self> {
+            let Ok(endpoint) = std::env::var("S3_ENDPOINT") else {
+                static SAID: Once = Once::new();
+                SAID.call_once(|| {
+                    // Written to the real stderr, not the test harness's captured output.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "S3 behaviour suite skipped: set S3_ENDPOINT (scripts/test.sh starts a local server)"
+                    );
+                });
+                return None;
+            };
+            let mut config = S3Config::new(
+                std::env::var("S3_BUCKET").unwrap_or_else(|_| "marina-test".to_owned()),
+            );
+            config.endpoint = Some(endpoint);
+            config.region =
+                Some(std::env::var("S3_REGION").unwrap_or_else(|_| "us-east-1".to_owned()));
+            config.force_path_style = std::env::var("S3_FORCE_PATH_STYLE")
+                .map(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "True" | "yes"))
+                .unwrap_or(false);
+            // Smallest parts, so the suite's multi-MiB blobs span several parts.
+            config.part_size = Some(MIN_PART_SIZE);
+            Some(Self { config })
+        }
+
+        /// Creates the bucket with a driver-independent client; an existing bucket is fine.
+        async fn ensure_bucket(&self) -> Result<()> {
+            use aws_sdk_s3::error::ProvideErrorMetadata as _;
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(
+                aws_config::Region::new(self.config.region.clone().unwrap_or_default()),
+            );
+            if let Some(e) = &self.config.endpoint {
+                loader = loader.endpoint_url(e);
+            }
+            let sdk = loader.load().await;
+            let client = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk)
+                    .force_path_style(self.config.force_path_style)
+                    .build(),
+            );
+            match client
+                .create_bucket()
+                .bucket(&self.config.bucket)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+                    ) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(Error::backend_source("s3", "creating the test bucket", e)),
+            }
+        }
+    }
+
+    impl DriverFactory for S3Factory {
+        type Driver = S3Driver;
+        type Storage = S3Config;
+
+        async fn create_storage(&self) -> Result<S3Config> {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            self.ensure_bucket().await?;
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let mut config = self.config.clone();
+            config.prefix = Some(format!(
+                "behaviour/{}-{nanos}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            Ok(config)
+        }
+
+        async fn open(&self, config: &S3Config) -> Result<S3Driver> {
+            S3Driver::connect(config, EngineOptions::default()).await
+        }
+
+        fn persistent(&self) -> bool {
+            true
+        }
+    }
+}
+
+/// Generates `mod $module` with one test per case for the factory `$factory` (an expression
+/// of type `Option<impl DriverFactory>`; `None` skips). `reopen` cases only if `$reopen` is
+/// `yes`.
+macro_rules! driver_tests {
+    ($module:ident, $factory:expr, $reopen:ident; $($case:ident),* ; reopen: $($rcase:ident),*) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(factory) = $factory else { return };
+                    testsuite::$case(&factory).await;
+                }
+            )*
+            driver_tests!(@reopen $reopen, $factory; $($rcase),*);
+        }
+    };
+    (@reopen yes, $factory:expr; $($rcase:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $rcase() {
+                let Some(factory) = $factory else { return };
+                testsuite::$rcase(&factory).await;
+            }
+        )*
+    };
+    (@reopen no, $factory:expr; $($rcase:ident),*) => {};
+}
+
+marina_distribution::for_each_behaviour_case!(driver_tests!(inmemory, Some(InMemoryFactory), no));
+marina_distribution::for_each_behaviour_case!(driver_tests!(
+    filesystem,
+    Some(FilesystemFactory),
+    yes
+));
+marina_distribution::for_each_behaviour_case!(driver_tests!(
+    any_inmemory,
+    Some(AnyInMemoryFactory),
+    no
+));
+marina_distribution::for_each_behaviour_case!(driver_tests!(
+    any_filesystem,
+    Some(AnyFilesystemFactory),
+    yes
+));
+#[cfg(feature = "s3")]
+marina_distribution::for_each_behaviour_case!(driver_tests!(
+    s3,
+    s3_factory::S3Factory::from_env(),
+    yes
+));
+
+/// `run_all` itself: every case in one go against the in-memory driver (what a third-party
+/// driver would call), and it reports the failing case by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_inmemory() {
+    testsuite::run_all(&InMemoryFactory).await;
+}
