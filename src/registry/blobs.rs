@@ -1,0 +1,84 @@
+//! Blobs: end-2 (`GET`/`HEAD /v2/<name>/blobs/<digest>`, with RFC 9110 `Range`) and end-10
+//! (`DELETE`).
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+
+use super::{ApiError, CONTENT_DIGEST_HEADER, Registry, empty, put_header};
+use crate::error::Error;
+use crate::oci::{RangeRequest, RepositoryName};
+use crate::storage::StorageDriver;
+
+/// `GET` (or `HEAD` when `head`) of a blob.
+///
+/// Spec "Pulling blobs": 200 with `Docker-Content-Digest`; 404 `BLOB_UNKNOWN`. HEAD answers
+/// with the exact `Content-Length` and no body. A `Range: bytes=...` header (RFC 9110 §14)
+/// gets 206 with `Content-Range: bytes <first>-<last>/<size>` and the exact range length,
+/// or 416 with `Content-Range: bytes */<size>` when unsatisfiable; ranges the server does
+/// not understand (other units, several ranges) are ignored and the whole blob is served.
+pub async fn get<D: StorageDriver>(
+    reg: &Registry<D>,
+    name: &RepositoryName,
+    digest: &str,
+    req_headers: &HeaderMap,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let digest = super::parse_digest(digest)?;
+    let mut headers = HeaderMap::new();
+    put_header(&mut headers, CONTENT_DIGEST_HEADER, digest.as_str());
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if head {
+        let info = reg.driver.stat(name, &digest).await?;
+        let mut resp = empty(StatusCode::OK, headers);
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
+        return Ok(resp);
+    }
+    let range = req_headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(RangeRequest::parse_header);
+    let read = match reg.driver.get_content(name, &digest, range).await {
+        Ok(read) => read,
+        Err(Error::RangeInvalid { size, reason }) => {
+            // RFC 9110 §15.5.17: 416 with the current length.
+            return Err(ApiError::from(Error::RangeInvalid { size, reason })
+                .with_header(header::CONTENT_RANGE, &format!("bytes */{size}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (status, len) = match read.range {
+        Some(r) => {
+            put_header(
+                &mut headers,
+                "content-range",
+                &format!("bytes {}-{}/{}", r.start, r.end, read.info.size),
+            );
+            (StatusCode::PARTIAL_CONTENT, r.len())
+        }
+        None => (StatusCode::OK, read.info.size),
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let mut resp = Response::new(Body::from_stream(read.stream));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    Ok(resp)
+}
+
+/// end-10: `DELETE /v2/<name>/blobs/<digest>` answers 202 (404 `BLOB_UNKNOWN` if absent).
+pub async fn delete<D: StorageDriver>(
+    reg: &Registry<D>,
+    name: &RepositoryName,
+    digest: &str,
+) -> Result<Response, ApiError> {
+    let digest = super::parse_digest(digest)?;
+    reg.driver.delete(name, &digest).await?;
+    let mut headers = HeaderMap::new();
+    put_header(&mut headers, CONTENT_DIGEST_HEADER, digest.as_str());
+    Ok(empty(StatusCode::ACCEPTED, headers))
+}
