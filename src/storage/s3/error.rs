@@ -1,0 +1,105 @@
+//! Translation of aws-sdk-s3 errors into the crate's [`Error`] kinds, in one place.
+//!
+//! | S3 answer                                               | crate error                        |
+//! |---------------------------------------------------------|------------------------------------|
+//! | `NoSuchKey` / 404 on an object                          | `None` (or the caller's "unknown") |
+//! | `NoSuchUpload` (multipart upload gone)                   | [`Error::BlobUploadUnknown`]       |
+//! | `SlowDown`, throttling codes, 429, 500, 502, 503, 504   | [`Error::Backend`], retryable      |
+//! | timeouts, connection failures, truncated responses      | [`Error::Backend`], retryable      |
+//! | anything else (403, `NoSuchBucket`, 412, ...)           | [`Error::Backend`], not retryable  |
+//!
+//! The SDK's standard retry policy has already retried throttling and transient failures
+//! (with backoff) by the time an error reaches this module, so a retryable error here means
+//! "still failing after the SDK's retries": the registry answers 503 and the client may try
+//! again later.
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+use crate::error::Error;
+
+/// Driver name used in errors.
+pub(crate) const DRIVER: &str = "s3";
+
+/// Error codes S3 and compatible stores use to ask for slowing down or report transient
+/// server trouble.
+const TRANSIENT_CODES: &[&str] = &[
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "ServiceUnavailable",
+];
+
+/// HTTP status of the response, if there was one.
+pub(crate) fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+/// Whether the error says the object (or, for `HeadObject`, whose 404 has no body) does not
+/// exist. A missing *bucket* is not "not found": it is a configuration error.
+pub(crate) fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err.code() {
+        Some("NoSuchKey" | "NotFound") => true,
+        Some("NoSuchBucket" | "NoSuchUpload") => false,
+        _ => status(err) == Some(404),
+    }
+}
+
+/// Whether the error says the multipart upload does not exist (any more).
+pub(crate) fn is_no_such_upload<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    err.code() == Some("NoSuchUpload")
+}
+
+/// Whether repeating the request later may succeed.
+pub(crate) fn is_retryable<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(_) => {
+            err.code().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                || matches!(status(err), Some(429 | 500 | 502 | 503 | 504))
+        }
+        _ => false,
+    }
+}
+
+/// Translates an SDK error of operation `op` on object `key`.
+pub(crate) fn translate<E>(op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if is_no_such_upload(&err) {
+        return Error::BlobUploadUnknown(format!(
+            "the multipart upload of {key} no longer exists in the bucket"
+        ));
+    }
+    Error::Backend {
+        driver: DRIVER,
+        message: format!("{op} {key}: {}", DisplayErrorContext(&err)),
+        retryable: is_retryable(&err),
+        source: Some(Box::new(err)),
+    }
+}
+
+/// Translates a failure while streaming a response body (connection dropped mid-body).
+pub(crate) fn body(key: &str, err: aws_smithy_types::byte_stream::error::Error) -> Error {
+    Error::Backend {
+        driver: DRIVER,
+        message: format!("reading {key}: {err}"),
+        retryable: true,
+        source: Some(Box::new(err)),
+    }
+}
+
+/// A backend error about the driver's own records (e.g. an upload state that does not add up).
+pub(crate) fn corrupt(message: impl Into<String>) -> Error {
+    Error::backend(DRIVER, message)
+}

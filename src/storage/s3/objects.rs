@@ -1,0 +1,208 @@
+//! Plain object operations (`GetObject`, `PutObject`, `DeleteObject`, `HeadObject`,
+//! `ListObjectsV2`) on object keys, used for metadata objects, blob reads and staged
+//! remainders.
+
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+use super::S3Backend;
+use super::error::{self, translate};
+use super::reader::S3Reader;
+use crate::error::Result;
+use crate::oci::ByteRange;
+
+/// Content type of every object the driver writes. Some stores (moto) store a body sent as
+/// `application/x-www-form-urlencoded` as empty.
+pub(crate) const CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Most keys one `ListObjectsV2` page returns.
+const MAX_PAGE: usize = 1000;
+
+impl S3Backend {
+    /// Reads a whole (small) object; `None` if it does not exist.
+    pub(crate) async fn get_bytes(&self, key: &str) -> Result<Option<Bytes>> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if error::is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(translate("GetObject", key, e)),
+        };
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| error::body(key, e))?
+            .into_bytes();
+        Ok(Some(bytes))
+    }
+
+    /// Streams an object or a range of it; `None` if it does not exist.
+    pub(crate) async fn get_stream(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<Option<S3Reader>> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end)))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if error::is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(translate("GetObject", key, e)),
+        };
+        Ok(Some(S3Reader::new(out.body, key.to_owned())))
+    }
+
+    /// Creates or replaces an object (S3 `PutObject` is atomic: readers see the old or the
+    /// new object, never a mix).
+    pub(crate) async fn put_bytes(&self, key: &str, body: Bytes) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(CONTENT_TYPE)
+            .content_length(body.len() as i64)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| translate("PutObject", key, e))?;
+        Ok(())
+    }
+
+    /// Deletes an object; succeeds if it does not exist.
+    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if error::is_not_found(&e) => Ok(()),
+            Err(e) => Err(translate("DeleteObject", key, e)),
+        }
+    }
+
+    /// Size of an object; `None` if it does not exist.
+    pub(crate) async fn head_size(&self, key: &str) -> Result<Option<u64>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(
+                out.content_length
+                    .and_then(|l| u64::try_from(l).ok())
+                    .unwrap_or(0),
+            )),
+            Err(e) if error::is_not_found(&e) => Ok(None),
+            Err(e) => Err(translate("HeadObject", key, e)),
+        }
+    }
+
+    /// Names (after `prefix`, which ends in `/`) of the objects directly below `prefix`,
+    /// ascending, strictly after `start_after`, at most `limit`. Uses the delimiter `/` so
+    /// deeper objects come back as common prefixes and are skipped, and `StartAfter` so
+    /// pagination costs no scan of earlier names.
+    pub(crate) async fn list_names(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<String>> {
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        while names.len() < limit {
+            let want = (limit - names.len()).min(MAX_PAGE);
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .delimiter("/")
+                .max_keys(want as i32)
+                .set_start_after(start_after.map(|a| format!("{prefix}{a}")))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| translate("ListObjectsV2", prefix, e))?;
+            for object in out.contents() {
+                let Some(name) = object.key().and_then(|k| k.strip_prefix(prefix)) else {
+                    continue;
+                };
+                if name.is_empty() || name.contains('/') {
+                    continue;
+                }
+                if start_after.is_some_and(|a| name <= a) {
+                    continue;
+                }
+                if names.len() < limit {
+                    names.push(name.to_owned());
+                }
+            }
+            match out.next_continuation_token() {
+                Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(names)
+    }
+
+    /// Every object key below `prefix` (any depth).
+    pub(crate) async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| translate("ListObjectsV2", prefix, e))?;
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            match out.next_continuation_token() {
+                Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Whether any object exists below `prefix`.
+    pub(crate) async fn any_below(&self, prefix: &str) -> Result<bool> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| translate("ListObjectsV2", prefix, e))?;
+        Ok(!out.contents().is_empty())
+    }
+}

@@ -1,0 +1,590 @@
+//! Uploads: multipart uploads opened lazily, remainders below one part staged in the bucket,
+//! and the state that lets any process continue an upload.
+//!
+//! See the [module docs of the driver](super) for the design and its costs.
+
+use std::pin::{Pin, pin};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use futures::future::{Fuse, FusedFuture, FutureExt};
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::S3Backend;
+use super::error::{self, corrupt, translate};
+use super::keys::encode_copy_source;
+use super::objects::CONTENT_TYPE;
+use crate::error::{Error, Result};
+use crate::oci::Digest;
+use crate::storage::UploadId;
+use crate::storage::config::MAX_PART_SIZE;
+use crate::storage::layout;
+
+/// S3's limit on the number of parts of a multipart upload.
+pub const MAX_PARTS: u32 = 10_000;
+
+/// Without `equal_parts`, the part size grows by one `part_size` every this many parts, so
+/// 10,000 parts of a default 8 MiB part size hold 430 GiB instead of 78 GiB.
+const PARTS_PER_STEP: u32 = 1_000;
+
+/// Objects up to this size are copied with one `CopyObject` (S3's limit for it).
+pub const COPY_OBJECT_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Part size of a multipart copy (`UploadPartCopy`) of larger objects.
+pub const COPY_PART_SIZE: u64 = 512 * 1024 * 1024;
+
+/// Parallel `UploadPartCopy` requests of one multipart copy.
+const COPY_CONCURRENCY: usize = 8;
+
+/// The S3 part of an upload session's persisted state (stored as JSON by the engine at
+/// `repositories/<name>/_uploads/<id>`, so the next chunk may arrive at another process).
+///
+/// Invariant: the upload holds `sum(parts.size) + staged.size` bytes, in that order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3UploadState {
+    /// The digest whose blob key the multipart upload writes to directly (monolithic pushes,
+    /// where the digest is known up front); `None` for chunked uploads, which write to
+    /// `uploads/<id>/data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<String>,
+    /// The S3 multipart upload id, once the first full part was available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<String>,
+    /// Parts uploaded so far, in order.
+    #[serde(default)]
+    pub parts: Vec<UploadedPart>,
+    /// The bytes after the last part (fewer than one part), staged as an object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<StagedRemainder>,
+    /// End offsets of staged objects superseded by this state, deleted by the next append
+    /// (only once this state is persisted may they go) or at commit/abort.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub garbage: Vec<u64>,
+}
+
+/// One uploaded part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadedPart {
+    /// Part number (1-based).
+    pub number: u32,
+    /// ETag S3 returned for it.
+    pub etag: String,
+    /// Bytes in the part.
+    pub size: u64,
+    /// CRC32 checksum S3 returned, when request checksums are on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<String>,
+}
+
+/// The staged remainder: object `uploads/<id>/staged-<end>` holding the upload's bytes
+/// `end - size .. end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedRemainder {
+    /// Upload offset just after the staged bytes.
+    pub end: u64,
+    /// Number of staged bytes.
+    pub size: u64,
+}
+
+impl S3UploadState {
+    /// Bytes the state accounts for.
+    pub fn stored(&self) -> u64 {
+        self.parts.iter().map(|p| p.size).sum::<u64>() + self.staged.map_or(0, |s| s.size)
+    }
+}
+
+impl S3Backend {
+    /// Size of part `number` (1-based).
+    pub(crate) fn part_len(&self, number: u32) -> u64 {
+        if self.equal_parts {
+            self.part_size
+        } else {
+            let step = u64::from(number.saturating_sub(1) / PARTS_PER_STEP) + 1;
+            (self.part_size * step).min(MAX_PART_SIZE)
+        }
+    }
+
+    /// The key the upload's multipart upload writes to.
+    fn multipart_key(&self, id: &UploadId, state: &S3UploadState) -> Result<String> {
+        match &state.direct {
+            Some(digest) => {
+                let digest = Digest::parse(digest)
+                    .map_err(|_| corrupt(format!("upload {id}: bad target digest {digest:?}")))?;
+                Ok(self.keys.object(&layout::blob_data(&digest)))
+            }
+            None => Ok(self.keys.upload_data(id)),
+        }
+    }
+
+    /// Opens the multipart upload if it is not open yet; returns its id.
+    async fn ensure_multipart(&self, id: &UploadId, state: &mut S3UploadState) -> Result<String> {
+        if let Some(upload_id) = &state.multipart {
+            return Ok(upload_id.clone());
+        }
+        let key = self.multipart_key(id, state)?;
+        let upload_id = self.create_multipart(&key).await?;
+        state.multipart = Some(upload_id.clone());
+        Ok(upload_id)
+    }
+
+    async fn create_multipart(&self, key: &str) -> Result<String> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(CONTENT_TYPE)
+            .set_checksum_algorithm(self.part_checksums.then_some(ChecksumAlgorithm::Crc32))
+            .send()
+            .await
+            .map_err(|e| translate("CreateMultipartUpload", key, e))?;
+        out.upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| corrupt(format!("CreateMultipartUpload {key}: no upload id")))
+    }
+
+    async fn upload_part(
+        &self,
+        key: String,
+        upload_id: String,
+        number: u32,
+        bytes: Bytes,
+    ) -> Result<UploadedPart> {
+        let size = bytes.len() as u64;
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&key)
+            .upload_id(upload_id)
+            .part_number(number as i32)
+            .content_length(size as i64)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| translate("UploadPart", &key, e))?;
+        let etag = out
+            .e_tag()
+            .ok_or_else(|| corrupt(format!("UploadPart {key}: no ETag")))?
+            .to_owned();
+        Ok(UploadedPart {
+            number,
+            etag,
+            size,
+            crc32: out.checksum_crc32().map(str::to_owned),
+        })
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<()> {
+        let parts = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.number as i32)
+                    .e_tag(&p.etag)
+                    .set_checksum_crc32(p.crc32.clone())
+                    .build()
+            })
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| translate("CompleteMultipartUpload", key, e))?;
+        Ok(())
+    }
+
+    /// Aborts a multipart upload; succeeds if it is already gone.
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if error::is_no_such_upload(&e) || error::is_not_found(&e) => Ok(()),
+            Err(e) => Err(translate("AbortMultipartUpload", key, e)),
+        }
+    }
+
+    /// Server-side copy of `src` (of `size` bytes) to `dst`: `CopyObject` up to 5 GiB,
+    /// parallel `UploadPartCopy` above.
+    async fn copy(&self, src: &str, dst: &str, size: u64) -> Result<()> {
+        let source = encode_copy_source(&self.bucket, src);
+        if size <= self.copy_object_limit {
+            self.client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(dst)
+                .copy_source(source)
+                // A fresh full-object checksum: the source's composite one (of its parts)
+                // does not describe the copy (moto even serves it as if it did).
+                .set_checksum_algorithm(self.part_checksums.then_some(ChecksumAlgorithm::Crc32))
+                .send()
+                .await
+                .map_err(|e| translate("CopyObject", dst, e))?;
+            return Ok(());
+        }
+        let part = self
+            .copy_part_size
+            .max(size.div_ceil(u64::from(MAX_PARTS)))
+            .min(MAX_PART_SIZE);
+        let upload_id = self.create_multipart(dst).await?;
+        let ranges = (0..size.div_ceil(part)).map(|i| {
+            let start = i * part;
+            (i as u32 + 1, start, (start + part).min(size) - 1)
+        });
+        let copied: Result<Vec<UploadedPart>> = futures::stream::iter(ranges)
+            .map(|(number, first, last)| {
+                self.upload_part_copy(dst, &upload_id, &source, number, first, last)
+            })
+            .buffer_unordered(COPY_CONCURRENCY)
+            .try_collect()
+            .await;
+        let result = match copied {
+            Ok(mut parts) => {
+                parts.sort_by_key(|p| p.number);
+                self.complete_multipart(dst, &upload_id, &parts).await
+            }
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            let _ = self.abort_multipart(dst, &upload_id).await;
+        }
+        result
+    }
+
+    async fn upload_part_copy(
+        &self,
+        dst: &str,
+        upload_id: &str,
+        source: &str,
+        number: u32,
+        first: u64,
+        last: u64,
+    ) -> Result<UploadedPart> {
+        let out = self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(dst)
+            .upload_id(upload_id)
+            .part_number(number as i32)
+            .copy_source(source)
+            .copy_source_range(format!("bytes={first}-{last}"))
+            .send()
+            .await
+            .map_err(|e| translate("UploadPartCopy", dst, e))?;
+        let result = out.copy_part_result();
+        let etag = result
+            .and_then(|r| r.e_tag())
+            .ok_or_else(|| corrupt(format!("UploadPartCopy {dst}: no ETag")))?
+            .to_owned();
+        Ok(UploadedPart {
+            number,
+            etag,
+            size: last - first + 1,
+            crc32: result.and_then(|r| r.checksum_crc32()).map(str::to_owned),
+        })
+    }
+
+    // ----- the Backend operations -----
+
+    pub(crate) fn create(&self, target: Option<&Digest>) -> S3UploadState {
+        S3UploadState {
+            direct: target.map(|d| d.as_str().to_owned()),
+            ..S3UploadState::default()
+        }
+    }
+
+    pub(crate) async fn append<S>(
+        &self,
+        id: &UploadId,
+        state: &mut S3UploadState,
+        offset: u64,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let stored = state.stored();
+        if stored != offset {
+            return Err(corrupt(format!(
+                "upload {id}: state holds {stored} bytes but the session is at {offset}"
+            )));
+        }
+        // The state we were given is persisted, so the staged objects it superseded can go.
+        for end in std::mem::take(&mut state.garbage) {
+            self.delete(&self.keys.staged(id, end)).await?;
+        }
+        let mut body = pin!(body);
+        // An empty body changes nothing: do not touch the staged remainder for it.
+        let first = loop {
+            match body.next().await {
+                None => return Ok(0),
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    if !chunk.is_empty() {
+                        break chunk;
+                    }
+                }
+            }
+        };
+        let mut received = first.len() as u64;
+        let mut buf = BytesMut::new();
+        if let Some(staged) = state.staged {
+            let key = self.keys.staged(id, staged.end);
+            let bytes = self
+                .get_bytes(&key)
+                .await?
+                .ok_or_else(|| corrupt(format!("staged remainder {key} is missing")))?;
+            if bytes.len() as u64 != staged.size {
+                return Err(corrupt(format!(
+                    "staged remainder {key} holds {} bytes, expected {}",
+                    bytes.len(),
+                    staged.size
+                )));
+            }
+            buf.extend_from_slice(&bytes);
+        }
+        let opened_here = state.multipart.is_none();
+        let mut outcome = self
+            .fill_parts(id, state, &mut buf, first, body.as_mut(), &mut received)
+            .await;
+        let previous = state.staged;
+        if outcome.is_ok() {
+            // Stage what is left (less than one part) under a new name: the object of the
+            // previous state stays intact until the engine has persisted this one.
+            state.staged = None;
+            if !buf.is_empty() {
+                let end = offset + received;
+                let size = buf.len() as u64;
+                outcome = self
+                    .put_bytes(&self.keys.staged(id, end), buf.freeze())
+                    .await;
+                state.staged = Some(StagedRemainder { end, size });
+            }
+        }
+        if let Err(e) = outcome {
+            if opened_here && let Some(upload_id) = state.multipart.take() {
+                let key = self.multipart_key(id, state)?;
+                let _ = self.abort_multipart(&key, &upload_id).await;
+            }
+            return Err(e);
+        }
+        if let Some(previous) = previous {
+            state.garbage.push(previous.end);
+        }
+        Ok(received)
+    }
+
+    /// Moves bytes from `pending` and `body` into `buf` and uploads every full part, keeping
+    /// one part upload in flight while the next part is being received.
+    async fn fill_parts<S>(
+        &self,
+        id: &UploadId,
+        state: &mut S3UploadState,
+        buf: &mut BytesMut,
+        mut pending: Bytes,
+        mut body: Pin<&mut S>,
+        received: &mut u64,
+    ) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let key = self.multipart_key(id, state)?;
+        let mut inflight = pin!(Fuse::terminated());
+        let mut number = state.parts.len() as u32 + 1;
+        let mut body_done = false;
+        loop {
+            let want = self.part_len(number) as usize;
+            if buf.len() >= want {
+                if number > MAX_PARTS {
+                    return Err(Error::SizeInvalid(format!(
+                        "the blob exceeds S3's {MAX_PARTS} parts of {} bytes",
+                        self.part_size
+                    )));
+                }
+                if !inflight.is_terminated() {
+                    state.parts.push(inflight.as_mut().await?);
+                }
+                let upload_id = self.ensure_multipart(id, state).await?;
+                let next = BytesMut::with_capacity(self.part_len(number + 1) as usize);
+                let part = std::mem::replace(buf, next).freeze();
+                inflight.set(
+                    self.upload_part(key.clone(), upload_id, number, part)
+                        .fuse(),
+                );
+                number += 1;
+            } else if !pending.is_empty() {
+                let take = (want - buf.len()).min(pending.len());
+                buf.extend_from_slice(&pending.split_to(take));
+            } else if body_done {
+                break;
+            } else {
+                tokio::select! {
+                    biased;
+                    part = inflight.as_mut(), if !inflight.is_terminated() => {
+                        state.parts.push(part?);
+                    }
+                    chunk = body.next() => match chunk {
+                        None => body_done = true,
+                        Some(chunk) => {
+                            pending = chunk?;
+                            *received += pending.len() as u64;
+                        }
+                    },
+                }
+            }
+        }
+        if !inflight.is_terminated() {
+            state.parts.push(inflight.as_mut().await?);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn commit(
+        &self,
+        id: &UploadId,
+        mut state: S3UploadState,
+        size: u64,
+        digest: &Digest,
+    ) -> Result<()> {
+        let result = self.commit_bytes(id, &mut state, size, digest).await;
+        // On success and on failure: nothing of the upload may stay behind.
+        let released = self.release(id, &state).await;
+        result.and(released)
+    }
+
+    async fn commit_bytes(
+        &self,
+        id: &UploadId,
+        state: &mut S3UploadState,
+        size: u64,
+        digest: &Digest,
+    ) -> Result<()> {
+        let stored = state.stored();
+        if stored != size {
+            return Err(corrupt(format!(
+                "upload {id}: state holds {stored} bytes, commit asks for {size}"
+            )));
+        }
+        if let Some(direct) = &state.direct
+            && direct != digest.as_str()
+        {
+            return Err(corrupt(format!(
+                "upload {id} writes to {direct} but is committed as {digest}"
+            )));
+        }
+        let blob_key = self.keys.object(&layout::blob_data(digest));
+        let direct = state.direct.is_some();
+        if !direct && self.head_size(&blob_key).await?.is_some() {
+            // Already stored: `release` discards the upload's bytes.
+            return Ok(());
+        }
+        let Some(upload_id) = state.multipart.clone() else {
+            // Less than one part in all: the bytes are the staged remainder, or nothing.
+            return match state.staged {
+                None => self.put_bytes(&blob_key, Bytes::new()).await,
+                Some(staged) => {
+                    self.copy(&self.keys.staged(id, staged.end), &blob_key, size)
+                        .await
+                }
+            };
+        };
+        let multipart_key = self.multipart_key(id, state)?;
+        if let Some(staged) = state.staged {
+            let number = state.parts.len() as u32 + 1;
+            if number > MAX_PARTS {
+                return Err(Error::SizeInvalid(format!(
+                    "the blob exceeds S3's {MAX_PARTS} parts"
+                )));
+            }
+            let key = self.keys.staged(id, staged.end);
+            let bytes = self
+                .get_bytes(&key)
+                .await?
+                .ok_or_else(|| corrupt(format!("staged remainder {key} is missing")))?;
+            let part = self
+                .upload_part(multipart_key.clone(), upload_id.clone(), number, bytes)
+                .await?;
+            state.parts.push(part);
+        }
+        self.complete_multipart(&multipart_key, &upload_id, &state.parts)
+            .await?;
+        state.multipart = None;
+        if !direct {
+            self.copy(&multipart_key, &blob_key, size).await?;
+        }
+        Ok(())
+    }
+
+    /// Releases everything an upload holds: its multipart upload, every object below
+    /// `uploads/<id>/` (staged remainders, including ones left by failed appends, and a
+    /// completed `data` object), and multipart uploads below `uploads/<id>/` that no
+    /// persisted state refers to (opened by an append whose new state was never persisted).
+    pub(crate) async fn release(&self, id: &UploadId, state: &S3UploadState) -> Result<()> {
+        let mut result = Ok(());
+        if let Some(upload_id) = &state.multipart {
+            let key = self.multipart_key(id, state)?;
+            result = result.and(self.abort_multipart(&key, upload_id).await);
+        }
+        let dir = self.keys.upload_dir(id);
+        match self.list_keys(&dir).await {
+            Ok(keys) => {
+                for key in keys {
+                    result = result.and(self.delete(&key).await);
+                }
+            }
+            Err(e) => result = result.and(Err(e)),
+        }
+        self.abort_stray_multiparts(&dir).await;
+        result
+    }
+
+    /// Best effort: not every S3-compatible store implements `ListMultipartUploads`.
+    async fn abort_stray_multiparts(&self, dir: &str) {
+        let listed = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(dir)
+            .send()
+            .await;
+        match listed {
+            Ok(out) => {
+                for upload in out.uploads() {
+                    if let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id())
+                        && let Err(e) = self.abort_multipart(key, upload_id).await
+                    {
+                        tracing::warn!(key, error = %e, "aborting a stray multipart upload");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(dir, error = %aws_sdk_s3::error::DisplayErrorContext(&e),
+                    "ListMultipartUploads failed; stray multipart uploads are left to the \
+                     bucket's lifecycle rules");
+            }
+        }
+    }
+}

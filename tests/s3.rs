@@ -1,0 +1,896 @@
+//! S3 driver tests against a real S3 server (moto in CI, any S3-compatible store works).
+//!
+//! Configuration (all from the environment):
+//! `S3_ENDPOINT` (required, e.g. `http://127.0.0.1:5050`), `S3_BUCKET` (default
+//! `marina-test`, created if missing), `S3_REGION` (default `us-east-1`),
+//! `S3_FORCE_PATH_STYLE` (default `true`), `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+//! Every test works below its own random prefix.
+//!
+//! ```sh
+//! eval "$(scripts/start-moto.sh)"
+//! cargo test --all-features --test s3
+//! kill "$MOTO_PID"
+//! ```
+//!
+//! Without `S3_ENDPOINT` every test prints that it was skipped and how to run it.
+#![cfg(feature = "s3")]
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, stream};
+use marina_distribution::Error;
+use marina_distribution::oci::{
+    Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
+};
+use marina_distribution::storage::s3::{S3Backend, S3Driver};
+use marina_distribution::storage::{
+    Engine, EngineOptions, S3ChecksumPolicy, S3Config, StorageDriver, UploadHandle, UploadId,
+};
+
+const MIB: usize = 1024 * 1024;
+/// Part size used by the tests: S3's minimum, so multi-part cases stay small.
+const PART: usize = 5 * MIB;
+
+macro_rules! s3_or_skip {
+    ($name:expr) => {
+        match S3Env::from_env() {
+            Some(env) => env,
+            None => {
+                println!(
+                    "S3 tests skipped: S3_ENDPOINT not set; run scripts/test.sh to start a local \
+                     S3 server ({} not run)",
+                    $name
+                );
+                return;
+            }
+        }
+    };
+}
+
+/// The S3 server under test.
+struct S3Env {
+    endpoint: String,
+    bucket: String,
+    region: String,
+    path_style: bool,
+}
+
+impl S3Env {
+    fn from_env() -> Option<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Some(Self {
+            endpoint: var("S3_ENDPOINT")?,
+            bucket: var("S3_BUCKET").unwrap_or_else(|| "marina-test".into()),
+            region: var("S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+            path_style: var("S3_FORCE_PATH_STYLE").is_none_or(|v| v == "true" || v == "1"),
+        })
+    }
+
+    /// A configuration under a fresh prefix.
+    fn config(&self, test: &str) -> S3Config {
+        let mut c = S3Config::new(self.bucket.clone());
+        c.endpoint = Some(self.endpoint.clone());
+        c.region = Some(self.region.clone());
+        c.force_path_style = self.path_style;
+        c.prefix = Some(format!("test-{test}-{:016x}/", rand_u64()));
+        c.part_size = Some(PART as u64);
+        c
+    }
+
+    /// A driver on a fresh prefix (bucket created if missing).
+    async fn driver(&self, test: &str) -> S3Driver {
+        let config = self.config(test);
+        self.driver_for(&config).await
+    }
+
+    async fn driver_for(&self, config: &S3Config) -> S3Driver {
+        let driver = S3Driver::connect(config, EngineOptions::default())
+            .await
+            .expect("connect");
+        ensure_bucket(driver.backend(), &self.region).await;
+        driver
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+async fn ensure_bucket(backend: &S3Backend, region: &str) {
+    let client = backend.client();
+    if client
+        .head_bucket()
+        .bucket(backend.bucket())
+        .send()
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    let mut req = client.create_bucket().bucket(backend.bucket());
+    if region != "us-east-1" {
+        req = req.create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    if let Err(e) = req.send().await {
+        let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&e).unwrap_or_default();
+        assert!(
+            code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists",
+            "creating bucket: {}",
+            aws_sdk_s3::error::DisplayErrorContext(&e)
+        );
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+fn data(len: usize, seed: u64) -> Bytes {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out.into()
+}
+
+fn sha256(b: &[u8]) -> Digest {
+    Digest::compute(DigestAlgorithm::Sha256, b)
+}
+
+fn repo(name: &str) -> RepositoryName {
+    RepositoryName::parse(name).unwrap()
+}
+
+/// Cuts `data` into consecutive pieces whose sizes cycle through `sizes`.
+fn cut(data: &Bytes, sizes: &[usize]) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut i = 0;
+    while pos < data.len() {
+        let n = sizes[i % sizes.len()].min(data.len() - pos);
+        out.push(data.slice(pos..pos + n));
+        pos += n;
+        i += 1;
+    }
+    out
+}
+
+fn body(chunks: Vec<Bytes>) -> impl Stream<Item = marina_distribution::Result<Bytes>> + Send {
+    stream::iter(chunks.into_iter().map(Ok))
+}
+
+fn empty() -> impl Stream<Item = marina_distribution::Result<Bytes>> + Send {
+    stream::iter(Vec::<marina_distribution::Result<Bytes>>::new())
+}
+
+async fn read_all<D: StorageDriver>(
+    d: &D,
+    r: &RepositoryName,
+    digest: &Digest,
+    range: Option<RangeRequest>,
+) -> Bytes {
+    let read = d.get_content(r, digest, range).await.expect("get_content");
+    let mut out = Vec::new();
+    let mut s = std::pin::pin!(read.stream);
+    while let Some(chunk) = s.next().await {
+        out.extend_from_slice(&chunk.expect("blob chunk"));
+    }
+    out.into()
+}
+
+/// Multipart uploads in progress below the driver's prefix.
+async fn multipart_uploads(d: &S3Driver) -> Vec<String> {
+    let b = d.backend();
+    let prefix = b.object_key_prefix();
+    let out = b
+        .client()
+        .list_multipart_uploads()
+        .bucket(b.bucket())
+        .prefix(&prefix)
+        .send()
+        .await
+        .expect("ListMultipartUploads");
+    out.uploads()
+        .iter()
+        .map(|u| u.key().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Object keys below `<prefix><sub>`.
+async fn objects(d: &S3Driver, sub: &str) -> Vec<String> {
+    let b = d.backend();
+    let prefix = format!("{}{sub}", b.object_key_prefix());
+    let out = b
+        .client()
+        .list_objects_v2()
+        .bucket(b.bucket())
+        .prefix(&prefix)
+        .send()
+        .await
+        .expect("ListObjectsV2");
+    out.contents()
+        .iter()
+        .map(|o| o.key().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Asserts the upload machinery left nothing behind below the prefix.
+async fn assert_no_upload_leftovers(d: &S3Driver) {
+    assert_eq!(
+        multipart_uploads(d).await,
+        Vec::<String>::new(),
+        "multipart uploads left"
+    );
+    assert_eq!(
+        objects(d, "uploads/").await,
+        Vec::<String>::new(),
+        "upload objects left"
+    );
+}
+
+/// Pushes `data` as a chunked upload, one `put_upload_chunk` per element of `chunks`, each
+/// chunk's body split into frames of `frame` bytes; finishes with an empty body.
+async fn push_chunked(
+    d: &S3Driver,
+    r: &RepositoryName,
+    data: &Bytes,
+    chunks: &[usize],
+    frame: usize,
+) {
+    let digest = sha256(data);
+    let upload = d.start_upload(r, DigestAlgorithm::Sha256).await.unwrap();
+    let id = upload.progress().id;
+    let mut offset = 0u64;
+    for chunk in cut(data, chunks) {
+        let len = chunk.len() as u64;
+        let p = d
+            .put_upload_chunk(r, &id, Some(offset), Some(len), body(cut(&chunk, &[frame])))
+            .await
+            .expect("chunk");
+        offset += len;
+        assert_eq!(p.progress().offset, offset);
+        // The bounded-memory invariant: every part but the staged tail is one part size
+        // (all equal, so R2's rule holds too), and the tail is below one part.
+        let state = p.backend_state();
+        assert!(
+            state.parts.iter().all(|part| part.size == PART as u64),
+            "{state:?}"
+        );
+        assert!(
+            state.staged.is_none_or(|s| s.size < PART as u64),
+            "{state:?}"
+        );
+        assert_eq!(
+            state.multipart.is_some(),
+            !state.parts.is_empty(),
+            "{state:?}"
+        );
+    }
+    let info = d
+        .finish_upload(r, &id, &digest, None, empty())
+        .await
+        .expect("finish");
+    assert_eq!(info.size, data.len() as u64);
+    assert_eq!(info.digest, digest);
+}
+
+#[tokio::test]
+async fn chunked_upload_of_mixed_chunk_sizes() {
+    let env = s3_or_skip!("chunked_upload_of_mixed_chunk_sizes");
+    let d = env.driver("mixed").await;
+    let r = repo("s3/mixed");
+    let blob = data(12 * MIB + 12_345, 1);
+    push_chunked(
+        &d,
+        &r,
+        &blob,
+        &[1, MIB, 7 * MIB, 3, 100 * 1024, 2 * MIB + 7],
+        64 * 1024,
+    )
+    .await;
+    let digest = sha256(&blob);
+    assert_eq!(read_all(&d, &r, &digest, None).await, blob);
+    assert_eq!(d.stat(&r, &digest).await.unwrap().size, blob.len() as u64);
+    // The blob lives at its content address below the prefix.
+    let key = format!(
+        "{}blobs/sha256/{}",
+        d.backend().object_key_prefix(),
+        digest.hex()
+    );
+    assert_eq!(objects(&d, "blobs/").await, vec![key]);
+    assert_no_upload_leftovers(&d).await;
+}
+
+#[tokio::test]
+async fn chunks_whose_sum_is_exactly_parts() {
+    let env = s3_or_skip!("chunks_whose_sum_is_exactly_parts");
+    let d = env.driver("exact").await;
+    let r = repo("s3/exact");
+    // Chunks of exactly one part: no staging at all, and a final part of full size.
+    let blob = data(2 * PART, 2);
+    push_chunked(&d, &r, &blob, &[PART], MIB).await;
+    assert_eq!(read_all(&d, &r, &sha256(&blob), None).await, blob);
+    assert_no_upload_leftovers(&d).await;
+}
+
+#[tokio::test]
+async fn one_byte_chunks_and_frames() {
+    let env = s3_or_skip!("one_byte_chunks_and_frames");
+    let d = env.driver("onebyte").await;
+    let r = repo("s3/onebyte");
+    // 40 PATCH requests of one byte each, then one whose body crosses a part boundary in
+    // one-byte frames, then more one-byte requests.
+    let blob = data(40 + PART + 100 + 20, 3);
+    let digest = sha256(&blob);
+    let id = d
+        .start_upload(&r, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .progress()
+        .id;
+    let mut offset = 0usize;
+    for i in 0..40 {
+        d.put_upload_chunk(
+            &r,
+            &id,
+            Some(offset as u64),
+            Some(1),
+            body(vec![blob.slice(i..i + 1)]),
+        )
+        .await
+        .expect("one-byte chunk");
+        offset += 1;
+    }
+    let big = blob.slice(offset..offset + PART + 100);
+    let p = d
+        .put_upload_chunk(&r, &id, Some(offset as u64), None, body(cut(&big, &[1])))
+        .await
+        .expect("chunk of one-byte frames");
+    offset += PART + 100;
+    assert_eq!(p.progress().offset, offset as u64);
+    assert_eq!(p.backend_state().parts.len(), 1);
+    assert_eq!(p.backend_state().staged.map(|s| s.size), Some(140));
+    while offset < blob.len() {
+        d.put_upload_chunk(
+            &r,
+            &id,
+            Some(offset as u64),
+            None,
+            body(vec![blob.slice(offset..offset + 1)]),
+        )
+        .await
+        .expect("one-byte chunk");
+        offset += 1;
+    }
+    d.finish_upload(&r, &id, &digest, None, empty())
+        .await
+        .expect("finish");
+    assert_eq!(read_all(&d, &r, &digest, None).await, blob);
+    assert_no_upload_leftovers(&d).await;
+}
+
+#[tokio::test]
+async fn monolithic_puts_small_and_multipart() {
+    let env = s3_or_skip!("monolithic_puts_small_and_multipart");
+    let d = env.driver("mono").await;
+    let r = repo("s3/mono");
+    for (len, seed) in [(100usize, 4u64), (11 * MIB + 3, 5)] {
+        let blob = data(len, seed);
+        let digest = sha256(&blob);
+        let info = d
+            .put_content(
+                &r,
+                &digest,
+                Some(len as u64),
+                body(cut(&blob, &[64 * 1024])),
+            )
+            .await
+            .expect("put_content");
+        assert_eq!(info.size, len as u64);
+        assert!(info.path.starts_with("s3://"), "{}", info.path);
+        assert_eq!(read_all(&d, &r, &digest, None).await, blob);
+        assert_no_upload_leftovers(&d).await;
+        // Pushing it again (deduplicated) works and changes nothing.
+        d.put_content(&r, &digest, None, body(vec![blob.clone()]))
+            .await
+            .expect("put_content again");
+        assert_eq!(read_all(&d, &r, &digest, None).await, blob);
+    }
+}
+
+#[tokio::test]
+async fn ranged_reads() {
+    let env = s3_or_skip!("ranged_reads");
+    let d = env.driver("ranges").await;
+    let r = repo("s3/ranges");
+    let blob = data(6 * MIB + 10, 6);
+    let digest = sha256(&blob);
+    d.put_content(&r, &digest, None, body(vec![blob.clone()]))
+        .await
+        .unwrap();
+    let len = blob.len() as u64;
+    let cases = [
+        (
+            RangeRequest::FromTo {
+                first: 0,
+                last: Some(0),
+            },
+            blob.slice(0..1),
+        ),
+        (
+            RangeRequest::FromTo {
+                first: 10,
+                last: Some(5 * MIB as u64 + 9),
+            },
+            blob.slice(10..5 * MIB + 10),
+        ),
+        (
+            RangeRequest::FromTo {
+                first: len - 3,
+                last: None,
+            },
+            blob.slice(blob.len() - 3..),
+        ),
+        (
+            RangeRequest::FromTo {
+                first: 7,
+                last: Some(len + 100),
+            },
+            blob.slice(7..),
+        ),
+        (RangeRequest::Suffix(1000), blob.slice(blob.len() - 1000..)),
+    ];
+    for (range, want) in cases {
+        let read = d.get_content(&r, &digest, Some(range)).await.unwrap();
+        assert_eq!(
+            read.range.map(|r| r.len()),
+            Some(want.len() as u64),
+            "{range:?}"
+        );
+        assert_eq!(
+            read_all(&d, &r, &digest, Some(range)).await,
+            want,
+            "{range:?}"
+        );
+    }
+    let err = d
+        .get_content(
+            &r,
+            &digest,
+            Some(RangeRequest::FromTo {
+                first: len,
+                last: None,
+            }),
+        )
+        .await
+        .expect_err("unsatisfiable range");
+    assert!(matches!(err, Error::RangeInvalid { .. }), "{err:?}");
+    // An unknown blob is BLOB_UNKNOWN.
+    let missing = sha256(b"missing");
+    let err = d
+        .get_content(&r, &missing, None)
+        .await
+        .expect_err("unknown blob");
+    assert!(matches!(err, Error::BlobUnknown(_)), "{err:?}");
+}
+
+/// Pushes a config blob and a manifest; returns the manifest digest.
+async fn push_manifest(
+    d: &S3Driver,
+    r: &RepositoryName,
+    layer: Option<(&Digest, u64)>,
+    tag: &str,
+) -> Digest {
+    let config = Bytes::from_static(b"{}");
+    let config_digest = sha256(&config);
+    d.put_content(r, &config_digest, None, body(vec![config]))
+        .await
+        .unwrap();
+    let layers = match layer {
+        Some((digest, size)) => format!(
+            r#"[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{digest}","size":{size}}}]"#
+        ),
+        None => "[]".to_owned(),
+    };
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{config_digest}","size":2}},"layers":{layers}}}"#
+    );
+    d.put_manifest(
+        r,
+        &Reference::Tag(Tag::parse(tag).unwrap()),
+        None,
+        Bytes::from(manifest),
+    )
+    .await
+    .expect("put_manifest")
+    .digest
+}
+
+#[tokio::test]
+async fn tags_listing_prefix_boundaries_and_pagination() {
+    let env = s3_or_skip!("tags_listing_prefix_boundaries_and_pagination");
+    let d = env.driver("tags").await;
+    let r = repo("s3/tags");
+    let nested = repo("s3/tags/v1");
+    let manifest = push_manifest(&d, &r, None, "v1").await;
+    push_manifest(&d, &nested, None, "inner").await;
+    let mut want: Vec<String> = [
+        "v1", "v1.0", "v1.0.1", "v10", "v1-rc", "v1_x", "V1", "a", "z",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    // Enough tags to need several ListObjectsV2 pages (1,000 keys each).
+    want.extend((0..1050).map(|i| format!("t{i:04}")));
+    futures::stream::iter(want.clone())
+        .for_each_concurrent(16, |t| {
+            let (d, r, manifest) = (&d, &r, &manifest);
+            async move {
+                d.tag_manifest(r, &Tag::parse(&t).unwrap(), manifest)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    want.sort();
+    let all = d.get_tags(&r, None, None).await.unwrap();
+    assert_eq!(
+        all.tags, want,
+        "tags of the nested repository must not leak in"
+    );
+    assert!(!all.has_more);
+    // `last` is exclusive and `v1` is not a prefix match for `v1.0`.
+    let page = d.get_tags(&r, Some(2), Some("v1")).await.unwrap();
+    assert_eq!(page.tags, vec!["v1-rc", "v1.0"]);
+    assert!(page.has_more);
+    let page = d.get_tags(&r, Some(3), Some("v1.0")).await.unwrap();
+    assert_eq!(page.tags, vec!["v1.0.1", "v10", "v1_x"]);
+    // Page through everything with n=7.
+    let mut seen = Vec::new();
+    let mut last: Option<String> = None;
+    loop {
+        let page = d.get_tags(&r, Some(7), last.as_deref()).await.unwrap();
+        seen.extend(page.tags.iter().cloned());
+        last = page.tags.last().cloned();
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!(seen, want);
+    // A page crossing a ListObjectsV2 page boundary.
+    let page = d.get_tags(&r, Some(1005), Some("a")).await.unwrap();
+    assert_eq!(want[1], "a");
+    assert_eq!(page.tags, want[2..1007].to_vec());
+    assert!(page.has_more);
+    assert_eq!(
+        d.get_tags(&nested, None, None).await.unwrap().tags,
+        vec!["inner"]
+    );
+}
+
+#[tokio::test]
+async fn abort_leaves_no_multipart_upload_nor_staged_object() {
+    let env = s3_or_skip!("abort_leaves_no_multipart_upload_nor_staged_object");
+    let d = env.driver("abort").await;
+    let r = repo("s3/abort");
+    let blob = data(7 * MIB, 7);
+    let id = d
+        .start_upload(&r, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .progress()
+        .id;
+    let p = d
+        .put_upload_chunk(&r, &id, Some(0), None, body(cut(&blob, &[MIB])))
+        .await
+        .unwrap();
+    assert!(p.backend_state().multipart.is_some());
+    assert!(p.backend_state().staged.is_some());
+    assert_eq!(multipart_uploads(&d).await.len(), 1);
+    assert_eq!(objects(&d, "uploads/").await.len(), 1);
+    d.abort_upload(&r, &id).await.expect("abort");
+    assert_no_upload_leftovers(&d).await;
+    let err = d.get_upload_progress(&r, &id).await.expect_err("aborted");
+    assert!(matches!(err, Error::BlobUploadUnknown(_)), "{err:?}");
+    assert_eq!(objects(&d, "blobs/").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn digest_mismatch_leaves_nothing_visible() {
+    let env = s3_or_skip!("digest_mismatch_leaves_nothing_visible");
+    let d = env.driver("mismatch").await;
+    let r = repo("s3/mismatch");
+    let blob = data(6 * MIB + 1, 8);
+    let wrong = sha256(b"something else");
+    // Chunked.
+    let id = d
+        .start_upload(&r, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .progress()
+        .id;
+    d.put_upload_chunk(&r, &id, Some(0), None, body(cut(&blob, &[MIB])))
+        .await
+        .unwrap();
+    let err = d
+        .finish_upload(&r, &id, &wrong, None, empty())
+        .await
+        .expect_err("mismatch");
+    assert!(matches!(err, Error::DigestInvalid(_)), "{err:?}");
+    // Monolithic: the multipart upload was opened on the blob key itself.
+    let err = d
+        .put_content(&r, &wrong, None, body(cut(&blob, &[MIB])))
+        .await
+        .expect_err("mismatch");
+    assert!(matches!(err, Error::DigestInvalid(_)), "{err:?}");
+    assert_no_upload_leftovers(&d).await;
+    assert_eq!(objects(&d, "blobs/").await, Vec::<String>::new());
+    for digest in [&wrong, &sha256(&blob)] {
+        let err = d.stat(&r, digest).await.expect_err("not visible");
+        assert!(matches!(err, Error::BlobUnknown(_)), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn zero_byte_blob() {
+    let env = s3_or_skip!("zero_byte_blob");
+    let d = env.driver("empty").await;
+    let r = repo("s3/empty");
+    let digest = sha256(b"");
+    let id = d
+        .start_upload(&r, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .progress()
+        .id;
+    d.put_upload_chunk(&r, &id, Some(0), Some(0), empty())
+        .await
+        .unwrap();
+    let info = d
+        .finish_upload(&r, &id, &digest, Some(0), empty())
+        .await
+        .unwrap();
+    assert_eq!(info.size, 0);
+    assert_eq!(read_all(&d, &r, &digest, None).await, Bytes::new());
+    assert_no_upload_leftovers(&d).await;
+    let r2 = repo("s3/empty2");
+    d.put_content(&r2, &digest, Some(0), empty()).await.unwrap();
+    assert_eq!(d.stat(&r2, &digest).await.unwrap().size, 0);
+    assert_eq!(read_all(&d, &r2, &digest, None).await, Bytes::new());
+}
+
+/// Issue 4 point 5: two driver instances (as two registry processes would be) on one bucket
+/// and prefix share one chunked upload, alternating requests, then manifest and tag
+/// operations, each read back through the other instance.
+#[tokio::test]
+async fn two_drivers_on_one_bucket_alternate_requests() {
+    let env = s3_or_skip!("two_drivers_on_one_bucket_alternate_requests");
+    let config = env.config("two");
+    let a = env.driver_for(&config).await;
+    let b = env.driver_for(&config).await;
+    let drivers = [&a, &b];
+    let r = repo("s3/shared");
+    let blob = data(13 * MIB + 5, 9);
+    let digest = sha256(&blob);
+    let id = a
+        .start_upload(&r, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .progress()
+        .id;
+    let mut offset = 0u64;
+    for (i, chunk) in cut(&blob, &[3 * MIB, 1, 4 * MIB + 9, 700_000])
+        .into_iter()
+        .enumerate()
+    {
+        let d = drivers[i % 2];
+        let other = drivers[(i + 1) % 2];
+        assert_eq!(
+            other
+                .get_upload_progress(&r, &id)
+                .await
+                .unwrap()
+                .progress()
+                .offset,
+            offset
+        );
+        let len = chunk.len() as u64;
+        d.put_upload_chunk(
+            &r,
+            &id,
+            Some(offset),
+            Some(len),
+            body(cut(&chunk, &[100_000])),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("chunk {i} on driver {}: {e}", i % 2));
+        offset += len;
+        // An out-of-order chunk on the other instance is refused and changes nothing.
+        let err = other
+            .put_upload_chunk(&r, &id, Some(0), None, body(vec![Bytes::from_static(b"x")]))
+            .await
+            .expect_err("out of order");
+        assert!(
+            matches!(err, Error::RangeInvalid { size, .. } if size == offset),
+            "{err:?}"
+        );
+    }
+    b.finish_upload(&r, &id, &digest, None, empty())
+        .await
+        .expect("finish on b");
+    assert_no_upload_leftovers(&a).await;
+    let manifest = push_manifest(&a, &r, Some((&digest, blob.len() as u64)), "v1").await;
+    let v1 = Reference::Tag(Tag::parse("v1").unwrap());
+    assert_eq!(b.get_manifest(&r, &v1).await.unwrap().info.digest, manifest);
+    b.tag_manifest(&r, &Tag::parse("v1.0").unwrap(), &manifest)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.get_tags(&r, None, None).await.unwrap().tags,
+        vec!["v1", "v1.0"]
+    );
+    assert_eq!(read_all(&a, &r, &digest, None).await, blob);
+    let tail = RangeRequest::Suffix(10);
+    assert_eq!(
+        read_all(&b, &r, &digest, Some(tail)).await,
+        blob.slice(blob.len() - 10..)
+    );
+    a.untag_manifest(&r, &Tag::parse("v1").unwrap())
+        .await
+        .unwrap();
+    let err = b
+        .resolve_tag(&r, &Tag::parse("v1").unwrap())
+        .await
+        .expect_err("untagged");
+    assert!(matches!(err, Error::ManifestUnknown(_)), "{err:?}");
+    b.delete_manifest(&r, &manifest).await.unwrap();
+    assert!(a.get_tags(&r, None, None).await.unwrap().tags.is_empty());
+}
+
+/// A body that yields `good` and then fails, as a client disconnecting mid-PATCH does.
+fn failing_body(good: Bytes) -> impl Stream<Item = marina_distribution::Result<Bytes>> + Send {
+    stream::iter(cut(&good, &[MIB]).into_iter().map(Ok)).chain(stream::iter([Err(
+        Error::BlobUploadInvalid("client went away".into()),
+    )]))
+}
+
+#[tokio::test]
+async fn failed_append_leaves_the_upload_resumable() {
+    let env = s3_or_skip!("failed_append_leaves_the_upload_resumable");
+    let d = env.driver("resume").await;
+    let r = repo("s3/resume");
+    let blob = data(14 * MIB + 77, 10);
+    let digest = sha256(&blob);
+    let id = d
+        .start_upload(&r, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .progress()
+        .id;
+    d.put_upload_chunk(&r, &id, Some(0), None, body(vec![blob.slice(..3 * MIB)]))
+        .await
+        .unwrap();
+    // Fails before a part is complete, then after opening the multipart upload and
+    // uploading a part: neither changes the session.
+    for failing in [2 * MIB, 9 * MIB] {
+        let err = d
+            .put_upload_chunk(
+                &r,
+                &id,
+                Some(3 * MIB as u64),
+                None,
+                failing_body(blob.slice(3 * MIB..3 * MIB + failing)),
+            )
+            .await
+            .expect_err("body error");
+        assert!(matches!(err, Error::BlobUploadInvalid(_)), "{err:?}");
+        let p = d.get_upload_progress(&r, &id).await.unwrap();
+        assert_eq!(p.progress().offset, 3 * MIB as u64);
+        assert!(p.backend_state().multipart.is_none());
+        assert_eq!(
+            multipart_uploads(&d).await,
+            Vec::<String>::new(),
+            "after a {failing}-byte failure"
+        );
+    }
+    // Resume from the persisted offset with the rest, in two requests.
+    d.put_upload_chunk(
+        &r,
+        &id,
+        Some(3 * MIB as u64),
+        None,
+        body(cut(&blob.slice(3 * MIB..8 * MIB), &[MIB])),
+    )
+    .await
+    .unwrap();
+    // A failure after the multipart upload exists keeps its parts and staged object intact.
+    let err = d
+        .put_upload_chunk(
+            &r,
+            &id,
+            Some(8 * MIB as u64),
+            None,
+            failing_body(blob.slice(8 * MIB..13 * MIB)),
+        )
+        .await
+        .expect_err("body error");
+    assert!(matches!(err, Error::BlobUploadInvalid(_)), "{err:?}");
+    let info = d
+        .finish_upload(
+            &r,
+            &id,
+            &digest,
+            None,
+            body(cut(&blob.slice(8 * MIB..), &[MIB])),
+        )
+        .await
+        .expect("finish after failures");
+    assert_eq!(info.size, blob.len() as u64);
+    assert_eq!(read_all(&d, &r, &digest, None).await, blob);
+    assert_no_upload_leftovers(&d).await;
+}
+
+#[tokio::test]
+async fn multipart_copy_for_large_chunked_uploads() {
+    let env = s3_or_skip!("multipart_copy_for_large_chunked_uploads");
+    let config = env.config("copy");
+    // Copy with UploadPartCopy above 6 MiB, in 5 MiB parts (normally above 5 GiB).
+    let backend = S3Backend::connect(&config)
+        .await
+        .unwrap()
+        .with_multipart_copy(6 * MIB as u64, PART as u64);
+    ensure_bucket(&backend, &env.region).await;
+    let d = Engine::new(backend, EngineOptions::default());
+    let r = repo("s3/copy");
+    for (len, seed) in [(12 * MIB + 1, 11u64), (3 * MIB, 12)] {
+        let blob = data(len, seed);
+        push_chunked(&d, &r, &blob, &[2 * MIB + 1], MIB).await;
+        assert_eq!(read_all(&d, &r, &sha256(&blob), None).await, blob);
+    }
+    assert_no_upload_leftovers(&d).await;
+}
+
+#[tokio::test]
+async fn request_checksums_when_supported() {
+    let env = s3_or_skip!("request_checksums_when_supported");
+    let mut config = env.config("crc");
+    config.checksum = Some(S3ChecksumPolicy::WhenSupported);
+    let d = env.driver_for(&config).await;
+    let r = repo("s3/crc");
+    let blob = data(11 * MIB, 13);
+    push_chunked(&d, &r, &blob, &[4 * MIB], MIB).await;
+    assert!(multipart_uploads(&d).await.is_empty());
+    let mono = data(6 * MIB, 14);
+    d.put_content(&r, &sha256(&mono), None, body(vec![mono.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(read_all(&d, &r, &sha256(&mono), None).await, mono);
+    assert_eq!(read_all(&d, &r, &sha256(&blob), None).await, blob);
+}
+
+#[tokio::test]
+async fn upload_state_is_needed_and_checked() {
+    let env = s3_or_skip!("upload_state_is_needed_and_checked");
+    let d = env.driver("state").await;
+    let r = repo("s3/state");
+    let id = UploadId::generate();
+    let err = d
+        .put_upload_chunk(&r, &id, None, None, body(vec![Bytes::from_static(b"x")]))
+        .await
+        .expect_err("unknown upload");
+    assert!(matches!(err, Error::BlobUploadUnknown(_)), "{err:?}");
+    assert!(d.chunk_min_length() == Some(PART as u64));
+}
