@@ -12,7 +12,7 @@
 //! - Retries: the SDK's standard retry policy (3 attempts, exponential backoff with jitter,
 //!   throttling and transient errors retried).
 
-use aws_config::BehaviorVersion;
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
@@ -22,18 +22,25 @@ use crate::storage::{S3ChecksumPolicy, S3Config};
 /// Region used when neither the configuration nor the environment names one.
 pub(crate) const DEFAULT_REGION: &str = "us-east-1";
 
-/// Builds the client. Does not contact the store.
+/// Builds the client from the SDK's default configuration chain. Does not contact the store.
 pub(crate) async fn build(config: &S3Config) -> Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = &config.region {
         loader = loader.region(Region::new(region.clone()));
     }
-    let shared = loader.load().await;
-    let region = shared
-        .region()
-        .cloned()
+    build_with(config, &loader.load().await)
+}
+
+/// Builds the client from an SDK configuration loaded by the caller (credentials, HTTP
+/// client, ...), with the settings of `config` applied over it.
+pub(crate) fn build_with(config: &S3Config, shared: &SdkConfig) -> Client {
+    let region = config
+        .region
+        .clone()
+        .map(Region::new)
+        .or_else(|| shared.region().cloned())
         .unwrap_or_else(|| Region::new(DEFAULT_REGION));
-    let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+    let mut builder = aws_sdk_s3::config::Builder::from(shared)
         .region(region)
         .force_path_style(config.force_path_style)
         .retry_config(RetryConfig::standard());

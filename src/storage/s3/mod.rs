@@ -105,8 +105,19 @@ impl S3Backend {
     /// Validates the configuration and builds the client.
     pub async fn connect(config: &S3Config) -> Result<Self> {
         config.validate()?;
-        let client = client::build(config).await;
-        Ok(Self {
+        Ok(Self::with_client(config, client::build(config).await))
+    }
+
+    /// Like [`connect`](Self::connect), on an SDK configuration loaded by the caller (custom
+    /// credential providers, HTTP clients, ...); the settings of `config` (region, endpoint,
+    /// path style, checksums, standard retries) are applied over it.
+    pub fn connect_with(config: &S3Config, sdk: &aws_config::SdkConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self::with_client(config, client::build_with(config, sdk)))
+    }
+
+    fn with_client(config: &S3Config, client: aws_sdk_s3::Client) -> Self {
+        Self {
             client,
             bucket: config.bucket.clone(),
             keys: keys::KeyMap::new(config.normalized_prefix()),
@@ -115,7 +126,7 @@ impl S3Backend {
             part_checksums: config.checksum_policy() == S3ChecksumPolicy::WhenSupported,
             copy_object_limit: upload::COPY_OBJECT_LIMIT,
             copy_part_size: upload::COPY_PART_SIZE,
-        })
+        }
     }
 
     /// Uses parallel `UploadPartCopy` requests of `part_size` bytes instead of one
