@@ -27,6 +27,9 @@ use crate::storage::{
     UploadHandle, UploadId, UploadProgress,
 };
 
+/// How many referrer entries `referrers` reads at once.
+const REFERRER_READS_IN_FLIGHT: usize = 16;
+
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -185,6 +188,23 @@ where
     })
 }
 
+/// Hashes and counts a whole body without storing it; `SIZE_INVALID` if its length differs
+/// from `expected`.
+async fn hash_only<S>(body: S, hasher: &mut Hasher, expected: Option<u64>) -> Result<u64>
+where
+    S: Stream<Item = Result<Bytes>> + Send,
+{
+    let mut count = 0u64;
+    {
+        let mut body = std::pin::pin!(metered(body, hasher, &mut count, expected));
+        while let Some(chunk) = body.next().await {
+            chunk?;
+        }
+    }
+    check_len(expected, count)?;
+    Ok(count)
+}
+
 fn check_len(expected: Option<u64>, got: u64) -> Result<()> {
     match expected {
         Some(e) if e != got => Err(Error::SizeInvalid(format!(
@@ -337,6 +357,29 @@ impl<B: Backend> Engine<B> {
         Ok(())
     }
 
+    /// Commits verified upload bytes as blob `digest`. A commit that reports an error after
+    /// the blob was stored (a lost response, a failed cleanup) or while another push stored
+    /// the same blob is a success: the blob the caller verified is there.
+    async fn commit(
+        &self,
+        id: &UploadId,
+        state: B::UploadState,
+        size: u64,
+        digest: &Digest,
+    ) -> Result<()> {
+        match self.backend.commit_upload(id, state, size, digest).await {
+            Ok(()) => Ok(()),
+            Err(e) => match self.backend.blob_size(digest).await {
+                Ok(Some(stored)) if stored == size => {
+                    tracing::warn!(driver = B::NAME, %digest, error = %e,
+                        "commit reported an error but the blob is stored; continuing");
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
     /// Appends `body` to a loaded upload record, hashing as it streams. On success the
     /// record's offset, hash and backend state are updated (not yet persisted).
     async fn append<S>(
@@ -471,9 +514,11 @@ impl<B: Backend> StorageDriver for Engine<B> {
             let _ = self.backend.abort_upload(&id, state).await;
             return Err(e);
         }
-        self.backend
-            .commit_upload(&id, state, count, digest)
-            .await?;
+        if let Err(e) = self.commit(&id, state.clone(), count, digest).await {
+            // Nobody else knows this upload id: free its storage (best effort).
+            let _ = self.backend.abort_upload(&id, state).await;
+            return Err(e);
+        }
         self.link(repo, digest, count).await
     }
 
@@ -592,8 +637,18 @@ impl<B: Backend> StorageDriver for Engine<B> {
                 digest.algorithm()
             )));
         }
-        self.append(id, &mut record, &mut hasher, expected_len, body)
-            .await?;
+        // When the blob is already stored (pushed before, possibly by an earlier attempt to
+        // finish this very session whose commit went through but whose link or cleanup
+        // failed), the final body only needs hashing: the session's bytes are not needed, and
+        // a retried finish must not depend on upload bytes a commit may have consumed.
+        let already_stored = self.backend.blob_size(digest).await?.is_some();
+        if already_stored {
+            let count = hash_only(body, &mut hasher, expected_len).await?;
+            record.offset += count;
+        } else {
+            self.append(id, &mut record, &mut hasher, expected_len, body)
+                .await?;
+        }
         let computed = hasher.digest();
         if computed != *digest {
             // Spec: DIGEST_INVALID, and nothing becomes visible. The session is spent.
@@ -604,9 +659,12 @@ impl<B: Backend> StorageDriver for Engine<B> {
             )));
         }
         let size = record.offset;
-        self.backend
-            .commit_upload(id, record.backend, size, digest)
-            .await?;
+        if already_stored {
+            // Best effort: the bytes are redundant (or already consumed by a commit).
+            let _ = self.backend.abort_upload(id, record.backend).await;
+        } else {
+            self.commit(id, record.backend, size, digest).await?;
+        }
         let info = self.link(repo, digest, size).await?;
         self.backend.remove(&key).await?;
         Ok(info)
@@ -787,16 +845,24 @@ impl<B: Backend> StorageDriver for Engine<B> {
     ) -> Result<Vec<Descriptor>> {
         let dir = layout::referrers_dir(repo, subject);
         let names = self.backend.list(&dir, None, None).await?;
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let Some((alg, hex)) = name.split_once('-') else {
-                continue;
-            };
-            let Ok(referrer) = Digest::parse(&format!("{alg}:{hex}")) else {
-                continue;
-            };
-            let key = layout::referrer(repo, subject, &referrer);
-            let Some(raw) = self.backend.read(&key).await? else {
+        // One small read per referrer: issue them concurrently (on object stores each is a
+        // round trip), keeping the listing's order.
+        let reads = futures::stream::iter(names)
+            .filter_map(|name| async move {
+                let (alg, hex) = name.split_once('-')?;
+                Digest::parse(&format!("{alg}:{hex}")).ok()
+            })
+            .map(|referrer| async move {
+                let key = layout::referrer(repo, subject, &referrer);
+                let raw = self.backend.read(&key).await?;
+                Ok::<_, Error>((key, raw))
+            })
+            .buffered(REFERRER_READS_IN_FLIGHT);
+        let mut reads = std::pin::pin!(reads);
+        let mut out = Vec::new();
+        while let Some(read) = reads.next().await {
+            let (key, raw) = read?;
+            let Some(raw) = raw else {
                 continue; // deleted meanwhile
             };
             let descriptor: Descriptor =
@@ -806,5 +872,209 @@ impl<B: Backend> StorageDriver for Engine<B> {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures::stream;
+
+    use super::*;
+    use crate::oci::ByteRange;
+    use crate::storage::inmemory::{InMemoryBackend, InMemoryReader};
+
+    /// The in-memory backend with injectable failures.
+    #[derive(Debug, Default)]
+    struct Faulty {
+        inner: InMemoryBackend,
+        /// `commit_upload` stores the blob, then reports an error (a lost response).
+        commit_then_fail: AtomicBool,
+        /// The next write of a repository link fails.
+        fail_link_write: AtomicBool,
+    }
+
+    fn injected() -> Error {
+        Error::backend("faulty", "injected failure")
+    }
+
+    impl Backend for Faulty {
+        const NAME: &'static str = "faulty";
+        type Reader = InMemoryReader;
+        type UploadState = ();
+
+        fn locate(&self, key: &Key) -> String {
+            self.inner.locate(key)
+        }
+        async fn read(&self, key: &Key) -> Result<Option<Bytes>> {
+            self.inner.read(key).await
+        }
+        async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
+            if key.as_str().contains("/_layers/")
+                && self.fail_link_write.swap(false, Ordering::SeqCst)
+            {
+                return Err(injected());
+            }
+            self.inner.write(key, value).await
+        }
+        async fn remove(&self, key: &Key) -> Result<()> {
+            self.inner.remove(key).await
+        }
+        async fn list(
+            &self,
+            dir: &Key,
+            start_after: Option<&str>,
+            limit: Option<usize>,
+        ) -> Result<Vec<String>> {
+            self.inner.list(dir, start_after, limit).await
+        }
+        async fn any_under(&self, dir: &Key) -> Result<bool> {
+            self.inner.any_under(dir).await
+        }
+        async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+            self.inner.blob_size(digest).await
+        }
+        async fn read_blob(
+            &self,
+            digest: &Digest,
+            range: Option<ByteRange>,
+        ) -> Result<InMemoryReader> {
+            self.inner.read_blob(digest, range).await
+        }
+        async fn create_upload(&self, id: &UploadId, target: Option<&Digest>) -> Result<()> {
+            self.inner.create_upload(id, target).await
+        }
+        async fn append_upload<S>(
+            &self,
+            id: &UploadId,
+            state: &mut (),
+            offset: u64,
+            body: S,
+        ) -> Result<u64>
+        where
+            S: Stream<Item = Result<Bytes>> + Send,
+        {
+            self.inner.append_upload(id, state, offset, body).await
+        }
+        async fn commit_upload(
+            &self,
+            id: &UploadId,
+            state: (),
+            size: u64,
+            digest: &Digest,
+        ) -> Result<()> {
+            self.inner.commit_upload(id, state, size, digest).await?;
+            if self.commit_then_fail.swap(false, Ordering::SeqCst) {
+                return Err(injected());
+            }
+            Ok(())
+        }
+        async fn abort_upload(&self, id: &UploadId, state: ()) -> Result<()> {
+            self.inner.abort_upload(id, state).await
+        }
+    }
+
+    fn engine() -> Engine<Faulty> {
+        Engine::new(Faulty::default(), EngineOptions::default())
+    }
+
+    fn body(data: &'static [u8]) -> impl Stream<Item = Result<Bytes>> + Send {
+        stream::iter([Ok(Bytes::from_static(data))])
+    }
+
+    async fn content(e: &Engine<Faulty>, repo: &RepositoryName, digest: &Digest) -> Vec<u8> {
+        let read = e.get_content(repo, digest, None).await.unwrap();
+        let chunks: Vec<Result<Bytes>> = read.stream.collect().await;
+        chunks
+            .into_iter()
+            .flat_map(|c| c.unwrap().to_vec())
+            .collect()
+    }
+
+    const DATA: &[u8] = b"hello, resilient world";
+
+    /// A commit whose response is lost (blob stored, error reported) finishes the upload.
+    #[tokio::test]
+    async fn finish_succeeds_when_commit_errs_after_storing() {
+        let e = engine();
+        let repo = RepositoryName::parse("a/b").unwrap();
+        let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
+        let id = e
+            .start_upload(&repo, DigestAlgorithm::Sha256)
+            .await
+            .unwrap()
+            .id();
+        e.put_upload_chunk(&repo, &id, Some(0), None, body(&DATA[..5]))
+            .await
+            .unwrap();
+        e.backend().commit_then_fail.store(true, Ordering::SeqCst);
+        let info = e
+            .finish_upload(&repo, &id, &digest, None, body(&DATA[5..]))
+            .await
+            .unwrap();
+        assert_eq!(info.size, DATA.len() as u64);
+        assert_eq!(content(&e, &repo, &digest).await, DATA);
+        assert!(matches!(
+            e.get_upload_progress(&repo, &id).await,
+            Err(Error::BlobUploadUnknown(_))
+        ));
+    }
+
+    /// Same for a monolithic put.
+    #[tokio::test]
+    async fn put_content_succeeds_when_commit_errs_after_storing() {
+        let e = engine();
+        let repo = RepositoryName::parse("a/b").unwrap();
+        let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
+        e.backend().commit_then_fail.store(true, Ordering::SeqCst);
+        e.put_content(&repo, &digest, None, body(DATA))
+            .await
+            .unwrap();
+        assert_eq!(content(&e, &repo, &digest).await, DATA);
+    }
+
+    /// A finish that committed the blob but failed to link it can be retried: the retry must
+    /// not need the upload bytes the commit consumed.
+    #[tokio::test]
+    async fn finish_retry_after_link_failure() {
+        let e = engine();
+        let repo = RepositoryName::parse("a/b").unwrap();
+        let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
+        let id = e
+            .start_upload(&repo, DigestAlgorithm::Sha256)
+            .await
+            .unwrap()
+            .id();
+        e.put_upload_chunk(&repo, &id, Some(0), None, body(&DATA[..7]))
+            .await
+            .unwrap();
+        e.backend().fail_link_write.store(true, Ordering::SeqCst);
+        assert!(
+            e.finish_upload(&repo, &id, &digest, None, body(&DATA[7..]))
+                .await
+                .is_err()
+        );
+        assert!(matches!(
+            e.stat(&repo, &digest).await,
+            Err(Error::BlobUnknown(_))
+        ));
+        let info = e
+            .finish_upload(&repo, &id, &digest, None, body(&DATA[7..]))
+            .await
+            .unwrap();
+        assert_eq!(info.size, DATA.len() as u64);
+        assert_eq!(content(&e, &repo, &digest).await, DATA);
+        // A retry with other bytes is still verified.
+        let id = e
+            .start_upload(&repo, DigestAlgorithm::Sha256)
+            .await
+            .unwrap()
+            .id();
+        assert!(matches!(
+            e.finish_upload(&repo, &id, &digest, None, body(b"not the data"))
+                .await,
+            Err(Error::DigestInvalid(_))
+        ));
     }
 }
