@@ -1,1 +1,211 @@
-fn main() {}
+//! `marina-registry`: an OCI distribution-spec v1.1 registry over the filesystem, memory or
+//! S3-compatible storage.
+//!
+//! `cargo run --release` serves on `127.0.0.1:5000` with filesystem storage under `./data`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use clap::Parser;
+use marina_distribution::registry::{RegistryOptions, router};
+use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
+use serde::Deserialize;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+
+/// An OCI distribution-spec v1.1 container registry.
+///
+/// Push and pull images and artifacts with any OCI client (docker, podman, skopeo, oras,
+/// crane). With no option it serves http://127.0.0.1:5000 and keeps everything under
+/// ./data (created if missing).
+///
+/// Settings are taken, from lowest to highest priority, from: built-in defaults, the
+/// --config file, environment variables, command-line flags.
+#[derive(Parser, Debug)]
+#[command(
+    name = "marina-registry",
+    version,
+    after_help = "\
+ENVIRONMENT (storage):
+  STORAGE_TYPE            filesystem (default) | inmemory | s3
+  STORAGE_ROOT_DIRECTORY  filesystem root (default ./data)
+  S3_BUCKET, S3_REGION, S3_ENDPOINT, S3_PREFIX, S3_FORCE_PATH_STYLE,
+  S3_CHECKSUM (when_supported|when_required), S3_PART_SIZE, S3_EQUAL_PARTS
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ... (standard AWS credential chain)
+  RUST_LOG                log filter, e.g. info (default), debug, marina_distribution=trace
+
+CONFIG FILE (TOML, all keys optional):
+  listen = \"127.0.0.1:5000\"
+  [storage]
+  type = \"filesystem\"              # or \"inmemory\", \"s3\"
+  max_manifest_size = 4194304
+  [storage.filesystem]
+  root_directory = \"./data\"
+  [storage.s3]
+  bucket = \"registry\"
+  endpoint = \"http://127.0.0.1:9000\"
+  force_path_style = true
+
+EXAMPLES:
+  marina-registry
+  marina-registry --listen 0.0.0.0:5000 --root-directory /var/lib/registry
+  STORAGE_TYPE=s3 S3_BUCKET=reg S3_ENDPOINT=http://127.0.0.1:9000 marina-registry
+  skopeo copy --dest-tls-verify=false oci:./layout:latest docker://127.0.0.1:5000/demo:latest"
+)]
+struct Cli {
+    /// Address to listen on (HOST:PORT).
+    #[arg(long, env = "MARINA_LISTEN", value_name = "HOST:PORT")]
+    listen: Option<SocketAddr>,
+
+    /// TOML configuration file (see below).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Storage driver: filesystem, inmemory or s3 (overrides STORAGE_TYPE).
+    #[arg(long, value_name = "TYPE")]
+    storage: Option<String>,
+
+    /// Filesystem storage root (overrides STORAGE_ROOT_DIRECTORY).
+    #[arg(long, value_name = "DIR")]
+    root_directory: Option<PathBuf>,
+}
+
+/// The registry configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    /// Listen address.
+    listen: Option<SocketAddr>,
+    /// Storage settings.
+    #[serde(default)]
+    storage: Option<StorageConfig>,
+}
+
+fn load(cli: &Cli) -> Result<(SocketAddr, StorageConfig), String> {
+    let file = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            toml::from_str::<FileConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut storage = file
+        .storage
+        .unwrap_or_default()
+        .apply_env()
+        .map_err(|e| e.to_string())?;
+    if let Some(t) = &cli.storage {
+        storage = storage
+            .apply_vars(|k| (k == "STORAGE_TYPE").then(|| t.clone()))
+            .map_err(|e| e.to_string())?;
+    }
+    if let Some(root) = &cli.root_directory {
+        storage.filesystem.root_directory = root.clone();
+    }
+    storage.validate().map_err(|e| e.to_string())?;
+    let listen = match (cli.listen, file.listen) {
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => DEFAULT_LISTEN.parse().expect("default address"),
+    };
+    Ok((listen, storage))
+}
+
+/// One log line per request: method, path, status, time to the response head.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    tracing::info!(
+        target: "marina_registry::access",
+        "{method} {uri} {} {:.1}ms",
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64() * 1000.0
+    );
+    resp
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr; stdout carries only the "listening on" line.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let (listen, storage) = match load(&cli) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("marina-registry: configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let driver = match AnyDriver::from_config(&storage).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("marina-registry: cannot open storage: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let driver_name = driver.driver_name();
+    let options = RegistryOptions {
+        max_manifest_size: storage.max_manifest_size,
+    };
+    let app = router(Arc::new(driver), options).layer(axum::middleware::from_fn(log_request));
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("marina-registry: cannot listen on {listen}: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(listen);
+    let where_ = match storage.storage_type {
+        marina_distribution::storage::StorageType::Filesystem => {
+            format!(" in {}", storage.filesystem.root_directory.display())
+        }
+        _ => String::new(),
+    };
+    println!("marina-registry listening on http://{addr}/v2/ ({driver_name} storage{where_})");
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+    {
+        eprintln!("marina-registry: server error: {e}");
+        return std::process::ExitCode::from(1);
+    }
+    tracing::info!("stopped");
+    std::process::ExitCode::SUCCESS
+}
