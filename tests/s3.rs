@@ -35,15 +35,22 @@ macro_rules! s3_or_skip {
         match S3Env::from_env() {
             Some(env) => env,
             None => {
-                println!(
-                    "S3 tests skipped: S3_ENDPOINT not set; run scripts/test.sh to start a local \
-                     S3 server ({} not run)",
-                    $name
-                );
+                skipped($name);
                 return;
             }
         }
     };
+}
+
+/// Says that a test did not run. Written to the process's stderr directly (not through
+/// `eprintln!`, which the test harness captures) so a plain `cargo test` shows it.
+fn skipped(test: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "S3 tests skipped: S3_ENDPOINT not set; run scripts/test.sh to start a local S3 server \
+         ({test} not run)"
+    );
 }
 
 /// The S3 server under test.

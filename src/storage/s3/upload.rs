@@ -588,3 +588,57 @@ impl S3Backend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::S3Config;
+
+    fn backend(equal_parts: bool) -> S3Backend {
+        let mut config = S3Config::new("b");
+        config.part_size = Some(8 * 1024 * 1024);
+        config.equal_parts = equal_parts;
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        S3Backend::connect_with(&config, &sdk).unwrap()
+    }
+
+    #[test]
+    fn part_sizes() {
+        const MIB: u64 = 1024 * 1024;
+        let equal = backend(true);
+        assert!((1..=MAX_PARTS).all(|n| equal.part_len(n) == 8 * MIB));
+        let growing = backend(false);
+        assert_eq!(growing.part_len(1), 8 * MIB);
+        assert_eq!(growing.part_len(1000), 8 * MIB);
+        assert_eq!(growing.part_len(1001), 16 * MIB);
+        assert_eq!(growing.part_len(MAX_PARTS), 80 * MIB);
+        let capacity: u64 = (1..=MAX_PARTS).map(|n| growing.part_len(n)).sum();
+        assert_eq!(
+            capacity,
+            8 * MIB * 1000 * 55,
+            "about 430 GiB in 10,000 parts"
+        );
+    }
+
+    #[test]
+    fn state_accounts_for_parts_and_staged_bytes() {
+        let state = S3UploadState {
+            parts: vec![UploadedPart {
+                number: 1,
+                etag: "\"e\"".into(),
+                size: 5,
+                crc32: None,
+            }],
+            staged: Some(StagedRemainder { end: 8, size: 3 }),
+            ..S3UploadState::default()
+        };
+        assert_eq!(state.stored(), 8);
+        let json = serde_json::to_string(&state).unwrap();
+        assert_eq!(serde_json::from_str::<S3UploadState>(&json).unwrap(), state);
+        // Older or foreign records without the optional fields still load.
+        let bare: S3UploadState = serde_json::from_str("{}").unwrap();
+        assert_eq!(bare, S3UploadState::default());
+    }
+}
