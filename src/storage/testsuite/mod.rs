@@ -142,6 +142,9 @@ macro_rules! for_each_behaviour_case {
             upload_other_repository,
             upload_parallel_sessions,
             upload_concurrent_chunks_same_offset,
+            upload_large_chunks,
+            upload_large_failed_chunk,
+            upload_concurrent_finish_same_blob,
             // manifests
             manifest_put_get,
             manifest_put_by_digest,
@@ -163,11 +166,13 @@ macro_rules! for_each_behaviour_case {
             tags_sorted_and_paginated,
             tags_unknown_repository,
             tags_concurrent_same_tag,
+            tags_many,
             // referrers
             referrers_listing;
             reopen:
             upload_resume_new_instance,
-            upload_resume_after_failed_chunk_new_instance
+            upload_resume_after_failed_chunk_new_instance,
+            upload_resume_large_new_instance
         }
     };
 }

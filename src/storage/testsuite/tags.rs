@@ -263,3 +263,48 @@ pub async fn tags_concurrent_same_tag<F: DriverFactory>(f: &F) {
         assert_eq!(&m.bytes, bytes);
     }
 }
+
+/// More tags than an object store returns in one listing page (1000): listing, pagination
+/// and `has_more` stay exact across the store's page boundaries.
+pub async fn tags_many<F: DriverFactory>(f: &F) {
+    use futures::StreamExt as _;
+    let s = Setup::new(f).await;
+    let d = &*s.d;
+    let r = repo("suite/many");
+    let (m, _) = push_image(d, &r, &tag_ref("base"), 1).await;
+    let count = 1105;
+    let mut names: Vec<String> = (0..count).map(|i| format!("t-{i}")).collect();
+    futures::stream::iter(names.clone())
+        .map(|name| {
+            let (r, digest) = (&r, &m.digest);
+            async move { d.tag_manifest(r, &tag(&name), digest).await }
+        })
+        .buffer_unordered(16)
+        .for_each(|res| async move { ok!(res) })
+        .await;
+    names.push("base".to_owned());
+    names.sort();
+    let total = names.len();
+
+    let list = ok!(d.get_tags(&r, None, None).await);
+    assert_eq!(list.tags.len(), total, "all tags listed");
+    assert!(list.tags == names, "tags in lexical order");
+    assert!(!list.has_more);
+    let page = ok!(d.get_tags(&r, Some(1000), None).await);
+    assert!(page.tags == names[..1000]);
+    assert!(page.has_more);
+    let page = ok!(d.get_tags(&r, Some(1000), Some(&names[999])).await);
+    assert!(page.tags == names[1000..]);
+    assert!(!page.has_more);
+    let page = ok!(d.get_tags(&r, Some(total), None).await);
+    assert_eq!(page.tags.len(), total);
+    assert!(!page.has_more, "n = number of tags: nothing more");
+    let page = ok!(d.get_tags(&r, Some(total - 1), None).await);
+    assert_eq!(page.tags.len(), total - 1);
+    assert!(page.has_more);
+    let page = ok!(d.get_tags(&r, None, Some(&names[1049])).await);
+    assert!(page.tags == names[1050..]);
+    let page = ok!(d.get_tags(&r, Some(3), Some(&names[998])).await);
+    assert!(page.tags == names[999..1002]);
+    assert!(page.has_more);
+}

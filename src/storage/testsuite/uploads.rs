@@ -702,3 +702,169 @@ pub async fn upload_resume_after_failed_chunk_new_instance<F: DriverFactory>(f: 
         .await);
     assert_blob(&*s.d, &r, &digest, &content).await;
 }
+
+const MIB: usize = 1024 * 1024;
+
+/// Chunks of very different sizes (below and above the 5 MiB part size of object stores,
+/// crossing part boundaries at odd offsets, an empty chunk in the middle) add up to the right
+/// blob.
+pub async fn upload_large_chunks<F: DriverFactory>(f: &F) {
+    let s = Setup::new(f).await;
+    let d = &*s.d;
+    let r = repo("suite/large");
+    let sizes = [MIB, 3 * MIB + 1, 7, 0, 2 * MIB, 5 * MIB + 3, 1];
+    let total: usize = sizes.iter().sum::<usize>() + MIB;
+    let content = data(total, 40);
+    let digest = sha256(&content);
+    let id = ok!(d.start_upload(&r, DigestAlgorithm::Sha256).await).id();
+    let mut offset = 0;
+    for size in sizes {
+        let up = ok!(d
+            .put_upload_chunk(
+                &r,
+                &id,
+                Some(offset as u64),
+                Some(size as u64),
+                chunked(&content[offset..offset + size], 64 * 1024 + 1),
+            )
+            .await);
+        offset += size;
+        assert_eq!(up.offset(), offset as u64);
+    }
+    let info = ok!(d
+        .finish_upload(
+            &r,
+            &id,
+            &digest,
+            Some(MIB as u64),
+            chunked(&content[offset..], 100_000)
+        )
+        .await);
+    assert_eq!(info.size, total as u64);
+    assert_blob(d, &r, &digest, &content).await;
+}
+
+/// A large chunk whose body fails after several MiB (after an object store may have flushed
+/// a part) leaves the session at its previous offset; different bytes then continue it and
+/// the blob holds exactly the accepted bytes.
+pub async fn upload_large_failed_chunk<F: DriverFactory>(f: &F) {
+    let s = Setup::new(f).await;
+    let d = &*s.d;
+    let r = repo("suite/large");
+    let content = data(9 * MIB + 5, 41);
+    let digest = sha256(&content);
+    let id = ok!(d.start_upload(&r, DigestAlgorithm::Sha256).await).id();
+    ok!(d
+        .put_upload_chunk(&r, &id, Some(0), None, chunked(&content[..3 * MIB], MIB))
+        .await);
+    // 7 MiB of garbage, then the body fails.
+    let garbage = data(7 * MIB, 95);
+    let failing =
+        futures::StreamExt::chain(chunked(&garbage, MIB), super::failing_body(b"last words"));
+    assert!(
+        d.put_upload_chunk(&r, &id, Some(3 * MIB as u64), None, failing)
+            .await
+            .is_err()
+    );
+    assert_offset(d, &r, &id, 3 * MIB as u64).await;
+    // A declared length that does not match, after streaming 6 MiB of garbage.
+    assert_err!(
+        d.put_upload_chunk(
+            &r,
+            &id,
+            Some(3 * MIB as u64),
+            Some(6 * MIB as u64 + 1),
+            chunked(&garbage[..6 * MIB], MIB)
+        )
+        .await,
+        Error::SizeInvalid(_)
+    );
+    assert_offset(d, &r, &id, 3 * MIB as u64).await;
+    ok!(d
+        .put_upload_chunk(
+            &r,
+            &id,
+            Some(3 * MIB as u64),
+            None,
+            chunked(&content[3 * MIB..8 * MIB], MIB)
+        )
+        .await);
+    ok!(d
+        .finish_upload(&r, &id, &digest, None, body(&content[8 * MIB..]))
+        .await);
+    assert_blob(d, &r, &digest, &content).await;
+}
+
+/// Two sessions uploading the same content finish at the same time: both succeed.
+pub async fn upload_concurrent_finish_same_blob<F: DriverFactory>(f: &F) {
+    let s = Setup::new(f).await;
+    let content = data(300_000, 42);
+    let digest = sha256(&content);
+    let mut tasks = Vec::new();
+    for (i, name) in ["suite/x", "suite/y", "suite/x"].into_iter().enumerate() {
+        let r = repo(name);
+        let id = ok!(s.d.start_upload(&r, DigestAlgorithm::Sha256).await).id();
+        ok!(s
+            .d
+            .put_upload_chunk(&r, &id, None, None, body(&content[..100_000 + i]))
+            .await);
+        let (d, digest, rest) = (s.d.clone(), digest.clone(), content[100_000 + i..].to_vec());
+        tasks.push(tokio::spawn(async move {
+            d.finish_upload(&r, &id, &digest, None, yielding_body(rest, 10_000))
+                .await
+                .map(|i| i.size)
+        }));
+    }
+    for t in tasks {
+        assert_eq!(ok!(t.await.expect("task panicked")), 300_000);
+    }
+    assert_blob(&*s.d, &repo("suite/x"), &digest, &content).await;
+    assert_blob(&*s.d, &repo("suite/y"), &digest, &content).await;
+}
+
+/// A multi-MiB upload resumed on other driver instances in the middle of an object store's
+/// part (staged bytes must be persisted, not held in memory).
+pub async fn upload_resume_large_new_instance<F: DriverFactory>(f: &F) {
+    let s = Setup::new(f).await;
+    let r = repo("suite/resume");
+    let content = data(12 * MIB + 77, 43);
+    let digest = sha256(&content);
+    let id = ok!(s.d.start_upload(&r, DigestAlgorithm::Sha256).await).id();
+    ok!(s
+        .d
+        .put_upload_chunk(
+            &r,
+            &id,
+            Some(0),
+            None,
+            chunked(&content[..3 * MIB + 1], MIB)
+        )
+        .await);
+    let second = s.second_instance().await;
+    ok!(second
+        .put_upload_chunk(
+            &r,
+            &id,
+            Some(3 * MIB as u64 + 1),
+            None,
+            chunked(&content[3 * MIB + 1..7 * MIB], MIB)
+        )
+        .await);
+    drop(second);
+    let third = s.second_instance().await;
+    assert_offset(&third, &r, &id, 7 * MIB as u64).await;
+    ok!(third
+        .put_upload_chunk(&r, &id, None, None, body(&content[7 * MIB..11 * MIB + 3]))
+        .await);
+    let fourth = s.second_instance().await;
+    ok!(fourth
+        .finish_upload(
+            &r,
+            &id,
+            &digest,
+            None,
+            chunked(&content[11 * MIB + 3..], 4096)
+        )
+        .await);
+    assert_blob(&*s.d, &r, &digest, &content).await;
+}
