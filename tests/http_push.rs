@@ -48,6 +48,18 @@ async fn monolithic_post_then_put() {
         let loc = header(&resp, "location");
         assert!(loc.starts_with("/v2/push/mono/blobs/uploads/"), "{loc}");
         assert!(!header(&resp, "docker-upload-uuid").is_empty());
+        // "If the registry has a minimum chunk size, the POST response SHOULD include
+        // OCI-Chunk-Min-Length".
+        assert_eq!(
+            resp.headers().get("oci-chunk-min-length").map(|v| v
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()),
+            s.chunk_min,
+            "driver {}",
+            s.driver
+        );
         let resp = s
             .client
             .put(s.with_query(&loc, &format!("digest={digest}")))

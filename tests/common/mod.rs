@@ -9,7 +9,7 @@ use std::sync::Arc;
 use marina_distribution::oci::{Digest, DigestAlgorithm};
 use marina_distribution::registry::{RegistryOptions, router};
 use marina_distribution::storage::S3Config;
-use marina_distribution::{AnyDriver, StorageConfig};
+use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
 use reqwest::{Response, StatusCode};
 
 /// A running registry and a client for it.
@@ -22,6 +22,8 @@ pub struct Server {
     pub client: reqwest::Client,
     /// Which driver serves it.
     pub driver: String,
+    /// The driver's minimum chunk size (`OCI-Chunk-Min-Length`), if any.
+    pub chunk_min: Option<u64>,
     _dir: Option<tempfile::TempDir>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -109,6 +111,7 @@ pub async fn start_with(
     let d = AnyDriver::from_config(&config)
         .await
         .unwrap_or_else(|e| panic!("building the {driver} driver: {e}"));
+    let chunk_min = d.chunk_min_length();
     let app = router(Arc::new(d), options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -125,6 +128,7 @@ pub async fn start_with(
             .build()
             .expect("client"),
         driver,
+        chunk_min,
         _dir: dir,
         task,
     }
