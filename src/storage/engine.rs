@@ -29,6 +29,8 @@ use crate::storage::{
 
 /// How many referrer entries `referrers` reads at once.
 const REFERRER_READS_IN_FLIGHT: usize = 16;
+/// How many tags `delete_manifest` reads at once.
+const TAG_READS_IN_FLIGHT: usize = 16;
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -748,15 +750,28 @@ impl<B: Backend> StorageDriver for Engine<B> {
     async fn delete_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
         let manifest = self.read_manifest(repo, digest).await?;
         // Tags first: a tag must never point at a deleted manifest.
+        // There is no reverse index, so every tag is read; the reads (and removals) run a
+        // few at a time since on object stores each is a round trip.
         let tags_dir = layout::tags_dir(repo);
-        for name in self.backend.list(&tags_dir, None, None).await? {
-            let Ok(tag) = Tag::parse(&name) else { continue };
-            let key = layout::tag(repo, &tag);
-            if let Some(target) = self.backend.read(&key).await?
-                && target.as_ref() == digest.as_str().as_bytes()
-            {
-                self.backend.remove(&key).await?;
-            }
+        let names = self.backend.list(&tags_dir, None, None).await?;
+        let untag = futures::stream::iter(names)
+            .filter_map(|name| async move { Tag::parse(&name).ok() })
+            .map(|tag| async move {
+                let key = layout::tag(repo, &tag);
+                match self.backend.read(&key).await? {
+                    // Compared as resolve_tag reads it (trimmed).
+                    Some(target)
+                        if std::str::from_utf8(&target).map(str::trim) == Ok(digest.as_str()) =>
+                    {
+                        self.backend.remove(&key).await
+                    }
+                    _ => Ok(()),
+                }
+            })
+            .buffer_unordered(TAG_READS_IN_FLIGHT);
+        let mut untag = std::pin::pin!(untag);
+        while let Some(done) = untag.next().await {
+            done?;
         }
         if let Ok(summary) = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
             && let Some(subject) = summary.subject

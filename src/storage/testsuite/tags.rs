@@ -166,6 +166,16 @@ pub async fn tags_sorted_and_paginated<F: DriverFactory>(f: &F) {
     );
     let page = ok!(d.get_tags(&r, Some(2), Some("")).await);
     assert_eq!(page.tags, ["9", "V2"]);
+    // `last` is only ever compared, never used as a path.
+    let page = ok!(d.get_tags(&r, None, Some("../../../etc")).await);
+    assert_eq!(page.tags, all);
+    let page = ok!(d.get_tags(&r, None, Some("a/b")).await);
+    assert_eq!(
+        page.tags,
+        ["latest", "v1", "v1-rc", "v1.0", "v1.0.1", "v10", "v2"]
+    );
+    let page = ok!(d.get_tags(&r, None, Some("/")).await);
+    assert_eq!(page.tags, all);
     // `last` past the end: empty.
     for last in ["v2", "v3", "zzz", "~"] {
         let page = ok!(d.get_tags(&r, None, Some(last)).await);
@@ -307,4 +317,10 @@ pub async fn tags_many<F: DriverFactory>(f: &F) {
     let page = ok!(d.get_tags(&r, Some(3), Some(&names[998])).await);
     assert!(page.tags == names[999..1002]);
     assert!(page.has_more);
+
+    // Deleting the manifest removes every one of its tags, and only those.
+    let (other, _) = push_image(d, &r, &tag_ref("keep"), 2).await;
+    ok!(d.tag_manifest(&r, &tag("t-7"), &other.digest).await);
+    ok!(d.delete_manifest(&r, &m.digest).await);
+    assert_eq!(ok!(d.get_tags(&r, None, None).await).tags, ["keep", "t-7"]);
 }
