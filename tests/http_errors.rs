@@ -62,12 +62,23 @@ async fn bad_digests_and_references() {
                 .unwrap();
             assert_error(resp, 400, "DIGEST_INVALID").await;
         }
-        // A tag outside [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
+        // A tag outside [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127} names no manifest: GET, HEAD and
+        // DELETE are 404 (the conformance suite pulls `.INVALID_MANIFEST_NAME` expecting 404);
+        // pushing to it is 400 MANIFEST_INVALID.
         let long = "t".repeat(129);
-        for t in ["-x", ".x", long.as_str()] {
+        for t in ["-x", ".INVALID_MANIFEST_NAME", long.as_str()] {
+            let url = s.url(&format!("/v2/err/manifests/{t}"));
+            let resp = s.client.get(&url).send().await.unwrap();
+            assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
+            let resp = s.client.head(&url).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+            let resp = s.client.delete(&url).send().await.unwrap();
+            assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
             let resp = s
                 .client
-                .get(s.url(&format!("/v2/err/manifests/{t}")))
+                .put(&url)
+                .header("content-type", OCI_MANIFEST)
+                .body(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"a/b","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#)
                 .send()
                 .await
                 .unwrap();

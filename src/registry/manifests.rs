@@ -19,6 +19,19 @@ use crate::error::Error;
 use crate::oci::{Reference, RepositoryName, Tag};
 use crate::storage::StorageDriver;
 
+/// Parses a `<reference>` naming an existing manifest (GET, HEAD, DELETE): a string that is
+/// not a valid tag cannot name a manifest, so it is 404 `MANIFEST_UNKNOWN` (the conformance
+/// suite's "GET nonexistent manifest should return 404" uses `.INVALID_MANIFEST_NAME`);
+/// a malformed digest stays 400 `DIGEST_INVALID`.
+fn parse_existing_reference(s: &str) -> Result<Reference, ApiError> {
+    match parse_reference(s) {
+        Err(e) if !s.contains(':') => {
+            Err(ApiError::from(Error::ManifestUnknown(s.to_owned())).with_detail(e.message))
+        }
+        r => r,
+    }
+}
+
 /// Parses a `<reference>`; an unregistered digest algorithm is `DIGEST_INVALID` (400).
 pub fn parse_reference(s: &str) -> Result<Reference, ApiError> {
     Reference::parse(s).map_err(|e| match e {
@@ -47,7 +60,7 @@ pub async fn get<D: StorageDriver>(
     reference: &str,
     head: bool,
 ) -> Result<Response, ApiError> {
-    let reference = parse_reference(reference)?;
+    let reference = parse_existing_reference(reference)?;
     let mut headers = HeaderMap::new();
     let (info, body) = if head {
         (reg.driver.stat_manifest(name, &reference).await?, None)
@@ -157,7 +170,7 @@ pub async fn delete<D: StorageDriver>(
     name: &RepositoryName,
     reference: &str,
 ) -> Result<Response, ApiError> {
-    match parse_reference(reference)? {
+    match parse_existing_reference(reference)? {
         Reference::Digest(d) => reg.driver.delete_manifest(name, &d).await?,
         Reference::Tag(t) => reg.driver.untag_manifest(name, &t).await?,
     }

@@ -77,8 +77,8 @@ fn parse_algorithm(s: &str) -> Result<DigestAlgorithm, ApiError> {
 ///
 /// - `?mount=<digest>&from=<repo>`: 201 with the blob's `Location` when `from` has the blob,
 ///   otherwise (spec "Mounting a blob from another repository": "if a registry ... is unable
-///   to mount the requested blob, it SHOULD return a 202") a new session. Without `from` the
-///   registry MAY search; we answer 201 only when the blob is already in `<name>`.
+///   to mount the requested blob, it SHOULD return a 202") a new session. Without `from`: a
+///   new session (no automatic content discovery).
 /// - `?digest=<digest>` (single-POST monolithic upload): the body is the whole blob, 201.
 /// - otherwise: 202 with a new session (`?digest-algorithm=sha512` picks the hash), and
 ///   `OCI-Chunk-Min-Length` when the driver has a minimum chunk size.
@@ -102,11 +102,11 @@ pub async fn post<D: StorageDriver>(
             },
             // An invalid `from` cannot be mounted from: fall back to a session.
             Some(Err(_)) => {}
-            None => match reg.driver.stat(name, &digest).await {
-                Ok(info) => return Ok(blob_created(name, &info.digest)),
-                Err(Error::BlobUnknown(_)) => {}
-                Err(e) => return Err(e.into()),
-            },
+            // Without `from` the registry "MAY cross-mount the blob if it can be found"; this
+            // one does not search (blobs are visible per repository, and finding a blob by
+            // digest alone would expose other repositories' content), so it always opens a
+            // session: the conformance suite's "automatic content discovery disabled" case.
+            None => {}
         }
         // The client will upload the blob it wanted to mount: hash with its algorithm.
         if query_param(&pairs, "digest-algorithm").is_none() {
