@@ -179,6 +179,24 @@ pub async fn manifest_sha512<F: DriverFactory>(f: &F) {
         d.get_manifest(&r, &dref(&sha256(&bytes))).await,
         Error::ManifestUnknown(_)
     );
+    // A referrer of the sha512 manifest, itself pushed by a sha512 digest.
+    let subject = descriptor(media_types::OCI_MANIFEST, digest.clone(), bytes.len());
+    let sig = image_manifest(
+        &config,
+        &[],
+        Some(&subject),
+        Some("application/x-sig"),
+        None,
+    );
+    let sig_digest = sha512(&sig);
+    let out = ok!(d.put_manifest(&r, &dref(&sig_digest), None, sig).await);
+    assert_eq!(out.subject.as_ref(), Some(&digest));
+    let referrers = ok!(d.referrers(&r, &digest, None).await);
+    assert_eq!(referrers.len(), 1);
+    assert_eq!(referrers[0].digest, sig_digest);
+    ok!(d.delete_manifest(&r, &sig_digest).await);
+    assert!(ok!(d.referrers(&r, &digest, None).await).is_empty());
+
     ok!(d.delete_manifest(&r, &digest).await);
     assert_err!(
         d.get_manifest(&r, &dref(&digest)).await,

@@ -15,6 +15,46 @@
 //!
 //! The suite assumes nothing about a driver beyond the [`StorageDriver`] contract, except that
 //! the factory's drivers enforce [`DriverFactory::max_manifest_size`].
+//!
+//! A third-party driver enables the `testsuite` feature in its dev-dependencies and writes a
+//! factory:
+//!
+//! ```no_run
+//! use marina_distribution::storage::inmemory::InMemoryDriver;
+//! use marina_distribution::storage::testsuite::{self, DriverFactory};
+//!
+//! struct MyFactory;
+//!
+//! impl DriverFactory for MyFactory {
+//!     type Driver = InMemoryDriver; // your driver
+//!     type Storage = (); // e.g. a temporary directory or a bucket prefix
+//!
+//!     async fn create_storage(&self) -> marina_distribution::Result<()> {
+//!         Ok(())
+//!     }
+//!     async fn open(&self, _: &()) -> marina_distribution::Result<InMemoryDriver> {
+//!         Ok(InMemoryDriver::new_in_memory())
+//!     }
+//!     fn persistent(&self) -> bool {
+//!         false // true if a second `open` on the same storage sees the first one's data
+//!     }
+//! }
+//!
+//! // One test running everything...
+//! #[tokio::test]
+//! async fn behaviour() {
+//!     testsuite::run_all(&MyFactory).await;
+//! }
+//!
+//! // ...or one test per case.
+//! macro_rules! per_case {
+//!     (; $($case:ident),* ; reopen: $($reopen:ident),*) => {
+//!         $( #[tokio::test] async fn $case() { testsuite::$case(&MyFactory).await } )*
+//!     };
+//! }
+//! marina_distribution::for_each_behaviour_case!(per_case!());
+//! # fn main() {}
+//! ```
 
 mod blobs;
 mod manifests;

@@ -382,8 +382,10 @@ pub async fn upload_sha512<F: DriverFactory>(f: &F) {
     assert_err!(d.stat(&r, &sha256(&content)).await, Error::BlobUnknown(_));
 }
 
-/// Before any byte is received, the finishing digest's algorithm is honoured whatever the
-/// session was started with; once bytes were hashed, a digest of another algorithm is
+/// The finishing digest's algorithm is honoured whatever the session was started with:
+/// before any byte is received by hashing with it from the start, afterwards by re-hashing
+/// the stored bytes once (the OCI conformance suite closes sessions opened without
+/// `digest-algorithm` with sha512 digests). A wrong digest of another algorithm is
 /// `DIGEST_INVALID` and nothing becomes visible.
 pub async fn upload_algorithm_of_finish_digest<F: DriverFactory>(f: &F) {
     let s = Setup::new(f).await;
@@ -407,12 +409,25 @@ pub async fn upload_algorithm_of_finish_digest<F: DriverFactory>(f: &F) {
     ok!(d
         .put_upload_chunk(&r2, &id, None, None, body(&content))
         .await);
+    let wrong = sha512(b"not the content");
     assert_err!(
-        d.finish_upload(&r2, &id, &d512, None, no_body()).await,
+        d.finish_upload(&r2, &id, &wrong, None, no_body()).await,
         Error::DigestInvalid(_)
     );
+    assert_err!(d.stat(&r2, &wrong).await, Error::BlobUnknown(_));
     assert_err!(d.stat(&r2, &d512).await, Error::BlobUnknown(_));
     assert_err!(d.stat(&r2, &d256).await, Error::BlobUnknown(_));
+
+    let r3 = repo("suite/up3");
+    let id = ok!(d.start_upload(&r3, DigestAlgorithm::Sha256).await).id();
+    ok!(d
+        .put_upload_chunk(&r3, &id, None, None, body(&content[..100]))
+        .await);
+    ok!(d
+        .finish_upload(&r3, &id, &d512, None, body(&content[100..]))
+        .await);
+    assert_blob(d, &r3, &d512, &content).await;
+    assert_err!(d.stat(&r3, &d256).await, Error::BlobUnknown(_));
 }
 
 /// Uploading content already stored (in another repository) finishes normally and makes it
