@@ -395,6 +395,42 @@ async fn sha512_blobs_and_manifests() {
         assert_eq!(header(&resp, "docker-content-digest"), digest);
         assert_eq!(get_blob(&s, "sha/five", &digest).await, Some(data.clone()));
 
+        // A session opened without digest-algorithm, fed by PATCH and closed with a sha512
+        // digest (what the OCI conformance suite does for its sha512 blobs): accepted too.
+        let other = payload(3000, 14);
+        let other_digest = sha512(&other);
+        let loc = s.start_upload("sha/five").await;
+        let resp = patch(&s, &loc, &other[..2000], None).await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let loc = header(&resp, "location");
+        let resp = s
+            .client
+            .put(s.with_query(&loc, &format!("digest={other_digest}")))
+            .body(other[2000..].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        assert_eq!(header(&resp, "docker-content-digest"), other_digest);
+        assert_eq!(
+            get_blob(&s, "sha/five", &other_digest).await,
+            Some(other.clone())
+        );
+        // ... and a wrong sha512 digest for such a session is still DIGEST_INVALID.
+        let loc = s.start_upload("sha/five").await;
+        let resp = patch(&s, &loc, &other[..10], None).await;
+        let loc = header(&resp, "location");
+        let wrong = sha512(b"wrong");
+        let resp = s
+            .client
+            .put(s.with_query(&loc, &format!("digest={wrong}")))
+            .send()
+            .await
+            .unwrap();
+        assert_error(resp, 400, "DIGEST_INVALID").await;
+        assert_eq!(get_blob(&s, "sha/five", &wrong).await, None);
+        assert_eq!(get_blob(&s, "sha/five", &sha256(&other[..10])).await, None);
+
         // Single POST with a sha512 digest.
         let config = br#"{"os":"linux"}"#.to_vec();
         let config_digest = sha512(&config);

@@ -420,6 +420,49 @@ impl<B: Backend> Engine<B> {
     }
 }
 
+impl<B: Backend> Engine<B> {
+    /// Finishes a session that was hashed with another algorithm than `digest`'s: a client
+    /// that opened it without `digest-algorithm` and closes it with a sha512 digest (the OCI
+    /// conformance suite does). The bytes are committed under the session's own digest (never
+    /// linked, so never visible), read back once to hash them with `digest`'s algorithm and
+    /// stored under `digest` by [`put_content`](StorageDriver::put_content), which verifies
+    /// them. Costs one extra read and write of the blob, in this case only.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_rehashing<S>(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        key: &Key,
+        mut record: UploadRecord<B::UploadState>,
+        mut hasher: Hasher,
+        digest: &Digest,
+        expected_len: Option<u64>,
+        body: S,
+    ) -> Result<FileInfo>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        self.append(id, &mut record, &mut hasher, expected_len, body)
+            .await?;
+        let interim = hasher.digest();
+        let size = record.offset;
+        let existed = self.backend.blob_size(&interim).await?.is_some();
+        if existed {
+            let _ = self.backend.abort_upload(id, record.backend).await;
+        } else {
+            self.commit(id, record.backend, size, &interim).await?;
+        }
+        self.backend.remove(key).await?;
+        let bytes = self.backend.read_blob(&interim, None).await?;
+        let result = self.put_content(repo, digest, Some(size), bytes).await;
+        if !existed {
+            // Best effort: the interim copy is linked nowhere.
+            let _ = self.backend.remove(&layout::blob_data(&interim)).await;
+        }
+        result
+    }
+}
+
 impl<B: Backend> StorageDriver for Engine<B> {
     type BlobStream = B::Reader;
     type Upload = EngineUpload<B::UploadState>;
@@ -631,13 +674,9 @@ impl<B: Backend> StorageDriver for Engine<B> {
             Hasher::restore(&record.hash)?
         };
         if hasher.algorithm() != digest.algorithm() {
-            return Err(Error::DigestInvalid(format!(
-                "upload was hashed with {}; start it with digest-algorithm={} to finish it \
-                 with a {} digest",
-                hasher.algorithm(),
-                digest.algorithm(),
-                digest.algorithm()
-            )));
+            return self
+                .finish_rehashing(repo, id, &key, record, hasher, digest, expected_len, body)
+                .await;
         }
         // When the blob is already stored (pushed before, possibly by an earlier attempt to
         // finish this very session whose commit went through but whose link or cleanup
