@@ -169,7 +169,9 @@ async fn range_requests() {
             );
         }
         // Unsatisfiable: 416 with Content-Range: bytes */<size> (RFC 9110 §15.5.17).
-        for range in ["bytes=100-", "bytes=500-600", "bytes=-0"] {
+        // A last byte before the first is 416 too, as Go's http.ServeContent and the OCI
+        // conformance suite ("range 500-0") have it.
+        for range in ["bytes=100-", "bytes=500-600", "bytes=-0", "bytes=50-10"] {
             let resp = s
                 .client
                 .get(&url)
