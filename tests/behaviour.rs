@@ -179,6 +179,26 @@ mod s3_factory {
             true
         }
     }
+
+    /// `AnyDriver` built by the factory from `StorageConfig::s3(..)`, same storage as above.
+    pub struct AnyS3Factory(pub S3Factory);
+
+    impl DriverFactory for AnyS3Factory {
+        type Driver = AnyDriver;
+        type Storage = S3Config;
+
+        async fn create_storage(&self) -> Result<S3Config> {
+            self.0.create_storage().await
+        }
+
+        async fn open(&self, config: &S3Config) -> Result<AnyDriver> {
+            AnyDriver::from_config(&StorageConfig::s3(config.clone())).await
+        }
+
+        fn persistent(&self) -> bool {
+            true
+        }
+    }
 }
 
 /// Generates `mod $module` with one test per case for the factory `$factory` (an expression
@@ -231,6 +251,12 @@ marina_distribution::for_each_behaviour_case!(driver_tests!(
 marina_distribution::for_each_behaviour_case!(driver_tests!(
     s3,
     s3_factory::S3Factory::from_env(),
+    yes
+));
+#[cfg(feature = "s3")]
+marina_distribution::for_each_behaviour_case!(driver_tests!(
+    any_s3,
+    s3_factory::S3Factory::from_env().map(s3_factory::AnyS3Factory),
     yes
 ));
 
