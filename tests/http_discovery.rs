@@ -107,14 +107,14 @@ async fn tag_listing_and_pagination() {
             .await
             .unwrap();
         assert_error(resp, 404, "NAME_UNKNOWN").await;
-        // A malformed n: 400.
+        // A malformed n: 400 in the error envelope.
         let resp = s
             .client
             .get(s.url("/v2/disc/tags/tags/list?n=many"))
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_error(resp, 400, "UNSUPPORTED").await;
     })
     .await;
 }

@@ -169,10 +169,10 @@ async fn wrong_methods_and_paths() {
             .unwrap();
         assert_error(resp, 405, "UNSUPPORTED").await;
         let resp = s.client.get(s.url("/v2/err/unknown")).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_error(resp, 404, "UNSUPPORTED").await;
         let resp = s.client.get(s.url("/nope")).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         assert_eq!(header(&resp, "content-type"), "application/json");
+        assert_error(resp, 404, "UNSUPPORTED").await;
     })
     .await;
 }

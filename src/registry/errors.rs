@@ -79,9 +79,14 @@ impl ApiError {
         .with_detail("method not allowed on this endpoint")
     }
 
-    /// `404` for a path that is no endpoint of the spec.
+    /// `404 UNSUPPORTED` for a path that is no endpoint of the spec.
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "UNSUPPORTED",
+            "the operation is unsupported",
+        )
+        .with_detail("no such endpoint")
     }
 
     /// Sets the detail.

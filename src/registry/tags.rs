@@ -31,8 +31,8 @@ pub async fn list<D: StorageDriver>(
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "PAGINATION_NUMBER_INVALID",
-                "invalid number of results requested",
+                "UNSUPPORTED",
+                "the operation is unsupported",
             )
             .with_detail(format!("n={v:?} is not a non-negative integer"))
         })?),
