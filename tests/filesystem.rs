@@ -632,3 +632,59 @@ async fn open_creates_the_root_and_locates_files_below_it() {
     .unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn an_abandoned_append_does_not_corrupt_the_retry() {
+    // A client disconnects mid-chunk: the registry drops the request's future while batch
+    // writes may still be running, and the client retries at the old offset right away.
+    let dir = tempfile::tempdir().unwrap();
+    let driver = open(dir.path()).await;
+    let r = repo("abandoned");
+    let head = pattern(1000, 11);
+    let junk = pattern(3 * WRITE_BATCH + 5, 12);
+    let retry = pattern(4 * WRITE_BATCH + 9, 13);
+    let up = driver
+        .start_upload(&r, DigestAlgorithm::Sha256)
+        .await
+        .unwrap();
+    let id = up.id();
+    driver
+        .put_upload_chunk(&r, &id, Some(0), None, body(&head, 1000))
+        .await
+        .unwrap();
+
+    let (stalled_tx, stalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let stalling = body(&junk, 256 * 1024).chain(stream::once(async move {
+        let _ = stalled_tx.send(());
+        futures::future::pending::<marina_distribution::Result<Bytes>>().await
+    }));
+    {
+        let append = driver.put_upload_chunk(&r, &id, Some(head.len() as u64), None, stalling);
+        tokio::select! {
+            result = append => panic!("a body that never ends cannot complete: {result:?}"),
+            _ = stalled_rx => {} // the body is stuck: drop the request
+        }
+    }
+    assert_eq!(
+        driver.get_upload_progress(&r, &id).await.unwrap().offset(),
+        head.len() as u64
+    );
+    driver
+        .put_upload_chunk(
+            &r,
+            &id,
+            Some(head.len() as u64),
+            None,
+            body(&retry, 128 * 1024),
+        )
+        .await
+        .unwrap();
+    let whole = [head.as_slice(), retry.as_slice()].concat();
+    let data_file = dir.path().join("uploads").join(id.as_str());
+    assert_eq!(std::fs::read(&data_file).unwrap(), whole);
+    driver
+        .finish_upload(&r, &id, &sha256(&whole), None, stream::empty())
+        .await
+        .unwrap();
+    assert_eq!(read_all(&driver, &r, &sha256(&whole)).await, whole);
+}

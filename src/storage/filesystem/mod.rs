@@ -66,6 +66,8 @@ impl FilesystemDriver {
 pub struct FilesystemBackend {
     /// Canonical absolute root.
     root: Arc<PathBuf>,
+    /// Serialises appends to one upload within this process.
+    locks: Arc<upload::UploadLocks>,
 }
 
 impl fmt::Debug for FilesystemBackend {
@@ -93,6 +95,7 @@ impl FilesystemBackend {
         .await?;
         Ok(Self {
             root: Arc::new(root),
+            locks: Arc::default(),
         })
     }
 
@@ -194,7 +197,7 @@ impl Backend for FilesystemBackend {
     ) -> Result<FilesystemReader> {
         let path = self.path(&layout::blob_data(digest))?;
         let digest = digest.clone();
-        let (file, len, path) = blocking(move || {
+        let (file, len, first, path) = blocking(move || {
             let file = match File::open(&path) {
                 Ok(file) => file,
                 Err(e) if atomic::missing(&e) => return Err(Error::BlobUnknown(digest)),
@@ -222,10 +225,12 @@ impl Backend for FilesystemBackend {
                     range.len()
                 }
             };
-            Ok((file, len, path))
+            let first = FilesystemReader::read_first(&mut file, len)
+                .map_err(|e| io_err("reading", &path, e))?;
+            Ok((file, len, first, path))
         })
         .await?;
-        Ok(FilesystemReader::new(file, len, path))
+        Ok(FilesystemReader::new(file, len, first, path))
     }
 
     async fn create_upload(
@@ -249,7 +254,7 @@ impl Backend for FilesystemBackend {
     where
         S: Stream<Item = Result<Bytes>> + Send,
     {
-        upload::append(&self.root, id, state, offset, body).await
+        upload::append(&self.root, &self.locks, id, state, offset, body).await
     }
 
     async fn commit_upload(

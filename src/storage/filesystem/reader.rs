@@ -32,6 +32,8 @@ type ReadResult = io::Result<(File, Vec<u8>)>;
 /// A named, unboxed type: the engine's `BlobStream` for the filesystem driver.
 #[derive(Debug)]
 pub struct FilesystemReader {
+    /// A chunk read before the stream was created (the first one), not yet yielded.
+    ready: Option<Bytes>,
     /// The read in flight, if any bytes remain.
     pending: Option<JoinHandle<ReadResult>>,
     /// Bytes still to yield, including those of the read in flight.
@@ -43,16 +45,37 @@ pub struct FilesystemReader {
 }
 
 impl FilesystemReader {
-    /// A reader yielding exactly `len` bytes of `file` from its current position.
-    pub(super) fn new(file: File, len: u64, path: PathBuf) -> Self {
+    /// A reader yielding exactly `len` bytes of `file`: first the `first` bytes already read
+    /// (by the blocking call that opened the file, see [`read_first`](Self::read_first), so a
+    /// small blob needs no second trip to the blocking pool), then the rest from the file's
+    /// current position, read ahead at once.
+    pub(super) fn new(file: File, len: u64, first: Vec<u8>, path: PathBuf) -> Self {
         let mut reader = Self {
+            ready: None,
             pending: None,
-            remaining: len,
+            remaining: len - first.len() as u64,
             runtime: Handle::current(),
             path: Arc::new(path),
         };
+        if !first.is_empty() {
+            reader.ready = Some(Bytes::from(first));
+        }
         reader.start(file);
         reader
+    }
+
+    /// Reads the first chunk of `len` bytes synchronously (call on the blocking pool).
+    pub(super) fn read_first(file: &mut File, len: u64) -> io::Result<Vec<u8>> {
+        let want = len.min(READ_CHUNK as u64);
+        let mut buf = Vec::with_capacity(want as usize);
+        file.take(want).read_to_end(&mut buf)?;
+        if (buf.len() as u64) < want {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("blob ended {} bytes early", want - buf.len() as u64),
+            ));
+        }
+        Ok(buf)
     }
 
     /// Starts reading the next chunk, if any bytes remain.
@@ -77,6 +100,9 @@ impl Stream for FilesystemReader {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if let Some(chunk) = this.ready.take() {
+            return Poll::Ready(Some(Ok(chunk)));
+        }
         let Some(pending) = this.pending.as_mut() else {
             return Poll::Ready(None);
         };
@@ -117,11 +143,12 @@ impl Stream for FilesystemReader {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
+        let ready = usize::from(self.ready.is_some());
         if self.remaining == 0 {
-            (0, Some(0))
+            (ready, Some(ready))
         } else {
             let chunks = self.remaining.div_ceil(READ_CHUNK as u64);
-            (1, usize::try_from(chunks).ok())
+            (ready + 1, usize::try_from(chunks).ok().map(|c| c + ready))
         }
     }
 }

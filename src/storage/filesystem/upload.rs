@@ -10,15 +10,17 @@
 //!   dropped instead: blobs are content-addressed, so both are the same bytes.
 //! - Bytes under `uploads/` are never visible as a blob before commit.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::mem;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -45,6 +47,38 @@ pub struct FilesystemUploadState {
     /// [`Backend::create_upload`]: crate::storage::backend::Backend::create_upload
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub one_shot: bool,
+}
+
+/// In-process locks serialising the appends to one upload.
+///
+/// An append whose future is dropped (client gone) may still have a batch write running on
+/// the blocking pool; if a retry truncated the file meanwhile, that late write could land
+/// beyond the new offset. Every blocking step of an append holds a share of the upload's
+/// lock, so a retry in this process waits until the abandoned write has finished.
+/// (Different processes do not share it; there the window is one batch write long.)
+#[derive(Debug, Default)]
+pub(super) struct UploadLocks {
+    map: Mutex<HashMap<UploadId, Weak<AsyncMutex<()>>>>,
+}
+
+impl UploadLocks {
+    async fn acquire(&self, id: &UploadId) -> Arc<OwnedMutexGuard<()>> {
+        let mutex = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(id).and_then(Weak::upgrade) {
+                Some(mutex) => mutex,
+                None => {
+                    if map.len() >= 64 {
+                        map.retain(|_, lock| lock.strong_count() > 0);
+                    }
+                    let mutex = Arc::new(AsyncMutex::new(()));
+                    map.insert(id.clone(), Arc::downgrade(&mutex));
+                    mutex
+                }
+            }
+        };
+        Arc::new(mutex.lock_owned().await)
+    }
 }
 
 /// Relative path of an upload's data file (the upload's data "directory" key is used as a
@@ -143,6 +177,8 @@ enum Writer {
 struct BatchWriter {
     state: Writer,
     path: Arc<PathBuf>,
+    /// Held by every blocking step, so the upload stays locked until the last one ends.
+    guard: Arc<OwnedMutexGuard<()>>,
 }
 
 impl BatchWriter {
@@ -162,7 +198,9 @@ impl BatchWriter {
     /// Starts writing `batch` once the previous batch is written.
     async fn submit(&mut self, batch: Vec<Bytes>) -> Result<()> {
         let mut file = self.file().await?;
+        let guard = Arc::clone(&self.guard);
         self.state = Writer::Busy(tokio::task::spawn_blocking(move || {
+            let _guard = guard;
             write_all_vectored(&mut file, &batch)?;
             Ok(file)
         }));
@@ -181,6 +219,7 @@ impl BatchWriter {
 /// Appends `body` at `offset` to the upload's data file; returns the bytes appended.
 pub(super) async fn append<S>(
     root: &Arc<PathBuf>,
+    locks: &UploadLocks,
     id: &UploadId,
     state: &FilesystemUploadState,
     offset: u64,
@@ -191,13 +230,20 @@ where
 {
     let rel = data_rel(id)?;
     let path = Arc::new(paths::join(root, &rel));
+    let guard = locks.acquire(id).await;
     let (file, created) = {
         let root = Arc::clone(root);
-        blocking(move || open_at(&root, &rel, offset)).await?
+        let guard = Arc::clone(&guard);
+        blocking(move || {
+            let _guard = guard;
+            open_at(&root, &rel, offset)
+        })
+        .await?
     };
     let mut writer = BatchWriter {
         state: Writer::Idle(file),
         path: Arc::clone(&path),
+        guard,
     };
     let mut total = 0u64;
     let streamed: Result<()> = async {
@@ -231,7 +277,9 @@ where
     if !state.one_shot {
         // Durable before the engine records the new offset.
         let root = Arc::clone(root);
+        let guard = Arc::clone(&writer.guard);
         blocking(move || {
+            let _guard = guard;
             file.sync_data().map_err(|e| io_err("syncing", &path, e))?;
             if created {
                 fsync_dir(path.parent().unwrap_or(&root))?;
