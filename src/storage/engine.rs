@@ -426,7 +426,8 @@ impl<B: Backend> Engine<B> {
     /// conformance suite does). The bytes are committed under the session's own digest (never
     /// linked, so never visible), read back once to hash them with `digest`'s algorithm and
     /// stored under `digest` by [`put_content`](StorageDriver::put_content), which verifies
-    /// them. Costs one extra read and write of the blob, in this case only.
+    /// them. Costs one extra read and write of the blob, and the storage of the interim copy
+    /// until garbage collection, in this case only.
     #[allow(clippy::too_many_arguments)]
     async fn finish_rehashing<S>(
         &self,
@@ -454,12 +455,13 @@ impl<B: Backend> Engine<B> {
         }
         self.backend.remove(key).await?;
         let bytes = self.backend.read_blob(&interim, None).await?;
-        let result = self.put_content(repo, digest, Some(size), bytes).await;
-        if !existed {
-            // Best effort: the interim copy is linked nowhere.
-            let _ = self.backend.remove(&layout::blob_data(&interim)).await;
-        }
-        result
+        // The interim blob stays stored, linked nowhere (like the bytes of a deleted blob),
+        // for a garbage collector to reclaim. Deleting it here would be unsafe: blob bytes are
+        // shared by content, and between the commit above and a deletion another push of the
+        // same bytes may have found it stored and linked it (`put_content`'s dedupe path), so
+        // its repository would then link missing bytes. (`Backend::remove` is also only meant
+        // for metadata objects: the in-memory backend, for one, keeps blobs elsewhere.)
+        self.put_content(repo, digest, Some(size), bytes).await
     }
 }
 
