@@ -383,3 +383,101 @@ pub async fn blob_delete_keeps_other_repositories<F: DriverFactory>(f: &F) {
     ok!(d.put_content(&a, &digest, None, body(&content)).await);
     assert_blob(d, &a, &digest, &content).await;
 }
+
+/// Readers running while a blob is being pushed, and while a tag is being overwritten, see
+/// either nothing (`BLOB_UNKNOWN`) or the complete blob, and either the old or the new
+/// manifest: never partial content (issue 2, point 5).
+pub async fn concurrent_readers_never_see_partial_content<F: DriverFactory>(f: &F) {
+    use crate::oci::Reference;
+    use crate::oci::manifest::media_types;
+
+    use super::{CONFIG_TYPE, image_manifest, push_blob, tag_ref};
+
+    let s = Setup::new(f).await;
+    let r = repo("suite/partial");
+    let content = data(4 * 1024 * 1024 + 1, 14);
+    let digest = sha256(&content);
+    let writer = {
+        let (d, r, digest, content) = (s.d.clone(), r.clone(), digest.clone(), content.clone());
+        tokio::spawn(async move {
+            d.put_content(&r, &digest, None, yielding_body(content, 64 * 1024))
+                .await
+                .map(|_| ())
+        })
+    };
+    let d = &*s.d;
+    let mut complete_reads = 0;
+    loop {
+        let done = writer.is_finished();
+        match read(d, &r, &digest, None).await {
+            Ok(got) => {
+                assert!(
+                    got == content,
+                    "a reader saw {} bytes of a {}-byte blob being pushed",
+                    got.len(),
+                    content.len()
+                );
+                complete_reads += 1;
+            }
+            Err(Error::BlobUnknown(_)) => {}
+            Err(e) => panic!("read during push: {e}"),
+        }
+        if done {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    ok!(writer.await.expect("writer panicked"));
+    assert!(complete_reads >= 1, "the blob is readable once pushed");
+
+    // Tag overwritten back and forth while readers resolve it.
+    let config = push_blob(d, &r, b"{}", CONFIG_TYPE).await;
+    let versions: Vec<_> = (0..2)
+        .map(|i| {
+            image_manifest(
+                &config,
+                &[],
+                None,
+                None,
+                Some(serde_json::json!({ "v": "x".repeat(20_000 * (i + 1)) })),
+            )
+        })
+        .collect();
+    ok!(d
+        .put_manifest(&r, &tag_ref("moving"), None, versions[0].clone())
+        .await);
+    let writer = {
+        let (d, r, versions) = (s.d.clone(), r.clone(), versions.clone());
+        tokio::spawn(async move {
+            for i in 0..20 {
+                d.put_manifest(
+                    &r,
+                    &tag_ref("moving"),
+                    Some(media_types::OCI_MANIFEST),
+                    versions[i % 2].clone(),
+                )
+                .await?;
+            }
+            Ok::<_, Error>(())
+        })
+    };
+    loop {
+        let done = writer.is_finished();
+        let m = ok!(d.get_manifest(&r, &tag_ref("moving")).await);
+        assert!(
+            versions.contains(&m.bytes),
+            "a reader saw a manifest of {} bytes that was never pushed",
+            m.bytes.len()
+        );
+        assert_eq!(m.info.digest, sha256(&m.bytes), "digest and bytes disagree");
+        let by_digest = ok!(d
+            .get_manifest(&r, &Reference::Digest(m.info.digest.clone()))
+            .await);
+        assert_eq!(by_digest.bytes, m.bytes);
+        if done {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    ok!(writer.await.expect("writer panicked"));
+}

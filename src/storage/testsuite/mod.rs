@@ -163,6 +163,7 @@ macro_rules! for_each_behaviour_case {
             blob_cross_repository_visibility,
             blob_mount,
             blob_delete_keeps_other_repositories,
+            concurrent_readers_never_see_partial_content,
             // uploads
             upload_monolithic_finish,
             upload_one_byte_chunks,
