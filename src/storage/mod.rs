@@ -42,7 +42,9 @@ pub use types::{
 };
 
 use crate::error::Result;
-use crate::oci::{Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag};
+use crate::oci::{
+    Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
+};
 
 /// A storage driver: every operation of the OCI distribution spec v1.1 that touches storage,
 /// and nothing else (no catalog, no garbage collection, no listing of manifests).
