@@ -388,3 +388,113 @@ mod suite_catches_broken_drivers {
         );
     }
 }
+
+/// Storage-level check the generic suite cannot make: on the filesystem, failed, aborted and
+/// finished uploads (and failed monolithic pushes) leave no upload data or session state.
+mod filesystem_leftovers {
+    use bytes::Bytes;
+    use futures::stream;
+    use marina_distribution::oci::{Digest, DigestAlgorithm, RepositoryName};
+    use marina_distribution::storage::{StorageDriver, UploadHandle};
+
+    use super::*;
+
+    fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(files_under(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    fn body(data: &[u8]) -> impl futures::Stream<Item = Result<Bytes>> + Send + use<> {
+        stream::iter(vec![Ok(Bytes::copy_from_slice(data))])
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_upload_data_left_behind() {
+        let dir = FilesystemFactory.create_storage().await.unwrap();
+        let d = FilesystemFactory.open(&dir).await.unwrap();
+        let r = RepositoryName::parse("suite/leftovers").unwrap();
+        let content = b"some bytes to upload".repeat(1000);
+        let digest = Digest::compute(DigestAlgorithm::Sha256, &content);
+        let wrong = Digest::compute(DigestAlgorithm::Sha256, b"wrong");
+
+        // Finished with the wrong digest.
+        let id = d
+            .start_upload(&r, DigestAlgorithm::Sha256)
+            .await
+            .unwrap()
+            .id();
+        d.put_upload_chunk(&r, &id, None, None, body(&content[..5000]))
+            .await
+            .unwrap();
+        assert!(
+            d.finish_upload(&r, &id, &wrong, None, body(&content[5000..]))
+                .await
+                .is_err()
+        );
+        // Aborted.
+        let id = d
+            .start_upload(&r, DigestAlgorithm::Sha256)
+            .await
+            .unwrap()
+            .id();
+        d.put_upload_chunk(&r, &id, None, None, body(&content))
+            .await
+            .unwrap();
+        d.abort_upload(&r, &id).await.unwrap();
+        // Failed monolithic pushes (digest, then size).
+        assert!(
+            d.put_content(&r, &wrong, None, body(&content))
+                .await
+                .is_err()
+        );
+        assert!(
+            d.put_content(&r, &digest, Some(1), body(&content))
+                .await
+                .is_err()
+        );
+        // Finished, twice (the second one deduplicated).
+        for _ in 0..2 {
+            let id = d
+                .start_upload(&r, DigestAlgorithm::Sha256)
+                .await
+                .unwrap()
+                .id();
+            d.put_upload_chunk(&r, &id, None, None, body(&content[..7]))
+                .await
+                .unwrap();
+            d.finish_upload(&r, &id, &digest, None, body(&content[7..]))
+                .await
+                .unwrap();
+        }
+        d.put_content(&r, &digest, None, body(&content))
+            .await
+            .unwrap();
+
+        let root = dir.path().join("root");
+        let leftovers: Vec<_> = files_under(&root.join("uploads"))
+            .into_iter()
+            .chain(files_under(
+                &root.join("repositories/suite/leftovers/_uploads"),
+            ))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "upload data left behind: {leftovers:?}"
+        );
+        // Exactly one blob stored: the right one.
+        let blobs = files_under(&root.join("blobs"));
+        assert_eq!(blobs.len(), 1, "blobs stored: {blobs:?}");
+        assert!(blobs[0].ends_with(digest.hex()));
+    }
+}

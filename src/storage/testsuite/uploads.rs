@@ -683,7 +683,8 @@ pub async fn upload_resume_new_instance<F: DriverFactory>(f: &F) {
 }
 
 /// A chunk that failed on one instance (failing body, wrong length) leaves the session
-/// resumable from the previous offset on another instance.
+/// resumable from the previous offset on another instance; a session aborted by another
+/// instance is gone for this one too.
 pub async fn upload_resume_after_failed_chunk_new_instance<F: DriverFactory>(f: &F) {
     let s = Setup::new(f).await;
     let r = repo("suite/resume");
@@ -716,6 +717,23 @@ pub async fn upload_resume_after_failed_chunk_new_instance<F: DriverFactory>(f: 
         .finish_upload(&r, &id, &digest, Some(2500), body(&content[1500..]))
         .await);
     assert_blob(&*s.d, &r, &digest, &content).await;
+
+    // A session aborted by another instance is gone for this one too.
+    let id = ok!(s.d.start_upload(&r, DigestAlgorithm::Sha256).await).id();
+    ok!(s
+        .d
+        .put_upload_chunk(&r, &id, None, None, body(&content[..10]))
+        .await);
+    ok!(second.abort_upload(&r, &id).await);
+    assert_err!(
+        s.d.get_upload_progress(&r, &id).await,
+        Error::BlobUploadUnknown(_)
+    );
+    assert_err!(
+        s.d.put_upload_chunk(&r, &id, Some(10), None, body(&content[10..20]))
+            .await,
+        Error::BlobUploadUnknown(_)
+    );
 }
 
 const MIB: usize = 1024 * 1024;
