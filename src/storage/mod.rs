@@ -161,8 +161,9 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// visible in `repo` and ends the session.
     ///
     /// On a digest mismatch: `DIGEST_INVALID`, nothing becomes visible and the session is
-    /// removed. A session is hashed with the algorithm given to [`start_upload`]; if no byte
-    /// was received yet, a `digest` of another algorithm is honoured too.
+    /// removed. A session is hashed with the algorithm given to [`start_upload`]; a `digest`
+    /// of another algorithm is honoured too (before any byte is received by hashing with it
+    /// from the start, afterwards by re-hashing the stored bytes once).
     ///
     /// [`start_upload`]: Self::start_upload
     fn finish_upload<S>(
