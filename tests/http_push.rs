@@ -184,6 +184,45 @@ async fn chunked_with_416_recovery() {
 }
 
 #[tokio::test]
+async fn early_errors_reach_a_client_still_sending() {
+    each_driver(
+        "early_errors_reach_a_client_still_sending",
+        |s| async move {
+            // The registry can tell a chunk is out of order (or the session unknown) before
+            // reading it; a client still sending a large body must get the 416/404 answer, not a
+            // reset connection.
+            let big = payload(16 * 1024 * 1024, 16);
+            let loc = s.start_upload("push/early").await;
+            for _ in 0..3 {
+                let resp = s
+                    .client
+                    .patch(s.url(&loc))
+                    .header("content-range", format!("100-{}", 100 + big.len() - 1))
+                    .body(big.clone())
+                    .send()
+                    .await
+                    .expect("answer to an out-of-order chunk");
+                assert_eq!(header(&resp, "range"), "0-0");
+                assert_error(resp, 416, "BLOB_UPLOAD_INVALID").await;
+            }
+            let unknown = "/v2/push/early/blobs/uploads/0123456789abcdef0123456789abcdef";
+            let resp = s
+                .client
+                .patch(s.url(unknown))
+                .body(big.clone())
+                .send()
+                .await
+                .expect("answer to a chunk for an unknown session");
+            assert_error(resp, 404, "BLOB_UPLOAD_UNKNOWN").await;
+            // The session is still usable.
+            let resp = patch(&s, &loc, b"ok", Some((0, 1))).await;
+            assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn one_byte_chunks_and_final_chunk_in_put() {
     each_driver("one_byte_chunks_and_final_chunk_in_put", |s| async move {
         let data = payload(33, 4);
