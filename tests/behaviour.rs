@@ -117,9 +117,8 @@ mod s3_factory {
             Some(Self { config })
         }
 
-        /// Creates the bucket with a driver-independent client; an existing bucket is fine.
-        async fn ensure_bucket(&self) -> Result<()> {
-            use aws_sdk_s3::error::ProvideErrorMetadata as _;
+        /// A driver-independent client on the same endpoint, region and credentials.
+        pub async fn client(&self) -> aws_sdk_s3::Client {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(
                 aws_config::Region::new(self.config.region.clone().unwrap_or_default()),
             );
@@ -127,11 +126,17 @@ mod s3_factory {
                 loader = loader.endpoint_url(e);
             }
             let sdk = loader.load().await;
-            let client = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(&sdk)
                     .force_path_style(self.config.force_path_style)
                     .build(),
-            );
+            )
+        }
+
+        /// Creates the bucket with a driver-independent client; an existing bucket is fine.
+        async fn ensure_bucket(&self) -> Result<()> {
+            use aws_sdk_s3::error::ProvideErrorMetadata as _;
+            let client = self.client().await;
             match client
                 .create_bucket()
                 .bucket(&self.config.bucket)
@@ -389,9 +394,9 @@ mod suite_catches_broken_drivers {
     }
 }
 
-/// Storage-level check the generic suite cannot make: on the filesystem, failed, aborted and
-/// finished uploads (and failed monolithic pushes) leave no upload data or session state.
-mod filesystem_leftovers {
+/// Storage-level checks the generic suite cannot make: failed, aborted and finished uploads
+/// (and failed monolithic pushes) leave no upload data or session state behind.
+mod leftovers {
     use bytes::Bytes;
     use futures::stream;
     use marina_distribution::oci::{Digest, DigestAlgorithm, RepositoryName};
@@ -419,14 +424,14 @@ mod filesystem_leftovers {
         stream::iter(vec![Ok(Bytes::copy_from_slice(data))])
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn no_upload_data_left_behind() {
-        let dir = FilesystemFactory.create_storage().await.unwrap();
-        let d = FilesystemFactory.open(&dir).await.unwrap();
+    /// Runs uploads that fail, abort, finish and deduplicate; returns the one blob's digest.
+    pub(crate) async fn upload_scenario<D: StorageDriver>(d: &D) -> Digest {
         let r = RepositoryName::parse("suite/leftovers").unwrap();
-        let content = b"some bytes to upload".repeat(1000);
+        // Over two 5 MiB parts, so object stores open multipart uploads.
+        let content = b"some bytes to upload".repeat(550_000);
         let digest = Digest::compute(DigestAlgorithm::Sha256, &content);
         let wrong = Digest::compute(DigestAlgorithm::Sha256, b"wrong");
+        let mib = 1024 * 1024;
 
         // Finished with the wrong digest.
         let id = d
@@ -434,11 +439,11 @@ mod filesystem_leftovers {
             .await
             .unwrap()
             .id();
-        d.put_upload_chunk(&r, &id, None, None, body(&content[..5000]))
+        d.put_upload_chunk(&r, &id, None, None, body(&content[..6 * mib]))
             .await
             .unwrap();
         assert!(
-            d.finish_upload(&r, &id, &wrong, None, body(&content[5000..]))
+            d.finish_upload(&r, &id, &wrong, None, body(&content[6 * mib..]))
                 .await
                 .is_err()
         );
@@ -463,23 +468,31 @@ mod filesystem_leftovers {
                 .await
                 .is_err()
         );
-        // Finished, twice (the second one deduplicated).
+        // Finished, twice (the second one deduplicated), and pushed again.
         for _ in 0..2 {
             let id = d
                 .start_upload(&r, DigestAlgorithm::Sha256)
                 .await
                 .unwrap()
                 .id();
-            d.put_upload_chunk(&r, &id, None, None, body(&content[..7]))
+            d.put_upload_chunk(&r, &id, None, None, body(&content[..7 * mib]))
                 .await
                 .unwrap();
-            d.finish_upload(&r, &id, &digest, None, body(&content[7..]))
+            d.finish_upload(&r, &id, &digest, None, body(&content[7 * mib..]))
                 .await
                 .unwrap();
         }
         d.put_content(&r, &digest, None, body(&content))
             .await
             .unwrap();
+        digest
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_upload_data_left_behind() {
+        let dir = FilesystemFactory.create_storage().await.unwrap();
+        let d = FilesystemFactory.open(&dir).await.unwrap();
+        let digest = upload_scenario(&d).await;
 
         let root = dir.path().join("root");
         let leftovers: Vec<_> = files_under(&root.join("uploads"))
@@ -496,5 +509,65 @@ mod filesystem_leftovers {
         let blobs = files_under(&root.join("blobs"));
         assert_eq!(blobs.len(), 1, "blobs stored: {blobs:?}");
         assert!(blobs[0].ends_with(digest.hex()));
+    }
+
+    /// Same on S3: no object under `uploads/` or `_uploads/`, no multipart upload left open,
+    /// exactly one blob object.
+    #[cfg(feature = "s3")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3_no_upload_data_left_behind() {
+        let Some(factory) = s3_factory::S3Factory::from_env() else {
+            return;
+        };
+        let config = factory.create_storage().await.unwrap();
+        let d = factory.open(&config).await.unwrap();
+        let digest = upload_scenario(&d).await;
+
+        let client = factory.client().await;
+        let prefix = config.normalized_prefix();
+        let keys = |sub: &str| {
+            let (client, bucket, p) = (
+                client.clone(),
+                config.bucket.clone(),
+                format!("{prefix}{sub}"),
+            );
+            async move {
+                let out = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(p)
+                    .send()
+                    .await
+                    .expect("list objects");
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let leftovers: Vec<String> = [
+            keys("uploads/").await,
+            keys("repositories/suite/leftovers/_uploads/").await,
+        ]
+        .concat();
+        assert!(
+            leftovers.is_empty(),
+            "upload objects left behind: {leftovers:?}"
+        );
+        let blobs = keys("blobs/").await;
+        assert_eq!(blobs, [format!("{prefix}blobs/sha256/{}", digest.hex())]);
+        let open = client
+            .list_multipart_uploads()
+            .bucket(&config.bucket)
+            .prefix(&prefix)
+            .send()
+            .await
+            .expect("list multipart uploads");
+        let open: Vec<_> = open
+            .uploads()
+            .iter()
+            .map(|u| u.key().unwrap_or_default().to_owned())
+            .collect();
+        assert!(open.is_empty(), "multipart uploads left open: {open:?}");
     }
 }
