@@ -139,8 +139,8 @@ pub enum Route<'a> {
 /// last occurrence of a spec marker (names may contain `blobs`, `manifests`, ...
 /// components). Returns `None` when no marker matches.
 pub fn parse_route(rest: &str) -> Option<(&str, Route<'_>)> {
-    // Prefix a slash so a marker also matches right at the start (then the name is empty and
-    // fails validation, as it should).
+    // Markers start with a slash, so a path without a name before them (`/v2/blobs/...`)
+    // matches none and is no endpoint.
     type Make = fn(&str) -> Option<Route<'_>>;
     let markers: [(&str, Make); 5] = [
         ("/blobs/uploads/", |a| Some(Route::Upload(a))),
@@ -166,7 +166,7 @@ pub fn parse_route(rest: &str) -> Option<(&str, Route<'_>)> {
     let (pos, len, i) = best?;
     let name = &rest[..pos];
     let arg = &rest[pos + len..];
-    // A trailing slash on `/blobs/uploads` (without the final one) is not an endpoint.
+    // `/tags/list` takes nothing after it; the other markers take the rest of the path.
     (markers[i].1)(arg).map(|r| (name, r))
 }
 
