@@ -487,10 +487,26 @@ async fn sha512_blobs_and_manifests() {
         // A manifest referencing sha512 blobs, pushed by its sha512 digest.
         let manifest = image_manifest(&config_digest, config.len(), &[(&digest, data.len())], None);
         let mdigest = sha512(manifest.as_bytes());
+        // Tags of a sha512 manifest come with the push by digest (`?tag=`): a push by tag
+        // alone would be digested with sha256.
         let resp = s
-            .put_manifest("sha/five", &mdigest, OCI_MANIFEST, manifest.as_bytes())
-            .await;
+            .client
+            .put(s.url(&format!("/v2/sha/five/manifests/{mdigest}?tag=s512")))
+            .header("content-type", OCI_MANIFEST)
+            .body(manifest.clone().into_bytes())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::CREATED);
+        assert_eq!(header(&resp, "docker-content-digest"), mdigest);
+        assert_eq!(header(&resp, "oci-tag"), "s512");
+        let resp = s
+            .client
+            .head(s.url("/v2/sha/five/manifests/s512"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(header(&resp, "docker-content-digest"), mdigest);
         let resp = s
             .client
