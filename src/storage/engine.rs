@@ -96,7 +96,6 @@ struct UploadLocks(Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<()>>>>);
 /// Holds one session's lock; the map entry goes when nobody holds or awaits it any more.
 struct UploadGuard<'a> {
     locks: &'a UploadLocks,
-    id: UploadId,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
@@ -108,7 +107,6 @@ impl UploadLocks {
         };
         UploadGuard {
             locks: self,
-            id: id.clone(),
             guard: Some(mutex.lock_owned().await),
         }
     }
@@ -118,9 +116,10 @@ impl Drop for UploadGuard<'_> {
     fn drop(&mut self) {
         let mut map = self.locks.0.lock().unwrap_or_else(PoisonError::into_inner);
         drop(self.guard.take());
-        if map.get(&self.id).is_some_and(|m| Arc::strong_count(m) == 1) {
-            map.remove(&self.id);
-        }
+        // Drop every entry nobody holds or awaits any more: this one, and any left by a
+        // waiter that was cancelled after its holder had gone (it held the last clone). The
+        // map only holds sessions with an operation in flight, so this stays short.
+        map.retain(|_, m| Arc::strong_count(m) > 1);
     }
 }
 
@@ -1049,6 +1048,38 @@ mod tests {
     }
 
     const DATA: &[u8] = b"hello, resilient world";
+
+    fn lock_entries(locks: &UploadLocks) -> usize {
+        locks.0.lock().unwrap().len()
+    }
+
+    /// The lock map only holds sessions with an operation in flight, including after a
+    /// waiter is cancelled once its holder is gone.
+    #[tokio::test]
+    async fn upload_locks_are_released() {
+        let locks = UploadLocks::default();
+        let (a, b) = (UploadId::generate(), UploadId::generate());
+        let held = locks.lock(&a).await;
+        let other = locks.lock(&b).await;
+        assert_eq!(lock_entries(&locks), 2);
+        drop(other);
+        assert_eq!(lock_entries(&locks), 1);
+        // A waiter, cancelled after the holder released the lock.
+        let mut waiter = Box::pin(locks.lock(&a));
+        assert!(futures::poll!(waiter.as_mut()).is_pending());
+        drop(held);
+        drop(waiter);
+        // Cleaned up by the next release of any session.
+        drop(locks.lock(&b).await);
+        assert_eq!(lock_entries(&locks), 0);
+        // A waiter cancelled while the holder still holds.
+        let held = locks.lock(&a).await;
+        let mut waiter = Box::pin(locks.lock(&a));
+        assert!(futures::poll!(waiter.as_mut()).is_pending());
+        drop(waiter);
+        drop(held);
+        assert_eq!(lock_entries(&locks), 0);
+    }
 
     /// A commit whose response is lost (blob stored, error reported) finishes the upload.
     #[tokio::test]
