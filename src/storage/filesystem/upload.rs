@@ -36,6 +36,10 @@ use super::{DRIVER, blocking, io_err, join_failed, paths};
 pub const WRITE_BATCH: usize = 1024 * 1024;
 /// At most this many chunks in one batch (one `writev` call takes at most 1024).
 const MAX_BATCH_CHUNKS: usize = 512;
+/// After this many bytes written, writeback of the file is started in the background
+/// (a `sync_data` on a duplicate descriptor, at most one at a time), so the disk works while
+/// the rest of the body arrives and the final sync has little left to do.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// The filesystem backend's part of an upload's persisted state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +183,11 @@ struct BatchWriter {
     path: Arc<PathBuf>,
     /// Held by every blocking step, so the upload stays locked until the last one ends.
     guard: Arc<OwnedMutexGuard<()>>,
+    /// Bytes submitted since writeback was last started.
+    unsynced: u64,
+    /// The background writeback in flight, if any (never awaited: the final sync is what
+    /// makes the data durable; this one only gets the disk going early).
+    writeback: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl BatchWriter {
@@ -196,8 +205,18 @@ impl BatchWriter {
     }
 
     /// Starts writing `batch` once the previous batch is written.
-    async fn submit(&mut self, batch: Vec<Bytes>) -> Result<()> {
+    async fn submit(&mut self, batch: Vec<Bytes>, len: usize) -> Result<()> {
         let mut file = self.file().await?;
+        // Everything submitted before is in the page cache now.
+        if self.unsynced >= WRITEBACK_EVERY
+            && self.writeback.as_ref().is_none_or(|w| w.is_finished())
+        {
+            if let Ok(dup) = file.try_clone() {
+                self.writeback = Some(tokio::task::spawn_blocking(move || dup.sync_data()));
+            }
+            self.unsynced = 0;
+        }
+        self.unsynced += len as u64;
         let guard = Arc::clone(&self.guard);
         self.state = Writer::Busy(tokio::task::spawn_blocking(move || {
             let _guard = guard;
@@ -244,6 +263,8 @@ where
         state: Writer::Idle(file),
         path: Arc::clone(&path),
         guard,
+        unsynced: 0,
+        writeback: None,
     };
     let mut total = 0u64;
     let streamed: Result<()> = async {
@@ -259,12 +280,12 @@ where
             batch_len += chunk.len();
             batch.push(chunk);
             if batch_len >= WRITE_BATCH || batch.len() >= MAX_BATCH_CHUNKS {
-                writer.submit(mem::take(&mut batch)).await?;
+                writer.submit(mem::take(&mut batch), batch_len).await?;
                 batch_len = 0;
             }
         }
         if !batch.is_empty() {
-            writer.submit(batch).await?;
+            writer.submit(batch, batch_len).await?;
         }
         Ok(())
     }
