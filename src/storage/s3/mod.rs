@@ -74,7 +74,7 @@ use crate::storage::layout::{self, Key};
 use crate::storage::{Engine, EngineOptions, S3ChecksumPolicy, S3Config, UploadId};
 
 pub use reader::S3Reader;
-pub use upload::{S3UploadState, StagedRemainder, UploadedPart};
+pub use upload::{S3UploadState, StagedSegment, UploadedPart};
 
 /// The S3 storage driver.
 pub type S3Driver = Engine<S3Backend>;

@@ -38,10 +38,15 @@ pub const COPY_PART_SIZE: u64 = 512 * 1024 * 1024;
 /// Parallel `UploadPartCopy` requests of one multipart copy.
 const COPY_CONCURRENCY: usize = 8;
 
+/// Staged segments an upload may accumulate before an append merges them into one (bounds
+/// the `GetObject`s needed to assemble a part when chunks are tiny).
+pub const MAX_SEGMENTS: usize = 16;
+
 /// The S3 part of an upload session's persisted state (stored as JSON by the engine at
 /// `repositories/<name>/_uploads/<id>`, so the next chunk may arrive at another process).
 ///
-/// Invariant: the upload holds `sum(parts.size) + staged.size` bytes, in that order.
+/// Invariant: the upload holds `sum(parts.size) + sum(staged.size)` bytes, in that order,
+/// and the staged segments hold less than one part.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3UploadState {
     /// The digest whose blob key the multipart upload writes to directly (monolithic pushes,
@@ -55,9 +60,10 @@ pub struct S3UploadState {
     /// Parts uploaded so far, in order.
     #[serde(default)]
     pub parts: Vec<UploadedPart>,
-    /// The bytes after the last part (fewer than one part), staged as an object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub staged: Option<StagedRemainder>,
+    /// The bytes after the last part (fewer than one part), staged as objects: one segment
+    /// per append, written once and read back once when a part is assembled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub staged: Vec<StagedSegment>,
     /// End offsets of staged objects superseded by this state, deleted by the next append
     /// (only once this state is persisted may they go) or at commit/abort.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -78,10 +84,10 @@ pub struct UploadedPart {
     pub crc32: Option<String>,
 }
 
-/// The staged remainder: object `uploads/<id>/staged-<end>` holding the upload's bytes
+/// A staged segment: object `uploads/<id>/staged-<end>` holding the upload's bytes
 /// `end - size .. end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StagedRemainder {
+pub struct StagedSegment {
     /// Upload offset just after the staged bytes.
     pub end: u64,
     /// Number of staged bytes.
@@ -91,7 +97,12 @@ pub struct StagedRemainder {
 impl S3UploadState {
     /// Bytes the state accounts for.
     pub fn stored(&self) -> u64 {
-        self.parts.iter().map(|p| p.size).sum::<u64>() + self.staged.map_or(0, |s| s.size)
+        self.parts.iter().map(|p| p.size).sum::<u64>() + self.staged_len()
+    }
+
+    /// Bytes in the staged segments.
+    pub fn staged_len(&self) -> u64 {
+        self.staged.iter().map(|s| s.size).sum()
     }
 }
 
@@ -307,6 +318,32 @@ impl S3Backend {
         })
     }
 
+    /// Reads staged segments back, in order, into one buffer with room for `capacity`.
+    async fn read_segments(
+        &self,
+        id: &UploadId,
+        segments: &[StagedSegment],
+        capacity: usize,
+    ) -> Result<BytesMut> {
+        let mut out = BytesMut::with_capacity(capacity);
+        for segment in segments {
+            let key = self.keys.staged(id, segment.end);
+            let bytes = self
+                .get_bytes(&key)
+                .await?
+                .ok_or_else(|| corrupt(format!("staged segment {key} is missing")))?;
+            if bytes.len() as u64 != segment.size {
+                return Err(corrupt(format!(
+                    "staged segment {key} holds {} bytes, expected {}",
+                    bytes.len(),
+                    segment.size
+                )));
+            }
+            out.extend_from_slice(&bytes);
+        }
+        Ok(out)
+    }
+
     // ----- the Backend operations -----
 
     pub(crate) fn create(&self, target: Option<&Digest>) -> S3UploadState {
@@ -351,38 +388,50 @@ impl S3Backend {
         };
         let mut received = first.len() as u64;
         let mut buf = BytesMut::new();
-        if let Some(staged) = state.staged {
-            let key = self.keys.staged(id, staged.end);
-            let bytes = self
-                .get_bytes(&key)
-                .await?
-                .ok_or_else(|| corrupt(format!("staged remainder {key} is missing")))?;
-            if bytes.len() as u64 != staged.size {
-                return Err(corrupt(format!(
-                    "staged remainder {key} holds {} bytes, expected {}",
-                    bytes.len(),
-                    staged.size
-                )));
-            }
-            buf.extend_from_slice(&bytes);
-        }
+        let mut superseded = Vec::new();
         let opened_here = state.multipart.is_none();
         let mut outcome = self
-            .fill_parts(id, state, &mut buf, first, body.as_mut(), &mut received)
+            .fill_parts(
+                id,
+                state,
+                &mut buf,
+                first,
+                body.as_mut(),
+                &mut received,
+                &mut superseded,
+            )
             .await;
-        let previous = state.staged;
-        if outcome.is_ok() {
-            // Stage what is left (less than one part) under a new name: the object of the
-            // previous state stays intact until the engine has persisted this one.
-            state.staged = None;
-            if !buf.is_empty() {
-                let end = offset + received;
-                let size = buf.len() as u64;
-                outcome = self
-                    .put_bytes(&self.keys.staged(id, end), buf.freeze())
+        if outcome.is_ok() && !buf.is_empty() {
+            // Stage what is left (less than one part) as a new segment under a new name: the
+            // objects of the previous state stay intact until the engine has persisted this one.
+            let end = offset + received;
+            let bytes = if state.staged.len() < MAX_SEGMENTS {
+                Ok(buf.freeze())
+            } else {
+                // Too many small segments: merge them with the new bytes into one.
+                let merged = self
+                    .read_segments(id, &state.staged, (state.staged_len() as usize) + buf.len())
                     .await;
-                state.staged = Some(StagedRemainder { end, size });
-            }
+                merged.map(|mut merged| {
+                    merged.extend_from_slice(&buf);
+                    superseded.extend(state.staged.drain(..).map(|s| s.end));
+                    merged.freeze()
+                })
+            };
+            outcome = match bytes {
+                Ok(bytes) => {
+                    let size = bytes.len() as u64;
+                    let key = self.keys.staged(id, end);
+                    let put = self.put_bytes(&key, bytes).await;
+                    if put.is_err() {
+                        // It may have been stored anyway; it must not outlive the failure.
+                        let _ = self.delete(&key).await;
+                    }
+                    state.staged.push(StagedSegment { end, size });
+                    put
+                }
+                Err(e) => Err(e),
+            };
         }
         if let Err(e) = outcome {
             if opened_here && let Some(upload_id) = state.multipart.take() {
@@ -391,14 +440,14 @@ impl S3Backend {
             }
             return Err(e);
         }
-        if let Some(previous) = previous {
-            state.garbage.push(previous.end);
-        }
+        state.garbage.extend(superseded);
         Ok(received)
     }
 
-    /// Moves bytes from `pending` and `body` into `buf` and uploads every full part, keeping
-    /// one part upload in flight while the next part is being received.
+    /// Moves bytes from `pending` and `body` into `buf` and uploads every full part (the
+    /// first one prefixed with the staged segments, read back then and listed in
+    /// `superseded`), keeping one part upload in flight while the next part is received.
+    #[allow(clippy::too_many_arguments)]
     async fn fill_parts<S>(
         &self,
         id: &UploadId,
@@ -407,6 +456,7 @@ impl S3Backend {
         mut pending: Bytes,
         mut body: Pin<&mut S>,
         received: &mut u64,
+        superseded: &mut Vec<u64>,
     ) -> Result<()>
     where
         S: Stream<Item = Result<Bytes>> + Send,
@@ -414,10 +464,13 @@ impl S3Backend {
         let key = self.multipart_key(id, state)?;
         let mut inflight = pin!(Fuse::terminated());
         let mut number = state.parts.len() as u32 + 1;
+        // Staged bytes that precede `buf` in the next part.
+        let mut carry = state.staged_len() as usize;
         let mut body_done = false;
         loop {
             let want = self.part_len(number) as usize;
-            if buf.len() >= want {
+            let need = want.saturating_sub(carry);
+            if buf.len() >= need {
                 if number > MAX_PARTS {
                     return Err(Error::SizeInvalid(format!(
                         "the blob exceeds S3's {MAX_PARTS} parts of {} bytes",
@@ -429,14 +482,23 @@ impl S3Backend {
                 }
                 let upload_id = self.ensure_multipart(id, state).await?;
                 let next = BytesMut::with_capacity(self.part_len(number + 1) as usize);
-                let part = std::mem::replace(buf, next).freeze();
+                let tail = std::mem::replace(buf, next);
+                let part = if carry > 0 {
+                    let mut part = self.read_segments(id, &state.staged, want).await?;
+                    part.extend_from_slice(&tail);
+                    superseded.extend(state.staged.drain(..).map(|s| s.end));
+                    carry = 0;
+                    part.freeze()
+                } else {
+                    tail.freeze()
+                };
                 inflight.set(
                     self.upload_part(key.clone(), upload_id, number, part)
                         .fuse(),
                 );
                 number += 1;
             } else if !pending.is_empty() {
-                let take = (want - buf.len()).min(pending.len());
+                let take = (need - buf.len()).min(pending.len());
                 buf.extend_from_slice(&pending.split_to(take));
             } else if body_done {
                 break;
@@ -502,30 +564,36 @@ impl S3Backend {
             return Ok(());
         }
         let Some(upload_id) = state.multipart.clone() else {
-            // Less than one part in all: the bytes are the staged remainder, or nothing.
-            return match state.staged {
-                None => self.put_bytes(&blob_key, Bytes::new()).await,
-                Some(staged) => {
-                    self.copy(&self.keys.staged(id, staged.end), &blob_key, size)
+            // Less than one part in all: the bytes are the staged segments, or nothing.
+            return match state.staged.as_slice() {
+                [] => self.put_bytes(&blob_key, Bytes::new()).await,
+                [only] => {
+                    self.copy(&self.keys.staged(id, only.end), &blob_key, size)
                         .await
+                }
+                segments => {
+                    let bytes = self.read_segments(id, segments, size as usize).await?;
+                    self.put_bytes(&blob_key, bytes.freeze()).await
                 }
             };
         };
         let multipart_key = self.multipart_key(id, state)?;
-        if let Some(staged) = state.staged {
+        if !state.staged.is_empty() {
             let number = state.parts.len() as u32 + 1;
             if number > MAX_PARTS {
                 return Err(Error::SizeInvalid(format!(
                     "the blob exceeds S3's {MAX_PARTS} parts"
                 )));
             }
-            let key = self.keys.staged(id, staged.end);
-            let bytes = self
-                .get_bytes(&key)
-                .await?
-                .ok_or_else(|| corrupt(format!("staged remainder {key} is missing")))?;
+            let len = state.staged_len() as usize;
+            let bytes = self.read_segments(id, &state.staged, len).await?;
             let part = self
-                .upload_part(multipart_key.clone(), upload_id.clone(), number, bytes)
+                .upload_part(
+                    multipart_key.clone(),
+                    upload_id.clone(),
+                    number,
+                    bytes.freeze(),
+                )
                 .await?;
             state.parts.push(part);
         }
@@ -631,7 +699,10 @@ mod tests {
                 size: 5,
                 crc32: None,
             }],
-            staged: Some(StagedRemainder { end: 8, size: 3 }),
+            staged: vec![
+                StagedSegment { end: 6, size: 1 },
+                StagedSegment { end: 8, size: 2 },
+            ],
             ..S3UploadState::default()
         };
         assert_eq!(state.stored(), 8);
