@@ -67,7 +67,8 @@ SCEN=(
   "get-manifest-c16|get-manifest -conc 16 -duration 10s|ops_per_s"
   "push-small-2000x4KiB-c8|push-small -size 4KiB -n 2000 -conc 8|ops_per_s"
   "push-manifest-500-c8|push-manifest -n 500 -conc 8|ops_per_s"
-  "mixed|mixed -mixed-verify=false|MBps"
+  "mixed-push|mixed -mixed-verify=false|push_MBps"
+  "mixed-pull|mixed -mixed-verify=false|pull_MBps"
 )
 FILTER=${SCENARIOS:-}
 
