@@ -1,4 +1,4 @@
-//! The filesystem driver (`type = "filesystem"`): the [`layout`](crate::storage::layout)
+//! The filesystem driver (`type = "filesystem"`): the [`layout`]
 //! tree as files below [`FilesystemConfig::root_directory`].
 //!
 //! ```text
@@ -12,12 +12,12 @@
 //! Guarantees (issue "core library", point 5):
 //! - **No reader sees a partial object.** Small objects are written to a unique temporary
 //!   file in the target's directory, synced, renamed over the target and the directory is
-//!   synced ([`atomic`]); a blob appears by renaming its complete, synced upload file.
+//!   synced (`atomic`); a blob appears by renaming its complete, synced upload file.
 //! - **Concurrent writers are safe:** every writer has its own temporary file and `rename` is
 //!   atomic, so the last rename wins whole; a blob committed twice is the same bytes.
 //! - **Durable when acknowledged:** data before names, names before returning, and newly
 //!   created directories are synced into their parents.
-//! - **Nothing escapes the root:** keys are re-checked ([`paths`]), directories on a write
+//! - **Nothing escapes the root:** keys are re-checked (`paths`), directories on a write
 //!   path are walked with `lstat` so planted symbolic links are refused, and new files are
 //!   created with `O_EXCL`, which never follows a link.
 //! - **Streaming:** blob reads and upload writes move 1 MiB at a time on Tokio's blocking
