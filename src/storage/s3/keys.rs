@@ -1,10 +1,10 @@
-//! Mapping of [`layout`](crate::storage::layout) keys to S3 object keys: the configured
+//! Mapping of [`layout`] keys to S3 object keys: the configured
 //! prefix (normalised to `""` or `"a/b/"`) followed by the layout key.
 //!
 //! Besides the layout's keys the driver names the objects of an upload in progress itself,
 //! all below `uploads/<id>/` (see the module docs of [`super`]):
 //! `uploads/<id>/data` (the multipart upload of a chunked push) and
-//! `uploads/<id>/staged-<end offset>` (the staged remainder below one part).
+//! `uploads/<id>/staged-<end offset>` (a staged segment of the remainder below one part).
 
 use crate::storage::UploadId;
 use crate::storage::layout::{self, Key};
@@ -47,7 +47,7 @@ impl KeyMap {
         self.object(&layout::upload_data(id, "data"))
     }
 
-    /// The staged remainder whose last byte is at `end - 1` of the upload. Every append
+    /// The staged segment whose last byte is at `end - 1` of the upload. Every append
     /// writes a new name, so a failed append never touches the object the previous upload
     /// state refers to.
     pub(crate) fn staged(&self, id: &UploadId, end: u64) -> String {
