@@ -79,6 +79,36 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether any object exists anywhere below `dir`.
     fn any_under(&self, dir: &Key) -> impl Future<Output = Result<bool>> + Send;
 
+    // ----- upload session records -----
+
+    /// Writes an upload session's record. The default is [`write`](Self::write) (atomic and
+    /// durable). A backend may make it atomic but *not* durable, provided that after a crash
+    /// [`upload_state_current`](Self::upload_state_current) rejects every record whose bytes
+    /// may not have survived (the engine then answers `BLOB_UPLOAD_UNKNOWN`, and the client
+    /// restarts the upload). Committed blobs, links, manifests and tags never take this path.
+    fn write_upload_state(
+        &self,
+        key: &Key,
+        value: Bytes,
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.write(key, value)
+    }
+
+    /// Removes an upload session's record. The default is [`remove`](Self::remove); a backend
+    /// whose [`write_upload_state`](Self::write_upload_state) is not durable may skip making
+    /// the removal durable too (a record resurrected by a crash is rejected on load).
+    fn remove_upload_state(&self, key: &Key) -> impl Future<Output = Result<()>> + Send {
+        self.remove(key)
+    }
+
+    /// Whether a loaded upload state can still be trusted: `false` when the upload's record
+    /// or bytes were written without being made durable and a crash may have lost them since
+    /// (the filesystem backend: the machine rebooted). The default trusts every state.
+    fn upload_state_current(&self, state: &Self::UploadState) -> bool {
+        let _ = state;
+        true
+    }
+
     // ----- blob bytes -----
 
     /// Size of the blob's bytes; `None` if the blob is not stored.

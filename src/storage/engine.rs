@@ -290,14 +290,30 @@ impl<B: Backend> Engine<B> {
             .read(&key)
             .await?
             .ok_or_else(|| Error::BlobUploadUnknown(id.to_string()))?;
-        let record = serde_json::from_slice(&raw).map_err(|_| self.corrupt(&key))?;
+        // Session records may be written without being made durable
+        // (`Backend::write_upload_state`): a record a crash left unreadable, or one whose
+        // bytes may not have survived, names no resumable session. Spec "Pushing a blob in
+        // chunks": the client starts over after a 404 BLOB_UPLOAD_UNKNOWN.
+        let record: UploadRecord<B::UploadState> = match serde_json::from_slice(&raw) {
+            Ok(record) => record,
+            Err(_) => {
+                tracing::warn!(driver = B::NAME, key = %key.as_str(),
+                    "unreadable upload session record: reported as unknown");
+                return Err(Error::BlobUploadUnknown(id.to_string()));
+            }
+        };
+        if !self.backend.upload_state_current(&record.backend) {
+            return Err(Error::BlobUploadUnknown(id.to_string()));
+        }
         Ok((key, record))
     }
 
     async fn save_upload(&self, key: &Key, record: &UploadRecord<B::UploadState>) -> Result<()> {
         let json = serde_json::to_vec(record)
             .map_err(|e| Error::backend(B::NAME, format!("encoding upload state: {e}")))?;
-        self.backend.write(key, Bytes::from(json)).await
+        self.backend
+            .write_upload_state(key, Bytes::from(json))
+            .await
     }
 
     fn handle(
@@ -452,7 +468,7 @@ impl<B: Backend> Engine<B> {
         } else {
             self.commit(id, record.backend, size, &interim).await?;
         }
-        self.backend.remove(key).await?;
+        self.backend.remove_upload_state(key).await?;
         let bytes = self.backend.read_blob(&interim, None).await?;
         // The interim blob stays stored, linked nowhere (like the bytes of a deleted blob),
         // for a garbage collector to reclaim. Deleting it here would be unsafe: blob bytes are
@@ -652,7 +668,7 @@ impl<B: Backend> StorageDriver for Engine<B> {
         let _lock = self.upload_locks.lock(id).await;
         let (key, record) = self.load_upload(repo, id).await?;
         self.backend.abort_upload(id, record.backend).await?;
-        self.backend.remove(&key).await
+        self.backend.remove_upload_state(&key).await
     }
 
     async fn finish_upload<S>(
@@ -695,7 +711,7 @@ impl<B: Backend> StorageDriver for Engine<B> {
         if computed != *digest {
             // Spec: DIGEST_INVALID, and nothing becomes visible. The session is spent.
             let _ = self.backend.abort_upload(id, record.backend).await;
-            let _ = self.backend.remove(&key).await;
+            let _ = self.backend.remove_upload_state(&key).await;
             return Err(Error::DigestInvalid(format!(
                 "content is {computed}, not {digest}"
             )));
@@ -708,7 +724,7 @@ impl<B: Backend> StorageDriver for Engine<B> {
             self.commit(id, record.backend, size, digest).await?;
         }
         let info = self.link(repo, digest, size).await?;
-        self.backend.remove(&key).await?;
+        self.backend.remove_upload_state(&key).await?;
         Ok(info)
     }
 

@@ -44,6 +44,15 @@ pub(super) fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
 /// Atomically and durably replaces the file at `rel` (a checked relative path) below `root`
 /// with `value`, creating parent directories as needed.
 pub(super) fn write_atomic(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
+    replace(root, rel, value, true)
+}
+
+/// Atomically replaces the file at `rel` below `root` with `value`; durably (file synced
+/// before the rename, directory synced after it) only when `durable`. Without it a reader
+/// still sees the old or the new content, never a mix, but a machine crash may lose the
+/// write or leave the name pointing at an empty or partial file: only for records that are
+/// checked on load (upload session records, see [`super::upload`]).
+pub(super) fn replace(root: &Path, rel: &str, value: &[u8], durable: bool) -> Result<()> {
     let (parent, name) = paths::split_parent(rel);
     let dir = paths::ensure_dir(root, parent)?;
     let target = dir.join(name);
@@ -51,11 +60,13 @@ pub(super) fn write_atomic(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
     let result = (|| {
         file.write_all(value)
             .map_err(|e| io_err("writing", &temp, e))?;
-        file.sync_data().map_err(|e| io_err("syncing", &temp, e))?;
+        if durable {
+            file.sync_data().map_err(|e| io_err("syncing", &temp, e))?;
+        }
         drop(file);
         // rename(2) replaces a symbolic link at `target` itself; it never follows it.
         fs::rename(&temp, &target).map_err(|e| io_err("renaming into", &target, e))?;
-        fsync_dir(&dir)
+        if durable { fsync_dir(&dir) } else { Ok(()) }
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);
@@ -72,6 +83,15 @@ pub(super) fn remove_durable(path: &Path) -> Result<()> {
             }
             Ok(())
         }
+        Err(e) if missing(&e) => Ok(()),
+        Err(e) => Err(io_err("removing", path, e)),
+    }
+}
+
+/// Removes a file without syncing its directory; succeeds if it does not exist.
+pub(super) fn remove_volatile(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
         Err(e) if missing(&e) => Ok(()),
         Err(e) => Err(io_err("removing", path, e)),
     }

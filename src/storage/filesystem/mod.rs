@@ -137,13 +137,16 @@ impl Backend for FilesystemBackend {
     }
 
     async fn read(&self, key: &Key) -> Result<Option<Bytes>> {
+        // Metadata objects are small (links, tags, records; manifests up to a few MiB) and
+        // nearly always in the page cache: read inline on the calling task rather than paying
+        // a trip through the blocking pool (two thread hand-offs, more than the read itself).
+        // Like nginx without `aio threads`: a stalled disk stalls this worker thread.
         let path = self.path(key)?;
-        blocking(move || match fs::read(&path) {
+        match fs::read(&path) {
             Ok(bytes) => Ok(Some(Bytes::from(bytes))),
             Err(e) if atomic::missing(&e) => Ok(None),
             Err(e) => Err(io_err("reading", &path, e)),
-        })
-        .await
+        }
     }
 
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
@@ -177,8 +180,9 @@ impl Backend for FilesystemBackend {
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        // One `lstat`, inline like `read`.
         let path = self.path(&layout::blob_data(digest))?;
-        blocking(move || match fs::symlink_metadata(&path) {
+        match fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
             Ok(_) => Err(Error::backend(
                 DRIVER,
@@ -186,8 +190,33 @@ impl Backend for FilesystemBackend {
             )),
             Err(e) if atomic::missing(&e) => Ok(None),
             Err(e) => Err(io_err("inspecting", &path, e)),
-        })
-        .await
+        }
+    }
+
+    async fn write_upload_state(&self, key: &Key, value: Bytes) -> Result<()> {
+        // Atomic (temporary file + rename) but not synced: a record is trusted only while
+        // the boot id it carries is current, and one a crash left torn is unreadable, which
+        // the engine reports as an unknown session. Records of non-volatile sessions (no boot
+        // id on this system) are written durably.
+        let rel = paths::check_key(key)?.to_owned();
+        let root = Arc::clone(&self.root);
+        let durable = upload::boot_id().is_none();
+        blocking(move || atomic::replace(&root, &rel, &value, durable)).await
+    }
+
+    async fn remove_upload_state(&self, key: &Key) -> Result<()> {
+        // Not synced: a record a crash brings back names data that commit consumed or abort
+        // removed; it is rejected on load (earlier boot id) or, for a durable-mode session,
+        // fails its first append.
+        let path = self.path(key)?;
+        if upload::boot_id().is_none() {
+            return blocking(move || atomic::remove_durable(&path)).await;
+        }
+        atomic::remove_volatile(&path)
+    }
+
+    fn upload_state_current(&self, state: &FilesystemUploadState) -> bool {
+        state.current()
     }
 
     async fn read_blob(
@@ -238,9 +267,16 @@ impl Backend for FilesystemBackend {
         _id: &UploadId,
         target: Option<&Digest>,
     ) -> Result<FilesystemUploadState> {
-        // The data file is created by the first append.
+        // The data file is created by the first append. Sessions (no target) are volatile
+        // where the kernel has a boot id: see `upload` and the README's durability contract.
+        let one_shot = target.is_some();
         Ok(FilesystemUploadState {
-            one_shot: target.is_some(),
+            one_shot,
+            boot: if one_shot {
+                None
+            } else {
+                upload::boot_id().map(str::to_owned)
+            },
         })
     }
 
@@ -274,5 +310,78 @@ impl Backend for FilesystemBackend {
         let root = Arc::clone(&self.root);
         let id = id.clone();
         blocking(move || upload::abort(&root, &id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::stream;
+
+    use super::*;
+    use crate::oci::{DigestAlgorithm, RepositoryName};
+    use crate::storage::{StorageDriver, UploadHandle};
+
+    async fn driver(root: &Path) -> FilesystemDriver {
+        let config = FilesystemConfig {
+            root_directory: root.to_path_buf(),
+        };
+        FilesystemDriver::open(&config, EngineOptions::default())
+            .await
+            .unwrap()
+    }
+
+    /// Volatile session records: a record from another boot, or one a crash left torn, is an
+    /// unknown session; a record of this boot resumes.
+    #[tokio::test]
+    async fn stale_or_torn_session_records_are_unknown() {
+        if upload::boot_id().is_none() {
+            // No boot id: sessions are durable, nothing volatile to check.
+            eprintln!("no boot id on this system: durable mode, check not applicable");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = driver(dir.path()).await;
+        let repo = RepositoryName::parse("a/b").unwrap();
+        let up = d
+            .start_upload(&repo, DigestAlgorithm::Sha256)
+            .await
+            .unwrap();
+        let id = up.id();
+        let chunk = stream::iter([Ok(Bytes::from_static(b"hello"))]);
+        d.put_upload_chunk(&repo, &id, Some(0), None, chunk)
+            .await
+            .unwrap();
+        assert_eq!(d.get_upload_progress(&repo, &id).await.unwrap().offset(), 5);
+        let record = dir.path().join(layout::upload_state(&repo, &id).as_str());
+        let text = fs::read_to_string(&record).unwrap();
+        let boot = upload::boot_id().unwrap();
+        assert!(text.contains(boot), "record carries the boot id: {text}");
+
+        // Written before a reboot: unknown.
+        fs::write(
+            &record,
+            text.replace(boot, "00000000-0000-0000-0000-000000000000"),
+        )
+        .unwrap();
+        assert!(matches!(
+            d.get_upload_progress(&repo, &id).await,
+            Err(Error::BlobUploadUnknown(_))
+        ));
+        let chunk = stream::iter([Ok(Bytes::from_static(b"more"))]);
+        assert!(matches!(
+            d.put_upload_chunk(&repo, &id, Some(5), None, chunk).await,
+            Err(Error::BlobUploadUnknown(_))
+        ));
+        // Torn by a crash (empty or cut short): unknown.
+        for torn in [&b""[..], &text.as_bytes()[..text.len() / 2]] {
+            fs::write(&record, torn).unwrap();
+            assert!(matches!(
+                d.get_upload_progress(&repo, &id).await,
+                Err(Error::BlobUploadUnknown(_))
+            ));
+        }
+        // Intact and of this boot: resumes where it was.
+        fs::write(&record, &text).unwrap();
+        assert_eq!(d.get_upload_progress(&repo, &id).await.unwrap().offset(), 5);
     }
 }

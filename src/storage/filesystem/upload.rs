@@ -5,6 +5,15 @@
 //!   pool while the next batch is being received (and hashed by the engine). Before it
 //!   returns, the data is synced: the engine persists the new offset only afterwards, so the
 //!   offset never runs ahead of durable bytes.
+//!
+//!   Except for **volatile** sessions (the default on Linux, [`FilesystemUploadState::boot`]):
+//!   a chunk's bytes (and the engine's record of the session, through
+//!   `Backend::write_upload_state`) are written without `fsync`. A process crash loses
+//!   nothing (the page cache keeps the writes); a machine crash may lose or tear them, but it
+//!   also changes the kernel's boot id, which the record carries: on load a record from an
+//!   earlier boot, or one a crash left unreadable, is `BLOB_UPLOAD_UNKNOWN` and the client
+//!   restarts the upload. Only committed data must survive a crash, and `commit` syncs the
+//!   bytes before the blob's name appears.
 //! - `commit` renames the data file to `blobs/<alg>/<hex>` (atomic: the blob appears whole
 //!   or not at all) and syncs the blob directory. If the blob is already stored the data is
 //!   dropped instead: blobs are content-addressed, so both are the same bytes.
@@ -51,6 +60,67 @@ pub struct FilesystemUploadState {
     /// [`Backend::create_upload`]: crate::storage::backend::Backend::create_upload
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub one_shot: bool,
+    /// The kernel boot id (`/proc/sys/kernel/random/boot_id`) of the machine that wrote this
+    /// session's bytes and record *without* syncing them (see the module documentation).
+    /// The page cache survives a process crash but not a reboot, so the state is trusted
+    /// only while the boot id is unchanged; after a reboot the session is reported as
+    /// `BLOB_UPLOAD_UNKNOWN`. `None`: every append was synced (durable mode, used where no
+    /// boot id is available), trusted always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
+}
+
+/// This machine's boot id, read once; `None` where the kernel offers none (uploads are then
+/// synced on every append, as in durable mode).
+pub(super) fn boot_id() -> Option<&'static str> {
+    static BOOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    })
+    .as_deref()
+}
+
+impl FilesystemUploadState {
+    /// Whether this session's appends skip syncing (their bytes and record may be lost by a
+    /// machine crash, which the boot id detects).
+    pub(super) fn volatile(&self) -> bool {
+        self.boot.is_some()
+    }
+
+    /// Whether the session's unsynced writes, if any, can still be trusted.
+    pub(super) fn current(&self) -> bool {
+        self.boot.as_deref().is_none_or(|b| Some(b) == boot_id())
+    }
+}
+
+/// Writeback of a volatile upload's data is started in the background each time the upload
+/// grows past a multiple of this, so commit's final sync has little left to write.
+const VOLATILE_WRITEBACK_EVERY: u64 = 16 * 1024 * 1024;
+/// At most this many such background syncs run at once (process-wide).
+const MAX_BACKGROUND_SYNCS: usize = 2;
+static BACKGROUND_SYNCS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Starts (without waiting) writeback of `file`'s dirty pages, unless enough are running.
+fn background_sync(file: &File) {
+    use std::sync::atomic::Ordering;
+    if BACKGROUND_SYNCS.fetch_add(1, Ordering::AcqRel) >= MAX_BACKGROUND_SYNCS {
+        BACKGROUND_SYNCS.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    match file.try_clone() {
+        Ok(dup) => {
+            tokio::task::spawn_blocking(move || {
+                let _ = dup.sync_data();
+                BACKGROUND_SYNCS.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+        Err(_) => {
+            BACKGROUND_SYNCS.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// In-process locks serialising the appends to one upload.
@@ -295,7 +365,15 @@ where
         return Err(e);
     }
     let file = writer.file().await?;
-    if !state.one_shot {
+    if state.volatile() {
+        // Not synced: the engine records the new offset with a volatile write too, and a
+        // machine crash since is detected by the boot id (the session is then unknown).
+        // Commit syncs the data before the blob's name appears.
+        let end = offset + total;
+        if end / VOLATILE_WRITEBACK_EVERY > offset / VOLATILE_WRITEBACK_EVERY {
+            background_sync(&file);
+        }
+    } else if !state.one_shot {
         // Durable before the engine records the new offset.
         let root = Arc::clone(root);
         let guard = Arc::clone(&writer.guard);
@@ -366,7 +444,8 @@ pub(super) fn commit(
             ),
         ));
     }
-    let mut dirty = state.one_shot;
+    // One-shot and volatile uploads were never synced.
+    let mut dirty = state.one_shot || state.volatile();
     if len > size {
         file.set_len(size)
             .map_err(|e| io_err("truncating", &source, e))?;
