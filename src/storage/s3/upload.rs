@@ -38,6 +38,9 @@ pub const COPY_PART_SIZE: u64 = 512 * 1024 * 1024;
 /// Parallel `UploadPartCopy` requests of one multipart copy.
 const COPY_CONCURRENCY: usize = 8;
 
+/// Staged segments read or deleted at the same time.
+const SEGMENT_CONCURRENCY: usize = 4;
+
 /// Staged segments an upload may accumulate before an append merges them into one (bounds
 /// the `GetObject`s needed to assemble a part when chunks are tiny).
 pub const MAX_SEGMENTS: usize = 16;
@@ -326,12 +329,21 @@ impl S3Backend {
         capacity: usize,
     ) -> Result<BytesMut> {
         let mut out = BytesMut::with_capacity(capacity);
-        for segment in segments {
-            let key = self.keys.staged(id, segment.end);
-            let bytes = self
-                .get_bytes(&key)
-                .await?
-                .ok_or_else(|| corrupt(format!("staged segment {key} is missing")))?;
+        let keyed: Vec<(String, StagedSegment)> = segments
+            .iter()
+            .map(|s| (self.keys.staged(id, s.end), *s))
+            .collect();
+        let mut reads = std::pin::pin!(
+            futures::stream::iter(keyed)
+                .map(|(key, segment)| async move {
+                    let bytes = self.get_bytes(&key).await;
+                    (key, segment, bytes)
+                })
+                .buffered(SEGMENT_CONCURRENCY)
+        );
+        while let Some((key, segment, bytes)) = reads.next().await {
+            let bytes =
+                bytes?.ok_or_else(|| corrupt(format!("staged segment {key} is missing")))?;
             if bytes.len() as u64 != segment.size {
                 return Err(corrupt(format!(
                     "staged segment {key} holds {} bytes, expected {}",
@@ -370,9 +382,15 @@ impl S3Backend {
             )));
         }
         // The state we were given is persisted, so the staged objects it superseded can go.
-        for end in std::mem::take(&mut state.garbage) {
-            self.delete(&self.keys.staged(id, end)).await?;
-        }
+        let garbage: Vec<String> = std::mem::take(&mut state.garbage)
+            .into_iter()
+            .map(|end| self.keys.staged(id, end))
+            .collect();
+        futures::stream::iter(garbage)
+            .map(|key| async move { self.delete(&key).await })
+            .buffer_unordered(SEGMENT_CONCURRENCY)
+            .try_collect::<()>()
+            .await?;
         let mut body = pin!(body);
         // An empty body changes nothing: do not touch the staged remainder for it.
         let first = loop {
