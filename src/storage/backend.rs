@@ -79,6 +79,15 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether any object exists anywhere below `dir`.
     fn any_under(&self, dir: &Key) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Writes a repository's link to a blob (its content is the blob's size). The default is
+    /// [`write`](Self::write). A backend may make only the link's *existence* durable: the
+    /// engine tolerates a link whose content a crash lost (empty or unparsable) by taking the
+    /// size from [`blob_size`](Self::blob_size); the blob is always durable before a link to
+    /// it is written.
+    fn write_link(&self, key: &Key, value: Bytes) -> impl Future<Output = Result<()>> + Send {
+        self.write(key, value)
+    }
+
     // ----- upload session records -----
 
     /// Writes an upload session's record. The default is [`write`](Self::write) (atomic and

@@ -253,17 +253,25 @@ impl<B: Backend> Engine<B> {
         let key = layout::layer_link(repo, digest);
         match self.backend.read(&key).await? {
             None => Ok(None),
-            Some(v) => std::str::from_utf8(&v)
+            Some(v) => match std::str::from_utf8(&v)
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
-                .map(Some)
-                .ok_or_else(|| self.corrupt(&key)),
+            {
+                Some(size) => Ok(Some(size)),
+                // A link's content may be lost by a crash (`Backend::write_link`): its
+                // existence is what was made durable, after the blob's bytes. The blob's own
+                // size is then authoritative.
+                None => match self.backend.blob_size(digest).await? {
+                    Some(size) => Ok(Some(size)),
+                    None => Err(self.corrupt(&key)),
+                },
+            },
         }
     }
 
     async fn link(&self, repo: &RepositoryName, digest: &Digest, size: u64) -> Result<FileInfo> {
         self.backend
-            .write(
+            .write_link(
                 &layout::layer_link(repo, digest),
                 Bytes::from(size.to_string()),
             )

@@ -53,6 +53,20 @@ pub(super) fn write_atomic(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
 /// write or leave the name pointing at an empty or partial file: only for records that are
 /// checked on load (upload session records, see [`super::upload`]).
 pub(super) fn replace(root: &Path, rel: &str, value: &[u8], durable: bool) -> Result<()> {
+    replace_with(root, rel, value, durable, durable)
+}
+
+/// Like [`replace`], syncing the file's content before the rename only when `sync_data`
+/// and the directory after it only when `sync_name`. `sync_name` without `sync_data` makes
+/// the name durable but not necessarily the content: a crash may leave the name pointing at
+/// an empty file (used for links, whose content the engine can do without).
+pub(super) fn replace_with(
+    root: &Path,
+    rel: &str,
+    value: &[u8],
+    sync_data: bool,
+    sync_name: bool,
+) -> Result<()> {
     let (parent, name) = paths::split_parent(rel);
     let dir = paths::ensure_dir(root, parent)?;
     let target = dir.join(name);
@@ -60,13 +74,13 @@ pub(super) fn replace(root: &Path, rel: &str, value: &[u8], durable: bool) -> Re
     let result = (|| {
         file.write_all(value)
             .map_err(|e| io_err("writing", &temp, e))?;
-        if durable {
+        if sync_data {
             file.sync_data().map_err(|e| io_err("syncing", &temp, e))?;
         }
         drop(file);
         // rename(2) replaces a symbolic link at `target` itself; it never follows it.
         fs::rename(&temp, &target).map_err(|e| io_err("renaming into", &target, e))?;
-        if durable { fsync_dir(&dir) } else { Ok(()) }
+        if sync_name { fsync_dir(&dir) } else { Ok(()) }
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);
