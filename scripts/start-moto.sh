@@ -7,7 +7,8 @@
 #   cargo test --all-features --test s3
 #   kill "$MOTO_PID"
 #
-# Settings: MOTO_VENV (default ~/.cache/marina/moto-venv), MOTO_PORT (default 5050),
+# Settings: MOTO_VENV (default ~/.cache/marina/moto-venv), MOTO_PORT (default: 5050, or the
+# next free port up to 5099 when 5050 is taken),
 # MOTO_LOG (default /tmp/marina-moto-$MOTO_PORT.log). Progress goes to stderr; stdout holds
 # only the `export` line.
 set -euo pipefail
@@ -34,9 +35,32 @@ except Exception:
 PY
 }
 
-if answers "http://127.0.0.1:$PORT/"; then
-  echo "port $PORT already answers; set MOTO_PORT to start a separate moto" >&2
-  exit 1
+port_in_use() {
+  python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(0)  # in use
+sys.exit(1)
+PY
+}
+
+if port_in_use "$PORT"; then
+  if [ -n "${MOTO_PORT:-}" ]; then
+    echo "port $PORT (MOTO_PORT) is in use" >&2
+    exit 1
+  fi
+  # Another test run (or anything else) holds the default port: take the next free one.
+  for candidate in $(seq 5051 5099); do
+    if ! port_in_use "$candidate"; then PORT=$candidate; break; fi
+  done
+  if port_in_use "$PORT"; then
+    echo "no free port in 5050-5099" >&2
+    exit 1
+  fi
+  LOG=${MOTO_LOG:-/tmp/marina-moto-$PORT.log}
 fi
 
 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
