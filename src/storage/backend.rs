@@ -79,6 +79,23 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether any object exists anywhere below `dir`.
     fn any_under(&self, dir: &Key) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Writes two objects like [`write`](Self::write), `then` becoming visible only once
+    /// `first` is durable (a manifest, then the tag pointing at it). If `first` fails,
+    /// `then` is not written. The default writes one after the other; a backend may prepare
+    /// `then` (invisibly) while `first` is written.
+    fn write_ordered(
+        &self,
+        first: &Key,
+        first_value: Bytes,
+        then: &Key,
+        then_value: Bytes,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            self.write(first, first_value).await?;
+            self.write(then, then_value).await
+        }
+    }
+
     /// Writes a repository's link to a blob (its content is the blob's size). The default is
     /// [`write`](Self::write). A backend may make only the link's *existence* durable: the
     /// engine tolerates a link whose content a crash lost (empty or unparsable) by taking the

@@ -778,13 +778,23 @@ impl<B: Backend> StorageDriver for Engine<B> {
         };
         self.check_references(repo, &summary).await?;
         let size = bytes.len() as u64;
-        self.backend
-            .write(
-                &layout::manifest(repo, &digest),
-                encode_manifest(&summary.media_type, &bytes),
-            )
-            .await?;
         let subject = summary.subject.as_ref().map(|s| s.digest.clone());
+        let record = encode_manifest(&summary.media_type, &bytes);
+        if let (Reference::Tag(tag), None) = (reference, &subject) {
+            // The common push: the manifest, then its tag (never durable before the manifest).
+            self.backend
+                .write_ordered(
+                    &layout::manifest(repo, &digest),
+                    record,
+                    &layout::tag(repo, tag),
+                    Bytes::from(digest.as_str().to_owned()),
+                )
+                .await?;
+            return Ok(PutManifestOutcome { digest, subject });
+        }
+        self.backend
+            .write(&layout::manifest(repo, &digest), record)
+            .await?;
         if let Some(subject) = &subject {
             let entry = Descriptor {
                 media_type: summary.media_type.clone(),

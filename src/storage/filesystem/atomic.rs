@@ -67,25 +67,64 @@ pub(super) fn replace_with(
     sync_data: bool,
     sync_name: bool,
 ) -> Result<()> {
+    prepare(root, rel, value, sync_data)?.publish(sync_name)
+}
+
+/// A complete temporary file, not yet visible under its target name.
+pub(super) struct Prepared {
+    dir: PathBuf,
+    temp: PathBuf,
+    target: PathBuf,
+}
+
+/// Writes `value` to a new temporary file next to `rel`'s target (synced when `sync_data`),
+/// without making it visible: [`Prepared::publish`] renames it into place.
+pub(super) fn prepare(root: &Path, rel: &str, value: &[u8], sync_data: bool) -> Result<Prepared> {
     let (parent, name) = paths::split_parent(rel);
     let dir = paths::ensure_dir(root, parent)?;
     let target = dir.join(name);
     let (temp, mut file) = create_temp(&dir, name)?;
-    let result = (|| {
-        file.write_all(value)
-            .map_err(|e| io_err("writing", &temp, e))?;
-        if sync_data {
-            file.sync_data().map_err(|e| io_err("syncing", &temp, e))?;
+    let written = file
+        .write_all(value)
+        .map_err(|e| io_err("writing", &temp, e))
+        .and_then(|()| {
+            if sync_data {
+                file.sync_data().map_err(|e| io_err("syncing", &temp, e))
+            } else {
+                Ok(())
+            }
+        });
+    drop(file);
+    let prepared = Prepared { dir, temp, target };
+    match written {
+        Ok(()) => Ok(prepared),
+        Err(e) => {
+            prepared.discard();
+            Err(e)
         }
-        drop(file);
-        // rename(2) replaces a symbolic link at `target` itself; it never follows it.
-        fs::rename(&temp, &target).map_err(|e| io_err("renaming into", &target, e))?;
-        if sync_name { fsync_dir(&dir) } else { Ok(()) }
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
     }
-    result
+}
+
+impl Prepared {
+    /// Renames the file into place (atomic), then syncs the directory when `sync_name`.
+    pub(super) fn publish(self, sync_name: bool) -> Result<()> {
+        // rename(2) replaces a symbolic link at `target` itself; it never follows it.
+        if let Err(e) = fs::rename(&self.temp, &self.target) {
+            let target = self.target.clone();
+            self.discard();
+            return Err(io_err("renaming into", &target, e));
+        }
+        if sync_name {
+            fsync_dir(&self.dir)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Removes the temporary file (best effort).
+    pub(super) fn discard(self) {
+        let _ = fs::remove_file(&self.temp);
+    }
 }
 
 /// Removes a file and syncs its directory; succeeds if it does not exist.

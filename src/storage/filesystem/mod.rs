@@ -193,6 +193,36 @@ impl Backend for FilesystemBackend {
         }
     }
 
+    async fn write_ordered(
+        &self,
+        first: &Key,
+        first_value: Bytes,
+        then: &Key,
+        then_value: Bytes,
+    ) -> Result<()> {
+        // `then`'s temporary file is written and synced while `first` is written (both
+        // invisible until renamed), so the pair costs three fsync rounds instead of four;
+        // `then` is renamed into place only after `first`'s directory was synced. A temporary
+        // file left by a cancelled call is invisible, like one left by a crash.
+        let first_rel = paths::check_key(first)?.to_owned();
+        let then_rel = paths::check_key(then)?.to_owned();
+        let root = Arc::clone(&self.root);
+        let prepare = tokio::task::spawn_blocking(move || {
+            atomic::prepare(&root, &then_rel, &then_value, true)
+        });
+        let root = Arc::clone(&self.root);
+        let written = blocking(move || atomic::write_atomic(&root, &first_rel, &first_value)).await;
+        let prepared = prepare.await.map_err(join_failed)?;
+        match (written, prepared) {
+            (Ok(()), Ok(prepared)) => blocking(move || prepared.publish(true)).await,
+            (Err(e), Ok(prepared)) => {
+                prepared.discard();
+                Err(e)
+            }
+            (_, Err(e)) => Err(e),
+        }
+    }
+
     async fn write_link(&self, key: &Key, value: Bytes) -> Result<()> {
         // The link's name is made durable (directory synced), its few bytes of content are
         // not: after a crash the file may be empty (ext4 `data=ordered`, XFS), and the engine
