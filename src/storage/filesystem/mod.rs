@@ -16,7 +16,13 @@
 //! - **Concurrent writers are safe:** every writer has its own temporary file and `rename` is
 //!   atomic, so the last rename wins whole; a blob committed twice is the same bytes.
 //! - **Durable when acknowledged:** data before names, names before returning, and newly
-//!   created directories are synced into their parents.
+//!   created directories are synced into their parents, for blobs, manifests, tags and
+//!   deletions. Links make only their name durable (the engine can do without their
+//!   content). Upload sessions in progress are not synced until they are closed; a machine
+//!   crash is detected by the boot id the session record carries, and such a session is
+//!   `BLOB_UPLOAD_UNKNOWN` (see `upload.rs` and the README's durability contract).
+//! - **Small reads inline:** metadata reads and blob `stat` run on the calling task (page
+//!   cache hits in practice), not on the blocking pool.
 //! - **Nothing escapes the root:** keys are re-checked (`paths`), directories on a write
 //!   path are walked with `lstat` so planted symbolic links are refused, and new files are
 //!   created with `O_EXCL`, which never follows a link.
