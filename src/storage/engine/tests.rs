@@ -1,0 +1,288 @@
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::stream;
+
+use super::metered::HASH_BATCH;
+use super::*;
+use crate::oci::ByteRange;
+use crate::storage::inmemory::{InMemoryBackend, InMemoryReader};
+
+/// The in-memory backend with injectable failures.
+#[derive(Debug, Default)]
+struct Faulty {
+    inner: InMemoryBackend,
+    /// `commit_upload` stores the blob, then reports an error (a lost response).
+    commit_then_fail: AtomicBool,
+    /// The next write of a repository link fails.
+    fail_link_write: AtomicBool,
+}
+
+fn injected() -> Error {
+    Error::backend("faulty", "injected failure")
+}
+
+impl Backend for Faulty {
+    const NAME: &'static str = "faulty";
+    type Reader = InMemoryReader;
+    type UploadState = ();
+
+    fn locate(&self, key: &Key) -> String {
+        self.inner.locate(key)
+    }
+    async fn read(&self, key: &Key) -> Result<Option<Bytes>> {
+        self.inner.read(key).await
+    }
+    async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
+        if key.as_str().contains("/_layers/") && self.fail_link_write.swap(false, Ordering::SeqCst)
+        {
+            return Err(injected());
+        }
+        self.inner.write(key, value).await
+    }
+    async fn remove(&self, key: &Key) -> Result<()> {
+        self.inner.remove(key).await
+    }
+    async fn list(
+        &self,
+        dir: &Key,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<String>> {
+        self.inner.list(dir, start_after, limit).await
+    }
+    async fn any_under(&self, dir: &Key) -> Result<bool> {
+        self.inner.any_under(dir).await
+    }
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.inner.blob_size(digest).await
+    }
+    async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<InMemoryReader> {
+        self.inner.read_blob(digest, range).await
+    }
+    async fn create_upload(&self, id: &UploadId, target: Option<&Digest>) -> Result<()> {
+        self.inner.create_upload(id, target).await
+    }
+    async fn append_upload<S>(
+        &self,
+        id: &UploadId,
+        state: &mut (),
+        offset: u64,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        self.inner.append_upload(id, state, offset, body).await
+    }
+    async fn commit_upload(
+        &self,
+        id: &UploadId,
+        state: (),
+        size: u64,
+        digest: &Digest,
+    ) -> Result<()> {
+        self.inner.commit_upload(id, state, size, digest).await?;
+        if self.commit_then_fail.swap(false, Ordering::SeqCst) {
+            return Err(injected());
+        }
+        Ok(())
+    }
+    async fn abort_upload(&self, id: &UploadId, state: ()) -> Result<()> {
+        self.inner.abort_upload(id, state).await
+    }
+}
+
+fn engine() -> Engine<Faulty> {
+    Engine::new(Faulty::default(), EngineOptions::default())
+}
+
+fn body(data: &'static [u8]) -> impl Stream<Item = Result<Bytes>> + Send {
+    stream::iter([Ok(Bytes::from_static(data))])
+}
+
+async fn content(e: &Engine<Faulty>, repo: &RepositoryName, digest: &Digest) -> Vec<u8> {
+    let read = e.get_content(repo, digest, None).await.unwrap();
+    let chunks: Vec<Result<Bytes>> = read.stream.collect().await;
+    chunks
+        .into_iter()
+        .flat_map(|c| c.unwrap().to_vec())
+        .collect()
+}
+
+const DATA: &[u8] = b"hello, resilient world";
+
+fn lock_entries(locks: &UploadLocks) -> usize {
+    locks.0.lock().unwrap().len()
+}
+
+/// The lock map only holds sessions with an operation in flight, including after a
+/// waiter is cancelled once its holder is gone.
+#[tokio::test]
+async fn upload_locks_are_released() {
+    let locks = UploadLocks::default();
+    let (a, b) = (UploadId::generate(), UploadId::generate());
+    let held = locks.lock(&a).await;
+    let other = locks.lock(&b).await;
+    assert_eq!(lock_entries(&locks), 2);
+    drop(other);
+    assert_eq!(lock_entries(&locks), 1);
+    // A waiter, cancelled after the holder released the lock.
+    let mut waiter = Box::pin(locks.lock(&a));
+    assert!(futures::poll!(waiter.as_mut()).is_pending());
+    drop(held);
+    drop(waiter);
+    // Cleaned up by the next release of any session.
+    drop(locks.lock(&b).await);
+    assert_eq!(lock_entries(&locks), 0);
+    // A waiter cancelled while the holder still holds.
+    let held = locks.lock(&a).await;
+    let mut waiter = Box::pin(locks.lock(&a));
+    assert!(futures::poll!(waiter.as_mut()).is_pending());
+    drop(waiter);
+    drop(held);
+    assert_eq!(lock_entries(&locks), 0);
+}
+
+/// Bodies longer than a hash batch are hashed on the blocking pool in order: the digest
+/// of a multi-batch body in uneven chunks is right, a wrong one is refused, and a chunked
+/// upload's checkpoint covers exactly its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_bodies_hash_in_order() {
+    let e = engine();
+    let repo = RepositoryName::parse("a/b").unwrap();
+    let data: Vec<u8> = (0..3 * HASH_BATCH + 12345)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    let data = Bytes::from(data);
+    let digest = Digest::compute(DigestAlgorithm::Sha256, &data);
+    let chunks = |d: Bytes| {
+        let mut out = Vec::new();
+        let mut at = 0;
+        let mut step = 1;
+        while at < d.len() {
+            let end = (at + step).min(d.len());
+            out.push(Ok(d.slice(at..end)));
+            at = end;
+            step = step * 3 % 200_003 + 7;
+        }
+        stream::iter(out)
+    };
+    let info = e
+        .put_content(
+            &repo,
+            &digest,
+            Some(data.len() as u64),
+            chunks(data.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.size, data.len() as u64);
+    assert_eq!(content(&e, &repo, &digest).await, data.to_vec());
+    let mut other = data.to_vec();
+    other[2 * HASH_BATCH + 1] ^= 1;
+    let other_digest = Digest::compute(DigestAlgorithm::Sha256, &other);
+    assert!(matches!(
+        e.put_content(&repo, &other_digest, None, chunks(data.clone()))
+            .await,
+        Err(Error::DigestInvalid(_))
+    ));
+    // Chunked: two long chunks, then finish.
+    let id = e
+        .start_upload(&repo, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .id();
+    let cut = HASH_BATCH * 2 - 3;
+    e.put_upload_chunk(&repo, &id, Some(0), None, chunks(data.slice(..cut)))
+        .await
+        .unwrap();
+    let info = e
+        .finish_upload(&repo, &id, &digest, None, chunks(data.slice(cut..)))
+        .await
+        .unwrap();
+    assert_eq!(info.size, data.len() as u64);
+}
+
+/// A commit whose response is lost (blob stored, error reported) finishes the upload.
+#[tokio::test]
+async fn finish_succeeds_when_commit_errs_after_storing() {
+    let e = engine();
+    let repo = RepositoryName::parse("a/b").unwrap();
+    let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
+    let id = e
+        .start_upload(&repo, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .id();
+    e.put_upload_chunk(&repo, &id, Some(0), None, body(&DATA[..5]))
+        .await
+        .unwrap();
+    e.backend().commit_then_fail.store(true, Ordering::SeqCst);
+    let info = e
+        .finish_upload(&repo, &id, &digest, None, body(&DATA[5..]))
+        .await
+        .unwrap();
+    assert_eq!(info.size, DATA.len() as u64);
+    assert_eq!(content(&e, &repo, &digest).await, DATA);
+    assert!(matches!(
+        e.get_upload_progress(&repo, &id).await,
+        Err(Error::BlobUploadUnknown(_))
+    ));
+}
+
+/// Same for a monolithic put.
+#[tokio::test]
+async fn put_content_succeeds_when_commit_errs_after_storing() {
+    let e = engine();
+    let repo = RepositoryName::parse("a/b").unwrap();
+    let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
+    e.backend().commit_then_fail.store(true, Ordering::SeqCst);
+    e.put_content(&repo, &digest, None, body(DATA))
+        .await
+        .unwrap();
+    assert_eq!(content(&e, &repo, &digest).await, DATA);
+}
+
+/// A finish that committed the blob but failed to link it can be retried: the retry must
+/// not need the upload bytes the commit consumed.
+#[tokio::test]
+async fn finish_retry_after_link_failure() {
+    let e = engine();
+    let repo = RepositoryName::parse("a/b").unwrap();
+    let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
+    let id = e
+        .start_upload(&repo, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .id();
+    e.put_upload_chunk(&repo, &id, Some(0), None, body(&DATA[..7]))
+        .await
+        .unwrap();
+    e.backend().fail_link_write.store(true, Ordering::SeqCst);
+    assert!(
+        e.finish_upload(&repo, &id, &digest, None, body(&DATA[7..]))
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        e.stat(&repo, &digest).await,
+        Err(Error::BlobUnknown(_))
+    ));
+    let info = e
+        .finish_upload(&repo, &id, &digest, None, body(&DATA[7..]))
+        .await
+        .unwrap();
+    assert_eq!(info.size, DATA.len() as u64);
+    assert_eq!(content(&e, &repo, &digest).await, DATA);
+    // A retry with other bytes is still verified.
+    let id = e
+        .start_upload(&repo, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .id();
+    assert!(matches!(
+        e.finish_upload(&repo, &id, &digest, None, body(b"not the data"))
+            .await,
+        Err(Error::DigestInvalid(_))
+    ));
+}
