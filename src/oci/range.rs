@@ -45,7 +45,9 @@ impl RangeRequest {
     /// Returns `Ok(None)` when the header should be ignored (RFC 9110 §14.2: a recipient
     /// SHOULD ignore a Range it does not understand, e.g. another unit or several ranges, and
     /// answer 200 with the whole representation). Syntactically broken byte ranges are also
-    /// ignored, as the RFC permits.
+    /// ignored, as the RFC permits. A range whose last byte precedes its first (`bytes=500-0`)
+    /// is kept, and [`resolve`](Self::resolve) reports it unsatisfiable: Go's
+    /// `http.ServeContent` (the reference registry) and the OCI conformance suite answer 416.
     pub fn parse_header(value: &str) -> Option<Self> {
         let spec = value.trim();
         let (unit, set) = spec.split_once('=')?;
@@ -73,18 +75,15 @@ impl RangeRequest {
         let last = if last.is_empty() {
             None
         } else {
-            let l = num(last)?;
-            if l < first {
-                return None;
-            }
-            Some(l)
+            Some(num(last)?)
         };
         Some(Self::FromTo { first, last })
     }
 
     /// Resolves the request against a representation of `size` bytes (RFC 9110 §14.1.2):
     /// clamps `last` to the end, and fails with `RangeInvalid` when unsatisfiable (first byte
-    /// past the end, a zero-length suffix, or an empty representation).
+    /// past the end, last byte before the first, a zero-length suffix, or an empty
+    /// representation).
     pub fn resolve(self, size: u64) -> Result<ByteRange, Error> {
         let unsatisfiable = |reason: &str| Error::RangeInvalid {
             size,
@@ -92,6 +91,9 @@ impl RangeRequest {
         };
         match self {
             Self::FromTo { first, last } => {
+                if last.is_some_and(|l| l < first) {
+                    return Err(unsatisfiable("last byte is before the first"));
+                }
                 if first >= size {
                     return Err(unsatisfiable("first byte is past the end"));
                 }
@@ -165,7 +167,13 @@ mod tests {
         assert_eq!(RangeRequest::parse_header("bytes=-3"), Some(Suffix(3)));
         assert_eq!(RangeRequest::parse_header("items=0-1"), None);
         assert_eq!(RangeRequest::parse_header("bytes=0-1,3-4"), None);
-        assert_eq!(RangeRequest::parse_header("bytes=5-1"), None);
+        assert_eq!(
+            RangeRequest::parse_header("bytes=5-1"),
+            Some(FromTo {
+                first: 5,
+                last: Some(1)
+            })
+        );
         assert_eq!(RangeRequest::parse_header("bytes=a-1"), None);
     }
 
@@ -185,6 +193,7 @@ mod tests {
             ByteRange { start: 0, end: 9 }
         );
         assert!(r("bytes=10-").resolve(10).is_err());
+        assert!(r("bytes=500-0").resolve(1000).is_err());
         assert!(r("bytes=-0").resolve(10).is_err());
         assert!(r("bytes=0-").resolve(0).is_err());
     }
