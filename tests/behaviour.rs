@@ -92,7 +92,7 @@ mod s3_factory {
     impl S3Factory {
         /// `None` (after saying so on stderr) when `S3_ENDPOINT` is not set.
         pub fn from_env() -> Option<Self> {
-            let Ok(endpoint) = std::env::var("S3_ENDPOINT") else {
+            let Ok(_endpoint) = std::env::var("S3_ENDPOINT") else {
                 static SAID: Once = Once::new();
                 SAID.call_once(|| {
                     // Written to the real stderr, not the test harness's captured output.
@@ -103,15 +103,12 @@ mod s3_factory {
                 });
                 return None;
             };
-            let mut config = S3Config::new(
-                std::env::var("S3_BUCKET").unwrap_or_else(|_| "marina-test".to_owned()),
-            );
-            config.endpoint = Some(endpoint);
-            config.region =
-                Some(std::env::var("S3_REGION").unwrap_or_else(|_| "us-east-1".to_owned()));
-            config.force_path_style = std::env::var("S3_FORCE_PATH_STYLE")
-                .map(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "True" | "yes"))
-                .unwrap_or(false);
+            // The variables the registry itself reads (`StorageConfig::apply_env`).
+            let mut config = StorageConfig::default()
+                .apply_env()
+                .expect("S3_* environment variables")
+                .s3
+                .expect("S3_ENDPOINT is set");
             // Smallest parts, so the suite's multi-MiB blobs span several parts.
             config.part_size = Some(MIN_PART_SIZE);
             Some(Self { config })

@@ -23,7 +23,8 @@ use marina_distribution::oci::{
 };
 use marina_distribution::storage::s3::{S3Backend, S3Driver};
 use marina_distribution::storage::{
-    Engine, EngineOptions, S3ChecksumPolicy, S3Config, StorageDriver, UploadHandle, UploadId,
+    Engine, EngineOptions, S3ChecksumPolicy, S3Config, StorageConfig, StorageDriver, UploadHandle,
+    UploadId,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -53,31 +54,31 @@ fn skipped(test: &str) {
     );
 }
 
-/// The S3 server under test.
+/// The S3 server under test, from the variables the registry itself reads
+/// (`StorageConfig::apply_env`: `S3_ENDPOINT`, `S3_BUCKET`, `S3_REGION`, ...).
 struct S3Env {
-    endpoint: String,
-    bucket: String,
+    base: S3Config,
     region: String,
-    path_style: bool,
 }
 
 impl S3Env {
     fn from_env() -> Option<Self> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        Some(Self {
-            endpoint: var("S3_ENDPOINT")?,
-            bucket: var("S3_BUCKET").unwrap_or_else(|| "marina-test".into()),
-            region: var("S3_REGION").unwrap_or_else(|| "us-east-1".into()),
-            path_style: var("S3_FORCE_PATH_STYLE").is_none_or(|v| v == "true" || v == "1"),
-        })
+        std::env::var("S3_ENDPOINT")
+            .ok()
+            .filter(|v| !v.is_empty())?;
+        let base = StorageConfig::default()
+            .apply_env()
+            .expect("S3_* environment variables")
+            .s3
+            .expect("S3_ENDPOINT is set");
+        let region = base.region.clone().unwrap_or_else(|| "us-east-1".into());
+        Some(Self { base, region })
     }
 
     /// A configuration under a fresh prefix.
     fn config(&self, test: &str) -> S3Config {
-        let mut c = S3Config::new(self.bucket.clone());
-        c.endpoint = Some(self.endpoint.clone());
+        let mut c = self.base.clone();
         c.region = Some(self.region.clone());
-        c.force_path_style = self.path_style;
         c.prefix = Some(format!("test-{test}-{:016x}/", rand_u64()));
         c.part_size = Some(PART as u64);
         c

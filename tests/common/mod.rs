@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use marina_distribution::oci::{Digest, DigestAlgorithm};
 use marina_distribution::registry::{RegistryOptions, router};
-use marina_distribution::storage::S3Config;
 use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
 use reqwest::{Response, StatusCode};
 
@@ -44,13 +43,13 @@ pub fn configs(test: &str) -> Vec<(String, StorageConfig, Option<tempfile::TempD
         Some(dir),
     ));
     match std::env::var("S3_ENDPOINT") {
-        Ok(endpoint) if !endpoint.is_empty() => {
-            let mut s3 = S3Config::new(std::env::var("S3_BUCKET").unwrap_or("marina-test".into()));
-            s3.endpoint = Some(endpoint);
-            s3.region = Some(std::env::var("S3_REGION").unwrap_or("us-east-1".into()));
-            s3.force_path_style = std::env::var("S3_FORCE_PATH_STYLE")
-                .map(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
-                .unwrap_or(true);
+        Ok(endpoint_set) if !endpoint_set.is_empty() => {
+            // The variables the registry itself reads.
+            let mut s3 = StorageConfig::default()
+                .apply_env()
+                .expect("S3_* environment variables")
+                .s3
+                .expect("S3_ENDPOINT is set");
             let unique: u64 = rand_u64();
             s3.prefix = Some(format!("http-tests/{test}-{unique:016x}"));
             out.push(("s3".to_owned(), StorageConfig::s3(s3), None));
