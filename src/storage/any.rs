@@ -337,3 +337,70 @@ impl StorageDriver for AnyDriver {
         dispatch!(self, d => d.referrers(repo, subject, artifact_type).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of_val;
+
+    use futures::stream;
+
+    use super::*;
+
+    /// `AnyDriver`'s futures hold the largest variant's future, and every move copies them.
+    /// A variant with huge futures (aws-sdk's request futures inline made them ~7 KB) would
+    /// make every driver pay for it: they must stay the size of the largest concrete driver's
+    /// plus the enum's own small overhead.
+    #[tokio::test]
+    async fn dispatched_futures_stay_the_size_of_concrete_ones() {
+        let repo = RepositoryName::parse("a/b").unwrap();
+        let digest = Digest::compute(DigestAlgorithm::Sha256, b"x");
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FilesystemDriver::open(
+            &crate::storage::FilesystemConfig {
+                root_directory: dir.path().to_path_buf(),
+            },
+            EngineOptions::default(),
+        )
+        .await
+        .unwrap();
+        let mem = InMemoryDriver::new_in_memory();
+        let any = AnyDriver::InMemory(InMemoryDriver::new_in_memory());
+        let body = || stream::iter([Ok(Bytes::from_static(b"x"))]);
+        let reference = Reference::Digest(digest.clone());
+        let sizes = [
+            (
+                "stat",
+                size_of_val(&fs.stat(&repo, &digest)).max(size_of_val(&mem.stat(&repo, &digest))),
+                size_of_val(&any.stat(&repo, &digest)),
+            ),
+            (
+                "get_content",
+                size_of_val(&fs.get_content(&repo, &digest, None))
+                    .max(size_of_val(&mem.get_content(&repo, &digest, None))),
+                size_of_val(&any.get_content(&repo, &digest, None)),
+            ),
+            (
+                "get_manifest",
+                size_of_val(&fs.get_manifest(&repo, &reference))
+                    .max(size_of_val(&mem.get_manifest(&repo, &reference))),
+                size_of_val(&any.get_manifest(&repo, &reference)),
+            ),
+            (
+                "put_content",
+                size_of_val(&fs.put_content(&repo, &digest, None, body()))
+                    .max(size_of_val(&mem.put_content(&repo, &digest, None, body()))),
+                size_of_val(&any.put_content(&repo, &digest, None, body())),
+            ),
+        ];
+        for (operation, largest_concrete, dispatched) in sizes {
+            eprintln!(
+                "{operation}: largest concrete {largest_concrete} B, AnyDriver {dispatched} B"
+            );
+            assert!(
+                dispatched <= largest_concrete + 256,
+                "AnyDriver::{operation} future is {dispatched} B, the largest concrete driver's \
+                 {largest_concrete} B"
+            );
+        }
+    }
+}
