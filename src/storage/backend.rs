@@ -79,10 +79,20 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether any object exists anywhere below `dir`.
     fn any_under(&self, dir: &Key) -> impl Future<Output = Result<bool>> + Send;
 
-    /// Writes two objects like [`write`](Self::write), `then` becoming visible only once
-    /// `first` is durable (a manifest, then the tag pointing at it). If `first` fails,
-    /// `then` is not written. The default writes one after the other; a backend may prepare
-    /// `then` (invisibly) while `first` is written.
+    /// Writes an object that the engine verifies whenever it reads it (a manifest record,
+    /// checked against its digest). Atomic and durable when it returns, like
+    /// [`write`](Self::write), but a crash *before* it returns may leave the object torn
+    /// (empty or partial), which readers then treat as absent: so a backend may make the
+    /// bytes and the name durable in one round instead of two. The default is `write`.
+    fn write_verified(&self, key: &Key, value: Bytes) -> impl Future<Output = Result<()>> + Send {
+        self.write(key, value)
+    }
+
+    /// Writes `first` like [`write_verified`](Self::write_verified), then `then` like
+    /// [`write`](Self::write), `then` becoming visible only once `first` is durable (a
+    /// manifest record, then the tag pointing at it). If `first` fails, `then` is not
+    /// written. The default writes one after the other; a backend may prepare `then`
+    /// (invisibly) while `first` is written.
     fn write_ordered(
         &self,
         first: &Key,
@@ -91,16 +101,25 @@ pub trait Backend: Send + Sync + 'static {
         then_value: Bytes,
     ) -> impl Future<Output = Result<()>> + Send {
         async move {
-            self.write(first, first_value).await?;
+            self.write_verified(first, first_value).await?;
             self.write(then, then_value).await
         }
     }
 
+    /// Whether the engine writes a blob's repository link *while* the upload is committed
+    /// as that blob, rather than after the commit returned, so that both names become
+    /// durable in one round (the filesystem: one round of directory syncs instead of two).
+    /// A crash can then leave a durable link to a blob that was never stored; the engine
+    /// therefore counts a link only when the blob it names exists, which costs a
+    /// [`blob_size`](Self::blob_size) per link read: worth it only where that is cheap
+    /// (a local `lstat`, not an object-store round trip). Default `false`.
+    const LINK_WHILE_COMMITTING: bool = false;
+
     /// Writes a repository's link to a blob (its content is the blob's size). The default is
     /// [`write`](Self::write). A backend may make only the link's *existence* durable: the
     /// engine tolerates a link whose content a crash lost (empty or unparsable) by taking the
-    /// size from [`blob_size`](Self::blob_size); the blob is always durable before a link to
-    /// it is written.
+    /// size from [`blob_size`](Self::blob_size); the blob is durable before a link to it is
+    /// written, except as [`LINK_WHILE_COMMITTING`](Self::LINK_WHILE_COMMITTING) allows.
     fn write_link(&self, key: &Key, value: Bytes) -> impl Future<Output = Result<()>> + Send {
         self.write(key, value)
     }

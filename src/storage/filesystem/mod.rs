@@ -16,11 +16,17 @@
 //! - **Concurrent writers are safe:** every writer has its own temporary file and `rename` is
 //!   atomic, so the last rename wins whole; a blob committed twice is the same bytes.
 //! - **Durable when acknowledged:** data before names, names before returning, and newly
-//!   created directories are synced into their parents, for blobs, manifests, tags and
-//!   deletions. Links make only their name durable (the engine can do without their
-//!   content). Upload sessions in progress are not synced until they are closed; a machine
-//!   crash is detected by the boot id the session record carries, and such a session is
-//!   `BLOB_UPLOAD_UNKNOWN` (see `upload.rs` and the README's durability contract).
+//!   created directories are synced into their parents, for blobs, tags and deletions.
+//!   Three exceptions save sync rounds where a crash *before* the acknowledgement is
+//!   detected on read instead:
+//!   - manifest records are renamed into place, then synced with their name in one round
+//!     (`atomic::write_verified`); a torn record fails its digest and counts as absent;
+//!   - a blob's link is written and its name synced while the blob is committed
+//!     (`LINK_WHILE_COMMITTING`), and counts only while the blob exists; its content (the
+//!     size) is never synced, the blob's own size is authoritative;
+//!   - upload sessions in progress are not synced until they are closed; a machine crash
+//!     is detected by the boot id the session record carries, and such a session is
+//!     `BLOB_UPLOAD_UNKNOWN` (see `upload.rs` and the README's durability contract).
 //! - **Small reads inline:** metadata reads and blob `stat` run on the calling task (page
 //!   cache hits in practice), not on the blocking pool.
 //! - **Nothing escapes the root:** keys are re-checked (`paths`), directories on a write
@@ -135,6 +141,8 @@ where
 
 impl Backend for FilesystemBackend {
     const NAME: &'static str = DRIVER;
+    /// A blob's link and its name are synced in one round; checking a link costs one `lstat`.
+    const LINK_WHILE_COMMITTING: bool = true;
     type Reader = FilesystemReader;
     type UploadState = FilesystemUploadState;
 
@@ -159,6 +167,12 @@ impl Backend for FilesystemBackend {
         let rel = paths::check_key(key)?.to_owned();
         let root = Arc::clone(&self.root);
         blocking(move || atomic::write_atomic(&root, &rel, &value)).await
+    }
+
+    async fn write_verified(&self, key: &Key, value: Bytes) -> Result<()> {
+        let rel = paths::check_key(key)?.to_owned();
+        let root = Arc::clone(&self.root);
+        blocking(move || atomic::write_verified(&root, &rel, &value)).await
     }
 
     async fn remove(&self, key: &Key) -> Result<()> {
@@ -206,10 +220,11 @@ impl Backend for FilesystemBackend {
         then: &Key,
         then_value: Bytes,
     ) -> Result<()> {
-        // `then`'s temporary file is written and synced while `first` is written (both
-        // invisible until renamed), so the pair costs three fsync rounds instead of four;
-        // `then` is renamed into place only after `first`'s directory was synced. A temporary
-        // file left by a cancelled call is invisible, like one left by a crash.
+        // `then`'s temporary file is written and synced (invisibly) while `first` is written
+        // and synced with its name in one round (`write_verified`); `then` is renamed into
+        // place only once `first` is durable. Two sync rounds in all, instead of four one
+        // after the other. A temporary file left by a cancelled call is invisible, like one
+        // left by a crash.
         let first_rel = paths::check_key(first)?.to_owned();
         let then_rel = paths::check_key(then)?.to_owned();
         let root = Arc::clone(&self.root);
@@ -217,7 +232,8 @@ impl Backend for FilesystemBackend {
             atomic::prepare(&root, &then_rel, &then_value, true)
         });
         let root = Arc::clone(&self.root);
-        let written = blocking(move || atomic::write_atomic(&root, &first_rel, &first_value)).await;
+        let written =
+            blocking(move || atomic::write_verified(&root, &first_rel, &first_value)).await;
         let prepared = prepare.await.map_err(join_failed)?;
         match (written, prepared) {
             (Ok(()), Ok(prepared)) => blocking(move || prepared.publish(true)).await,
@@ -395,10 +411,90 @@ mod tests {
                 data.len() as u64
             );
         }
-        // A link to a blob that is not stored at all is corrupt, not silently absent.
-        fs::write(&link, b"").unwrap();
+        // A link to a blob that is not stored (what a crash during `commit_and_link` can
+        // leave, since both names are synced in one round) counts as absent, whatever its
+        // content; pushing the blob again makes it visible.
         fs::remove_file(dir.path().join(layout::blob_data(&digest).as_str())).unwrap();
-        assert!(d.stat(&repo, &digest).await.is_err());
+        for content in [&b""[..], &b"12"[..]] {
+            fs::write(&link, content).unwrap();
+            assert!(matches!(
+                d.stat(&repo, &digest).await,
+                Err(Error::BlobUnknown(_))
+            ));
+            assert!(matches!(
+                d.get_content(&repo, &digest, None).await,
+                Err(Error::BlobUnknown(_))
+            ));
+        }
+        let body = stream::iter([Ok(Bytes::from_static(data))]);
+        d.put_content(&repo, &digest, None, body).await.unwrap();
+        assert_eq!(
+            d.stat(&repo, &digest).await.unwrap().size,
+            data.len() as u64
+        );
+    }
+
+    /// A manifest record a crash left torn (renamed into place before it was synced) or
+    /// that no longer matches its digest is a manifest that is not stored: it is neither
+    /// served nor taggable, and pushing the manifest again repairs it.
+    #[tokio::test]
+    async fn a_torn_manifest_record_counts_as_absent() {
+        use crate::oci::{Reference, Tag};
+        let dir = tempfile::tempdir().unwrap();
+        let d = driver(dir.path()).await;
+        let repo = RepositoryName::parse("a/b").unwrap();
+        let config = b"{}";
+        let config_digest = Digest::compute(DigestAlgorithm::Sha256, config);
+        let body = stream::iter([Ok(Bytes::from_static(config))]);
+        d.put_content(&repo, &config_digest, None, body)
+            .await
+            .unwrap();
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":2}},"layers":[]}}"#
+        );
+        let tag = Tag::parse("v1").unwrap();
+        let pushed = d
+            .put_manifest(
+                &repo,
+                &Reference::Tag(tag.clone()),
+                Some("application/vnd.oci.image.manifest.v1+json"),
+                Bytes::from(manifest.clone()),
+            )
+            .await
+            .unwrap();
+        let by_digest = Reference::Digest(pushed.digest.clone());
+        let record = dir
+            .path()
+            .join(layout::manifest(&repo, &pushed.digest).as_str());
+        let intact = fs::read(&record).unwrap();
+        let mut flipped = intact.clone();
+        *flipped.last_mut().unwrap() ^= 0x20;
+        for torn in [&b""[..], &intact[..intact.len() / 2], &flipped[..]] {
+            fs::write(&record, torn).unwrap();
+            assert!(matches!(
+                d.get_manifest(&repo, &by_digest).await,
+                Err(Error::ManifestUnknown(_))
+            ));
+            assert!(matches!(
+                d.get_manifest(&repo, &Reference::Tag(tag.clone())).await,
+                Err(Error::ManifestUnknown(_))
+            ));
+            assert!(matches!(
+                d.tag_manifest(&repo, &Tag::parse("v2").unwrap(), &pushed.digest)
+                    .await,
+                Err(Error::ManifestUnknown(_))
+            ));
+        }
+        d.put_manifest(
+            &repo,
+            &by_digest,
+            Some("application/vnd.oci.image.manifest.v1+json"),
+            Bytes::from(manifest.clone()),
+        )
+        .await
+        .unwrap();
+        let served = d.get_manifest(&repo, &Reference::Tag(tag)).await.unwrap();
+        assert_eq!(served.bytes, Bytes::from(manifest));
     }
 
     /// Volatile session records: a record from another boot, or one a crash left torn, is an
