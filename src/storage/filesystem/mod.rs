@@ -42,8 +42,7 @@ mod reader;
 mod upload;
 
 use std::fmt;
-use std::fs::{self, File};
-use std::io::{Seek, SeekFrom};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -56,7 +55,7 @@ use crate::storage::backend::Backend;
 use crate::storage::layout::{self, Key};
 use crate::storage::{Engine, EngineOptions, FilesystemConfig, UploadId};
 
-pub use reader::{FilesystemReader, READ_CHUNK};
+pub use reader::{FilesystemReader, MAP_MIN, READ_CHUNK};
 pub use upload::{FilesystemUploadState, WRITE_BATCH};
 
 /// Driver name used in errors.
@@ -288,40 +287,7 @@ impl Backend for FilesystemBackend {
     ) -> Result<FilesystemReader> {
         let path = self.path(&layout::blob_data(digest))?;
         let digest = digest.clone();
-        let (file, len, first, path) = blocking(move || {
-            let file = match File::open(&path) {
-                Ok(file) => file,
-                Err(e) if atomic::missing(&e) => return Err(Error::BlobUnknown(digest)),
-                Err(e) => return Err(io_err("opening", &path, e)),
-            };
-            let size = file
-                .metadata()
-                .map_err(|e| io_err("inspecting", &path, e))?
-                .len();
-            let mut file = file;
-            let len = match range {
-                None => size,
-                Some(range) => {
-                    if range.end >= size {
-                        return Err(Error::RangeInvalid {
-                            size,
-                            reason: format!(
-                                "range {}-{} is beyond the blob",
-                                range.start, range.end
-                            ),
-                        });
-                    }
-                    file.seek(SeekFrom::Start(range.start))
-                        .map_err(|e| io_err("seeking", &path, e))?;
-                    range.len()
-                }
-            };
-            let first = FilesystemReader::read_first(&mut file, len)
-                .map_err(|e| io_err("reading", &path, e))?;
-            Ok((file, len, first, path))
-        })
-        .await?;
-        Ok(FilesystemReader::new(file, len, first, path))
+        blocking(move || FilesystemReader::open(&path, &digest, range)).await
     }
 
     async fn create_upload(
