@@ -7,11 +7,18 @@
 #
 #   bash benches/e2e.sh                  # installs golang-go and docker-registry if missing
 #   SCENARIOS="push-mono pull" bash benches/e2e.sh
+#   REPEAT=5 bash benches/e2e.sh         # runs per scenario and server (default 3; medians)
+#   STORAGE_DIR=/dev/shm bash benches/e2e.sh   # both servers' storage on tmpfs: no disk
+#
+# Each scenario runs REPEAT times per server, alternating Distribution and marina, each run on
+# a freshly started server with empty storage; the figures printed are the medians (the
+# machines this runs on are shared and noisy), the ratio is median/median.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 REGBENCH_SRC=${REGBENCH_SRC:-$ROOT/../shared/tools/regbench}
-WORK=$(mktemp -d /tmp/marina-e2e.XXXXXX)
+REPEAT=${REPEAT:-3}
+WORK=$(mktemp -d "${STORAGE_DIR:-/tmp}/marina-e2e.XXXXXX")
 MARINA_ADDR=127.0.0.1:5101
 DIST_ADDR=127.0.0.1:5102
 PIDS=()
@@ -55,6 +62,7 @@ YML
 stop_dist() { kill "$DIST_PID" 2>/dev/null || true; wait "$DIST_PID" 2>/dev/null || true; }
 
 field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
+median() { printf '%s\n' "$@" | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]}'; }
 
 # name | regbench arguments | figure to compare
 SCEN=(
@@ -80,11 +88,15 @@ printf '%-28s %14s %14s %8s  %s\n' scenario marina distribution ratio unit
 for s in "${SCEN[@]}"; do
   IFS='|' read -r name args unit <<<"$s"
   if [ -n "$FILTER" ] && ! grep -qw -- "${args%% *}" <<<"$FILTER"; then continue; fi
-  start_dist; d_line=$(run_one $DIST_ADDR "$args"); stop_dist
-  start_marina; m_line=$(run_one $MARINA_ADDR "$args"); stop_marina
-  d=$(field "$unit" <<<"$d_line"); m=$(field "$unit" <<<"$m_line")
+  ds=(); ms=()
+  for _ in $(seq 1 "$REPEAT"); do
+    start_dist; ds+=("$(run_one $DIST_ADDR "$args" | field "$unit")"); stop_dist
+    start_marina; ms+=("$(run_one $MARINA_ADDR "$args" | field "$unit")"); stop_marina
+  done
+  d=$(median "${ds[@]}"); m=$(median "${ms[@]}")
   ratio=$(python3 -c "print(f'{float(\"$m\")/float(\"$d\"):.2f}x' if '$d' and float('$d')>0 else 'n/a')" 2>/dev/null || echo n/a)
-  printf '%-28s %14s %14s %8s  %s\n' "$name" "${m:-ERR}" "${d:-ERR}" "$ratio" "$unit"
+  printf '%-28s %14s %14s %8s  %-10s runs marina %s, distribution %s\n' "$name" "${m:-ERR}" "${d:-ERR}" \
+    "$ratio" "$unit" "$(IFS=/; echo "${ms[*]}")" "$(IFS=/; echo "${ds[*]}")"
 done
 
 peak_rss() { # args -> prints peak RSS (MiB) of a fresh marina while regbench runs them

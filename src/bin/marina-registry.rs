@@ -11,6 +11,7 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use clap::Parser;
 use marina_distribution::registry::{RegistryOptions, router};
 use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
@@ -199,6 +200,11 @@ async fn main() -> std::process::ExitCode {
         _ => String::new(),
     };
     println!("marina-registry listening on http://{addr}/v2/ ({driver_name} storage{where_})");
+    // Responses are written whole by hyper; Nagle's algorithm would only delay the last
+    // segment of one that spans several writes.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
