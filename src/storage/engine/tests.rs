@@ -1,11 +1,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::stream;
+use futures::{StreamExt, stream};
 
 use super::metered::HASH_BATCH;
 use super::*;
 use crate::oci::ByteRange;
 use crate::storage::inmemory::{InMemoryBackend, InMemoryReader};
+use crate::storage::layout::Key;
 
 /// The in-memory backend with injectable failures.
 #[derive(Debug, Default)]

@@ -1,0 +1,256 @@
+//! Blobs: repository links, streaming commits with digest verification, reads, mounts.
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+use crate::error::{Error, Result};
+use crate::oci::{Digest, RangeRequest, RepositoryName};
+use crate::storage::backend::Backend;
+use crate::storage::hashing::Hasher;
+use crate::storage::layout;
+use crate::storage::{BlobRead, FileInfo, StorageDriver, UploadId};
+
+use super::Engine;
+use super::metered::{check_len, metered};
+
+impl<B: Backend> Engine<B> {
+    /// Size recorded in the repository's link, or `None` if the blob is not visible there.
+    pub(super) async fn linked_size(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        let key = layout::layer_link(repo, digest);
+        let link = self.backend.read(&key).await?;
+        if B::LINK_WHILE_COMMITTING {
+            // The link may have been made durable before its blob (`commit_and_link`): it
+            // counts only if the blob is there, whose size is authoritative anyway.
+            return match link {
+                None => Ok(None),
+                Some(_) => self.backend.blob_size(digest).await,
+            };
+        }
+        match link {
+            None => Ok(None),
+            Some(v) => match std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                Some(size) => Ok(Some(size)),
+                // A link's content may be lost by a crash (`Backend::write_link`): its
+                // existence is what was made durable, after the blob's bytes. The blob's own
+                // size is then authoritative.
+                None => match self.backend.blob_size(digest).await? {
+                    Some(size) => Ok(Some(size)),
+                    None => Err(self.corrupt(&key)),
+                },
+            },
+        }
+    }
+
+    /// Commits verified upload bytes as blob `digest` and links it into `repo`: one after the
+    /// other, or both at once where the backend allows it
+    /// ([`Backend::LINK_WHILE_COMMITTING`]), saving a round of name syncs per push.
+    pub(super) async fn commit_and_link(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        state: B::UploadState,
+        size: u64,
+        digest: &Digest,
+    ) -> Result<FileInfo> {
+        if !B::LINK_WHILE_COMMITTING {
+            self.commit(id, state, size, digest).await?;
+            return self.link(repo, digest, size).await;
+        }
+        let (committed, linked) = futures::join!(
+            self.commit(id, state, size, digest),
+            self.link(repo, digest, size)
+        );
+        if let Err(e) = committed {
+            // The blob is not stored (`commit` succeeds whenever it is, whoever stored it),
+            // so no push can have made this link valid: remove it (best effort; a leftover
+            // link to a missing blob counts as absent).
+            if linked.is_ok() {
+                let _ = self.backend.remove(&layout::layer_link(repo, digest)).await;
+            }
+            return Err(e);
+        }
+        linked
+    }
+
+    pub(super) async fn link(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<FileInfo> {
+        self.backend
+            .write_link(
+                &layout::layer_link(repo, digest),
+                Bytes::from(size.to_string()),
+            )
+            .await?;
+        Ok(self.file_info(digest, size))
+    }
+
+    fn file_info(&self, digest: &Digest, size: u64) -> FileInfo {
+        FileInfo {
+            path: self.backend.locate(&layout::blob_data(digest)),
+            size,
+            digest: digest.clone(),
+        }
+    }
+
+    /// Commits verified upload bytes as blob `digest`. A commit that reports an error after
+    /// the blob was stored (a lost response, a failed cleanup) or while another push stored
+    /// the same blob is a success: the blob the caller verified is there.
+    pub(super) async fn commit(
+        &self,
+        id: &UploadId,
+        state: B::UploadState,
+        size: u64,
+        digest: &Digest,
+    ) -> Result<()> {
+        match self.backend.commit_upload(id, state, size, digest).await {
+            Ok(()) => Ok(()),
+            Err(e) => match self.backend.blob_size(digest).await {
+                Ok(Some(stored)) if stored == size => {
+                    tracing::warn!(driver = B::NAME, %digest, error = %e,
+                        "commit reported an error but the blob is stored; continuing");
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Implements [`StorageDriver::stat`](crate::storage::StorageDriver::stat).
+    pub(super) async fn blob_info(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<FileInfo> {
+        let size = self
+            .linked_size(repo, digest)
+            .await?
+            .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
+        Ok(self.file_info(digest, size))
+    }
+
+    /// Implements [`StorageDriver::get_content`](crate::storage::StorageDriver::get_content).
+    pub(super) async fn blob_read(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        range: Option<RangeRequest>,
+    ) -> Result<BlobRead<B::Reader>> {
+        let info = self.stat(repo, digest).await?;
+        let range = range.map(|r| r.resolve(info.size)).transpose()?;
+        let stream = self.backend.read_blob(digest, range).await?;
+        Ok(BlobRead {
+            info,
+            range,
+            stream,
+        })
+    }
+
+    /// Implements [`StorageDriver::put_content`](crate::storage::StorageDriver::put_content).
+    pub(super) async fn blob_put<S>(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        expected_size: Option<u64>,
+        body: S,
+    ) -> Result<FileInfo>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let mut hasher = Hasher::new(digest.algorithm());
+        let mut count = 0u64;
+        if self.backend.blob_size(digest).await?.is_some() {
+            // Already stored (deduplicated): verify the body without storing it again.
+            {
+                let mut body =
+                    std::pin::pin!(metered(body, &mut hasher, &mut count, expected_size));
+                while let Some(chunk) = body.next().await {
+                    chunk?;
+                }
+            }
+            check_len(expected_size, count)?;
+            if hasher.digest() != *digest {
+                return Err(Error::DigestInvalid(format!(
+                    "content does not match {digest}"
+                )));
+            }
+            return self.link(repo, digest, count).await;
+        }
+        let id = UploadId::generate();
+        let mut state = self.backend.create_upload(&id, Some(digest)).await?;
+        let appended = self
+            .backend
+            .append_upload(
+                &id,
+                &mut state,
+                0,
+                metered(body, &mut hasher, &mut count, expected_size),
+            )
+            .await;
+        let verdict = appended.and_then(|n| {
+            if n != count {
+                return Err(Error::backend(
+                    B::NAME,
+                    format!("backend stored {n} of {count} bytes"),
+                ));
+            }
+            check_len(expected_size, count)?;
+            if hasher.digest() != *digest {
+                return Err(Error::DigestInvalid(format!(
+                    "content does not match {digest}"
+                )));
+            }
+            Ok(())
+        });
+        if let Err(e) = verdict {
+            // Best effort: the failure the caller must see is `e`.
+            let _ = self.backend.abort_upload(&id, state).await;
+            return Err(e);
+        }
+        match self
+            .commit_and_link(repo, &id, state.clone(), count, digest)
+            .await
+        {
+            Ok(info) => Ok(info),
+            Err(e) => {
+                // Nobody else knows this upload id: free its storage (best effort).
+                let _ = self.backend.abort_upload(&id, state).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Implements [`StorageDriver::delete`](crate::storage::StorageDriver::delete).
+    pub(super) async fn blob_unlink(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
+        if self.linked_size(repo, digest).await?.is_none() {
+            return Err(Error::BlobUnknown(digest.clone()));
+        }
+        self.backend.remove(&layout::layer_link(repo, digest)).await
+    }
+
+    /// Implements [`StorageDriver::mount_blob`](crate::storage::StorageDriver::mount_blob).
+    pub(super) async fn blob_mount(
+        &self,
+        from: &RepositoryName,
+        to: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<FileInfo> {
+        let size = self
+            .linked_size(from, digest)
+            .await?
+            .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
+        if self.backend.blob_size(digest).await?.is_none() {
+            return Err(Error::BlobUnknown(digest.clone()));
+        }
+        self.link(to, digest, size).await
+    }
+}

@@ -1,0 +1,210 @@
+//! Manifests: validation, reference checks, storage (verified on read), deletion.
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::oci::manifest;
+use crate::oci::{Descriptor, Digest, DigestAlgorithm, Reference, RepositoryName, Tag};
+use crate::storage::backend::Backend;
+use crate::storage::layout;
+use crate::storage::{Manifest, ManifestInfo, PutManifestOutcome, StorageDriver};
+
+use super::Engine;
+use super::manifest_record::{decode_manifest, encode_manifest};
+
+/// How many tags `delete_manifest` reads at once.
+const TAG_READS_IN_FLIGHT: usize = 16;
+
+impl<B: Backend> Engine<B> {
+    /// Resolves a reference to a manifest digest.
+    async fn resolve(&self, repo: &RepositoryName, reference: &Reference) -> Result<Digest> {
+        match reference {
+            Reference::Digest(d) => Ok(d.clone()),
+            Reference::Tag(t) => self.resolve_tag(repo, t).await,
+        }
+    }
+
+    async fn read_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<Manifest> {
+        let key = layout::manifest(repo, digest);
+        let stored = self.backend.read(&key).await?;
+        // Records are written with `Backend::write_verified`: one that a crash left torn (or
+        // that rotted on disk) fails its digest and is a manifest that is not stored.
+        stored
+            .and_then(|stored| {
+                let manifest = decode_manifest(digest, stored);
+                if manifest.is_none() {
+                    tracing::warn!(driver = B::NAME, key = %key.as_str(),
+                        "manifest record does not match its digest: treated as absent");
+                }
+                manifest
+            })
+            .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))
+    }
+
+    /// Whether the manifest is stored (and intact) in the repository.
+    pub(super) async fn manifest_exists(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool> {
+        match self.read_manifest(repo, digest).await {
+            Ok(_) => Ok(true),
+            Err(Error::ManifestUnknown(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks that everything a manifest references (except its subject and
+    /// non-distributable layers) is present in the repository.
+    async fn check_references(
+        &self,
+        repo: &RepositoryName,
+        summary: &manifest::ManifestSummary,
+    ) -> Result<()> {
+        for blob in summary.required_blobs() {
+            if self.linked_size(repo, &blob.digest).await?.is_none() {
+                return Err(Error::ManifestBlobUnknown(blob.digest.clone()));
+            }
+        }
+        for child in summary.required_manifests() {
+            if !self.manifest_exists(repo, &child.digest).await? {
+                return Err(Error::ManifestBlobUnknown(child.digest.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Implements [`StorageDriver::get_manifest`](crate::storage::StorageDriver::get_manifest).
+    pub(super) async fn manifest_get(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Manifest> {
+        let digest = self.resolve(repo, reference).await?;
+        self.read_manifest(repo, &digest).await
+    }
+
+    /// Implements [`StorageDriver::stat_manifest`](crate::storage::StorageDriver::stat_manifest).
+    pub(super) async fn manifest_info(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<ManifestInfo> {
+        Ok(self.get_manifest(repo, reference).await?.info)
+    }
+
+    /// Implements [`StorageDriver::put_manifest`](crate::storage::StorageDriver::put_manifest).
+    pub(super) async fn manifest_put(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<PutManifestOutcome> {
+        if bytes.len() > self.options.max_manifest_size {
+            return Err(Error::SizeInvalid(format!(
+                "manifest of {} bytes exceeds the limit of {} bytes",
+                bytes.len(),
+                self.options.max_manifest_size
+            )));
+        }
+        let summary = manifest::inspect(&bytes, content_type)?;
+        let digest = match reference {
+            Reference::Digest(d) => {
+                let computed = Digest::compute(d.algorithm(), &bytes);
+                if computed != *d {
+                    return Err(Error::DigestInvalid(format!(
+                        "manifest is {computed}, not {d}"
+                    )));
+                }
+                computed
+            }
+            Reference::Tag(_) => Digest::compute(DigestAlgorithm::Sha256, &bytes),
+        };
+        self.check_references(repo, &summary).await?;
+        let size = bytes.len() as u64;
+        let subject = summary.subject.as_ref().map(|s| s.digest.clone());
+        let record = encode_manifest(&summary.media_type, &bytes);
+        if let (Reference::Tag(tag), None) = (reference, &subject) {
+            // The common push: the manifest, then its tag (never durable before the manifest).
+            self.backend
+                .write_ordered(
+                    &layout::manifest(repo, &digest),
+                    record,
+                    &layout::tag(repo, tag),
+                    Bytes::from(digest.as_str().to_owned()),
+                )
+                .await?;
+            return Ok(PutManifestOutcome { digest, subject });
+        }
+        self.backend
+            .write_verified(&layout::manifest(repo, &digest), record)
+            .await?;
+        if let Some(subject) = &subject {
+            let entry = Descriptor {
+                media_type: summary.media_type.clone(),
+                digest: digest.clone(),
+                size,
+                artifact_type: summary.artifact_type.clone(),
+                annotations: summary.annotations.clone(),
+                urls: None,
+            };
+            let json = serde_json::to_vec(&entry)
+                .map_err(|e| Error::backend(B::NAME, format!("encoding referrer: {e}")))?;
+            self.backend
+                .write(&layout::referrer(repo, subject, &digest), Bytes::from(json))
+                .await?;
+        }
+        if let Reference::Tag(tag) = reference {
+            self.backend
+                .write(
+                    &layout::tag(repo, tag),
+                    Bytes::from(digest.as_str().to_owned()),
+                )
+                .await?;
+        }
+        Ok(PutManifestOutcome { digest, subject })
+    }
+
+    /// Implements [`StorageDriver::delete_manifest`](crate::storage::StorageDriver::delete_manifest).
+    pub(super) async fn manifest_delete(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<()> {
+        let manifest = self.read_manifest(repo, digest).await?;
+        // Tags first: a tag must never point at a deleted manifest.
+        // There is no reverse index, so every tag is read; the reads (and removals) run a
+        // few at a time since on object stores each is a round trip.
+        let tags_dir = layout::tags_dir(repo);
+        let names = self.backend.list(&tags_dir, None, None).await?;
+        let untag = futures::stream::iter(names)
+            .filter_map(|name| async move { Tag::parse(&name).ok() })
+            .map(|tag| async move {
+                let key = layout::tag(repo, &tag);
+                match self.backend.read(&key).await? {
+                    // Compared as resolve_tag reads it (trimmed).
+                    Some(target)
+                        if std::str::from_utf8(&target).map(str::trim) == Ok(digest.as_str()) =>
+                    {
+                        self.backend.remove(&key).await
+                    }
+                    _ => Ok(()),
+                }
+            })
+            .buffer_unordered(TAG_READS_IN_FLIGHT);
+        let mut untag = std::pin::pin!(untag);
+        while let Some(done) = untag.next().await {
+            done?;
+        }
+        if let Ok(summary) = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
+            && let Some(subject) = summary.subject
+        {
+            self.backend
+                .remove(&layout::referrer(repo, &subject.digest, digest))
+                .await?;
+        }
+        self.backend.remove(&layout::manifest(repo, digest)).await
+    }
+}

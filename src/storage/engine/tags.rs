@@ -1,0 +1,93 @@
+//! Tags: resolution, pagination, tagging and untagging.
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::oci::{Digest, RepositoryName, Tag};
+use crate::storage::TagList;
+use crate::storage::backend::Backend;
+use crate::storage::layout;
+
+use super::Engine;
+
+impl<B: Backend> Engine<B> {
+    /// Implements [`StorageDriver::resolve_tag`](crate::storage::StorageDriver::resolve_tag).
+    pub(super) async fn tag_resolve(&self, repo: &RepositoryName, tag: &Tag) -> Result<Digest> {
+        let key = layout::tag(repo, tag);
+        let raw = self
+            .backend
+            .read(&key)
+            .await?
+            .ok_or_else(|| Error::ManifestUnknown(format!("tag {tag}")))?;
+        std::str::from_utf8(&raw)
+            .ok()
+            .and_then(|s| Digest::parse(s.trim()).ok())
+            .ok_or_else(|| self.corrupt(&key))
+    }
+
+    /// Implements [`StorageDriver::get_tags`](crate::storage::StorageDriver::get_tags).
+    pub(super) async fn tag_list(
+        &self,
+        repo: &RepositoryName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<TagList> {
+        if n == Some(0) {
+            // Spec "Listing Tags": n=0 gives an empty list (the repository must still exist).
+            if !self.repository_exists(repo).await? {
+                return Err(Error::NameUnknown(repo.to_string()));
+            }
+            return Ok(TagList::default());
+        }
+        let mut tags = self
+            .backend
+            .list(
+                &layout::tags_dir(repo),
+                last,
+                n.map(|n| n.saturating_add(1)),
+            )
+            .await?;
+        if tags.is_empty() && !self.repository_exists(repo).await? {
+            return Err(Error::NameUnknown(repo.to_string()));
+        }
+        let has_more = n.is_some_and(|n| tags.len() > n);
+        if let Some(n) = n {
+            tags.truncate(n);
+        }
+        Ok(TagList { tags, has_more })
+    }
+
+    /// Implements [`StorageDriver::tag_manifest`](crate::storage::StorageDriver::tag_manifest).
+    pub(super) async fn tag_set(
+        &self,
+        repo: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<()> {
+        if !self.manifest_exists(repo, digest).await? {
+            return Err(Error::ManifestUnknown(digest.to_string()));
+        }
+        self.backend
+            .write(
+                &layout::tag(repo, tag),
+                Bytes::from(digest.as_str().to_owned()),
+            )
+            .await
+    }
+
+    /// Implements [`StorageDriver::untag_manifest`](crate::storage::StorageDriver::untag_manifest).
+    pub(super) async fn tag_remove(&self, repo: &RepositoryName, tag: &Tag) -> Result<()> {
+        let key = layout::tag(repo, tag);
+        if self.backend.read(&key).await?.is_none() {
+            return Err(Error::ManifestUnknown(format!("tag {tag}")));
+        }
+        self.backend.remove(&key).await
+    }
+
+    /// Whether the repository holds any tag, manifest or blob link.
+    async fn repository_exists(&self, repo: &RepositoryName) -> Result<bool> {
+        Ok(self.backend.any_under(&layout::tags_dir(repo)).await?
+            || self.backend.any_under(&layout::manifests_dir(repo)).await?
+            || self.backend.any_under(&layout::layers_dir(repo)).await?)
+    }
+}

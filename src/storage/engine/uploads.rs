@@ -1,0 +1,297 @@
+//! Upload sessions: records persisted in the backend (offset, hash checkpoint, backend
+//! state) so any process can continue them, chunk appends, and closing a session.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::oci::{Digest, DigestAlgorithm, RepositoryName};
+use crate::storage::backend::Backend;
+use crate::storage::hashing::{HashCheckpoint, Hasher};
+use crate::storage::layout::{self, Key};
+use crate::storage::{FileInfo, StorageDriver, UploadId, UploadProgress};
+
+use super::metered::{check_len, hash_only, metered};
+use super::{Engine, EngineUpload};
+
+/// What is persisted for an upload session at `layout::upload_state`.
+#[derive(Serialize, Deserialize)]
+struct UploadRecord<S> {
+    /// Bytes received and stored.
+    offset: u64,
+    /// Hash state over those bytes.
+    hash: HashCheckpoint,
+    /// Seconds since the epoch when the session started.
+    started: u64,
+    /// The backend's state.
+    backend: S,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl<B: Backend> Engine<B> {
+    async fn load_upload(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<(Key, UploadRecord<B::UploadState>)> {
+        let key = layout::upload_state(repo, id);
+        let raw = self
+            .backend
+            .read(&key)
+            .await?
+            .ok_or_else(|| Error::BlobUploadUnknown(id.to_string()))?;
+        // Session records may be written without being made durable
+        // (`Backend::write_upload_state`): a record a crash left unreadable, or one whose
+        // bytes may not have survived, names no resumable session. Spec "Pushing a blob in
+        // chunks": the client starts over after a 404 BLOB_UPLOAD_UNKNOWN.
+        let record: UploadRecord<B::UploadState> = match serde_json::from_slice(&raw) {
+            Ok(record) => record,
+            Err(_) => {
+                tracing::warn!(driver = B::NAME, key = %key.as_str(),
+                    "unreadable upload session record: reported as unknown");
+                return Err(Error::BlobUploadUnknown(id.to_string()));
+            }
+        };
+        if !self.backend.upload_state_current(&record.backend) {
+            return Err(Error::BlobUploadUnknown(id.to_string()));
+        }
+        Ok((key, record))
+    }
+
+    async fn save_upload(&self, key: &Key, record: &UploadRecord<B::UploadState>) -> Result<()> {
+        let json = serde_json::to_vec(record)
+            .map_err(|e| Error::backend(B::NAME, format!("encoding upload state: {e}")))?;
+        self.backend
+            .write_upload_state(key, Bytes::from(json))
+            .await
+    }
+
+    fn handle(
+        id: &UploadId,
+        record: &UploadRecord<B::UploadState>,
+    ) -> EngineUpload<B::UploadState> {
+        EngineUpload {
+            progress: UploadProgress {
+                id: id.clone(),
+                offset: record.offset,
+                algorithm: record.hash.algorithm,
+            },
+            backend_state: record.backend.clone(),
+        }
+    }
+
+    /// Appends `body` to a loaded upload record, hashing as it streams. On success the
+    /// record's offset, hash and backend state are updated (not yet persisted).
+    async fn append<S>(
+        &self,
+        id: &UploadId,
+        record: &mut UploadRecord<B::UploadState>,
+        hasher: &mut Hasher,
+        expected_len: Option<u64>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let mut count = 0u64;
+        let mut state = record.backend.clone();
+        let appended = self
+            .backend
+            .append_upload(
+                id,
+                &mut state,
+                record.offset,
+                metered(body, hasher, &mut count, expected_len),
+            )
+            .await?;
+        if appended != count {
+            return Err(Error::backend(
+                B::NAME,
+                format!("backend stored {appended} of {count} bytes"),
+            ));
+        }
+        check_len(expected_len, count)?;
+        record.offset += count;
+        record.hash = hasher.checkpoint();
+        record.backend = state;
+        Ok(count)
+    }
+
+    /// Finishes a session that was hashed with another algorithm than `digest`'s: a client
+    /// that opened it without `digest-algorithm` and closes it with a sha512 digest (the OCI
+    /// conformance suite does). The bytes are committed under the session's own digest (never
+    /// linked, so never visible), read back once to hash them with `digest`'s algorithm and
+    /// stored under `digest` by [`put_content`](StorageDriver::put_content), which verifies
+    /// them. Costs one extra read and write of the blob, and the storage of the interim copy
+    /// until garbage collection, in this case only.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_rehashing<S>(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        key: &Key,
+        mut record: UploadRecord<B::UploadState>,
+        mut hasher: Hasher,
+        digest: &Digest,
+        expected_len: Option<u64>,
+        body: S,
+    ) -> Result<FileInfo>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        self.append(id, &mut record, &mut hasher, expected_len, body)
+            .await?;
+        let interim = hasher.digest();
+        let size = record.offset;
+        let existed = self.backend.blob_size(&interim).await?.is_some();
+        if existed {
+            let _ = self.backend.abort_upload(id, record.backend).await;
+        } else {
+            self.commit(id, record.backend, size, &interim).await?;
+        }
+        self.backend.remove_upload_state(key).await?;
+        let bytes = self.backend.read_blob(&interim, None).await?;
+        // The interim blob stays stored, linked nowhere (like the bytes of a deleted blob),
+        // for a garbage collector to reclaim. Deleting it here would be unsafe: blob bytes are
+        // shared by content, and between the commit above and a deletion another push of the
+        // same bytes may have found it stored and linked it (`put_content`'s dedupe path), so
+        // its repository would then link missing bytes. (`Backend::remove` is also only meant
+        // for metadata objects: the in-memory backend, for one, keeps blobs elsewhere.)
+        self.put_content(repo, digest, Some(size), bytes).await
+    }
+
+    /// Implements [`StorageDriver::start_upload`](crate::storage::StorageDriver::start_upload).
+    pub(super) async fn upload_start(
+        &self,
+        repo: &RepositoryName,
+        algorithm: DigestAlgorithm,
+    ) -> Result<EngineUpload<B::UploadState>> {
+        let id = UploadId::generate();
+        let backend = self.backend.create_upload(&id, None).await?;
+        let record = UploadRecord {
+            offset: 0,
+            hash: Hasher::new(algorithm).checkpoint(),
+            started: now_secs(),
+            backend,
+        };
+        self.save_upload(&layout::upload_state(repo, &id), &record)
+            .await?;
+        Ok(Self::handle(&id, &record))
+    }
+
+    /// Implements [`StorageDriver::put_upload_chunk`](crate::storage::StorageDriver::put_upload_chunk).
+    pub(super) async fn upload_append<S>(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        offset: Option<u64>,
+        expected_len: Option<u64>,
+        body: S,
+    ) -> Result<EngineUpload<B::UploadState>>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let _lock = self.upload_locks.lock(id).await;
+        let (key, mut record) = self.load_upload(repo, id).await?;
+        if let Some(offset) = offset
+            && offset != record.offset
+        {
+            // Spec "Pushing a blob in chunks": out-of-order chunks are 416; the session is
+            // untouched and stays usable.
+            return Err(Error::RangeInvalid {
+                size: record.offset,
+                reason: format!("chunk starts at {offset}, expected {}", record.offset),
+            });
+        }
+        let mut hasher = Hasher::restore(&record.hash)?;
+        self.append(id, &mut record, &mut hasher, expected_len, body)
+            .await?;
+        self.save_upload(&key, &record).await?;
+        Ok(Self::handle(id, &record))
+    }
+
+    /// Implements [`StorageDriver::get_upload_progress`](crate::storage::StorageDriver::get_upload_progress).
+    pub(super) async fn upload_progress(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<EngineUpload<B::UploadState>> {
+        let (_, record) = self.load_upload(repo, id).await?;
+        Ok(Self::handle(id, &record))
+    }
+
+    /// Implements [`StorageDriver::abort_upload`](crate::storage::StorageDriver::abort_upload).
+    pub(super) async fn upload_abort(&self, repo: &RepositoryName, id: &UploadId) -> Result<()> {
+        let _lock = self.upload_locks.lock(id).await;
+        let (key, record) = self.load_upload(repo, id).await?;
+        self.backend.abort_upload(id, record.backend).await?;
+        self.backend.remove_upload_state(&key).await
+    }
+
+    /// Implements [`StorageDriver::finish_upload`](crate::storage::StorageDriver::finish_upload).
+    pub(super) async fn upload_finish<S>(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        digest: &Digest,
+        expected_len: Option<u64>,
+        body: S,
+    ) -> Result<FileInfo>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let _lock = self.upload_locks.lock(id).await;
+        let (key, mut record) = self.load_upload(repo, id).await?;
+        let mut hasher = if record.offset == 0 {
+            // Nothing hashed yet: hash with the algorithm of the digest given now.
+            Hasher::new(digest.algorithm())
+        } else {
+            Hasher::restore(&record.hash)?
+        };
+        if hasher.algorithm() != digest.algorithm() {
+            return self
+                .finish_rehashing(repo, id, &key, record, hasher, digest, expected_len, body)
+                .await;
+        }
+        // When the blob is already stored (pushed before, possibly by an earlier attempt to
+        // finish this very session whose commit went through but whose link or cleanup
+        // failed), the final body only needs hashing: the session's bytes are not needed, and
+        // a retried finish must not depend on upload bytes a commit may have consumed.
+        let already_stored = self.backend.blob_size(digest).await?.is_some();
+        if already_stored {
+            let count = hash_only(body, &mut hasher, expected_len).await?;
+            record.offset += count;
+        } else {
+            self.append(id, &mut record, &mut hasher, expected_len, body)
+                .await?;
+        }
+        let computed = hasher.digest();
+        if computed != *digest {
+            // Spec: DIGEST_INVALID, and nothing becomes visible. The session is spent.
+            let _ = self.backend.abort_upload(id, record.backend).await;
+            let _ = self.backend.remove_upload_state(&key).await;
+            return Err(Error::DigestInvalid(format!(
+                "content is {computed}, not {digest}"
+            )));
+        }
+        let size = record.offset;
+        let info = if already_stored {
+            // Best effort: the bytes are redundant (or already consumed by a commit).
+            let _ = self.backend.abort_upload(id, record.backend).await;
+            self.link(repo, digest, size).await?
+        } else {
+            self.commit_and_link(repo, id, record.backend, size, digest)
+                .await?
+        };
+        self.backend.remove_upload_state(&key).await?;
+        Ok(info)
+    }
+}
