@@ -248,7 +248,8 @@ impl<B: Backend> Engine<B> {
             .linked_size(from, digest)
             .await?
             .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
-        if self.backend.blob_size(digest).await?.is_none() {
+        // (`linked_size` has already checked the blob where links may precede blobs.)
+        if !B::LINK_WHILE_COMMITTING && self.backend.blob_size(digest).await?.is_none() {
             return Err(Error::BlobUnknown(digest.clone()));
         }
         self.link(to, digest, size).await

@@ -54,18 +54,8 @@ pub(super) fn write_atomic(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
 /// instead of two; a crash before this returns may leave the name on a torn file, which the
 /// reader detects.
 pub(super) fn write_verified(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
-    let (parent, name) = paths::split_parent(rel);
-    let dir = paths::ensure_dir(root, parent)?;
-    let target = dir.join(name);
-    let (temp, mut file) = create_temp(&dir, name)?;
-    let written = file
-        .write_all(value)
-        .map_err(|e| io_err("writing", &temp, e))
-        .and_then(|()| fs::rename(&temp, &target).map_err(|e| io_err("renaming into", &target, e)));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&temp);
-        return Err(e);
-    }
+    let prepared = prepare(root, rel, value, false)?;
+    let (file, dir, target) = prepared.rename()?;
     file.sync_all().map_err(|e| io_err("syncing", &target, e))?;
     fsync_dir(&dir)
 }
@@ -95,6 +85,7 @@ pub(super) fn replace_with(
 
 /// A complete temporary file, not yet visible under its target name.
 pub(super) struct Prepared {
+    file: File,
     dir: PathBuf,
     temp: PathBuf,
     target: PathBuf,
@@ -117,8 +108,12 @@ pub(super) fn prepare(root: &Path, rel: &str, value: &[u8], sync_data: bool) -> 
                 Ok(())
             }
         });
-    drop(file);
-    let prepared = Prepared { dir, temp, target };
+    let prepared = Prepared {
+        file,
+        dir,
+        temp,
+        target,
+    };
     match written {
         Ok(()) => Ok(prepared),
         Err(e) => {
@@ -131,17 +126,20 @@ pub(super) fn prepare(root: &Path, rel: &str, value: &[u8], sync_data: bool) -> 
 impl Prepared {
     /// Renames the file into place (atomic), then syncs the directory when `sync_name`.
     pub(super) fn publish(self, sync_name: bool) -> Result<()> {
+        let (_, dir, _) = self.rename()?;
+        if sync_name { fsync_dir(&dir) } else { Ok(()) }
+    }
+
+    /// Renames the file into place (atomic); returns it still open, its directory and its
+    /// path.
+    fn rename(self) -> Result<(File, PathBuf, PathBuf)> {
         // rename(2) replaces a symbolic link at `target` itself; it never follows it.
         if let Err(e) = fs::rename(&self.temp, &self.target) {
             let target = self.target.clone();
             self.discard();
             return Err(io_err("renaming into", &target, e));
         }
-        if sync_name {
-            fsync_dir(&self.dir)
-        } else {
-            Ok(())
-        }
+        Ok((self.file, self.dir, self.target))
     }
 
     /// Removes the temporary file (best effort).
