@@ -441,10 +441,9 @@ async fn deeply_nested_repository_names_work() {
         .join("repositories")
         .join(name.replace('/', std::path::MAIN_SEPARATOR_STR))
         .join("_tags/v1");
-    assert_eq!(
-        std::fs::read(on_disk).unwrap(),
-        out.digest.as_str().as_bytes()
-    );
+    // The tag is the manifest record (a hard link to it), which starts with the digest.
+    let tag_file = std::fs::read(on_disk).unwrap();
+    assert!(tag_file.starts_with(format!("{} ", out.digest).as_bytes()));
     // A parent repository of the nested one is a repository of its own: not found.
     assert!(matches!(
         driver.get_tags(&repo("n0/n1"), None, None).await,

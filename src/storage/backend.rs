@@ -88,22 +88,19 @@ pub trait Backend: Send + Sync + 'static {
         self.write(key, value)
     }
 
-    /// Writes `first` like [`write_verified`](Self::write_verified), then `then` like
-    /// [`write`](Self::write), `then` becoming visible only once `first` is durable (a
-    /// manifest record, then the tag pointing at it). If `first` fails, `then` is not
-    /// written. The default writes one after the other; a backend may prepare `then`
-    /// (invisibly) while `first` is written.
-    fn write_ordered(
+    /// Points the tag `tag` at the manifest `digest`, whose record is stored (durably) at
+    /// `manifest`: atomic and durable like [`write`](Self::write); a read of `tag` then yields
+    /// content whose first word is the digest. The default writes the digest. A backend may
+    /// instead make the tag the manifest record itself, which starts with its digest (the
+    /// filesystem: a hard link, so tagging creates no file and syncs no data).
+    fn write_tag(
         &self,
-        first: &Key,
-        first_value: Bytes,
-        then: &Key,
-        then_value: Bytes,
+        tag: &Key,
+        digest: &Digest,
+        manifest: &Key,
     ) -> impl Future<Output = Result<()>> + Send {
-        async move {
-            self.write_verified(first, first_value).await?;
-            self.write(then, then_value).await
-        }
+        let _ = manifest;
+        self.write(tag, Bytes::from(digest.as_str().to_owned()))
     }
 
     /// Whether the engine writes a blob's repository link *while* the upload is committed

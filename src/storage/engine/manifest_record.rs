@@ -1,13 +1,21 @@
-//! The stored form of a manifest: `<media type>\n<exact bytes>`.
+//! The stored form of a manifest: `<digest> <media type>\n<exact bytes>`.
+//!
+//! The record starts with the manifest's digest, like a tag's content: a backend may store a
+//! tag as the manifest record itself (the filesystem: a hard link to it), and the tag still
+//! resolves by its first word ([`target_digest`]). Records written before the digest led them
+//! (`<media type>\n<bytes>`) are still read.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::oci::Digest;
 use crate::storage::{Manifest, ManifestInfo};
 
-/// Encodes a stored manifest: `<media type>\n<exact bytes>`.
-pub(super) fn encode_manifest(media_type: &str, bytes: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(media_type.len() + 1 + bytes.len());
+/// Encodes a stored manifest: `<digest> <media type>\n<exact bytes>`.
+pub(super) fn encode_manifest(digest: &Digest, media_type: &str, bytes: &[u8]) -> Bytes {
+    let digest = digest.as_str();
+    let mut out = BytesMut::with_capacity(digest.len() + 1 + media_type.len() + 1 + bytes.len());
+    out.put_slice(digest.as_bytes());
+    out.put_u8(b' ');
     out.put_slice(media_type.as_bytes());
     out.put_u8(b'\n');
     out.put_slice(bytes);
@@ -20,7 +28,12 @@ pub(super) fn encode_manifest(media_type: &str, bytes: &[u8]) -> Bytes {
 /// leaves verification to the reader).
 pub(super) fn decode_manifest(digest: &Digest, stored: Bytes) -> Option<Manifest> {
     let nl = stored.iter().position(|&b| b == b'\n')?;
-    let media_type = std::str::from_utf8(&stored[..nl]).ok()?.to_owned();
+    let head = std::str::from_utf8(&stored[..nl]).ok()?;
+    // Media types have no spaces; a leading digest is checked by hashing the bytes below.
+    let media_type = head
+        .split_once(' ')
+        .map_or(head, |(_, media_type)| media_type);
+    let media_type = media_type.to_owned();
     let bytes = stored.slice(nl + 1..);
     if Digest::compute(digest.algorithm(), &bytes) != *digest {
         return None;
@@ -35,6 +48,17 @@ pub(super) fn decode_manifest(digest: &Digest, stored: Bytes) -> Option<Manifest
     })
 }
 
+/// The digest a tag's stored content names: its first word, whether the content is the bare
+/// digest or a manifest record (see the module documentation).
+pub(super) fn target_digest(content: &[u8]) -> Option<Digest> {
+    let end = content
+        .iter()
+        .position(|&b| b == b' ' || b == b'\n')
+        .unwrap_or(content.len());
+    let word = std::str::from_utf8(&content[..end]).ok()?;
+    Digest::parse(word.trim()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,7 +68,19 @@ mod tests {
     fn a_record_round_trips_and_a_torn_one_is_absent() {
         let bytes = br#"{"schemaVersion":2}"#;
         let digest = Digest::compute(DigestAlgorithm::Sha256, bytes);
-        let record = encode_manifest("application/vnd.oci.image.manifest.v1+json", bytes);
+        let media_type = "application/vnd.oci.image.manifest.v1+json";
+        let record = encode_manifest(&digest, media_type, bytes);
+        assert_eq!(target_digest(&record), Some(digest.clone()));
+        assert_eq!(
+            target_digest(format!("{digest}\n").as_bytes()),
+            Some(digest.clone())
+        );
+        // A record from before the digest led it.
+        let legacy = Bytes::from([media_type.as_bytes(), b"\n", &bytes[..]].concat());
+        assert_eq!(
+            decode_manifest(&digest, legacy).unwrap().info.media_type,
+            media_type
+        );
         let manifest = decode_manifest(&digest, record.clone()).unwrap();
         assert_eq!(&manifest.bytes[..], bytes);
         assert_eq!(manifest.info.size, bytes.len() as u64);

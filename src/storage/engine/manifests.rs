@@ -11,7 +11,7 @@ use crate::storage::layout;
 use crate::storage::{Manifest, ManifestInfo, PutManifestOutcome, StorageDriver};
 
 use super::Engine;
-use super::manifest_record::{decode_manifest, encode_manifest};
+use super::manifest_record::{decode_manifest, encode_manifest, target_digest};
 
 /// How many tags `delete_manifest` reads at once.
 const TAG_READS_IN_FLIGHT: usize = 16;
@@ -125,19 +125,7 @@ impl<B: Backend> Engine<B> {
         self.check_references(repo, &summary).await?;
         let size = bytes.len() as u64;
         let subject = summary.subject.as_ref().map(|s| s.digest.clone());
-        let record = encode_manifest(&summary.media_type, &bytes);
-        if let (Reference::Tag(tag), None) = (reference, &subject) {
-            // The common push: the manifest, then its tag (never durable before the manifest).
-            self.backend
-                .write_ordered(
-                    &layout::manifest(repo, &digest),
-                    record,
-                    &layout::tag(repo, tag),
-                    Bytes::from(digest.as_str().to_owned()),
-                )
-                .await?;
-            return Ok(PutManifestOutcome { digest, subject });
-        }
+        let record = encode_manifest(&digest, &summary.media_type, &bytes);
         self.backend
             .write_verified(&layout::manifest(repo, &digest), record)
             .await?;
@@ -157,12 +145,8 @@ impl<B: Backend> Engine<B> {
                 .await?;
         }
         if let Reference::Tag(tag) = reference {
-            self.backend
-                .write(
-                    &layout::tag(repo, tag),
-                    Bytes::from(digest.as_str().to_owned()),
-                )
-                .await?;
+            // Only now that the manifest is durable: a tag never points at a missing one.
+            self.write_tag(repo, tag, &digest).await?;
         }
         Ok(PutManifestOutcome { digest, subject })
     }
@@ -184,10 +168,8 @@ impl<B: Backend> Engine<B> {
             .map(|tag| async move {
                 let key = layout::tag(repo, &tag);
                 match self.backend.read(&key).await? {
-                    // Compared as resolve_tag reads it (trimmed).
-                    Some(target)
-                        if std::str::from_utf8(&target).map(str::trim) == Ok(digest.as_str()) =>
-                    {
+                    // Read as resolve_tag reads it.
+                    Some(target) if target_digest(&target).as_ref() == Some(digest) => {
                         self.backend.remove(&key).await
                     }
                     _ => Ok(()),

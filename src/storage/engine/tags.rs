@@ -1,7 +1,5 @@
 //! Tags: resolution, pagination, tagging and untagging.
 
-use bytes::Bytes;
-
 use crate::error::{Error, Result};
 use crate::oci::{Digest, RepositoryName, Tag};
 use crate::storage::TagList;
@@ -9,6 +7,7 @@ use crate::storage::backend::Backend;
 use crate::storage::layout;
 
 use super::Engine;
+use super::manifest_record::target_digest;
 
 impl<B: Backend> Engine<B> {
     /// Implements [`StorageDriver::resolve_tag`](crate::storage::StorageDriver::resolve_tag).
@@ -19,10 +18,7 @@ impl<B: Backend> Engine<B> {
             .read(&key)
             .await?
             .ok_or_else(|| Error::ManifestUnknown(format!("tag {tag}")))?;
-        std::str::from_utf8(&raw)
-            .ok()
-            .and_then(|s| Digest::parse(s.trim()).ok())
-            .ok_or_else(|| self.corrupt(&key))
+        target_digest(&raw).ok_or_else(|| self.corrupt(&key))
     }
 
     /// Implements [`StorageDriver::get_tags`](crate::storage::StorageDriver::get_tags).
@@ -67,10 +63,21 @@ impl<B: Backend> Engine<B> {
         if !self.manifest_exists(repo, digest).await? {
             return Err(Error::ManifestUnknown(digest.to_string()));
         }
+        self.write_tag(repo, tag, digest).await
+    }
+
+    /// Points `tag` at the stored manifest `digest` (whose record must be durable).
+    pub(super) async fn write_tag(
+        &self,
+        repo: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<()> {
         self.backend
-            .write(
+            .write_tag(
                 &layout::tag(repo, tag),
-                Bytes::from(digest.as_str().to_owned()),
+                digest,
+                &layout::manifest(repo, digest),
             )
             .await
     }

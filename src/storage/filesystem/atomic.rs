@@ -26,6 +26,18 @@ pub(super) fn fsync_dir(dir: &Path) -> Result<()> {
 /// `create_new` (`O_EXCL`) never follows a symbolic link and never reuses an existing file,
 /// so concurrent writers of the same key each get their own file.
 pub(super) fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
+    with_temp_name(dir, name, |path| {
+        OpenOptions::new().write(true).create_new(true).open(path)
+    })
+}
+
+/// Runs `create` (which must fail with `AlreadyExists` rather than replace anything) on a
+/// new unique temporary name in `dir` for the object `name`, retrying on collisions.
+fn with_temp_name<T>(
+    dir: &Path,
+    name: &str,
+    create: impl Fn(&Path) -> io::Result<T>,
+) -> Result<(PathBuf, T)> {
     let mut attempts = 0;
     loop {
         let suffix: u64 = rand::random();
@@ -33,12 +45,28 @@ pub(super) fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
         // bytes; 255 is the usual limit).
         let short: String = name.chars().take(64).collect();
         let path = dir.join(format!("{TEMP_PREFIX}{short}-{suffix:016x}"));
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(file) => return Ok((path, file)),
+        match create(&path) {
+            Ok(made) => return Ok((path, made)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
             Err(e) => return Err(io_err("creating temporary file", &path, e)),
         }
     }
+}
+
+/// Atomically and durably makes `rel` below `root` another name of the existing file
+/// `existing` (a hard link, renamed over `rel`, then the directory synced). No file is
+/// created and no data written: the file must already be durable. `link(2)` never follows
+/// a symbolic link at its target, and the rename replaces one rather than following it.
+pub(super) fn link_atomic(root: &Path, rel: &str, existing: &Path) -> Result<()> {
+    let (parent, name) = paths::split_parent(rel);
+    let dir = paths::ensure_dir(root, parent)?;
+    let target = dir.join(name);
+    let (temp, ()) = with_temp_name(&dir, name, |path| fs::hard_link(existing, path))?;
+    if let Err(e) = fs::rename(&temp, &target) {
+        let _ = fs::remove_file(&temp);
+        return Err(io_err("renaming into", &target, e));
+    }
+    fsync_dir(&dir)
 }
 
 /// Atomically and durably replaces the file at `rel` (a checked relative path) below `root`

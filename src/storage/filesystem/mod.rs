@@ -212,36 +212,23 @@ impl Backend for FilesystemBackend {
         }
     }
 
-    async fn write_ordered(
-        &self,
-        first: &Key,
-        first_value: Bytes,
-        then: &Key,
-        then_value: Bytes,
-    ) -> Result<()> {
-        // `then`'s temporary file is written and synced (invisibly) while `first` is written
-        // and synced with its name in one round (`write_verified`); `then` is renamed into
-        // place only once `first` is durable. Two sync rounds in all, instead of four one
-        // after the other. A temporary file left by a cancelled call is invisible, like one
-        // left by a crash.
-        let first_rel = paths::check_key(first)?.to_owned();
-        let then_rel = paths::check_key(then)?.to_owned();
+    async fn write_tag(&self, tag: &Key, digest: &Digest, manifest: &Key) -> Result<()> {
+        // The tag becomes another name of the manifest record, which starts with the digest:
+        // no file to create (on ext4 without a journal, allocating inodes was most of a
+        // manifest push's CPU) and no data to sync, only the tag's directory. The record is
+        // durable (the engine tags only stored manifests); a hard link keeps its bytes even
+        // if the record's own name is later replaced or removed.
+        let rel = paths::check_key(tag)?.to_owned();
+        let existing = self.path(manifest)?;
         let root = Arc::clone(&self.root);
-        let prepare = tokio::task::spawn_blocking(move || {
-            atomic::prepare(&root, &then_rel, &then_value, true)
-        });
-        let root = Arc::clone(&self.root);
-        let written =
-            blocking(move || atomic::write_verified(&root, &first_rel, &first_value)).await;
-        let prepared = prepare.await.map_err(join_failed)?;
-        match (written, prepared) {
-            (Ok(()), Ok(prepared)) => blocking(move || prepared.publish(true)).await,
-            (Err(e), Ok(prepared)) => {
-                prepared.discard();
-                Err(e)
-            }
-            (_, Err(e)) => Err(e),
-        }
+        let value = Bytes::from(digest.as_str().to_owned());
+        blocking(move || match atomic::link_atomic(&root, &rel, &existing) {
+            // The record is gone (a concurrent deletion): store the digest, which resolves
+            // to "manifest unknown" like a tag of a deleted manifest does.
+            Err(_) if !existing.exists() => atomic::write_atomic(&root, &rel, &value),
+            done => done,
+        })
+        .await
     }
 
     async fn write_link(&self, key: &Key, value: Bytes) -> Result<()> {
@@ -400,6 +387,77 @@ mod tests {
         );
     }
 
+    /// A tag is a hard link to its manifest record (no file created, no data synced); it
+    /// resolves like a tag holding the digest, moves atomically, and goes with the manifest.
+    #[tokio::test]
+    async fn a_tag_is_another_name_of_its_manifest_record() {
+        use std::os::unix::fs::MetadataExt;
+
+        use crate::oci::{Reference, Tag};
+        let dir = tempfile::tempdir().unwrap();
+        let d = driver(dir.path()).await;
+        let repo = RepositoryName::parse("a/b").unwrap();
+        let config = b"{}";
+        let config_digest = Digest::compute(DigestAlgorithm::Sha256, config);
+        let body = stream::iter([Ok(Bytes::from_static(config))]);
+        d.put_content(&repo, &config_digest, None, body)
+            .await
+            .unwrap();
+        let manifest = |n: u32| {
+            Bytes::from(format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":2}},"layers":[],"annotations":{{"n":"{n}"}}}}"#
+            ))
+        };
+        let media_type = Some("application/vnd.oci.image.manifest.v1+json");
+        let tag = Tag::parse("latest").unwrap();
+        let tag_path = dir.path().join(layout::tag(&repo, &tag).as_str());
+        let record_path =
+            |digest: &Digest| dir.path().join(layout::manifest(&repo, digest).as_str());
+
+        let first = d
+            .put_manifest(&repo, &Reference::Tag(tag.clone()), media_type, manifest(1))
+            .await
+            .unwrap()
+            .digest;
+        let inode = |p: &Path| fs::metadata(p).unwrap().ino();
+        assert_eq!(inode(&tag_path), inode(&record_path(&first)));
+        assert_eq!(d.resolve_tag(&repo, &tag).await.unwrap(), first);
+
+        // Moving the tag (by pushing another manifest, then by tagging the first again).
+        let second = d
+            .put_manifest(&repo, &Reference::Tag(tag.clone()), media_type, manifest(2))
+            .await
+            .unwrap()
+            .digest;
+        assert_eq!(inode(&tag_path), inode(&record_path(&second)));
+        assert_eq!(d.resolve_tag(&repo, &tag).await.unwrap(), second);
+        d.tag_manifest(&repo, &tag, &first).await.unwrap();
+        assert_eq!(d.resolve_tag(&repo, &tag).await.unwrap(), first);
+        let got = d
+            .get_manifest(&repo, &Reference::Tag(tag.clone()))
+            .await
+            .unwrap();
+        assert_eq!(got.bytes, manifest(1));
+
+        // A tag holding only the digest (other backends, older trees) resolves the same.
+        fs::remove_file(&tag_path).unwrap();
+        fs::write(&tag_path, format!("{second}\n")).unwrap();
+        assert_eq!(d.resolve_tag(&repo, &tag).await.unwrap(), second);
+
+        // Deleting a manifest removes the tags that name it, linked or not.
+        d.tag_manifest(&repo, &Tag::parse("other").unwrap(), &second)
+            .await
+            .unwrap();
+        d.delete_manifest(&repo, &second).await.unwrap();
+        assert!(d.resolve_tag(&repo, &tag).await.is_err());
+        assert!(
+            d.resolve_tag(&repo, &Tag::parse("other").unwrap())
+                .await
+                .is_err()
+        );
+        assert!(!record_path(&second).exists());
+    }
+
     /// A manifest record a crash left torn (renamed into place before it was synced) or
     /// that no longer matches its digest is a manifest that is not stored: it is neither
     /// served nor taggable, and pushing the manifest again repairs it.
@@ -436,6 +494,9 @@ mod tests {
         let mut flipped = intact.clone();
         *flipped.last_mut().unwrap() ^= 0x20;
         for torn in [&b""[..], &intact[..intact.len() / 2], &flipped[..]] {
+            // A crash tears the new file renamed over the record; the tag's hard link keeps
+            // the previous one.
+            fs::remove_file(&record).unwrap();
             fs::write(&record, torn).unwrap();
             assert!(matches!(
                 d.get_manifest(&repo, &by_digest).await,
