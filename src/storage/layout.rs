@@ -8,8 +8,8 @@
 //! uploads/<id>/...                                    upload bytes in progress (backend-owned)
 //! repositories/<name>/
 //!     _layers/<alg>/<hex>                             link: blob visible in <name>; holds its size
-//!     _manifests/<alg>/<hex>                          manifest: "<media type>\n<exact bytes>"
-//!     _tags/<tag>                                     tag: the digest it points to
+//!     _manifests/<alg>/<hex>                          manifest: "<digest> <media type>\n<bytes>"
+//!     _tags/<tag>                                     tag: starts with the digest it points to
 //!     _referrers/<alg>/<subject hex>/<alg>-<hex>      descriptor of a manifest whose subject it is
 //!     _uploads/<id>                                   upload session state (JSON)
 //! ```
