@@ -16,7 +16,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-REGBENCH_SRC=${REGBENCH_SRC:-$ROOT/../shared/tools/regbench}
+# regbench's sources: beside the project checkout (../shared), or the workplace's copy for a
+# clone made elsewhere.
+if [ -z "${REGBENCH_SRC:-}" ]; then
+  REGBENCH_SRC=$ROOT/../shared/tools/regbench
+  [ -d "$REGBENCH_SRC" ] || REGBENCH_SRC=/work/shared/tools/regbench
+fi
 REPEAT=${REPEAT:-3}
 WORK=$(mktemp -d "${STORAGE_DIR:-/tmp}/marina-e2e.XXXXXX")
 MARINA_ADDR=127.0.0.1:5101
