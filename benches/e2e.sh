@@ -40,7 +40,7 @@ fi
 # Debian's package starts its own service on :5000; we run our own instances only.
 (cd "$REGBENCH_SRC" && go build -o "$WORK/regbench" .)
 cargo build --release --quiet --bin marina-registry
-MARINA_BIN=$ROOT/target/release/marina-registry
+MARINA_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/marina-registry
 
 wait_up() { for _ in $(seq 1 200); do curl -sf -o /dev/null "http://$1/v2/" && return 0; sleep 0.05; done; echo "server $1 did not start" >&2; return 1; }
 
