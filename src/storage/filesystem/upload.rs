@@ -45,9 +45,10 @@ use super::{DRIVER, blocking, io_err, join_failed, paths};
 pub const WRITE_BATCH: usize = 1024 * 1024;
 /// At most this many chunks in one batch (one `writev` call takes at most 1024).
 const MAX_BATCH_CHUNKS: usize = 512;
-/// After this many bytes written, writeback of the file is started in the background
-/// (a `sync_data` on a duplicate descriptor, at most one at a time), so the disk works while
-/// the rest of the body arrives and the final sync has little left to do.
+/// Each time this many more bytes of an upload were written, writeback of its file is
+/// started in the background ([`background_sync`]), within one request body and across the
+/// chunks of a session alike, so the disk works while the rest arrives and the final sync
+/// has little left to do.
 const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// The filesystem backend's part of an upload's persisted state.
@@ -96,19 +97,19 @@ impl FilesystemUploadState {
     }
 }
 
-/// Writeback of a volatile upload's data is started in the background each time the upload
-/// grows past a multiple of this, so commit's final sync has little left to write.
-const VOLATILE_WRITEBACK_EVERY: u64 = 16 * 1024 * 1024;
-/// At most this many such background syncs run at once (process-wide).
+/// At most this many background syncs run at once (process-wide).
 const MAX_BACKGROUND_SYNCS: usize = 2;
 static BACKGROUND_SYNCS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Starts (without waiting) writeback of `file`'s dirty pages, unless enough are running.
-fn background_sync(file: &File) {
+/// Starts (without waiting) writeback of `file`'s dirty pages with a `sync_data` on a
+/// duplicate descriptor, unless enough are running; returns whether it started one. Never
+/// awaited: the sync before commit is what makes the data durable, this one only gets the
+/// disk going early.
+fn background_sync(file: &File) -> bool {
     use std::sync::atomic::Ordering;
     if BACKGROUND_SYNCS.fetch_add(1, Ordering::AcqRel) >= MAX_BACKGROUND_SYNCS {
         BACKGROUND_SYNCS.fetch_sub(1, Ordering::AcqRel);
-        return;
+        return false;
     }
     match file.try_clone() {
         Ok(dup) => {
@@ -116,9 +117,11 @@ fn background_sync(file: &File) {
                 let _ = dup.sync_data();
                 BACKGROUND_SYNCS.fetch_sub(1, Ordering::AcqRel);
             });
+            true
         }
         Err(_) => {
             BACKGROUND_SYNCS.fetch_sub(1, Ordering::AcqRel);
+            false
         }
     }
 }
@@ -255,9 +258,6 @@ struct BatchWriter {
     guard: Arc<OwnedMutexGuard<()>>,
     /// Bytes submitted since writeback was last started.
     unsynced: u64,
-    /// The background writeback in flight, if any (never awaited: the final sync is what
-    /// makes the data durable; this one only gets the disk going early).
-    writeback: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl BatchWriter {
@@ -278,12 +278,7 @@ impl BatchWriter {
     async fn submit(&mut self, batch: Vec<Bytes>, len: usize) -> Result<()> {
         let mut file = self.file().await?;
         // Everything submitted before is in the page cache now.
-        if self.unsynced >= WRITEBACK_EVERY
-            && self.writeback.as_ref().is_none_or(|w| w.is_finished())
-        {
-            if let Ok(dup) = file.try_clone() {
-                self.writeback = Some(tokio::task::spawn_blocking(move || dup.sync_data()));
-            }
+        if self.unsynced >= WRITEBACK_EVERY && background_sync(&file) {
             self.unsynced = 0;
         }
         self.unsynced += len as u64;
@@ -334,7 +329,6 @@ where
         path: Arc::clone(&path),
         guard,
         unsynced: 0,
-        writeback: None,
     };
     let mut total = 0u64;
     let streamed: Result<()> = async {
@@ -369,8 +363,9 @@ where
         // Not synced: the engine records the new offset with a volatile write too, and a
         // machine crash since is detected by the boot id (the session is then unknown).
         // Commit syncs the data before the blob's name appears.
+        // Chunks smaller than `WRITEBACK_EVERY` never start writeback within `submit`.
         let end = offset + total;
-        if end / VOLATILE_WRITEBACK_EVERY > offset / VOLATILE_WRITEBACK_EVERY {
+        if end / WRITEBACK_EVERY > offset / WRITEBACK_EVERY {
             background_sync(&file);
         }
     } else if !state.one_shot {
