@@ -199,6 +199,15 @@ async fn read_all<D: StorageDriver>(
     out.into()
 }
 
+/// Opens a sha256 upload session in `r`; returns its id.
+async fn start_upload<D: StorageDriver>(d: &D, r: &RepositoryName) -> UploadId {
+    d.start_upload(r, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .progress()
+        .id
+}
+
 /// Multipart uploads in progress below the driver's prefix.
 async fn multipart_uploads(d: &S3Driver) -> Vec<String> {
     let b = d.backend();
@@ -340,12 +349,7 @@ async fn one_byte_chunks_and_frames() {
     // one-byte frames, then more one-byte requests.
     let blob = data(40 + PART + 100 + 20, 3);
     let digest = sha256(&blob);
-    let id = d
-        .start_upload(&r, DigestAlgorithm::Sha256)
-        .await
-        .unwrap()
-        .progress()
-        .id;
+    let id = start_upload(&d, &r).await;
     let mut offset = 0usize;
     for i in 0..40 {
         d.put_upload_chunk(
@@ -592,12 +596,7 @@ async fn abort_leaves_no_multipart_upload_nor_staged_object() {
     let d = env.driver("abort").await;
     let r = repo("s3/abort");
     let blob = data(7 * MIB, 7);
-    let id = d
-        .start_upload(&r, DigestAlgorithm::Sha256)
-        .await
-        .unwrap()
-        .progress()
-        .id;
+    let id = start_upload(&d, &r).await;
     let p = d
         .put_upload_chunk(&r, &id, Some(0), None, body(cut(&blob, &[MIB])))
         .await
@@ -621,12 +620,7 @@ async fn digest_mismatch_leaves_nothing_visible() {
     let blob = data(6 * MIB + 1, 8);
     let wrong = sha256(b"something else");
     // Chunked.
-    let id = d
-        .start_upload(&r, DigestAlgorithm::Sha256)
-        .await
-        .unwrap()
-        .progress()
-        .id;
+    let id = start_upload(&d, &r).await;
     d.put_upload_chunk(&r, &id, Some(0), None, body(cut(&blob, &[MIB])))
         .await
         .unwrap();
@@ -655,12 +649,7 @@ async fn zero_byte_blob() {
     let d = env.driver("empty").await;
     let r = repo("s3/empty");
     let digest = sha256(b"");
-    let id = d
-        .start_upload(&r, DigestAlgorithm::Sha256)
-        .await
-        .unwrap()
-        .progress()
-        .id;
+    let id = start_upload(&d, &r).await;
     d.put_upload_chunk(&r, &id, Some(0), Some(0), empty())
         .await
         .unwrap();
@@ -690,12 +679,7 @@ async fn two_drivers_on_one_bucket_alternate_requests() {
     let r = repo("s3/shared");
     let blob = data(13 * MIB + 5, 9);
     let digest = sha256(&blob);
-    let id = a
-        .start_upload(&r, DigestAlgorithm::Sha256)
-        .await
-        .unwrap()
-        .progress()
-        .id;
+    let id = start_upload(&a, &r).await;
     let mut offset = 0u64;
     for (i, chunk) in cut(&blob, &[3 * MIB, 1, 4 * MIB + 9, 700_000])
         .into_iter()
@@ -779,12 +763,7 @@ async fn failed_append_leaves_the_upload_resumable() {
     let r = repo("s3/resume");
     let blob = data(14 * MIB + 77, 10);
     let digest = sha256(&blob);
-    let id = d
-        .start_upload(&r, DigestAlgorithm::Sha256)
-        .await
-        .unwrap()
-        .progress()
-        .id;
+    let id = start_upload(&d, &r).await;
     d.put_upload_chunk(&r, &id, Some(0), None, body(vec![blob.slice(..3 * MIB)]))
         .await
         .unwrap();
@@ -1142,12 +1121,7 @@ async fn push_throughput() {
                 d.delete(&r, &digest).await.unwrap();
             }
             "chunked" => {
-                let id = d
-                    .start_upload(&r, DigestAlgorithm::Sha256)
-                    .await
-                    .unwrap()
-                    .progress()
-                    .id;
+                let id = start_upload(&d, &r).await;
                 let per_chunk = MIB / FRAME;
                 let mut all = frames();
                 for i in 0..len / MIB {

@@ -111,6 +111,21 @@ async fn content(e: &Engine<Faulty>, repo: &RepositoryName, digest: &Digest) -> 
 }
 
 const DATA: &[u8] = b"hello, resilient world";
+/// Opens a sha256 upload session and appends `first` to it; returns its id.
+async fn started<S>(e: &Engine<Faulty>, repo: &RepositoryName, first: S) -> UploadId
+where
+    S: Stream<Item = Result<Bytes>> + Send,
+{
+    let id = e
+        .start_upload(repo, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .id();
+    e.put_upload_chunk(repo, &id, Some(0), None, first)
+        .await
+        .unwrap();
+    id
+}
 
 fn lock_entries(locks: &UploadLocks) -> usize {
     locks.0.lock().unwrap().len()
@@ -188,15 +203,8 @@ async fn long_bodies_hash_in_order() {
         Err(Error::DigestInvalid(_))
     ));
     // Chunked: two long chunks, then finish.
-    let id = e
-        .start_upload(&repo, DigestAlgorithm::Sha256)
-        .await
-        .unwrap()
-        .id();
     let cut = HASH_BATCH * 2 - 3;
-    e.put_upload_chunk(&repo, &id, Some(0), None, chunks(data.slice(..cut)))
-        .await
-        .unwrap();
+    let id = started(&e, &repo, chunks(data.slice(..cut))).await;
     let info = e
         .finish_upload(&repo, &id, &digest, None, chunks(data.slice(cut..)))
         .await
@@ -210,14 +218,7 @@ async fn finish_succeeds_when_commit_errs_after_storing() {
     let e = engine();
     let repo = RepositoryName::parse("a/b").unwrap();
     let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
-    let id = e
-        .start_upload(&repo, DigestAlgorithm::Sha256)
-        .await
-        .unwrap()
-        .id();
-    e.put_upload_chunk(&repo, &id, Some(0), None, body(&DATA[..5]))
-        .await
-        .unwrap();
+    let id = started(&e, &repo, body(&DATA[..5])).await;
     e.backend().commit_then_fail.store(true, Ordering::SeqCst);
     let info = e
         .finish_upload(&repo, &id, &digest, None, body(&DATA[5..]))
@@ -251,14 +252,7 @@ async fn finish_retry_after_link_failure() {
     let e = engine();
     let repo = RepositoryName::parse("a/b").unwrap();
     let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
-    let id = e
-        .start_upload(&repo, DigestAlgorithm::Sha256)
-        .await
-        .unwrap()
-        .id();
-    e.put_upload_chunk(&repo, &id, Some(0), None, body(&DATA[..7]))
-        .await
-        .unwrap();
+    let id = started(&e, &repo, body(&DATA[..7])).await;
     e.backend().fail_link_write.store(true, Ordering::SeqCst);
     assert!(
         e.finish_upload(&repo, &id, &digest, None, body(&DATA[7..]))

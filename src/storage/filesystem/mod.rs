@@ -336,6 +336,22 @@ mod tests {
     use crate::oci::{DigestAlgorithm, RepositoryName};
     use crate::storage::{StorageDriver, UploadHandle};
 
+    /// Pushes the config blob `{}` to `repo`; returns its digest.
+    async fn push_config(d: &FilesystemDriver, repo: &RepositoryName) -> Digest {
+        let config = b"{}";
+        let digest = Digest::compute(DigestAlgorithm::Sha256, config);
+        let body = stream::iter([Ok(Bytes::from_static(config))]);
+        d.put_content(repo, &digest, None, body).await.unwrap();
+        digest
+    }
+
+    /// An image manifest with the config `config` and no layers, told apart by `n`.
+    fn image_manifest(config: &Digest, n: u32) -> Bytes {
+        Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[],"annotations":{{"n":"{n}"}}}}"#
+        ))
+    }
+
     async fn driver(root: &Path) -> FilesystemDriver {
         let config = FilesystemConfig {
             root_directory: root.to_path_buf(),
@@ -397,17 +413,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = driver(dir.path()).await;
         let repo = RepositoryName::parse("a/b").unwrap();
-        let config = b"{}";
-        let config_digest = Digest::compute(DigestAlgorithm::Sha256, config);
-        let body = stream::iter([Ok(Bytes::from_static(config))]);
-        d.put_content(&repo, &config_digest, None, body)
-            .await
-            .unwrap();
-        let manifest = |n: u32| {
-            Bytes::from(format!(
-                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":2}},"layers":[],"annotations":{{"n":"{n}"}}}}"#
-            ))
-        };
+        let config_digest = push_config(&d, &repo).await;
+        let manifest = |n: u32| image_manifest(&config_digest, n);
         let media_type = Some("application/vnd.oci.image.manifest.v1+json");
         let tag = Tag::parse("latest").unwrap();
         let tag_path = dir.path().join(layout::tag(&repo, &tag).as_str());
@@ -467,22 +474,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = driver(dir.path()).await;
         let repo = RepositoryName::parse("a/b").unwrap();
-        let config = b"{}";
-        let config_digest = Digest::compute(DigestAlgorithm::Sha256, config);
-        let body = stream::iter([Ok(Bytes::from_static(config))]);
-        d.put_content(&repo, &config_digest, None, body)
-            .await
-            .unwrap();
-        let manifest = format!(
-            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":2}},"layers":[]}}"#
-        );
+        let config_digest = push_config(&d, &repo).await;
+        let manifest = image_manifest(&config_digest, 0);
         let tag = Tag::parse("v1").unwrap();
         let pushed = d
             .put_manifest(
                 &repo,
                 &Reference::Tag(tag.clone()),
                 Some("application/vnd.oci.image.manifest.v1+json"),
-                Bytes::from(manifest.clone()),
+                manifest.clone(),
             )
             .await
             .unwrap();
@@ -516,12 +516,12 @@ mod tests {
             &repo,
             &by_digest,
             Some("application/vnd.oci.image.manifest.v1+json"),
-            Bytes::from(manifest.clone()),
+            manifest.clone(),
         )
         .await
         .unwrap();
         let served = d.get_manifest(&repo, &Reference::Tag(tag)).await.unwrap();
-        assert_eq!(served.bytes, Bytes::from(manifest));
+        assert_eq!(served.bytes, manifest);
     }
 
     /// Volatile session records: a record from another boot, or one a crash left torn, is an
