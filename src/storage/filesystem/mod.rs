@@ -222,11 +222,14 @@ impl Backend for FilesystemBackend {
         let existing = self.path(manifest)?;
         let root = Arc::clone(&self.root);
         let value = Bytes::from(digest.as_str().to_owned());
-        blocking(move || match atomic::link_atomic(&root, &rel, &existing) {
-            // The record is gone (a concurrent deletion): store the digest, which resolves
-            // to "manifest unknown" like a tag of a deleted manifest does.
-            Err(_) if !existing.exists() => atomic::write_atomic(&root, &rel, &value),
-            done => done,
+        blocking(move || {
+            atomic::link_atomic(&root, &rel, &existing).or_else(|e| {
+                // No hard link: the record is gone (a concurrent deletion; the tag then
+                // resolves to "manifest unknown" like a tag of a deleted manifest) or the
+                // file system has no hard links. Store the digest, which reads the same.
+                tracing::debug!(error = %e, "tag as hard link failed; storing the digest");
+                atomic::write_atomic(&root, &rel, &value)
+            })
         })
         .await
     }
