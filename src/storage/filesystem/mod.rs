@@ -250,9 +250,14 @@ impl Backend for FilesystemBackend {
         // the engine reports as an unknown session. Records of non-volatile sessions (no boot
         // id on this system) are written durably.
         let rel = paths::check_key(key)?.to_owned();
-        let root = Arc::clone(&self.root);
         let durable = upload::boot_id().is_none();
-        blocking(move || atomic::replace(&root, &rel, &value, durable)).await
+        if !durable {
+            // Nothing synced: a small write and a rename in the page cache, done inline
+            // (like `read`) rather than through the blocking pool, once per PATCH.
+            return atomic::replace(&self.root, &rel, &value, false);
+        }
+        let root = Arc::clone(&self.root);
+        blocking(move || atomic::replace(&root, &rel, &value, true)).await
     }
 
     async fn remove_upload_state(&self, key: &Key) -> Result<()> {

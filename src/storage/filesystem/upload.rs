@@ -315,7 +315,12 @@ where
     let rel = data_rel(id)?;
     let path = Arc::new(paths::join(root, &rel));
     let guard = locks.acquire(id).await;
-    let (file, created) = {
+    let (file, created) = if offset > 0 {
+        // Reopening the data file of a session under way: an open, a stat and a seek, all
+        // on cached metadata, done inline like `Backend::read` (a hop through the blocking
+        // pool costs more than they do, and a chunked push pays it on every PATCH).
+        open_at(root, &rel, offset)?
+    } else {
         let root = Arc::clone(root);
         let guard = Arc::clone(&guard);
         blocking(move || {
