@@ -45,6 +45,11 @@ use super::{DRIVER, blocking, io_err, join_failed, paths};
 pub const WRITE_BATCH: usize = 1024 * 1024;
 /// At most this many chunks in one batch (one `writev` call takes at most 1024).
 const MAX_BATCH_CHUNKS: usize = 512;
+
+/// Batches up to this size (a small push, the tail of a body) are written on the calling
+/// task instead of the blocking pool.
+const INLINE_WRITE_MAX: usize = 64 * 1024;
+
 /// Each time this many more bytes of an upload were written, writeback of its file is
 /// started in the background ([`background_sync`]), within one request body and across the
 /// chunks of a session alike, so the disk works while the rest arrives and the final sync
@@ -282,6 +287,12 @@ impl BatchWriter {
             self.unsynced = 0;
         }
         self.unsynced += len as u64;
+        if len <= INLINE_WRITE_MAX {
+            // A copy into the page cache this small costs less than the hop.
+            let written = write_all_vectored(&mut file, &batch);
+            self.state = Writer::Idle(file);
+            return written.map_err(|e| io_err("writing", &self.path, e));
+        }
         let guard = Arc::clone(&self.guard);
         self.state = Writer::Busy(tokio::task::spawn_blocking(move || {
             let _guard = guard;
@@ -315,10 +326,16 @@ where
     let rel = data_rel(id)?;
     let path = Arc::new(paths::join(root, &rel));
     let guard = locks.acquire(id).await;
-    let (file, created) = if offset > 0 {
-        // Reopening the data file of a session under way: an open, a stat and a seek, all
-        // on cached metadata, done inline like `Backend::read` (a hop through the blocking
-        // pool costs more than they do, and a chunked push pays it on every PATCH).
+    let in_place = offset > 0 || {
+        let (parent, _) = paths::split_parent(&rel);
+        parent.is_some_and(|dir| paths::join(root, dir).is_dir())
+    };
+    let (file, created) = if in_place {
+        // Reopening the data file of a session under way, or creating one in the existing
+        // uploads directory: an open, a stat and a seek on cached metadata, done inline like
+        // `Backend::read` (a hop through the blocking pool costs more than they do, and every
+        // PATCH and small push would pay it). Only creating the directory, whose parent is
+        // then synced, goes to the blocking pool.
         open_at(root, &rel, offset)?
     } else {
         let root = Arc::clone(root);
