@@ -251,13 +251,14 @@ impl Backend for FilesystemBackend {
         // id on this system) are written durably.
         let rel = paths::check_key(key)?.to_owned();
         let durable = upload::boot_id().is_none();
-        if !durable {
-            // Nothing synced: a small write and a rename in the page cache, done inline
-            // (like `read`) rather than through the blocking pool, once per PATCH.
+        if !durable && paths::parent_exists(&self.root, &rel) {
+            // Nothing synced and no directory to create: a small write and a rename in the
+            // page cache, done inline (like `read`) rather than through the blocking pool,
+            // once per PATCH.
             return atomic::replace(&self.root, &rel, &value, false);
         }
         let root = Arc::clone(&self.root);
-        blocking(move || atomic::replace(&root, &rel, &value, true)).await
+        blocking(move || atomic::replace(&root, &rel, &value, durable)).await
     }
 
     async fn remove_upload_state(&self, key: &Key) -> Result<()> {

@@ -85,6 +85,15 @@ pub(super) fn split_parent(rel: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// Whether the directory that will hold `rel` already exists, so that writing `rel` creates
+/// no directory (and syncs none): the condition for doing it on the calling task.
+pub(super) fn parent_exists(root: &Path, rel: &str) -> bool {
+    match split_parent(rel).0 {
+        Some(dir) => join(root, dir).is_dir(),
+        None => true,
+    }
+}
+
 /// Makes sure the directory `rel` (relative to `root`, already checked) exists, creating
 /// missing components, and returns its absolute path.
 ///
@@ -173,6 +182,17 @@ mod tests {
     }
 
     #[cfg(unix)]
+    #[test]
+    fn parent_exists_only_for_an_existing_directory() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(parent_exists(root.path(), "top-level"));
+        assert!(!parent_exists(root.path(), "a/b"));
+        fs::create_dir(root.path().join("a")).unwrap();
+        assert!(parent_exists(root.path(), "a/b"));
+        fs::write(root.path().join("f"), b"x").unwrap();
+        assert!(!parent_exists(root.path(), "f/x"));
+    }
+
     #[test]
     fn ensure_dir_refuses_symlinks() {
         let root = tempfile::tempdir().unwrap();

@@ -326,10 +326,7 @@ where
     let rel = data_rel(id)?;
     let path = Arc::new(paths::join(root, &rel));
     let guard = locks.acquire(id).await;
-    let in_place = offset > 0 || {
-        let (parent, _) = paths::split_parent(&rel);
-        parent.is_some_and(|dir| paths::join(root, dir).is_dir())
-    };
+    let in_place = offset > 0 || paths::parent_exists(root, &rel);
     let (file, created) = if in_place {
         // Reopening the data file of a session under way, or creating one in the existing
         // uploads directory: an open, a stat and a seek on cached metadata, done inline like
