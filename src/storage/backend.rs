@@ -103,6 +103,26 @@ pub trait Backend: Send + Sync + 'static {
         self.write(tag, Bytes::from(digest.as_str().to_owned()))
     }
 
+    /// Stores a manifest record with [`write_verified`](Self::write_verified) and then, when
+    /// `tag` is given, points that tag at it with [`write_tag`](Self::write_tag): in that
+    /// order, the tag only once the record is durable. The default makes the two calls; a
+    /// backend may do both in one step (the filesystem: one task on the blocking pool instead
+    /// of two).
+    fn write_manifest(
+        &self,
+        record_key: &Key,
+        record: Bytes,
+        tag: Option<(&Key, &Digest)>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            self.write_verified(record_key, record).await?;
+            match tag {
+                Some((tag, digest)) => self.write_tag(tag, digest, record_key).await,
+                None => Ok(()),
+            }
+        }
+    }
+
     /// Whether the engine writes a blob's repository link *while* the upload is committed
     /// as that blob, rather than after the commit returned, so that both names become
     /// durable in one round (the filesystem: one round of directory syncs instead of two).

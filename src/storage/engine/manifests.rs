@@ -126,8 +126,16 @@ impl<B: Backend> Engine<B> {
         let size = bytes.len() as u64;
         let subject = summary.subject.as_ref().map(|s| s.digest.clone());
         let record = encode_manifest(&digest, &summary.media_type, &bytes);
+        let record_key = layout::manifest(repo, &digest);
+        let tag = match reference {
+            Reference::Tag(tag) => Some(layout::tag(repo, tag)),
+            Reference::Digest(_) => None,
+        };
+        // The tag only once the record is durable, so a tag never points at a missing
+        // manifest; with a subject, after the referrer entry too.
+        let tag_now = tag.as_ref().filter(|_| subject.is_none());
         self.backend
-            .write_verified(&layout::manifest(repo, &digest), record)
+            .write_manifest(&record_key, record, tag_now.map(|tag| (tag, &digest)))
             .await?;
         if let Some(subject) = &subject {
             let entry = Descriptor {
@@ -143,10 +151,9 @@ impl<B: Backend> Engine<B> {
             self.backend
                 .write(&layout::referrer(repo, subject, &digest), Bytes::from(json))
                 .await?;
-        }
-        if let Reference::Tag(tag) = reference {
-            // Only now that the manifest is durable: a tag never points at a missing one.
-            self.write_tag(repo, tag, &digest).await?;
+            if let Some(tag) = &tag {
+                self.backend.write_tag(tag, &digest, &record_key).await?;
+            }
         }
         Ok(PutManifestOutcome { digest, subject })
     }
