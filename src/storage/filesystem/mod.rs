@@ -129,7 +129,6 @@ impl FilesystemBackend {
     }
 }
 
-/// Wraps an I/O error with the operation and path.
 /// Pointing a tag at a stored manifest record, prepared on the async side and run on the
 /// blocking pool ([`Backend::write_tag`]).
 struct Tagging {
@@ -159,6 +158,7 @@ impl Tagging {
     }
 }
 
+/// Wraps an I/O error with the operation and path.
 fn io_err(what: &str, path: &Path, err: std::io::Error) -> Error {
     Error::io(DRIVER, format_args!("{what} {}", path.display()), err)
 }
