@@ -6,7 +6,8 @@
 //! new entry survives a crash.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
@@ -54,13 +55,20 @@ fn with_temp_name<T>(
 }
 
 /// Atomically and durably makes `rel` below `root` another name of the existing file
-/// `existing` (a hard link, renamed over `rel`, then the directory synced). No file is
-/// created and no data written: the file must already be durable. `link(2)` never follows
-/// a symbolic link at its target, and the rename replaces one rather than following it.
+/// `existing` (a hard link, then the directory synced). No file is created and no data
+/// written: the file must already be durable. A new name is linked in place (`link(2)` is
+/// atomic, never follows a symbolic link at its target and fails if the name exists); an
+/// existing one is replaced by linking a temporary name and renaming it over (the rename
+/// replaces a symbolic link rather than following it).
 pub(super) fn link_atomic(root: &Path, rel: &str, existing: &Path) -> Result<()> {
     let (parent, name) = paths::split_parent(rel);
     let dir = paths::ensure_dir(root, parent)?;
     let target = dir.join(name);
+    match fs::hard_link(existing, &target) {
+        Ok(()) => return fsync_dir(&dir),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("linking", &target, e)),
+    }
     let (temp, ()) = with_temp_name(&dir, name, |path| fs::hard_link(existing, path))?;
     if let Err(e) = fs::rename(&temp, &target) {
         let _ = fs::remove_file(&temp);
@@ -75,17 +83,55 @@ pub(super) fn write_atomic(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
     replace(root, rel, value, true)
 }
 
-/// Atomically and durably replaces the file at `rel` below `root` with `value` whose reader
-/// verifies it (`Backend::write_verified`): the file is renamed into place *before* it is
-/// synced, then the file and the directory are synced. On journalling file systems (ext4,
-/// XFS) the file's sync commits the rename with it, so bytes and name cost one sync round
-/// instead of two; a crash before this returns may leave the name on a torn file, which the
-/// reader detects.
+/// Durably stores `value` at `rel` below `root` for a reader that verifies it
+/// (`Backend::write_verified`: a content-addressed manifest record).
+///
+/// A new object is created under its final name (`O_EXCL`, which never follows a symbolic
+/// link), written, synced, and its directory synced: no temporary name and no rename. Until
+/// the write completes a reader may open a partial file; it fails verification and counts
+/// as absent, like the torn file a crash (or a failed write) leaves behind.
+///
+/// If the name exists and already holds exactly `value` (a re-push), the file and its
+/// directory are synced, since its creator may not have finished syncing. Otherwise (a torn
+/// leftover, a write in progress, other content) it is replaced the classic way
+/// ([`write_atomic`]: temporary file synced *before* the rename), so the name never points at
+/// unsynced bytes of another writer that already returned.
 pub(super) fn write_verified(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
-    let prepared = prepare(root, rel, value, false)?;
-    let (file, dir, target) = prepared.rename()?;
-    file.sync_all().map_err(|e| io_err("syncing", &target, e))?;
-    fsync_dir(&dir)
+    let (parent, name) = paths::split_parent(rel);
+    let dir = paths::ensure_dir(root, parent)?;
+    let target = dir.join(name);
+    match OpenOptions::new().write(true).create_new(true).open(&target) {
+        Ok(mut file) => {
+            file.write_all(value)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| io_err("writing", &target, e))?;
+            fsync_dir(&dir)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if let Some(file) = open_if_holds(&target, value) {
+                file.sync_all().map_err(|e| io_err("syncing", &target, e))?;
+                return fsync_dir(&dir);
+            }
+            write_atomic(root, rel, value)
+        }
+        Err(e) => Err(io_err("creating", &target, e)),
+    }
+}
+
+/// The regular file at `path`, opened, if its content is exactly `value`.
+fn open_if_holds(path: &Path, value: &[u8]) -> Option<File> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() != value.len() as u64 {
+        return None;
+    }
+    let mut content = Vec::with_capacity(value.len());
+    file.read_to_end(&mut content).ok()?;
+    (content == value).then_some(file)
 }
 
 /// Atomically replaces the file at `rel` below `root` with `value`; durably (file synced
@@ -226,5 +272,69 @@ mod tests {
         remove_durable(&root.path().join("a/b/c")).unwrap();
         remove_durable(&root.path().join("nope/x")).unwrap();
         assert!(!root.path().join("a/b/c").exists());
+    }
+
+    fn names_in(dir: &Path) -> Vec<std::ffi::OsString> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn verified_write_creates_in_place_and_replaces_whatever_else_is_there() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let path = root.path().join("m/r");
+        write_verified(root.path(), "m/r", b"record").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"record");
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+        let first = inode(&path);
+        // A re-push of the same record keeps the file.
+        write_verified(root.path(), "m/r", b"record").unwrap();
+        assert_eq!(inode(&path), first);
+        // A torn leftover (a crash, or a failed write) is replaced.
+        fs::write(&path, b"rec").unwrap();
+        write_verified(root.path(), "m/r", b"record").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"record");
+        // Other content (same digest, other media type) is replaced too.
+        write_verified(root.path(), "m/r", b"record2").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"record2");
+        // A symbolic link at the name is replaced, never followed.
+        let victim = outside.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_verified(root.path(), "m/r", b"record").unwrap();
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(fs::read(&path).unwrap(), b"record");
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(names_in(&root.path().join("m")), vec![std::ffi::OsString::from("r")]);
+    }
+
+    #[test]
+    fn links_a_new_name_in_place_and_replaces_an_existing_one() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        write_verified(root.path(), "m/one", b"first").unwrap();
+        write_verified(root.path(), "m/two", b"second").unwrap();
+        let tag = root.path().join("t/latest");
+        link_atomic(root.path(), "t/latest", &root.path().join("m/one")).unwrap();
+        assert_eq!(fs::read(&tag).unwrap(), b"first");
+        link_atomic(root.path(), "t/latest", &root.path().join("m/two")).unwrap();
+        assert_eq!(fs::read(&tag).unwrap(), b"second");
+        let victim = outside.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        fs::remove_file(&tag).unwrap();
+        std::os::unix::fs::symlink(&victim, &tag).unwrap();
+        link_atomic(root.path(), "t/latest", &root.path().join("m/one")).unwrap();
+        assert!(fs::symlink_metadata(&tag).unwrap().is_file());
+        assert_eq!(fs::read(&tag).unwrap(), b"first");
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(names_in(&root.path().join("t")), vec![std::ffi::OsString::from("latest")]);
+        assert!(link_atomic(root.path(), "t/gone", &root.path().join("m/none")).is_err());
+        assert_eq!(names_in(&root.path().join("t")), vec![std::ffi::OsString::from("latest")]);
     }
 }

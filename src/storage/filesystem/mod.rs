@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Guarantees (issue "core library", point 5):
-//! - **No reader sees a partial object.** Small objects are written to a unique temporary
+//! - **No reader sees a partial object** (a manifest record being written is read as
+//!   absent, see below). Small objects are written to a unique temporary
 //!   file in the target's directory, synced, renamed over the target and the directory is
 //!   synced (`atomic`); a blob appears by renaming its complete, synced upload file.
 //! - **Concurrent writers are safe:** every writer has its own temporary file and `rename` is
@@ -19,8 +20,9 @@
 //!   created directories are synced into their parents, for blobs, tags and deletions.
 //!   Three exceptions save sync rounds where a crash *before* the acknowledgement is
 //!   detected on read instead:
-//!   - manifest records are renamed into place, then synced with their name in one round
-//!     (`atomic::write_verified`); a torn record fails its digest and counts as absent;
+//!   - manifest records are created under their final name (no temporary file, no
+//!     rename), then synced (`atomic::write_verified`); a torn or partly written record
+//!     fails its digest and counts as absent;
 //!   - a blob's link is written and its name synced while the blob is committed
 //!     (`LINK_WHILE_COMMITTING`), and counts only while the blob exists; its content (the
 //!     size) is never synced, the blob's own size is authoritative;
@@ -544,8 +546,8 @@ mod tests {
         let mut flipped = intact.clone();
         *flipped.last_mut().unwrap() ^= 0x20;
         for torn in [&b""[..], &intact[..intact.len() / 2], &flipped[..]] {
-            // A crash tears the new file renamed over the record; the tag's hard link keeps
-            // the previous one.
+            // A crash (or a failed write) tears the record, which is created in place; the
+            // tag's hard link keeps the previous file.
             fs::remove_file(&record).unwrap();
             fs::write(&record, torn).unwrap();
             assert!(matches!(
