@@ -61,6 +61,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Reads a whole object; `None` if it does not exist.
     fn read(&self, key: &Key) -> impl Future<Output = Result<Option<Bytes>>> + Send;
 
+    /// Whether an object exists, for callers that do not need its content. The default
+    /// reads it; a backend may answer from metadata alone (the filesystem: one `lstat`).
+    fn exists(&self, key: &Key) -> impl Future<Output = Result<bool>> + Send {
+        async move { Ok(self.read(key).await?.is_some()) }
+    }
+
     /// Atomically and durably creates or replaces an object.
     fn write(&self, key: &Key, value: Bytes) -> impl Future<Output = Result<()>> + Send;
 

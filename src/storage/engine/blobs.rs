@@ -21,15 +21,17 @@ impl<B: Backend> Engine<B> {
         digest: &Digest,
     ) -> Result<Option<u64>> {
         let key = layout::layer_link(repo, digest);
-        let link = self.backend.read(&key).await?;
         if B::LINK_WHILE_COMMITTING {
             // The link may have been made durable before its blob (`commit_and_link`): it
-            // counts only if the blob is there, whose size is authoritative anyway.
-            return match link {
-                None => Ok(None),
-                Some(_) => self.backend.blob_size(digest).await,
+            // counts only if the blob is there, whose size is authoritative anyway, so the
+            // link's content is not needed.
+            return if self.backend.exists(&key).await? {
+                self.backend.blob_size(digest).await
+            } else {
+                Ok(None)
             };
         }
+        let link = self.backend.read(&key).await?;
         match link {
             None => Ok(None),
             Some(v) => match std::str::from_utf8(&v)

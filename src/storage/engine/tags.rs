@@ -85,7 +85,7 @@ impl<B: Backend> Engine<B> {
     /// Implements [`StorageDriver::untag_manifest`](crate::storage::StorageDriver::untag_manifest).
     pub(super) async fn tag_remove(&self, repo: &RepositoryName, tag: &Tag) -> Result<()> {
         let key = layout::tag(repo, tag);
-        if self.backend.read(&key).await?.is_none() {
+        if !self.backend.exists(&key).await? {
             return Err(Error::ManifestUnknown(format!("tag {tag}")));
         }
         self.backend.remove(&key).await

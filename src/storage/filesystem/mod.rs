@@ -202,6 +202,16 @@ impl Backend for FilesystemBackend {
         }
     }
 
+    async fn exists(&self, key: &Key) -> Result<bool> {
+        // One `lstat`, inline like `read`.
+        let path = self.path(key)?;
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(e) if atomic::missing(&e) => Ok(false),
+            Err(e) => Err(io_err("inspecting", &path, e)),
+        }
+    }
+
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
         let rel = paths::check_key(key)?.to_owned();
         let root = Arc::clone(&self.root);
