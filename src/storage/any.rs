@@ -547,6 +547,12 @@ mod tests {
                     .max(size_of_val(&mem.put_content(&repo, &digest, None, body()))),
                 size_of_val(&any.put_content(&repo, &digest, None, body())),
             ),
+            (
+                "blob stream",
+                size_of::<<FilesystemDriver as StorageDriver>::BlobStream>()
+                    .max(size_of::<<InMemoryDriver as StorageDriver>::BlobStream>()),
+                size_of::<AnyBlobStream>(),
+            ),
         ];
         for (operation, largest_concrete, dispatched) in sizes {
             eprintln!(

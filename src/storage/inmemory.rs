@@ -66,7 +66,7 @@ impl Backend for InMemoryBackend {
     type UploadState = ();
 
     fn locate(&self, key: &Key) -> String {
-        format!("memory:{key}")
+        ["memory:", key.as_str()].concat()
     }
 
     async fn read(&self, key: &Key) -> Result<Option<Bytes>> {

@@ -38,11 +38,6 @@ impl Key {
     pub fn file_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or(&self.0)
     }
-
-    /// A child key; `name` must be a component produced by this module.
-    fn join(&self, name: &str) -> Key {
-        Key(format!("{}/{}", self.0, name))
-    }
 }
 
 impl fmt::Display for Key {
@@ -57,81 +52,110 @@ impl fmt::Debug for Key {
     }
 }
 
-fn repo_dir(repo: &RepositoryName) -> Key {
-    Key(format!("repositories/{}", repo.as_str()))
+/// Joins components with `/` into a key, in one allocation of the exact size (keys are built
+/// on every request; `format!` chains cost several reallocations each).
+fn key(components: &[&str]) -> Key {
+    let len = components.iter().map(|c| c.len() + 1).sum::<usize>();
+    let mut key = String::with_capacity(len.saturating_sub(1));
+    for component in components {
+        if !key.is_empty() {
+            key.push('/');
+        }
+        key.push_str(component);
+    }
+    Key(key)
 }
+
+const REPOSITORIES: &str = "repositories";
 
 /// Where the bytes of a blob live.
 pub fn blob_data(digest: &Digest) -> Key {
-    Key(format!("blobs/{}/{}", digest.algorithm(), digest.hex()))
+    key(&["blobs", digest.algorithm().as_str(), digest.hex()])
 }
 
 /// Directory a backend may use for the bytes of an upload in progress.
 pub fn upload_data_dir(id: &UploadId) -> Key {
-    Key(format!("uploads/{}", id.as_str()))
+    key(&["uploads", id.as_str()])
 }
 
 /// A named object inside an upload's data directory (e.g. `data`, `staged`).
 pub fn upload_data(id: &UploadId, name: &'static str) -> Key {
-    upload_data_dir(id).join(name)
+    key(&["uploads", id.as_str(), name])
 }
 
 /// The link that makes a blob visible in a repository.
 pub fn layer_link(repo: &RepositoryName, digest: &Digest) -> Key {
-    repo_dir(repo).join(&format!("_layers/{}/{}", digest.algorithm(), digest.hex()))
+    key(&[
+        REPOSITORIES,
+        repo.as_str(),
+        "_layers",
+        digest.algorithm().as_str(),
+        digest.hex(),
+    ])
 }
 
 /// Directory of a repository's blob links.
 pub fn layers_dir(repo: &RepositoryName) -> Key {
-    repo_dir(repo).join("_layers")
+    key(&[REPOSITORIES, repo.as_str(), "_layers"])
 }
 
 /// A manifest revision (media type and exact bytes).
 pub fn manifest(repo: &RepositoryName, digest: &Digest) -> Key {
-    repo_dir(repo).join(&format!(
-        "_manifests/{}/{}",
-        digest.algorithm(),
-        digest.hex()
-    ))
+    key(&[
+        REPOSITORIES,
+        repo.as_str(),
+        "_manifests",
+        digest.algorithm().as_str(),
+        digest.hex(),
+    ])
 }
 
 /// Directory of a repository's manifests.
 pub fn manifests_dir(repo: &RepositoryName) -> Key {
-    repo_dir(repo).join("_manifests")
+    key(&[REPOSITORIES, repo.as_str(), "_manifests"])
 }
 
 /// A tag pointer.
 pub fn tag(repo: &RepositoryName, tag: &Tag) -> Key {
-    tags_dir(repo).join(tag.as_str())
+    key(&[REPOSITORIES, repo.as_str(), "_tags", tag.as_str()])
 }
 
 /// Directory listing a repository's tags (one object per tag, named by the tag).
 pub fn tags_dir(repo: &RepositoryName) -> Key {
-    repo_dir(repo).join("_tags")
+    key(&[REPOSITORIES, repo.as_str(), "_tags"])
 }
 
 /// Directory of the referrers of `subject` (one object per referrer).
 pub fn referrers_dir(repo: &RepositoryName, subject: &Digest) -> Key {
-    repo_dir(repo).join(&format!(
-        "_referrers/{}/{}",
-        subject.algorithm(),
-        subject.hex()
-    ))
+    key(&[
+        REPOSITORIES,
+        repo.as_str(),
+        "_referrers",
+        subject.algorithm().as_str(),
+        subject.hex(),
+    ])
 }
 
 /// The referrer entry of manifest `referrer` under `subject`.
 pub fn referrer(repo: &RepositoryName, subject: &Digest, referrer: &Digest) -> Key {
-    referrers_dir(repo, subject).join(&referrer_entry_name(referrer))
+    key(&[
+        REPOSITORIES,
+        repo.as_str(),
+        "_referrers",
+        subject.algorithm().as_str(),
+        subject.hex(),
+        &referrer_entry_name(referrer),
+    ])
 }
 
 /// Object name of a referrer entry: `<alg>-<hex>`.
 pub fn referrer_entry_name(referrer: &Digest) -> String {
-    format!("{}-{}", referrer.algorithm(), referrer.hex())
+    [referrer.algorithm().as_str(), referrer.hex()].join("-")
 }
 
 /// The state of an upload session.
 pub fn upload_state(repo: &RepositoryName, id: &UploadId) -> Key {
-    repo_dir(repo).join(&format!("_uploads/{}", id.as_str()))
+    key(&[REPOSITORIES, repo.as_str(), "_uploads", id.as_str()])
 }
 
 #[cfg(test)]
@@ -161,10 +185,30 @@ mod tests {
             upload_data(&id, "data").as_str(),
             "uploads/0123456789abcdef0123456789abcdef/data"
         );
-        assert!(
-            referrer(&repo, &d, &d)
-                .as_str()
-                .ends_with(&format!("/_referrers/sha256/{0}/sha256-{0}", d.hex()))
+        assert_eq!(
+            referrer(&repo, &d, &d).as_str(),
+            format!(
+                "repositories/library/ubuntu/_referrers/sha256/{0}/sha256-{0}",
+                d.hex()
+            )
         );
+        assert_eq!(
+            manifest(&repo, &d).as_str(),
+            format!("repositories/library/ubuntu/_manifests/sha256/{}", d.hex())
+        );
+        assert_eq!(
+            upload_data_dir(&id).as_str(),
+            "uploads/0123456789abcdef0123456789abcdef"
+        );
+        for (dir, name) in [
+            (layers_dir(&repo), "_layers"),
+            (manifests_dir(&repo), "_manifests"),
+            (tags_dir(&repo), "_tags"),
+        ] {
+            assert_eq!(dir.as_str(), format!("repositories/library/ubuntu/{name}"));
+            // Built in one allocation of the exact size.
+            assert_eq!(dir.0.capacity(), dir.0.len());
+        }
+        assert_eq!(key(&[]).as_str(), "");
     }
 }

@@ -79,6 +79,8 @@ impl FilesystemDriver {
 pub struct FilesystemBackend {
     /// Canonical absolute root.
     root: Arc<PathBuf>,
+    /// The root as displayed, with a trailing separator: [`Backend::locate`] appends a key.
+    root_prefix: Arc<str>,
     /// Serialises appends to one upload within this process.
     locks: Arc<upload::UploadLocks>,
 }
@@ -106,8 +108,13 @@ impl FilesystemBackend {
             Ok(root)
         })
         .await?;
+        let mut root_prefix = root.display().to_string();
+        if !root_prefix.ends_with('/') {
+            root_prefix.push('/');
+        }
         Ok(Self {
             root: Arc::new(root),
+            root_prefix: root_prefix.into(),
             locks: Arc::default(),
         })
     }
@@ -186,7 +193,8 @@ impl Backend for FilesystemBackend {
     type UploadState = FilesystemUploadState;
 
     fn locate(&self, key: &Key) -> String {
-        paths::join(&self.root, key.as_str()).display().to_string()
+        // Called for every blob `stat`: one allocation of the exact size.
+        [&*self.root_prefix, key.as_str()].concat()
     }
 
     async fn read(&self, key: &Key) -> Result<Option<Bytes>> {

@@ -50,27 +50,29 @@ pub struct FilesystemReader {
     /// The bytes still to yield: a buffer read up front, or a window on the mapping.
     rest: Bytes,
     /// The mapping `rest` borrows, if any (to populate the next item's pages).
-    mapping: Option<Mapping>,
+    mapping: Option<Arc<Mapping>>,
     /// Population of the next item's pages, in flight.
     populating: Option<JoinHandle<()>>,
+}
+
+/// A read-only mapping, shared by the reader and the items borrowing it, with what
+/// populating its pages needs. (Kept behind one pointer: the reader is small, which keeps
+/// `AnyDriver`'s stream enum small.)
+#[derive(Debug)]
+struct Mapping {
+    map: Mmap,
+    /// Offset in `map` of the first byte the reader yields.
+    start: usize,
     /// Blocking pool to populate on (captured so polling works from any executor).
     runtime: Handle,
 }
 
-/// A shared read-only mapping, and where the reader's bytes start in it.
-#[derive(Debug, Clone)]
-struct Mapping {
-    map: Arc<Mmap>,
-    /// Offset in `map` of the first byte the reader yields.
-    start: usize,
-}
-
 /// Owner handed to [`Bytes::from_owner`]: keeps the mapping alive while any item borrows it.
-struct MappedBytes(Arc<Mmap>);
+struct MappedBytes(Arc<Mapping>);
 
 impl AsRef<[u8]> for MappedBytes {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.0.map
     }
 }
 
@@ -97,41 +99,40 @@ impl FilesystemReader {
                 });
             }
         };
-        let runtime = Handle::current();
         if len < MAP_MIN {
             let rest = read_whole(file, start, len).map_err(|e| io_err("reading", path, e))?;
             return Ok(Self {
                 rest,
                 mapping: None,
                 populating: None,
-                runtime,
             });
         }
         let mapping = map_range(&file, start, len).map_err(|e| io_err("mapping", path, e))?;
-        let rest = Bytes::from_owner(MappedBytes(Arc::clone(&mapping.map))).slice(mapping.start..);
+        let mapping = Arc::new(mapping);
+        let rest = Bytes::from_owner(MappedBytes(Arc::clone(&mapping))).slice(mapping.start..);
         // The first item's pages now (this is the blocking pool); the next ones ahead.
         populate(&mapping, 0, rest.len().min(READ_CHUNK));
         Ok(Self {
             rest,
             mapping: Some(mapping),
             populating: None,
-            runtime,
         })
     }
 
     /// Starts populating the pages of the item after the one about to be yielded.
     fn populate_next(&mut self) {
-        let Some(mapping) = &self.mapping else {
+        let Some(shared) = &self.mapping else {
             return;
         };
         let len = self.rest.len().min(READ_CHUNK);
         if len == 0 {
             return;
         }
-        let mapping = mapping.clone();
+        let mapping = Arc::clone(shared);
         let from = mapping.map.len() - mapping.start - self.rest.len();
         self.populating = Some(
-            self.runtime
+            shared
+                .runtime
                 .spawn_blocking(move || populate(&mapping, from, len)),
         );
     }
@@ -168,8 +169,9 @@ fn map_range(file: &File, start: u64, len: u64) -> io::Result<Mapping> {
     // A hint; failure only costs read-ahead.
     let _ = map.advise(Advice::Sequential);
     Ok(Mapping {
-        map: Arc::new(map),
+        map,
         start: head,
+        runtime: Handle::current(),
     })
 }
 
