@@ -100,7 +100,11 @@ pub(super) fn write_verified(root: &Path, rel: &str, value: &[u8]) -> Result<()>
     let (parent, name) = paths::split_parent(rel);
     let dir = paths::ensure_dir(root, parent)?;
     let target = dir.join(name);
-    match OpenOptions::new().write(true).create_new(true).open(&target) {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&target)
+    {
         Ok(mut file) => {
             file.write_all(value)
                 .and_then(|()| file.sync_all())
@@ -311,7 +315,10 @@ mod tests {
         assert!(fs::symlink_metadata(&path).unwrap().is_file());
         assert_eq!(fs::read(&path).unwrap(), b"record");
         assert_eq!(fs::read(&victim).unwrap(), b"keep");
-        assert_eq!(names_in(&root.path().join("m")), vec![std::ffi::OsString::from("r")]);
+        assert_eq!(
+            names_in(&root.path().join("m")),
+            vec![std::ffi::OsString::from("r")]
+        );
     }
 
     #[test]
@@ -333,8 +340,14 @@ mod tests {
         assert!(fs::symlink_metadata(&tag).unwrap().is_file());
         assert_eq!(fs::read(&tag).unwrap(), b"first");
         assert_eq!(fs::read(&victim).unwrap(), b"keep");
-        assert_eq!(names_in(&root.path().join("t")), vec![std::ffi::OsString::from("latest")]);
+        assert_eq!(
+            names_in(&root.path().join("t")),
+            vec![std::ffi::OsString::from("latest")]
+        );
         assert!(link_atomic(root.path(), "t/gone", &root.path().join("m/none")).is_err());
-        assert_eq!(names_in(&root.path().join("t")), vec![std::ffi::OsString::from("latest")]);
+        assert_eq!(
+            names_in(&root.path().join("t")),
+            vec![std::ffi::OsString::from("latest")]
+        );
     }
 }
