@@ -125,27 +125,27 @@ pub fn tags_dir(repo: &RepositoryName) -> Key {
     key(&[REPOSITORIES, repo.as_str(), "_tags"])
 }
 
-/// Directory of the referrers of `subject` (one object per referrer).
-pub fn referrers_dir(repo: &RepositoryName, subject: &Digest) -> Key {
-    key(&[
+/// The components of the directory of `subject`'s referrers.
+fn referrers_components<'a>(repo: &'a RepositoryName, subject: &'a Digest) -> [&'a str; 5] {
+    [
         REPOSITORIES,
         repo.as_str(),
         "_referrers",
         subject.algorithm().as_str(),
         subject.hex(),
-    ])
+    ]
+}
+
+/// Directory of the referrers of `subject` (one object per referrer).
+pub fn referrers_dir(repo: &RepositoryName, subject: &Digest) -> Key {
+    key(&referrers_components(repo, subject))
 }
 
 /// The referrer entry of manifest `referrer` under `subject`.
 pub fn referrer(repo: &RepositoryName, subject: &Digest, referrer: &Digest) -> Key {
-    key(&[
-        REPOSITORIES,
-        repo.as_str(),
-        "_referrers",
-        subject.algorithm().as_str(),
-        subject.hex(),
-        &referrer_entry_name(referrer),
-    ])
+    let entry = referrer_entry_name(referrer);
+    let [root, name, dir, algorithm, hex] = referrers_components(repo, subject);
+    key(&[root, name, dir, algorithm, hex, &entry])
 }
 
 /// Object name of a referrer entry: `<alg>-<hex>`.
