@@ -3,7 +3,9 @@
 //! A write goes to a fresh temporary file in the target's own directory (so the rename
 //! never crosses a filesystem), is synced, renamed over the target (atomic: a reader opens
 //! either the old or the new file, never a partial one), and the directory is synced so the
-//! new entry survives a crash.
+//! new entry survives a crash. Two shortcuts skip the temporary name where nothing can be
+//! seen half-made: a new hard link is created in place ([`link_atomic`]), and an object
+//! whose reader verifies it is created in place ([`write_verified`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
