@@ -323,6 +323,44 @@ mod tests {
         );
     }
 
+    /// Concurrent writers of one record (a manifest pushed by several clients or processes
+    /// at once; here also with two contents, as with two media types for one digest) all
+    /// succeed and leave one of the records whole, and no temporary file; a reader meanwhile
+    /// sees nothing, a prefix (a write in progress, which fails verification) or a whole
+    /// record.
+    #[test]
+    fn concurrent_verified_writes_of_one_record_leave_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let one: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+        let two: Vec<u8> = one.iter().map(|b| b ^ 0xff).collect();
+        let path = root.join("m/r");
+        let is_one_or_prefix = |seen: &[u8]| one.starts_with(seen) || two.starts_with(seen);
+        std::thread::scope(|scope| {
+            for writer in 0..4 {
+                let value = if writer % 2 == 0 { &one } else { &two };
+                scope.spawn(move || {
+                    for _ in 0..25 {
+                        write_verified(root, "m/r", value).unwrap();
+                    }
+                });
+            }
+            scope.spawn(|| {
+                for _ in 0..500 {
+                    if let Ok(seen) = fs::read(&path) {
+                        assert!(is_one_or_prefix(&seen), "not a prefix of either record");
+                    }
+                }
+            });
+        });
+        let last = fs::read(&path).unwrap();
+        assert!(last == one || last == two, "the record is not whole");
+        assert_eq!(
+            names_in(&root.join("m")),
+            vec![std::ffi::OsString::from("r")]
+        );
+    }
+
     #[test]
     fn links_a_new_name_in_place_and_replaces_an_existing_one() {
         let root = tempfile::tempdir().unwrap();
