@@ -160,10 +160,10 @@ async fn shutdown_signal() {
 /// Bodies arrive in buffers of up to a few hundred KiB that hyper allocates as it reads and
 /// that are freed once written and hashed. By default glibc returns such memory as soon as
 /// 128 KiB lie free at the top of a heap (`madvise(MADV_DONTNEED)`), so the next buffer
-/// faults in and zeroes fresh pages: 7% of all CPU time during a monolithic push, and
-/// push-mono ran 17-30% faster side by side without it (README, "Performance"). Peak RSS is
-/// unchanged in kind (it is the peak of live memory); after a burst up to 64 MiB per heap may
-/// stay mapped for reuse.
+/// faults in and zeroes fresh pages: 7% of all CPU time during a monolithic push. Without
+/// that, the server used 15% less CPU per push and push-mono ran −1 to +30% faster side by
+/// side (README, "Performance"). Peak RSS under 16 concurrent pushes rose by about 10 MiB
+/// (40-48 MiB); after a burst up to 64 MiB per heap may stay mapped for reuse.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
