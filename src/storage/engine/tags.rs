@@ -63,16 +63,6 @@ impl<B: Backend> Engine<B> {
         if !self.manifest_exists(repo, digest).await? {
             return Err(Error::ManifestUnknown(digest.to_string()));
         }
-        self.write_tag(repo, tag, digest).await
-    }
-
-    /// Points `tag` at the stored manifest `digest` (whose record must be durable).
-    pub(super) async fn write_tag(
-        &self,
-        repo: &RepositoryName,
-        tag: &Tag,
-        digest: &Digest,
-    ) -> Result<()> {
         self.backend
             .write_tag(
                 &layout::tag(repo, tag),
