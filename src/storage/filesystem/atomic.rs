@@ -269,24 +269,30 @@ mod tests {
         write_atomic(root.path(), "a/b/c", b"one").unwrap();
         write_atomic(root.path(), "a/b/c", b"two").unwrap();
         assert_eq!(fs::read(root.path().join("a/b/c")).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(root.path().join("a/b"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("c")]);
+        assert_only_entry(&root.path().join("a/b"), "c");
         remove_durable(&root.path().join("a/b/c")).unwrap();
         remove_durable(&root.path().join("a/b/c")).unwrap();
         remove_durable(&root.path().join("nope/x")).unwrap();
         assert!(!root.path().join("a/b/c").exists());
     }
 
-    fn names_in(dir: &Path) -> Vec<std::ffi::OsString> {
-        let mut names: Vec<_> = fs::read_dir(dir)
+    /// Asserts that `dir` holds exactly one entry, `name` (no temporary file left).
+    fn assert_only_entry(dir: &Path, name: &str) {
+        let names: Vec<_> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        names.sort();
-        names
+        assert_eq!(names, vec![std::ffi::OsString::from(name)]);
+    }
+
+    /// Replaces the file at `at` with a symbolic link to a new file `victim` (content
+    /// `keep`) in `outside`; returns the victim's path.
+    fn plant_symlink(outside: &Path, at: &Path) -> PathBuf {
+        let victim = outside.join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        fs::remove_file(at).unwrap();
+        std::os::unix::fs::symlink(&victim, at).unwrap();
+        victim
     }
 
     #[test]
@@ -309,18 +315,12 @@ mod tests {
         write_verified(root.path(), "m/r", b"record2").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"record2");
         // A symbolic link at the name is replaced, never followed.
-        let victim = outside.path().join("victim");
-        fs::write(&victim, b"keep").unwrap();
-        fs::remove_file(&path).unwrap();
-        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let victim = plant_symlink(outside.path(), &path);
         write_verified(root.path(), "m/r", b"record").unwrap();
         assert!(fs::symlink_metadata(&path).unwrap().is_file());
         assert_eq!(fs::read(&path).unwrap(), b"record");
         assert_eq!(fs::read(&victim).unwrap(), b"keep");
-        assert_eq!(
-            names_in(&root.path().join("m")),
-            vec![std::ffi::OsString::from("r")]
-        );
+        assert_only_entry(&root.path().join("m"), "r");
     }
 
     /// Concurrent writers of one record (a manifest pushed by several clients or processes
@@ -355,10 +355,7 @@ mod tests {
         });
         let last = fs::read(&path).unwrap();
         assert!(last == one || last == two, "the record is not whole");
-        assert_eq!(
-            names_in(&root.join("m")),
-            vec![std::ffi::OsString::from("r")]
-        );
+        assert_only_entry(&root.join("m"), "r");
     }
 
     #[test]
@@ -372,22 +369,13 @@ mod tests {
         assert_eq!(fs::read(&tag).unwrap(), b"first");
         link_atomic(root.path(), "t/latest", &root.path().join("m/two")).unwrap();
         assert_eq!(fs::read(&tag).unwrap(), b"second");
-        let victim = outside.path().join("victim");
-        fs::write(&victim, b"keep").unwrap();
-        fs::remove_file(&tag).unwrap();
-        std::os::unix::fs::symlink(&victim, &tag).unwrap();
+        let victim = plant_symlink(outside.path(), &tag);
         link_atomic(root.path(), "t/latest", &root.path().join("m/one")).unwrap();
         assert!(fs::symlink_metadata(&tag).unwrap().is_file());
         assert_eq!(fs::read(&tag).unwrap(), b"first");
         assert_eq!(fs::read(&victim).unwrap(), b"keep");
-        assert_eq!(
-            names_in(&root.path().join("t")),
-            vec![std::ffi::OsString::from("latest")]
-        );
+        assert_only_entry(&root.path().join("t"), "latest");
         assert!(link_atomic(root.path(), "t/gone", &root.path().join("m/none")).is_err());
-        assert_eq!(
-            names_in(&root.path().join("t")),
-            vec![std::ffi::OsString::from("latest")]
-        );
+        assert_only_entry(&root.path().join("t"), "latest");
     }
 }
