@@ -176,6 +176,16 @@ fn join_failed(err: tokio::task::JoinError) -> Error {
     Error::backend(DRIVER, format!("blocking filesystem task failed: {err}"))
 }
 
+/// The metadata of `path` itself (a symbolic link is not followed), or `None` if it does not
+/// exist.
+fn lstat(path: &Path) -> Result<Option<fs::Metadata>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if atomic::missing(&e) => Ok(None),
+        Err(e) => Err(io_err("inspecting", path, e)),
+    }
+}
+
 /// Runs blocking filesystem work on Tokio's blocking pool.
 async fn blocking<T, F>(f: F) -> Result<T>
 where
@@ -212,12 +222,7 @@ impl Backend for FilesystemBackend {
 
     async fn exists(&self, key: &Key) -> Result<bool> {
         // One `lstat`, inline like `read`.
-        let path = self.path(key)?;
-        match fs::symlink_metadata(&path) {
-            Ok(_) => Ok(true),
-            Err(e) if atomic::missing(&e) => Ok(false),
-            Err(e) => Err(io_err("inspecting", &path, e)),
-        }
+        Ok(lstat(&self.path(key)?)?.is_some())
     }
 
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
@@ -259,14 +264,13 @@ impl Backend for FilesystemBackend {
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
         // One `lstat`, inline like `read`.
         let path = self.path(&layout::blob_data(digest))?;
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
-            Ok(_) => Err(Error::backend(
+        match lstat(&path)? {
+            Some(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Some(_) => Err(Error::backend(
                 DRIVER,
                 format!("{} is not a regular file", path.display()),
             )),
-            Err(e) if atomic::missing(&e) => Ok(None),
-            Err(e) => Err(io_err("inspecting", &path, e)),
+            None => Ok(None),
         }
     }
 
