@@ -26,6 +26,16 @@ fn repo(name: &str) -> RepositoryName {
     RepositoryName::parse(name).unwrap()
 }
 
+/// Where the driver keeps tag `tag` of repository `name`: beside the repository's sha256
+/// manifest records, so that a tagged push syncs one directory (see the README).
+fn tag_file(root: &Path, name: &str, tag: &str) -> PathBuf {
+    root.join("repositories")
+        .join(name.replace('/', std::path::MAIN_SEPARATOR_STR))
+        .join("_manifests")
+        .join("sha256")
+        .join(format!("tag-{tag}"))
+}
+
 fn sha256(data: &[u8]) -> Digest {
     Digest::compute(DigestAlgorithm::Sha256, data)
 }
@@ -436,11 +446,7 @@ async fn deeply_nested_repository_names_work() {
         manifest.as_bytes()
     );
     assert_eq!(driver.get_tags(&r, None, None).await.unwrap().tags, ["v1"]);
-    let on_disk = dir
-        .path()
-        .join("repositories")
-        .join(name.replace('/', std::path::MAIN_SEPARATOR_STR))
-        .join("_tags/v1");
+    let on_disk = tag_file(dir.path(), &name, "v1");
     // The tag is the manifest record (a hard link to it), which starts with the digest.
     let tag_file = std::fs::read(on_disk).unwrap();
     assert!(tag_file.starts_with(format!("{} ", out.digest).as_bytes()));
@@ -539,8 +545,9 @@ async fn planted_symlinks_do_not_redirect_writes_outside_the_root() {
         .unwrap();
     let victim = outside.path().join("victim");
     std::fs::write(&victim, b"precious").unwrap();
-    std::fs::create_dir_all(root.join("repositories/tagged/_tags")).unwrap();
-    symlink(&victim, root.join("repositories/tagged/_tags/latest")).unwrap();
+    let tag_file = tag_file(&root, "tagged", "latest");
+    std::fs::create_dir_all(tag_file.parent().unwrap()).unwrap();
+    symlink(&victim, &tag_file).unwrap();
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{config_digest}","size":2}},"layers":[]}}"#
     );
@@ -555,7 +562,6 @@ async fn planted_symlinks_do_not_redirect_writes_outside_the_root() {
         .await
         .unwrap();
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
-    let tag_file = root.join("repositories/tagged/_tags/latest");
     assert!(std::fs::symlink_metadata(&tag_file).unwrap().is_file());
     assert_eq!(driver.resolve_tag(&r, &tag).await.unwrap(), out.digest);
 }
@@ -584,14 +590,16 @@ async fn leftover_temporary_files_are_invisible() {
         )
         .await
         .unwrap();
-    let tags = dir.path().join("repositories/leftovers/_tags");
-    std::fs::write(tags.join(".tmp-a-0123456789abcdef"), b"half a dig").unwrap();
-    std::fs::write(tags.join(".tmp-c-0123456789abcdef"), b"").unwrap();
+    let tags = tag_file(dir.path(), "leftovers", "b");
+    let tags = tags.parent().unwrap();
+    std::fs::write(tags.join(".tmp-tag-a-0123456789abcdef"), b"half a dig").unwrap();
+    std::fs::write(tags.join(".tmp-tag-c-0123456789abcdef"), b"").unwrap();
     assert_eq!(driver.get_tags(&r, None, None).await.unwrap().tags, ["b"]);
 
     // A repository holding nothing but a temporary file does not exist.
-    let ghost = dir.path().join("repositories/ghost/_tags");
-    std::fs::create_dir_all(&ghost).unwrap();
+    let ghost = tag_file(dir.path(), "ghost", "v1");
+    let ghost = ghost.parent().unwrap();
+    std::fs::create_dir_all(ghost).unwrap();
     std::fs::write(ghost.join(".tmp-v1-0123456789abcdef"), b"x").unwrap();
     assert!(matches!(
         driver.get_tags(&repo("ghost"), None, None).await,

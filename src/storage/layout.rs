@@ -1,7 +1,8 @@
 //! The one place that turns repositories, digests, tags and upload ids into storage keys.
 //!
-//! Every backend stores the same tree (the filesystem driver under its root directory, the
-//! S3 driver under its prefix, the in-memory driver in a map):
+//! Every backend stores this tree (the filesystem driver under its root directory, the S3
+//! driver under its prefix, the in-memory driver in a map); the filesystem driver keeps tags
+//! beside the sha256 manifest records instead (see [`TagKey`]):
 //!
 //! ```text
 //! blobs/<alg>/<hex>                                   blob bytes, deduplicated globally
@@ -21,7 +22,7 @@
 
 use std::fmt;
 
-use crate::oci::{Digest, RepositoryName, Tag};
+use crate::oci::{Digest, DigestAlgorithm, RepositoryName, Tag};
 use crate::storage::UploadId;
 
 /// A relative, `/`-separated storage key. Only this module creates keys.
@@ -117,12 +118,48 @@ pub fn manifests_dir(repo: &RepositoryName) -> Key {
 
 /// A tag pointer.
 pub fn tag(repo: &RepositoryName, tag: &Tag) -> Key {
-    key(&[REPOSITORIES, repo.as_str(), "_tags", tag.as_str()])
+    key(&[REPOSITORIES, repo.as_str(), TAGS, tag.as_str()])
 }
 
 /// Directory listing a repository's tags (one object per tag, named by the tag).
 pub fn tags_dir(repo: &RepositoryName) -> Key {
-    key(&[REPOSITORIES, repo.as_str(), "_tags"])
+    key(&[REPOSITORIES, repo.as_str(), TAGS])
+}
+
+const TAGS: &str = "_tags";
+
+/// A tag key ([`tag`]) or a repository's tag directory ([`tags_dir`]) taken apart, for a
+/// backend that stores tags somewhere other than their key says (the filesystem driver
+/// keeps them beside the manifest records, so that a tagged push syncs one directory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagKey<'a> {
+    /// The repository's key prefix, `repositories/<name>`.
+    pub repository: &'a str,
+    /// The tag; `None` for the tag directory.
+    pub tag: Option<&'a str>,
+}
+
+impl<'a> TagKey<'a> {
+    /// `key` taken apart if it is a tag or a tag directory; `None` for every other key.
+    pub fn parse(key: &'a Key) -> Option<Self> {
+        let key = key.as_str();
+        let name = key.strip_prefix(REPOSITORIES)?.strip_prefix('/')?;
+        // A repository name's components never start with `_`: the first `/_` ends it.
+        let name_len = name.find("/_")?;
+        let repository = &key[..REPOSITORIES.len() + 1 + name_len];
+        let rest = name[name_len + 1..].strip_prefix(TAGS)?;
+        let tag = match rest {
+            "" => None,
+            rest => Some(rest.strip_prefix('/').filter(|t| !t.contains('/'))?),
+        };
+        Some(Self { repository, tag })
+    }
+
+    /// The key of the directory holding this repository's manifest records of `algorithm`
+    /// (the parent of every [`manifest`] key with a digest of that algorithm).
+    pub fn manifests_dir(&self, algorithm: DigestAlgorithm) -> Key {
+        key(&[self.repository, "_manifests", algorithm.as_str()])
+    }
 }
 
 /// The components of the directory of `subject`'s referrers.
@@ -210,5 +247,47 @@ mod tests {
             assert_eq!(dir.0.capacity(), dir.0.len());
         }
         assert_eq!(key(&[]).as_str(), "");
+    }
+
+    #[test]
+    fn tag_keys_are_taken_apart_and_nothing_else_is() {
+        let repo = RepositoryName::parse("library/ubuntu").unwrap();
+        let d = Digest::compute(crate::oci::DigestAlgorithm::Sha256, b"");
+        let place = |tag: Option<&'static str>| TagKey {
+            repository: "repositories/library/ubuntu",
+            tag,
+        };
+        // `_tags` and a digest's hex are valid tags too.
+        for name in ["v1", "_tags", "_manifests", d.hex()] {
+            let tag = Tag::parse(name).unwrap();
+            let key = super::tag(&repo, &tag);
+            let parsed = TagKey::parse(&key).unwrap();
+            assert_eq!(parsed.repository, place(None).repository);
+            assert_eq!(parsed.tag, Some(name));
+        }
+        assert_eq!(TagKey::parse(&tags_dir(&repo)), Some(place(None)));
+        assert_eq!(
+            place(None).manifests_dir(DigestAlgorithm::Sha256),
+            Key(manifest(&repo, &d)
+                .as_str()
+                .rsplit_once('/')
+                .unwrap()
+                .0
+                .to_owned())
+        );
+        let id = UploadId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        for other in [
+            manifest(&repo, &d),
+            manifests_dir(&repo),
+            layer_link(&repo, &d),
+            layers_dir(&repo),
+            referrer(&repo, &d, &d),
+            referrers_dir(&repo, &d),
+            upload_state(&repo, &id),
+            blob_data(&d),
+            upload_data(&id, "data"),
+        ] {
+            assert_eq!(TagKey::parse(&other), None, "{other}");
+        }
     }
 }

@@ -86,19 +86,26 @@ pub(super) fn write_atomic(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
 }
 
 /// Durably stores `value` at `rel` below `root` for a reader that verifies it
-/// (`Backend::write_verified`: a content-addressed manifest record).
+/// (`Backend::write_verified`: a content-addressed manifest record): [`create_verified`],
+/// then the directory synced.
+pub(super) fn write_verified(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
+    fsync_dir(&create_verified(root, rel, value)?)
+}
+
+/// Stores `value` at `rel` below `root` for a reader that verifies it, with its content
+/// durable; its name becomes durable once the returned directory (the object's) is synced.
 ///
 /// A new object is created under its final name (`O_EXCL`, which never follows a symbolic
-/// link), written, synced, and its directory synced: no temporary name and no rename. Until
-/// the write completes a reader may open a partial file; it fails verification and counts
-/// as absent, like the torn file a crash (or a failed write) leaves behind.
+/// link), written and synced: no temporary name and no rename. Until the write completes a
+/// reader may open a partial file; it fails verification and counts as absent, like the
+/// torn file a crash (or a failed write) leaves behind.
 ///
-/// If the name exists and already holds exactly `value` (a re-push), the file and its
-/// directory are synced, since its creator may not have finished syncing. Otherwise (a torn
-/// leftover, a write in progress, other content) it is replaced the classic way
-/// ([`write_atomic`]: temporary file synced *before* the rename), so the name never points at
-/// unsynced bytes of another writer that already returned.
-pub(super) fn write_verified(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
+/// If the name exists and already holds exactly `value` (a re-push), the file is synced,
+/// since its creator may not have finished syncing. Otherwise (a torn leftover, a write in
+/// progress, other content) it is replaced the classic way ([`write_atomic`]: temporary file
+/// synced *before* the rename), so the name never points at unsynced bytes of another writer
+/// that already returned.
+pub(super) fn create_verified(root: &Path, rel: &str, value: &[u8]) -> Result<PathBuf> {
     let (parent, name) = paths::split_parent(rel);
     let dir = paths::ensure_dir(root, parent)?;
     let target = dir.join(name);
@@ -111,17 +118,17 @@ pub(super) fn write_verified(root: &Path, rel: &str, value: &[u8]) -> Result<()>
             file.write_all(value)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| io_err("writing", &target, e))?;
-            fsync_dir(&dir)
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             if let Some(file) = open_if_holds(&target, value) {
                 file.sync_all().map_err(|e| io_err("syncing", &target, e))?;
-                return fsync_dir(&dir);
+            } else {
+                write_atomic(root, rel, value)?;
             }
-            write_atomic(root, rel, value)
         }
-        Err(e) => Err(io_err("creating", &target, e)),
+        Err(e) => return Err(io_err("creating", &target, e)),
     }
+    Ok(dir)
 }
 
 /// The regular file at `path`, opened, if its content is exactly `value`.

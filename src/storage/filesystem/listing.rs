@@ -1,4 +1,5 @@
-//! Directory listings: `list` (one level, sorted, paginated) and `any_under` (recursive).
+//! Directory listings: `list` (one level, sorted, paginated), `any_named` (one level) and
+//! `any_under` (recursive).
 //!
 //! Only regular files are objects: directories, symbolic links and hidden entries (this
 //! driver's temporary files start with `.`) are skipped.
@@ -12,19 +13,49 @@ use super::atomic::missing;
 use super::io_err;
 use super::paths::is_hidden;
 
-/// Names of the objects directly in `dir`, in ascending byte order, strictly after
-/// `start_after`, at most `limit`. A missing directory lists as empty.
+/// Names of the objects directly in `dir` whose file names start with `prefix`, with the
+/// prefix removed, in ascending byte order, strictly after `start_after`, at most `limit`.
+/// A missing directory lists as empty.
 pub(super) fn list(
     dir: &Path,
+    prefix: &str,
     start_after: Option<&str>,
     limit: Option<usize>,
 ) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for_each_object(dir, prefix, |name| {
+        if start_after.is_none_or(|after| name > after) {
+            names.push(name.to_owned());
+        }
+        true
+    })?;
+    // `String`'s order is byte order, as the contract (and tag pagination) require.
+    names.sort_unstable();
+    if let Some(limit) = limit {
+        names.truncate(limit);
+    }
+    Ok(names)
+}
+
+/// Whether `dir` directly holds an object whose file name starts with `prefix`.
+pub(super) fn any_named(dir: &Path, prefix: &str) -> Result<bool> {
+    let mut found = false;
+    for_each_object(dir, prefix, |_| {
+        found = true;
+        false
+    })?;
+    Ok(found)
+}
+
+/// Calls `visit` with the name (prefix removed) of each object directly in `dir` whose file
+/// name starts with `prefix`, in directory order, until it returns `false`. A missing
+/// directory has no objects.
+fn for_each_object(dir: &Path, prefix: &str, mut visit: impl FnMut(&str) -> bool) -> Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if missing(&e) => return Ok(Vec::new()),
+        Err(e) if missing(&e) => return Ok(()),
         Err(e) => return Err(io_err("listing", dir, e)),
     };
-    let mut names = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| io_err("listing", dir, e))?;
         // `DirEntry::file_type` does not follow symbolic links.
@@ -36,17 +67,16 @@ pub(super) fn list(
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if is_hidden(&name) || start_after.is_some_and(|after| name.as_str() <= after) {
+        if is_hidden(&name) {
             continue;
         }
-        names.push(name);
+        if let Some(name) = name.strip_prefix(prefix)
+            && !visit(name)
+        {
+            break;
+        }
     }
-    // `String`'s order is byte order, as the contract (and tag pagination) require.
-    names.sort_unstable();
-    if let Some(limit) = limit {
-        names.truncate(limit);
-    }
-    Ok(names)
+    Ok(())
 }
 
 /// Whether any object (regular, non-hidden file) exists anywhere below `dir`.
@@ -95,10 +125,40 @@ mod tests {
             fs::write(d.join(name), b"x").unwrap();
         }
         fs::create_dir(d.join("sub")).unwrap();
-        assert_eq!(list(d, None, None).unwrap(), ["B", "a", "b", "v1", "v1.0"]);
-        assert_eq!(list(d, Some("a"), Some(2)).unwrap(), ["b", "v1"]);
-        assert_eq!(list(d, Some("v1"), None).unwrap(), ["v1.0"]);
-        assert!(list(&d.join("missing"), None, None).unwrap().is_empty());
+        assert_eq!(
+            list(d, "", None, None).unwrap(),
+            ["B", "a", "b", "v1", "v1.0"]
+        );
+        assert_eq!(list(d, "", Some("a"), Some(2)).unwrap(), ["b", "v1"]);
+        assert_eq!(list(d, "", Some("v1"), None).unwrap(), ["v1.0"]);
+        assert!(list(&d.join("missing"), "", None, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn lists_and_finds_only_names_with_the_prefix_which_it_removes() {
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path();
+        for name in [
+            "tag-v2",
+            "0a1b",
+            "tag-v1",
+            "tag-",
+            "tags-x",
+            ".tmp-tag-v3-01",
+        ] {
+            fs::write(d.join(name), b"x").unwrap();
+        }
+        fs::create_dir(d.join("tag-dir")).unwrap();
+        assert_eq!(list(d, "tag-", None, None).unwrap(), ["", "v1", "v2"]);
+        assert_eq!(list(d, "tag-", Some("v1"), None).unwrap(), ["v2"]);
+        assert_eq!(list(d, "tag-", Some(""), Some(1)).unwrap(), ["v1"]);
+        assert!(any_named(d, "tag-").unwrap());
+        assert!(!any_named(d, "nothing-").unwrap());
+        assert!(!any_named(&d.join("missing"), "tag-").unwrap());
+        let only_hidden_and_dirs = tempfile::tempdir().unwrap();
+        fs::write(only_hidden_and_dirs.path().join(".tmp-tag-a-1"), b"x").unwrap();
+        fs::create_dir(only_hidden_and_dirs.path().join("tag-b")).unwrap();
+        assert!(!any_named(only_hidden_and_dirs.path(), "tag-").unwrap());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! <root>/
 //!     blobs/<alg>/<hex>          blob bytes (renamed into place whole, after a sync)
 //!     uploads/<id>               bytes of an upload in progress (one file per upload)
-//!     repositories/<name>/...    links, manifests, tags, referrers, upload states
+//!     repositories/<name>/...    links, manifests, referrers, upload states
+//!     repositories/<name>/_manifests/sha256/tag-<tag>
+//!                                tags, beside the manifest records (see `paths`)
 //!     **/.tmp-<name>-<random>    temporary files of writes in progress (never listed)
 //! ```
 //!
@@ -22,7 +24,9 @@
 //!   detected on read instead:
 //!   - manifest records are created under their final name (no temporary file, no
 //!     rename), then synced (`atomic::write_verified`); a torn or partly written record
-//!     fails its digest and counts as absent;
+//!     fails its digest and counts as absent; a new tag pushed with a sha256 manifest is
+//!     linked in the record's directory before that directory's one sync
+//!     (`Tagging::store_with_record`);
 //!   - a blob's link is written and its name synced while the blob is committed
 //!     (`LINK_WHILE_COMMITTING`), and counts only while the blob exists; its content (the
 //!     size) is never synced, the blob's own size is authoritative;
@@ -127,7 +131,7 @@ impl FilesystemBackend {
     fn tagging(&self, tag: &Key, digest: &Digest, record: &Key) -> Result<Tagging> {
         Ok(Tagging {
             root: Arc::clone(&self.root),
-            rel: paths::check_key(tag)?.to_owned(),
+            rel: paths::rel_path(tag)?.into_owned(),
             record: self.path(record)?,
             digest: Bytes::from(digest.as_str().to_owned()),
         })
@@ -151,6 +155,32 @@ struct Tagging {
 }
 
 impl Tagging {
+    /// Stores the manifest record `record` at `record_rel` (as [`atomic::write_verified`])
+    /// and then points the tag at it.
+    ///
+    /// A new tag of a sha256 manifest lives in the record's own directory (see [`paths`]):
+    /// the record is created and synced, the tag linked in place, and the directory synced
+    /// once for both names, one directory sync fewer than storing the record and tagging it
+    /// one after the other. Both names are durable when this returns. A crash before that
+    /// may leave either one alone: the record alone is an untagged manifest; the tag alone
+    /// (only on a filesystem that does not make a new file's name durable with the file,
+    /// as Linux's ext4, XFS and btrfs do) is a new tag naming a manifest that reads as
+    /// unknown, as if the push had not happened. An *existing* tag is replaced only once the
+    /// record's name is durable, so a crash never takes a tag's old manifest away.
+    fn store_with_record(self, root: &Path, record_rel: &str, record: &[u8]) -> Result<()> {
+        let dir = atomic::create_verified(root, record_rel, record)?;
+        let (tag_dir, tag_name) = paths::split_parent(&self.rel);
+        if tag_dir == paths::split_parent(record_rel).0
+            && fs::hard_link(&self.record, dir.join(tag_name)).is_ok()
+        {
+            return atomic::fsync_dir(&dir);
+        }
+        // An existing tag (or no hard links, or another directory): the record's name
+        // first, then the tag as `write_tag` would.
+        atomic::fsync_dir(&dir)?;
+        self.run()
+    }
+
     fn run(self) -> Result<()> {
         // The tag becomes another name of the manifest record, which starts with the digest:
         // no file to create (on ext4 without a journal, allocating inodes was most of a
@@ -226,13 +256,13 @@ impl Backend for FilesystemBackend {
     }
 
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
-        let rel = paths::check_key(key)?.to_owned();
+        let rel = paths::rel_path(key)?.into_owned();
         let root = Arc::clone(&self.root);
         blocking(move || atomic::write_atomic(&root, &rel, &value)).await
     }
 
     async fn write_verified(&self, key: &Key, value: Bytes) -> Result<()> {
-        let rel = paths::check_key(key)?.to_owned();
+        let rel = paths::rel_path(key)?.into_owned();
         let root = Arc::clone(&self.root);
         blocking(move || atomic::write_verified(&root, &rel, &value)).await
     }
@@ -251,14 +281,21 @@ impl Backend for FilesystemBackend {
         if limit == Some(0) {
             return Ok(Vec::new());
         }
-        let path = self.path(dir)?;
+        let (rel, prefix) = paths::listing_location(dir)?;
+        let path = paths::join(&self.root, &rel);
         let start_after = start_after.map(str::to_owned);
-        blocking(move || listing::list(&path, start_after.as_deref(), limit)).await
+        blocking(move || listing::list(&path, prefix, start_after.as_deref(), limit)).await
     }
 
     async fn any_under(&self, dir: &Key) -> Result<bool> {
-        let path = self.path(dir)?;
-        blocking(move || listing::any_under(&path)).await
+        let (rel, prefix) = paths::listing_location(dir)?;
+        let path = paths::join(&self.root, &rel);
+        if prefix.is_empty() {
+            blocking(move || listing::any_under(&path)).await
+        } else {
+            // Tags, which have no subdirectories: the entries of one directory.
+            blocking(move || listing::any_named(&path, prefix)).await
+        }
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
@@ -287,14 +324,14 @@ impl Backend for FilesystemBackend {
     ) -> Result<()> {
         // Record and tag in one blocking task, one after the other: a thread hand-off fewer
         // per tagged push.
-        let rel = paths::check_key(record_key)?.to_owned();
+        let rel = paths::rel_path(record_key)?.into_owned();
         let tagging = tag
             .map(|(tag, digest)| self.tagging(tag, digest, record_key))
             .transpose()?;
         let root = Arc::clone(&self.root);
-        blocking(move || {
-            atomic::write_verified(&root, &rel, &record)?;
-            tagging.map_or(Ok(()), Tagging::run)
+        blocking(move || match tagging {
+            None => atomic::write_verified(&root, &rel, &record),
+            Some(tagging) => tagging.store_with_record(&root, &rel, &record),
         })
         .await
     }
@@ -304,7 +341,7 @@ impl Backend for FilesystemBackend {
         // not: after a crash the file may be empty (ext4 `data=ordered`, XFS), and the engine
         // then takes the size from the blob, which was synced before. One fsync instead of two
         // per link. (`data=writeback` mounts, which may expose stale blocks, are unsupported.)
-        let rel = paths::check_key(key)?.to_owned();
+        let rel = paths::rel_path(key)?.into_owned();
         let root = Arc::clone(&self.root);
         blocking(move || atomic::replace_with(&root, &rel, &value, false, true)).await
     }
@@ -314,7 +351,7 @@ impl Backend for FilesystemBackend {
         // the boot id it carries is current, and one a crash left torn is unreadable, which
         // the engine reports as an unknown session. Records of non-volatile sessions (no boot
         // id on this system) are written durably.
-        let rel = paths::check_key(key)?.to_owned();
+        let rel = paths::rel_path(key)?.into_owned();
         let durable = upload::boot_id().is_none();
         if !durable && paths::parent_exists(&self.root, &rel) {
             // Nothing synced and no directory to create: a small write and a rename in the
@@ -491,7 +528,7 @@ mod tests {
         let manifest = |n: u32| image_manifest(&config_digest, n);
         let media_type = Some("application/vnd.oci.image.manifest.v1+json");
         let tag = Tag::parse("latest").unwrap();
-        let tag_path = dir.path().join(layout::tag(&repo, &tag).as_str());
+        let tag_path = paths::key_path(dir.path(), &layout::tag(&repo, &tag)).unwrap();
         let record_path =
             |digest: &Digest| dir.path().join(layout::manifest(&repo, digest).as_str());
 
@@ -537,6 +574,86 @@ mod tests {
                 .is_err()
         );
         assert!(!record_path(&second).exists());
+    }
+
+    /// Tags live beside the sha256 manifest records (one directory to sync per tagged push)
+    /// and list apart from them: a record is never a tag, a tag named like a record's hex
+    /// digest is its own file, and tags of sha512 manifests (another directory) work too.
+    #[tokio::test]
+    async fn tags_live_beside_the_sha256_records_and_list_apart_from_them() {
+        use std::os::unix::fs::MetadataExt;
+
+        use crate::oci::{Reference, Tag};
+        let dir = tempfile::tempdir().unwrap();
+        let d = driver(dir.path()).await;
+        let repo = RepositoryName::parse("a/b").unwrap();
+        let config_digest = push_config(&d, &repo).await;
+        let media_type = Some("application/vnd.oci.image.manifest.v1+json");
+        let tag_path = |tag: &Tag| paths::key_path(dir.path(), &layout::tag(&repo, tag)).unwrap();
+        let record_path =
+            |digest: &Digest| dir.path().join(layout::manifest(&repo, digest).as_str());
+        let push = |reference: Reference, n: u32| {
+            let d = &d;
+            let repo = &repo;
+            let bytes = image_manifest(&config_digest, n);
+            async move {
+                d.put_manifest(repo, &reference, media_type, bytes)
+                    .await
+                    .unwrap()
+                    .digest
+            }
+        };
+
+        let latest = Tag::parse("latest").unwrap();
+        let first = push(Reference::Tag(latest.clone()), 1).await;
+        assert_eq!(tag_path(&latest).parent(), record_path(&first).parent());
+        assert_eq!(
+            tag_path(&latest).file_name().unwrap(),
+            "tag-latest",
+            "{}",
+            tag_path(&latest).display()
+        );
+        let inode = |p: &Path| fs::metadata(p).unwrap().ino();
+        assert_eq!(inode(&tag_path(&latest)), inode(&record_path(&first)));
+
+        // A tag spelled like the hex of the first manifest's digest: its own file.
+        let hex_tag = Tag::parse(first.hex()).unwrap();
+        let second = push(Reference::Tag(hex_tag.clone()), 2).await;
+        assert_eq!(d.resolve_tag(&repo, &hex_tag).await.unwrap(), second);
+        assert_eq!(d.resolve_tag(&repo, &latest).await.unwrap(), first);
+        let by_first = Reference::Digest(first.clone());
+        assert_eq!(
+            d.get_manifest(&repo, &by_first).await.unwrap().bytes,
+            image_manifest(&config_digest, 1)
+        );
+
+        // A sha512 manifest, tagged after the push and by a push: its record is elsewhere.
+        let bytes = image_manifest(&config_digest, 3);
+        let sha512 = Digest::compute(DigestAlgorithm::Sha512, &bytes);
+        d.put_manifest(&repo, &Reference::Digest(sha512.clone()), media_type, bytes)
+            .await
+            .unwrap();
+        let v512 = Tag::parse("v512").unwrap();
+        d.tag_manifest(&repo, &v512, &sha512).await.unwrap();
+        assert_ne!(tag_path(&v512).parent(), record_path(&sha512).parent());
+        assert_eq!(d.resolve_tag(&repo, &v512).await.unwrap(), sha512);
+
+        // Records (hex names) never list as tags; the tags list in byte order, paginated.
+        let all = d.get_tags(&repo, None, None).await.unwrap().tags;
+        assert_eq!(all, [first.hex(), "latest", "v512"]);
+        let page = d.get_tags(&repo, Some(1), Some(first.hex())).await.unwrap();
+        assert_eq!(
+            (page.tags, page.has_more),
+            (vec!["latest".to_owned()], true)
+        );
+
+        // Untagging removes the tag's file only; the manifest stays.
+        d.untag_manifest(&repo, &latest).await.unwrap();
+        assert!(!tag_path(&latest).exists() && record_path(&first).exists());
+        d.untag_manifest(&repo, &hex_tag).await.unwrap();
+        d.untag_manifest(&repo, &v512).await.unwrap();
+        assert!(d.get_tags(&repo, None, None).await.unwrap().tags.is_empty());
+        assert!(d.get_manifest(&repo, &by_first).await.is_ok());
     }
 
     /// A manifest record a crash left torn (renamed into place before it was synced) or

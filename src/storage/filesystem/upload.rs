@@ -167,7 +167,7 @@ impl UploadLocks {
 /// plain file: one entry per upload, no directory to create, sync and remove).
 fn data_rel(id: &UploadId) -> Result<String> {
     let key = layout::upload_data_dir(id);
-    Ok(paths::check_key(&key)?.to_owned())
+    Ok(paths::rel_path(&key)?.into_owned())
 }
 
 /// Opens the data file for writing at `offset`, creating it for a fresh upload. Returns the
@@ -415,7 +415,7 @@ pub(super) fn commit(
     let rel = data_rel(id)?;
     let source = paths::join(root, &rel);
     let blob_key = layout::blob_data(digest);
-    let blob_rel = paths::check_key(&blob_key)?;
+    let blob_rel = &*paths::rel_path(&blob_key)?;
     let (blob_dir, blob_name) = paths::split_parent(blob_rel);
     let target = paths::join(root, blob_rel);
 
