@@ -16,20 +16,22 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 LOW=1000
 HIGH=11000
-total() { # operation variant iterations -> instructions of the whole run
-  valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "$BIN" "$1" "$2" "$3" >/dev/null 2>"$OUT/log"
+total() { # driver operation variant iterations -> instructions of the whole run
+  valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "$BIN" "$@" >/dev/null 2>"$OUT/log"
   sed -n 's/^summary: //p' "$OUT/cg.out"
 }
-per_op() { # operation variant -> instructions per operation
+per_op() { # driver operation variant -> instructions per operation
   local low high
-  low=$(total "$1" "$2" $LOW)
-  high=$(total "$1" "$2" $HIGH)
+  low=$(total "$1" "$2" "$3" $LOW)
+  high=$(total "$1" "$2" "$3" $HIGH)
   echo $(( (high - low) / (HIGH - LOW) ))
 }
-printf '%-10s %18s %18s %10s\n' operation concrete AnyDriver overhead
-for op in stat get_4KiB; do
-  c=$(per_op $op concrete)
-  a=$(per_op $op any)
-  printf '%-10s %18s %18s %9s%%\n' "$op" "$c" "$a" \
-    "$(python3 -c "print(f'{($a - $c) / $c * 100:+.2f}')")"
+printf '%-11s %-10s %12s %12s %10s\n' driver operation concrete AnyDriver overhead
+for driver in inmemory filesystem; do
+  for op in stat get_4KiB; do
+    c=$(per_op $driver $op concrete)
+    a=$(per_op $driver $op any)
+    printf '%-11s %-10s %12s %12s %9s%%\n' "$driver" "$op" "$c" "$a" \
+      "$(python3 -c "print(f'{($a - $c) / $c * 100:+.2f}')")"
+  done
 done
