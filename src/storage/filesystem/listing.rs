@@ -4,6 +4,7 @@
 //! Only regular files are objects: directories, symbolic links and hidden entries (this
 //! driver's temporary files start with `.`) are skipped.
 
+use std::collections::BinaryHeap;
 use std::fs;
 use std::path::Path;
 
@@ -16,25 +17,67 @@ use super::paths::is_hidden;
 /// Names of the objects directly in `dir` whose file names start with `prefix`, with the
 /// prefix removed, in ascending byte order, strictly after `start_after`, at most `limit`.
 /// A missing directory lists as empty.
+///
+/// With a `limit` (a page of tags), only the `limit` smallest names are kept while the
+/// directory is read (a bounded max-heap): a page costs one pass over the directory and
+/// `O(entries · log limit)` comparisons, not a sort of every entry.
 pub(super) fn list(
     dir: &Path,
     prefix: &str,
     start_after: Option<&str>,
     limit: Option<usize>,
 ) -> Result<Vec<String>> {
-    let mut names = Vec::new();
+    let mut page = Page::new(limit);
     for_each_object(dir, prefix, |name| {
         if start_after.is_none_or(|after| name > after) {
-            names.push(name.to_owned());
+            page.offer(name);
         }
         true
     })?;
-    // `String`'s order is byte order, as the contract (and tag pagination) require.
-    names.sort_unstable();
-    if let Some(limit) = limit {
-        names.truncate(limit);
+    Ok(page.into_sorted())
+}
+
+/// The smallest names offered, up to an optional number of them.
+enum Page {
+    All(Vec<String>),
+    /// Max-heap of the `limit` smallest names so far: its top is the one to drop next.
+    Smallest(BinaryHeap<String>, usize),
+}
+
+impl Page {
+    fn new(limit: Option<usize>) -> Self {
+        match limit {
+            None => Self::All(Vec::new()),
+            Some(limit) => Self::Smallest(BinaryHeap::with_capacity(limit.min(1024)), limit),
+        }
     }
-    Ok(names)
+
+    fn offer(&mut self, name: &str) {
+        match self {
+            Self::All(names) => names.push(name.to_owned()),
+            Self::Smallest(heap, limit) => {
+                if heap.len() < *limit {
+                    heap.push(name.to_owned());
+                } else if let Some(mut largest) = heap.peek_mut()
+                    && name < largest.as_str()
+                {
+                    name.clone_into(&mut largest);
+                }
+            }
+        }
+    }
+
+    /// The names kept, in ascending byte order (`String`'s order, as the contract and tag
+    /// pagination require).
+    fn into_sorted(self) -> Vec<String> {
+        match self {
+            Self::All(mut names) => {
+                names.sort_unstable();
+                names
+            }
+            Self::Smallest(heap, _) => heap.into_sorted_vec(),
+        }
+    }
 }
 
 /// Whether `dir` directly holds an object whose file name starts with `prefix`.
@@ -132,6 +175,40 @@ mod tests {
         assert_eq!(list(d, "", Some("a"), Some(2)).unwrap(), ["b", "v1"]);
         assert_eq!(list(d, "", Some("v1"), None).unwrap(), ["v1.0"]);
         assert!(list(&d.join("missing"), "", None, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_limited_page_holds_the_smallest_names_after_the_start() {
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path();
+        // Created in an order unlike byte order; the directory yields them in hash order.
+        let mut names: Vec<String> = (0..300).map(|i| format!("v{}", (i * 7919) % 300)).collect();
+        for name in &names {
+            fs::write(d.join(name), b"x").unwrap();
+        }
+        names.sort();
+        for (after, limit) in [
+            (None, 1),
+            (None, 10),
+            (Some("v150"), 7),
+            (Some("v99"), 1000),
+        ] {
+            let expected: Vec<&String> = names
+                .iter()
+                .filter(|n| after.is_none_or(|a| n.as_str() > a))
+                .take(limit)
+                .collect();
+            assert_eq!(
+                list(d, "", after, Some(limit))
+                    .unwrap()
+                    .iter()
+                    .collect::<Vec<_>>(),
+                expected,
+                "after {after:?}, limit {limit}"
+            );
+        }
+        assert_eq!(list(d, "", None, None).unwrap(), names);
+        assert!(list(d, "", Some("v99"), Some(5)).unwrap().is_empty());
     }
 
     #[test]
