@@ -463,6 +463,15 @@ mod tests {
         ))
     }
 
+    /// A driver on a fresh directory with the config blob `{}` pushed to repository `a/b`.
+    async fn with_config() -> (tempfile::TempDir, FilesystemDriver, RepositoryName, Digest) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = driver(dir.path()).await;
+        let repo = RepositoryName::parse("a/b").unwrap();
+        let config_digest = push_config(&d, &repo).await;
+        (dir, d, repo, config_digest)
+    }
+
     async fn driver(root: &Path) -> FilesystemDriver {
         let config = FilesystemConfig {
             root_directory: root.to_path_buf(),
@@ -521,10 +530,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
 
         use crate::oci::{Reference, Tag};
-        let dir = tempfile::tempdir().unwrap();
-        let d = driver(dir.path()).await;
-        let repo = RepositoryName::parse("a/b").unwrap();
-        let config_digest = push_config(&d, &repo).await;
+        let (dir, d, repo, config_digest) = with_config().await;
         let manifest = |n: u32| image_manifest(&config_digest, n);
         let media_type = Some("application/vnd.oci.image.manifest.v1+json");
         let tag = Tag::parse("latest").unwrap();
@@ -584,10 +590,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
 
         use crate::oci::{Reference, Tag};
-        let dir = tempfile::tempdir().unwrap();
-        let d = driver(dir.path()).await;
-        let repo = RepositoryName::parse("a/b").unwrap();
-        let config_digest = push_config(&d, &repo).await;
+        let (dir, d, repo, config_digest) = with_config().await;
         let media_type = Some("application/vnd.oci.image.manifest.v1+json");
         let tag_path = |tag: &Tag| paths::key_path(dir.path(), &layout::tag(&repo, tag)).unwrap();
         let record_path =
@@ -662,10 +665,7 @@ mod tests {
     #[tokio::test]
     async fn a_torn_manifest_record_counts_as_absent() {
         use crate::oci::{Reference, Tag};
-        let dir = tempfile::tempdir().unwrap();
-        let d = driver(dir.path()).await;
-        let repo = RepositoryName::parse("a/b").unwrap();
-        let config_digest = push_config(&d, &repo).await;
+        let (dir, d, repo, config_digest) = with_config().await;
         let manifest = image_manifest(&config_digest, 0);
         let tag = Tag::parse("v1").unwrap();
         let pushed = d
