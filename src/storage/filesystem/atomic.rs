@@ -212,9 +212,85 @@ pub(super) fn prepare(root: &Path, rel: &str, value: &[u8], sync_data: bool) -> 
 
 impl Prepared {
     /// Renames the file into place (atomic), then syncs the directory when `sync_name`.
+    ///
+    /// Without `sync_name` (nothing about the write is durable) an existing target is
+    /// *exchanged* with the file and then removed, rather than renamed over: on ext4, a
+    /// `rename` that replaces a file makes the kernel allocate and start writing the new
+    /// file's data first (`auto_da_alloc`, the default), an I/O round on every upload
+    /// session update; an exchange does not.
     pub(super) fn publish(self, sync_name: bool) -> Result<()> {
+        if !sync_name {
+            match self.exchange() {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    self.discard();
+                    return Err(e);
+                }
+            }
+        }
         let (_, dir, _) = self.rename()?;
         if sync_name { fsync_dir(&dir) } else { Ok(()) }
+    }
+
+    /// Atomically swaps the file with an existing regular file at the target and removes
+    /// the replaced one (now under the temporary name); `false` if there is nothing to
+    /// exchange with or the system cannot (the caller renames instead). On an error the
+    /// temporary file holds the new bytes again, for the caller to discard.
+    fn exchange(&self) -> Result<bool> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::ffi::CString;
+            use std::os::unix::ffi::OsStrExt;
+            let (Ok(temp), Ok(target)) = (
+                CString::new(self.temp.as_os_str().as_bytes()),
+                CString::new(self.target.as_os_str().as_bytes()),
+            ) else {
+                return Ok(false);
+            };
+            let exchange = || {
+                // SAFETY: both paths are NUL-terminated strings that outlive the call.
+                let done = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        temp.as_ptr(),
+                        libc::AT_FDCWD,
+                        target.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                if done == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            };
+            match exchange() {
+                Ok(()) => {}
+                // No target yet (or no `renameat2`, or a file system without exchange).
+                Err(e)
+                    if missing(&e)
+                        || matches!(
+                            e.raw_os_error(),
+                            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+                        ) =>
+                {
+                    return Ok(false);
+                }
+                Err(e) => return Err(io_err("exchanging into", &self.target, e)),
+            }
+            match fs::remove_file(&self.temp) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    // What was swapped out is not a file (a directory): put it back, so
+                    // the failure leaves everything as it was.
+                    let _ = exchange();
+                    Err(io_err("replacing", &self.target, e))
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        Ok(false)
     }
 
     /// Renames the file into place (atomic); returns it still open, its directory and its
@@ -300,6 +376,36 @@ mod tests {
         fs::remove_file(at).unwrap();
         std::os::unix::fs::symlink(&victim, at).unwrap();
         victim
+    }
+
+    /// A volatile replace (an upload session record) exchanges the new file with an
+    /// existing one and removes the old: the name holds the new bytes, no temporary file is
+    /// left, a planted symbolic link is replaced rather than followed, and a directory in
+    /// the way fails the write and stays as it was.
+    #[test]
+    fn volatile_replace_exchanges_and_leaves_nothing_behind() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = root.path().join("d/state");
+        replace(root.path(), "d/state", b"first", false).unwrap();
+        for value in [&b"second, longer"[..], b"3"] {
+            replace(root.path(), "d/state", value, false).unwrap();
+            assert_eq!(fs::read(&target).unwrap(), value);
+            assert_only_entry(&root.path().join("d"), "state");
+        }
+        let victim = plant_symlink(outside.path(), &target);
+        replace(root.path(), "d/state", b"after link", false).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert!(fs::symlink_metadata(&target).unwrap().is_file());
+        assert_eq!(fs::read(&target).unwrap(), b"after link");
+        assert_only_entry(&root.path().join("d"), "state");
+
+        fs::remove_file(&target).unwrap();
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("inside"), b"x").unwrap();
+        assert!(replace(root.path(), "d/state", b"over a directory", false).is_err());
+        assert_eq!(fs::read(target.join("inside")).unwrap(), b"x");
+        assert_only_entry(&root.path().join("d"), "state");
     }
 
     #[test]
