@@ -5,7 +5,10 @@
 //! either the old or the new file, never a partial one), and the directory is synced so the
 //! new entry survives a crash. Two shortcuts skip the temporary name where nothing can be
 //! seen half-made: a new hard link is created in place ([`link_atomic`]), and an object
-//! whose reader verifies it is created in place ([`write_verified`]).
+//! whose reader verifies it is created in place ([`write_verified`]). A write that is not
+//! made durable at all (an upload session record) swaps its file with the existing one
+//! instead of renaming over it ([`Prepared::publish`]), which spares ext4's forced
+//! writeback on rename-over.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
