@@ -827,6 +827,63 @@ async fn failed_append_leaves_the_upload_resumable() {
     assert_no_upload_leftovers(&d).await;
 }
 
+/// Two appends at one offset of one session, from the same loaded state, of equal length and
+/// different bytes: what a client sending one chunk twice at once through two processes
+/// causes (within one process the engine serialises them). Whichever state is persisted,
+/// it names only bytes its own append wrote, so committing it stores exactly those bytes or
+/// fails; it never stores one chunk's bytes under the other's digest.
+#[tokio::test]
+async fn same_offset_appends_from_one_state_keep_their_own_bytes() {
+    use marina_distribution::storage::backend::Backend;
+    use marina_distribution::storage::layout;
+    let env = s3_or_skip!("same_offset_appends_from_one_state_keep_their_own_bytes");
+    let backend = S3Backend::connect(&env.config("race")).await.unwrap();
+    ensure_bucket(&backend, &env.region).await;
+    // Below one part (staged segments), then filling a part (a multipart part each).
+    for len in [64 * 1024, PART + 3] {
+        let id = UploadId::generate();
+        let base = backend.create_upload(&id, None).await.unwrap();
+        let (a, b) = (data(len, 41), data(len, 42));
+        let mut state_a = base.clone();
+        backend
+            .append_upload(&id, &mut state_a, 0, body(vec![a.clone()]))
+            .await
+            .unwrap();
+        let mut state_b = base.clone();
+        backend
+            .append_upload(&id, &mut state_b, 0, body(vec![b.clone()]))
+            .await
+            .unwrap();
+        // The first append's state is the one persisted last.
+        let digest = sha256(&a);
+        match backend
+            .commit_upload(&id, state_a, len as u64, &digest)
+            .await
+        {
+            Ok(()) => {
+                let stored = backend.read(&layout::blob_data(&digest)).await.unwrap();
+                let stored = stored.expect("committed blob");
+                assert!(
+                    stored == a,
+                    "{len} bytes: the blob {digest} holds bytes with digest {}",
+                    sha256(&stored)
+                );
+            }
+            // A part the other append replaced no longer matches: refused, nothing stored.
+            Err(_) => {
+                assert!(len >= PART, "{len} bytes: only a replaced part may fail");
+                assert!(
+                    backend
+                        .read(&layout::blob_data(&digest))
+                        .await
+                        .unwrap()
+                        .is_none()
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn multipart_copy_for_large_chunked_uploads() {
     let env = s3_or_skip!("multipart_copy_for_large_chunked_uploads");

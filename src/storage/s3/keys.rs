@@ -4,10 +4,12 @@
 //! Besides the layout's keys the driver names the objects of an upload in progress itself,
 //! all below `uploads/<id>/` (see the module docs of [`super`]):
 //! `uploads/<id>/data` (the multipart upload of a chunked push) and
-//! `uploads/<id>/staged-<end offset>` (a staged segment of the remainder below one part).
+//! `uploads/<id>/staged-<end offset>-<random>` (a staged segment of the remainder below one
+//! part).
 
 use crate::storage::UploadId;
 use crate::storage::layout::{self, Key};
+use crate::storage::s3::upload::SegmentName;
 
 /// Turns layout keys into object keys under a prefix.
 #[derive(Debug, Clone)]
@@ -47,11 +49,18 @@ impl KeyMap {
         self.object(&layout::upload_data(id, "data"))
     }
 
-    /// The staged segment whose last byte is at `end - 1` of the upload. Every append
-    /// writes a new name, so a failed append never touches the object the previous upload
-    /// state refers to.
-    pub(crate) fn staged(&self, id: &UploadId, end: u64) -> String {
-        format!("{}staged-{end:020}", self.upload_dir(id))
+    /// The object of the staged segment `name` (its last byte at `end - 1` of the upload).
+    /// Every segment gets a new name (its end offset and a random part), so a failed append
+    /// never touches an object the previous upload state refers to, and two appends at the
+    /// same offset never write the same object.
+    pub(crate) fn staged(&self, id: &UploadId, name: SegmentName) -> String {
+        let SegmentName { end, nonce } = name;
+        if nonce == 0 {
+            // Named by a state written before segment names had a random part.
+            format!("{}staged-{end:020}", self.upload_dir(id))
+        } else {
+            format!("{}staged-{end:020}-{nonce:016x}", self.upload_dir(id))
+        }
     }
 }
 
@@ -83,8 +92,18 @@ mod tests {
             "reg/uploads/0123456789abcdef0123456789abcdef/data"
         );
         assert_eq!(
-            keys.staged(&id, 42),
+            keys.staged(&id, SegmentName { end: 42, nonce: 0 }),
             "reg/uploads/0123456789abcdef0123456789abcdef/staged-00000000000000000042"
+        );
+        assert_eq!(
+            keys.staged(
+                &id,
+                SegmentName {
+                    end: 42,
+                    nonce: 0xab
+                }
+            ),
+            "reg/uploads/0123456789abcdef0123456789abcdef/staged-00000000000000000042-00000000000000ab"
         );
         assert_eq!(
             keys.upload_dir(&id),

@@ -25,7 +25,8 @@
 //!   opened lazily, when the first full part is available; one part upload runs while the next
 //!   part is received, so an upload holds at most about two parts in memory.
 //! - The bytes after the last part (less than one part) are staged in the bucket as
-//!   append-only segments, one object per append: `uploads/<id>/staged-<end offset>`. A
+//!   append-only segments, one object per append: `uploads/<id>/staged-<end offset>-<random>`
+//!   (the random part keeps two processes appending at one offset apart). A
 //!   segment is written once and read back once, when the next part is assembled from the
 //!   segments and the incoming bytes (a part needs ≥ 5 MiB, except the last). So chunks of any
 //!   size (1 byte, or a body of unknown length) work; after 16 segments an append merges them
@@ -95,7 +96,7 @@ use crate::storage::layout::{self, Key};
 use crate::storage::{Engine, EngineOptions, S3ChecksumPolicy, S3Config, UploadId};
 
 pub use reader::S3Reader;
-pub use upload::{S3UploadState, StagedSegment, UploadedPart};
+pub use upload::{S3UploadState, SegmentName, StagedSegment, UploadedPart};
 
 /// The S3 storage driver.
 pub type S3Driver = Engine<S3Backend>;

@@ -67,10 +67,10 @@ pub struct S3UploadState {
     /// per append, written once and read back once when a part is assembled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub staged: Vec<StagedSegment>,
-    /// End offsets of staged objects superseded by this state, deleted by the next append
-    /// (only once this state is persisted may they go) or at commit/abort.
+    /// Names of staged objects superseded by this state, deleted by the next append (only
+    /// once this state is persisted may they go) or at commit/abort.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub garbage: Vec<u64>,
+    pub garbage: Vec<SegmentName>,
 }
 
 /// One uploaded part.
@@ -87,7 +87,7 @@ pub struct UploadedPart {
     pub crc32: Option<String>,
 }
 
-/// A staged segment: object `uploads/<id>/staged-<end>` holding the upload's bytes
+/// A staged segment: object `uploads/<id>/staged-<end>-<nonce>` holding the upload's bytes
 /// `end - size .. end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StagedSegment {
@@ -95,6 +95,60 @@ pub struct StagedSegment {
     pub end: u64,
     /// Number of staged bytes.
     pub size: u64,
+    /// Random part of the object's name, new for every segment written: two appends at the
+    /// same offset (a client sending one chunk twice at once, through two processes) never
+    /// write the same object, so a state only ever names bytes its own append wrote. `0` in
+    /// states written before names had it (the object is then `staged-<end>`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub nonce: u64,
+}
+
+impl StagedSegment {
+    /// The name of the segment's object.
+    pub fn name(&self) -> SegmentName {
+        SegmentName {
+            end: self.end,
+            nonce: self.nonce,
+        }
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The name of a staged segment's object: its end offset and the random part of the name
+/// (see [`StagedSegment::nonce`]). Stored as `[end, nonce]`; a bare number (an end offset,
+/// as states written before names had a random part stored it) reads as nonce `0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "SegmentNameRepr", into = "SegmentNameRepr")]
+pub struct SegmentName {
+    /// Upload offset just after the segment's bytes.
+    pub end: u64,
+    /// Random part of the name; `0` for none.
+    pub nonce: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum SegmentNameRepr {
+    End(u64),
+    Named(u64, u64),
+}
+
+impl From<SegmentNameRepr> for SegmentName {
+    fn from(repr: SegmentNameRepr) -> Self {
+        match repr {
+            SegmentNameRepr::End(end) => Self { end, nonce: 0 },
+            SegmentNameRepr::Named(end, nonce) => Self { end, nonce },
+        }
+    }
+}
+
+impl From<SegmentName> for SegmentNameRepr {
+    fn from(name: SegmentName) -> Self {
+        Self::Named(name.end, name.nonce)
+    }
 }
 
 impl S3UploadState {
@@ -331,7 +385,7 @@ impl S3Backend {
         let mut out = BytesMut::with_capacity(capacity);
         let keyed: Vec<(String, StagedSegment)> = segments
             .iter()
-            .map(|s| (self.keys.staged(id, s.end), *s))
+            .map(|s| (self.keys.staged(id, s.name()), *s))
             .collect();
         let mut reads = std::pin::pin!(
             futures::stream::iter(keyed)
@@ -384,7 +438,7 @@ impl S3Backend {
         // The state we were given is persisted, so the staged objects it superseded can go.
         let garbage: Vec<String> = std::mem::take(&mut state.garbage)
             .into_iter()
-            .map(|end| self.keys.staged(id, end))
+            .map(|name| self.keys.staged(id, name))
             .collect();
         futures::stream::iter(garbage)
             .map(|key| async move { self.delete(&key).await })
@@ -432,20 +486,24 @@ impl S3Backend {
                     .await;
                 merged.map(|mut merged| {
                     merged.extend_from_slice(&buf);
-                    superseded.extend(state.staged.drain(..).map(|s| s.end));
+                    superseded.extend(state.staged.drain(..).map(|s| s.name()));
                     merged.freeze()
                 })
             };
             outcome = match bytes {
                 Ok(bytes) => {
-                    let size = bytes.len() as u64;
-                    let key = self.keys.staged(id, end);
+                    let segment = StagedSegment {
+                        end,
+                        size: bytes.len() as u64,
+                        nonce: rand::random::<u64>() | 1,
+                    };
+                    let key = self.keys.staged(id, segment.name());
                     let put = self.put_bytes(&key, bytes).await;
                     if put.is_err() {
                         // It may have been stored anyway; it must not outlive the failure.
                         let _ = self.delete(&key).await;
                     }
-                    state.staged.push(StagedSegment { end, size });
+                    state.staged.push(segment);
                     put
                 }
                 Err(e) => Err(e),
@@ -474,7 +532,7 @@ impl S3Backend {
         mut pending: Bytes,
         mut body: Pin<&mut S>,
         received: &mut u64,
-        superseded: &mut Vec<u64>,
+        superseded: &mut Vec<SegmentName>,
     ) -> Result<()>
     where
         S: Stream<Item = Result<Bytes>> + Send,
@@ -504,7 +562,7 @@ impl S3Backend {
                 let part = if carry > 0 {
                     let mut part = self.read_segments(id, &state.staged, want).await?;
                     part.extend_from_slice(&tail);
-                    superseded.extend(state.staged.drain(..).map(|s| s.end));
+                    superseded.extend(state.staged.drain(..).map(|s| s.name()));
                     carry = 0;
                     part.freeze()
                 } else {
@@ -586,7 +644,7 @@ impl S3Backend {
             return match state.staged.as_slice() {
                 [] => self.put_bytes(&blob_key, Bytes::new()).await,
                 [only] => {
-                    self.copy(&self.keys.staged(id, only.end), &blob_key, size)
+                    self.copy(&self.keys.staged(id, only.name()), &blob_key, size)
                         .await
                 }
                 segments => {
@@ -718,14 +776,41 @@ mod tests {
                 crc32: None,
             }],
             staged: vec![
-                StagedSegment { end: 6, size: 1 },
-                StagedSegment { end: 8, size: 2 },
+                StagedSegment {
+                    end: 6,
+                    size: 1,
+                    nonce: 0,
+                },
+                StagedSegment {
+                    end: 8,
+                    size: 2,
+                    nonce: 77,
+                },
             ],
+            garbage: vec![SegmentName { end: 5, nonce: 9 }],
             ..S3UploadState::default()
         };
         assert_eq!(state.stored(), 8);
         let json = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<S3UploadState>(&json).unwrap(), state);
+        // Segment names of states written before they had a random part still load.
+        let old: S3UploadState =
+            serde_json::from_str(r#"{"staged":[{"end":3,"size":3}],"garbage":[1,2]}"#).unwrap();
+        assert_eq!(
+            old.staged,
+            [StagedSegment {
+                end: 3,
+                size: 3,
+                nonce: 0
+            }]
+        );
+        assert_eq!(
+            old.garbage,
+            [
+                SegmentName { end: 1, nonce: 0 },
+                SegmentName { end: 2, nonce: 0 }
+            ]
+        );
         // Older or foreign records without the optional fields still load.
         let bare: S3UploadState = serde_json::from_str("{}").unwrap();
         assert_eq!(bare, S3UploadState::default());
