@@ -60,26 +60,39 @@ fn with_temp_name<T>(
 }
 
 /// Atomically and durably makes `rel` below `root` another name of the existing file
-/// `existing` (a hard link, then the directory synced). No file is created and no data
-/// written: the file must already be durable. A new name is linked in place (`link(2)` is
-/// atomic, never follows a symbolic link at its target and fails if the name exists); an
-/// existing one is replaced by linking a temporary name and renaming it over (the rename
-/// replaces a symbolic link rather than following it).
+/// `existing` (a hard link, then the directory synced): [`link_in`] in `rel`'s directory,
+/// created as needed.
 pub(super) fn link_atomic(root: &Path, rel: &str, existing: &Path) -> Result<()> {
     let (parent, name) = paths::split_parent(rel);
     let dir = paths::ensure_dir(root, parent)?;
+    link_in(&dir, name, existing, || Ok(()))
+}
+
+/// Atomically and durably makes `name` in the directory `dir` another name of the existing
+/// file `existing`, then syncs `dir`. No file is created and no data written: the file must
+/// already be durable. A new name is linked in place (`link(2)` is atomic, never follows a
+/// symbolic link at its target and fails if the name exists); an existing one is replaced
+/// by linking a temporary name and renaming it over (the rename replaces a symbolic link
+/// rather than following it), after `before_replacing` ran.
+pub(super) fn link_in(
+    dir: &Path,
+    name: &str,
+    existing: &Path,
+    before_replacing: impl FnOnce() -> Result<()>,
+) -> Result<()> {
     let target = dir.join(name);
     match fs::hard_link(existing, &target) {
-        Ok(()) => return fsync_dir(&dir),
+        Ok(()) => return fsync_dir(dir),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(io_err("linking", &target, e)),
     }
-    let (temp, ()) = with_temp_name(&dir, name, |path| fs::hard_link(existing, path))?;
+    before_replacing()?;
+    let (temp, ()) = with_temp_name(dir, name, |path| fs::hard_link(existing, path))?;
     if let Err(e) = fs::rename(&temp, &target) {
         let _ = fs::remove_file(&temp);
         return Err(io_err("renaming into", &target, e));
     }
-    fsync_dir(&dir)
+    fsync_dir(dir)
 }
 
 /// Atomically and durably replaces the file at `rel` (a checked relative path) below `root`

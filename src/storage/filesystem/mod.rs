@@ -170,15 +170,15 @@ impl Tagging {
     fn store_with_record(self, root: &Path, record_rel: &str, record: &[u8]) -> Result<()> {
         let dir = atomic::create_verified(root, record_rel, record)?;
         let (tag_dir, tag_name) = paths::split_parent(&self.rel);
-        if tag_dir == paths::split_parent(record_rel).0
-            && fs::hard_link(&self.record, dir.join(tag_name)).is_ok()
-        {
-            return atomic::fsync_dir(&dir);
+        if tag_dir != paths::split_parent(record_rel).0 {
+            // Another directory: the record's name first, then the tag as `write_tag` would.
+            atomic::fsync_dir(&dir)?;
+            return self.run();
         }
-        // An existing tag (or no hard links, or another directory): the record's name
-        // first, then the tag as `write_tag` would.
-        atomic::fsync_dir(&dir)?;
-        self.run()
+        atomic::link_in(&dir, tag_name, &self.record, || atomic::fsync_dir(&dir)).or_else(|e| {
+            atomic::fsync_dir(&dir)?;
+            self.store_digest(e)
+        })
     }
 
     fn run(self) -> Result<()> {
@@ -187,13 +187,16 @@ impl Tagging {
         // manifest push's CPU) and no data to sync, only the tag's directory. The record is
         // durable (the engine tags only stored manifests); a hard link keeps its bytes even
         // if the record's own name is later replaced or removed.
-        atomic::link_atomic(&self.root, &self.rel, &self.record).or_else(|e| {
-            // No hard link: the record is gone (a concurrent deletion; the tag then
-            // resolves to "manifest unknown" like a tag of a deleted manifest) or the
-            // file system has no hard links. Store the digest, which reads the same.
-            tracing::debug!(error = %e, "tag as hard link failed; storing the digest");
-            atomic::write_atomic(&self.root, &self.rel, &self.digest)
-        })
+        atomic::link_atomic(&self.root, &self.rel, &self.record).or_else(|e| self.store_digest(e))
+    }
+
+    /// The tag as a file holding the digest, which reads the same as the record, for when
+    /// it cannot be a hard link (`e`): the record is gone (a concurrent deletion; the tag
+    /// then resolves to "manifest unknown" like a tag of a deleted manifest) or the file
+    /// system has no hard links.
+    fn store_digest(&self, e: Error) -> Result<()> {
+        tracing::debug!(error = %e, "tag as hard link failed; storing the digest");
+        atomic::write_atomic(&self.root, &self.rel, &self.digest)
     }
 }
 
