@@ -68,6 +68,10 @@ fn key(components: &[&str]) -> Key {
 }
 
 const REPOSITORIES: &str = "repositories";
+// A repository's reserved components (repository name components never start with `_`).
+const LAYERS: &str = "_layers";
+const MANIFESTS: &str = "_manifests";
+const TAGS: &str = "_tags";
 
 /// Where the bytes of a blob live.
 pub fn blob_data(digest: &Digest) -> Key {
@@ -89,7 +93,7 @@ pub fn layer_link(repo: &RepositoryName, digest: &Digest) -> Key {
     key(&[
         REPOSITORIES,
         repo.as_str(),
-        "_layers",
+        LAYERS,
         digest.algorithm().as_str(),
         digest.hex(),
     ])
@@ -97,7 +101,7 @@ pub fn layer_link(repo: &RepositoryName, digest: &Digest) -> Key {
 
 /// Directory of a repository's blob links.
 pub fn layers_dir(repo: &RepositoryName) -> Key {
-    key(&[REPOSITORIES, repo.as_str(), "_layers"])
+    key(&[REPOSITORIES, repo.as_str(), LAYERS])
 }
 
 /// A manifest revision (media type and exact bytes).
@@ -105,7 +109,7 @@ pub fn manifest(repo: &RepositoryName, digest: &Digest) -> Key {
     key(&[
         REPOSITORIES,
         repo.as_str(),
-        "_manifests",
+        MANIFESTS,
         digest.algorithm().as_str(),
         digest.hex(),
     ])
@@ -113,7 +117,7 @@ pub fn manifest(repo: &RepositoryName, digest: &Digest) -> Key {
 
 /// Directory of a repository's manifests.
 pub fn manifests_dir(repo: &RepositoryName) -> Key {
-    key(&[REPOSITORIES, repo.as_str(), "_manifests"])
+    key(&[REPOSITORIES, repo.as_str(), MANIFESTS])
 }
 
 /// A tag pointer.
@@ -125,8 +129,6 @@ pub fn tag(repo: &RepositoryName, tag: &Tag) -> Key {
 pub fn tags_dir(repo: &RepositoryName) -> Key {
     key(&[REPOSITORIES, repo.as_str(), TAGS])
 }
-
-const TAGS: &str = "_tags";
 
 /// A tag key ([`tag`]) or a repository's tag directory ([`tags_dir`]) taken apart, for a
 /// backend that stores tags somewhere other than their key says (the filesystem driver
@@ -158,7 +160,7 @@ impl<'a> TagKey<'a> {
     /// The key of the directory holding this repository's manifest records of `algorithm`
     /// (the parent of every [`manifest`] key with a digest of that algorithm).
     pub fn manifests_dir(&self, algorithm: DigestAlgorithm) -> Key {
-        key(&[self.repository, "_manifests", algorithm.as_str()])
+        key(&[self.repository, MANIFESTS, algorithm.as_str()])
     }
 }
 
