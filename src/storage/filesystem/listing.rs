@@ -29,7 +29,7 @@ pub(super) fn list(
 ) -> Result<Vec<String>> {
     let mut page = Page::new(limit);
     for_each_object(dir, prefix, |name| {
-        if start_after.is_none_or(|after| name > after) {
+        if start_after.is_none_or(|after| name.as_str() > after) {
             page.offer(name);
         }
         true
@@ -52,16 +52,16 @@ impl Page {
         }
     }
 
-    fn offer(&mut self, name: &str) {
+    fn offer(&mut self, name: String) {
         match self {
-            Self::All(names) => names.push(name.to_owned()),
+            Self::All(names) => names.push(name),
             Self::Smallest(heap, limit) => {
                 if heap.len() < *limit {
-                    heap.push(name.to_owned());
+                    heap.push(name);
                 } else if let Some(mut largest) = heap.peek_mut()
-                    && name < largest.as_str()
+                    && name < *largest
                 {
-                    name.clone_into(&mut largest);
+                    *largest = name;
                 }
             }
         }
@@ -93,7 +93,7 @@ pub(super) fn any_named(dir: &Path, prefix: &str) -> Result<bool> {
 /// Calls `visit` with the name (prefix removed) of each object directly in `dir` whose file
 /// name starts with `prefix`, in directory order, until it returns `false`. A missing
 /// directory has no objects.
-fn for_each_object(dir: &Path, prefix: &str, mut visit: impl FnMut(&str) -> bool) -> Result<()> {
+fn for_each_object(dir: &Path, prefix: &str, mut visit: impl FnMut(String) -> bool) -> Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if missing(&e) => return Ok(()),
@@ -107,15 +107,14 @@ fn for_each_object(dir: &Path, prefix: &str, mut visit: impl FnMut(&str) -> bool
             continue;
         }
         // Keys are ASCII: a name that is not UTF-8 was not written by this driver.
-        let Ok(name) = entry.file_name().into_string() else {
+        let Ok(mut name) = entry.file_name().into_string() else {
             continue;
         };
-        if is_hidden(&name) {
+        if is_hidden(&name) || !name.starts_with(prefix) {
             continue;
         }
-        if let Some(name) = name.strip_prefix(prefix)
-            && !visit(name)
-        {
+        name.drain(..prefix.len());
+        if !visit(name) {
             break;
         }
     }
