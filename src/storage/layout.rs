@@ -13,6 +13,7 @@
 //!     _tags/<tag>                                     tag: starts with the digest it points to
 //!     _referrers/<alg>/<subject hex>/<alg>-<hex>      descriptor of a manifest whose subject it is
 //!     _uploads/<id>                                   upload session state (JSON)
+//! _probe/<random>                                     readiness probe, removed right away
 //! ```
 //!
 //! Keys are only ever built here from validated types ([`RepositoryName`], [`Digest`],
@@ -68,6 +69,15 @@ fn key(components: &[&str]) -> Key {
 }
 
 const REPOSITORIES: &str = "repositories";
+const PROBE: &str = "_probe";
+
+/// A readiness probe's scratch object (`_probe/<name>`), written, read back and removed by
+/// [`StorageProbe`](crate::storage::probe::StorageProbe). `name` must be a plain component
+/// (the probe makes it from random hex digits).
+pub fn probe(name: &str) -> Key {
+    debug_assert!(!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric()));
+    key(&[PROBE, name])
+}
 // A repository's reserved components (repository name components never start with `_`).
 const LAYERS: &str = "_layers";
 const MANIFESTS: &str = "_manifests";

@@ -22,6 +22,7 @@ pub mod filesystem;
 pub mod hashing;
 pub mod inmemory;
 pub mod layout;
+pub mod probe;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(any(test, feature = "testsuite"))]
