@@ -47,6 +47,7 @@ use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
 use crate::storage::StorageDriver;
 pub use errors::ApiError;
 pub use route::{Action, Endpoint, Route, RouteInfo, parse_route};
+pub use uploads::BlobCommitted;
 
 /// `Docker-Distribution-API-Version`, set on every response (spec "API Version Check").
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";

@@ -16,8 +16,8 @@ use super::{
 };
 use crate::error::Error;
 use crate::oci::range::parse_content_range;
-use crate::oci::{Digest, DigestAlgorithm, RepositoryName};
-use crate::storage::{StorageDriver, UploadHandle, UploadId};
+use crate::oci::{DigestAlgorithm, RepositoryName};
+use crate::storage::{FileInfo, StorageDriver, UploadHandle, UploadId};
 
 /// The relative URL of an upload session.
 fn session_location(name: &RepositoryName, id: &UploadId) -> String {
@@ -44,13 +44,29 @@ fn session_headers(name: &RepositoryName, id: &UploadId, offset: u64) -> HeaderM
     h
 }
 
+/// A response extension on the 201 that made a blob pullable (upload closed, monolithic
+/// push, mount): the blob's size, which the response's headers do not carry, for middleware
+/// (notifications).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobCommitted {
+    /// The blob's size in bytes.
+    pub size: u64,
+}
+
 /// 201 for a blob that is now pullable: `Location: /v2/<name>/blobs/<digest>` and
 /// `Docker-Content-Digest`.
-fn blob_created(name: &RepositoryName, digest: &Digest) -> Response {
+fn blob_created(name: &RepositoryName, blob: &FileInfo) -> Response {
     let mut h = HeaderMap::new();
-    put_header(&mut h, "location", &format!("/v2/{name}/blobs/{digest}"));
-    put_header(&mut h, CONTENT_DIGEST_HEADER, digest.as_str());
-    empty(StatusCode::CREATED, h)
+    put_header(
+        &mut h,
+        "location",
+        &format!("/v2/{name}/blobs/{}", blob.digest),
+    );
+    put_header(&mut h, CONTENT_DIGEST_HEADER, blob.digest.as_str());
+    let mut resp = empty(StatusCode::CREATED, h);
+    resp.extensions_mut()
+        .insert(BlobCommitted { size: blob.size });
+    resp
 }
 
 /// The 416 of a chunk at the wrong offset: the session is untouched, and `Location` and
@@ -96,7 +112,7 @@ pub async fn post<D: StorageDriver>(
         let digest = parse_digest(mount)?;
         match query_param(&pairs, "from").map(RepositoryName::parse) {
             Some(Ok(from)) => match reg.driver.mount_blob(&from, name, &digest).await {
-                Ok(info) => return Ok(blob_created(name, &info.digest)),
+                Ok(info) => return Ok(blob_created(name, &info)),
                 Err(Error::BlobUnknown(_)) => {}
                 Err(e) => return Err(e.into()),
             },
@@ -117,7 +133,7 @@ pub async fn post<D: StorageDriver>(
         let len = content_length(req.headers())?;
         let body = body_stream(req.into_body());
         let info = reg.driver.put_content(name, &digest, len, body).await?;
-        return Ok(blob_created(name, &info.digest));
+        return Ok(blob_created(name, &info));
     }
     let upload = reg.driver.start_upload(name, algorithm).await?;
     let p = upload.progress();
@@ -238,7 +254,7 @@ pub async fn put<D: StorageDriver>(
         .finish_upload(name, &id, &digest, expected, body)
         .await
     {
-        Ok(info) => Ok(blob_created(name, &info.digest)),
+        Ok(info) => Ok(blob_created(name, &info)),
         Err(e @ Error::RangeInvalid { .. }) => Err(range_error(name, &id, e)),
         Err(e) => Err(e.into()),
     }
