@@ -72,6 +72,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod observe;
 pub mod oci;
 #[cfg(feature = "server")]
 pub mod registry;

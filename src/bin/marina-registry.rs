@@ -6,13 +6,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
 use axum::serve::ListenerExt;
 use clap::Parser;
+use marina_distribution::observe::http::ObserveLayer;
+use marina_distribution::observe::logging::{self, LogFormat};
+use marina_distribution::observe::metrics::Metrics;
+use marina_distribution::observe::notify::{NotificationsConfig, Notifier, NotifierOptions};
 use marina_distribution::registry::{RegistryOptions, router};
 use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
 use serde::Deserialize;
@@ -40,8 +41,13 @@ ENVIRONMENT (storage):
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ... (standard AWS credential chain)
   RUST_LOG                log filter, e.g. info (default), debug, marina_distribution=trace
 
-CONFIG FILE (TOML, all keys optional):
+CONFIG FILE (TOML, all keys optional; docs/configuration.md lists them all):
   listen = \"127.0.0.1:5000\"
+  metrics_listen = \"127.0.0.1:5001\"   # /metrics, /healthz, /readyz
+  log_format = \"json\"
+  [[notifications.endpoints]]
+  name = \"ci\"
+  url = \"http://127.0.0.1:8080/events\"
   [storage]
   type = \"filesystem\"              # or \"inmemory\", \"s3\"
   max_manifest_size = 4194304
@@ -74,6 +80,15 @@ struct Cli {
     /// Filesystem storage root (overrides STORAGE_ROOT_DIRECTORY).
     #[arg(long, value_name = "DIR")]
     root_directory: Option<PathBuf>,
+
+    /// Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this
+    /// separate address (HOST:PORT). Off by default.
+    #[arg(long, env = "MARINA_METRICS_LISTEN", value_name = "HOST:PORT")]
+    metrics_listen: Option<SocketAddr>,
+
+    /// Log format: text (default) or json (one object per line).
+    #[arg(long, env = "MARINA_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 /// The registry configuration file.
@@ -85,9 +100,25 @@ struct FileConfig {
     /// Storage settings.
     #[serde(default)]
     storage: Option<StorageConfig>,
+    /// Metrics and health listen address.
+    metrics_listen: Option<SocketAddr>,
+    /// Log format.
+    log_format: Option<LogFormat>,
+    /// Notification endpoints.
+    #[serde(default)]
+    notifications: NotificationsConfig,
 }
 
-fn load(cli: &Cli) -> Result<(SocketAddr, StorageConfig), String> {
+/// Everything the server runs with, once flags, environment and file are merged.
+struct Settings {
+    listen: SocketAddr,
+    storage: StorageConfig,
+    metrics_listen: Option<SocketAddr>,
+    log_format: LogFormat,
+    notifications: NotificationsConfig,
+}
+
+fn load(cli: &Cli) -> Result<Settings, String> {
     let file = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -114,22 +145,14 @@ fn load(cli: &Cli) -> Result<(SocketAddr, StorageConfig), String> {
         (Some(a), _) | (None, Some(a)) => a,
         (None, None) => DEFAULT_LISTEN.parse().expect("default address"),
     };
-    Ok((listen, storage))
-}
-
-/// One log line per request: method, path, status, time to the response head.
-async fn log_request(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    tracing::info!(
-        target: "marina_registry::access",
-        "{method} {uri} {} {:.1}ms",
-        resp.status().as_u16(),
-        start.elapsed().as_secs_f64() * 1000.0
-    );
-    resp
+    file.notifications.validate().map_err(|e| e.to_string())?;
+    Ok(Settings {
+        listen,
+        storage,
+        metrics_listen: cli.metrics_listen.or(file.metrics_listen),
+        log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+        notifications: file.notifications,
+    })
 }
 
 async fn shutdown_signal() {
@@ -198,24 +221,18 @@ fn main() -> std::process::ExitCode {
 
 async fn serve() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr; stdout carries only the "listening on" line.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let (listen, storage) = match load(&cli) {
+    let settings = match load(&cli) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("marina-registry: configuration error: {e}");
             return std::process::ExitCode::from(2);
         }
     };
-    let driver = match AnyDriver::from_config(&storage).await {
-        Ok(d) => d,
+    // Logs go to stderr; stdout carries only the "listening on" line.
+    logging::init(settings.log_format);
+    let (listen, storage) = (settings.listen, &settings.storage);
+    let driver = match AnyDriver::from_config(storage).await {
+        Ok(d) => Arc::new(d),
         Err(e) => {
             eprintln!("marina-registry: cannot open storage: {e}");
             return std::process::ExitCode::from(1);
@@ -225,7 +242,26 @@ async fn serve() -> std::process::ExitCode {
     let options = RegistryOptions {
         max_manifest_size: storage.max_manifest_size,
     };
-    let app = router(Arc::new(driver), options).layer(axum::middleware::from_fn(log_request));
+    let metrics = settings.metrics_listen.map(|_| Metrics::new());
+    let notifier = match settings.notifications.endpoints.is_empty() {
+        true => None,
+        false => {
+            let options = NotifierOptions {
+                scheme: "http".into(),
+                source_addr: listen.to_string(),
+            };
+            match Notifier::start(&settings.notifications, options, metrics.as_deref()) {
+                Ok(started) => Some(started),
+                Err(e) => {
+                    eprintln!("marina-registry: configuration error: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let (notifier, notifier_tasks) = notifier.unzip();
+    let app =
+        router(Arc::clone(&driver), options).layer(ObserveLayer::new(metrics.clone(), notifier));
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -233,6 +269,22 @@ async fn serve() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    if let (Some(addr), Some(metrics)) = (settings.metrics_listen, metrics) {
+        let health = marina_distribution::observe::health::router(metrics, Arc::clone(&driver));
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                let addr = l.local_addr().unwrap_or(addr);
+                tracing::info!(
+                    "metrics and health checks on http://{addr}/metrics, /healthz, /readyz"
+                );
+                tokio::spawn(async move { axum::serve(l, health).await });
+            }
+            Err(e) => {
+                eprintln!("marina-registry: cannot listen on {addr} (metrics): {e}");
+                return std::process::ExitCode::from(1);
+            }
+        }
+    }
     let addr = listener.local_addr().unwrap_or(listen);
     let where_ = match storage.storage_type {
         marina_distribution::storage::StorageType::Filesystem => {
@@ -246,12 +298,19 @@ async fn serve() -> std::process::ExitCode {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
     {
         eprintln!("marina-registry: server error: {e}");
         return std::process::ExitCode::from(1);
+    }
+    // The router (and with it the notifier's queues) is gone: let queued events go out.
+    if let Some(tasks) = notifier_tasks
+        && !tasks.finish(Duration::from_secs(5)).await
+    {
+        tracing::warn!("stopped with notifications still queued");
     }
     tracing::info!("stopped");
     std::process::ExitCode::SUCCESS

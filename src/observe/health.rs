@@ -1,0 +1,66 @@
+//! The routes of the metrics listener: `/metrics`, `/healthz` and `/readyz`.
+//!
+//! The listener is separate from the registry's (`--metrics-listen`), so that scrapes and
+//! probes never compete with, or are exposed like, the registry's clients.
+//!
+//! - `GET /metrics`: every series in the Prometheus text format;
+//! - `GET /healthz`: `200 ok` while the process serves HTTP (liveness);
+//! - `GET /readyz`: `200 ready` when the storage answered a probe
+//!   ([`StorageProbe`]: write, read back and remove a small object) within
+//!   [`READINESS_TIMEOUT`], `503` with a one-line reason otherwise (readiness). Each request
+//!   probes anew, so it turns back to 200 as soon as the storage recovers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::observe::metrics::{self, Metrics};
+use crate::storage::probe::StorageProbe;
+
+/// How long `/readyz` waits for the storage.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+struct Health<P> {
+    metrics: Arc<Metrics>,
+    probe: Arc<P>,
+}
+
+/// The metrics listener's router.
+pub fn router<P: StorageProbe + 'static>(metrics: Arc<Metrics>, probe: Arc<P>) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics::<P>))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready::<P>))
+        .with_state(Arc::new(Health { metrics, probe }))
+}
+
+async fn serve_metrics<P>(State(h): State<Arc<Health<P>>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        h.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn ready<P: StorageProbe>(State(h): State<Arc<Health<P>>>) -> Response {
+    match tokio::time::timeout(READINESS_TIMEOUT, h.probe.probe()).await {
+        Ok(Ok(())) => "ready\n".into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness probe failed");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response()
+        }
+        Err(_) => {
+            tracing::warn!("readiness probe timed out");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: the storage did not answer within {READINESS_TIMEOUT:?}\n"),
+            )
+                .into_response()
+        }
+    }
+}

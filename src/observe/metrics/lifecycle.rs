@@ -1,0 +1,266 @@
+//! Upload sessions, caches and garbage collection: the metrics the HTTP layer, the metadata
+//! cache and the garbage collector record.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// Upload sessions opened and closed by this process.
+///
+/// Sessions live in the storage and may be continued or closed by another process, so the
+/// `open` gauge is this process's view: sessions it opened minus sessions it closed. Summed
+/// over every instance of a deployment it is the number of open sessions, as long as the
+/// sessions that expire are reported ([`UploadMetrics::expired`]) by whatever removes them.
+#[derive(Debug)]
+pub struct UploadMetrics {
+    started: Counter,
+    committed: Counter,
+    cancelled: Counter,
+    expired: Counter,
+    open: Gauge,
+}
+
+impl UploadMetrics {
+    pub(super) fn register(registry: &mut Registry) -> Self {
+        let started = Counter::default();
+        registry.register(
+            "upload_sessions_started",
+            "Upload sessions opened (POST answered 202)",
+            started.clone(),
+        );
+        let closed = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "upload_sessions_closed",
+            "Upload sessions closed: committed (PUT 201), cancelled (DELETE 204) or expired",
+            closed.clone(),
+        );
+        let open = Gauge::default();
+        registry.register(
+            "upload_sessions_open",
+            "Upload sessions opened and not yet closed, as seen by this process",
+            open.clone(),
+        );
+        let outcome = |outcome| closed.get_or_create(&OutcomeLabels { outcome }).clone();
+        Self {
+            started,
+            committed: outcome("committed"),
+            cancelled: outcome("cancelled"),
+            expired: outcome("expired"),
+            open,
+        }
+    }
+
+    /// A session was opened.
+    pub fn started(&self) {
+        self.started.inc();
+        self.open.inc();
+    }
+
+    /// A session was closed by committing its blob.
+    pub fn committed(&self) {
+        self.committed.inc();
+        self.open.dec();
+    }
+
+    /// A session was cancelled by its client.
+    pub fn cancelled(&self) {
+        self.cancelled.inc();
+        self.open.dec();
+    }
+
+    /// `count` abandoned sessions were removed (upload expiry, garbage collection).
+    pub fn expired(&self, count: u64) {
+        self.expired.inc_by(count);
+        self.open.dec_by(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+    result: &'static str,
+}
+
+/// Cache lookups by cache name and result.
+#[derive(Debug)]
+pub struct CacheMetrics {
+    requests: Family<CacheLabels, Counter>,
+}
+
+/// The pre-resolved hit and miss counters of one cache.
+#[derive(Debug, Clone)]
+pub struct CacheCounters {
+    hits: Counter,
+    misses: Counter,
+}
+
+impl CacheCounters {
+    /// A lookup found its entry.
+    pub fn hit(&self) {
+        self.hits.inc();
+    }
+
+    /// A lookup missed (the value was read from the storage).
+    pub fn miss(&self) {
+        self.misses.inc();
+    }
+}
+
+impl CacheMetrics {
+    pub(super) fn register(registry: &mut Registry) -> Self {
+        let requests = Family::default();
+        registry.register(
+            "cache_requests",
+            "Cache lookups, by cache and result (hit, miss)",
+            requests.clone(),
+        );
+        Self { requests }
+    }
+
+    /// The counters of the cache named `cache` (e.g. `"manifests"`), resolved once.
+    pub fn cache(&self, cache: &'static str) -> CacheCounters {
+        let counter = |result| {
+            self.requests
+                .get_or_create(&CacheLabels { cache, result })
+                .clone()
+        };
+        CacheCounters {
+            hits: counter("hit"),
+            misses: counter("miss"),
+        }
+    }
+}
+
+/// How a garbage-collection run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcOutcome {
+    /// The run completed.
+    Success,
+    /// The run stopped on an error (what it reclaimed before still counts).
+    Failure,
+}
+
+/// What one garbage-collection run reclaimed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// Blobs whose bytes were removed.
+    pub blobs: u64,
+    /// Bytes those blobs held.
+    pub bytes: u64,
+    /// Manifests removed (untagged, unreferenced).
+    pub manifests: u64,
+    /// Abandoned upload sessions removed.
+    pub uploads: u64,
+    /// Repository links removed.
+    pub links: u64,
+}
+
+impl GcReport {
+    /// A report of `blobs` blobs holding `bytes` bytes (set the other fields as needed).
+    pub fn new(blobs: u64, bytes: u64) -> Self {
+        Self {
+            blobs,
+            bytes,
+            ..Self::default()
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+/// Garbage-collection runs, their duration and what they reclaimed.
+#[derive(Debug)]
+pub struct GcMetrics {
+    success: Counter,
+    failure: Counter,
+    duration: Histogram,
+    blobs: Counter,
+    manifests: Counter,
+    uploads: Counter,
+    links: Counter,
+    bytes: Counter,
+    last_run: Gauge,
+}
+
+impl GcMetrics {
+    pub(super) fn register(registry: &mut Registry) -> Self {
+        let runs = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "gc_runs",
+            "Garbage-collection runs, by outcome (success, failure)",
+            runs.clone(),
+        );
+        // 1 s to about 9 hours.
+        let duration = Histogram::new(exponential_buckets(1.0, 2.0, 16));
+        registry.register_with_unit(
+            "gc_duration",
+            "Time a garbage-collection run took",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let reclaimed = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "gc_reclaimed",
+            "Objects garbage collection removed, by kind (blobs, manifests, uploads, links)",
+            reclaimed.clone(),
+        );
+        let bytes = Counter::default();
+        registry.register_with_unit(
+            "gc_reclaimed",
+            "Bytes of the blobs garbage collection removed",
+            Unit::Bytes,
+            bytes.clone(),
+        );
+        let last_run = Gauge::default();
+        registry.register(
+            "gc_last_run_timestamp_seconds",
+            "When the last garbage-collection run ended (Unix time)",
+            last_run.clone(),
+        );
+        let kind = |kind| reclaimed.get_or_create(&KindLabels { kind }).clone();
+        let outcome = |outcome| runs.get_or_create(&OutcomeLabels { outcome }).clone();
+        Self {
+            success: outcome("success"),
+            failure: outcome("failure"),
+            duration,
+            blobs: kind("blobs"),
+            manifests: kind("manifests"),
+            uploads: kind("uploads"),
+            links: kind("links"),
+            bytes,
+            last_run,
+        }
+    }
+
+    /// Records a finished run.
+    pub fn record_run(&self, outcome: GcOutcome, elapsed: Duration, reclaimed: &GcReport) {
+        match outcome {
+            GcOutcome::Success => self.success.inc(),
+            GcOutcome::Failure => self.failure.inc(),
+        };
+        self.duration.observe(elapsed.as_secs_f64());
+        self.blobs.inc_by(reclaimed.blobs);
+        self.bytes.inc_by(reclaimed.bytes);
+        self.manifests.inc_by(reclaimed.manifests);
+        self.uploads.inc_by(reclaimed.uploads);
+        self.links.inc_by(reclaimed.links);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last_run.set(i64::try_from(now).unwrap_or(i64::MAX));
+    }
+}

@@ -1,0 +1,318 @@
+//! The `[notifications]` configuration: endpoints to POST events to.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// `[notifications]`: where events go.
+///
+/// ```toml
+/// [[notifications.endpoints]]
+/// name = "ci"
+/// url = "https://hooks.example.com/registry"
+/// headers = { Authorization = "Bearer s3cr3t" }
+/// timeout = "500ms"
+/// threshold = 5
+/// backoff = "1s"
+/// ```
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// The endpoints; every event goes to each one that does not ignore it.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// One `[[notifications.endpoints]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// A name, unique among the endpoints: the `endpoint` label of its metrics, and in logs.
+    pub name: String,
+    /// Where events are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// Headers added to every POST, e.g. `Authorization`. A value may be a string or a list
+    /// of strings (Distribution's form). Their values never appear in logs.
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderValues>,
+    /// How long one POST may take (`"500ms"`, `"2s"`, `"1m"`; default `"5s"`).
+    #[serde(default, with = "duration")]
+    pub timeout: Option<Duration>,
+    /// Consecutive failures after which the dispatcher waits `backoff` before trying again
+    /// (default 3).
+    #[serde(default)]
+    pub threshold: Option<u32>,
+    /// The wait after `threshold` consecutive failures, doubled while failures go on, up to
+    /// a minute (default `"1s"`).
+    #[serde(default, with = "duration")]
+    pub backoff: Option<Duration>,
+    /// Events held while the endpoint is slow or down (default 1024); when full, new events
+    /// are dropped and counted (`marina_notification_events_total{outcome="dropped"}`).
+    #[serde(default)]
+    pub queue_size: Option<usize>,
+    /// Events this endpoint does not want.
+    #[serde(default)]
+    pub ignore: IgnoreConfig,
+}
+
+/// `ignore` of an endpoint: actions (`pull`, `push`, `mount`, `delete`) and target media
+/// types whose events are not sent to it.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IgnoreConfig {
+    /// Actions not sent, e.g. `["pull"]` for an endpoint interested in changes only.
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Target media types not sent, e.g. `["application/octet-stream"]` (blobs).
+    #[serde(default)]
+    pub mediatypes: Vec<String>,
+}
+
+/// A header's value, or its values.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum HeaderValues {
+    /// One value.
+    One(String),
+    /// Several values, each sent as its own header line.
+    Many(Vec<String>),
+}
+
+impl HeaderValues {
+    /// The values, in order.
+    pub fn values(&self) -> &[String] {
+        match self {
+            Self::One(v) => std::slice::from_ref(v),
+            Self::Many(v) => v,
+        }
+    }
+}
+
+/// The defaults of [`EndpointConfig`]'s optional fields.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default [`EndpointConfig::threshold`].
+pub const DEFAULT_THRESHOLD: u32 = 3;
+/// Default [`EndpointConfig::backoff`].
+pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+/// Default [`EndpointConfig::queue_size`].
+pub const DEFAULT_QUEUE_SIZE: usize = 1024;
+
+const ACTIONS: [&str; 4] = ["pull", "push", "mount", "delete"];
+
+fn invalid(field: &'static str, message: String) -> Error {
+    Error::Config { field, message }
+}
+
+impl NotificationsConfig {
+    /// Checks every endpoint: unique non-empty names, an `http(s)://` URL, header names and
+    /// values that are valid in HTTP, positive timeout, threshold and queue size, known
+    /// actions. Errors name the endpoint and the field.
+    pub fn validate(&self) -> Result<()> {
+        let mut names = std::collections::BTreeSet::new();
+        for e in &self.endpoints {
+            let name = &e.name;
+            if name.trim().is_empty() {
+                return Err(invalid(
+                    "notifications.endpoints.name",
+                    "must not be empty".into(),
+                ));
+            }
+            if !names.insert(name.as_str()) {
+                return Err(invalid(
+                    "notifications.endpoints.name",
+                    format!("{name:?} is used by two endpoints"),
+                ));
+            }
+            let url = reqwest::Url::parse(&e.url)
+                .map_err(|err| invalid("notifications.endpoints.url", format!("{name}: {err}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid(
+                    "notifications.endpoints.url",
+                    format!("{name}: must be an http:// or https:// URL"),
+                ));
+            }
+            for (header, values) in &e.headers {
+                let valid_name = reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_ok();
+                let valid_values = values
+                    .values()
+                    .iter()
+                    .all(|v| reqwest::header::HeaderValue::from_str(v).is_ok());
+                if !valid_name || !valid_values {
+                    // The value may be a secret: name the header only.
+                    return Err(invalid(
+                        "notifications.endpoints.headers",
+                        format!("{name}: header {header:?} is not a valid HTTP header"),
+                    ));
+                }
+            }
+            if e.timeout.is_some_and(|t| t.is_zero()) {
+                return Err(invalid(
+                    "notifications.endpoints.timeout",
+                    format!("{name}: must be positive"),
+                ));
+            }
+            if e.threshold == Some(0) {
+                return Err(invalid(
+                    "notifications.endpoints.threshold",
+                    format!("{name}: must be at least 1"),
+                ));
+            }
+            if e.queue_size == Some(0) {
+                return Err(invalid(
+                    "notifications.endpoints.queue_size",
+                    format!("{name}: must be at least 1"),
+                ));
+            }
+            if let Some(a) = e
+                .ignore
+                .actions
+                .iter()
+                .find(|a| !ACTIONS.contains(&a.as_str()))
+            {
+                return Err(invalid(
+                    "notifications.endpoints.ignore.actions",
+                    format!("{name}: unknown action {a:?} (pull, push, mount, delete)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Durations written as `"250ms"`, `"5s"`, `"2m"`, `"1h"` (Distribution's notation for the
+/// units it uses), or a bare number of seconds.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Seconds(u64),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<Raw>::deserialize(d)? {
+            None => Ok(None),
+            Some(Raw::Seconds(s)) => Ok(Some(Duration::from_secs(s))),
+            Some(Raw::Text(text)) => parse(&text).map(Some).ok_or_else(|| {
+                D::Error::custom(format!(
+                    "invalid duration {text:?} (e.g. \"500ms\", \"5s\", \"1m\")"
+                ))
+            }),
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Duration> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit())?;
+        let (number, unit) = text.split_at(split);
+        let n: u64 = number.parse().ok()?;
+        Some(match unit.trim() {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.checked_mul(60)?),
+            "h" => Duration::from_secs(n.checked_mul(3600)?),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> NotificationsConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn endpoints_parse_with_defaults_and_distribution_forms() {
+        let c = parse(
+            r#"
+            [[endpoints]]
+            name = "a"
+            url = "http://127.0.0.1:9/hook"
+            headers = { Authorization = "Bearer x", X-Multi = ["1", "2"] }
+            timeout = "500ms"
+            threshold = 5
+            backoff = "2s"
+            ignore = { actions = ["pull"] }
+            [[endpoints]]
+            name = "b"
+            url = "https://hooks.example.com/"
+            "#,
+        );
+        c.validate().unwrap();
+        let a = &c.endpoints[0];
+        assert_eq!(a.timeout, Some(Duration::from_millis(500)));
+        assert_eq!(a.backoff, Some(Duration::from_secs(2)));
+        assert_eq!(a.headers["X-Multi"].values(), ["1", "2"]);
+        assert_eq!(a.ignore.actions, ["pull"]);
+        assert_eq!(c.endpoints[1].timeout, None);
+        assert_eq!(duration::parse("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(duration::parse("5 s"), Some(Duration::from_secs(5)));
+        assert_eq!(duration::parse("5x"), None);
+    }
+
+    #[test]
+    fn invalid_endpoints_are_named() {
+        let cases = [
+            (
+                r#"[[endpoints]]
+                name = "a"
+                url = "ftp://x/""#,
+                "notifications.endpoints.url",
+            ),
+            (
+                r#"[[endpoints]]
+                name = "a"
+                url = "http://x/"
+                [[endpoints]]
+                name = "a"
+                url = "http://y/""#,
+                "notifications.endpoints.name",
+            ),
+            (
+                r#"[[endpoints]]
+                name = "a"
+                url = "http://x/"
+                threshold = 0"#,
+                "notifications.endpoints.threshold",
+            ),
+            (
+                r#"[[endpoints]]
+                name = "a"
+                url = "http://x/"
+                ignore = { actions = ["pul"] }"#,
+                "notifications.endpoints.ignore.actions",
+            ),
+            (
+                r#"[[endpoints]]
+                name = "a"
+                url = "http://x/"
+                headers = { "Bad Header" = "secret-value" }"#,
+                "notifications.endpoints.headers",
+            ),
+        ];
+        for (text, field) in cases {
+            let err = parse(text).validate().unwrap_err();
+            assert!(
+                matches!(err, Error::Config { field: f, .. } if f == field),
+                "{text}: {err}"
+            );
+            assert!(!err.to_string().contains("secret-value"));
+        }
+        assert!(
+            toml::from_str::<NotificationsConfig>(
+                "[[endpoints]]\nname = \"a\"\nurl = \"http://x/\"\ntimeout = \"soon\""
+            )
+            .is_err()
+        );
+    }
+}
