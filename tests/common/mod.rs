@@ -3,6 +3,8 @@
 //! offers small helpers written from the spec's request shapes.
 #![allow(dead_code)]
 
+pub mod observe;
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -68,7 +70,7 @@ fn rand_u64() -> u64 {
 }
 
 #[cfg(feature = "s3")]
-async fn ensure_bucket(cfg: &StorageConfig) {
+pub async fn ensure_bucket(cfg: &StorageConfig) {
     let Some(s3) = &cfg.s3 else { return };
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(
         aws_config::Region::new(s3.region.clone().unwrap_or("us-east-1".into())),
@@ -87,7 +89,7 @@ async fn ensure_bucket(cfg: &StorageConfig) {
 }
 
 #[cfg(not(feature = "s3"))]
-async fn ensure_bucket(_: &StorageConfig) {}
+pub async fn ensure_bucket(_: &StorageConfig) {}
 
 /// Starts a registry over `config` on 127.0.0.1 with an ephemeral port.
 pub async fn start(
@@ -111,11 +113,22 @@ pub async fn start_with(
         .await
         .unwrap_or_else(|e| panic!("building the {driver} driver: {e}"));
     let chunk_min = d.chunk_min_length();
-    let app = router(Arc::new(d), options);
+    serve(driver, router(Arc::new(d), options), dir, chunk_min).await
+}
+
+/// Serves `app` (a registry router, possibly with layers) on 127.0.0.1 with an ephemeral
+/// port, recording each connection's peer address (`ConnectInfo`).
+pub async fn serve(
+    driver: String,
+    app: axum::Router,
+    dir: Option<tempfile::TempDir>,
+    chunk_min: Option<u64>,
+) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.expect("serve");
     });
