@@ -1,0 +1,278 @@
+//! Notifications: Distribution's event envelope, POSTed to HTTP sinks on 127.0.0.1, for
+//! pushes, pulls, mounts and deletes; endpoint filters; retries; a hung endpoint that never
+//! slows a request.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::observe::{self, Sink, SinkMode, endpoint, value};
+use common::{OCI_MANIFEST, header};
+use marina_distribution::StorageConfig;
+
+const EVENTS_MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
+
+#[tokio::test]
+async fn pushes_pulls_mounts_and_deletes_are_reported_as_distribution_does() {
+    let sink = Sink::start(SinkMode::Accept).await;
+    let config = endpoint(
+        "sink",
+        &sink.url,
+        r#"headers = { Authorization = "Bearer t0ken" }"#,
+    );
+    let reg = observe::start(StorageConfig::inmemory(), None, Some(config)).await;
+    let s = &reg.server;
+
+    // Two blob pushes (config, layer), then the manifest by tag: three push events.
+    let image = s.push_image("demo/app", "v1", 3).await;
+    // A pull by tag, answered with the manifest.
+    let pull = s
+        .client
+        .get(s.url("/v2/demo/app/manifests/v1"))
+        .header("accept", OCI_MANIFEST)
+        .header("user-agent", "events-test/1.0")
+        .header("x-request-id", "pull-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pull.status(), 200);
+    assert_eq!(header(&pull, "x-request-id"), "pull-42");
+    // A ranged blob pull: the event carries the whole blob's size.
+    let ranged = s
+        .client
+        .get(s.url(&format!("/v2/demo/app/blobs/{}", image.layer_digest)))
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    // A mount into another repository, then deletes.
+    let mount = s
+        .client
+        .post(s.url(&format!(
+            "/v2/demo/copy/blobs/uploads/?mount={}&from=demo/app",
+            image.layer_digest
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mount.status(), 201);
+    for path in [
+        format!("/v2/demo/app/manifests/{}", image.digest),
+        format!("/v2/demo/copy/blobs/{}", image.layer_digest),
+    ] {
+        let resp = s.client.delete(s.url(&path)).send().await.unwrap();
+        assert_eq!(resp.status(), 202, "DELETE {path}");
+    }
+    // Failures report nothing.
+    let unknown = s
+        .client
+        .get(s.url("/v2/demo/app/manifests/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    let events = sink.events(8).await;
+    let summary: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["target"]["repository"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("push", "demo/app"),
+        ("push", "demo/app"),
+        ("push", "demo/app"),
+        ("pull", "demo/app"),
+        ("pull", "demo/app"),
+        ("mount", "demo/copy"),
+        ("delete", "demo/app"),
+        ("delete", "demo/copy"),
+    ];
+    assert_eq!(
+        summary,
+        expected.map(|(a, r)| (a.to_owned(), r.to_owned())),
+        "{events:#?}"
+    );
+
+    let layer_push = &events[1]["target"];
+    assert_eq!(layer_push["mediaType"], "application/octet-stream");
+    assert_eq!(layer_push["digest"], image.layer_digest.as_str());
+    assert_eq!(layer_push["size"], image.layer.len());
+    assert_eq!(layer_push["length"], image.layer.len());
+    assert_eq!(
+        layer_push["url"],
+        s.url(&format!("/v2/demo/app/blobs/{}", image.layer_digest))
+    );
+
+    let manifest_push = &events[2];
+    assert_eq!(manifest_push["target"]["mediaType"], OCI_MANIFEST);
+    assert_eq!(manifest_push["target"]["digest"], image.digest.as_str());
+    assert_eq!(manifest_push["target"]["size"], image.manifest.len());
+    assert_eq!(manifest_push["target"]["tag"], "v1");
+    assert_eq!(
+        manifest_push["target"]["url"],
+        s.url(&format!("/v2/demo/app/manifests/{}", image.digest))
+    );
+    assert_eq!(manifest_push["request"]["method"], "PUT");
+    assert_eq!(manifest_push["request"]["host"], s.addr.as_str());
+    assert!(
+        manifest_push["request"]["addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert_eq!(manifest_push["source"]["addr"], "test-node:5000");
+    assert!(
+        manifest_push["source"]["instanceID"]
+            .as_str()
+            .unwrap()
+            .len()
+            == 36
+    );
+    assert_eq!(manifest_push["actor"], serde_json::json!({}));
+
+    let manifest_pull = &events[3];
+    assert_eq!(manifest_pull["target"]["tag"], "v1");
+    assert_eq!(manifest_pull["target"]["digest"], image.digest.as_str());
+    assert_eq!(manifest_pull["target"]["size"], image.manifest.len());
+    assert_eq!(manifest_pull["request"]["id"], "pull-42");
+    assert_eq!(manifest_pull["request"]["useragent"], "events-test/1.0");
+    assert_eq!(manifest_pull["request"]["method"], "GET");
+
+    assert_eq!(events[4]["target"]["size"], image.layer.len());
+    assert_eq!(events[5]["target"]["fromRepository"], "demo/app");
+    assert_eq!(events[5]["target"]["size"], image.layer.len());
+    // Deletes carry the digest and the repository only.
+    assert_eq!(
+        events[6]["target"],
+        serde_json::json!({"digest": image.digest, "repository": "demo/app"})
+    );
+    assert_eq!(events[7]["target"]["digest"], image.layer_digest.as_str());
+
+    let ids: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), events.len(), "event ids are unique");
+    assert!(events[0]["timestamp"].as_str().unwrap().ends_with('Z'));
+    for delivery in sink.deliveries() {
+        assert_eq!(delivery.headers["content-type"], EVENTS_MEDIA_TYPE);
+        assert_eq!(delivery.headers["authorization"], "Bearer t0ken");
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_gets_only_what_it_does_not_ignore() {
+    let sink = Sink::start(SinkMode::Accept).await;
+    let config = endpoint("changes", &sink.url, r#"ignore = { actions = ["pull"] }"#);
+    let reg = observe::start(StorageConfig::inmemory(), None, Some(config)).await;
+    let s = &reg.server;
+    let image = s.push_image("demo/app", "v1", 4).await;
+    let resp = s
+        .client
+        .get(s.url("/v2/demo/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let tag_delete = s
+        .client
+        .delete(s.url("/v2/demo/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tag_delete.status(), 202);
+    let events = sink.events(4).await;
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["push", "push", "push", "delete"]);
+    // A tag delete names the tag, not a digest.
+    assert_eq!(
+        events[3]["target"],
+        serde_json::json!({"repository": "demo/app", "tag": "v1"})
+    );
+    assert_ne!(image.digest, "");
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_gets_every_event_once_it_recovers() {
+    let sink = Sink::start(SinkMode::FailFirst(3)).await;
+    let config = endpoint("flaky", &sink.url, "threshold = 2\nbackoff = \"20ms\"");
+    let reg = observe::start(StorageConfig::inmemory(), None, Some(config)).await;
+    let image = reg.server.push_image("demo/app", "v1", 5).await;
+    let events = sink.events(3).await;
+    let digests: Vec<&str> = events
+        .iter()
+        .map(|e| e["target"]["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        digests,
+        [
+            image.config_digest.as_str(),
+            image.layer_digest.as_str(),
+            image.digest.as_str()
+        ]
+    );
+    let metrics = reg.scrape().await;
+    assert_eq!(
+        value(
+            &metrics,
+            r#"marina_notification_deliveries_total{endpoint="flaky",outcome="failure"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            r#"marina_notification_events_total{endpoint="flaky",outcome="delivered"}"#
+        ),
+        3.0
+    );
+}
+
+#[tokio::test]
+async fn a_hung_endpoint_never_slows_a_request_and_a_full_queue_drops() {
+    let sink = Sink::start(SinkMode::Hang).await;
+    let config = endpoint("hung", &sink.url, "timeout = \"60s\"\nqueue_size = 2");
+    let reg = observe::start(StorageConfig::inmemory(), None, Some(config)).await;
+    let s = &reg.server;
+    s.push_image("demo/app", "v1", 6).await;
+    let started = Instant::now();
+    for _ in 0..50 {
+        let resp = s
+            .client
+            .head(s.url("/v2/demo/app/manifests/v1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    // 50 requests on loopback take milliseconds; waiting on the endpoint would take minutes.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let metrics = reg.scrape().await;
+    let series = |outcome: &str| {
+        value(
+            &metrics,
+            &format!(r#"marina_notification_events_total{{endpoint="hung",outcome="{outcome}"}}"#),
+        )
+    };
+    // 53 events: the sender holds the first batch, the queue holds 2, the rest is dropped.
+    assert!(series("dropped") >= 40.0, "{metrics}");
+    assert_eq!(series("queued") + series("dropped"), 53.0, "{metrics}");
+    assert_eq!(series("delivered"), 0.0);
+    assert!(
+        value(
+            &metrics,
+            r#"marina_notification_queue_length{endpoint="hung"}"#
+        ) <= 2.0
+    );
+}
