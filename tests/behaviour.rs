@@ -325,8 +325,8 @@ mod suite_catches_broken_drivers {
         ) -> Result<InMemoryReader> {
             self.0.read_blob(digest, range).await
         }
-        async fn create_upload(&self, id: &UploadId, target: Option<&Digest>) -> Result<()> {
-            self.0.create_upload(id, target).await
+        async fn start_upload(&self, id: &UploadId, target: Option<&Digest>) -> Result<()> {
+            self.0.start_upload(id, target).await
         }
         async fn append_upload<S>(
             &self,
@@ -340,14 +340,14 @@ mod suite_catches_broken_drivers {
         {
             self.0.append_upload(id, state, offset, body).await
         }
-        async fn commit_upload(
+        async fn finish_upload(
             &self,
             id: &UploadId,
             state: (),
             size: u64,
             digest: &Digest,
         ) -> Result<()> {
-            self.0.commit_upload(id, state, size, digest).await
+            self.0.finish_upload(id, state, size, digest).await
         }
         async fn abort_upload(&self, id: &UploadId, state: ()) -> Result<()> {
             self.0.abort_upload(id, state).await

@@ -7,9 +7,15 @@
 //! 1. **small metadata objects** (links, tags, manifests, referrer entries, upload states):
 //!    read, atomic write, remove, list;
 //! 2. **blob bytes**, content-addressed by digest: size and (ranged) streaming reads;
-//! 3. **upload bytes** in progress: create, append at an offset, commit as a blob, abort.
+//! 3. **upload bytes** in progress: start, append at an offset, finish as a blob, abort.
 //!
 //! Keys come from [`layout`](super::layout) and are always safe relative paths.
+//!
+//! Uploads use one vocabulary at every level: a session is *started*, chunks are *appended*
+//! (`put_upload_chunk` in [`StorageDriver`](super::StorageDriver), the spec's name), its
+//! progress read, and it is *finished* (its bytes become a blob) or *aborted*:
+//! [`StorageDriver::start_upload`](super::StorageDriver::start_upload) is
+//! `Engine::upload_start` over [`Backend::start_upload`], and so on.
 
 use std::fmt;
 use std::future::Future;
@@ -31,7 +37,7 @@ use crate::storage::layout::Key;
 ///   old or the new value, never a mix, and a crash after `write` returned loses nothing.
 /// - `list` returns the names of the objects directly inside `dir` (not of deeper ones), in
 ///   ascending byte order, strictly after `start_after`, at most `limit` of them.
-/// - Upload bytes are never visible as a blob before `commit_upload`. `append_upload` must
+/// - Upload bytes are never visible as a blob before `finish_upload`. `append_upload` must
 ///   leave everything the *previous* `UploadState` refers to intact until the engine persists
 ///   the new state, so a failed append can be retried from the old offset (the engine only
 ///   stores the new state once the append succeeded).
@@ -191,11 +197,11 @@ pub trait Backend: Send + Sync + 'static {
 
     // ----- upload bytes -----
 
-    /// Prepares storage for a new upload. `target` is the digest the bytes will be committed
+    /// Starts an upload: prepares its storage. `target` is the digest the bytes will be stored
     /// as when the caller already knows it (monolithic pushes); backends may use it to write
-    /// in place (S3: multipart upload straight to the blob's key) since commit only happens
+    /// in place (S3: multipart upload straight to the blob's key) since finishing only happens
     /// after the digest was verified.
-    fn create_upload(
+    fn start_upload(
         &self,
         id: &UploadId,
         target: Option<&Digest>,
@@ -214,10 +220,10 @@ pub trait Backend: Send + Sync + 'static {
     where
         S: Stream<Item = Result<Bytes>> + Send;
 
-    /// Turns the upload's `size` bytes into the blob `digest` (verified by the engine) and
-    /// releases the upload's storage. If the blob is already stored, the upload bytes are
-    /// simply discarded.
-    fn commit_upload(
+    /// Finishes an upload: turns its `size` bytes into the blob `digest` (verified by the
+    /// engine) and releases the upload's storage. If the blob is already stored, the upload
+    /// bytes are simply discarded.
+    fn finish_upload(
         &self,
         id: &UploadId,
         state: Self::UploadState,

@@ -143,7 +143,7 @@ impl Backend for InMemoryBackend {
         Ok(stream::iter(chunks.into_iter().map(Ok).collect::<Vec<_>>()))
     }
 
-    async fn create_upload(&self, id: &UploadId, _target: Option<&Digest>) -> Result<()> {
+    async fn start_upload(&self, id: &UploadId, _target: Option<&Digest>) -> Result<()> {
         let mut uploads = self.uploads.lock().map_err(|_| lock_poisoned())?;
         uploads.insert(id.clone(), Vec::new());
         Ok(())
@@ -192,7 +192,7 @@ impl Backend for InMemoryBackend {
         Ok(n)
     }
 
-    async fn commit_upload(
+    async fn finish_upload(
         &self,
         id: &UploadId,
         _state: (),

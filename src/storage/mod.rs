@@ -27,6 +27,7 @@ pub mod s3;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 mod types;
+mod upload_locks;
 
 use std::future::Future;
 

@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{StreamExt, stream};
 
-use super::metered::HASH_BATCH;
+use super::hashed_body::HASH_BATCH;
 use super::*;
 use crate::oci::ByteRange;
 use crate::storage::inmemory::{InMemoryBackend, InMemoryReader};
@@ -12,7 +12,7 @@ use crate::storage::layout::Key;
 #[derive(Debug, Default)]
 struct Faulty {
     inner: InMemoryBackend,
-    /// `commit_upload` stores the blob, then reports an error (a lost response).
+    /// `finish_upload` stores the blob, then reports an error (a lost response).
     commit_then_fail: AtomicBool,
     /// The next write of a repository link fails.
     fail_link_write: AtomicBool,
@@ -60,8 +60,8 @@ impl Backend for Faulty {
     async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<InMemoryReader> {
         self.inner.read_blob(digest, range).await
     }
-    async fn create_upload(&self, id: &UploadId, target: Option<&Digest>) -> Result<()> {
-        self.inner.create_upload(id, target).await
+    async fn start_upload(&self, id: &UploadId, target: Option<&Digest>) -> Result<()> {
+        self.inner.start_upload(id, target).await
     }
     async fn append_upload<S>(
         &self,
@@ -75,14 +75,14 @@ impl Backend for Faulty {
     {
         self.inner.append_upload(id, state, offset, body).await
     }
-    async fn commit_upload(
+    async fn finish_upload(
         &self,
         id: &UploadId,
         state: (),
         size: u64,
         digest: &Digest,
     ) -> Result<()> {
-        self.inner.commit_upload(id, state, size, digest).await?;
+        self.inner.finish_upload(id, state, size, digest).await?;
         if self.commit_then_fail.swap(false, Ordering::SeqCst) {
             return Err(injected());
         }
@@ -125,38 +125,6 @@ where
         .await
         .unwrap();
     id
-}
-
-fn lock_entries(locks: &UploadLocks) -> usize {
-    locks.0.lock().unwrap().len()
-}
-
-/// The lock map only holds sessions with an operation in flight, including after a
-/// waiter is cancelled once its holder is gone.
-#[tokio::test]
-async fn upload_locks_are_released() {
-    let locks = UploadLocks::default();
-    let (a, b) = (UploadId::generate(), UploadId::generate());
-    let held = locks.lock(&a).await;
-    let other = locks.lock(&b).await;
-    assert_eq!(lock_entries(&locks), 2);
-    drop(other);
-    assert_eq!(lock_entries(&locks), 1);
-    // A waiter, cancelled after the holder released the lock.
-    let mut waiter = Box::pin(locks.lock(&a));
-    assert!(futures::poll!(waiter.as_mut()).is_pending());
-    drop(held);
-    drop(waiter);
-    // Cleaned up by the next release of any session.
-    drop(locks.lock(&b).await);
-    assert_eq!(lock_entries(&locks), 0);
-    // A waiter cancelled while the holder still holds.
-    let held = locks.lock(&a).await;
-    let mut waiter = Box::pin(locks.lock(&a));
-    assert!(futures::poll!(waiter.as_mut()).is_pending());
-    drop(waiter);
-    drop(held);
-    assert_eq!(lock_entries(&locks), 0);
 }
 
 /// Bodies longer than a hash batch are hashed on the blocking pool in order: the digest

@@ -14,7 +14,7 @@ use crate::storage::hashing::{HashCheckpoint, Hasher};
 use crate::storage::layout::{self, Key};
 use crate::storage::{FileInfo, StorageDriver, UploadId, UploadProgress};
 
-use super::metered::{check_len, hash_only, metered};
+use super::hashed_body::{check_len, hash_only, hashed_body};
 use super::{Engine, EngineUpload};
 
 /// What is persisted for an upload session at `layout::upload_state`.
@@ -109,7 +109,7 @@ impl<B: Backend> Engine<B> {
                 id,
                 &mut state,
                 record.offset,
-                metered(body, hasher, &mut count, expected_len),
+                hashed_body(body, hasher, &mut count, expected_len),
             )
             .await?;
         if appended != count {
@@ -155,7 +155,7 @@ impl<B: Backend> Engine<B> {
         if existed {
             let _ = self.backend.abort_upload(id, record.backend).await;
         } else {
-            self.commit(id, record.backend, size, &interim).await?;
+            self.finish_blob(id, record.backend, size, &interim).await?;
         }
         self.backend.remove_upload_state(key).await?;
         let bytes = self.backend.read_blob(&interim, None).await?;
@@ -175,7 +175,7 @@ impl<B: Backend> Engine<B> {
         algorithm: DigestAlgorithm,
     ) -> Result<EngineUpload<B::UploadState>> {
         let id = UploadId::generate();
-        let backend = self.backend.create_upload(&id, None).await?;
+        let backend = self.backend.start_upload(&id, None).await?;
         let record = UploadRecord {
             offset: 0,
             hash: Hasher::new(algorithm).checkpoint(),
@@ -288,7 +288,7 @@ impl<B: Backend> Engine<B> {
             let _ = self.backend.abort_upload(id, record.backend).await;
             self.link(repo, digest, size).await?
         } else {
-            self.commit_and_link(repo, id, record.backend, size, digest)
+            self.finish_and_link(repo, id, record.backend, size, digest)
                 .await?
         };
         self.backend.remove_upload_state(&key).await?;

@@ -59,6 +59,7 @@ use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::backend::Backend;
 use crate::storage::layout::{self, Key};
+use crate::storage::upload_locks::UploadLocks;
 use crate::storage::{Engine, EngineOptions, FilesystemConfig, UploadId};
 
 pub use reader::{FilesystemReader, MAP_MIN, READ_CHUNK};
@@ -86,7 +87,7 @@ pub struct FilesystemBackend {
     /// The root as displayed, with a trailing separator: [`Backend::locate`] appends a key.
     root_prefix: Arc<str>,
     /// Serialises appends to one upload within this process.
-    locks: Arc<upload::UploadLocks>,
+    locks: UploadLocks,
 }
 
 impl fmt::Debug for FilesystemBackend {
@@ -119,7 +120,7 @@ impl FilesystemBackend {
         Ok(Self {
             root: Arc::new(root),
             root_prefix: root_prefix.into(),
-            locks: Arc::default(),
+            locks: UploadLocks::default(),
         })
     }
 
@@ -391,7 +392,7 @@ impl Backend for FilesystemBackend {
         blocking(move || FilesystemReader::open(&path, &digest, range)).await
     }
 
-    async fn create_upload(
+    async fn start_upload(
         &self,
         _id: &UploadId,
         target: Option<&Digest>,
@@ -422,7 +423,7 @@ impl Backend for FilesystemBackend {
         upload::append(&self.root, &self.locks, id, state, offset, body).await
     }
 
-    async fn commit_upload(
+    async fn finish_upload(
         &self,
         id: &UploadId,
         state: FilesystemUploadState,

@@ -250,11 +250,7 @@ impl Backend for S3Backend {
             .ok_or_else(|| Error::BlobUnknown(digest.clone()))
     }
 
-    async fn create_upload(
-        &self,
-        _id: &UploadId,
-        target: Option<&Digest>,
-    ) -> Result<S3UploadState> {
+    async fn start_upload(&self, _id: &UploadId, target: Option<&Digest>) -> Result<S3UploadState> {
         Ok(self.create(target))
     }
 
@@ -271,7 +267,7 @@ impl Backend for S3Backend {
         on_heap(self.append(id, state, offset, body)).await
     }
 
-    async fn commit_upload(
+    async fn finish_upload(
         &self,
         id: &UploadId,
         state: S3UploadState,
