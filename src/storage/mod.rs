@@ -21,6 +21,7 @@ mod engine;
 pub mod filesystem;
 pub mod hashing;
 pub mod inmemory;
+pub mod layers;
 pub mod layout;
 #[cfg(feature = "s3")]
 pub mod s3;

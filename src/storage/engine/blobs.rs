@@ -21,7 +21,7 @@ impl<B: Backend> Engine<B> {
         digest: &Digest,
     ) -> Result<Option<u64>> {
         let key = layout::layer_link(repo, digest);
-        if B::LINK_WHILE_COMMITTING {
+        if self.backend.capabilities().link_while_finishing {
             // The link may have been made durable before its blob (`finish_and_link`): it
             // counts only if the blob is there, whose size is authoritative anyway, so the
             // link's content is not needed.
@@ -39,7 +39,7 @@ impl<B: Backend> Engine<B> {
                 .and_then(|s| s.trim().parse().ok())
             {
                 Some(size) => Ok(Some(size)),
-                // A link's content may be lost by a crash (`Backend::write_link`): its
+                // A link's content may be lost by a crash (`Backend` contract, clause 3): its
                 // existence is what was made durable, after the blob's bytes. The blob's own
                 // size is then authoritative.
                 None => match self.backend.blob_size(digest).await? {
@@ -52,7 +52,9 @@ impl<B: Backend> Engine<B> {
 
     /// Commits verified upload bytes as blob `digest` and links it into `repo`: one after the
     /// other, or both at once where the backend allows it
-    /// ([`Backend::LINK_WHILE_COMMITTING`]), saving a round of name syncs per push.
+    /// ([`Capabilities::link_while_finishing`]), saving a round of name syncs per push.
+    ///
+    /// [`Capabilities::link_while_finishing`]: crate::storage::backend::Capabilities::link_while_finishing
     pub(super) async fn finish_and_link(
         &self,
         repo: &RepositoryName,
@@ -61,7 +63,7 @@ impl<B: Backend> Engine<B> {
         size: u64,
         digest: &Digest,
     ) -> Result<FileInfo> {
-        if !B::LINK_WHILE_COMMITTING {
+        if !self.backend.capabilities().link_while_finishing {
             self.finish_blob(id, state, size, digest).await?;
             return self.link(repo, digest, size).await;
         }
@@ -88,7 +90,7 @@ impl<B: Backend> Engine<B> {
         size: u64,
     ) -> Result<FileInfo> {
         self.backend
-            .write_link(
+            .write(
                 &layout::layer_link(repo, digest),
                 Bytes::from(size.to_string()),
             )
@@ -251,7 +253,9 @@ impl<B: Backend> Engine<B> {
             .await?
             .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
         // (`linked_size` has already checked the blob where links may precede blobs.)
-        if !B::LINK_WHILE_COMMITTING && self.backend.blob_size(digest).await?.is_none() {
+        if !self.backend.capabilities().link_while_finishing
+            && self.backend.blob_size(digest).await?.is_none()
+        {
             return Err(Error::BlobUnknown(digest.clone()));
         }
         self.link(to, digest, size).await

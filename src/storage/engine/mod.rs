@@ -119,7 +119,7 @@ impl<B: Backend> StorageDriver for Engine<B> {
     }
 
     fn chunk_min_length(&self) -> Option<u64> {
-        self.backend.chunk_min_length()
+        self.backend.capabilities().chunk_min_length
     }
 
     async fn stat(&self, repo: &RepositoryName, digest: &Digest) -> Result<FileInfo> {

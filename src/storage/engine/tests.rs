@@ -4,9 +4,8 @@ use futures::{StreamExt, stream};
 
 use super::hashed_body::HASH_BATCH;
 use super::*;
-use crate::oci::ByteRange;
-use crate::storage::inmemory::{InMemoryBackend, InMemoryReader};
-use crate::storage::layout::Key;
+use crate::storage::inmemory::InMemoryBackend;
+use crate::storage::layout::{Key, KeyClass};
 
 /// The in-memory backend with injectable failures.
 #[derive(Debug, Default)]
@@ -22,58 +21,18 @@ fn injected() -> Error {
     Error::backend("faulty", "injected failure")
 }
 
+#[deny(clippy::missing_trait_methods)]
 impl Backend for Faulty {
     const NAME: &'static str = "faulty";
-    type Reader = InMemoryReader;
-    type UploadState = ();
+    crate::forward_backend!(inner: InMemoryBackend;
+        Reader, UploadState, capabilities, locate, read, exists, remove, list, any_under,
+        write_tag, blob_size, read_blob, start_upload, append_upload, abort_upload);
 
-    fn locate(&self, key: &Key) -> String {
-        self.inner.locate(key)
-    }
-    async fn read(&self, key: &Key) -> Result<Option<Bytes>> {
-        self.inner.read(key).await
-    }
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
-        if key.as_str().contains("/_layers/") && self.fail_link_write.swap(false, Ordering::SeqCst)
-        {
+        if key.class() == KeyClass::Link && self.fail_link_write.swap(false, Ordering::SeqCst) {
             return Err(injected());
         }
         self.inner.write(key, value).await
-    }
-    async fn remove(&self, key: &Key) -> Result<()> {
-        self.inner.remove(key).await
-    }
-    async fn list(
-        &self,
-        dir: &Key,
-        start_after: Option<&str>,
-        limit: Option<usize>,
-    ) -> Result<Vec<String>> {
-        self.inner.list(dir, start_after, limit).await
-    }
-    async fn any_under(&self, dir: &Key) -> Result<bool> {
-        self.inner.any_under(dir).await
-    }
-    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        self.inner.blob_size(digest).await
-    }
-    async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<InMemoryReader> {
-        self.inner.read_blob(digest, range).await
-    }
-    async fn start_upload(&self, id: &UploadId, target: Option<&Digest>) -> Result<()> {
-        self.inner.start_upload(id, target).await
-    }
-    async fn append_upload<S>(
-        &self,
-        id: &UploadId,
-        state: &mut (),
-        offset: u64,
-        body: S,
-    ) -> Result<u64>
-    where
-        S: Stream<Item = Result<Bytes>> + Send,
-    {
-        self.inner.append_upload(id, state, offset, body).await
     }
     async fn finish_upload(
         &self,
@@ -87,9 +46,6 @@ impl Backend for Faulty {
             return Err(injected());
         }
         Ok(())
-    }
-    async fn abort_upload(&self, id: &UploadId, state: ()) -> Result<()> {
-        self.inner.abort_upload(id, state).await
     }
 }
 

@@ -8,7 +8,7 @@
 //!
 //!   Except for **volatile** sessions (the default on Linux, [`FilesystemUploadState::boot`]):
 //!   a chunk's bytes (and the engine's record of the session, through
-//!   `Backend::write_upload_state`) are written without `fsync`. A process crash loses
+//!   a write of its `UploadState` key) are written without `fsync`. A process crash loses
 //!   nothing (the page cache keeps the writes); a machine crash may lose or tear them, but it
 //!   also changes the kernel's boot id, which the record carries: on load a record from an
 //!   earlier boot, or one a crash left unreadable, is `BLOB_UPLOAD_UNKNOWN` and the client
@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::oci::Digest;
 use crate::storage::UploadId;
+use crate::storage::backend::PersistedUploadState;
 use crate::storage::layout;
 use crate::storage::upload_locks::{UploadGuard, UploadLocks};
 
@@ -94,9 +95,12 @@ impl FilesystemUploadState {
     pub(super) fn volatile(&self) -> bool {
         self.boot.is_some()
     }
+}
 
-    /// Whether the session's unsynced writes, if any, can still be trusted.
-    pub(super) fn current(&self) -> bool {
+impl PersistedUploadState for FilesystemUploadState {
+    /// Whether the session's unsynced writes, if any, can still be trusted: written during
+    /// this boot.
+    fn is_current(&self) -> bool {
         self.boot.as_deref().is_none_or(|b| Some(b) == boot_id())
     }
 }
@@ -133,8 +137,8 @@ fn background_sync(file: &File) -> bool {
 /// Relative path of an upload's data file (the upload's data "directory" key is used as a
 /// plain file: one entry per upload, no directory to create, sync and remove).
 fn data_rel(id: &UploadId) -> Result<String> {
-    let key = layout::upload_data_dir(id);
-    Ok(paths::rel_path(&key)?.into_owned())
+    let key = layout::upload_data(id);
+    Ok(paths::rel_path(&key)?.to_owned())
 }
 
 /// Opens the data file for writing at `offset`, creating it for a fresh upload. Returns the
@@ -382,7 +386,7 @@ pub(super) fn commit(
     let rel = data_rel(id)?;
     let source = paths::join(root, &rel);
     let blob_key = layout::blob_data(digest);
-    let blob_rel = &*paths::rel_path(&blob_key)?;
+    let blob_rel = paths::rel_path(&blob_key)?;
     let (blob_dir, blob_name) = paths::split_parent(blob_rel);
     let target = paths::join(root, blob_rel);
 
