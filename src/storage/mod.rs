@@ -21,12 +21,14 @@ mod engine;
 pub mod filesystem;
 pub mod hashing;
 pub mod inmemory;
+pub mod layers;
 pub mod layout;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 mod types;
+mod upload_locks;
 
 use std::future::Future;
 
