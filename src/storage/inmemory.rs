@@ -10,8 +10,8 @@ use futures::{Stream, StreamExt, stream};
 
 use crate::error::Result;
 use crate::oci::{ByteRange, Digest};
-use crate::storage::backend::Backend;
-use crate::storage::layout::Key;
+use crate::storage::backend::{Backend, Capabilities};
+use crate::storage::layout::{Dir, Key};
 use crate::storage::{Engine, EngineOptions, UploadId};
 
 /// The in-memory storage driver.
@@ -42,6 +42,11 @@ fn lock_poisoned() -> crate::error::Error {
     crate::error::Error::backend("inmemory", "lock poisoned by a panic")
 }
 
+/// What the keys of the objects in `dir` (with its name prefix) start with.
+fn listing_prefix(dir: &Dir) -> String {
+    [dir.as_str(), "/", dir.name_prefix()].concat()
+}
+
 /// Keeps the bytes `start..=end` of a rope, slicing (not copying) the chunks.
 fn slice_rope(rope: &Rope, range: ByteRange) -> Rope {
     let mut out = Vec::new();
@@ -64,6 +69,10 @@ impl Backend for InMemoryBackend {
     const NAME: &'static str = "inmemory";
     type Reader = InMemoryReader;
     type UploadState = ();
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
 
     fn locate(&self, key: &Key) -> String {
         ["memory:", key.as_str()].concat()
@@ -88,11 +97,11 @@ impl Backend for InMemoryBackend {
 
     async fn list(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<String>> {
-        let prefix = format!("{}/", dir.as_str());
+        let prefix = listing_prefix(dir);
         let from = match start_after {
             Some(after) => format!("{prefix}{after}"),
             None => prefix.clone(),
@@ -114,8 +123,8 @@ impl Backend for InMemoryBackend {
         Ok(names)
     }
 
-    async fn any_under(&self, dir: &Key) -> Result<bool> {
-        let prefix = format!("{}/", dir.as_str());
+    async fn any_under(&self, dir: &Dir) -> Result<bool> {
+        let prefix = listing_prefix(dir);
         let objects = self.objects.read().map_err(|_| lock_poisoned())?;
         Ok(objects
             .range::<str, _>((
@@ -143,7 +152,7 @@ impl Backend for InMemoryBackend {
         Ok(stream::iter(chunks.into_iter().map(Ok).collect::<Vec<_>>()))
     }
 
-    async fn create_upload(&self, id: &UploadId, _target: Option<&Digest>) -> Result<()> {
+    async fn start_upload(&self, id: &UploadId, _target: Option<&Digest>) -> Result<()> {
         let mut uploads = self.uploads.lock().map_err(|_| lock_poisoned())?;
         uploads.insert(id.clone(), Vec::new());
         Ok(())
@@ -192,7 +201,7 @@ impl Backend for InMemoryBackend {
         Ok(n)
     }
 
-    async fn commit_upload(
+    async fn finish_upload(
         &self,
         id: &UploadId,
         _state: (),
