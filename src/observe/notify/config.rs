@@ -5,7 +5,18 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+/// An invalid `[notifications]` setting: the field and what is wrong with it (never a
+/// header's value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid notifications configuration: {field}: {message}")]
+pub struct ConfigError {
+    /// The setting at fault, e.g. `notifications.endpoints.url`.
+    pub field: &'static str,
+    /// What is wrong, naming the endpoint.
+    pub message: String,
+}
+
+type Result<T> = std::result::Result<T, ConfigError>;
 
 /// `[notifications]`: where events go.
 ///
@@ -102,8 +113,8 @@ pub const DEFAULT_QUEUE_SIZE: usize = 1024;
 
 const ACTIONS: [&str; 4] = ["pull", "push", "mount", "delete"];
 
-fn invalid(field: &'static str, message: String) -> Error {
-    Error::Config { field, message }
+fn invalid(field: &'static str, message: String) -> ConfigError {
+    ConfigError { field, message }
 }
 
 impl NotificationsConfig {
@@ -302,10 +313,7 @@ mod tests {
         ];
         for (text, field) in cases {
             let err = parse(text).validate().unwrap_err();
-            assert!(
-                matches!(err, Error::Config { field: f, .. } if f == field),
-                "{text}: {err}"
-            );
+            assert_eq!(err.field, field, "{text}: {err}");
             assert!(!err.to_string().contains("secret-value"));
         }
         assert!(

@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::config::{
-    DEFAULT_BACKOFF, DEFAULT_QUEUE_SIZE, DEFAULT_THRESHOLD, DEFAULT_TIMEOUT, EndpointConfig,
+    ConfigError, DEFAULT_BACKOFF, DEFAULT_QUEUE_SIZE, DEFAULT_THRESHOLD, DEFAULT_TIMEOUT,
+    EndpointConfig,
 };
 use super::event::{Action, EVENTS_MEDIA_TYPE, Event, SourceRecord, envelope};
 use crate::observe::metrics::NotificationEndpointMetrics;
@@ -90,7 +91,7 @@ pub(super) fn start(
     scheme: Arc<str>,
     source: Arc<SourceRecord>,
     metrics: NotificationEndpointMetrics,
-) -> crate::Result<(EndpointQueue, JoinHandle<()>)> {
+) -> Result<(EndpointQueue, JoinHandle<()>), ConfigError> {
     let mut headers = reqwest::header::HeaderMap::new();
     for (name, values) in &config.headers {
         for value in values.values() {
@@ -112,7 +113,7 @@ pub(super) fn start(
         .timeout(config.timeout.unwrap_or(DEFAULT_TIMEOUT))
         .default_headers(headers)
         .build()
-        .map_err(|e| crate::Error::Config {
+        .map_err(|e| ConfigError {
             field: "notifications.endpoints",
             message: format!("{}: cannot build the HTTP client: {e}", config.name),
         })?;

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tokio::task::JoinHandle;
 
-pub use config::{EndpointConfig, NotificationsConfig};
+pub use config::{ConfigError, EndpointConfig, NotificationsConfig};
 pub use event::{Action, Event, RequestRecord, SourceRecord, Target, TargetKind};
 
 use crate::observe::metrics::{Metrics, NotificationEndpointMetrics};
@@ -79,7 +79,7 @@ impl Notifier {
         config: &NotificationsConfig,
         options: NotifierOptions,
         metrics: Option<&Metrics>,
-    ) -> crate::Result<(Arc<Self>, NotifierTasks)> {
+    ) -> Result<(Arc<Self>, NotifierTasks), ConfigError> {
         config.validate()?;
         let scheme: Arc<str> = options.scheme.into();
         let source = Arc::new(SourceRecord {
