@@ -6,6 +6,7 @@
 #
 #   bash benches/observe-cost.sh                  # REPEAT=5 runs per scenario and setting
 #   REPEAT=3 SCENARIOS="head-blob" bash benches/observe-cost.sh
+#   BASELINE_BIN=/tmp/marina-registry-old bash benches/observe-cost.sh   # also an older binary
 #
 # Runs alternate between the settings (off, metrics, metrics+notify, off, ...), each on a
 # freshly started server with empty filesystem storage; the figures printed are medians, and
@@ -55,10 +56,12 @@ start() { # setting
     metrics) args+=(--metrics-listen "$METRICS_ADDR") ;;
     notify) args+=(--metrics-listen "$METRICS_ADDR" --config "$WORK/notify.toml") ;;
   esac
-  RUST_LOG=warn "$BIN" "${args[@]}" >"$WORK/marina.log" 2>&1 &
+  local bin=$BIN
+  [ "$1" = baseline ] && bin=$BASELINE_BIN
+  RUST_LOG=warn "$bin" "${args[@]}" >"$WORK/marina.log" 2>&1 &
   PID=$!; PIDS+=("$PID"); wait_up "$ADDR/v2/"
   SCRAPER=""
-  if [ "$1" != off ]; then
+  if [ "$1" = metrics ] || [ "$1" = notify ]; then
     (while sleep 1; do curl -sf -o /dev/null "http://$METRICS_ADDR/metrics" || true; done) &
     SCRAPER=$!; PIDS+=("$SCRAPER")
   fi
@@ -79,13 +82,15 @@ SCEN=(
   "push-small-2000x4KiB-c8|push-small -size 4KiB -n 2000 -conc 8|ops_per_s"
 )
 echo "# REPEAT=$REPEAT bash benches/observe-cost.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+SETTINGS=(off metrics notify)
+[ -n "${BASELINE_BIN:-}" ] && SETTINGS+=(baseline)
 printf '%-26s %12s %12s %12s %9s %9s\n' scenario off metrics +notify "cost(m)" "cost(m+n)"
 for s in "${SCEN[@]}"; do
   IFS='|' read -r name args unit <<<"$s"
   if [ -n "${SCENARIOS:-}" ] && ! grep -qw -- "${args%% *}" <<<"$SCENARIOS"; then continue; fi
-  declare -A runs=([off]="" [metrics]="" [notify]="")
+  declare -A runs=([off]="" [metrics]="" [notify]="" [baseline]="")
   for _ in $(seq 1 "$REPEAT"); do
-    for setting in off metrics notify; do
+    for setting in "${SETTINGS[@]}"; do
       start "$setting"
       v=$("$WORK/regbench" $args -url "http://$ADDR" -seed 42 -timeout 600s 2>>"$WORK/regbench.err" | grep "^scenario=" | head -1 | field "$unit")
       stop
@@ -95,6 +100,10 @@ for s in "${SCEN[@]}"; do
   off=$(median ${runs[off]}); m=$(median ${runs[metrics]}); n=$(median ${runs[notify]})
   printf '%-26s %12s %12s %12s %9s %9s  runs off%s; metrics%s; notify%s\n' "$name" "$off" "$m" "$n" \
     "$(cost "$off" "$m")" "$(cost "$off" "$n")" "${runs[off]}" "${runs[metrics]}" "${runs[notify]}"
+  if [ -n "${BASELINE_BIN:-}" ]; then
+    b=$(median ${runs[baseline]})
+    printf '%-26s baseline binary %s: %s, off vs baseline %s; runs%s\n' "$name" "$BASELINE_BIN" "$b" "$(cost "$b" "$off")" "${runs[baseline]}"
+  fi
 done
 kill "$SINK_PID" 2>/dev/null; wait "$SINK_PID" 2>/dev/null || true
 cat "$WORK/sink.log"
