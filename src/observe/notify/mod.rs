@@ -16,7 +16,7 @@
 //! | `DELETE` blob | 202 | `delete`, `digest` and `repository` |
 //!
 //! Each configured endpoint has its own bounded queue and sender task
-//! ([`dispatch`](self::dispatch)); a request only ever offers an event to the queues, which
+//! (the private `dispatch` module); a request only ever offers an event to the queues, which
 //! never waits.
 //!
 //! [`RouteInfo`]: crate::registry::RouteInfo
