@@ -1,6 +1,6 @@
 //! A cheap check that the storage answers and accepts writes, for readiness probes.
 //!
-//! Kept apart from [`StorageDriver`](crate::storage::StorageDriver), which holds the OCI
+//! Kept apart from [`StorageDriver`], which holds the OCI
 //! operations only: this is an operational question about the backend, implemented once for
 //! every [`Engine`] on top of the [`Backend`] primitives, and for [`AnyDriver`] by dispatch.
 
