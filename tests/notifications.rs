@@ -238,7 +238,12 @@ async fn a_failing_endpoint_gets_every_event_once_it_recovers() {
 #[tokio::test]
 async fn a_hung_endpoint_never_slows_a_request_and_a_full_queue_drops() {
     let sink = Sink::start(SinkMode::Hang).await;
-    let config = endpoint("hung", &sink.url, "timeout = \"60s\"\nqueue_size = 2");
+    // One event per envelope: the sender holds exactly one while the endpoint hangs.
+    let config = endpoint(
+        "hung",
+        &sink.url,
+        "timeout = \"60s\"\nqueue_size = 2\nmax_batch = 1",
+    );
     let reg = observe::start(StorageConfig::inmemory(), None, Some(config)).await;
     let s = &reg.server;
     s.push_image("demo/app", "v1", 6).await;
@@ -265,7 +270,7 @@ async fn a_hung_endpoint_never_slows_a_request_and_a_full_queue_drops() {
             &format!(r#"marina_notification_events_total{{endpoint="hung",outcome="{outcome}"}}"#),
         )
     };
-    // 53 events: the sender holds the first batch, the queue holds 2, the rest is dropped.
+    // 53 events: the sender holds the first, the queue holds 2, the rest is dropped.
     assert!(series("dropped") >= 40.0, "{metrics}");
     assert_eq!(series("queued") + series("dropped"), 53.0, "{metrics}");
     assert_eq!(series("delivered"), 0.0);
@@ -274,5 +279,63 @@ async fn a_hung_endpoint_never_slows_a_request_and_a_full_queue_drops() {
             &metrics,
             r#"marina_notification_queue_length{endpoint="hung"}"#
         ) <= 2.0
+    );
+}
+
+#[tokio::test]
+async fn events_are_sent_together_in_order_in_bounded_envelopes() {
+    let sink = Sink::start(SinkMode::Accept).await;
+    // A flush interval long enough that a loaded machine still batches; at most 4 a POST.
+    let config = endpoint(
+        "batched",
+        &sink.url,
+        "max_batch = 4\nflush_interval = \"1s\"",
+    );
+    let reg = observe::start(StorageConfig::inmemory(), None, Some(config)).await;
+    let s = &reg.server;
+    let image = s.push_image("demo/app", "v1", 7).await;
+    const PULLS: usize = 21;
+    for n in 0..PULLS {
+        let resp = s
+            .client
+            .head(s.url(&format!("/v2/demo/app/blobs/{}", image.layer_digest)))
+            .header("x-request-id", format!("pull-{n}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let events = sink.events(3 + PULLS).await;
+    // Every event, once, in the order of the requests.
+    let pulls: Vec<&str> = events[3..]
+        .iter()
+        .map(|e| e["request"]["id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..PULLS).map(|n| format!("pull-{n}")).collect();
+    assert_eq!(pulls, expected);
+    assert_eq!(events.len(), 3 + PULLS);
+    let deliveries = sink.deliveries();
+    let sizes: Vec<usize> = deliveries
+        .iter()
+        .map(|d| d.envelope["events"].as_array().unwrap().len())
+        .collect();
+    // 24 events in envelopes of at most 4: at least 6 POSTs, and full ones under load.
+    assert!(sizes.iter().all(|&n| (1..=4).contains(&n)), "{sizes:?}");
+    assert!(sizes.len() >= 6, "{sizes:?}");
+    assert!(sizes.contains(&4), "{sizes:?}");
+    let metrics = reg.scrape().await;
+    assert_eq!(
+        value(
+            &metrics,
+            r#"marina_notification_events_total{endpoint="batched",outcome="delivered"}"#
+        ),
+        (3 + PULLS) as f64
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            r#"marina_notification_deliveries_total{endpoint="batched",outcome="success"}"#
+        ),
+        sizes.len() as f64
     );
 }

@@ -64,6 +64,14 @@ pub struct EndpointConfig {
     /// are dropped and counted (`marina_notification_events_total{outcome="dropped"}`).
     #[serde(default)]
     pub queue_size: Option<usize>,
+    /// The most events sent in one envelope (default 256). The sender waits up to
+    /// `flush_interval` after the first queued event for more, then POSTs them together.
+    #[serde(default)]
+    pub max_batch: Option<usize>,
+    /// How long a queued event may wait for others to share its envelope (default
+    /// `"100ms"`; `"0ms"` sends what is queued right away).
+    #[serde(default, with = "duration")]
+    pub flush_interval: Option<Duration>,
     /// Events this endpoint does not want.
     #[serde(default)]
     pub ignore: IgnoreConfig,
@@ -110,6 +118,10 @@ pub const DEFAULT_THRESHOLD: u32 = 3;
 pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 /// Default [`EndpointConfig::queue_size`].
 pub const DEFAULT_QUEUE_SIZE: usize = 1024;
+/// Default [`EndpointConfig::max_batch`].
+pub const DEFAULT_MAX_BATCH: usize = 256;
+/// Default [`EndpointConfig::flush_interval`].
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 const ACTIONS: [&str; 4] = ["pull", "push", "mount", "delete"];
 
@@ -119,7 +131,7 @@ fn invalid(field: &'static str, message: String) -> ConfigError {
 
 impl NotificationsConfig {
     /// Checks every endpoint: unique non-empty names, an `http(s)://` URL, header names and
-    /// values that are valid in HTTP, positive timeout, threshold and queue size, known
+    /// values that are valid in HTTP, positive timeout, threshold, queue size and batch size, known
     /// actions. Errors name the endpoint and the field.
     pub fn validate(&self) -> Result<()> {
         let mut names = std::collections::BTreeSet::new();
@@ -174,6 +186,12 @@ impl NotificationsConfig {
             if e.queue_size == Some(0) {
                 return Err(invalid(
                     "notifications.endpoints.queue_size",
+                    format!("{name}: must be at least 1"),
+                ));
+            }
+            if e.max_batch == Some(0) {
+                return Err(invalid(
+                    "notifications.endpoints.max_batch",
                     format!("{name}: must be at least 1"),
                 ));
             }

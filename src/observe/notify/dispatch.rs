@@ -2,10 +2,17 @@
 //!
 //! A request only ever calls [`EndpointQueue::offer`], a non-blocking `try_send`: when the
 //! queue is full the event is dropped and counted, so a slow or dead endpoint never slows a
-//! request. The task sends what is queued in envelopes of up to [`MAX_BATCH`] events, in
-//! order, and retries an envelope until the endpoint accepts it: right away a few times,
-//! then, after `threshold` consecutive failures, after `backoff`, doubled while the failures
-//! go on (up to a minute).
+//! request. Serialising and POSTing happen in the task only, a batch at a time: the task
+//! takes the first queued event, lets `flush_interval` pass, takes what was queued meanwhile
+//! (up to `max_batch` events in all) and sends them, in order, in one envelope, which
+//! Distribution's format allows ("The envelope contains one or more events [...] the registry
+//! may choose to group unrelated events and send them in the same envelope to reduce the
+//! total number of requests": `docs/content/about/notifications.md` of
+//! distribution/distribution, section "Envelope"). Under load an endpoint thus gets a few
+//! POSTs a second instead of one per pull. It retries an envelope until the endpoint accepts
+//! it: right away a few times, then, after `threshold` consecutive failures, after `backoff`,
+//! doubled while the failures go on (up to a minute); events queue meanwhile, up to
+//! `queue_size`, and the next envelope takes them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +21,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::config::{
-    ConfigError, DEFAULT_BACKOFF, DEFAULT_QUEUE_SIZE, DEFAULT_THRESHOLD, DEFAULT_TIMEOUT,
-    EndpointConfig,
+    ConfigError, DEFAULT_BACKOFF, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE,
+    DEFAULT_THRESHOLD, DEFAULT_TIMEOUT, EndpointConfig,
 };
 use super::event::{Action, EVENTS_MEDIA_TYPE, Event, SourceRecord, envelope};
 use crate::observe::metrics::NotificationEndpointMetrics;
 
-/// The most events sent in one envelope.
-pub const MAX_BATCH: usize = 64;
 /// The wait between the quick retries before `threshold` is reached.
 const QUICK_RETRY: Duration = Duration::from_millis(50);
 /// The longest wait between two attempts.
@@ -80,6 +85,8 @@ struct Sender {
     client: reqwest::Client,
     threshold: u32,
     backoff: Duration,
+    max_batch: usize,
+    flush_interval: Duration,
     scheme: Arc<str>,
     source: Arc<SourceRecord>,
     metrics: NotificationEndpointMetrics,
@@ -134,6 +141,8 @@ pub(super) fn start(
         client,
         threshold: config.threshold.unwrap_or(DEFAULT_THRESHOLD),
         backoff: config.backoff.unwrap_or(DEFAULT_BACKOFF),
+        max_batch: config.max_batch.unwrap_or(DEFAULT_MAX_BATCH).max(1),
+        flush_interval: config.flush_interval.unwrap_or(DEFAULT_FLUSH_INTERVAL),
         scheme,
         source,
         metrics,
@@ -143,20 +152,39 @@ pub(super) fn start(
 
 impl Sender {
     async fn run(self, mut receiver: mpsc::Receiver<Arc<Event>>) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        loop {
-            if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                return; // every queue handle dropped and the queue drained
-            }
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while self.next_batch(&mut receiver, &mut batch).await {
             self.metrics.queue_length.dec_by(batch.len() as i64);
-            let body = bytes::Bytes::from(envelope(
-                batch.iter().map(|e| &**e),
-                &self.scheme,
-                &self.source,
-            ));
-            self.deliver(body, batch.len()).await;
+            let body = envelope(&batch, &self.scheme, &self.source);
+            self.deliver(bytes::Bytes::from(body), batch.len()).await;
             batch.clear();
         }
+    }
+
+    /// Fills `batch` with the next events to send: waits for one, then, unless that already
+    /// filled the batch, sleeps `flush_interval` and takes what was queued meanwhile, up to
+    /// `max_batch`. Sleeping rather than waiting on the queue matters: a task waiting on the
+    /// queue is woken by every event offered to it, while a sleeping one costs a request only
+    /// the `try_send`. Returns `false` once every queue handle is dropped and the queue is
+    /// drained.
+    async fn next_batch(
+        &self,
+        receiver: &mut mpsc::Receiver<Arc<Event>>,
+        batch: &mut Vec<Arc<Event>>,
+    ) -> bool {
+        if receiver.recv_many(batch, self.max_batch).await == 0 {
+            return false;
+        }
+        if batch.len() < self.max_batch && !self.flush_interval.is_zero() {
+            tokio::time::sleep(self.flush_interval).await;
+            while batch.len() < self.max_batch {
+                match receiver.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break, // empty, or closed: send what we hold
+                }
+            }
+        }
+        true
     }
 
     /// Sends one envelope until the endpoint accepts it.

@@ -4,13 +4,14 @@
 //! An [`Event`] is built on the request's path from what the response already holds (cheap
 //! clones, no formatting); it becomes JSON only in the endpoint's dispatcher task.
 
+use std::borrow::Borrow;
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use axum::http::{HeaderValue, Method};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::oci::RepositoryName;
 
@@ -118,15 +119,42 @@ fn text(v: &HeaderValue) -> &str {
     v.to_str().unwrap_or("")
 }
 
+/// Written with `Display`, straight into the JSON text (no `String` per field).
+struct Text<T>(T);
+
+impl<T: fmt::Display> Serialize for Text<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// The events of one envelope, serialised one by one as the JSON is written.
+struct WireEvents<'a, E> {
+    events: &'a [E],
+    scheme: &'a str,
+    source: &'a SourceRecord,
+}
+
+impl<E: Borrow<Event>> Serialize for WireEvents<'_, E> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.events
+                .iter()
+                .map(|e| e.borrow().wire(self.scheme, self.source)),
+        )
+    }
+}
+
 #[derive(Serialize)]
-struct WireEnvelope<'a> {
-    events: Vec<WireEvent<'a>>,
+#[serde(bound = "E: Borrow<Event>")]
+struct WireEnvelope<'a, E> {
+    events: WireEvents<'a, E>,
 }
 
 #[derive(Serialize)]
 struct WireEvent<'a> {
-    id: String,
-    timestamp: String,
+    id: Text<Uuid>,
+    timestamp: Text<Rfc3339Time>,
     action: &'static str,
     target: WireTarget<'a>,
     request: WireRequest<'a>,
@@ -149,7 +177,7 @@ struct WireTarget<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     from_repository: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<String>,
+    url: Option<Text<ContentUrl<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tag: Option<&'a str>,
 }
@@ -158,7 +186,7 @@ struct WireTarget<'a> {
 struct WireRequest<'a> {
     id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    addr: Option<String>,
+    addr: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     host: Option<&'a str>,
     method: &'a str,
@@ -172,45 +200,95 @@ struct WireActor<'a> {
 }
 
 /// A 128-bit id written as a UUID (version 4 layout).
-fn uuid_text(id: u128) -> String {
-    let v4 = (id & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
-    let hex = format!("{v4:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+struct Uuid(u128);
+
+impl fmt::Display for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v4 = (self.0 & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
+        write!(
+            f,
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            v4 >> 96,
+            (v4 >> 80) & 0xffff,
+            (v4 >> 64) & 0xffff,
+            (v4 >> 48) & 0xffff,
+            v4 & 0xffff_ffff_ffff
+        )
+    }
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    OffsetDateTime::from(t)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+/// A time in RFC 3339, UTC.
+struct Rfc3339Time(SystemTime);
+
+impl fmt::Display for Rfc3339Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = OffsetDateTime::from(self.0);
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )?;
+        // Fractional seconds as RFC 3339 allows: as many digits as needed, none when zero.
+        let mut nanos = t.nanosecond();
+        if nanos > 0 {
+            let mut digits = 9;
+            while nanos % 10 == 0 {
+                nanos /= 10;
+                digits -= 1;
+            }
+            write!(f, ".{nanos:0digits$}")?;
+        }
+        f.write_str("Z")
+    }
+}
+
+/// A direct link to an event's content: `{scheme}://{host}/v2/{name}/{manifests|blobs}/{digest}`.
+struct ContentUrl<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    repository: &'a str,
+    kind: TargetKind,
+    digest: &'a str,
+}
+
+impl fmt::Display for ContentUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            TargetKind::Manifest => "manifests",
+            TargetKind::Blob => "blobs",
+        };
+        write!(
+            f,
+            "{}://{}/v2/{}/{kind}/{}",
+            self.scheme, self.host, self.repository, self.digest
+        )
+    }
 }
 
 impl Event {
-    fn wire<'a>(&'a self, scheme: &str, source: &'a SourceRecord) -> WireEvent<'a> {
+    fn wire<'a>(&'a self, scheme: &'a str, source: &'a SourceRecord) -> WireEvent<'a> {
         let t = &self.target;
         let digest = t.digest.as_ref().map(text);
         let host = self.request.host.as_ref().map(text);
         // A link to the content, for pushes, pulls and mounts (deletes have none).
         let url = match (digest, host, t.size) {
-            (Some(d), Some(h), Some(_)) => Some(format!(
-                "{scheme}://{h}/v2/{}/{}/{d}",
-                t.repository,
-                match t.kind {
-                    TargetKind::Manifest => "manifests",
-                    TargetKind::Blob => "blobs",
-                }
-            )),
+            (Some(digest), Some(host), Some(_)) => Some(Text(ContentUrl {
+                scheme,
+                host,
+                repository: t.repository.as_str(),
+                kind: t.kind,
+                digest,
+            })),
             _ => None,
         };
         WireEvent {
-            id: uuid_text(self.id),
-            timestamp: rfc3339(self.timestamp),
+            id: Text(Uuid(self.id)),
+            timestamp: Text(Rfc3339Time(self.timestamp)),
             action: self.action.as_str(),
             target: WireTarget {
                 media_type: t.media_type.as_ref().map(text),
@@ -224,7 +302,7 @@ impl Event {
             },
             request: WireRequest {
                 id: text(&self.request.id),
-                addr: self.request.addr.map(|a| a.to_string()),
+                addr: self.request.addr,
                 host,
                 method: self.request.method.as_str(),
                 useragent: self.request.user_agent.as_ref().map_or("", text),
@@ -237,14 +315,14 @@ impl Event {
     }
 }
 
-/// The JSON envelope of `events`.
-pub fn envelope<'a>(
-    events: impl IntoIterator<Item = &'a Event>,
-    scheme: &str,
-    source: &SourceRecord,
-) -> Vec<u8> {
+/// The JSON envelope of `events` (one or more), in their order.
+pub fn envelope<E: Borrow<Event>>(events: &[E], scheme: &str, source: &SourceRecord) -> Vec<u8> {
     let envelope = WireEnvelope {
-        events: events.into_iter().map(|e| e.wire(scheme, source)).collect(),
+        events: WireEvents {
+            events,
+            scheme,
+            source,
+        },
     };
     serde_json::to_vec(&envelope).unwrap_or_default()
 }
@@ -284,10 +362,19 @@ mod tests {
             instance_id: "i-1".into(),
         };
         let json: serde_json::Value =
-            serde_json::from_slice(&envelope([&event], "https", &source)).unwrap();
+            serde_json::from_slice(&envelope(&[&event], "https", &source)).unwrap();
         let e = &json["events"][0];
         assert_eq!(e["id"], "01234567-89ab-4def-8123-456789abcdef");
         assert_eq!(e["timestamp"], "1970-01-01T00:00:01.5Z");
+        let later = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_796_497_331, 40_912_003);
+        assert_eq!(
+            Rfc3339Time(later).to_string(),
+            "2026-12-05T19:02:11.040912003Z"
+        );
+        assert_eq!(
+            Rfc3339Time(SystemTime::UNIX_EPOCH).to_string(),
+            "1970-01-01T00:00:00Z"
+        );
         assert_eq!(e["action"], "push");
         assert_eq!(
             e["target"]["mediaType"],
