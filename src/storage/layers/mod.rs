@@ -6,6 +6,11 @@
 //! a layer cannot silently drop a method).
 
 mod forward;
+mod instrumented;
+
+pub use instrumented::{
+    Instrumented, InstrumentedReader, Observation, Observer, OperationCounts, Outcome, Unobserved,
+};
 
 // Paths the `forward_backend!` macro names from other crates.
 #[doc(hidden)]

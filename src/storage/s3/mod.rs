@@ -92,21 +92,30 @@ use futures::Stream;
 use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::backend::{Backend, Capabilities};
+use crate::storage::layers::Instrumented;
 use crate::storage::layout::{self, Dir, Key};
 use crate::storage::{Engine, EngineOptions, S3ChecksumPolicy, S3Config, UploadId};
 
 pub use reader::S3Reader;
 pub use upload::{S3UploadState, SegmentName, StagedSegment, UploadedPart};
 
-/// The S3 storage driver.
-pub type S3Driver = Engine<S3Backend>;
+/// The S3 storage driver: the engine over the instrumented S3 backend.
+pub type S3Driver = Engine<Instrumented<S3Backend>>;
 
 impl S3Driver {
     /// Validates the configuration and builds the client (credentials from the AWS SDK
     /// default chain). Does not contact the store: a wrong bucket or missing credentials
     /// show up as backend errors of the first operation.
     pub async fn connect(config: &S3Config, options: EngineOptions) -> Result<Self> {
-        Ok(Engine::new(S3Backend::connect(config).await?, options))
+        Ok(Self::from_backend(
+            S3Backend::connect(config).await?,
+            options,
+        ))
+    }
+
+    /// The driver over a backend built by the caller ([`S3Backend::connect_with`]).
+    pub fn from_backend(backend: S3Backend, options: EngineOptions) -> Self {
+        Engine::new(Instrumented::new(backend), options)
     }
 }
 
