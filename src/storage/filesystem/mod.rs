@@ -44,6 +44,7 @@
 //!   pool, overlapping disk I/O with the network and hashing; no blob is held in memory.
 
 mod atomic;
+mod config;
 mod listing;
 mod paths;
 mod reader;
@@ -60,14 +61,16 @@ use futures::Stream;
 
 use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
+use crate::storage::any::ConfiguredDriver;
 use crate::storage::backend::{Backend, Capabilities, TagTarget};
 use crate::storage::layers::Instrumented;
 use crate::storage::layout::{self, Dir, Key, KeyClass};
 use crate::storage::upload_locks::UploadLocks;
-use crate::storage::{Engine, EngineOptions, FilesystemConfig, UploadId};
+use crate::storage::{Engine, EngineOptions, StorageConfig, StorageType, UploadId};
 
 use tagging::Tagging;
 
+pub use config::FilesystemConfig;
 pub use reader::{FilesystemReader, MAP_MIN, READ_CHUNK};
 pub use upload::{FilesystemUploadState, WRITE_BATCH};
 
@@ -82,6 +85,14 @@ impl FilesystemDriver {
     pub async fn open(config: &FilesystemConfig, options: EngineOptions) -> Result<Self> {
         let backend = FilesystemBackend::open(&config.root_directory).await?;
         Ok(Engine::new(Instrumented::new(backend), options))
+    }
+}
+
+impl ConfiguredDriver for FilesystemDriver {
+    const STORAGE_TYPE: StorageType = StorageType::Filesystem;
+
+    async fn open(config: &StorageConfig, options: EngineOptions) -> Result<Self> {
+        FilesystemDriver::open(&config.filesystem, options).await
     }
 }
 
