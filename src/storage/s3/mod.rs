@@ -16,6 +16,11 @@
 //! `ListObjectsV2` (prefix `<dir>/`, delimiter `/`, `StartAfter` for pagination). Blob reads
 //! are one `GetObject` (with `Range` for ranged reads) whose body is streamed straight to the
 //! caller.
+//! A read that a retryable failure cuts midway (a dropped connection, a timeout) is
+//! reopened with a ranged `GetObject` from the first byte not delivered, a few times at
+//! most: the driver is assembled over
+//! [`Resumable`](crate::storage::layers::Resumable)`<S3Backend>`, which relies on blobs
+//! being immutable.
 //!
 //! # Uploads
 //!
