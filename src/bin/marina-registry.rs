@@ -224,6 +224,7 @@ async fn serve() -> std::process::ExitCode {
     let driver_name = driver.driver_name();
     let options = RegistryOptions {
         max_manifest_size: storage.max_manifest_size,
+        ..RegistryOptions::default()
     };
     let app = router(Arc::new(driver), options).layer(axum::middleware::from_fn(log_request));
     let listener = match tokio::net::TcpListener::bind(listen).await {

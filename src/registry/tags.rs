@@ -20,8 +20,8 @@ struct TagsBody<'a> {
 /// `last` starts after the given tag (and may come without `n`). When more tags follow,
 /// a `Link: </v2/<name>/tags/list?last=<tag>&n=<n>>; rel="next"` header (RFC 5988) is set.
 /// An unknown repository is 404 `NAME_UNKNOWN`.
-pub async fn list<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn list<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     query: Option<&str>,
 ) -> Result<Response, ApiError> {

@@ -78,14 +78,17 @@ fn parse_algorithm(s: &str) -> Result<DigestAlgorithm, ApiError> {
 /// - `?mount=<digest>&from=<repo>`: 201 with the blob's `Location` when `from` has the blob,
 ///   otherwise (spec "Mounting a blob from another repository": "if a registry ... is unable
 ///   to mount the requested blob, it SHOULD return a 202") a new session. Without `from`: a
-///   new session (no automatic content discovery).
+///   new session (no automatic content discovery). When the caller may not pull from `from`
+///   (`mount_allowed` false), the mount is not tried: a session, as if the blob were absent,
+///   so nothing about the source leaks.
 /// - `?digest=<digest>` (single-POST monolithic upload): the body is the whole blob, 201.
 /// - otherwise: 202 with a new session (`?digest-algorithm=sha512` picks the hash), and
 ///   `OCI-Chunk-Min-Length` when the driver has a minimum chunk size.
-pub async fn post<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn post<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     req: Request,
+    mount_allowed: bool,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(req.uri().query());
     let mut algorithm = match query_param(&pairs, "digest-algorithm") {
@@ -95,6 +98,7 @@ pub async fn post<D: StorageDriver>(
     if let Some(mount) = query_param(&pairs, "mount") {
         let digest = parse_digest(mount)?;
         match query_param(&pairs, "from").map(RepositoryName::parse) {
+            Some(Ok(_)) if !mount_allowed => {}
             Some(Ok(from)) => match reg.driver.mount_blob(&from, name, &digest).await {
                 Ok(info) => return Ok(blob_created(name, &info.digest)),
                 Err(Error::BlobUnknown(_)) => {}
@@ -130,8 +134,8 @@ pub async fn post<D: StorageDriver>(
 
 /// end-13: `GET <location>` answers 204 with `Location` and `Range` (404
 /// `BLOB_UPLOAD_UNKNOWN` for an unknown session).
-pub async fn status<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn status<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     id: &str,
 ) -> Result<Response, ApiError> {
@@ -157,8 +161,8 @@ fn chunk_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
 /// `Content-Length` (a streamed body). 202 with `Location`, `Range: 0-<end>` and
 /// `Docker-Upload-UUID`. A chunk that does not start at the current offset, or whose
 /// `Content-Length` contradicts its `Content-Range`, is 416 and the session stays usable.
-pub async fn patch<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn patch<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     id: &str,
     req: Request,
@@ -200,8 +204,8 @@ pub async fn patch<D: StorageDriver>(
 /// end-6: `PUT <location>?digest=<digest>` closes the session, with an optional final chunk
 /// as body. 201 with the blob's `Location` and `Docker-Content-Digest`; a digest mismatch is
 /// 400 `DIGEST_INVALID` and nothing becomes visible.
-pub async fn put<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn put<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     id: &str,
     req: Request,
@@ -245,8 +249,8 @@ pub async fn put<D: StorageDriver>(
 }
 
 /// end-14: `DELETE <location>` cancels the session: 204 (404 `BLOB_UPLOAD_UNKNOWN` if none).
-pub async fn cancel<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn cancel<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     id: &str,
 ) -> Result<Response, ApiError> {
