@@ -33,6 +33,7 @@ pub mod errors;
 pub mod manifests;
 pub mod referrers;
 pub mod route;
+pub mod sessions;
 pub mod tags;
 pub mod uploads;
 
@@ -80,7 +81,13 @@ pub struct RegistryOptions {
     /// without having read the body (an error, a refused request), so that the client reads
     /// the answer instead of a broken pipe. Larger bodies are cut off.
     pub drain_limit: u64,
+    /// Most upload sessions this process keeps open per repository (0: no bound); past it,
+    /// starting one answers 429 `TOOMANYREQUESTS`. See [`sessions`].
+    pub max_upload_sessions: usize,
 }
+
+/// Default [`RegistryOptions::max_upload_sessions`].
+pub const DEFAULT_MAX_UPLOAD_SESSIONS: usize = 256;
 
 /// Default [`RegistryOptions::drain_limit`]: 32 MiB.
 pub const DEFAULT_DRAIN_LIMIT: u64 = 32 * 1024 * 1024;
@@ -90,6 +97,7 @@ impl Default for RegistryOptions {
         Self {
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
             drain_limit: DEFAULT_DRAIN_LIMIT,
+            max_upload_sessions: DEFAULT_MAX_UPLOAD_SESSIONS,
         }
     }
 }
@@ -103,6 +111,8 @@ pub struct Registry<D, A = NoAuth> {
     pub options: RegistryOptions,
     /// Access control.
     pub auth: A,
+    /// Upload sessions open per repository.
+    pub sessions: sessions::SessionCounter,
 }
 
 /// Builds the router serving the whole API over `driver`, without access control.
@@ -124,6 +134,7 @@ pub fn router_with_auth<D: StorageDriver, A: Authorizer>(
         driver,
         options,
         auth,
+        sessions: sessions::SessionCounter::default(),
     });
     Router::new()
         .route("/v2/", any(dispatch::<D, A>))

@@ -123,8 +123,19 @@ pub async fn post<D: StorageDriver, A>(
         let info = reg.driver.put_content(name, &digest, len, body).await?;
         return Ok(blob_created(name, &info.digest));
     }
+    if !reg
+        .sessions
+        .has_room(name.as_str(), reg.options.max_upload_sessions)
+    {
+        return Err(Error::TooManyRequests(format!(
+            "{} upload sessions are open in this repository; finish or cancel some",
+            reg.options.max_upload_sessions
+        ))
+        .into());
+    }
     let upload = reg.driver.start_upload(name, algorithm).await?;
     let p = upload.progress();
+    reg.sessions.touch(name.as_str(), p.id.as_str());
     let mut h = session_headers(name, &p.id, p.offset);
     if let Some(min) = reg.driver.chunk_min_length() {
         put_header(&mut h, CHUNK_MIN_LENGTH_HEADER, &min.to_string());
@@ -192,10 +203,13 @@ pub async fn patch<D: StorageDriver, A>(
         .put_upload_chunk(name, &id, offset, expected, body)
         .await
     {
-        Ok(upload) => Ok(empty(
-            StatusCode::ACCEPTED,
-            session_headers(name, &id, upload.offset()),
-        )),
+        Ok(upload) => {
+            reg.sessions.touch(name.as_str(), id.as_str());
+            Ok(empty(
+                StatusCode::ACCEPTED,
+                session_headers(name, &id, upload.offset()),
+            ))
+        }
         Err(e @ Error::RangeInvalid { .. }) => Err(range_error(name, &id, e)),
         Err(e) => Err(e.into()),
     }
@@ -242,7 +256,10 @@ pub async fn put<D: StorageDriver, A>(
         .finish_upload(name, &id, &digest, expected, body)
         .await
     {
-        Ok(info) => Ok(blob_created(name, &info.digest)),
+        Ok(info) => {
+            reg.sessions.close(name.as_str(), id.as_str());
+            Ok(blob_created(name, &info.digest))
+        }
         Err(e @ Error::RangeInvalid { .. }) => Err(range_error(name, &id, e)),
         Err(e) => Err(e.into()),
     }
@@ -256,6 +273,7 @@ pub async fn cancel<D: StorageDriver, A>(
 ) -> Result<Response, ApiError> {
     let id = UploadId::parse(id)?;
     reg.driver.abort_upload(name, &id).await?;
+    reg.sessions.close(name.as_str(), id.as_str());
     Ok(empty(StatusCode::NO_CONTENT, HeaderMap::new()))
 }
 

@@ -11,6 +11,7 @@
 //! HTTP/1.1 and HTTP/2 are both served (over TLS, chosen by ALPN; in clear text, HTTP/2
 //! with prior knowledge).
 
+pub mod config;
 pub mod reload;
 pub mod tls;
 
@@ -272,4 +273,25 @@ impl AsyncWrite for Tracked {
             Either::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
+}
+
+/// The registry's router over `driver` with the access control `auth` configures (merged
+/// with the built-in token endpoint when it has one), and the authorizer to reload.
+pub fn registry_app<D: crate::StorageDriver>(
+    driver: Arc<D>,
+    options: crate::registry::RegistryOptions,
+    auth: &crate::registry::auth::config::AuthConfig,
+) -> Result<(Router, Option<Arc<crate::registry::auth::builtin::Builtin>>), String> {
+    use crate::registry::{auth::issuer, router, router_with_auth};
+    Ok(match auth.build()? {
+        None => (router(driver, options), None),
+        Some(builtin) => {
+            let builtin = Arc::new(builtin);
+            let mut app = router_with_auth(driver, options, Arc::clone(&builtin));
+            if let Some(tokens) = issuer::router(Arc::clone(&builtin)) {
+                app = app.merge(tokens);
+            }
+            (app, Some(builtin))
+        }
+    })
 }
