@@ -279,9 +279,11 @@ async fn image_manifest_referrer_uses_config_media_type() {
         // Spec: "If the artifactType is empty or missing in the image manifest, the value of
         // artifactType MUST be set to the config descriptor mediaType value."
         let img = s.push_image("disc/cfg", "base", 3).await;
+        // The config descriptor's size must be the stored config's (push_image's, seed 3).
+        let config_size = r#"{"architecture":"amd64","os":"linux","seed":3}"#.len();
         let m = image_manifest(
             &img.config_digest,
-            10,
+            config_size,
             &[],
             Some(&format!(
                 "\"subject\": {{\"mediaType\":\"{OCI_MANIFEST}\",\"digest\":\"{}\",\"size\":{}}}",
