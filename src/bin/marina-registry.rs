@@ -271,7 +271,9 @@ fn spawn_reloads(
         {
             match result {
                 (what, Ok(())) => tracing::info!("{what} files reloaded"),
-                (what, Err(e)) => tracing::error!("{what} reload failed, keeping the previous: {e}"),
+                (what, Err(e)) => {
+                    tracing::error!("{what} reload failed, keeping the previous: {e}")
+                }
             }
         }
     });
@@ -316,7 +318,10 @@ async fn serve() -> std::process::ExitCode {
         auth,
         limits,
     } = settings;
-    let tls = match tls.files().and_then(|f| f.map(TlsReloader::load).transpose()) {
+    let tls = match tls
+        .files()
+        .and_then(|f| f.map(TlsReloader::load).transpose())
+    {
         Ok(t) => t.map(Arc::new),
         Err(e) => {
             eprintln!("marina-registry: TLS configuration error: {e}");

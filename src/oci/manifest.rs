@@ -281,9 +281,16 @@ mod tests {
         // Not a manifest media type, in the body or in Content-Type.
         let bogus = image("").replace(media_types::OCI_MANIFEST, "application/x-bogus");
         assert!(inspect(bogus.as_bytes(), None).is_err());
-        assert!(inspect(br#"{"schemaVersion":2,"layers":[],"config":null}"#, Some("text/plain")).is_err());
+        assert!(
+            inspect(
+                br#"{"schemaVersion":2,"layers":[],"config":null}"#,
+                Some("text/plain")
+            )
+            .is_err()
+        );
         // A descriptor with a media type that is no media type.
-        let bad_layer = image("").replace("application/vnd.oci.image.layer.v1.tar\"", "not a type\"");
+        let bad_layer =
+            image("").replace("application/vnd.oci.image.layer.v1.tar\"", "not a type\"");
         assert!(inspect(bad_layer.as_bytes(), None).is_err());
     }
 

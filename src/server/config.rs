@@ -74,7 +74,9 @@ impl LimitsConfig {
             header_read_timeout: self
                 .header_read_timeout
                 .map_or(d.header_read_timeout, Duration::from_secs),
-            idle_timeout: self.idle_timeout.map_or(d.idle_timeout, Duration::from_secs),
+            idle_timeout: self
+                .idle_timeout
+                .map_or(d.idle_timeout, Duration::from_secs),
             ..d
         }
     }
