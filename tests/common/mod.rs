@@ -6,6 +6,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+pub mod auth;
+
 use marina_distribution::oci::{Digest, DigestAlgorithm};
 use marina_distribution::registry::{RegistryOptions, router};
 use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
