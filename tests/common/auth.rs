@@ -99,9 +99,9 @@ impl Signer {
     }
 }
 
-/// A fresh key for `alg` (ES256, RS256 or EdDSA), its public half as a JWK (with `kid`),
-/// and a self-signed certificate of it (PEM).
-pub fn signing_key(alg: Algorithm, kid: &str) -> (Signer, serde_json::Value, String) {
+/// A fresh key for `alg` (ES256, RS256 or EdDSA): the signer, its public half as a JWK
+/// (with `kid`), a self-signed certificate of it (PEM), and its private key (PEM).
+pub fn signing_key(alg: Algorithm, kid: &str) -> (Signer, serde_json::Value, String, String) {
     let rcgen_alg: &'static SignatureAlgorithm = match alg {
         Algorithm::ES256 => &rcgen::PKCS_ECDSA_P256_SHA256,
         Algorithm::RS256 => &rcgen::PKCS_RSA_SHA256,
@@ -120,7 +120,12 @@ pub fn signing_key(alg: Algorithm, kid: &str) -> (Signer, serde_json::Value, Str
         .unwrap()
         .self_signed(&key)
         .unwrap();
-    let jwk = jwk_of(alg, key.public_key_raw(), kid);
+    // The key bits: the BIT STRING of the certificate's SubjectPublicKeyInfo.
+    let spki = certificate_spki(&cert.pem());
+    let (seq, _) = der_item(&spki);
+    let (_, rest) = der_item(seq); // AlgorithmIdentifier
+    let (bits, _) = der_item(rest);
+    let jwk = jwk_of(alg, &bits[1..], kid);
     (
         Signer {
             alg,
@@ -129,7 +134,17 @@ pub fn signing_key(alg: Algorithm, kid: &str) -> (Signer, serde_json::Value, Str
         },
         jwk,
         cert.pem(),
+        pem,
     )
+}
+
+/// The DER SubjectPublicKeyInfo of a PEM certificate.
+pub fn certificate_spki(cert_pem: &str) -> Vec<u8> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+    let cert = webpki::EndEntityCert::try_from(&der).unwrap();
+    cert.subject_public_key_info().as_ref().to_vec()
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -149,7 +164,7 @@ fn jwk_of(alg: Algorithm, bits: &[u8], kid: &str) -> serde_json::Value {
         }
         _ => {
             // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
-            let (_, seq) = der_item(bits);
+            let (seq, _) = der_item(bits);
             let (n, rest) = der_item(seq);
             let (e, _) = der_item(rest);
             let strip = |v: &[u8]| {
