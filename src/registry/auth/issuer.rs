@@ -135,14 +135,12 @@ async fn issue(State(auth): State<Arc<Builtin>>, req: Request) -> Response {
                     });
                 }
             }
-            "registry" if name == "catalog" => {
-                if user.is_some() || rules.grants_anonymous() {
-                    access.push(AccessEntry {
-                        kind: "registry".to_owned(),
-                        name: "catalog".to_owned(),
-                        actions: vec!["*".to_owned()],
-                    });
-                }
+            "registry" if name == "catalog" && (user.is_some() || rules.grants_anonymous()) => {
+                access.push(AccessEntry {
+                    kind: "registry".to_owned(),
+                    name: "catalog".to_owned(),
+                    actions: vec!["*".to_owned()],
+                });
             }
             _ => {}
         }
