@@ -15,7 +15,7 @@ use clap::Parser;
 use marina_distribution::registry::RegistryOptions;
 use marina_distribution::registry::auth::config::AuthConfig;
 use marina_distribution::server::config::{LimitsConfig, TlsConfig};
-use marina_distribution::server::{self, TlsReloader, reload};
+use marina_distribution::server::{self, TlsReloader};
 use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
 use serde::Deserialize;
 
@@ -168,13 +168,7 @@ fn load(cli: &Cli) -> Result<Settings, String> {
     tls.client_ca = cli.tls_client_ca.clone().or(tls.client_ca);
     let mut auth = file.auth;
     auth.htpasswd = cli.htpasswd.clone().or(auth.htpasswd);
-    // Passwords never travel in clear text over a network.
-    if auth.uses_basic() && tls.files()?.is_none() && !listen.ip().is_loopback() {
-        return Err(format!(
-            "HTTP Basic authentication (htpasswd) needs TLS (--tls-cert, --tls-key) when \
-             listening on {listen}, which is not a loopback address"
-        ));
-    }
+    auth.check_transport(listen, tls.files()?.is_some())?;
     Ok(Settings {
         listen,
         storage,
@@ -249,36 +243,6 @@ fn tune_allocator() {
     }
 }
 
-/// Reloads the TLS files and the access-control files on SIGHUP or when they change; a
-/// failed reload keeps the previous state and is logged.
-fn spawn_reloads(
-    tls: Option<Arc<TlsReloader>>,
-    authorizer: Option<Arc<marina_distribution::registry::auth::builtin::Builtin>>,
-) {
-    let mut files = Vec::new();
-    files.extend(tls.iter().flat_map(|t| t.watched_files()));
-    files.extend(authorizer.iter().flat_map(|a| a.watched_files()));
-    if files.is_empty() {
-        return;
-    }
-    reload::spawn(files, reload::DEFAULT_POLL_INTERVAL, move || {
-        for result in [
-            tls.as_ref().map(|t| ("TLS", t.reload())),
-            authorizer.as_ref().map(|a| ("access control", a.reload())),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            match result {
-                (what, Ok(())) => tracing::info!("{what} files reloaded"),
-                (what, Err(e)) => {
-                    tracing::error!("{what} reload failed, keeping the previous: {e}")
-                }
-            }
-        }
-    });
-}
-
 fn main() -> std::process::ExitCode {
     tune_allocator();
     match tokio::runtime::Builder::new_multi_thread()
@@ -349,7 +313,7 @@ async fn serve() -> std::process::ExitCode {
         }
     };
     let app = app.layer(axum::middleware::from_fn(log_request));
-    spawn_reloads(tls.clone(), authorizer);
+    server::spawn_reloads(tls.clone(), authorizer);
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {

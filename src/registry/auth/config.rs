@@ -109,6 +109,18 @@ impl AuthConfig {
         self.htpasswd.is_some()
     }
 
+    /// Passwords never travel in clear text over a network: with an htpasswd file, a
+    /// listener on a non-loopback address must serve TLS.
+    pub fn check_transport(&self, listen: std::net::SocketAddr, tls: bool) -> Result<(), String> {
+        if self.uses_basic() && !tls && !listen.ip().is_loopback() {
+            return Err(format!(
+                "HTTP Basic authentication (htpasswd) needs TLS (--tls-cert, --tls-key) when \
+                 listening on {listen}, which is not a loopback address"
+            ));
+        }
+        Ok(())
+    }
+
     /// The rules, compiled.
     pub fn rules(&self) -> Result<Rules, String> {
         let mut rules = Vec::new();
