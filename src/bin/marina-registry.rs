@@ -8,13 +8,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use clap::Parser;
 use marina_distribution::observe::http::ObserveLayer;
 use marina_distribution::observe::logging::{self, LogFormat};
 use marina_distribution::observe::metrics::Metrics;
 use marina_distribution::observe::notify::{NotificationsConfig, Notifier, NotifierOptions};
-use marina_distribution::registry::{RegistryOptions, router};
+use marina_distribution::registry::RegistryOptions;
+use marina_distribution::registry::auth::config::AuthConfig;
+use marina_distribution::server::config::{LimitsConfig, TlsConfig};
+use marina_distribution::server::{self, TlsReloader};
 use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
 use serde::Deserialize;
 
@@ -40,6 +42,7 @@ ENVIRONMENT (storage):
   S3_CHECKSUM (when_supported|when_required), S3_PART_SIZE, S3_EQUAL_PARTS
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ... (standard AWS credential chain)
   RUST_LOG                log filter, e.g. info (default), debug, marina_distribution=trace
+  MARINA_TLS_CERT, MARINA_TLS_KEY, MARINA_TLS_CLIENT_CA, MARINA_HTPASSWD (see flags)
 
 CONFIG FILE (TOML, all keys optional; docs/configuration.md lists them all):
   listen = \"127.0.0.1:5000\"
@@ -57,6 +60,17 @@ CONFIG FILE (TOML, all keys optional; docs/configuration.md lists them all):
   bucket = \"registry\"
   endpoint = \"http://127.0.0.1:9000\"
   force_path_style = true
+  [tls]                             # HTTPS (HTTP/2 by ALPN); reloaded on SIGHUP or change
+  cert = \"cert.pem\"
+  key = \"key.pem\"
+  [auth]                            # see docs/security.md
+  htpasswd = \"htpasswd\"           # bcrypt (htpasswd -B)
+  [[auth.access]]
+  repositories = \"team/**\"
+  users = [\"alice\"]
+  actions = [\"pull\", \"push\"]
+  [limits]
+  max_connections = 1024
 
 EXAMPLES:
   marina-registry
@@ -89,6 +103,22 @@ struct Cli {
     /// Log format: text (default) or json (one object per line).
     #[arg(long, env = "MARINA_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+
+    /// TLS certificate chain (PEM); with --tls-key, serve HTTPS.
+    #[arg(long, env = "MARINA_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, env = "MARINA_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) client certificates must chain to (mutual TLS).
+    #[arg(long, env = "MARINA_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// htpasswd file (bcrypt): require HTTP Basic authentication.
+    #[arg(long, env = "MARINA_HTPASSWD", value_name = "FILE")]
+    htpasswd: Option<PathBuf>,
 }
 
 /// The registry configuration file.
@@ -100,6 +130,15 @@ struct FileConfig {
     /// Storage settings.
     #[serde(default)]
     storage: Option<StorageConfig>,
+    /// TLS.
+    #[serde(default)]
+    tls: TlsConfig,
+    /// Access control.
+    #[serde(default)]
+    auth: AuthConfig,
+    /// Limits against abusive clients.
+    #[serde(default)]
+    limits: LimitsConfig,
     /// Metrics and health listen address.
     metrics_listen: Option<SocketAddr>,
     /// Log format.
@@ -109,10 +148,13 @@ struct FileConfig {
     notifications: NotificationsConfig,
 }
 
-/// Everything the server runs with, once flags, environment and file are merged.
+/// Everything `serve` needs.
 struct Settings {
     listen: SocketAddr,
     storage: StorageConfig,
+    tls: TlsConfig,
+    auth: AuthConfig,
+    limits: LimitsConfig,
     metrics_listen: Option<SocketAddr>,
     log_format: LogFormat,
     notifications: NotificationsConfig,
@@ -145,10 +187,20 @@ fn load(cli: &Cli) -> Result<Settings, String> {
         (Some(a), _) | (None, Some(a)) => a,
         (None, None) => DEFAULT_LISTEN.parse().expect("default address"),
     };
+    let mut tls = file.tls;
+    tls.cert = cli.tls_cert.clone().or(tls.cert);
+    tls.key = cli.tls_key.clone().or(tls.key);
+    tls.client_ca = cli.tls_client_ca.clone().or(tls.client_ca);
+    let mut auth = file.auth;
+    auth.htpasswd = cli.htpasswd.clone().or(auth.htpasswd);
+    auth.check_transport(listen, tls.files()?.is_some())?;
     file.notifications.validate().map_err(|e| e.to_string())?;
     Ok(Settings {
         listen,
         storage,
+        tls,
+        auth,
+        limits: file.limits,
         metrics_listen: cli.metrics_listen.or(file.metrics_listen),
         log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
         notifications: file.notifications,
@@ -230,8 +282,27 @@ async fn serve() -> std::process::ExitCode {
     };
     // Logs go to stderr; stdout carries only the "listening on" line.
     logging::init(settings.log_format);
-    let (listen, storage) = (settings.listen, &settings.storage);
-    let driver = match AnyDriver::from_config(storage).await {
+    let Settings {
+        listen,
+        storage,
+        tls,
+        auth,
+        limits,
+        metrics_listen,
+        notifications,
+        ..
+    } = settings;
+    let tls = match tls
+        .files()
+        .and_then(|f| f.map(TlsReloader::load).transpose())
+    {
+        Ok(t) => t.map(Arc::new),
+        Err(e) => {
+            eprintln!("marina-registry: TLS configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let driver = match AnyDriver::from_config(&storage).await {
         Ok(d) => Arc::new(d),
         Err(e) => {
             eprintln!("marina-registry: cannot open storage: {e}");
@@ -239,18 +310,20 @@ async fn serve() -> std::process::ExitCode {
         }
     };
     let driver_name = driver.driver_name();
-    let options = RegistryOptions {
+    let mut options = RegistryOptions {
         max_manifest_size: storage.max_manifest_size,
+        ..RegistryOptions::default()
     };
-    let metrics = settings.metrics_listen.map(|_| Metrics::new());
-    let notifier = match settings.notifications.endpoints.is_empty() {
+    limits.apply(&mut options);
+    let metrics = metrics_listen.map(|_| Metrics::new());
+    let notifier = match notifications.endpoints.is_empty() {
         true => None,
         false => {
             let options = NotifierOptions {
-                scheme: "http".into(),
+                scheme: if tls.is_some() { "https" } else { "http" }.into(),
                 source_addr: listen.to_string(),
             };
-            match Notifier::start(&settings.notifications, options, metrics.as_deref()) {
+            match Notifier::start(&notifications, options, metrics.as_deref()) {
                 Ok(started) => Some(started),
                 Err(e) => {
                     eprintln!("marina-registry: configuration error: {e}");
@@ -260,8 +333,15 @@ async fn serve() -> std::process::ExitCode {
         }
     };
     let (notifier, notifier_tasks) = notifier.unzip();
-    let app =
-        router(Arc::clone(&driver), options).layer(ObserveLayer::new(metrics.clone(), notifier));
+    let (app, authorizer) = match server::registry_app(Arc::clone(&driver), options, &auth) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("marina-registry: access control configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let app = app.layer(ObserveLayer::new(metrics.clone(), notifier));
+    server::spawn_reloads(tls.clone(), authorizer);
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -269,7 +349,7 @@ async fn serve() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    if let (Some(addr), Some(metrics)) = (settings.metrics_listen, metrics) {
+    if let (Some(addr), Some(metrics)) = (metrics_listen, metrics) {
         let health = marina_distribution::observe::health::router(metrics, Arc::clone(&driver));
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
@@ -292,16 +372,16 @@ async fn serve() -> std::process::ExitCode {
         }
         _ => String::new(),
     };
-    println!("marina-registry listening on http://{addr}/v2/ ({driver_name} storage{where_})");
-    // Responses are written whole by hyper; Nagle's algorithm would only delay the last
-    // segment of one that spans several writes.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("marina-registry listening on {scheme}://{addr}/v2/ ({driver_name} storage{where_})");
+    if let Err(e) = server::serve(
+        listener,
+        app,
+        limits.serve_options(),
+        tls,
+        shutdown_signal(),
+    )
+    .await
     {
         eprintln!("marina-registry: server error: {e}");
         return std::process::ExitCode::from(1);

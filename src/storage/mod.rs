@@ -23,8 +23,8 @@ pub mod hashing;
 pub mod inmemory;
 pub mod layers;
 pub mod layout;
+pub mod presign;
 pub mod probe;
-#[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;

@@ -31,6 +31,8 @@ impl<B: Backend> StorageProbe for Engine<B> {
         let backend = self.backend();
         let failed = |what: &str| Error::Backend {
             driver: self.driver_name(),
+            operation: None,
+            key: None,
             message: format!("readiness probe: {what}"),
             retryable: true,
             source: None,

@@ -225,7 +225,9 @@ mod duration {
         Seconds(u64),
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         match Option::<Raw>::deserialize(d)? {
             None => Ok(None),
             Some(Raw::Seconds(s)) => Ok(Some(Duration::from_secs(s))),
@@ -237,7 +239,7 @@ mod duration {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Duration> {
+    pub(super) fn parse(text: &str) -> Option<Duration> {
         let text = text.trim();
         let split = text.find(|c: char| !c.is_ascii_digit())?;
         let (number, unit) = text.split_at(split);
