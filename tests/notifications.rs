@@ -339,3 +339,69 @@ async fn events_are_sent_together_in_order_in_bounded_envelopes() {
         sizes.len() as f64
     );
 }
+
+#[tokio::test]
+async fn the_actor_is_the_authenticated_user_and_the_address_the_clients() {
+    use marina_distribution::observe::http::ObserveLayer;
+    use marina_distribution::observe::notify::{Notifier, NotifierOptions};
+    use marina_distribution::registry::RegistryOptions;
+    use marina_distribution::registry::auth::config::{AccessRuleConfig, AuthConfig, OneOrMany};
+    use marina_distribution::server::{self, ServeOptions};
+    use marina_distribution::{AnyDriver, StorageConfig};
+    use std::sync::Arc;
+
+    let sink = Sink::start(SinkMode::Accept).await;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = AuthConfig {
+        htpasswd: Some(common::auth::htpasswd(dir.path(), &[("alice", "alice-pw")])),
+        token: None,
+        access: vec![AccessRuleConfig {
+            repositories: OneOrMany::One("**".into()),
+            users: vec!["alice".into()],
+            actions: vec!["pull".into(), "push".into()],
+        }],
+    };
+    let driver = AnyDriver::from_config(&StorageConfig::inmemory())
+        .await
+        .unwrap();
+    let (app, _) =
+        server::registry_app(Arc::new(driver), RegistryOptions::default(), &auth).unwrap();
+    let options = NotifierOptions {
+        scheme: "http".into(),
+        source_addr: "test-node:5000".into(),
+    };
+    let (notifier, _tasks) =
+        Notifier::start(&endpoint("sink", &sink.url, ""), options, None).unwrap();
+    let app = app.layer(ObserveLayer::new(None, Some(notifier)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let serving = tokio::spawn(server::serve(
+        listener,
+        app,
+        ServeOptions::default(),
+        None,
+        std::future::pending(),
+    ));
+    let data = b"pushed by alice";
+    let digest = common::sha256(data);
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v2/team/app/blobs/uploads/?digest={digest}"))
+        .basic_auth("alice", Some("alice-pw"))
+        .header("content-type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let events = sink.events(1).await;
+    assert_eq!(events[0]["action"], "push");
+    assert_eq!(events[0]["actor"], serde_json::json!({"name": "alice"}));
+    assert!(
+        events[0]["request"]["addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{events:?}"
+    );
+    serving.abort();
+}

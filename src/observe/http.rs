@@ -54,6 +54,7 @@ use tracing::Instrument;
 
 use crate::observe::metrics::{InFlight, Metrics};
 use crate::observe::notify::{self, Notifier, RequestFacts};
+use crate::registry::auth::Identity;
 use crate::registry::{CONTENT_DIGEST_HEADER, Endpoint, RouteInfo};
 
 /// The tracing target of access lines.
@@ -228,9 +229,15 @@ impl Pending {
         if let (Some(notifier), Some(facts), Some(info)) =
             (&self.shared.notifier, self.facts.take(), info)
         {
-            // The authenticated identity goes here once authentication (issue 14) puts it
-            // into the response's extensions: `resp.extensions().get::<Identity>()`.
-            let actor = None;
+            // The authenticated caller, which the access control puts into the response's
+            // extensions (an `Arc<str>`: no copy of the name).
+            let actor = resp
+                .extensions()
+                .get::<Identity>()
+                .and_then(|identity| match identity {
+                    Identity::User(name) => Some(Arc::clone(name)),
+                    Identity::Anonymous => None,
+                });
             if let Some(event) = notify::event_of(
                 facts,
                 info,

@@ -89,7 +89,7 @@ pub async fn serve(
             p = Arc::clone(&slots).acquire_owned() => p.expect("semaphore never closed"),
             () = &mut shutdown => break,
         };
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -103,7 +103,13 @@ pub async fn serve(
         };
         // Responses are written whole; Nagle's algorithm would only delay the last segment.
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The client's address, for handlers and middleware (`ConnectInfo`, as `axum::serve`
+        // would give it): notification events report it.
+        let app = tower_layer::Layer::layer(
+            &axum::Extension(axum::extract::ConnectInfo(peer)),
+            app.clone(),
+        );
+        let service = TowerToHyperService::new(app);
         let builder = Arc::clone(&builder);
         let tls = tls.as_ref().map(|t| t.acceptor());
         let options = options.clone();

@@ -111,8 +111,8 @@ pub struct Event {
     pub target: Target,
     /// By which request.
     pub request: RequestRecord,
-    /// Who: the authenticated identity, when there is one.
-    pub actor: Option<String>,
+    /// Who: the authenticated user, when there is one.
+    pub actor: Option<std::sync::Arc<str>>,
 }
 
 fn text(v: &HeaderValue) -> &str {

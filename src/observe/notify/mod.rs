@@ -187,7 +187,7 @@ pub fn event_of(
     status: StatusCode,
     response: &HeaderMap,
     extensions: &axum::http::Extensions,
-    actor: Option<String>,
+    actor: Option<Arc<str>>,
 ) -> Option<Event> {
     let endpoint = info.endpoint?;
     let repository = info.repository.clone()?;
