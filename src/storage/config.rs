@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
+use crate::storage::gcs::{self, GcsConfig};
 
 /// Which driver to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -20,7 +21,7 @@ pub enum StorageType {
     Inmemory,
     /// S3-compatible object storage (feature `s3`).
     S3,
-    /// Reserved for a future Google Cloud Storage driver.
+    /// Google Cloud Storage (feature `gcs`).
     Gcs,
 }
 
@@ -54,7 +55,7 @@ impl StorageType {
 /// Complete storage configuration.
 ///
 /// ```toml
-/// type = "s3"            # filesystem | inmemory | s3
+/// type = "s3"            # filesystem | inmemory | s3 | gcs
 /// [filesystem]
 /// root_directory = "./data"
 /// [s3]
@@ -74,6 +75,9 @@ pub struct StorageConfig {
     /// S3 driver parameters (required when `type = "s3"`).
     #[serde(default)]
     pub s3: Option<S3Config>,
+    /// GCS driver parameters (required when `type = "gcs"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs: Option<GcsConfig>,
     /// Largest manifest accepted, in bytes (default 4 MiB).
     #[serde(default = "default_manifest_limit")]
     pub max_manifest_size: usize,
@@ -85,6 +89,7 @@ impl Default for StorageConfig {
             storage_type: StorageType::default(),
             filesystem: FilesystemConfig::default(),
             s3: None,
+            gcs: None,
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
         }
     }
@@ -261,6 +266,15 @@ impl StorageConfig {
         }
     }
 
+    /// A GCS configuration.
+    pub fn gcs(gcs: GcsConfig) -> Self {
+        Self {
+            storage_type: StorageType::Gcs,
+            gcs: Some(gcs),
+            ..Self::default()
+        }
+    }
+
     /// Parses a TOML document (see the type's example) and validates it.
     pub fn from_toml(text: &str) -> Result<Self> {
         let cfg: Self = toml::from_str(text).map_err(|e| Error::Config {
@@ -273,7 +287,8 @@ impl StorageConfig {
 
     /// Reads `STORAGE_TYPE`, `STORAGE_ROOT_DIRECTORY`, `S3_BUCKET`, `S3_REGION`,
     /// `S3_ENDPOINT`, `S3_PREFIX`, `S3_FORCE_PATH_STYLE`, `S3_CHECKSUM`, `S3_PART_SIZE` and
-    /// `S3_EQUAL_PARTS` over `self`; unset variables leave the current values.
+    /// `S3_EQUAL_PARTS`, and `GCS_BUCKET`, `GCS_PREFIX`, `GCS_ENDPOINT` and `GCS_ANONYMOUS`
+    /// over `self`; unset variables leave the current values.
     pub fn apply_env(self) -> Result<Self> {
         self.apply_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
@@ -344,6 +359,7 @@ impl StorageConfig {
             }
             self.s3 = Some(s3);
         }
+        gcs::config::apply_vars(&mut self.gcs, &var)?;
         Ok(self)
     }
 
@@ -373,15 +389,18 @@ impl StorageConfig {
                     message: "type is s3 but no [s3] section or S3_BUCKET is given".into(),
                 }),
             },
-            StorageType::Gcs => Err(Error::Config {
-                field: "type",
-                message: "the gcs driver is reserved but not implemented yet".into(),
-            }),
+            StorageType::Gcs => match &self.gcs {
+                Some(gcs) => gcs.validate(),
+                None => Err(Error::Config {
+                    field: "gcs.bucket",
+                    message: "type is gcs but no [gcs] section or GCS_BUCKET is given".into(),
+                }),
+            },
         }
     }
 }
 
-fn parse_bool(field: &'static str, v: &str) -> Result<bool> {
+pub(crate) fn parse_bool(field: &'static str, v: &str) -> Result<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
