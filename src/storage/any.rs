@@ -8,7 +8,8 @@
 //! The filesystem and in-memory futures are held inline, so `AnyDriver`'s futures are the
 //! size of the largest of those plus a tag, and those drivers never box. The S3 variant's
 //! futures and streams are larger and are put on the heap, once per operation (next to a
-//! network round trip), so that they do not make every other variant's larger.
+//! network round trip), so that they do not make every other variant's larger; so are the
+//! GCS variant's.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +23,8 @@ use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
 use crate::storage::filesystem::FilesystemDriver;
+#[cfg(feature = "gcs")]
+use crate::storage::gcs::GcsDriver;
 use crate::storage::inmemory::InMemoryDriver;
 #[cfg(feature = "s3")]
 use crate::storage::s3::S3Driver;
@@ -41,6 +44,9 @@ pub enum AnyDriver {
     /// S3-compatible object storage.
     #[cfg(feature = "s3")]
     S3(S3Driver),
+    /// Google Cloud Storage.
+    #[cfg(feature = "gcs")]
+    Gcs(GcsDriver),
 }
 
 /// The blob stream of an [`AnyDriver`].
@@ -55,6 +61,9 @@ pub enum AnyBlobStream {
     /// trip) so that its larger state does not grow every variant's.
     #[cfg(feature = "s3")]
     S3(#[pin] Pin<Box<<S3Driver as StorageDriver>::BlobStream>>),
+    /// From the GCS driver, on the heap like S3's.
+    #[cfg(feature = "gcs")]
+    Gcs(#[pin] Pin<Box<<GcsDriver as StorageDriver>::BlobStream>>),
 }
 
 impl Stream for AnyBlobStream {
@@ -67,6 +76,8 @@ impl Stream for AnyBlobStream {
             AnyBlobStreamProj::InMemory(s) => s.poll_next(cx),
             #[cfg(feature = "s3")]
             AnyBlobStreamProj::S3(s) => s.poll_next(cx),
+            #[cfg(feature = "gcs")]
+            AnyBlobStreamProj::Gcs(s) => s.poll_next(cx),
         }
     }
 
@@ -76,6 +87,8 @@ impl Stream for AnyBlobStream {
             Self::InMemory(s) => s.size_hint(),
             #[cfg(feature = "s3")]
             Self::S3(s) => s.size_hint(),
+            #[cfg(feature = "gcs")]
+            Self::Gcs(s) => s.size_hint(),
         }
     }
 }
@@ -90,6 +103,9 @@ pub enum AnyUpload {
     /// From the S3 driver.
     #[cfg(feature = "s3")]
     S3(<S3Driver as StorageDriver>::Upload),
+    /// From the GCS driver.
+    #[cfg(feature = "gcs")]
+    Gcs(<GcsDriver as StorageDriver>::Upload),
 }
 
 impl UploadHandle for AnyUpload {
@@ -99,6 +115,8 @@ impl UploadHandle for AnyUpload {
             Self::InMemory(u) => u.progress(),
             #[cfg(feature = "s3")]
             Self::S3(u) => u.progress(),
+            #[cfg(feature = "gcs")]
+            Self::Gcs(u) => u.progress(),
         }
     }
 }
@@ -129,6 +147,8 @@ variant!(FilesystemDriver, Filesystem);
 variant!(InMemoryDriver, InMemory);
 #[cfg(feature = "s3")]
 variant!(S3Driver, S3, Box::pin);
+#[cfg(feature = "gcs")]
+variant!(GcsDriver, Gcs, Box::pin);
 
 /// Runs `$body` with `$d` bound to the concrete driver of whichever variant `$self` is.
 macro_rules! dispatch {
@@ -138,18 +158,23 @@ macro_rules! dispatch {
             AnyDriver::InMemory($d) => $body,
             #[cfg(feature = "s3")]
             AnyDriver::S3($d) => $body,
+            #[cfg(feature = "gcs")]
+            AnyDriver::Gcs($d) => $body,
         }
     };
 }
 
 /// The future of an operation dispatched to one variant: the concrete driver's future itself
-/// (the S3 driver's boxed) plus a tag; its output becomes `T` with [`IntoAny`] when ready.
+/// (the S3 and GCS drivers' boxed) plus a tag; its output becomes `T` with [`IntoAny`] when
+/// ready.
 #[pin_project::pin_project(project = DispatchedProj)]
-enum Dispatched<T, F, M, S> {
+enum Dispatched<T, F, M, S, G> {
     Filesystem(#[pin] F),
     InMemory(#[pin] M),
     #[cfg_attr(not(feature = "s3"), allow(dead_code))]
     S3(#[pin] S),
+    #[cfg_attr(not(feature = "gcs"), allow(dead_code))]
+    Gcs(#[pin] G),
     /// Never built: only names `T`.
     #[allow(dead_code)]
     Output(
@@ -174,6 +199,26 @@ impl<T, S: Future<Output: IntoAny<T>>> S3Slot<T> for S {
 
 #[cfg(not(feature = "s3"))]
 impl<T> S3Slot<T> for std::convert::Infallible {
+    fn poll_slot(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<T> {
+        match *self.get_mut() {}
+    }
+}
+
+/// What the GCS slot of [`Dispatched`] holds, like [`S3Slot`].
+trait GcsSlot<T> {
+    fn poll_slot(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T>;
+}
+
+#[cfg(feature = "gcs")]
+impl<T, G: Future<Output: IntoAny<T>>> GcsSlot<T> for G {
+    #[inline]
+    fn poll_slot(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        self.poll(cx).map(IntoAny::into_any)
+    }
+}
+
+#[cfg(not(feature = "gcs"))]
+impl<T> GcsSlot<T> for std::convert::Infallible {
     fn poll_slot(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<T> {
         match *self.get_mut() {}
     }
@@ -220,11 +265,12 @@ impl<S: VariantStream> IntoAny<Result<BlobRead<AnyBlobStream>>> for Result<BlobR
     }
 }
 
-impl<T, F, M, S> Future for Dispatched<T, F, M, S>
+impl<T, F, M, S, G> Future for Dispatched<T, F, M, S, G>
 where
     F: Future<Output: IntoAny<T>>,
     M: Future<Output: IntoAny<T>>,
     S: S3Slot<T>,
+    G: GcsSlot<T>,
 {
     type Output = T;
 
@@ -233,7 +279,8 @@ where
         match self.project() {
             DispatchedProj::Filesystem(f) => f.poll(cx).map(IntoAny::into_any),
             DispatchedProj::InMemory(f) => f.poll(cx).map(IntoAny::into_any),
-            DispatchedProj::S3(f) => f.poll_slot(cx),
+            DispatchedProj::S3(f) => S3Slot::poll_slot(f, cx),
+            DispatchedProj::Gcs(f) => GcsSlot::poll_slot(f, cx),
             DispatchedProj::Output(never, _) => match *never {},
         }
     }
@@ -251,15 +298,29 @@ macro_rules! s3_future {
     };
 }
 
+/// The fifth type of [`Dispatched`]: see [`GcsSlot`].
+#[cfg(feature = "gcs")]
+macro_rules! gcs_future {
+    () => { Pin<Box<_>> };
+}
+#[cfg(not(feature = "gcs"))]
+macro_rules! gcs_future {
+    () => {
+        std::convert::Infallible
+    };
+}
+
 /// Like [`dispatch!`], for a future: `$body` is the concrete driver's future, returned
 /// without an `async` wrapper.
 macro_rules! dispatch_future {
     ($self:expr, $d:ident => $body:expr) => {{
-        let future: Dispatched<_, _, _, s3_future!()> = match $self {
+        let future: Dispatched<_, _, _, s3_future!(), gcs_future!()> = match $self {
             AnyDriver::Filesystem($d) => Dispatched::Filesystem($body),
             AnyDriver::InMemory($d) => Dispatched::InMemory($body),
             #[cfg(feature = "s3")]
             AnyDriver::S3($d) => Dispatched::S3(Box::pin($body)),
+            #[cfg(feature = "gcs")]
+            AnyDriver::Gcs($d) => Dispatched::Gcs(Box::pin($body)),
         };
         future
     }};
@@ -296,9 +357,19 @@ impl AnyDriver {
                 field: "type",
                 message: "the s3 driver is not compiled in (enable the `s3` cargo feature)".into(),
             }),
+            #[cfg(feature = "gcs")]
+            StorageType::Gcs => {
+                let gcs = config.gcs.as_ref().ok_or(Error::Config {
+                    field: "gcs.bucket",
+                    message: "missing".into(),
+                })?;
+                Ok(Self::Gcs(GcsDriver::connect(gcs, options).await?))
+            }
+            #[cfg(not(feature = "gcs"))]
             StorageType::Gcs => Err(Error::Config {
                 field: "type",
-                message: "the gcs driver is reserved but not implemented yet".into(),
+                message: "the gcs driver is not compiled in (enable the `gcs` cargo feature)"
+                    .into(),
             }),
         }
     }
