@@ -1,7 +1,11 @@
 //! Shared harness of the HTTP tests: starts the registry on a loopback port over each driver
-//! (in-memory, filesystem in a temporary directory, and S3 when `S3_ENDPOINT` is set) and
+//! (in-memory, filesystem in a temporary directory, S3 when `S3_ENDPOINT` is set and GCS when
+//! `GCS_ENDPOINT` is set) and
 //! offers small helpers written from the spec's request shapes.
 #![allow(dead_code)]
+
+#[cfg(feature = "gcs")]
+pub mod gcs;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -55,6 +59,11 @@ pub fn configs(test: &str) -> Vec<(String, StorageConfig, Option<tempfile::TempD
             out.push(("s3".to_owned(), StorageConfig::s3(s3), None));
         }
         _ => eprintln!("NOTE: S3_ENDPOINT is not set: S3 cases of {test} were SKIPPED"),
+    }
+    #[cfg(feature = "gcs")]
+    match gcs::config("http-tests", test) {
+        Some(config) => out.push(("gcs".to_owned(), StorageConfig::gcs(config), None)),
+        None => eprintln!("NOTE: GCS_ENDPOINT is not set: GCS cases of {test} were SKIPPED"),
     }
     out
 }
