@@ -644,4 +644,32 @@ mod leftovers {
             .collect();
         assert!(open.is_empty(), "multipart uploads left open: {open:?}");
     }
+
+    /// Same on GCS: no object under `uploads/` or `_uploads/`, exactly one blob object.
+    #[cfg(feature = "gcs")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gcs_no_upload_data_left_behind() {
+        let Some(factory) = gcs_factory::GcsFactory::from_env() else {
+            return;
+        };
+        let config = factory.create_storage().await.unwrap();
+        let d = factory.open(&config).await.unwrap();
+        let digest = upload_scenario(&d).await;
+
+        let prefix = config.normalized_prefix();
+        let mut leftovers = gcs_env::objects_below(&config, &format!("{prefix}uploads/")).await;
+        leftovers.extend(
+            gcs_env::objects_below(
+                &config,
+                &format!("{prefix}repositories/suite/leftovers/_uploads/"),
+            )
+            .await,
+        );
+        assert!(
+            leftovers.is_empty(),
+            "upload objects left behind: {leftovers:?}"
+        );
+        let blobs = gcs_env::objects_below(&config, &format!("{prefix}blobs/")).await;
+        assert_eq!(blobs, [format!("{prefix}blobs/sha256/{}", digest.hex())]);
+    }
 }
