@@ -1,6 +1,6 @@
-//! The GCS driver (`type = "gcs"`, feature `gcs`): the shared [`Engine`] over [`GcsBackend`],
-//! on Google Cloud Storage through its JSON API (client crate `gcloud-storage`; why that one:
-//! `docs/gcs.md`).
+//! The GCS driver (`type = "gcs"`, feature `gcs`): the shared
+//! [`Engine`](crate::storage::Engine) over [`GcsBackend`], on Google Cloud Storage through its
+//! JSON API (client crate `gcloud-storage`; why that one: `docs/gcs.md`).
 //!
 //! Modules: [`config`] (settings, compiled without the feature too), `client` (client and
 //! credentials), `keys` (layout key → object name), `objects` (plain object operations),
@@ -93,11 +93,13 @@ mod backend {
     pub type GcsDriver = Engine<GcsBackend>;
 
     impl GcsDriver {
-        /// Validates the configuration and builds the client (looking up Application Default
-        /// Credentials unless `anonymous`). Does not contact the bucket: a wrong bucket shows
-        /// up as a backend error of the first operation.
+        /// Validates the configuration, builds the client (looking up Application Default
+        /// Credentials unless `anonymous`) and checks that the bucket exists (one list
+        /// request): a missing bucket is a configuration error naming `gcs.bucket`.
         pub async fn connect(config: &GcsConfig, options: EngineOptions) -> Result<Self> {
-            Ok(Engine::new(GcsBackend::connect(config).await?, options))
+            let backend = GcsBackend::connect(config).await?;
+            backend.check_bucket().await?;
+            Ok(Engine::new(backend, options))
         }
     }
 
@@ -111,7 +113,8 @@ mod backend {
     }
 
     impl GcsBackend {
-        /// Validates the configuration and builds the client.
+        /// Validates the configuration and builds the client; does not contact the bucket
+        /// (see [`GcsDriver::connect`]).
         pub async fn connect(config: &GcsConfig) -> Result<Self> {
             config.validate()?;
             Ok(Self {

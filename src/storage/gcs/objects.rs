@@ -257,6 +257,25 @@ impl GcsBackend {
         }
     }
 
+    /// Checks that the bucket exists with one list request (the permission the driver needs
+    /// anyway): a missing bucket is a configuration error, not a store of absent objects.
+    pub(crate) async fn check_bucket(&self) -> Result<()> {
+        let request = ListObjectsRequest {
+            bucket: self.bucket.clone(),
+            prefix: Some(self.names.prefix().to_owned()),
+            max_results: Some(1),
+            ..ListObjectsRequest::default()
+        };
+        match self.conn.client.list_objects(&request).await {
+            Ok(_) => Ok(()),
+            Err(e) if error::is_not_found(&e) => Err(crate::error::Error::Config {
+                field: "gcs.bucket",
+                message: format!("bucket {:?} does not exist", self.bucket),
+            }),
+            Err(e) => Err(translate("listing", "", e)),
+        }
+    }
+
     /// Whether any object exists below `prefix`.
     pub(crate) async fn any_below(&self, prefix: &str) -> Result<bool> {
         let page = self.list_page(prefix, false, None, None, 1).await?;

@@ -244,7 +244,7 @@ impl GcsBackend {
         bytes: Bytes,
     ) -> Result<u64> {
         let len = bytes.len() as u64;
-        debug_assert!(len % SESSION_UNIT == 0);
+        debug_assert!(len.is_multiple_of(SESSION_UNIT));
         let status = self
             .conn
             .client
