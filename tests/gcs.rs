@@ -423,7 +423,7 @@ async fn direct_client_baseline() {
     let size = var("GCS_BENCH_SIZE", 64 << 20);
     let n = var("GCS_BENCH_N", 1);
     let conc = var("GCS_BENCH_CONC", 1);
-    let chunk = var("GCS_BENCH_CHUNK", 1 << 20);
+    let chunk = var("GCS_BENCH_CHUNK", 8 << 20);
     let client = gcs_env::client(&config);
     let prefix = config.normalized_prefix();
     let blobs: Vec<Bytes> = (0..n)
@@ -470,7 +470,7 @@ async fn direct_client_baseline() {
         async move {
             let name = format!("{prefix}b{i}");
             match scenario.as_str() {
-                "push-chunked" => {
+                "push-session" => {
                     let session = client
                         .prepare_resumable_upload(&request, &UploadType::Simple(Media::new(name)))
                         .await
