@@ -272,7 +272,7 @@ impl GcsBackend {
                 field: "gcs.bucket",
                 message: format!("bucket {:?} does not exist", self.bucket),
             }),
-            Err(e) => Err(translate("listing", "", e)),
+            Err(e) => Err(translate("listing", "the bucket", e)),
         }
     }
 

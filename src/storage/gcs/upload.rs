@@ -107,6 +107,18 @@ impl GcsUploadState {
     }
 }
 
+/// What a session's answer says, for messages (never the object's metadata, which names the
+/// bucket and the full object name).
+fn describe(status: &UploadStatus) -> String {
+    match status {
+        UploadStatus::Ok(_) => "was already finalized".to_owned(),
+        UploadStatus::NotStarted => "holds no bytes".to_owned(),
+        UploadStatus::ResumeIncomplete(range) => {
+            format!("holds bytes up to {}", range.last_byte + 1)
+        }
+    }
+}
+
 fn nonce() -> u64 {
     rand::random::<u64>() | 1
 }
@@ -255,8 +267,9 @@ impl GcsBackend {
         match status {
             UploadStatus::ResumeIncomplete(range) if range.last_byte + 1 == start + len => Ok(len),
             other => Err(corrupt(format!(
-                "upload session of {digest}: after bytes {start}..{} it answered {other:?}",
-                start + len
+                "upload session of {digest}: after bytes {start}..{} it {}",
+                start + len,
+                describe(&other)
             ))),
         }
     }
@@ -444,7 +457,8 @@ impl GcsBackend {
             Err(e) if error::is_precondition_failed(&e) => Ok(()),
             Err(e) => Err(self.session_error(digest, e)),
             Ok(other) => Err(corrupt(format!(
-                "upload session of {digest}: the final chunk was answered with {other:?}"
+                "upload session of {digest}: after the final chunk it {}",
+                describe(&other)
             ))),
         }
     }
