@@ -38,16 +38,22 @@ field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
 registry() { # label regbench-args: prints the regbench line, then peak_rss=<MiB>
   STORAGE_TYPE=gcs GCS_PREFIX="e2e-$1-$$" MARINA_LISTEN=127.0.0.1:$PORT RUST_LOG=warn \
     target/release/marina-registry >"$WORK/marina.log" 2>&1 &
-  local pid=$!
+  local pid=$! line kb
   for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
-  "$WORK/regbench" $2 -url "http://127.0.0.1:$PORT" -seed 3 -timeout 1800s 2>"$WORK/regbench.err" | grep '^scenario=' || { cat "$WORK/regbench.err" >&2; exit 1; }
-  echo "peak_rss=$(( $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") / 1024 ))"
+  if ! line=$("$WORK/regbench" $2 -url "http://127.0.0.1:$PORT" -seed 3 -timeout 1800s 2>"$WORK/regbench.err"); then
+    cat "$WORK/regbench.err" >&2; kill "$pid"; exit 1
+  fi
+  kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true
+  grep '^scenario=' <<<"$line"
+  echo "peak_rss=$((kb / 1024))"
 }
 
 direct() { # scenario size n conc
-  GCS_PREFIX="e2e-direct-$1-$$-$RANDOM" GCS_BENCH=$1 GCS_BENCH_SIZE=$2 GCS_BENCH_N=$3 GCS_BENCH_CONC=$4 \
-    cargo test --release --all-features --quiet --test gcs direct_client_baseline -- --ignored --nocapture 2>/dev/null | grep '^scenario='
+  local out
+  out=$(GCS_PREFIX="e2e-direct-$1-$$-$RANDOM" GCS_BENCH=$1 GCS_BENCH_SIZE=$2 GCS_BENCH_N=$3 GCS_BENCH_CONC=$4 \
+    cargo test --release --all-features --quiet --test gcs direct_client_baseline -- --ignored --nocapture 2>/dev/null)
+  grep '^scenario=' <<<"$out"
 }
 
 compare() { # label registry-line direct-line metric
@@ -57,14 +63,14 @@ compare() { # label registry-line direct-line metric
 
 size=$(bytes "$SIZE")
 echo "fake-gcs-server at $GCS_ENDPOINT; SIZE=$SIZE N=$N SMALL_N=$SMALL_N" >&2
-r=$(registry mono "push-mono -size $SIZE -n $N -conc 1" | head -1); d=$(direct push-mono "$size" "$N" 1)
+r=$(registry mono "push-mono -size $SIZE -n $N -conc 1" ); r=${r%%$'\n'*}; d=$(direct push-mono "$size" "$N" 1)
 compare "push-mono $SIZE" "$r" "$d" MBps
 compare "  vs 8MiB session" "$r" "$(direct push-session "$size" "$N" 1)" MBps
-r=$(registry chunked "push-chunked -size $SIZE -chunk 1MiB" | head -1); d=$(direct push-mono "$size" 1 1)
+r=$(registry chunked "push-chunked -size $SIZE -chunk 1MiB" ); r=${r%%$'\n'*}; d=$(direct push-mono "$size" 1 1)
 compare "push-chunked 1MiB" "$r" "$d" MBps
-r=$(registry pull "pull -size $SIZE -n $N -conc 1" | head -1); d=$(direct pull "$size" "$N" 1)
+r=$(registry pull "pull -size $SIZE -n $N -conc 1" ); r=${r%%$'\n'*}; d=$(direct pull "$size" "$N" 1)
 compare "pull $SIZE" "$r" "$d" MBps
-r=$(registry small "push-small -size 4KiB -n $SMALL_N -conc 8" | head -1); d=$(direct push-small 4096 "$SMALL_N" 8)
+r=$(registry small "push-small -size 4KiB -n $SMALL_N -conc 8" ); r=${r%%$'\n'*}; d=$(direct push-small 4096 "$SMALL_N" 8)
 compare "push-small 4KiB" "$r" "$d" ops_per_s
 out=$(registry rss "push-chunked -size $RSS_SIZE -chunk 1MiB")
-echo "push-chunked $RSS_SIZE in 1MiB chunks: $(field "$(head -1 <<<"$out")" MBps) MBps, registry peak RSS $(field "$(tail -1 <<<"$out")" peak_rss) MiB"
+echo "push-chunked $RSS_SIZE in 1MiB chunks: $(field "${out%%$'\n'*}" MBps) MBps, registry peak RSS $(field "${out##*$'\n'}" peak_rss) MiB"
