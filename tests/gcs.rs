@@ -19,10 +19,10 @@ use marina_distribution::Error;
 use marina_distribution::oci::{Digest, DigestAlgorithm, RepositoryName, Tag};
 use marina_distribution::storage::backend::Backend;
 use marina_distribution::storage::gcs::{GcsBackend, GcsDriver};
+use marina_distribution::storage::layers::{Instrumented, Resumable};
 use marina_distribution::storage::layout;
 use marina_distribution::storage::{
-    AnyDriver, Engine, EngineOptions, GcsConfig, StorageConfig, StorageDriver, UploadHandle,
-    UploadId,
+    AnyDriver, EngineOptions, GcsConfig, StorageConfig, StorageDriver, UploadHandle, UploadId,
 };
 
 const KIB: usize = 1024;
@@ -46,7 +46,7 @@ async fn backend(config: &GcsConfig) -> GcsBackend {
 }
 
 async fn driver(config: &GcsConfig) -> GcsDriver {
-    Engine::new(backend(config).await, EngineOptions::default())
+    GcsDriver::from_backend(backend(config).await, EngineOptions::default())
 }
 
 fn body(data: &[u8]) -> impl Stream<Item = marina_distribution::Result<Bytes>> + Send + use<> {
@@ -204,7 +204,7 @@ async fn tiny_chunks_compose_level_by_level() {
     let backend = backend(&config).await;
     let id = UploadId::generate();
     let content = payload(32 * 32 + 33, 4);
-    let mut state = backend.create_upload(&id, None).await.unwrap();
+    let mut state = backend.start_upload(&id, None).await.unwrap();
     for (offset, byte) in content.iter().enumerate() {
         let n = backend
             .append_upload(&id, &mut state, offset as u64, body(&[*byte]))
@@ -220,7 +220,7 @@ async fn tiny_chunks_compose_level_by_level() {
     assert!(live <= state.pieces.len() + 32, "{live} objects");
     let digest = Digest::compute(DigestAlgorithm::Sha256, &content);
     backend
-        .commit_upload(&id, state, content.len() as u64, &digest)
+        .finish_upload(&id, state, content.len() as u64, &digest)
         .await
         .unwrap();
     let mut read = backend.read_blob(&digest, None).await.unwrap();
@@ -255,12 +255,12 @@ async fn manifest_records_are_written_once() {
     let key = layout::manifest(&repo, &digest);
     let object = backend.object_name(&key);
     let record = Bytes::from_static(b"sha256:x a/b\n{}");
-    backend.write_verified(&key, record.clone()).await.unwrap();
+    backend.write(&key, record.clone()).await.unwrap();
     let first = generation(&config, &object).await;
-    backend.write_verified(&key, record.clone()).await.unwrap();
+    backend.write(&key, record.clone()).await.unwrap();
     assert_eq!(generation(&config, &object).await, first);
     let changed = Bytes::from_static(b"sha256:x c/d\n{}");
-    backend.write_verified(&key, changed.clone()).await.unwrap();
+    backend.write(&key, changed.clone()).await.unwrap();
     assert_ne!(generation(&config, &object).await, first);
     assert_eq!(backend.read(&key).await.unwrap(), Some(changed));
 }
@@ -285,7 +285,13 @@ async fn listings_follow_page_tokens() {
         .await;
     assert!(writes.iter().all(Result::is_ok));
     // A deeper object must not show up as a name.
-    let deeper = backend.object_name(&dir) + "/t00001/deeper";
+    let deeper = [
+        &backend.object_name(dir.key()),
+        "/",
+        dir.name_prefix(),
+        "t00001/deeper",
+    ]
+    .concat();
     gcs_env::client(&config)
         .upload_object(
             &gcloud_storage::http::objects::upload::UploadObjectRequest {
@@ -322,19 +328,22 @@ async fn listings_follow_page_tokens() {
     );
 }
 
-/// Errors name the operation and the key relative to the prefix, never the bucket, the
-/// prefix or the client's error dump.
+/// Errors say the JSON API request, GCS's answer, the backend operation and the layout key
+/// (added by the instrumentation layer the driver is assembled with), never the bucket, the
+/// prefix or the client's error dump; those stay in the error's source, for logs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_name_no_object_key() {
     let mut config = gcs_or_skip!("errors");
     config.bucket = "no-such-bucket-for-marina".into();
     config.prefix = Some("secret-prefix".into());
-    let backend = backend(&config).await;
+    let backend = Instrumented::new(Resumable::new(backend(&config).await));
     let repo = RepositoryName::parse("a/b").unwrap();
-    let key = layout::tags_dir(&repo);
-    let err = backend.list(&key, None, None).await.unwrap_err();
+    let dir = layout::tags_dir(&repo);
+    let err = backend.list(&dir, None, None).await.unwrap_err();
     let message = err.to_string();
-    assert!(message.contains("repositories/a/b/_tags"), "{message}");
+    assert!(message.contains("during list of"), "{message}");
+    assert!(message.contains(dir.as_str()), "{message}");
+    assert!(message.contains("list: HTTP 404"), "{message}");
     for secret in [
         "secret-prefix",
         "no-such-bucket",
@@ -343,6 +352,8 @@ async fn errors_name_no_object_key() {
     ] {
         assert!(!message.contains(secret), "{secret:?} in {message}");
     }
+    let detail = std::error::Error::source(&err).expect("detail").to_string();
+    assert!(detail.contains("secret-prefix/"), "{detail}");
 }
 
 /// A bucket that does not exist is a configuration error at startup, not an empty store.

@@ -10,17 +10,27 @@ use futures::{Stream, StreamExt, stream};
 
 use crate::error::Result;
 use crate::oci::{ByteRange, Digest};
-use crate::storage::backend::Backend;
-use crate::storage::layout::Key;
-use crate::storage::{Engine, EngineOptions, UploadId};
+use crate::storage::any::ConfiguredDriver;
+use crate::storage::backend::{Backend, Capabilities};
+use crate::storage::layers::Instrumented;
+use crate::storage::layout::{Dir, Key};
+use crate::storage::{Engine, EngineOptions, StorageConfig, StorageType, UploadId};
 
-/// The in-memory storage driver.
-pub type InMemoryDriver = Engine<InMemoryBackend>;
+/// The in-memory storage driver: the engine over the instrumented in-memory backend.
+pub type InMemoryDriver = Engine<Instrumented<InMemoryBackend>>;
 
 impl InMemoryDriver {
     /// An empty in-memory driver with default options.
     pub fn new_in_memory() -> Self {
-        Engine::new(InMemoryBackend::default(), EngineOptions::default())
+        Engine::new(Instrumented::default(), EngineOptions::default())
+    }
+}
+
+impl ConfiguredDriver for InMemoryDriver {
+    const STORAGE_TYPE: StorageType = StorageType::Inmemory;
+
+    async fn open(_: &StorageConfig, options: EngineOptions) -> Result<Self> {
+        Ok(Engine::new(Instrumented::default(), options))
     }
 }
 
@@ -40,6 +50,11 @@ pub type InMemoryReader = stream::Iter<std::vec::IntoIter<Result<Bytes>>>;
 
 fn lock_poisoned() -> crate::error::Error {
     crate::error::Error::backend("inmemory", "lock poisoned by a panic")
+}
+
+/// What the keys of the objects in `dir` (with its name prefix) start with.
+fn listing_prefix(dir: &Dir) -> String {
+    [dir.as_str(), "/", dir.name_prefix()].concat()
 }
 
 /// Keeps the bytes `start..=end` of a rope, slicing (not copying) the chunks.
@@ -65,6 +80,10 @@ impl Backend for InMemoryBackend {
     type Reader = InMemoryReader;
     type UploadState = ();
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
+
     fn locate(&self, key: &Key) -> String {
         ["memory:", key.as_str()].concat()
     }
@@ -88,11 +107,11 @@ impl Backend for InMemoryBackend {
 
     async fn list(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<String>> {
-        let prefix = format!("{}/", dir.as_str());
+        let prefix = listing_prefix(dir);
         let from = match start_after {
             Some(after) => format!("{prefix}{after}"),
             None => prefix.clone(),
@@ -114,8 +133,8 @@ impl Backend for InMemoryBackend {
         Ok(names)
     }
 
-    async fn any_under(&self, dir: &Key) -> Result<bool> {
-        let prefix = format!("{}/", dir.as_str());
+    async fn any_under(&self, dir: &Dir) -> Result<bool> {
+        let prefix = listing_prefix(dir);
         let objects = self.objects.read().map_err(|_| lock_poisoned())?;
         Ok(objects
             .range::<str, _>((
@@ -143,7 +162,7 @@ impl Backend for InMemoryBackend {
         Ok(stream::iter(chunks.into_iter().map(Ok).collect::<Vec<_>>()))
     }
 
-    async fn create_upload(&self, id: &UploadId, _target: Option<&Digest>) -> Result<()> {
+    async fn start_upload(&self, id: &UploadId, _target: Option<&Digest>) -> Result<()> {
         let mut uploads = self.uploads.lock().map_err(|_| lock_poisoned())?;
         uploads.insert(id.clone(), Vec::new());
         Ok(())
@@ -192,7 +211,7 @@ impl Backend for InMemoryBackend {
         Ok(n)
     }
 
-    async fn commit_upload(
+    async fn finish_upload(
         &self,
         id: &UploadId,
         _state: (),

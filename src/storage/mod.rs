@@ -22,12 +22,13 @@ pub mod filesystem;
 pub mod gcs;
 pub mod hashing;
 pub mod inmemory;
+pub mod layers;
 pub mod layout;
-#[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 mod types;
+mod upload_locks;
 
 use std::future::Future;
 
@@ -35,9 +36,10 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub use any::{AnyBlobStream, AnyDriver, AnyUpload};
-pub use config::{FilesystemConfig, S3ChecksumPolicy, S3Config, StorageConfig, StorageType};
+pub use config::{
+    FilesystemConfig, GcsConfig, S3ChecksumPolicy, S3Config, StorageConfig, StorageType,
+};
 pub use engine::{Engine, EngineOptions, EngineUpload};
-pub use gcs::GcsConfig;
 pub use types::{
     BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, TagList, UploadHandle,
     UploadId, UploadProgress,

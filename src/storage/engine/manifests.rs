@@ -6,7 +6,7 @@ use futures::StreamExt;
 use crate::error::{Error, Result};
 use crate::oci::manifest;
 use crate::oci::{Descriptor, Digest, DigestAlgorithm, Reference, RepositoryName, Tag};
-use crate::storage::backend::Backend;
+use crate::storage::backend::{Backend, TagTarget};
 use crate::storage::layout;
 use crate::storage::{Manifest, ManifestInfo, PutManifestOutcome, StorageDriver};
 
@@ -28,8 +28,8 @@ impl<B: Backend> Engine<B> {
     async fn read_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<Manifest> {
         let key = layout::manifest(repo, digest);
         let stored = self.backend.read(&key).await?;
-        // Records are written with `Backend::write_verified`: one that a crash left torn (or
-        // that rotted on disk) fails its digest and is a manifest that is not stored.
+        // A record may be seen torn (`Backend` contract, clause 2): one that a crash left torn
+        // (or that rotted on disk) fails its digest and is a manifest that is not stored.
         stored
             .and_then(|stored| {
                 let manifest = decode_manifest(digest, stored);
@@ -133,10 +133,18 @@ impl<B: Backend> Engine<B> {
         };
         // The tag only once the record is durable, so a tag never points at a missing
         // manifest; with a subject, after the referrer entry too.
-        let tag_now = tag.as_ref().filter(|_| subject.is_none());
-        self.backend
-            .write_manifest(&record_key, record, tag_now.map(|tag| (tag, &digest)))
-            .await?;
+        let target = |new_record| TagTarget {
+            digest: &digest,
+            record: &record_key,
+            new_record,
+        };
+        match &tag {
+            // Record and tag in one step, which a backend may make cheaper than two.
+            Some(tag) if subject.is_none() => {
+                self.backend.write_tag(tag, target(Some(record))).await?;
+            }
+            _ => self.backend.write(&record_key, record).await?,
+        }
         if let Some(subject) = &subject {
             let entry = Descriptor {
                 media_type: summary.media_type.clone(),
@@ -152,7 +160,7 @@ impl<B: Backend> Engine<B> {
                 .write(&layout::referrer(repo, subject, &digest), Bytes::from(json))
                 .await?;
             if let Some(tag) = &tag {
-                self.backend.write_tag(tag, &digest, &record_key).await?;
+                self.backend.write_tag(tag, target(None)).await?;
             }
         }
         Ok(PutManifestOutcome { digest, subject })

@@ -8,19 +8,17 @@
 //!
 //! This file holds the types and the [`StorageDriver`] implementation, which hands each
 //! operation to the module of its resource: `blobs`, `uploads`, `manifests`, `tags`,
-//! `referrers`. Request bodies are hashed and counted by `metered`, uploads serialised per
-//! id by `locks`, and manifests stored in the format of `manifest_record`.
+//! `referrers`. Request bodies are hashed and counted while they stream by `hashed_body`,
+//! uploads serialised per id by [`UploadLocks`], and manifests stored in the format of
+//! `manifest_record`.
 
 mod blobs;
-mod locks;
+mod hashed_body;
 mod manifest_record;
 mod manifests;
-mod metered;
 mod referrers;
 mod tags;
 mod uploads;
-
-use locks::UploadLocks;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -30,7 +28,9 @@ use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
 use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
-use crate::storage::backend::Backend;
+use crate::storage::backend::{Backend, Operation};
+use crate::storage::layout::Key;
+use crate::storage::upload_locks::UploadLocks;
 use crate::storage::{
     BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageDriver, TagList,
     UploadHandle, UploadId, UploadProgress,
@@ -104,8 +104,10 @@ impl<S: std::fmt::Debug + Send + Sync + 'static> UploadHandle for EngineUpload<S
 }
 
 impl<B: Backend> Engine<B> {
-    fn corrupt(&self, what: impl std::fmt::Display) -> Error {
-        Error::backend(B::NAME, format!("corrupt record: {what}"))
+    /// The error for a record read at `key` that does not parse.
+    fn corrupt(&self, key: &Key) -> Error {
+        Error::backend(B::NAME, "corrupt record")
+            .with_context(Operation::Read, || Some(key.clone()))
     }
 }
 
@@ -120,7 +122,7 @@ impl<B: Backend> StorageDriver for Engine<B> {
     }
 
     fn chunk_min_length(&self) -> Option<u64> {
-        self.backend.chunk_min_length()
+        self.backend.capabilities().chunk_min_length
     }
 
     async fn stat(&self, repo: &RepositoryName, digest: &Digest) -> Result<FileInfo> {

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::oci::{Digest, RepositoryName, Tag};
 use crate::storage::TagList;
-use crate::storage::backend::Backend;
+use crate::storage::backend::{Backend, TagTarget};
 use crate::storage::layout;
 
 use super::Engine;
@@ -63,12 +63,14 @@ impl<B: Backend> Engine<B> {
         if !self.manifest_exists(repo, digest).await? {
             return Err(Error::ManifestUnknown(digest.to_string()));
         }
+        let record = layout::manifest(repo, digest);
+        let target = TagTarget {
+            digest,
+            record: &record,
+            new_record: None,
+        };
         self.backend
-            .write_tag(
-                &layout::tag(repo, tag),
-                digest,
-                &layout::manifest(repo, digest),
-            )
+            .write_tag(&layout::tag(repo, tag), target)
             .await
     }
 
@@ -81,10 +83,10 @@ impl<B: Backend> Engine<B> {
         self.backend.remove(&key).await
     }
 
-    /// Whether the repository holds any tag, manifest or blob link.
+    /// Whether the repository holds any tag, manifest or blob link (tags live in the
+    /// manifests directory).
     async fn repository_exists(&self, repo: &RepositoryName) -> Result<bool> {
-        Ok(self.backend.any_under(&layout::tags_dir(repo)).await?
-            || self.backend.any_under(&layout::manifests_dir(repo)).await?
+        Ok(self.backend.any_under(&layout::manifests_dir(repo)).await?
             || self.backend.any_under(&layout::layers_dir(repo)).await?)
     }
 }

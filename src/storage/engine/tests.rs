@@ -1,97 +1,14 @@
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use futures::{StreamExt, stream};
 
-use super::metered::HASH_BATCH;
+use super::hashed_body::HASH_BATCH;
 use super::*;
-use crate::oci::ByteRange;
-use crate::storage::inmemory::{InMemoryBackend, InMemoryReader};
-use crate::storage::layout::Key;
+use crate::storage::backend::Operation;
+use crate::storage::inmemory::InMemoryBackend;
+use crate::storage::layers::{Fault, FaultInjection};
+use crate::storage::layout::KeyClass;
 
 /// The in-memory backend with injectable failures.
-#[derive(Debug, Default)]
-struct Faulty {
-    inner: InMemoryBackend,
-    /// `commit_upload` stores the blob, then reports an error (a lost response).
-    commit_then_fail: AtomicBool,
-    /// The next write of a repository link fails.
-    fail_link_write: AtomicBool,
-}
-
-fn injected() -> Error {
-    Error::backend("faulty", "injected failure")
-}
-
-impl Backend for Faulty {
-    const NAME: &'static str = "faulty";
-    type Reader = InMemoryReader;
-    type UploadState = ();
-
-    fn locate(&self, key: &Key) -> String {
-        self.inner.locate(key)
-    }
-    async fn read(&self, key: &Key) -> Result<Option<Bytes>> {
-        self.inner.read(key).await
-    }
-    async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
-        if key.as_str().contains("/_layers/") && self.fail_link_write.swap(false, Ordering::SeqCst)
-        {
-            return Err(injected());
-        }
-        self.inner.write(key, value).await
-    }
-    async fn remove(&self, key: &Key) -> Result<()> {
-        self.inner.remove(key).await
-    }
-    async fn list(
-        &self,
-        dir: &Key,
-        start_after: Option<&str>,
-        limit: Option<usize>,
-    ) -> Result<Vec<String>> {
-        self.inner.list(dir, start_after, limit).await
-    }
-    async fn any_under(&self, dir: &Key) -> Result<bool> {
-        self.inner.any_under(dir).await
-    }
-    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        self.inner.blob_size(digest).await
-    }
-    async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<InMemoryReader> {
-        self.inner.read_blob(digest, range).await
-    }
-    async fn create_upload(&self, id: &UploadId, target: Option<&Digest>) -> Result<()> {
-        self.inner.create_upload(id, target).await
-    }
-    async fn append_upload<S>(
-        &self,
-        id: &UploadId,
-        state: &mut (),
-        offset: u64,
-        body: S,
-    ) -> Result<u64>
-    where
-        S: Stream<Item = Result<Bytes>> + Send,
-    {
-        self.inner.append_upload(id, state, offset, body).await
-    }
-    async fn commit_upload(
-        &self,
-        id: &UploadId,
-        state: (),
-        size: u64,
-        digest: &Digest,
-    ) -> Result<()> {
-        self.inner.commit_upload(id, state, size, digest).await?;
-        if self.commit_then_fail.swap(false, Ordering::SeqCst) {
-            return Err(injected());
-        }
-        Ok(())
-    }
-    async fn abort_upload(&self, id: &UploadId, state: ()) -> Result<()> {
-        self.inner.abort_upload(id, state).await
-    }
-}
+type Faulty = FaultInjection<InMemoryBackend>;
 
 fn engine() -> Engine<Faulty> {
     Engine::new(Faulty::default(), EngineOptions::default())
@@ -125,38 +42,6 @@ where
         .await
         .unwrap();
     id
-}
-
-fn lock_entries(locks: &UploadLocks) -> usize {
-    locks.0.lock().unwrap().len()
-}
-
-/// The lock map only holds sessions with an operation in flight, including after a
-/// waiter is cancelled once its holder is gone.
-#[tokio::test]
-async fn upload_locks_are_released() {
-    let locks = UploadLocks::default();
-    let (a, b) = (UploadId::generate(), UploadId::generate());
-    let held = locks.lock(&a).await;
-    let other = locks.lock(&b).await;
-    assert_eq!(lock_entries(&locks), 2);
-    drop(other);
-    assert_eq!(lock_entries(&locks), 1);
-    // A waiter, cancelled after the holder released the lock.
-    let mut waiter = Box::pin(locks.lock(&a));
-    assert!(futures::poll!(waiter.as_mut()).is_pending());
-    drop(held);
-    drop(waiter);
-    // Cleaned up by the next release of any session.
-    drop(locks.lock(&b).await);
-    assert_eq!(lock_entries(&locks), 0);
-    // A waiter cancelled while the holder still holds.
-    let held = locks.lock(&a).await;
-    let mut waiter = Box::pin(locks.lock(&a));
-    assert!(futures::poll!(waiter.as_mut()).is_pending());
-    drop(waiter);
-    drop(held);
-    assert_eq!(lock_entries(&locks), 0);
 }
 
 /// Bodies longer than a hash batch are hashed on the blocking pool in order: the digest
@@ -219,7 +104,10 @@ async fn finish_succeeds_when_commit_errs_after_storing() {
     let repo = RepositoryName::parse("a/b").unwrap();
     let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
     let id = started(&e, &repo, body(&DATA[..5])).await;
-    e.backend().commit_then_fail.store(true, Ordering::SeqCst);
+    // The blob is stored, then an error reported (a lost response).
+    e.backend()
+        .faults()
+        .plan(Fault::after(Operation::FinishUpload));
     let info = e
         .finish_upload(&repo, &id, &digest, None, body(&DATA[5..]))
         .await
@@ -238,7 +126,10 @@ async fn put_content_succeeds_when_commit_errs_after_storing() {
     let e = engine();
     let repo = RepositoryName::parse("a/b").unwrap();
     let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
-    e.backend().commit_then_fail.store(true, Ordering::SeqCst);
+    // The blob is stored, then an error reported (a lost response).
+    e.backend()
+        .faults()
+        .plan(Fault::after(Operation::FinishUpload));
     e.put_content(&repo, &digest, None, body(DATA))
         .await
         .unwrap();
@@ -253,7 +144,10 @@ async fn finish_retry_after_link_failure() {
     let repo = RepositoryName::parse("a/b").unwrap();
     let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
     let id = started(&e, &repo, body(&DATA[..7])).await;
-    e.backend().fail_link_write.store(true, Ordering::SeqCst);
+    // The next write of a repository link fails.
+    e.backend()
+        .faults()
+        .plan(Fault::before(Operation::Write).class(KeyClass::Link));
     assert!(
         e.finish_upload(&repo, &id, &digest, None, body(&DATA[7..]))
             .await

@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::storage::config::parse_bool;
 
-/// The environment variables [`apply_vars`] reads.
+/// The environment variables [`GcsConfig::apply_vars`] reads.
 pub const ENV_VARS: [&str; 4] = ["GCS_BUCKET", "GCS_PREFIX", "GCS_ENDPOINT", "GCS_ANONYMOUS"];
 
 /// GCS driver parameters.
@@ -108,36 +109,30 @@ impl GcsConfig {
             Some(p) => format!("{p}/"),
         }
     }
-}
 
-/// Applies `GCS_BUCKET`, `GCS_PREFIX`, `GCS_ENDPOINT` and `GCS_ANONYMOUS` from `var` over
-/// `config` (creating it when any of them is set); unset variables leave current values.
-pub fn apply_vars(
-    config: &mut Option<GcsConfig>,
-    var: &impl Fn(&str) -> Option<String>,
-) -> Result<()> {
-    if !ENV_VARS.iter().any(|k| var(k).is_some()) {
-        return Ok(());
+    /// Applies `GCS_BUCKET`, `GCS_PREFIX`, `GCS_ENDPOINT` and `GCS_ANONYMOUS` from `var` over
+    /// `self`; unset variables leave the current values.
+    pub fn apply_vars(mut self, var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        if let Some(v) = var("GCS_BUCKET") {
+            self.bucket = v;
+        }
+        if let Some(v) = var("GCS_PREFIX") {
+            self.prefix = Some(v);
+        }
+        if let Some(v) = var("GCS_ENDPOINT") {
+            self.endpoint = Some(v);
+        }
+        if let Some(v) = var("GCS_ANONYMOUS") {
+            self.anonymous = parse_bool("GCS_ANONYMOUS", &v)?;
+        }
+        Ok(self)
     }
-    let gcs = config.get_or_insert_with(|| GcsConfig::new(""));
-    if let Some(v) = var("GCS_BUCKET") {
-        gcs.bucket = v;
-    }
-    if let Some(v) = var("GCS_PREFIX") {
-        gcs.prefix = Some(v);
-    }
-    if let Some(v) = var("GCS_ENDPOINT") {
-        gcs.endpoint = Some(v);
-    }
-    if let Some(v) = var("GCS_ANONYMOUS") {
-        gcs.anonymous = crate::storage::config::parse_bool("GCS_ANONYMOUS", &v)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::StorageConfig;
 
     #[test]
     fn validation_names_the_field() {
@@ -172,25 +167,27 @@ mod tests {
                     .map(|(_, v)| v.to_string())
             }
         };
-        let mut none = None;
-        apply_vars(&mut none, &vars(&[("S3_BUCKET", "x")])).unwrap();
-        assert_eq!(none, None);
-        let mut config = None;
-        apply_vars(
-            &mut config,
-            &vars(&[
+        let none = StorageConfig::default()
+            .apply_vars(vars(&[("S3_BUCKET", "x")]))
+            .unwrap();
+        assert_eq!(none.gcs, None);
+        let config = StorageConfig::default()
+            .apply_vars(vars(&[
+                ("STORAGE_TYPE", "gcs"),
                 ("GCS_BUCKET", "reg"),
                 ("GCS_PREFIX", "p"),
                 ("GCS_ENDPOINT", "http://127.0.0.1:1"),
                 ("GCS_ANONYMOUS", "true"),
-            ]),
-        )
-        .unwrap();
-        let config = config.unwrap();
+            ]))
+            .unwrap();
+        config.validate().unwrap();
+        let config = config.gcs.unwrap();
         assert_eq!(config.bucket, "reg");
         assert_eq!(config.prefix.as_deref(), Some("p"));
         assert!(config.anonymous);
-        let err = apply_vars(&mut None, &vars(&[("GCS_ANONYMOUS", "maybe")])).unwrap_err();
+        let err = GcsConfig::new("reg")
+            .apply_vars(vars(&[("GCS_ANONYMOUS", "maybe")]))
+            .unwrap_err();
         assert!(matches!(
             err,
             Error::Config {

@@ -7,13 +7,15 @@
 //! | 408, 429, 5xx, timeouts, connection failures, cut bodies | [`Error::Backend`], retryable (HTTP 503) |
 //! | anything else (401, 403, a missing bucket, ...)   | [`Error::Backend`], not retryable  |
 //!
-//! Messages name the operation, the key relative to the configured prefix and the HTTP
-//! status, never the bucket's object key or the client's error dump (that stays the error's
-//! `source`, for logs).
+//! An error's message names the JSON API request (`"media upload"`) and what GCS answered
+//! (its HTTP status, or the kind of transport failure); the backend operation and the layout
+//! key are filled in by the [`Instrumented`](crate::storage::layers::Instrumented) layer. The
+//! object name (with the bucket's prefix) and the client's full error go to the
+//! [`BackendDetail`] in its source, for logs only.
 
 use gcloud_storage::http::Error as GcsError;
 
-use crate::error::Error;
+use crate::error::{BackendDetail, Error};
 
 /// Driver name used in errors.
 pub(crate) const DRIVER: &str = "gcs";
@@ -50,29 +52,41 @@ pub(crate) fn is_retryable(err: &GcsError) -> bool {
     }
 }
 
-/// Translates an error of operation `op` on the object named `key` (relative to the prefix).
-pub(crate) fn translate(op: &'static str, key: &str, err: GcsError) -> Error {
-    let what = match status(&err) {
+/// Translates an error of the JSON API request `request` (`"media download"`) on the object
+/// `object` (its full name, kept for logs only).
+pub(crate) fn translate(request: &'static str, object: &str, err: GcsError) -> Error {
+    let answer = match status(&err) {
         Some(code) => format!("HTTP {code}"),
         None => match &err {
             GcsError::TokenSource(_) => "no access token".to_owned(),
+            GcsError::HttpClient(e) | GcsError::RawResponse(e, _) if e.is_timeout() => {
+                "timed out".to_owned()
+            }
+            GcsError::HttpClient(e) | GcsError::RawResponse(e, _) if e.is_body() => {
+                "response body interrupted".to_owned()
+            }
             _ => "no answer".to_owned(),
         },
     };
+    let retryable = is_retryable(&err);
+    let detail = format!("{request} {object}: {err}");
     Error::Backend {
         driver: DRIVER,
-        message: format!("{op} {key}: {what}"),
-        retryable: is_retryable(&err),
-        source: Some(Box::new(err)),
+        operation: None,
+        key: None,
+        message: format!("{request}: {answer}"),
+        retryable,
+        source: Some(Box::new(BackendDetail::new(detail, Some(Box::new(err))))),
     }
 }
 
 /// Translates an error of the HTTP client itself (a streamed read).
-pub(crate) fn http(op: &'static str, key: &str, err: reqwest_gcs::Error) -> Error {
-    translate(op, key, GcsError::HttpClient(err))
+pub(crate) fn http(request: &'static str, object: &str, err: reqwest_gcs::Error) -> Error {
+    translate(request, object, GcsError::HttpClient(err))
 }
 
 /// A backend error about the driver's own records (an upload state that does not add up).
+/// `message` holds no object name.
 pub(crate) fn corrupt(message: impl Into<String>) -> Error {
     Error::backend(DRIVER, message)
 }
@@ -96,16 +110,25 @@ mod tests {
         assert!(is_precondition_failed(&answer(412)));
         assert!(is_retryable(&answer(503)) && is_retryable(&answer(429)));
         assert!(!is_retryable(&answer(403)));
-        match translate("read", "repositories/a/_tags/v1", answer(503)) {
+        let err = translate("media download", "prefix/repositories/a/x", answer(503));
+        let text = err.to_string();
+        assert!(
+            !text.contains("prefix/") && !text.contains("internal detail"),
+            "{text}"
+        );
+        match err {
             Error::Backend {
                 driver,
                 message,
                 retryable,
+                source,
                 ..
             } => {
                 assert_eq!(driver, "gcs");
                 assert!(retryable);
-                assert_eq!(message, "read repositories/a/_tags/v1: HTTP 503");
+                assert_eq!(message, "media download: HTTP 503");
+                let detail = source.unwrap().to_string();
+                assert!(detail.contains("prefix/repositories/a/x"), "{detail}");
             }
             other => panic!("{other:?}"),
         }

@@ -4,7 +4,7 @@
 //! upload's bytes up to `end` since the previous piece (see [`super::upload`]).
 
 use crate::storage::UploadId;
-use crate::storage::layout::{self, Key};
+use crate::storage::layout::{self, Dir, Key};
 
 /// Turns layout keys into object names under a prefix, and back.
 #[derive(Debug, Clone)]
@@ -28,10 +28,11 @@ impl Names {
         format!("{}{}", self.prefix, key.as_str())
     }
 
-    /// The listing prefix of a layout "directory": its object name followed by `/`, so that
-    /// listing `…/_tags/v1` never matches `…/_tags/v1.0`.
-    pub(crate) fn dir(&self, dir: &Key) -> String {
-        format!("{}{}/", self.prefix, dir.as_str())
+    /// The listing prefix of a layout directory: its object name followed by `/` (so that
+    /// listing `…/a/v1` never matches `…/a/v1.0/x`) and the directory's name prefix (`tag-`
+    /// for tags).
+    pub(crate) fn dir(&self, dir: &Dir) -> String {
+        [&self.prefix, dir.as_str(), "/", dir.name_prefix()].concat()
     }
 
     /// The listing prefix of everything an upload owns: `uploads/<id>/`.
@@ -43,11 +44,6 @@ impl Names {
     /// `nonce` is new for every piece written, so no two writes ever share a name).
     pub(crate) fn piece(&self, id: &UploadId, end: u64, nonce: u64) -> String {
         format!("{}part-{end:020}-{nonce:016x}", self.upload_dir(id))
-    }
-
-    /// An object name relative to the prefix, for messages (never the bucket's full name).
-    pub(crate) fn relative<'a>(&self, object: &'a str) -> &'a str {
-        object.strip_prefix(&self.prefix).unwrap_or(object)
     }
 }
 
@@ -67,7 +63,5 @@ mod tests {
             names.upload_dir(&id),
             "reg/uploads/0123456789abcdef0123456789abcdef/"
         );
-        assert_eq!(names.relative("reg/blobs/x"), "blobs/x");
-        assert_eq!(Names::new(String::new()).relative("blobs/x"), "blobs/x");
     }
 }

@@ -34,10 +34,6 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 impl GcsBackend {
-    pub(crate) fn relative<'a>(&self, object: &'a str) -> &'a str {
-        self.names.relative(object)
-    }
-
     fn upload_request(&self, if_generation_match: Option<i64>) -> UploadObjectRequest {
         UploadObjectRequest {
             bucket: self.bucket.clone(),
@@ -65,8 +61,8 @@ impl GcsBackend {
         if let Some(tokens) = &self.conn.tokens {
             let token = tokens.token().await.map_err(|e| {
                 translate(
-                    "reading",
-                    self.relative(object),
+                    "media download",
+                    object,
                     gcloud_storage::http::Error::TokenSource(e),
                 )
             })?;
@@ -75,14 +71,14 @@ impl GcsBackend {
         let response = request
             .send()
             .await
-            .map_err(|e| error::http("reading", self.relative(object), e))?;
+            .map_err(|e| error::http("media download", object, e))?;
         if response.status().as_u16() == 404 {
             return Ok(None);
         }
         response
             .error_for_status()
             .map(Some)
-            .map_err(|e| error::http("reading", self.relative(object), e))
+            .map_err(|e| error::http("media download", object, e))
     }
 
     /// Reads a whole (small) object; `None` if it does not exist.
@@ -93,7 +89,7 @@ impl GcsBackend {
                 .bytes()
                 .await
                 .map(Some)
-                .map_err(|e| error::http("reading", self.relative(object), e)),
+                .map_err(|e| error::http("media download", object, e)),
         }
     }
 
@@ -106,7 +102,7 @@ impl GcsBackend {
         Ok(self
             .download(object, range)
             .await?
-            .map(|response| GcsReader::new(response, self.relative(object).to_owned())))
+            .map(|response| GcsReader::new(response, object.to_owned())))
     }
 
     /// Creates or replaces an object with one media upload (atomic: readers see the old or
@@ -119,7 +115,7 @@ impl GcsBackend {
             .client
             .upload_object(&self.upload_request(None), body, &UploadType::Simple(media))
             .await
-            .map_err(|e| translate("writing", self.relative(object), e))?;
+            .map_err(|e| translate("media upload", object, e))?;
         Ok(())
     }
 
@@ -143,7 +139,7 @@ impl GcsBackend {
         {
             Ok(_) => Ok(true),
             Err(e) if error::is_precondition_failed(&e) => Ok(false),
-            Err(e) => Err(translate("creating", self.relative(object), e)),
+            Err(e) => Err(translate("multipart upload", object, e)),
         }
     }
 
@@ -157,7 +153,7 @@ impl GcsBackend {
         match self.conn.client.delete_object(&request).await {
             Ok(()) => Ok(()),
             Err(e) if error::is_not_found(&e) => Ok(()),
-            Err(e) => Err(translate("deleting", self.relative(object), e)),
+            Err(e) => Err(translate("delete", object, e)),
         }
     }
 
@@ -171,7 +167,7 @@ impl GcsBackend {
         match self.conn.client.get_object(&request).await {
             Ok(o) => Ok(Some(u64::try_from(o.size).unwrap_or(0))),
             Err(e) if error::is_not_found(&e) => Ok(None),
-            Err(e) => Err(translate("reading metadata of", self.relative(object), e)),
+            Err(e) => Err(translate("object metadata", object, e)),
         }
     }
 
@@ -196,7 +192,7 @@ impl GcsBackend {
             .client
             .list_objects(&request)
             .await
-            .map_err(|e| translate("listing", self.relative(prefix), e))
+            .map_err(|e| translate("list", prefix, e))
     }
 
     /// Names (after `prefix`, which ends in `/`) of the objects directly below `prefix`,
@@ -272,7 +268,7 @@ impl GcsBackend {
                 field: "gcs.bucket",
                 message: format!("bucket {:?} does not exist", self.bucket),
             }),
-            Err(e) => Err(translate("listing", "the bucket", e)),
+            Err(e) => Err(translate("list", self.names.prefix(), e)),
         }
     }
 
@@ -313,7 +309,7 @@ impl GcsBackend {
         match self.conn.client.compose_object(&request).await {
             Ok(_) => Ok(true),
             Err(e) if once && error::is_precondition_failed(&e) => Ok(false),
-            Err(e) => Err(translate("composing", self.relative(destination), e)),
+            Err(e) => Err(translate("compose", destination, e)),
         }
     }
 }

@@ -23,15 +23,15 @@ use crate::error::Result;
 pub struct GcsReader {
     #[pin]
     body: reqwest_gcs::Body,
-    /// The key relative to the prefix, for errors.
-    key: String,
+    /// The object's name, for the details of errors (logs only).
+    object: String,
 }
 
 impl GcsReader {
-    pub(crate) fn new(response: reqwest_gcs::Response, key: String) -> Self {
+    pub(crate) fn new(response: reqwest_gcs::Response, object: String) -> Self {
         Self {
             body: reqwest_gcs::Body::from(response),
-            key,
+            object,
         }
     }
 }
@@ -46,7 +46,7 @@ impl Stream for GcsReader {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Ready(Some(Err(e))) => {
-                    Poll::Ready(Some(Err(error::http("reading", this.key, e))))
+                    Poll::Ready(Some(Err(error::http("media download", this.object, e))))
                 }
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) if data.is_empty() => continue,

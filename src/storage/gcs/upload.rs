@@ -19,6 +19,7 @@ use super::parts::{Part, Parts};
 use crate::error::Result;
 use crate::oci::Digest;
 use crate::storage::UploadId;
+use crate::storage::backend::PersistedUploadState;
 use crate::storage::layout;
 
 /// Granularity of a resumable session's non-final chunks (GCS rejects any other size).
@@ -64,6 +65,13 @@ pub struct GcsUploadState {
     /// append (only once this state is persisted may they go) or at commit or abort.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub garbage: Vec<PieceName>,
+}
+
+impl PersistedUploadState for GcsUploadState {
+    /// Every write of a GCS upload is durable once acknowledged: always current.
+    fn is_current(&self) -> bool {
+        true
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -242,7 +250,7 @@ impl GcsBackend {
             .client
             .prepare_resumable_upload(&request, &UploadType::Simple(media))
             .await
-            .map_err(|e| translate("opening an upload session for", self.relative(&object), e))?;
+            .map_err(|e| translate("resumable session start", &object, e))?;
         state.session = Some(session.url().to_owned());
         Ok(session.url().to_owned())
     }
@@ -279,7 +287,7 @@ impl GcsBackend {
         digest: &Digest,
         e: gcloud_storage::http::Error,
     ) -> crate::error::Error {
-        translate("uploading", layout::blob_data(digest).as_str(), e)
+        translate("resumable upload", &self.blob_object(digest), e)
     }
 
     /// A chunked upload: the body becomes pieces of at most one part each, one written while
