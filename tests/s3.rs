@@ -300,6 +300,36 @@ async fn push_chunked(
     assert_eq!(info.digest, digest);
 }
 
+/// A presigned read of a stored blob serves its bytes to a plain HTTP client, straight from
+/// the store (the capability a registry redirects blob pulls with), through the layers the
+/// driver is assembled from.
+#[tokio::test]
+async fn presigned_blob_reads_serve_the_blob() {
+    use marina_distribution::storage::presign::PresignBlobReads;
+    let env = s3_or_skip!("presigned_blob_reads_serve_the_blob");
+    let d = env.driver("presign").await;
+    let r = repo("s3/presign");
+    let blob = data(100_000, 3);
+    let digest = sha256(&blob);
+    let body = stream::iter([Ok(blob.clone())]);
+    d.put_content(&r, &digest, None, body).await.unwrap();
+    let expires_in = std::time::Duration::from_secs(300);
+    let signed = d
+        .backend()
+        .presign_read_blob(&digest, expires_in)
+        .await
+        .unwrap();
+    assert!(signed.url.contains("X-Amz-Signature="), "{}", signed.url);
+    assert!(signed.expires_at > std::time::SystemTime::now());
+    let mut request = reqwest::Client::new().get(&signed.url);
+    for (name, value) in &signed.headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.unwrap() == blob);
+}
+
 #[tokio::test]
 async fn chunked_upload_of_mixed_chunk_sizes() {
     let env = s3_or_skip!("chunked_upload_of_mixed_chunk_sizes");

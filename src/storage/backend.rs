@@ -72,11 +72,13 @@ pub enum Operation {
     FinishUpload,
     /// [`Backend::abort_upload`].
     AbortUpload,
+    /// [`PresignBlobReads::presign_read_blob`](crate::storage::presign::PresignBlobReads::presign_read_blob).
+    PresignReadBlob,
 }
 
 impl Operation {
     /// Every operation, in declaration order (for metrics that pre-register their labels).
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::Open,
         Self::Read,
         Self::Exists,
@@ -91,6 +93,7 @@ impl Operation {
         Self::AppendUpload,
         Self::FinishUpload,
         Self::AbortUpload,
+        Self::PresignReadBlob,
     ];
 
     /// The method's name (`"read_blob"`), for messages, logs and metrics labels.
@@ -110,6 +113,7 @@ impl Operation {
             Self::AppendUpload => "append_upload",
             Self::FinishUpload => "finish_upload",
             Self::AbortUpload => "abort_upload",
+            Self::PresignReadBlob => "presign_read_blob",
         }
     }
 }

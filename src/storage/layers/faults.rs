@@ -23,6 +23,7 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -32,6 +33,7 @@ use crate::oci::{ByteRange, Digest};
 use crate::storage::UploadId;
 use crate::storage::backend::{Backend, Operation, TagTarget};
 use crate::storage::layout::{Dir, Key, KeyClass};
+use crate::storage::presign::{PresignBlobReads, PresignedRead};
 
 /// When a planned fault fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,6 +359,18 @@ impl<B: Backend> Backend for FaultInjection<B> {
     async fn abort_upload(&self, id: &UploadId, state: B::UploadState) -> Result<()> {
         let call = self.inner.abort_upload(id, state);
         self.run(Operation::AbortUpload, Some(KeyClass::UploadData), call)
+            .await
+    }
+}
+
+impl<B: PresignBlobReads> PresignBlobReads for FaultInjection<B> {
+    async fn presign_read_blob(
+        &self,
+        digest: &Digest,
+        expires_in: Duration,
+    ) -> Result<PresignedRead> {
+        let call = self.inner.presign_read_blob(digest, expires_in);
+        self.run(Operation::PresignReadBlob, Some(KeyClass::Blob), call)
             .await
     }
 }

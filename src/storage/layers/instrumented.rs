@@ -42,6 +42,7 @@ use crate::oci::{ByteRange, Digest};
 use crate::storage::UploadId;
 use crate::storage::backend::{Backend, Capabilities, Operation, TagTarget};
 use crate::storage::layout::{self, Dir, Key, KeyClass};
+use crate::storage::presign::{PresignBlobReads, PresignedRead};
 
 /// How a backend call ended, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -405,6 +406,18 @@ impl<B: Backend, O: Observer> Backend for Instrumented<B, O> {
     async fn abort_upload(&self, id: &UploadId, state: B::UploadState) -> Result<()> {
         let call = self.inner.abort_upload(id, state);
         self.run(Operation::AbortUpload, Subject::Upload(id), call)
+            .await
+    }
+}
+
+impl<B: PresignBlobReads, O: Observer> PresignBlobReads for Instrumented<B, O> {
+    async fn presign_read_blob(
+        &self,
+        digest: &Digest,
+        expires_in: Duration,
+    ) -> Result<PresignedRead> {
+        let call = self.inner.presign_read_blob(digest, expires_in);
+        self.run(Operation::PresignReadBlob, Subject::Blob(digest), call)
             .await
     }
 }

@@ -43,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest, DigestAlgorithm};
 use crate::storage::backend::{Backend, Operation};
 use crate::storage::layout;
+use crate::storage::presign::{PresignBlobReads, PresignedRead};
 
 /// Interruptions a blob read survives by default.
 pub const DEFAULT_BUDGET: u32 = 5;
@@ -309,6 +310,16 @@ impl<B: Backend> Backend for Resumable<B> {
             first_pause: self.first_pause,
             ended: false,
         })
+    }
+}
+
+impl<B: PresignBlobReads> PresignBlobReads for Resumable<B> {
+    fn presign_read_blob(
+        &self,
+        digest: &Digest,
+        expires_in: Duration,
+    ) -> impl Future<Output = Result<PresignedRead>> + Send {
+        self.inner.presign_read_blob(digest, expires_in)
     }
 }
 

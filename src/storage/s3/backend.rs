@@ -1,5 +1,8 @@
 //! [`S3Backend`] and the [`S3Driver`] assembled over it.
 
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::presigning::PresigningConfig;
 use bytes::Bytes;
 use futures::Stream;
 
@@ -9,6 +12,7 @@ use crate::storage::any::ConfiguredDriver;
 use crate::storage::backend::{Backend, Capabilities};
 use crate::storage::layers::{Instrumented, Resumable};
 use crate::storage::layout::{self, Dir, Key};
+use crate::storage::presign::{PresignBlobReads, PresignedRead};
 use crate::storage::{
     Engine, EngineOptions, S3ChecksumPolicy, S3Config, StorageConfig, StorageType, UploadId,
 };
@@ -220,5 +224,36 @@ impl Backend for S3Backend {
 
     async fn abort_upload(&self, id: &UploadId, state: S3UploadState) -> Result<()> {
         on_heap(self.release(id, &state)).await
+    }
+}
+
+impl PresignBlobReads for S3Backend {
+    /// A presigned `GetObject` of the blob's key (SigV4 query parameters).
+    async fn presign_read_blob(
+        &self,
+        digest: &Digest,
+        expires_in: Duration,
+    ) -> Result<PresignedRead> {
+        let key = self.keys.object(&layout::blob_data(digest));
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| Error::backend_source(error::DRIVER, "presigning: invalid expiry", e))?;
+        let signed_at = SystemTime::now();
+        let request = on_heap(
+            self.client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .presigned(config),
+        )
+        .await
+        .map_err(|e| error::translate("GetObject (presigned)", &key, e))?;
+        Ok(PresignedRead {
+            url: request.uri().to_owned(),
+            headers: request
+                .headers()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+            expires_at: signed_at + expires_in,
+        })
     }
 }
