@@ -7,6 +7,7 @@ use super::client::{self, Connection};
 use super::config::GcsConfig;
 use super::error;
 use super::keys::Names;
+use super::presign::Signer;
 use super::reader::GcsReader;
 use super::upload::{DEFAULT_PART_SIZE, GcsUploadState, SESSION_UNIT};
 use crate::error::{Error, Result};
@@ -76,6 +77,18 @@ impl GcsBackend {
     /// blobs in tests, and bound memory per upload to about two parts.
     pub fn with_part_size(mut self, bytes: u64) -> Self {
         self.part_size = bytes.max(1).div_ceil(SESSION_UNIT) * SESSION_UNIT;
+        self
+    }
+
+    /// Signs blob URLs ([`PresignBlobReads`](crate::storage::presign::PresignBlobReads)) as
+    /// the service account `access_id` with its private key (PEM, PKCS #8, as in a key
+    /// file), instead of the key of the credentials file, if any.
+    pub fn with_signing_key(
+        mut self,
+        access_id: impl Into<String>,
+        private_key_pem: impl Into<String>,
+    ) -> Self {
+        self.conn.signer = Some(Signer::new(access_id.into(), private_key_pem.into()));
         self
     }
 

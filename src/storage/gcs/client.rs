@@ -17,6 +17,7 @@ use gcloud_storage::http::storage_client::SCOPES;
 use token_source::{TokenSource, TokenSourceProvider};
 
 use super::config::GcsConfig;
+use super::presign::{Signer, UrlBase};
 use crate::error::{Error, Result};
 
 /// What the backend talks to GCS with.
@@ -30,6 +31,10 @@ pub(crate) struct Connection {
     pub(crate) tokens: Option<Arc<dyn TokenSource>>,
     /// `<endpoint>/storage/v1`.
     pub(crate) api: String,
+    /// The key signed URLs are made with, if the credentials hold one.
+    pub(crate) signer: Option<Signer>,
+    /// Where signed URLs point.
+    pub(crate) url_base: UrlBase,
 }
 
 impl std::fmt::Debug for Connection {
@@ -37,6 +42,7 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("api", &self.api)
             .field("anonymous", &self.tokens.is_none())
+            .field("signer", &self.signer)
             .finish_non_exhaustive()
     }
 }
@@ -52,6 +58,7 @@ pub(crate) async fn connect(config: &GcsConfig) -> Result<Connection> {
         http: Some(reqwest_middleware::ClientBuilder::new(http.clone()).build()),
         ..ClientConfig::default()
     };
+    let mut signer = None;
     let tokens = if config.anonymous {
         client_config = client_config.anonymous();
         None
@@ -65,6 +72,13 @@ pub(crate) async fn connect(config: &GcsConfig) -> Result<Connection> {
                      run on Google Cloud, or set GCS_ANONYMOUS=true for an emulator"
                 ),
             })?;
+        // A service-account key file: its key signs URLs (`presign`).
+        signer = provider.source_credentials.as_ref().and_then(|file| {
+            Some(Signer::new(
+                file.client_email.clone()?,
+                file.private_key.clone()?,
+            ))
+        });
         let tokens = provider.token_source();
         client_config.project_id = provider.project_id.clone();
         client_config.token_source_provider = Some(Box::new(provider));
@@ -75,5 +89,7 @@ pub(crate) async fn connect(config: &GcsConfig) -> Result<Connection> {
         http,
         tokens,
         api: format!("{}/storage/v1", config.endpoint()),
+        signer,
+        url_base: UrlBase::of(config),
     })
 }

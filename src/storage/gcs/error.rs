@@ -85,6 +85,15 @@ pub(crate) fn http(request: &'static str, object: &str, err: reqwest_gcs::Error)
     translate(request, object, GcsError::HttpClient(err))
 }
 
+/// Translates a failure to sign a URL for the object `object` (kept for logs only).
+pub(crate) fn signing(object: &str, err: gcloud_storage::sign::SignedURLError) -> Error {
+    Error::backend_source(
+        DRIVER,
+        "presigning: the URL could not be signed",
+        BackendDetail::new(format!("signing {object}"), Some(Box::new(err))),
+    )
+}
+
 /// A backend error about the driver's own records (an upload state that does not add up).
 /// `message` holds no object name.
 pub(crate) fn corrupt(message: impl Into<String>) -> Error {

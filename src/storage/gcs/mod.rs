@@ -5,7 +5,8 @@
 //! Modules: [`config`] (settings, compiled without the feature too), `backend` (the
 //! [`Backend`](crate::storage::backend::Backend) and the driver assembled over it), `client`
 //! (client and credentials), `keys` (layout key → object name), `objects` (plain object operations),
-//! [`reader`] (streamed blob reads), `parts` (a body cut into parts), [`upload`] (uploads and
+//! [`reader`] (streamed blob reads), `parts` (a body cut into parts), `presign` (V4 signed
+//! URLs for blob reads: [`PresignBlobReads`](crate::storage::presign::PresignBlobReads)), [`upload`] (uploads and
 //! their persisted state), `error` (GCS errors → crate errors).
 //!
 //! # Objects
@@ -67,6 +68,8 @@ mod keys;
 mod objects;
 #[cfg(feature = "gcs")]
 mod parts;
+#[cfg(feature = "gcs")]
+mod presign;
 #[cfg(feature = "gcs")]
 pub mod reader;
 #[cfg(feature = "gcs")]
