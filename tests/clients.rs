@@ -25,107 +25,95 @@ fn oci_client(monolithic: bool) -> Client {
     })
 }
 
-#[tokio::test]
-async fn oci_client_push_and_pull() {
-    each_driver("oci_client_push_and_pull", |s| async move {
-        for monolithic in [false, true] {
-            let client = oci_client(monolithic);
-            let reference: Reference = format!("{}/clients/oci-client:mono-{monolithic}", s.addr)
-                .parse()
-                .unwrap();
-            let layers = vec![
-                ImageLayer::oci_v1(payload(70_000, 1), None),
-                ImageLayer::oci_v1(payload(10, 2), None),
-            ];
-            let config = Config::oci_v1(
-                br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
-                    .to_vec(),
-                None,
-            );
-            let pushed = client
-                .push(
-                    &reference,
-                    &layers,
-                    config.clone(),
-                    &RegistryAuth::Anonymous,
-                    None,
-                )
-                .await
-                .unwrap_or_else(|e| panic!("oci-client push (monolithic={monolithic}): {e}"));
-            assert!(
-                pushed
-                    .manifest_url
-                    .contains("/v2/clients/oci-client/manifests/")
-            );
-
-            let pulled = client
-                .pull(
-                    &reference,
-                    &RegistryAuth::Anonymous,
-                    vec![oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE],
-                )
-                .await
-                .unwrap_or_else(|e| panic!("oci-client pull: {e}"));
-            assert_eq!(pulled.layers.len(), 2);
-            // oci-client downloads layers concurrently: compare them as sets of digests.
-            let mut got: Vec<String> = pulled.layers.iter().map(|l| sha256(&l.data)).collect();
-            let mut want: Vec<String> = layers.iter().map(|l| sha256(&l.data)).collect();
-            got.sort();
-            want.sort();
-            assert_eq!(got, want);
-            assert_eq!(sha256(&pulled.config.data), sha256(&config.data));
-
-            // The digest the client reports is the one the registry serves.
-            let resp = s
-                .client
-                .head(s.url(&format!(
-                    "/v2/clients/oci-client/manifests/mono-{monolithic}"
-                )))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(Some(header(&resp, "docker-content-digest")), pulled.digest);
-        }
-
-        // Streamed chunked push of a blob, then tags and referrers through the client.
-        let client = oci_client(false);
-        let reference: Reference = format!("{}/clients/oci-client:mono-false", s.addr)
+each_driver_test!(oci_client_push_and_pull, |s| async move {
+    for monolithic in [false, true] {
+        let client = oci_client(monolithic);
+        let reference: Reference = format!("{}/clients/oci-client:mono-{monolithic}", s.addr)
             .parse()
             .unwrap();
-        let data = payload(300_000, 3);
-        let stream = futures::stream::iter(
-            data.chunks(64 * 1024)
-                .map(|c| {
-                    Ok::<_, oci_client::errors::OciDistributionError>(
-                        bytes::Bytes::copy_from_slice(c),
-                    )
-                })
-                .collect::<Vec<_>>(),
+        let layers = vec![
+            ImageLayer::oci_v1(payload(70_000, 1), None),
+            ImageLayer::oci_v1(payload(10, 2), None),
+        ];
+        let config = Config::oci_v1(
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+                .to_vec(),
+            None,
         );
-        let resp = client
-            .push_blob_stream_chunked(&reference, stream)
+        let pushed = client
+            .push(
+                &reference,
+                &layers,
+                config.clone(),
+                &RegistryAuth::Anonymous,
+                None,
+            )
             .await
-            .unwrap_or_else(|e| panic!("push_blob_stream_chunked: {e}"));
-        assert_eq!(resp.blob_digest, sha256(&data));
-        assert_eq!(resp.size, data.len() as u64);
-        let tags = client
-            .list_tags(&reference, &RegistryAuth::Anonymous, None, None)
+            .unwrap_or_else(|e| panic!("oci-client push (monolithic={monolithic}): {e}"));
+        assert!(
+            pushed
+                .manifest_url
+                .contains("/v2/clients/oci-client/manifests/")
+        );
+
+        let pulled = client
+            .pull(
+                &reference,
+                &RegistryAuth::Anonymous,
+                vec![oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE],
+            )
             .await
-            .unwrap();
-        assert_eq!(tags.tags, ["mono-false", "mono-true"]);
-        // The referrers API answers an image index (empty here) for a digest reference.
-        let digest = client
-            .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
-            .await
-            .unwrap();
-        let by_digest: Reference = format!("{}/clients/oci-client@{digest}", s.addr)
-            .parse()
-            .unwrap();
-        let referrers = client.pull_referrers(&by_digest, None).await.unwrap();
-        assert!(referrers.manifests.is_empty());
-    })
-    .await;
-}
+            .unwrap_or_else(|e| panic!("oci-client pull: {e}"));
+        assert_eq!(pulled.layers.len(), 2);
+        // oci-client downloads layers concurrently: compare them as sets of digests.
+        let mut got: Vec<String> = pulled.layers.iter().map(|l| sha256(&l.data)).collect();
+        let mut want: Vec<String> = layers.iter().map(|l| sha256(&l.data)).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(sha256(&pulled.config.data), sha256(&config.data));
+
+        // The digest the client reports is the one the registry serves.
+        let tag = format!("mono-{monolithic}");
+        let resp = s.head_manifest("clients/oci-client", &tag).await;
+        assert_eq!(Some(header(&resp, "docker-content-digest")), pulled.digest);
+    }
+
+    // Streamed chunked push of a blob, then tags and referrers through the client.
+    let client = oci_client(false);
+    let reference: Reference = format!("{}/clients/oci-client:mono-false", s.addr)
+        .parse()
+        .unwrap();
+    let data = payload(300_000, 3);
+    let stream = futures::stream::iter(
+        data.chunks(64 * 1024)
+            .map(|c| {
+                Ok::<_, oci_client::errors::OciDistributionError>(bytes::Bytes::copy_from_slice(c))
+            })
+            .collect::<Vec<_>>(),
+    );
+    let resp = client
+        .push_blob_stream_chunked(&reference, stream)
+        .await
+        .unwrap_or_else(|e| panic!("push_blob_stream_chunked: {e}"));
+    assert_eq!(resp.blob_digest, sha256(&data));
+    assert_eq!(resp.size, data.len() as u64);
+    let tags = client
+        .list_tags(&reference, &RegistryAuth::Anonymous, None, None)
+        .await
+        .unwrap();
+    assert_eq!(tags.tags, ["mono-false", "mono-true"]);
+    // The referrers API answers an image index (empty here) for a digest reference.
+    let digest = client
+        .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
+        .await
+        .unwrap();
+    let by_digest: Reference = format!("{}/clients/oci-client@{digest}", s.addr)
+        .parse()
+        .unwrap();
+    let referrers = client.pull_referrers(&by_digest, None).await.unwrap();
+    assert!(referrers.manifests.is_empty());
+});
 
 fn sha256_hex(data: &[u8]) -> String {
     sha256(data)["sha256:".len()..].to_owned()
@@ -245,21 +233,12 @@ async fn skopeo_copy_round_trip() {
 
         // What skopeo pushed is served under the tag with the same digest.
         let resp = s
-            .client
-            .get(s.url("/v2/skopeo/round-trip/manifests/v1"))
-            .header("accept", IMAGE_MANIFEST_MEDIA_TYPE)
-            .send()
-            .await
-            .unwrap();
+            .get_manifest_accepting("skopeo/round-trip", "v1", IMAGE_MANIFEST_MEDIA_TYPE)
+            .await;
         assert_eq!(resp.status(), reqwest::StatusCode::OK);
         assert_eq!(header(&resp, "docker-content-digest"), manifest);
-        let stored = resp.bytes().await.unwrap();
-        assert_eq!(
-            stored.as_ref(),
-            std::fs::read(src.join("blobs/sha256").join(&manifest["sha256:".len()..]))
-                .unwrap()
-                .as_slice()
-        );
+        let pushed = std::fs::read(src.join("blobs/sha256").join(&manifest["sha256:".len()..]));
+        assert_eq!(body(resp).await, pushed.unwrap());
 
         // And back out to another layout.
         let dst = tmp.path().join("dst-layout");

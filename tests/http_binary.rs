@@ -1,8 +1,12 @@
 //! The `marina-registry` binary: configuration sources, the printed URL, one log line per
 //! request, and graceful shutdown on SIGTERM letting an in-flight request finish.
 
+mod common;
+
 use std::process::Stdio;
 
+use common::*;
+use reqwest::StatusCode;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -68,13 +72,6 @@ async fn send_signal(child: &Child, sig: &str) {
     assert!(status.success());
 }
 
-/// A raw HTTP/1.1 request whose body is sent in two parts.
-async fn raw(addr: &str, head: &str) -> tokio::net::TcpStream {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    tcp
-}
-
 #[tokio::test]
 async fn config_file_and_logs() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,17 +85,11 @@ async fn config_file_and_logs() {
     )
     .unwrap();
     let (mut child, addr, mut logs) = spawn(Command::new(BIN).arg("--config").arg(&cfg)).await;
-    let mut tcp = raw(
-        &addr,
-        "GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    let mut resp = String::new();
-    tcp.read_to_string(&mut resp).await.unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    assert!(
-        resp.to_ascii_lowercase()
-            .contains("docker-distribution-api-version: registry/2.0")
+    let resp = Registry::new(format!("http://{addr}")).get("/v2/").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        header(&resp, "docker-distribution-api-version"),
+        "registry/2.0"
     );
     // One log line for the request, with method, path and status.
     let line = wait_for_log(&mut logs, "GET /v2/").await;
@@ -136,34 +127,21 @@ async fn sigterm_lets_in_flight_requests_finish() {
     )
     .await;
     // Open an upload session.
-    let mut tcp = raw(
-        &addr,
-        "POST /v2/shut/down/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    let mut resp = String::new();
-    tcp.read_to_string(&mut resp).await.unwrap();
-    assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
-    let location = resp
-        .lines()
-        .find_map(|l| l.strip_prefix("location: "))
-        .expect("location")
-        .trim()
-        .to_owned();
+    let location = Registry::new(format!("http://{addr}"))
+        .start_upload("shut/down")
+        .await;
     wait_for_log(&mut logs, "POST /v2/shut/down/blobs/uploads/").await;
 
     // A PATCH in flight when the registry is asked to stop. `Expect: 100-continue` makes the
     // server say when the handler starts reading the body, so the request is known to be in
     // progress (not merely queued) before the signal is sent.
     let body = vec![7u8; 2000];
-    let mut tcp = raw(
-        &addr,
-        &format!(
-            "PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
-            body.len()
-        ),
-    )
-    .await;
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
     let mut interim = Vec::new();
     while !interim.ends_with(b"\r\n\r\n") {
         let mut b = [0u8; 1];

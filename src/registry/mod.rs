@@ -15,9 +15,8 @@
 //! ```
 //!
 //! Repository names contain slashes, so every `/v2/...` request goes through one catch-all
-//! route; [`parse_route`] splits the path on the *last* spec marker (`/blobs/uploads/`,
-//! `/blobs/`, `/manifests/`, `/tags/list`, `/referrers/`) and the name is validated before
-//! anything else happens.
+//! route; [`route`] splits the path, validates the name before anything else happens, and
+//! names the endpoint ([`RouteInfo`], the one place cross-cutting concerns attach).
 //!
 //! One module per spec area: [`blobs`] (end-2, end-10), [`uploads`] (end-4a/4b, end-5,
 //! end-6, end-11, end-13, end-14), [`manifests`] (end-3, end-7, end-9), [`tags`] (end-8a/8b),
@@ -27,6 +26,7 @@ pub mod blobs;
 pub mod errors;
 pub mod manifests;
 pub mod referrers;
+pub mod route;
 pub mod tags;
 pub mod uploads;
 
@@ -46,6 +46,7 @@ use crate::oci::RepositoryName;
 use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
 use crate::storage::StorageDriver;
 pub use errors::ApiError;
+pub use route::{Action, Endpoint, Route, RouteInfo, parse_route};
 
 /// `Docker-Distribution-API-Version`, set on every response (spec "API Version Check").
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
@@ -110,133 +111,84 @@ async fn add_version_header(mut resp: Response) -> Response {
 
 /// end-1: `GET /v2/` answers 200 with an empty JSON object.
 async fn api_version() -> Response {
-    (
+    let mut resp = (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
         "{}",
     )
-        .into_response()
-}
-
-/// The spec area and arguments a `/v2/<name>/...` path addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route<'a> {
-    /// `/v2/<name>/blobs/<digest>`
-    Blob(&'a str),
-    /// `/v2/<name>/blobs/uploads/` (empty id) or `/v2/<name>/blobs/uploads/<id>`
-    Upload(&'a str),
-    /// `/v2/<name>/manifests/<reference>`
-    Manifest(&'a str),
-    /// `/v2/<name>/tags/list`
-    Tags,
-    /// `/v2/<name>/referrers/<digest>`
-    Referrers(&'a str),
-}
-
-/// Splits the part of a path after `/v2/` into the repository name and the route, on the
-/// last occurrence of a spec marker (names may contain `blobs`, `manifests`, ...
-/// components). Returns `None` when no marker matches.
-pub fn parse_route(rest: &str) -> Option<(&str, Route<'_>)> {
-    // Markers start with a slash, so a path without a name before them (`/v2/blobs/...`)
-    // matches none and is no endpoint.
-    type Make = fn(&str) -> Option<Route<'_>>;
-    let markers: [(&str, Make); 5] = [
-        ("/blobs/uploads/", |a| Some(Route::Upload(a))),
-        ("/blobs/", |a| Some(Route::Blob(a))),
-        ("/manifests/", |a| Some(Route::Manifest(a))),
-        ("/tags/list", |a| a.is_empty().then_some(Route::Tags)),
-        ("/referrers/", |a| Some(Route::Referrers(a))),
-    ];
-    let mut best: Option<(usize, usize, usize)> = None; // (position, marker len, index)
-    for (i, (marker, _)) in markers.iter().enumerate() {
-        if let Some(pos) = rest.rfind(marker) {
-            let better = match best {
-                None => true,
-                // Later wins; at the same position the longer marker (`/blobs/uploads/`
-                // over `/blobs/`) wins.
-                Some((p, l, _)) => pos > p || (pos == p && marker.len() > l),
-            };
-            if better {
-                best = Some((pos, marker.len(), i));
-            }
-        }
-    }
-    let (pos, len, i) = best?;
-    let name = &rest[..pos];
-    let arg = &rest[pos + len..];
-    // `/tags/list` takes nothing after it; the other markers take the rest of the path.
-    (markers[i].1)(arg).map(|r| (name, r))
+        .into_response();
+    resp.extensions_mut().insert(RouteInfo {
+        endpoint: Some(Endpoint::ApiVersion),
+        repository: None,
+        reference: None,
+    });
+    resp
 }
 
 async fn dispatch<D: StorageDriver>(State(reg): State<Arc<Registry<D>>>, req: Request) -> Response {
-    match route_request(&reg, req).await {
+    let info = match route_info(req.uri().path(), req.method()) {
+        Ok(info) => info,
+        Err(err) => return err.into_response(),
+    };
+    // Cross-cutting concerns that need to know what the request addresses (access control)
+    // attach here, after the route is parsed and the name validated, before any handler.
+    let mut resp = match handle(&reg, &info, req).await {
         Ok(resp) => resp,
         Err(err) => err.into_response(),
-    }
+    };
+    resp.extensions_mut().insert(info);
+    resp
 }
 
-async fn route_request<D: StorageDriver>(
-    reg: &Registry<D>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let path = req.uri().path().to_owned();
+/// Parses a `/v2/<name>/...` path: the repository name is validated before anything else
+/// (`NAME_INVALID`, 400); a path that names no endpoint is `404`.
+fn route_info(path: &str, method: &Method) -> Result<RouteInfo, ApiError> {
     let rest = path.strip_prefix("/v2/").unwrap_or("");
     let Some((name, route)) = parse_route(rest) else {
-        // Paths under /v2/ that are no endpoint: if the name part is invalid, say so.
         return Err(ApiError::not_found());
     };
-    // The name is validated before anything else (NAME_INVALID, 400).
-    let name = RepositoryName::parse(name)?;
-    let method = req.method().clone();
-    match route {
-        Route::Blob(digest) => {
-            let digest = percent_decode(digest);
-            match method {
-                Method::GET => blobs::get(reg, &name, &digest, req.headers(), false).await,
-                Method::HEAD => blobs::get(reg, &name, &digest, req.headers(), true).await,
-                Method::DELETE => blobs::delete(reg, &name, &digest).await,
-                _ => Err(ApiError::method_not_allowed()),
-            }
+    let repository = RepositoryName::parse(name)?;
+    let reference = match route {
+        Route::Blob(arg) | Route::Manifest(arg) | Route::Referrers(arg) => {
+            Some(percent_decode(arg))
         }
-        Route::Upload("") => match method {
-            Method::POST => uploads::post(reg, &name, req).await,
-            _ => Err(ApiError::method_not_allowed()),
-        },
-        Route::Upload(id) => {
-            let id = id.trim_end_matches('/').to_owned();
-            match method {
-                Method::GET | Method::HEAD => uploads::status(reg, &name, &id).await,
-                Method::PATCH => uploads::patch(reg, &name, &id, req).await,
-                Method::PUT => uploads::put(reg, &name, &id, req).await,
-                Method::DELETE => uploads::cancel(reg, &name, &id).await,
-                _ => Err(ApiError::method_not_allowed()),
-            }
-        }
-        Route::Manifest(reference) => {
-            let reference = percent_decode(reference);
-            match method {
-                Method::GET => manifests::get(reg, &name, &reference, false).await,
-                Method::HEAD => manifests::get(reg, &name, &reference, true).await,
-                Method::PUT => manifests::put(reg, &name, &reference, req).await,
-                Method::DELETE => manifests::delete(reg, &name, &reference).await,
-                _ => Err(ApiError::method_not_allowed()),
-            }
-        }
-        Route::Tags => match method {
-            Method::GET | Method::HEAD => tags::list(reg, &name, req.uri().query()).await,
-            _ => Err(ApiError::method_not_allowed()),
-        },
-        Route::Referrers(digest) => {
-            let digest = percent_decode(digest);
-            match method {
-                Method::GET | Method::HEAD => {
-                    referrers::list(reg, &name, &digest, req.uri().query()).await
-                }
-                _ => Err(ApiError::method_not_allowed()),
-            }
-        }
+        Route::Upload("") | Route::Tags => None,
+        Route::Upload(id) => Some(id.trim_end_matches('/').to_owned()),
+    };
+    Ok(RouteInfo {
+        endpoint: Endpoint::of(&route, method),
+        repository: Some(repository),
+        reference,
+    })
+}
+
+/// Hands the request to the handler of its endpoint.
+async fn handle<D: StorageDriver>(
+    reg: &Registry<D>,
+    info: &RouteInfo,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (Some(endpoint), Some(name)) = (info.endpoint, info.repository.as_ref()) else {
+        return Err(ApiError::method_not_allowed());
+    };
+    let reference = info.reference.as_deref().unwrap_or("");
+    let head = req.method() == Method::HEAD;
+    match endpoint {
+        Endpoint::BlobGet => blobs::get(reg, name, reference, req.headers(), head).await,
+        Endpoint::BlobDelete => blobs::delete(reg, name, reference).await,
+        Endpoint::UploadStart => uploads::post(reg, name, req).await,
+        Endpoint::UploadStatus => uploads::status(reg, name, reference).await,
+        Endpoint::UploadChunk => uploads::patch(reg, name, reference, req).await,
+        Endpoint::UploadFinish => uploads::put(reg, name, reference, req).await,
+        Endpoint::UploadCancel => uploads::cancel(reg, name, reference).await,
+        Endpoint::ManifestGet => manifests::get(reg, name, reference, head).await,
+        Endpoint::ManifestPut => manifests::put(reg, name, reference, req).await,
+        Endpoint::ManifestDelete => manifests::delete(reg, name, reference).await,
+        Endpoint::TagList => tags::list(reg, name, req.uri().query()).await,
+        Endpoint::Referrers => referrers::list(reg, name, reference, req.uri().query()).await,
+        Endpoint::ApiVersion | Endpoint::Catalog => Err(ApiError::not_found()),
     }
 }
 
@@ -347,37 +299,6 @@ pub(crate) fn put_header(headers: &mut HeaderMap, name: &'static str, value: &st
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_split_on_last_marker() {
-        assert_eq!(
-            parse_route("a/b/blobs/sha256:x"),
-            Some(("a/b", Route::Blob("sha256:x")))
-        );
-        assert_eq!(
-            parse_route("a/blobs/uploads/"),
-            Some(("a", Route::Upload("")))
-        );
-        assert_eq!(
-            parse_route("a/blobs/uploads/123"),
-            Some(("a", Route::Upload("123")))
-        );
-        assert_eq!(
-            parse_route("blobs/uploads/blobs/d"),
-            Some(("blobs/uploads", Route::Blob("d")))
-        );
-        assert_eq!(
-            parse_route("manifests/manifests/latest"),
-            Some(("manifests", Route::Manifest("latest")))
-        );
-        assert_eq!(parse_route("a/tags/list"), Some(("a", Route::Tags)));
-        assert_eq!(parse_route("a/tags/list/x"), None);
-        assert_eq!(
-            parse_route("x/tags/list/referrers/d"),
-            Some(("x/tags/list", Route::Referrers("d")))
-        );
-        assert_eq!(parse_route("a/b"), None);
-    }
 
     #[test]
     fn queries() {

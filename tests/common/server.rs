@@ -1,0 +1,153 @@
+//! Starting the registry on a loopback port over each driver (in-memory, filesystem in a
+//! temporary directory, S3 when `S3_ENDPOINT` is set and GCS when `GCS_ENDPOINT` is set).
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use marina_distribution::registry::{RegistryOptions, router};
+use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
+
+use super::client::Registry;
+
+/// A running registry; it dereferences to a [`Registry`] client of it.
+pub struct Server {
+    /// The client.
+    pub registry: Registry,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    /// Which driver serves it.
+    pub driver: String,
+    /// The driver's minimum chunk size (`OCI-Chunk-Min-Length`), if any.
+    pub chunk_min: Option<u64>,
+    _dir: Option<tempfile::TempDir>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Deref for Server {
+    type Target = Registry;
+
+    fn deref(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The storage configurations every HTTP test runs against.
+pub fn configs(test: &str) -> Vec<(String, StorageConfig, Option<tempfile::TempDir>)> {
+    let mut out = vec![("inmemory".to_owned(), StorageConfig::inmemory(), None)];
+    let dir = tempfile::tempdir().expect("tempdir");
+    out.push((
+        "filesystem".to_owned(),
+        StorageConfig::filesystem(dir.path().join("data")),
+        Some(dir),
+    ));
+    match std::env::var("S3_ENDPOINT") {
+        Ok(endpoint_set) if !endpoint_set.is_empty() => {
+            // The variables the registry itself reads.
+            let mut s3 = StorageConfig::default()
+                .apply_env()
+                .expect("S3_* environment variables")
+                .s3
+                .expect("S3_ENDPOINT is set");
+            let unique: u64 = rand_u64();
+            s3.prefix = Some(format!("http-tests/{test}-{unique:016x}"));
+            out.push(("s3".to_owned(), StorageConfig::s3(s3), None));
+        }
+        _ => eprintln!("NOTE: S3_ENDPOINT is not set: S3 cases of {test} were SKIPPED"),
+    }
+    #[cfg(feature = "gcs")]
+    match super::gcs::config("http-tests", test) {
+        Some(config) => out.push(("gcs".to_owned(), StorageConfig::gcs(config), None)),
+        None => eprintln!("NOTE: GCS_ENDPOINT is not set: GCS cases of {test} were SKIPPED"),
+    }
+    out
+}
+
+fn rand_u64() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (std::process::id() as u64).rotate_left(32) ^ (&t as *const u64 as u64)
+}
+
+#[cfg(feature = "s3")]
+async fn ensure_bucket(cfg: &StorageConfig) {
+    let Some(s3) = &cfg.s3 else { return };
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(
+        aws_config::Region::new(s3.region.clone().unwrap_or("us-east-1".into())),
+    );
+    if let Some(e) = &s3.endpoint {
+        loader = loader.endpoint_url(e);
+    }
+    let conf = loader.load().await;
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(s3.force_path_style)
+            .build(),
+    );
+    // "Already owned by you" and similar answers are fine: the bucket exists.
+    let _ = client.create_bucket().bucket(&s3.bucket).send().await;
+}
+
+#[cfg(not(feature = "s3"))]
+async fn ensure_bucket(_: &StorageConfig) {}
+
+/// Starts a registry over `config` on 127.0.0.1 with an ephemeral port.
+pub async fn start(
+    driver: String,
+    config: StorageConfig,
+    dir: Option<tempfile::TempDir>,
+) -> Server {
+    start_with(driver, config, dir, RegistryOptions::default()).await
+}
+
+/// [`start`] with explicit HTTP options.
+pub async fn start_with(
+    driver: String,
+    config: StorageConfig,
+    dir: Option<tempfile::TempDir>,
+    mut options: RegistryOptions,
+) -> Server {
+    ensure_bucket(&config).await;
+    options.max_manifest_size = options.max_manifest_size.min(config.max_manifest_size);
+    let d = AnyDriver::from_config(&config)
+        .await
+        .unwrap_or_else(|e| panic!("building the {driver} driver: {e}"));
+    let chunk_min = d.chunk_min_length();
+    let app = router(Arc::new(d), options);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    Server {
+        registry: Registry::new(format!("http://{addr}")),
+        addr,
+        driver,
+        chunk_min,
+        _dir: dir,
+        task,
+    }
+}
+
+/// Runs `case` against a fresh server on every driver, naming the driver on failure.
+pub async fn each_driver<F, Fut>(test: &str, case: F)
+where
+    F: Fn(Server) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for (name, cfg, dir) in configs(test) {
+        eprintln!("--- {test} on {name}");
+        let server = start(name, cfg, dir).await;
+        case(server).await;
+    }
+}
