@@ -169,8 +169,12 @@ mod tests {
             reason: "x".into(),
         });
         assert_eq!(e.status.as_u16(), 416);
-        let e = ApiError::from(Error::backend("inmemory", "boom"));
+        let e = ApiError::from(Error::backend(
+            "filesystem",
+            "writing /srv/registry/x: ENOSPC",
+        ));
         assert_eq!((e.status.as_u16(), e.code), (500, "UNKNOWN"));
+        assert_eq!(e.detail.as_deref(), Some("storage backend failed"));
         let e = ApiError::from(Error::Backend {
             driver: "s3",
             operation: None,
