@@ -8,7 +8,7 @@
 //!   Engine<B: Backend> ── layout (keys), hashing (resumable), manifest checks,
 //!        │                 referrers, tags, upload state
 //!        │ uses the small primitive trait
-//!   Backend: filesystem | inmemory | s3
+//!   Backend: filesystem | inmemory | s3 | gcs
 //! ```
 //!
 //! [`AnyDriver`] is the enum the factory returns; it dispatches statically to the drivers
@@ -19,6 +19,7 @@ pub mod backend;
 pub mod config;
 mod engine;
 pub mod filesystem;
+pub mod gcs;
 pub mod hashing;
 pub mod inmemory;
 pub mod layers;
@@ -37,7 +38,9 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub use any::{AnyBlobStream, AnyDriver, AnyUpload};
-pub use config::{FilesystemConfig, S3ChecksumPolicy, S3Config, StorageConfig, StorageType};
+pub use config::{
+    FilesystemConfig, GcsConfig, S3ChecksumPolicy, S3Config, StorageConfig, StorageType,
+};
 pub use engine::{Engine, EngineOptions, EngineUpload};
 pub use types::{
     BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, TagList, UploadHandle,

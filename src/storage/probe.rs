@@ -2,7 +2,9 @@
 //!
 //! Kept apart from [`StorageDriver`], which holds the OCI
 //! operations only: this is an operational question about the backend, implemented once for
-//! every [`Engine`] on top of the [`Backend`] primitives, and for [`AnyDriver`] by dispatch.
+//! every [`Engine`] on top of the [`Backend`] primitives, and for
+//! [`AnyDriver`](crate::storage::AnyDriver) by dispatch (beside its driver list, so that a new
+//! driver needs nothing here).
 
 use std::future::Future;
 
@@ -10,7 +12,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::storage::backend::Backend;
-use crate::storage::{AnyDriver, Engine, StorageDriver, layout};
+use crate::storage::{Engine, StorageDriver, layout};
 
 /// What a probe writes and expects to read back.
 const PROBE_CONTENT: &[u8] = b"marina readiness probe\n";
@@ -52,21 +54,11 @@ impl<B: Backend> StorageProbe for Engine<B> {
     }
 }
 
-impl StorageProbe for AnyDriver {
-    async fn probe(&self) -> Result<()> {
-        match self {
-            Self::Filesystem(d) => d.probe().await,
-            Self::InMemory(d) => d.probe().await,
-            #[cfg(feature = "s3")]
-            Self::S3(d) => d.probe().await,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::StorageConfig;
+    use crate::storage::AnyDriver;
 
     #[tokio::test]
     async fn probe_writes_reads_and_removes_its_object() {

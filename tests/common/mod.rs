@@ -11,6 +11,8 @@ pub mod blobs;
 pub mod client;
 pub mod content;
 pub mod discovery;
+#[cfg(feature = "gcs")]
+pub mod gcs;
 pub mod manifests;
 pub mod observe;
 pub mod server;

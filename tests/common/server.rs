@@ -1,5 +1,5 @@
 //! Starting the registry on a loopback port over each driver (in-memory, filesystem in a
-//! temporary directory, and S3 when `S3_ENDPOINT` is set).
+//! temporary directory, S3 when `S3_ENDPOINT` is set and GCS when `GCS_ENDPOINT` is set).
 
 use std::future::Future;
 use std::ops::Deref;
@@ -60,6 +60,11 @@ pub fn configs(test: &str) -> Vec<(String, StorageConfig, Option<tempfile::TempD
             out.push(("s3".to_owned(), StorageConfig::s3(s3), None));
         }
         _ => eprintln!("NOTE: S3_ENDPOINT is not set: S3 cases of {test} were SKIPPED"),
+    }
+    #[cfg(feature = "gcs")]
+    match super::gcs::config("http-tests", test) {
+        Some(config) => out.push(("gcs".to_owned(), StorageConfig::gcs(config), None)),
+        None => eprintln!("NOTE: GCS_ENDPOINT is not set: GCS cases of {test} were SKIPPED"),
     }
     out
 }

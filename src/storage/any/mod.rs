@@ -56,6 +56,9 @@ drivers! { $
     /// S3-compatible object storage.
     #[cfg(feature = "s3")]
     S3(crate::storage::s3::S3Driver), boxed;
+    /// Google Cloud Storage.
+    #[cfg(feature = "gcs")]
+    Gcs(crate::storage::gcs::GcsDriver), boxed;
 }
 
 impl AnyDriver {
@@ -69,6 +72,12 @@ impl AnyDriver {
             max_manifest_size: config.max_manifest_size,
         };
         Self::open_selected(config, options).await
+    }
+}
+
+impl crate::storage::probe::StorageProbe for AnyDriver {
+    async fn probe(&self) -> Result<()> {
+        dispatch!(self, d => d.probe().await)
     }
 }
 
