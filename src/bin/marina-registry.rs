@@ -308,7 +308,12 @@ async fn serve() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let driver = match AnyDriver::from_config(&storage).await {
+    let metrics = metrics_listen.map(|_| Metrics::new());
+    let opened = match &metrics {
+        Some(metrics) => AnyDriver::from_config_with_metrics(&storage, Arc::clone(metrics)).await,
+        None => AnyDriver::from_config(&storage).await,
+    };
+    let driver = match opened {
         Ok(d) => Arc::new(d),
         Err(e) => {
             eprintln!("marina-registry: cannot open storage: {e}");
@@ -321,7 +326,6 @@ async fn serve() -> std::process::ExitCode {
         ..RegistryOptions::default()
     };
     limits.apply(&mut options);
-    let metrics = metrics_listen.map(|_| Metrics::new());
     let notifier = match notifications.endpoints.is_empty() {
         true => None,
         false => {

@@ -41,7 +41,7 @@ pub use any::{AnyBlobStream, AnyDriver, AnyUpload};
 pub use config::{
     FilesystemConfig, GcsConfig, S3ChecksumPolicy, S3Config, StorageConfig, StorageType,
 };
-pub use engine::{Engine, EngineOptions, EngineUpload};
+pub use engine::{Engine, EngineOptions, EngineUpload, Observed};
 pub use types::{
     BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, TagList, UploadHandle,
     UploadId, UploadProgress,

@@ -35,8 +35,12 @@ pub async fn start(
     dir: Option<tempfile::TempDir>,
     notifications: Option<NotificationsConfig>,
 ) -> Observed {
-    let driver = Arc::new(AnyDriver::from_config(&config).await.expect("driver"));
+    super::ensure_bucket(&config).await;
     let metrics = Metrics::new();
+    let driver = AnyDriver::from_config_with_metrics(&config, Arc::clone(&metrics))
+        .await
+        .expect("driver");
+    let driver = Arc::new(driver);
     let notifier = notifications.map(|n| {
         let options = NotifierOptions {
             scheme: "http".into(),

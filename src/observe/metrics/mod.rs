@@ -29,7 +29,7 @@
 //! | `marina_http_request_duration_seconds` | histogram | `endpoint`, `method` |
 //! | `marina_http_received_bytes_total`, `marina_http_sent_bytes_total` | counter | `endpoint` |
 //! | `marina_http_requests_in_flight` | gauge | |
-//! | `marina_storage_operations_total` | counter | `driver`, `operation`, `outcome` (`ok`, `not_found`, `rejected`, `error`) |
+//! | `marina_storage_operations_total` | counter | `driver`, `operation`, `outcome` (`ok`, `rejected`, `unavailable`, `failed`) |
 //! | `marina_storage_operation_duration_seconds` | histogram | `driver`, `operation` |
 //! | `marina_upload_sessions_started_total` | counter | |
 //! | `marina_upload_sessions_closed_total` | counter | `outcome` (`committed`, `cancelled`, `expired`) |
@@ -56,11 +56,12 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
+pub use crate::storage::layers::Outcome;
 #[cfg(feature = "server")]
 pub use http::{HttpMetrics, InFlight};
 pub use lifecycle::{CacheCounters, CacheMetrics, GcMetrics, GcOutcome, GcReport, UploadMetrics};
 pub use notify::{NotificationEndpointMetrics, NotificationMetrics};
-pub use storage::{Outcome, StorageMetrics, StorageOperationMetrics};
+pub use storage::{StorageMetrics, StorageObserver};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output: the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -122,7 +123,9 @@ impl Metrics {
         &self.http
     }
 
-    /// Storage operations: the storage instrumentation layer records them.
+    /// Storage operations: the storage layer records them through
+    /// [`StorageMetrics::observer`], installed by
+    /// [`AnyDriver::from_config_with_metrics`](crate::AnyDriver::from_config_with_metrics).
     pub fn storage(&self) -> &StorageMetrics {
         &self.storage
     }

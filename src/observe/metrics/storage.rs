@@ -1,6 +1,14 @@
-//! Storage operation metrics, recorded by the storage instrumentation layer.
+//! Storage operation metrics, recorded by the storage layer's
+//! [`Instrumented`](crate::storage::layers::Instrumented) backend through a
+//! [`StorageObserver`].
+//!
+//! The observer is installed where each driver is assembled (from its
+//! [`EngineOptions`](crate::storage::EngineOptions)), never inside a backend; it holds the
+//! series of its driver already resolved, one per [`Operation`] (indexed like
+//! [`Operation::ALL`]) and [`Outcome`], so a call records with an atomic add and a histogram
+//! observation, without looking a label set up.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -9,65 +17,16 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::LATENCY_BUCKETS;
-use crate::error::Error;
+use crate::storage::backend::Operation;
+use crate::storage::layers::{Observation, Observer, Outcome};
 
-/// How a storage operation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// It succeeded.
-    Ok,
-    /// It answered that the object does not exist (a normal answer: `HEAD` of a blob not
-    /// pushed yet).
-    NotFound,
-    /// It refused the input as the spec says (a digest mismatch, a range at the wrong
-    /// offset, an invalid manifest, ...).
-    Rejected,
-    /// It failed: the backend was unreachable, refused, or broke.
-    Error,
-}
-
-impl Outcome {
-    const ALL: [Outcome; 4] = [
-        Outcome::Ok,
-        Outcome::NotFound,
-        Outcome::Rejected,
-        Outcome::Error,
-    ];
-
-    /// The label value: `ok`, `not_found`, `rejected`, `error`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::NotFound => "not_found",
-            Self::Rejected => "rejected",
-            Self::Error => "error",
-        }
-    }
-
-    /// The outcome of an operation's result.
-    pub fn of<T>(result: &crate::Result<T>) -> Self {
-        match result {
-            Ok(_) => Self::Ok,
-            Err(
-                Error::BlobUnknown(_)
-                | Error::BlobUploadUnknown(_)
-                | Error::ManifestUnknown(_)
-                | Error::NameUnknown(_),
-            ) => Self::NotFound,
-            Err(Error::Backend { .. } | Error::Config { .. }) => Self::Error,
-            Err(_) => Self::Rejected,
-        }
-    }
-
-    const fn slot(self) -> usize {
-        match self {
-            Self::Ok => 0,
-            Self::NotFound => 1,
-            Self::Rejected => 2,
-            Self::Error => 3,
-        }
-    }
-}
+/// Every [`Outcome`], in the order of their discriminants (the index of their counter).
+const OUTCOMES: [Outcome; 4] = [
+    Outcome::Ok,
+    Outcome::Rejected,
+    Outcome::Unavailable,
+    Outcome::Failed,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
@@ -88,37 +47,16 @@ fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
 
-/// Storage operations by driver, operation and outcome, with a latency histogram per driver
-/// and operation.
+/// Storage backend operations by driver, operation and [`Outcome`], with a latency
+/// histogram per driver and operation.
 ///
-/// An instrumentation layer resolves one [`StorageOperationMetrics`] per operation when it
-/// is built ([`StorageMetrics::operation`] or [`StorageMetrics::table`]) and records into
-/// it on every call, without a label lookup.
+/// [`StorageMetrics::observer`] resolves a driver's series once; the storage layer records
+/// into them ([`AnyDriver::from_config_with_metrics`](crate::AnyDriver::from_config_with_metrics)
+/// installs it).
 #[derive(Debug)]
 pub struct StorageMetrics {
     operations: Family<OperationLabels, Counter>,
     durations: HistogramFamily,
-}
-
-/// The pre-resolved series of one (driver, operation): a counter per [`Outcome`] and the
-/// latency histogram. Cheap to clone (shared atomics).
-#[derive(Debug, Clone)]
-pub struct StorageOperationMetrics {
-    outcomes: [Counter; 4],
-    latency: Histogram,
-}
-
-impl StorageOperationMetrics {
-    /// Records one operation.
-    pub fn record(&self, outcome: Outcome, elapsed: Duration) {
-        self.outcomes[outcome.slot()].inc();
-        self.latency.observe(elapsed.as_secs_f64());
-    }
-
-    /// Records one operation from its result.
-    pub fn record_result<T>(&self, result: &crate::Result<T>, elapsed: Duration) {
-        self.record(Outcome::of(result), elapsed);
-    }
 }
 
 impl StorageMetrics {
@@ -142,36 +80,68 @@ impl StorageMetrics {
         }
     }
 
-    /// The series of `operation` on `driver` (e.g. `("s3", "get_content")`); every outcome's
-    /// counter is created, at zero.
-    pub fn operation(
-        &self,
-        driver: &'static str,
-        operation: &'static str,
-    ) -> StorageOperationMetrics {
-        let outcomes = Outcome::ALL.map(|outcome| {
-            self.operations
-                .get_or_create(&OperationLabels {
-                    driver,
-                    operation,
-                    outcome: outcome.as_str(),
-                })
-                .clone()
+    /// The observer recording the operations of `driver` (a [`Backend::NAME`]): every
+    /// series of that driver is created here, at zero.
+    ///
+    /// [`Backend::NAME`]: crate::storage::backend::Backend::NAME
+    pub fn observer(&self, driver: &'static str) -> StorageObserver {
+        let series = Operation::ALL.map(|operation| {
+            let operation = operation.as_str();
+            OperationSeries {
+                outcomes: OUTCOMES.map(|outcome| {
+                    self.operations
+                        .get_or_create(&OperationLabels {
+                            driver,
+                            operation,
+                            outcome: outcome.as_str(),
+                        })
+                        .clone()
+                }),
+                latency: self
+                    .durations
+                    .get_or_create(&LatencyLabels { driver, operation })
+                    .clone(),
+            }
         });
-        let latency = self
-            .durations
-            .get_or_create(&LatencyLabels { driver, operation })
-            .clone();
-        StorageOperationMetrics { outcomes, latency }
+        StorageObserver(Some(Arc::new(series)))
+    }
+}
+
+/// The series of one (driver, operation): a counter per [`Outcome`] and the latency
+/// histogram.
+#[derive(Debug)]
+struct OperationSeries {
+    outcomes: [Counter; OUTCOMES.len()],
+    latency: Histogram,
+}
+
+/// The [`Observer`] of the storage layer: a driver's pre-resolved series, or nothing
+/// (the default, when metrics are off: it records nothing and reads no clock).
+#[derive(Debug, Clone, Default)]
+pub struct StorageObserver(Option<Arc<[OperationSeries; Operation::ALL.len()]>>);
+
+impl StorageObserver {
+    /// Whether it records anything.
+    pub fn is_recording(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Observer for StorageObserver {
+    const TIMED: bool = true;
+
+    #[inline]
+    fn timed(&self) -> bool {
+        self.0.is_some()
     }
 
-    /// The series of several operations of one driver, in the order given: index the result
-    /// with your own operation enum.
-    pub fn table<const N: usize>(
-        &self,
-        driver: &'static str,
-        operations: [&'static str; N],
-    ) -> [StorageOperationMetrics; N] {
-        operations.map(|operation| self.operation(driver, operation))
+    #[inline]
+    fn observe(&self, o: &Observation) {
+        let Some(series) = &self.0 else { return };
+        let series = &series[o.operation as usize];
+        series.outcomes[o.outcome as usize].inc();
+        if let Some(elapsed) = o.elapsed {
+            series.latency.observe(elapsed.as_secs_f64());
+        }
     }
 }

@@ -19,12 +19,14 @@ mod dispatch;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::Stream;
 
 use crate::error::Result;
+use crate::observe::metrics::Metrics;
 use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
@@ -67,9 +69,23 @@ impl AnyDriver {
     /// Fails with a configuration error naming the field when the configuration is invalid,
     /// the driver is unknown, or its cargo feature is not compiled in.
     pub async fn from_config(config: &StorageConfig) -> Result<Self> {
+        Self::open_with(config, None).await
+    }
+
+    /// [`AnyDriver::from_config`], recording every storage operation (by driver, operation
+    /// and outcome, with latencies) into `metrics`.
+    pub async fn from_config_with_metrics(
+        config: &StorageConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        Self::open_with(config, Some(metrics)).await
+    }
+
+    async fn open_with(config: &StorageConfig, metrics: Option<Arc<Metrics>>) -> Result<Self> {
         config.validate()?;
         let options = EngineOptions {
             max_manifest_size: config.max_manifest_size,
+            metrics,
         };
         Self::open_selected(config, options).await
     }

@@ -24,11 +24,13 @@ use bytes::Bytes;
 use futures::Stream;
 
 use crate::error::{Error, Result};
+use crate::observe::metrics::StorageObserver;
 use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
 use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
 use crate::storage::backend::{Backend, Operation};
+use crate::storage::layers::Instrumented;
 use crate::storage::layout::Key;
 use crate::storage::upload_locks::UploadLocks;
 use crate::storage::{
@@ -41,13 +43,34 @@ use crate::storage::{
 pub struct EngineOptions {
     /// Largest manifest accepted, in bytes.
     pub max_manifest_size: usize,
+    /// Where the backend's operations are recorded: [`EngineOptions::instrument`] installs
+    /// their observer when a driver is assembled. `None`: nothing is recorded.
+    pub metrics: Option<std::sync::Arc<crate::observe::metrics::Metrics>>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
+            metrics: None,
         }
+    }
+}
+
+/// A backend as every driver is assembled: [`Instrumented`], reporting to the storage
+/// metrics of its [`EngineOptions`] (or to nothing).
+pub type Observed<B> = Instrumented<B, StorageObserver>;
+
+impl EngineOptions {
+    /// `inner` instrumented, its operations recorded into [`EngineOptions::metrics`] under
+    /// its driver's name: the one place where drivers get their metrics.
+    pub fn instrument<B: Backend>(&self, inner: B) -> Observed<B> {
+        let observer = self
+            .metrics
+            .as_ref()
+            .map(|m| m.storage().observer(B::NAME))
+            .unwrap_or_default();
+        Instrumented::with_observer(inner, observer)
     }
 }
 

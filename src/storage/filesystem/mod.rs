@@ -63,10 +63,9 @@ use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::any::ConfiguredDriver;
 use crate::storage::backend::{Backend, Capabilities, TagTarget};
-use crate::storage::layers::Instrumented;
 use crate::storage::layout::{self, Dir, Key, KeyClass};
 use crate::storage::upload_locks::UploadLocks;
-use crate::storage::{Engine, EngineOptions, StorageConfig, StorageType, UploadId};
+use crate::storage::{Engine, EngineOptions, Observed, StorageConfig, StorageType, UploadId};
 
 use tagging::Tagging;
 
@@ -78,13 +77,13 @@ pub use upload::{FilesystemUploadState, WRITE_BATCH};
 const DRIVER: &str = "filesystem";
 
 /// The filesystem storage driver: the engine over the instrumented filesystem backend.
-pub type FilesystemDriver = Engine<Instrumented<FilesystemBackend>>;
+pub type FilesystemDriver = Engine<Observed<FilesystemBackend>>;
 
 impl FilesystemDriver {
     /// Opens (creating if needed) the storage root.
     pub async fn open(config: &FilesystemConfig, options: EngineOptions) -> Result<Self> {
         let backend = FilesystemBackend::open(&config.root_directory).await?;
-        Ok(Engine::new(Instrumented::new(backend), options))
+        Ok(Engine::new(options.instrument(backend), options))
     }
 }
 

@@ -14,13 +14,13 @@ use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::any::ConfiguredDriver;
 use crate::storage::backend::{Backend, Capabilities};
-use crate::storage::layers::{Instrumented, Resumable};
+use crate::storage::layers::Resumable;
 use crate::storage::layout::{self, Dir, Key, KeyClass};
-use crate::storage::{Engine, EngineOptions, StorageConfig, StorageType, UploadId};
+use crate::storage::{Engine, EngineOptions, Observed, StorageConfig, StorageType, UploadId};
 
 /// The GCS storage driver: the engine over the instrumented GCS backend, whose blob reads
 /// resume where a dropped connection cut them ([`Resumable`]).
-pub type GcsDriver = Engine<Instrumented<Resumable<GcsBackend>>>;
+pub type GcsDriver = Engine<Observed<Resumable<GcsBackend>>>;
 
 impl GcsDriver {
     /// Validates the configuration, builds the client (looking up Application Default
@@ -34,7 +34,7 @@ impl GcsDriver {
 
     /// The driver over a backend built by the caller (e.g. with a smaller part size).
     pub fn from_backend(backend: GcsBackend, options: EngineOptions) -> Self {
-        Engine::new(Instrumented::new(Resumable::new(backend)), options)
+        Engine::new(options.instrument(Resumable::new(backend)), options)
     }
 }
 

@@ -106,6 +106,13 @@ pub trait Observer: Clone + fmt::Debug + Send + Sync + 'static {
     /// Whether observations carry their duration (the clock is read twice per call).
     const TIMED: bool;
 
+    /// Whether this observer wants durations now (an observer that may be switched off
+    /// answers `false` then, and the clock is not read). [`Self::TIMED`] by default.
+    #[inline]
+    fn timed(&self) -> bool {
+        Self::TIMED
+    }
+
     /// Records one call. Called on the request's task: keep it short (atomics).
     fn observe(&self, observation: &Observation);
 }
@@ -186,7 +193,7 @@ impl<B: Backend, O: Observer> Instrumented<B, O> {
         if !span.is_disabled() {
             subject.record(&span);
         }
-        let start = O::TIMED.then(Instant::now);
+        let start = self.observer.timed().then(Instant::now);
         let result = call.instrument(span).await;
         self.observer.observe(&Observation {
             driver: B::NAME,

@@ -10,11 +10,12 @@ use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::any::ConfiguredDriver;
 use crate::storage::backend::{Backend, Capabilities};
-use crate::storage::layers::{Instrumented, Resumable};
+use crate::storage::layers::Resumable;
 use crate::storage::layout::{self, Dir, Key};
 use crate::storage::presign::{PresignBlobReads, PresignedRead};
 use crate::storage::{
-    Engine, EngineOptions, S3ChecksumPolicy, S3Config, StorageConfig, StorageType, UploadId,
+    Engine, EngineOptions, Observed, S3ChecksumPolicy, S3Config, StorageConfig, StorageType,
+    UploadId,
 };
 
 use super::reader::S3Reader;
@@ -23,7 +24,7 @@ use super::{client, error, keys, upload};
 
 /// The S3 storage driver: the engine over the instrumented S3 backend, whose blob reads
 /// resume where a dropped connection cut them ([`Resumable`]).
-pub type S3Driver = Engine<Instrumented<Resumable<S3Backend>>>;
+pub type S3Driver = Engine<Observed<Resumable<S3Backend>>>;
 
 impl S3Driver {
     /// Validates the configuration and builds the client (credentials from the AWS SDK
@@ -38,7 +39,7 @@ impl S3Driver {
 
     /// The driver over a backend built by the caller ([`S3Backend::connect_with`]).
     pub fn from_backend(backend: S3Backend, options: EngineOptions) -> Self {
-        Engine::new(Instrumented::new(Resumable::new(backend)), options)
+        Engine::new(options.instrument(Resumable::new(backend)), options)
     }
 }
 
