@@ -23,6 +23,7 @@ use crate::oci::{
 };
 use crate::storage::filesystem::FilesystemDriver;
 use crate::storage::inmemory::InMemoryDriver;
+use crate::storage::lifecycle::{GcOptions, GcReport, Lifecycle, RepositoryList};
 #[cfg(feature = "s3")]
 use crate::storage::s3::S3Driver;
 use crate::storage::{
@@ -274,6 +275,7 @@ impl AnyDriver {
         config.validate()?;
         let options = EngineOptions {
             max_manifest_size: config.max_manifest_size,
+            sparse_indexes: config.sparse_indexes,
         };
         match config.storage_type {
             StorageType::Filesystem => Ok(Self::Filesystem(
@@ -490,6 +492,32 @@ impl StorageDriver for AnyDriver {
         artifact_type: Option<&str>,
     ) -> impl Future<Output = Result<Vec<Descriptor>>> + Send {
         dispatch_future!(self, d => d.referrers(repo, subject, artifact_type))
+    }
+}
+
+/// The lifecycle operations, dispatched like the OCI ones.
+impl Lifecycle for AnyDriver {
+    fn collect_garbage(
+        &self,
+        options: &GcOptions,
+    ) -> impl Future<Output = Result<GcReport>> + Send {
+        dispatch_future!(self, d => d.collect_garbage(options))
+    }
+
+    fn expire_uploads(
+        &self,
+        ttl: std::time::Duration,
+        dry_run: bool,
+    ) -> impl Future<Output = Result<GcReport>> + Send {
+        dispatch_future!(self, d => d.expire_uploads(ttl, dry_run))
+    }
+
+    fn repositories(
+        &self,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> impl Future<Output = Result<RepositoryList>> + Send {
+        dispatch_future!(self, d => d.repositories(n, last))
     }
 }
 

@@ -77,6 +77,10 @@ pub struct StorageConfig {
     /// Largest manifest accepted, in bytes (default 4 MiB).
     #[serde(default = "default_manifest_limit")]
     pub max_manifest_size: usize,
+    /// Accept image indexes whose child manifests are not stored (default `false`: such an
+    /// index is `MANIFEST_BLOB_UNKNOWN`); environment `MARINA_SPARSE_INDEXES`.
+    #[serde(default)]
+    pub sparse_indexes: bool,
 }
 
 impl Default for StorageConfig {
@@ -86,6 +90,7 @@ impl Default for StorageConfig {
             filesystem: FilesystemConfig::default(),
             s3: None,
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
+            sparse_indexes: false,
         }
     }
 }
@@ -271,9 +276,10 @@ impl StorageConfig {
         Ok(cfg)
     }
 
-    /// Reads `STORAGE_TYPE`, `STORAGE_ROOT_DIRECTORY`, `S3_BUCKET`, `S3_REGION`,
-    /// `S3_ENDPOINT`, `S3_PREFIX`, `S3_FORCE_PATH_STYLE`, `S3_CHECKSUM`, `S3_PART_SIZE` and
-    /// `S3_EQUAL_PARTS` over `self`; unset variables leave the current values.
+    /// Reads `STORAGE_TYPE`, `STORAGE_ROOT_DIRECTORY`, `MARINA_SPARSE_INDEXES`, `S3_BUCKET`,
+    /// `S3_REGION`, `S3_ENDPOINT`, `S3_PREFIX`, `S3_FORCE_PATH_STYLE`, `S3_CHECKSUM`,
+    /// `S3_PART_SIZE` and `S3_EQUAL_PARTS` over `self`; unset variables leave the current
+    /// values.
     pub fn apply_env(self) -> Result<Self> {
         self.apply_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
@@ -291,6 +297,9 @@ impl StorageConfig {
         }
         if let Some(root) = var("STORAGE_ROOT_DIRECTORY") {
             self.filesystem.root_directory = root.into();
+        }
+        if let Some(v) = var("MARINA_SPARSE_INDEXES") {
+            self.sparse_indexes = parse_bool("MARINA_SPARSE_INDEXES", &v)?;
         }
         let s3_vars = [
             "S3_BUCKET",
@@ -481,5 +490,22 @@ mod tests {
             .apply_vars(vars(&[("STORAGE_ROOT_DIRECTORY", "/tmp/x")]))
             .unwrap();
         assert_eq!(fs.filesystem.root_directory, PathBuf::from("/tmp/x"));
+        assert!(!fs.sparse_indexes);
+        let sparse = StorageConfig::default()
+            .apply_vars(vars(&[("MARINA_SPARSE_INDEXES", "true")]))
+            .unwrap();
+        assert!(sparse.sparse_indexes);
+        assert!(
+            StorageConfig::from_toml("sparse_indexes = true")
+                .unwrap()
+                .sparse_indexes
+        );
+        assert!(matches!(
+            StorageConfig::default().apply_vars(vars(&[("MARINA_SPARSE_INDEXES", "often")])),
+            Err(Error::Config {
+                field: "MARINA_SPARSE_INDEXES",
+                ..
+            })
+        ));
     }
 }

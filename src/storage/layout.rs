@@ -7,13 +7,18 @@
 //! ```text
 //! blobs/<alg>/<hex>                                   blob bytes, deduplicated globally
 //! uploads/<id>/...                                    upload bytes in progress (backend-owned)
+//! gc/<run>                                            a garbage collection's condemned set
 //! repositories/<name>/
 //!     _layers/<alg>/<hex>                             link: blob visible in <name>; holds its size
 //!     _manifests/<alg>/<hex>                          manifest: "<digest> <media type>\n<bytes>"
 //!     _tags/<tag>                                     tag: starts with the digest it points to
 //!     _referrers/<alg>/<subject hex>/<alg>-<hex>      descriptor of a manifest whose subject it is
 //!     _uploads/<id>                                   upload session state (JSON)
+//!     _intents/<random>                               a push making a manifest reachable
 //! ```
+//!
+//! `gc/` and `_intents/` belong to the garbage collection protocol (see
+//! [`lifecycle`](super::lifecycle)).
 //!
 //! Keys are only ever built here from validated types ([`RepositoryName`], [`Digest`],
 //! [`Tag`], [`UploadId`]), whose grammars exclude `..`, empty components, `\` and leading
@@ -72,6 +77,53 @@ const REPOSITORIES: &str = "repositories";
 const LAYERS: &str = "_layers";
 const MANIFESTS: &str = "_manifests";
 const TAGS: &str = "_tags";
+const UPLOADS: &str = "_uploads";
+const INTENTS: &str = "_intents";
+/// The components of a repository directory that make it a repository: it holds a blob
+/// link, a manifest or a tag below one of them.
+pub const REPOSITORY_MARKS: [&str; 3] = [LAYERS, MANIFESTS, TAGS];
+
+/// The directory of every repository (the root of the repository name tree).
+pub fn repositories_dir() -> Key {
+    key(&[REPOSITORIES])
+}
+
+/// The directory of a repository: its name's components below [`repositories_dir`], holding
+/// its reserved (`_`-prefixed) directories and the directories of nested repositories.
+pub fn repository_dir(repo: &RepositoryName) -> Key {
+    key(&[REPOSITORIES, repo.as_str()])
+}
+
+/// A directory below [`repositories_dir`] named by a repository path that may not be a
+/// repository (a namespace such as `library` of `library/ubuntu`), for walking the tree.
+/// `path` must be a `/`-joined sequence of components already listed from storage.
+pub(crate) fn repository_path_dir(path: &str) -> Key {
+    if path.is_empty() {
+        repositories_dir()
+    } else {
+        key(&[REPOSITORIES, path])
+    }
+}
+
+/// The directory holding the blobs of `algorithm`.
+pub fn blobs_dir(algorithm: DigestAlgorithm) -> Key {
+    key(&["blobs", algorithm.as_str()])
+}
+
+/// The directory where a backend keeps the bytes of uploads in progress.
+pub fn uploads_dir() -> Key {
+    key(&["uploads"])
+}
+
+/// The directory of the garbage collector's condemned sets.
+pub fn gc_dir() -> Key {
+    key(&["gc"])
+}
+
+/// A garbage collection run's condemned set.
+pub fn gc_marker(name: &str) -> Key {
+    key(&["gc", name])
+}
 
 /// Where the bytes of a blob live.
 pub fn blob_data(digest: &Digest) -> Key {
@@ -104,6 +156,11 @@ pub fn layers_dir(repo: &RepositoryName) -> Key {
     key(&[REPOSITORIES, repo.as_str(), LAYERS])
 }
 
+/// Directory of a repository's links to blobs of `algorithm`.
+pub fn layers_algorithm_dir(repo: &RepositoryName, algorithm: DigestAlgorithm) -> Key {
+    key(&[REPOSITORIES, repo.as_str(), LAYERS, algorithm.as_str()])
+}
+
 /// A manifest revision (media type and exact bytes).
 pub fn manifest(repo: &RepositoryName, digest: &Digest) -> Key {
     key(&[
@@ -118,6 +175,12 @@ pub fn manifest(repo: &RepositoryName, digest: &Digest) -> Key {
 /// Directory of a repository's manifests.
 pub fn manifests_dir(repo: &RepositoryName) -> Key {
     key(&[REPOSITORIES, repo.as_str(), MANIFESTS])
+}
+
+/// Directory of a repository's manifest records of `algorithm` (a backend may keep other
+/// objects there too, whose names are not hexadecimal digests: the filesystem's tags).
+pub fn manifests_algorithm_dir(repo: &RepositoryName, algorithm: DigestAlgorithm) -> Key {
+    key(&[REPOSITORIES, repo.as_str(), MANIFESTS, algorithm.as_str()])
 }
 
 /// A tag pointer.
@@ -194,7 +257,22 @@ pub fn referrer_entry_name(referrer: &Digest) -> String {
 
 /// The state of an upload session.
 pub fn upload_state(repo: &RepositoryName, id: &UploadId) -> Key {
-    key(&[REPOSITORIES, repo.as_str(), "_uploads", id.as_str()])
+    key(&[REPOSITORIES, repo.as_str(), UPLOADS, id.as_str()])
+}
+
+/// Directory of a repository's upload session states.
+pub fn upload_states_dir(repo: &RepositoryName) -> Key {
+    key(&[REPOSITORIES, repo.as_str(), UPLOADS])
+}
+
+/// Directory of a repository's push intents (see [`lifecycle`](super::lifecycle)).
+pub fn intents_dir(repo: &RepositoryName) -> Key {
+    key(&[REPOSITORIES, repo.as_str(), INTENTS])
+}
+
+/// A push intent: an object naming the manifest a push in progress makes reachable.
+pub fn intent(repo: &RepositoryName, name: &str) -> Key {
+    key(&[REPOSITORIES, repo.as_str(), INTENTS, name])
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod filesystem;
 pub mod hashing;
 pub mod inmemory;
 pub mod layout;
+pub mod lifecycle;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(any(test, feature = "testsuite"))]
@@ -36,6 +37,7 @@ use futures::Stream;
 pub use any::{AnyBlobStream, AnyDriver, AnyUpload};
 pub use config::{FilesystemConfig, S3ChecksumPolicy, S3Config, StorageConfig, StorageType};
 pub use engine::{Engine, EngineOptions, EngineUpload};
+pub use lifecycle::{GcOptions, GcReport, Lifecycle, RepositoryList};
 pub use types::{
     BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, TagList, UploadHandle,
     UploadId, UploadProgress,
@@ -47,7 +49,8 @@ use crate::oci::{
 };
 
 /// A storage driver: every operation of the OCI distribution spec v1.1 that touches storage,
-/// and nothing else (no catalog, no garbage collection, no listing of manifests).
+/// and nothing else (no catalog, no garbage collection, no listing of manifests: those are
+/// [`Lifecycle`]'s).
 ///
 /// Methods return `impl Future + Send`, request bodies are generic streams of [`Bytes`], and
 /// the blob stream and upload handle are associated types, so that a registry generic over

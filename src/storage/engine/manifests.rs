@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::oci::manifest;
 use crate::oci::{Descriptor, Digest, DigestAlgorithm, Reference, RepositoryName, Tag};
 use crate::storage::backend::Backend;
-use crate::storage::layout;
+use crate::storage::layout::{self, Key};
 use crate::storage::{Manifest, ManifestInfo, PutManifestOutcome, StorageDriver};
 
 use super::Engine;
@@ -15,6 +15,8 @@ use super::manifest_record::{decode_manifest, encode_manifest, target_digest};
 
 /// How many tags `delete_manifest` reads at once.
 const TAG_READS_IN_FLIGHT: usize = 16;
+/// How many references `put_manifest` checks at once (each is a round trip on object stores).
+const CHECKS_IN_FLIGHT: usize = 16;
 
 impl<B: Backend> Engine<B> {
     /// Resolves a reference to a manifest digest.
@@ -56,20 +58,46 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Checks that everything a manifest references (except its subject and
-    /// non-distributable layers) is present in the repository.
+    /// non-distributable layers, and the child manifests of an index when indexes may be
+    /// sparse) is present in the repository: step P1 of the collection protocol, before
+    /// anything is written.
     async fn check_references(
         &self,
         repo: &RepositoryName,
         summary: &manifest::ManifestSummary,
     ) -> Result<()> {
-        for blob in summary.required_blobs() {
-            if self.linked_size(repo, &blob.digest).await?.is_none() {
-                return Err(Error::ManifestBlobUnknown(blob.digest.clone()));
+        let blobs: Vec<Digest> = summary.required_blobs().map(|b| b.digest.clone()).collect();
+        let blobs = blobs.into_iter().map(|digest| async move {
+            let linked = self.linked_size(repo, &digest).await?.is_some();
+            Ok::<_, Error>((linked, digest))
+        });
+        let mut blobs =
+            std::pin::pin!(futures::stream::iter(blobs).buffer_unordered(CHECKS_IN_FLIGHT));
+        while let Some(checked) = blobs.next().await {
+            let (linked, digest) = checked?;
+            if !linked {
+                return Err(Error::ManifestBlobUnknown(digest));
             }
         }
-        for child in summary.required_manifests() {
-            if !self.manifest_exists(repo, &child.digest).await? {
-                return Err(Error::ManifestBlobUnknown(child.digest.clone()));
+        if self.options.sparse_indexes {
+            // "A registry MAY reject a manifest uploaded with an index that references
+            // manifests which do not exist": this one accepts it.
+            return Ok(());
+        }
+        let children: Vec<Digest> = summary
+            .required_manifests()
+            .map(|c| c.digest.clone())
+            .collect();
+        let children = children.into_iter().map(|digest| async move {
+            let stored = self.manifest_exists(repo, &digest).await?;
+            Ok::<_, Error>((stored, digest))
+        });
+        let mut children =
+            std::pin::pin!(futures::stream::iter(children).buffer_unordered(CHECKS_IN_FLIGHT));
+        while let Some(checked) = children.next().await {
+            let (stored, digest) = checked?;
+            if !stored {
+                return Err(Error::ManifestBlobUnknown(digest));
             }
         }
         Ok(())
@@ -123,39 +151,104 @@ impl<B: Backend> Engine<B> {
             Reference::Tag(_) => Digest::compute(DigestAlgorithm::Sha256, &bytes),
         };
         self.check_references(repo, &summary).await?;
-        let size = bytes.len() as u64;
-        let subject = summary.subject.as_ref().map(|s| s.digest.clone());
         let record = encode_manifest(&digest, &summary.media_type, &bytes);
         let record_key = layout::manifest(repo, &digest);
+        self.backend
+            .write_verified(&record_key, record.clone())
+            .await?;
         let tag = match reference {
-            Reference::Tag(tag) => Some(layout::tag(repo, tag)),
+            Reference::Tag(tag) => Some(tag),
             Reference::Digest(_) => None,
         };
-        // The tag only once the record is durable, so a tag never points at a missing
-        // manifest; with a subject, after the referrer entry too.
-        let tag_now = tag.as_ref().filter(|_| subject.is_none());
-        self.backend
-            .write_manifest(&record_key, record, tag_now.map(|tag| (tag, &digest)))
-            .await?;
-        if let Some(subject) = &subject {
-            let entry = Descriptor {
-                media_type: summary.media_type.clone(),
-                digest: digest.clone(),
-                size,
-                artifact_type: summary.artifact_type.clone(),
-                annotations: summary.annotations.clone(),
-                urls: None,
-            };
-            let json = serde_json::to_vec(&entry)
-                .map_err(|e| Error::backend(B::NAME, format!("encoding referrer: {e}")))?;
-            self.backend
-                .write(&layout::referrer(repo, subject, &digest), Bytes::from(json))
+        self.publish_manifest(
+            repo,
+            &digest,
+            &summary,
+            (&record_key, &record),
+            tag,
+            bytes.len() as u64,
+        )
+        .await
+    }
+
+    /// Steps P3 to P6 of the collection protocol for a manifest whose record is stored:
+    /// the intent (with a tag or a subject), the checks against collections, then the
+    /// referrer entry and the tag, which a failed check never leaves behind.
+    async fn publish_manifest(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        summary: &manifest::ManifestSummary,
+        (record_key, record): (&Key, &Bytes),
+        tag: Option<&Tag>,
+        size: u64,
+    ) -> Result<PutManifestOutcome> {
+        let subject = summary.subject.as_ref().map(|s| s.digest.clone());
+        let intent = if tag.is_some() || subject.is_some() {
+            Some(self.write_intent(repo, digest).await?)
+        } else {
+            None
+        };
+        let published = async {
+            self.guard_manifest(repo, digest, summary, record_key, record)
                 .await?;
-            if let Some(tag) = &tag {
-                self.backend.write_tag(tag, &digest, &record_key).await?;
+            if let Some(subject) = &subject {
+                let entry = Descriptor {
+                    media_type: summary.media_type.clone(),
+                    digest: digest.clone(),
+                    size,
+                    artifact_type: summary.artifact_type.clone(),
+                    annotations: summary.annotations.clone(),
+                    urls: None,
+                };
+                let json = serde_json::to_vec(&entry)
+                    .map_err(|e| Error::backend(B::NAME, format!("encoding referrer: {e}")))?;
+                self.backend
+                    .write(&layout::referrer(repo, subject, digest), Bytes::from(json))
+                    .await?;
             }
+            if let (Some(tag), Some(intent)) = (tag, &intent) {
+                Self::check_intent(intent)?;
+                self.backend
+                    .write_tag(&layout::tag(repo, tag), digest, record_key)
+                    .await?;
+            }
+            Ok(())
         }
-        Ok(PutManifestOutcome { digest, subject })
+        .await;
+        if let Some(intent) = intent {
+            self.release_intent(intent).await;
+        }
+        published?;
+        Ok(PutManifestOutcome {
+            digest: digest.clone(),
+            subject,
+        })
+    }
+
+    /// Points `tag` at the stored manifest `digest` (the collection protocol's steps P3 to
+    /// P6, as for a push by tag).
+    pub(super) async fn manifest_tag(
+        &self,
+        repo: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<()> {
+        let manifest = self.read_manifest(repo, digest).await?;
+        let summary = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
+            .map_err(|_| self.corrupt(format!("stored manifest {digest}")))?;
+        let record_key = layout::manifest(repo, digest);
+        let record = encode_manifest(digest, &manifest.info.media_type, &manifest.bytes);
+        self.publish_manifest(
+            repo,
+            digest,
+            &summary,
+            (&record_key, &record),
+            Some(tag),
+            manifest.info.size,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Implements [`StorageDriver::delete_manifest`](crate::storage::StorageDriver::delete_manifest).

@@ -60,16 +60,7 @@ impl<B: Backend> Engine<B> {
         tag: &Tag,
         digest: &Digest,
     ) -> Result<()> {
-        if !self.manifest_exists(repo, digest).await? {
-            return Err(Error::ManifestUnknown(digest.to_string()));
-        }
-        self.backend
-            .write_tag(
-                &layout::tag(repo, tag),
-                digest,
-                &layout::manifest(repo, digest),
-            )
-            .await
+        self.manifest_tag(repo, tag, digest).await
     }
 
     /// Implements [`StorageDriver::untag_manifest`](crate::storage::StorageDriver::untag_manifest).

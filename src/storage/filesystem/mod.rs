@@ -42,6 +42,7 @@
 //!   pool, overlapping disk I/O with the network and hashing; no blob is held in memory.
 
 mod atomic;
+mod lifecycle;
 mod listing;
 mod paths;
 mod reader;

@@ -82,6 +82,7 @@
 pub mod client;
 pub mod error;
 pub mod keys;
+mod lifecycle;
 pub mod objects;
 pub mod reader;
 pub mod upload;

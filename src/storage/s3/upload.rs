@@ -278,7 +278,7 @@ impl S3Backend {
     }
 
     /// Aborts a multipart upload; succeeds if it is already gone.
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+    pub(crate) async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
         match self
             .client
             .abort_multipart_upload()
@@ -396,8 +396,11 @@ impl S3Backend {
                 .buffered(SEGMENT_CONCURRENCY)
         );
         while let Some((key, segment, bytes)) = reads.next().await {
-            let bytes =
-                bytes?.ok_or_else(|| corrupt(format!("staged segment {key} is missing")))?;
+            // A segment that is gone (the upload expired, or a finish whose record removal a
+            // crash undid consumed it) ends the session: the client starts over.
+            let bytes = bytes?.ok_or_else(|| {
+                Error::BlobUploadUnknown(format!("{id}: a staged segment of the upload is gone"))
+            })?;
             if bytes.len() as u64 != segment.size {
                 return Err(corrupt(format!(
                     "staged segment {key} holds {} bytes, expected {}",
@@ -644,8 +647,16 @@ impl S3Backend {
             return match state.staged.as_slice() {
                 [] => self.put_bytes(&blob_key, Bytes::new()).await,
                 [only] => {
-                    self.copy(&self.keys.staged(id, only.name()), &blob_key, size)
-                        .await
+                    let staged = self.keys.staged(id, only.name());
+                    match self.copy(&staged, &blob_key, size).await {
+                        Err(e) if self.head_size(&staged).await?.is_none() => {
+                            tracing::debug!(error = %e, "the staged segment to commit is gone");
+                            Err(Error::BlobUploadUnknown(format!(
+                                "{id}: the upload's bytes are gone"
+                            )))
+                        }
+                        copied => copied,
+                    }
                 }
                 segments => {
                     let bytes = self.read_segments(id, segments, size as usize).await?;
