@@ -13,6 +13,20 @@ use marina_distribution::storage::filesystem::FilesystemDriver;
 use marina_distribution::storage::testsuite::{self, DriverFactory, InMemoryFactory};
 use marina_distribution::storage::{AnyDriver, EngineOptions, FilesystemConfig, StorageConfig};
 
+/// Engine options accepting sparse indexes.
+fn sparse() -> EngineOptions {
+    EngineOptions {
+        sparse_indexes: true,
+        ..EngineOptions::default()
+    }
+}
+
+/// A storage configuration accepting sparse indexes.
+fn sparse_config(mut config: StorageConfig) -> StorageConfig {
+    config.sparse_indexes = true;
+    config
+}
+
 /// The filesystem driver on a fresh temporary directory per case.
 struct FilesystemFactory;
 
@@ -30,6 +44,13 @@ impl DriverFactory for FilesystemFactory {
             root_directory: dir.path().join("root"),
         };
         FilesystemDriver::open(&config, EngineOptions::default()).await
+    }
+
+    async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
+        let config = FilesystemConfig {
+            root_directory: dir.path().join("root"),
+        };
+        FilesystemDriver::open(&config, sparse()).await
     }
 
     fn persistent(&self) -> bool {
@@ -52,6 +73,10 @@ impl DriverFactory for AnyInMemoryFactory {
         AnyDriver::from_config(&StorageConfig::inmemory()).await
     }
 
+    async fn open_sparse(&self, _: &()) -> Result<AnyDriver> {
+        AnyDriver::from_config(&sparse_config(StorageConfig::inmemory())).await
+    }
+
     fn persistent(&self) -> bool {
         false
     }
@@ -70,6 +95,11 @@ impl DriverFactory for AnyFilesystemFactory {
 
     async fn open(&self, dir: &tempfile::TempDir) -> Result<AnyDriver> {
         AnyDriver::from_config(&StorageConfig::filesystem(dir.path().join("root"))).await
+    }
+
+    async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<AnyDriver> {
+        let config = StorageConfig::filesystem(dir.path().join("root"));
+        AnyDriver::from_config(&sparse_config(config)).await
     }
 
     fn persistent(&self) -> bool {
@@ -177,6 +207,10 @@ mod s3_factory {
             S3Driver::connect(config, EngineOptions::default()).await
         }
 
+        async fn open_sparse(&self, config: &S3Config) -> Result<S3Driver> {
+            S3Driver::connect(config, sparse()).await
+        }
+
         fn persistent(&self) -> bool {
             true
         }
@@ -195,6 +229,10 @@ mod s3_factory {
 
         async fn open(&self, config: &S3Config) -> Result<AnyDriver> {
             AnyDriver::from_config(&StorageConfig::s3(config.clone())).await
+        }
+
+        async fn open_sparse(&self, config: &S3Config) -> Result<AnyDriver> {
+            AnyDriver::from_config(&sparse_config(StorageConfig::s3(config.clone()))).await
         }
 
         fn persistent(&self) -> bool {
@@ -258,6 +296,41 @@ marina_distribution::for_each_behaviour_case!(driver_tests!(
 #[cfg(feature = "s3")]
 marina_distribution::for_each_behaviour_case!(driver_tests!(
     any_s3,
+    s3_factory::S3Factory::from_env().map(s3_factory::AnyS3Factory),
+    yes
+));
+
+// The lifecycle cases (garbage collection, upload expiry, the catalog, sparse indexes), on
+// the same drivers.
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_inmemory,
+    Some(InMemoryFactory),
+    no
+));
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_filesystem,
+    Some(FilesystemFactory),
+    yes
+));
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_any_inmemory,
+    Some(AnyInMemoryFactory),
+    no
+));
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_any_filesystem,
+    Some(AnyFilesystemFactory),
+    yes
+));
+#[cfg(feature = "s3")]
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_s3,
+    s3_factory::S3Factory::from_env(),
+    yes
+));
+#[cfg(feature = "s3")]
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_any_s3,
     s3_factory::S3Factory::from_env().map(s3_factory::AnyS3Factory),
     yes
 ));
@@ -368,6 +441,9 @@ mod suite_catches_broken_drivers {
                 DescendingListing::default(),
                 EngineOptions::default(),
             ))
+        }
+        async fn open_sparse(&self, _: &()) -> Result<Engine<DescendingListing>> {
+            Ok(Engine::new(DescendingListing::default(), sparse()))
         }
         fn persistent(&self) -> bool {
             false
