@@ -20,9 +20,11 @@
 //!
 //! One module per spec area: [`blobs`] (end-2, end-10), [`uploads`] (end-4a/4b, end-5,
 //! end-6, end-11, end-13, end-14), [`manifests`] (end-3, end-7, end-9), [`tags`] (end-8a/8b),
-//! [`referrers`] (end-12a/12b) and [`errors`] (the JSON error envelope).
+//! [`referrers`] (end-12a/12b), [`catalog`] (`GET /v2/_catalog`, outside the spec) and
+//! [`errors`] (the JSON error envelope).
 
 pub mod blobs;
+pub mod catalog;
 pub mod errors;
 pub mod manifests;
 pub mod referrers;
@@ -44,7 +46,7 @@ use futures::{Stream, StreamExt};
 use crate::error::Error;
 use crate::oci::RepositoryName;
 use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
-use crate::storage::StorageDriver;
+use crate::storage::{Lifecycle, StorageDriver};
 pub use errors::ApiError;
 pub use route::{Action, Endpoint, Route, RouteInfo, parse_route};
 
@@ -88,15 +90,17 @@ pub struct Registry<D> {
     pub options: RegistryOptions,
 }
 
-/// Builds the router serving the whole API over `driver`.
+/// Builds the router serving the whole API over `driver` (the spec's endpoints through its
+/// [`StorageDriver`] side, `/v2/_catalog` through its [`Lifecycle`] side).
 ///
 /// Every response carries `Docker-Distribution-API-Version: registry/2.0`; every error
 /// carries the JSON envelope.
-pub fn router<D: StorageDriver>(driver: Arc<D>, options: RegistryOptions) -> Router {
+pub fn router<D: StorageDriver + Lifecycle>(driver: Arc<D>, options: RegistryOptions) -> Router {
     let state = Arc::new(Registry { driver, options });
     Router::new()
         .route("/v2/", get(api_version))
         .route("/v2", get(api_version))
+        .route("/v2/_catalog", get(list_catalog::<D>))
         .route("/v2/{*path}", any(dispatch::<D>))
         .fallback(|| async { ApiError::not_found() })
         .with_state(state)
@@ -121,6 +125,26 @@ async fn api_version() -> Response {
         .into_response();
     resp.extensions_mut().insert(RouteInfo {
         endpoint: Some(Endpoint::ApiVersion),
+        repository: None,
+        reference: None,
+    });
+    resp
+}
+
+/// `GET /v2/_catalog`. Access control attaches here: the predicate given to
+/// [`catalog::list`] decides which repositories the caller may see (every one, without an
+/// authorizer).
+async fn list_catalog<D: StorageDriver + Lifecycle>(
+    State(reg): State<Arc<Registry<D>>>,
+    req: Request,
+) -> Response {
+    let visible = |_: &RepositoryName| true;
+    let mut resp = match catalog::list(&reg, req.uri().query(), visible).await {
+        Ok(resp) => resp,
+        Err(err) => err.into_response(),
+    };
+    resp.extensions_mut().insert(RouteInfo {
+        endpoint: Some(Endpoint::Catalog),
         repository: None,
         reference: None,
     });
