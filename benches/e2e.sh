@@ -9,6 +9,8 @@
 #   SCENARIOS="push-mono pull" bash benches/e2e.sh
 #   REPEAT=5 bash benches/e2e.sh         # runs per scenario and server (default 3; medians)
 #   STORAGE_DIR=/dev/shm bash benches/e2e.sh   # both servers' storage on tmpfs: no disk
+#   bash benches/e2e.sh | tee benches/results/e2e-latest.txt && python3 benches/e2e-chart.py
+#                                        # record the figures and redraw docs/e2e.svg
 #
 # Each scenario runs REPEAT times per server, alternating Distribution and marina, each run on
 # a freshly started server with empty storage; the figures printed are the medians (the
@@ -99,6 +101,7 @@ run_one() { # url args
   "$WORK/regbench" $2 -url "http://$1" -seed 42 -timeout 600s 2>>"$WORK/regbench.err" | grep "^scenario=" | head -1
 }
 
+echo "# REPEAT=$REPEAT${SCENARIOS:+ SCENARIOS=\"$SCENARIOS\"}${STORAGE_DIR:+ STORAGE_DIR=$STORAGE_DIR} bash benches/e2e.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 printf '%-28s %14s %14s %8s  %s\n' scenario marina distribution ratio unit
 for s in "${SCEN[@]}"; do
   IFS='|' read -r name args unit <<<"$s"

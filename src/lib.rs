@@ -78,4 +78,14 @@ pub mod registry;
 pub mod storage;
 
 pub use error::{Error, ErrorCode, Result};
+
+/// The README's embedding example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
+
+/// The embedding guide's examples (`docs/embedding.md`), compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/embedding.md")]
+pub struct EmbeddingGuideExamples;
 pub use storage::{AnyDriver, StorageConfig, StorageDriver};
