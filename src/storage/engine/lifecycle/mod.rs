@@ -12,6 +12,9 @@ mod sweep;
 mod untagged;
 mod walk;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
