@@ -12,6 +12,8 @@
 //! Prints `writers=… gc_runs=… acknowledged=… refused=… reclaimed_blobs=… damaged=…`.
 //! `GC_STRESS_SECS` changes the duration (default 8 s on the filesystem, 20 s on S3).
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -380,35 +382,12 @@ async fn gc_under_load_on_one_filesystem_root() {
     .await;
 }
 
-#[cfg(feature = "s3")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gc_under_load_on_one_bucket() {
-    let Ok(endpoint) = std::env::var("S3_ENDPOINT") else {
+    let Some(config) = common::s3_storage("gc-stress") else {
         eprintln!("NOTE: S3_ENDPOINT is not set: the S3 stress test was SKIPPED");
         return;
     };
-    let mut s3 = StorageConfig::default()
-        .apply_env()
-        .expect("S3_* variables")
-        .s3
-        .expect("S3_ENDPOINT is set");
-    let unique: u64 = rand::random();
-    s3.prefix = Some(format!("gc-stress/{unique:016x}"));
-    let config = StorageConfig::s3(s3);
-    // The bucket, with a client of the test's own.
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(
-            std::env::var("S3_REGION").unwrap_or("us-east-1".into()),
-        ))
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    let client = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    let bucket = config.s3.as_ref().unwrap().bucket.clone();
-    let _ = client.create_bucket().bucket(&bucket).send().await;
+    common::ensure_bucket(&config).await;
     stress(config, "s3", 20).await;
 }

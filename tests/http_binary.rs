@@ -3,74 +3,11 @@
 
 mod common;
 
-use std::process::Stdio;
-
+use common::binary::{BIN, send_signal, spawn, wait_for_log};
 use common::*;
 use reqwest::StatusCode;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_marina-registry");
-
-/// Starts the binary; returns the child and the `host:port` it printed.
-async fn spawn(
-    cmd: &mut Command,
-) -> (
-    Child,
-    String,
-    tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
-) {
-    let mut child = cmd
-        .env_remove("MARINA_LISTEN")
-        .env_remove("STORAGE_TYPE")
-        .env_remove("STORAGE_ROOT_DIRECTORY")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn marina-registry");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = stdout
-        .next_line()
-        .await
-        .unwrap()
-        .expect("marina-registry printed nothing");
-    assert!(
-        line.starts_with("marina-registry listening on http://"),
-        "{line}"
-    );
-    let addr = line["marina-registry listening on http://".len()..]
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    (child, addr, stderr)
-}
-
-async fn wait_for_log(
-    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
-    needle: &str,
-) -> String {
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if line.contains(needle) {
-            return line;
-        }
-    }
-    panic!("the log ended without a line containing {needle:?}");
-}
-
-async fn send_signal(child: &Child, sig: &str) {
-    let pid = child.id().expect("running").to_string();
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(&pid)
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
-}
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
 
 #[tokio::test]
 async fn config_file_and_logs() {

@@ -226,13 +226,16 @@ impl S3Backend {
             .upload_part()
             .bucket(&self.bucket)
             .key(&key)
-            .upload_id(upload_id)
+            .upload_id(&upload_id)
             .part_number(number as i32)
             .content_length(size as i64)
             .body(ByteStream::from(bytes))
             .send()
-            .await
-            .map_err(|e| translate("UploadPart", &key, e))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => return Err(self.part_failure("UploadPart", &key, &upload_id, e).await),
+        };
         let etag = out
             .e_tag()
             .ok_or_else(|| corrupt(format!("UploadPart {key}: no ETag")))?
@@ -261,7 +264,8 @@ impl S3Backend {
                     .build()
             })
             .collect();
-        self.client
+        let out = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -272,9 +276,48 @@ impl S3Backend {
                     .build(),
             )
             .send()
-            .await
-            .map_err(|e| translate("CompleteMultipartUpload", key, e))?;
-        Ok(())
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self
+                .part_failure("CompleteMultipartUpload", key, upload_id, e)
+                .await),
+        }
+    }
+
+    /// The error of a request on a multipart upload: `BLOB_UPLOAD_UNKNOWN` when the upload
+    /// is gone (expired, aborted), which some stores report as a server error (moto answers
+    /// 500 to `UploadPart` on an aborted upload): then `ListParts` tells.
+    async fn part_failure<E>(
+        &self,
+        op: &'static str,
+        key: &str,
+        upload_id: &str,
+        err: aws_sdk_s3::error::SdkError<
+            E,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
+    ) -> Error
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        if !error::is_no_such_upload(&err) {
+            let probe = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .max_parts(1)
+                .send()
+                .await;
+            if let Err(probe) = probe
+                && error::is_no_such_upload(&probe)
+            {
+                return translate("ListParts", key, probe);
+            }
+        }
+        translate(op, key, err)
     }
 
     /// Aborts a multipart upload; succeeds if it is already gone.
