@@ -345,85 +345,33 @@ async fn run_all_inmemory() {
 /// The suite catches a broken driver and names the failing case: the in-memory backend with
 /// its listings in descending order (a contract violation) must fail the tag cases, by name.
 mod suite_catches_broken_drivers {
-    use bytes::Bytes;
-    use futures::Stream;
-    use marina_distribution::oci::{ByteRange, Digest};
+    use marina_distribution::storage::Engine;
     use marina_distribution::storage::backend::Backend;
-    use marina_distribution::storage::inmemory::{InMemoryBackend, InMemoryReader};
-    use marina_distribution::storage::layout::Key;
-    use marina_distribution::storage::{Engine, UploadId};
+    use marina_distribution::storage::inmemory::InMemoryBackend;
+    use marina_distribution::storage::layout::Dir;
 
     use super::*;
 
     #[derive(Debug, Default)]
     struct DescendingListing(InMemoryBackend);
 
+    #[deny(clippy::missing_trait_methods)]
     impl Backend for DescendingListing {
         const NAME: &'static str = "descending";
-        type Reader = InMemoryReader;
-        type UploadState = ();
+        marina_distribution::forward_backend!(0: InMemoryBackend;
+            Reader, UploadState, capabilities, locate, read, exists, write, remove,
+            any_under, write_tag, blob_size, read_blob, start_upload, append_upload,
+            finish_upload, abort_upload);
 
-        fn locate(&self, key: &Key) -> String {
-            self.0.locate(key)
-        }
-        async fn read(&self, key: &Key) -> Result<Option<Bytes>> {
-            self.0.read(key).await
-        }
-        async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
-            self.0.write(key, value).await
-        }
-        async fn remove(&self, key: &Key) -> Result<()> {
-            self.0.remove(key).await
-        }
         async fn list(
             &self,
-            dir: &Key,
+            dir: &Dir,
             start_after: Option<&str>,
             limit: Option<usize>,
         ) -> Result<Vec<String>> {
             let mut names = self.0.list(dir, start_after, limit).await?;
             names.reverse();
             Ok(names)
-        }
-        async fn any_under(&self, dir: &Key) -> Result<bool> {
-            self.0.any_under(dir).await
-        }
-        async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-            self.0.blob_size(digest).await
-        }
-        async fn read_blob(
-            &self,
-            digest: &Digest,
-            range: Option<ByteRange>,
-        ) -> Result<InMemoryReader> {
-            self.0.read_blob(digest, range).await
-        }
-        async fn create_upload(&self, id: &UploadId, target: Option<&Digest>) -> Result<()> {
-            self.0.create_upload(id, target).await
-        }
-        async fn append_upload<S>(
-            &self,
-            id: &UploadId,
-            state: &mut (),
-            offset: u64,
-            body: S,
-        ) -> Result<u64>
-        where
-            S: Stream<Item = Result<Bytes>> + Send,
-        {
-            self.0.append_upload(id, state, offset, body).await
-        }
-        async fn commit_upload(
-            &self,
-            id: &UploadId,
-            state: (),
-            size: u64,
-            digest: &Digest,
-        ) -> Result<()> {
-            self.0.commit_upload(id, state, size, digest).await
-        }
-        async fn abort_upload(&self, id: &UploadId, state: ()) -> Result<()> {
-            self.0.abort_upload(id, state).await
         }
     }
 

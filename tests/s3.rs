@@ -842,7 +842,7 @@ async fn same_offset_appends_from_one_state_keep_their_own_bytes() {
     // Below one part (staged segments), then filling a part (a multipart part each).
     for len in [64 * 1024, PART + 3] {
         let id = UploadId::generate();
-        let base = backend.create_upload(&id, None).await.unwrap();
+        let base = backend.start_upload(&id, None).await.unwrap();
         let (a, b) = (data(len, 41), data(len, 42));
         let mut state_a = base.clone();
         backend
@@ -857,7 +857,7 @@ async fn same_offset_appends_from_one_state_keep_their_own_bytes() {
         // The first append's state is the one persisted last.
         let digest = sha256(&a);
         match backend
-            .commit_upload(&id, state_a, len as u64, &digest)
+            .finish_upload(&id, state_a, len as u64, &digest)
             .await
         {
             Ok(()) => {

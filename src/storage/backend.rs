@@ -7,9 +7,24 @@
 //! 1. **small metadata objects** (links, tags, manifests, referrer entries, upload states):
 //!    read, atomic write, remove, list;
 //! 2. **blob bytes**, content-addressed by digest: size and (ranged) streaming reads;
-//! 3. **upload bytes** in progress: create, append at an offset, commit as a blob, abort.
+//! 3. **upload bytes** in progress: start, append at an offset, finish as a blob, abort.
 //!
-//! Keys come from [`layout`](super::layout) and are always safe relative paths.
+//! Keys come from [`layout`](super::layout) and are always safe relative paths. Each carries
+//! a [`KeyClass`](super::layout::KeyClass): where a backend stores a class differently (the
+//! filesystem creates manifest records in place and skips syncing upload records), it decides
+//! on the class inside [`write`](Backend::write) and [`remove`](Backend::remove) rather than
+//! through a method of its own, so the trait does not grow a defaulted hook per optimisation
+//! (a wrapper that forgot one silently lost it). What the engine must *know* about a backend
+//! is one value, its [`Capabilities`]; what it must check on an upload state travels with
+//! the state's type ([`PersistedUploadState`]), so a layer that reuses its inner backend's
+//! state type cannot drop it. Wrappers forward what they do not change with
+//! [`forward_backend!`](crate::forward_backend).
+//!
+//! Uploads use one vocabulary at every level: a session is *started*, chunks are *appended*
+//! (`put_upload_chunk` in [`StorageDriver`](super::StorageDriver), the spec's name), its
+//! progress read, and it is *finished* (its bytes become a blob) or *aborted*:
+//! [`StorageDriver::start_upload`](super::StorageDriver::start_upload) is
+//! `Engine::upload_start` over [`Backend::start_upload`], and so on.
 
 use std::fmt;
 use std::future::Future;
@@ -22,19 +37,124 @@ use serde::de::DeserializeOwned;
 use crate::error::Result;
 use crate::oci::{ByteRange, Digest};
 use crate::storage::UploadId;
-use crate::storage::layout::Key;
+use crate::storage::layout::{Dir, Key};
+
+/// What the engine may rely on, or should use, about a backend: one value instead of a
+/// defaulted constant or method per property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Whether the engine writes a blob's repository link *while* the upload is finished as
+    /// that blob, rather than after, so that both names become durable in one round (the
+    /// filesystem: one round of directory syncs instead of two). A crash can then leave a
+    /// durable link to a blob that was never stored; the engine therefore counts a link only
+    /// when the blob it names exists, which costs a [`blob_size`](Backend::blob_size) per
+    /// link read: worth it only where that is cheap (a local `lstat`, not an object-store
+    /// round trip).
+    pub link_while_finishing: bool,
+    /// The smallest chunk the backend takes without extra cost, advertised to clients as
+    /// `OCI-Chunk-Min-Length` (S3: the part size); `None` when any size is as good.
+    pub chunk_min_length: Option<u64>,
+}
+
+impl Capabilities {
+    /// No special capability: links written after the blob, no chunk minimum.
+    pub const NONE: Self = Self {
+        link_while_finishing: false,
+        chunk_min_length: None,
+    };
+
+    /// With [`link_while_finishing`](Self::link_while_finishing) set to `yes`.
+    pub const fn with_link_while_finishing(mut self, yes: bool) -> Self {
+        self.link_while_finishing = yes;
+        self
+    }
+
+    /// With [`chunk_min_length`](Self::chunk_min_length) set.
+    pub const fn with_chunk_min_length(mut self, min: Option<u64>) -> Self {
+        self.chunk_min_length = min;
+        self
+    }
+}
+
+/// A backend's part of an upload's persisted state (for S3: multipart upload id, parts,
+/// staged remainder), stored as JSON with the engine's part of the state.
+pub trait PersistedUploadState:
+    Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static
+{
+    /// Whether a loaded state can still be trusted: `false` when the upload's record or bytes
+    /// were written without being made durable and a crash may have lost them since (the
+    /// filesystem: the machine rebooted). The engine then answers `BLOB_UPLOAD_UNKNOWN` and
+    /// the client restarts the upload. A state whose writes are all durable is always current.
+    fn is_current(&self) -> bool;
+}
+
+/// The state of a backend that keeps nothing per upload beyond what it finds by id.
+impl PersistedUploadState for () {
+    fn is_current(&self) -> bool {
+        true
+    }
+}
+
+/// The manifest a tag is pointed at by [`Backend::write_tag`].
+#[derive(Debug, Clone)]
+pub struct TagTarget<'a> {
+    /// The manifest's digest: what a read of the tag must start with.
+    pub digest: &'a Digest,
+    /// The key of the manifest's record.
+    pub record: &'a Key,
+    /// The record's bytes when it is not stored yet (a push by tag): the backend stores the
+    /// record first, as [`write`](Backend::write) would, then the tag. `None`: the record is
+    /// stored and durable.
+    pub new_record: Option<Bytes>,
+}
 
 /// Storage primitives the [`Engine`](super::Engine) builds every OCI operation from.
 ///
-/// Contract, checked by the behaviour suite through the engine:
-/// - `write` replaces an object atomically and durably: a concurrent or later `read` sees the
-///   old or the new value, never a mix, and a crash after `write` returned loses nothing.
-/// - `list` returns the names of the objects directly inside `dir` (not of deeper ones), in
-///   ascending byte order, strictly after `start_after`, at most `limit` of them.
-/// - Upload bytes are never visible as a blob before `commit_upload`. `append_upload` must
-///   leave everything the *previous* `UploadState` refers to intact until the engine persists
-///   the new state, so a failed append can be retried from the old offset (the engine only
-///   stores the new state once the append succeeded).
+/// # Contract
+///
+/// Each clause is checked for every backend and every layer by the contract suite
+/// (`storage::testsuite::backend`, feature `testsuite`), and through the engine by the
+/// behaviour suite.
+///
+/// 1. **Objects.** `read` returns what the last `write` of a key stored, `None` for a key
+///    never written or removed; `exists` agrees with `read`. `remove` of an absent key
+///    succeeds.
+/// 2. **Atomic writes.** A `write` replaces an object whole: a concurrent or later `read` sees
+///    the old or the new value, never a mix. Exception: a
+///    [`ManifestRecord`](super::layout::KeyClass::ManifestRecord), which the engine verifies
+///    against its digest on every read, may be seen torn (empty or partial) while it is
+///    written; the reader treats it as absent.
+/// 3. **Durable writes.** Once `write` or `remove` returned, a crash loses nothing, except
+///    where the class allows (what the engine tolerates on read):
+///    a [`Link`](super::layout::KeyClass::Link) must keep its *existence* but may lose its
+///    content (the engine then takes the blob's size); a
+///    [`ManifestRecord`](super::layout::KeyClass::ManifestRecord) a crash interrupted
+///    *before* `write` returned may be left torn; an
+///    [`UploadState`](super::layout::KeyClass::UploadState) record and its removal need not
+///    be durable if the backend's [`PersistedUploadState::is_current`] rejects every state a
+///    crash may have lost.
+/// 4. **Listing.** `list` returns the names of the objects directly inside `dir` (not of
+///    deeper ones) that start with the `dir`'s name prefix, with the prefix cut off, in
+///    ascending byte order, strictly after `start_after`, at most `limit` of them.
+///    `any_under` says whether any object's key starts with the directory and prefix, at any
+///    depth.
+/// 5. **Tags.** After `write_tag`, a read of the tag yields content whose first word is the
+///    target's digest; with [`TagTarget::new_record`], the record is stored first (a crash in
+///    between may leave the record alone, never the tag alone naming a record that is not
+///    stored, except a new tag on a filesystem that does not make a new file's name durable
+///    with it: see the filesystem driver).
+/// 6. **Blobs.** `blob_size` is `None` until an upload is finished as the blob, then its size;
+///    `read_blob` streams its bytes, or exactly the bytes of a range (already resolved
+///    against the size by the engine), and fails with `BLOB_UNKNOWN` for a blob not stored.
+/// 7. **Uploads.** Upload bytes are never visible as a blob before `finish_upload`.
+///    `append_upload` at `offset` keeps the upload's first `offset` bytes and discards any
+///    beyond (left by an earlier failed append); it must leave everything the *previous*
+///    upload state refers to intact until the engine persists the new state, so a failed
+///    append (a failing body) can be retried from the old offset. `finish_upload` of a blob
+///    already stored discards the upload's bytes and keeps the stored blob; `abort_upload`
+///    releases everything and succeeds for an upload holding nothing. A state round-trips
+///    through JSON, and any process may continue an upload from it.
 pub trait Backend: Send + Sync + 'static {
     /// Driver name used in errors (`"filesystem"`, `"inmemory"`, `"s3"`).
     const NAME: &'static str;
@@ -42,16 +162,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Stream of a blob's bytes.
     type Reader: Stream<Item = Result<Bytes>> + Send + 'static;
 
-    /// The backend's part of an upload's persisted state (for S3: multipart upload id, parts,
-    /// staged remainder). Stored as JSON with the engine's part of the state.
-    type UploadState: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static;
+    /// The backend's part of an upload's persisted state.
+    type UploadState: PersistedUploadState;
 
-    /// Minimum efficient chunk size, if the backend has one (`OCI-Chunk-Min-Length`).
-    fn chunk_min_length(&self) -> Option<u64> {
-        None
-    }
+    /// What the engine may rely on about this backend.
+    fn capabilities(&self) -> Capabilities;
 
     /// Human-readable location of a key (a path, an `s3://` URL), for [`FileInfo::path`].
+    /// For debugging only: never put it in an error.
     ///
     /// [`FileInfo::path`]: super::FileInfo::path
     fn locate(&self, key: &Key) -> String;
@@ -67,114 +185,45 @@ pub trait Backend: Send + Sync + 'static {
         async move { Ok(self.read(key).await?.is_some()) }
     }
 
-    /// Atomically and durably creates or replaces an object.
+    /// Creates or replaces an object, atomically and durably as its class requires (see the
+    /// contract, clauses 2 and 3).
     fn write(&self, key: &Key, value: Bytes) -> impl Future<Output = Result<()>> + Send;
 
     /// Removes an object; succeeds if it does not exist.
     fn remove(&self, key: &Key) -> impl Future<Output = Result<()>> + Send;
 
-    /// Names of the objects directly inside `dir`, ascending, after `start_after`, at most
-    /// `limit`.
+    /// Names of the objects directly inside `dir` with its name prefix (cut off), ascending,
+    /// after `start_after`, at most `limit`.
     fn list(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: Option<usize>,
     ) -> impl Future<Output = Result<Vec<String>>> + Send;
 
-    /// Whether any object exists anywhere below `dir`.
-    fn any_under(&self, dir: &Key) -> impl Future<Output = Result<bool>> + Send;
+    /// Whether any object exists anywhere below `dir` (with its name prefix).
+    fn any_under(&self, dir: &Dir) -> impl Future<Output = Result<bool>> + Send;
 
-    /// Writes an object that the engine verifies whenever it reads it (a manifest record,
-    /// checked against its digest). Atomic and durable when it returns, like
-    /// [`write`](Self::write), but a crash *before* it returns may leave the object torn
-    /// (empty or partial), which readers then treat as absent: so a backend may make the
-    /// bytes and the name durable in one round instead of two. The default is `write`.
-    fn write_verified(&self, key: &Key, value: Bytes) -> impl Future<Output = Result<()>> + Send {
-        self.write(key, value)
-    }
-
-    /// Points the tag `tag` at the manifest `digest`, whose record is stored (durably) at
-    /// `manifest`: atomic and durable like [`write`](Self::write); a read of `tag` then yields
-    /// content whose first word is the digest. The default writes the digest. A backend may
-    /// instead make the tag the manifest record itself, which starts with its digest (the
-    /// filesystem: a hard link, so tagging creates no file and syncs no data).
+    /// Points the tag `tag` at a manifest, storing its record first when it is new (see
+    /// [`TagTarget`]): a read of `tag` then yields content whose first word is the digest.
+    ///
+    /// The one write with more than a key and a value, because a backend may store a tag as
+    /// its manifest record itself (which starts with its digest) and store both in one step:
+    /// the filesystem makes the tag a hard link to the record, created beside it, so a push
+    /// by tag creates one file and syncs one directory once for both names. The default
+    /// writes the record, then the digest as the tag.
     fn write_tag(
         &self,
         tag: &Key,
-        digest: &Digest,
-        manifest: &Key,
-    ) -> impl Future<Output = Result<()>> + Send {
-        let _ = manifest;
-        self.write(tag, Bytes::from(digest.as_str().to_owned()))
-    }
-
-    /// Stores a manifest record with [`write_verified`](Self::write_verified) and then, when
-    /// `tag` is given, points that tag at it with [`write_tag`](Self::write_tag): in that
-    /// order, the tag only once the record is durable. The default makes the two calls; a
-    /// backend may do both in one step (the filesystem: one task on the blocking pool instead
-    /// of two).
-    fn write_manifest(
-        &self,
-        record_key: &Key,
-        record: Bytes,
-        tag: Option<(&Key, &Digest)>,
+        target: TagTarget<'_>,
     ) -> impl Future<Output = Result<()>> + Send {
         async move {
-            self.write_verified(record_key, record).await?;
-            match tag {
-                Some((tag, digest)) => self.write_tag(tag, digest, record_key).await,
-                None => Ok(()),
+            if let Some(record) = target.new_record {
+                self.write(target.record, record).await?;
             }
+            self.write(tag, Bytes::from(target.digest.as_str().to_owned()))
+                .await
         }
-    }
-
-    /// Whether the engine writes a blob's repository link *while* the upload is committed
-    /// as that blob, rather than after the commit returned, so that both names become
-    /// durable in one round (the filesystem: one round of directory syncs instead of two).
-    /// A crash can then leave a durable link to a blob that was never stored; the engine
-    /// therefore counts a link only when the blob it names exists, which costs a
-    /// [`blob_size`](Self::blob_size) per link read: worth it only where that is cheap
-    /// (a local `lstat`, not an object-store round trip). Default `false`.
-    const LINK_WHILE_COMMITTING: bool = false;
-
-    /// Writes a repository's link to a blob (its content is the blob's size). The default is
-    /// [`write`](Self::write). A backend may make only the link's *existence* durable: the
-    /// engine tolerates a link whose content a crash lost (empty or unparsable) by taking the
-    /// size from [`blob_size`](Self::blob_size); the blob is durable before a link to it is
-    /// written, except as [`LINK_WHILE_COMMITTING`](Self::LINK_WHILE_COMMITTING) allows.
-    fn write_link(&self, key: &Key, value: Bytes) -> impl Future<Output = Result<()>> + Send {
-        self.write(key, value)
-    }
-
-    // ----- upload session records -----
-
-    /// Writes an upload session's record. The default is [`write`](Self::write) (atomic and
-    /// durable). A backend may make it atomic but *not* durable, provided that after a crash
-    /// [`upload_state_current`](Self::upload_state_current) rejects every record whose bytes
-    /// may not have survived (the engine then answers `BLOB_UPLOAD_UNKNOWN`, and the client
-    /// restarts the upload). Committed blobs, links, manifests and tags never take this path.
-    fn write_upload_state(
-        &self,
-        key: &Key,
-        value: Bytes,
-    ) -> impl Future<Output = Result<()>> + Send {
-        self.write(key, value)
-    }
-
-    /// Removes an upload session's record. The default is [`remove`](Self::remove); a backend
-    /// whose [`write_upload_state`](Self::write_upload_state) is not durable may skip making
-    /// the removal durable too (a record resurrected by a crash is rejected on load).
-    fn remove_upload_state(&self, key: &Key) -> impl Future<Output = Result<()>> + Send {
-        self.remove(key)
-    }
-
-    /// Whether a loaded upload state can still be trusted: `false` when the upload's record
-    /// or bytes were written without being made durable and a crash may have lost them since
-    /// (the filesystem backend: the machine rebooted). The default trusts every state.
-    fn upload_state_current(&self, state: &Self::UploadState) -> bool {
-        let _ = state;
-        true
     }
 
     // ----- blob bytes -----
@@ -191,11 +240,11 @@ pub trait Backend: Send + Sync + 'static {
 
     // ----- upload bytes -----
 
-    /// Prepares storage for a new upload. `target` is the digest the bytes will be committed
+    /// Starts an upload: prepares its storage. `target` is the digest the bytes will be stored
     /// as when the caller already knows it (monolithic pushes); backends may use it to write
-    /// in place (S3: multipart upload straight to the blob's key) since commit only happens
+    /// in place (S3: multipart upload straight to the blob's key) since finishing only happens
     /// after the digest was verified.
-    fn create_upload(
+    fn start_upload(
         &self,
         id: &UploadId,
         target: Option<&Digest>,
@@ -214,10 +263,10 @@ pub trait Backend: Send + Sync + 'static {
     where
         S: Stream<Item = Result<Bytes>> + Send;
 
-    /// Turns the upload's `size` bytes into the blob `digest` (verified by the engine) and
-    /// releases the upload's storage. If the blob is already stored, the upload bytes are
-    /// simply discarded.
-    fn commit_upload(
+    /// Finishes an upload: turns its `size` bytes into the blob `digest` (verified by the
+    /// engine) and releases the upload's storage. If the blob is already stored, the upload
+    /// bytes are simply discarded.
+    fn finish_upload(
         &self,
         id: &UploadId,
         state: Self::UploadState,

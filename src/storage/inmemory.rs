@@ -11,8 +11,8 @@ use futures::{Stream, StreamExt, stream};
 
 use crate::error::Result;
 use crate::oci::{ByteRange, Digest, DigestAlgorithm};
-use crate::storage::backend::Backend;
-use crate::storage::layout::{self, Key};
+use crate::storage::backend::{Backend, Capabilities};
+use crate::storage::layout::{Dir, Key};
 use crate::storage::lifecycle::{ExpiredStorage, LifecycleBackend, ObjectInfo};
 use crate::storage::{Engine, EngineOptions, UploadId};
 
@@ -45,6 +45,11 @@ fn lock_poisoned() -> crate::error::Error {
     crate::error::Error::backend("inmemory", "lock poisoned by a panic")
 }
 
+/// What the keys of the objects in `dir` (with its name prefix) start with.
+fn listing_prefix(dir: &Dir) -> String {
+    [dir.as_str(), "/", dir.name_prefix()].concat()
+}
+
 /// Keeps the bytes `start..=end` of a rope, slicing (not copying) the chunks.
 fn slice_rope(rope: &Rope, range: ByteRange) -> Rope {
     let mut out = Vec::new();
@@ -67,6 +72,10 @@ impl Backend for InMemoryBackend {
     const NAME: &'static str = "inmemory";
     type Reader = InMemoryReader;
     type UploadState = ();
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
 
     fn locate(&self, key: &Key) -> String {
         ["memory:", key.as_str()].concat()
@@ -91,11 +100,11 @@ impl Backend for InMemoryBackend {
 
     async fn list(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<String>> {
-        let prefix = format!("{}/", dir.as_str());
+        let prefix = listing_prefix(dir);
         let from = match start_after {
             Some(after) => format!("{prefix}{after}"),
             None => prefix.clone(),
@@ -117,8 +126,8 @@ impl Backend for InMemoryBackend {
         Ok(names)
     }
 
-    async fn any_under(&self, dir: &Key) -> Result<bool> {
-        let prefix = format!("{}/", dir.as_str());
+    async fn any_under(&self, dir: &Dir) -> Result<bool> {
+        let prefix = listing_prefix(dir);
         let objects = self.objects.read().map_err(|_| lock_poisoned())?;
         Ok(objects
             .range::<str, _>((
@@ -146,7 +155,7 @@ impl Backend for InMemoryBackend {
         Ok(stream::iter(chunks.into_iter().map(Ok).collect::<Vec<_>>()))
     }
 
-    async fn create_upload(&self, id: &UploadId, _target: Option<&Digest>) -> Result<()> {
+    async fn start_upload(&self, id: &UploadId, _target: Option<&Digest>) -> Result<()> {
         let mut uploads = self.uploads.lock().map_err(|_| lock_poisoned())?;
         uploads.insert(id.clone(), (Vec::new(), SystemTime::now()));
         Ok(())
@@ -196,7 +205,7 @@ impl Backend for InMemoryBackend {
         Ok(n)
     }
 
-    async fn commit_upload(
+    async fn finish_upload(
         &self,
         id: &UploadId,
         _state: (),
@@ -270,7 +279,7 @@ fn page<T>(items: impl Iterator<Item = T>, limit: usize) -> Vec<T> {
 impl LifecycleBackend for InMemoryBackend {
     async fn list_dirs(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>> {
@@ -301,11 +310,11 @@ impl LifecycleBackend for InMemoryBackend {
 
     async fn scan(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ObjectInfo>> {
-        let prefix = format!("{}/", dir.as_str());
+        let prefix = format!("{}/{}", dir.as_str(), dir.name_prefix());
         let from = format!("{prefix}{}", start_after.unwrap_or(""));
         let objects = self.objects.read().map_err(|_| lock_poisoned())?;
         Ok(page(
@@ -389,7 +398,6 @@ impl LifecycleBackend for InMemoryBackend {
 
     async fn tidy(&self, _before: SystemTime, _dry_run: bool) -> Result<u64> {
         // Nothing but objects is stored: nothing to tidy.
-        let _ = layout::uploads_dir();
         Ok(0)
     }
 }

@@ -21,6 +21,7 @@ mod engine;
 pub mod filesystem;
 pub mod hashing;
 pub mod inmemory;
+pub mod layers;
 pub mod layout;
 pub mod lifecycle;
 #[cfg(feature = "s3")]
@@ -28,6 +29,7 @@ pub mod s3;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 mod types;
+mod upload_locks;
 
 use std::future::Future;
 

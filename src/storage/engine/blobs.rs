@@ -11,7 +11,7 @@ use crate::storage::layout;
 use crate::storage::{BlobRead, FileInfo, StorageDriver, UploadId};
 
 use super::Engine;
-use super::metered::{check_len, metered};
+use super::hashed_body::{check_len, hashed_body};
 
 impl<B: Backend> Engine<B> {
     /// Size recorded in the repository's link, or `None` if the blob is not visible there.
@@ -21,8 +21,8 @@ impl<B: Backend> Engine<B> {
         digest: &Digest,
     ) -> Result<Option<u64>> {
         let key = layout::layer_link(repo, digest);
-        if B::LINK_WHILE_COMMITTING {
-            // The link may have been made durable before its blob (`commit_and_link`): it
+        if self.backend.capabilities().link_while_finishing {
+            // The link may have been made durable before its blob (`finish_and_link`): it
             // counts only if the blob is there, whose size is authoritative anyway, so the
             // link's content is not needed.
             return if self.backend.exists(&key).await? {
@@ -39,7 +39,7 @@ impl<B: Backend> Engine<B> {
                 .and_then(|s| s.trim().parse().ok())
             {
                 Some(size) => Ok(Some(size)),
-                // A link's content may be lost by a crash (`Backend::write_link`): its
+                // A link's content may be lost by a crash (`Backend` contract, clause 3): its
                 // existence is what was made durable, after the blob's bytes. The blob's own
                 // size is then authoritative.
                 None => match self.backend.blob_size(digest).await? {
@@ -52,8 +52,10 @@ impl<B: Backend> Engine<B> {
 
     /// Commits verified upload bytes as blob `digest` and links it into `repo`: one after the
     /// other, or both at once where the backend allows it
-    /// ([`Backend::LINK_WHILE_COMMITTING`]), saving a round of name syncs per push.
-    pub(super) async fn commit_and_link(
+    /// ([`Capabilities::link_while_finishing`]), saving a round of name syncs per push.
+    ///
+    /// [`Capabilities::link_while_finishing`]: crate::storage::backend::Capabilities::link_while_finishing
+    pub(super) async fn finish_and_link(
         &self,
         repo: &RepositoryName,
         id: &UploadId,
@@ -61,12 +63,12 @@ impl<B: Backend> Engine<B> {
         size: u64,
         digest: &Digest,
     ) -> Result<FileInfo> {
-        if !B::LINK_WHILE_COMMITTING {
-            self.commit(id, state, size, digest).await?;
+        if !self.backend.capabilities().link_while_finishing {
+            self.finish_blob(id, state, size, digest).await?;
             return self.link(repo, digest, size).await;
         }
         let (committed, linked) = futures::join!(
-            self.commit(id, state, size, digest),
+            self.finish_blob(id, state, size, digest),
             self.link(repo, digest, size)
         );
         if let Err(e) = committed {
@@ -88,7 +90,7 @@ impl<B: Backend> Engine<B> {
         size: u64,
     ) -> Result<FileInfo> {
         self.backend
-            .write_link(
+            .write(
                 &layout::layer_link(repo, digest),
                 Bytes::from(size.to_string()),
             )
@@ -107,14 +109,14 @@ impl<B: Backend> Engine<B> {
     /// Commits verified upload bytes as blob `digest`. A commit that reports an error after
     /// the blob was stored (a lost response, a failed cleanup) or while another push stored
     /// the same blob is a success: the blob the caller verified is there.
-    pub(super) async fn commit(
+    pub(super) async fn finish_blob(
         &self,
         id: &UploadId,
         state: B::UploadState,
         size: u64,
         digest: &Digest,
     ) -> Result<()> {
-        match self.backend.commit_upload(id, state, size, digest).await {
+        match self.backend.finish_upload(id, state, size, digest).await {
             Ok(()) => Ok(()),
             Err(e) => match self.backend.blob_size(digest).await {
                 Ok(Some(stored)) if stored == size => {
@@ -174,7 +176,7 @@ impl<B: Backend> Engine<B> {
             // Already stored (deduplicated): verify the body without storing it again.
             {
                 let mut body =
-                    std::pin::pin!(metered(body, &mut hasher, &mut count, expected_size));
+                    std::pin::pin!(hashed_body(body, &mut hasher, &mut count, expected_size));
                 while let Some(chunk) = body.next().await {
                     chunk?;
                 }
@@ -194,14 +196,14 @@ impl<B: Backend> Engine<B> {
             return Ok(info);
         }
         let id = UploadId::generate();
-        let mut state = self.backend.create_upload(&id, Some(digest)).await?;
+        let mut state = self.backend.start_upload(&id, Some(digest)).await?;
         let appended = self
             .backend
             .append_upload(
                 &id,
                 &mut state,
                 0,
-                metered(body, &mut hasher, &mut count, expected_size),
+                hashed_body(body, &mut hasher, &mut count, expected_size),
             )
             .await;
         let verdict = appended.and_then(|n| {
@@ -225,7 +227,7 @@ impl<B: Backend> Engine<B> {
             return Err(e);
         }
         match self
-            .commit_and_link(repo, &id, state.clone(), count, digest)
+            .finish_and_link(repo, &id, state.clone(), count, digest)
             .await
         {
             Ok(info) => Ok(info),
@@ -257,7 +259,9 @@ impl<B: Backend> Engine<B> {
             .await?
             .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
         // (`linked_size` has already checked the blob where links may precede blobs.)
-        if !B::LINK_WHILE_COMMITTING && self.backend.blob_size(digest).await?.is_none() {
+        if !self.backend.capabilities().link_while_finishing
+            && self.backend.blob_size(digest).await?.is_none()
+        {
             return Err(Error::BlobUnknown(digest.clone()));
         }
         let info = self.link(to, digest, size).await?;

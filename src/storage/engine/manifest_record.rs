@@ -23,9 +23,8 @@ pub(super) fn encode_manifest(digest: &Digest, media_type: &str, bytes: &[u8]) -
 }
 
 /// Decodes a stored manifest record, or `None` if it is torn or corrupt: no media type
-/// line, or bytes that do not hash to `digest` (records are written with
-/// [`Backend::write_verified`](crate::storage::backend::Backend::write_verified), which
-/// leaves verification to the reader).
+/// line, or bytes that do not hash to `digest` (a record may be seen torn, which the
+/// [`Backend`](crate::storage::backend::Backend) contract leaves to the reader to detect).
 pub(super) fn decode_manifest(digest: &Digest, stored: Bytes) -> Option<Manifest> {
     let nl = stored.iter().position(|&b| b == b'\n')?;
     let head = std::str::from_utf8(&stored[..nl]).ok()?;

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use crate::error::{Error, Result};
 use crate::oci::manifest;
 use crate::oci::{Descriptor, Digest, DigestAlgorithm, Reference, RepositoryName, Tag};
-use crate::storage::backend::Backend;
+use crate::storage::backend::{Backend, TagTarget};
 use crate::storage::layout::{self, Key};
 use crate::storage::{Manifest, ManifestInfo, PutManifestOutcome, StorageDriver};
 
@@ -30,8 +30,8 @@ impl<B: Backend> Engine<B> {
     async fn read_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<Manifest> {
         let key = layout::manifest(repo, digest);
         let stored = self.backend.read(&key).await?;
-        // Records are written with `Backend::write_verified`: one that a crash left torn (or
-        // that rotted on disk) fails its digest and is a manifest that is not stored.
+        // A record may be seen torn (`Backend` contract, clause 2): one that a crash left torn
+        // (or that rotted on disk) fails its digest and is a manifest that is not stored.
         stored
             .and_then(|stored| {
                 let manifest = decode_manifest(digest, stored);
@@ -153,9 +153,7 @@ impl<B: Backend> Engine<B> {
         self.check_references(repo, &summary).await?;
         let record = encode_manifest(&digest, &summary.media_type, &bytes);
         let record_key = layout::manifest(repo, &digest);
-        self.backend
-            .write_verified(&record_key, record.clone())
-            .await?;
+        self.backend.write(&record_key, record.clone()).await?;
         let tag = match reference {
             Reference::Tag(tag) => Some(tag),
             Reference::Digest(_) => None,
@@ -209,8 +207,13 @@ impl<B: Backend> Engine<B> {
             }
             if let (Some(tag), Some(intent)) = (tag, &intent) {
                 Self::check_intent(intent)?;
+                let target = TagTarget {
+                    digest,
+                    record: record_key,
+                    new_record: None,
+                };
                 self.backend
-                    .write_tag(&layout::tag(repo, tag), digest, record_key)
+                    .write_tag(&layout::tag(repo, tag), target)
                     .await?;
             }
             Ok(())

@@ -8,21 +8,20 @@
 //!
 //! This file holds the types and the [`StorageDriver`] implementation, which hands each
 //! operation to the module of its resource: `blobs`, `uploads`, `manifests`, `tags`,
-//! `referrers`. Request bodies are hashed and counted by `metered`, uploads serialised per
-//! id by `locks`, and manifests stored in the format of `manifest_record`.
+//! `referrers`. Request bodies are hashed and counted while they stream by `hashed_body`,
+//! uploads serialised per id by [`UploadLocks`], and manifests stored in the format of
+//! `manifest_record`.
 
 mod blobs;
+mod hashed_body;
 mod lifecycle;
-mod locks;
 mod manifest_record;
 mod manifests;
-mod metered;
 mod referrers;
 mod tags;
 mod uploads;
 
 use lifecycle::condemned::CondemnedCache;
-use locks::UploadLocks;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -33,6 +32,7 @@ use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
 use crate::storage::backend::Backend;
+use crate::storage::upload_locks::UploadLocks;
 use crate::storage::{
     BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageDriver, TagList,
     UploadHandle, UploadId, UploadProgress,
@@ -131,7 +131,7 @@ impl<B: Backend> StorageDriver for Engine<B> {
     }
 
     fn chunk_min_length(&self) -> Option<u64> {
-        self.backend.chunk_min_length()
+        self.backend.capabilities().chunk_min_length
     }
 
     async fn stat(&self, repo: &RepositoryName, digest: &Digest) -> Result<FileInfo> {

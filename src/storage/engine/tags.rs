@@ -72,10 +72,10 @@ impl<B: Backend> Engine<B> {
         self.backend.remove(&key).await
     }
 
-    /// Whether the repository holds any tag, manifest or blob link.
+    /// Whether the repository holds any tag, manifest or blob link (tags live in the
+    /// manifests directory).
     async fn repository_exists(&self, repo: &RepositoryName) -> Result<bool> {
-        Ok(self.backend.any_under(&layout::tags_dir(repo)).await?
-            || self.backend.any_under(&layout::manifests_dir(repo)).await?
+        Ok(self.backend.any_under(&layout::manifests_dir(repo)).await?
             || self.backend.any_under(&layout::layers_dir(repo)).await?)
     }
 }

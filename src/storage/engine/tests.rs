@@ -2,17 +2,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{StreamExt, stream};
 
-use super::metered::HASH_BATCH;
+use super::hashed_body::HASH_BATCH;
 use super::*;
-use crate::oci::ByteRange;
-use crate::storage::inmemory::{InMemoryBackend, InMemoryReader};
-use crate::storage::layout::Key;
+use crate::storage::inmemory::InMemoryBackend;
+use crate::storage::layout::{Key, KeyClass};
 
 /// The in-memory backend with injectable failures.
 #[derive(Debug, Default)]
 struct Faulty {
     inner: InMemoryBackend,
-    /// `commit_upload` stores the blob, then reports an error (a lost response).
+    /// `finish_upload` stores the blob, then reports an error (a lost response).
     commit_then_fail: AtomicBool,
     /// The next write of a repository link fails.
     fail_link_write: AtomicBool,
@@ -22,74 +21,31 @@ fn injected() -> Error {
     Error::backend("faulty", "injected failure")
 }
 
+#[deny(clippy::missing_trait_methods)]
 impl Backend for Faulty {
     const NAME: &'static str = "faulty";
-    type Reader = InMemoryReader;
-    type UploadState = ();
+    crate::forward_backend!(inner: InMemoryBackend;
+        Reader, UploadState, capabilities, locate, read, exists, remove, list, any_under,
+        write_tag, blob_size, read_blob, start_upload, append_upload, abort_upload);
 
-    fn locate(&self, key: &Key) -> String {
-        self.inner.locate(key)
-    }
-    async fn read(&self, key: &Key) -> Result<Option<Bytes>> {
-        self.inner.read(key).await
-    }
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
-        if key.as_str().contains("/_layers/") && self.fail_link_write.swap(false, Ordering::SeqCst)
-        {
+        if key.class() == KeyClass::Link && self.fail_link_write.swap(false, Ordering::SeqCst) {
             return Err(injected());
         }
         self.inner.write(key, value).await
     }
-    async fn remove(&self, key: &Key) -> Result<()> {
-        self.inner.remove(key).await
-    }
-    async fn list(
-        &self,
-        dir: &Key,
-        start_after: Option<&str>,
-        limit: Option<usize>,
-    ) -> Result<Vec<String>> {
-        self.inner.list(dir, start_after, limit).await
-    }
-    async fn any_under(&self, dir: &Key) -> Result<bool> {
-        self.inner.any_under(dir).await
-    }
-    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        self.inner.blob_size(digest).await
-    }
-    async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<InMemoryReader> {
-        self.inner.read_blob(digest, range).await
-    }
-    async fn create_upload(&self, id: &UploadId, target: Option<&Digest>) -> Result<()> {
-        self.inner.create_upload(id, target).await
-    }
-    async fn append_upload<S>(
-        &self,
-        id: &UploadId,
-        state: &mut (),
-        offset: u64,
-        body: S,
-    ) -> Result<u64>
-    where
-        S: Stream<Item = Result<Bytes>> + Send,
-    {
-        self.inner.append_upload(id, state, offset, body).await
-    }
-    async fn commit_upload(
+    async fn finish_upload(
         &self,
         id: &UploadId,
         state: (),
         size: u64,
         digest: &Digest,
     ) -> Result<()> {
-        self.inner.commit_upload(id, state, size, digest).await?;
+        self.inner.finish_upload(id, state, size, digest).await?;
         if self.commit_then_fail.swap(false, Ordering::SeqCst) {
             return Err(injected());
         }
         Ok(())
-    }
-    async fn abort_upload(&self, id: &UploadId, state: ()) -> Result<()> {
-        self.inner.abort_upload(id, state).await
     }
 }
 
@@ -125,38 +81,6 @@ where
         .await
         .unwrap();
     id
-}
-
-fn lock_entries(locks: &UploadLocks) -> usize {
-    locks.0.lock().unwrap().len()
-}
-
-/// The lock map only holds sessions with an operation in flight, including after a
-/// waiter is cancelled once its holder is gone.
-#[tokio::test]
-async fn upload_locks_are_released() {
-    let locks = UploadLocks::default();
-    let (a, b) = (UploadId::generate(), UploadId::generate());
-    let held = locks.lock(&a).await;
-    let other = locks.lock(&b).await;
-    assert_eq!(lock_entries(&locks), 2);
-    drop(other);
-    assert_eq!(lock_entries(&locks), 1);
-    // A waiter, cancelled after the holder released the lock.
-    let mut waiter = Box::pin(locks.lock(&a));
-    assert!(futures::poll!(waiter.as_mut()).is_pending());
-    drop(held);
-    drop(waiter);
-    // Cleaned up by the next release of any session.
-    drop(locks.lock(&b).await);
-    assert_eq!(lock_entries(&locks), 0);
-    // A waiter cancelled while the holder still holds.
-    let held = locks.lock(&a).await;
-    let mut waiter = Box::pin(locks.lock(&a));
-    assert!(futures::poll!(waiter.as_mut()).is_pending());
-    drop(waiter);
-    drop(held);
-    assert_eq!(lock_entries(&locks), 0);
 }
 
 /// Bodies longer than a hash batch are hashed on the blocking pool in order: the digest

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::oci::{Digest, DigestAlgorithm, RepositoryName};
-use crate::storage::backend::Backend;
+use crate::storage::backend::{Backend, PersistedUploadState};
 use crate::storage::hashing::{HashCheckpoint, Hasher};
 use crate::storage::layout::{self, Key};
 use crate::storage::{FileInfo, StorageDriver, UploadId, UploadProgress};
 
-use super::metered::{check_len, hash_only, metered};
+use super::hashed_body::{check_len, hash_only, hashed_body};
 use super::{Engine, EngineUpload};
 
 /// What is persisted for an upload session at `layout::upload_state`.
@@ -48,8 +48,8 @@ impl<B: Backend> Engine<B> {
             .read(&key)
             .await?
             .ok_or_else(|| Error::BlobUploadUnknown(id.to_string()))?;
-        // Session records may be written without being made durable
-        // (`Backend::write_upload_state`): a record a crash left unreadable, or one whose
+        // Session records may be written without being made durable (`Backend` contract,
+        // clause 3): a record a crash left unreadable, or one whose
         // bytes may not have survived, names no resumable session. Spec "Pushing a blob in
         // chunks": the client starts over after a 404 BLOB_UPLOAD_UNKNOWN.
         let record: UploadRecord<B::UploadState> = match serde_json::from_slice(&raw) {
@@ -60,7 +60,7 @@ impl<B: Backend> Engine<B> {
                 return Err(Error::BlobUploadUnknown(id.to_string()));
             }
         };
-        if !self.backend.upload_state_current(&record.backend) {
+        if !record.backend.is_current() {
             return Err(Error::BlobUploadUnknown(id.to_string()));
         }
         Ok((key, record))
@@ -69,9 +69,7 @@ impl<B: Backend> Engine<B> {
     async fn save_upload(&self, key: &Key, record: &UploadRecord<B::UploadState>) -> Result<()> {
         let json = serde_json::to_vec(record)
             .map_err(|e| Error::backend(B::NAME, format!("encoding upload state: {e}")))?;
-        self.backend
-            .write_upload_state(key, Bytes::from(json))
-            .await
+        self.backend.write(key, Bytes::from(json)).await
     }
 
     fn handle(
@@ -109,7 +107,7 @@ impl<B: Backend> Engine<B> {
                 id,
                 &mut state,
                 record.offset,
-                metered(body, hasher, &mut count, expected_len),
+                hashed_body(body, hasher, &mut count, expected_len),
             )
             .await?;
         if appended != count {
@@ -152,12 +150,12 @@ impl<B: Backend> Engine<B> {
         let interim = hasher.digest();
         let size = record.offset;
         // The session's record goes before its bytes (see `close_session`).
-        self.backend.remove_upload_state(key).await?;
+        self.backend.remove(key).await?;
         let existed = self.backend.blob_size(&interim).await?.is_some();
         if existed {
             let _ = self.backend.abort_upload(id, record.backend).await;
         } else {
-            self.commit(id, record.backend, size, &interim).await?;
+            self.finish_blob(id, record.backend, size, &interim).await?;
         }
         let bytes = self.backend.read_blob(&interim, None).await?;
         // The interim blob stays stored, linked nowhere (like the bytes of a deleted blob),
@@ -176,7 +174,7 @@ impl<B: Backend> Engine<B> {
         algorithm: DigestAlgorithm,
     ) -> Result<EngineUpload<B::UploadState>> {
         let id = UploadId::generate();
-        let backend = self.backend.create_upload(&id, None).await?;
+        let backend = self.backend.start_upload(&id, None).await?;
         let record = UploadRecord {
             offset: 0,
             hash: Hasher::new(algorithm).checkpoint(),
@@ -244,7 +242,7 @@ impl<B: Backend> Engine<B> {
         id: &UploadId,
         state: Option<B::UploadState>,
     ) -> Result<()> {
-        self.backend.remove_upload_state(key).await?;
+        self.backend.remove(key).await?;
         if let Some(state) = state
             && let Err(e) = self.backend.abort_upload(id, state).await
         {
@@ -348,7 +346,7 @@ impl<B: Backend> Engine<B> {
         // comes back if the commit or the link fails, so the client can retry the request.
         self.close_session(&key, id, None).await?;
         let info = match self
-            .commit_and_link(repo, id, record.backend, size, digest)
+            .finish_and_link(repo, id, record.backend, size, digest)
             .await
         {
             Ok(info) => info,

@@ -146,7 +146,7 @@ pub(super) fn write_atomic(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
 }
 
 /// Durably stores `value` at `rel` below `root` for a reader that verifies it
-/// (`Backend::write_verified`: a content-addressed manifest record): [`create_verified`],
+/// (a content-addressed manifest record, key class `ManifestRecord`): [`create_verified`],
 /// then the directory synced.
 pub(super) fn write_verified(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
     fsync_dir(&create_verified(root, rel, value)?)

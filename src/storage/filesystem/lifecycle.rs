@@ -18,13 +18,12 @@ use super::{FilesystemBackend, blocking, io_err, listing, lstat};
 use crate::error::Result;
 use crate::oci::{Digest, DigestAlgorithm};
 use crate::storage::UploadId;
-use crate::storage::layout::{self, Key};
+use crate::storage::layout::{self, Dir, Key};
 use crate::storage::lifecycle::{ExpiredStorage, LifecycleBackend, ObjectInfo};
 
 impl FilesystemBackend {
-    fn dir_path(&self, dir: &Key) -> Result<PathBuf> {
-        let (rel, _) = paths::listing_location(dir)?;
-        Ok(paths::join(&self.root, &rel))
+    fn dir_path(&self, dir: &Dir) -> Result<PathBuf> {
+        Ok(paths::join(&self.root, paths::rel_path(dir.key())?))
     }
 }
 
@@ -69,12 +68,18 @@ fn list_dirs(dir: &Path, start_after: Option<&str>, limit: usize) -> Result<Vec<
     Ok(out)
 }
 
-/// The objects of `dir` with their size and `mtime`.
-fn scan(dir: &Path, start_after: Option<&str>, limit: usize) -> Result<Vec<ObjectInfo>> {
-    let names = listing::list(dir, "", start_after, Some(limit))?;
+/// The objects of `dir` whose names start with `prefix` (cut off), with their size and
+/// `mtime`.
+fn scan(
+    dir: &Path,
+    prefix: &str,
+    start_after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<ObjectInfo>> {
+    let names = listing::list(dir, prefix, start_after, Some(limit))?;
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        let path = dir.join(&name);
+        let path = dir.join([prefix, &name].concat());
         // Removed since it was listed: not there any more.
         let Some(meta) = lstat(&path)? else { continue };
         out.push(ObjectInfo {
@@ -115,9 +120,9 @@ fn expire_uploads(
     live: &HashSet<UploadId>,
     dry_run: bool,
 ) -> Result<ExpiredStorage> {
-    let dir = paths::join(root, layout::uploads_dir().as_str());
+    let dir = paths::join(root, paths::rel_path(layout::uploads_dir().key())?);
     let mut expired = ExpiredStorage::default();
-    for object in scan(&dir, None, usize::MAX)? {
+    for object in scan(&dir, "", None, usize::MAX)? {
         let Ok(id) = UploadId::parse(&object.name) else {
             continue;
         };
@@ -206,7 +211,7 @@ fn tidy_dir(dir: &Path, before: SystemTime, dry_run: bool, keep: bool) -> Result
 impl LifecycleBackend for FilesystemBackend {
     async fn list_dirs(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>> {
@@ -217,13 +222,14 @@ impl LifecycleBackend for FilesystemBackend {
 
     async fn scan(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ObjectInfo>> {
         let path = self.dir_path(dir)?;
+        let prefix = dir.name_prefix();
         let start_after = start_after.map(str::to_owned);
-        blocking(move || scan(&path, start_after.as_deref(), limit)).await
+        blocking(move || scan(&path, prefix, start_after.as_deref(), limit)).await
     }
 
     async fn scan_blobs(

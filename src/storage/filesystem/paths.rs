@@ -1,13 +1,6 @@
 //! Mapping of layout keys onto paths below the root, and the defences that keep every path
-//! there.
-//!
-//! A key is stored at the path it names, with one exception: **tags live beside the sha256
-//! manifest records**. The tag `<tag>` of a repository (key `repositories/<name>/_tags/<tag>`)
-//! is the file `repositories/<name>/_manifests/sha256/tag-<tag>`, so a tagged push creates
-//! the manifest record and the tag in one directory and syncs it once, not two directories
-//! twice (a third of the syncs of a tagged push; see `Tagging::store_with_record`). Record
-//! names are hexadecimal digests and never start with `tag-`. Listing a repository's tags
-//! reads that directory and keeps the `tag-` entries.
+//! there. A key is stored at the path it names: the tree is drawn once, in
+//! [`layout`](crate::storage::layout) (tags included, beside the sha256 manifest records).
 //!
 //! Keys come from [`layout`](crate::storage::layout) and are safe by construction; they are
 //! checked again here anyway (defence in depth): every `/`-separated component must be
@@ -17,14 +10,12 @@
 //! Directories on the way to a written file are walked component by component with
 //! `lstat`, so a symbolic link planted below the root is refused instead of followed.
 
-use std::borrow::Cow;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::oci::DigestAlgorithm;
-use crate::storage::layout::{Key, TagKey};
+use crate::storage::layout::Key;
 
 use super::atomic::fsync_dir;
 use super::{DRIVER, io_err};
@@ -39,46 +30,9 @@ pub(super) fn is_hidden(name: &str) -> bool {
     name.starts_with('.')
 }
 
-/// Prefix of a tag's file name in the manifest record directory (see the module docs).
-pub(super) const TAG_PREFIX: &str = "tag-";
-
-/// The algorithm whose manifest record directory holds the tags.
-const TAGS_BESIDE: DigestAlgorithm = DigestAlgorithm::Sha256;
-
-/// Validates a key and returns where this driver stores it: a checked path relative to the
-/// root (the key itself, or for a tag its file beside the manifest records).
-pub(super) fn rel_path(key: &Key) -> Result<Cow<'_, str>> {
-    let rel = check_relative(key.as_str())?;
-    match TagKey::parse(key) {
-        Some(place @ TagKey { tag: Some(tag), .. }) => {
-            let dir = place.manifests_dir(TAGS_BESIDE);
-            let path = [dir.as_str(), "/", TAG_PREFIX, tag].concat();
-            check_relative(&path)?;
-            Ok(Cow::Owned(path))
-        }
-        Some(TagKey { tag: None, .. }) => Err(Error::backend(
-            DRIVER,
-            format!("{rel:?} is a directory of tags, not an object"),
-        )),
-        None => Ok(Cow::Borrowed(rel)),
-    }
-}
-
-/// Where the objects listed under the directory key `dir` are: a checked path relative to
-/// the root, and the prefix their file names carry there (empty except for tags).
-pub(super) fn listing_location(dir: &Key) -> Result<(Cow<'_, str>, &'static str)> {
-    let rel = check_relative(dir.as_str())?;
-    match TagKey::parse(dir) {
-        Some(place @ TagKey { tag: None, .. }) => Ok((
-            Cow::Owned(place.manifests_dir(TAGS_BESIDE).as_str().to_owned()),
-            TAG_PREFIX,
-        )),
-        Some(TagKey { tag: Some(_), .. }) => Err(Error::backend(
-            DRIVER,
-            format!("{rel:?} is a tag, not a directory"),
-        )),
-        None => Ok((Cow::Borrowed(rel), "")),
-    }
+/// Validates a key and returns the checked path, relative to the root, where it is stored.
+pub(super) fn rel_path(key: &Key) -> Result<&str> {
+    check_relative(key.as_str())
 }
 
 /// Validates a relative `/`-separated path (see the module documentation).
@@ -112,7 +66,7 @@ pub(super) fn check_relative(rel: &str) -> Result<&str> {
 
 /// The absolute path below `root` where `key` is stored (see [`rel_path`]).
 pub(super) fn key_path(root: &Path, key: &Key) -> Result<PathBuf> {
-    Ok(join(root, &rel_path(key)?))
+    Ok(join(root, rel_path(key)?))
 }
 
 /// `root` joined with a checked relative path.
@@ -238,36 +192,6 @@ mod tests {
         ] {
             assert!(check_relative(bad).is_err(), "{bad:?} accepted");
         }
-    }
-
-    #[test]
-    fn tags_are_stored_beside_the_sha256_manifest_records() {
-        use crate::oci::{Digest, RepositoryName, Tag};
-        use crate::storage::layout;
-        let repo = RepositoryName::parse("a/b").unwrap();
-        let digest = Digest::compute(DigestAlgorithm::Sha256, b"x");
-        let records = "repositories/a/b/_manifests/sha256";
-        let tag = layout::tag(&repo, &Tag::parse("v1").unwrap());
-        assert_eq!(rel_path(&tag).unwrap(), format!("{records}/tag-v1"));
-        let record = layout::manifest(&repo, &digest);
-        assert_eq!(
-            rel_path(&record).unwrap(),
-            format!("{records}/{}", digest.hex())
-        );
-        let tags = layout::tags_dir(&repo);
-        assert_eq!(
-            listing_location(&tags).unwrap(),
-            (Cow::Owned(records.to_owned()), TAG_PREFIX)
-        );
-        // Every other key is stored (and listed) where it says.
-        let layers = layout::layers_dir(&repo);
-        assert_eq!(
-            listing_location(&layers).unwrap(),
-            (Cow::Borrowed(layers.as_str()), "")
-        );
-        // A tag is not a directory and the tag directory is not an object.
-        assert!(rel_path(&tags).is_err());
-        assert!(listing_location(&tag).is_err());
     }
 
     #[test]

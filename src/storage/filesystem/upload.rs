@@ -8,7 +8,7 @@
 //!
 //!   Except for **volatile** sessions (the default on Linux, [`FilesystemUploadState::boot`]):
 //!   a chunk's bytes (and the engine's record of the session, through
-//!   `Backend::write_upload_state`) are written without `fsync`. A process crash loses
+//!   a write of its `UploadState` key) are written without `fsync`. A process crash loses
 //!   nothing (the page cache keeps the writes); a machine crash may lose or tear them, but it
 //!   also changes the kernel's boot id, which the record carries: on load a record from an
 //!   earlier boot, or one a crash left unreadable, is `BLOB_UPLOAD_UNKNOWN` and the client
@@ -19,23 +19,23 @@
 //!   dropped instead: blobs are content-addressed, so both are the same bytes.
 //! - Bytes under `uploads/` are never visible as a blob before commit.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::mem;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::oci::Digest;
 use crate::storage::UploadId;
+use crate::storage::backend::PersistedUploadState;
 use crate::storage::layout;
+use crate::storage::upload_locks::{UploadGuard, UploadLocks};
 
 use super::atomic::{fsync_dir, missing};
 use super::{DRIVER, blocking, io_err, join_failed, paths};
@@ -59,11 +59,11 @@ const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 /// The filesystem backend's part of an upload's persisted state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilesystemUploadState {
-    /// Set for a one-shot push whose digest is known up front ([`Backend::create_upload`]
+    /// Set for a one-shot push whose digest is known up front ([`Backend::start_upload`]
     /// with a target): such an upload's state is never persisted by the engine, so appends
     /// need not be durable on their own; the data is synced once, at commit.
     ///
-    /// [`Backend::create_upload`]: crate::storage::backend::Backend::create_upload
+    /// [`Backend::start_upload`]: crate::storage::backend::Backend::start_upload
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub one_shot: bool,
     /// The kernel boot id (`/proc/sys/kernel/random/boot_id`) of the machine that wrote this
@@ -95,9 +95,12 @@ impl FilesystemUploadState {
     pub(super) fn volatile(&self) -> bool {
         self.boot.is_some()
     }
+}
 
-    /// Whether the session's unsynced writes, if any, can still be trusted.
-    pub(super) fn current(&self) -> bool {
+impl PersistedUploadState for FilesystemUploadState {
+    /// Whether the session's unsynced writes, if any, can still be trusted: written during
+    /// this boot.
+    fn is_current(&self) -> bool {
         self.boot.as_deref().is_none_or(|b| Some(b) == boot_id())
     }
 }
@@ -131,43 +134,11 @@ fn background_sync(file: &File) -> bool {
     }
 }
 
-/// In-process locks serialising the appends to one upload.
-///
-/// An append whose future is dropped (client gone) may still have a batch write running on
-/// the blocking pool; if a retry truncated the file meanwhile, that late write could land
-/// beyond the new offset. Every blocking step of an append holds a share of the upload's
-/// lock, so a retry in this process waits until the abandoned write has finished.
-/// (Different processes do not share it; there the window is one batch write long.)
-#[derive(Debug, Default)]
-pub(super) struct UploadLocks {
-    map: Mutex<HashMap<UploadId, Weak<AsyncMutex<()>>>>,
-}
-
-impl UploadLocks {
-    async fn acquire(&self, id: &UploadId) -> Arc<OwnedMutexGuard<()>> {
-        let mutex = {
-            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-            match map.get(id).and_then(Weak::upgrade) {
-                Some(mutex) => mutex,
-                None => {
-                    if map.len() >= 64 {
-                        map.retain(|_, lock| lock.strong_count() > 0);
-                    }
-                    let mutex = Arc::new(AsyncMutex::new(()));
-                    map.insert(id.clone(), Arc::downgrade(&mutex));
-                    mutex
-                }
-            }
-        };
-        Arc::new(mutex.lock_owned().await)
-    }
-}
-
 /// Relative path of an upload's data file (the upload's data "directory" key is used as a
 /// plain file: one entry per upload, no directory to create, sync and remove).
 fn data_rel(id: &UploadId) -> Result<String> {
-    let key = layout::upload_data_dir(id);
-    Ok(paths::rel_path(&key)?.into_owned())
+    let key = layout::upload_data(id);
+    Ok(paths::rel_path(&key)?.to_owned())
 }
 
 /// Opens the data file for writing at `offset`, creating it for a fresh upload. Returns the
@@ -259,7 +230,7 @@ struct BatchWriter {
     state: Writer,
     path: Arc<PathBuf>,
     /// Held by every blocking step, so the upload stays locked until the last one ends.
-    guard: Arc<OwnedMutexGuard<()>>,
+    guard: Arc<UploadGuard>,
     /// Bytes submitted since writeback was last started.
     unsynced: u64,
 }
@@ -324,7 +295,7 @@ where
 {
     let rel = data_rel(id)?;
     let path = Arc::new(paths::join(root, &rel));
-    let guard = locks.acquire(id).await;
+    let guard = Arc::new(locks.lock(id).await);
     let in_place = offset > 0 || paths::parent_exists(root, &rel);
     let (file, created) = if in_place {
         // Reopening the data file of a session under way, or creating one in the existing
@@ -414,7 +385,7 @@ pub(super) fn commit(
     let rel = data_rel(id)?;
     let source = paths::join(root, &rel);
     let blob_key = layout::blob_data(digest);
-    let blob_rel = &*paths::rel_path(&blob_key)?;
+    let blob_rel = paths::rel_path(&blob_key)?;
     let (blob_dir, blob_name) = paths::split_parent(blob_rel);
     let target = paths::join(root, blob_rel);
 

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::oci::{Digest, DigestAlgorithm};
 use crate::storage::UploadId;
 use crate::storage::backend::Backend;
-use crate::storage::layout::Key;
+use crate::storage::layout::{Dir, Key};
 
 /// An object found by [`LifecycleBackend::scan`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,10 @@ pub struct ExpiredStorage {
     pub bytes: u64,
 }
 
-/// Lifecycle primitives of a backend (see the [module docs](self)).
+/// Lifecycle primitives of a backend: walking directories, objects with their age, removing
+/// in batches, and the upload storage the engine cannot name (a crash may leave bytes no
+/// session record refers to). Administrative only, except [`list_dirs`](Self::list_dirs) for
+/// `GET /v2/_catalog`; see [`lifecycle`](crate::storage::lifecycle).
 ///
 /// Contract, checked by the lifecycle cases of the behaviour suite through the engine:
 /// - Listings follow the same consistency as [`Backend::list`]: an object (or a directory
@@ -52,7 +55,7 @@ pub trait LifecycleBackend: Backend {
     /// depth), in the order of the trait docs, strictly after `start_after`, at most `limit`.
     fn list_dirs(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<String>>> + Send;
@@ -61,7 +64,7 @@ pub trait LifecycleBackend: Backend {
     /// their names, strictly after `start_after`, at most `limit`.
     fn scan(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<ObjectInfo>>> + Send;
@@ -98,4 +101,100 @@ pub trait LifecycleBackend: Backend {
     /// and temporary files older than `before` (the filesystem). Returns how many entries it
     /// removed. A backend without such leftovers does nothing.
     fn tidy(&self, before: SystemTime, dry_run: bool) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// Forwards the listed methods of [`LifecycleBackend`] to a field of the implementing type,
+/// inside its `impl LifecycleBackend for …` block, like
+/// [`forward_backend!`](crate::forward_backend) does for [`Backend`] (a layer over a
+/// backend forwards both): `forward_lifecycle_backend!(inner: B; list_dirs, scan, ...)`.
+#[macro_export]
+macro_rules! forward_lifecycle_backend {
+    ($field:tt : $inner:ty; $($item:ident),+ $(,)?) => {
+        $( $crate::forward_lifecycle_backend!(@item $field, $inner, $item); )+
+    };
+    (@item $f:tt, $inner:ty, list_dirs) => {
+        fn list_dirs(
+            &self,
+            dir: &$crate::storage::layout::Dir,
+            start_after: ::std::option::Option<&str>,
+            limit: usize,
+        ) -> impl ::std::future::Future<
+            Output = $crate::Result<::std::vec::Vec<::std::string::String>>,
+        > + Send {
+            <$inner as $crate::storage::lifecycle::LifecycleBackend>::list_dirs(
+                &self.$f, dir, start_after, limit,
+            )
+        }
+    };
+    (@item $f:tt, $inner:ty, scan) => {
+        fn scan(
+            &self,
+            dir: &$crate::storage::layout::Dir,
+            start_after: ::std::option::Option<&str>,
+            limit: usize,
+        ) -> impl ::std::future::Future<
+            Output = $crate::Result<::std::vec::Vec<$crate::storage::lifecycle::ObjectInfo>>,
+        > + Send {
+            <$inner as $crate::storage::lifecycle::LifecycleBackend>::scan(
+                &self.$f, dir, start_after, limit,
+            )
+        }
+    };
+    (@item $f:tt, $inner:ty, scan_blobs) => {
+        fn scan_blobs(
+            &self,
+            algorithm: $crate::oci::DigestAlgorithm,
+            start_after: ::std::option::Option<&str>,
+            limit: usize,
+        ) -> impl ::std::future::Future<
+            Output = $crate::Result<::std::vec::Vec<$crate::storage::lifecycle::ObjectInfo>>,
+        > + Send {
+            <$inner as $crate::storage::lifecycle::LifecycleBackend>::scan_blobs(
+                &self.$f, algorithm, start_after, limit,
+            )
+        }
+    };
+    (@item $f:tt, $inner:ty, remove_objects) => {
+        fn remove_objects(
+            &self,
+            keys: &[$crate::storage::layout::Key],
+        ) -> impl ::std::future::Future<Output = $crate::Result<()>> + Send {
+            <$inner as $crate::storage::lifecycle::LifecycleBackend>::remove_objects(&self.$f, keys)
+        }
+    };
+    (@item $f:tt, $inner:ty, remove_blobs) => {
+        fn remove_blobs(
+            &self,
+            digests: &[$crate::oci::Digest],
+        ) -> impl ::std::future::Future<Output = $crate::Result<()>> + Send {
+            <$inner as $crate::storage::lifecycle::LifecycleBackend>::remove_blobs(
+                &self.$f, digests,
+            )
+        }
+    };
+    (@item $f:tt, $inner:ty, expire_upload_storage) => {
+        fn expire_upload_storage(
+            &self,
+            before: ::std::time::SystemTime,
+            live: &::std::collections::HashSet<$crate::storage::UploadId>,
+            dry_run: bool,
+        ) -> impl ::std::future::Future<
+            Output = $crate::Result<$crate::storage::lifecycle::ExpiredStorage>,
+        > + Send {
+            <$inner as $crate::storage::lifecycle::LifecycleBackend>::expire_upload_storage(
+                &self.$f, before, live, dry_run,
+            )
+        }
+    };
+    (@item $f:tt, $inner:ty, tidy) => {
+        fn tidy(
+            &self,
+            before: ::std::time::SystemTime,
+            dry_run: bool,
+        ) -> impl ::std::future::Future<Output = $crate::Result<u64>> + Send {
+            <$inner as $crate::storage::lifecycle::LifecycleBackend>::tidy(
+                &self.$f, before, dry_run,
+            )
+        }
+    };
 }

@@ -8,7 +8,7 @@
 //! part).
 
 use crate::storage::UploadId;
-use crate::storage::layout::{self, Key};
+use crate::storage::layout::{self, Dir, Key};
 use crate::storage::s3::upload::SegmentName;
 
 /// Turns layout keys into object keys under a prefix.
@@ -33,10 +33,11 @@ impl KeyMap {
         format!("{}{}", self.prefix, key.as_str())
     }
 
-    /// The listing prefix of a layout "directory": its object key followed by `/`, so that
-    /// listing `…/_tags/v1` never matches `…/_tags/v1.0`.
-    pub(crate) fn dir(&self, dir: &Key) -> String {
-        format!("{}{}/", self.prefix, dir.as_str())
+    /// The listing prefix of a layout directory: its object key followed by `/` (so that
+    /// listing `…/a/v1` never matches `…/a/v1.0/x`) and the directory's name prefix (`tag-`
+    /// for tags).
+    pub(crate) fn dir(&self, dir: &Dir) -> String {
+        [&self.prefix, dir.as_str(), "/", dir.name_prefix()].concat()
     }
 
     /// The listing prefix of everything an upload owns: `uploads/<id>/`.
@@ -46,7 +47,7 @@ impl KeyMap {
 
     /// The object a chunked upload's multipart upload completes into.
     pub(crate) fn upload_data(&self, id: &UploadId) -> String {
-        self.object(&layout::upload_data(id, "data"))
+        self.object(&layout::upload_part(id, "data"))
     }
 
     /// The object of the staged segment `name` (its last byte at `end - 1` of the upload).

@@ -16,7 +16,7 @@ use super::on_heap;
 use crate::error::{Error, Result};
 use crate::oci::{Digest, DigestAlgorithm};
 use crate::storage::UploadId;
-use crate::storage::layout::{self, Key};
+use crate::storage::layout::{self, Dir, Key};
 use crate::storage::lifecycle::{ExpiredStorage, LifecycleBackend, ObjectInfo};
 
 /// Most keys one `DeleteObjects` request takes.
@@ -292,7 +292,7 @@ impl S3Backend {
 impl LifecycleBackend for S3Backend {
     async fn list_dirs(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>> {
@@ -301,7 +301,7 @@ impl LifecycleBackend for S3Backend {
 
     async fn scan(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ObjectInfo>> {

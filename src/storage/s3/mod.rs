@@ -92,8 +92,8 @@ use futures::Stream;
 
 use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
-use crate::storage::backend::Backend;
-use crate::storage::layout::{self, Key};
+use crate::storage::backend::{Backend, Capabilities};
+use crate::storage::layout::{self, Dir, Key};
 use crate::storage::{Engine, EngineOptions, S3ChecksumPolicy, S3Config, UploadId};
 
 pub use reader::S3Reader;
@@ -206,10 +206,11 @@ impl Backend for S3Backend {
     type Reader = S3Reader;
     type UploadState = S3UploadState;
 
-    /// The part size: chunks of that size are uploaded as parts without staging anything.
-    /// Smaller chunks work too (they are staged in the bucket).
-    fn chunk_min_length(&self) -> Option<u64> {
-        Some(self.part_size)
+    /// The chunk minimum is the part size: chunks of that size are uploaded as parts
+    /// without staging anything. Smaller chunks work too (they are staged in the bucket).
+    /// Links are written after the blob: checking a blob's existence is a round trip.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE.with_chunk_min_length(Some(self.part_size))
     }
 
     fn locate(&self, key: &Key) -> String {
@@ -230,14 +231,14 @@ impl Backend for S3Backend {
 
     async fn list(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<String>> {
         on_heap(self.list_names(&self.keys.dir(dir), start_after, limit)).await
     }
 
-    async fn any_under(&self, dir: &Key) -> Result<bool> {
+    async fn any_under(&self, dir: &Dir) -> Result<bool> {
         on_heap(self.any_below(&self.keys.dir(dir))).await
     }
 
@@ -251,11 +252,7 @@ impl Backend for S3Backend {
             .ok_or_else(|| Error::BlobUnknown(digest.clone()))
     }
 
-    async fn create_upload(
-        &self,
-        _id: &UploadId,
-        target: Option<&Digest>,
-    ) -> Result<S3UploadState> {
+    async fn start_upload(&self, _id: &UploadId, target: Option<&Digest>) -> Result<S3UploadState> {
         Ok(self.create(target))
     }
 
@@ -272,7 +269,7 @@ impl Backend for S3Backend {
         on_heap(self.append(id, state, offset, body)).await
     }
 
-    async fn commit_upload(
+    async fn finish_upload(
         &self,
         id: &UploadId,
         state: S3UploadState,

@@ -19,6 +19,7 @@ use super::objects::CONTENT_TYPE;
 use crate::error::{Error, Result};
 use crate::oci::Digest;
 use crate::storage::UploadId;
+use crate::storage::backend::PersistedUploadState;
 use crate::storage::config::MAX_PART_SIZE;
 use crate::storage::layout;
 
@@ -148,6 +149,13 @@ impl From<SegmentNameRepr> for SegmentName {
 impl From<SegmentName> for SegmentNameRepr {
     fn from(name: SegmentName) -> Self {
         Self::Named(name.end, name.nonce)
+    }
+}
+
+impl PersistedUploadState for S3UploadState {
+    /// Every write of an S3 upload is durable once acknowledged: always current.
+    fn is_current(&self) -> bool {
+        true
     }
 }
 

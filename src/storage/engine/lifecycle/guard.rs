@@ -81,8 +81,8 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Writes a push intent naming `digest` in `repo` (step P3). Intents need not survive a
-    /// crash of the host (collections on it stop too), so they take the same non-durable
-    /// path as upload session records where the backend has one.
+    /// crash of the host (collections on it stop too): a backend may write them without
+    /// making them durable ([`KeyClass::Intent`](crate::storage::layout::KeyClass::Intent)).
     pub(in crate::storage::engine) async fn write_intent(
         &self,
         repo: &RepositoryName,
@@ -90,7 +90,7 @@ impl<B: Backend> Engine<B> {
     ) -> Result<Intent> {
         let key = layout::intent(repo, UploadId::generate().as_str());
         self.backend
-            .write_upload_state(&key, Bytes::from(digest.to_string()))
+            .write(&key, Bytes::from(digest.to_string()))
             .await?;
         Ok(Intent {
             key,
@@ -110,7 +110,7 @@ impl<B: Backend> Engine<B> {
     /// Removes a push intent (best effort: a leftover only keeps a manifest alive until
     /// collections remove it).
     pub(in crate::storage::engine) async fn release_intent(&self, intent: Intent) {
-        if let Err(e) = self.backend.remove_upload_state(&intent.key).await {
+        if let Err(e) = self.backend.remove(&intent.key).await {
             tracing::warn!(driver = B::NAME, error = %e, "could not remove a push intent");
         }
     }
@@ -166,9 +166,7 @@ impl<B: Backend> Engine<B> {
                         "garbage collections keep deleting this manifest",
                     ));
                 }
-                self.backend
-                    .write_verified(record_key, record.clone())
-                    .await?;
+                self.backend.write(record_key, record.clone()).await?;
                 continue;
             }
             return self.post_check(repo, summary).await;
@@ -180,7 +178,7 @@ impl<B: Backend> Engine<B> {
     async fn post_check(&self, repo: &RepositoryName, summary: &ManifestSummary) -> Result<()> {
         let blobs: Vec<Digest> = summary.required_blobs().map(|b| b.digest.clone()).collect();
         let blobs = blobs.into_iter().map(|digest| async move {
-            let present = if B::LINK_WHILE_COMMITTING {
+            let present = if self.backend.capabilities().link_while_finishing {
                 // A link counts only with its blob there (`linked_size`).
                 self.linked_size(repo, &digest).await?.is_some()
             } else {

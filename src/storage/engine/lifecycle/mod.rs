@@ -47,7 +47,7 @@ impl<B: LifecycleBackend> Lifecycle for Engine<B> {
             tracing::debug!(driver = B::NAME, entries = tidied, "tidied the storage");
         }
         let report = run.finish();
-        tracing::info!(driver = B::NAME, dry_run = report.dry_run, "{report}");
+        tracing::debug!(driver = B::NAME, dry_run = report.dry_run, "{report}");
         Ok(report)
     }
 

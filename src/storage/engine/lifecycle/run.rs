@@ -12,7 +12,7 @@ use crate::oci::manifest;
 use crate::oci::{Digest, DigestAlgorithm, RepositoryName};
 use crate::storage::engine::Engine;
 use crate::storage::engine::manifest_record::{decode_manifest, target_digest};
-use crate::storage::layout::{self, Key};
+use crate::storage::layout::{self, Dir, Key};
 use crate::storage::lifecycle::{
     CLOCK_MARGIN, GcOptions, GcReport, LifecycleBackend, MAX_RUN, ObjectInfo,
 };
@@ -155,7 +155,7 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
     /// Every object of `dir`, page by page, handed to `visit`.
     pub(super) async fn scan_all(
         &self,
-        dir: &Key,
+        dir: &Dir,
         mut visit: impl FnMut(ObjectInfo),
     ) -> Result<()> {
         let mut after: Option<String> = None;

@@ -6,19 +6,17 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures::{Stream, stream};
+use futures::stream;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 use crate::oci::manifest::media_types;
-use crate::oci::{ByteRange, Digest, DigestAlgorithm, Reference, RepositoryName, Tag};
+use crate::oci::{Digest, DigestAlgorithm, Reference, RepositoryName, Tag};
 use crate::storage::backend::Backend;
-use crate::storage::inmemory::{InMemoryBackend, InMemoryReader};
-use crate::storage::layout::{self, Key};
-use crate::storage::lifecycle::{
-    ExpiredStorage, GcOptions, Lifecycle, LifecycleBackend, ObjectInfo,
-};
-use crate::storage::{Engine, EngineOptions, StorageDriver, UploadId};
+use crate::storage::inmemory::InMemoryBackend;
+use crate::storage::layout::{self, Dir, Key};
+use crate::storage::lifecycle::{GcOptions, Lifecycle, LifecycleBackend, ObjectInfo};
+use crate::storage::{Engine, EngineOptions, StorageDriver};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -96,17 +94,12 @@ impl Gated {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 impl Backend for Gated {
-    const NAME: &'static str = "gated";
-    type Reader = InMemoryReader;
-    type UploadState = ();
+    crate::forward_backend!(inner: InMemoryBackend;
+        NAME, Reader, UploadState, capabilities, locate, read, exists, any_under, write_tag,
+        blob_size, read_blob, start_upload, append_upload, finish_upload, abort_upload);
 
-    fn locate(&self, key: &Key) -> String {
-        self.inner.locate(key)
-    }
-    async fn read(&self, key: &Key) -> Result<Option<Bytes>> {
-        self.inner.read(key).await
-    }
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
         self.pass(Op::Write, When::Before, &[key.as_str()]).await;
         self.inner.write(key, value).await?;
@@ -121,7 +114,7 @@ impl Backend for Gated {
     }
     async fn list(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<String>> {
@@ -130,56 +123,16 @@ impl Backend for Gated {
         self.pass(Op::List, When::After, &[dir.as_str()]).await;
         Ok(names)
     }
-    async fn any_under(&self, dir: &Key) -> Result<bool> {
-        self.inner.any_under(dir).await
-    }
-    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        self.inner.blob_size(digest).await
-    }
-    async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<InMemoryReader> {
-        self.inner.read_blob(digest, range).await
-    }
-    async fn create_upload(&self, id: &UploadId, target: Option<&Digest>) -> Result<()> {
-        self.inner.create_upload(id, target).await
-    }
-    async fn append_upload<S>(
-        &self,
-        id: &UploadId,
-        state: &mut (),
-        offset: u64,
-        body: S,
-    ) -> Result<u64>
-    where
-        S: Stream<Item = Result<Bytes>> + Send,
-    {
-        self.inner.append_upload(id, state, offset, body).await
-    }
-    async fn commit_upload(
-        &self,
-        id: &UploadId,
-        state: (),
-        size: u64,
-        digest: &Digest,
-    ) -> Result<()> {
-        self.inner.commit_upload(id, state, size, digest).await
-    }
-    async fn abort_upload(&self, id: &UploadId, state: ()) -> Result<()> {
-        self.inner.abort_upload(id, state).await
-    }
 }
 
+#[deny(clippy::missing_trait_methods)]
 impl LifecycleBackend for Gated {
-    async fn list_dirs(
-        &self,
-        dir: &Key,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>> {
-        self.inner.list_dirs(dir, start_after, limit).await
-    }
+    crate::forward_lifecycle_backend!(inner: InMemoryBackend;
+        list_dirs, scan_blobs, expire_upload_storage, tidy);
+
     async fn scan(
         &self,
-        dir: &Key,
+        dir: &Dir,
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ObjectInfo>> {
@@ -187,14 +140,6 @@ impl LifecycleBackend for Gated {
         let found = self.inner.scan(dir, start_after, limit).await?;
         self.pass(Op::List, When::After, &[dir.as_str()]).await;
         Ok(found)
-    }
-    async fn scan_blobs(
-        &self,
-        algorithm: DigestAlgorithm,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ObjectInfo>> {
-        self.inner.scan_blobs(algorithm, start_after, limit).await
     }
     async fn remove_objects(&self, keys: &[Key]) -> Result<()> {
         let names: Vec<&str> = keys.iter().map(Key::as_str).collect();
@@ -208,19 +153,6 @@ impl LifecycleBackend for Gated {
         self.inner.remove_blobs(digests).await?;
         self.pass(Op::Remove, When::After, &["blobs/"]).await;
         Ok(())
-    }
-    async fn expire_upload_storage(
-        &self,
-        before: SystemTime,
-        live: &std::collections::HashSet<UploadId>,
-        dry_run: bool,
-    ) -> Result<ExpiredStorage> {
-        self.inner
-            .expire_upload_storage(before, live, dry_run)
-            .await
-    }
-    async fn tidy(&self, before: SystemTime, dry_run: bool) -> Result<u64> {
-        self.inner.tidy(before, dry_run).await
     }
 }
 

@@ -1,4 +1,4 @@
-//! Hashing and counting request bodies while they stream to the backend.
+//! Hashing (and counting) request bodies while they stream to the backend: [`hashed_body`].
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -19,7 +19,7 @@ pub(super) const HASH_BATCH: usize = 512 * 1024;
 /// (the end of the body); until then the hashing may still be running on the blocking pool.
 /// Callers use `hasher` only after consuming the stream to its end. At most about two
 /// batches wait for hashing (the stream stops pulling the body until a batch is hashed).
-pub(super) fn metered<'a, S>(
+pub(super) fn hashed_body<'a, S>(
     body: S,
     hasher: &'a mut Hasher,
     count: &'a mut u64,
@@ -29,7 +29,7 @@ where
     S: Stream<Item = Result<Bytes>> + Send + 'a,
 {
     let idle = std::mem::replace(hasher, Hasher::new(hasher.algorithm()));
-    Metered {
+    HashedBody {
         body,
         hasher,
         idle: Some(idle),
@@ -43,9 +43,9 @@ where
     }
 }
 
-/// The stream of [`metered`].
+/// The stream of [`hashed_body`].
 #[pin_project::pin_project]
-pub(super) struct Metered<'a, S> {
+pub(super) struct HashedBody<'a, S> {
     #[pin]
     body: S,
     /// The caller's hasher: receives the final state at the end of the body.
@@ -91,7 +91,7 @@ pub(super) fn poll_hash_idle(
     Poll::Ready(Ok(()))
 }
 
-impl<S> Stream for Metered<'_, S>
+impl<S> Stream for HashedBody<'_, S>
 where
     S: Stream<Item = Result<Bytes>>,
 {
@@ -186,7 +186,7 @@ where
 {
     let mut count = 0u64;
     {
-        let mut body = std::pin::pin!(metered(body, hasher, &mut count, expected));
+        let mut body = std::pin::pin!(hashed_body(body, hasher, &mut count, expected));
         while let Some(chunk) = body.next().await {
             chunk?;
         }
