@@ -21,7 +21,7 @@ pub use self::{
     answers::*,
     client::{Fetch, Registry},
     content::*,
-    discovery::{Referrers, TagPage},
+    discovery::{CatalogPage, Referrers, TagPage},
     manifests::Image,
     server::*,
 };
