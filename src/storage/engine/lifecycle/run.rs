@@ -39,7 +39,6 @@ pub(super) struct RecordRefs {
 #[derive(Debug, Clone)]
 pub(super) struct RecordInfo {
     pub(super) digest: Digest,
-    pub(super) key: Key,
     pub(super) modified: SystemTime,
 }
 
@@ -183,7 +182,6 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
             self.scan_all(&dir, |object| {
                 if let Some(digest) = digest_named(algorithm, &object.name) {
                     records.push(RecordInfo {
-                        key: layout::manifest(repo, &digest),
                         digest,
                         modified: object.modified,
                     });
@@ -192,6 +190,18 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
             .await?;
         }
         Ok(records)
+    }
+
+    /// The digests of the manifest records of `repo`, without their ages (a plain listing:
+    /// no `stat` per record on the filesystem).
+    pub(super) async fn record_digests(&self, repo: &RepositoryName) -> Result<Vec<Digest>> {
+        let mut digests = Vec::new();
+        for algorithm in DigestAlgorithm::ALL {
+            let dir = layout::manifests_algorithm_dir(repo, algorithm);
+            let names = self.engine.backend.list(&dir, None, None).await?;
+            digests.extend(names.iter().filter_map(|n| digest_named(algorithm, n)));
+        }
+        Ok(digests)
     }
 
     /// Reads and inspects the records `digests` of `repo`, a few at a time: what each

@@ -93,19 +93,18 @@ impl<B: LifecycleBackend> Run<'_, B> {
         gone: &HashSet<Key>,
         marked: &mut Marked,
     ) -> Result<()> {
-        let records: Vec<_> = self
-            .records(repo)
+        let digests: Vec<Digest> = self
+            .record_digests(repo)
             .await?
             .into_iter()
-            .filter(|r| !gone.contains(&r.key))
+            .filter(|d| !gone.contains(&layout::manifest(repo, d)))
             .collect();
-        let digests: Vec<Digest> = records.iter().map(|r| r.digest.clone()).collect();
         let refs = self.read_records(repo, digests).await?;
         let mut referenced_here = HashSet::new();
-        for record in &records {
-            if let Some(Some(refs)) = refs.get(&record.digest) {
-                referenced_here.extend(refs.blobs.iter().cloned());
-                marked.read.insert(record.key.clone());
+        for (digest, refs) in refs {
+            if let Some(refs) = refs {
+                referenced_here.extend(refs.blobs);
+                marked.read.insert(layout::manifest(repo, &digest));
             }
         }
         let mut candidates = HashSet::new();
@@ -173,11 +172,10 @@ impl<B: LifecycleBackend> Run<'_, B> {
                 break;
             }
             let new: Vec<Digest> = self
-                .records(&repo)
+                .record_digests(&repo)
                 .await?
                 .into_iter()
-                .filter(|r| !marked.read.contains(&r.key))
-                .map(|r| r.digest)
+                .filter(|d| !marked.read.contains(&layout::manifest(&repo, d)))
                 .collect();
             if new.is_empty() {
                 continue;

@@ -101,10 +101,9 @@ impl<B: LifecycleBackend> Run<'_, B> {
         queue.extend(self.tagged(&repo.name).await?);
         // Records written since the last look (a push in progress) are read now.
         let present: HashSet<Digest> = self
-            .records(&repo.name)
+            .record_digests(&repo.name)
             .await?
             .into_iter()
-            .map(|r| r.digest)
             .collect();
         let mut reachable = HashSet::new();
         while !queue.is_empty() {
