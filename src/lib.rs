@@ -75,6 +75,8 @@ pub mod error;
 pub mod oci;
 #[cfg(feature = "server")]
 pub mod registry;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod storage;
 
 pub use error::{Error, ErrorCode, Result};

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::serve::ListenerExt;
 use clap::{Args, Parser, Subcommand};
-use marina_distribution::registry::{RegistryOptions, router};
+use marina_distribution::registry::RegistryOptions;
+use marina_distribution::registry::auth::config::AuthConfig;
+use marina_distribution::server::config::{LimitsConfig, TlsConfig};
+use marina_distribution::server::{self, TlsReloader};
 use marina_distribution::storage::lifecycle::{self, GcOptions, Lifecycle, Schedule};
 use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
 use serde::Deserialize;
@@ -41,6 +43,7 @@ ENVIRONMENT (storage):
   S3_CHECKSUM (when_supported|when_required), S3_PART_SIZE, S3_EQUAL_PARTS
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ... (standard AWS credential chain)
   RUST_LOG                log filter, e.g. info (default), debug, marina_distribution=trace
+  MARINA_TLS_CERT, MARINA_TLS_KEY, MARINA_TLS_CLIENT_CA, MARINA_HTPASSWD (see flags)
 
 ENVIRONMENT (lifecycle; durations like 30s, 15m, 24h, or off):
   MARINA_GC_INTERVAL      periodic garbage collection in the server (default off)
@@ -66,6 +69,17 @@ CONFIG FILE (TOML, all keys optional):
   bucket = \"registry\"
   endpoint = \"http://127.0.0.1:9000\"
   force_path_style = true
+  [tls]                             # HTTPS (HTTP/2 by ALPN); reloaded on SIGHUP or change
+  cert = \"cert.pem\"
+  key = \"key.pem\"
+  [auth]                            # see docs/security.md
+  htpasswd = \"htpasswd\"           # bcrypt (htpasswd -B)
+  [[auth.access]]
+  repositories = \"team/**\"
+  users = [\"alice\"]
+  actions = [\"pull\", \"push\"]
+  [limits]
+  max_connections = 1024
 
 EXAMPLES:
   marina-registry
@@ -92,6 +106,22 @@ struct Cli {
 
     #[command(flatten)]
     shared: Shared,
+
+    /// TLS certificate chain (PEM); with --tls-key, serve HTTPS.
+    #[arg(long, env = "MARINA_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, env = "MARINA_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) client certificates must chain to (mutual TLS).
+    #[arg(long, env = "MARINA_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// htpasswd file (bcrypt): require HTTP Basic authentication.
+    #[arg(long, env = "MARINA_HTPASSWD", value_name = "FILE")]
+    htpasswd: Option<PathBuf>,
 }
 
 /// Settings of both the server and `gc`.
@@ -169,6 +199,15 @@ struct FileConfig {
     /// Storage settings.
     #[serde(default)]
     storage: Option<StorageConfig>,
+    /// TLS.
+    #[serde(default)]
+    tls: TlsConfig,
+    /// Access control.
+    #[serde(default)]
+    auth: AuthConfig,
+    /// Limits against abusive clients.
+    #[serde(default)]
+    limits: LimitsConfig,
 }
 
 /// Everything the configuration sources decide.
@@ -176,6 +215,9 @@ struct Settings {
     listen: SocketAddr,
     storage: StorageConfig,
     schedule: Schedule,
+    tls: TlsConfig,
+    auth: AuthConfig,
+    limits: LimitsConfig,
 }
 
 /// A duration from the flag or environment (`cli`), else the file, else `default`.
@@ -264,10 +306,20 @@ fn load(cli: &Cli) -> Result<Settings, String> {
     {
         return Err("gc_interval and upload_expiry_interval must be positive (or off)".into());
     }
+    let mut tls = file.tls;
+    tls.cert = cli.tls_cert.clone().or(tls.cert);
+    tls.key = cli.tls_key.clone().or(tls.key);
+    tls.client_ca = cli.tls_client_ca.clone().or(tls.client_ca);
+    let mut auth = file.auth;
+    auth.htpasswd = cli.htpasswd.clone().or(auth.htpasswd);
+    auth.check_transport(listen, tls.files()?.is_some())?;
     Ok(Settings {
         listen,
         storage,
         schedule,
+        tls,
+        auth,
+        limits: file.limits,
     })
 }
 
@@ -411,14 +463,37 @@ async fn serve(driver: AnyDriver, settings: Settings) -> std::process::ExitCode 
         listen,
         storage,
         schedule,
+        tls,
+        auth,
+        limits,
     } = settings;
-    let driver_name = driver.driver_name();
-    let options = RegistryOptions {
-        max_manifest_size: storage.max_manifest_size,
+    let tls = match tls
+        .files()
+        .and_then(|f| f.map(TlsReloader::load).transpose())
+    {
+        Ok(t) => t.map(Arc::new),
+        Err(e) => {
+            eprintln!("marina-registry: TLS configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
     };
+    let driver_name = driver.driver_name();
+    let mut options = RegistryOptions {
+        max_manifest_size: storage.max_manifest_size,
+        ..RegistryOptions::default()
+    };
+    limits.apply(&mut options);
     let driver = Arc::new(driver);
     let _lifecycle = lifecycle::schedule::spawn(Arc::clone(&driver), schedule, |_| {});
-    let app = router(driver, options).layer(axum::middleware::from_fn(log_request));
+    let (app, authorizer) = match server::registry_app(driver, options, &auth) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("marina-registry: access control configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let app = app.layer(axum::middleware::from_fn(log_request));
+    server::spawn_reloads(tls.clone(), authorizer);
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -433,15 +508,16 @@ async fn serve(driver: AnyDriver, settings: Settings) -> std::process::ExitCode 
         }
         _ => String::new(),
     };
-    println!("marina-registry listening on http://{addr}/v2/ ({driver_name} storage{where_})");
-    // Responses are written whole by hyper; Nagle's algorithm would only delay the last
-    // segment of one that spans several writes.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("marina-registry listening on {scheme}://{addr}/v2/ ({driver_name} storage{where_})");
+    if let Err(e) = server::serve(
+        listener,
+        app,
+        limits.serve_options(),
+        tls,
+        shutdown_signal(),
+    )
+    .await
     {
         eprintln!("marina-registry: server error: {e}");
         return std::process::ExitCode::from(1);

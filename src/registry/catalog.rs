@@ -9,13 +9,15 @@
 //! The order is the storage's (the names followed by `/`: see
 //! [`lifecycle`](crate::storage::lifecycle)), stable across pages.
 //!
-//! **Access control** filters in one place: [`list`] takes the predicate saying which
-//! repositories the caller may see (may pull), and pages until it has `n` of them.
+//! **Access control**: the request needs the catalog scope (`registry:catalog:*`), and [`list`]
+//! shows only the repositories the caller may pull ([`Caller::may_pull`], the authorizer's
+//! own decision), paging on in the storage until it has `n` of them.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::auth::{Authorizer, Caller};
 use super::{ApiError, Registry, put_header, query_pairs, query_param};
 use crate::oci::RepositoryName;
 use crate::storage::Lifecycle;
@@ -30,12 +32,12 @@ struct CatalogBody<'a> {
     repositories: &'a [String],
 }
 
-/// `GET /v2/_catalog[?n=<int>][&last=<name>]`, listing only the repositories for which
-/// `visible` is true.
-pub async fn list<D: Lifecycle>(
-    reg: &Registry<D>,
+/// `GET /v2/_catalog[?n=<int>][&last=<name>]`, listing only the repositories `caller` may
+/// pull.
+pub async fn list<D: Lifecycle, A: Authorizer>(
+    reg: &Registry<D, A>,
     query: Option<&str>,
-    visible: impl Fn(&RepositoryName) -> bool,
+    caller: &Caller<'_, A>,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query);
     let n = match query_param(&pairs, "n") {
@@ -65,7 +67,10 @@ pub async fn list<D: Lifecycle>(
         let mut names = page.repositories.into_iter();
         for name in names.by_ref() {
             cursor = Some(name.clone());
-            let allowed = RepositoryName::parse(&name).is_ok_and(|r| visible(&r));
+            let allowed = match RepositoryName::parse(&name) {
+                Ok(repo) => caller.may_pull(&repo).await,
+                Err(_) => false,
+            };
             if allowed {
                 repositories.push(name);
                 if repositories.len() == n {

@@ -44,60 +44,59 @@ impl<B: Backend> Engine<B> {
             .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))
     }
 
-    /// Whether the manifest is stored (and intact) in the repository.
-    pub(super) async fn manifest_exists(
-        &self,
-        repo: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<bool> {
-        match self.read_manifest(repo, digest).await {
-            Ok(_) => Ok(true),
-            Err(Error::ManifestUnknown(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Checks that everything a manifest references (except its subject and
     /// non-distributable layers, and the child manifests of an index when indexes may be
-    /// sparse) is present in the repository: step P1 of the collection protocol, before
-    /// anything is written.
+    /// sparse) is present in the repository, with the size its descriptor states (a client
+    /// pulling the manifest verifies each size: a wrong one would make the image unpullable):
+    /// step P1 of the collection protocol, before anything is written.
     async fn check_references(
         &self,
         repo: &RepositoryName,
         summary: &manifest::ManifestSummary,
     ) -> Result<()> {
-        let blobs: Vec<Digest> = summary.required_blobs().map(|b| b.digest.clone()).collect();
-        let blobs = blobs.into_iter().map(|digest| async move {
-            let linked = self.linked_size(repo, &digest).await?.is_some();
-            Ok::<_, Error>((linked, digest))
+        let wrong_size = |digest: &Digest, stated: u64, stored: u64| {
+            Error::ManifestInvalid(format!(
+                "descriptor of {digest} says {stated} bytes, the stored content has {stored}"
+            ))
+        };
+        // Owned (digest, size) pairs: the checks run a few at a time.
+        let stated = |d: &Descriptor| (d.digest.clone(), d.size);
+        let blobs: Vec<(Digest, u64)> = summary.required_blobs().map(stated).collect();
+        let blobs = blobs.into_iter().map(|(digest, size)| async move {
+            Ok::<_, Error>((self.linked_size(repo, &digest).await?, digest, size))
         });
         let mut blobs =
             std::pin::pin!(futures::stream::iter(blobs).buffer_unordered(CHECKS_IN_FLIGHT));
         while let Some(checked) = blobs.next().await {
-            let (linked, digest) = checked?;
-            if !linked {
-                return Err(Error::ManifestBlobUnknown(digest));
+            match checked? {
+                (None, digest, _) => return Err(Error::ManifestBlobUnknown(digest)),
+                (Some(stored), digest, size) if stored != size => {
+                    return Err(wrong_size(&digest, size, stored));
+                }
+                (Some(_), _, _) => {}
             }
         }
-        if self.options.sparse_indexes {
-            // "A registry MAY reject a manifest uploaded with an index that references
-            // manifests which do not exist": this one accepts it.
-            return Ok(());
-        }
-        let children: Vec<Digest> = summary
-            .required_manifests()
-            .map(|c| c.digest.clone())
-            .collect();
-        let children = children.into_iter().map(|digest| async move {
-            let stored = self.manifest_exists(repo, &digest).await?;
-            Ok::<_, Error>((stored, digest))
+        let children: Vec<(Digest, u64)> = summary.required_manifests().map(stated).collect();
+        let children = children.into_iter().map(|(digest, size)| async move {
+            let stored = match self.read_manifest(repo, &digest).await {
+                Ok(m) => Some(m.info.size),
+                Err(Error::ManifestUnknown(_)) => None,
+                Err(e) => return Err(e),
+            };
+            Ok((stored, digest, size))
         });
         let mut children =
             std::pin::pin!(futures::stream::iter(children).buffer_unordered(CHECKS_IN_FLIGHT));
         while let Some(checked) = children.next().await {
-            let (stored, digest) = checked?;
-            if !stored {
-                return Err(Error::ManifestBlobUnknown(digest));
+            match checked? {
+                // "A registry MAY reject a manifest uploaded with an index that references
+                // manifests which do not exist": with sparse indexes this one accepts it.
+                (None, _, _) if self.options.sparse_indexes => {}
+                (None, digest, _) => return Err(Error::ManifestBlobUnknown(digest)),
+                (Some(stored), digest, size) if stored != size => {
+                    return Err(wrong_size(&digest, size, stored));
+                }
+                (Some(_), _, _) => {}
             }
         }
         Ok(())

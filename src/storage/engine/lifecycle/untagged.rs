@@ -100,11 +100,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         let mut queue: VecDeque<Digest> = self.intended(&repo.name).await?.into();
         queue.extend(self.tagged(&repo.name).await?);
         // Records written since the last look (a push in progress) are read now.
-        let present: HashSet<Digest> = self
-            .record_digests(&repo.name)
-            .await?
-            .into_iter()
-            .collect();
+        let present: HashSet<Digest> = self.record_digests(&repo.name).await?.into_iter().collect();
         let mut reachable = HashSet::new();
         while !queue.is_empty() {
             let batch: Vec<Digest> = queue
