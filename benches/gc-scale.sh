@@ -19,9 +19,17 @@ export GC_FILL_BLOBS=${GC_FILL_BLOBS:-10000}
 WORK=$(mktemp -d "${STORAGE_DIR:-/tmp}/marina-gc-scale.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-cargo build --release --quiet --bin marina-registry
-BIN=${CARGO_TARGET_DIR:-target}/release/marina-registry
-fill() { cargo bench --quiet --bench gc_fill 2>/dev/null | grep -E '^(filled|stored):'; }
+# MARINA_BIN and GC_FILL_BIN run prebuilt binaries instead (e.g. copies, while the tree changes).
+if [ -z "${MARINA_BIN:-}" ]; then
+  cargo build --release --quiet --bin marina-registry
+  MARINA_BIN=${CARGO_TARGET_DIR:-target}/release/marina-registry
+fi
+BIN=$MARINA_BIN
+if [ -n "${GC_FILL_BIN:-}" ]; then
+  fill() { "$GC_FILL_BIN" 2>/dev/null | grep -E '^(filled|stored):'; }
+else
+  fill() { cargo bench --quiet --bench gc_fill 2>/dev/null | grep -E '^(filled|stored):'; }
+fi
 field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
 
 run() {
