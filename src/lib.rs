@@ -70,6 +70,7 @@
 //!
 //! [OCI distribution specification v1.1]: https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod error;
 pub mod oci;

@@ -237,9 +237,9 @@ impl<B: Backend> Engine<B> {
         digest: &Digest,
     ) -> Result<()> {
         let manifest = self.read_manifest(repo, digest).await?;
-        let summary = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
-            .map_err(|_| self.corrupt(format!("stored manifest {digest}")))?;
         let record_key = layout::manifest(repo, digest);
+        let summary = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
+            .map_err(|_| self.corrupt(&record_key))?;
         let record = encode_manifest(digest, &manifest.info.media_type, &manifest.bytes);
         self.publish_manifest(
             repo,

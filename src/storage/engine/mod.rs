@@ -31,7 +31,8 @@ use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
 use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
-use crate::storage::backend::Backend;
+use crate::storage::backend::{Backend, Operation};
+use crate::storage::layout::Key;
 use crate::storage::upload_locks::UploadLocks;
 use crate::storage::{
     BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageDriver, TagList,
@@ -115,8 +116,10 @@ impl<S: std::fmt::Debug + Send + Sync + 'static> UploadHandle for EngineUpload<S
 }
 
 impl<B: Backend> Engine<B> {
-    fn corrupt(&self, what: impl std::fmt::Display) -> Error {
-        Error::backend(B::NAME, format!("corrupt record: {what}"))
+    /// The error for a record read at `key` that does not parse.
+    fn corrupt(&self, key: &Key) -> Error {
+        Error::backend(B::NAME, "corrupt record")
+            .with_context(Operation::Read, || Some(key.clone()))
     }
 }
 

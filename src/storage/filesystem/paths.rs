@@ -153,13 +153,11 @@ fn ensure_components(root: &Path, dir: &mut PathBuf, rel: &str) -> Result<()> {
 }
 
 fn not_a_dir(path: &Path) -> Error {
-    Error::backend(
+    Error::backend_detail(
         DRIVER,
-        format!(
-            "refusing to write through {}: not a directory (symbolic links below the root are \
-             not followed)",
-            path.display()
-        ),
+        "refusing to write through something that is not a directory (symbolic links below \
+         the root are not followed)",
+        path.display().to_string(),
     )
 }
 

@@ -155,9 +155,10 @@ fn open_at(root: &Path, rel: &str, offset: u64) -> Result<(File, bool)> {
             (file, false)
         }
         Ok(_) => {
-            return Err(Error::backend(
+            return Err(Error::backend_detail(
                 DRIVER,
-                format!("{} is not a regular file", path.display()),
+                "upload data is not a regular file",
+                path.display().to_string(),
             ));
         }
         Err(e) if missing(&e) && offset == 0 => {
@@ -399,9 +400,10 @@ pub(super) fn commit(
             .open(&source)
             .map_err(|e| io_err("opening", &source, e))?,
         Ok(_) => {
-            return Err(Error::backend(
+            return Err(Error::backend_detail(
                 DRIVER,
-                format!("{} is not a regular file", source.display()),
+                "upload data is not a regular file",
+                source.display().to_string(),
             ));
         }
         Err(e) if missing(&e) && size == 0 => {

@@ -11,8 +11,8 @@ use std::time::SystemTime;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 use super::S3Backend;
+use super::backend::on_heap;
 use super::error::{self, translate};
-use super::on_heap;
 use crate::error::{Error, Result};
 use crate::oci::{Digest, DigestAlgorithm};
 use crate::storage::UploadId;

@@ -42,6 +42,8 @@ pub(in crate::storage::engine) struct Intent {
 fn retry_later(what: &str) -> Error {
     Error::Backend {
         driver: "engine",
+        operation: None,
+        key: None,
         message: format!("{what}; retry"),
         retryable: true,
         source: None,
