@@ -74,11 +74,25 @@ pub enum Operation {
     AbortUpload,
     /// [`PresignBlobReads::presign_read_blob`](crate::storage::presign::PresignBlobReads::presign_read_blob).
     PresignReadBlob,
+    /// [`LifecycleBackend::list_dirs`](crate::storage::lifecycle::LifecycleBackend::list_dirs).
+    ListDirs,
+    /// [`LifecycleBackend::scan`](crate::storage::lifecycle::LifecycleBackend::scan).
+    Scan,
+    /// [`LifecycleBackend::scan_blobs`](crate::storage::lifecycle::LifecycleBackend::scan_blobs).
+    ScanBlobs,
+    /// [`LifecycleBackend::remove_objects`](crate::storage::lifecycle::LifecycleBackend::remove_objects).
+    RemoveObjects,
+    /// [`LifecycleBackend::remove_blobs`](crate::storage::lifecycle::LifecycleBackend::remove_blobs).
+    RemoveBlobs,
+    /// [`LifecycleBackend::expire_upload_storage`](crate::storage::lifecycle::LifecycleBackend::expire_upload_storage).
+    ExpireUploadStorage,
+    /// [`LifecycleBackend::tidy`](crate::storage::lifecycle::LifecycleBackend::tidy).
+    Tidy,
 }
 
 impl Operation {
     /// Every operation, in declaration order (for metrics that pre-register their labels).
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 22] = [
         Self::Open,
         Self::Read,
         Self::Exists,
@@ -94,6 +108,13 @@ impl Operation {
         Self::FinishUpload,
         Self::AbortUpload,
         Self::PresignReadBlob,
+        Self::ListDirs,
+        Self::Scan,
+        Self::ScanBlobs,
+        Self::RemoveObjects,
+        Self::RemoveBlobs,
+        Self::ExpireUploadStorage,
+        Self::Tidy,
     ];
 
     /// The method's name (`"read_blob"`), for messages, logs and metrics labels.
@@ -114,6 +135,13 @@ impl Operation {
             Self::FinishUpload => "finish_upload",
             Self::AbortUpload => "abort_upload",
             Self::PresignReadBlob => "presign_read_blob",
+            Self::ListDirs => "list_dirs",
+            Self::Scan => "scan",
+            Self::ScanBlobs => "scan_blobs",
+            Self::RemoveObjects => "remove_objects",
+            Self::RemoveBlobs => "remove_blobs",
+            Self::ExpireUploadStorage => "expire_upload_storage",
+            Self::Tidy => "tidy",
         }
     }
 }

@@ -101,6 +101,10 @@ pub struct StorageConfig {
     /// Largest manifest accepted, in bytes (default 4 MiB).
     #[serde(default = "default_manifest_limit")]
     pub max_manifest_size: usize,
+    /// Accept image indexes whose child manifests are not stored (default `false`: such an
+    /// index is `MANIFEST_BLOB_UNKNOWN`); environment `MARINA_SPARSE_INDEXES`.
+    #[serde(default)]
+    pub sparse_indexes: bool,
 }
 
 impl Default for StorageConfig {
@@ -111,6 +115,7 @@ impl Default for StorageConfig {
             s3: None,
             gcs: None,
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
+            sparse_indexes: false,
         }
     }
 }
@@ -167,10 +172,10 @@ impl StorageConfig {
         Ok(cfg)
     }
 
-    /// Reads `STORAGE_TYPE`, `STORAGE_ROOT_DIRECTORY`, `S3_BUCKET`, `S3_REGION`,
-    /// `S3_ENDPOINT`, `S3_PREFIX`, `S3_FORCE_PATH_STYLE`, `S3_CHECKSUM`, `S3_PART_SIZE` and
-    /// `S3_EQUAL_PARTS`, and `GCS_BUCKET`, `GCS_PREFIX`, `GCS_ENDPOINT` and `GCS_ANONYMOUS`
-    /// over `self`; unset variables leave the current values.
+    /// Reads `STORAGE_TYPE`, `STORAGE_ROOT_DIRECTORY`, `MARINA_SPARSE_INDEXES`, `S3_BUCKET`,
+    /// `S3_REGION`, `S3_ENDPOINT`, `S3_PREFIX`, `S3_FORCE_PATH_STYLE`, `S3_CHECKSUM`,
+    /// `S3_PART_SIZE` and `S3_EQUAL_PARTS`, and `GCS_BUCKET`, `GCS_PREFIX`, `GCS_ENDPOINT` and
+    /// `GCS_ANONYMOUS` over `self`; unset variables leave the current values.
     pub fn apply_env(self) -> Result<Self> {
         self.apply_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
@@ -187,6 +192,9 @@ impl StorageConfig {
             })?;
         }
         self.filesystem = self.filesystem.apply_vars(&var);
+        if let Some(v) = var("MARINA_SPARSE_INDEXES") {
+            self.sparse_indexes = parse_bool("MARINA_SPARSE_INDEXES", &v)?;
+        }
         if s3::ENV_VARS.iter().any(|k| var(k).is_some()) {
             let s3 = self.s3.take().unwrap_or_else(|| S3Config::new(""));
             self.s3 = Some(s3.apply_vars(&var)?);
@@ -335,5 +343,22 @@ mod tests {
             .apply_vars(vars(&[("STORAGE_ROOT_DIRECTORY", "/tmp/x")]))
             .unwrap();
         assert_eq!(fs.filesystem.root_directory, PathBuf::from("/tmp/x"));
+        assert!(!fs.sparse_indexes);
+        let sparse = StorageConfig::default()
+            .apply_vars(vars(&[("MARINA_SPARSE_INDEXES", "true")]))
+            .unwrap();
+        assert!(sparse.sparse_indexes);
+        assert!(
+            StorageConfig::from_toml("sparse_indexes = true")
+                .unwrap()
+                .sparse_indexes
+        );
+        assert!(matches!(
+            StorageConfig::default().apply_vars(vars(&[("MARINA_SPARSE_INDEXES", "often")])),
+            Err(Error::Config {
+                field: "MARINA_SPARSE_INDEXES",
+                ..
+            })
+        ));
     }
 }

@@ -24,6 +24,7 @@ pub mod hashing;
 pub mod inmemory;
 pub mod layers;
 pub mod layout;
+pub mod lifecycle;
 pub mod presign;
 pub mod s3;
 #[cfg(any(test, feature = "testsuite"))]
@@ -41,6 +42,7 @@ pub use config::{
     FilesystemConfig, GcsConfig, S3ChecksumPolicy, S3Config, StorageConfig, StorageType,
 };
 pub use engine::{Engine, EngineOptions, EngineUpload};
+pub use lifecycle::{GcOptions, GcReport, Lifecycle, RepositoryList};
 pub use types::{
     BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, TagList, UploadHandle,
     UploadId, UploadProgress,
@@ -52,7 +54,8 @@ use crate::oci::{
 };
 
 /// A storage driver: every operation of the OCI distribution spec v1.1 that touches storage,
-/// and nothing else (no catalog, no garbage collection, no listing of manifests).
+/// and nothing else (no catalog, no garbage collection, no listing of manifests: those are
+/// [`Lifecycle`]'s).
 ///
 /// Methods return `impl Future + Send`, request bodies are generic streams of [`Bytes`], and
 /// the blob stream and upload handle are associated types, so that a registry generic over

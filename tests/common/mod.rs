@@ -7,6 +7,7 @@
 
 pub mod answers;
 pub mod auth;
+pub mod binary;
 pub mod blobs;
 pub mod client;
 pub mod content;
@@ -23,7 +24,7 @@ pub use self::{
     answers::*,
     client::{Fetch, Registry},
     content::*,
-    discovery::{Referrers, TagPage},
+    discovery::{CatalogPage, Referrers, TagPage},
     manifests::Image,
     server::*,
 };

@@ -47,19 +47,9 @@ pub fn configs(test: &str) -> Vec<(String, StorageConfig, Option<tempfile::TempD
         StorageConfig::filesystem(dir.path().join("data")),
         Some(dir),
     ));
-    match std::env::var("S3_ENDPOINT") {
-        Ok(endpoint_set) if !endpoint_set.is_empty() => {
-            // The variables the registry itself reads.
-            let mut s3 = StorageConfig::default()
-                .apply_env()
-                .expect("S3_* environment variables")
-                .s3
-                .expect("S3_ENDPOINT is set");
-            let unique: u64 = rand_u64();
-            s3.prefix = Some(format!("http-tests/{test}-{unique:016x}"));
-            out.push(("s3".to_owned(), StorageConfig::s3(s3), None));
-        }
-        _ => eprintln!("NOTE: S3_ENDPOINT is not set: S3 cases of {test} were SKIPPED"),
+    match s3_storage(&format!("http-tests/{test}")) {
+        Some(config) => out.push(("s3".to_owned(), config, None)),
+        None => eprintln!("NOTE: S3_ENDPOINT is not set: S3 cases of {test} were SKIPPED"),
     }
     #[cfg(feature = "gcs")]
     match super::gcs::config("http-tests", test) {
@@ -67,6 +57,24 @@ pub fn configs(test: &str) -> Vec<(String, StorageConfig, Option<tempfile::TempD
         None => eprintln!("NOTE: GCS_ENDPOINT is not set: GCS cases of {test} were SKIPPED"),
     }
     out
+}
+
+/// An S3 configuration from the variables the registry itself reads, below a fresh prefix
+/// starting with `prefix`; `None` when `S3_ENDPOINT` is not set.
+pub fn s3_storage(prefix: &str) -> Option<StorageConfig> {
+    match std::env::var("S3_ENDPOINT") {
+        Ok(endpoint_set) if !endpoint_set.is_empty() => {
+            let mut s3 = StorageConfig::default()
+                .apply_env()
+                .expect("S3_* environment variables")
+                .s3
+                .expect("S3_ENDPOINT is set");
+            let unique: u64 = rand_u64();
+            s3.prefix = Some(format!("{prefix}-{unique:016x}"));
+            Some(StorageConfig::s3(s3))
+        }
+        _ => None,
+    }
 }
 
 fn rand_u64() -> u64 {
@@ -77,8 +85,9 @@ fn rand_u64() -> u64 {
     t ^ (std::process::id() as u64).rotate_left(32) ^ (&t as *const u64 as u64)
 }
 
+/// Creates the bucket of an S3 configuration if it does not exist (nothing for others).
 #[cfg(feature = "s3")]
-async fn ensure_bucket(cfg: &StorageConfig) {
+pub async fn ensure_bucket(cfg: &StorageConfig) {
     let Some(s3) = &cfg.s3 else { return };
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(
         aws_config::Region::new(s3.region.clone().unwrap_or("us-east-1".into())),
@@ -96,8 +105,9 @@ async fn ensure_bucket(cfg: &StorageConfig) {
     let _ = client.create_bucket().bucket(&s3.bucket).send().await;
 }
 
+/// Nothing to create without the S3 driver.
 #[cfg(not(feature = "s3"))]
-async fn ensure_bucket(_: &StorageConfig) {}
+pub async fn ensure_bucket(_: &StorageConfig) {}
 
 /// Starts a registry over `config` on 127.0.0.1 with an ephemeral port.
 pub async fn start(

@@ -28,6 +28,7 @@ use crate::error::Result;
 use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
+use crate::storage::lifecycle::{GcOptions, GcReport, Lifecycle, RepositoryList};
 use crate::storage::{
     BlobRead, EngineOptions, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageConfig,
     StorageDriver, StorageType, TagList, UploadHandle, UploadId, UploadProgress,
@@ -70,6 +71,7 @@ impl AnyDriver {
         config.validate()?;
         let options = EngineOptions {
             max_manifest_size: config.max_manifest_size,
+            sparse_indexes: config.sparse_indexes,
         };
         Self::open_selected(config, options).await
     }
@@ -261,6 +263,32 @@ impl StorageDriver for AnyDriver {
         artifact_type: Option<&str>,
     ) -> impl Future<Output = Result<Vec<Descriptor>>> + Send {
         dispatch_future!(self, d => d.referrers(repo, subject, artifact_type))
+    }
+}
+
+/// The lifecycle operations, dispatched like the OCI ones.
+impl Lifecycle for AnyDriver {
+    fn collect_garbage(
+        &self,
+        options: &GcOptions,
+    ) -> impl Future<Output = Result<GcReport>> + Send {
+        dispatch_future!(self, d => d.collect_garbage(options))
+    }
+
+    fn expire_uploads(
+        &self,
+        ttl: std::time::Duration,
+        dry_run: bool,
+    ) -> impl Future<Output = Result<GcReport>> + Send {
+        dispatch_future!(self, d => d.expire_uploads(ttl, dry_run))
+    }
+
+    fn repositories(
+        &self,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> impl Future<Output = Result<RepositoryList>> + Send {
+        dispatch_future!(self, d => d.repositories(n, last))
     }
 }
 

@@ -187,7 +187,13 @@ impl<B: Backend> Engine<B> {
                     "content does not match {digest}"
                 )));
             }
-            return self.link(repo, digest, count).await;
+            let info = self.link(repo, digest, count).await?;
+            if !self.link_still_backed(repo, digest).await? {
+                // A collection deleted the bytes since they were found stored; they were not
+                // kept from the body, so the client sends them again.
+                return Err(Self::blob_collected(digest));
+            }
+            return Ok(info);
         }
         let id = UploadId::generate();
         let mut state = self.backend.start_upload(&id, Some(digest)).await?;
@@ -258,6 +264,11 @@ impl<B: Backend> Engine<B> {
         {
             return Err(Error::BlobUnknown(digest.clone()));
         }
-        self.link(to, digest, size).await
+        let info = self.link(to, digest, size).await?;
+        if !self.link_still_backed(to, digest).await? {
+            // Collected meanwhile: not mountable (the client uploads it instead).
+            return Err(Error::BlobUnknown(digest.clone()));
+        }
+        Ok(info)
     }
 }

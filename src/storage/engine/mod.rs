@@ -14,11 +14,14 @@
 
 mod blobs;
 mod hashed_body;
+mod lifecycle;
 mod manifest_record;
 mod manifests;
 mod referrers;
 mod tags;
 mod uploads;
+
+use lifecycle::condemned::CondemnedCache;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -41,12 +44,18 @@ use crate::storage::{
 pub struct EngineOptions {
     /// Largest manifest accepted, in bytes.
     pub max_manifest_size: usize,
+    /// Accept an image index whose child manifests are not stored (the spec: "A registry
+    /// MAY reject a manifest uploaded with an index that references manifests which do not
+    /// exist"), as mirrors that copy a subset of platforms need. Off by default: an index is
+    /// accepted only with all its children.
+    pub sparse_indexes: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
+            sparse_indexes: false,
         }
     }
 }
@@ -59,6 +68,8 @@ pub struct Engine<B> {
     backend: B,
     options: EngineOptions,
     upload_locks: UploadLocks,
+    /// The collections' condemned sets this process has read (see `lifecycle`).
+    condemned: CondemnedCache,
 }
 
 impl<B: Backend> Engine<B> {
@@ -68,6 +79,7 @@ impl<B: Backend> Engine<B> {
             backend,
             options,
             upload_locks: UploadLocks::default(),
+            condemned: CondemnedCache::default(),
         }
     }
 

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::oci::{Digest, RepositoryName, Tag};
 use crate::storage::TagList;
-use crate::storage::backend::{Backend, TagTarget};
+use crate::storage::backend::Backend;
 use crate::storage::layout;
 
 use super::Engine;
@@ -60,18 +60,7 @@ impl<B: Backend> Engine<B> {
         tag: &Tag,
         digest: &Digest,
     ) -> Result<()> {
-        if !self.manifest_exists(repo, digest).await? {
-            return Err(Error::ManifestUnknown(digest.to_string()));
-        }
-        let record = layout::manifest(repo, digest);
-        let target = TagTarget {
-            digest,
-            record: &record,
-            new_record: None,
-        };
-        self.backend
-            .write_tag(&layout::tag(repo, tag), target)
-            .await
+        self.manifest_tag(repo, tag, digest).await
     }
 
     /// Implements [`StorageDriver::untag_manifest`](crate::storage::StorageDriver::untag_manifest).

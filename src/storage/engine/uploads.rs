@@ -18,7 +18,7 @@ use super::hashed_body::{check_len, hash_only, hashed_body};
 use super::{Engine, EngineUpload};
 
 /// What is persisted for an upload session at `layout::upload_state`.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct UploadRecord<S> {
     /// Bytes received and stored.
     offset: u64,
@@ -149,13 +149,14 @@ impl<B: Backend> Engine<B> {
             .await?;
         let interim = hasher.digest();
         let size = record.offset;
+        // The session's record goes before its bytes (see `close_session`).
+        self.backend.remove(key).await?;
         let existed = self.backend.blob_size(&interim).await?.is_some();
         if existed {
             let _ = self.backend.abort_upload(id, record.backend).await;
         } else {
             self.finish_blob(id, record.backend, size, &interim).await?;
         }
-        self.backend.remove(key).await?;
         let bytes = self.backend.read_blob(&interim, None).await?;
         // The interim blob stays stored, linked nowhere (like the bytes of a deleted blob),
         // for a garbage collector to reclaim. Deleting it here would be unsafe: blob bytes are
@@ -226,12 +227,57 @@ impl<B: Backend> Engine<B> {
         Ok(Self::handle(id, &record))
     }
 
+    /// Ends a session whose bytes are not needed any more: its record first, then (best
+    /// effort) its storage.
+    ///
+    /// In this order a crash (or a failure) in between leaves upload storage that no session
+    /// names, which upload expiry releases, and never a session whose bytes are gone: such a
+    /// session would claim an offset it cannot continue from (the record of a session whose
+    /// bytes a commit had consumed used to survive a crash right after the commit, and its
+    /// next chunk failed with a server error). Every way a session ends goes through here, or
+    /// removes the record before committing its bytes.
+    async fn close_session(
+        &self,
+        key: &Key,
+        id: &UploadId,
+        state: Option<B::UploadState>,
+    ) -> Result<()> {
+        self.backend.remove(key).await?;
+        if let Some(state) = state
+            && let Err(e) = self.backend.abort_upload(id, state).await
+        {
+            tracing::warn!(driver = B::NAME, upload = %id, error = %e,
+                "releasing an upload's storage failed; upload expiry will release it");
+        }
+        Ok(())
+    }
+
+    /// Puts back the record of a session whose finish failed after the record was removed,
+    /// as it was before that request: a retry of the request then finds the session (the
+    /// bytes the failed request appended beyond the record's offset are discarded by the next
+    /// append; a blob the failed request did store is found stored). Returns `failure`.
+    ///
+    /// If the storage is gone too (S3 releases an upload whose commit failed), the retry is
+    /// answered `BLOB_UPLOAD_UNKNOWN` and the client starts over; a crash before the record
+    /// is back leaves storage without a record, which upload expiry releases.
+    async fn reopen_session(
+        &self,
+        key: &Key,
+        before: &UploadRecord<B::UploadState>,
+        failure: Error,
+    ) -> Error {
+        if let Err(e) = self.save_upload(key, before).await {
+            tracing::warn!(driver = B::NAME, error = %e,
+                "could not restore an upload session after a failed finish");
+        }
+        failure
+    }
+
     /// Implements [`StorageDriver::abort_upload`](crate::storage::StorageDriver::abort_upload).
     pub(super) async fn upload_abort(&self, repo: &RepositoryName, id: &UploadId) -> Result<()> {
         let _lock = self.upload_locks.lock(id).await;
         let (key, record) = self.load_upload(repo, id).await?;
-        self.backend.abort_upload(id, record.backend).await?;
-        self.backend.remove(&key).await
+        self.close_session(&key, id, Some(record.backend)).await
     }
 
     /// Implements [`StorageDriver::finish_upload`](crate::storage::StorageDriver::finish_upload).
@@ -248,6 +294,8 @@ impl<B: Backend> Engine<B> {
     {
         let _lock = self.upload_locks.lock(id).await;
         let (key, mut record) = self.load_upload(repo, id).await?;
+        // The session as it was before this request, put back if finishing it fails (below).
+        let before = record.clone();
         let mut hasher = if record.offset == 0 {
             // Nothing hashed yet: hash with the algorithm of the digest given now.
             Hasher::new(digest.algorithm())
@@ -274,22 +322,36 @@ impl<B: Backend> Engine<B> {
         let computed = hasher.digest();
         if computed != *digest {
             // Spec: DIGEST_INVALID, and nothing becomes visible. The session is spent.
-            let _ = self.backend.abort_upload(id, record.backend).await;
-            let _ = self.backend.remove(&key).await;
+            let _ = self.close_session(&key, id, Some(record.backend)).await;
             return Err(Error::DigestInvalid(format!(
                 "content is {computed}, not {digest}"
             )));
         }
         let size = record.offset;
-        let info = if already_stored {
-            // Best effort: the bytes are redundant (or already consumed by a commit).
-            let _ = self.backend.abort_upload(id, record.backend).await;
-            self.link(repo, digest, size).await?
-        } else {
-            self.finish_and_link(repo, id, record.backend, size, digest)
-                .await?
+        if already_stored {
+            // The bytes are redundant (or already consumed by a commit).
+            self.close_session(&key, id, Some(record.backend)).await?;
+            let info = match self.link(repo, digest, size).await {
+                Ok(info) => info,
+                Err(e) => return Err(self.reopen_session(&key, &before, e).await),
+            };
+            if !self.link_still_backed(repo, digest).await? {
+                // A collection deleted the blob since it was found stored, and this
+                // session's bytes are gone: the client starts over.
+                return Err(Error::BlobUploadUnknown(id.to_string()));
+            }
+            return Ok(info);
+        }
+        // The record goes before the commit consumes the bytes (see `close_session`), and
+        // comes back if the commit or the link fails, so the client can retry the request.
+        self.close_session(&key, id, None).await?;
+        let info = match self
+            .finish_and_link(repo, id, record.backend, size, digest)
+            .await
+        {
+            Ok(info) => info,
+            Err(e) => return Err(self.reopen_session(&key, &before, e).await),
         };
-        self.backend.remove(&key).await?;
         Ok(info)
     }
 }

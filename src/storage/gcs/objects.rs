@@ -171,7 +171,7 @@ impl GcsBackend {
         }
     }
 
-    async fn list_page(
+    pub(super) async fn list_page(
         &self,
         prefix: &str,
         delimited: bool,

@@ -227,6 +227,8 @@ enum Subject<'a> {
     Dir(&'a Dir),
     Blob(&'a Digest),
     Upload(&'a UploadId),
+    /// Many keys, or none, of one class (or of several: `None`).
+    Class(Option<KeyClass>),
 }
 
 impl Subject<'_> {
@@ -236,6 +238,7 @@ impl Subject<'_> {
             Self::Dir(dir) => dir.key().clone(),
             Self::Blob(digest) => layout::blob_data(digest),
             Self::Upload(id) => layout::upload_data(id),
+            Self::Class(_) => return None,
         })
     }
 
@@ -245,6 +248,7 @@ impl Subject<'_> {
             Self::Dir(dir) => dir.key().class(),
             Self::Blob(_) => KeyClass::Blob,
             Self::Upload(_) => KeyClass::UploadData,
+            Self::Class(class) => return class,
         })
     }
 
@@ -254,6 +258,7 @@ impl Subject<'_> {
             Self::Dir(dir) => span.record("key", dir.as_str()),
             Self::Blob(digest) => span.record("key", digest.as_str()),
             Self::Upload(id) => span.record("key", id.as_str()),
+            Self::Class(_) => return,
         };
     }
 }
@@ -424,5 +429,6 @@ impl<B: PresignBlobReads, O: Observer> PresignBlobReads for Instrumented<B, O> {
 
 /// Errors carry their context, observers see every call, a blob stream's errors name their
 /// operation.
+mod lifecycle;
 #[cfg(test)]
 mod tests;

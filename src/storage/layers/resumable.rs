@@ -323,5 +323,14 @@ impl<B: PresignBlobReads> PresignBlobReads for Resumable<B> {
     }
 }
 
+/// Only blob reads resume: the lifecycle primitives are the inner backend's.
+#[deny(clippy::missing_trait_methods)]
+impl<B: crate::storage::lifecycle::LifecycleBackend> crate::storage::lifecycle::LifecycleBackend
+    for Resumable<B>
+{
+    crate::forward_lifecycle_backend!(inner: B;
+        list_dirs, scan, scan_blobs, remove_objects, remove_blobs, expire_upload_storage, tidy);
+}
+
 #[cfg(test)]
 mod tests;

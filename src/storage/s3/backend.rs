@@ -140,7 +140,7 @@ impl S3Backend {
 /// driver's. The filesystem and in-memory drivers never box.
 ///
 /// Not an `async fn`: its future would hold `operation` inline until first polled.
-fn on_heap<F: std::future::Future>(operation: F) -> std::pin::Pin<Box<F>> {
+pub(super) fn on_heap<F: std::future::Future>(operation: F) -> std::pin::Pin<Box<F>> {
     Box::pin(operation)
 }
 

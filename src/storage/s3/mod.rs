@@ -98,6 +98,8 @@ pub mod error;
 #[cfg(feature = "s3")]
 pub mod keys;
 #[cfg(feature = "s3")]
+mod lifecycle;
+#[cfg(feature = "s3")]
 pub mod objects;
 #[cfg(feature = "s3")]
 pub mod reader;

@@ -234,13 +234,16 @@ impl S3Backend {
             .upload_part()
             .bucket(&self.bucket)
             .key(&key)
-            .upload_id(upload_id)
+            .upload_id(&upload_id)
             .part_number(number as i32)
             .content_length(size as i64)
             .body(ByteStream::from(bytes))
             .send()
-            .await
-            .map_err(|e| translate("UploadPart", &key, e))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => return Err(self.part_failure("UploadPart", &key, &upload_id, e).await),
+        };
         let etag = out
             .e_tag()
             .ok_or_else(|| corrupt_at("UploadPart answered without an ETag", &key))?
@@ -269,7 +272,8 @@ impl S3Backend {
                     .build()
             })
             .collect();
-        self.client
+        let out = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -280,13 +284,52 @@ impl S3Backend {
                     .build(),
             )
             .send()
-            .await
-            .map_err(|e| translate("CompleteMultipartUpload", key, e))?;
-        Ok(())
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self
+                .part_failure("CompleteMultipartUpload", key, upload_id, e)
+                .await),
+        }
+    }
+
+    /// The error of a request on a multipart upload: `BLOB_UPLOAD_UNKNOWN` when the upload
+    /// is gone (expired, aborted), which some stores report as a server error (moto answers
+    /// 500 to `UploadPart` on an aborted upload): then `ListParts` tells.
+    async fn part_failure<E>(
+        &self,
+        op: &'static str,
+        key: &str,
+        upload_id: &str,
+        err: aws_sdk_s3::error::SdkError<
+            E,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
+    ) -> Error
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        if !error::is_no_such_upload(&err) {
+            let probe = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .max_parts(1)
+                .send()
+                .await;
+            if let Err(probe) = probe
+                && error::is_no_such_upload(&probe)
+            {
+                return translate("ListParts", key, probe);
+            }
+        }
+        translate(op, key, err)
     }
 
     /// Aborts a multipart upload; succeeds if it is already gone.
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+    pub(crate) async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
         match self
             .client
             .abort_multipart_upload()
@@ -404,7 +447,11 @@ impl S3Backend {
                 .buffered(SEGMENT_CONCURRENCY)
         );
         while let Some((key, segment, bytes)) = reads.next().await {
-            let bytes = bytes?.ok_or_else(|| corrupt_at("a staged segment is missing", &key))?;
+            // A segment that is gone (the upload expired, or a finish whose record removal a
+            // crash undid consumed it) ends the session: the client starts over.
+            let bytes = bytes?.ok_or_else(|| {
+                Error::BlobUploadUnknown(format!("{id}: a staged segment of the upload is gone"))
+            })?;
             if bytes.len() as u64 != segment.size {
                 let message = format!(
                     "a staged segment holds {} bytes, expected {}",
@@ -652,8 +699,16 @@ impl S3Backend {
             return match state.staged.as_slice() {
                 [] => self.put_bytes(&blob_key, Bytes::new()).await,
                 [only] => {
-                    self.copy(&self.keys.staged(id, only.name()), &blob_key, size)
-                        .await
+                    let staged = self.keys.staged(id, only.name());
+                    match self.copy(&staged, &blob_key, size).await {
+                        Err(e) if self.head_size(&staged).await?.is_none() => {
+                            tracing::debug!(error = %e, "the staged segment to commit is gone");
+                            Err(Error::BlobUploadUnknown(format!(
+                                "{id}: the upload's bytes are gone"
+                            )))
+                        }
+                        copied => copied,
+                    }
                 }
                 segments => {
                     let bytes = self.read_segments(id, segments, size as usize).await?;
