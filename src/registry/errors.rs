@@ -100,14 +100,17 @@ impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
         let status =
             StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let (code, message) = match err.code() {
-            Some(code) => (code.as_str(), code.spec_message().to_owned()),
+        let mut api = match err.code() {
+            Some(code) => {
+                Self::new(status, code.as_str(), code.spec_message()).with_detail(err.to_string())
+            }
             None => {
+                // A backend failure's text may name server paths, object keys or SDK
+                // internals: it goes to the log only, the client gets a generic detail.
                 tracing::error!(error = %err, "storage failure");
-                ("UNKNOWN", "unknown error".to_owned())
+                Self::new(status, "UNKNOWN", "unknown error").with_detail("storage backend failure")
             }
         };
-        let mut api = Self::new(status, code, message).with_detail(err.to_string());
         if matches!(err, Error::TooManyRequests(_)) || status == StatusCode::SERVICE_UNAVAILABLE {
             api = api.with_header(header::RETRY_AFTER, "1");
         }
@@ -153,8 +156,12 @@ mod tests {
             reason: "x".into(),
         });
         assert_eq!(e.status.as_u16(), 416);
-        let e = ApiError::from(Error::backend("inmemory", "boom"));
+        let e = ApiError::from(Error::backend(
+            "filesystem",
+            "writing /srv/registry/x: ENOSPC",
+        ));
         assert_eq!((e.status.as_u16(), e.code), (500, "UNKNOWN"));
+        assert_eq!(e.detail.as_deref(), Some("storage backend failure"));
         let e = ApiError::from(Error::Backend {
             driver: "s3",
             message: "slow down".into(),
