@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use marina_distribution::error::{Error, Result};
 use marina_distribution::storage::filesystem::FilesystemDriver;
 use marina_distribution::storage::testsuite::{self, DriverFactory, InMemoryFactory};
-use marina_distribution::storage::{AnyDriver, EngineOptions, FilesystemConfig, StorageConfig};
+use marina_distribution::storage::{
+    AnyDriver, CacheConfig, EngineOptions, FilesystemConfig, StorageConfig,
+};
 
 /// The filesystem driver on a fresh temporary directory per case.
 struct FilesystemFactory;
@@ -30,6 +32,36 @@ impl DriverFactory for FilesystemFactory {
             root_directory: dir.path().join("root"),
         };
         FilesystemDriver::open(&config, EngineOptions::default()).await
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+/// The filesystem driver with the metadata cache on (it is off there by default): every case,
+/// reopening ones included, holds with reads answered from the cache.
+struct CachedFilesystemFactory;
+
+impl DriverFactory for CachedFilesystemFactory {
+    type Driver = FilesystemDriver;
+    type Storage = tempfile::TempDir;
+
+    async fn create_storage(&self) -> Result<tempfile::TempDir> {
+        FilesystemFactory.create_storage().await
+    }
+
+    async fn open(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
+        let config = FilesystemConfig {
+            root_directory: dir.path().join("root"),
+        };
+        let options = EngineOptions {
+            cache: CacheConfig::on(),
+            ..EngineOptions::default()
+        };
+        let driver = FilesystemDriver::open(&config, options).await?;
+        assert!(driver.cache().is_some());
+        Ok(driver)
     }
 
     fn persistent(&self) -> bool {
@@ -237,6 +269,11 @@ marina_distribution::for_each_behaviour_case!(driver_tests!(inmemory, Some(InMem
 marina_distribution::for_each_behaviour_case!(driver_tests!(
     filesystem,
     Some(FilesystemFactory),
+    yes
+));
+marina_distribution::for_each_behaviour_case!(driver_tests!(
+    filesystem_cached,
+    Some(CachedFilesystemFactory),
     yes
 ));
 marina_distribution::for_each_behaviour_case!(driver_tests!(

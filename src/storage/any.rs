@@ -274,6 +274,7 @@ impl AnyDriver {
         config.validate()?;
         let options = EngineOptions {
             max_manifest_size: config.max_manifest_size,
+            cache: config.cache.clone(),
         };
         match config.storage_type {
             StorageType::Filesystem => Ok(Self::Filesystem(

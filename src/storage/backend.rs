@@ -55,6 +55,9 @@ pub struct Capabilities {
     /// The smallest chunk the backend takes without extra cost, advertised to clients as
     /// `OCI-Chunk-Min-Length` (S3: the part size); `None` when any size is as good.
     pub chunk_min_length: Option<u64>,
+    /// Whether every metadata read is a round trip to a remote store (S3, GCS): the engine
+    /// then keeps a [metadata cache](super::cache) unless configured otherwise.
+    pub remote_metadata: bool,
 }
 
 impl Capabilities {
@@ -62,6 +65,7 @@ impl Capabilities {
     pub const NONE: Self = Self {
         link_while_finishing: false,
         chunk_min_length: None,
+        remote_metadata: false,
     };
 
     /// With [`link_while_finishing`](Self::link_while_finishing) set to `yes`.
@@ -73,6 +77,12 @@ impl Capabilities {
     /// With [`chunk_min_length`](Self::chunk_min_length) set.
     pub const fn with_chunk_min_length(mut self, min: Option<u64>) -> Self {
         self.chunk_min_length = min;
+        self
+    }
+
+    /// With [`remote_metadata`](Self::remote_metadata) set to `yes`.
+    pub const fn with_remote_metadata(mut self, yes: bool) -> Self {
+        self.remote_metadata = yes;
         self
     }
 }

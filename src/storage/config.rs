@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
+use crate::storage::cache::CacheConfig;
 
 /// Which driver to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -77,6 +78,9 @@ pub struct StorageConfig {
     /// Largest manifest accepted, in bytes (default 4 MiB).
     #[serde(default = "default_manifest_limit")]
     pub max_manifest_size: usize,
+    /// The metadata cache (`[storage.cache]`); on by default for object stores.
+    #[serde(default)]
+    pub cache: CacheConfig,
 }
 
 impl Default for StorageConfig {
@@ -86,6 +90,7 @@ impl Default for StorageConfig {
             filesystem: FilesystemConfig::default(),
             s3: None,
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -271,9 +276,11 @@ impl StorageConfig {
         Ok(cfg)
     }
 
-    /// Reads `STORAGE_TYPE`, `STORAGE_ROOT_DIRECTORY`, `S3_BUCKET`, `S3_REGION`,
-    /// `S3_ENDPOINT`, `S3_PREFIX`, `S3_FORCE_PATH_STYLE`, `S3_CHECKSUM`, `S3_PART_SIZE` and
-    /// `S3_EQUAL_PARTS` over `self`; unset variables leave the current values.
+    /// Reads `STORAGE_TYPE`, `STORAGE_ROOT_DIRECTORY`, `STORAGE_CACHE`,
+    /// `STORAGE_CACHE_TTL_MS`, `STORAGE_CACHE_MAX_ENTRIES`, `STORAGE_CACHE_MAX_BYTES`,
+    /// `STORAGE_CACHE_TAGS`, `S3_BUCKET`, `S3_REGION`, `S3_ENDPOINT`, `S3_PREFIX`,
+    /// `S3_FORCE_PATH_STYLE`, `S3_CHECKSUM`, `S3_PART_SIZE` and `S3_EQUAL_PARTS` over `self`;
+    /// unset variables leave the current values.
     pub fn apply_env(self) -> Result<Self> {
         self.apply_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
@@ -292,6 +299,7 @@ impl StorageConfig {
         if let Some(root) = var("STORAGE_ROOT_DIRECTORY") {
             self.filesystem.root_directory = root.into();
         }
+        self.cache = apply_cache_vars(self.cache, &var)?;
         let s3_vars = [
             "S3_BUCKET",
             "S3_REGION",
@@ -379,6 +387,39 @@ impl StorageConfig {
             }),
         }
     }
+}
+
+/// The `STORAGE_CACHE*` variables over `cache`.
+fn apply_cache_vars(
+    mut cache: CacheConfig,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<CacheConfig> {
+    if let Some(v) = var("STORAGE_CACHE") {
+        cache.enabled = match v.trim().to_ascii_lowercase().as_str() {
+            "auto" => None,
+            _ => Some(parse_bool("STORAGE_CACHE", &v)?),
+        };
+    }
+    if let Some(v) = var("STORAGE_CACHE_TTL_MS") {
+        cache.ttl_ms = parse_u64("STORAGE_CACHE_TTL_MS", &v)?;
+    }
+    if let Some(v) = var("STORAGE_CACHE_MAX_ENTRIES") {
+        cache.max_entries = parse_u64("STORAGE_CACHE_MAX_ENTRIES", &v)?;
+    }
+    if let Some(v) = var("STORAGE_CACHE_MAX_BYTES") {
+        cache.max_bytes = parse_u64("STORAGE_CACHE_MAX_BYTES", &v)?;
+    }
+    if let Some(v) = var("STORAGE_CACHE_TAGS") {
+        cache.tags = parse_bool("STORAGE_CACHE_TAGS", &v)?;
+    }
+    Ok(cache)
+}
+
+fn parse_u64(field: &'static str, v: &str) -> Result<u64> {
+    v.trim().parse().map_err(|_| Error::Config {
+        field,
+        message: format!("{v:?} is not a whole number"),
+    })
 }
 
 fn parse_bool(field: &'static str, v: &str) -> Result<bool> {
@@ -481,5 +522,41 @@ mod tests {
             .apply_vars(vars(&[("STORAGE_ROOT_DIRECTORY", "/tmp/x")]))
             .unwrap();
         assert_eq!(fs.filesystem.root_directory, PathBuf::from("/tmp/x"));
+        let cached = StorageConfig::default()
+            .apply_vars(vars(&[
+                ("STORAGE_CACHE", "on"),
+                ("STORAGE_CACHE_TTL_MS", "250"),
+                ("STORAGE_CACHE_MAX_ENTRIES", "10"),
+                ("STORAGE_CACHE_MAX_BYTES", "4096"),
+                ("STORAGE_CACHE_TAGS", "false"),
+            ]))
+            .unwrap()
+            .cache;
+        assert_eq!(
+            cached,
+            CacheConfig {
+                enabled: Some(true),
+                ttl_ms: 250,
+                max_entries: 10,
+                max_bytes: 4096,
+                tags: false
+            }
+        );
+        let err = StorageConfig::default()
+            .apply_vars(vars(&[("STORAGE_CACHE_TTL_MS", "soon")]))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Config {
+                field: "STORAGE_CACHE_TTL_MS",
+                ..
+            }
+        ));
+        let toml = StorageConfig::from_toml("[cache]\nenabled = false\nttl_ms = 100").unwrap();
+        assert_eq!(toml.cache.enabled, Some(false));
+        assert_eq!(
+            toml.cache.max_entries,
+            crate::storage::cache::DEFAULT_MAX_ENTRIES
+        );
     }
 }

@@ -16,6 +16,7 @@
 
 mod any;
 pub mod backend;
+pub mod cache;
 pub mod config;
 mod engine;
 pub mod filesystem;
@@ -36,6 +37,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub use any::{AnyBlobStream, AnyDriver, AnyUpload};
+pub use cache::{CacheConfig, CacheStats, MetadataCache};
 pub use config::{FilesystemConfig, S3ChecksumPolicy, S3Config, StorageConfig, StorageType};
 pub use engine::{Engine, EngineOptions, EngineUpload};
 pub use types::{

@@ -14,7 +14,8 @@ use super::Engine;
 use super::hashed_body::{check_len, hashed_body};
 
 impl<B: Backend> Engine<B> {
-    /// Size recorded in the repository's link, or `None` if the blob is not visible there.
+    /// Size recorded in the repository's link, or `None` if the blob is not visible there,
+    /// read from the store (writes check this; reads use `linked_size_cached`).
     pub(super) async fn linked_size(
         &self,
         repo: &RepositoryName,
@@ -136,7 +137,7 @@ impl<B: Backend> Engine<B> {
         digest: &Digest,
     ) -> Result<FileInfo> {
         let size = self
-            .linked_size(repo, digest)
+            .linked_size_cached(repo, digest)
             .await?
             .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
         Ok(self.file_info(digest, size))
@@ -238,7 +239,7 @@ impl<B: Backend> Engine<B> {
         if self.linked_size(repo, digest).await?.is_none() {
             return Err(Error::BlobUnknown(digest.clone()));
         }
-        self.backend.remove(&layout::layer_link(repo, digest)).await
+        self.remove_key(&layout::layer_link(repo, digest)).await
     }
 
     /// Implements [`StorageDriver::mount_blob`](crate::storage::StorageDriver::mount_blob).

@@ -21,38 +21,38 @@ impl<B: Backend> Engine<B> {
     async fn resolve(&self, repo: &RepositoryName, reference: &Reference) -> Result<Digest> {
         match reference {
             Reference::Digest(d) => Ok(d.clone()),
-            Reference::Tag(t) => self.resolve_tag(repo, t).await,
+            Reference::Tag(t) => self.tag_target_cached(repo, t).await,
         }
     }
 
-    async fn read_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<Manifest> {
+    /// The manifest stored in the repository, read from the store; `None` if absent (or torn).
+    pub(super) async fn stored_manifest(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<Manifest>> {
         let key = layout::manifest(repo, digest);
         let stored = self.backend.read(&key).await?;
         // A record may be seen torn (`Backend` contract, clause 2): one that a crash left torn
         // (or that rotted on disk) fails its digest and is a manifest that is not stored.
-        stored
-            .and_then(|stored| {
-                let manifest = decode_manifest(digest, stored);
-                if manifest.is_none() {
-                    tracing::warn!(driver = B::NAME, key = %key.as_str(),
-                        "manifest record does not match its digest: treated as absent");
-                }
-                manifest
-            })
-            .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))
+        Ok(stored.and_then(|stored| {
+            let manifest = decode_manifest(digest, stored);
+            if manifest.is_none() {
+                tracing::warn!(driver = B::NAME, key = %key.as_str(),
+                    "manifest record does not match its digest: treated as absent");
+            }
+            manifest
+        }))
     }
 
-    /// Whether the manifest is stored (and intact) in the repository.
+    /// Whether the manifest is stored (and intact) in the repository, read from the store
+    /// (writes check this).
     pub(super) async fn manifest_exists(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<bool> {
-        match self.read_manifest(repo, digest).await {
-            Ok(_) => Ok(true),
-            Err(Error::ManifestUnknown(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(self.stored_manifest(repo, digest).await?.is_some())
     }
 
     /// Checks that everything a manifest references (except its subject and
@@ -82,7 +82,7 @@ impl<B: Backend> Engine<B> {
         reference: &Reference,
     ) -> Result<Manifest> {
         let digest = self.resolve(repo, reference).await?;
-        self.read_manifest(repo, &digest).await
+        self.read_manifest_cached(repo, &digest).await
     }
 
     /// Implements [`StorageDriver::stat_manifest`](crate::storage::StorageDriver::stat_manifest).
@@ -141,7 +141,9 @@ impl<B: Backend> Engine<B> {
         match &tag {
             // Record and tag in one step, which a backend may make cheaper than two.
             Some(tag) if subject.is_none() => {
-                self.backend.write_tag(tag, target(Some(record))).await?;
+                let written = self.backend.write_tag(tag, target(Some(record))).await;
+                self.forget(tag);
+                written?;
             }
             _ => self.backend.write(&record_key, record).await?,
         }
@@ -160,7 +162,9 @@ impl<B: Backend> Engine<B> {
                 .write(&layout::referrer(repo, subject, &digest), Bytes::from(json))
                 .await?;
             if let Some(tag) = &tag {
-                self.backend.write_tag(tag, target(None)).await?;
+                let written = self.backend.write_tag(tag, target(None)).await;
+                self.forget(tag);
+                written?;
             }
         }
         Ok(PutManifestOutcome { digest, subject })
@@ -172,7 +176,10 @@ impl<B: Backend> Engine<B> {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<()> {
-        let manifest = self.read_manifest(repo, digest).await?;
+        let manifest = self
+            .stored_manifest(repo, digest)
+            .await?
+            .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))?;
         // Tags first: a tag must never point at a deleted manifest.
         // There is no reverse index, so every tag is read; the reads (and removals) run a
         // few at a time since on object stores each is a round trip.
@@ -185,7 +192,7 @@ impl<B: Backend> Engine<B> {
                 match self.backend.read(&key).await? {
                     // Read as resolve_tag reads it.
                     Some(target) if target_digest(&target).as_ref() == Some(digest) => {
-                        self.backend.remove(&key).await
+                        self.remove_key(&key).await
                     }
                     _ => Ok(()),
                 }
@@ -198,10 +205,9 @@ impl<B: Backend> Engine<B> {
         if let Ok(summary) = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
             && let Some(subject) = summary.subject
         {
-            self.backend
-                .remove(&layout::referrer(repo, &subject.digest, digest))
+            self.remove_key(&layout::referrer(repo, &subject.digest, digest))
                 .await?;
         }
-        self.backend.remove(&layout::manifest(repo, digest)).await
+        self.remove_key(&layout::manifest(repo, digest)).await
     }
 }

@@ -13,6 +13,7 @@
 //! `manifest_record`.
 
 mod blobs;
+mod cached;
 mod hashed_body;
 mod manifest_record;
 mod manifests;
@@ -29,6 +30,7 @@ use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
 use crate::storage::backend::Backend;
+use crate::storage::cache::{CacheConfig, MetadataCache};
 use crate::storage::upload_locks::UploadLocks;
 use crate::storage::{
     BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageDriver, TagList,
@@ -40,12 +42,16 @@ use crate::storage::{
 pub struct EngineOptions {
     /// Largest manifest accepted, in bytes.
     pub max_manifest_size: usize,
+    /// The metadata cache (by default on for backends whose metadata reads are round
+    /// trips, see [`Capabilities::remote_metadata`](crate::storage::backend::Capabilities::remote_metadata)).
+    pub cache: CacheConfig,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -58,16 +64,26 @@ pub struct Engine<B> {
     backend: B,
     options: EngineOptions,
     upload_locks: UploadLocks,
+    cache: Option<MetadataCache>,
 }
 
 impl<B: Backend> Engine<B> {
     /// Wraps a backend.
     pub fn new(backend: B, options: EngineOptions) -> Self {
+        let cache = options.cache.build(backend.capabilities().remote_metadata);
         Self {
             backend,
             options,
             upload_locks: UploadLocks::default(),
+            cache,
         }
+    }
+
+    /// The metadata cache, when enabled: its [`stats`](MetadataCache::stats) for metrics,
+    /// and [`invalidate`](MetadataCache::invalidate) for whoever removes keys from the
+    /// backend without going through the engine.
+    pub fn cache(&self) -> Option<&MetadataCache> {
+        self.cache.as_ref()
     }
 
     /// The backend.

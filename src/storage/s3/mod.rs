@@ -207,9 +207,12 @@ impl Backend for S3Backend {
 
     /// The chunk minimum is the part size: chunks of that size are uploaded as parts
     /// without staging anything. Smaller chunks work too (they are staged in the bucket).
-    /// Links are written after the blob: checking a blob's existence is a round trip.
+    /// Links are written after the blob: checking a blob's existence is a round trip, which
+    /// is also why the engine caches metadata by default.
     fn capabilities(&self) -> Capabilities {
-        Capabilities::NONE.with_chunk_min_length(Some(self.part_size))
+        Capabilities::NONE
+            .with_chunk_min_length(Some(self.part_size))
+            .with_remote_metadata(true)
     }
 
     fn locate(&self, key: &Key) -> String {
