@@ -77,9 +77,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     if is_no_such_upload(&err) {
-        return Error::BlobUploadUnknown(format!(
-            "the multipart upload of {key} no longer exists in the bucket"
-        ));
+        // Its text reaches clients (a spec error's detail): no object key in it.
+        tracing::debug!(key, "{op}: the multipart upload no longer exists");
+        return Error::BlobUploadUnknown(
+            "the upload's multipart upload no longer exists in the bucket".into(),
+        );
     }
     Error::Backend {
         driver: DRIVER,

@@ -102,9 +102,9 @@ pub use upload::{S3UploadState, SegmentName, StagedSegment, UploadedPart};
 pub type S3Driver = Engine<S3Backend>;
 
 impl S3Driver {
-    /// Validates the configuration and builds the client (credentials from the AWS SDK
-    /// default chain). Does not contact the store: a wrong bucket or missing credentials
-    /// show up as backend errors of the first operation.
+    /// Validates the configuration, builds the client (credentials from the AWS SDK default
+    /// chain) and checks the bucket ([`S3Backend::check_bucket`]): a missing bucket is a
+    /// configuration error here, not "blob unknown" on the first request.
     pub async fn connect(config: &S3Config, options: EngineOptions) -> Result<Self> {
         Ok(Engine::new(S3Backend::connect(config).await?, options))
     }
@@ -124,15 +124,19 @@ pub struct S3Backend {
 }
 
 impl S3Backend {
-    /// Validates the configuration and builds the client.
+    /// Validates the configuration, builds the client and checks the bucket
+    /// ([`check_bucket`](Self::check_bucket)).
     pub async fn connect(config: &S3Config) -> Result<Self> {
         config.validate()?;
-        Ok(Self::with_client(config, client::build(config).await))
+        let backend = Self::with_client(config, client::build(config).await);
+        backend.check_bucket().await?;
+        Ok(backend)
     }
 
     /// Like [`connect`](Self::connect), on an SDK configuration loaded by the caller (custom
     /// credential providers, HTTP clients, ...); the settings of `config` (region, endpoint,
-    /// path style, checksums, standard retries) are applied over it.
+    /// path style, checksums, standard retries) are applied over it. Does not contact the
+    /// store: call [`check_bucket`](Self::check_bucket) to.
     pub fn connect_with(config: &S3Config, sdk: &aws_config::SdkConfig) -> Result<Self> {
         config.validate()?;
         Ok(Self::with_client(config, client::build_with(config, sdk)))
