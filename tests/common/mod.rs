@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod client;
 pub mod content;
 pub mod discovery;
+pub mod fault_proxy;
 pub mod manifests;
 pub mod server;
 pub mod uploads;
