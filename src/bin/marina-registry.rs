@@ -36,7 +36,12 @@ ENVIRONMENT (storage):
   STORAGE_TYPE            filesystem (default) | inmemory | s3
   STORAGE_ROOT_DIRECTORY  filesystem root (default ./data)
   S3_BUCKET, S3_REGION, S3_ENDPOINT, S3_PREFIX, S3_FORCE_PATH_STYLE,
-  S3_CHECKSUM (when_supported|when_required), S3_PART_SIZE, S3_EQUAL_PARTS
+  S3_CHECKSUM (when_supported|when_required), S3_PART_SIZE, S3_EQUAL_PARTS,
+  S3_REDIRECT (blob GETs answered with 307 to presigned URLs), S3_PUBLIC_ENDPOINT,
+  S3_REDIRECT_EXPIRY_SECS (default 1200)
+  STORAGE_CACHE (auto|true|false: metadata cache, auto = on for S3), STORAGE_CACHE_TTL_MS
+  (default 5000: how late another instance's delete may be seen), STORAGE_CACHE_MAX_ENTRIES,
+  STORAGE_CACHE_MAX_BYTES, STORAGE_CACHE_TAGS
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ... (standard AWS credential chain)
   RUST_LOG                log filter, e.g. info (default), debug, marina_distribution=trace
 
@@ -51,6 +56,9 @@ CONFIG FILE (TOML, all keys optional):
   bucket = \"registry\"
   endpoint = \"http://127.0.0.1:9000\"
   force_path_style = true
+  redirect = false
+  [storage.cache]
+  ttl_ms = 5000
 
 EXAMPLES:
   marina-registry

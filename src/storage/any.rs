@@ -26,8 +26,8 @@ use crate::storage::inmemory::InMemoryDriver;
 #[cfg(feature = "s3")]
 use crate::storage::s3::S3Driver;
 use crate::storage::{
-    BlobRead, EngineOptions, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageConfig,
-    StorageDriver, StorageType, TagList, UploadHandle, UploadId, UploadProgress,
+    BlobRead, BlobRedirect, EngineOptions, FileInfo, Manifest, ManifestInfo, PutManifestOutcome,
+    StorageConfig, StorageDriver, StorageType, TagList, UploadHandle, UploadId, UploadProgress,
 };
 
 /// One of the drivers compiled into this build, chosen at run time from a [`StorageConfig`].
@@ -353,6 +353,14 @@ impl StorageDriver for AnyDriver {
         digest: &Digest,
     ) -> impl Future<Output = Result<()>> + Send {
         dispatch_future!(self, d => d.delete(repo, digest))
+    }
+
+    fn blob_redirect(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<BlobRedirect>>> + Send {
+        dispatch_future!(self, d => d.blob_redirect(repo, digest))
     }
 
     fn mount_blob(

@@ -248,6 +248,15 @@ pub trait Backend: Send + Sync + 'static {
         range: Option<ByteRange>,
     ) -> impl Future<Output = Result<Self::Reader>> + Send;
 
+    /// A URL from which a client may fetch the stored blob's bytes itself (a presigned URL of
+    /// an object store), when the backend is configured to hand such URLs out; `None`, the
+    /// default, to have the registry serve the bytes. No I/O beyond signing: the engine has
+    /// checked the blob's visibility.
+    fn blob_url(&self, digest: &Digest) -> impl Future<Output = Result<Option<String>>> + Send {
+        let _ = digest;
+        async { Ok(None) }
+    }
+
     // ----- upload bytes -----
 
     /// Starts an upload: prepares its storage. `target` is the digest the bytes will be stored

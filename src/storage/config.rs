@@ -157,8 +157,24 @@ pub struct S3Config {
     /// Make every non-final part exactly `part_size` bytes (Cloudflare R2 requires it).
     #[serde(default)]
     pub equal_parts: bool,
+    /// Answer blob `GET`s with `307 Temporary Redirect` to a presigned `GetObject` URL, so
+    /// pulled bytes never pass through the registry (off by default: see
+    /// `docs/drivers.md` for what it costs in spec conformance).
+    #[serde(default)]
+    pub redirect: bool,
+    /// The store's endpoint as clients reach it, to presign redirects for when it differs
+    /// from [`endpoint`](Self::endpoint) (the registry's way to the store).
+    #[serde(default)]
+    pub public_endpoint: Option<String>,
+    /// How long a redirect's presigned URL is valid, in seconds (default 1200).
+    #[serde(default)]
+    pub redirect_expiry_secs: Option<u64>,
 }
 
+/// Default validity of a redirect's presigned URL: 20 minutes.
+pub const DEFAULT_REDIRECT_EXPIRY_SECS: u64 = 20 * 60;
+/// Longest validity of a presigned URL (SigV4: 7 days).
+pub const MAX_REDIRECT_EXPIRY_SECS: u64 = 7 * 24 * 3600;
 /// Default multipart part size.
 pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
 /// S3's minimum size of a non-final part.
@@ -178,6 +194,9 @@ impl S3Config {
             checksum: None,
             part_size: None,
             equal_parts: false,
+            redirect: false,
+            public_endpoint: None,
+            redirect_expiry_secs: None,
         }
     }
 
@@ -193,6 +212,23 @@ impl S3Config {
             return bad(
                 "s3.endpoint",
                 format!("{e:?} must start with http:// or https://"),
+            );
+        }
+        if let Some(e) = &self.public_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return bad(
+                "s3.public_endpoint",
+                format!("{e:?} must start with http:// or https://"),
+            );
+        }
+        // SigV4 presigned URLs live at most 7 days.
+        if let Some(secs) = self.redirect_expiry_secs
+            && !(1..=MAX_REDIRECT_EXPIRY_SECS).contains(&secs)
+        {
+            return bad(
+                "s3.redirect_expiry_secs",
+                format!("{secs} is outside 1..={MAX_REDIRECT_EXPIRY_SECS}"),
             );
         }
         if let Some(p) = self.part_size
@@ -221,6 +257,14 @@ impl S3Config {
         } else {
             S3ChecksumPolicy::WhenSupported
         })
+    }
+
+    /// How long a redirect's presigned URL is valid.
+    pub fn redirect_expiry(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.redirect_expiry_secs
+                .unwrap_or(DEFAULT_REDIRECT_EXPIRY_SECS),
+        )
     }
 
     /// The effective part size.
@@ -279,8 +323,9 @@ impl StorageConfig {
     /// Reads `STORAGE_TYPE`, `STORAGE_ROOT_DIRECTORY`, `STORAGE_CACHE`,
     /// `STORAGE_CACHE_TTL_MS`, `STORAGE_CACHE_MAX_ENTRIES`, `STORAGE_CACHE_MAX_BYTES`,
     /// `STORAGE_CACHE_TAGS`, `S3_BUCKET`, `S3_REGION`, `S3_ENDPOINT`, `S3_PREFIX`,
-    /// `S3_FORCE_PATH_STYLE`, `S3_CHECKSUM`, `S3_PART_SIZE` and `S3_EQUAL_PARTS` over `self`;
-    /// unset variables leave the current values.
+    /// `S3_FORCE_PATH_STYLE`, `S3_CHECKSUM`, `S3_PART_SIZE`, `S3_EQUAL_PARTS`, `S3_REDIRECT`,
+    /// `S3_PUBLIC_ENDPOINT` and `S3_REDIRECT_EXPIRY_SECS` over `self`; unset variables leave
+    /// the current values.
     pub fn apply_env(self) -> Result<Self> {
         self.apply_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
@@ -309,6 +354,9 @@ impl StorageConfig {
             "S3_CHECKSUM",
             "S3_PART_SIZE",
             "S3_EQUAL_PARTS",
+            "S3_REDIRECT",
+            "S3_PUBLIC_ENDPOINT",
+            "S3_REDIRECT_EXPIRY_SECS",
         ];
         if s3_vars.iter().any(|k| var(k).is_some()) {
             let mut s3 = self.s3.take().unwrap_or_else(|| S3Config::new(""));
@@ -329,6 +377,15 @@ impl StorageConfig {
             }
             if let Some(v) = var("S3_EQUAL_PARTS") {
                 s3.equal_parts = parse_bool("S3_EQUAL_PARTS", &v)?;
+            }
+            if let Some(v) = var("S3_REDIRECT") {
+                s3.redirect = parse_bool("S3_REDIRECT", &v)?;
+            }
+            if let Some(v) = var("S3_PUBLIC_ENDPOINT") {
+                s3.public_endpoint = Some(v);
+            }
+            if let Some(v) = var("S3_REDIRECT_EXPIRY_SECS") {
+                s3.redirect_expiry_secs = Some(parse_u64("S3_REDIRECT_EXPIRY_SECS", &v)?);
             }
             if let Some(v) = var("S3_CHECKSUM") {
                 s3.checksum = Some(match v.as_str() {
@@ -512,10 +569,27 @@ mod tests {
                 ("S3_ENDPOINT", "http://127.0.0.1:5050"),
                 ("S3_FORCE_PATH_STYLE", "true"),
                 ("S3_PREFIX", "/reg/"),
+                ("S3_REDIRECT", "true"),
+                ("S3_PUBLIC_ENDPOINT", "https://s3.example.test"),
             ]))
             .unwrap();
         cfg.validate().unwrap();
         let s3 = cfg.s3.unwrap();
+        assert!(s3.redirect);
+        assert_eq!(
+            s3.public_endpoint.as_deref(),
+            Some("https://s3.example.test")
+        );
+        assert_eq!(s3.redirect_expiry(), std::time::Duration::from_secs(1200));
+        let mut late = S3Config::new("b");
+        late.redirect_expiry_secs = Some(8 * 24 * 3600);
+        assert!(matches!(
+            late.validate(),
+            Err(Error::Config {
+                field: "s3.redirect_expiry_secs",
+                ..
+            })
+        ));
         assert!(s3.force_path_style);
         assert_eq!(s3.normalized_prefix(), "reg/");
         let fs = StorageConfig::default()

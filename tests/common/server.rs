@@ -64,6 +64,18 @@ pub fn configs(test: &str) -> Vec<(String, StorageConfig, Option<tempfile::TempD
     out
 }
 
+/// A registry on S3 whose blob `GET`s are redirected to presigned URLs (`redirect = true`),
+/// with `public_endpoint` if given; `None` (after saying so) without an S3 server.
+pub async fn s3_redirect_server(test: &str, public_endpoint: Option<String>) -> Option<Server> {
+    let (name, mut config, dir) = configs(test)
+        .into_iter()
+        .find(|(name, _, _)| name == "s3")?;
+    let s3 = config.s3.as_mut().expect("s3");
+    s3.redirect = true;
+    s3.public_endpoint = public_endpoint;
+    Some(start(name, config, dir).await)
+}
+
 fn rand_u64() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     let t = SystemTime::now()

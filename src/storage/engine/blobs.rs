@@ -8,7 +8,7 @@ use crate::oci::{Digest, RangeRequest, RepositoryName};
 use crate::storage::backend::Backend;
 use crate::storage::hashing::Hasher;
 use crate::storage::layout;
-use crate::storage::{BlobRead, FileInfo, StorageDriver, UploadId};
+use crate::storage::{BlobRead, BlobRedirect, FileInfo, StorageDriver, UploadId};
 
 use super::Engine;
 use super::hashed_body::{check_len, hashed_body};
@@ -158,6 +158,21 @@ impl<B: Backend> Engine<B> {
             range,
             stream,
         })
+    }
+
+    /// Implements [`StorageDriver::blob_redirect`](crate::storage::StorageDriver::blob_redirect):
+    /// the backend's URL (signing only, no I/O) and, when there is one, the blob's info from
+    /// the repository's link (the metadata cache answers it, like a `HEAD`).
+    pub(super) async fn blob_location(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<BlobRedirect>> {
+        let Some(url) = self.backend.blob_url(digest).await? else {
+            return Ok(None);
+        };
+        let info = self.blob_info(repo, digest).await?;
+        Ok(Some(BlobRedirect { url, info }))
     }
 
     /// Implements [`StorageDriver::put_content`](crate::storage::StorageDriver::put_content).

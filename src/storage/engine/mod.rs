@@ -33,8 +33,8 @@ use crate::storage::backend::Backend;
 use crate::storage::cache::{CacheConfig, MetadataCache};
 use crate::storage::upload_locks::UploadLocks;
 use crate::storage::{
-    BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageDriver, TagList,
-    UploadHandle, UploadId, UploadProgress,
+    BlobRead, BlobRedirect, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageDriver,
+    TagList, UploadHandle, UploadId, UploadProgress,
 };
 
 /// Tunables of the engine.
@@ -149,6 +149,14 @@ impl<B: Backend> StorageDriver for Engine<B> {
         range: Option<RangeRequest>,
     ) -> Result<BlobRead<B::Reader>> {
         self.blob_read(repo, digest, range).await
+    }
+
+    async fn blob_redirect(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<BlobRedirect>> {
+        self.blob_location(repo, digest).await
     }
 
     async fn put_content<S>(

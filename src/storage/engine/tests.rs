@@ -26,7 +26,7 @@ impl Backend for Faulty {
     const NAME: &'static str = "faulty";
     crate::forward_backend!(inner: InMemoryBackend;
         Reader, UploadState, capabilities, locate, read, exists, remove, list, any_under,
-        write_tag, blob_size, read_blob, start_upload, append_upload, abort_upload);
+        write_tag, blob_size, read_blob, blob_url, start_upload, append_upload, abort_upload);
 
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
         if key.class() == KeyClass::Link && self.fail_link_write.swap(false, Ordering::SeqCst) {

@@ -33,7 +33,7 @@
 /// impl<B: Backend> Backend for Upside<B> {
 ///     marina_distribution::forward_backend!(0: B;
 ///         NAME, Reader, UploadState, capabilities, locate, read, exists, write, remove,
-///         any_under, write_tag, blob_size, read_blob, start_upload, append_upload,
+///         any_under, write_tag, blob_size, read_blob, blob_url, start_upload, append_upload,
 ///         finish_upload, abort_upload);
 ///
 ///     async fn list(
@@ -157,6 +157,16 @@ macro_rules! forward_backend {
             range: ::std::option::Option<$crate::oci::ByteRange>,
         ) -> impl ::std::future::Future<Output = $crate::Result<Self::Reader>> + Send {
             <$inner as $crate::storage::backend::Backend>::read_blob(&self.$f, digest, range)
+        }
+    };
+    (@item $f:tt, $inner:ty, blob_url) => {
+        fn blob_url(
+            &self,
+            digest: &$crate::oci::Digest,
+        ) -> impl ::std::future::Future<
+            Output = $crate::Result<::std::option::Option<::std::string::String>>,
+        > + Send {
+            <$inner as $crate::storage::backend::Backend>::blob_url(&self.$f, digest)
         }
     };
     (@item $f:tt, $inner:ty, start_upload) => {

@@ -121,6 +121,16 @@ pub struct S3Backend {
     part_checksums: bool,
     copy_object_limit: u64,
     copy_part_size: u64,
+    /// Presigns blob reads for redirects (`redirect = true`), through the public endpoint
+    /// when one is set.
+    presigner: Option<Presigner>,
+}
+
+/// What presigns a redirect: a client on the endpoint clients reach, and the URLs' validity.
+#[derive(Debug, Clone)]
+struct Presigner {
+    client: aws_sdk_s3::Client,
+    expiry: std::time::Duration,
 }
 
 impl S3Backend {
@@ -128,7 +138,11 @@ impl S3Backend {
     /// ([`check_bucket`](Self::check_bucket)).
     pub async fn connect(config: &S3Config) -> Result<Self> {
         config.validate()?;
-        let backend = Self::with_client(config, client::build(config).await);
+        let presign = match (config.redirect, &config.public_endpoint) {
+            (true, Some(public)) => Some(client::build(&on_endpoint(config, public)).await),
+            _ => None,
+        };
+        let backend = Self::with_client(config, client::build(config).await, presign);
         backend.check_bucket().await?;
         Ok(backend)
     }
@@ -139,12 +153,30 @@ impl S3Backend {
     /// store: call [`check_bucket`](Self::check_bucket) to.
     pub fn connect_with(config: &S3Config, sdk: &aws_config::SdkConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self::with_client(config, client::build_with(config, sdk)))
+        let presign = match (config.redirect, &config.public_endpoint) {
+            (true, Some(public)) => Some(client::build_with(&on_endpoint(config, public), sdk)),
+            _ => None,
+        };
+        Ok(Self::with_client(
+            config,
+            client::build_with(config, sdk),
+            presign,
+        ))
     }
 
-    fn with_client(config: &S3Config, client: aws_sdk_s3::Client) -> Self {
+    /// `presign`: a client on the public endpoint, if it differs from the registry's.
+    fn with_client(
+        config: &S3Config,
+        client: aws_sdk_s3::Client,
+        presign: Option<aws_sdk_s3::Client>,
+    ) -> Self {
+        let presigner = config.redirect.then(|| Presigner {
+            client: presign.unwrap_or_else(|| client.clone()),
+            expiry: config.redirect_expiry(),
+        });
         Self {
             client,
+            presigner,
             bucket: config.bucket.clone(),
             keys: keys::KeyMap::new(config.normalized_prefix()),
             part_size: config.part_size(),
@@ -185,6 +217,31 @@ impl S3Backend {
     /// The object key of a layout key (prefix included).
     pub fn object_key(&self, key: &Key) -> String {
         self.keys.object(key)
+    }
+}
+
+impl S3Backend {
+    async fn presign_get(&self, presigner: &Presigner, digest: &Digest) -> Result<String> {
+        let key = self.keys.object(&layout::blob_data(digest));
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(presigner.expiry)
+            .map_err(|e| Error::backend_source(error::DRIVER, "presigning a blob read", e))?;
+        let request = presigner
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .presigned(config)
+            .await
+            .map_err(|e| error::translate("presigning GetObject", &key, e))?;
+        Ok(request.uri().to_owned())
+    }
+}
+
+/// `config` with `endpoint` as its endpoint (the public one, for presigning).
+fn on_endpoint(config: &S3Config, endpoint: &str) -> S3Config {
+    S3Config {
+        endpoint: Some(endpoint.to_owned()),
+        ..config.clone()
     }
 }
 
@@ -256,6 +313,16 @@ impl Backend for S3Backend {
         on_heap(self.get_stream(&self.keys.object(&layout::blob_data(digest)), range))
             .await?
             .ok_or_else(|| Error::BlobUnknown(digest.clone()))
+    }
+
+    /// With `redirect` on: a presigned `GetObject` URL of the blob, valid for
+    /// `redirect_expiry_secs`, for the public endpoint when one is set. It names no range: a
+    /// client's `Range` header, sent again to the store, is answered there (`206`).
+    async fn blob_url(&self, digest: &Digest) -> Result<Option<String>> {
+        match &self.presigner {
+            None => Ok(None),
+            Some(presigner) => on_heap(self.presign_get(presigner, digest)).await.map(Some),
+        }
     }
 
     async fn start_upload(&self, _id: &UploadId, target: Option<&Digest>) -> Result<S3UploadState> {
