@@ -87,6 +87,11 @@ impl Capabilities {
     }
 }
 
+/// The version of a stored object as its backend names it (an S3 ETag), for
+/// [`Backend::write_if_version`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion(pub String);
+
 /// A backend's part of an upload's persisted state (for S3: multipart upload id, parts,
 /// staged remainder), stored as JSON with the engine's part of the state.
 pub trait PersistedUploadState:
@@ -201,6 +206,32 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Removes an object; succeeds if it does not exist.
     fn remove(&self, key: &Key) -> impl Future<Output = Result<()>> + Send;
+
+    /// Like [`read`](Self::read), with the version of what was read when the backend can
+    /// write conditionally (S3 with conditional writes: the ETag); `None` as version, the
+    /// default, when it cannot. The engine reads upload session records this way, so that a
+    /// PATCH in another process that changed the record in between is detected at
+    /// [`write_if_version`](Self::write_if_version).
+    fn read_versioned(
+        &self,
+        key: &Key,
+    ) -> impl Future<Output = Result<Option<(Bytes, Option<ObjectVersion>)>>> + Send {
+        async move { Ok(self.read(key).await?.map(|value| (value, None))) }
+    }
+
+    /// Replaces an object only if it is still at `version` (as returned by
+    /// [`read_versioned`](Self::read_versioned)): `Ok(true)` when written, `Ok(false)` and
+    /// nothing written when another write came in between. Only called with a version the
+    /// backend handed out; the default (for backends that hand out none) writes.
+    fn write_if_version(
+        &self,
+        key: &Key,
+        value: Bytes,
+        version: &ObjectVersion,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let _ = version;
+        async move { self.write(key, value).await.map(|()| true) }
+    }
 
     /// Names of the objects directly inside `dir` with its name prefix (cut off), ascending,
     /// after `start_after`, at most `limit`.

@@ -25,7 +25,8 @@ fn injected() -> Error {
 impl Backend for Faulty {
     const NAME: &'static str = "faulty";
     crate::forward_backend!(inner: InMemoryBackend;
-        Reader, UploadState, capabilities, locate, read, exists, remove, list, any_under,
+        Reader, UploadState, capabilities, locate, read, exists, remove, read_versioned,
+        write_if_version, list, any_under,
         write_tag, blob_size, read_blob, blob_url, start_upload, append_upload, abort_upload);
 
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
