@@ -978,6 +978,120 @@ async fn same_offset_appends_from_one_state_keep_their_own_bytes() {
     }
 }
 
+/// Two PATCHes of one session at the same offset, in two processes (two engines: the upload
+/// lock of one does not see the other), the first still receiving its body when the second
+/// is persisted. With conditional writes (detected on moto) the first is refused with the
+/// session's current offset and the session keeps the second's bytes; without them both are
+/// acknowledged and the second's bytes are silently dropped from the session.
+#[tokio::test]
+async fn concurrent_patches_of_one_session_in_two_processes() {
+    use tokio::sync::oneshot;
+    let env = s3_or_skip!("concurrent_patches_of_one_session_in_two_processes");
+    for conditional in [None, Some(false)] {
+        let mut config = env.config("cas");
+        config.conditional_writes = conditional;
+        let (first, second) = (env.driver_for(&config).await, env.driver_for(&config).await);
+        assert_eq!(first.backend().conditional_writes(), conditional.is_none());
+        let r = repo("s3/cas");
+        let id = start_upload(&first, &r).await;
+        let (a, b) = (data(64 * 1024, 51), data(64 * 1024, 52));
+        let (started_tx, started_rx) = oneshot::channel();
+        let (go_tx, go_rx) = oneshot::channel::<()>();
+        let first_chunk = a.clone();
+        // Yields its bytes, then holds the body open until the second PATCH is persisted.
+        let held_body = stream::once(async move {
+            let _ = started_tx.send(());
+            Ok(first_chunk)
+        })
+        .chain(stream::once(async move {
+            let _ = go_rx.await;
+            Ok(Bytes::new())
+        }));
+        let (first_result, second_result) = tokio::join!(
+            first.put_upload_chunk(&r, &id, Some(0), None, held_body),
+            async {
+                started_rx.await.expect("first PATCH started");
+                let result = second
+                    .put_upload_chunk(&r, &id, Some(0), None, body(vec![b.clone()]))
+                    .await;
+                go_tx.send(()).expect("first PATCH waiting");
+                result
+            }
+        );
+        assert_eq!(
+            second_result.expect("second PATCH").progress().offset,
+            b.len() as u64
+        );
+        if conditional.is_some() {
+            // The hazard the conditional write removes: both acknowledged, one lost.
+            assert!(first_result.is_ok(), "{first_result:?}");
+            first.abort_upload(&r, &id).await.unwrap();
+            continue;
+        }
+        match first_result {
+            Err(Error::RangeInvalid { size, .. }) => assert_eq!(size, b.len() as u64),
+            other => panic!("the first PATCH was not refused: {other:?}"),
+        }
+        let digest = sha256(&b);
+        first
+            .finish_upload(&r, &id, &digest, None, empty())
+            .await
+            .expect("the session holds the second PATCH's bytes");
+        assert_eq!(read_all(&first, &r, &digest, None).await, b);
+        assert_no_upload_leftovers(&first).await;
+    }
+}
+
+/// A session whose record lags its parts: an append uploaded parts (and opened nothing new)
+/// but its record was never persisted (the process died, or the record's write failed).
+/// The record's offset and hash checkpoint stay authoritative: the client resumes from the
+/// record's offset, the resumed append replaces the stale parts it reaches by number, and
+/// the commit names exactly the record's parts, so stale parts beyond them never reach the
+/// blob.
+#[tokio::test]
+async fn a_session_whose_record_lags_its_parts_resumes_from_the_record() {
+    use marina_distribution::storage::backend::Backend;
+    let env = s3_or_skip!("a_session_whose_record_lags_its_parts_resumes_from_the_record");
+    let d = env.driver("lag").await;
+    let r = repo("s3/lag");
+    let blob = data(2 * PART, 61);
+    let digest = sha256(&blob);
+    let id = start_upload(&d, &r).await;
+    d.put_upload_chunk(&r, &id, Some(0), None, body(vec![blob.slice(..PART)]))
+        .await
+        .unwrap();
+    // An append of other bytes through the backend alone: parts 2 and 3, record untouched.
+    let mut lost = d
+        .get_upload_progress(&r, &id)
+        .await
+        .unwrap()
+        .backend_state()
+        .clone();
+    let multipart = lost.multipart.clone().expect("multipart upload open");
+    d.backend()
+        .append_upload(&id, &mut lost, PART as u64, body(vec![data(2 * PART, 62)]))
+        .await
+        .unwrap();
+    // (moto 5.2's ListParts answers a `ListPartsResponse` root the SDK refuses, so the
+    // lost append's own state is what shows the parts the store now holds.)
+    assert_eq!(
+        lost.parts.len(),
+        3,
+        "the store holds parts the record does not name"
+    );
+    assert_eq!(lost.multipart.as_deref(), Some(multipart.as_str()));
+    let p = d.get_upload_progress(&r, &id).await.unwrap();
+    assert_eq!(p.progress().offset, PART as u64);
+    assert_eq!(p.backend_state().parts.len(), 1);
+    // The client resumes from the record's offset; the blob ends at a part boundary, so the
+    // stale part 3 is never replaced and must be left out by the commit.
+    d.finish_upload(&r, &id, &digest, None, body(vec![blob.slice(PART..)]))
+        .await
+        .expect("finish from the record");
+    assert_eq!(read_all(&d, &r, &digest, None).await, blob);
+    assert_no_upload_leftovers(&d).await;
+}
+
 #[tokio::test]
 async fn multipart_copy_for_large_chunked_uploads() {
     let env = s3_or_skip!("multipart_copy_for_large_chunked_uploads");

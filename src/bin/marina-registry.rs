@@ -38,7 +38,8 @@ ENVIRONMENT (storage):
   S3_BUCKET, S3_REGION, S3_ENDPOINT, S3_PREFIX, S3_FORCE_PATH_STYLE,
   S3_CHECKSUM (when_supported|when_required), S3_PART_SIZE, S3_EQUAL_PARTS,
   S3_REDIRECT (blob GETs answered with 307 to presigned URLs), S3_PUBLIC_ENDPOINT,
-  S3_REDIRECT_EXPIRY_SECS (default 1200)
+  S3_REDIRECT_EXPIRY_SECS (default 1200), S3_CONDITIONAL_WRITES (auto|true|false: If-Match on
+  upload session records, auto = detected at start)
   STORAGE_CACHE (auto|true|false: metadata cache, auto = on for S3), STORAGE_CACHE_TTL_MS
   (default 5000: how late another instance's delete may be seen), STORAGE_CACHE_MAX_ENTRIES,
   STORAGE_CACHE_MAX_BYTES, STORAGE_CACHE_TAGS

@@ -169,6 +169,12 @@ pub struct S3Config {
     /// How long a redirect's presigned URL is valid, in seconds (default 1200).
     #[serde(default)]
     pub redirect_expiry_secs: Option<u64>,
+    /// Whether the store honours `If-Match` on `PutObject` (AWS S3 since 2024, MinIO, moto):
+    /// upload session records are then written conditionally, refusing the second of two
+    /// concurrent PATCHes of one session from different processes. Unset: detected when the
+    /// driver is built (two requests on a scratch object).
+    #[serde(default)]
+    pub conditional_writes: Option<bool>,
 }
 
 /// Default validity of a redirect's presigned URL: 20 minutes.
@@ -197,6 +203,7 @@ impl S3Config {
             redirect: false,
             public_endpoint: None,
             redirect_expiry_secs: None,
+            conditional_writes: None,
         }
     }
 
@@ -324,7 +331,8 @@ impl StorageConfig {
     /// `STORAGE_CACHE_TTL_MS`, `STORAGE_CACHE_MAX_ENTRIES`, `STORAGE_CACHE_MAX_BYTES`,
     /// `STORAGE_CACHE_TAGS`, `S3_BUCKET`, `S3_REGION`, `S3_ENDPOINT`, `S3_PREFIX`,
     /// `S3_FORCE_PATH_STYLE`, `S3_CHECKSUM`, `S3_PART_SIZE`, `S3_EQUAL_PARTS`, `S3_REDIRECT`,
-    /// `S3_PUBLIC_ENDPOINT` and `S3_REDIRECT_EXPIRY_SECS` over `self`; unset variables leave
+    /// `S3_PUBLIC_ENDPOINT`, `S3_REDIRECT_EXPIRY_SECS` and `S3_CONDITIONAL_WRITES` (`true`,
+    /// `false` or `auto`) over `self`; unset variables leave
     /// the current values.
     pub fn apply_env(self) -> Result<Self> {
         self.apply_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
@@ -357,6 +365,7 @@ impl StorageConfig {
             "S3_REDIRECT",
             "S3_PUBLIC_ENDPOINT",
             "S3_REDIRECT_EXPIRY_SECS",
+            "S3_CONDITIONAL_WRITES",
         ];
         if s3_vars.iter().any(|k| var(k).is_some()) {
             let mut s3 = self.s3.take().unwrap_or_else(|| S3Config::new(""));
@@ -386,6 +395,12 @@ impl StorageConfig {
             }
             if let Some(v) = var("S3_REDIRECT_EXPIRY_SECS") {
                 s3.redirect_expiry_secs = Some(parse_u64("S3_REDIRECT_EXPIRY_SECS", &v)?);
+            }
+            if let Some(v) = var("S3_CONDITIONAL_WRITES") {
+                s3.conditional_writes = match v.as_str() {
+                    "auto" => None,
+                    _ => Some(parse_bool("S3_CONDITIONAL_WRITES", &v)?),
+                };
             }
             if let Some(v) = var("S3_CHECKSUM") {
                 s3.checksum = Some(match v.as_str() {

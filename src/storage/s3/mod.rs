@@ -80,6 +80,7 @@
 //! everything else a backend error carrying the SDK error as its source.
 
 pub mod client;
+pub mod conditional;
 pub mod error;
 pub mod keys;
 pub mod objects;
@@ -91,8 +92,8 @@ use futures::Stream;
 
 use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
-use crate::storage::backend::{Backend, Capabilities};
-use crate::storage::layout::{self, Dir, Key};
+use crate::storage::backend::{Backend, Capabilities, ObjectVersion};
+use crate::storage::layout::{self, Dir, Key, KeyClass};
 use crate::storage::{Engine, EngineOptions, S3ChecksumPolicy, S3Config, UploadId};
 
 pub use reader::S3Reader;
@@ -121,6 +122,8 @@ pub struct S3Backend {
     part_checksums: bool,
     copy_object_limit: u64,
     copy_part_size: u64,
+    /// Whether upload session records are written with `If-Match` (see [`conditional`]).
+    conditional_writes: bool,
     /// Presigns blob reads for redirects (`redirect = true`), through the public endpoint
     /// when one is set.
     presigner: Option<Presigner>,
@@ -142,15 +145,21 @@ impl S3Backend {
             (true, Some(public)) => Some(client::build(&on_endpoint(config, public)).await),
             _ => None,
         };
-        let backend = Self::with_client(config, client::build(config).await, presign);
+        let mut backend = Self::with_client(config, client::build(config).await, presign);
         backend.check_bucket().await?;
+        if config.conditional_writes.is_none() {
+            backend.conditional_writes = backend.detect_conditional_writes().await?;
+        }
         Ok(backend)
     }
 
     /// Like [`connect`](Self::connect), on an SDK configuration loaded by the caller (custom
     /// credential providers, HTTP clients, ...); the settings of `config` (region, endpoint,
     /// path style, checksums, standard retries) are applied over it. Does not contact the
-    /// store: call [`check_bucket`](Self::check_bucket) to.
+    /// store: call [`check_bucket`](Self::check_bucket) to, and
+    /// [`detect_conditional_writes`](Self::detect_conditional_writes) with
+    /// [`with_conditional_writes`](Self::with_conditional_writes) when
+    /// `conditional_writes` is unset (here: off).
     pub fn connect_with(config: &S3Config, sdk: &aws_config::SdkConfig) -> Result<Self> {
         config.validate()?;
         let presign = match (config.redirect, &config.public_endpoint) {
@@ -184,7 +193,19 @@ impl S3Backend {
             part_checksums: config.checksum_policy() == S3ChecksumPolicy::WhenSupported,
             copy_object_limit: upload::COPY_OBJECT_LIMIT,
             copy_part_size: upload::COPY_PART_SIZE,
+            conditional_writes: config.conditional_writes.unwrap_or(false),
         }
+    }
+
+    /// Writes upload session records conditionally (`If-Match`) or not; see [`conditional`].
+    pub fn with_conditional_writes(mut self, yes: bool) -> Self {
+        self.conditional_writes = yes;
+        self
+    }
+
+    /// Whether upload session records are written conditionally.
+    pub fn conditional_writes(&self) -> bool {
+        self.conditional_writes
     }
 
     /// Uses parallel `UploadPartCopy` requests of `part_size` bytes instead of one
@@ -290,6 +311,22 @@ impl Backend for S3Backend {
 
     async fn remove(&self, key: &Key) -> Result<()> {
         on_heap(self.delete(&self.keys.object(key))).await
+    }
+
+    /// With conditional writes, an upload session record comes with its ETag.
+    async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
+        let versioned = self.conditional_writes && key.class() == KeyClass::UploadState;
+        let read = on_heap(self.get_bytes_tagged(&self.keys.object(key))).await?;
+        Ok(read.map(|(bytes, etag)| (bytes, etag.filter(|_| versioned).map(ObjectVersion))))
+    }
+
+    async fn write_if_version(
+        &self,
+        key: &Key,
+        value: Bytes,
+        version: &ObjectVersion,
+    ) -> Result<bool> {
+        on_heap(self.put_bytes_if_match(&self.keys.object(key), value, &version.0)).await
     }
 
     async fn list(

@@ -35,6 +35,14 @@ impl S3Backend {
     /// read again from the start (these objects are small: links, tags, manifest records,
     /// referrer entries, session states, staged segments), up to [`BODY_ATTEMPTS`] times.
     pub(crate) async fn get_bytes(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.get_bytes_tagged(key).await?.map(|(bytes, _)| bytes))
+    }
+
+    /// [`get_bytes`](Self::get_bytes) with the object's ETag (if the store sent one).
+    pub(crate) async fn get_bytes_tagged(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Bytes, Option<String>)>> {
         let mut attempt = 1;
         loop {
             let out = match self
@@ -49,8 +57,9 @@ impl S3Backend {
                 Err(e) if error::is_not_found(&e) => return Ok(None),
                 Err(e) => return Err(translate("GetObject", key, e)),
             };
+            let etag = out.e_tag;
             match out.body.collect().await {
-                Ok(body) => return Ok(Some(body.into_bytes())),
+                Ok(body) => return Ok(Some((body.into_bytes(), etag))),
                 Err(e) if attempt < BODY_ATTEMPTS => {
                     tracing::debug!(key, attempt, error = %e, "GetObject body broke off; reading again");
                     tokio::time::sleep(body_backoff(attempt)).await;

@@ -5,6 +5,7 @@
 
 use std::pin::{Pin, pin};
 
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
@@ -289,7 +290,19 @@ impl S3Backend {
             )
             .send()
             .await
-            .map_err(|e| translate("CompleteMultipartUpload", key, e))?;
+            .map_err(|e| {
+                if e.code() == Some("InvalidPart") {
+                    // A part the state names was replaced: a PATCH of this session in another
+                    // process uploaded the same part number (see `conditional`). The session
+                    // cannot be finished; the client starts over (spec: 404 on the PUT).
+                    tracing::warn!(key, "a part of the upload was replaced by another request");
+                    Error::BlobUploadUnknown(
+                        "a part of the upload was replaced by a concurrent request".into(),
+                    )
+                } else {
+                    translate("CompleteMultipartUpload", key, e)
+                }
+            })?;
         Ok(())
     }
 
