@@ -7,6 +7,7 @@
 #   bash benches/s3-e2e.sh                          # REPEAT=2 runs per scenario and server
 #   SCENARIOS="head-blob get-manifest" bash benches/s3-e2e.sh
 #   SIZE=1GiB SCENARIOS=rss bash benches/s3-e2e.sh  # marina alone: peak RSS of big pushes
+#   MARINA_BIN=/tmp/marina-registry bash benches/s3-e2e.sh   # a binary built before
 #
 # Then marina alone: a pull with S3_REDIRECT=true (the registry's CPU time per pulled GiB,
 # against the same pull served through it), and peak RSS of a monolithic and a chunked push
@@ -39,8 +40,10 @@ if ! command -v go >/dev/null || ! command -v docker-registry >/dev/null; then
   apt-get update -qq && apt-get install -y -qq golang-go docker-registry >/dev/null
 fi
 (cd "$REGBENCH_SRC" && go build -o "$WORK/regbench" .)
-cargo build --release --quiet --bin marina-registry
-MARINA_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/marina-registry
+if [ -z "${MARINA_BIN:-}" ]; then # MARINA_BIN=path: a binary already built, no cargo build
+  cargo build --release --quiet --bin marina-registry
+  MARINA_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/marina-registry
+fi
 moto_env=$(bash scripts/start-moto.sh); eval "$moto_env"; PIDS+=("$MOTO_PID")
 curl -sf -X PUT "$S3_ENDPOINT/$S3_BUCKET" -o /dev/null || true
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

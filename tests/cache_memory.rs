@@ -34,7 +34,12 @@ fn memory_of_100_000_cached_links() {
         .collect();
     let key_bytes: usize = keys.iter().map(|k| k.as_str().len()).sum();
     let before = resident_kib();
-    let cache = MetadataCache::new(&CacheConfig::on());
+    // Entries must outlive the fill (the default 5 s lifetime is shorter than a debug build's
+    // fill of 100 000 entries).
+    let cache = MetadataCache::new(&CacheConfig {
+        ttl_ms: 3_600_000,
+        ..CacheConfig::on()
+    });
     for (i, key) in keys.iter().enumerate() {
         cache.fill_size(cache.ticket(), key, i as u64);
     }
