@@ -4,7 +4,11 @@
 //! ("Error Codes" table) or onto one of the two extra conditions a storage library needs: an
 //! unsatisfiable byte range (HTTP 416) and a failure of the storage backend itself.
 
+use std::fmt;
+
 use crate::oci::Digest;
+use crate::storage::backend::Operation;
+use crate::storage::layout::Key;
 
 /// Convenience alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -148,15 +152,25 @@ pub enum Error {
         reason: String,
     },
     /// The storage backend failed.
-    #[error("{driver} storage backend error: {message}")]
+    ///
+    /// Its `Display` names the driver, the operation, the relative layout key and what
+    /// failed, never an absolute path, a bucket, a key prefix or an SDK dump: those go to
+    /// `source` ([`BackendDetail`]), for logs. An HTTP answer says only the operation.
+    #[error("{driver} storage backend error{}: {message}", backend_context(*.operation, .key.as_ref()))]
     Backend {
         /// Name of the driver that failed (`"filesystem"`, `"s3"`, ...).
         driver: &'static str,
-        /// What failed.
+        /// The backend operation that failed, filled in by the instrumentation layer
+        /// ([`Instrumented`](crate::storage::layers::Instrumented)) when the backend did not.
+        operation: Option<Operation>,
+        /// The layout key (relative, as [`layout`](crate::storage::layout) draws it) the
+        /// operation was about, filled in like `operation`.
+        key: Option<Key>,
+        /// What failed, in words that hold no path, object key or SDK output.
         message: String,
         /// Whether retrying the same request may succeed (throttling, timeouts).
         retryable: bool,
-        /// The underlying error, if any.
+        /// The underlying error, if any, with the details for logs.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
@@ -230,10 +244,13 @@ impl Error {
         )
     }
 
-    /// A backend error without an underlying source.
+    /// A backend error without an underlying source. `message` says what failed; it must
+    /// hold no path, object key or SDK output (see [`backend_detail`](Self::backend_detail)).
     pub fn backend(driver: &'static str, message: impl Into<String>) -> Self {
         Self::Backend {
             driver,
+            operation: None,
+            key: None,
             message: message.into(),
             retryable: false,
             source: None,
@@ -248,23 +265,153 @@ impl Error {
     ) -> Self {
         Self::Backend {
             driver,
+            operation: None,
+            key: None,
             message: message.into(),
             retryable: false,
             source: Some(Box::new(source)),
         }
     }
 
-    /// Wraps an I/O error from `driver`, naming the operation that failed.
-    pub fn io(driver: &'static str, context: impl std::fmt::Display, err: std::io::Error) -> Self {
+    /// A backend error whose details for logs (a path, an object key, an SDK's output) are
+    /// kept apart from its message, in its source.
+    pub fn backend_detail(
+        driver: &'static str,
+        message: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::backend_source(driver, message, BackendDetail::new(detail, None))
+    }
+
+    /// Wraps an I/O error from `driver`; `what` names the step that failed ("syncing"),
+    /// never a path (an `io::Error`'s own text holds none).
+    pub fn io(driver: &'static str, what: &'static str, err: std::io::Error) -> Self {
+        Self::io_error(driver, what, err, |err| Box::new(err))
+    }
+
+    /// Like [`io`](Self::io), with where it happened (a path) kept in the error's
+    /// [`BackendDetail`] for logs, out of its message.
+    pub fn io_at(
+        driver: &'static str,
+        what: &'static str,
+        location: impl fmt::Display,
+        err: std::io::Error,
+    ) -> Self {
+        Self::io_error(driver, what, err, |err| {
+            let detail = format!("{what} {location}");
+            Box::new(BackendDetail::new(detail, Some(Box::new(err))))
+        })
+    }
+
+    fn io_error(
+        driver: &'static str,
+        what: &'static str,
+        err: std::io::Error,
+        source: impl FnOnce(std::io::Error) -> Box<dyn std::error::Error + Send + Sync + 'static>,
+    ) -> Self {
         let retryable = matches!(
             err.kind(),
             std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
         );
         Self::Backend {
             driver,
-            message: format!("{context}: {err}"),
+            operation: None,
+            key: None,
+            message: format!("{what}: {err}"),
             retryable,
-            source: Some(Box::new(err)),
+            source: Some(source(err)),
         }
+    }
+
+    /// Fills in the operation and the key of a backend error that does not name them yet
+    /// (`key` is only called then); any other error is returned as it is.
+    #[inline]
+    pub fn with_context(mut self, op: Operation, key: impl FnOnce() -> Option<Key>) -> Self {
+        if let Self::Backend {
+            operation,
+            key: slot,
+            ..
+        } = &mut self
+        {
+            if operation.is_none() {
+                *operation = Some(op);
+            }
+            if slot.is_none() {
+                *slot = key();
+            }
+        }
+        self
+    }
+
+    /// The backend operation a backend error happened in, if known.
+    pub fn backend_operation(&self) -> Option<Operation> {
+        match self {
+            Self::Backend { operation, .. } => *operation,
+            _ => None,
+        }
+    }
+}
+
+/// ` during <operation> of <key>`, or less, for [`Error::Backend`]'s `Display`.
+fn backend_context(operation: Option<Operation>, key: Option<&Key>) -> String {
+    match (operation, key) {
+        (Some(op), Some(key)) => format!(" during {} of {key}", op.as_str()),
+        (Some(op), None) => format!(" during {}", op.as_str()),
+        (None, Some(key)) => format!(" on {key}"),
+        (None, None) => String::new(),
+    }
+}
+
+/// The details of a backend error meant for logs only: an absolute path, an object key with
+/// its bucket and prefix, an SDK's full output. Kept as the [`Error::Backend`]'s `source`,
+/// so a log that prints the chain of sources shows them, while the error's own `Display`
+/// and every HTTP answer leave them out.
+#[derive(Debug)]
+pub struct BackendDetail {
+    text: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl BackendDetail {
+    /// A detail, with the error it describes.
+    pub fn new(
+        text: impl Into<String>,
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self {
+            text: text.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for BackendDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for BackendDetail {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// An error and every source below it, `: `-separated: what a log should print (see
+/// [`BackendDetail`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }

@@ -70,11 +70,14 @@
 //!
 //! [OCI distribution specification v1.1]: https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod error;
 pub mod oci;
 #[cfg(feature = "server")]
 pub mod registry;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod storage;
 
 pub use error::{Error, ErrorCode, Result};

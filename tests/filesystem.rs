@@ -695,3 +695,55 @@ async fn an_abandoned_append_does_not_corrupt_the_retry() {
         .unwrap();
     assert_eq!(read_all(&driver, &r, &sha256(&whole)).await, whole);
 }
+
+/// The JSON error body and status the registry answers `err` with.
+#[cfg(feature = "server")]
+async fn answer(err: Error) -> (u16, serde_json::Value) {
+    let resp = axum::response::IntoResponse::into_response(
+        marina_distribution::registry::ApiError::from(err),
+    );
+    let status = resp.status().as_u16();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await;
+    (status, serde_json::from_slice(&body.unwrap()).unwrap())
+}
+
+/// A disk that fails (here: files and directories where the other kind should be, which
+/// fails the same system calls a full or broken disk does) answers `500 UNKNOWN` naming the
+/// storage operation, never the storage root: not in the answer, not in the error's text.
+#[cfg(feature = "server")]
+#[tokio::test]
+async fn a_failing_disk_answers_without_the_root_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("secret-root");
+    let driver = open(&root).await;
+    let root_text = std::fs::canonicalize(&root).unwrap().display().to_string();
+    // A write: the repository's directory is a file.
+    std::fs::create_dir_all(root.join("repositories")).unwrap();
+    std::fs::write(root.join("repositories/full"), b"").unwrap();
+    let write = driver
+        .start_upload(&repo("full"), DigestAlgorithm::Sha256)
+        .await
+        .unwrap_err();
+    // A read: a directory where a tag's file should be.
+    let tag = tag_file(&root, "broken", "v1");
+    std::fs::create_dir_all(&tag).unwrap();
+    let reference = Reference::Tag(Tag::parse("v1").unwrap());
+    let read = driver
+        .get_manifest(&repo("broken"), &reference)
+        .await
+        .unwrap_err();
+    for (err, operation) in [(write, "write"), (read, "read")] {
+        let text = err.to_string();
+        assert!(!text.contains(&root_text), "the root leaks into {text}");
+        let (status, body) = answer(err).await;
+        assert_eq!(status, 500, "{body}");
+        let error = &body["errors"][0];
+        assert_eq!(error["code"], "UNKNOWN", "{body}");
+        assert_eq!(
+            error["detail"],
+            format!("storage backend failed during {operation}"),
+            "{body}"
+        );
+        assert!(!body.to_string().contains("secret-root"), "{body}");
+    }
+}

@@ -166,7 +166,7 @@ each_driver_test!(
         // artifactType MUST be set to the config descriptor mediaType value."
         let img = s.push_image("disc/cfg", "base", 3).await;
         let about_img = subject(&img.digest, img.manifest.len());
-        let m = image_manifest(&img.config_digest, 10, &[], Some(&about_img));
+        let m = image_manifest(&img.config_digest, img.config_size, &[], Some(&about_img));
         let resp = s
             .put_manifest("disc/cfg", "ref", OCI_MANIFEST, m.as_bytes())
             .await;

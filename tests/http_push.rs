@@ -298,14 +298,14 @@ each_driver_test!(manifest_push_rules, |s| async move {
 
     // Referenced blob missing: 400 MANIFEST_BLOB_UNKNOWN.
     let missing = sha256(b"missing layer");
-    let m = image_manifest(&img.config_digest, 10, &[(&missing, 13)], None);
+    let m = image_manifest(&img.config_digest, img.config_size, &[(&missing, 13)], None);
     let resp = s
         .put_manifest("push/man", "broken", OCI_MANIFEST, m.as_bytes())
         .await;
     assert_error(resp, 400, "MANIFEST_BLOB_UNKNOWN").await;
 
     // Pushed by a digest that is not its digest: 400 DIGEST_INVALID.
-    let m = image_manifest(&img.config_digest, 10, &[], None);
+    let m = image_manifest(&img.config_digest, img.config_size, &[], None);
     let resp = s
         .put_manifest("push/man", &sha256(b"other"), OCI_MANIFEST, m.as_bytes())
         .await;
@@ -321,7 +321,7 @@ each_driver_test!(manifest_push_rules, |s| async move {
     let future_subject = sha256(b"future subject");
     let m = image_manifest(
         &img.config_digest,
-        10,
+        img.config_size,
         &[],
         Some(&subject(&future_subject, 10)),
     );
@@ -338,8 +338,8 @@ each_driver_test!(manifest_push_rules, |s| async move {
 
     // Non-distributable layers need not be present.
     let nd = format!(
-        "{{\"schemaVersion\":2,\"mediaType\":\"{OCI_MANIFEST}\",\"config\":{{\"mediaType\":\"{OCI_CONFIG}\",\"digest\":\"{}\",\"size\":10}},\"layers\":[{{\"mediaType\":\"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip\",\"digest\":\"{missing}\",\"size\":13,\"urls\":[\"https://example.com/l\"]}}]}}",
-        img.config_digest
+        "{{\"schemaVersion\":2,\"mediaType\":\"{OCI_MANIFEST}\",\"config\":{{\"mediaType\":\"{OCI_CONFIG}\",\"digest\":\"{}\",\"size\":{}}},\"layers\":[{{\"mediaType\":\"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip\",\"digest\":\"{missing}\",\"size\":13,\"urls\":[\"https://example.com/l\"]}}]}}",
+        img.config_digest, img.config_size
     );
     let resp = s
         .put_manifest("push/man", "nd", OCI_MANIFEST, nd.as_bytes())
@@ -349,7 +349,7 @@ each_driver_test!(manifest_push_rules, |s| async move {
     // Push by digest with ?tag= parameters: OCI-Tag echoes the tags applied.
     let m = image_manifest(
         &img.config_digest,
-        10,
+        img.config_size,
         &[(&img.layer_digest, img.layer.len())],
         Some("\"annotations\": {\"x\":\"y\"}"),
     );
@@ -386,7 +386,7 @@ fn padded_manifest(img: &Image, size: usize) -> String {
     let pad = "a".repeat(size);
     image_manifest(
         &img.config_digest,
-        10,
+        img.config_size,
         &[],
         Some(&format!("\"annotations\": {{\"pad\":\"{pad}\"}}")),
     )

@@ -23,7 +23,7 @@ use marina_distribution::oci::{
 };
 use marina_distribution::storage::s3::{S3Backend, S3Driver};
 use marina_distribution::storage::{
-    CacheConfig, Engine, EngineOptions, S3ChecksumPolicy, S3Config, StorageConfig, StorageDriver,
+    CacheConfig, EngineOptions, S3ChecksumPolicy, S3Config, StorageConfig, StorageDriver,
     UploadHandle, UploadId,
 };
 
@@ -91,7 +91,7 @@ impl S3Env {
     }
 
     async fn driver_for(&self, config: &S3Config) -> S3Driver {
-        Engine::new(self.backend(config).await, EngineOptions::default())
+        S3Driver::from_backend(self.backend(config).await, EngineOptions::default())
     }
 
     /// A driver on `config` whose metadata cache keeps entries `ttl_ms`.
@@ -103,7 +103,7 @@ impl S3Env {
             },
             ..EngineOptions::default()
         };
-        Engine::new(self.backend(config).await, options)
+        S3Driver::from_backend(self.backend(config).await, options)
     }
 
     /// A backend on `config`, its bucket created first (connecting checks it).
@@ -318,6 +318,36 @@ async fn push_chunked(
         .expect("finish");
     assert_eq!(info.size, data.len() as u64);
     assert_eq!(info.digest, digest);
+}
+
+/// A presigned read of a stored blob serves its bytes to a plain HTTP client, straight from
+/// the store (the capability a registry redirects blob pulls with), through the layers the
+/// driver is assembled from.
+#[tokio::test]
+async fn presigned_blob_reads_serve_the_blob() {
+    use marina_distribution::storage::presign::PresignBlobReads;
+    let env = s3_or_skip!("presigned_blob_reads_serve_the_blob");
+    let d = env.driver("presign").await;
+    let r = repo("s3/presign");
+    let blob = data(100_000, 3);
+    let digest = sha256(&blob);
+    let body = stream::iter([Ok(blob.clone())]);
+    d.put_content(&r, &digest, None, body).await.unwrap();
+    let expires_in = std::time::Duration::from_secs(300);
+    let signed = d
+        .backend()
+        .presign_read_blob(&digest, expires_in)
+        .await
+        .unwrap();
+    assert!(signed.url.contains("X-Amz-Signature="), "{}", signed.url);
+    assert!(signed.expires_at > std::time::SystemTime::now());
+    let mut request = reqwest::Client::new().get(&signed.url);
+    for (name, value) in &signed.headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.unwrap() == blob);
 }
 
 #[tokio::test]
@@ -990,8 +1020,10 @@ async fn concurrent_patches_of_one_session_in_two_processes() {
     for conditional in [None, Some(false)] {
         let mut config = env.config("cas");
         config.conditional_writes = conditional;
-        let (first, second) = (env.driver_for(&config).await, env.driver_for(&config).await);
-        assert_eq!(first.backend().conditional_writes(), conditional.is_none());
+        let backend = env.backend(&config).await;
+        assert_eq!(backend.conditional_writes(), conditional.is_none());
+        let first = S3Driver::from_backend(backend, EngineOptions::default());
+        let second = env.driver_for(&config).await;
         let r = repo("s3/cas");
         let id = start_upload(&first, &r).await;
         let (a, b) = (data(64 * 1024, 51), data(64 * 1024, 52));
@@ -1101,7 +1133,7 @@ async fn multipart_copy_for_large_chunked_uploads() {
         .backend(&config)
         .await
         .with_multipart_copy(6 * MIB as u64, PART as u64);
-    let d = Engine::new(backend, EngineOptions::default());
+    let d = S3Driver::from_backend(backend, EngineOptions::default());
     let r = repo("s3/copy");
     for (len, seed) in [(12 * MIB + 1, 11u64), (3 * MIB, 12)] {
         let blob = data(len, seed);
@@ -1154,7 +1186,7 @@ mod faults {
     use marina_distribution::Error;
     use marina_distribution::oci::{Digest, DigestAlgorithm, Tag};
     use marina_distribution::storage::s3::{S3Backend, S3Driver};
-    use marina_distribution::storage::{Engine, EngineOptions, S3Config, StorageDriver};
+    use marina_distribution::storage::{EngineOptions, S3Config, StorageDriver};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -1217,7 +1249,7 @@ mod faults {
                 aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests"),
             ))
             .build();
-        Engine::new(
+        S3Driver::from_backend(
             S3Backend::connect_with(&config, &sdk).expect("backend"),
             EngineOptions::default(),
         )
@@ -1306,6 +1338,62 @@ mod faults {
             "the SDK error is kept as the source"
         );
         assert_eq!(hits, 1, "permanent errors are not retried");
+    }
+
+    /// An S3 failure answers `UNKNOWN` naming the storage operation and nothing else: no
+    /// object key or bucket, no S3 request id or message, no SDK output. The error's own
+    /// text says what S3 answered (code and status) about the relative key; the rest is in
+    /// its sources, for logs.
+    #[cfg(feature = "server")]
+    #[tokio::test]
+    async fn failures_answer_without_key_request_id_or_sdk_output() {
+        let (err, _) = read_tag(Answer::Error(403, "AccessDenied")).await;
+        let text = err.to_string();
+        assert!(
+            text.contains("GetObject: AccessDenied (HTTP 403)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("during read of repositories/faults/r/_manifests/sha256/tag-v1"),
+            "{text}"
+        );
+        for leak in [
+            "r1",
+            "injected fault",
+            "faulty",
+            "ServiceError",
+            "ErrorMetadata",
+        ] {
+            assert!(!text.contains(leak), "{leak:?} in {text}");
+        }
+        let logged = marina_distribution::error::ErrorChain(&err).to_string();
+        assert!(
+            logged.contains("injected fault"),
+            "the log lacks S3's message: {logged}"
+        );
+        let resp = axum::response::IntoResponse::into_response(
+            marina_distribution::registry::ApiError::from(err),
+        );
+        assert_eq!(resp.status().as_u16(), 500);
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNKNOWN", "{body}");
+        assert_eq!(
+            body["errors"][0]["detail"], "storage backend failed during read",
+            "{body}"
+        );
+        for leak in [
+            "r1",
+            "injected",
+            "faulty",
+            "faults/r",
+            "AccessDenied",
+            "GetObject",
+        ] {
+            assert!(!body.to_string().contains(leak), "{leak:?} in {body}");
+        }
     }
 
     #[tokio::test]

@@ -11,9 +11,11 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::serve::ListenerExt;
 use clap::Parser;
-use marina_distribution::registry::{RegistryOptions, router};
+use marina_distribution::registry::RegistryOptions;
+use marina_distribution::registry::auth::config::AuthConfig;
+use marina_distribution::server::config::{LimitsConfig, TlsConfig};
+use marina_distribution::server::{self, TlsReloader};
 use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
 use serde::Deserialize;
 
@@ -45,6 +47,7 @@ ENVIRONMENT (storage):
   STORAGE_CACHE_MAX_BYTES, STORAGE_CACHE_TAGS
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ... (standard AWS credential chain)
   RUST_LOG                log filter, e.g. info (default), debug, marina_distribution=trace
+  MARINA_TLS_CERT, MARINA_TLS_KEY, MARINA_TLS_CLIENT_CA, MARINA_HTPASSWD (see flags)
 
 CONFIG FILE (TOML, all keys optional):
   listen = \"127.0.0.1:5000\"
@@ -60,6 +63,17 @@ CONFIG FILE (TOML, all keys optional):
   redirect = false
   [storage.cache]
   ttl_ms = 5000
+  [tls]                             # HTTPS (HTTP/2 by ALPN); reloaded on SIGHUP or change
+  cert = \"cert.pem\"
+  key = \"key.pem\"
+  [auth]                            # see docs/security.md
+  htpasswd = \"htpasswd\"           # bcrypt (htpasswd -B)
+  [[auth.access]]
+  repositories = \"team/**\"
+  users = [\"alice\"]
+  actions = [\"pull\", \"push\"]
+  [limits]
+  max_connections = 1024
 
 EXAMPLES:
   marina-registry
@@ -83,6 +97,22 @@ struct Cli {
     /// Filesystem storage root (overrides STORAGE_ROOT_DIRECTORY).
     #[arg(long, value_name = "DIR")]
     root_directory: Option<PathBuf>,
+
+    /// TLS certificate chain (PEM); with --tls-key, serve HTTPS.
+    #[arg(long, env = "MARINA_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, env = "MARINA_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) client certificates must chain to (mutual TLS).
+    #[arg(long, env = "MARINA_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// htpasswd file (bcrypt): require HTTP Basic authentication.
+    #[arg(long, env = "MARINA_HTPASSWD", value_name = "FILE")]
+    htpasswd: Option<PathBuf>,
 }
 
 /// The registry configuration file.
@@ -94,9 +124,27 @@ struct FileConfig {
     /// Storage settings.
     #[serde(default)]
     storage: Option<StorageConfig>,
+    /// TLS.
+    #[serde(default)]
+    tls: TlsConfig,
+    /// Access control.
+    #[serde(default)]
+    auth: AuthConfig,
+    /// Limits against abusive clients.
+    #[serde(default)]
+    limits: LimitsConfig,
 }
 
-fn load(cli: &Cli) -> Result<(SocketAddr, StorageConfig), String> {
+/// Everything `serve` needs.
+struct Settings {
+    listen: SocketAddr,
+    storage: StorageConfig,
+    tls: TlsConfig,
+    auth: AuthConfig,
+    limits: LimitsConfig,
+}
+
+fn load(cli: &Cli) -> Result<Settings, String> {
     let file = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -123,7 +171,20 @@ fn load(cli: &Cli) -> Result<(SocketAddr, StorageConfig), String> {
         (Some(a), _) | (None, Some(a)) => a,
         (None, None) => DEFAULT_LISTEN.parse().expect("default address"),
     };
-    Ok((listen, storage))
+    let mut tls = file.tls;
+    tls.cert = cli.tls_cert.clone().or(tls.cert);
+    tls.key = cli.tls_key.clone().or(tls.key);
+    tls.client_ca = cli.tls_client_ca.clone().or(tls.client_ca);
+    let mut auth = file.auth;
+    auth.htpasswd = cli.htpasswd.clone().or(auth.htpasswd);
+    auth.check_transport(listen, tls.files()?.is_some())?;
+    Ok(Settings {
+        listen,
+        storage,
+        tls,
+        auth,
+        limits: file.limits,
+    })
 }
 
 /// One log line per request: method, path, status, time to the response head.
@@ -216,10 +277,27 @@ async fn serve() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let (listen, storage) = match load(&cli) {
+    let settings = match load(&cli) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("marina-registry: configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let Settings {
+        listen,
+        storage,
+        tls,
+        auth,
+        limits,
+    } = settings;
+    let tls = match tls
+        .files()
+        .and_then(|f| f.map(TlsReloader::load).transpose())
+    {
+        Ok(t) => t.map(Arc::new),
+        Err(e) => {
+            eprintln!("marina-registry: TLS configuration error: {e}");
             return std::process::ExitCode::from(2);
         }
     };
@@ -231,10 +309,20 @@ async fn serve() -> std::process::ExitCode {
         }
     };
     let driver_name = driver.driver_name();
-    let options = RegistryOptions {
+    let mut options = RegistryOptions {
         max_manifest_size: storage.max_manifest_size,
+        ..RegistryOptions::default()
     };
-    let app = router(Arc::new(driver), options).layer(axum::middleware::from_fn(log_request));
+    limits.apply(&mut options);
+    let (app, authorizer) = match server::registry_app(Arc::new(driver), options, &auth) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("marina-registry: access control configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let app = app.layer(axum::middleware::from_fn(log_request));
+    server::spawn_reloads(tls.clone(), authorizer);
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -249,15 +337,16 @@ async fn serve() -> std::process::ExitCode {
         }
         _ => String::new(),
     };
-    println!("marina-registry listening on http://{addr}/v2/ ({driver_name} storage{where_})");
-    // Responses are written whole by hyper; Nagle's algorithm would only delay the last
-    // segment of one that spans several writes.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("marina-registry listening on {scheme}://{addr}/v2/ ({driver_name} storage{where_})");
+    if let Err(e) = server::serve(
+        listener,
+        app,
+        limits.serve_options(),
+        tls,
+        shutdown_signal(),
+    )
+    .await
     {
         eprintln!("marina-registry: server error: {e}");
         return std::process::ExitCode::from(1);

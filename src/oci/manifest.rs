@@ -172,6 +172,29 @@ pub fn inspect(bytes: &[u8], content_type: Option<&str>) -> Result<ManifestSumma
         media_type.as_str(),
         media_types::OCI_MANIFEST | media_types::DOCKER_MANIFEST
     );
+    // A manifest is one of the manifest types; anything else (an artifact says what it is
+    // in `artifactType`, not in `mediaType`) would be served with a type no client can
+    // verify.
+    if !is_index && !is_image {
+        return Err(Error::ManifestInvalid(format!(
+            "{media_type:?} is not a manifest media type (OCI image manifest or index, \
+             Docker manifest or manifest list)"
+        )));
+    }
+    for d in raw
+        .config
+        .iter()
+        .chain(raw.layers.iter().flatten())
+        .chain(raw.manifests.iter().flatten())
+        .chain(raw.subject.iter())
+    {
+        if !valid_media_type(&d.media_type) {
+            return Err(Error::ManifestInvalid(format!(
+                "descriptor {} has an invalid mediaType {:?}",
+                d.digest, d.media_type
+            )));
+        }
+    }
     if is_index && raw.manifests.is_none() {
         return Err(Error::ManifestInvalid(
             "an index must have a manifests array".to_owned(),
@@ -255,6 +278,20 @@ mod tests {
             media_types::OCI_MANIFEST
         );
         assert!(inspect(no_layers.as_bytes(), None).is_err());
+        // Not a manifest media type, in the body or in Content-Type.
+        let bogus = image("").replace(media_types::OCI_MANIFEST, "application/x-bogus");
+        assert!(inspect(bogus.as_bytes(), None).is_err());
+        assert!(
+            inspect(
+                br#"{"schemaVersion":2,"layers":[],"config":null}"#,
+                Some("text/plain")
+            )
+            .is_err()
+        );
+        // A descriptor with a media type that is no media type.
+        let bad_layer =
+            image("").replace("application/vnd.oci.image.layer.v1.tar\"", "not a type\"");
+        assert!(inspect(bad_layer.as_bytes(), None).is_err());
     }
 
     #[test]

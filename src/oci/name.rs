@@ -15,9 +15,9 @@ use crate::error::Error;
 use crate::oci::Digest;
 
 /// Maximum length of a repository name, slashes included.
-pub const MAX_NAME_LEN: usize = 255;
+pub(crate) const MAX_NAME_LEN: usize = 255;
 /// Maximum length of a tag.
-pub const MAX_TAG_LEN: usize = 128;
+pub(crate) const MAX_TAG_LEN: usize = 128;
 
 /// A validated repository name such as `library/ubuntu`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -17,8 +17,8 @@ use crate::storage::{BlobRedirect, StorageDriver};
 /// gets 206 with `Content-Range: bytes <first>-<last>/<size>` and the exact range length,
 /// or 416 with `Content-Range: bytes */<size>` when unsatisfiable; ranges the server does
 /// not understand (other units, several ranges) are ignored and the whole blob is served.
-pub async fn get<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn get<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     digest: &str,
     req_headers: &HeaderMap,
@@ -98,8 +98,8 @@ fn redirected(
 }
 
 /// end-10: `DELETE /v2/<name>/blobs/<digest>` answers 202 (404 `BLOB_UNKNOWN` if absent).
-pub async fn delete<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn delete<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     digest: &str,
 ) -> Result<Response, ApiError> {

@@ -6,13 +6,15 @@
 //!
 //! Every error response of the registry, whatever its status, carries this body with a spec
 //! code; failures of the storage backend (which have no spec code) are reported as `UNKNOWN`
-//! with status 500, or 503 when retrying may help.
+//! with status 500, or 503 when retrying may help. Their detail says only which storage
+//! operation failed (`"storage backend failed during write"`): the driver's message, the
+//! key, and the error's sources (paths, object keys, SDK output) go to the log.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorChain};
 
 /// An error answer: status, spec code, message, detail, and extra headers (for example
 /// `Location` and `Range` on a 416 to an upload chunk).
@@ -100,21 +102,32 @@ impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
         let status =
             StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut api = match err.code() {
-            Some(code) => {
-                Self::new(status, code.as_str(), code.spec_message()).with_detail(err.to_string())
-            }
+        let (code, message, detail) = match err.code() {
+            Some(code) => (code.as_str(), code.spec_message(), err.to_string()),
             None => {
-                // A backend failure's text may name server paths, object keys or SDK
-                // internals: it goes to the log only, the client gets a generic detail.
-                tracing::error!(error = %err, "storage failure");
-                Self::new(status, "UNKNOWN", "unknown error").with_detail("storage backend failure")
+                tracing::error!(error = %ErrorChain(&err), "storage failure");
+                ("UNKNOWN", "unknown error", server_failure_detail(&err))
             }
         };
+        let mut api = Self::new(status, code, message).with_detail(detail);
         if matches!(err, Error::TooManyRequests(_)) || status == StatusCode::SERVICE_UNAVAILABLE {
             api = api.with_header(header::RETRY_AFTER, "1");
         }
         api
+    }
+}
+
+/// What an answer says of an error without a spec code: the storage operation that failed,
+/// nothing the error carries besides (a path, a key, an SDK's output).
+fn server_failure_detail(err: &Error) -> String {
+    match err {
+        Error::Backend {
+            operation: Some(op),
+            ..
+        } => format!("storage backend failed during {op}"),
+        Error::Backend { .. } => "storage backend failed".to_owned(),
+        Error::Config { .. } => "storage misconfigured".to_owned(),
+        _ => "internal error".to_owned(),
     }
 }
 
@@ -161,9 +174,11 @@ mod tests {
             "writing /srv/registry/x: ENOSPC",
         ));
         assert_eq!((e.status.as_u16(), e.code), (500, "UNKNOWN"));
-        assert_eq!(e.detail.as_deref(), Some("storage backend failure"));
+        assert_eq!(e.detail.as_deref(), Some("storage backend failed"));
         let e = ApiError::from(Error::Backend {
             driver: "s3",
+            operation: None,
+            key: None,
             message: "slow down".into(),
             retryable: true,
             source: None,

@@ -54,8 +54,8 @@ fn too_large(limit: usize) -> ApiError {
 
 /// end-3: `GET` (or `HEAD`) of a manifest by tag or digest: 200 with the exact bytes, the
 /// `Content-Type` it was pushed with, `Docker-Content-Digest` and `Content-Length`.
-pub async fn get<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn get<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     reference: &str,
     head: bool,
@@ -118,8 +118,8 @@ async fn read_bounded(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 /// manifest has a `subject` (spec "Pushing Manifests with Subject"); one `OCI-Tag` per tag
 /// applied through `?tag=`. Over the size limit: 413. Missing referenced blobs: 400
 /// `MANIFEST_BLOB_UNKNOWN`; a digest reference that does not match: 400 `DIGEST_INVALID`.
-pub async fn put<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn put<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     reference: &str,
     req: Request,
@@ -165,8 +165,8 @@ pub async fn put<D: StorageDriver>(
 
 /// end-9: `DELETE` by digest removes the manifest (and the tags pointing to it); by tag it
 /// removes only the tag. Both answer 202.
-pub async fn delete<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn delete<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     reference: &str,
 ) -> Result<Response, ApiError> {

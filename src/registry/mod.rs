@@ -18,15 +18,22 @@
 //! route; [`route`] splits the path, validates the name before anything else happens, and
 //! names the endpoint ([`RouteInfo`], the one place cross-cutting concerns attach).
 //!
+//! Access control attaches at that seam: the router is generic over an [`auth::Authorizer`]
+//! ([`router_with_auth`]; [`router`] uses [`auth::NoAuth`]), checked once per request before
+//! any handler runs.
+//!
 //! One module per spec area: [`blobs`] (end-2, end-10), [`uploads`] (end-4a/4b, end-5,
 //! end-6, end-11, end-13, end-14), [`manifests`] (end-3, end-7, end-9), [`tags`] (end-8a/8b),
 //! [`referrers`] (end-12a/12b) and [`errors`] (the JSON error envelope).
 
+pub mod auth;
 pub mod blobs;
+pub mod drain;
 pub mod errors;
 pub mod manifests;
 pub mod referrers;
 pub mod route;
+pub mod sessions;
 pub mod tags;
 pub mod uploads;
 
@@ -37,7 +44,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::any;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
@@ -45,6 +52,7 @@ use crate::error::Error;
 use crate::oci::RepositoryName;
 use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
 use crate::storage::StorageDriver;
+use auth::{Authorizer, Caller, Decision, NoAuth, Scope, refusal, refusal_detail, refusal_with};
 pub use errors::ApiError;
 pub use route::{Action, Endpoint, Route, RouteInfo, parse_route};
 
@@ -72,35 +80,69 @@ pub struct RegistryOptions {
     /// Largest manifest body accepted, in bytes; bigger pushes get `413 Payload Too Large`
     /// (spec "Pushing Manifests"). Use the storage configuration's `max_manifest_size`.
     pub max_manifest_size: usize,
+    /// How many bytes of a request body the registry reads and drops when it answers
+    /// without having read the body (an error, a refused request), so that the client reads
+    /// the answer instead of a broken pipe. Larger bodies are cut off.
+    pub drain_limit: u64,
+    /// Most upload sessions this process keeps open per repository (0: no bound); past it,
+    /// starting one answers 429 `TOOMANYREQUESTS`. See [`sessions`].
+    pub max_upload_sessions: usize,
 }
+
+/// Default [`RegistryOptions::max_upload_sessions`].
+pub const DEFAULT_MAX_UPLOAD_SESSIONS: usize = 256;
+
+/// Default [`RegistryOptions::drain_limit`]: 32 MiB.
+pub const DEFAULT_DRAIN_LIMIT: u64 = 32 * 1024 * 1024;
 
 impl Default for RegistryOptions {
     fn default() -> Self {
         Self {
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
+            drain_limit: DEFAULT_DRAIN_LIMIT,
+            max_upload_sessions: DEFAULT_MAX_UPLOAD_SESSIONS,
         }
     }
 }
 
 /// Shared state of the handlers.
 #[derive(Debug)]
-pub struct Registry<D> {
+pub struct Registry<D, A = NoAuth> {
     /// The storage driver.
     pub driver: Arc<D>,
     /// HTTP settings.
     pub options: RegistryOptions,
+    /// Access control.
+    pub auth: A,
+    /// Upload sessions open per repository.
+    pub sessions: sessions::SessionCounter,
 }
 
-/// Builds the router serving the whole API over `driver`.
+/// Builds the router serving the whole API over `driver`, without access control.
 ///
 /// Every response carries `Docker-Distribution-API-Version: registry/2.0`; every error
 /// carries the JSON envelope.
 pub fn router<D: StorageDriver>(driver: Arc<D>, options: RegistryOptions) -> Router {
-    let state = Arc::new(Registry { driver, options });
+    router_with_auth(driver, options, NoAuth)
+}
+
+/// [`router`] with access control: `auth` authenticates and authorizes every `/v2/`
+/// request before its handler runs (see [`auth`]).
+pub fn router_with_auth<D: StorageDriver, A: Authorizer>(
+    driver: Arc<D>,
+    options: RegistryOptions,
+    auth: A,
+) -> Router {
+    let state = Arc::new(Registry {
+        driver,
+        options,
+        auth,
+        sessions: sessions::SessionCounter::default(),
+    });
     Router::new()
-        .route("/v2/", get(api_version))
-        .route("/v2", get(api_version))
-        .route("/v2/{*path}", any(dispatch::<D>))
+        .route("/v2/", any(dispatch::<D, A>))
+        .route("/v2", any(dispatch::<D, A>))
+        .route("/v2/{*path}", any(dispatch::<D, A>))
         .fallback(|| async { ApiError::not_found() })
         .with_state(state)
         .layer(axum::middleware::map_response(add_version_header))
@@ -113,42 +155,182 @@ async fn add_version_header(mut resp: Response) -> Response {
 }
 
 /// end-1: `GET /v2/` answers 200 with an empty JSON object.
-async fn api_version() -> Response {
-    let mut resp = (
+fn api_version() -> Response {
+    (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
         "{}",
     )
-        .into_response();
-    resp.extensions_mut().insert(RouteInfo {
-        endpoint: Some(Endpoint::ApiVersion),
-        repository: None,
-        reference: None,
-    });
-    resp
+        .into_response()
 }
 
-async fn dispatch<D: StorageDriver>(State(reg): State<Arc<Registry<D>>>, req: Request) -> Response {
+/// An HTTP/1.1 request must carry `Host` (RFC 9112 §3.2: "A server MUST respond with a 400
+/// (Bad Request) status code to any HTTP/1.1 request message that lacks a Host header").
+fn missing_host(req: &Request) -> bool {
+    req.version() == axum::http::Version::HTTP_11 && !req.headers().contains_key(header::HOST)
+}
+
+async fn dispatch<D: StorageDriver, A: Authorizer>(
+    State(reg): State<Arc<Registry<D, A>>>,
+    req: Request,
+) -> Response {
+    if missing_host(&req) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UNSUPPORTED",
+            "the operation is unsupported",
+        )
+        .with_detail("HTTP/1.1 request without Host")
+        .into_response();
+    }
     let info = match route_info(req.uri().path(), req.method()) {
         Ok(info) => info,
         Err(err) => return err.into_response(),
     };
-    // Cross-cutting concerns that need to know what the request addresses (access control)
-    // attach here, after the route is parsed and the name validated, before any handler.
-    let mut resp = match handle(&reg, &info, req).await {
-        Ok(resp) => resp,
-        Err(err) => err.into_response(),
+    let (parts, body) = req.into_parts();
+    let limit = reg.options.drain_limit;
+    // Access control: after the route is parsed and the name validated, before any handler
+    // and before the body is read.
+    let (mut resp, leftover) = match check_access(&reg, &info, &parts).await {
+        Err(refused) => {
+            drain::drain(body, limit).await;
+            (refused, None)
+        }
+        Ok(access) => {
+            let (body, leftover) = if drain::has_body(&parts.headers) {
+                let (body, leftover) = drain::share(body);
+                (body, Some(leftover))
+            } else {
+                (body, None)
+            };
+            let caller = Caller {
+                authorizer: &reg.auth,
+                principal: &access.principal,
+            };
+            let req = Request::from_parts(parts, body);
+            let mut resp = match handle(&reg, &info, req, &caller, access.mount_allowed).await {
+                Ok(resp) => resp,
+                Err(err) => err.into_response(),
+            };
+            if let Some(identity) = reg.auth.identity(&access.principal) {
+                resp.extensions_mut().insert(identity);
+            }
+            (resp, leftover)
+        }
     };
+    if let Some(leftover) = leftover {
+        leftover.drain(limit).await;
+    }
     resp.extensions_mut().insert(info);
     resp
 }
 
+/// What the access check let through.
+struct Access<P> {
+    principal: P,
+    /// A cross-repository mount may read its source (`?mount=&from=`).
+    mount_allowed: bool,
+}
+
+/// Authenticates the caller and authorizes the scope the endpoint needs (for a mount, also
+/// pull on the source: refused, the mount falls back to a plain upload session). A refusal
+/// is the finished 401/403 response.
+async fn check_access<D, A: Authorizer>(
+    reg: &Registry<D, A>,
+    info: &RouteInfo,
+    parts: &axum::http::request::Parts,
+) -> Result<Access<A::Principal>, Response> {
+    let Some(endpoint) = info.endpoint else {
+        // 405: no handler runs, nothing to protect.
+        return Ok(Access {
+            principal: reg
+                .auth
+                .authenticate(parts)
+                .await
+                .map_err(|f| refused_auth(reg, &[], &f))?,
+            mount_allowed: false,
+        });
+    };
+    let scope = match (endpoint, &info.repository, endpoint.action()) {
+        (Endpoint::Catalog, _, _) => Scope::Catalog,
+        (_, Some(name), Some(action)) => Scope::Repository(name, action),
+        _ => Scope::ApiVersion,
+    };
+    let mount_source = (endpoint == Endpoint::UploadStart)
+        .then(|| mount_source(parts.uri.query()))
+        .flatten();
+    let mut scopes = vec![scope];
+    if let Some(source) = &mount_source {
+        scopes.push(Scope::Repository(source, route::Action::Pull));
+    }
+    let principal = match reg.auth.authenticate(parts).await {
+        Ok(p) => p,
+        Err(failure) => return Err(refused_auth(reg, &scopes, &failure)),
+    };
+    let decision = reg.auth.authorize(&principal, scope).await;
+    if decision != Decision::Allow {
+        let mut resp = refusal(&reg.auth, decision, &scopes, &refusal_detail(&scopes[..1]));
+        if let Some(identity) = reg.auth.identity(&principal) {
+            resp.extensions_mut().insert(identity);
+        }
+        return Err(resp);
+    }
+    let mount_allowed = match &mount_source {
+        Some(source) => {
+            reg.auth
+                .authorize(&principal, Scope::Repository(source, route::Action::Pull))
+                .await
+                == Decision::Allow
+        }
+        None => false,
+    };
+    Ok(Access {
+        principal,
+        mount_allowed,
+    })
+}
+
+fn refused_auth<D, A: Authorizer>(
+    reg: &Registry<D, A>,
+    scopes: &[Scope<'_>],
+    failure: &auth::AuthFailure,
+) -> Response {
+    let error = if failure.invalid_token {
+        auth::ChallengeError::InvalidToken
+    } else {
+        auth::ChallengeError::None
+    };
+    refusal_with(
+        &reg.auth,
+        Decision::Challenge,
+        scopes,
+        error,
+        &failure.reason,
+    )
+}
+
+/// The valid `from` repository of a mount request (`?mount=<digest>&from=<name>`).
+fn mount_source(query: Option<&str>) -> Option<RepositoryName> {
+    let pairs = query_pairs(query);
+    query_param(&pairs, "mount")?;
+    RepositoryName::parse(query_param(&pairs, "from")?).ok()
+}
+
 /// Parses a `/v2/<name>/...` path: the repository name is validated before anything else
-/// (`NAME_INVALID`, 400); a path that names no endpoint is `404`.
+/// (`NAME_INVALID`, 400); a path that names no endpoint is `404`. `/v2/` itself is the API
+/// version check (GET and HEAD only).
 fn route_info(path: &str, method: &Method) -> Result<RouteInfo, ApiError> {
     let rest = path.strip_prefix("/v2/").unwrap_or("");
+    if rest.is_empty() {
+        let read = *method == Method::GET || *method == Method::HEAD;
+        return Ok(RouteInfo {
+            endpoint: read.then_some(Endpoint::ApiVersion),
+            repository: None,
+            reference: None,
+        });
+    }
     let Some((name, route)) = parse_route(rest) else {
         return Err(ApiError::not_found());
     };
@@ -167,12 +349,19 @@ fn route_info(path: &str, method: &Method) -> Result<RouteInfo, ApiError> {
     })
 }
 
-/// Hands the request to the handler of its endpoint.
-async fn handle<D: StorageDriver>(
-    reg: &Registry<D>,
+/// Hands the request to the handler of its endpoint. `caller` is who passed the access
+/// check (handlers that filter by permission, like the catalog, use
+/// [`Caller::may_pull`]); `mount_allowed` says whether a mount may read its source.
+async fn handle<D: StorageDriver, A: Authorizer>(
+    reg: &Registry<D, A>,
     info: &RouteInfo,
     req: Request,
+    _caller: &Caller<'_, A>,
+    mount_allowed: bool,
 ) -> Result<Response, ApiError> {
+    if info.endpoint == Some(Endpoint::ApiVersion) {
+        return Ok(api_version());
+    }
     let (Some(endpoint), Some(name)) = (info.endpoint, info.repository.as_ref()) else {
         return Err(ApiError::method_not_allowed());
     };
@@ -181,7 +370,7 @@ async fn handle<D: StorageDriver>(
     match endpoint {
         Endpoint::BlobGet => blobs::get(reg, name, reference, req.headers(), head).await,
         Endpoint::BlobDelete => blobs::delete(reg, name, reference).await,
-        Endpoint::UploadStart => uploads::post(reg, name, req).await,
+        Endpoint::UploadStart => uploads::post(reg, name, req, mount_allowed).await,
         Endpoint::UploadStatus => uploads::status(reg, name, reference).await,
         Endpoint::UploadChunk => uploads::patch(reg, name, reference, req).await,
         Endpoint::UploadFinish => uploads::put(reg, name, reference, req).await,

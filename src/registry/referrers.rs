@@ -23,8 +23,8 @@ struct Index<'a> {
 /// a 404"; no referrer gives an empty `manifests` array), `Content-Type:
 /// application/vnd.oci.image.index.v1+json`, and `OCI-Filters-Applied: artifactType` when
 /// the `artifactType` filter was applied. An invalid digest is 400 `DIGEST_INVALID`.
-pub async fn list<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn list<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     digest: &str,
     query: Option<&str>,

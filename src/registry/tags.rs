@@ -20,22 +20,33 @@ struct TagsBody<'a> {
 /// `last` starts after the given tag (and may come without `n`). When more tags follow,
 /// a `Link: </v2/<name>/tags/list?last=<tag>&n=<n>>; rel="next"` header (RFC 5988) is set.
 /// An unknown repository is 404 `NAME_UNKNOWN`.
-pub async fn list<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn list<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     query: Option<&str>,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query);
+    let bad = |detail: String| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UNSUPPORTED",
+            "the operation is unsupported",
+        )
+        .with_detail(detail)
+    };
+    for key in ["n", "last"] {
+        if pairs.iter().filter(|(k, _)| k == key).count() > 1 {
+            return Err(bad(format!("{key} is given more than once")));
+        }
+    }
     let n = match query_param(&pairs, "n") {
-        None | Some("") => None,
-        Some(v) => Some(v.parse::<usize>().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
-                "the operation is unsupported",
-            )
-            .with_detail(format!("n={v:?} is not a non-negative integer"))
-        })?),
+        None => None,
+        Some(v) => Some(
+            v.parse::<usize>()
+                .ok()
+                .filter(|_| v.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| bad(format!("n={v:?} is not a non-negative integer")))?,
+        ),
     };
     let last = query_param(&pairs, "last").filter(|l| !l.is_empty());
     let list = reg.driver.get_tags(name, n, last).await?;

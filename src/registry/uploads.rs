@@ -78,14 +78,17 @@ fn parse_algorithm(s: &str) -> Result<DigestAlgorithm, ApiError> {
 /// - `?mount=<digest>&from=<repo>`: 201 with the blob's `Location` when `from` has the blob,
 ///   otherwise (spec "Mounting a blob from another repository": "if a registry ... is unable
 ///   to mount the requested blob, it SHOULD return a 202") a new session. Without `from`: a
-///   new session (no automatic content discovery).
+///   new session (no automatic content discovery). When the caller may not pull from `from`
+///   (`mount_allowed` false), the mount is not tried: a session, as if the blob were absent,
+///   so nothing about the source leaks.
 /// - `?digest=<digest>` (single-POST monolithic upload): the body is the whole blob, 201.
 /// - otherwise: 202 with a new session (`?digest-algorithm=sha512` picks the hash), and
 ///   `OCI-Chunk-Min-Length` when the driver has a minimum chunk size.
-pub async fn post<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn post<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     req: Request,
+    mount_allowed: bool,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(req.uri().query());
     let mut algorithm = match query_param(&pairs, "digest-algorithm") {
@@ -95,6 +98,7 @@ pub async fn post<D: StorageDriver>(
     if let Some(mount) = query_param(&pairs, "mount") {
         let digest = parse_digest(mount)?;
         match query_param(&pairs, "from").map(RepositoryName::parse) {
+            Some(Ok(_)) if !mount_allowed => {}
             Some(Ok(from)) => match reg.driver.mount_blob(&from, name, &digest).await {
                 Ok(info) => return Ok(blob_created(name, &info.digest)),
                 Err(Error::BlobUnknown(_)) => {}
@@ -119,8 +123,19 @@ pub async fn post<D: StorageDriver>(
         let info = reg.driver.put_content(name, &digest, len, body).await?;
         return Ok(blob_created(name, &info.digest));
     }
+    if !reg
+        .sessions
+        .has_room(name.as_str(), reg.options.max_upload_sessions)
+    {
+        return Err(Error::TooManyRequests(format!(
+            "{} upload sessions are open in this repository; finish or cancel some",
+            reg.options.max_upload_sessions
+        ))
+        .into());
+    }
     let upload = reg.driver.start_upload(name, algorithm).await?;
     let p = upload.progress();
+    reg.sessions.touch(name.as_str(), p.id.as_str());
     let mut h = session_headers(name, &p.id, p.offset);
     if let Some(min) = reg.driver.chunk_min_length() {
         put_header(&mut h, CHUNK_MIN_LENGTH_HEADER, &min.to_string());
@@ -130,8 +145,8 @@ pub async fn post<D: StorageDriver>(
 
 /// end-13: `GET <location>` answers 204 with `Location` and `Range` (404
 /// `BLOB_UPLOAD_UNKNOWN` for an unknown session).
-pub async fn status<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn status<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     id: &str,
 ) -> Result<Response, ApiError> {
@@ -157,8 +172,8 @@ fn chunk_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
 /// `Content-Length` (a streamed body). 202 with `Location`, `Range: 0-<end>` and
 /// `Docker-Upload-UUID`. A chunk that does not start at the current offset, or whose
 /// `Content-Length` contradicts its `Content-Range`, is 416 and the session stays usable.
-pub async fn patch<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn patch<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     id: &str,
     req: Request,
@@ -188,10 +203,13 @@ pub async fn patch<D: StorageDriver>(
         .put_upload_chunk(name, &id, offset, expected, body)
         .await
     {
-        Ok(upload) => Ok(empty(
-            StatusCode::ACCEPTED,
-            session_headers(name, &id, upload.offset()),
-        )),
+        Ok(upload) => {
+            reg.sessions.touch(name.as_str(), id.as_str());
+            Ok(empty(
+                StatusCode::ACCEPTED,
+                session_headers(name, &id, upload.offset()),
+            ))
+        }
         Err(e @ Error::RangeInvalid { .. }) => Err(range_error(name, &id, e)),
         Err(e) => Err(e.into()),
     }
@@ -200,8 +218,8 @@ pub async fn patch<D: StorageDriver>(
 /// end-6: `PUT <location>?digest=<digest>` closes the session, with an optional final chunk
 /// as body. 201 with the blob's `Location` and `Docker-Content-Digest`; a digest mismatch is
 /// 400 `DIGEST_INVALID` and nothing becomes visible.
-pub async fn put<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn put<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     id: &str,
     req: Request,
@@ -238,20 +256,24 @@ pub async fn put<D: StorageDriver>(
         .finish_upload(name, &id, &digest, expected, body)
         .await
     {
-        Ok(info) => Ok(blob_created(name, &info.digest)),
+        Ok(info) => {
+            reg.sessions.close(name.as_str(), id.as_str());
+            Ok(blob_created(name, &info.digest))
+        }
         Err(e @ Error::RangeInvalid { .. }) => Err(range_error(name, &id, e)),
         Err(e) => Err(e.into()),
     }
 }
 
 /// end-14: `DELETE <location>` cancels the session: 204 (404 `BLOB_UPLOAD_UNKNOWN` if none).
-pub async fn cancel<D: StorageDriver>(
-    reg: &Registry<D>,
+pub async fn cancel<D: StorageDriver, A>(
+    reg: &Registry<D, A>,
     name: &RepositoryName,
     id: &str,
 ) -> Result<Response, ApiError> {
     let id = UploadId::parse(id)?;
     reg.driver.abort_upload(name, &id).await?;
+    reg.sessions.close(name.as_str(), id.as_str());
     Ok(empty(StatusCode::NO_CONTENT, HeaderMap::new()))
 }
 

@@ -39,6 +39,91 @@ use crate::oci::{ByteRange, Digest};
 use crate::storage::UploadId;
 use crate::storage::layout::{Dir, Key};
 
+/// A [`Backend`] operation, as errors ([`Error::Backend`](crate::error::Error::Backend)),
+/// logs and instrumentation name it: one per method, plus `Open` for setting a backend up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Setting the backend up (opening the root directory, building a client).
+    Open,
+    /// [`Backend::read`].
+    Read,
+    /// [`Backend::exists`].
+    Exists,
+    /// [`Backend::write`].
+    Write,
+    /// [`Backend::remove`].
+    Remove,
+    /// [`Backend::list`].
+    List,
+    /// [`Backend::any_under`].
+    AnyUnder,
+    /// [`Backend::write_tag`].
+    WriteTag,
+    /// [`Backend::blob_size`].
+    BlobSize,
+    /// [`Backend::read_blob`], and reading its stream.
+    ReadBlob,
+    /// [`Backend::start_upload`].
+    StartUpload,
+    /// [`Backend::append_upload`].
+    AppendUpload,
+    /// [`Backend::finish_upload`].
+    FinishUpload,
+    /// [`Backend::abort_upload`].
+    AbortUpload,
+    /// [`PresignBlobReads::presign_read_blob`](crate::storage::presign::PresignBlobReads::presign_read_blob).
+    PresignReadBlob,
+}
+
+impl Operation {
+    /// Every operation, in declaration order (for metrics that pre-register their labels).
+    pub const ALL: [Self; 15] = [
+        Self::Open,
+        Self::Read,
+        Self::Exists,
+        Self::Write,
+        Self::Remove,
+        Self::List,
+        Self::AnyUnder,
+        Self::WriteTag,
+        Self::BlobSize,
+        Self::ReadBlob,
+        Self::StartUpload,
+        Self::AppendUpload,
+        Self::FinishUpload,
+        Self::AbortUpload,
+        Self::PresignReadBlob,
+    ];
+
+    /// The method's name (`"read_blob"`), for messages, logs and metrics labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Read => "read",
+            Self::Exists => "exists",
+            Self::Write => "write",
+            Self::Remove => "remove",
+            Self::List => "list",
+            Self::AnyUnder => "any_under",
+            Self::WriteTag => "write_tag",
+            Self::BlobSize => "blob_size",
+            Self::ReadBlob => "read_blob",
+            Self::StartUpload => "start_upload",
+            Self::AppendUpload => "append_upload",
+            Self::FinishUpload => "finish_upload",
+            Self::AbortUpload => "abort_upload",
+            Self::PresignReadBlob => "presign_read_blob",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the engine may rely on, or should use, about a backend: one value instead of a
 /// defaulted constant or method per property.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -278,15 +363,6 @@ pub trait Backend: Send + Sync + 'static {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> impl Future<Output = Result<Self::Reader>> + Send;
-
-    /// A URL from which a client may fetch the stored blob's bytes itself (a presigned URL of
-    /// an object store), when the backend is configured to hand such URLs out; `None`, the
-    /// default, to have the registry serve the bytes. No I/O beyond signing: the engine has
-    /// checked the blob's visibility.
-    fn blob_url(&self, digest: &Digest) -> impl Future<Output = Result<Option<String>>> + Send {
-        let _ = digest;
-        async { Ok(None) }
-    }
 
     // ----- upload bytes -----
 

@@ -1,6 +1,10 @@
 //! Storage configuration (seed §2 and §5.1): the driver type plus per-driver parameters,
 //! loadable from TOML (serde) or from environment variables. Credentials never live here:
 //! the S3 driver uses the standard AWS SDK credential chain.
+//!
+//! Each driver's own parameters live in its folder ([`FilesystemConfig`] in
+//! `storage/filesystem/config.rs`, [`S3Config`] in `storage/s3/config.rs`); this module holds
+//! what selects and gathers them.
 
 use std::path::PathBuf;
 
@@ -9,6 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
 use crate::storage::cache::CacheConfig;
+use crate::storage::s3::config as s3;
+
+pub use crate::storage::filesystem::FilesystemConfig;
+pub use s3::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE, S3ChecksumPolicy, S3Config};
 
 /// Which driver to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -26,6 +34,21 @@ pub enum StorageType {
 }
 
 impl StorageType {
+    /// The error for a configuration selecting a driver this build does not have.
+    pub(crate) fn unavailable(self) -> Error {
+        let message = match self {
+            Self::Gcs => "the gcs driver is reserved but not implemented yet".to_owned(),
+            other => format!(
+                "the {0} driver is not compiled in (enable the `{0}` cargo feature)",
+                other.as_str()
+            ),
+        };
+        Error::Config {
+            field: "type",
+            message,
+        }
+    }
+
     /// The name used in configuration files and `STORAGE_TYPE`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -99,195 +122,6 @@ fn default_manifest_limit() -> usize {
     DEFAULT_MANIFEST_LIMIT
 }
 
-/// Filesystem driver parameters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilesystemConfig {
-    /// Directory holding all data (created if missing). Default `./data`.
-    pub root_directory: PathBuf,
-}
-
-impl Default for FilesystemConfig {
-    fn default() -> Self {
-        Self {
-            root_directory: PathBuf::from("./data"),
-        }
-    }
-}
-
-/// Which request checksums aws-sdk-s3 computes.
-///
-/// Since aws-sdk-s3 1.69 the SDK adds CRC checksums (and streaming trailers) to every upload
-/// by default; several S3-compatible stores reject them (Garage: "Invalid payload
-/// signature"). `WhenRequired` sends checksums only where the S3 API demands them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum S3ChecksumPolicy {
-    /// The SDK default: checksum every request that supports one (AWS S3).
-    WhenSupported,
-    /// Only where the API requires it (default for custom endpoints).
-    WhenRequired,
-}
-
-/// S3 driver parameters (seed §5.1.1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct S3Config {
-    /// Bucket name (required).
-    pub bucket: String,
-    /// Region; default from the AWS environment, else `us-east-1`.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Endpoint URL of an S3-compatible store (MinIO, Garage, R2, ...).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Key prefix under which everything is stored.
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// Path-style addressing (`endpoint/bucket/key`), needed by most self-hosted stores.
-    #[serde(default)]
-    pub force_path_style: bool,
-    /// Request checksum policy; default `when_required` with a custom endpoint, else
-    /// `when_supported`.
-    #[serde(default)]
-    pub checksum: Option<S3ChecksumPolicy>,
-    /// Size of multipart parts in bytes (5 MiB to 5 GiB; default 8 MiB).
-    #[serde(default)]
-    pub part_size: Option<u64>,
-    /// Make every non-final part exactly `part_size` bytes (Cloudflare R2 requires it).
-    #[serde(default)]
-    pub equal_parts: bool,
-    /// Answer blob `GET`s with `307 Temporary Redirect` to a presigned `GetObject` URL, so
-    /// pulled bytes never pass through the registry (off by default: see
-    /// `docs/drivers.md` for what it costs in spec conformance).
-    #[serde(default)]
-    pub redirect: bool,
-    /// The store's endpoint as clients reach it, to presign redirects for when it differs
-    /// from [`endpoint`](Self::endpoint) (the registry's way to the store).
-    #[serde(default)]
-    pub public_endpoint: Option<String>,
-    /// How long a redirect's presigned URL is valid, in seconds (default 1200).
-    #[serde(default)]
-    pub redirect_expiry_secs: Option<u64>,
-    /// Whether the store honours `If-Match` on `PutObject` (AWS S3 since 2024, MinIO, moto):
-    /// upload session records are then written conditionally, refusing the second of two
-    /// concurrent PATCHes of one session from different processes. Unset: detected when the
-    /// driver is built (two requests on a scratch object).
-    #[serde(default)]
-    pub conditional_writes: Option<bool>,
-}
-
-/// Default validity of a redirect's presigned URL: 20 minutes.
-pub const DEFAULT_REDIRECT_EXPIRY_SECS: u64 = 20 * 60;
-/// Longest validity of a presigned URL (SigV4: 7 days).
-pub const MAX_REDIRECT_EXPIRY_SECS: u64 = 7 * 24 * 3600;
-/// Default multipart part size.
-pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
-/// S3's minimum size of a non-final part.
-pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
-/// S3's maximum size of a part.
-pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
-
-impl S3Config {
-    /// A configuration for `bucket` with every other setting at its default.
-    pub fn new(bucket: impl Into<String>) -> Self {
-        Self {
-            bucket: bucket.into(),
-            region: None,
-            endpoint: None,
-            prefix: None,
-            force_path_style: false,
-            checksum: None,
-            part_size: None,
-            equal_parts: false,
-            redirect: false,
-            public_endpoint: None,
-            redirect_expiry_secs: None,
-            conditional_writes: None,
-        }
-    }
-
-    /// Checks required fields and ranges; the error names the field.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |field, message: String| Err(Error::Config { field, message });
-        if self.bucket.trim().is_empty() {
-            return bad("s3.bucket", "a bucket is required".into());
-        }
-        if let Some(e) = &self.endpoint
-            && !(e.starts_with("http://") || e.starts_with("https://"))
-        {
-            return bad(
-                "s3.endpoint",
-                format!("{e:?} must start with http:// or https://"),
-            );
-        }
-        if let Some(e) = &self.public_endpoint
-            && !(e.starts_with("http://") || e.starts_with("https://"))
-        {
-            return bad(
-                "s3.public_endpoint",
-                format!("{e:?} must start with http:// or https://"),
-            );
-        }
-        // SigV4 presigned URLs live at most 7 days.
-        if let Some(secs) = self.redirect_expiry_secs
-            && !(1..=MAX_REDIRECT_EXPIRY_SECS).contains(&secs)
-        {
-            return bad(
-                "s3.redirect_expiry_secs",
-                format!("{secs} is outside 1..={MAX_REDIRECT_EXPIRY_SECS}"),
-            );
-        }
-        if let Some(p) = self.part_size
-            && !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&p)
-        {
-            return bad(
-                "s3.part_size",
-                format!("{p} is outside {MIN_PART_SIZE}..={MAX_PART_SIZE}"),
-            );
-        }
-        if let Some(prefix) = &self.prefix
-            && prefix.split('/').any(|c| c == ".." || c == ".")
-        {
-            return bad(
-                "s3.prefix",
-                format!("{prefix:?} must be a relative key prefix"),
-            );
-        }
-        Ok(())
-    }
-
-    /// The effective checksum policy.
-    pub fn checksum_policy(&self) -> S3ChecksumPolicy {
-        self.checksum.unwrap_or(if self.endpoint.is_some() {
-            S3ChecksumPolicy::WhenRequired
-        } else {
-            S3ChecksumPolicy::WhenSupported
-        })
-    }
-
-    /// How long a redirect's presigned URL is valid.
-    pub fn redirect_expiry(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(
-            self.redirect_expiry_secs
-                .unwrap_or(DEFAULT_REDIRECT_EXPIRY_SECS),
-        )
-    }
-
-    /// The effective part size.
-    pub fn part_size(&self) -> u64 {
-        self.part_size.unwrap_or(DEFAULT_PART_SIZE)
-    }
-
-    /// The prefix normalised to `""` or `"some/prefix/"`.
-    pub fn normalized_prefix(&self) -> String {
-        match self.prefix.as_deref().map(|p| p.trim_matches('/')) {
-            None | Some("") => String::new(),
-            Some(p) => format!("{p}/"),
-        }
-    }
-}
-
 impl StorageConfig {
     /// A filesystem configuration rooted at `root`.
     pub fn filesystem(root: impl Into<PathBuf>) -> Self {
@@ -349,80 +183,11 @@ impl StorageConfig {
                 e => e,
             })?;
         }
-        if let Some(root) = var("STORAGE_ROOT_DIRECTORY") {
-            self.filesystem.root_directory = root.into();
-        }
+        self.filesystem = self.filesystem.apply_vars(&var);
         self.cache = apply_cache_vars(self.cache, &var)?;
-        let s3_vars = [
-            "S3_BUCKET",
-            "S3_REGION",
-            "S3_ENDPOINT",
-            "S3_PREFIX",
-            "S3_FORCE_PATH_STYLE",
-            "S3_CHECKSUM",
-            "S3_PART_SIZE",
-            "S3_EQUAL_PARTS",
-            "S3_REDIRECT",
-            "S3_PUBLIC_ENDPOINT",
-            "S3_REDIRECT_EXPIRY_SECS",
-            "S3_CONDITIONAL_WRITES",
-        ];
-        if s3_vars.iter().any(|k| var(k).is_some()) {
-            let mut s3 = self.s3.take().unwrap_or_else(|| S3Config::new(""));
-            if let Some(v) = var("S3_BUCKET") {
-                s3.bucket = v;
-            }
-            if let Some(v) = var("S3_REGION") {
-                s3.region = Some(v);
-            }
-            if let Some(v) = var("S3_ENDPOINT") {
-                s3.endpoint = Some(v);
-            }
-            if let Some(v) = var("S3_PREFIX") {
-                s3.prefix = Some(v);
-            }
-            if let Some(v) = var("S3_FORCE_PATH_STYLE") {
-                s3.force_path_style = parse_bool("S3_FORCE_PATH_STYLE", &v)?;
-            }
-            if let Some(v) = var("S3_EQUAL_PARTS") {
-                s3.equal_parts = parse_bool("S3_EQUAL_PARTS", &v)?;
-            }
-            if let Some(v) = var("S3_REDIRECT") {
-                s3.redirect = parse_bool("S3_REDIRECT", &v)?;
-            }
-            if let Some(v) = var("S3_PUBLIC_ENDPOINT") {
-                s3.public_endpoint = Some(v);
-            }
-            if let Some(v) = var("S3_REDIRECT_EXPIRY_SECS") {
-                s3.redirect_expiry_secs = Some(parse_u64("S3_REDIRECT_EXPIRY_SECS", &v)?);
-            }
-            if let Some(v) = var("S3_CONDITIONAL_WRITES") {
-                s3.conditional_writes = match v.as_str() {
-                    "auto" => None,
-                    _ => Some(parse_bool("S3_CONDITIONAL_WRITES", &v)?),
-                };
-            }
-            if let Some(v) = var("S3_CHECKSUM") {
-                s3.checksum = Some(match v.as_str() {
-                    "when_supported" => S3ChecksumPolicy::WhenSupported,
-                    "when_required" => S3ChecksumPolicy::WhenRequired,
-                    other => {
-                        return Err(Error::Config {
-                            field: "S3_CHECKSUM",
-                            message: format!(
-                                "{other:?} (expected when_supported or when_required)"
-                            ),
-                        });
-                    }
-                });
-            }
-            if let Some(v) = var("S3_PART_SIZE") {
-                s3.part_size = Some(v.parse().map_err(|_| Error::Config {
-                    field: "S3_PART_SIZE",
-                    message: format!("{v:?} is not a number of bytes"),
-                })?);
-            }
-            self.s3 = Some(s3);
+        if s3::ENV_VARS.iter().any(|k| var(k).is_some()) {
+            let s3 = self.s3.take().unwrap_or_else(|| S3Config::new(""));
+            self.s3 = Some(s3.apply_vars(&var)?);
         }
         Ok(self)
     }
@@ -436,15 +201,7 @@ impl StorageConfig {
             });
         }
         match self.storage_type {
-            StorageType::Filesystem => {
-                if self.filesystem.root_directory.as_os_str().is_empty() {
-                    return Err(Error::Config {
-                        field: "filesystem.root_directory",
-                        message: "must not be empty".into(),
-                    });
-                }
-                Ok(())
-            }
+            StorageType::Filesystem => self.filesystem.validate(),
             StorageType::Inmemory => Ok(()),
             StorageType::S3 => match &self.s3 {
                 Some(s3) => s3.validate(),
@@ -453,10 +210,7 @@ impl StorageConfig {
                     message: "type is s3 but no [s3] section or S3_BUCKET is given".into(),
                 }),
             },
-            StorageType::Gcs => Err(Error::Config {
-                field: "type",
-                message: "the gcs driver is reserved but not implemented yet".into(),
-            }),
+            StorageType::Gcs => Err(StorageType::Gcs.unavailable()),
         }
     }
 }
@@ -487,14 +241,16 @@ fn apply_cache_vars(
     Ok(cache)
 }
 
-fn parse_u64(field: &'static str, v: &str) -> Result<u64> {
+/// Parses a whole number setting.
+pub(crate) fn parse_u64(field: &'static str, v: &str) -> Result<u64> {
     v.trim().parse().map_err(|_| Error::Config {
         field,
         message: format!("{v:?} is not a whole number"),
     })
 }
 
-fn parse_bool(field: &'static str, v: &str) -> Result<bool> {
+/// Parses a boolean setting (`1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`).
+pub(crate) fn parse_bool(field: &'static str, v: &str) -> Result<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),

@@ -10,17 +10,27 @@ use futures::{Stream, StreamExt, stream};
 
 use crate::error::Result;
 use crate::oci::{ByteRange, Digest};
+use crate::storage::any::ConfiguredDriver;
 use crate::storage::backend::{Backend, Capabilities};
+use crate::storage::layers::Instrumented;
 use crate::storage::layout::{Dir, Key};
-use crate::storage::{Engine, EngineOptions, UploadId};
+use crate::storage::{Engine, EngineOptions, StorageConfig, StorageType, UploadId};
 
-/// The in-memory storage driver.
-pub type InMemoryDriver = Engine<InMemoryBackend>;
+/// The in-memory storage driver: the engine over the instrumented in-memory backend.
+pub type InMemoryDriver = Engine<Instrumented<InMemoryBackend>>;
 
 impl InMemoryDriver {
     /// An empty in-memory driver with default options.
     pub fn new_in_memory() -> Self {
-        Engine::new(InMemoryBackend::default(), EngineOptions::default())
+        Engine::new(Instrumented::default(), EngineOptions::default())
+    }
+}
+
+impl ConfiguredDriver for InMemoryDriver {
+    const STORAGE_TYPE: StorageType = StorageType::Inmemory;
+
+    async fn open(_: &StorageConfig, options: EngineOptions) -> Result<Self> {
+        Ok(Engine::new(Instrumented::default(), options))
     }
 }
 

@@ -24,7 +24,7 @@ pub mod hashing;
 pub mod inmemory;
 pub mod layers;
 pub mod layout;
-#[cfg(feature = "s3")]
+pub mod presign;
 pub mod s3;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;

@@ -19,6 +19,8 @@ pub struct Image {
     pub layer_digest: String,
     /// Config digest.
     pub config_digest: String,
+    /// Config length in bytes (what a descriptor of it must state).
+    pub config_size: usize,
 }
 
 impl Registry {
@@ -125,6 +127,7 @@ impl Registry {
             layer,
             layer_digest,
             config_digest,
+            config_size: config.len(),
         }
     }
 }

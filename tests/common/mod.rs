@@ -6,6 +6,7 @@
 #![allow(dead_code, unused_macros)]
 
 pub mod answers;
+pub mod auth;
 pub mod blobs;
 pub mod client;
 pub mod content;

@@ -8,6 +8,7 @@ use crate::oci::{Digest, RangeRequest, RepositoryName};
 use crate::storage::backend::Backend;
 use crate::storage::hashing::Hasher;
 use crate::storage::layout;
+use crate::storage::presign::PresignBlobReads;
 use crate::storage::{BlobRead, BlobRedirect, FileInfo, StorageDriver, UploadId};
 
 use super::Engine;
@@ -160,21 +161,6 @@ impl<B: Backend> Engine<B> {
         })
     }
 
-    /// Implements [`StorageDriver::blob_redirect`](crate::storage::StorageDriver::blob_redirect):
-    /// the backend's URL (signing only, no I/O) and, when there is one, the blob's info from
-    /// the repository's link (the metadata cache answers it, like a `HEAD`).
-    pub(super) async fn blob_location(
-        &self,
-        repo: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Option<BlobRedirect>> {
-        let Some(url) = self.backend.blob_url(digest).await? else {
-            return Ok(None);
-        };
-        let info = self.blob_info(repo, digest).await?;
-        Ok(Some(BlobRedirect { url, info }))
-    }
-
     /// Implements [`StorageDriver::put_content`](crate::storage::StorageDriver::put_content).
     pub(super) async fn blob_put<S>(
         &self,
@@ -275,5 +261,30 @@ impl<B: Backend> Engine<B> {
             return Err(Error::BlobUnknown(digest.clone()));
         }
         self.link(to, digest, size).await
+    }
+}
+
+impl<B: PresignBlobReads> Engine<B> {
+    /// Where the client may fetch a blob visible in `repo` itself, when
+    /// [`EngineOptions::redirect_blob_reads`](super::EngineOptions::redirect_blob_reads) is
+    /// set: a presigned URL of the blob (signing only, no I/O) with the blob's info from the
+    /// repository's link (the metadata cache answers it, like a `HEAD`); `BLOB_UNKNOWN` if
+    /// the blob is not visible there. What [`AnyDriver`](crate::storage::AnyDriver) answers
+    /// [`StorageDriver::blob_redirect`](crate::storage::StorageDriver::blob_redirect) with for
+    /// a driver whose backend presigns.
+    pub async fn presigned_blob_redirect(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<BlobRedirect>> {
+        let Some(expires_in) = self.options.redirect_blob_reads else {
+            return Ok(None);
+        };
+        let info = self.blob_info(repo, digest).await?;
+        let signed = self.backend.presign_read_blob(digest, expires_in).await?;
+        Ok(Some(BlobRedirect {
+            url: signed.url,
+            info,
+        }))
     }
 }

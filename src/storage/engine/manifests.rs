@@ -56,20 +56,35 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Checks that everything a manifest references (except its subject and
-    /// non-distributable layers) is present in the repository.
+    /// non-distributable layers) is present in the repository, with the size its descriptor
+    /// states (a client pulling the manifest verifies each size: a wrong one would make the
+    /// image unpullable).
     async fn check_references(
         &self,
         repo: &RepositoryName,
         summary: &manifest::ManifestSummary,
     ) -> Result<()> {
+        let wrong_size = |d: &Descriptor, stored: u64| {
+            Error::ManifestInvalid(format!(
+                "descriptor of {} says {} bytes, the stored content has {stored}",
+                d.digest, d.size
+            ))
+        };
         for blob in summary.required_blobs() {
-            if self.linked_size(repo, &blob.digest).await?.is_none() {
-                return Err(Error::ManifestBlobUnknown(blob.digest.clone()));
+            match self.linked_size(repo, &blob.digest).await? {
+                None => return Err(Error::ManifestBlobUnknown(blob.digest.clone())),
+                Some(size) if size != blob.size => return Err(wrong_size(blob, size)),
+                Some(_) => {}
             }
         }
         for child in summary.required_manifests() {
-            if !self.manifest_exists(repo, &child.digest).await? {
-                return Err(Error::ManifestBlobUnknown(child.digest.clone()));
+            // From the store, not the cache: a write checks what is stored now.
+            match self.stored_manifest(repo, &child.digest).await? {
+                Some(m) if m.info.size != child.size => {
+                    return Err(wrong_size(child, m.info.size));
+                }
+                Some(_) => {}
+                None => return Err(Error::ManifestBlobUnknown(child.digest.clone())),
             }
         }
         Ok(())

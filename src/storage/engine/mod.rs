@@ -29,12 +29,13 @@ use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
 use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
-use crate::storage::backend::Backend;
+use crate::storage::backend::{Backend, Operation};
 use crate::storage::cache::{CacheConfig, MetadataCache};
+use crate::storage::layout::Key;
 use crate::storage::upload_locks::UploadLocks;
 use crate::storage::{
-    BlobRead, BlobRedirect, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageDriver,
-    TagList, UploadHandle, UploadId, UploadProgress,
+    BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageDriver, TagList,
+    UploadHandle, UploadId, UploadProgress,
 };
 
 /// Tunables of the engine.
@@ -45,6 +46,10 @@ pub struct EngineOptions {
     /// The metadata cache (by default on for backends whose metadata reads are round
     /// trips, see [`Capabilities::remote_metadata`](crate::storage::backend::Capabilities::remote_metadata)).
     pub cache: CacheConfig,
+    /// Answer blob reads with a redirect to a presigned URL valid this long, where the
+    /// backend presigns ([`PresignBlobReads`](crate::storage::presign::PresignBlobReads); see
+    /// [`Engine::presigned_blob_redirect`]); `None` (the default): serve the bytes.
+    pub redirect_blob_reads: Option<std::time::Duration>,
 }
 
 impl Default for EngineOptions {
@@ -52,6 +57,7 @@ impl Default for EngineOptions {
         Self {
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
             cache: CacheConfig::default(),
+            redirect_blob_reads: None,
         }
     }
 }
@@ -119,8 +125,10 @@ impl<S: std::fmt::Debug + Send + Sync + 'static> UploadHandle for EngineUpload<S
 }
 
 impl<B: Backend> Engine<B> {
-    fn corrupt(&self, what: impl std::fmt::Display) -> Error {
-        Error::backend(B::NAME, format!("corrupt record: {what}"))
+    /// The error for a record read at `key` that does not parse.
+    fn corrupt(&self, key: &Key) -> Error {
+        Error::backend(B::NAME, "corrupt record")
+            .with_context(Operation::Read, || Some(key.clone()))
     }
 }
 
@@ -149,14 +157,6 @@ impl<B: Backend> StorageDriver for Engine<B> {
         range: Option<RangeRequest>,
     ) -> Result<BlobRead<B::Reader>> {
         self.blob_read(repo, digest, range).await
-    }
-
-    async fn blob_redirect(
-        &self,
-        repo: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Option<BlobRedirect>> {
-        self.blob_location(repo, digest).await
     }
 
     async fn put_content<S>(

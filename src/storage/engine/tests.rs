@@ -1,54 +1,14 @@
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use futures::{StreamExt, stream};
 
 use super::hashed_body::HASH_BATCH;
 use super::*;
+use crate::storage::backend::Operation;
 use crate::storage::inmemory::InMemoryBackend;
-use crate::storage::layout::{Key, KeyClass};
+use crate::storage::layers::{Fault, FaultInjection};
+use crate::storage::layout::KeyClass;
 
 /// The in-memory backend with injectable failures.
-#[derive(Debug, Default)]
-struct Faulty {
-    inner: InMemoryBackend,
-    /// `finish_upload` stores the blob, then reports an error (a lost response).
-    commit_then_fail: AtomicBool,
-    /// The next write of a repository link fails.
-    fail_link_write: AtomicBool,
-}
-
-fn injected() -> Error {
-    Error::backend("faulty", "injected failure")
-}
-
-#[deny(clippy::missing_trait_methods)]
-impl Backend for Faulty {
-    const NAME: &'static str = "faulty";
-    crate::forward_backend!(inner: InMemoryBackend;
-        Reader, UploadState, capabilities, locate, read, exists, remove, read_versioned,
-        write_if_version, list, any_under,
-        write_tag, blob_size, read_blob, blob_url, start_upload, append_upload, abort_upload);
-
-    async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
-        if key.class() == KeyClass::Link && self.fail_link_write.swap(false, Ordering::SeqCst) {
-            return Err(injected());
-        }
-        self.inner.write(key, value).await
-    }
-    async fn finish_upload(
-        &self,
-        id: &UploadId,
-        state: (),
-        size: u64,
-        digest: &Digest,
-    ) -> Result<()> {
-        self.inner.finish_upload(id, state, size, digest).await?;
-        if self.commit_then_fail.swap(false, Ordering::SeqCst) {
-            return Err(injected());
-        }
-        Ok(())
-    }
-}
+type Faulty = FaultInjection<InMemoryBackend>;
 
 fn engine() -> Engine<Faulty> {
     Engine::new(Faulty::default(), EngineOptions::default())
@@ -144,7 +104,10 @@ async fn finish_succeeds_when_commit_errs_after_storing() {
     let repo = RepositoryName::parse("a/b").unwrap();
     let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
     let id = started(&e, &repo, body(&DATA[..5])).await;
-    e.backend().commit_then_fail.store(true, Ordering::SeqCst);
+    // The blob is stored, then an error reported (a lost response).
+    e.backend()
+        .faults()
+        .plan(Fault::after(Operation::FinishUpload));
     let info = e
         .finish_upload(&repo, &id, &digest, None, body(&DATA[5..]))
         .await
@@ -163,7 +126,10 @@ async fn put_content_succeeds_when_commit_errs_after_storing() {
     let e = engine();
     let repo = RepositoryName::parse("a/b").unwrap();
     let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
-    e.backend().commit_then_fail.store(true, Ordering::SeqCst);
+    // The blob is stored, then an error reported (a lost response).
+    e.backend()
+        .faults()
+        .plan(Fault::after(Operation::FinishUpload));
     e.put_content(&repo, &digest, None, body(DATA))
         .await
         .unwrap();
@@ -178,7 +144,10 @@ async fn finish_retry_after_link_failure() {
     let repo = RepositoryName::parse("a/b").unwrap();
     let digest = Digest::compute(DigestAlgorithm::Sha256, DATA);
     let id = started(&e, &repo, body(&DATA[..7])).await;
-    e.backend().fail_link_write.store(true, Ordering::SeqCst);
+    // The next write of a repository link fails.
+    e.backend()
+        .faults()
+        .plan(Fault::before(Operation::Write).class(KeyClass::Link));
     assert!(
         e.finish_upload(&repo, &id, &digest, None, body(&DATA[7..]))
             .await

@@ -44,6 +44,7 @@
 //!   pool, overlapping disk I/O with the network and hashing; no blob is held in memory.
 
 mod atomic;
+mod config;
 mod listing;
 mod paths;
 mod reader;
@@ -60,27 +61,38 @@ use futures::Stream;
 
 use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
+use crate::storage::any::ConfiguredDriver;
 use crate::storage::backend::{Backend, Capabilities, TagTarget};
+use crate::storage::layers::Instrumented;
 use crate::storage::layout::{self, Dir, Key, KeyClass};
 use crate::storage::upload_locks::UploadLocks;
-use crate::storage::{Engine, EngineOptions, FilesystemConfig, UploadId};
+use crate::storage::{Engine, EngineOptions, StorageConfig, StorageType, UploadId};
 
 use tagging::Tagging;
 
+pub use config::FilesystemConfig;
 pub use reader::{FilesystemReader, MAP_MIN, READ_CHUNK};
 pub use upload::{FilesystemUploadState, WRITE_BATCH};
 
 /// Driver name used in errors.
 const DRIVER: &str = "filesystem";
 
-/// The filesystem storage driver.
-pub type FilesystemDriver = Engine<FilesystemBackend>;
+/// The filesystem storage driver: the engine over the instrumented filesystem backend.
+pub type FilesystemDriver = Engine<Instrumented<FilesystemBackend>>;
 
 impl FilesystemDriver {
     /// Opens (creating if needed) the storage root.
     pub async fn open(config: &FilesystemConfig, options: EngineOptions) -> Result<Self> {
         let backend = FilesystemBackend::open(&config.root_directory).await?;
-        Ok(Engine::new(backend, options))
+        Ok(Engine::new(Instrumented::new(backend), options))
+    }
+}
+
+impl ConfiguredDriver for FilesystemDriver {
+    const STORAGE_TYPE: StorageType = StorageType::Filesystem;
+
+    async fn open(config: &StorageConfig, options: EngineOptions) -> Result<Self> {
+        FilesystemDriver::open(&config.filesystem, options).await
     }
 }
 
@@ -139,9 +151,10 @@ impl FilesystemBackend {
     }
 }
 
-/// Wraps an I/O error with the operation and path.
-fn io_err(what: &str, path: &Path, err: std::io::Error) -> Error {
-    Error::io(DRIVER, format_args!("{what} {}", path.display()), err)
+/// Wraps an I/O error: the step that failed in the message, the path only in the detail
+/// for logs (an answer never shows the storage root).
+fn io_err(what: &'static str, path: &Path, err: std::io::Error) -> Error {
+    Error::io_at(DRIVER, what, path.display(), err)
 }
 
 fn join_failed(err: tokio::task::JoinError) -> Error {
@@ -288,9 +301,10 @@ impl Backend for FilesystemBackend {
         let path = self.path(&layout::blob_data(digest))?;
         match lstat(&path)? {
             Some(meta) if meta.is_file() => Ok(Some(meta.len())),
-            Some(_) => Err(Error::backend(
+            Some(_) => Err(Error::backend_detail(
                 DRIVER,
-                format!("{} is not a regular file", path.display()),
+                "a blob is not a regular file",
+                path.display().to_string(),
             )),
             None => Ok(None),
         }

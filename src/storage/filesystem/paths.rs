@@ -134,13 +134,11 @@ pub(super) fn ensure_dir(root: &Path, rel: Option<&str>) -> Result<PathBuf> {
 }
 
 fn not_a_dir(path: &Path) -> Error {
-    Error::backend(
+    Error::backend_detail(
         DRIVER,
-        format!(
-            "refusing to write through {}: not a directory (symbolic links below the root are \
-             not followed)",
-            path.display()
-        ),
+        "refusing to write through something that is not a directory (symbolic links below \
+         the root are not followed)",
+        path.display().to_string(),
     )
 }
 

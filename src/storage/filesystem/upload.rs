@@ -155,9 +155,10 @@ fn open_at(root: &Path, rel: &str, offset: u64) -> Result<(File, bool)> {
             (file, false)
         }
         Ok(_) => {
-            return Err(Error::backend(
+            return Err(Error::backend_detail(
                 DRIVER,
-                format!("{} is not a regular file", path.display()),
+                "upload data is not a regular file",
+                path.display().to_string(),
             ));
         }
         Err(e) if missing(&e) && offset == 0 => {
@@ -171,12 +172,10 @@ fn open_at(root: &Path, rel: &str, offset: u64) -> Result<(File, bool)> {
             (file, true)
         }
         Err(e) if missing(&e) => {
-            return Err(Error::backend(
+            return Err(Error::backend_detail(
                 DRIVER,
-                format!(
-                    "upload data {} is missing but {offset} bytes were recorded",
-                    path.display()
-                ),
+                format!("upload data is missing but {offset} bytes were recorded"),
+                path.display().to_string(),
             ));
         }
         Err(e) => return Err(io_err("inspecting", &path, e)),
@@ -186,12 +185,10 @@ fn open_at(root: &Path, rel: &str, offset: u64) -> Result<(File, bool)> {
         .map_err(|e| io_err("inspecting", &path, e))?
         .len();
     if len < offset {
-        return Err(Error::backend(
+        return Err(Error::backend_detail(
             DRIVER,
-            format!(
-                "upload data {} holds {len} bytes but {offset} were recorded",
-                path.display()
-            ),
+            format!("upload data holds {len} bytes but {offset} were recorded"),
+            path.display().to_string(),
         ));
     }
     if len > offset {
@@ -400,9 +397,10 @@ pub(super) fn commit(
             .open(&source)
             .map_err(|e| io_err("opening", &source, e))?,
         Ok(_) => {
-            return Err(Error::backend(
+            return Err(Error::backend_detail(
                 DRIVER,
-                format!("{} is not a regular file", source.display()),
+                "upload data is not a regular file",
+                source.display().to_string(),
             ));
         }
         Err(e) if missing(&e) && size == 0 => {
@@ -421,12 +419,10 @@ pub(super) fn commit(
         .map_err(|e| io_err("inspecting", &source, e))?
         .len();
     if len < size {
-        return Err(Error::backend(
+        return Err(Error::backend_detail(
             DRIVER,
-            format!(
-                "upload data {} holds {len} bytes, {size} expected",
-                source.display()
-            ),
+            format!("upload data holds {len} bytes, {size} expected"),
+            source.display().to_string(),
         ));
     }
     // One-shot and volatile uploads were never synced.

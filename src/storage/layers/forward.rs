@@ -33,8 +33,8 @@
 /// impl<B: Backend> Backend for Upside<B> {
 ///     marina_distribution::forward_backend!(0: B;
 ///         NAME, Reader, UploadState, capabilities, locate, read, exists, write, remove,
-///         read_versioned, write_if_version, any_under, write_tag, blob_size, read_blob, blob_url, start_upload, append_upload,
-///         finish_upload, abort_upload);
+///         read_versioned, write_if_version, any_under, write_tag, blob_size, read_blob,
+///         start_upload, append_upload, finish_upload, abort_upload);
 ///
 ///     async fn list(
 ///         &self,
@@ -184,16 +184,6 @@ macro_rules! forward_backend {
             range: ::std::option::Option<$crate::oci::ByteRange>,
         ) -> impl ::std::future::Future<Output = $crate::Result<Self::Reader>> + Send {
             <$inner as $crate::storage::backend::Backend>::read_blob(&self.$f, digest, range)
-        }
-    };
-    (@item $f:tt, $inner:ty, blob_url) => {
-        fn blob_url(
-            &self,
-            digest: &$crate::oci::Digest,
-        ) -> impl ::std::future::Future<
-            Output = $crate::Result<::std::option::Option<::std::string::String>>,
-        > + Send {
-            <$inner as $crate::storage::backend::Backend>::blob_url(&self.$f, digest)
         }
     };
     (@item $f:tt, $inner:ty, start_upload) => {

@@ -16,7 +16,7 @@
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
-use crate::error::Error;
+use crate::error::{BackendDetail, Error};
 
 /// Driver name used in errors.
 pub(crate) const DRIVER: &str = "s3";
@@ -82,23 +82,40 @@ pub(crate) fn is_retryable<E: ProvideErrorMetadata>(err: &SdkError<E, HttpRespon
     }
 }
 
-/// Translates an SDK error of operation `op` on object `key`.
+/// Translates an SDK error of the S3 request `op` (`"GetObject"`) on the object `key`.
+///
+/// The error's message names the request and what S3 answered (its error code and HTTP
+/// status, or the kind of transport failure); the object key (with the bucket's prefix), the
+/// request id and the SDK's full output go to the [`BackendDetail`] in its source, for logs
+/// only.
 pub(crate) fn translate<E>(op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     if is_no_such_upload(&err) {
-        // Its text reaches clients (a spec error's detail): no object key in it.
-        tracing::debug!(key, "{op}: the multipart upload no longer exists");
         return Error::BlobUploadUnknown(
-            "the upload's multipart upload no longer exists in the bucket".into(),
+            "the multipart upload no longer exists in the bucket".into(),
         );
     }
+    let answer = match (err.code(), status(&err)) {
+        (Some(code), Some(status)) => format!("{code} (HTTP {status})"),
+        (Some(code), None) => code.to_owned(),
+        (None, Some(status)) => format!("HTTP {status}"),
+        (None, None) => match &err {
+            SdkError::TimeoutError(_) => "timed out".to_owned(),
+            SdkError::DispatchFailure(_) => "request not sent (connection failed)".to_owned(),
+            SdkError::ResponseError(_) => "response unreadable".to_owned(),
+            _ => "request failed".to_owned(),
+        },
+    };
+    let detail = format!("{op} {key}: {}", DisplayErrorContext(&err));
     Error::Backend {
         driver: DRIVER,
-        message: format!("{op} {key}: {}", DisplayErrorContext(&err)),
+        operation: None,
+        key: None,
+        message: format!("{op}: {answer}"),
         retryable: is_retryable(&err),
-        source: Some(Box::new(err)),
+        source: Some(Box::new(BackendDetail::new(detail, Some(Box::new(err))))),
     }
 }
 
@@ -106,13 +123,24 @@ where
 pub(crate) fn body(key: &str, err: aws_smithy_types::byte_stream::error::Error) -> Error {
     Error::Backend {
         driver: DRIVER,
-        message: format!("reading {key}: {err}"),
+        operation: None,
+        key: None,
+        message: "response body interrupted".into(),
         retryable: true,
-        source: Some(Box::new(err)),
+        source: Some(Box::new(BackendDetail::new(
+            format!("reading {key}"),
+            Some(Box::new(err)),
+        ))),
     }
 }
 
-/// A backend error about the driver's own records (e.g. an upload state that does not add up).
+/// A backend error about the driver's own records (e.g. an upload state that does not add
+/// up). `message` holds no object key.
 pub(crate) fn corrupt(message: impl Into<String>) -> Error {
     Error::backend(DRIVER, message)
+}
+
+/// Like [`corrupt`], about the object `key` (kept in the detail, for logs).
+pub(crate) fn corrupt_at(message: impl Into<String>, key: &str) -> Error {
+    Error::backend_detail(DRIVER, message, key)
 }

@@ -1,18 +1,26 @@
-//! The S3 driver (`type = "s3"`, feature `s3`): the shared [`Engine`] over [`S3Backend`],
-//! on AWS S3 or any S3-compatible store (MinIO, Garage, Ceph RGW, Cloudflare R2, moto).
+//! The S3 driver (`type = "s3"`, feature `s3`): the shared [`Engine`](crate::storage::Engine)
+//! over [`S3Backend`], on AWS S3 or any S3-compatible store (MinIO, Garage, Ceph RGW,
+//! Cloudflare R2, moto).
 //!
-//! Modules: [`client`] (client from [`S3Config`]), [`keys`] (layout key → object key),
+//! Modules: [`config`] (its settings, built with or without the feature), `backend` (the
+//! [`Backend`](crate::storage::backend::Backend) and the driver assembled over it),
+//! [`client`] (client from [`S3Config`]), [`keys`] (layout key → object key),
 //! [`objects`] (plain object operations), [`reader`] (streamed blob reads), [`upload`]
 //! (multipart uploads and their persisted state), [`error`] (S3 errors → crate errors).
 //!
 //! # Objects
 //!
 //! Everything lives below the configured prefix, in the tree of
-//! [`layout`]. Metadata objects (links, tags, manifests, referrer
+//! [`layout`](crate::storage::layout). Metadata objects (links, tags, manifests, referrer
 //! entries, upload states) are whole objects written with `PutObject` (atomic) and listed with
 //! `ListObjectsV2` (prefix `<dir>/`, delimiter `/`, `StartAfter` for pagination). Blob reads
 //! are one `GetObject` (with `Range` for ranged reads) whose body is streamed straight to the
 //! caller.
+//! A read that a retryable failure cuts midway (a dropped connection, a timeout) is
+//! reopened with a ranged `GetObject` from the first byte not delivered, a few times at
+//! most: the driver is assembled over
+//! [`Resumable`](crate::storage::layers::Resumable)`<S3Backend>`, which relies on blobs
+//! being immutable.
 //!
 //! # Uploads
 //!
@@ -79,317 +87,29 @@
 //! failures (after the SDK's standard retries) become retryable backend errors (HTTP 503),
 //! everything else a backend error carrying the SDK error as its source.
 
+pub mod config;
+
+#[cfg(feature = "s3")]
+mod backend;
+#[cfg(feature = "s3")]
 pub mod client;
+#[cfg(feature = "s3")]
 pub mod conditional;
+#[cfg(feature = "s3")]
 pub mod error;
+#[cfg(feature = "s3")]
 pub mod keys;
+#[cfg(feature = "s3")]
 pub mod objects;
+#[cfg(feature = "s3")]
 pub mod reader;
+#[cfg(feature = "s3")]
 pub mod upload;
 
-use bytes::Bytes;
-use futures::Stream;
-
-use crate::error::{Error, Result};
-use crate::oci::{ByteRange, Digest};
-use crate::storage::backend::{Backend, Capabilities, ObjectVersion};
-use crate::storage::layout::{self, Dir, Key, KeyClass};
-use crate::storage::{Engine, EngineOptions, S3ChecksumPolicy, S3Config, UploadId};
-
+#[cfg(feature = "s3")]
+pub use backend::{S3Backend, S3Driver};
+pub use config::{S3ChecksumPolicy, S3Config};
+#[cfg(feature = "s3")]
 pub use reader::S3Reader;
+#[cfg(feature = "s3")]
 pub use upload::{S3UploadState, SegmentName, StagedSegment, UploadedPart};
-
-/// The S3 storage driver.
-pub type S3Driver = Engine<S3Backend>;
-
-impl S3Driver {
-    /// Validates the configuration, builds the client (credentials from the AWS SDK default
-    /// chain) and checks the bucket ([`S3Backend::check_bucket`]): a missing bucket is a
-    /// configuration error here, not "blob unknown" on the first request.
-    pub async fn connect(config: &S3Config, options: EngineOptions) -> Result<Self> {
-        Ok(Engine::new(S3Backend::connect(config).await?, options))
-    }
-}
-
-/// The S3 backend: object operations on one bucket under one prefix.
-#[derive(Debug, Clone)]
-pub struct S3Backend {
-    client: aws_sdk_s3::Client,
-    bucket: String,
-    keys: keys::KeyMap,
-    part_size: u64,
-    equal_parts: bool,
-    part_checksums: bool,
-    copy_object_limit: u64,
-    copy_part_size: u64,
-    /// Whether upload session records are written with `If-Match` (see [`conditional`]).
-    conditional_writes: bool,
-    /// Presigns blob reads for redirects (`redirect = true`), through the public endpoint
-    /// when one is set.
-    presigner: Option<Presigner>,
-}
-
-/// What presigns a redirect: a client on the endpoint clients reach, and the URLs' validity.
-#[derive(Debug, Clone)]
-struct Presigner {
-    client: aws_sdk_s3::Client,
-    expiry: std::time::Duration,
-}
-
-impl S3Backend {
-    /// Validates the configuration, builds the client and checks the bucket
-    /// ([`check_bucket`](Self::check_bucket)).
-    pub async fn connect(config: &S3Config) -> Result<Self> {
-        config.validate()?;
-        let presign = match (config.redirect, &config.public_endpoint) {
-            (true, Some(public)) => Some(client::build(&on_endpoint(config, public)).await),
-            _ => None,
-        };
-        let mut backend = Self::with_client(config, client::build(config).await, presign);
-        backend.check_bucket().await?;
-        if config.conditional_writes.is_none() {
-            backend.conditional_writes = backend.detect_conditional_writes().await?;
-        }
-        Ok(backend)
-    }
-
-    /// Like [`connect`](Self::connect), on an SDK configuration loaded by the caller (custom
-    /// credential providers, HTTP clients, ...); the settings of `config` (region, endpoint,
-    /// path style, checksums, standard retries) are applied over it. Does not contact the
-    /// store: call [`check_bucket`](Self::check_bucket) to, and
-    /// [`detect_conditional_writes`](Self::detect_conditional_writes) with
-    /// [`with_conditional_writes`](Self::with_conditional_writes) when
-    /// `conditional_writes` is unset (here: off).
-    pub fn connect_with(config: &S3Config, sdk: &aws_config::SdkConfig) -> Result<Self> {
-        config.validate()?;
-        let presign = match (config.redirect, &config.public_endpoint) {
-            (true, Some(public)) => Some(client::build_with(&on_endpoint(config, public), sdk)),
-            _ => None,
-        };
-        Ok(Self::with_client(
-            config,
-            client::build_with(config, sdk),
-            presign,
-        ))
-    }
-
-    /// `presign`: a client on the public endpoint, if it differs from the registry's.
-    fn with_client(
-        config: &S3Config,
-        client: aws_sdk_s3::Client,
-        presign: Option<aws_sdk_s3::Client>,
-    ) -> Self {
-        let presigner = config.redirect.then(|| Presigner {
-            client: presign.unwrap_or_else(|| client.clone()),
-            expiry: config.redirect_expiry(),
-        });
-        Self {
-            client,
-            presigner,
-            bucket: config.bucket.clone(),
-            keys: keys::KeyMap::new(config.normalized_prefix()),
-            part_size: config.part_size(),
-            equal_parts: config.equal_parts,
-            part_checksums: config.checksum_policy() == S3ChecksumPolicy::WhenSupported,
-            copy_object_limit: upload::COPY_OBJECT_LIMIT,
-            copy_part_size: upload::COPY_PART_SIZE,
-            conditional_writes: config.conditional_writes.unwrap_or(false),
-        }
-    }
-
-    /// Writes upload session records conditionally (`If-Match`) or not; see [`conditional`].
-    pub fn with_conditional_writes(mut self, yes: bool) -> Self {
-        self.conditional_writes = yes;
-        self
-    }
-
-    /// Whether upload session records are written conditionally.
-    pub fn conditional_writes(&self) -> bool {
-        self.conditional_writes
-    }
-
-    /// Uses parallel `UploadPartCopy` requests of `part_size` bytes instead of one
-    /// `CopyObject` for objects above `limit` bytes (default 5 GiB, S3's `CopyObject` limit,
-    /// and 512 MiB parts). Lower it to exercise the multipart copy with small blobs in tests.
-    pub fn with_multipart_copy(mut self, limit: u64, part_size: u64) -> Self {
-        self.copy_object_limit = limit.min(upload::COPY_OBJECT_LIMIT);
-        self.copy_part_size = part_size.clamp(
-            crate::storage::config::MIN_PART_SIZE,
-            crate::storage::config::MAX_PART_SIZE,
-        );
-        self
-    }
-
-    /// The SDK client (for tests and tools that inspect the bucket).
-    pub fn client(&self) -> &aws_sdk_s3::Client {
-        &self.client
-    }
-
-    /// The bucket.
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
-    /// The normalised key prefix (`""` or ending in `/`) everything is stored under.
-    pub fn object_key_prefix(&self) -> String {
-        self.keys.prefix().to_owned()
-    }
-
-    /// The object key of a layout key (prefix included).
-    pub fn object_key(&self, key: &Key) -> String {
-        self.keys.object(key)
-    }
-}
-
-impl S3Backend {
-    async fn presign_get(&self, presigner: &Presigner, digest: &Digest) -> Result<String> {
-        let key = self.keys.object(&layout::blob_data(digest));
-        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(presigner.expiry)
-            .map_err(|e| Error::backend_source(error::DRIVER, "presigning a blob read", e))?;
-        let request = presigner
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .presigned(config)
-            .await
-            .map_err(|e| error::translate("presigning GetObject", &key, e))?;
-        Ok(request.uri().to_owned())
-    }
-}
-
-/// `config` with `endpoint` as its endpoint (the public one, for presigning).
-fn on_endpoint(config: &S3Config, endpoint: &str) -> S3Config {
-    S3Config {
-        endpoint: Some(endpoint.to_owned()),
-        ..config.clone()
-    }
-}
-
-/// An S3 operation's future, moved to the heap before it is awaited.
-///
-/// aws-sdk-s3's request futures are several kilobytes each (its orchestrator, interceptors
-/// and retry state live inline), and an [`Engine`](crate::storage::Engine) future embeds the
-/// backend future it awaits. Inline, they made every [`AnyDriver`](crate::storage::AnyDriver)
-/// future ~7 KB, since an enum's futures must hold their largest variant's, and that cost
-/// the *other* drivers a copy of 7 KB on every move (+80% on an in-memory `stat`). One
-/// allocation per S3 operation, next to the SDK's own dozens per request and a network round
-/// trip, keeps the S3 driver's futures, and so `AnyDriver`'s, the size of the filesystem
-/// driver's. The filesystem and in-memory drivers never box.
-///
-/// Not an `async fn`: its future would hold `operation` inline until first polled.
-fn on_heap<F: std::future::Future>(operation: F) -> std::pin::Pin<Box<F>> {
-    Box::pin(operation)
-}
-
-impl Backend for S3Backend {
-    const NAME: &'static str = error::DRIVER;
-    type Reader = S3Reader;
-    type UploadState = S3UploadState;
-
-    /// The chunk minimum is the part size: chunks of that size are uploaded as parts
-    /// without staging anything. Smaller chunks work too (they are staged in the bucket).
-    /// Links are written after the blob: checking a blob's existence is a round trip, which
-    /// is also why the engine caches metadata by default.
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::NONE
-            .with_chunk_min_length(Some(self.part_size))
-            .with_remote_metadata(true)
-    }
-
-    fn locate(&self, key: &Key) -> String {
-        format!("s3://{}/{}", self.bucket, self.keys.object(key))
-    }
-
-    async fn read(&self, key: &Key) -> Result<Option<Bytes>> {
-        on_heap(self.get_bytes(&self.keys.object(key))).await
-    }
-
-    async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
-        on_heap(self.put_bytes(&self.keys.object(key), value)).await
-    }
-
-    async fn remove(&self, key: &Key) -> Result<()> {
-        on_heap(self.delete(&self.keys.object(key))).await
-    }
-
-    /// With conditional writes, an upload session record comes with its ETag.
-    async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
-        let versioned = self.conditional_writes && key.class() == KeyClass::UploadState;
-        let read = on_heap(self.get_bytes_tagged(&self.keys.object(key))).await?;
-        Ok(read.map(|(bytes, etag)| (bytes, etag.filter(|_| versioned).map(ObjectVersion))))
-    }
-
-    async fn write_if_version(
-        &self,
-        key: &Key,
-        value: Bytes,
-        version: &ObjectVersion,
-    ) -> Result<bool> {
-        on_heap(self.put_bytes_if_match(&self.keys.object(key), value, &version.0)).await
-    }
-
-    async fn list(
-        &self,
-        dir: &Dir,
-        start_after: Option<&str>,
-        limit: Option<usize>,
-    ) -> Result<Vec<String>> {
-        on_heap(self.list_names(&self.keys.dir(dir), start_after, limit)).await
-    }
-
-    async fn any_under(&self, dir: &Dir) -> Result<bool> {
-        on_heap(self.any_below(&self.keys.dir(dir))).await
-    }
-
-    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        on_heap(self.head_size(&self.keys.object(&layout::blob_data(digest)))).await
-    }
-
-    async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<S3Reader> {
-        on_heap(self.get_stream(&self.keys.object(&layout::blob_data(digest)), range))
-            .await?
-            .ok_or_else(|| Error::BlobUnknown(digest.clone()))
-    }
-
-    /// With `redirect` on: a presigned `GetObject` URL of the blob, valid for
-    /// `redirect_expiry_secs`, for the public endpoint when one is set. It names no range: a
-    /// client's `Range` header, sent again to the store, is answered there (`206`).
-    async fn blob_url(&self, digest: &Digest) -> Result<Option<String>> {
-        match &self.presigner {
-            None => Ok(None),
-            Some(presigner) => on_heap(self.presign_get(presigner, digest)).await.map(Some),
-        }
-    }
-
-    async fn start_upload(&self, _id: &UploadId, target: Option<&Digest>) -> Result<S3UploadState> {
-        Ok(self.create(target))
-    }
-
-    async fn append_upload<S>(
-        &self,
-        id: &UploadId,
-        state: &mut S3UploadState,
-        offset: u64,
-        body: S,
-    ) -> Result<u64>
-    where
-        S: Stream<Item = Result<Bytes>> + Send,
-    {
-        on_heap(self.append(id, state, offset, body)).await
-    }
-
-    async fn finish_upload(
-        &self,
-        id: &UploadId,
-        state: S3UploadState,
-        size: u64,
-        digest: &Digest,
-    ) -> Result<()> {
-        on_heap(self.commit(id, state, size, digest)).await
-    }
-
-    async fn abort_upload(&self, id: &UploadId, state: S3UploadState) -> Result<()> {
-        on_heap(self.release(id, &state)).await
-    }
-}

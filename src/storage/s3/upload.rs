@@ -14,7 +14,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::S3Backend;
-use super::error::{self, corrupt, translate};
+use super::error::{self, corrupt, corrupt_at, translate};
 use super::keys::encode_copy_source;
 use super::objects::CONTENT_TYPE;
 use crate::error::{Error, Result};
@@ -227,7 +227,7 @@ impl S3Backend {
             .map_err(|e| translate("CreateMultipartUpload", key, e))?;
         out.upload_id()
             .map(str::to_owned)
-            .ok_or_else(|| corrupt(format!("CreateMultipartUpload {key}: no upload id")))
+            .ok_or_else(|| corrupt_at("CreateMultipartUpload answered without an upload id", key))
     }
 
     async fn upload_part(
@@ -252,7 +252,7 @@ impl S3Backend {
             .map_err(|e| translate("UploadPart", &key, e))?;
         let etag = out
             .e_tag()
-            .ok_or_else(|| corrupt(format!("UploadPart {key}: no ETag")))?
+            .ok_or_else(|| corrupt_at("UploadPart answered without an ETag", &key))?
             .to_owned();
         Ok(UploadedPart {
             number,
@@ -394,7 +394,7 @@ impl S3Backend {
         let result = out.copy_part_result();
         let etag = result
             .and_then(|r| r.e_tag())
-            .ok_or_else(|| corrupt(format!("UploadPartCopy {dst}: no ETag")))?
+            .ok_or_else(|| corrupt_at("UploadPartCopy answered without an ETag", dst))?
             .to_owned();
         Ok(UploadedPart {
             number,
@@ -425,14 +425,14 @@ impl S3Backend {
                 .buffered(SEGMENT_CONCURRENCY)
         );
         while let Some((key, segment, bytes)) = reads.next().await {
-            let bytes =
-                bytes?.ok_or_else(|| corrupt(format!("staged segment {key} is missing")))?;
+            let bytes = bytes?.ok_or_else(|| corrupt_at("a staged segment is missing", &key))?;
             if bytes.len() as u64 != segment.size {
-                return Err(corrupt(format!(
-                    "staged segment {key} holds {} bytes, expected {}",
+                let message = format!(
+                    "a staged segment holds {} bytes, expected {}",
                     bytes.len(),
                     segment.size
-                )));
+                );
+                return Err(corrupt_at(message, &key));
             }
             out.extend_from_slice(&bytes);
         }

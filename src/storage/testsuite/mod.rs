@@ -56,6 +56,7 @@
 //! # fn main() {}
 //! ```
 
+pub mod backend;
 mod blobs;
 mod manifests;
 mod names;
@@ -224,9 +225,12 @@ pub async fn run_all<F: DriverFactory>(factory: &F) {
     macro_rules! run {
         (; $($case:ident),* ; reopen: $($reopen:ident),*) => {{
             let mut failed = Vec::new();
-            $( run_one(stringify!($case), &mut failed, $case(factory)).await; )*
+            $( run_one("behaviour", stringify!($case), &mut failed, $case(factory)).await; )*
             if factory.persistent() {
-                $( run_one(stringify!($reopen), &mut failed, $reopen(factory)).await; )*
+                $(
+                    run_one("behaviour", stringify!($reopen), &mut failed, $reopen(factory))
+                        .await;
+                )*
             }
             failed
         }};
@@ -241,7 +245,8 @@ pub async fn run_all<F: DriverFactory>(factory: &F) {
     }
 }
 
-async fn run_one(name: &str, failed: &mut Vec<String>, case: impl Future<Output = ()>) {
+/// Runs one case of a suite (`kind`), recording its panic as a failure named after it.
+async fn run_one(kind: &str, name: &str, failed: &mut Vec<String>, case: impl Future<Output = ()>) {
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(case).catch_unwind().await {
         Ok(()) => {}
@@ -251,7 +256,7 @@ async fn run_one(name: &str, failed: &mut Vec<String>, case: impl Future<Output 
                 .map(String::as_str)
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("(non-string panic)");
-            failed.push(format!("behaviour case `{name}` failed: {msg}"));
+            failed.push(format!("{kind} case `{name}` failed: {msg}"));
         }
     }
 }

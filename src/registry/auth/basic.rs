@@ -1,0 +1,214 @@
+//! HTTP Basic authentication against an htpasswd file as Apache's `htpasswd -B` and
+//! Distribution write it: one `user:hash` per line, bcrypt hashes (`$2y$`, `$2b$`) only.
+//!
+//! bcrypt is slow on purpose (tens of milliseconds), so it never runs on the request path
+//! twice for the same credentials: a verified password leaves a keyed MAC
+//! (HMAC-SHA-256 under a per-process random key, never the password) in a per-user cache,
+//! compared in constant time. The cache belongs to one loaded file: a reload (the file
+//! changed) starts with an empty one. bcrypt itself runs on the blocking pool, at most one
+//! verification per core at a time, so wrong passwords cannot starve the async workers.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use hmac::{KeyInit, Mac};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// A bcrypt hash that no password matches (verified against when the user does not exist,
+/// so that unknown and known users take the same time).
+const DUMMY_HASH: &str = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
+
+/// A loaded htpasswd file with its cache of verified credentials.
+pub struct Htpasswd {
+    users: HashMap<String, String>,
+    key: [u8; 32],
+    verified: Mutex<HashMap<String, [u8; 32]>>,
+    bcrypt_slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Htpasswd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the hashes.
+        f.debug_struct("Htpasswd")
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Htpasswd {
+    /// Parses an htpasswd file's text. Blank lines and `#` comments are skipped; any line
+    /// whose hash is not bcrypt `$2y$`/`$2b$` is an error naming the line (not the hash).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut users = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let n = i + 1;
+            let Some((user, hash)) = line.split_once(':') else {
+                return Err(format!("line {n}: expected user:hash"));
+            };
+            if user.is_empty() {
+                return Err(format!("line {n}: empty user name"));
+            }
+            if !(hash.starts_with("$2y$") || hash.starts_with("$2b$")) {
+                let scheme = scheme_name(hash);
+                return Err(format!(
+                    "line {n} (user {user:?}): {scheme} hashes are not supported; only bcrypt \
+                     ($2y$, $2b$) is: recreate the entry with `htpasswd -B`"
+                ));
+            }
+            if hash.len() != 60 {
+                return Err(format!("line {n} (user {user:?}): malformed bcrypt hash"));
+            }
+            if users.insert(user.to_owned(), hash.to_owned()).is_some() {
+                return Err(format!("line {n}: user {user:?} appears twice"));
+            }
+        }
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Self {
+            users,
+            key,
+            verified: Mutex::new(HashMap::new()),
+            bcrypt_slots: Arc::new(Semaphore::new(slots)),
+        })
+    }
+
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading htpasswd file {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("htpasswd file {}: {e}", path.display()))
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether the file has no user.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    fn tag(&self, user: &str, password: &str) -> [u8; 32] {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("any key length");
+        mac.update(user.as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Whether `password` is `user`'s: from the cache when these credentials were verified
+    /// before, else with bcrypt (off the async workers).
+    pub async fn verify(&self, user: &str, password: &str) -> bool {
+        let tag = self.tag(user, password);
+        if let Some(known) = self.verified.lock().expect("cache lock").get(user)
+            && bool::from(known.ct_eq(&tag))
+        {
+            return true;
+        }
+        let (hash, exists) = match self.users.get(user) {
+            Some(h) => (h.clone(), true),
+            None => (DUMMY_HASH.to_owned(), false),
+        };
+        let Ok(_slot) = self.bcrypt_slots.acquire().await else {
+            return false;
+        };
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(false);
+        if ok && exists {
+            self.verified
+                .lock()
+                .expect("cache lock")
+                .insert(user.to_owned(), tag);
+        }
+        ok && exists
+    }
+}
+
+/// The scheme of an unsupported htpasswd hash, for the startup error.
+fn scheme_name(hash: &str) -> &'static str {
+    if hash.starts_with("$2a$") || hash.starts_with("$2x$") {
+        "bcrypt $2a$/$2x$ (legacy)"
+    } else if hash.starts_with("$apr1$") {
+        "MD5 (apr1)"
+    } else if hash.starts_with("{SHA}") {
+        "SHA-1"
+    } else if hash.starts_with("$5$") || hash.starts_with("$6$") {
+        "crypt SHA-256/512"
+    } else {
+        "crypt or plain-text"
+    }
+}
+
+/// The user and password of an `Authorization: Basic <base64(user:password)>` value;
+/// `None` when the value is malformed.
+pub fn parse_basic(value: &str) -> Option<(String, String)> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn verifies_and_caches() {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let h = Htpasswd::parse(&format!("# users\nalice:{hash}\n\n")).unwrap();
+        assert_eq!(h.len(), 1);
+        assert!(h.verify("alice", "s3cret").await);
+        assert!(h.verify("alice", "s3cret").await, "from the cache");
+        assert!(!h.verify("alice", "wrong").await);
+        assert!(!h.verify("bob", "s3cret").await);
+        assert!(!h.verify("alice", "s3cret\0").await);
+    }
+
+    #[test]
+    fn rejects_other_schemes() {
+        for line in [
+            "u:$apr1$abc$def",
+            "u:{SHA}abc=",
+            "u:plain",
+            "u:$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy",
+        ] {
+            let err = Htpasswd::parse(line).unwrap_err();
+            assert!(err.contains("line 1"), "{err}");
+            assert!(err.contains("htpasswd -B"), "{err}");
+        }
+        assert!(Htpasswd::parse("nocolon").is_err());
+        assert!(Htpasswd::parse("u:$2y$short").is_err());
+    }
+
+    #[test]
+    fn basic_header() {
+        assert_eq!(
+            parse_basic("Basic YWxpY2U6czNjcjp0"),
+            Some(("alice".into(), "s3cr:t".into()))
+        );
+        assert_eq!(parse_basic("Bearer abc"), None);
+        assert_eq!(parse_basic("Basic !!!"), None);
+        assert_eq!(parse_basic("Basic YWxpY2U="), None);
+    }
+}

@@ -1,0 +1,239 @@
+//! The built-in token endpoint: `GET <realm>?service=<service>&scope=<scope>...` with
+//! optional HTTP Basic credentials checked against the htpasswd file, answering
+//! `{"token": ..., "access_token": ..., "expires_in": ..., "issued_at": ...}` (token
+//! specification, "Requesting a Token"). The token grants the intersection of the requested
+//! scopes and what the rules allow the caller; a caller with less than it asked for is not
+//! an error ("it must not be considered an error"). Wrong credentials are 401.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use jsonwebtoken::{Header, encode};
+use serde::Serialize;
+
+use super::builtin::{BASIC_REALM, Builtin};
+use super::quote;
+use super::token::{AccessEntry, Audience, Claims, now};
+use crate::oci::RepositoryName;
+use crate::registry::route::Action;
+use crate::registry::{ApiError, query_pairs};
+
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    token: &'a str,
+    access_token: &'a str,
+    expires_in: u64,
+    issued_at: String,
+}
+
+/// The router serving the token endpoint at the path of the configured realm, when the
+/// authorizer issues tokens itself (`[auth.token] signing_key` with `[auth] htpasswd`).
+pub fn router(auth: Arc<Builtin>) -> Option<Router> {
+    let settings = auth.token_settings()?;
+    settings.signing_key.as_ref()?;
+    let path = realm_path(&settings.realm)?;
+    Some(Router::new().route(&path, get(issue)).with_state(auth))
+}
+
+/// The path part of a realm URL (`https://host:port/token` → `/token`).
+pub fn realm_path(realm: &str) -> Option<String> {
+    let rest = realm
+        .strip_prefix("https://")
+        .or_else(|| realm.strip_prefix("http://"))?;
+    let path = rest.find('/').map_or("/", |i| &rest[i..]);
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty()).then(|| path.to_owned())
+}
+
+/// Parses one scope (`repository:<name>:<actions>`; the name may hold a `:port`).
+fn parse_scope(scope: &str) -> Option<(&str, &str, Vec<&str>)> {
+    let (kind, rest) = scope.split_once(':')?;
+    let (name, actions) = rest.rsplit_once(':')?;
+    Some((
+        kind,
+        name,
+        actions.split(',').filter(|a| !a.is_empty()).collect(),
+    ))
+}
+
+fn action_of(name: &str) -> Option<Action> {
+    match name {
+        "pull" => Some(Action::Pull),
+        "push" => Some(Action::Push),
+        "delete" => Some(Action::Delete),
+        _ => None,
+    }
+}
+
+async fn issue(State(auth): State<Arc<Builtin>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let Some(settings) = auth.token_settings() else {
+        return ApiError::not_found().into_response();
+    };
+    let Some(signing) = settings.signing_key.as_ref() else {
+        return ApiError::not_found().into_response();
+    };
+    let user = match auth.basic_user(&parts).await {
+        Ok(user) => user,
+        Err(failure) => {
+            let mut resp = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required",
+            )
+            .with_detail(failure.reason)
+            .into_response();
+            if let Ok(v) = format!("Basic realm={}", quote(BASIC_REALM)).parse() {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            return resp;
+        }
+    };
+    let pairs = query_pairs(parts.uri.query());
+    if let Some((_, service)) = pairs.iter().find(|(k, _)| k == "service")
+        && *service != settings.service
+    {
+        return ApiError::new(StatusCode::BAD_REQUEST, "UNSUPPORTED", "unknown service")
+            .with_detail(format!(
+                "this endpoint issues tokens for {:?}",
+                settings.service
+            ))
+            .into_response();
+    }
+    let user_name = user.as_deref();
+    let rules = auth.rules();
+    let mut access: Vec<AccessEntry> = Vec::new();
+    // Several `scope` parameters, each possibly a space-separated list (scope.md).
+    for scope in pairs
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' '))
+    {
+        let Some((kind, name, actions)) = parse_scope(scope) else {
+            continue;
+        };
+        match kind {
+            "repository" | "repository(plugin)" => {
+                if RepositoryName::parse(name).is_err() {
+                    continue;
+                }
+                let wanted: Vec<Action> = if actions.contains(&"*") {
+                    vec![Action::Pull, Action::Push, Action::Delete]
+                } else {
+                    actions.iter().filter_map(|a| action_of(a)).collect()
+                };
+                let granted = rules.granted(user_name, name, &wanted);
+                if !granted.is_empty() {
+                    access.push(AccessEntry {
+                        kind: "repository".to_owned(),
+                        name: name.to_owned(),
+                        actions: granted.iter().map(|a| a.as_str().to_owned()).collect(),
+                    });
+                }
+            }
+            "registry" if name == "catalog" && (user.is_some() || rules.grants_anonymous()) => {
+                access.push(AccessEntry {
+                    kind: "registry".to_owned(),
+                    name: "catalog".to_owned(),
+                    actions: vec!["*".to_owned()],
+                });
+            }
+            _ => {}
+        }
+    }
+    let issued = now();
+    let mut jti = [0u8; 16];
+    rand::fill(&mut jti);
+    let claims = Claims {
+        iss: settings.issuer.clone(),
+        sub: user_name.unwrap_or("").to_owned(),
+        aud: Audience::One(settings.service.clone()),
+        exp: issued + settings.lifetime_secs,
+        nbf: Some(issued),
+        iat: Some(issued),
+        jti: Some(hex::encode(jti)),
+        access,
+    };
+    let mut header = Header::new(signing.algorithm);
+    header.kid = Some(signing.verifying.kid.clone());
+    header.typ = Some("JWT".to_owned());
+    let token = match encode(&header, &claims, &signing.encoding) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "signing a token failed");
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "unknown error",
+            )
+            .into_response();
+        }
+    };
+    let body = TokenResponse {
+        token: &token,
+        access_token: &token,
+        expires_in: settings.lifetime_secs,
+        issued_at: rfc3339(issued),
+    };
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch.
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_and_paths() {
+        assert_eq!(
+            parse_scope("repository:a/b:pull,push"),
+            Some(("repository", "a/b", vec!["pull", "push"]))
+        );
+        assert_eq!(
+            parse_scope("repository:host:5000/a:pull"),
+            Some(("repository", "host:5000/a", vec!["pull"]))
+        );
+        assert_eq!(parse_scope("nonsense"), None);
+        assert_eq!(
+            realm_path("https://r.example:5000/token").as_deref(),
+            Some("/token")
+        );
+        assert_eq!(
+            realm_path("http://r/auth/t?x=1").as_deref(),
+            Some("/auth/t")
+        );
+        assert_eq!(realm_path("https://r").as_deref(), Some("/"));
+        assert_eq!(realm_path("/relative"), None);
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_257_894_000), "2009-11-10T23:00:00Z");
+    }
+}

@@ -1,0 +1,324 @@
+//! Serving a router (feature `server`): plain TCP or TLS ([`tls`]), with the limits an
+//! exposed registry needs against abusive clients ([`ServeOptions`]):
+//!
+//! - at most [`max_connections`](ServeOptions::max_connections) connections at once; more
+//!   wait in the listen backlog until one closes;
+//! - the TLS handshake and every request's header must arrive within
+//!   [`header_read_timeout`](ServeOptions::header_read_timeout) (slowloris);
+//! - a connection on which no byte moved either way for
+//!   [`idle_timeout`](ServeOptions::idle_timeout) is closed (stalled bodies, idle keep-alive).
+//!
+//! HTTP/1.1 and HTTP/2 are both served (over TLS, chosen by ALPN; in clear text, HTTP/2
+//! with prior knowledge).
+
+pub mod config;
+pub mod reload;
+pub mod tls;
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+pub use tls::{TlsFiles, TlsReloader};
+
+/// Connection limits.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Time allowed for the TLS handshake and for each request's header.
+    pub header_read_timeout: Duration,
+    /// A connection without any byte read or written for this long is closed.
+    pub idle_timeout: Duration,
+    /// How long in-flight requests may run after shutdown was requested.
+    pub shutdown_grace: Duration,
+}
+
+/// Default [`ServeOptions::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default [`ServeOptions::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`ServeOptions::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish (up to [`ServeOptions::shutdown_grace`]). With `tls`, every connection is
+/// accepted with the reloader's current configuration.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    options: ServeOptions,
+    tls: Option<Arc<TlsReloader>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => p.expect("semaphore never closed"),
+            () = &mut shutdown => break,
+        };
+        let (tcp, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Responses are written whole; Nagle's algorithm would only delay the last segment.
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let builder = Arc::clone(&builder);
+        let tls = tls.as_ref().map(|t| t.acceptor());
+        let options = options.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let activity = Arc::new(Activity::new());
+            let io = match tls {
+                None => Either::Plain(tcp),
+                Some(acceptor) => {
+                    match tokio::time::timeout(options.header_read_timeout, acceptor.accept(tcp))
+                        .await
+                    {
+                        Ok(Ok(stream)) => Either::Tls(Box::new(stream)),
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            let io = TokioIo::new(Tracked {
+                inner: io,
+                activity: Arc::clone(&activity),
+            });
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            let conn = watcher.watch(conn.into_owned());
+            tokio::select! {
+                result = conn => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                () = activity.idle(options.idle_timeout) => {
+                    tracing::debug!("idle connection closed");
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over: closing the remaining connections");
+    }
+    Ok(())
+}
+
+/// When a connection last moved a byte.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Completes once no byte moved for `limit`.
+    async fn idle(&self, limit: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = self.start + last + limit;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}
+
+/// A plain or TLS stream.
+enum Either {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// A stream that records its activity.
+struct Tracked {
+    inner: Either,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Either::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Either::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.activity.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Either::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Either::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        };
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Either::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Either::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        };
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.inner {
+            Either::Plain(s) => s.is_write_vectored(),
+            Either::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.inner {
+            Either::Plain(s) => Pin::new(s).poll_flush(cx),
+            Either::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.inner {
+            Either::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Either::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The registry's router over `driver` with the access control `auth` configures (merged
+/// with the built-in token endpoint when it has one), and the authorizer to reload.
+pub fn registry_app<D: crate::StorageDriver>(
+    driver: Arc<D>,
+    options: crate::registry::RegistryOptions,
+    auth: &crate::registry::auth::config::AuthConfig,
+) -> Result<(Router, Option<Arc<crate::registry::auth::builtin::Builtin>>), String> {
+    use crate::registry::{auth::issuer, router, router_with_auth};
+    Ok(match auth.build()? {
+        None => (router(driver, options), None),
+        Some(builtin) => {
+            let builtin = Arc::new(builtin);
+            let mut app = router_with_auth(driver, options, Arc::clone(&builtin));
+            if let Some(tokens) = issuer::router(Arc::clone(&builtin)) {
+                app = app.merge(tokens);
+            }
+            (app, Some(builtin))
+        }
+    })
+}
+
+/// Reloads the TLS files and the access-control files on SIGHUP or when one of them changes
+/// (every [`reload::DEFAULT_POLL_INTERVAL`]); a failed reload keeps the previous state and is
+/// logged. Does nothing when there is nothing to reload.
+pub fn spawn_reloads(
+    tls: Option<Arc<TlsReloader>>,
+    authorizer: Option<Arc<crate::registry::auth::builtin::Builtin>>,
+) {
+    let mut files = Vec::new();
+    files.extend(tls.iter().flat_map(|t| t.watched_files()));
+    files.extend(authorizer.iter().flat_map(|a| a.watched_files()));
+    if files.is_empty() {
+        return;
+    }
+    reload::spawn(files, reload::DEFAULT_POLL_INTERVAL, move || {
+        let results = [
+            tls.as_ref().map(|t| ("TLS", t.reload())),
+            authorizer.as_ref().map(|a| ("access control", a.reload())),
+        ];
+        for (what, result) in results.into_iter().flatten() {
+            match result {
+                Ok(()) => tracing::info!("{what} files reloaded"),
+                Err(e) => tracing::error!("{what} reload failed, keeping the previous: {e}"),
+            }
+        }
+    });
+}

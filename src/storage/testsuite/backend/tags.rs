@@ -1,0 +1,80 @@
+//! Clause 5: tags.
+
+use bytes::Bytes;
+
+use crate::oci::Digest;
+use crate::storage::backend::{Backend, TagTarget};
+use crate::storage::layout;
+use crate::storage::testsuite::{ok, sha256, tag};
+
+use super::{BackendFactory, Setup, repo};
+
+/// A manifest record as the engine stores it: `<digest> <media type>\n<bytes>`.
+fn record(content: &[u8]) -> (Digest, Bytes) {
+    let digest = sha256(content);
+    let mut record = format!("{digest} application/vnd.oci.image.manifest.v1+json\n").into_bytes();
+    record.extend_from_slice(content);
+    (digest, Bytes::from(record))
+}
+
+/// The digest a tag's content starts with (its first word).
+fn first_word(content: &[u8]) -> Option<Digest> {
+    let end = content
+        .iter()
+        .position(|&c| c == b' ' || c == b'\n')
+        .unwrap_or(content.len());
+    Digest::parse(std::str::from_utf8(&content[..end]).ok()?.trim()).ok()
+}
+
+/// Clause 5: after `write_tag`, the tag reads as content starting with the target's digest;
+/// with a new record, the record is stored too; a tag moves when written again.
+pub async fn contract_tags<F: BackendFactory>(factory: &F) {
+    let s = Setup::new(factory).await;
+    let b = &*s.b;
+    let r = repo("contract/tags");
+    let latest = layout::tag(&r, &tag("latest"));
+
+    // To a stored record.
+    let (first, first_record) = record(br#"{"n":1}"#);
+    let first_key = layout::manifest(&r, &first);
+    ok!(b.write(&first_key, first_record.clone()).await);
+    let to_first = TagTarget {
+        digest: &first,
+        record: &first_key,
+        new_record: None,
+    };
+    ok!(b.write_tag(&latest, to_first.clone()).await);
+    let content = ok!(b.read(&latest).await).expect("the tag is stored");
+    assert_eq!(
+        first_word(&content),
+        Some(first.clone()),
+        "the tag names its manifest"
+    );
+
+    // With a new record: both stored, the tag moved.
+    let (second, second_record) = record(br#"{"n":2}"#);
+    let second_key = layout::manifest(&r, &second);
+    let to_second = TagTarget {
+        digest: &second,
+        record: &second_key,
+        new_record: Some(second_record.clone()),
+    };
+    ok!(b.write_tag(&latest, to_second).await);
+    assert_eq!(ok!(b.read(&second_key).await), Some(second_record));
+    let content = ok!(b.read(&latest).await).expect("the tag is stored");
+    assert_eq!(first_word(&content), Some(second.clone()), "the tag moved");
+
+    // Back to the first; a second tag of the same manifest; the records are untouched.
+    ok!(b.write_tag(&latest, to_first.clone()).await);
+    let stable = layout::tag(&r, &tag("stable"));
+    ok!(b.write_tag(&stable, to_first).await);
+    for key in [&latest, &stable] {
+        let content = ok!(b.read(key).await).expect("stored");
+        assert_eq!(first_word(&content), Some(first.clone()), "{key:?}");
+    }
+    assert_eq!(ok!(b.read(&first_key).await), Some(first_record));
+    // Removing a tag leaves its record.
+    ok!(b.remove(&latest).await);
+    assert_eq!(ok!(b.read(&latest).await), None);
+    assert!(ok!(b.exists(&first_key).await));
+}

@@ -1,0 +1,355 @@
+//! HTTP Basic authentication against an htpasswd file, with rules, over TLS with a CA made
+//! in the test: the spec workflows with credentials, and every refusal with its exact status,
+//! error code and challenge (distribution spec "Error Codes": 401 `UNAUTHORIZED`, 403
+//! `DENIED`).
+
+mod common;
+
+use common::auth::{self, IDENTITY_HEADER, Setup, challenge};
+use common::{OCI_MANIFEST, assert_error, image_manifest, payload, sha256};
+use marina_distribution::registry::auth::config::{AccessRuleConfig, AuthConfig, OneOrMany};
+use reqwest::{RequestBuilder, StatusCode};
+
+const BASIC_CHALLENGE: &str = "Basic realm=\"marina-registry\"";
+
+fn rule(repos: &str, users: &[&str], actions: &[&str]) -> AccessRuleConfig {
+    AccessRuleConfig {
+        repositories: OneOrMany::One(repos.to_owned()),
+        users: users.iter().map(|s| s.to_string()).collect(),
+        actions: actions.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// alice reads and writes `team/**`, bob reads it, admin does everything, anyone (even
+/// anonymous) pulls `public/**`; `secret/**` is admin's alone.
+async fn server() -> auth::AuthServer {
+    auth::start(Setup::default(), |_, dir| AuthConfig {
+        htpasswd: Some(auth::htpasswd(
+            dir,
+            &[
+                ("alice", "alice-pw"),
+                ("bob", "bob-pw"),
+                ("admin", "admin-pw"),
+            ],
+        )),
+        token: None,
+        access: vec![
+            rule("team/**", &["alice"], &["pull", "push"]),
+            rule("team/**", &["bob"], &["pull"]),
+            rule("**", &["admin"], &["pull", "push", "delete"]),
+            rule("public/**", &["anonymous", "*"], &["pull"]),
+        ],
+    })
+    .await
+}
+
+trait As {
+    fn user(self, user: &str) -> Self;
+}
+
+impl As for RequestBuilder {
+    fn user(self, user: &str) -> Self {
+        self.basic_auth(user, Some(format!("{user}-pw")))
+    }
+}
+
+/// Pushes a blob as `user` (POST then PUT); returns the final response.
+async fn push_blob(s: &auth::AuthServer, user: &str, repo: &str, data: &[u8]) -> reqwest::Response {
+    let resp = s
+        .client
+        .post(s.url(&format!("/v2/{repo}/blobs/uploads/")))
+        .user(user)
+        .send()
+        .await
+        .unwrap();
+    if resp.status() != StatusCode::ACCEPTED {
+        return resp;
+    }
+    let loc = common::header(&resp, "location");
+    s.client
+        .put(s.url(&format!("{loc}?digest={}", sha256(data))))
+        .user(user)
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn api_version_check_challenges_and_verifies() {
+    let s = server().await;
+    // No credentials: 401 with the Basic challenge (clients' login flow depends on it).
+    let resp = s.client.get(s.url("/v2/")).send().await.unwrap();
+    assert_eq!(challenge(&resp), BASIC_CHALLENGE);
+    assert_error(resp, 401, "UNAUTHORIZED").await;
+    // Wrong password, unknown user, malformed headers: 401, same challenge.
+    for auth in [
+        "Basic YWxpY2U6d3Jvbmc=",    // alice:wrong
+        "Basic bWFsbG9yeTpwdw==",    // mallory:pw
+        "Basic !!!not-base64",       // malformed
+        "Basic YWxpY2U=",            // no colon
+        "Bearer some.jwt.token",     // not accepted here
+        "Digest username=\"alice\"", // another scheme
+    ] {
+        let resp = s
+            .client
+            .get(s.url("/v2/"))
+            .header("authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(challenge(&resp), BASIC_CHALLENGE, "{auth}");
+        assert_error(resp, 401, "UNAUTHORIZED").await;
+    }
+    // Right credentials: 200, the identity visible to middleware.
+    let resp = s
+        .client
+        .get(s.url("/v2/"))
+        .user("bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(common::header(&resp, IDENTITY_HEADER), "bob");
+    // POST on /v2/: 405 with the error envelope.
+    let resp = s
+        .client
+        .post(s.url("/v2/"))
+        .user("bob")
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 405, "UNSUPPORTED").await;
+}
+
+#[tokio::test]
+async fn spec_workflow_with_credentials() {
+    let s = server().await;
+    let repo = "team/app";
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let layer = payload(5000, 1);
+    for data in [&config[..], &layer] {
+        let resp = push_blob(&s, "alice", repo, data).await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "{resp:?}");
+    }
+    // A chunked upload with Content-Range in the spec's form.
+    let resp = s
+        .client
+        .post(s.url(&format!("/v2/{repo}/blobs/uploads/")))
+        .user("alice")
+        .send()
+        .await
+        .unwrap();
+    let loc = common::header(&resp, "location");
+    let chunked = payload(300, 2);
+    let resp = s
+        .client
+        .patch(s.url(&loc))
+        .user("alice")
+        .header("content-range", "0-149")
+        .body(chunked[..150].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let loc = common::header(&resp, "location");
+    let resp = s
+        .client
+        .put(s.url(&format!("{loc}?digest={}", sha256(&chunked))))
+        .user("alice")
+        .header("content-range", "150-299")
+        .body(chunked[150..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    let manifest = image_manifest(
+        &sha256(config),
+        config.len(),
+        &[(sha256(&layer).as_str(), layer.len())],
+        None,
+    );
+    let resp = s
+        .client
+        .put(s.url(&format!("/v2/{repo}/manifests/v1")))
+        .user("alice")
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(common::header(&resp, IDENTITY_HEADER), "alice");
+    // bob pulls it: manifest, blob, tags.
+    let resp = s
+        .client
+        .get(s.url(&format!("/v2/{repo}/manifests/v1")))
+        .user("bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap(), manifest.as_bytes());
+    let resp = s
+        .client
+        .get(s.url(&format!("/v2/{repo}/blobs/{}", sha256(&layer))))
+        .user("bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.bytes().await.unwrap(), layer);
+    let resp = s
+        .client
+        .get(s.url(&format!("/v2/{repo}/tags/list")))
+        .user("bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // bob may not push (403 DENIED, no challenge: credentials would not help).
+    let resp = push_blob(&s, "bob", repo, b"nope").await;
+    assert_eq!(challenge(&resp), "");
+    assert_error(resp, 403, "DENIED").await;
+    // Nor may alice delete; admin may.
+    let digest_url = s.url(&format!(
+        "/v2/{repo}/manifests/{}",
+        sha256(manifest.as_bytes())
+    ));
+    let resp = s
+        .client
+        .delete(&digest_url)
+        .user("alice")
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 403, "DENIED").await;
+    let resp = s
+        .client
+        .delete(&digest_url)
+        .user("admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    // Anonymous: 401 with the challenge on team/**, pull allowed on public/**.
+    let resp = s
+        .client
+        .get(s.url(&format!("/v2/{repo}/tags/list")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(challenge(&resp), BASIC_CHALLENGE);
+    assert_error(resp, 401, "UNAUTHORIZED").await;
+    let resp = s
+        .client
+        .get(s.url("/v2/public/base/tags/list"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(common::header(&resp, IDENTITY_HEADER), "anonymous");
+    assert_error(resp, 404, "NAME_UNKNOWN").await;
+    let resp = push_blob(&s, "anonymous-nobody", "public/base", b"x").await;
+    assert_error(resp, 401, "UNAUTHORIZED").await;
+}
+
+#[tokio::test]
+async fn mount_without_pull_on_source_falls_back_to_a_session() {
+    let s = server().await;
+    let secret = payload(1000, 7);
+    let resp = push_blob(&s, "admin", "secret/vault", &secret).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let mount = format!(
+        "/v2/team/app/blobs/uploads/?mount={}&from=secret/vault",
+        sha256(&secret)
+    );
+    // alice may push to team/app but not read secret/vault: a session, exactly as if the
+    // blob were unknown, and the blob is not visible in team/app.
+    let resp = s
+        .client
+        .post(s.url(&mount))
+        .user("alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert!(common::header(&resp, "location").starts_with("/v2/team/app/blobs/uploads/"));
+    let resp = s
+        .client
+        .head(s.url(&format!("/v2/team/app/blobs/{}", sha256(&secret))))
+        .user("alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // admin may read both: mounted.
+    let resp = s
+        .client
+        .post(s.url(&mount))
+        .user("admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    // Anonymous: 401 (pushing needs credentials).
+    let resp = s.client.post(s.url(&mount)).send().await.unwrap();
+    assert_error(resp, 401, "UNAUTHORIZED").await;
+}
+
+#[tokio::test]
+async fn password_change_invalidates_cached_credentials() {
+    let s = server().await;
+    let ok = |resp: &reqwest::Response| resp.status() == StatusCode::OK;
+    let resp = s
+        .client
+        .get(s.url("/v2/"))
+        .user("alice")
+        .send()
+        .await
+        .unwrap();
+    assert!(ok(&resp));
+    // Cached now; the file changes (alice's password, bob removed) and is reloaded.
+    let path = s.pki.dir.path().join("htpasswd");
+    std::fs::write(
+        &path,
+        format!("alice:{}\n", bcrypt::hash("new-pw", 4).unwrap()),
+    )
+    .unwrap();
+    s.authorizer.as_ref().unwrap().reload().unwrap();
+    let resp = s
+        .client
+        .get(s.url("/v2/"))
+        .user("alice")
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 401, "UNAUTHORIZED").await;
+    let resp = s
+        .client
+        .get(s.url("/v2/"))
+        .user("bob")
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 401, "UNAUTHORIZED").await;
+    let resp = s
+        .client
+        .get(s.url("/v2/"))
+        .basic_auth("alice", Some("new-pw"))
+        .send()
+        .await
+        .unwrap();
+    assert!(ok(&resp));
+    // A broken file keeps the previous users.
+    std::fs::write(&path, "alice:$apr1$x$y\n").unwrap();
+    let err = s.authorizer.as_ref().unwrap().reload().unwrap_err();
+    assert!(err.contains("htpasswd -B"), "{err}");
+    let resp = s
+        .client
+        .get(s.url("/v2/"))
+        .basic_auth("alice", Some("new-pw"))
+        .send()
+        .await
+        .unwrap();
+    assert!(ok(&resp));
+}

@@ -1,0 +1,290 @@
+//! Real clients over TLS with a CA made in the test, authenticating the way they do against
+//! any registry: skopeo with `--creds` and `--cert-dir`, and the `oci-client` crate, each
+//! against HTTP Basic (htpasswd) and against bearer tokens from the built-in token endpoint.
+//!
+//! skopeo is required: if it is missing the test FAILS, unless `MARINA_SKIP_SKOPEO=1`.
+
+mod common;
+
+use std::path::Path;
+
+use common::auth::{self, Setup};
+use common::{OCI_MANIFEST, sha256};
+use marina_distribution::registry::auth::config::{
+    AccessRuleConfig, AuthConfig, OneOrMany, TokenConfig,
+};
+use oci_client::client::{
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer,
+};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use reqwest::{RequestBuilder, StatusCode};
+
+fn rule(repos: &str, users: &[&str], actions: &[&str]) -> AccessRuleConfig {
+    AccessRuleConfig {
+        repositories: OneOrMany::One(repos.to_owned()),
+        users: users.iter().map(|s| s.to_string()).collect(),
+        actions: actions.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// alice pushes and pulls `team/**`, bob only pulls; with `tokens`, the registry issues
+/// bearer tokens itself (ES256) instead of accepting Basic on its API.
+async fn server(tokens: bool) -> auth::AuthServer {
+    let (_, _, _, key_pem) = auth::signing_key(jsonwebtoken::Algorithm::ES256, "k");
+    auth::start(Setup::default(), |port, dir| {
+        let key = dir.join("token-key.pem");
+        std::fs::write(&key, &key_pem).unwrap();
+        AuthConfig {
+            htpasswd: Some(auth::htpasswd(
+                dir,
+                &[("alice", "alice-pw"), ("bob", "bob-pw")],
+            )),
+            token: tokens.then(|| TokenConfig {
+                realm: auth::AuthServer::realm(port),
+                service: "marina.test".into(),
+                issuer: "marina.test".into(),
+                jwks: None,
+                certificates: None,
+                signing_key: Some(key),
+                lifetime: None,
+            }),
+            access: vec![
+                rule("team/**", &["alice"], &["pull", "push"]),
+                rule("team/**", &["bob"], &["pull"]),
+            ],
+        }
+    })
+    .await
+}
+
+fn oci_client(s: &auth::AuthServer) -> Client {
+    Client::new(ClientConfig {
+        protocol: ClientProtocol::Https,
+        extra_root_certificates: vec![Certificate {
+            encoding: CertificateEncoding::Pem,
+            data: s.pki.ca_pem.clone().into_bytes(),
+        }],
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn oci_client_with_basic_and_bearer() {
+    for tokens in [false, true] {
+        let s = server(tokens).await;
+        let client = oci_client(&s);
+        let reference: Reference = format!("{}/team/oci:v1", s.host).parse().unwrap();
+        let layers = vec![ImageLayer::oci_v1(common::payload(40_000, 1), None)];
+        let config = Config::oci_v1(
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+                .to_vec(),
+            None,
+        );
+        let alice = RegistryAuth::Basic("alice".into(), "alice-pw".into());
+        client
+            .push(&reference, &layers, config.clone(), &alice, None)
+            .await
+            .unwrap_or_else(|e| panic!("push (tokens: {tokens}): {e}"));
+        let bob = RegistryAuth::Basic("bob".into(), "bob-pw".into());
+        let pulled = client
+            .pull(
+                &reference,
+                &bob,
+                vec![oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("pull (tokens: {tokens}): {e}"));
+        assert_eq!(sha256(&pulled.layers[0].data), sha256(&layers[0].data));
+        // bob may not push; a wrong password gets nowhere.
+        let other: Reference = format!("{}/team/oci:bob", s.host).parse().unwrap();
+        let fresh = oci_client(&s);
+        assert!(
+            fresh
+                .push(&other, &layers, config.clone(), &bob, None)
+                .await
+                .is_err()
+        );
+        let wrong = RegistryAuth::Basic("alice".into(), "nope".into());
+        assert!(
+            oci_client(&s)
+                .pull(
+                    &reference,
+                    &wrong,
+                    vec![oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE]
+                )
+                .await
+                .is_err()
+        );
+    }
+}
+
+async fn skopeo(args: &[String]) -> std::process::Output {
+    tokio::process::Command::new("skopeo")
+        .arg("--insecure-policy")
+        .args(args)
+        .output()
+        .await
+        .expect("running skopeo")
+}
+
+fn skopeo_available() -> bool {
+    let found = std::process::Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert_eq!(
+            std::env::var("MARINA_SKIP_SKOPEO").as_deref(),
+            Ok("1"),
+            "skopeo is not installed: install it (apt-get install skopeo) or set \
+             MARINA_SKIP_SKOPEO=1 to skip this test explicitly"
+        );
+        eprintln!("NOTE: skopeo not installed and MARINA_SKIP_SKOPEO=1: skopeo test SKIPPED");
+    }
+    found
+}
+
+/// Pushes a small image (an empty tar layer) under `team/src:v1` with `authorize`'s
+/// credentials; returns the manifest digest.
+async fn seed_image(
+    s: &auth::AuthServer,
+    authorize: impl Fn(RequestBuilder) -> RequestBuilder,
+) -> String {
+    let layer = vec![0u8; 1024]; // an empty tar archive
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+        sha256(&layer)
+    );
+    for data in [config.as_bytes(), &layer] {
+        let resp = authorize(
+            s.client
+                .post(s.url(&format!(
+                    "/v2/team/src/blobs/uploads/?digest={}",
+                    sha256(data)
+                )))
+                .body(data.to_vec()),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    let manifest = common::image_manifest(
+        &sha256(config.as_bytes()),
+        config.len(),
+        &[(&sha256(&layer), 1024)],
+        None,
+    );
+    let resp = authorize(
+        s.client
+            .put(s.url("/v2/team/src/manifests/v1"))
+            .header("content-type", OCI_MANIFEST)
+            .body(manifest.clone()),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    sha256(manifest.as_bytes())
+}
+
+fn cert_dir(s: &auth::AuthServer) -> String {
+    let dir = s.pki.dir.path().join("certs.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.crt"), &s.pki.ca_pem).unwrap();
+    dir.display().to_string()
+}
+
+#[tokio::test]
+async fn skopeo_with_creds_and_cert_dir() {
+    if !skopeo_available() {
+        return;
+    }
+    for tokens in [false, true] {
+        let s = server(tokens).await;
+        let digest = if tokens {
+            let token = alice_token(&s).await;
+            seed_image(&s, |r| r.bearer_auth(&token)).await
+        } else {
+            seed_image(&s, |r| r.basic_auth("alice", Some("alice-pw"))).await
+        };
+        let certs = cert_dir(&s);
+        let src = format!("docker://{}/team/src:v1", s.host);
+        let dst = format!("docker://{}/team/copy:v1", s.host);
+        let out = skopeo(&[
+            "copy".into(),
+            "--src-creds=bob:bob-pw".into(),
+            format!("--src-cert-dir={certs}"),
+            "--dest-creds=alice:alice-pw".into(),
+            format!("--dest-cert-dir={certs}"),
+            src.clone(),
+            dst.clone(),
+        ])
+        .await;
+        assert!(
+            out.status.success(),
+            "skopeo copy (tokens: {tokens}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // skopeo reads both back: the source as pushed, the copy (its layer recompressed).
+        for (image, expected) in [(&src, Some(&digest)), (&dst, None)] {
+            let out = skopeo(&[
+                "inspect".into(),
+                "--creds=bob:bob-pw".into(),
+                format!("--cert-dir={certs}"),
+                image.clone(),
+            ])
+            .await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if let Some(expected) = expected {
+                assert_eq!(v["Digest"], expected.as_str());
+            }
+            assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
+        }
+        // bob may not push: skopeo fails, the tag does not appear.
+        let out = skopeo(&[
+            "copy".into(),
+            "--src-creds=bob:bob-pw".into(),
+            format!("--src-cert-dir={certs}"),
+            "--dest-creds=bob:bob-pw".into(),
+            format!("--dest-cert-dir={certs}"),
+            src.clone(),
+            format!("docker://{}/team/by-bob:v1", s.host),
+        ])
+        .await;
+        assert!(!out.status.success(), "bob pushed (tokens: {tokens})");
+        // Without the CA, skopeo refuses the server's certificate.
+        let out = skopeo(&[
+            "inspect".into(),
+            "--creds=bob:bob-pw".into(),
+            format!("--cert-dir={}", Path::new(&certs).join("none").display()),
+            dst,
+        ])
+        .await;
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("certificate"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A token from the built-in endpoint for alice on `team/src`.
+async fn alice_token(s: &auth::AuthServer) -> String {
+    let resp = s
+        .client
+        .get(s.url("/token?service=marina.test&scope=repository:team/src:pull,push"))
+        .basic_auth("alice", Some("alice-pw"))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}

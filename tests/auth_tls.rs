@@ -1,0 +1,190 @@
+//! TLS itself: HTTP/2 chosen by ALPN next to HTTP/1.1, client certificates (mTLS), the
+//! certificate replaced without a restart (file change), connection limits, and the
+//! binary's refusal to take passwords over clear text off loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::auth::{self, Setup};
+use marina_distribution::registry::auth::config::AuthConfig;
+use marina_distribution::server::{ServeOptions, reload};
+use reqwest::{StatusCode, Version};
+
+async fn open_server(setup: Setup) -> auth::AuthServer {
+    auth::start(setup, |_, _| AuthConfig::default()).await
+}
+
+#[tokio::test]
+async fn http2_and_http1_by_alpn() {
+    let s = open_server(Setup::default()).await;
+    let resp = s.client.get(s.url("/v2/")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.version(), Version::HTTP_2);
+    let h1 = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(s.pki.ca_pem.as_bytes()).unwrap())
+        .http1_only()
+        .build()
+        .unwrap();
+    let resp = h1.get(s.url("/v2/")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.version(), Version::HTTP_11);
+}
+
+#[tokio::test]
+async fn client_certificates_when_mtls_is_on() {
+    let s = open_server(Setup {
+        mtls: true,
+        ..Setup::default()
+    })
+    .await;
+    // Without a client certificate the handshake fails.
+    assert!(s.client.get(s.url("/v2/")).send().await.is_err());
+    // With one from the CA, the request goes through.
+    let mut identity = std::fs::read(&s.pki.client_cert).unwrap();
+    identity.extend(std::fs::read(&s.pki.client_key).unwrap());
+    let client = auth::client(&s.pki, Some(&identity));
+    let resp = client.get(s.url("/v2/")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // A certificate from another CA is refused.
+    let stranger = auth::pki();
+    let mut identity = std::fs::read(&stranger.client_cert).unwrap();
+    identity.extend(std::fs::read(&stranger.client_key).unwrap());
+    let client = auth::client(&s.pki, Some(&identity));
+    assert!(client.get(s.url("/v2/")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn certificate_reloaded_when_its_files_change() {
+    let s = open_server(Setup::default()).await;
+    let tls = s.tls.clone().unwrap();
+    let watcher = reload::spawn(tls.watched_files(), Duration::from_millis(50), {
+        let tls = tls.clone();
+        move || tls.reload().unwrap()
+    });
+    assert_eq!(
+        s.client.get(s.url("/v2/")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    // A certificate from a new CA is moved into place.
+    let next = auth::pki();
+    let staged_cert = s.pki.dir.path().join("next.pem");
+    let staged_key = s.pki.dir.path().join("next.key");
+    std::fs::copy(&next.cert, &staged_cert).unwrap();
+    std::fs::copy(&next.key, &staged_key).unwrap();
+    std::fs::rename(&staged_key, &s.pki.key).unwrap();
+    std::fs::rename(&staged_cert, &s.pki.cert).unwrap();
+    let new_ca_client = auth::client(&next, None);
+    let mut served = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if new_ca_client.get(s.url("/v2/")).send().await.is_ok() {
+            served = true;
+            break;
+        }
+    }
+    watcher.abort();
+    assert!(served, "the new certificate was not picked up");
+    // New connections no longer chain to the old CA.
+    let old_ca_client = auth::client(&s.pki, None);
+    assert!(old_ca_client.get(s.url("/v2/")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait() {
+    let s = open_server(Setup {
+        tls: false,
+        serve: ServeOptions {
+            max_connections: 1,
+            idle_timeout: Duration::from_millis(500),
+            ..ServeOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    // One idle connection holds the only slot...
+    let held = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let client = reqwest::Client::new();
+    // ...until the idle timeout closes it; then the next client is served.
+    let resp = client.get(s.url("/v2/")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "served after {:?}, while the only slot was taken",
+        started.elapsed()
+    );
+    drop(held);
+}
+
+#[test]
+fn binary_refuses_basic_over_clear_text_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = auth::htpasswd(dir.path(), &[("alice", "pw")]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marina-registry"))
+        .args([
+            "--storage",
+            "inmemory",
+            "--listen",
+            "0.0.0.0:0",
+            "--htpasswd",
+        ])
+        .arg(&htpasswd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs TLS"), "{stderr}");
+    // Other hash schemes are a clear startup error naming the line.
+    std::fs::write(&htpasswd, "alice:$apr1$salt$hash\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marina-registry"))
+        .args([
+            "--storage",
+            "inmemory",
+            "--listen",
+            "127.0.0.1:0",
+            "--htpasswd",
+        ])
+        .arg(&htpasswd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 1") && stderr.contains("MD5"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = open_server(Setup {
+        tls: false,
+        serve: ServeOptions {
+            header_read_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(30),
+            ..ServeOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    tcp.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    // The header never ends: the server closes the connection after the timeout.
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "connection still open after 5 s");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+}

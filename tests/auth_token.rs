@@ -1,0 +1,494 @@
+//! Bearer tokens per the Docker registry token specification, over TLS: keys from a JWKS
+//! file (ES256, EdDSA) and a PEM certificate bundle (RS256, libtrust key ids), the `access`
+//! claim deciding, and every rejected token with its exact status, code and challenge;
+//! then the built-in token endpoint backed by the htpasswd file and the rules.
+
+mod common;
+
+use common::auth::{self, IDENTITY_HEADER, Setup, Signer, challenge, signing_key};
+use common::{assert_error, payload, sha256};
+use jsonwebtoken::Algorithm;
+use marina_distribution::registry::auth::config::{
+    AccessRuleConfig, AuthConfig, OneOrMany, TokenConfig,
+};
+use marina_distribution::registry::auth::keys::libtrust_key_id;
+use reqwest::StatusCode;
+use serde_json::json;
+
+const SERVICE: &str = "marina.test";
+const ISSUER: &str = "auth.test";
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims(access: serde_json::Value) -> serde_json::Value {
+    let t = now();
+    json!({"iss": ISSUER, "sub": "carol", "aud": SERVICE, "exp": t + 300, "nbf": t - 5,
+           "iat": t - 5, "jti": "j1", "access": access})
+}
+
+fn repo_access(name: &str, actions: &[&str]) -> serde_json::Value {
+    json!([{"type": "repository", "name": name, "actions": actions}])
+}
+
+struct Keys {
+    es: Signer,
+    ed: Signer,
+    rs: Signer,
+    es_public_pem: String,
+}
+
+async fn token_server() -> (auth::AuthServer, Keys) {
+    let (es, es_jwk, es_cert, _) = signing_key(Algorithm::ES256, "es-key");
+    let (ed, ed_jwk, _, _) = signing_key(Algorithm::EdDSA, "ed-key");
+    let (mut rs, _, rs_cert, _) = signing_key(Algorithm::RS256, "unused");
+    // Keys of the certificate bundle are named by their libtrust fingerprint.
+    rs.kid = libtrust_key_id(&auth::certificate_spki(&rs_cert));
+    let es_public_pem = {
+        use base64::Engine as _;
+        let spki = auth::certificate_spki(&es_cert);
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(spki)
+        )
+    };
+    let s = auth::start(Setup::default(), |port, dir| {
+        let jwks = dir.join("jwks.json");
+        std::fs::write(&jwks, json!({"keys": [es_jwk, ed_jwk]}).to_string()).unwrap();
+        let certs = dir.join("token-certs.pem");
+        std::fs::write(&certs, &rs_cert).unwrap();
+        AuthConfig {
+            token: Some(TokenConfig {
+                realm: auth::AuthServer::realm(port),
+                service: SERVICE.into(),
+                issuer: ISSUER.into(),
+                jwks: Some(jwks),
+                certificates: Some(certs),
+                signing_key: None,
+                lifetime: None,
+            }),
+            ..AuthConfig::default()
+        }
+    })
+    .await;
+    (
+        s,
+        Keys {
+            es,
+            ed,
+            rs,
+            es_public_pem,
+        },
+    )
+}
+
+fn bearer_challenge(s: &auth::AuthServer, scope: Option<&str>, error: Option<&str>) -> String {
+    let mut c = format!(
+        "Bearer realm=\"{}\",service=\"{SERVICE}\"",
+        auth::AuthServer::realm(s.port)
+    );
+    if let Some(scope) = scope {
+        c.push_str(&format!(",scope=\"{scope}\""));
+    }
+    if let Some(error) = error {
+        c.push_str(&format!(",error=\"{error}\""));
+    }
+    c
+}
+
+#[tokio::test]
+async fn tokens_from_jwks_and_certificates_grant_their_access() {
+    let (s, keys) = token_server().await;
+    // No token: 401 with the Bearer challenge (no scope for the version check).
+    let resp = s.client.get(s.url("/v2/")).send().await.unwrap();
+    assert_eq!(challenge(&resp), bearer_challenge(&s, None, None));
+    assert_error(resp, 401, "UNAUTHORIZED").await;
+    // Basic credentials count as none: the client is sent to the token endpoint.
+    let resp = s
+        .client
+        .get(s.url("/v2/tok/app/tags/list"))
+        .basic_auth("carol", Some("pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        challenge(&resp),
+        bearer_challenge(&s, Some("repository:tok/app:pull"), None)
+    );
+    assert_error(resp, 401, "UNAUTHORIZED").await;
+
+    let data = payload(1234, 1);
+    for (signer, repo) in [
+        (&keys.es, "tok/es"),
+        (&keys.ed, "tok/ed"),
+        (&keys.rs, "tok/rs"),
+    ] {
+        let token = signer.sign(&claims(repo_access(repo, &["pull", "push"])));
+        let resp = s
+            .client
+            .post(s.url(&format!(
+                "/v2/{repo}/blobs/uploads/?digest={}",
+                sha256(&data)
+            )))
+            .bearer_auth(&token)
+            .body(data.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{:?}", signer.alg);
+        assert_eq!(common::header(&resp, IDENTITY_HEADER), "carol");
+        let resp = s
+            .client
+            .get(s.url(&format!("/v2/{repo}/blobs/{}", sha256(&data))))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.bytes().await.unwrap(), data);
+        // Not delete: 401 insufficient_scope naming the scope, so the client asks for it.
+        let resp = s
+            .client
+            .delete(s.url(&format!("/v2/{repo}/blobs/{}", sha256(&data))))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            challenge(&resp),
+            bearer_challenge(
+                &s,
+                Some(&format!("repository:{repo}:delete")),
+                Some("insufficient_scope")
+            )
+        );
+        assert_error(resp, 401, "UNAUTHORIZED").await;
+        // The version check accepts any valid token.
+        let resp = s
+            .client
+            .get(s.url("/v2/"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    // A token for another repository: insufficient scope for this one.
+    let token = keys
+        .es
+        .sign(&claims(repo_access("tok/other", &["pull", "push"])));
+    let resp = s
+        .client
+        .post(s.url("/v2/tok/es/blobs/uploads/"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        challenge(&resp),
+        bearer_challenge(
+            &s,
+            Some("repository:tok/es:pull,push"),
+            Some("insufficient_scope")
+        )
+    );
+    assert_error(resp, 401, "UNAUTHORIZED").await;
+    // A mount names the source's pull scope too; without it the mount is a plain session.
+    let mount = format!(
+        "/v2/tok/es/blobs/uploads/?mount={}&from=tok/ed",
+        sha256(&data)
+    );
+    let resp = s.client.post(s.url(&mount)).send().await.unwrap();
+    assert_eq!(
+        challenge(&resp),
+        bearer_challenge(
+            &s,
+            Some("repository:tok/es:pull,push repository:tok/ed:pull"),
+            None
+        )
+    );
+    assert_error(resp, 401, "UNAUTHORIZED").await;
+    let push_only = keys.es.sign(&claims(repo_access("tok/es", &["push"])));
+    let resp = s
+        .client
+        .post(s.url(&mount))
+        .bearer_auth(&push_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let both = keys.es.sign(&claims(json!([
+        {"type": "repository", "name": "tok/es", "actions": ["push"]},
+        {"type": "repository", "name": "tok/ed", "actions": ["pull"]}
+    ])));
+    let resp = s
+        .client
+        .post(s.url(&mount))
+        .bearer_auth(&both)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn rejected_tokens() {
+    let (s, keys) = token_server().await;
+    let access = repo_access("tok/app", &["pull"]);
+    let t = now();
+    let with = |patch: serde_json::Value| {
+        let mut c = claims(access.clone());
+        for (k, v) in patch.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let good = keys.es.sign(&claims(access.clone()));
+    let b64 = |v: &serde_json::Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let payload_part = good.split('.').nth(1).unwrap().to_owned();
+    let mut tampered = good.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let other_claims = b64(&with(json!({"sub": "mallory"})));
+    let swapped_payload = good.replacen(&payload_part, &other_claims, 1);
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": "es-key"})),
+        payload_part
+    );
+    // HMAC with the public key as the secret, naming the EC key: the confusion attack.
+    let hmac_confusion = {
+        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+        header.kid = Some("es-key".into());
+        jsonwebtoken::encode(
+            &header,
+            &claims(access.clone()),
+            &jsonwebtoken::EncodingKey::from_secret(keys.es_public_pem.as_bytes()),
+        )
+        .unwrap()
+    };
+    let unknown_kid = {
+        let mut other = signing_key(Algorithm::ES256, "stranger").0;
+        other.kid = "stranger".into();
+        other.sign(&claims(access.clone()))
+    };
+    let no_kid = {
+        let (signer, _, _, pem) = signing_key(Algorithm::ES256, "x");
+        let _ = signer;
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::ES256),
+            &claims(access.clone()),
+            &jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    let cases: Vec<(&str, String)> = vec![
+        ("expired", keys.es.sign(&with(json!({"exp": t - 120})))),
+        (
+            "not yet valid",
+            keys.es.sign(&with(json!({"nbf": t + 600}))),
+        ),
+        (
+            "wrong audience",
+            keys.es.sign(&with(json!({"aud": "other.service"}))),
+        ),
+        (
+            "wrong issuer",
+            keys.es.sign(&with(json!({"iss": "evil.test"}))),
+        ),
+        (
+            "no exp",
+            keys.es.sign(&{
+                let mut c = claims(access.clone());
+                c.as_object_mut().unwrap().remove("exp");
+                c
+            }),
+        ),
+        ("tampered signature", tampered),
+        ("tampered claims", swapped_payload),
+        ("alg none", alg_none),
+        ("HMAC with the public key", hmac_confusion),
+        ("unknown key id", unknown_kid),
+        ("no key id", no_kid),
+        // An EdDSA token claiming the EC key's id.
+        ("key of another type", {
+            let mut ed = signing_key(Algorithm::EdDSA, "es-key").0;
+            ed.kid = "es-key".into();
+            ed.sign(&claims(access.clone()))
+        }),
+        ("garbage", "not-a-jwt".to_owned()),
+    ];
+    let invalid = bearer_challenge(&s, Some("repository:tok/app:pull"), Some("invalid_token"));
+    for (what, token) in cases {
+        let resp = s
+            .client
+            .get(s.url("/v2/tok/app/tags/list"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(challenge(&resp), invalid, "{what}");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 401, "{what}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["errors"][0]["code"], "UNAUTHORIZED", "{what}");
+    }
+    // Within the clock skew: accepted.
+    let skewed = keys.es.sign(&with(json!({"exp": t - 10, "nbf": t + 10})));
+    let resp = s
+        .client
+        .get(s.url("/v2/tok/app/tags/list"))
+        .bearer_auth(&skewed)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 404, "NAME_UNKNOWN").await;
+    // A malformed Authorization header is no token at all.
+    let resp = s
+        .client
+        .get(s.url("/v2/tok/app/tags/list"))
+        .header("authorization", "Bearer")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        challenge(&resp),
+        bearer_challenge(&s, Some("repository:tok/app:pull"), None)
+    );
+    assert_error(resp, 401, "UNAUTHORIZED").await;
+}
+
+fn rule(repos: &str, users: &[&str], actions: &[&str]) -> AccessRuleConfig {
+    AccessRuleConfig {
+        repositories: OneOrMany::One(repos.to_owned()),
+        users: users.iter().map(|s| s.to_string()).collect(),
+        actions: actions.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// A registry issuing its own tokens: htpasswd users, rules, an EdDSA signing key.
+pub async fn issuing_server(alg: Algorithm) -> auth::AuthServer {
+    let (_, _, _, key_pem) = signing_key(alg, "issuer");
+    auth::start(Setup::default(), |port, dir| {
+        let key = dir.join("token-key.pem");
+        std::fs::write(&key, &key_pem).unwrap();
+        AuthConfig {
+            htpasswd: Some(auth::htpasswd(
+                dir,
+                &[("alice", "alice-pw"), ("bob", "bob-pw")],
+            )),
+            token: Some(TokenConfig {
+                realm: auth::AuthServer::realm(port),
+                service: SERVICE.into(),
+                issuer: ISSUER.into(),
+                jwks: None,
+                certificates: None,
+                signing_key: Some(key),
+                lifetime: Some(600),
+            }),
+            access: vec![
+                rule("team/**", &["alice"], &["pull", "push", "delete"]),
+                rule("team/**", &["bob"], &["pull"]),
+            ],
+        }
+    })
+    .await
+}
+
+async fn fetch_token(s: &auth::AuthServer, creds: Option<(&str, &str)>, scope: &str) -> String {
+    let mut req = s
+        .client
+        .get(s.url(&format!("/token?service={SERVICE}&scope={scope}")));
+    if let Some((u, p)) = creds {
+        req = req.basic_auth(u, Some(p));
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["expires_in"], 600);
+    assert_eq!(v["token"], v["access_token"]);
+    assert!(v["issued_at"].as_str().unwrap().ends_with('Z'));
+    v["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn built_in_token_endpoint() {
+    for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
+        let s = issuing_server(alg).await;
+        let data = payload(777, 9);
+        let push = |token: String| {
+            s.client
+                .post(s.url(&format!(
+                    "/v2/team/app/blobs/uploads/?digest={}",
+                    sha256(&data)
+                )))
+                .bearer_auth(token)
+                .body(data.clone())
+                .send()
+        };
+        let alice = fetch_token(
+            &s,
+            Some(("alice", "alice-pw")),
+            "repository:team/app:pull,push",
+        )
+        .await;
+        assert_eq!(
+            push(alice).await.unwrap().status(),
+            StatusCode::CREATED,
+            "{alg:?}"
+        );
+        // bob asked for push and got only pull: not an error at the endpoint, 401
+        // insufficient_scope at the registry.
+        let bob = fetch_token(&s, Some(("bob", "bob-pw")), "repository:team/app:pull,push").await;
+        let resp = push(bob.clone()).await.unwrap();
+        assert!(challenge(&resp).ends_with(",error=\"insufficient_scope\""));
+        assert_error(resp, 401, "UNAUTHORIZED").await;
+        let resp = s
+            .client
+            .head(s.url(&format!("/v2/team/app/blobs/{}", sha256(&data))))
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        // Anonymous tokens grant nothing here.
+        let anon = fetch_token(&s, None, "repository:team/app:pull").await;
+        let resp = s
+            .client
+            .get(s.url("/v2/team/app/tags/list"))
+            .bearer_auth(&anon)
+            .send()
+            .await
+            .unwrap();
+        assert_error(resp, 401, "UNAUTHORIZED").await;
+        // Wrong password at the endpoint: 401 with a Basic challenge.
+        let resp = s
+            .client
+            .get(s.url(&format!(
+                "/token?service={SERVICE}&scope=repository:team/app:pull"
+            )))
+            .basic_auth("alice", Some("wrong"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(challenge(&resp), "Basic realm=\"marina-registry\"");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert!(resp.text().await.unwrap().contains("\"UNAUTHORIZED\""));
+        // Another service: 400.
+        let resp = s
+            .client
+            .get(s.url("/token?service=elsewhere&scope=repository:team/app:pull"))
+            .basic_auth("alice", Some("alice-pw"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+}

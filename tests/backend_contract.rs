@@ -1,0 +1,272 @@
+//! The `Backend` contract suite (`marina_distribution::storage::testsuite::backend`) on every
+//! backend — in memory, filesystem, and S3 when `S3_ENDPOINT` is set (`scripts/test.sh`
+//! starts a local server) — on every layer (instrumented, fault injection with nothing
+//! planned, resumable reads), and on the stacks the drivers are assembled from. One
+//! `#[tokio::test]` per (backend, case), so a failure names both; and a check that the suite
+//! catches a broken backend.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use marina_distribution::error::{Error, Result};
+use marina_distribution::storage::backend::Backend;
+use marina_distribution::storage::filesystem::FilesystemBackend;
+use marina_distribution::storage::inmemory::InMemoryBackend;
+use marina_distribution::storage::layers::{FaultInjection, Instrumented, Resumable};
+use marina_distribution::storage::testsuite::backend::{self, BackendFactory};
+
+/// A fresh in-memory backend per case (not persistent).
+struct InMemory;
+
+impl BackendFactory for InMemory {
+    type Backend = InMemoryBackend;
+    type Storage = ();
+
+    async fn create_storage(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn open(&self, _: &()) -> Result<InMemoryBackend> {
+        Ok(InMemoryBackend::default())
+    }
+
+    fn persistent(&self) -> bool {
+        false
+    }
+}
+
+/// The filesystem backend on a fresh temporary directory per case.
+struct Filesystem;
+
+impl BackendFactory for Filesystem {
+    type Backend = FilesystemBackend;
+    type Storage = tempfile::TempDir;
+
+    async fn create_storage(&self) -> Result<tempfile::TempDir> {
+        tempfile::tempdir()
+            .map_err(|e| Error::io("filesystem", "creating a temporary directory", e))
+    }
+
+    async fn open(&self, dir: &tempfile::TempDir) -> Result<FilesystemBackend> {
+        FilesystemBackend::open(&dir.path().join("root")).await
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+/// The backends of factory `F`, each wrapped by `wrap` (a layer, or a stack of them).
+struct Wrapped<F, W>(F, W);
+
+impl<F, W, L> BackendFactory for Wrapped<F, W>
+where
+    F: BackendFactory,
+    W: Fn(F::Backend) -> L + Send + Sync,
+    L: Backend,
+{
+    type Backend = L;
+    type Storage = F::Storage;
+
+    async fn create_storage(&self) -> Result<F::Storage> {
+        self.0.create_storage().await
+    }
+
+    async fn open(&self, storage: &F::Storage) -> Result<L> {
+        Ok((self.1)(self.0.open(storage).await?))
+    }
+
+    fn persistent(&self) -> bool {
+        self.0.persistent()
+    }
+}
+
+#[cfg(feature = "s3")]
+mod s3_factory {
+    use marina_distribution::storage::S3Config;
+    use marina_distribution::storage::s3::S3Backend;
+
+    use super::*;
+
+    /// The S3 backend under a unique key prefix per case, in the bucket of `S3_BUCKET`.
+    pub struct S3(S3Config);
+
+    impl S3 {
+        /// `None` when `S3_ENDPOINT` is not set.
+        pub fn from_env() -> Option<Self> {
+            std::env::var("S3_ENDPOINT").ok()?;
+            let config = marina_distribution::StorageConfig::default()
+                .apply_env()
+                .expect("S3_* environment variables")
+                .s3
+                .expect("S3_ENDPOINT is set");
+            Some(Self(config))
+        }
+    }
+
+    impl BackendFactory for S3 {
+        type Backend = S3Backend;
+        type Storage = S3Config;
+
+        async fn create_storage(&self) -> Result<S3Config> {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let mut config = self.0.clone();
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            config.prefix = Some(format!(
+                "contract/{}-{nanos}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let backend = S3Backend::connect(&config).await?;
+            // An existing bucket is fine.
+            let _ = backend
+                .client()
+                .create_bucket()
+                .bucket(backend.bucket())
+                .send()
+                .await;
+            Ok(config)
+        }
+
+        async fn open(&self, config: &S3Config) -> Result<S3Backend> {
+            S3Backend::connect(config).await
+        }
+
+        fn persistent(&self) -> bool {
+            true
+        }
+    }
+}
+
+/// Generates `mod $module` with one test per contract case for the factory `$factory` (an
+/// `Option<impl BackendFactory>`; `None` skips), the `reopen` cases only if `$reopen` is
+/// `yes`.
+macro_rules! contract_tests {
+    ($module:ident, $factory:expr, $reopen:ident; $($case:ident),* ; reopen: $($rcase:ident),*) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(factory) = $factory else { return };
+                    backend::$case(&factory).await;
+                }
+            )*
+            contract_tests!(@reopen $reopen, $factory; $($rcase),*);
+        }
+    };
+    (@reopen yes, $factory:expr; $($rcase:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $rcase() {
+                let Some(factory) = $factory else { return };
+                backend::$rcase(&factory).await;
+            }
+        )*
+    };
+    (@reopen no, $factory:expr; $($rcase:ident),*) => {};
+}
+
+// Backends.
+marina_distribution::for_each_backend_contract_case!(contract_tests!(inmemory, Some(InMemory), no));
+marina_distribution::for_each_backend_contract_case!(contract_tests!(
+    filesystem,
+    Some(Filesystem),
+    yes
+));
+#[cfg(feature = "s3")]
+marina_distribution::for_each_backend_contract_case!(contract_tests!(
+    s3,
+    s3_factory::S3::from_env(),
+    yes
+));
+
+// Layers, each over the in-memory backend.
+marina_distribution::for_each_backend_contract_case!(contract_tests!(
+    instrumented,
+    Some(Wrapped(InMemory, Instrumented::new)),
+    no
+));
+marina_distribution::for_each_backend_contract_case!(contract_tests!(
+    fault_injection_passes_through,
+    Some(Wrapped(InMemory, FaultInjection::new)),
+    no
+));
+marina_distribution::for_each_backend_contract_case!(contract_tests!(
+    resumable,
+    Some(Wrapped(InMemory, Resumable::new)),
+    no
+));
+
+// The stacks the drivers are assembled from (`FilesystemDriver`, `S3Driver`).
+marina_distribution::for_each_backend_contract_case!(contract_tests!(
+    filesystem_driver_stack,
+    Some(Wrapped(Filesystem, Instrumented::new)),
+    yes
+));
+#[cfg(feature = "s3")]
+marina_distribution::for_each_backend_contract_case!(contract_tests!(
+    s3_driver_stack,
+    s3_factory::S3::from_env().map(|s3| Wrapped(s3, |b| Instrumented::new(Resumable::new(b)))),
+    yes
+));
+
+/// The suite catches a broken backend and names the clause: listings in descending order
+/// fail the listing cases, and only those.
+mod suite_catches_broken_backends {
+    use marina_distribution::storage::layout::Dir;
+
+    use super::*;
+
+    #[derive(Debug, Default)]
+    struct DescendingListing(InMemoryBackend);
+
+    #[deny(clippy::missing_trait_methods)]
+    impl Backend for DescendingListing {
+        marina_distribution::forward_backend!(0: InMemoryBackend;
+            NAME, Reader, UploadState, capabilities, locate, read, exists, write, remove,
+            read_versioned, write_if_version,
+            any_under, write_tag, blob_size, read_blob, start_upload, append_upload,
+            finish_upload, abort_upload);
+
+        async fn list(
+            &self,
+            dir: &Dir,
+            start_after: Option<&str>,
+            limit: Option<usize>,
+        ) -> Result<Vec<String>> {
+            let mut names = self.0.list(dir, start_after, limit).await?;
+            names.reverse();
+            Ok(names)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_all_names_the_broken_clause() {
+        let broken = Wrapped(InMemory, DescendingListing);
+        let outcome = tokio::spawn(async move { backend::run_all(&broken).await }).await;
+        let panic = outcome.expect_err("run_all must fail on a broken backend");
+        let panic = panic.into_panic();
+        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            message.contains("contract case `contract_listing` failed"),
+            "message does not name the case: {message}"
+        );
+        assert!(
+            message.contains("contract case `contract_listing_pages` failed"),
+            "{message}"
+        );
+        assert!(
+            message.starts_with("2 contract case(s) failed"),
+            "cases the defect does not touch were reported: {message}"
+        );
+    }
+
+    /// And `run_all` passes on a sound backend (what a third-party backend calls).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_all_passes_on_a_sound_backend() {
+        backend::run_all(&InMemory).await;
+    }
+}

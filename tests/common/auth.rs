@@ -1,0 +1,341 @@
+//! Access-control fixtures: a CA made in the test with server and client certificates, an
+//! htpasswd file, token signing keys, and a registry served over TLS with an authorizer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use marina_distribution::registry::RegistryOptions;
+use marina_distribution::registry::auth::Identity;
+use marina_distribution::registry::auth::builtin::Builtin;
+use marina_distribution::registry::auth::config::AuthConfig;
+use marina_distribution::server::{self, ServeOptions, TlsFiles, TlsReloader};
+use marina_distribution::{AnyDriver, StorageConfig};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SignatureAlgorithm,
+};
+
+/// A CA, a server certificate for `localhost` and `127.0.0.1`, and a client certificate, as
+/// PEM files in a temporary directory.
+pub struct Pki {
+    /// Holds the files.
+    pub dir: tempfile::TempDir,
+    /// The CA certificate (PEM text).
+    pub ca_pem: String,
+    /// `ca.pem`
+    pub ca: PathBuf,
+    /// `server.pem`
+    pub cert: PathBuf,
+    /// `server.key`
+    pub key: PathBuf,
+    /// `client.pem`
+    pub client_cert: PathBuf,
+    /// `client.key`
+    pub client_key: PathBuf,
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Makes a fresh CA with a server and a client certificate.
+pub fn pki() -> Pki {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "marina test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()]);
+    let (client_cert, client_key) = leaf(vec!["client.test".into()]);
+    let d = dir.path();
+    Pki {
+        ca_pem: ca.pem(),
+        ca: write(d, "ca.pem", &ca.pem()),
+        cert: write(d, "server.pem", &server_cert),
+        key: write(d, "server.key", &server_key),
+        client_cert: write(d, "client.pem", &client_cert),
+        client_key: write(d, "client.key", &client_key),
+        dir,
+    }
+}
+
+/// Writes an htpasswd file (bcrypt `$2b$`, low cost for speed) with `users`.
+pub fn htpasswd(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
+    let text: String = users
+        .iter()
+        .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap()))
+        .collect();
+    write(dir, "htpasswd", &text)
+}
+
+/// A token signing key of the test's own authorization server.
+pub struct Signer {
+    /// The algorithm.
+    pub alg: Algorithm,
+    /// Key id.
+    pub kid: String,
+    /// Private key.
+    pub key: EncodingKey,
+}
+
+impl Signer {
+    /// Signs `claims` with this key (header `kid` and `alg` as given).
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key).unwrap()
+    }
+}
+
+/// A fresh key for `alg` (ES256, RS256 or EdDSA): the signer, its public half as a JWK
+/// (with `kid`), a self-signed certificate of it (PEM), and its private key (PEM).
+pub fn signing_key(alg: Algorithm, kid: &str) -> (Signer, serde_json::Value, String, String) {
+    let rcgen_alg: &'static SignatureAlgorithm = match alg {
+        Algorithm::ES256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        Algorithm::RS256 => &rcgen::PKCS_RSA_SHA256,
+        Algorithm::EdDSA => &rcgen::PKCS_ED25519,
+        other => panic!("no test key for {other:?}"),
+    };
+    let key = KeyPair::generate_for(rcgen_alg).unwrap();
+    let pem = key.serialize_pem();
+    let encoding = match alg {
+        Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
+        _ => EncodingKey::from_ed_pem(pem.as_bytes()),
+    }
+    .unwrap();
+    let cert = CertificateParams::new(vec!["token-signer".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    // The key bits: the BIT STRING of the certificate's SubjectPublicKeyInfo.
+    let spki = certificate_spki(&cert.pem());
+    let (seq, _) = der_item(&spki);
+    let (_, rest) = der_item(seq); // AlgorithmIdentifier
+    let (bits, _) = der_item(rest);
+    let jwk = jwk_of(alg, &bits[1..], kid);
+    (
+        Signer {
+            alg,
+            kid: kid.to_owned(),
+            key: encoding,
+        },
+        jwk,
+        cert.pem(),
+        pem,
+    )
+}
+
+/// The DER SubjectPublicKeyInfo of a PEM certificate.
+pub fn certificate_spki(cert_pem: &str) -> Vec<u8> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+    let cert = webpki::EndEntityCert::try_from(&der).unwrap();
+    cert.subject_public_key_info().as_ref().to_vec()
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The JWK of a raw public key (EC point, Ed25519 bytes, or PKCS#1 RSAPublicKey DER).
+fn jwk_of(alg: Algorithm, bits: &[u8], kid: &str) -> serde_json::Value {
+    match alg {
+        Algorithm::ES256 => {
+            let (x, y) = bits[1..].split_at(32);
+            serde_json::json!({"kty":"EC","crv":"P-256","x":b64url(x),"y":b64url(y),"kid":kid})
+        }
+        Algorithm::EdDSA => {
+            serde_json::json!({"kty":"OKP","crv":"Ed25519","x":b64url(bits),"kid":kid})
+        }
+        _ => {
+            // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
+            let (seq, _) = der_item(bits);
+            let (n, rest) = der_item(seq);
+            let (e, _) = der_item(rest);
+            let strip = |v: &[u8]| {
+                v.iter()
+                    .skip_while(|b| **b == 0)
+                    .copied()
+                    .collect::<Vec<_>>()
+            };
+            serde_json::json!({"kty":"RSA","n":b64url(&strip(n)),"e":b64url(&strip(e)),"kid":kid})
+        }
+    }
+}
+
+/// One DER element: returns (content, rest).
+fn der_item(der: &[u8]) -> (&[u8], &[u8]) {
+    let mut len = der[1] as usize;
+    let mut header = 2;
+    if len & 0x80 != 0 {
+        let n = len & 0x7f;
+        len = der[2..2 + n].iter().fold(0, |a, b| (a << 8) | *b as usize);
+        header += n;
+    }
+    (&der[header..header + len], &der[header + len..])
+}
+
+/// A registry served by the test over TLS (or plain HTTP) with access control.
+pub struct AuthServer {
+    /// `https://localhost:PORT` (or `http://127.0.0.1:PORT`).
+    pub base: String,
+    /// `localhost:PORT` (the name the certificate carries).
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// A client trusting the test CA, without credentials.
+    pub client: reqwest::Client,
+    /// The authorizer, for reloads.
+    pub authorizer: Option<Arc<Builtin>>,
+    /// The TLS configuration, for reloads.
+    pub tls: Option<Arc<TlsReloader>>,
+    /// The certificates.
+    pub pki: Pki,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Header a test layer copies the response's [`Identity`] extension into.
+pub const IDENTITY_HEADER: &str = "x-test-identity";
+
+/// How a test server is set up.
+pub struct Setup {
+    /// Serve TLS.
+    pub tls: bool,
+    /// Require client certificates from the test CA.
+    pub mtls: bool,
+    /// HTTP options.
+    pub options: RegistryOptions,
+    /// Connection limits.
+    pub serve: ServeOptions,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            tls: true,
+            mtls: false,
+            options: RegistryOptions::default(),
+            serve: ServeOptions::default(),
+        }
+    }
+}
+
+/// Starts an in-memory registry; `auth` receives the bound port and the PKI directory (for
+/// realms and files) and returns the access control configuration.
+pub async fn start(setup: Setup, auth: impl FnOnce(u16, &Path) -> AuthConfig) -> AuthServer {
+    let pki = pki();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = auth(port, pki.dir.path());
+    let driver = AnyDriver::from_config(&StorageConfig::inmemory())
+        .await
+        .unwrap();
+    let (app, authorizer) =
+        server::registry_app(Arc::new(driver), setup.options, &config).expect("auth config");
+    let app = app.layer(axum::middleware::map_response(
+        |mut resp: axum::response::Response| async move {
+            if let Some(id) = resp.extensions().get::<Identity>().map(ToString::to_string) {
+                resp.headers_mut()
+                    .insert(IDENTITY_HEADER, id.parse().unwrap());
+            }
+            resp
+        },
+    ));
+    let tls = setup.tls.then(|| {
+        Arc::new(
+            TlsReloader::load(TlsFiles {
+                cert: pki.cert.clone(),
+                key: pki.key.clone(),
+                client_ca: setup.mtls.then(|| pki.ca.clone()),
+            })
+            .unwrap(),
+        )
+    });
+    let task = tokio::spawn({
+        let tls = tls.clone();
+        async move {
+            server::serve(listener, app, setup.serve, tls, std::future::pending())
+                .await
+                .unwrap();
+        }
+    });
+    let (base, host) = if setup.tls {
+        (
+            format!("https://localhost:{port}"),
+            format!("localhost:{port}"),
+        )
+    } else {
+        (
+            format!("http://127.0.0.1:{port}"),
+            format!("127.0.0.1:{port}"),
+        )
+    };
+    AuthServer {
+        client: client(&pki, None),
+        base,
+        host,
+        port,
+        authorizer,
+        tls,
+        pki,
+        task,
+    }
+}
+
+/// A client trusting the test CA, optionally presenting `identity` (PEM cert + key).
+pub fn client(pki: &Pki, identity: Option<&[u8]>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = identity {
+        b = b.identity(reqwest::Identity::from_pem(pem).unwrap());
+    }
+    b.build().unwrap()
+}
+
+impl AuthServer {
+    /// Absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    /// The token realm of this server (`<base>/token`).
+    pub fn realm(port: u16) -> String {
+        format!("https://localhost:{port}/token")
+    }
+}
+
+/// The `WWW-Authenticate` header of a response ("" when absent).
+pub fn challenge(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
