@@ -54,7 +54,7 @@ RUN=0
 wait_up() { for _ in $(seq 1 200); do curl -sf -o /dev/null "http://$1/v2/" && return 0; sleep 0.05; done; echo "server $1 did not start" >&2; return 1; }
 start_marina() { # extra environment assignments...
   RUN=$((RUN + 1))
-  env STORAGE_TYPE=s3 S3_PREFIX="e2e-marina-$$-$RUN" MARINA_LISTEN=$MARINA_ADDR RUST_LOG=warn "$@" \
+  env STORAGE_TYPE=s3 S3_PREFIX="e2e-marina-$$-$RUN-$RANDOM" MARINA_LISTEN=$MARINA_ADDR RUST_LOG=warn "$@" \
     "$MARINA_BIN" >"$WORK/marina.log" 2>&1 &
   PID=$!; PIDS+=("$PID"); wait_up "$MARINA_ADDR"
 }
@@ -120,14 +120,14 @@ done
 server_cpu() { # extra-env regbench-args -> CPU seconds of a fresh marina for the run
   start_marina $1
   local before after; before=$(cpu_secs "$PID")
-  LINE=$(run_one "$MARINA_ADDR" "$2")
+  run_one "$MARINA_ADDR" "$2" >"$WORK/line" # read by the caller (this runs in a subshell)
   after=$(cpu_secs "$PID"); stop
   python3 -c "print(f'{$after - $before:.2f}')"
 }
 if wanted pull; then
   for redirect in false true; do
     total=$(server_cpu S3_REDIRECT=$redirect "pull -size 256MiB -n 4 -conc 1")
-    mbps=$(field MBps <<<"$LINE")
+    mbps=$(field MBps <"$WORK/line")
     push=$(server_cpu S3_REDIRECT=$redirect "push-mono -size 256MiB -n 4 -conc 1")
     echo "pull 4x256MiB S3_REDIRECT=$redirect: $mbps MB/s; registry CPU per pulled GiB $(python3 -c "print(f'{$total - $push:.2f}')") s (pull run $total s - push alone $push s)"
   done
