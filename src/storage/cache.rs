@@ -34,7 +34,7 @@
 //! # Deletes
 //!
 //! *In this process* every delete drops its entries before it returns (the engine removes
-//! keys through [`Engine::remove_key`](super::Engine::remove_key); the garbage collector
+//! keys through `Engine::remove_key`; the garbage collector
 //! calls [`invalidate`](MetadataCache::invalidate) for each key it removes). A read that was
 //! in flight while the delete ran cannot put its stale answer back afterwards: every
 //! invalidation bumps a generation counter, and a fill made under an older generation is
