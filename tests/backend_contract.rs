@@ -1,6 +1,6 @@
 //! The `Backend` contract suite (`marina_distribution::storage::testsuite::backend`) on every
-//! backend — in memory, filesystem, and S3 when `S3_ENDPOINT` is set (`scripts/test.sh`
-//! starts a local server) — on every layer (instrumented, fault injection with nothing
+//! backend — in memory, filesystem, S3 when `S3_ENDPOINT` is set and GCS when `GCS_ENDPOINT`
+//! is set (`scripts/test.sh` starts local servers) — on every layer (instrumented, fault injection with nothing
 //! planned, resumable reads), and on the stacks the drivers are assembled from. One
 //! `#[tokio::test]` per (backend, case), so a failure names both; and a check that the suite
 //! catches a broken backend.
@@ -139,6 +139,48 @@ mod s3_factory {
     }
 }
 
+#[cfg(feature = "gcs")]
+#[path = "common/gcs.rs"]
+mod gcs_env;
+
+#[cfg(feature = "gcs")]
+mod gcs_factory {
+    use marina_distribution::storage::GcsConfig;
+    use marina_distribution::storage::gcs::GcsBackend;
+
+    use super::*;
+
+    /// The GCS backend under a unique key prefix per case, with parts of 256 KiB (the
+    /// smallest a resumable session takes) so the suite's uploads span several parts.
+    pub struct Gcs;
+
+    impl Gcs {
+        /// `None` when `GCS_ENDPOINT` is not set.
+        pub fn from_env() -> Option<Self> {
+            gcs_env::base_config().map(|_| Self)
+        }
+    }
+
+    impl BackendFactory for Gcs {
+        type Backend = GcsBackend;
+        type Storage = GcsConfig;
+
+        async fn create_storage(&self) -> Result<GcsConfig> {
+            Ok(gcs_env::config("contract", "case").expect("GCS_ENDPOINT is set"))
+        }
+
+        async fn open(&self, config: &GcsConfig) -> Result<GcsBackend> {
+            Ok(GcsBackend::connect(config)
+                .await?
+                .with_part_size(256 * 1024))
+        }
+
+        fn persistent(&self) -> bool {
+            true
+        }
+    }
+}
+
 /// Generates `mod $module` with one test per contract case for the factory `$factory` (an
 /// `Option<impl BackendFactory>`; `None` skips), the `reopen` cases only if `$reopen` is
 /// `yes`.
@@ -182,6 +224,12 @@ marina_distribution::for_each_backend_contract_case!(contract_tests!(
     s3_factory::S3::from_env(),
     yes
 ));
+#[cfg(feature = "gcs")]
+marina_distribution::for_each_backend_contract_case!(contract_tests!(
+    gcs,
+    gcs_factory::Gcs::from_env(),
+    yes
+));
 
 // Layers, each over the in-memory backend.
 marina_distribution::for_each_backend_contract_case!(contract_tests!(
@@ -200,7 +248,7 @@ marina_distribution::for_each_backend_contract_case!(contract_tests!(
     no
 ));
 
-// The stacks the drivers are assembled from (`FilesystemDriver`, `S3Driver`).
+// The stacks the drivers are assembled from (`FilesystemDriver`, `S3Driver`, `GcsDriver`).
 marina_distribution::for_each_backend_contract_case!(contract_tests!(
     filesystem_driver_stack,
     Some(Wrapped(Filesystem, Instrumented::new)),
@@ -210,6 +258,12 @@ marina_distribution::for_each_backend_contract_case!(contract_tests!(
 marina_distribution::for_each_backend_contract_case!(contract_tests!(
     s3_driver_stack,
     s3_factory::S3::from_env().map(|s3| Wrapped(s3, |b| Instrumented::new(Resumable::new(b)))),
+    yes
+));
+#[cfg(feature = "gcs")]
+marina_distribution::for_each_backend_contract_case!(contract_tests!(
+    gcs_driver_stack,
+    gcs_factory::Gcs::from_env().map(|gcs| Wrapped(gcs, |b| Instrumented::new(Resumable::new(b)))),
     yes
 ));
 

@@ -1,6 +1,7 @@
 //! The behaviour suite (`marina_distribution::storage::testsuite`) against every driver: the
-//! in-memory and filesystem drivers, directly and through `AnyDriver`, and the S3 driver when
-//! `S3_ENDPOINT` is set (`scripts/test.sh` starts a local server and sets it).
+//! in-memory and filesystem drivers, directly and through `AnyDriver`, the S3 driver when
+//! `S3_ENDPOINT` is set and the GCS driver when `GCS_ENDPOINT` is set (`scripts/test.sh`
+//! starts local servers and sets them).
 //!
 //! One `#[tokio::test]` per (driver, case), so a failure names both.
 
@@ -235,6 +236,68 @@ mod s3_factory {
     }
 }
 
+#[cfg(feature = "gcs")]
+#[path = "common/gcs.rs"]
+mod gcs_env;
+
+#[cfg(feature = "gcs")]
+mod gcs_factory {
+    use super::*;
+    use marina_distribution::storage::GcsConfig;
+    use marina_distribution::storage::gcs::{GcsBackend, GcsDriver};
+
+    /// The GCS driver under a unique key prefix per case, with parts of 256 KiB (the
+    /// smallest a resumable session takes) so the suite's blobs span several parts.
+    pub struct GcsFactory;
+
+    impl GcsFactory {
+        /// `None` when `GCS_ENDPOINT` is not set.
+        pub fn from_env() -> Option<Self> {
+            gcs_env::base_config().map(|_| Self)
+        }
+    }
+
+    impl DriverFactory for GcsFactory {
+        type Driver = GcsDriver;
+        type Storage = GcsConfig;
+
+        async fn create_storage(&self) -> Result<GcsConfig> {
+            Ok(gcs_env::config("behaviour", "case").expect("GCS_ENDPOINT is set"))
+        }
+
+        async fn open(&self, config: &GcsConfig) -> Result<GcsDriver> {
+            let backend = GcsBackend::connect(config)
+                .await?
+                .with_part_size(256 * 1024);
+            Ok(GcsDriver::from_backend(backend, EngineOptions::default()))
+        }
+
+        fn persistent(&self) -> bool {
+            true
+        }
+    }
+
+    /// `AnyDriver` built by the factory from `StorageConfig::gcs(..)` (default part size).
+    pub struct AnyGcsFactory;
+
+    impl DriverFactory for AnyGcsFactory {
+        type Driver = AnyDriver;
+        type Storage = GcsConfig;
+
+        async fn create_storage(&self) -> Result<GcsConfig> {
+            GcsFactory.create_storage().await
+        }
+
+        async fn open(&self, config: &GcsConfig) -> Result<AnyDriver> {
+            AnyDriver::from_config(&StorageConfig::gcs(config.clone())).await
+        }
+
+        fn persistent(&self) -> bool {
+            true
+        }
+    }
+}
+
 /// Generates `mod $module` with one test per case for the factory `$factory` (an expression
 /// of type `Option<impl DriverFactory>`; `None` skips). `reopen` cases only if `$reopen` is
 /// `yes`.
@@ -296,6 +359,19 @@ marina_distribution::for_each_behaviour_case!(driver_tests!(
 marina_distribution::for_each_behaviour_case!(driver_tests!(
     any_s3,
     s3_factory::S3Factory::from_env().map(s3_factory::AnyS3Factory),
+    yes
+));
+
+#[cfg(feature = "gcs")]
+marina_distribution::for_each_behaviour_case!(driver_tests!(
+    gcs,
+    gcs_factory::GcsFactory::from_env(),
+    yes
+));
+#[cfg(feature = "gcs")]
+marina_distribution::for_each_behaviour_case!(driver_tests!(
+    any_gcs,
+    gcs_factory::GcsFactory::from_env().map(|_| gcs_factory::AnyGcsFactory),
     yes
 ));
 
@@ -552,5 +628,33 @@ mod leftovers {
             .map(|u| u.key().unwrap_or_default().to_owned())
             .collect();
         assert!(open.is_empty(), "multipart uploads left open: {open:?}");
+    }
+
+    /// Same on GCS: no object under `uploads/` or `_uploads/`, exactly one blob object.
+    #[cfg(feature = "gcs")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gcs_no_upload_data_left_behind() {
+        let Some(factory) = gcs_factory::GcsFactory::from_env() else {
+            return;
+        };
+        let config = factory.create_storage().await.unwrap();
+        let d = factory.open(&config).await.unwrap();
+        let digest = upload_scenario(&d).await;
+
+        let prefix = config.normalized_prefix();
+        let mut leftovers = gcs_env::objects_below(&config, &format!("{prefix}uploads/")).await;
+        leftovers.extend(
+            gcs_env::objects_below(
+                &config,
+                &format!("{prefix}repositories/suite/leftovers/_uploads/"),
+            )
+            .await,
+        );
+        assert!(
+            leftovers.is_empty(),
+            "upload objects left behind: {leftovers:?}"
+        );
+        let blobs = gcs_env::objects_below(&config, &format!("{prefix}blobs/")).await;
+        assert_eq!(blobs, [format!("{prefix}blobs/sha256/{}", digest.hex())]);
     }
 }

@@ -15,6 +15,9 @@
 //! Without `S3_ENDPOINT` every test prints that it was skipped and how to run it.
 #![cfg(feature = "s3")]
 
+#[path = "common/session_race.rs"]
+mod session_race;
+
 use bytes::Bytes;
 use futures::{Stream, StreamExt, stream};
 use marina_distribution::Error;
@@ -1015,7 +1018,6 @@ async fn same_offset_appends_from_one_state_keep_their_own_bytes() {
 /// acknowledged and the second's bytes are silently dropped from the session.
 #[tokio::test]
 async fn concurrent_patches_of_one_session_in_two_processes() {
-    use tokio::sync::oneshot;
     let env = s3_or_skip!("concurrent_patches_of_one_session_in_two_processes");
     for conditional in [None, Some(false)] {
         let mut config = env.config("cas");
@@ -1025,52 +1027,18 @@ async fn concurrent_patches_of_one_session_in_two_processes() {
         let first = S3Driver::from_backend(backend, EngineOptions::default());
         let second = env.driver_for(&config).await;
         let r = repo("s3/cas");
-        let id = start_upload(&first, &r).await;
         let (a, b) = (data(64 * 1024, 51), data(64 * 1024, 52));
-        let (started_tx, started_rx) = oneshot::channel();
-        let (go_tx, go_rx) = oneshot::channel::<()>();
-        let first_chunk = a.clone();
-        // Yields its bytes, then holds the body open until the second PATCH is persisted.
-        let held_body = stream::once(async move {
-            let _ = started_tx.send(());
-            Ok(first_chunk)
-        })
-        .chain(stream::once(async move {
-            let _ = go_rx.await;
-            Ok(Bytes::new())
-        }));
-        let (first_result, second_result) = tokio::join!(
-            first.put_upload_chunk(&r, &id, Some(0), None, held_body),
-            async {
-                started_rx.await.expect("first PATCH started");
-                let result = second
-                    .put_upload_chunk(&r, &id, Some(0), None, body(vec![b.clone()]))
-                    .await;
-                go_tx.send(()).expect("first PATCH waiting");
-                result
-            }
-        );
-        assert_eq!(
-            second_result.expect("second PATCH").progress().offset,
-            b.len() as u64
-        );
-        if conditional.is_some() {
-            // The hazard the conditional write removes: both acknowledged, one lost.
-            assert!(first_result.is_ok(), "{first_result:?}");
-            first.abort_upload(&r, &id).await.unwrap();
+        if conditional.is_none() {
+            session_race::assert_later_patch_refused(&first, &second, &r, a, b).await;
+            assert_no_upload_leftovers(&first).await;
             continue;
         }
-        match first_result {
-            Err(Error::RangeInvalid { size, .. }) => assert_eq!(size, b.len() as u64),
-            other => panic!("the first PATCH was not refused: {other:?}"),
-        }
-        let digest = sha256(&b);
-        first
-            .finish_upload(&r, &id, &digest, None, empty())
-            .await
-            .expect("the session holds the second PATCH's bytes");
-        assert_eq!(read_all(&first, &r, &digest, None).await, b);
-        assert_no_upload_leftovers(&first).await;
+        // The hazard the conditional write removes: both acknowledged, one lost.
+        let (id, first_result, second_result) =
+            session_race::race_patches(&first, &second, &r, a, b.clone()).await;
+        assert_eq!(second_result.expect("second PATCH"), b.len() as u64);
+        assert!(first_result.is_ok(), "{first_result:?}");
+        first.abort_upload(&r, &id).await.unwrap();
     }
 }
 

@@ -1,5 +1,5 @@
-//! `marina-registry`: an OCI distribution-spec v1.1 registry over the filesystem, memory or
-//! S3-compatible storage.
+//! `marina-registry`: an OCI distribution-spec v1.1 registry over the filesystem, memory,
+//! S3-compatible storage or Google Cloud Storage.
 //!
 //! `cargo run --release` serves on `127.0.0.1:5000` with filesystem storage under `./data`.
 
@@ -35,7 +35,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
     version,
     after_help = "\
 ENVIRONMENT (storage):
-  STORAGE_TYPE            filesystem (default) | inmemory | s3
+  STORAGE_TYPE            filesystem (default) | inmemory | s3 | gcs
   STORAGE_ROOT_DIRECTORY  filesystem root (default ./data)
   S3_BUCKET, S3_REGION, S3_ENDPOINT, S3_PREFIX, S3_FORCE_PATH_STYLE,
   S3_CHECKSUM (when_supported|when_required), S3_PART_SIZE, S3_EQUAL_PARTS,
@@ -46,13 +46,16 @@ ENVIRONMENT (storage):
   (default 5000: how late another instance's delete may be seen), STORAGE_CACHE_MAX_ENTRIES,
   STORAGE_CACHE_MAX_BYTES, STORAGE_CACHE_TAGS
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ... (standard AWS credential chain)
+  GCS_BUCKET, GCS_PREFIX, GCS_ENDPOINT, GCS_ANONYMOUS (true: no credentials, emulators),
+  GCS_REDIRECT (blob GETs answered with 307 to signed URLs), GCS_REDIRECT_EXPIRY_SECS
+  GOOGLE_APPLICATION_CREDENTIALS, ... (Application Default Credentials)
   RUST_LOG                log filter, e.g. info (default), debug, marina_distribution=trace
   MARINA_TLS_CERT, MARINA_TLS_KEY, MARINA_TLS_CLIENT_CA, MARINA_HTPASSWD (see flags)
 
 CONFIG FILE (TOML, all keys optional):
   listen = \"127.0.0.1:5000\"
   [storage]
-  type = \"filesystem\"              # or \"inmemory\", \"s3\"
+  type = \"filesystem\"              # or \"inmemory\", \"s3\", \"gcs\"
   max_manifest_size = 4194304
   [storage.filesystem]
   root_directory = \"./data\"
@@ -61,6 +64,9 @@ CONFIG FILE (TOML, all keys optional):
   endpoint = \"http://127.0.0.1:9000\"
   force_path_style = true
   redirect = false
+  [storage.gcs]
+  bucket = \"registry\"
+  prefix = \"marina\"
   [storage.cache]
   ttl_ms = 5000
   [tls]                             # HTTPS (HTTP/2 by ALPN); reloaded on SIGHUP or change
@@ -79,6 +85,7 @@ EXAMPLES:
   marina-registry
   marina-registry --listen 0.0.0.0:5000 --root-directory /var/lib/registry
   STORAGE_TYPE=s3 S3_BUCKET=reg S3_ENDPOINT=http://127.0.0.1:9000 marina-registry
+  STORAGE_TYPE=gcs GCS_BUCKET=reg marina-registry
   skopeo copy --dest-tls-verify=false oci:./layout:latest docker://127.0.0.1:5000/demo:latest"
 )]
 struct Cli {
@@ -90,7 +97,7 @@ struct Cli {
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Storage driver: filesystem, inmemory or s3 (overrides STORAGE_TYPE).
+    /// Storage driver: filesystem, inmemory, s3 or gcs (overrides STORAGE_TYPE).
     #[arg(long, value_name = "TYPE")]
     storage: Option<String>,
 

@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
 use crate::storage::cache::CacheConfig;
+use crate::storage::gcs::config as gcs;
 use crate::storage::s3::config as s3;
 
 pub use crate::storage::filesystem::FilesystemConfig;
+pub use gcs::GcsConfig;
 pub use s3::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE, S3ChecksumPolicy, S3Config};
 
 /// Which driver to build.
@@ -29,23 +31,19 @@ pub enum StorageType {
     Inmemory,
     /// S3-compatible object storage (feature `s3`).
     S3,
-    /// Reserved for a future Google Cloud Storage driver.
+    /// Google Cloud Storage (feature `gcs`).
     Gcs,
 }
 
 impl StorageType {
     /// The error for a configuration selecting a driver this build does not have.
     pub(crate) fn unavailable(self) -> Error {
-        let message = match self {
-            Self::Gcs => "the gcs driver is reserved but not implemented yet".to_owned(),
-            other => format!(
-                "the {0} driver is not compiled in (enable the `{0}` cargo feature)",
-                other.as_str()
-            ),
-        };
         Error::Config {
             field: "type",
-            message,
+            message: format!(
+                "the {0} driver is not compiled in (enable the `{0}` cargo feature)",
+                self.as_str()
+            ),
         }
     }
 
@@ -78,7 +76,7 @@ impl StorageType {
 /// Complete storage configuration.
 ///
 /// ```toml
-/// type = "s3"            # filesystem | inmemory | s3
+/// type = "s3"            # filesystem | inmemory | s3 | gcs
 /// [filesystem]
 /// root_directory = "./data"
 /// [s3]
@@ -98,6 +96,9 @@ pub struct StorageConfig {
     /// S3 driver parameters (required when `type = "s3"`).
     #[serde(default)]
     pub s3: Option<S3Config>,
+    /// GCS driver parameters (required when `type = "gcs"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs: Option<GcsConfig>,
     /// Largest manifest accepted, in bytes (default 4 MiB).
     #[serde(default = "default_manifest_limit")]
     pub max_manifest_size: usize,
@@ -112,6 +113,7 @@ impl Default for StorageConfig {
             storage_type: StorageType::default(),
             filesystem: FilesystemConfig::default(),
             s3: None,
+            gcs: None,
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
             cache: CacheConfig::default(),
         }
@@ -151,6 +153,15 @@ impl StorageConfig {
         }
     }
 
+    /// A GCS configuration.
+    pub fn gcs(gcs: GcsConfig) -> Self {
+        Self {
+            storage_type: StorageType::Gcs,
+            gcs: Some(gcs),
+            ..Self::default()
+        }
+    }
+
     /// Parses a TOML document (see the type's example) and validates it.
     pub fn from_toml(text: &str) -> Result<Self> {
         let cfg: Self = toml::from_str(text).map_err(|e| Error::Config {
@@ -166,8 +177,8 @@ impl StorageConfig {
     /// `STORAGE_CACHE_TAGS`, `S3_BUCKET`, `S3_REGION`, `S3_ENDPOINT`, `S3_PREFIX`,
     /// `S3_FORCE_PATH_STYLE`, `S3_CHECKSUM`, `S3_PART_SIZE`, `S3_EQUAL_PARTS`, `S3_REDIRECT`,
     /// `S3_PUBLIC_ENDPOINT`, `S3_REDIRECT_EXPIRY_SECS` and `S3_CONDITIONAL_WRITES` (`true`,
-    /// `false` or `auto`) over `self`; unset variables leave
-    /// the current values.
+    /// `false` or `auto`), and `GCS_BUCKET`, `GCS_PREFIX`, `GCS_ENDPOINT` and `GCS_ANONYMOUS`
+    /// over `self`; unset variables leave the current values.
     pub fn apply_env(self) -> Result<Self> {
         self.apply_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
@@ -188,6 +199,10 @@ impl StorageConfig {
         if s3::ENV_VARS.iter().any(|k| var(k).is_some()) {
             let s3 = self.s3.take().unwrap_or_else(|| S3Config::new(""));
             self.s3 = Some(s3.apply_vars(&var)?);
+        }
+        if gcs::ENV_VARS.iter().any(|k| var(k).is_some()) {
+            let gcs = self.gcs.take().unwrap_or_else(|| GcsConfig::new(""));
+            self.gcs = Some(gcs.apply_vars(&var)?);
         }
         Ok(self)
     }
@@ -210,7 +225,13 @@ impl StorageConfig {
                     message: "type is s3 but no [s3] section or S3_BUCKET is given".into(),
                 }),
             },
-            StorageType::Gcs => Err(StorageType::Gcs.unavailable()),
+            StorageType::Gcs => match &self.gcs {
+                Some(gcs) => gcs.validate(),
+                None => Err(Error::Config {
+                    field: "gcs.bucket",
+                    message: "type is gcs but no [gcs] section or GCS_BUCKET is given".into(),
+                }),
+            },
         }
     }
 }
@@ -328,7 +349,14 @@ mod tests {
                 ..
             })
         ));
-        assert!(StorageConfig::from_toml("type = \"gcs\"").is_err());
+        let err = StorageConfig::from_toml("type = \"gcs\"").unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Config {
+                field: "gcs.bucket",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   Engine<B: Backend> ── layout (keys), hashing (resumable), manifest checks,
 //!        │                 referrers, tags, upload state
 //!        │ uses the small primitive trait
-//!   Backend: filesystem | inmemory | s3
+//!   Backend: filesystem | inmemory | s3 | gcs
 //! ```
 //!
 //! [`AnyDriver`] is the enum the factory returns; it dispatches statically to the drivers
@@ -20,6 +20,7 @@ pub mod cache;
 pub mod config;
 mod engine;
 pub mod filesystem;
+pub mod gcs;
 pub mod hashing;
 pub mod inmemory;
 pub mod layers;
@@ -38,7 +39,9 @@ use futures::Stream;
 
 pub use any::{AnyBlobStream, AnyDriver, AnyUpload};
 pub use cache::{CacheConfig, CacheStats, MetadataCache};
-pub use config::{FilesystemConfig, S3ChecksumPolicy, S3Config, StorageConfig, StorageType};
+pub use config::{
+    FilesystemConfig, GcsConfig, S3ChecksumPolicy, S3Config, StorageConfig, StorageType,
+};
 pub use engine::{Engine, EngineOptions, EngineUpload};
 pub use types::{
     BlobRead, BlobRedirect, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, TagList,

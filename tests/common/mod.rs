@@ -12,6 +12,8 @@ pub mod client;
 pub mod content;
 pub mod discovery;
 pub mod fault_proxy;
+#[cfg(feature = "gcs")]
+pub mod gcs;
 pub mod manifests;
 pub mod server;
 pub mod uploads;

@@ -1,5 +1,5 @@
 //! Starting the registry on a loopback port over each driver (in-memory, filesystem in a
-//! temporary directory, and S3 when `S3_ENDPOINT` is set).
+//! temporary directory, S3 when `S3_ENDPOINT` is set and GCS when `GCS_ENDPOINT` is set).
 
 use std::future::Future;
 use std::ops::Deref;
@@ -60,6 +60,11 @@ pub fn configs(test: &str) -> Vec<(String, StorageConfig, Option<tempfile::TempD
             out.push(("s3".to_owned(), StorageConfig::s3(s3), None));
         }
         _ => eprintln!("NOTE: S3_ENDPOINT is not set: S3 cases of {test} were SKIPPED"),
+    }
+    #[cfg(feature = "gcs")]
+    match super::gcs::config("http-tests", test) {
+        Some(config) => out.push(("gcs".to_owned(), StorageConfig::gcs(config), None)),
+        None => eprintln!("NOTE: GCS_ENDPOINT is not set: GCS cases of {test} were SKIPPED"),
     }
     out
 }
@@ -127,6 +132,16 @@ pub async fn start_with(
     let d = AnyDriver::from_config(&config)
         .await
         .unwrap_or_else(|e| panic!("building the {driver} driver: {e}"));
+    serve(driver, d, dir, options).await
+}
+
+/// Starts a registry over a driver built by the caller on 127.0.0.1 with an ephemeral port.
+pub async fn serve(
+    driver: String,
+    d: AnyDriver,
+    dir: Option<tempfile::TempDir>,
+    options: RegistryOptions,
+) -> Server {
     let chunk_min = d.chunk_min_length();
     let app = router(Arc::new(d), options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -56,6 +56,9 @@ drivers! { $
     /// S3-compatible object storage.
     #[cfg(feature = "s3")]
     S3(crate::storage::s3::S3Driver), boxed;
+    /// Google Cloud Storage.
+    #[cfg(feature = "gcs")]
+    Gcs(crate::storage::gcs::GcsDriver), boxed;
 }
 
 impl AnyDriver {
@@ -124,9 +127,9 @@ impl StorageDriver for AnyDriver {
         dispatch_future!(self, d => d.delete(repo, digest))
     }
 
-    /// Only a driver whose backend presigns (S3) redirects, when configured to
+    /// Only a driver whose backend presigns (S3, GCS) redirects, when configured to
     /// (`redirect`): [`Engine::presigned_blob_redirect`](crate::storage::Engine::presigned_blob_redirect).
-    /// Its future is put on the heap (as every S3 operation's is here).
+    /// Its future is put on the heap (as every S3 and GCS operation's is here).
     fn blob_redirect(
         &self,
         repo: &RepositoryName,
@@ -137,6 +140,8 @@ impl StorageDriver for AnyDriver {
             match self {
                 #[cfg(feature = "s3")]
                 Self::S3(d) => Box::pin(d.presigned_blob_redirect(repo, digest)).await,
+                #[cfg(feature = "gcs")]
+                Self::Gcs(d) => Box::pin(d.presigned_blob_redirect(repo, digest)).await,
                 _ => Ok(None),
             }
         }

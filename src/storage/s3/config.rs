@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::storage::config::{parse_bool, parse_u64};
+use crate::storage::presign;
 
 /// Which request checksums aws-sdk-s3 computes.
 ///
@@ -69,10 +70,7 @@ pub struct S3Config {
     pub conditional_writes: Option<bool>,
 }
 
-/// Default validity of a redirect's presigned URL: 20 minutes.
-pub const DEFAULT_REDIRECT_EXPIRY_SECS: u64 = 20 * 60;
-/// Longest validity of a presigned URL (SigV4: 7 days).
-pub const MAX_REDIRECT_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+pub use crate::storage::presign::{DEFAULT_REDIRECT_EXPIRY_SECS, MAX_REDIRECT_EXPIRY_SECS};
 
 /// Default multipart part size.
 pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
@@ -138,15 +136,7 @@ impl S3Config {
                 format!("{e:?} must start with http:// or https://"),
             );
         }
-        // SigV4 presigned URLs live at most 7 days.
-        if let Some(secs) = self.redirect_expiry_secs
-            && !(1..=MAX_REDIRECT_EXPIRY_SECS).contains(&secs)
-        {
-            return bad(
-                "s3.redirect_expiry_secs",
-                format!("{secs} is outside 1..={MAX_REDIRECT_EXPIRY_SECS}"),
-            );
-        }
+        presign::check_redirect_expiry("s3.redirect_expiry_secs", self.redirect_expiry_secs)?;
         if let Some(p) = self.part_size
             && !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&p)
         {
@@ -177,10 +167,7 @@ impl S3Config {
 
     /// How long a redirect's presigned URL is valid.
     pub fn redirect_expiry(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(
-            self.redirect_expiry_secs
-                .unwrap_or(DEFAULT_REDIRECT_EXPIRY_SECS),
-        )
+        presign::redirect_expiry(self.redirect_expiry_secs)
     }
 
     /// The effective part size.

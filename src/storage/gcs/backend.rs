@@ -1,0 +1,270 @@
+//! [`GcsBackend`] and the [`GcsDriver`] assembled over it.
+
+use bytes::Bytes;
+use futures::Stream;
+
+use super::client::{self, Connection};
+use super::config::GcsConfig;
+use super::error;
+use super::keys::Names;
+use super::presign::Signer;
+use super::reader::GcsReader;
+use super::upload::{DEFAULT_PART_SIZE, GcsUploadState, SESSION_UNIT};
+use crate::error::{Error, Result};
+use crate::oci::{ByteRange, Digest};
+use crate::storage::any::ConfiguredDriver;
+use crate::storage::backend::{Backend, Capabilities, ObjectVersion};
+use crate::storage::layers::{Instrumented, Resumable};
+use crate::storage::layout::{self, Dir, Key, KeyClass};
+use crate::storage::{Engine, EngineOptions, StorageConfig, StorageType, UploadId};
+
+/// The GCS storage driver: the engine over the instrumented GCS backend, whose blob reads
+/// resume where a dropped connection cut them ([`Resumable`]).
+pub type GcsDriver = Engine<Instrumented<Resumable<GcsBackend>>>;
+
+impl GcsDriver {
+    /// Validates the configuration, builds the client (looking up Application Default
+    /// Credentials unless `anonymous`) and checks that the bucket exists (one list
+    /// request): a missing bucket is a configuration error naming `gcs.bucket`. With
+    /// `redirect`, blob reads are redirected to signed URLs valid `redirect_expiry_secs`
+    /// ([`EngineOptions::redirect_blob_reads`]); credentials without a service-account key
+    /// to sign them with are then a configuration error naming `gcs.redirect`.
+    pub async fn connect(config: &GcsConfig, mut options: EngineOptions) -> Result<Self> {
+        let backend = GcsBackend::connect(config).await?;
+        if config.redirect {
+            if backend.conn.signer.is_none() {
+                return Err(Error::Config {
+                    field: "gcs.redirect",
+                    message: "signed URLs need a service-account key file \
+                              (GOOGLE_APPLICATION_CREDENTIALS); these credentials hold none"
+                        .into(),
+                });
+            }
+            options.redirect_blob_reads = Some(config.redirect_expiry());
+        }
+        backend.check_bucket().await?;
+        Ok(Self::from_backend(backend, options))
+    }
+
+    /// The driver over a backend built by the caller (e.g. with a smaller part size).
+    pub fn from_backend(backend: GcsBackend, options: EngineOptions) -> Self {
+        Engine::new(Instrumented::new(Resumable::new(backend)), options)
+    }
+}
+
+impl ConfiguredDriver for GcsDriver {
+    const STORAGE_TYPE: StorageType = StorageType::Gcs;
+
+    async fn open(config: &StorageConfig, options: EngineOptions) -> Result<Self> {
+        let gcs = config.gcs.as_ref().ok_or(Error::Config {
+            field: "gcs.bucket",
+            message: "missing".into(),
+        })?;
+        GcsDriver::connect(gcs, options).await
+    }
+}
+
+/// The GCS backend: object operations on one bucket under one prefix.
+#[derive(Debug, Clone)]
+pub struct GcsBackend {
+    pub(super) conn: Connection,
+    pub(super) bucket: String,
+    pub(super) names: Names,
+    pub(super) part_size: u64,
+}
+
+impl GcsBackend {
+    /// Validates the configuration and builds the client; does not contact the bucket
+    /// (see [`GcsDriver::connect`]).
+    pub async fn connect(config: &GcsConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            conn: client::connect(config).await?,
+            bucket: config.bucket.clone(),
+            names: Names::new(config.normalized_prefix()),
+            part_size: DEFAULT_PART_SIZE,
+        })
+    }
+
+    /// Uses parts of `bytes` (rounded up to a multiple of 256 KiB, the unit of resumable
+    /// sessions) instead of 8 MiB: smaller parts exercise multi-part uploads with small
+    /// blobs in tests, and bound memory per upload to about two parts.
+    pub fn with_part_size(mut self, bytes: u64) -> Self {
+        self.part_size = bytes.max(1).div_ceil(SESSION_UNIT) * SESSION_UNIT;
+        self
+    }
+
+    /// Signs blob URLs ([`PresignBlobReads`](crate::storage::presign::PresignBlobReads)) as
+    /// the service account `access_id` with its private key (PEM, PKCS #8, as in a key
+    /// file), instead of the key of the credentials file, if any.
+    pub fn with_signing_key(
+        mut self,
+        access_id: impl Into<String>,
+        private_key_pem: impl Into<String>,
+    ) -> Self {
+        self.conn.signer = Some(Signer::new(access_id.into(), private_key_pem.into()));
+        self
+    }
+
+    /// The part size.
+    pub fn part_size(&self) -> u64 {
+        self.part_size
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The normalised key prefix (`""` or ending in `/`) everything is stored under.
+    pub fn object_prefix(&self) -> &str {
+        self.names.prefix()
+    }
+
+    /// The object name of a layout key (prefix included).
+    pub fn object_name(&self, key: &Key) -> String {
+        self.names.object(key)
+    }
+
+    /// Writes a manifest record once: created with `ifGenerationMatch=0`; when one exists
+    /// already it is replaced only if its bytes differ (the same manifest pushed with another
+    /// media type).
+    async fn write_record(&self, object: &str, value: Bytes) -> Result<()> {
+        if self.create_once(object, value.clone()).await? {
+            return Ok(());
+        }
+        match self.get_bytes(object).await? {
+            Some(existing) if existing == value => Ok(()),
+            _ => self.put_bytes(object, value).await,
+        }
+    }
+}
+
+impl Backend for GcsBackend {
+    const NAME: &'static str = error::DRIVER;
+    type Reader = GcsReader;
+    type UploadState = GcsUploadState;
+
+    /// No chunk minimum (chunks of any size become pieces); links are written after the
+    /// blob (checking a blob's existence is a round trip).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
+
+    fn locate(&self, key: &Key) -> String {
+        format!("gs://{}/{}", self.bucket, self.names.object(key))
+    }
+
+    async fn read(&self, key: &Key) -> Result<Option<Bytes>> {
+        self.get_bytes(&self.names.object(key)).await
+    }
+
+    /// One metadata request, no body.
+    async fn exists(&self, key: &Key) -> Result<bool> {
+        Ok(self.size(&self.names.object(key)).await?.is_some())
+    }
+
+    /// Manifest records are content-addressed, so written once (see `write_record`);
+    /// everything else is one media upload, atomic.
+    async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
+        let object = self.names.object(key);
+        match key.class() {
+            KeyClass::ManifestRecord => self.write_record(&object, value).await,
+            _ => self.put_bytes(&object, value).await,
+        }
+    }
+
+    async fn remove(&self, key: &Key) -> Result<()> {
+        self.delete(&self.names.object(key)).await
+    }
+
+    /// An upload session record comes with its generation, so that an append persisted by
+    /// another process in between is detected (`ifGenerationMatch`, which GCS always honours).
+    async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
+        let versioned = key.class() == KeyClass::UploadState;
+        let read = self
+            .get_bytes_with_generation(&self.names.object(key))
+            .await?;
+        Ok(read.map(|(bytes, generation)| {
+            let version = generation
+                .filter(|_| versioned)
+                .map(|g| ObjectVersion(g.to_string()));
+            (bytes, version)
+        }))
+    }
+
+    async fn write_if_version(
+        &self,
+        key: &Key,
+        value: Bytes,
+        version: &ObjectVersion,
+    ) -> Result<bool> {
+        let object = self.names.object(key);
+        let generation = version
+            .0
+            .parse()
+            .map_err(|_| error::corrupt(format!("not a generation: {:?}", version.0)))?;
+        self.put_bytes_if_generation(&object, value, generation)
+            .await
+    }
+
+    async fn list(
+        &self,
+        dir: &Dir,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<String>> {
+        self.list_names(&self.names.dir(dir), start_after, limit)
+            .await
+    }
+
+    async fn any_under(&self, dir: &Dir) -> Result<bool> {
+        self.any_below(&self.names.dir(dir)).await
+    }
+
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.size(&self.names.object(&layout::blob_data(digest)))
+            .await
+    }
+
+    async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<GcsReader> {
+        self.get_stream(&self.names.object(&layout::blob_data(digest)), range)
+            .await?
+            .ok_or_else(|| Error::BlobUnknown(digest.clone()))
+    }
+
+    async fn start_upload(
+        &self,
+        _id: &UploadId,
+        target: Option<&Digest>,
+    ) -> Result<GcsUploadState> {
+        Ok(self.create(target))
+    }
+
+    async fn append_upload<S>(
+        &self,
+        id: &UploadId,
+        state: &mut GcsUploadState,
+        offset: u64,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        self.append(id, state, offset, body).await
+    }
+
+    async fn finish_upload(
+        &self,
+        id: &UploadId,
+        state: GcsUploadState,
+        size: u64,
+        digest: &Digest,
+    ) -> Result<()> {
+        self.commit(id, state, size, digest).await
+    }
+
+    async fn abort_upload(&self, id: &UploadId, state: GcsUploadState) -> Result<()> {
+        self.release(id, &state).await
+    }
+}

@@ -1,0 +1,344 @@
+//! Plain object operations on object names (JSON API): media downloads (whole, ranged,
+//! streamed), media and multipart uploads (the latter for conditional creates), metadata,
+//! deletes, listings with page tokens, and compose.
+
+use bytes::Bytes;
+use gcloud_storage::http::objects::compose::{ComposeObjectRequest, ComposingTargets};
+use gcloud_storage::http::objects::delete::DeleteObjectRequest;
+use gcloud_storage::http::objects::get::GetObjectRequest;
+use gcloud_storage::http::objects::list::{ListObjectsRequest, ListObjectsResponse};
+use gcloud_storage::http::objects::upload::{Media, UploadObjectRequest, UploadType};
+use gcloud_storage::http::objects::{Object, SourceObjects};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::GcsBackend;
+use super::error::{self, translate};
+use super::reader::GcsReader;
+use crate::error::Result;
+use crate::oci::ByteRange;
+
+/// Content type of every object the driver writes.
+pub(crate) const CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Most names one list request returns (GCS's maximum page).
+const MAX_PAGE: usize = 1000;
+
+/// Most source objects of one compose request (GCS's limit).
+pub(crate) const MAX_COMPOSE: usize = 32;
+
+/// Characters left as they are in a path segment of a JSON API URL.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+impl GcsBackend {
+    fn upload_request(&self, if_generation_match: Option<i64>) -> UploadObjectRequest {
+        UploadObjectRequest {
+            bucket: self.bucket.clone(),
+            if_generation_match,
+            ..UploadObjectRequest::default()
+        }
+    }
+
+    /// Sends a media download of `object` (or of a range of it); `None` if it does not exist.
+    async fn download(
+        &self,
+        object: &str,
+        range: Option<ByteRange>,
+    ) -> Result<Option<reqwest_gcs::Response>> {
+        let url = format!(
+            "{}/b/{}/o/{}?alt=media",
+            self.conn.api,
+            utf8_percent_encode(&self.bucket, SEGMENT),
+            utf8_percent_encode(object, SEGMENT)
+        );
+        let mut request = self.conn.http.get(url);
+        if let Some(r) = range {
+            request = request.header("Range", format!("bytes={}-{}", r.start, r.end));
+        }
+        if let Some(tokens) = &self.conn.tokens {
+            let token = tokens.token().await.map_err(|e| {
+                translate(
+                    "media download",
+                    object,
+                    gcloud_storage::http::Error::TokenSource(e),
+                )
+            })?;
+            request = request.header("Authorization", token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| error::http("media download", object, e))?;
+        if response.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        response
+            .error_for_status()
+            .map(Some)
+            .map_err(|e| error::http("media download", object, e))
+    }
+
+    /// Reads a whole (small) object; `None` if it does not exist.
+    pub(crate) async fn get_bytes(&self, object: &str) -> Result<Option<Bytes>> {
+        Ok(self
+            .get_bytes_with_generation(object)
+            .await?
+            .map(|(bytes, _)| bytes))
+    }
+
+    /// Reads a whole (small) object with its generation (the `x-goog-generation` header of
+    /// the download, when the server sends it); `None` if it does not exist.
+    pub(crate) async fn get_bytes_with_generation(
+        &self,
+        object: &str,
+    ) -> Result<Option<(Bytes, Option<i64>)>> {
+        let Some(response) = self.download(object, None).await? else {
+            return Ok(None);
+        };
+        let generation = response
+            .headers()
+            .get("x-goog-generation")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| error::http("media download", object, e))?;
+        Ok(Some((bytes, generation)))
+    }
+
+    /// Streams an object or a range of it; `None` if it does not exist.
+    pub(crate) async fn get_stream(
+        &self,
+        object: &str,
+        range: Option<ByteRange>,
+    ) -> Result<Option<GcsReader>> {
+        Ok(self
+            .download(object, range)
+            .await?
+            .map(|response| GcsReader::new(response, object.to_owned())))
+    }
+
+    /// Creates or replaces an object with one media upload (atomic: readers see the old or
+    /// the new object, never a mix).
+    pub(crate) async fn put_bytes(&self, object: &str, body: Bytes) -> Result<()> {
+        let mut media = Media::new(object.to_owned());
+        media.content_type = CONTENT_TYPE.into();
+        media.content_length = Some(body.len() as u64);
+        self.conn
+            .client
+            .upload_object(&self.upload_request(None), body, &UploadType::Simple(media))
+            .await
+            .map_err(|e| translate("media upload", object, e))?;
+        Ok(())
+    }
+
+    /// Creates an object only if it does not exist (`ifGenerationMatch=0`, one multipart
+    /// upload); `false` if it already existed (and was left as it is).
+    pub(crate) async fn create_once(&self, object: &str, body: Bytes) -> Result<bool> {
+        self.put_bytes_if_generation(object, body, 0).await
+    }
+
+    /// Writes an object only if it is at `generation` (`ifGenerationMatch`; `0`: only if it
+    /// does not exist) with one multipart upload (atomic, like a media upload; fake-gcs-server
+    /// honours the precondition on these only): `false`, nothing written, when it is not (412).
+    pub(crate) async fn put_bytes_if_generation(
+        &self,
+        object: &str,
+        body: Bytes,
+        generation: i64,
+    ) -> Result<bool> {
+        let metadata = Object {
+            name: object.to_owned(),
+            content_type: Some(CONTENT_TYPE.to_owned()),
+            ..Object::default()
+        };
+        match self
+            .conn
+            .client
+            .upload_object(
+                &self.upload_request(Some(generation)),
+                body,
+                &UploadType::Multipart(Box::new(metadata)),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if error::is_precondition_failed(&e) => Ok(false),
+            Err(e) => Err(translate("multipart upload", object, e)),
+        }
+    }
+
+    /// Deletes an object; succeeds if it does not exist.
+    pub(crate) async fn delete(&self, object: &str) -> Result<()> {
+        let request = DeleteObjectRequest {
+            bucket: self.bucket.clone(),
+            object: object.to_owned(),
+            ..DeleteObjectRequest::default()
+        };
+        match self.conn.client.delete_object(&request).await {
+            Ok(()) => Ok(()),
+            Err(e) if error::is_not_found(&e) => Ok(()),
+            Err(e) => Err(translate("delete", object, e)),
+        }
+    }
+
+    /// Size of an object from its metadata; `None` if it does not exist.
+    pub(crate) async fn size(&self, object: &str) -> Result<Option<u64>> {
+        let request = GetObjectRequest {
+            bucket: self.bucket.clone(),
+            object: object.to_owned(),
+            ..GetObjectRequest::default()
+        };
+        match self.conn.client.get_object(&request).await {
+            Ok(o) => Ok(Some(u64::try_from(o.size).unwrap_or(0))),
+            Err(e) if error::is_not_found(&e) => Ok(None),
+            Err(e) => Err(translate("object metadata", object, e)),
+        }
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        delimited: bool,
+        start_offset: Option<String>,
+        page_token: Option<String>,
+        max: usize,
+    ) -> Result<ListObjectsResponse> {
+        let request = ListObjectsRequest {
+            bucket: self.bucket.clone(),
+            prefix: Some(prefix.to_owned()),
+            delimiter: delimited.then(|| "/".to_owned()),
+            start_offset,
+            page_token,
+            max_results: Some(max.clamp(1, MAX_PAGE) as i32),
+            ..ListObjectsRequest::default()
+        };
+        self.conn
+            .client
+            .list_objects(&request)
+            .await
+            .map_err(|e| translate("list", prefix, e))
+    }
+
+    /// Names (after `prefix`, which ends in `/`) of the objects directly below `prefix`,
+    /// ascending, strictly after `start_after`, at most `limit`. The delimiter `/` keeps
+    /// deeper objects out (they come back as prefixes), `startOffset` starts the listing at
+    /// `start_after` and page tokens continue it, so a page costs no scan of earlier names.
+    pub(crate) async fn list_names(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<String>> {
+        let limit = limit.unwrap_or(usize::MAX);
+        let start_offset = start_after.map(|a| format!("{prefix}{a}"));
+        let mut names = Vec::new();
+        let mut token = None;
+        while names.len() < limit {
+            // One more than needed: `startOffset` is inclusive, so `start_after` itself may
+            // come back first.
+            let want = (limit - names.len()).saturating_add(1);
+            let page = self
+                .list_page(prefix, true, start_offset.clone(), token.take(), want)
+                .await?;
+            for object in page.items.unwrap_or_default() {
+                let Some(name) = object.name.strip_prefix(prefix) else {
+                    continue;
+                };
+                if name.is_empty()
+                    || name.contains('/')
+                    || start_after.is_some_and(|a| name <= a)
+                    || names.len() >= limit
+                {
+                    continue;
+                }
+                names.push(name.to_owned());
+            }
+            match page.next_page_token {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        Ok(names)
+    }
+
+    /// Every object name below `prefix` (any depth).
+    pub(crate) async fn list_below(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut objects = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .list_page(prefix, false, None, token.take(), MAX_PAGE)
+                .await?;
+            objects.extend(page.items.unwrap_or_default().into_iter().map(|o| o.name));
+            match page.next_page_token {
+                Some(next) => token = Some(next),
+                None => return Ok(objects),
+            }
+        }
+    }
+
+    /// Checks that the bucket exists with one list request (the permission the driver needs
+    /// anyway): a missing bucket is a configuration error, not a store of absent objects.
+    pub(crate) async fn check_bucket(&self) -> Result<()> {
+        let request = ListObjectsRequest {
+            bucket: self.bucket.clone(),
+            prefix: Some(self.names.prefix().to_owned()),
+            max_results: Some(1),
+            ..ListObjectsRequest::default()
+        };
+        match self.conn.client.list_objects(&request).await {
+            Ok(_) => Ok(()),
+            Err(e) if error::is_not_found(&e) => Err(crate::error::Error::Config {
+                field: "gcs.bucket",
+                message: format!("bucket {:?} does not exist", self.bucket),
+            }),
+            Err(e) => Err(translate("list", self.names.prefix(), e)),
+        }
+    }
+
+    /// Whether any object exists below `prefix`.
+    pub(crate) async fn any_below(&self, prefix: &str) -> Result<bool> {
+        let page = self.list_page(prefix, false, None, None, 1).await?;
+        Ok(page.items.is_some_and(|items| !items.is_empty()))
+    }
+
+    /// Composes `sources` (at most [`MAX_COMPOSE`], in order) into `destination`, replacing
+    /// it, or with `once` only if it does not exist: `false` then if it already existed.
+    pub(crate) async fn compose(
+        &self,
+        sources: &[String],
+        destination: &str,
+        once: bool,
+    ) -> Result<bool> {
+        debug_assert!(!sources.is_empty() && sources.len() <= MAX_COMPOSE);
+        let request = ComposeObjectRequest {
+            bucket: self.bucket.clone(),
+            destination_object: destination.to_owned(),
+            composing_targets: ComposingTargets {
+                destination: Some(Object {
+                    content_type: Some(CONTENT_TYPE.to_owned()),
+                    ..Object::default()
+                }),
+                source_objects: sources
+                    .iter()
+                    .map(|name| SourceObjects {
+                        name: name.clone(),
+                        ..SourceObjects::default()
+                    })
+                    .collect(),
+            },
+            if_generation_match: once.then_some(0),
+            ..ComposeObjectRequest::default()
+        };
+        match self.conn.client.compose_object(&request).await {
+            Ok(_) => Ok(true),
+            Err(e) if once && error::is_precondition_failed(&e) => Ok(false),
+            Err(e) => Err(translate("compose", destination, e)),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The GCS test server, from the variables the registry itself reads (`GCS_ENDPOINT`,
+//! `GCS_BUCKET`, `GCS_ANONYMOUS`; `scripts/with-gcs.sh` starts fake-gcs-server and sets them),
+//! shared by the behaviour suite, the HTTP tests and the GCS tests.
+#![allow(dead_code)]
+
+use std::io::Write as _;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gcloud_storage::client::{Client, ClientConfig};
+use gcloud_storage::http::objects::list::ListObjectsRequest;
+use marina_distribution::storage::{GcsConfig, StorageConfig};
+
+/// The server's base configuration, or `None` (after saying so once, on the real stderr)
+/// when `GCS_ENDPOINT` is not set.
+pub fn base_config() -> Option<GcsConfig> {
+    if std::env::var("GCS_ENDPOINT").map_or(true, |v| v.is_empty()) {
+        static SAID: Once = Once::new();
+        SAID.call_once(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "GCS tests skipped: set GCS_ENDPOINT (scripts/test.sh starts a local fake-gcs-server)"
+            );
+        });
+        return None;
+    }
+    let config = StorageConfig::default()
+        .apply_env()
+        .expect("GCS_* environment variables")
+        .gcs
+        .expect("GCS_ENDPOINT is set");
+    Some(config)
+}
+
+/// The base configuration under a fresh prefix `<area>/<test>-<pid>-<time>-<n>`.
+pub fn config(area: &str, test: &str) -> Option<GcsConfig> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut config = base_config()?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    config.prefix = Some(format!(
+        "{area}/{test}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    Some(config)
+}
+
+/// A driver-independent client on the same server (anonymous: the emulator checks nothing).
+pub fn client(config: &GcsConfig) -> Client {
+    Client::new(
+        ClientConfig {
+            storage_endpoint: config.endpoint().to_owned(),
+            ..ClientConfig::default()
+        }
+        .anonymous(),
+    )
+}
+
+/// Every object name below `prefix`, with a driver-independent client.
+pub async fn objects_below(config: &GcsConfig, prefix: &str) -> Vec<String> {
+    let client = client(config);
+    let mut names = Vec::new();
+    let mut page_token = None;
+    loop {
+        let page = client
+            .list_objects(&ListObjectsRequest {
+                bucket: config.bucket.clone(),
+                prefix: Some(prefix.to_owned()),
+                page_token: page_token.take(),
+                ..ListObjectsRequest::default()
+            })
+            .await
+            .expect("listing objects");
+        names.extend(page.items.unwrap_or_default().into_iter().map(|o| o.name));
+        match page.next_page_token {
+            Some(token) => page_token = Some(token),
+            None => return names,
+        }
+    }
+}
+
+/// A throwaway RSA key (PEM, PKCS #8) made by `openssl` for this test run only: the emulator
+/// does not verify signatures, so any key shows the URL is built and signed.
+pub fn throwaway_signing_key() -> String {
+    let output = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl (installed by .ci/run) generates a test key");
+    assert!(output.status.success(), "openssl genpkey failed");
+    String::from_utf8(output.stdout).expect("PEM")
+}
