@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use marina_distribution::error::{Error, Result};
 use marina_distribution::storage::filesystem::FilesystemDriver;
 use marina_distribution::storage::testsuite::{self, DriverFactory, InMemoryFactory};
-use marina_distribution::storage::{AnyDriver, EngineOptions, FilesystemConfig, StorageConfig};
+use marina_distribution::storage::{
+    AnyDriver, CacheConfig, EngineOptions, FilesystemConfig, StorageConfig,
+};
 
 /// Engine options accepting sparse indexes.
 fn sparse() -> EngineOptions {
@@ -52,6 +54,47 @@ impl DriverFactory for FilesystemFactory {
             root_directory: dir.path().join("root"),
         };
         FilesystemDriver::open(&config, sparse()).await
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+/// The filesystem driver with the metadata cache on (it is off there by default): every case,
+/// reopening ones included, holds with reads answered from the cache.
+struct CachedFilesystemFactory;
+
+impl DriverFactory for CachedFilesystemFactory {
+    type Driver = FilesystemDriver;
+    type Storage = tempfile::TempDir;
+
+    async fn create_storage(&self) -> Result<tempfile::TempDir> {
+        FilesystemFactory.create_storage().await
+    }
+
+    async fn open(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
+        let config = FilesystemConfig {
+            root_directory: dir.path().join("root"),
+        };
+        let options = EngineOptions {
+            cache: CacheConfig::on(),
+            ..EngineOptions::default()
+        };
+        let driver = FilesystemDriver::open(&config, options).await?;
+        assert!(driver.cache().is_some());
+        Ok(driver)
+    }
+
+    async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
+        let config = FilesystemConfig {
+            root_directory: dir.path().join("root"),
+        };
+        let options = EngineOptions {
+            cache: CacheConfig::on(),
+            ..sparse()
+        };
+        FilesystemDriver::open(&config, options).await
     }
 
     fn persistent(&self) -> bool {
@@ -352,6 +395,11 @@ marina_distribution::for_each_behaviour_case!(driver_tests!(
     yes
 ));
 marina_distribution::for_each_behaviour_case!(driver_tests!(
+    filesystem_cached,
+    Some(CachedFilesystemFactory),
+    yes
+));
+marina_distribution::for_each_behaviour_case!(driver_tests!(
     any_inmemory,
     Some(AnyInMemoryFactory),
     no
@@ -397,6 +445,11 @@ marina_distribution::for_each_lifecycle_case!(driver_tests!(
 marina_distribution::for_each_lifecycle_case!(driver_tests!(
     lifecycle_filesystem,
     Some(FilesystemFactory),
+    yes
+));
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_cached_filesystem,
+    Some(CachedFilesystemFactory),
     yes
 ));
 marina_distribution::for_each_lifecycle_case!(driver_tests!(
@@ -459,6 +512,7 @@ mod suite_catches_broken_drivers {
         const NAME: &'static str = "descending";
         marina_distribution::forward_backend!(0: InMemoryBackend;
             Reader, UploadState, capabilities, locate, read, exists, write, remove,
+            read_versioned, write_if_version,
             any_under, write_tag, blob_size, read_blob, start_upload, append_upload,
             finish_upload, abort_upload);
 

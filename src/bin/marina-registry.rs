@@ -40,9 +40,16 @@ ENVIRONMENT (storage):
   STORAGE_ROOT_DIRECTORY  filesystem root (default ./data)
   MARINA_SPARSE_INDEXES   true: accept image indexes whose child manifests are absent
   S3_BUCKET, S3_REGION, S3_ENDPOINT, S3_PREFIX, S3_FORCE_PATH_STYLE,
-  S3_CHECKSUM (when_supported|when_required), S3_PART_SIZE, S3_EQUAL_PARTS
+  S3_CHECKSUM (when_supported|when_required), S3_PART_SIZE, S3_EQUAL_PARTS,
+  S3_REDIRECT (blob GETs answered with 307 to presigned URLs), S3_PUBLIC_ENDPOINT,
+  S3_REDIRECT_EXPIRY_SECS (default 1200), S3_CONDITIONAL_WRITES (auto|true|false: If-Match on
+  upload session records, auto = detected at start)
+  STORAGE_CACHE (auto|true|false: metadata cache, auto = on for S3), STORAGE_CACHE_TTL_MS
+  (default 5000: how late another instance's delete may be seen), STORAGE_CACHE_MAX_ENTRIES,
+  STORAGE_CACHE_MAX_BYTES, STORAGE_CACHE_TAGS
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ... (standard AWS credential chain)
-  GCS_BUCKET, GCS_PREFIX, GCS_ENDPOINT, GCS_ANONYMOUS (true: no credentials, emulators)
+  GCS_BUCKET, GCS_PREFIX, GCS_ENDPOINT, GCS_ANONYMOUS (true: no credentials, emulators),
+  GCS_REDIRECT (blob GETs answered with 307 to signed URLs), GCS_REDIRECT_EXPIRY_SECS
   GOOGLE_APPLICATION_CREDENTIALS, ... (Application Default Credentials)
   RUST_LOG                log filter, e.g. info (default), debug, marina_distribution=trace
   MARINA_TLS_CERT, MARINA_TLS_KEY, MARINA_TLS_CLIENT_CA, MARINA_HTPASSWD (see flags)
@@ -71,9 +78,12 @@ CONFIG FILE (TOML, all keys optional):
   bucket = \"registry\"
   endpoint = \"http://127.0.0.1:9000\"
   force_path_style = true
+  redirect = false
   [storage.gcs]
   bucket = \"registry\"
   prefix = \"marina\"
+  [storage.cache]
+  ttl_ms = 5000
   [tls]                             # HTTPS (HTTP/2 by ALPN); reloaded on SIGHUP or change
   cert = \"cert.pem\"
   key = \"key.pem\"

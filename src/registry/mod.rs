@@ -62,6 +62,9 @@ pub use route::{Action, Endpoint, Route, RouteInfo, parse_route};
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 /// `Docker-Content-Digest`.
 pub const CONTENT_DIGEST_HEADER: &str = "docker-content-digest";
+/// `Blob-Size`: a blob's size on a `307` redirecting its `GET` (whose `Content-Length` is
+/// its own empty body's).
+pub const BLOB_SIZE_HEADER: &str = "blob-size";
 /// `Docker-Upload-UUID`.
 pub const UPLOAD_UUID_HEADER: &str = "docker-upload-uuid";
 /// `OCI-Chunk-Min-Length`.

@@ -12,6 +12,7 @@ pub mod blobs;
 pub mod client;
 pub mod content;
 pub mod discovery;
+pub mod fault_proxy;
 #[cfg(feature = "gcs")]
 pub mod gcs;
 pub mod manifests;

@@ -77,6 +77,18 @@ pub fn s3_storage(prefix: &str) -> Option<StorageConfig> {
     }
 }
 
+/// A registry on S3 whose blob `GET`s are redirected to presigned URLs (`redirect = true`),
+/// with `public_endpoint` if given; `None` (after saying so) without an S3 server.
+pub async fn s3_redirect_server(test: &str, public_endpoint: Option<String>) -> Option<Server> {
+    let (name, mut config, dir) = configs(test)
+        .into_iter()
+        .find(|(name, _, _)| name == "s3")?;
+    let s3 = config.s3.as_mut().expect("s3");
+    s3.redirect = true;
+    s3.public_endpoint = public_endpoint;
+    Some(start(name, config, dir).await)
+}
+
 fn rand_u64() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     let t = SystemTime::now()
@@ -130,6 +142,16 @@ pub async fn start_with(
     let d = AnyDriver::from_config(&config)
         .await
         .unwrap_or_else(|e| panic!("building the {driver} driver: {e}"));
+    serve(driver, d, dir, options).await
+}
+
+/// Starts a registry over a driver built by the caller on 127.0.0.1 with an ephemeral port.
+pub async fn serve(
+    driver: String,
+    d: AnyDriver,
+    dir: Option<tempfile::TempDir>,
+    options: RegistryOptions,
+) -> Server {
     let chunk_min = d.chunk_min_length();
     let app = router(Arc::new(d), options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -30,8 +30,8 @@ use crate::oci::{
 };
 use crate::storage::lifecycle::{GcOptions, GcReport, Lifecycle, RepositoryList};
 use crate::storage::{
-    BlobRead, EngineOptions, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageConfig,
-    StorageDriver, StorageType, TagList, UploadHandle, UploadId, UploadProgress,
+    BlobRead, BlobRedirect, EngineOptions, FileInfo, Manifest, ManifestInfo, PutManifestOutcome,
+    StorageConfig, StorageDriver, StorageType, TagList, UploadHandle, UploadId, UploadProgress,
 };
 use dispatch::{Absent, IntoAny, Slot};
 
@@ -72,6 +72,8 @@ impl AnyDriver {
         let options = EngineOptions {
             max_manifest_size: config.max_manifest_size,
             sparse_indexes: config.sparse_indexes,
+            cache: config.cache.clone(),
+            redirect_blob_reads: None,
         };
         Self::open_selected(config, options).await
     }
@@ -125,6 +127,26 @@ impl StorageDriver for AnyDriver {
         digest: &Digest,
     ) -> impl Future<Output = Result<()>> + Send {
         dispatch_future!(self, d => d.delete(repo, digest))
+    }
+
+    /// Only a driver whose backend presigns (S3, GCS) redirects, when configured to
+    /// (`redirect`): [`Engine::presigned_blob_redirect`](crate::storage::Engine::presigned_blob_redirect).
+    /// Its future is put on the heap (as every S3 and GCS operation's is here).
+    fn blob_redirect(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<BlobRedirect>>> + Send {
+        let _ = (repo, digest);
+        async move {
+            match self {
+                #[cfg(feature = "s3")]
+                Self::S3(d) => Box::pin(d.presigned_blob_redirect(repo, digest)).await,
+                #[cfg(feature = "gcs")]
+                Self::Gcs(d) => Box::pin(d.presigned_blob_redirect(repo, digest)).await,
+                _ => Ok(None),
+            }
+        }
     }
 
     fn mount_blob(

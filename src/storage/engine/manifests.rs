@@ -23,25 +23,28 @@ impl<B: Backend> Engine<B> {
     async fn resolve(&self, repo: &RepositoryName, reference: &Reference) -> Result<Digest> {
         match reference {
             Reference::Digest(d) => Ok(d.clone()),
-            Reference::Tag(t) => self.resolve_tag(repo, t).await,
+            Reference::Tag(t) => self.tag_target_cached(repo, t).await,
         }
     }
 
-    async fn read_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<Manifest> {
+    /// The manifest stored in the repository, read from the store; `None` if absent (or torn).
+    pub(super) async fn stored_manifest(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<Manifest>> {
         let key = layout::manifest(repo, digest);
         let stored = self.backend.read(&key).await?;
         // A record may be seen torn (`Backend` contract, clause 2): one that a crash left torn
         // (or that rotted on disk) fails its digest and is a manifest that is not stored.
-        stored
-            .and_then(|stored| {
-                let manifest = decode_manifest(digest, stored);
-                if manifest.is_none() {
-                    tracing::warn!(driver = B::NAME, key = %key.as_str(),
-                        "manifest record does not match its digest: treated as absent");
-                }
-                manifest
-            })
-            .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))
+        Ok(stored.and_then(|stored| {
+            let manifest = decode_manifest(digest, stored);
+            if manifest.is_none() {
+                tracing::warn!(driver = B::NAME, key = %key.as_str(),
+                    "manifest record does not match its digest: treated as absent");
+            }
+            manifest
+        }))
     }
 
     /// Checks that everything a manifest references (except its subject and
@@ -78,12 +81,9 @@ impl<B: Backend> Engine<B> {
         }
         let children: Vec<(Digest, u64)> = summary.required_manifests().map(stated).collect();
         let children = children.into_iter().map(|(digest, size)| async move {
-            let stored = match self.read_manifest(repo, &digest).await {
-                Ok(m) => Some(m.info.size),
-                Err(Error::ManifestUnknown(_)) => None,
-                Err(e) => return Err(e),
-            };
-            Ok((stored, digest, size))
+            // From the store, not the cache: a write checks what is stored now.
+            let stored = self.stored_manifest(repo, &digest).await?;
+            Ok::<_, Error>((stored.map(|m| m.info.size), digest, size))
         });
         let mut children =
             std::pin::pin!(futures::stream::iter(children).buffer_unordered(CHECKS_IN_FLIGHT));
@@ -109,7 +109,7 @@ impl<B: Backend> Engine<B> {
         reference: &Reference,
     ) -> Result<Manifest> {
         let digest = self.resolve(repo, reference).await?;
-        self.read_manifest(repo, &digest).await
+        self.read_manifest_cached(repo, &digest).await
     }
 
     /// Implements [`StorageDriver::stat_manifest`](crate::storage::StorageDriver::stat_manifest).
@@ -211,9 +211,10 @@ impl<B: Backend> Engine<B> {
                     record: record_key,
                     new_record: None,
                 };
-                self.backend
-                    .write_tag(&layout::tag(repo, tag), target)
-                    .await?;
+                let key = layout::tag(repo, tag);
+                let written = self.backend.write_tag(&key, target).await;
+                self.forget(&key);
+                written?;
             }
             Ok(())
         }
@@ -236,7 +237,11 @@ impl<B: Backend> Engine<B> {
         tag: &Tag,
         digest: &Digest,
     ) -> Result<()> {
-        let manifest = self.read_manifest(repo, digest).await?;
+        // From the store, not the cache: tagging checks what is stored now.
+        let manifest = self
+            .stored_manifest(repo, digest)
+            .await?
+            .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))?;
         let record_key = layout::manifest(repo, digest);
         let summary = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
             .map_err(|_| self.corrupt(&record_key))?;
@@ -259,7 +264,10 @@ impl<B: Backend> Engine<B> {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<()> {
-        let manifest = self.read_manifest(repo, digest).await?;
+        let manifest = self
+            .stored_manifest(repo, digest)
+            .await?
+            .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))?;
         // Tags first: a tag must never point at a deleted manifest.
         // There is no reverse index, so every tag is read; the reads (and removals) run a
         // few at a time since on object stores each is a round trip.
@@ -272,7 +280,7 @@ impl<B: Backend> Engine<B> {
                 match self.backend.read(&key).await? {
                     // Read as resolve_tag reads it.
                     Some(target) if target_digest(&target).as_ref() == Some(digest) => {
-                        self.backend.remove(&key).await
+                        self.remove_key(&key).await
                     }
                     _ => Ok(()),
                 }
@@ -285,10 +293,9 @@ impl<B: Backend> Engine<B> {
         if let Ok(summary) = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
             && let Some(subject) = summary.subject
         {
-            self.backend
-                .remove(&layout::referrer(repo, &subject.digest, digest))
+            self.remove_key(&layout::referrer(repo, &subject.digest, digest))
                 .await?;
         }
-        self.backend.remove(&layout::manifest(repo, digest)).await
+        self.remove_key(&layout::manifest(repo, digest)).await
     }
 }

@@ -7,18 +7,11 @@ use crate::storage::backend::Backend;
 use crate::storage::layout;
 
 use super::Engine;
-use super::manifest_record::target_digest;
 
 impl<B: Backend> Engine<B> {
     /// Implements [`StorageDriver::resolve_tag`](crate::storage::StorageDriver::resolve_tag).
     pub(super) async fn tag_resolve(&self, repo: &RepositoryName, tag: &Tag) -> Result<Digest> {
-        let key = layout::tag(repo, tag);
-        let raw = self
-            .backend
-            .read(&key)
-            .await?
-            .ok_or_else(|| Error::ManifestUnknown(format!("tag {tag}")))?;
-        target_digest(&raw).ok_or_else(|| self.corrupt(&key))
+        self.tag_target_cached(repo, tag).await
     }
 
     /// Implements [`StorageDriver::get_tags`](crate::storage::StorageDriver::get_tags).
@@ -69,7 +62,7 @@ impl<B: Backend> Engine<B> {
         if !self.backend.exists(&key).await? {
             return Err(Error::ManifestUnknown(format!("tag {tag}")));
         }
-        self.backend.remove(&key).await
+        self.remove_key(&key).await
     }
 
     /// Whether the repository holds any tag, manifest or blob link (tags live in the

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::oci::{Digest, DigestAlgorithm, RepositoryName};
-use crate::storage::backend::{Backend, PersistedUploadState};
+use crate::storage::backend::{Backend, ObjectVersion, PersistedUploadState};
 use crate::storage::hashing::{HashCheckpoint, Hasher};
 use crate::storage::layout::{self, Key};
 use crate::storage::{FileInfo, StorageDriver, UploadId, UploadProgress};
@@ -42,10 +42,21 @@ impl<B: Backend> Engine<B> {
         repo: &RepositoryName,
         id: &UploadId,
     ) -> Result<(Key, UploadRecord<B::UploadState>)> {
+        let (key, record, _) = self.load_upload_versioned(repo, id).await?;
+        Ok((key, record))
+    }
+
+    /// [`load_upload`](Self::load_upload) with the record's version, where the backend writes
+    /// conditionally (see [`save_appended`](Self::save_appended)).
+    async fn load_upload_versioned(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<(Key, UploadRecord<B::UploadState>, Option<ObjectVersion>)> {
         let key = layout::upload_state(repo, id);
-        let raw = self
+        let (raw, version) = self
             .backend
-            .read(&key)
+            .read_versioned(&key)
             .await?
             .ok_or_else(|| Error::BlobUploadUnknown(id.to_string()))?;
         // Session records may be written without being made durable (`Backend` contract,
@@ -63,13 +74,62 @@ impl<B: Backend> Engine<B> {
         if !record.backend.is_current() {
             return Err(Error::BlobUploadUnknown(id.to_string()));
         }
-        Ok((key, record))
+        Ok((key, record, version))
+    }
+
+    fn encode_upload(record: &UploadRecord<B::UploadState>) -> Result<Bytes> {
+        serde_json::to_vec(record)
+            .map(Bytes::from)
+            .map_err(|e| Error::backend(B::NAME, format!("encoding upload state: {e}")))
     }
 
     async fn save_upload(&self, key: &Key, record: &UploadRecord<B::UploadState>) -> Result<()> {
-        let json = serde_json::to_vec(record)
-            .map_err(|e| Error::backend(B::NAME, format!("encoding upload state: {e}")))?;
-        self.backend.write(key, Bytes::from(json)).await
+        self.backend.write(key, Self::encode_upload(record)?).await
+    }
+
+    /// Persists the record of an append made from the record loaded at `version`. Where the
+    /// backend writes conditionally, the write is refused if the record changed since it was
+    /// loaded: another process appended to the same session at the same time (the engine's
+    /// upload lock serialises appends within one process only). The later of the two is
+    /// then answered like an out-of-order chunk (spec "Pushing a blob in chunks": 416 with
+    /// the session's current `Range`); the session keeps the first one's bytes and stays
+    /// usable. What the refused append stored (a staged segment under a name of its own)
+    /// is deleted with the session's other objects when it is finished or aborted.
+    async fn save_appended(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        key: &Key,
+        record: &UploadRecord<B::UploadState>,
+        version: Option<&ObjectVersion>,
+    ) -> Result<()> {
+        let Some(version) = version else {
+            return self.save_upload(key, record).await;
+        };
+        let encoded = Self::encode_upload(record)?;
+        if self
+            .backend
+            .write_if_version(key, encoded.clone(), version)
+            .await?
+        {
+            return Ok(());
+        }
+        // A refusal may answer a retry of our own write whose first attempt was stored but
+        // whose answer was lost: then the record holds exactly our bytes (they name a staged
+        // segment or part ETags no other append produces), and the append stands.
+        if self.backend.read(key).await?.as_ref() == Some(&encoded) {
+            return Ok(());
+        }
+        let (_, current) = self.load_upload(repo, id).await?;
+        tracing::info!(driver = B::NAME, upload = %id,
+            "a concurrent append changed the upload session first: chunk refused");
+        Err(Error::RangeInvalid {
+            size: current.offset,
+            reason: format!(
+                "another request appended to the session meanwhile; it is at {}",
+                current.offset
+            ),
+        })
     }
 
     fn handle(
@@ -199,7 +259,7 @@ impl<B: Backend> Engine<B> {
         S: Stream<Item = Result<Bytes>> + Send,
     {
         let _lock = self.upload_locks.lock(id).await;
-        let (key, mut record) = self.load_upload(repo, id).await?;
+        let (key, mut record, version) = self.load_upload_versioned(repo, id).await?;
         if let Some(offset) = offset
             && offset != record.offset
         {
@@ -213,7 +273,8 @@ impl<B: Backend> Engine<B> {
         let mut hasher = Hasher::restore(&record.hash)?;
         self.append(id, &mut record, &mut hasher, expected_len, body)
             .await?;
-        self.save_upload(&key, &record).await?;
+        self.save_appended(repo, id, &key, &record, version.as_ref())
+            .await?;
         Ok(Self::handle(id, &record))
     }
 

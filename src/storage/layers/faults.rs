@@ -32,7 +32,7 @@ use futures::Stream;
 use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest, DigestAlgorithm};
 use crate::storage::UploadId;
-use crate::storage::backend::{Backend, Operation, TagTarget};
+use crate::storage::backend::{Backend, ObjectVersion, Operation, TagTarget};
 use crate::storage::layout::{Dir, Key, KeyClass};
 use crate::storage::lifecycle::{ExpiredStorage, LifecycleBackend, ObjectInfo};
 use crate::storage::presign::{PresignBlobReads, PresignedRead};
@@ -271,6 +271,21 @@ impl<B: Backend> Backend for FaultInjection<B> {
     async fn remove(&self, key: &Key) -> Result<()> {
         let call = self.inner.remove(key);
         self.run(Operation::Remove, Some(key.class()), call).await
+    }
+
+    async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
+        let call = self.inner.read_versioned(key);
+        self.run(Operation::Read, Some(key.class()), call).await
+    }
+
+    async fn write_if_version(
+        &self,
+        key: &Key,
+        value: Bytes,
+        version: &ObjectVersion,
+    ) -> Result<bool> {
+        let call = self.inner.write_if_version(key, value, version);
+        self.run(Operation::Write, Some(key.class()), call).await
     }
 
     async fn list(

@@ -40,7 +40,7 @@ use tracing::Instrument;
 use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::UploadId;
-use crate::storage::backend::{Backend, Capabilities, Operation, TagTarget};
+use crate::storage::backend::{Backend, Capabilities, ObjectVersion, Operation, TagTarget};
 use crate::storage::layout::{self, Dir, Key, KeyClass};
 use crate::storage::presign::{PresignBlobReads, PresignedRead};
 
@@ -335,6 +335,21 @@ impl<B: Backend, O: Observer> Backend for Instrumented<B, O> {
     async fn remove(&self, key: &Key) -> Result<()> {
         let call = self.inner.remove(key);
         self.run(Operation::Remove, Subject::Key(key), call).await
+    }
+
+    async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
+        let call = self.inner.read_versioned(key);
+        self.run(Operation::Read, Subject::Key(key), call).await
+    }
+
+    async fn write_if_version(
+        &self,
+        key: &Key,
+        value: Bytes,
+        version: &ObjectVersion,
+    ) -> Result<bool> {
+        let call = self.inner.write_if_version(key, value, version);
+        self.run(Operation::Write, Subject::Key(key), call).await
     }
 
     async fn list(

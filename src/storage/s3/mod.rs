@@ -94,6 +94,8 @@ mod backend;
 #[cfg(feature = "s3")]
 pub mod client;
 #[cfg(feature = "s3")]
+pub mod conditional;
+#[cfg(feature = "s3")]
 pub mod error;
 #[cfg(feature = "s3")]
 pub mod keys;

@@ -38,7 +38,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
             .await?;
             if !self.options.dry_run {
                 for batch in records.chunks(REMOVE_BATCH) {
-                    self.engine.backend.remove_objects(batch).await?;
+                    self.engine.remove_objects(batch).await?;
                 }
             }
         }

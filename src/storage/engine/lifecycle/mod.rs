@@ -66,3 +66,16 @@ impl<B: LifecycleBackend> Lifecycle for Engine<B> {
         self.repository_list(n, last).await
     }
 }
+
+impl<B: LifecycleBackend> Engine<B> {
+    /// Removes metadata objects in a batch and drops what this process's metadata cache
+    /// holds about them (other processes see the removal within the cache's TTL).
+    pub(super) async fn remove_objects(&self, keys: &[crate::storage::layout::Key]) -> Result<()> {
+        let removed = self.backend.remove_objects(keys).await;
+        // Also after a failed removal, part of which may have happened anyway.
+        for key in keys {
+            self.forget(key);
+        }
+        removed
+    }
+}

@@ -263,7 +263,7 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
         })
         .await?;
         if !stale.is_empty() && !self.options.dry_run {
-            self.engine.backend.remove_objects(&stale).await?;
+            self.engine.remove_objects(&stale).await?;
         }
         let mut out = Vec::new();
         for key in live {

@@ -191,7 +191,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         }
         for batch in links.chunks(REMOVE_BATCH) {
             self.check_deadline()?;
-            self.engine.backend.remove_objects(batch).await?;
+            self.engine.remove_objects(batch).await?;
             self.report.links += batch.len() as u64;
         }
         let blobs: Vec<(Digest, u64)> = marked.blobs.drain().collect();
@@ -234,7 +234,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
             }
             for batch in dangling.chunks(REMOVE_BATCH) {
                 self.check_deadline()?;
-                self.engine.backend.remove_objects(batch).await?;
+                self.engine.remove_objects(batch).await?;
                 self.report.links += batch.len() as u64;
             }
         }

@@ -97,7 +97,8 @@ impl Gated {
 #[deny(clippy::missing_trait_methods)]
 impl Backend for Gated {
     crate::forward_backend!(inner: InMemoryBackend;
-        NAME, Reader, UploadState, capabilities, locate, read, exists, any_under, write_tag,
+        NAME, Reader, UploadState, capabilities, locate, read, read_versioned, write_if_version,
+        exists, any_under, write_tag,
         blob_size, read_blob, start_upload, append_upload, finish_upload, abort_upload);
 
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {

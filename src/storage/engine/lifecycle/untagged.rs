@@ -145,11 +145,11 @@ impl<B: LifecycleBackend> Run<'_, B> {
         }
         self.check_deadline()?;
         for batch in entries.chunks(super::run::REMOVE_BATCH) {
-            self.engine.backend.remove_objects(batch).await?;
+            self.engine.remove_objects(batch).await?;
         }
         for batch in records.chunks(super::run::REMOVE_BATCH) {
             self.check_deadline()?;
-            self.engine.backend.remove_objects(batch).await?;
+            self.engine.remove_objects(batch).await?;
             self.report.manifests += batch.len() as u64;
         }
         gone.extend(records);
