@@ -281,6 +281,7 @@ mod suite_catches_broken_backends {
     impl Backend for DescendingListing {
         marina_distribution::forward_backend!(0: InMemoryBackend;
             NAME, Reader, UploadState, capabilities, locate, read, exists, write, remove,
+            read_versioned, write_if_version,
             any_under, write_tag, blob_size, read_blob, start_upload, append_upload,
             finish_upload, abort_upload);
 

@@ -12,7 +12,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use marina_distribution::error::{Error, Result};
 use marina_distribution::storage::filesystem::FilesystemDriver;
 use marina_distribution::storage::testsuite::{self, DriverFactory, InMemoryFactory};
-use marina_distribution::storage::{AnyDriver, EngineOptions, FilesystemConfig, StorageConfig};
+use marina_distribution::storage::{
+    AnyDriver, CacheConfig, EngineOptions, FilesystemConfig, StorageConfig,
+};
+
+/// Engine options accepting sparse indexes.
+fn sparse() -> EngineOptions {
+    EngineOptions {
+        sparse_indexes: true,
+        ..EngineOptions::default()
+    }
+}
+
+/// A storage configuration accepting sparse indexes.
+fn sparse_config(mut config: StorageConfig) -> StorageConfig {
+    config.sparse_indexes = true;
+    config
+}
 
 /// The filesystem driver on a fresh temporary directory per case.
 struct FilesystemFactory;
@@ -31,6 +47,54 @@ impl DriverFactory for FilesystemFactory {
             root_directory: dir.path().join("root"),
         };
         FilesystemDriver::open(&config, EngineOptions::default()).await
+    }
+
+    async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
+        let config = FilesystemConfig {
+            root_directory: dir.path().join("root"),
+        };
+        FilesystemDriver::open(&config, sparse()).await
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+/// The filesystem driver with the metadata cache on (it is off there by default): every case,
+/// reopening ones included, holds with reads answered from the cache.
+struct CachedFilesystemFactory;
+
+impl DriverFactory for CachedFilesystemFactory {
+    type Driver = FilesystemDriver;
+    type Storage = tempfile::TempDir;
+
+    async fn create_storage(&self) -> Result<tempfile::TempDir> {
+        FilesystemFactory.create_storage().await
+    }
+
+    async fn open(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
+        let config = FilesystemConfig {
+            root_directory: dir.path().join("root"),
+        };
+        let options = EngineOptions {
+            cache: CacheConfig::on(),
+            ..EngineOptions::default()
+        };
+        let driver = FilesystemDriver::open(&config, options).await?;
+        assert!(driver.cache().is_some());
+        Ok(driver)
+    }
+
+    async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
+        let config = FilesystemConfig {
+            root_directory: dir.path().join("root"),
+        };
+        let options = EngineOptions {
+            cache: CacheConfig::on(),
+            ..sparse()
+        };
+        FilesystemDriver::open(&config, options).await
     }
 
     fn persistent(&self) -> bool {
@@ -53,6 +117,10 @@ impl DriverFactory for AnyInMemoryFactory {
         AnyDriver::from_config(&StorageConfig::inmemory()).await
     }
 
+    async fn open_sparse(&self, _: &()) -> Result<AnyDriver> {
+        AnyDriver::from_config(&sparse_config(StorageConfig::inmemory())).await
+    }
+
     fn persistent(&self) -> bool {
         false
     }
@@ -71,6 +139,11 @@ impl DriverFactory for AnyFilesystemFactory {
 
     async fn open(&self, dir: &tempfile::TempDir) -> Result<AnyDriver> {
         AnyDriver::from_config(&StorageConfig::filesystem(dir.path().join("root"))).await
+    }
+
+    async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<AnyDriver> {
+        let config = StorageConfig::filesystem(dir.path().join("root"));
+        AnyDriver::from_config(&sparse_config(config)).await
     }
 
     fn persistent(&self) -> bool {
@@ -178,6 +251,10 @@ mod s3_factory {
             S3Driver::connect(config, EngineOptions::default()).await
         }
 
+        async fn open_sparse(&self, config: &S3Config) -> Result<S3Driver> {
+            S3Driver::connect(config, sparse()).await
+        }
+
         fn persistent(&self) -> bool {
             true
         }
@@ -196,6 +273,10 @@ mod s3_factory {
 
         async fn open(&self, config: &S3Config) -> Result<AnyDriver> {
             AnyDriver::from_config(&StorageConfig::s3(config.clone())).await
+        }
+
+        async fn open_sparse(&self, config: &S3Config) -> Result<AnyDriver> {
+            AnyDriver::from_config(&sparse_config(StorageConfig::s3(config.clone()))).await
         }
 
         fn persistent(&self) -> bool {
@@ -240,6 +321,13 @@ mod gcs_factory {
             Ok(GcsDriver::from_backend(backend, EngineOptions::default()))
         }
 
+        async fn open_sparse(&self, config: &GcsConfig) -> Result<GcsDriver> {
+            let backend = GcsBackend::connect(config)
+                .await?
+                .with_part_size(256 * 1024);
+            Ok(GcsDriver::from_backend(backend, sparse()))
+        }
+
         fn persistent(&self) -> bool {
             true
         }
@@ -258,6 +346,10 @@ mod gcs_factory {
 
         async fn open(&self, config: &GcsConfig) -> Result<AnyDriver> {
             AnyDriver::from_config(&StorageConfig::gcs(config.clone())).await
+        }
+
+        async fn open_sparse(&self, config: &GcsConfig) -> Result<AnyDriver> {
+            AnyDriver::from_config(&sparse_config(StorageConfig::gcs(config.clone()))).await
         }
 
         fn persistent(&self) -> bool {
@@ -303,6 +395,11 @@ marina_distribution::for_each_behaviour_case!(driver_tests!(
     yes
 ));
 marina_distribution::for_each_behaviour_case!(driver_tests!(
+    filesystem_cached,
+    Some(CachedFilesystemFactory),
+    yes
+));
+marina_distribution::for_each_behaviour_case!(driver_tests!(
     any_inmemory,
     Some(AnyInMemoryFactory),
     no
@@ -338,6 +435,58 @@ marina_distribution::for_each_behaviour_case!(driver_tests!(
     yes
 ));
 
+// The lifecycle cases (garbage collection, upload expiry, the catalog, sparse indexes), on
+// the same drivers.
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_inmemory,
+    Some(InMemoryFactory),
+    no
+));
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_filesystem,
+    Some(FilesystemFactory),
+    yes
+));
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_cached_filesystem,
+    Some(CachedFilesystemFactory),
+    yes
+));
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_any_inmemory,
+    Some(AnyInMemoryFactory),
+    no
+));
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_any_filesystem,
+    Some(AnyFilesystemFactory),
+    yes
+));
+#[cfg(feature = "s3")]
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_s3,
+    s3_factory::S3Factory::from_env(),
+    yes
+));
+#[cfg(feature = "s3")]
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_any_s3,
+    s3_factory::S3Factory::from_env().map(s3_factory::AnyS3Factory),
+    yes
+));
+#[cfg(feature = "gcs")]
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_gcs,
+    gcs_factory::GcsFactory::from_env(),
+    yes
+));
+#[cfg(feature = "gcs")]
+marina_distribution::for_each_lifecycle_case!(driver_tests!(
+    lifecycle_any_gcs,
+    gcs_factory::GcsFactory::from_env().map(|_| gcs_factory::AnyGcsFactory),
+    yes
+));
+
 /// `run_all` itself: every case in one go against the in-memory driver (what a third-party
 /// driver would call), and it reports the failing case by name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,6 +512,7 @@ mod suite_catches_broken_drivers {
         const NAME: &'static str = "descending";
         marina_distribution::forward_backend!(0: InMemoryBackend;
             Reader, UploadState, capabilities, locate, read, exists, write, remove,
+            read_versioned, write_if_version,
             any_under, write_tag, blob_size, read_blob, start_upload, append_upload,
             finish_upload, abort_upload);
 
@@ -392,6 +542,9 @@ mod suite_catches_broken_drivers {
                 DescendingListing::default(),
                 EngineOptions::default(),
             ))
+        }
+        async fn open_sparse(&self, _: &()) -> Result<Engine<DescendingListing>> {
+            Ok(Engine::new(DescendingListing::default(), sparse()))
         }
         fn persistent(&self) -> bool {
             false

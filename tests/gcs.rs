@@ -11,6 +11,8 @@
 
 #[path = "common/gcs.rs"]
 mod gcs_env;
+#[path = "common/session_race.rs"]
+mod session_race;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, stream};
@@ -540,23 +542,6 @@ async fn direct_client_baseline() {
     );
 }
 
-/// A throwaway RSA key (PEM, PKCS #8) made by `openssl` for this test run only: the emulator
-/// does not verify signatures, so any key shows the URL is built and signed.
-fn throwaway_signing_key() -> String {
-    let output = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .expect("openssl (installed by .ci/run) generates a test key");
-    assert!(output.status.success(), "openssl genpkey failed");
-    String::from_utf8(output.stdout).expect("PEM")
-}
-
 /// A V4 signed URL of a stored blob serves its bytes to a plain HTTP client, straight from
 /// the store (the capability a registry redirects blob pulls with), through the layers the
 /// driver is assembled from. The emulator serves path-style object URLs and ignores the
@@ -567,7 +552,7 @@ async fn presigned_blob_reads_serve_the_blob() {
     let config = gcs_or_skip!("presign");
     let backend = backend(&config).await.with_signing_key(
         "marina-test@example.iam.gserviceaccount.com",
-        throwaway_signing_key(),
+        gcs_env::throwaway_signing_key(),
     );
     let d = GcsDriver::from_backend(backend, EngineOptions::default());
     let repo = RepositoryName::parse("signed/urls").unwrap();
@@ -621,4 +606,18 @@ async fn presigning_without_a_key_fails_cleanly() {
     assert!(message.contains("no service-account key"), "{message}");
     assert!(message.contains("presign_read_blob"), "{message}");
     assert!(!message.contains(&config.bucket), "{message}");
+}
+
+/// Two PATCHes of one session at the same offset in two processes (two engines), the first
+/// still receiving its body when the second is persisted: the session record is written
+/// with `ifGenerationMatch` on the generation it was read at, so the first is refused with
+/// the session's offset and the session keeps the second's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_of_one_session_in_two_processes() {
+    let config = gcs_or_skip!("cas");
+    let (first, second) = (driver(&config).await, driver(&config).await);
+    let r = RepositoryName::parse("gcs/cas").unwrap();
+    let (a, b) = (payload(64 * KIB, 51), payload(64 * KIB, 52));
+    session_race::assert_later_patch_refused(&first, &second, &r, a.into(), b.into()).await;
+    assert_eq!(objects(&config, "uploads/").await, Vec::<String>::new());
 }

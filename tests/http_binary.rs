@@ -3,74 +3,11 @@
 
 mod common;
 
-use std::process::Stdio;
-
+use common::binary::{BIN, send_signal, spawn, wait_for_log};
 use common::*;
 use reqwest::StatusCode;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_marina-registry");
-
-/// Starts the binary; returns the child and the `host:port` it printed.
-async fn spawn(
-    cmd: &mut Command,
-) -> (
-    Child,
-    String,
-    tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
-) {
-    let mut child = cmd
-        .env_remove("MARINA_LISTEN")
-        .env_remove("STORAGE_TYPE")
-        .env_remove("STORAGE_ROOT_DIRECTORY")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn marina-registry");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = stdout
-        .next_line()
-        .await
-        .unwrap()
-        .expect("marina-registry printed nothing");
-    assert!(
-        line.starts_with("marina-registry listening on http://"),
-        "{line}"
-    );
-    let addr = line["marina-registry listening on http://".len()..]
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    (child, addr, stderr)
-}
-
-async fn wait_for_log(
-    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
-    needle: &str,
-) -> String {
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if line.contains(needle) {
-            return line;
-        }
-    }
-    panic!("the log ended without a line containing {needle:?}");
-}
-
-async fn send_signal(child: &Child, sig: &str) {
-    let pid = child.id().expect("running").to_string();
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(&pid)
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
-}
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
 
 #[tokio::test]
 async fn config_file_and_logs() {
@@ -169,4 +106,134 @@ async fn sigterm_lets_in_flight_requests_finish() {
     assert!(resp.contains("range: 0-1999"), "{resp}");
     let status = child.wait().await.unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// The counts of a `gc: manifests=… blobs=… bytes=… uploads=… in …s` line.
+fn gc_counts(line: &str) -> [u64; 4] {
+    let rest = line
+        .strip_prefix("gc: ")
+        .unwrap_or_else(|| panic!("not a gc line: {line}"));
+    let fields: Vec<&str> = rest.split(' ').collect();
+    assert_eq!(fields.len(), 6, "{line}");
+    assert_eq!(fields[4], "in", "{line}");
+    assert!(fields[5].ends_with('s'), "{line}");
+    let value = |i: usize, name: &str| -> u64 {
+        fields[i]
+            .strip_prefix(&format!("{name}="))
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+            .parse()
+            .unwrap()
+    };
+    [
+        value(0, "manifests"),
+        value(1, "blobs"),
+        value(2, "bytes"),
+        value(3, "uploads"),
+    ]
+}
+
+/// Runs `marina-registry gc ARGS` on `root`; returns its one stdout line.
+async fn gc(root: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .env_remove("STORAGE_TYPE")
+        .env_remove("STORAGE_ROOT_DIRECTORY")
+        .arg("gc")
+        .arg("--root-directory")
+        .arg(root)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one summary line: {stdout:?}");
+    lines[0].to_owned()
+}
+
+/// `marina-registry gc` on the storage a server left: the dry run reports what the run then
+/// reclaims, and a second run finds nothing; `--delete-untagged` adds the untagged manifest.
+#[tokio::test]
+async fn gc_subcommand_reports_and_reclaims() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let (mut child, addr, _logs) = spawn(
+        Command::new(BIN)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--root-directory")
+            .arg(&root),
+    )
+    .await;
+    let registry = Registry::new(format!("http://{addr}"));
+    let deleted = registry.push_image("gc/deleted", "v1", 1).await;
+    let resp = registry
+        .delete_manifest("gc/deleted", &deleted.digest)
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    registry.push_image("gc/kept", "v1", 2).await;
+    registry.push_image("gc/kept", "old", 3).await;
+    registry.push_image("gc/kept", "old", 4).await; // the first "old" is now untagged
+    registry.start_upload("gc/kept").await; // abandoned
+    send_signal(&child, "TERM").await;
+    child.wait().await.unwrap();
+
+    let no_grace = ["--grace", "0s", "--upload-ttl", "0s"];
+    let dry = gc_counts(&gc(&root, &[&no_grace[..], &["--dry-run"]].concat()).await);
+    assert_eq!((dry[0], dry[1], dry[3]), (0, 2, 1), "{dry:?}");
+    assert!(dry[2] > 3000, "{dry:?}");
+    assert_eq!(gc_counts(&gc(&root, &no_grace).await), dry);
+    assert_eq!(gc_counts(&gc(&root, &no_grace).await), [0, 0, 0, 0]);
+    let untagged = [&no_grace[..], &["--delete-untagged"]].concat();
+    let reclaimed = gc_counts(&gc(&root, &untagged).await);
+    assert_eq!((reclaimed[0], reclaimed[1]), (1, 2), "{reclaimed:?}");
+}
+
+/// The server collects every `gc_interval` and expires uploads every
+/// `upload_expiry_interval`, each run logged as a summary line.
+#[tokio::test]
+async fn the_server_collects_and_expires_periodically() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, mut logs) = spawn(
+        Command::new(BIN)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--root-directory")
+            .arg(dir.path().join("store"))
+            .env("MARINA_GC_INTERVAL", "1s")
+            .env("MARINA_GC_GRACE", "1s") // spares the pushes below while they run
+            .env("MARINA_UPLOAD_TTL", "1s")
+            .env("MARINA_UPLOAD_EXPIRY_INTERVAL", "1s"),
+    )
+    .await;
+    let registry = Registry::new(format!("http://{addr}"));
+    let image = registry.push_image("periodic/gc", "v1", 5).await;
+    let location = registry.start_upload("periodic/gc").await;
+    let resp = registry.delete_manifest("periodic/gc", &image.digest).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let deadline = tokio::time::Duration::from_secs(30);
+    tokio::time::timeout(deadline, wait_for_log(&mut logs, "blobs=2"))
+        .await
+        .expect("a collection reclaimed the deleted image");
+    let resp = registry
+        .get(&format!("/v2/periodic/gc/blobs/{}", image.layer_digest))
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // The session expired (by a collection or by the expiry, whichever ran first).
+    tokio::time::timeout(deadline, async {
+        loop {
+            if registry.upload_status(&location).await.status() == StatusCode::NOT_FOUND {
+                break;
+            }
+            tokio::time::sleep(tokio::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the idle session expired");
+    send_signal(&child, "TERM").await;
+    assert!(child.wait().await.unwrap().success());
 }

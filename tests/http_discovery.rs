@@ -1,5 +1,6 @@
 //! Spec workflow "Content discovery" (distribution-spec v1.1, "Listing Tags", "Listing
-//! Referrers") over loopback HTTP, every driver.
+//! Referrers"), and the repository listing `GET /v2/_catalog`, over loopback HTTP, every
+//! driver.
 
 mod common;
 
@@ -177,3 +178,37 @@ each_driver_test!(
         assert_eq!(refs.manifests[0]["artifactType"], OCI_CONFIG);
     }
 );
+
+each_driver_test!(catalog_listing_and_pagination, |s| async move {
+    for repo in ["cat/b", "cat/a", "cat-x", "cat/a/nested"] {
+        s.push_blob(repo, repo.as_bytes()).await;
+    }
+    let all = ["cat-x", "cat/a", "cat/a/nested", "cat/b"];
+    let page = s.catalog_page(None, None).await;
+    assert_eq!(page.repositories, all);
+    assert_eq!(page.next, None);
+    // n=1 pages, following the Link header until it disappears.
+    let mut page = s.catalog_page(Some(1), None).await;
+    let mut seen = Vec::new();
+    loop {
+        seen.extend(page.repositories.clone());
+        let Some(next) = page.next else { break };
+        assert_eq!(
+            next,
+            format!("/v2/_catalog?last={}&n=1", page.repositories[0])
+        );
+        page = CatalogPage::read(s.get(&next).await).await;
+    }
+    assert_eq!(seen, all);
+    let page = s.catalog_page(Some(2), Some("cat/a")).await;
+    assert_eq!(page.repositories, ["cat/a/nested", "cat/b"]);
+    assert!(s.catalog_page(Some(0), None).await.repositories.is_empty());
+    // A malformed `n` or `last`.
+    assert_error(
+        s.list_catalog(None, Some("NOT/valid")).await,
+        400,
+        "NAME_INVALID",
+    )
+    .await;
+    assert_error(s.get("/v2/_catalog?n=many").await, 400, "UNSUPPORTED").await;
+});

@@ -15,6 +15,9 @@
 //! Without `S3_ENDPOINT` every test prints that it was skipped and how to run it.
 #![cfg(feature = "s3")]
 
+#[path = "common/session_race.rs"]
+mod session_race;
+
 use bytes::Bytes;
 use futures::{Stream, StreamExt, stream};
 use marina_distribution::Error;
@@ -23,7 +26,8 @@ use marina_distribution::oci::{
 };
 use marina_distribution::storage::s3::{S3Backend, S3Driver};
 use marina_distribution::storage::{
-    EngineOptions, S3ChecksumPolicy, S3Config, StorageConfig, StorageDriver, UploadHandle, UploadId,
+    CacheConfig, EngineOptions, S3ChecksumPolicy, S3Config, StorageConfig, StorageDriver,
+    UploadHandle, UploadId,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -90,11 +94,30 @@ impl S3Env {
     }
 
     async fn driver_for(&self, config: &S3Config) -> S3Driver {
-        let driver = S3Driver::connect(config, EngineOptions::default())
-            .await
-            .expect("connect");
-        ensure_bucket(driver.backend(), &self.region).await;
-        driver
+        S3Driver::from_backend(self.backend(config).await, EngineOptions::default())
+    }
+
+    /// A driver on `config` whose metadata cache keeps entries `ttl_ms`.
+    async fn driver_with_ttl(&self, config: &S3Config, ttl_ms: u64) -> S3Driver {
+        let options = EngineOptions {
+            cache: CacheConfig {
+                ttl_ms,
+                ..CacheConfig::default()
+            },
+            ..EngineOptions::default()
+        };
+        S3Driver::from_backend(self.backend(config).await, options)
+    }
+
+    /// A backend on `config`, its bucket created first (connecting checks it).
+    async fn backend(&self, config: &S3Config) -> S3Backend {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        ensure_bucket(
+            &S3Backend::connect_with(config, &sdk).expect("config"),
+            &self.region,
+        )
+        .await;
+        S3Backend::connect(config).await.expect("connect")
     }
 }
 
@@ -702,8 +725,10 @@ async fn zero_byte_blob() {
 async fn two_drivers_on_one_bucket_alternate_requests() {
     let env = s3_or_skip!("two_drivers_on_one_bucket_alternate_requests");
     let config = env.config("two");
-    let a = env.driver_for(&config).await;
-    let b = env.driver_for(&config).await;
+    // Another process's delete is seen within the cache's time to live (see below).
+    let ttl = std::time::Duration::from_millis(300);
+    let a = env.driver_with_ttl(&config, 300).await;
+    let b = env.driver_with_ttl(&config, 300).await;
     let drivers = [&a, &b];
     let r = repo("s3/shared");
     let blob = data(13 * MIB + 5, 9);
@@ -769,6 +794,8 @@ async fn two_drivers_on_one_bucket_alternate_requests() {
     a.untag_manifest(&r, &Tag::parse("v1").unwrap())
         .await
         .unwrap();
+    // `b` may have the tag cached: gone for it once the entry expired.
+    tokio::time::sleep(ttl).await;
     let err = b
         .resolve_tag(&r, &Tag::parse("v1").unwrap())
         .await
@@ -776,6 +803,78 @@ async fn two_drivers_on_one_bucket_alternate_requests() {
     assert!(matches!(err, Error::ManifestUnknown(_)), "{err:?}");
     b.delete_manifest(&r, &manifest).await.unwrap();
     assert!(a.get_tags(&r, None, None).await.unwrap().tags.is_empty());
+}
+
+/// The metadata cache across processes (two drivers on one prefix): reads are answered from
+/// memory once cached; the process that deletes sees its delete at once, the other one within
+/// the cache's time to live.
+#[tokio::test]
+async fn another_process_sees_deletes_within_the_cache_ttl() {
+    let env = s3_or_skip!("another_process_sees_deletes_within_the_cache_ttl");
+    let config = env.config("cachettl");
+    let a = env.driver_with_ttl(&config, 400).await;
+    let b = env.driver_with_ttl(&config, 400).await;
+    let r = repo("s3/cache");
+    let blob = data(1000, 3);
+    let digest = sha256(&blob);
+    a.put_content(&r, &digest, None, body(vec![blob]))
+        .await
+        .unwrap();
+    let manifest = push_manifest(&a, &r, Some((&digest, 1000)), "v1").await;
+    let v1 = Reference::Tag(Tag::parse("v1").unwrap());
+    let by_digest = Reference::Digest(manifest.clone());
+    for _ in 0..2 {
+        assert_eq!(b.stat(&r, &digest).await.unwrap().size, 1000);
+        assert_eq!(b.get_manifest(&r, &v1).await.unwrap().info.digest, manifest);
+    }
+    let stats = b.cache().expect("on by default for S3").stats();
+    assert_eq!((stats.links.hits, stats.links.misses), (1, 1));
+    assert_eq!((stats.tags.hits, stats.tags.misses), (1, 1));
+    assert_eq!((stats.manifests.hits, stats.manifests.misses), (1, 1));
+    a.delete(&r, &digest).await.unwrap();
+    a.delete_manifest(&r, &manifest).await.unwrap();
+    // The deleting process: at once, though `a` had cached nothing of it (writes read the
+    // store) and whatever reads it made are dropped with the delete.
+    assert!(matches!(
+        a.stat(&r, &digest).await,
+        Err(Error::BlobUnknown(_))
+    ));
+    for reference in [&v1, &by_digest] {
+        let err = a.get_manifest(&r, reference).await.expect_err("deleted");
+        assert!(matches!(err, Error::ManifestUnknown(_)), "{err:?}");
+    }
+    // The other process: once its entries expired.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(matches!(
+        b.stat(&r, &digest).await,
+        Err(Error::BlobUnknown(_))
+    ));
+    for reference in [&v1, &by_digest] {
+        let err = b.get_manifest(&r, reference).await.expect_err("deleted");
+        assert!(matches!(err, Error::ManifestUnknown(_)), "{err:?}");
+    }
+}
+
+/// A bucket that does not exist is a configuration error when the driver is built (inside it
+/// a `HeadObject` would be a bare 404, the answer for a missing blob).
+#[tokio::test]
+async fn a_missing_bucket_is_a_configuration_error() {
+    let env = s3_or_skip!("a_missing_bucket_is_a_configuration_error");
+    let mut config = env.config("nobucket");
+    config.bucket = format!("marina-missing-{:08x}", rand_u64() as u32);
+    for err in [
+        S3Driver::connect(&config, EngineOptions::default())
+            .await
+            .expect_err("no such bucket"),
+        marina_distribution::AnyDriver::from_config(&StorageConfig::s3(config.clone()))
+            .await
+            .expect_err("no such bucket"),
+    ] {
+        assert!(
+            matches!(err, Error::Config { field: "s3.bucket", ref message } if message.contains("does not exist")),
+            "{err:?}"
+        );
+    }
 }
 
 /// A body that yields `good` and then fails, as a client disconnecting mid-PATCH does.
@@ -866,8 +965,7 @@ async fn same_offset_appends_from_one_state_keep_their_own_bytes() {
     use marina_distribution::storage::backend::Backend;
     use marina_distribution::storage::layout;
     let env = s3_or_skip!("same_offset_appends_from_one_state_keep_their_own_bytes");
-    let backend = S3Backend::connect(&env.config("race")).await.unwrap();
-    ensure_bucket(&backend, &env.region).await;
+    let backend = env.backend(&env.config("race")).await;
     // Below one part (staged segments), then filling a part (a multipart part each).
     for len in [64 * 1024, PART + 3] {
         let id = UploadId::generate();
@@ -913,16 +1011,96 @@ async fn same_offset_appends_from_one_state_keep_their_own_bytes() {
     }
 }
 
+/// Two PATCHes of one session at the same offset, in two processes (two engines: the upload
+/// lock of one does not see the other), the first still receiving its body when the second
+/// is persisted. With conditional writes (detected on moto) the first is refused with the
+/// session's current offset and the session keeps the second's bytes; without them both are
+/// acknowledged and the second's bytes are silently dropped from the session.
+#[tokio::test]
+async fn concurrent_patches_of_one_session_in_two_processes() {
+    let env = s3_or_skip!("concurrent_patches_of_one_session_in_two_processes");
+    for conditional in [None, Some(false)] {
+        let mut config = env.config("cas");
+        config.conditional_writes = conditional;
+        let backend = env.backend(&config).await;
+        assert_eq!(backend.conditional_writes(), conditional.is_none());
+        let first = S3Driver::from_backend(backend, EngineOptions::default());
+        let second = env.driver_for(&config).await;
+        let r = repo("s3/cas");
+        let (a, b) = (data(64 * 1024, 51), data(64 * 1024, 52));
+        if conditional.is_none() {
+            session_race::assert_later_patch_refused(&first, &second, &r, a, b).await;
+            assert_no_upload_leftovers(&first).await;
+            continue;
+        }
+        // The hazard the conditional write removes: both acknowledged, one lost.
+        let (id, first_result, second_result) =
+            session_race::race_patches(&first, &second, &r, a, b.clone()).await;
+        assert_eq!(second_result.expect("second PATCH"), b.len() as u64);
+        assert!(first_result.is_ok(), "{first_result:?}");
+        first.abort_upload(&r, &id).await.unwrap();
+    }
+}
+
+/// A session whose record lags its parts: an append uploaded parts (and opened nothing new)
+/// but its record was never persisted (the process died, or the record's write failed).
+/// The record's offset and hash checkpoint stay authoritative: the client resumes from the
+/// record's offset, the resumed append replaces the stale parts it reaches by number, and
+/// the commit names exactly the record's parts, so stale parts beyond them never reach the
+/// blob.
+#[tokio::test]
+async fn a_session_whose_record_lags_its_parts_resumes_from_the_record() {
+    use marina_distribution::storage::backend::Backend;
+    let env = s3_or_skip!("a_session_whose_record_lags_its_parts_resumes_from_the_record");
+    let d = env.driver("lag").await;
+    let r = repo("s3/lag");
+    let blob = data(2 * PART, 61);
+    let digest = sha256(&blob);
+    let id = start_upload(&d, &r).await;
+    d.put_upload_chunk(&r, &id, Some(0), None, body(vec![blob.slice(..PART)]))
+        .await
+        .unwrap();
+    // An append of other bytes through the backend alone: parts 2 and 3, record untouched.
+    let mut lost = d
+        .get_upload_progress(&r, &id)
+        .await
+        .unwrap()
+        .backend_state()
+        .clone();
+    let multipart = lost.multipart.clone().expect("multipart upload open");
+    d.backend()
+        .append_upload(&id, &mut lost, PART as u64, body(vec![data(2 * PART, 62)]))
+        .await
+        .unwrap();
+    // (moto 5.2's ListParts answers a `ListPartsResponse` root the SDK refuses, so the
+    // lost append's own state is what shows the parts the store now holds.)
+    assert_eq!(
+        lost.parts.len(),
+        3,
+        "the store holds parts the record does not name"
+    );
+    assert_eq!(lost.multipart.as_deref(), Some(multipart.as_str()));
+    let p = d.get_upload_progress(&r, &id).await.unwrap();
+    assert_eq!(p.progress().offset, PART as u64);
+    assert_eq!(p.backend_state().parts.len(), 1);
+    // The client resumes from the record's offset; the blob ends at a part boundary, so the
+    // stale part 3 is never replaced and must be left out by the commit.
+    d.finish_upload(&r, &id, &digest, None, body(vec![blob.slice(PART..)]))
+        .await
+        .expect("finish from the record");
+    assert_eq!(read_all(&d, &r, &digest, None).await, blob);
+    assert_no_upload_leftovers(&d).await;
+}
+
 #[tokio::test]
 async fn multipart_copy_for_large_chunked_uploads() {
     let env = s3_or_skip!("multipart_copy_for_large_chunked_uploads");
     let config = env.config("copy");
     // Copy with UploadPartCopy above 6 MiB, in 5 MiB parts (normally above 5 GiB).
-    let backend = S3Backend::connect(&config)
+    let backend = env
+        .backend(&config)
         .await
-        .unwrap()
         .with_multipart_copy(6 * MIB as u64, PART as u64);
-    ensure_bucket(&backend, &env.region).await;
     let d = S3Driver::from_backend(backend, EngineOptions::default());
     let r = repo("s3/copy");
     for (len, seed) in [(12 * MIB + 1, 11u64), (3 * MIB, 12)] {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use marina_distribution::observe::http::ObserveLayer;
 use marina_distribution::observe::logging::{self, LogFormat};
 use marina_distribution::observe::metrics::Metrics;
@@ -17,6 +17,7 @@ use marina_distribution::registry::RegistryOptions;
 use marina_distribution::registry::auth::config::AuthConfig;
 use marina_distribution::server::config::{LimitsConfig, TlsConfig};
 use marina_distribution::server::{self, TlsReloader};
+use marina_distribution::storage::lifecycle::{self, GcOptions, Lifecycle, Schedule};
 use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
 use serde::Deserialize;
 
@@ -38,10 +39,18 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
 ENVIRONMENT (storage):
   STORAGE_TYPE            filesystem (default) | inmemory | s3 | gcs
   STORAGE_ROOT_DIRECTORY  filesystem root (default ./data)
+  MARINA_SPARSE_INDEXES   true: accept image indexes whose child manifests are absent
   S3_BUCKET, S3_REGION, S3_ENDPOINT, S3_PREFIX, S3_FORCE_PATH_STYLE,
-  S3_CHECKSUM (when_supported|when_required), S3_PART_SIZE, S3_EQUAL_PARTS
+  S3_CHECKSUM (when_supported|when_required), S3_PART_SIZE, S3_EQUAL_PARTS,
+  S3_REDIRECT (blob GETs answered with 307 to presigned URLs), S3_PUBLIC_ENDPOINT,
+  S3_REDIRECT_EXPIRY_SECS (default 1200), S3_CONDITIONAL_WRITES (auto|true|false: If-Match on
+  upload session records, auto = detected at start)
+  STORAGE_CACHE (auto|true|false: metadata cache, auto = on for S3), STORAGE_CACHE_TTL_MS
+  (default 5000: how late another instance's delete may be seen), STORAGE_CACHE_MAX_ENTRIES,
+  STORAGE_CACHE_MAX_BYTES, STORAGE_CACHE_TAGS
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ... (standard AWS credential chain)
-  GCS_BUCKET, GCS_PREFIX, GCS_ENDPOINT, GCS_ANONYMOUS (true: no credentials, emulators)
+  GCS_BUCKET, GCS_PREFIX, GCS_ENDPOINT, GCS_ANONYMOUS (true: no credentials, emulators),
+  GCS_REDIRECT (blob GETs answered with 307 to signed URLs), GCS_REDIRECT_EXPIRY_SECS
   GOOGLE_APPLICATION_CREDENTIALS, ... (Application Default Credentials)
   RUST_LOG                log filter, e.g. info (default), debug, marina_distribution=trace
   MARINA_TLS_CERT, MARINA_TLS_KEY, MARINA_TLS_CLIENT_CA, MARINA_HTPASSWD (see flags)
@@ -53,18 +62,36 @@ CONFIG FILE (TOML, all keys optional; docs/configuration.md lists them all):
   [[notifications.endpoints]]
   name = \"ci\"
   url = \"http://127.0.0.1:8080/events\"
+ENVIRONMENT (lifecycle; durations like 30s, 15m, 24h, or off):
+  MARINA_GC_INTERVAL      periodic garbage collection in the server (default off)
+  MARINA_GC_GRACE         spare what was written more recently (default 1h)
+  MARINA_DELETE_UNTAGGED  true: collections also delete untagged manifests (default false)
+  MARINA_UPLOAD_TTL       upload sessions idle longer than this expire (default 24h)
+  MARINA_UPLOAD_EXPIRY_INTERVAL  how often the server expires uploads (default 1h)
+
+CONFIG FILE (TOML, all keys optional):
+  listen = \"127.0.0.1:5000\"
+  gc_interval = \"off\"             # or e.g. \"24h\"
+  gc_grace = \"1h\"
+  delete_untagged = false
+  upload_ttl = \"24h\"
+  upload_expiry_interval = \"1h\"
   [storage]
   type = \"filesystem\"              # or \"inmemory\", \"s3\", \"gcs\"
   max_manifest_size = 4194304
+  sparse_indexes = false
   [storage.filesystem]
   root_directory = \"./data\"
   [storage.s3]
   bucket = \"registry\"
   endpoint = \"http://127.0.0.1:9000\"
   force_path_style = true
+  redirect = false
   [storage.gcs]
   bucket = \"registry\"
   prefix = \"marina\"
+  [storage.cache]
+  ttl_ms = 5000
   [tls]                             # HTTPS (HTTP/2 by ALPN); reloaded on SIGHUP or change
   cert = \"cert.pem\"
   key = \"key.pem\"
@@ -82,24 +109,27 @@ EXAMPLES:
   marina-registry --listen 0.0.0.0:5000 --root-directory /var/lib/registry
   STORAGE_TYPE=s3 S3_BUCKET=reg S3_ENDPOINT=http://127.0.0.1:9000 marina-registry
   STORAGE_TYPE=gcs GCS_BUCKET=reg marina-registry
+  marina-registry gc --dry-run --delete-untagged
   skopeo copy --dest-tls-verify=false oci:./layout:latest docker://127.0.0.1:5000/demo:latest"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to listen on (HOST:PORT).
     #[arg(long, env = "MARINA_LISTEN", value_name = "HOST:PORT")]
     listen: Option<SocketAddr>,
 
-    /// TOML configuration file (see below).
-    #[arg(long, short = 'c', value_name = "FILE")]
-    config: Option<PathBuf>,
+    /// Run a garbage collection this often inside the server (e.g. 24h; default off).
+    #[arg(long, env = "MARINA_GC_INTERVAL", value_name = "DURATION")]
+    gc_interval: Option<String>,
 
-    /// Storage driver: filesystem, inmemory, s3 or gcs (overrides STORAGE_TYPE).
-    #[arg(long, value_name = "TYPE")]
-    storage: Option<String>,
+    /// Expire idle upload sessions this often inside the server (default 1h; off disables).
+    #[arg(long, env = "MARINA_UPLOAD_EXPIRY_INTERVAL", value_name = "DURATION")]
+    upload_expiry_interval: Option<String>,
 
-    /// Filesystem storage root (overrides STORAGE_ROOT_DIRECTORY).
-    #[arg(long, value_name = "DIR")]
-    root_directory: Option<PathBuf>,
+    #[command(flatten)]
+    shared: Shared,
 
     /// Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this
     /// separate address (HOST:PORT). Off by default.
@@ -127,12 +157,78 @@ struct Cli {
     htpasswd: Option<PathBuf>,
 }
 
+/// Settings of both the server and `gc`.
+#[derive(Args, Debug)]
+struct Shared {
+    /// TOML configuration file (see below).
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+
+    /// Storage driver: filesystem, inmemory, s3 or gcs (overrides STORAGE_TYPE).
+    #[arg(long, value_name = "TYPE", global = true)]
+    storage: Option<String>,
+
+    /// Filesystem storage root (overrides STORAGE_ROOT_DIRECTORY).
+    #[arg(long, value_name = "DIR", global = true)]
+    root_directory: Option<PathBuf>,
+
+    /// Accept image indexes whose child manifests are absent (MARINA_SPARSE_INDEXES).
+    #[arg(long, global = true)]
+    sparse_indexes: bool,
+
+    /// Garbage collections also delete manifests no tag reaches, with their referrers.
+    #[arg(
+        long,
+        env = "MARINA_DELETE_UNTAGGED",
+        global = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    delete_untagged: Option<bool>,
+
+    /// Garbage collections spare what was written less than this long ago (default 1h;
+    /// 0s is safe too).
+    #[arg(long, env = "MARINA_GC_GRACE", value_name = "DURATION", global = true)]
+    grace: Option<String>,
+
+    /// Upload sessions idle for longer than this expire (default 24h).
+    #[arg(
+        long,
+        env = "MARINA_UPLOAD_TTL",
+        value_name = "DURATION",
+        global = true
+    )]
+    upload_ttl: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Collect garbage once, online (safe while registries push and pull), and print
+    /// `gc: manifests=… blobs=… bytes=… uploads=… in …s`.
+    Gc {
+        /// Change nothing; report what would be reclaimed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
 /// The registry configuration file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     /// Listen address.
     listen: Option<SocketAddr>,
+    /// Periodic garbage collection in the server.
+    gc_interval: Option<String>,
+    /// Grace period of garbage collections.
+    gc_grace: Option<String>,
+    /// Whether garbage collections delete untagged manifests.
+    delete_untagged: Option<bool>,
+    /// Idle time after which upload sessions expire.
+    upload_ttl: Option<String>,
+    /// Period of the server's upload expiry.
+    upload_expiry_interval: Option<String>,
     /// Storage settings.
     #[serde(default)]
     storage: Option<StorageConfig>,
@@ -154,10 +250,11 @@ struct FileConfig {
     notifications: NotificationsConfig,
 }
 
-/// Everything `serve` needs.
+/// Everything the configuration sources decide.
 struct Settings {
     listen: SocketAddr,
     storage: StorageConfig,
+    schedule: Schedule,
     tls: TlsConfig,
     auth: AuthConfig,
     limits: LimitsConfig,
@@ -166,8 +263,22 @@ struct Settings {
     notifications: NotificationsConfig,
 }
 
+/// A duration from the flag or environment (`cli`), else the file, else `default`.
+fn duration(
+    field: &'static str,
+    cli: Option<&str>,
+    file: Option<&str>,
+    default: Option<Duration>,
+) -> Result<Option<Duration>, String> {
+    match cli.or(file) {
+        Some(text) => lifecycle::parse_duration(field, text).map_err(|e| e.to_string()),
+        None => Ok(default),
+    }
+}
+
 fn load(cli: &Cli) -> Result<Settings, String> {
-    let file = match &cli.config {
+    let shared = &cli.shared;
+    let file = match &shared.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("reading {}: {e}", path.display()))?;
@@ -177,22 +288,67 @@ fn load(cli: &Cli) -> Result<Settings, String> {
     };
     let mut storage = file
         .storage
+        .clone()
         .unwrap_or_default()
         .apply_env()
         .map_err(|e| e.to_string())?;
-    if let Some(t) = &cli.storage {
+    if let Some(t) = &shared.storage {
         storage = storage
             .apply_vars(|k| (k == "STORAGE_TYPE").then(|| t.clone()))
             .map_err(|e| e.to_string())?;
     }
-    if let Some(root) = &cli.root_directory {
+    if let Some(root) = &shared.root_directory {
         storage.filesystem.root_directory = root.clone();
+    }
+    if shared.sparse_indexes {
+        storage.sparse_indexes = true;
     }
     storage.validate().map_err(|e| e.to_string())?;
     let listen = match (cli.listen, file.listen) {
         (Some(a), _) | (None, Some(a)) => a,
         (None, None) => DEFAULT_LISTEN.parse().expect("default address"),
     };
+    let defaults = Schedule::default();
+    let gc = GcOptions {
+        dry_run: false,
+        delete_untagged: shared
+            .delete_untagged
+            .or(file.delete_untagged)
+            .unwrap_or(defaults.gc.delete_untagged),
+        grace: duration(
+            "gc_grace",
+            shared.grace.as_deref(),
+            file.gc_grace.as_deref(),
+            Some(defaults.gc.grace),
+        )?
+        .ok_or("gc_grace: give a duration (0s for none), not off")?,
+        upload_ttl: duration(
+            "upload_ttl",
+            shared.upload_ttl.as_deref(),
+            file.upload_ttl.as_deref(),
+            defaults.gc.upload_ttl,
+        )?,
+    };
+    let schedule = Schedule {
+        gc_interval: duration(
+            "gc_interval",
+            cli.gc_interval.as_deref(),
+            file.gc_interval.as_deref(),
+            defaults.gc_interval,
+        )?,
+        upload_expiry_interval: duration(
+            "upload_expiry_interval",
+            cli.upload_expiry_interval.as_deref(),
+            file.upload_expiry_interval.as_deref(),
+            defaults.upload_expiry_interval,
+        )?,
+        gc,
+    };
+    if schedule.gc_interval.is_some_and(|d| d.is_zero())
+        || schedule.upload_expiry_interval.is_some_and(|d| d.is_zero())
+    {
+        return Err("gc_interval and upload_expiry_interval must be positive (or off)".into());
+    }
     let mut tls = file.tls;
     tls.cert = cli.tls_cert.clone().or(tls.cert);
     tls.key = cli.tls_key.clone().or(tls.key);
@@ -204,6 +360,7 @@ fn load(cli: &Cli) -> Result<Settings, String> {
     Ok(Settings {
         listen,
         storage,
+        schedule,
         tls,
         auth,
         limits: file.limits,
@@ -269,7 +426,7 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(serve()),
+        Ok(runtime) => runtime.block_on(run()),
         Err(e) => {
             eprintln!("marina-registry: cannot start the async runtime: {e}");
             std::process::ExitCode::FAILURE
@@ -277,7 +434,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve() -> std::process::ExitCode {
+async fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
     let settings = match load(&cli) {
         Ok(v) => v,
@@ -288,9 +445,60 @@ async fn serve() -> std::process::ExitCode {
     };
     // Logs go to stderr; stdout carries only the "listening on" line.
     logging::init(settings.log_format);
+    let metrics = settings.metrics_listen.map(|_| Metrics::new());
+    let opened = match &metrics {
+        Some(metrics) => {
+            AnyDriver::from_config_with_metrics(&settings.storage, Arc::clone(metrics)).await
+        }
+        None => AnyDriver::from_config(&settings.storage).await,
+    };
+    let driver = match opened {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("marina-registry: cannot open storage: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Some(Command::Gc { dry_run }) => collect_garbage(&driver, settings, dry_run).await,
+        None => serve(driver, settings, metrics).await,
+    }
+}
+
+/// `marina-registry gc`: one collection; the summary line is the last thing on stdout.
+async fn collect_garbage(
+    driver: &AnyDriver,
+    settings: Settings,
+    dry_run: bool,
+) -> std::process::ExitCode {
+    let options = GcOptions {
+        dry_run,
+        ..settings.schedule.gc
+    };
+    if dry_run {
+        tracing::info!("dry run: nothing will be deleted");
+    }
+    match driver.collect_garbage(&options).await {
+        Ok(report) => {
+            println!("{report}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("marina-registry: garbage collection failed: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(
+    driver: AnyDriver,
+    settings: Settings,
+    metrics: Option<Arc<Metrics>>,
+) -> std::process::ExitCode {
     let Settings {
         listen,
         storage,
+        schedule,
         tls,
         auth,
         limits,
@@ -306,18 +514,6 @@ async fn serve() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("marina-registry: TLS configuration error: {e}");
             return std::process::ExitCode::from(2);
-        }
-    };
-    let metrics = metrics_listen.map(|_| Metrics::new());
-    let opened = match &metrics {
-        Some(metrics) => AnyDriver::from_config_with_metrics(&storage, Arc::clone(metrics)).await,
-        None => AnyDriver::from_config(&storage).await,
-    };
-    let driver = match opened {
-        Ok(d) => Arc::new(d),
-        Err(e) => {
-            eprintln!("marina-registry: cannot open storage: {e}");
-            return std::process::ExitCode::from(1);
         }
     };
     let driver_name = driver.driver_name();
@@ -343,6 +539,8 @@ async fn serve() -> std::process::ExitCode {
         }
     };
     let (notifier, notifier_tasks) = notifier.unzip();
+    let driver = Arc::new(driver);
+    let _lifecycle = lifecycle::schedule::spawn(Arc::clone(&driver), schedule, |_| {});
     let (app, authorizer) = match server::registry_app(Arc::clone(&driver), options, &auth) {
         Ok(v) => v,
         Err(e) => {

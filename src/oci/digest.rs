@@ -19,6 +19,9 @@ pub enum DigestAlgorithm {
 }
 
 impl DigestAlgorithm {
+    /// Every registered algorithm.
+    pub const ALL: [Self; 2] = [Self::Sha256, Self::Sha512];
+
     /// The algorithm's identifier in a digest string.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -5,10 +5,10 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use super::{ApiError, CONTENT_DIGEST_HEADER, Registry, empty, put_header};
+use super::{ApiError, BLOB_SIZE_HEADER, CONTENT_DIGEST_HEADER, Registry, empty, put_header};
 use crate::error::Error;
 use crate::oci::{RangeRequest, RepositoryName};
-use crate::storage::StorageDriver;
+use crate::storage::{BlobRedirect, StorageDriver};
 
 /// `GET` (or `HEAD` when `head`) of a blob.
 ///
@@ -43,6 +43,9 @@ pub async fn get<D: StorageDriver, A>(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(RangeRequest::parse_header);
+    if let Some(redirect) = reg.driver.blob_redirect(name, &digest).await? {
+        return redirected(headers, redirect, range);
+    }
     let read = match reg.driver.get_content(name, &digest, range).await {
         Ok(read) => read,
         Err(Error::RangeInvalid { size, reason }) => {
@@ -68,6 +71,30 @@ pub async fn get<D: StorageDriver, A>(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     Ok(resp)
+}
+
+/// A blob `GET` answered with `307 Temporary Redirect` to the store (S3 `redirect`): the
+/// client fetches the bytes there, sending its `Range` again. The 307 itself carries
+/// `Docker-Content-Digest` and the blob's size in [`BLOB_SIZE_HEADER`] (its `Content-Length`
+/// is its own empty body's): the store's response cannot carry the digest, which the spec
+/// (main) asks of the response "after redirects are followed" (see `docs/drivers.md`). An
+/// unsatisfiable range is refused here with 416, as without redirects.
+fn redirected(
+    mut headers: HeaderMap,
+    redirect: BlobRedirect,
+    range: Option<RangeRequest>,
+) -> Result<Response, ApiError> {
+    let size = redirect.info.size;
+    if let Some(range) = range
+        && let Err(Error::RangeInvalid { size, reason }) = range.resolve(size)
+    {
+        return Err(ApiError::from(Error::RangeInvalid { size, reason })
+            .with_header(header::CONTENT_RANGE, &format!("bytes */{size}")));
+    }
+    headers.remove(header::CONTENT_TYPE);
+    put_header(&mut headers, BLOB_SIZE_HEADER, &size.to_string());
+    put_header(&mut headers, "location", &redirect.url);
+    Ok(empty(StatusCode::TEMPORARY_REDIRECT, headers))
 }
 
 /// end-10: `DELETE /v2/<name>/blobs/<digest>` answers 202 (404 `BLOB_UNKNOWN` if absent).

@@ -24,10 +24,12 @@
 //!
 //! One module per spec area: [`blobs`] (end-2, end-10), [`uploads`] (end-4a/4b, end-5,
 //! end-6, end-11, end-13, end-14), [`manifests`] (end-3, end-7, end-9), [`tags`] (end-8a/8b),
-//! [`referrers`] (end-12a/12b) and [`errors`] (the JSON error envelope).
+//! [`referrers`] (end-12a/12b), [`catalog`] (`GET /v2/_catalog`, outside the spec) and
+//! [`errors`] (the JSON error envelope).
 
 pub mod auth;
 pub mod blobs;
+pub mod catalog;
 pub mod drain;
 pub mod errors;
 pub mod manifests;
@@ -51,7 +53,7 @@ use futures::{Stream, StreamExt};
 use crate::error::Error;
 use crate::oci::RepositoryName;
 use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
-use crate::storage::StorageDriver;
+use crate::storage::{Lifecycle, StorageDriver};
 use auth::{Authorizer, Caller, Decision, NoAuth, Scope, refusal, refusal_detail, refusal_with};
 pub use errors::ApiError;
 pub use route::{Action, Endpoint, Route, RouteInfo, parse_route};
@@ -61,6 +63,9 @@ pub use uploads::BlobCommitted;
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 /// `Docker-Content-Digest`.
 pub const CONTENT_DIGEST_HEADER: &str = "docker-content-digest";
+/// `Blob-Size`: a blob's size on a `307` redirecting its `GET` (whose `Content-Length` is
+/// its own empty body's).
+pub const BLOB_SIZE_HEADER: &str = "blob-size";
 /// `Docker-Upload-UUID`.
 pub const UPLOAD_UUID_HEADER: &str = "docker-upload-uuid";
 /// `OCI-Chunk-Min-Length`.
@@ -116,17 +121,20 @@ pub struct Registry<D, A = NoAuth> {
     pub sessions: sessions::SessionCounter,
 }
 
-/// Builds the router serving the whole API over `driver`, without access control.
+/// Builds the router serving the whole API over `driver`, without access control (the
+/// spec's endpoints through its [`StorageDriver`] side, `/v2/_catalog` through its
+/// [`Lifecycle`] side).
 ///
 /// Every response carries `Docker-Distribution-API-Version: registry/2.0`; every error
 /// carries the JSON envelope.
-pub fn router<D: StorageDriver>(driver: Arc<D>, options: RegistryOptions) -> Router {
+pub fn router<D: StorageDriver + Lifecycle>(driver: Arc<D>, options: RegistryOptions) -> Router {
     router_with_auth(driver, options, NoAuth)
 }
 
 /// [`router`] with access control: `auth` authenticates and authorizes every `/v2/`
-/// request before its handler runs (see [`auth`]).
-pub fn router_with_auth<D: StorageDriver, A: Authorizer>(
+/// request before its handler runs (see [`auth`]); the catalog lists only the repositories
+/// the caller may pull.
+pub fn router_with_auth<D: StorageDriver + Lifecycle, A: Authorizer>(
     driver: Arc<D>,
     options: RegistryOptions,
     auth: A,
@@ -170,7 +178,7 @@ fn missing_host(req: &Request) -> bool {
     req.version() == axum::http::Version::HTTP_11 && !req.headers().contains_key(header::HOST)
 }
 
-async fn dispatch<D: StorageDriver, A: Authorizer>(
+async fn dispatch<D: StorageDriver + Lifecycle, A: Authorizer>(
     State(reg): State<Arc<Registry<D, A>>>,
     req: Request,
 ) -> Response {
@@ -329,6 +337,13 @@ fn route_info(path: &str, method: &Method) -> Result<RouteInfo, ApiError> {
             reference: None,
         });
     }
+    if rest == "_catalog" {
+        return Ok(RouteInfo {
+            endpoint: (*method == Method::GET).then_some(Endpoint::Catalog),
+            repository: None,
+            reference: None,
+        });
+    }
     let Some((name, route)) = parse_route(rest) else {
         return Err(ApiError::not_found());
     };
@@ -350,15 +365,17 @@ fn route_info(path: &str, method: &Method) -> Result<RouteInfo, ApiError> {
 /// Hands the request to the handler of its endpoint. `caller` is who passed the access
 /// check (handlers that filter by permission, like the catalog, use
 /// [`Caller::may_pull`]); `mount_allowed` says whether a mount may read its source.
-async fn handle<D: StorageDriver, A: Authorizer>(
+async fn handle<D: StorageDriver + Lifecycle, A: Authorizer>(
     reg: &Registry<D, A>,
     info: &RouteInfo,
     req: Request,
-    _caller: &Caller<'_, A>,
+    caller: &Caller<'_, A>,
     mount_allowed: bool,
 ) -> Result<Response, ApiError> {
-    if info.endpoint == Some(Endpoint::ApiVersion) {
-        return Ok(api_version());
+    match info.endpoint {
+        Some(Endpoint::ApiVersion) => return Ok(api_version()),
+        Some(Endpoint::Catalog) => return catalog::list(reg, req.uri().query(), caller).await,
+        _ => {}
     }
     let (Some(endpoint), Some(name)) = (info.endpoint, info.repository.as_ref()) else {
         return Err(ApiError::method_not_allowed());

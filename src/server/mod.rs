@@ -283,7 +283,7 @@ impl AsyncWrite for Tracked {
 
 /// The registry's router over `driver` with the access control `auth` configures (merged
 /// with the built-in token endpoint when it has one), and the authorizer to reload.
-pub fn registry_app<D: crate::StorageDriver>(
+pub fn registry_app<D: crate::StorageDriver + crate::storage::Lifecycle>(
     driver: Arc<D>,
     options: crate::registry::RegistryOptions,
     auth: &crate::registry::auth::config::AuthConfig,

@@ -74,11 +74,25 @@ pub enum Operation {
     AbortUpload,
     /// [`PresignBlobReads::presign_read_blob`](crate::storage::presign::PresignBlobReads::presign_read_blob).
     PresignReadBlob,
+    /// [`LifecycleBackend::list_dirs`](crate::storage::lifecycle::LifecycleBackend::list_dirs).
+    ListDirs,
+    /// [`LifecycleBackend::scan`](crate::storage::lifecycle::LifecycleBackend::scan).
+    Scan,
+    /// [`LifecycleBackend::scan_blobs`](crate::storage::lifecycle::LifecycleBackend::scan_blobs).
+    ScanBlobs,
+    /// [`LifecycleBackend::remove_objects`](crate::storage::lifecycle::LifecycleBackend::remove_objects).
+    RemoveObjects,
+    /// [`LifecycleBackend::remove_blobs`](crate::storage::lifecycle::LifecycleBackend::remove_blobs).
+    RemoveBlobs,
+    /// [`LifecycleBackend::expire_upload_storage`](crate::storage::lifecycle::LifecycleBackend::expire_upload_storage).
+    ExpireUploadStorage,
+    /// [`LifecycleBackend::tidy`](crate::storage::lifecycle::LifecycleBackend::tidy).
+    Tidy,
 }
 
 impl Operation {
     /// Every operation, in declaration order (for metrics that pre-register their labels).
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 22] = [
         Self::Open,
         Self::Read,
         Self::Exists,
@@ -94,6 +108,13 @@ impl Operation {
         Self::FinishUpload,
         Self::AbortUpload,
         Self::PresignReadBlob,
+        Self::ListDirs,
+        Self::Scan,
+        Self::ScanBlobs,
+        Self::RemoveObjects,
+        Self::RemoveBlobs,
+        Self::ExpireUploadStorage,
+        Self::Tidy,
     ];
 
     /// The method's name (`"read_blob"`), for messages, logs and metrics labels.
@@ -114,6 +135,13 @@ impl Operation {
             Self::FinishUpload => "finish_upload",
             Self::AbortUpload => "abort_upload",
             Self::PresignReadBlob => "presign_read_blob",
+            Self::ListDirs => "list_dirs",
+            Self::Scan => "scan",
+            Self::ScanBlobs => "scan_blobs",
+            Self::RemoveObjects => "remove_objects",
+            Self::RemoveBlobs => "remove_blobs",
+            Self::ExpireUploadStorage => "expire_upload_storage",
+            Self::Tidy => "tidy",
         }
     }
 }
@@ -140,6 +168,9 @@ pub struct Capabilities {
     /// The smallest chunk the backend takes without extra cost, advertised to clients as
     /// `OCI-Chunk-Min-Length` (S3: the part size); `None` when any size is as good.
     pub chunk_min_length: Option<u64>,
+    /// Whether every metadata read is a round trip to a remote store (S3, GCS): the engine
+    /// then keeps a [metadata cache](super::cache) unless configured otherwise.
+    pub remote_metadata: bool,
 }
 
 impl Capabilities {
@@ -147,6 +178,7 @@ impl Capabilities {
     pub const NONE: Self = Self {
         link_while_finishing: false,
         chunk_min_length: None,
+        remote_metadata: false,
     };
 
     /// With [`link_while_finishing`](Self::link_while_finishing) set to `yes`.
@@ -160,7 +192,18 @@ impl Capabilities {
         self.chunk_min_length = min;
         self
     }
+
+    /// With [`remote_metadata`](Self::remote_metadata) set to `yes`.
+    pub const fn with_remote_metadata(mut self, yes: bool) -> Self {
+        self.remote_metadata = yes;
+        self
+    }
 }
+
+/// The version of a stored object as its backend names it (an S3 ETag), for
+/// [`Backend::write_if_version`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion(pub String);
 
 /// A backend's part of an upload's persisted state (for S3: multipart upload id, parts,
 /// staged remainder), stored as JSON with the engine's part of the state.
@@ -276,6 +319,32 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Removes an object; succeeds if it does not exist.
     fn remove(&self, key: &Key) -> impl Future<Output = Result<()>> + Send;
+
+    /// Like [`read`](Self::read), with the version of what was read when the backend can
+    /// write conditionally (S3 with conditional writes: the ETag); `None` as version, the
+    /// default, when it cannot. The engine reads upload session records this way, so that a
+    /// PATCH in another process that changed the record in between is detected at
+    /// [`write_if_version`](Self::write_if_version).
+    fn read_versioned(
+        &self,
+        key: &Key,
+    ) -> impl Future<Output = Result<Option<(Bytes, Option<ObjectVersion>)>>> + Send {
+        async move { Ok(self.read(key).await?.map(|value| (value, None))) }
+    }
+
+    /// Replaces an object only if it is still at `version` (as returned by
+    /// [`read_versioned`](Self::read_versioned)): `Ok(true)` when written, `Ok(false)` and
+    /// nothing written when another write came in between. Only called with a version the
+    /// backend handed out; the default (for backends that hand out none) writes.
+    fn write_if_version(
+        &self,
+        key: &Key,
+        value: Bytes,
+        version: &ObjectVersion,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let _ = version;
+        async move { self.write(key, value).await.map(|()| true) }
+    }
 
     /// Names of the objects directly inside `dir` with its name prefix (cut off), ascending,
     /// after `start_after`, at most `limit`.

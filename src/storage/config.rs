@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
+use crate::storage::cache::CacheConfig;
 use crate::storage::gcs::config as gcs;
 use crate::storage::s3::config as s3;
 
@@ -101,6 +102,13 @@ pub struct StorageConfig {
     /// Largest manifest accepted, in bytes (default 4 MiB).
     #[serde(default = "default_manifest_limit")]
     pub max_manifest_size: usize,
+    /// Accept image indexes whose child manifests are not stored (default `false`: such an
+    /// index is `MANIFEST_BLOB_UNKNOWN`); environment `MARINA_SPARSE_INDEXES`.
+    #[serde(default)]
+    pub sparse_indexes: bool,
+    /// The metadata cache (`[storage.cache]`); on by default for object stores.
+    #[serde(default)]
+    pub cache: CacheConfig,
 }
 
 impl Default for StorageConfig {
@@ -111,6 +119,8 @@ impl Default for StorageConfig {
             s3: None,
             gcs: None,
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
+            sparse_indexes: false,
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -167,10 +177,14 @@ impl StorageConfig {
         Ok(cfg)
     }
 
-    /// Reads `STORAGE_TYPE`, `STORAGE_ROOT_DIRECTORY`, `S3_BUCKET`, `S3_REGION`,
-    /// `S3_ENDPOINT`, `S3_PREFIX`, `S3_FORCE_PATH_STYLE`, `S3_CHECKSUM`, `S3_PART_SIZE` and
-    /// `S3_EQUAL_PARTS`, and `GCS_BUCKET`, `GCS_PREFIX`, `GCS_ENDPOINT` and `GCS_ANONYMOUS`
-    /// over `self`; unset variables leave the current values.
+    /// Reads `STORAGE_TYPE`, `STORAGE_ROOT_DIRECTORY`, `MARINA_SPARSE_INDEXES`,
+    /// `STORAGE_CACHE`, `STORAGE_CACHE_TTL_MS`, `STORAGE_CACHE_MAX_ENTRIES`,
+    /// `STORAGE_CACHE_MAX_BYTES`, `STORAGE_CACHE_TAGS`, `S3_BUCKET`, `S3_REGION`, `S3_ENDPOINT`,
+    /// `S3_PREFIX`, `S3_FORCE_PATH_STYLE`, `S3_CHECKSUM`, `S3_PART_SIZE`, `S3_EQUAL_PARTS`,
+    /// `S3_REDIRECT`, `S3_PUBLIC_ENDPOINT`, `S3_REDIRECT_EXPIRY_SECS` and
+    /// `S3_CONDITIONAL_WRITES` (`true`, `false` or `auto`), and `GCS_BUCKET`, `GCS_PREFIX`,
+    /// `GCS_ENDPOINT`, `GCS_ANONYMOUS`, `GCS_REDIRECT` and `GCS_REDIRECT_EXPIRY_SECS` over
+    /// `self`; unset variables leave the current values.
     pub fn apply_env(self) -> Result<Self> {
         self.apply_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
@@ -187,6 +201,10 @@ impl StorageConfig {
             })?;
         }
         self.filesystem = self.filesystem.apply_vars(&var);
+        if let Some(v) = var("MARINA_SPARSE_INDEXES") {
+            self.sparse_indexes = parse_bool("MARINA_SPARSE_INDEXES", &v)?;
+        }
+        self.cache = apply_cache_vars(self.cache, &var)?;
         if s3::ENV_VARS.iter().any(|k| var(k).is_some()) {
             let s3 = self.s3.take().unwrap_or_else(|| S3Config::new(""));
             self.s3 = Some(s3.apply_vars(&var)?);
@@ -225,6 +243,40 @@ impl StorageConfig {
             },
         }
     }
+}
+
+/// The `STORAGE_CACHE*` variables over `cache`.
+fn apply_cache_vars(
+    mut cache: CacheConfig,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<CacheConfig> {
+    if let Some(v) = var("STORAGE_CACHE") {
+        cache.enabled = match v.trim().to_ascii_lowercase().as_str() {
+            "auto" => None,
+            _ => Some(parse_bool("STORAGE_CACHE", &v)?),
+        };
+    }
+    if let Some(v) = var("STORAGE_CACHE_TTL_MS") {
+        cache.ttl_ms = parse_u64("STORAGE_CACHE_TTL_MS", &v)?;
+    }
+    if let Some(v) = var("STORAGE_CACHE_MAX_ENTRIES") {
+        cache.max_entries = parse_u64("STORAGE_CACHE_MAX_ENTRIES", &v)?;
+    }
+    if let Some(v) = var("STORAGE_CACHE_MAX_BYTES") {
+        cache.max_bytes = parse_u64("STORAGE_CACHE_MAX_BYTES", &v)?;
+    }
+    if let Some(v) = var("STORAGE_CACHE_TAGS") {
+        cache.tags = parse_bool("STORAGE_CACHE_TAGS", &v)?;
+    }
+    Ok(cache)
+}
+
+/// Parses a whole number setting.
+pub(crate) fn parse_u64(field: &'static str, v: &str) -> Result<u64> {
+    v.trim().parse().map_err(|_| Error::Config {
+        field,
+        message: format!("{v:?} is not a whole number"),
+    })
 }
 
 /// Parses a boolean setting (`1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`).
@@ -325,15 +377,85 @@ mod tests {
                 ("S3_ENDPOINT", "http://127.0.0.1:5050"),
                 ("S3_FORCE_PATH_STYLE", "true"),
                 ("S3_PREFIX", "/reg/"),
+                ("S3_REDIRECT", "true"),
+                ("S3_PUBLIC_ENDPOINT", "https://s3.example.test"),
             ]))
             .unwrap();
         cfg.validate().unwrap();
         let s3 = cfg.s3.unwrap();
+        assert!(s3.redirect);
+        assert_eq!(
+            s3.public_endpoint.as_deref(),
+            Some("https://s3.example.test")
+        );
+        assert_eq!(s3.redirect_expiry(), std::time::Duration::from_secs(1200));
+        let mut late = S3Config::new("b");
+        late.redirect_expiry_secs = Some(8 * 24 * 3600);
+        assert!(matches!(
+            late.validate(),
+            Err(Error::Config {
+                field: "s3.redirect_expiry_secs",
+                ..
+            })
+        ));
         assert!(s3.force_path_style);
         assert_eq!(s3.normalized_prefix(), "reg/");
         let fs = StorageConfig::default()
             .apply_vars(vars(&[("STORAGE_ROOT_DIRECTORY", "/tmp/x")]))
             .unwrap();
         assert_eq!(fs.filesystem.root_directory, PathBuf::from("/tmp/x"));
+        assert!(!fs.sparse_indexes);
+        let sparse = StorageConfig::default()
+            .apply_vars(vars(&[("MARINA_SPARSE_INDEXES", "true")]))
+            .unwrap();
+        assert!(sparse.sparse_indexes);
+        assert!(
+            StorageConfig::from_toml("sparse_indexes = true")
+                .unwrap()
+                .sparse_indexes
+        );
+        assert!(matches!(
+            StorageConfig::default().apply_vars(vars(&[("MARINA_SPARSE_INDEXES", "often")])),
+            Err(Error::Config {
+                field: "MARINA_SPARSE_INDEXES",
+                ..
+            })
+        ));
+        let cached = StorageConfig::default()
+            .apply_vars(vars(&[
+                ("STORAGE_CACHE", "on"),
+                ("STORAGE_CACHE_TTL_MS", "250"),
+                ("STORAGE_CACHE_MAX_ENTRIES", "10"),
+                ("STORAGE_CACHE_MAX_BYTES", "4096"),
+                ("STORAGE_CACHE_TAGS", "false"),
+            ]))
+            .unwrap()
+            .cache;
+        assert_eq!(
+            cached,
+            CacheConfig {
+                enabled: Some(true),
+                ttl_ms: 250,
+                max_entries: 10,
+                max_bytes: 4096,
+                tags: false
+            }
+        );
+        let err = StorageConfig::default()
+            .apply_vars(vars(&[("STORAGE_CACHE_TTL_MS", "soon")]))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Config {
+                field: "STORAGE_CACHE_TTL_MS",
+                ..
+            }
+        ));
+        let toml = StorageConfig::from_toml("[cache]\nenabled = false\nttl_ms = 100").unwrap();
+        assert_eq!(toml.cache.enabled, Some(false));
+        assert_eq!(
+            toml.cache.max_entries,
+            crate::storage::cache::DEFAULT_MAX_ENTRIES
+        );
     }
 }

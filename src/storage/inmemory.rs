@@ -2,17 +2,19 @@
 //! embedders. Blobs are kept as ropes of the `Bytes` chunks they arrived in, so neither
 //! uploads nor reads copy blob bytes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, stream};
 
 use crate::error::Result;
-use crate::oci::{ByteRange, Digest};
+use crate::oci::{ByteRange, Digest, DigestAlgorithm};
 use crate::storage::any::ConfiguredDriver;
 use crate::storage::backend::{Backend, Capabilities};
 use crate::storage::layout::{Dir, Key};
+use crate::storage::lifecycle::{ExpiredStorage, LifecycleBackend, ObjectInfo};
 use crate::storage::{Engine, EngineOptions, Observed, StorageConfig, StorageType, UploadId};
 
 /// The in-memory storage driver: the engine over the instrumented in-memory backend.
@@ -39,12 +41,13 @@ impl ConfiguredDriver for InMemoryDriver {
 /// A blob as the chunks it was received in.
 type Rope = Vec<Bytes>;
 
-/// Backend keeping everything in maps guarded by locks held only for map operations.
+/// Backend keeping everything in maps guarded by locks held only for map operations. Each
+/// entry carries the time it was last written, for the lifecycle operations.
 #[derive(Debug, Default)]
 pub struct InMemoryBackend {
-    objects: RwLock<BTreeMap<String, Bytes>>,
-    blobs: RwLock<HashMap<Digest, (u64, Rope)>>,
-    uploads: Mutex<HashMap<UploadId, Rope>>,
+    objects: RwLock<BTreeMap<String, (Bytes, SystemTime)>>,
+    blobs: RwLock<HashMap<Digest, (u64, Rope, SystemTime)>>,
+    uploads: Mutex<HashMap<UploadId, (Rope, SystemTime)>>,
 }
 
 /// The stream of an in-memory blob read.
@@ -92,12 +95,12 @@ impl Backend for InMemoryBackend {
 
     async fn read(&self, key: &Key) -> Result<Option<Bytes>> {
         let objects = self.objects.read().map_err(|_| lock_poisoned())?;
-        Ok(objects.get(key.as_str()).cloned())
+        Ok(objects.get(key.as_str()).map(|(bytes, _)| bytes.clone()))
     }
 
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
         let mut objects = self.objects.write().map_err(|_| lock_poisoned())?;
-        objects.insert(key.as_str().to_owned(), value);
+        objects.insert(key.as_str().to_owned(), (value, SystemTime::now()));
         Ok(())
     }
 
@@ -149,12 +152,12 @@ impl Backend for InMemoryBackend {
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
         let blobs = self.blobs.read().map_err(|_| lock_poisoned())?;
-        Ok(blobs.get(digest).map(|(size, _)| *size))
+        Ok(blobs.get(digest).map(|(size, _, _)| *size))
     }
 
     async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<InMemoryReader> {
         let blobs = self.blobs.read().map_err(|_| lock_poisoned())?;
-        let (_, rope) = blobs
+        let (_, rope, _) = blobs
             .get(digest)
             .ok_or_else(|| crate::error::Error::BlobUnknown(digest.clone()))?;
         let chunks = match range {
@@ -166,7 +169,7 @@ impl Backend for InMemoryBackend {
 
     async fn start_upload(&self, id: &UploadId, _target: Option<&Digest>) -> Result<()> {
         let mut uploads = self.uploads.lock().map_err(|_| lock_poisoned())?;
-        uploads.insert(id.clone(), Vec::new());
+        uploads.insert(id.clone(), (Vec::new(), SystemTime::now()));
         Ok(())
     }
 
@@ -192,9 +195,10 @@ impl Backend for InMemoryBackend {
             }
         }
         let mut uploads = self.uploads.lock().map_err(|_| lock_poisoned())?;
-        let rope = uploads
+        let (rope, modified) = uploads
             .get_mut(id)
             .ok_or_else(|| crate::error::Error::BlobUploadUnknown(id.to_string()))?;
+        *modified = SystemTime::now();
         let stored: u64 = rope.iter().map(|c| c.len() as u64).sum();
         if stored != offset {
             *rope = if offset == 0 {
@@ -222,7 +226,14 @@ impl Backend for InMemoryBackend {
     ) -> Result<()> {
         let rope = {
             let mut uploads = self.uploads.lock().map_err(|_| lock_poisoned())?;
-            uploads.remove(id).unwrap_or_default()
+            uploads.remove(id)
+        };
+        let Some(rope) = rope
+            .map(|(rope, _)| rope)
+            .or_else(|| (size == 0).then(Vec::new))
+        else {
+            // Expired or aborted meanwhile: nothing to commit.
+            return Err(crate::error::Error::BlobUploadUnknown(id.to_string()));
         };
         let rope = if size == 0 {
             Vec::new()
@@ -236,7 +247,9 @@ impl Backend for InMemoryBackend {
             )
         };
         let mut blobs = self.blobs.write().map_err(|_| lock_poisoned())?;
-        blobs.entry(digest.clone()).or_insert((size, rope));
+        blobs
+            .entry(digest.clone())
+            .or_insert((size, rope, SystemTime::now()));
         Ok(())
     }
 
@@ -244,5 +257,159 @@ impl Backend for InMemoryBackend {
         let mut uploads = self.uploads.lock().map_err(|_| lock_poisoned())?;
         uploads.remove(id);
         Ok(())
+    }
+}
+
+/// The names directly below `dir` among `keys` (ascending): the objects, and the directories
+/// (the first component of deeper keys).
+fn children<'k>(
+    keys: impl Iterator<Item = &'k String>,
+    dir: &str,
+) -> (Vec<&'k str>, std::collections::BTreeSet<&'k str>) {
+    let mut objects = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    for key in keys {
+        let Some(rest) = key.strip_prefix(dir) else {
+            continue;
+        };
+        match rest.split_once('/') {
+            Some((name, _)) => {
+                dirs.insert(name);
+            }
+            None if !rest.is_empty() => objects.push(rest),
+            None => {}
+        }
+    }
+    (objects, dirs)
+}
+
+/// Keeps the objects after `start_after`, at most `limit`.
+fn page<T>(items: impl Iterator<Item = T>, limit: usize) -> Vec<T> {
+    items.take(limit).collect()
+}
+
+impl LifecycleBackend for InMemoryBackend {
+    async fn list_dirs(
+        &self,
+        dir: &Dir,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let prefix = format!("{}/", dir.as_str());
+        let objects = self.objects.read().map_err(|_| lock_poisoned())?;
+        let in_dir = objects
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(&prefix));
+        let (_, dirs) = children(in_dir, &prefix);
+        // The order of the trait: by the name followed by `/`.
+        let mut dirs: Vec<String> = dirs.into_iter().map(|d| format!("{d}/")).collect();
+        dirs.sort_unstable();
+        let after = start_after.map(|a| format!("{a}/"));
+        Ok(page(
+            dirs.into_iter()
+                .filter(|d| after.as_ref().is_none_or(|a| d > a))
+                .map(|mut d| {
+                    d.pop();
+                    d
+                }),
+            limit,
+        ))
+    }
+
+    async fn scan(
+        &self,
+        dir: &Dir,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectInfo>> {
+        let prefix = format!("{}/{}", dir.as_str(), dir.name_prefix());
+        let from = format!("{prefix}{}", start_after.unwrap_or(""));
+        let objects = self.objects.read().map_err(|_| lock_poisoned())?;
+        Ok(page(
+            objects
+                .range::<str, _>((
+                    std::ops::Bound::Included(from.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .filter_map(|(k, (bytes, modified))| {
+                    let name = &k[prefix.len()..];
+                    (!name.is_empty()
+                        && !name.contains('/')
+                        && start_after.is_none_or(|a| name > a))
+                    .then(|| ObjectInfo {
+                        name: name.to_owned(),
+                        size: bytes.len() as u64,
+                        modified: *modified,
+                    })
+                }),
+            limit,
+        ))
+    }
+
+    async fn scan_blobs(
+        &self,
+        algorithm: DigestAlgorithm,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectInfo>> {
+        let blobs = self.blobs.read().map_err(|_| lock_poisoned())?;
+        let mut found: Vec<ObjectInfo> = blobs
+            .iter()
+            .filter(|(d, _)| d.algorithm() == algorithm)
+            .filter(|(d, _)| start_after.is_none_or(|a| d.hex() > a))
+            .map(|(d, (size, _, modified))| ObjectInfo {
+                name: d.hex().to_owned(),
+                size: *size,
+                modified: *modified,
+            })
+            .collect();
+        found.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn remove_objects(&self, keys: &[Key]) -> Result<()> {
+        let mut objects = self.objects.write().map_err(|_| lock_poisoned())?;
+        for key in keys {
+            objects.remove(key.as_str());
+        }
+        Ok(())
+    }
+
+    async fn remove_blobs(&self, digests: &[Digest]) -> Result<()> {
+        let mut blobs = self.blobs.write().map_err(|_| lock_poisoned())?;
+        for digest in digests {
+            blobs.remove(digest);
+        }
+        Ok(())
+    }
+
+    async fn expire_upload_storage(
+        &self,
+        before: SystemTime,
+        live: &HashSet<UploadId>,
+        dry_run: bool,
+    ) -> Result<ExpiredStorage> {
+        let mut uploads = self.uploads.lock().map_err(|_| lock_poisoned())?;
+        let mut expired = ExpiredStorage::default();
+        uploads.retain(|id, (rope, modified)| {
+            let expire = !live.contains(id) && *modified < before;
+            if expire {
+                expired.uploads.push(id.clone());
+                expired.bytes += rope.iter().map(|c| c.len() as u64).sum::<u64>();
+            }
+            !expire || dry_run
+        });
+        Ok(expired)
+    }
+
+    async fn tidy(&self, _before: SystemTime, _dry_run: bool) -> Result<u64> {
+        // Nothing but objects is stored: nothing to tidy.
+        Ok(0)
     }
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! blobs/<alg>/<hex>                                   blob bytes, deduplicated globally
 //! uploads/<id>[/...]                                  upload bytes in progress (backend-owned)
+//! gc/<run>                                            a garbage collection's condemned set
 //! repositories/<name>/
 //!     _layers/<alg>/<hex>                             link: blob visible in <name>; holds its size
 //!     _manifests/<alg>/<hex>                          manifest: "<digest> <media type>\n<bytes>"
@@ -12,7 +13,11 @@
 //!     _referrers/<alg>/<subject hex>/<alg>-<hex>      descriptor of a manifest whose subject it is
 //!     _uploads/<id>                                   upload session state (JSON)
 //! _probe/<random>                                     readiness probe, removed right away
+//!     _intents/<random>                               a push making a manifest reachable
 //! ```
+//!
+//! `gc/` and `_intents/` carry the garbage collection protocol (see
+//! [`lifecycle`](super::lifecycle)).
 //!
 //! **Tags live beside the sha256 manifest records**, named `tag-<tag>` (record names are hex
 //! digests, which never start with `tag-`). A tagged push then writes two names into one
@@ -61,6 +66,16 @@ pub enum KeyClass {
     /// A readiness probe's scratch object (`_probe/<random>`), removed right after it is
     /// written and read back; written like any durable object.
     Probe,
+    /// A push intent (`_intents/<random>`): names the manifest a push in progress makes
+    /// reachable; only needed while the push runs, so it need not survive a crash of the
+    /// host (see [`lifecycle`](super::lifecycle)).
+    Intent,
+    /// A garbage collection's condemned set (`gc/<run>`), written before the collection
+    /// deletes anything.
+    CondemnedSet,
+    /// A directory of the repository tree (`repositories/<path>`), listed for its
+    /// subdirectories; it holds no object of its own.
+    Repository,
 }
 
 impl KeyClass {
@@ -75,6 +90,9 @@ impl KeyClass {
             Self::Referrer => "referrer",
             Self::UploadState => "upload_state",
             Self::Probe => "probe",
+            Self::Intent => "intent",
+            Self::CondemnedSet => "condemned_set",
+            Self::Repository => "repository",
         }
     }
 }
@@ -189,11 +207,52 @@ const LAYERS: &str = "_layers";
 const MANIFESTS: &str = "_manifests";
 const REFERRERS: &str = "_referrers";
 const SESSIONS: &str = "_uploads";
+const INTENTS: &str = "_intents";
+const GC: &str = "gc";
+/// The components of a repository directory that make it a repository: it holds a blob
+/// link, or a manifest or a tag, below one of them.
+pub const REPOSITORY_MARKS: [&str; 2] = [LAYERS, MANIFESTS];
 
 /// The algorithm whose manifest record directory holds a repository's tags.
 const TAGS_BESIDE: DigestAlgorithm = DigestAlgorithm::Sha256;
 /// What a tag's object name starts with (record names are hex digests).
 const TAG_PREFIX: &str = "tag-";
+
+/// The directory of every repository (the root of the repository name tree).
+pub fn repositories_dir() -> Dir {
+    dir(KeyClass::Repository, &[REPOSITORIES])
+}
+
+/// A directory of the repository tree named by a path of components listed from storage (a
+/// repository, or a namespace such as `library` of `library/ubuntu`; `""` for the root), for
+/// walking the tree.
+pub fn repository_path_dir(path: &str) -> Dir {
+    if path.is_empty() {
+        repositories_dir()
+    } else {
+        dir(KeyClass::Repository, &[REPOSITORIES, path])
+    }
+}
+
+/// The directory holding the blobs of `algorithm`.
+pub fn blobs_dir(algorithm: DigestAlgorithm) -> Dir {
+    dir(KeyClass::Blob, &["blobs", algorithm.as_str()])
+}
+
+/// The directory where backends keep the bytes of uploads in progress.
+pub fn uploads_dir() -> Dir {
+    dir(KeyClass::UploadData, &[UPLOADS])
+}
+
+/// The directory of the garbage collections' condemned sets.
+pub fn gc_dir() -> Dir {
+    dir(KeyClass::CondemnedSet, &[GC])
+}
+
+/// A garbage collection run's condemned set.
+pub fn gc_marker(name: &str) -> Key {
+    key(KeyClass::CondemnedSet, &[GC, name])
+}
 
 /// Where the bytes of a blob live.
 pub fn blob_data(digest: &Digest) -> Key {
@@ -237,6 +296,23 @@ pub fn layer_link(repo: &RepositoryName, digest: &Digest) -> Key {
 /// Directory of a repository's blob links.
 pub fn layers_dir(repo: &RepositoryName) -> Dir {
     dir(KeyClass::Link, &[REPOSITORIES, repo.as_str(), LAYERS])
+}
+
+/// Directory of a repository's links to blobs of `algorithm`.
+pub fn layers_algorithm_dir(repo: &RepositoryName, algorithm: DigestAlgorithm) -> Dir {
+    dir(
+        KeyClass::Link,
+        &[REPOSITORIES, repo.as_str(), LAYERS, algorithm.as_str()],
+    )
+}
+
+/// Directory of a repository's manifest records of `algorithm` (the sha256 one holds the
+/// repository's tags too, whose names are not hexadecimal digests).
+pub fn manifests_algorithm_dir(repo: &RepositoryName, algorithm: DigestAlgorithm) -> Dir {
+    dir(
+        KeyClass::ManifestRecord,
+        &[REPOSITORIES, repo.as_str(), MANIFESTS, algorithm.as_str()],
+    )
 }
 
 /// A manifest revision (media type and exact bytes).
@@ -323,6 +399,27 @@ pub fn upload_state(repo: &RepositoryName, id: &UploadId) -> Key {
     key(
         KeyClass::UploadState,
         &[REPOSITORIES, repo.as_str(), SESSIONS, id.as_str()],
+    )
+}
+
+/// Directory of a repository's upload session states.
+pub fn upload_states_dir(repo: &RepositoryName) -> Dir {
+    dir(
+        KeyClass::UploadState,
+        &[REPOSITORIES, repo.as_str(), SESSIONS],
+    )
+}
+
+/// Directory of a repository's push intents (see [`lifecycle`](super::lifecycle)).
+pub fn intents_dir(repo: &RepositoryName) -> Dir {
+    dir(KeyClass::Intent, &[REPOSITORIES, repo.as_str(), INTENTS])
+}
+
+/// A push intent: an object naming the manifest a push in progress makes reachable.
+pub fn intent(repo: &RepositoryName, name: &str) -> Key {
+    key(
+        KeyClass::Intent,
+        &[REPOSITORIES, repo.as_str(), INTENTS, name],
     )
 }
 

@@ -16,6 +16,7 @@
 
 mod any;
 pub mod backend;
+pub mod cache;
 pub mod config;
 mod engine;
 pub mod filesystem;
@@ -24,6 +25,7 @@ pub mod hashing;
 pub mod inmemory;
 pub mod layers;
 pub mod layout;
+pub mod lifecycle;
 pub mod presign;
 pub mod probe;
 pub mod s3;
@@ -38,13 +40,15 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub use any::{AnyBlobStream, AnyDriver, AnyUpload};
+pub use cache::{CacheConfig, CacheStats, MetadataCache};
 pub use config::{
     FilesystemConfig, GcsConfig, S3ChecksumPolicy, S3Config, StorageConfig, StorageType,
 };
 pub use engine::{Engine, EngineOptions, EngineUpload, Observed};
+pub use lifecycle::{GcOptions, GcReport, Lifecycle, RepositoryList};
 pub use types::{
-    BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, TagList, UploadHandle,
-    UploadId, UploadProgress,
+    BlobRead, BlobRedirect, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, TagList,
+    UploadHandle, UploadId, UploadProgress,
 };
 
 use crate::error::Result;
@@ -53,7 +57,8 @@ use crate::oci::{
 };
 
 /// A storage driver: every operation of the OCI distribution spec v1.1 that touches storage,
-/// and nothing else (no catalog, no garbage collection, no listing of manifests).
+/// and nothing else (no catalog, no garbage collection, no listing of manifests: those are
+/// [`Lifecycle`]'s).
 ///
 /// Methods return `impl Future + Send`, request bodies are generic streams of [`Bytes`], and
 /// the blob stream and upload handle are associated types, so that a registry generic over
@@ -94,6 +99,19 @@ pub trait StorageDriver: Send + Sync + 'static {
         digest: &Digest,
         range: Option<RangeRequest>,
     ) -> impl Future<Output = Result<BlobRead<Self::BlobStream>>> + Send;
+
+    /// Where the client may fetch the bytes of a blob visible in `repo` itself, instead of
+    /// through [`get_content`](Self::get_content): `Some` only when the driver is configured
+    /// to redirect blob reads (S3 with `redirect`), `None` (the default) otherwise.
+    /// `BLOB_UNKNOWN` if the blob is absent.
+    fn blob_redirect(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<BlobRedirect>>> + Send {
+        let _ = (repo, digest);
+        async { Ok(None) }
+    }
 
     /// Stores a whole blob in one call (monolithic push), verifying `digest` while streaming.
     ///

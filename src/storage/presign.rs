@@ -15,6 +15,31 @@ use crate::error::Result;
 use crate::oci::Digest;
 use crate::storage::backend::Backend;
 
+/// Default validity of a redirect's presigned URL: 20 minutes.
+pub const DEFAULT_REDIRECT_EXPIRY_SECS: u64 = 20 * 60;
+/// Longest validity of a presigned URL (S3 SigV4 and GCS V4 signatures: 7 days).
+pub const MAX_REDIRECT_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+
+/// How long a redirect's presigned URL is valid: `secs`, or
+/// [`DEFAULT_REDIRECT_EXPIRY_SECS`].
+pub fn redirect_expiry(secs: Option<u64>) -> Duration {
+    Duration::from_secs(secs.unwrap_or(DEFAULT_REDIRECT_EXPIRY_SECS))
+}
+
+/// Checks a configured redirect validity (`field` names it in the error): 1 second to
+/// [`MAX_REDIRECT_EXPIRY_SECS`].
+pub fn check_redirect_expiry(field: &'static str, secs: Option<u64>) -> Result<()> {
+    match secs {
+        Some(secs) if !(1..=MAX_REDIRECT_EXPIRY_SECS).contains(&secs) => {
+            Err(crate::error::Error::Config {
+                field,
+                message: format!("{secs} is outside 1..={MAX_REDIRECT_EXPIRY_SECS}"),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A `GET` request anyone holding it may send to read a blob's bytes directly from the
 /// store, until it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]

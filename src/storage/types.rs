@@ -29,6 +29,17 @@ pub struct BlobRead<S> {
     pub stream: S,
 }
 
+/// Where a client may fetch a blob's bytes itself
+/// ([`blob_redirect`](super::StorageDriver::blob_redirect)): a URL valid for a while (an object
+/// store's presigned `GET`), and what the registry knows of the blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRedirect {
+    /// The URL, absolute.
+    pub url: String,
+    /// The blob's info (its size is the whole blob's).
+    pub info: FileInfo,
+}
+
 /// Digest, size and media type of a stored manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestInfo {

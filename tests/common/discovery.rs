@@ -1,6 +1,6 @@
 //! Content discovery (distribution-spec v1.1, "Listing Tags", "Listing Referrers"):
-//! `GET /v2/<name>/tags/list` and `GET /v2/<name>/referrers/<digest>`, and readers of their
-//! answers.
+//! `GET /v2/<name>/tags/list` and `GET /v2/<name>/referrers/<digest>`, and the repository
+//! listing `GET /v2/_catalog` (outside the spec), and readers of their answers.
 
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
@@ -24,10 +24,7 @@ impl TagPage {
     pub async fn read(resp: Response) -> Self {
         assert_eq!(resp.status(), StatusCode::OK, "{resp:?}");
         assert_eq!(header(&resp, "content-type"), "application/json");
-        let next = optional_header(&resp, "link").map(|link| {
-            assert!(link.ends_with("rel=\"next\""), "{link}");
-            link[link.find('<').unwrap() + 1..link.find('>').unwrap()].to_owned()
-        });
+        let next = next_link(&resp);
         let v = json(resp).await;
         let tags = v["tags"]
             .as_array()
@@ -73,22 +70,71 @@ impl Referrers {
     }
 }
 
+/// One page of the repository listing.
+pub struct CatalogPage {
+    /// The `repositories` member.
+    pub repositories: Vec<String>,
+    /// The URL of the next page, from `Link: <url>; rel="next"`.
+    pub next: Option<String>,
+}
+
+impl CatalogPage {
+    /// Reads a catalog answer, asserting 200 and `Content-Type: application/json`.
+    pub async fn read(resp: Response) -> Self {
+        assert_eq!(resp.status(), StatusCode::OK, "{resp:?}");
+        assert_eq!(header(&resp, "content-type"), "application/json");
+        let next = next_link(&resp);
+        let v = json(resp).await;
+        let repositories = v["repositories"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no repositories array: {v}"))
+            .iter()
+            .map(|r| r.as_str().expect("a repository is a string").to_owned())
+            .collect();
+        Self { repositories, next }
+    }
+}
+
+/// The target of a `Link: <url>; rel="next"` header, if any.
+fn next_link(resp: &Response) -> Option<String> {
+    optional_header(resp, "link").map(|link| {
+        assert!(link.ends_with("rel=\"next\""), "{link}");
+        link[link.find('<').unwrap() + 1..link.find('>').unwrap()].to_owned()
+    })
+}
+
+/// `?n=<n>&last=<last>` with the parameters given.
+fn page_query(n: Option<usize>, last: Option<&str>) -> String {
+    let mut query = Vec::new();
+    if let Some(n) = n {
+        query.push(format!("n={n}"));
+    }
+    if let Some(last) = last {
+        query.push(format!("last={last}"));
+    }
+    if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", query.join("&"))
+    }
+}
+
 impl Registry {
+    /// `GET /v2/_catalog[?n=<n>][&last=<last>]`.
+    pub async fn list_catalog(&self, n: Option<usize>, last: Option<&str>) -> Response {
+        self.get(&format!("/v2/_catalog{}", page_query(n, last)))
+            .await
+    }
+
+    /// A page of the repository listing (asserting a successful answer).
+    pub async fn catalog_page(&self, n: Option<usize>, last: Option<&str>) -> CatalogPage {
+        CatalogPage::read(self.list_catalog(n, last).await).await
+    }
+
     /// end-8a/8b: `GET /v2/<name>/tags/list[?n=<n>][&last=<last>]`.
     pub async fn list_tags(&self, repo: &str, n: Option<usize>, last: Option<&str>) -> Response {
-        let mut query = Vec::new();
-        if let Some(n) = n {
-            query.push(format!("n={n}"));
-        }
-        if let Some(last) = last {
-            query.push(format!("last={last}"));
-        }
-        let query = if query.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", query.join("&"))
-        };
-        self.get(&format!("/v2/{repo}/tags/list{query}")).await
+        self.get(&format!("/v2/{repo}/tags/list{}", page_query(n, last)))
+            .await
     }
 
     /// A page of tags (asserting a successful listing).

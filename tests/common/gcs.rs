@@ -80,3 +80,20 @@ pub async fn objects_below(config: &GcsConfig, prefix: &str) -> Vec<String> {
         }
     }
 }
+
+/// A throwaway RSA key (PEM, PKCS #8) made by `openssl` for this test run only: the emulator
+/// does not verify signatures, so any key shows the URL is built and signed.
+pub fn throwaway_signing_key() -> String {
+    let output = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl (installed by .ci/run) generates a test key");
+    assert!(output.status.success(), "openssl genpkey failed");
+    String::from_utf8(output.stdout).expect("PEM")
+}

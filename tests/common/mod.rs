@@ -7,10 +7,12 @@
 
 pub mod answers;
 pub mod auth;
+pub mod binary;
 pub mod blobs;
 pub mod client;
 pub mod content;
 pub mod discovery;
+pub mod fault_proxy;
 #[cfg(feature = "gcs")]
 pub mod gcs;
 pub mod manifests;
@@ -24,7 +26,7 @@ pub use self::{
     answers::*,
     client::{Fetch, Registry},
     content::*,
-    discovery::{Referrers, TagPage},
+    discovery::{CatalogPage, Referrers, TagPage},
     manifests::Image,
     server::*,
 };

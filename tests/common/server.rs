@@ -47,19 +47,9 @@ pub fn configs(test: &str) -> Vec<(String, StorageConfig, Option<tempfile::TempD
         StorageConfig::filesystem(dir.path().join("data")),
         Some(dir),
     ));
-    match std::env::var("S3_ENDPOINT") {
-        Ok(endpoint_set) if !endpoint_set.is_empty() => {
-            // The variables the registry itself reads.
-            let mut s3 = StorageConfig::default()
-                .apply_env()
-                .expect("S3_* environment variables")
-                .s3
-                .expect("S3_ENDPOINT is set");
-            let unique: u64 = rand_u64();
-            s3.prefix = Some(format!("http-tests/{test}-{unique:016x}"));
-            out.push(("s3".to_owned(), StorageConfig::s3(s3), None));
-        }
-        _ => eprintln!("NOTE: S3_ENDPOINT is not set: S3 cases of {test} were SKIPPED"),
+    match s3_storage(&format!("http-tests/{test}")) {
+        Some(config) => out.push(("s3".to_owned(), config, None)),
+        None => eprintln!("NOTE: S3_ENDPOINT is not set: S3 cases of {test} were SKIPPED"),
     }
     #[cfg(feature = "gcs")]
     match super::gcs::config("http-tests", test) {
@@ -67,6 +57,36 @@ pub fn configs(test: &str) -> Vec<(String, StorageConfig, Option<tempfile::TempD
         None => eprintln!("NOTE: GCS_ENDPOINT is not set: GCS cases of {test} were SKIPPED"),
     }
     out
+}
+
+/// An S3 configuration from the variables the registry itself reads, below a fresh prefix
+/// starting with `prefix`; `None` when `S3_ENDPOINT` is not set.
+pub fn s3_storage(prefix: &str) -> Option<StorageConfig> {
+    match std::env::var("S3_ENDPOINT") {
+        Ok(endpoint_set) if !endpoint_set.is_empty() => {
+            let mut s3 = StorageConfig::default()
+                .apply_env()
+                .expect("S3_* environment variables")
+                .s3
+                .expect("S3_ENDPOINT is set");
+            let unique: u64 = rand_u64();
+            s3.prefix = Some(format!("{prefix}-{unique:016x}"));
+            Some(StorageConfig::s3(s3))
+        }
+        _ => None,
+    }
+}
+
+/// A registry on S3 whose blob `GET`s are redirected to presigned URLs (`redirect = true`),
+/// with `public_endpoint` if given; `None` (after saying so) without an S3 server.
+pub async fn s3_redirect_server(test: &str, public_endpoint: Option<String>) -> Option<Server> {
+    let (name, mut config, dir) = configs(test)
+        .into_iter()
+        .find(|(name, _, _)| name == "s3")?;
+    let s3 = config.s3.as_mut().expect("s3");
+    s3.redirect = true;
+    s3.public_endpoint = public_endpoint;
+    Some(start(name, config, dir).await)
 }
 
 fn rand_u64() -> u64 {
@@ -77,6 +97,7 @@ fn rand_u64() -> u64 {
     t ^ (std::process::id() as u64).rotate_left(32) ^ (&t as *const u64 as u64)
 }
 
+/// Creates the bucket of an S3 configuration if it does not exist (nothing for others).
 #[cfg(feature = "s3")]
 pub async fn ensure_bucket(cfg: &StorageConfig) {
     let Some(s3) = &cfg.s3 else { return };
@@ -96,6 +117,7 @@ pub async fn ensure_bucket(cfg: &StorageConfig) {
     let _ = client.create_bucket().bucket(&s3.bucket).send().await;
 }
 
+/// Nothing to create without the S3 driver.
 #[cfg(not(feature = "s3"))]
 pub async fn ensure_bucket(_: &StorageConfig) {}
 
@@ -120,6 +142,16 @@ pub async fn start_with(
     let d = AnyDriver::from_config(&config)
         .await
         .unwrap_or_else(|e| panic!("building the {driver} driver: {e}"));
+    serve_driver(driver, d, dir, options).await
+}
+
+/// Starts a registry over a driver built by the caller on 127.0.0.1 with an ephemeral port.
+pub async fn serve_driver(
+    driver: String,
+    d: AnyDriver,
+    dir: Option<tempfile::TempDir>,
+    options: RegistryOptions,
+) -> Server {
     let chunk_min = d.chunk_min_length();
     serve(driver, router(Arc::new(d), options), dir, chunk_min).await
 }

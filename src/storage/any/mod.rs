@@ -30,9 +30,10 @@ use crate::observe::metrics::Metrics;
 use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
+use crate::storage::lifecycle::{GcOptions, GcReport, Lifecycle, RepositoryList};
 use crate::storage::{
-    BlobRead, EngineOptions, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageConfig,
-    StorageDriver, StorageType, TagList, UploadHandle, UploadId, UploadProgress,
+    BlobRead, BlobRedirect, EngineOptions, FileInfo, Manifest, ManifestInfo, PutManifestOutcome,
+    StorageConfig, StorageDriver, StorageType, TagList, UploadHandle, UploadId, UploadProgress,
 };
 use dispatch::{Absent, IntoAny, Slot};
 
@@ -86,6 +87,9 @@ impl AnyDriver {
         let options = EngineOptions {
             max_manifest_size: config.max_manifest_size,
             metrics,
+            sparse_indexes: config.sparse_indexes,
+            cache: config.cache.clone(),
+            redirect_blob_reads: None,
         };
         Self::open_selected(config, options).await
     }
@@ -145,6 +149,26 @@ impl StorageDriver for AnyDriver {
         digest: &Digest,
     ) -> impl Future<Output = Result<()>> + Send {
         dispatch_future!(self, d => d.delete(repo, digest))
+    }
+
+    /// Only a driver whose backend presigns (S3, GCS) redirects, when configured to
+    /// (`redirect`): [`Engine::presigned_blob_redirect`](crate::storage::Engine::presigned_blob_redirect).
+    /// Its future is put on the heap (as every S3 and GCS operation's is here).
+    fn blob_redirect(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<BlobRedirect>>> + Send {
+        let _ = (repo, digest);
+        async move {
+            match self {
+                #[cfg(feature = "s3")]
+                Self::S3(d) => Box::pin(d.presigned_blob_redirect(repo, digest)).await,
+                #[cfg(feature = "gcs")]
+                Self::Gcs(d) => Box::pin(d.presigned_blob_redirect(repo, digest)).await,
+                _ => Ok(None),
+            }
+        }
     }
 
     fn mount_blob(
@@ -283,6 +307,32 @@ impl StorageDriver for AnyDriver {
         artifact_type: Option<&str>,
     ) -> impl Future<Output = Result<Vec<Descriptor>>> + Send {
         dispatch_future!(self, d => d.referrers(repo, subject, artifact_type))
+    }
+}
+
+/// The lifecycle operations, dispatched like the OCI ones.
+impl Lifecycle for AnyDriver {
+    fn collect_garbage(
+        &self,
+        options: &GcOptions,
+    ) -> impl Future<Output = Result<GcReport>> + Send {
+        dispatch_future!(self, d => d.collect_garbage(options))
+    }
+
+    fn expire_uploads(
+        &self,
+        ttl: std::time::Duration,
+        dry_run: bool,
+    ) -> impl Future<Output = Result<GcReport>> + Send {
+        dispatch_future!(self, d => d.expire_uploads(ttl, dry_run))
+    }
+
+    fn repositories(
+        &self,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> impl Future<Output = Result<RepositoryList>> + Send {
+        dispatch_future!(self, d => d.repositories(n, last))
     }
 }
 

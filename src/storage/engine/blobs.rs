@@ -8,13 +8,15 @@ use crate::oci::{Digest, RangeRequest, RepositoryName};
 use crate::storage::backend::Backend;
 use crate::storage::hashing::Hasher;
 use crate::storage::layout;
-use crate::storage::{BlobRead, FileInfo, StorageDriver, UploadId};
+use crate::storage::presign::PresignBlobReads;
+use crate::storage::{BlobRead, BlobRedirect, FileInfo, StorageDriver, UploadId};
 
 use super::Engine;
 use super::hashed_body::{check_len, hashed_body};
 
 impl<B: Backend> Engine<B> {
-    /// Size recorded in the repository's link, or `None` if the blob is not visible there.
+    /// Size recorded in the repository's link, or `None` if the blob is not visible there,
+    /// read from the store (writes check this; reads use `linked_size_cached`).
     pub(super) async fn linked_size(
         &self,
         repo: &RepositoryName,
@@ -136,7 +138,7 @@ impl<B: Backend> Engine<B> {
         digest: &Digest,
     ) -> Result<FileInfo> {
         let size = self
-            .linked_size(repo, digest)
+            .linked_size_cached(repo, digest)
             .await?
             .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
         Ok(self.file_info(digest, size))
@@ -187,7 +189,13 @@ impl<B: Backend> Engine<B> {
                     "content does not match {digest}"
                 )));
             }
-            return self.link(repo, digest, count).await;
+            let info = self.link(repo, digest, count).await?;
+            if !self.link_still_backed(repo, digest).await? {
+                // A collection deleted the bytes since they were found stored; they were not
+                // kept from the body, so the client sends them again.
+                return Err(Self::blob_collected(digest));
+            }
+            return Ok(info);
         }
         let id = UploadId::generate();
         let mut state = self.backend.start_upload(&id, Some(digest)).await?;
@@ -238,7 +246,7 @@ impl<B: Backend> Engine<B> {
         if self.linked_size(repo, digest).await?.is_none() {
             return Err(Error::BlobUnknown(digest.clone()));
         }
-        self.backend.remove(&layout::layer_link(repo, digest)).await
+        self.remove_key(&layout::layer_link(repo, digest)).await
     }
 
     /// Implements [`StorageDriver::mount_blob`](crate::storage::StorageDriver::mount_blob).
@@ -258,6 +266,36 @@ impl<B: Backend> Engine<B> {
         {
             return Err(Error::BlobUnknown(digest.clone()));
         }
-        self.link(to, digest, size).await
+        let info = self.link(to, digest, size).await?;
+        if !self.link_still_backed(to, digest).await? {
+            // Collected meanwhile: not mountable (the client uploads it instead).
+            return Err(Error::BlobUnknown(digest.clone()));
+        }
+        Ok(info)
+    }
+}
+
+impl<B: PresignBlobReads> Engine<B> {
+    /// Where the client may fetch a blob visible in `repo` itself, when
+    /// [`EngineOptions::redirect_blob_reads`](super::EngineOptions::redirect_blob_reads) is
+    /// set: a presigned URL of the blob (signing only, no I/O) with the blob's info from the
+    /// repository's link (the metadata cache answers it, like a `HEAD`); `BLOB_UNKNOWN` if
+    /// the blob is not visible there. What [`AnyDriver`](crate::storage::AnyDriver) answers
+    /// [`StorageDriver::blob_redirect`](crate::storage::StorageDriver::blob_redirect) with for
+    /// a driver whose backend presigns.
+    pub async fn presigned_blob_redirect(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<BlobRedirect>> {
+        let Some(expires_in) = self.options.redirect_blob_reads else {
+            return Ok(None);
+        };
+        let info = self.blob_info(repo, digest).await?;
+        let signed = self.backend.presign_read_blob(digest, expires_in).await?;
+        Ok(Some(BlobRedirect {
+            url: signed.url,
+            info,
+        }))
     }
 }

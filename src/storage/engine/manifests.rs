@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::oci::manifest;
 use crate::oci::{Descriptor, Digest, DigestAlgorithm, Reference, RepositoryName, Tag};
 use crate::storage::backend::{Backend, TagTarget};
-use crate::storage::layout;
+use crate::storage::layout::{self, Key};
 use crate::storage::{Manifest, ManifestInfo, PutManifestOutcome, StorageDriver};
 
 use super::Engine;
@@ -15,76 +15,88 @@ use super::manifest_record::{decode_manifest, encode_manifest, target_digest};
 
 /// How many tags `delete_manifest` reads at once.
 const TAG_READS_IN_FLIGHT: usize = 16;
+/// How many references `put_manifest` checks at once (each is a round trip on object stores).
+const CHECKS_IN_FLIGHT: usize = 16;
 
 impl<B: Backend> Engine<B> {
     /// Resolves a reference to a manifest digest.
     async fn resolve(&self, repo: &RepositoryName, reference: &Reference) -> Result<Digest> {
         match reference {
             Reference::Digest(d) => Ok(d.clone()),
-            Reference::Tag(t) => self.resolve_tag(repo, t).await,
+            Reference::Tag(t) => self.tag_target_cached(repo, t).await,
         }
     }
 
-    async fn read_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<Manifest> {
+    /// The manifest stored in the repository, read from the store; `None` if absent (or torn).
+    pub(super) async fn stored_manifest(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<Manifest>> {
         let key = layout::manifest(repo, digest);
         let stored = self.backend.read(&key).await?;
         // A record may be seen torn (`Backend` contract, clause 2): one that a crash left torn
         // (or that rotted on disk) fails its digest and is a manifest that is not stored.
-        stored
-            .and_then(|stored| {
-                let manifest = decode_manifest(digest, stored);
-                if manifest.is_none() {
-                    tracing::warn!(driver = B::NAME, key = %key.as_str(),
-                        "manifest record does not match its digest: treated as absent");
-                }
-                manifest
-            })
-            .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))
-    }
-
-    /// Whether the manifest is stored (and intact) in the repository.
-    pub(super) async fn manifest_exists(
-        &self,
-        repo: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<bool> {
-        match self.read_manifest(repo, digest).await {
-            Ok(_) => Ok(true),
-            Err(Error::ManifestUnknown(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(stored.and_then(|stored| {
+            let manifest = decode_manifest(digest, stored);
+            if manifest.is_none() {
+                tracing::warn!(driver = B::NAME, key = %key.as_str(),
+                    "manifest record does not match its digest: treated as absent");
+            }
+            manifest
+        }))
     }
 
     /// Checks that everything a manifest references (except its subject and
-    /// non-distributable layers) is present in the repository, with the size its descriptor
-    /// states (a client pulling the manifest verifies each size: a wrong one would make the
-    /// image unpullable).
+    /// non-distributable layers, and the child manifests of an index when indexes may be
+    /// sparse) is present in the repository, with the size its descriptor states (a client
+    /// pulling the manifest verifies each size: a wrong one would make the image unpullable):
+    /// step P1 of the collection protocol, before anything is written.
     async fn check_references(
         &self,
         repo: &RepositoryName,
         summary: &manifest::ManifestSummary,
     ) -> Result<()> {
-        let wrong_size = |d: &Descriptor, stored: u64| {
+        let wrong_size = |digest: &Digest, stated: u64, stored: u64| {
             Error::ManifestInvalid(format!(
-                "descriptor of {} says {} bytes, the stored content has {stored}",
-                d.digest, d.size
+                "descriptor of {digest} says {stated} bytes, the stored content has {stored}"
             ))
         };
-        for blob in summary.required_blobs() {
-            match self.linked_size(repo, &blob.digest).await? {
-                None => return Err(Error::ManifestBlobUnknown(blob.digest.clone())),
-                Some(size) if size != blob.size => return Err(wrong_size(blob, size)),
-                Some(_) => {}
+        // Owned (digest, size) pairs: the checks run a few at a time.
+        let stated = |d: &Descriptor| (d.digest.clone(), d.size);
+        let blobs: Vec<(Digest, u64)> = summary.required_blobs().map(stated).collect();
+        let blobs = blobs.into_iter().map(|(digest, size)| async move {
+            Ok::<_, Error>((self.linked_size(repo, &digest).await?, digest, size))
+        });
+        let mut blobs =
+            std::pin::pin!(futures::stream::iter(blobs).buffer_unordered(CHECKS_IN_FLIGHT));
+        while let Some(checked) = blobs.next().await {
+            match checked? {
+                (None, digest, _) => return Err(Error::ManifestBlobUnknown(digest)),
+                (Some(stored), digest, size) if stored != size => {
+                    return Err(wrong_size(&digest, size, stored));
+                }
+                (Some(_), _, _) => {}
             }
         }
-        for child in summary.required_manifests() {
-            match self.read_manifest(repo, &child.digest).await {
-                Ok(m) if m.info.size != child.size => return Err(wrong_size(child, m.info.size)),
-                Ok(_) => {}
-                Err(Error::ManifestUnknown(_)) => {
-                    return Err(Error::ManifestBlobUnknown(child.digest.clone()));
+        let children: Vec<(Digest, u64)> = summary.required_manifests().map(stated).collect();
+        let children = children.into_iter().map(|(digest, size)| async move {
+            // From the store, not the cache: a write checks what is stored now.
+            let stored = self.stored_manifest(repo, &digest).await?;
+            Ok::<_, Error>((stored.map(|m| m.info.size), digest, size))
+        });
+        let mut children =
+            std::pin::pin!(futures::stream::iter(children).buffer_unordered(CHECKS_IN_FLIGHT));
+        while let Some(checked) = children.next().await {
+            match checked? {
+                // "A registry MAY reject a manifest uploaded with an index that references
+                // manifests which do not exist": with sparse indexes this one accepts it.
+                (None, _, _) if self.options.sparse_indexes => {}
+                (None, digest, _) => return Err(Error::ManifestBlobUnknown(digest)),
+                (Some(stored), digest, size) if stored != size => {
+                    return Err(wrong_size(&digest, size, stored));
                 }
-                Err(e) => return Err(e),
+                (Some(_), _, _) => {}
             }
         }
         Ok(())
@@ -97,7 +109,7 @@ impl<B: Backend> Engine<B> {
         reference: &Reference,
     ) -> Result<Manifest> {
         let digest = self.resolve(repo, reference).await?;
-        self.read_manifest(repo, &digest).await
+        self.read_manifest_cached(repo, &digest).await
     }
 
     /// Implements [`StorageDriver::stat_manifest`](crate::storage::StorageDriver::stat_manifest).
@@ -138,47 +150,112 @@ impl<B: Backend> Engine<B> {
             Reference::Tag(_) => Digest::compute(DigestAlgorithm::Sha256, &bytes),
         };
         self.check_references(repo, &summary).await?;
-        let size = bytes.len() as u64;
-        let subject = summary.subject.as_ref().map(|s| s.digest.clone());
         let record = encode_manifest(&digest, &summary.media_type, &bytes);
         let record_key = layout::manifest(repo, &digest);
+        self.backend.write(&record_key, record.clone()).await?;
         let tag = match reference {
-            Reference::Tag(tag) => Some(layout::tag(repo, tag)),
+            Reference::Tag(tag) => Some(tag),
             Reference::Digest(_) => None,
         };
-        // The tag only once the record is durable, so a tag never points at a missing
-        // manifest; with a subject, after the referrer entry too.
-        let target = |new_record| TagTarget {
-            digest: &digest,
-            record: &record_key,
-            new_record,
+        self.publish_manifest(
+            repo,
+            &digest,
+            &summary,
+            (&record_key, &record),
+            tag,
+            bytes.len() as u64,
+        )
+        .await
+    }
+
+    /// Steps P3 to P6 of the collection protocol for a manifest whose record is stored:
+    /// the intent (with a tag or a subject), the checks against collections, then the
+    /// referrer entry and the tag, which a failed check never leaves behind.
+    async fn publish_manifest(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        summary: &manifest::ManifestSummary,
+        (record_key, record): (&Key, &Bytes),
+        tag: Option<&Tag>,
+        size: u64,
+    ) -> Result<PutManifestOutcome> {
+        let subject = summary.subject.as_ref().map(|s| s.digest.clone());
+        let intent = if tag.is_some() || subject.is_some() {
+            Some(self.write_intent(repo, digest).await?)
+        } else {
+            None
         };
-        match &tag {
-            // Record and tag in one step, which a backend may make cheaper than two.
-            Some(tag) if subject.is_none() => {
-                self.backend.write_tag(tag, target(Some(record))).await?;
-            }
-            _ => self.backend.write(&record_key, record).await?,
-        }
-        if let Some(subject) = &subject {
-            let entry = Descriptor {
-                media_type: summary.media_type.clone(),
-                digest: digest.clone(),
-                size,
-                artifact_type: summary.artifact_type.clone(),
-                annotations: summary.annotations.clone(),
-                urls: None,
-            };
-            let json = serde_json::to_vec(&entry)
-                .map_err(|e| Error::backend(B::NAME, format!("encoding referrer: {e}")))?;
-            self.backend
-                .write(&layout::referrer(repo, subject, &digest), Bytes::from(json))
+        let published = async {
+            self.guard_manifest(repo, digest, summary, record_key, record)
                 .await?;
-            if let Some(tag) = &tag {
-                self.backend.write_tag(tag, target(None)).await?;
+            if let Some(subject) = &subject {
+                let entry = Descriptor {
+                    media_type: summary.media_type.clone(),
+                    digest: digest.clone(),
+                    size,
+                    artifact_type: summary.artifact_type.clone(),
+                    annotations: summary.annotations.clone(),
+                    urls: None,
+                };
+                let json = serde_json::to_vec(&entry)
+                    .map_err(|e| Error::backend(B::NAME, format!("encoding referrer: {e}")))?;
+                self.backend
+                    .write(&layout::referrer(repo, subject, digest), Bytes::from(json))
+                    .await?;
             }
+            if let (Some(tag), Some(intent)) = (tag, &intent) {
+                Self::check_intent(intent)?;
+                let target = TagTarget {
+                    digest,
+                    record: record_key,
+                    new_record: None,
+                };
+                let key = layout::tag(repo, tag);
+                let written = self.backend.write_tag(&key, target).await;
+                self.forget(&key);
+                written?;
+            }
+            Ok(())
         }
-        Ok(PutManifestOutcome { digest, subject })
+        .await;
+        if let Some(intent) = intent {
+            self.release_intent(intent).await;
+        }
+        published?;
+        Ok(PutManifestOutcome {
+            digest: digest.clone(),
+            subject,
+        })
+    }
+
+    /// Points `tag` at the stored manifest `digest` (the collection protocol's steps P3 to
+    /// P6, as for a push by tag).
+    pub(super) async fn manifest_tag(
+        &self,
+        repo: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<()> {
+        // From the store, not the cache: tagging checks what is stored now.
+        let manifest = self
+            .stored_manifest(repo, digest)
+            .await?
+            .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))?;
+        let record_key = layout::manifest(repo, digest);
+        let summary = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
+            .map_err(|_| self.corrupt(&record_key))?;
+        let record = encode_manifest(digest, &manifest.info.media_type, &manifest.bytes);
+        self.publish_manifest(
+            repo,
+            digest,
+            &summary,
+            (&record_key, &record),
+            Some(tag),
+            manifest.info.size,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Implements [`StorageDriver::delete_manifest`](crate::storage::StorageDriver::delete_manifest).
@@ -187,7 +264,10 @@ impl<B: Backend> Engine<B> {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<()> {
-        let manifest = self.read_manifest(repo, digest).await?;
+        let manifest = self
+            .stored_manifest(repo, digest)
+            .await?
+            .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))?;
         // Tags first: a tag must never point at a deleted manifest.
         // There is no reverse index, so every tag is read; the reads (and removals) run a
         // few at a time since on object stores each is a round trip.
@@ -200,7 +280,7 @@ impl<B: Backend> Engine<B> {
                 match self.backend.read(&key).await? {
                     // Read as resolve_tag reads it.
                     Some(target) if target_digest(&target).as_ref() == Some(digest) => {
-                        self.backend.remove(&key).await
+                        self.remove_key(&key).await
                     }
                     _ => Ok(()),
                 }
@@ -213,10 +293,9 @@ impl<B: Backend> Engine<B> {
         if let Ok(summary) = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
             && let Some(subject) = summary.subject
         {
-            self.backend
-                .remove(&layout::referrer(repo, &subject.digest, digest))
+            self.remove_key(&layout::referrer(repo, &subject.digest, digest))
                 .await?;
         }
-        self.backend.remove(&layout::manifest(repo, digest)).await
+        self.remove_key(&layout::manifest(repo, digest)).await
     }
 }

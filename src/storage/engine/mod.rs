@@ -13,12 +13,16 @@
 //! `manifest_record`.
 
 mod blobs;
+mod cached;
 mod hashed_body;
+mod lifecycle;
 mod manifest_record;
 mod manifests;
 mod referrers;
 mod tags;
 mod uploads;
+
+use lifecycle::condemned::CondemnedCache;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -30,6 +34,7 @@ use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
 use crate::storage::backend::{Backend, Operation};
+use crate::storage::cache::{CacheConfig, MetadataCache};
 use crate::storage::layers::Instrumented;
 use crate::storage::layout::Key;
 use crate::storage::upload_locks::UploadLocks;
@@ -46,6 +51,18 @@ pub struct EngineOptions {
     /// Where the backend's operations are recorded: [`EngineOptions::instrument`] installs
     /// their observer when a driver is assembled. `None`: nothing is recorded.
     pub metrics: Option<std::sync::Arc<crate::observe::metrics::Metrics>>,
+    /// Accept an image index whose child manifests are not stored (the spec: "A registry
+    /// MAY reject a manifest uploaded with an index that references manifests which do not
+    /// exist"), as mirrors that copy a subset of platforms need. Off by default: an index is
+    /// accepted only with all its children.
+    pub sparse_indexes: bool,
+    /// The metadata cache (by default on for backends whose metadata reads are round
+    /// trips, see [`Capabilities::remote_metadata`](crate::storage::backend::Capabilities::remote_metadata)).
+    pub cache: CacheConfig,
+    /// Answer blob reads with a redirect to a presigned URL valid this long, where the
+    /// backend presigns ([`PresignBlobReads`](crate::storage::presign::PresignBlobReads); see
+    /// [`Engine::presigned_blob_redirect`]); `None` (the default): serve the bytes.
+    pub redirect_blob_reads: Option<std::time::Duration>,
 }
 
 impl Default for EngineOptions {
@@ -53,6 +70,9 @@ impl Default for EngineOptions {
         Self {
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
             metrics: None,
+            sparse_indexes: false,
+            cache: CacheConfig::default(),
+            redirect_blob_reads: None,
         }
     }
 }
@@ -82,16 +102,29 @@ pub struct Engine<B> {
     backend: B,
     options: EngineOptions,
     upload_locks: UploadLocks,
+    /// The collections' condemned sets this process has read (see `lifecycle`).
+    condemned: CondemnedCache,
+    cache: Option<MetadataCache>,
 }
 
 impl<B: Backend> Engine<B> {
     /// Wraps a backend.
     pub fn new(backend: B, options: EngineOptions) -> Self {
+        let cache = options.cache.build(backend.capabilities().remote_metadata);
         Self {
             backend,
             options,
             upload_locks: UploadLocks::default(),
+            condemned: CondemnedCache::default(),
+            cache,
         }
+    }
+
+    /// The metadata cache, when enabled: its [`stats`](MetadataCache::stats) for metrics,
+    /// and [`invalidate`](MetadataCache::invalidate) for whoever removes keys from the
+    /// backend without going through the engine.
+    pub fn cache(&self) -> Option<&MetadataCache> {
+        self.cache.as_ref()
     }
 
     /// The backend.

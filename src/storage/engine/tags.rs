@@ -3,22 +3,15 @@
 use crate::error::{Error, Result};
 use crate::oci::{Digest, RepositoryName, Tag};
 use crate::storage::TagList;
-use crate::storage::backend::{Backend, TagTarget};
+use crate::storage::backend::Backend;
 use crate::storage::layout;
 
 use super::Engine;
-use super::manifest_record::target_digest;
 
 impl<B: Backend> Engine<B> {
     /// Implements [`StorageDriver::resolve_tag`](crate::storage::StorageDriver::resolve_tag).
     pub(super) async fn tag_resolve(&self, repo: &RepositoryName, tag: &Tag) -> Result<Digest> {
-        let key = layout::tag(repo, tag);
-        let raw = self
-            .backend
-            .read(&key)
-            .await?
-            .ok_or_else(|| Error::ManifestUnknown(format!("tag {tag}")))?;
-        target_digest(&raw).ok_or_else(|| self.corrupt(&key))
+        self.tag_target_cached(repo, tag).await
     }
 
     /// Implements [`StorageDriver::get_tags`](crate::storage::StorageDriver::get_tags).
@@ -60,18 +53,7 @@ impl<B: Backend> Engine<B> {
         tag: &Tag,
         digest: &Digest,
     ) -> Result<()> {
-        if !self.manifest_exists(repo, digest).await? {
-            return Err(Error::ManifestUnknown(digest.to_string()));
-        }
-        let record = layout::manifest(repo, digest);
-        let target = TagTarget {
-            digest,
-            record: &record,
-            new_record: None,
-        };
-        self.backend
-            .write_tag(&layout::tag(repo, tag), target)
-            .await
+        self.manifest_tag(repo, tag, digest).await
     }
 
     /// Implements [`StorageDriver::untag_manifest`](crate::storage::StorageDriver::untag_manifest).
@@ -80,7 +62,7 @@ impl<B: Backend> Engine<B> {
         if !self.backend.exists(&key).await? {
             return Err(Error::ManifestUnknown(format!("tag {tag}")));
         }
-        self.backend.remove(&key).await
+        self.remove_key(&key).await
     }
 
     /// Whether the repository holds any tag, manifest or blob link (tags live in the

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::oci::{Digest, DigestAlgorithm, RepositoryName};
-use crate::storage::backend::{Backend, PersistedUploadState};
+use crate::storage::backend::{Backend, ObjectVersion, PersistedUploadState};
 use crate::storage::hashing::{HashCheckpoint, Hasher};
 use crate::storage::layout::{self, Key};
 use crate::storage::{FileInfo, StorageDriver, UploadId, UploadProgress};
@@ -18,7 +18,7 @@ use super::hashed_body::{check_len, hash_only, hashed_body};
 use super::{Engine, EngineUpload};
 
 /// What is persisted for an upload session at `layout::upload_state`.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct UploadRecord<S> {
     /// Bytes received and stored.
     offset: u64,
@@ -42,10 +42,21 @@ impl<B: Backend> Engine<B> {
         repo: &RepositoryName,
         id: &UploadId,
     ) -> Result<(Key, UploadRecord<B::UploadState>)> {
+        let (key, record, _) = self.load_upload_versioned(repo, id).await?;
+        Ok((key, record))
+    }
+
+    /// [`load_upload`](Self::load_upload) with the record's version, where the backend writes
+    /// conditionally (see [`save_appended`](Self::save_appended)).
+    async fn load_upload_versioned(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<(Key, UploadRecord<B::UploadState>, Option<ObjectVersion>)> {
         let key = layout::upload_state(repo, id);
-        let raw = self
+        let (raw, version) = self
             .backend
-            .read(&key)
+            .read_versioned(&key)
             .await?
             .ok_or_else(|| Error::BlobUploadUnknown(id.to_string()))?;
         // Session records may be written without being made durable (`Backend` contract,
@@ -63,13 +74,62 @@ impl<B: Backend> Engine<B> {
         if !record.backend.is_current() {
             return Err(Error::BlobUploadUnknown(id.to_string()));
         }
-        Ok((key, record))
+        Ok((key, record, version))
+    }
+
+    fn encode_upload(record: &UploadRecord<B::UploadState>) -> Result<Bytes> {
+        serde_json::to_vec(record)
+            .map(Bytes::from)
+            .map_err(|e| Error::backend(B::NAME, format!("encoding upload state: {e}")))
     }
 
     async fn save_upload(&self, key: &Key, record: &UploadRecord<B::UploadState>) -> Result<()> {
-        let json = serde_json::to_vec(record)
-            .map_err(|e| Error::backend(B::NAME, format!("encoding upload state: {e}")))?;
-        self.backend.write(key, Bytes::from(json)).await
+        self.backend.write(key, Self::encode_upload(record)?).await
+    }
+
+    /// Persists the record of an append made from the record loaded at `version`. Where the
+    /// backend writes conditionally, the write is refused if the record changed since it was
+    /// loaded: another process appended to the same session at the same time (the engine's
+    /// upload lock serialises appends within one process only). The later of the two is
+    /// then answered like an out-of-order chunk (spec "Pushing a blob in chunks": 416 with
+    /// the session's current `Range`); the session keeps the first one's bytes and stays
+    /// usable. What the refused append stored (a staged segment under a name of its own)
+    /// is deleted with the session's other objects when it is finished or aborted.
+    async fn save_appended(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        key: &Key,
+        record: &UploadRecord<B::UploadState>,
+        version: Option<&ObjectVersion>,
+    ) -> Result<()> {
+        let Some(version) = version else {
+            return self.save_upload(key, record).await;
+        };
+        let encoded = Self::encode_upload(record)?;
+        if self
+            .backend
+            .write_if_version(key, encoded.clone(), version)
+            .await?
+        {
+            return Ok(());
+        }
+        // A refusal may answer a retry of our own write whose first attempt was stored but
+        // whose answer was lost: then the record holds exactly our bytes (they name a staged
+        // segment or part ETags no other append produces), and the append stands.
+        if self.backend.read(key).await?.as_ref() == Some(&encoded) {
+            return Ok(());
+        }
+        let (_, current) = self.load_upload(repo, id).await?;
+        tracing::info!(driver = B::NAME, upload = %id,
+            "a concurrent append changed the upload session first: chunk refused");
+        Err(Error::RangeInvalid {
+            size: current.offset,
+            reason: format!(
+                "another request appended to the session meanwhile; it is at {}",
+                current.offset
+            ),
+        })
     }
 
     fn handle(
@@ -149,13 +209,14 @@ impl<B: Backend> Engine<B> {
             .await?;
         let interim = hasher.digest();
         let size = record.offset;
+        // The session's record goes before its bytes (see `close_session`).
+        self.backend.remove(key).await?;
         let existed = self.backend.blob_size(&interim).await?.is_some();
         if existed {
             let _ = self.backend.abort_upload(id, record.backend).await;
         } else {
             self.finish_blob(id, record.backend, size, &interim).await?;
         }
-        self.backend.remove(key).await?;
         let bytes = self.backend.read_blob(&interim, None).await?;
         // The interim blob stays stored, linked nowhere (like the bytes of a deleted blob),
         // for a garbage collector to reclaim. Deleting it here would be unsafe: blob bytes are
@@ -198,7 +259,7 @@ impl<B: Backend> Engine<B> {
         S: Stream<Item = Result<Bytes>> + Send,
     {
         let _lock = self.upload_locks.lock(id).await;
-        let (key, mut record) = self.load_upload(repo, id).await?;
+        let (key, mut record, version) = self.load_upload_versioned(repo, id).await?;
         if let Some(offset) = offset
             && offset != record.offset
         {
@@ -212,7 +273,8 @@ impl<B: Backend> Engine<B> {
         let mut hasher = Hasher::restore(&record.hash)?;
         self.append(id, &mut record, &mut hasher, expected_len, body)
             .await?;
-        self.save_upload(&key, &record).await?;
+        self.save_appended(repo, id, &key, &record, version.as_ref())
+            .await?;
         Ok(Self::handle(id, &record))
     }
 
@@ -226,12 +288,57 @@ impl<B: Backend> Engine<B> {
         Ok(Self::handle(id, &record))
     }
 
+    /// Ends a session whose bytes are not needed any more: its record first, then (best
+    /// effort) its storage.
+    ///
+    /// In this order a crash (or a failure) in between leaves upload storage that no session
+    /// names, which upload expiry releases, and never a session whose bytes are gone: such a
+    /// session would claim an offset it cannot continue from (the record of a session whose
+    /// bytes a commit had consumed used to survive a crash right after the commit, and its
+    /// next chunk failed with a server error). Every way a session ends goes through here, or
+    /// removes the record before committing its bytes.
+    async fn close_session(
+        &self,
+        key: &Key,
+        id: &UploadId,
+        state: Option<B::UploadState>,
+    ) -> Result<()> {
+        self.backend.remove(key).await?;
+        if let Some(state) = state
+            && let Err(e) = self.backend.abort_upload(id, state).await
+        {
+            tracing::warn!(driver = B::NAME, upload = %id, error = %e,
+                "releasing an upload's storage failed; upload expiry will release it");
+        }
+        Ok(())
+    }
+
+    /// Puts back the record of a session whose finish failed after the record was removed,
+    /// as it was before that request: a retry of the request then finds the session (the
+    /// bytes the failed request appended beyond the record's offset are discarded by the next
+    /// append; a blob the failed request did store is found stored). Returns `failure`.
+    ///
+    /// If the storage is gone too (S3 releases an upload whose commit failed), the retry is
+    /// answered `BLOB_UPLOAD_UNKNOWN` and the client starts over; a crash before the record
+    /// is back leaves storage without a record, which upload expiry releases.
+    async fn reopen_session(
+        &self,
+        key: &Key,
+        before: &UploadRecord<B::UploadState>,
+        failure: Error,
+    ) -> Error {
+        if let Err(e) = self.save_upload(key, before).await {
+            tracing::warn!(driver = B::NAME, error = %e,
+                "could not restore an upload session after a failed finish");
+        }
+        failure
+    }
+
     /// Implements [`StorageDriver::abort_upload`](crate::storage::StorageDriver::abort_upload).
     pub(super) async fn upload_abort(&self, repo: &RepositoryName, id: &UploadId) -> Result<()> {
         let _lock = self.upload_locks.lock(id).await;
         let (key, record) = self.load_upload(repo, id).await?;
-        self.backend.abort_upload(id, record.backend).await?;
-        self.backend.remove(&key).await
+        self.close_session(&key, id, Some(record.backend)).await
     }
 
     /// Implements [`StorageDriver::finish_upload`](crate::storage::StorageDriver::finish_upload).
@@ -248,6 +355,8 @@ impl<B: Backend> Engine<B> {
     {
         let _lock = self.upload_locks.lock(id).await;
         let (key, mut record) = self.load_upload(repo, id).await?;
+        // The session as it was before this request, put back if finishing it fails (below).
+        let before = record.clone();
         let mut hasher = if record.offset == 0 {
             // Nothing hashed yet: hash with the algorithm of the digest given now.
             Hasher::new(digest.algorithm())
@@ -274,22 +383,36 @@ impl<B: Backend> Engine<B> {
         let computed = hasher.digest();
         if computed != *digest {
             // Spec: DIGEST_INVALID, and nothing becomes visible. The session is spent.
-            let _ = self.backend.abort_upload(id, record.backend).await;
-            let _ = self.backend.remove(&key).await;
+            let _ = self.close_session(&key, id, Some(record.backend)).await;
             return Err(Error::DigestInvalid(format!(
                 "content is {computed}, not {digest}"
             )));
         }
         let size = record.offset;
-        let info = if already_stored {
-            // Best effort: the bytes are redundant (or already consumed by a commit).
-            let _ = self.backend.abort_upload(id, record.backend).await;
-            self.link(repo, digest, size).await?
-        } else {
-            self.finish_and_link(repo, id, record.backend, size, digest)
-                .await?
+        if already_stored {
+            // The bytes are redundant (or already consumed by a commit).
+            self.close_session(&key, id, Some(record.backend)).await?;
+            let info = match self.link(repo, digest, size).await {
+                Ok(info) => info,
+                Err(e) => return Err(self.reopen_session(&key, &before, e).await),
+            };
+            if !self.link_still_backed(repo, digest).await? {
+                // A collection deleted the blob since it was found stored, and this
+                // session's bytes are gone: the client starts over.
+                return Err(Error::BlobUploadUnknown(id.to_string()));
+            }
+            return Ok(info);
+        }
+        // The record goes before the commit consumes the bytes (see `close_session`), and
+        // comes back if the commit or the link fails, so the client can retry the request.
+        self.close_session(&key, id, None).await?;
+        let info = match self
+            .finish_and_link(repo, id, record.backend, size, digest)
+            .await
+        {
+            Ok(info) => info,
+            Err(e) => return Err(self.reopen_session(&key, &before, e).await),
         };
-        self.backend.remove(&key).await?;
         Ok(info)
     }
 }

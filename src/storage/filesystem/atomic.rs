@@ -27,6 +27,51 @@ pub(super) fn fsync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| io_err("syncing directory", dir, e))
 }
 
+/// Syncs `dir`, or if it is gone (tidying removed it once empty) the nearest ancestor that
+/// exists, which then holds the removal: what was made or unmade in `dir` is durable either
+/// way.
+pub(super) fn fsync_existing_dir(dir: &Path) -> Result<()> {
+    let mut dir = dir;
+    loop {
+        match File::open(dir) {
+            Ok(d) => {
+                return d
+                    .sync_all()
+                    .map_err(|e| io_err("syncing directory", dir, e));
+            }
+            Err(e) if missing(&e) => match dir.parent() {
+                Some(parent) => dir = parent,
+                None => return Ok(()),
+            },
+            Err(e) => return Err(io_err("syncing directory", dir, e)),
+        }
+    }
+}
+
+/// How many times a write retries when the directory it ensured was removed under it.
+const VANISHED_DIR_RETRIES: usize = 3;
+
+/// Runs `op` in the directory `parent` (below `root`), created as needed: if `op` fails and
+/// the directory is gone (tidying removes empty directories, possibly between ensuring one and
+/// creating a file in it), the directory is created again and `op` retried.
+fn in_dir<T>(
+    root: &Path,
+    parent: Option<&str>,
+    mut op: impl FnMut(&Path) -> Result<T>,
+) -> Result<T> {
+    let mut attempt = 0;
+    loop {
+        let dir = paths::ensure_dir(root, parent)?;
+        match op(&dir) {
+            Err(e) if attempt < VANISHED_DIR_RETRIES && !dir.is_dir() => {
+                tracing::debug!(error = %e, "directory removed during a write; retrying");
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Creates a new, uniquely named temporary file in `dir` for the object `name`.
 ///
 /// `create_new` (`O_EXCL`) never follows a symbolic link and never reuses an existing file,
@@ -64,8 +109,7 @@ fn with_temp_name<T>(
 /// created as needed.
 pub(super) fn link_atomic(root: &Path, rel: &str, existing: &Path) -> Result<()> {
     let (parent, name) = paths::split_parent(rel);
-    let dir = paths::ensure_dir(root, parent)?;
-    link_in(&dir, name, existing, || Ok(()))
+    in_dir(root, parent, |dir| link_in(dir, name, existing, || Ok(())))
 }
 
 /// Atomically and durably makes `name` in the directory `dir` another name of the existing
@@ -123,7 +167,19 @@ pub(super) fn write_verified(root: &Path, rel: &str, value: &[u8]) -> Result<()>
 /// that already returned.
 pub(super) fn create_verified(root: &Path, rel: &str, value: &[u8]) -> Result<PathBuf> {
     let (parent, name) = paths::split_parent(rel);
-    let dir = paths::ensure_dir(root, parent)?;
+    in_dir(root, parent, |dir| {
+        create_verified_in(root, rel, dir, name, value)
+    })
+}
+
+fn create_verified_in(
+    root: &Path,
+    rel: &str,
+    dir: &Path,
+    name: &str,
+    value: &[u8],
+) -> Result<PathBuf> {
+    let dir = dir.to_path_buf();
     let target = dir.join(name);
     match OpenOptions::new()
         .write(true)
@@ -198,9 +254,11 @@ pub(super) struct Prepared {
 /// without making it visible: [`Prepared::publish`] renames it into place.
 pub(super) fn prepare(root: &Path, rel: &str, value: &[u8], sync_data: bool) -> Result<Prepared> {
     let (parent, name) = paths::split_parent(rel);
-    let dir = paths::ensure_dir(root, parent)?;
+    // Once the temporary file exists the directory is not empty, so it stays.
+    let (dir, (temp, mut file)) = in_dir(root, parent, |dir| {
+        Ok((dir.to_path_buf(), create_temp(dir, name)?))
+    })?;
     let target = dir.join(name);
-    let (temp, mut file) = create_temp(&dir, name)?;
     let written = file
         .write_all(value)
         .map_err(|e| io_err("writing", &temp, e))
@@ -332,7 +390,7 @@ pub(super) fn remove_durable(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => {
             if let Some(dir) = path.parent() {
-                fsync_dir(dir)?;
+                fsync_existing_dir(dir)?;
             }
             Ok(())
         }

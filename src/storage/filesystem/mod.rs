@@ -45,6 +45,7 @@
 
 mod atomic;
 mod config;
+mod lifecycle;
 mod listing;
 mod paths;
 mod reader;
@@ -185,7 +186,16 @@ where
 /// an unknown session (contract, clause 3). Records of non-volatile sessions (no boot id on
 /// this system) are written durably.
 async fn write_session_record(root: Arc<PathBuf>, rel: String, value: Bytes) -> Result<()> {
-    let durable = upload::boot_id().is_none();
+    write_maybe_durable(root, rel, value, upload::boot_id().is_none()).await
+}
+
+/// Replaces an object atomically, durably only when `durable`.
+async fn write_maybe_durable(
+    root: Arc<PathBuf>,
+    rel: String,
+    value: Bytes,
+    durable: bool,
+) -> Result<()> {
     if !durable && paths::parent_exists(&root, &rel) {
         // Nothing synced and no directory to create: a small write and a rename in the page
         // cache, done inline (like `read`) rather than through the blocking pool, once per
@@ -247,16 +257,22 @@ impl Backend for FilesystemBackend {
                 blocking(move || atomic::replace_with(&root, &rel, &value, false, true)).await
             }
             KeyClass::UploadState => write_session_record(root, rel, value).await,
+            // Only needed while the push that wrote it runs: a crash of the host stops the
+            // collections it guards against too. Atomic, never synced.
+            KeyClass::Intent => write_maybe_durable(root, rel, value, false).await,
             _ => blocking(move || atomic::write_atomic(&root, &rel, &value)).await,
         }
     }
 
     async fn remove(&self, key: &Key) -> Result<()> {
         let path = self.path(key)?;
-        if key.class() == KeyClass::UploadState && upload::boot_id().is_some() {
+        if key.class() == KeyClass::Intent
+            || (key.class() == KeyClass::UploadState && upload::boot_id().is_some())
+        {
             // Not synced: a record a crash brings back names data that finishing consumed or
             // aborting removed; it is rejected on load (earlier boot id). Records of durable
-            // sessions (no boot id on this system) are removed durably.
+            // sessions (no boot id on this system) are removed durably. An intent a crash
+            // brings back only keeps a manifest alive until collections drop it as stale.
             return atomic::remove_volatile(&path);
         }
         blocking(move || atomic::remove_durable(&path)).await

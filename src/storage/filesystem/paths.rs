@@ -102,35 +102,54 @@ pub(super) fn parent_exists(root: &Path, rel: &str) -> bool {
 /// so a link planted under the root cannot redirect a write outside it. Each directory
 /// created is made durable by syncing its parent.
 pub(super) fn ensure_dir(root: &Path, rel: Option<&str>) -> Result<PathBuf> {
-    let mut dir = root.to_path_buf();
     let Some(rel) = rel else {
-        return Ok(dir);
+        return Ok(root.to_path_buf());
     };
+    // Tidying (garbage collection) removes empty directories: one may vanish between being
+    // found and getting a child. The walk then starts again.
+    let mut attempts = 0;
+    loop {
+        let mut dir = root.to_path_buf();
+        match ensure_components(root, &mut dir, rel) {
+            Err(e) if vanished(&e) && attempts < 5 => attempts += 1,
+            done => return done.map(|()| dir),
+        }
+    }
+}
+
+/// Whether `e` is a directory creation that failed because its parent is gone.
+fn vanished(e: &Error) -> bool {
+    matches!(e, Error::Backend { source: Some(source), message, .. }
+        if message.starts_with("creating directory")
+            && source.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::NotFound))
+}
+
+fn ensure_components(root: &Path, dir: &mut PathBuf, rel: &str) -> Result<()> {
     for component in rel.split('/') {
         dir.push(component);
-        match fs::symlink_metadata(&dir) {
+        match fs::symlink_metadata(&*dir) {
             Ok(meta) if meta.is_dir() => continue,
-            Ok(_) => return Err(not_a_dir(&dir)),
+            Ok(_) => return Err(not_a_dir(dir)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("inspecting", &dir, e)),
+            Err(e) => return Err(io_err("inspecting", dir, e)),
         }
-        match fs::create_dir(&dir) {
+        match fs::create_dir(&*dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // Created concurrently by another writer; it may not have synced the parent
                 // yet, so sync it here too before relying on the entry.
-                let meta = fs::symlink_metadata(&dir).map_err(|e| io_err("inspecting", &dir, e))?;
+                let meta = fs::symlink_metadata(&*dir).map_err(|e| io_err("inspecting", dir, e))?;
                 if !meta.is_dir() {
-                    return Err(not_a_dir(&dir));
+                    return Err(not_a_dir(dir));
                 }
             }
-            Err(e) => return Err(io_err("creating directory", &dir, e)),
+            Err(e) => return Err(io_err("creating directory", dir, e)),
         }
         // The new entry is durable only once its parent directory is synced.
         let parent = dir.parent().unwrap_or(root);
         fsync_dir(parent)?;
     }
-    Ok(dir)
+    Ok(())
 }
 
 fn not_a_dir(path: &Path) -> Error {

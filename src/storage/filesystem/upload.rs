@@ -172,11 +172,9 @@ fn open_at(root: &Path, rel: &str, offset: u64) -> Result<(File, bool)> {
             (file, true)
         }
         Err(e) if missing(&e) => {
-            return Err(Error::backend_detail(
-                DRIVER,
-                format!("upload data is missing but {offset} bytes were recorded"),
-                path.display().to_string(),
-            ));
+            // The session's bytes are gone (expired, or committed by a finish whose record
+            // removal a crash undid): the session cannot continue, the client starts over.
+            return Err(gone(rel, offset));
         }
         Err(e) => return Err(io_err("inspecting", &path, e)),
     };
@@ -185,11 +183,7 @@ fn open_at(root: &Path, rel: &str, offset: u64) -> Result<(File, bool)> {
         .map_err(|e| io_err("inspecting", &path, e))?
         .len();
     if len < offset {
-        return Err(Error::backend_detail(
-            DRIVER,
-            format!("upload data holds {len} bytes but {offset} were recorded"),
-            path.display().to_string(),
-        ));
+        return Err(gone(rel, offset));
     }
     if len > offset {
         // Leftover of an append that failed after writing: the engine never recorded it.
@@ -199,6 +193,15 @@ fn open_at(root: &Path, rel: &str, offset: u64) -> Result<(File, bool)> {
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| io_err("seeking", &path, e))?;
     Ok((file, created))
+}
+
+/// The error of a session whose data file (`rel`) lacks bytes its record counts: the session
+/// is unknown (spec: the client starts the upload over). Names only the upload id.
+fn gone(rel: &str, recorded: u64) -> Error {
+    let id = paths::split_parent(rel).1;
+    Error::BlobUploadUnknown(format!(
+        "{id}: the upload's bytes are gone ({recorded} were recorded)"
+    ))
 }
 
 /// Writes all of `chunks` with as few `writev` calls as possible.
@@ -412,6 +415,7 @@ pub(super) fn commit(
                 .open(&source)
                 .map_err(|e| io_err("creating", &source, e))?
         }
+        Err(e) if missing(&e) => return Err(gone(&rel, size)),
         Err(e) => return Err(io_err("opening upload data", &source, e)),
     };
     let len = file
@@ -419,11 +423,7 @@ pub(super) fn commit(
         .map_err(|e| io_err("inspecting", &source, e))?
         .len();
     if len < size {
-        return Err(Error::backend_detail(
-            DRIVER,
-            format!("upload data holds {len} bytes, {size} expected"),
-            source.display().to_string(),
-        ));
+        return Err(gone(&rel, size));
     }
     // One-shot and volatile uploads were never synced.
     let mut dirty = state.one_shot || state.volatile();

@@ -13,7 +13,7 @@ use super::upload::{DEFAULT_PART_SIZE, GcsUploadState, SESSION_UNIT};
 use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::any::ConfiguredDriver;
-use crate::storage::backend::{Backend, Capabilities};
+use crate::storage::backend::{Backend, Capabilities, ObjectVersion};
 use crate::storage::layers::Resumable;
 use crate::storage::layout::{self, Dir, Key, KeyClass};
 use crate::storage::{Engine, EngineOptions, Observed, StorageConfig, StorageType, UploadId};
@@ -25,9 +25,23 @@ pub type GcsDriver = Engine<Observed<Resumable<GcsBackend>>>;
 impl GcsDriver {
     /// Validates the configuration, builds the client (looking up Application Default
     /// Credentials unless `anonymous`) and checks that the bucket exists (one list
-    /// request): a missing bucket is a configuration error naming `gcs.bucket`.
-    pub async fn connect(config: &GcsConfig, options: EngineOptions) -> Result<Self> {
+    /// request): a missing bucket is a configuration error naming `gcs.bucket`. With
+    /// `redirect`, blob reads are redirected to signed URLs valid `redirect_expiry_secs`
+    /// ([`EngineOptions::redirect_blob_reads`]); credentials without a service-account key
+    /// to sign them with are then a configuration error naming `gcs.redirect`.
+    pub async fn connect(config: &GcsConfig, mut options: EngineOptions) -> Result<Self> {
         let backend = GcsBackend::connect(config).await?;
+        if config.redirect {
+            if backend.conn.signer.is_none() {
+                return Err(Error::Config {
+                    field: "gcs.redirect",
+                    message: "signed URLs need a service-account key file \
+                              (GOOGLE_APPLICATION_CREDENTIALS); these credentials hold none"
+                        .into(),
+                });
+            }
+            options.redirect_blob_reads = Some(config.redirect_expiry());
+        }
         backend.check_bucket().await?;
         Ok(Self::from_backend(backend, options))
     }
@@ -162,6 +176,36 @@ impl Backend for GcsBackend {
 
     async fn remove(&self, key: &Key) -> Result<()> {
         self.delete(&self.names.object(key)).await
+    }
+
+    /// An upload session record comes with its generation, so that an append persisted by
+    /// another process in between is detected (`ifGenerationMatch`, which GCS always honours).
+    async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
+        let versioned = key.class() == KeyClass::UploadState;
+        let read = self
+            .get_bytes_with_generation(&self.names.object(key))
+            .await?;
+        Ok(read.map(|(bytes, generation)| {
+            let version = generation
+                .filter(|_| versioned)
+                .map(|g| ObjectVersion(g.to_string()));
+            (bytes, version)
+        }))
+    }
+
+    async fn write_if_version(
+        &self,
+        key: &Key,
+        value: Bytes,
+        version: &ObjectVersion,
+    ) -> Result<bool> {
+        let object = self.names.object(key);
+        let generation = version
+            .0
+            .parse()
+            .map_err(|_| error::corrupt(format!("not a generation: {:?}", version.0)))?;
+        self.put_bytes_if_generation(&object, value, generation)
+            .await
     }
 
     async fn list(

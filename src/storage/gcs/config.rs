@@ -7,10 +7,18 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::storage::config::parse_bool;
+use crate::storage::config::{parse_bool, parse_u64};
+use crate::storage::presign;
 
 /// The environment variables [`GcsConfig::apply_vars`] reads.
-pub const ENV_VARS: [&str; 4] = ["GCS_BUCKET", "GCS_PREFIX", "GCS_ENDPOINT", "GCS_ANONYMOUS"];
+pub const ENV_VARS: [&str; 6] = [
+    "GCS_BUCKET",
+    "GCS_PREFIX",
+    "GCS_ENDPOINT",
+    "GCS_ANONYMOUS",
+    "GCS_REDIRECT",
+    "GCS_REDIRECT_EXPIRY_SECS",
+];
 
 /// GCS driver parameters.
 ///
@@ -20,6 +28,8 @@ pub const ENV_VARS: [&str; 4] = ["GCS_BUCKET", "GCS_PREFIX", "GCS_ENDPOINT", "GC
 /// prefix = "marina"                    # optional key prefix
 /// endpoint = "http://127.0.0.1:4443"   # emulators and private endpoints
 /// anonymous = true                     # no credentials (emulators)
+/// redirect = true                      # blob GETs: 307 to V4 signed URLs
+/// redirect_expiry_secs = 1200          # how long such a URL is valid
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +48,15 @@ pub struct GcsConfig {
     /// or the metadata server.
     #[serde(default)]
     pub anonymous: bool,
+    /// Answer blob `GET`s with `307 Temporary Redirect` to a V4 signed URL of the blob's
+    /// object, so pulled bytes never pass through the registry (off by default: see
+    /// `docs/drivers.md` for what it costs in spec conformance). Signing needs a
+    /// service-account key (the credentials file's).
+    #[serde(default)]
+    pub redirect: bool,
+    /// How long a redirect's signed URL is valid, in seconds (default 1200, at most 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_expiry_secs: Option<u64>,
 }
 
 /// The endpoint of Google Cloud Storage itself.
@@ -51,6 +70,8 @@ impl GcsConfig {
             prefix: None,
             endpoint: None,
             anonymous: false,
+            redirect: false,
+            redirect_expiry_secs: None,
         }
     }
 
@@ -91,7 +112,12 @@ impl GcsConfig {
                 format!("{prefix:?} must be a relative key prefix"),
             );
         }
-        Ok(())
+        presign::check_redirect_expiry("gcs.redirect_expiry_secs", self.redirect_expiry_secs)
+    }
+
+    /// How long a redirect's signed URL is valid.
+    pub fn redirect_expiry(&self) -> std::time::Duration {
+        presign::redirect_expiry(self.redirect_expiry_secs)
     }
 
     /// The endpoint without a trailing `/`.
@@ -110,8 +136,8 @@ impl GcsConfig {
         }
     }
 
-    /// Applies `GCS_BUCKET`, `GCS_PREFIX`, `GCS_ENDPOINT` and `GCS_ANONYMOUS` from `var` over
-    /// `self`; unset variables leave the current values.
+    /// Applies the [`ENV_VARS`] from `var` over `self`; unset variables leave the current
+    /// values.
     pub fn apply_vars(mut self, var: impl Fn(&str) -> Option<String>) -> Result<Self> {
         if let Some(v) = var("GCS_BUCKET") {
             self.bucket = v;
@@ -124,6 +150,12 @@ impl GcsConfig {
         }
         if let Some(v) = var("GCS_ANONYMOUS") {
             self.anonymous = parse_bool("GCS_ANONYMOUS", &v)?;
+        }
+        if let Some(v) = var("GCS_REDIRECT") {
+            self.redirect = parse_bool("GCS_REDIRECT", &v)?;
+        }
+        if let Some(v) = var("GCS_REDIRECT_EXPIRY_SECS") {
+            self.redirect_expiry_secs = Some(parse_u64("GCS_REDIRECT_EXPIRY_SECS", &v)?);
         }
         Ok(self)
     }
@@ -178,6 +210,8 @@ mod tests {
                 ("GCS_PREFIX", "p"),
                 ("GCS_ENDPOINT", "http://127.0.0.1:1"),
                 ("GCS_ANONYMOUS", "true"),
+                ("GCS_REDIRECT", "true"),
+                ("GCS_REDIRECT_EXPIRY_SECS", "60"),
             ]))
             .unwrap();
         config.validate().unwrap();
@@ -185,6 +219,21 @@ mod tests {
         assert_eq!(config.bucket, "reg");
         assert_eq!(config.prefix.as_deref(), Some("p"));
         assert!(config.anonymous);
+        assert!(config.redirect);
+        assert_eq!(config.redirect_expiry(), std::time::Duration::from_secs(60));
+        assert_eq!(
+            GcsConfig::new("reg").redirect_expiry(),
+            std::time::Duration::from_secs(1200)
+        );
+        let mut late = config.clone();
+        late.redirect_expiry_secs = Some(8 * 24 * 3600);
+        assert!(matches!(
+            late.validate(),
+            Err(Error::Config {
+                field: "gcs.redirect_expiry_secs",
+                ..
+            })
+        ));
         let err = GcsConfig::new("reg")
             .apply_vars(vars(&[("GCS_ANONYMOUS", "maybe")]))
             .unwrap_err();

@@ -65,6 +65,8 @@ mod error;
 #[cfg(feature = "gcs")]
 mod keys;
 #[cfg(feature = "gcs")]
+mod lifecycle;
+#[cfg(feature = "gcs")]
 mod objects;
 #[cfg(feature = "gcs")]
 mod parts;

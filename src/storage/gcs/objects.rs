@@ -83,14 +83,31 @@ impl GcsBackend {
 
     /// Reads a whole (small) object; `None` if it does not exist.
     pub(crate) async fn get_bytes(&self, object: &str) -> Result<Option<Bytes>> {
-        match self.download(object, None).await? {
-            None => Ok(None),
-            Some(response) => response
-                .bytes()
-                .await
-                .map(Some)
-                .map_err(|e| error::http("media download", object, e)),
-        }
+        Ok(self
+            .get_bytes_with_generation(object)
+            .await?
+            .map(|(bytes, _)| bytes))
+    }
+
+    /// Reads a whole (small) object with its generation (the `x-goog-generation` header of
+    /// the download, when the server sends it); `None` if it does not exist.
+    pub(crate) async fn get_bytes_with_generation(
+        &self,
+        object: &str,
+    ) -> Result<Option<(Bytes, Option<i64>)>> {
+        let Some(response) = self.download(object, None).await? else {
+            return Ok(None);
+        };
+        let generation = response
+            .headers()
+            .get("x-goog-generation")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| error::http("media download", object, e))?;
+        Ok(Some((bytes, generation)))
     }
 
     /// Streams an object or a range of it; `None` if it does not exist.
@@ -122,6 +139,18 @@ impl GcsBackend {
     /// Creates an object only if it does not exist (`ifGenerationMatch=0`, one multipart
     /// upload); `false` if it already existed (and was left as it is).
     pub(crate) async fn create_once(&self, object: &str, body: Bytes) -> Result<bool> {
+        self.put_bytes_if_generation(object, body, 0).await
+    }
+
+    /// Writes an object only if it is at `generation` (`ifGenerationMatch`; `0`: only if it
+    /// does not exist) with one multipart upload (atomic, like a media upload; fake-gcs-server
+    /// honours the precondition on these only): `false`, nothing written, when it is not (412).
+    pub(crate) async fn put_bytes_if_generation(
+        &self,
+        object: &str,
+        body: Bytes,
+        generation: i64,
+    ) -> Result<bool> {
         let metadata = Object {
             name: object.to_owned(),
             content_type: Some(CONTENT_TYPE.to_owned()),
@@ -131,7 +160,7 @@ impl GcsBackend {
             .conn
             .client
             .upload_object(
-                &self.upload_request(Some(0)),
+                &self.upload_request(Some(generation)),
                 body,
                 &UploadType::Multipart(Box::new(metadata)),
             )
@@ -171,7 +200,7 @@ impl GcsBackend {
         }
     }
 
-    async fn list_page(
+    pub(super) async fn list_page(
         &self,
         prefix: &str,
         delimited: bool,

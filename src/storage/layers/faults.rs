@@ -20,19 +20,21 @@
 //! layer.faults().plan(Fault::cut_stream(1000).times(2));
 //! ```
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::Stream;
 
 use crate::error::{Error, Result};
-use crate::oci::{ByteRange, Digest};
+use crate::oci::{ByteRange, Digest, DigestAlgorithm};
 use crate::storage::UploadId;
-use crate::storage::backend::{Backend, Operation, TagTarget};
+use crate::storage::backend::{Backend, ObjectVersion, Operation, TagTarget};
 use crate::storage::layout::{Dir, Key, KeyClass};
+use crate::storage::lifecycle::{ExpiredStorage, LifecycleBackend, ObjectInfo};
 use crate::storage::presign::{PresignBlobReads, PresignedRead};
 
 /// When a planned fault fires.
@@ -271,6 +273,21 @@ impl<B: Backend> Backend for FaultInjection<B> {
         self.run(Operation::Remove, Some(key.class()), call).await
     }
 
+    async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
+        let call = self.inner.read_versioned(key);
+        self.run(Operation::Read, Some(key.class()), call).await
+    }
+
+    async fn write_if_version(
+        &self,
+        key: &Key,
+        value: Bytes,
+        version: &ObjectVersion,
+    ) -> Result<bool> {
+        let call = self.inner.write_if_version(key, value, version);
+        self.run(Operation::Write, Some(key.class()), call).await
+    }
+
     async fn list(
         &self,
         dir: &Dir,
@@ -372,5 +389,70 @@ impl<B: PresignBlobReads> PresignBlobReads for FaultInjection<B> {
         let call = self.inner.presign_read_blob(digest, expires_in);
         self.run(Operation::PresignReadBlob, Some(KeyClass::Blob), call)
             .await
+    }
+}
+
+/// The lifecycle primitives, failing as planned like the [`Backend`] operations.
+#[deny(clippy::missing_trait_methods)]
+impl<B: LifecycleBackend> LifecycleBackend for FaultInjection<B> {
+    async fn list_dirs(
+        &self,
+        dir: &Dir,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let call = self.inner.list_dirs(dir, start_after, limit);
+        self.run(Operation::ListDirs, Some(dir.key().class()), call)
+            .await
+    }
+
+    async fn scan(
+        &self,
+        dir: &Dir,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectInfo>> {
+        let call = self.inner.scan(dir, start_after, limit);
+        self.run(Operation::Scan, Some(dir.key().class()), call)
+            .await
+    }
+
+    async fn scan_blobs(
+        &self,
+        algorithm: DigestAlgorithm,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectInfo>> {
+        let call = self.inner.scan_blobs(algorithm, start_after, limit);
+        self.run(Operation::ScanBlobs, Some(KeyClass::Blob), call)
+            .await
+    }
+
+    async fn remove_objects(&self, keys: &[Key]) -> Result<()> {
+        let class = keys.first().map(Key::class);
+        let call = self.inner.remove_objects(keys);
+        self.run(Operation::RemoveObjects, class, call).await
+    }
+
+    async fn remove_blobs(&self, digests: &[Digest]) -> Result<()> {
+        let call = self.inner.remove_blobs(digests);
+        self.run(Operation::RemoveBlobs, Some(KeyClass::Blob), call)
+            .await
+    }
+
+    async fn expire_upload_storage(
+        &self,
+        before: SystemTime,
+        live: &HashSet<UploadId>,
+        dry_run: bool,
+    ) -> Result<ExpiredStorage> {
+        let call = self.inner.expire_upload_storage(before, live, dry_run);
+        let class = Some(KeyClass::UploadData);
+        self.run(Operation::ExpireUploadStorage, class, call).await
+    }
+
+    async fn tidy(&self, before: SystemTime, dry_run: bool) -> Result<u64> {
+        let call = self.inner.tidy(before, dry_run);
+        self.run(Operation::Tidy, None, call).await
     }
 }

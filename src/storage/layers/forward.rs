@@ -33,8 +33,8 @@
 /// impl<B: Backend> Backend for Upside<B> {
 ///     marina_distribution::forward_backend!(0: B;
 ///         NAME, Reader, UploadState, capabilities, locate, read, exists, write, remove,
-///         any_under, write_tag, blob_size, read_blob, start_upload, append_upload,
-///         finish_upload, abort_upload);
+///         read_versioned, write_if_version, any_under, write_tag, blob_size, read_blob,
+///         start_upload, append_upload, finish_upload, abort_upload);
 ///
 ///     async fn list(
 ///         &self,
@@ -110,6 +110,33 @@ macro_rules! forward_backend {
             key: &$crate::storage::layout::Key,
         ) -> impl ::std::future::Future<Output = $crate::Result<()>> + Send {
             <$inner as $crate::storage::backend::Backend>::remove(&self.$f, key)
+        }
+    };
+    (@item $f:tt, $inner:ty, read_versioned) => {
+        fn read_versioned(
+            &self,
+            key: &$crate::storage::layout::Key,
+        ) -> impl ::std::future::Future<
+            Output = $crate::Result<
+                ::std::option::Option<(
+                    $crate::storage::layers::Bytes,
+                    ::std::option::Option<$crate::storage::backend::ObjectVersion>,
+                )>,
+            >,
+        > + Send {
+            <$inner as $crate::storage::backend::Backend>::read_versioned(&self.$f, key)
+        }
+    };
+    (@item $f:tt, $inner:ty, write_if_version) => {
+        fn write_if_version(
+            &self,
+            key: &$crate::storage::layout::Key,
+            value: $crate::storage::layers::Bytes,
+            version: &$crate::storage::backend::ObjectVersion,
+        ) -> impl ::std::future::Future<Output = $crate::Result<bool>> + Send {
+            <$inner as $crate::storage::backend::Backend>::write_if_version(
+                &self.$f, key, value, version,
+            )
         }
     };
     (@item $f:tt, $inner:ty, list) => {

@@ -40,7 +40,7 @@ use tracing::Instrument;
 use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::UploadId;
-use crate::storage::backend::{Backend, Capabilities, Operation, TagTarget};
+use crate::storage::backend::{Backend, Capabilities, ObjectVersion, Operation, TagTarget};
 use crate::storage::layout::{self, Dir, Key, KeyClass};
 use crate::storage::presign::{PresignBlobReads, PresignedRead};
 
@@ -234,6 +234,8 @@ enum Subject<'a> {
     Dir(&'a Dir),
     Blob(&'a Digest),
     Upload(&'a UploadId),
+    /// Many keys, or none, of one class (or of several: `None`).
+    Class(Option<KeyClass>),
 }
 
 impl Subject<'_> {
@@ -243,6 +245,7 @@ impl Subject<'_> {
             Self::Dir(dir) => dir.key().clone(),
             Self::Blob(digest) => layout::blob_data(digest),
             Self::Upload(id) => layout::upload_data(id),
+            Self::Class(_) => return None,
         })
     }
 
@@ -252,6 +255,7 @@ impl Subject<'_> {
             Self::Dir(dir) => dir.key().class(),
             Self::Blob(_) => KeyClass::Blob,
             Self::Upload(_) => KeyClass::UploadData,
+            Self::Class(class) => return class,
         })
     }
 
@@ -261,6 +265,7 @@ impl Subject<'_> {
             Self::Dir(dir) => span.record("key", dir.as_str()),
             Self::Blob(digest) => span.record("key", digest.as_str()),
             Self::Upload(id) => span.record("key", id.as_str()),
+            Self::Class(_) => return,
         };
     }
 }
@@ -337,6 +342,21 @@ impl<B: Backend, O: Observer> Backend for Instrumented<B, O> {
     async fn remove(&self, key: &Key) -> Result<()> {
         let call = self.inner.remove(key);
         self.run(Operation::Remove, Subject::Key(key), call).await
+    }
+
+    async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
+        let call = self.inner.read_versioned(key);
+        self.run(Operation::Read, Subject::Key(key), call).await
+    }
+
+    async fn write_if_version(
+        &self,
+        key: &Key,
+        value: Bytes,
+        version: &ObjectVersion,
+    ) -> Result<bool> {
+        let call = self.inner.write_if_version(key, value, version);
+        self.run(Operation::Write, Subject::Key(key), call).await
     }
 
     async fn list(
@@ -431,5 +451,6 @@ impl<B: PresignBlobReads, O: Observer> PresignBlobReads for Instrumented<B, O> {
 
 /// Errors carry their context, observers see every call, a blob stream's errors name their
 /// operation.
+mod lifecycle;
 #[cfg(test)]
 mod tests;

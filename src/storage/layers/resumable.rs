@@ -293,8 +293,8 @@ impl<B: Backend> ResumableReader<B> {
 impl<B: Backend> Backend for Resumable<B> {
     type Reader = ResumableReader<B>;
     crate::forward_backend!(inner: B;
-        NAME, UploadState, capabilities, locate, read, exists, write, remove, list, any_under,
-        write_tag, blob_size, start_upload, append_upload, finish_upload, abort_upload);
+        NAME, UploadState, capabilities, locate, read, exists, write, remove, read_versioned,
+        write_if_version, list, any_under, write_tag, blob_size, start_upload, append_upload, finish_upload, abort_upload);
 
     async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<Self::Reader> {
         let stream = self.inner.read_blob(digest, range).await?;
@@ -321,6 +321,15 @@ impl<B: PresignBlobReads> PresignBlobReads for Resumable<B> {
     ) -> impl Future<Output = Result<PresignedRead>> + Send {
         self.inner.presign_read_blob(digest, expires_in)
     }
+}
+
+/// Only blob reads resume: the lifecycle primitives are the inner backend's.
+#[deny(clippy::missing_trait_methods)]
+impl<B: crate::storage::lifecycle::LifecycleBackend> crate::storage::lifecycle::LifecycleBackend
+    for Resumable<B>
+{
+    crate::forward_lifecycle_backend!(inner: B;
+        list_dirs, scan, scan_blobs, remove_objects, remove_blobs, expire_upload_storage, tidy);
 }
 
 #[cfg(test)]

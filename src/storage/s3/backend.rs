@@ -9,9 +9,9 @@ use futures::Stream;
 use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::any::ConfiguredDriver;
-use crate::storage::backend::{Backend, Capabilities};
+use crate::storage::backend::{Backend, Capabilities, ObjectVersion};
 use crate::storage::layers::Resumable;
-use crate::storage::layout::{self, Dir, Key};
+use crate::storage::layout::{self, Dir, Key, KeyClass};
 use crate::storage::presign::{PresignBlobReads, PresignedRead};
 use crate::storage::{
     Engine, EngineOptions, Observed, S3ChecksumPolicy, S3Config, StorageConfig, StorageType,
@@ -27,10 +27,15 @@ use super::{client, error, keys, upload};
 pub type S3Driver = Engine<Observed<Resumable<S3Backend>>>;
 
 impl S3Driver {
-    /// Validates the configuration and builds the client (credentials from the AWS SDK
-    /// default chain). Does not contact the store: a wrong bucket or missing credentials
-    /// show up as backend errors of the first operation.
-    pub async fn connect(config: &S3Config, options: EngineOptions) -> Result<Self> {
+    /// Validates the configuration, builds the client (credentials from the AWS SDK default
+    /// chain) and checks the bucket ([`S3Backend::check_bucket`]): a missing bucket is a
+    /// configuration error here, not "blob unknown" on the first request. With `redirect`,
+    /// blob reads are redirected to presigned URLs valid `redirect_expiry_secs`
+    /// ([`EngineOptions::redirect_blob_reads`]).
+    pub async fn connect(config: &S3Config, mut options: EngineOptions) -> Result<Self> {
+        if config.redirect {
+            options.redirect_blob_reads = Some(config.redirect_expiry());
+        }
         Ok(Self::from_backend(
             S3Backend::connect(config).await?,
             options,
@@ -66,26 +71,62 @@ pub struct S3Backend {
     pub(super) part_checksums: bool,
     pub(super) copy_object_limit: u64,
     pub(super) copy_part_size: u64,
+    /// Whether upload session records are written with `If-Match` (see
+    /// [`conditional`](super::conditional)).
+    pub(super) conditional_writes: bool,
+    /// A client on `public_endpoint` (the store as clients reach it), to presign for.
+    pub(super) presign_client: Option<aws_sdk_s3::Client>,
 }
 
 impl S3Backend {
-    /// Validates the configuration and builds the client.
+    /// Validates the configuration, builds the client, checks the bucket
+    /// ([`check_bucket`](Self::check_bucket)) and, unless `conditional_writes` is set,
+    /// detects whether the store honours conditional writes
+    /// ([`detect_conditional_writes`](Self::detect_conditional_writes)).
     pub async fn connect(config: &S3Config) -> Result<Self> {
         config.validate()?;
-        Ok(Self::with_client(config, client::build(config).await))
+        let presign = match &config.public_endpoint {
+            Some(public) => Some(client::build(&on_endpoint(config, public)).await),
+            None => None,
+        };
+        let mut backend = Self::with_client(config, client::build(config).await, presign);
+        backend.check_bucket().await?;
+        if config.conditional_writes.is_none() {
+            backend.conditional_writes = backend.detect_conditional_writes().await?;
+        }
+        Ok(backend)
     }
 
     /// Like [`connect`](Self::connect), on an SDK configuration loaded by the caller (custom
     /// credential providers, HTTP clients, ...); the settings of `config` (region, endpoint,
-    /// path style, checksums, standard retries) are applied over it.
+    /// path style, checksums, standard retries) are applied over it. Does not contact the
+    /// store: call [`check_bucket`](Self::check_bucket) to, and
+    /// [`detect_conditional_writes`](Self::detect_conditional_writes) with
+    /// [`with_conditional_writes`](Self::with_conditional_writes) when
+    /// `conditional_writes` is unset (here: off).
     pub fn connect_with(config: &S3Config, sdk: &aws_config::SdkConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self::with_client(config, client::build_with(config, sdk)))
+        let presign = config
+            .public_endpoint
+            .as_ref()
+            .map(|public| client::build_with(&on_endpoint(config, public), sdk));
+        Ok(Self::with_client(
+            config,
+            client::build_with(config, sdk),
+            presign,
+        ))
     }
 
-    fn with_client(config: &S3Config, client: aws_sdk_s3::Client) -> Self {
+    /// `presign_client`: a client on the public endpoint, if one is set.
+    fn with_client(
+        config: &S3Config,
+        client: aws_sdk_s3::Client,
+        presign_client: Option<aws_sdk_s3::Client>,
+    ) -> Self {
         Self {
             client,
+            presign_client,
+            conditional_writes: config.conditional_writes.unwrap_or(false),
             bucket: config.bucket.clone(),
             keys: keys::KeyMap::new(config.normalized_prefix()),
             part_size: config.part_size(),
@@ -94,6 +135,18 @@ impl S3Backend {
             copy_object_limit: upload::COPY_OBJECT_LIMIT,
             copy_part_size: upload::COPY_PART_SIZE,
         }
+    }
+
+    /// Writes upload session records conditionally (`If-Match`) or not; see
+    /// [`conditional`](super::conditional).
+    pub fn with_conditional_writes(mut self, yes: bool) -> Self {
+        self.conditional_writes = yes;
+        self
+    }
+
+    /// Whether upload session records are written conditionally.
+    pub fn conditional_writes(&self) -> bool {
+        self.conditional_writes
     }
 
     /// Uses parallel `UploadPartCopy` requests of `part_size` bytes instead of one
@@ -129,6 +182,14 @@ impl S3Backend {
     }
 }
 
+/// `config` with `endpoint` as its endpoint (the public one, for presigning).
+fn on_endpoint(config: &S3Config, endpoint: &str) -> S3Config {
+    S3Config {
+        endpoint: Some(endpoint.to_owned()),
+        ..config.clone()
+    }
+}
+
 /// An S3 operation's future, moved to the heap before it is awaited.
 ///
 /// aws-sdk-s3's request futures are several kilobytes each (its orchestrator, interceptors
@@ -141,7 +202,7 @@ impl S3Backend {
 /// driver's. The filesystem and in-memory drivers never box.
 ///
 /// Not an `async fn`: its future would hold `operation` inline until first polled.
-fn on_heap<F: std::future::Future>(operation: F) -> std::pin::Pin<Box<F>> {
+pub(super) fn on_heap<F: std::future::Future>(operation: F) -> std::pin::Pin<Box<F>> {
     Box::pin(operation)
 }
 
@@ -152,9 +213,12 @@ impl Backend for S3Backend {
 
     /// The chunk minimum is the part size: chunks of that size are uploaded as parts
     /// without staging anything. Smaller chunks work too (they are staged in the bucket).
-    /// Links are written after the blob: checking a blob's existence is a round trip.
+    /// Links are written after the blob: checking a blob's existence is a round trip, which
+    /// is also why the engine caches metadata by default.
     fn capabilities(&self) -> Capabilities {
-        Capabilities::NONE.with_chunk_min_length(Some(self.part_size))
+        Capabilities::NONE
+            .with_chunk_min_length(Some(self.part_size))
+            .with_remote_metadata(true)
     }
 
     fn locate(&self, key: &Key) -> String {
@@ -171,6 +235,22 @@ impl Backend for S3Backend {
 
     async fn remove(&self, key: &Key) -> Result<()> {
         on_heap(self.delete(&self.keys.object(key))).await
+    }
+
+    /// With conditional writes, an upload session record comes with its ETag.
+    async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
+        let versioned = self.conditional_writes && key.class() == KeyClass::UploadState;
+        let read = on_heap(self.get_bytes_tagged(&self.keys.object(key))).await?;
+        Ok(read.map(|(bytes, etag)| (bytes, etag.filter(|_| versioned).map(ObjectVersion))))
+    }
+
+    async fn write_if_version(
+        &self,
+        key: &Key,
+        value: Bytes,
+        version: &ObjectVersion,
+    ) -> Result<bool> {
+        on_heap(self.put_bytes_if_match(&self.keys.object(key), value, &version.0)).await
     }
 
     async fn list(
@@ -229,7 +309,8 @@ impl Backend for S3Backend {
 }
 
 impl PresignBlobReads for S3Backend {
-    /// A presigned `GetObject` of the blob's key (SigV4 query parameters).
+    /// A presigned `GetObject` of the blob's key (SigV4 query parameters), for
+    /// `public_endpoint` when one is set.
     async fn presign_read_blob(
         &self,
         digest: &Digest,
@@ -240,7 +321,9 @@ impl PresignBlobReads for S3Backend {
             .map_err(|e| Error::backend_source(error::DRIVER, "presigning: invalid expiry", e))?;
         let signed_at = SystemTime::now();
         let request = on_heap(
-            self.client
+            self.presign_client
+                .as_ref()
+                .unwrap_or(&self.client)
                 .get_object()
                 .bucket(&self.bucket)
                 .key(&key)

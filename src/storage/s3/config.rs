@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::storage::config::parse_bool;
+use crate::storage::config::{parse_bool, parse_u64};
+use crate::storage::presign;
 
 /// Which request checksums aws-sdk-s3 computes.
 ///
@@ -49,7 +50,27 @@ pub struct S3Config {
     /// Make every non-final part exactly `part_size` bytes (Cloudflare R2 requires it).
     #[serde(default)]
     pub equal_parts: bool,
+    /// Answer blob `GET`s with `307 Temporary Redirect` to a presigned `GetObject` URL, so
+    /// pulled bytes never pass through the registry (off by default: see
+    /// `docs/drivers.md` for what it costs in spec conformance).
+    #[serde(default)]
+    pub redirect: bool,
+    /// The store's endpoint as clients reach it, to presign redirects for when it differs
+    /// from [`endpoint`](Self::endpoint) (the registry's way to the store).
+    #[serde(default)]
+    pub public_endpoint: Option<String>,
+    /// How long a redirect's presigned URL is valid, in seconds (default 1200).
+    #[serde(default)]
+    pub redirect_expiry_secs: Option<u64>,
+    /// Whether the store honours `If-Match` on `PutObject` (AWS S3 since 2024, MinIO, moto):
+    /// upload session records are then written conditionally, refusing the second of two
+    /// concurrent PATCHes of one session from different processes. Unset: detected when the
+    /// driver is built (requests on a scratch object).
+    #[serde(default)]
+    pub conditional_writes: Option<bool>,
 }
+
+pub use crate::storage::presign::{DEFAULT_REDIRECT_EXPIRY_SECS, MAX_REDIRECT_EXPIRY_SECS};
 
 /// Default multipart part size.
 pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
@@ -59,7 +80,7 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 /// The environment variables [`S3Config::apply_vars`] reads.
-pub const ENV_VARS: [&str; 8] = [
+pub const ENV_VARS: [&str; 12] = [
     "S3_BUCKET",
     "S3_REGION",
     "S3_ENDPOINT",
@@ -68,6 +89,10 @@ pub const ENV_VARS: [&str; 8] = [
     "S3_CHECKSUM",
     "S3_PART_SIZE",
     "S3_EQUAL_PARTS",
+    "S3_REDIRECT",
+    "S3_PUBLIC_ENDPOINT",
+    "S3_REDIRECT_EXPIRY_SECS",
+    "S3_CONDITIONAL_WRITES",
 ];
 
 impl S3Config {
@@ -82,6 +107,10 @@ impl S3Config {
             checksum: None,
             part_size: None,
             equal_parts: false,
+            redirect: false,
+            public_endpoint: None,
+            redirect_expiry_secs: None,
+            conditional_writes: None,
         }
     }
 
@@ -99,6 +128,15 @@ impl S3Config {
                 format!("{e:?} must start with http:// or https://"),
             );
         }
+        if let Some(e) = &self.public_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return bad(
+                "s3.public_endpoint",
+                format!("{e:?} must start with http:// or https://"),
+            );
+        }
+        presign::check_redirect_expiry("s3.redirect_expiry_secs", self.redirect_expiry_secs)?;
         if let Some(p) = self.part_size
             && !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&p)
         {
@@ -125,6 +163,11 @@ impl S3Config {
         } else {
             S3ChecksumPolicy::WhenSupported
         })
+    }
+
+    /// How long a redirect's presigned URL is valid.
+    pub fn redirect_expiry(&self) -> std::time::Duration {
+        presign::redirect_expiry(self.redirect_expiry_secs)
     }
 
     /// The effective part size.
@@ -159,6 +202,21 @@ impl S3Config {
         }
         if let Some(v) = var("S3_EQUAL_PARTS") {
             self.equal_parts = parse_bool("S3_EQUAL_PARTS", &v)?;
+        }
+        if let Some(v) = var("S3_REDIRECT") {
+            self.redirect = parse_bool("S3_REDIRECT", &v)?;
+        }
+        if let Some(v) = var("S3_PUBLIC_ENDPOINT") {
+            self.public_endpoint = Some(v);
+        }
+        if let Some(v) = var("S3_REDIRECT_EXPIRY_SECS") {
+            self.redirect_expiry_secs = Some(parse_u64("S3_REDIRECT_EXPIRY_SECS", &v)?);
+        }
+        if let Some(v) = var("S3_CONDITIONAL_WRITES") {
+            self.conditional_writes = match v.as_str() {
+                "auto" => None,
+                _ => Some(parse_bool("S3_CONDITIONAL_WRITES", &v)?),
+            };
         }
         if let Some(v) = var("S3_CHECKSUM") {
             self.checksum = Some(match v.as_str() {

@@ -57,6 +57,17 @@ pub(crate) fn is_no_such_upload<E: ProvideErrorMetadata>(err: &SdkError<E, HttpR
     err.code() == Some("NoSuchUpload")
 }
 
+/// Whether a conditional request was refused: `412 Precondition Failed`, or `409
+/// ConditionalRequestConflict` (another conditional write of the object is in flight).
+pub(crate) fn is_precondition_failed<E: ProvideErrorMetadata>(
+    err: &SdkError<E, HttpResponse>,
+) -> bool {
+    matches!(
+        err.code(),
+        Some("PreconditionFailed" | "ConditionalRequestConflict")
+    ) || status(err) == Some(412)
+}
+
 /// Whether repeating the request later may succeed.
 pub(crate) fn is_retryable<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     match err {

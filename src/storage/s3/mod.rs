@@ -94,9 +94,13 @@ mod backend;
 #[cfg(feature = "s3")]
 pub mod client;
 #[cfg(feature = "s3")]
+pub mod conditional;
+#[cfg(feature = "s3")]
 pub mod error;
 #[cfg(feature = "s3")]
 pub mod keys;
+#[cfg(feature = "s3")]
+mod lifecycle;
 #[cfg(feature = "s3")]
 pub mod objects;
 #[cfg(feature = "s3")]

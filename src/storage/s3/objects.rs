@@ -18,28 +18,78 @@ pub(crate) const CONTENT_TYPE: &str = "application/octet-stream";
 /// Most keys one `ListObjectsV2` page returns.
 const MAX_PAGE: usize = 1000;
 
+/// Attempts of a whole-object read whose response body breaks off. The SDK's retry loop
+/// ends once a response's headers arrived, so a body cut midway (a connection reset, a
+/// proxy timing out) would otherwise fail the read at once.
+const BODY_ATTEMPTS: u32 = 4;
+
+/// The pause before body attempt `attempt + 1`: 25 ms doubled per attempt, with jitter, like
+/// the SDK's own backoff but shorter (a broken body is rarely throttling).
+fn body_backoff(attempt: u32) -> std::time::Duration {
+    let base = 25u64 << attempt.min(6);
+    std::time::Duration::from_millis(base / 2 + rand::random_range(0..=base / 2))
+}
+
 impl S3Backend {
-    /// Reads a whole (small) object; `None` if it does not exist.
+    /// Reads a whole (small) object; `None` if it does not exist. A body that breaks off is
+    /// read again from the start (these objects are small: links, tags, manifest records,
+    /// referrer entries, session states, staged segments), up to [`BODY_ATTEMPTS`] times.
     pub(crate) async fn get_bytes(&self, key: &str) -> Result<Option<Bytes>> {
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if error::is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(translate("GetObject", key, e)),
+        Ok(self.get_bytes_tagged(key).await?.map(|(bytes, _)| bytes))
+    }
+
+    /// [`get_bytes`](Self::get_bytes) with the object's ETag (if the store sent one).
+    pub(crate) async fn get_bytes_tagged(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Bytes, Option<String>)>> {
+        let mut attempt = 1;
+        loop {
+            let out = match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if error::is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(translate("GetObject", key, e)),
+            };
+            let etag = out.e_tag;
+            match out.body.collect().await {
+                Ok(body) => return Ok(Some((body.into_bytes(), etag))),
+                Err(e) if attempt < BODY_ATTEMPTS => {
+                    tracing::debug!(key, attempt, error = %e, "GetObject body broke off; reading again");
+                    tokio::time::sleep(body_backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(error::body(key, e)),
+            }
+        }
+    }
+
+    /// Checks that the bucket exists and the credentials may use it (`HeadBucket`). Inside a
+    /// missing bucket every `HeadObject` is a bare 404, indistinguishable from a missing
+    /// object, so a wrong bucket name would look like an empty registry: it is a
+    /// configuration error naming `s3.bucket` instead, reported when the driver is built. So
+    /// is a refusal (403) or a redirect to another region (301). Other failures (the store
+    /// unreachable) are backend errors.
+    pub async fn check_bucket(&self) -> Result<()> {
+        let Err(e) = self.client.head_bucket().bucket(&self.bucket).send().await else {
+            return Ok(());
         };
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| error::body(key, e))?
-            .into_bytes();
-        Ok(Some(bytes))
+        let problem = match error::status(&e) {
+            Some(404) => "does not exist",
+            Some(403) => "is not accessible with these credentials",
+            Some(301) => "is in another region (set s3.region)",
+            _ => return Err(translate("HeadBucket", &self.bucket, e)),
+        };
+        Err(crate::error::Error::Config {
+            field: "s3.bucket",
+            message: format!("bucket {:?} {problem}", self.bucket),
+        })
     }
 
     /// Streams an object or a range of it; `None` if it does not exist.

@@ -5,6 +5,7 @@
 
 use std::pin::{Pin, pin};
 
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
@@ -72,6 +73,12 @@ pub struct S3UploadState {
     /// once this state is persisted may they go) or at commit/abort.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub garbage: Vec<SegmentName>,
+    /// The bytes after the last part of a monolithic push ([`direct`](Self::direct)), held
+    /// in memory instead of staged: such a state lives in one request and is never
+    /// persisted, so the bytes reach the store once, as the blob's last part or (below one
+    /// part) as the blob itself, with one `PutObject`. Never serialised.
+    #[serde(skip)]
+    pub held: Option<Bytes>,
 }
 
 /// One uploaded part.
@@ -162,7 +169,9 @@ impl PersistedUploadState for S3UploadState {
 impl S3UploadState {
     /// Bytes the state accounts for.
     pub fn stored(&self) -> u64 {
-        self.parts.iter().map(|p| p.size).sum::<u64>() + self.staged_len()
+        self.parts.iter().map(|p| p.size).sum::<u64>()
+            + self.staged_len()
+            + self.held.as_ref().map_or(0, |h| h.len() as u64)
     }
 
     /// Bytes in the staged segments.
@@ -234,13 +243,16 @@ impl S3Backend {
             .upload_part()
             .bucket(&self.bucket)
             .key(&key)
-            .upload_id(upload_id)
+            .upload_id(&upload_id)
             .part_number(number as i32)
             .content_length(size as i64)
             .body(ByteStream::from(bytes))
             .send()
-            .await
-            .map_err(|e| translate("UploadPart", &key, e))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => return Err(self.part_failure("UploadPart", &key, &upload_id, e).await),
+        };
         let etag = out
             .e_tag()
             .ok_or_else(|| corrupt_at("UploadPart answered without an ETag", &key))?
@@ -269,7 +281,8 @@ impl S3Backend {
                     .build()
             })
             .collect();
-        self.client
+        let out = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -280,13 +293,61 @@ impl S3Backend {
                     .build(),
             )
             .send()
-            .await
-            .map_err(|e| translate("CompleteMultipartUpload", key, e))?;
-        Ok(())
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("InvalidPart") => {
+                // A part the state names was replaced: a PATCH of this session in another
+                // process uploaded the same part number (see `conditional`). The session
+                // cannot be finished; the client starts over (spec: 404 on the PUT).
+                tracing::warn!(key, "a part of the upload was replaced by another request");
+                Err(Error::BlobUploadUnknown(
+                    "a part of the upload was replaced by a concurrent request".into(),
+                ))
+            }
+            Err(e) => Err(self
+                .part_failure("CompleteMultipartUpload", key, upload_id, e)
+                .await),
+        }
+    }
+
+    /// The error of a request on a multipart upload: `BLOB_UPLOAD_UNKNOWN` when the upload
+    /// is gone (expired, aborted), which some stores report as a server error (moto answers
+    /// 500 to `UploadPart` on an aborted upload): then `ListParts` tells.
+    async fn part_failure<E>(
+        &self,
+        op: &'static str,
+        key: &str,
+        upload_id: &str,
+        err: aws_sdk_s3::error::SdkError<
+            E,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
+    ) -> Error
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        if !error::is_no_such_upload(&err) {
+            let probe = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .max_parts(1)
+                .send()
+                .await;
+            if let Err(probe) = probe
+                && error::is_no_such_upload(&probe)
+            {
+                return translate("ListParts", key, probe);
+            }
+        }
+        translate(op, key, err)
     }
 
     /// Aborts a multipart upload; succeeds if it is already gone.
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+    pub(crate) async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
         match self
             .client
             .abort_multipart_upload()
@@ -404,7 +465,11 @@ impl S3Backend {
                 .buffered(SEGMENT_CONCURRENCY)
         );
         while let Some((key, segment, bytes)) = reads.next().await {
-            let bytes = bytes?.ok_or_else(|| corrupt_at("a staged segment is missing", &key))?;
+            // A segment that is gone (the upload expired, or a finish whose record removal a
+            // crash undid consumed it) ends the session: the client starts over.
+            let bytes = bytes?.ok_or_else(|| {
+                Error::BlobUploadUnknown(format!("{id}: a staged segment of the upload is gone"))
+            })?;
             if bytes.len() as u64 != segment.size {
                 let message = format!(
                     "a staged segment holds {} bytes, expected {}",
@@ -481,6 +546,15 @@ impl S3Backend {
                 &mut superseded,
             )
             .await;
+        if outcome.is_ok()
+            && !buf.is_empty()
+            && state.direct.is_some()
+            && state.staged.is_empty()
+            && state.held.is_none()
+        {
+            // A monolithic push: keep what is left in memory until the commit (see `held`).
+            state.held = Some(buf.split().freeze());
+        }
         if outcome.is_ok() && !buf.is_empty() {
             // Stage what is left (less than one part) as a new segment under a new name: the
             // objects of the previous state stay intact until the engine has persisted this one.
@@ -648,12 +722,24 @@ impl S3Backend {
             return Ok(());
         }
         let Some(upload_id) = state.multipart.clone() else {
+            if let Some(held) = state.held.take() {
+                // A monolithic push below one part: one `PutObject` of the verified bytes.
+                return self.put_bytes(&blob_key, held).await;
+            }
             // Less than one part in all: the bytes are the staged segments, or nothing.
             return match state.staged.as_slice() {
                 [] => self.put_bytes(&blob_key, Bytes::new()).await,
                 [only] => {
-                    self.copy(&self.keys.staged(id, only.name()), &blob_key, size)
-                        .await
+                    let staged = self.keys.staged(id, only.name());
+                    match self.copy(&staged, &blob_key, size).await {
+                        Err(e) if self.head_size(&staged).await?.is_none() => {
+                            tracing::debug!(error = %e, "the staged segment to commit is gone");
+                            Err(Error::BlobUploadUnknown(format!(
+                                "{id}: the upload's bytes are gone"
+                            )))
+                        }
+                        copied => copied,
+                    }
                 }
                 segments => {
                     let bytes = self.read_segments(id, segments, size as usize).await?;
@@ -662,6 +748,13 @@ impl S3Backend {
             };
         };
         let multipart_key = self.multipart_key(id, state)?;
+        if let Some(held) = state.held.take() {
+            let number = state.parts.len() as u32 + 1;
+            let part = self
+                .upload_part(multipart_key.clone(), upload_id.clone(), number, held)
+                .await?;
+            state.parts.push(part);
+        }
         if !state.staged.is_empty() {
             let number = state.parts.len() as u32 + 1;
             if number > MAX_PARTS {
@@ -694,11 +787,18 @@ impl S3Backend {
     /// `uploads/<id>/` (staged remainders, including ones left by failed appends, and a
     /// completed `data` object), and multipart uploads below `uploads/<id>/` that no
     /// persisted state refers to (opened by an append whose new state was never persisted).
+    ///
+    /// A monolithic push ([`S3UploadState::direct`]) stores nothing below `uploads/<id>/` (its
+    /// remainder is held in memory, its multipart upload is on the blob's key): only its
+    /// multipart upload is released, without listing.
     pub(crate) async fn release(&self, id: &UploadId, state: &S3UploadState) -> Result<()> {
         let mut result = Ok(());
         if let Some(upload_id) = &state.multipart {
             let key = self.multipart_key(id, state)?;
             result = result.and(self.abort_multipart(&key, upload_id).await);
+        }
+        if state.direct.is_some() && state.staged.is_empty() && state.garbage.is_empty() {
+            return result;
         }
         let dir = self.keys.upload_dir(id);
         match self.list_keys(&dir).await {

@@ -35,6 +35,9 @@
 //!     async fn open(&self, _: &()) -> marina_distribution::Result<InMemoryDriver> {
 //!         Ok(InMemoryDriver::new_in_memory())
 //!     }
+//!     async fn open_sparse(&self, _: &()) -> marina_distribution::Result<InMemoryDriver> {
+//!         Ok(InMemoryDriver::new_in_memory()) // with `sparse_indexes` in your options
+//!     }
 //!     fn persistent(&self) -> bool {
 //!         false // true if a second `open` on the same storage sees the first one's data
 //!     }
@@ -58,6 +61,7 @@
 
 pub mod backend;
 mod blobs;
+mod lifecycle;
 mod manifests;
 mod names;
 mod referrers;
@@ -80,6 +84,7 @@ use crate::storage::StorageDriver;
 use crate::storage::inmemory::InMemoryDriver;
 
 pub use blobs::*;
+pub use lifecycle::*;
 pub use manifests::*;
 pub use names::*;
 pub use referrers::*;
@@ -105,6 +110,13 @@ pub trait DriverFactory: Send + Sync {
     /// a new instance sharing nothing in memory with the first (a restarted process).
     fn open(&self, storage: &Self::Storage) -> impl Future<Output = Result<Self::Driver>> + Send;
 
+    /// Opens a driver on `storage` like [`open`](Self::open), accepting image indexes whose
+    /// child manifests are absent (`EngineOptions::sparse_indexes`), for the lifecycle cases.
+    fn open_sparse(
+        &self,
+        storage: &Self::Storage,
+    ) -> impl Future<Output = Result<Self::Driver>> + Send;
+
     /// Whether a second [`open`](Self::open) on the same storage sees the first's data.
     fn persistent(&self) -> bool;
 
@@ -128,6 +140,14 @@ impl DriverFactory for InMemoryFactory {
 
     async fn open(&self, _: &()) -> Result<InMemoryDriver> {
         Ok(InMemoryDriver::new_in_memory())
+    }
+
+    async fn open_sparse(&self, _: &()) -> Result<InMemoryDriver> {
+        let options = crate::storage::EngineOptions {
+            sparse_indexes: true,
+            ..Default::default()
+        };
+        Ok(crate::storage::Engine::new(Default::default(), options))
     }
 
     fn persistent(&self) -> bool {
@@ -215,6 +235,32 @@ macro_rules! for_each_behaviour_case {
             upload_resume_new_instance,
             upload_resume_after_failed_chunk_new_instance,
             upload_resume_large_new_instance
+        }
+    };
+}
+
+/// Lists every lifecycle case of the suite (drivers implementing
+/// [`Lifecycle`](crate::storage::lifecycle::Lifecycle)), like
+/// [`for_each_behaviour_case!`](crate::for_each_behaviour_case): `my_macro!(args...; case,
+/// ...; reopen: case, ...)`.
+#[macro_export]
+macro_rules! for_each_lifecycle_case {
+    ($callback:ident ! ( $($args:tt)* )) => {
+        $callback! {
+            $($args)*;
+            gc_reclaims_exactly_the_unreferenced_bytes,
+            gc_dry_run_reports_what_a_run_reclaims,
+            gc_grace_spares_recent_writes,
+            gc_sweeps_links_no_manifest_of_their_repository_references,
+            gc_keeps_untagged_manifests_by_default,
+            gc_delete_untagged_keeps_what_tags_reach,
+            gc_reclaims_interim_sha512_blobs,
+            uploads_expire_after_their_ttl,
+            catalog_lists_repositories_in_order_and_pages,
+            catalog_forgets_emptied_repositories,
+            sparse_indexes_accept_absent_children;
+            reopen:
+            gc_in_another_instance_refuses_stale_pushes
         }
     };
 }

@@ -1,0 +1,243 @@
+//! Phase 2: blobs and repository links no manifest references (steps G1 to G7 of the
+//! [`lifecycle`](crate::storage::lifecycle) docs).
+//!
+//! Memory is proportional to the number of blobs and links (digests in sets), never to their
+//! bytes; repositories and directories are read page by page.
+
+use std::collections::{HashMap, HashSet};
+
+use super::run::{REMOVE_BATCH, Run, digest_named};
+use super::walk::RepositoryWalk;
+use crate::error::Result;
+use crate::oci::{Digest, DigestAlgorithm, RepositoryName};
+use crate::storage::layout::{self, Key};
+use crate::storage::lifecycle::LifecycleBackend;
+
+/// What the mark (G1, G2) found.
+#[derive(Default)]
+struct Marked {
+    /// Blobs some record references.
+    referenced: HashSet<Digest>,
+    /// The records read (their keys): the re-mark reads only the others.
+    read: HashSet<Key>,
+    /// Blobs with a link written within the grace period (a push in progress).
+    fresh: HashSet<Digest>,
+    /// Candidate links: per repository, blobs no record of it references.
+    links: HashMap<RepositoryName, HashSet<Digest>>,
+    /// Candidate blobs and their sizes.
+    blobs: HashMap<Digest, u64>,
+}
+
+impl Marked {
+    fn is_empty(&self) -> bool {
+        self.blobs.is_empty() && self.links.values().all(HashSet::is_empty)
+    }
+
+    /// Drops from the candidates what a record of `repo` references.
+    fn keep(&mut self, repo: &RepositoryName, blobs: &[Digest]) {
+        let links = self.links.get_mut(repo);
+        for digest in blobs {
+            self.blobs.remove(digest);
+        }
+        if let Some(links) = links {
+            for digest in blobs {
+                links.remove(digest);
+            }
+        }
+    }
+}
+
+impl<B: LifecycleBackend> Run<'_, B> {
+    /// Runs phase 2. `gone` holds the records phase 1 deleted (or, in a dry run, would
+    /// delete): they count as absent.
+    pub(super) async fn sweep_blobs(&mut self, gone: &HashSet<Key>) -> Result<()> {
+        let mut marked = Marked::default();
+        let mut walk = RepositoryWalk::everything(self.engine);
+        while let Some(repo) = walk.next().await? {
+            self.mark_repository(&repo, gone, &mut marked).await?;
+        }
+        for algorithm in DigestAlgorithm::ALL {
+            self.find_blob_candidates(algorithm, &mut marked).await?;
+        }
+        if self.options.dry_run {
+            self.report.blobs += marked.blobs.len() as u64;
+            self.report.bytes += marked.blobs.values().sum::<u64>();
+            self.report.links += marked.links.values().map(|l| l.len() as u64).sum::<u64>();
+            return Ok(());
+        }
+        if marked.is_empty() {
+            return Ok(());
+        }
+        // G3: condemn.
+        let mut set = self.new_set();
+        for digest in marked.blobs.keys() {
+            set.add_blob(digest.clone());
+        }
+        for (repo, digests) in &marked.links {
+            for digest in digests {
+                set.add_link(repo.as_str(), digest);
+            }
+        }
+        let set_key = self.condemn(&set).await?;
+        drop(set);
+        let outcome = self.remark_and_delete(&mut marked).await;
+        // G7, also after a failure: whatever the run deleted, it deleted under the set.
+        let released = self.release(&set_key).await;
+        outcome.and(released)
+    }
+
+    /// G1 and G2 for one repository: what its records reference, and its candidate links.
+    async fn mark_repository(
+        &self,
+        repo: &RepositoryName,
+        gone: &HashSet<Key>,
+        marked: &mut Marked,
+    ) -> Result<()> {
+        let digests: Vec<Digest> = self
+            .record_digests(repo)
+            .await?
+            .into_iter()
+            .filter(|d| !gone.contains(&layout::manifest(repo, d)))
+            .collect();
+        let refs = self.read_records(repo, digests).await?;
+        let mut referenced_here = HashSet::new();
+        for (digest, refs) in refs {
+            if let Some(refs) = refs {
+                referenced_here.extend(refs.blobs);
+                marked.read.insert(layout::manifest(repo, &digest));
+            }
+        }
+        let mut candidates = HashSet::new();
+        for algorithm in DigestAlgorithm::ALL {
+            let dir = layout::layers_algorithm_dir(repo, algorithm);
+            self.scan_all(&dir, |link| {
+                let Some(digest) = digest_named(algorithm, &link.name) else {
+                    return;
+                };
+                if !self.past_grace(link.modified) {
+                    marked.fresh.insert(digest);
+                } else if !referenced_here.contains(&digest) {
+                    candidates.insert(digest);
+                }
+            })
+            .await?;
+        }
+        marked.referenced.extend(referenced_here);
+        if !candidates.is_empty() {
+            marked.links.insert(repo.clone(), candidates);
+        }
+        Ok(())
+    }
+
+    /// G2 for blobs: stored, referenced by no record, not written (nor linked anywhere)
+    /// within the grace period.
+    async fn find_blob_candidates(
+        &self,
+        algorithm: DigestAlgorithm,
+        marked: &mut Marked,
+    ) -> Result<()> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .engine
+                .backend
+                .scan_blobs(algorithm, after.as_deref(), super::run::SCAN_PAGE)
+                .await?;
+            let full = page.len() == super::run::SCAN_PAGE;
+            after = page.last().map(|b| b.name.clone());
+            for blob in page {
+                let Some(digest) = digest_named(algorithm, &blob.name) else {
+                    continue;
+                };
+                if marked.referenced.contains(&digest)
+                    || marked.fresh.contains(&digest)
+                    || !self.past_grace(blob.modified)
+                {
+                    continue;
+                }
+                marked.blobs.insert(digest, blob.size);
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// G4 to G6, under the condemned set.
+    async fn remark_and_delete(&mut self, marked: &mut Marked) -> Result<()> {
+        // G4: records written since G1 keep what they reference.
+        let mut walk = RepositoryWalk::everything(self.engine);
+        while let Some(repo) = walk.next().await? {
+            if marked.is_empty() {
+                break;
+            }
+            let new: Vec<Digest> = self
+                .record_digests(&repo)
+                .await?
+                .into_iter()
+                .filter(|d| !marked.read.contains(&layout::manifest(&repo, d)))
+                .collect();
+            if new.is_empty() {
+                continue;
+            }
+            for refs in self.read_records(&repo, new).await?.into_values().flatten() {
+                marked.keep(&repo, &refs.blobs);
+            }
+        }
+        // G5: links, then blobs.
+        let mut links: Vec<Key> = Vec::new();
+        for (repo, digests) in &marked.links {
+            links.extend(digests.iter().map(|d| layout::layer_link(repo, d)));
+        }
+        for batch in links.chunks(REMOVE_BATCH) {
+            self.check_deadline()?;
+            self.engine.remove_objects(batch).await?;
+            self.report.links += batch.len() as u64;
+        }
+        let blobs: Vec<(Digest, u64)> = marked.blobs.drain().collect();
+        for batch in blobs.chunks(REMOVE_BATCH) {
+            self.check_deadline()?;
+            let digests: Vec<Digest> = batch.iter().map(|(d, _)| d.clone()).collect();
+            self.engine.backend.remove_blobs(&digests).await?;
+            self.report.blobs += batch.len() as u64;
+            self.report.bytes += batch.iter().map(|(_, size)| size).sum::<u64>();
+        }
+        // G6: links written meanwhile to a blob G5 deleted.
+        if !blobs.is_empty() {
+            let deleted: HashSet<Digest> = blobs.into_iter().map(|(d, _)| d).collect();
+            self.sweep_dangling_links(&deleted).await?;
+        }
+        Ok(())
+    }
+
+    /// G6: removes the links to `deleted` blobs that are still absent.
+    async fn sweep_dangling_links(&mut self, deleted: &HashSet<Digest>) -> Result<()> {
+        let mut walk = RepositoryWalk::everything(self.engine);
+        while let Some(repo) = walk.next().await? {
+            let mut dangling = Vec::new();
+            for algorithm in DigestAlgorithm::ALL {
+                let dir = layout::layers_algorithm_dir(&repo, algorithm);
+                let mut linked = Vec::new();
+                self.scan_all(&dir, |link| {
+                    if let Some(digest) = digest_named(algorithm, &link.name)
+                        && deleted.contains(&digest)
+                    {
+                        linked.push(digest);
+                    }
+                })
+                .await?;
+                for digest in linked {
+                    if self.engine.backend.blob_size(&digest).await?.is_none() {
+                        dangling.push(layout::layer_link(&repo, &digest));
+                    }
+                }
+            }
+            for batch in dangling.chunks(REMOVE_BATCH) {
+                self.check_deadline()?;
+                self.engine.remove_objects(batch).await?;
+                self.report.links += batch.len() as u64;
+            }
+        }
+        Ok(())
+    }
+}

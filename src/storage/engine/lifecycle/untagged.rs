@@ -1,0 +1,158 @@
+//! Phase 1 (with `delete_untagged`): per repository, the manifests no tag reaches, with
+//! their referrer entries (see "Untagged manifests" in the
+//! [`lifecycle`](crate::storage::lifecycle) docs).
+//!
+//! A repository's phase holds what it read of that repository's records (what each
+//! references), so memory is bounded by the largest repository, not the store.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::run::{RecordRefs, Run};
+use super::walk::RepositoryWalk;
+use crate::error::Result;
+use crate::oci::{Digest, RepositoryName};
+use crate::storage::layout::{self, Key};
+use crate::storage::lifecycle::LifecycleBackend;
+
+/// What the phase knows of one repository.
+struct Repository {
+    name: RepositoryName,
+    /// Every record found, and what it references once read (`None`: unreadable).
+    records: HashMap<Digest, Option<RecordRefs>>,
+}
+
+/// Whether the closure could be computed: a reachable record that cannot be read (torn,
+/// being written) hides what it references, so nothing is deleted in that repository.
+enum Reach {
+    Known(HashSet<Digest>),
+    Unknown,
+}
+
+impl<B: LifecycleBackend> Run<'_, B> {
+    /// Runs phase 1 over every repository; returns the keys of the records deleted (in a dry
+    /// run: that would be deleted), which phase 2 then counts as absent.
+    pub(super) async fn delete_untagged(&mut self) -> Result<HashSet<Key>> {
+        let mut gone = HashSet::new();
+        let mut walk = RepositoryWalk::everything(self.engine);
+        while let Some(repo) = walk.next().await? {
+            self.untagged_in(repo, &mut gone).await?;
+        }
+        Ok(gone)
+    }
+
+    async fn untagged_in(&mut self, name: RepositoryName, gone: &mut HashSet<Key>) -> Result<()> {
+        let found = self.records(&name).await?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        let mut repo = Repository {
+            name,
+            records: HashMap::new(),
+        };
+        let Reach::Known(reachable) = self.reachable(&mut repo).await? else {
+            tracing::info!(repository = %repo.name, "a reachable manifest is unreadable (being written?): no untagged manifest deleted there this run");
+            return Ok(());
+        };
+        let mut candidates: Vec<Digest> = found
+            .iter()
+            .filter(|r| !reachable.contains(&r.digest) && self.past_grace(r.modified))
+            .map(|r| r.digest.clone())
+            .collect();
+        // An unreadable record's subject is unknown: deleting it could leave its referrer
+        // entry listing a missing manifest, so it stays (it may be a write in progress).
+        let unread: Vec<Digest> = candidates
+            .iter()
+            .filter(|d| !repo.records.contains_key(*d))
+            .cloned()
+            .collect();
+        repo.records
+            .extend(self.read_records(&repo.name, unread).await?);
+        candidates.retain(|d| matches!(repo.records.get(d), Some(Some(_))));
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        if self.options.dry_run {
+            self.report.manifests += candidates.len() as u64;
+            gone.extend(candidates.iter().map(|d| layout::manifest(&repo.name, d)));
+            return Ok(());
+        }
+        let mut set = self.new_set();
+        for digest in &candidates {
+            set.add_manifest(repo.name.as_str(), digest);
+        }
+        let set_key = self.condemn(&set).await?;
+        let outcome = async {
+            // Re-mark: what a push made reachable meanwhile stays.
+            match self.reachable(&mut repo).await? {
+                Reach::Known(reachable) => candidates.retain(|d| !reachable.contains(d)),
+                Reach::Unknown => candidates.clear(),
+            }
+            self.delete_records(&repo, &candidates, gone).await
+        }
+        .await;
+        let released = self.release(&set_key).await;
+        outcome.and(released)
+    }
+
+    /// The manifests of `repo` reachable from its intents and tags (in that order: see the
+    /// argument in the `lifecycle` docs), through index children and referrers.
+    async fn reachable(&self, repo: &mut Repository) -> Result<Reach> {
+        let mut queue: VecDeque<Digest> = self.intended(&repo.name).await?.into();
+        queue.extend(self.tagged(&repo.name).await?);
+        // Records written since the last look (a push in progress) are read now.
+        let present: HashSet<Digest> = self.record_digests(&repo.name).await?.into_iter().collect();
+        let mut reachable = HashSet::new();
+        while !queue.is_empty() {
+            let batch: Vec<Digest> = queue
+                .drain(..)
+                .filter(|d| present.contains(d) && reachable.insert(d.clone()))
+                .collect();
+            let unread: Vec<Digest> = batch
+                .iter()
+                .filter(|d| !matches!(repo.records.get(*d), Some(Some(_))))
+                .cloned()
+                .collect();
+            repo.records
+                .extend(self.read_records(&repo.name, unread).await?);
+            for digest in batch {
+                let Some(Some(refs)) = repo.records.get(&digest) else {
+                    return Ok(Reach::Unknown);
+                };
+                queue.extend(refs.children.iter().cloned());
+                queue.extend(self.referrers_of(&repo.name, &digest).await?);
+            }
+        }
+        Ok(Reach::Known(reachable))
+    }
+
+    /// Deletes the records `digests` of `repo`, each referrer entry first.
+    async fn delete_records(
+        &mut self,
+        repo: &Repository,
+        digests: &[Digest],
+        gone: &mut HashSet<Key>,
+    ) -> Result<()> {
+        let mut entries = Vec::new();
+        let mut records = Vec::new();
+        for digest in digests {
+            let Some(Some(refs)) = repo.records.get(digest) else {
+                continue; // unreadable: kept (see `untagged_in`)
+            };
+            if let Some(subject) = &refs.subject {
+                entries.push(layout::referrer(&repo.name, subject, digest));
+            }
+            records.push(layout::manifest(&repo.name, digest));
+        }
+        self.check_deadline()?;
+        for batch in entries.chunks(super::run::REMOVE_BATCH) {
+            self.engine.remove_objects(batch).await?;
+        }
+        for batch in records.chunks(super::run::REMOVE_BATCH) {
+            self.check_deadline()?;
+            self.engine.remove_objects(batch).await?;
+            self.report.manifests += batch.len() as u64;
+        }
+        gone.extend(records);
+        Ok(())
+    }
+}

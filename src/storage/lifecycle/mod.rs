@@ -1,0 +1,317 @@
+//! Storage lifecycle: online garbage collection, expiry of abandoned uploads, and the
+//! repository listing behind `GET /v2/_catalog`.
+//!
+//! These are administrative operations, so they live in a trait of their own,
+//! [`Lifecycle`], beside the OCI-only [`StorageDriver`](super::StorageDriver). Like it, it
+//! uses `impl Future` methods and static dispatch; the [`Engine`](super::Engine) implements
+//! it once for every backend (over the few primitives of [`LifecycleBackend`]), and
+//! [`AnyDriver`](super::AnyDriver) by dispatching to it.
+//!
+//! # Garbage collection
+//!
+//! A run ([`Lifecycle::collect_garbage`]) has up to four phases, each safe while clients push
+//! and pull, in this process and in any other sharing the root directory or the bucket:
+//!
+//! 1. **untagged manifests** (only with [`GcOptions::delete_untagged`]): per repository, the
+//!    manifests no tag reaches (directly, as a child of a reachable index, or as a referrer
+//!    of a reachable subject) are deleted with their referrer entries;
+//! 2. **blobs**: every blob that no manifest of any repository references (config, layers) is
+//!    deleted, and every repository link to a blob that no manifest *of that repository*
+//!    references;
+//! 3. **uploads**: sessions idle longer than [`GcOptions::upload_ttl`] are aborted with
+//!    everything they hold, and upload storage no session owns is released (see
+//!    [`Lifecycle::expire_uploads`]);
+//! 4. **tidying**: empty directories and stale temporary files on the filesystem.
+//!
+//! [`GcOptions::grace`] spares what was written recently (a blob pushed a minute ago whose
+//! manifest is yet to come); safety never depends on it: `grace = 0` is safe, it only makes
+//! more pushes in flight fail cleanly and be retried.
+//!
+//! ## Safety: the protocol
+//!
+//! **What must never happen**: a manifest push (`PUT` by tag or digest, or tagging an
+//! existing manifest) is acknowledged, and afterwards a blob the manifest references, its
+//! repository link, or a child manifest of an index is gone because a collection deleted it;
+//! or a tag a push acknowledged names a manifest a collection deleted. (Clients may of
+//! course delete things themselves.) The race to defeat: a client checks that a blob exists
+//! (`HEAD`, 200), a collection decides that the blob is garbage, the client pushes a manifest
+//! referencing it.
+//!
+//! Two kinds of objects carry the protocol, both small:
+//! - a **condemned set** `gc/<run>`, written by a collection *before* it deletes anything and
+//!   removed after its last deletion: the blobs, links and manifests it may delete;
+//! - a **push intent** `repositories/<name>/_intents/<random>`, written by a push that makes
+//!   a manifest reachable (by a tag, or as a referrer) before it checks anything, and removed
+//!   when the push is done.
+//!
+//! A collection **G** deletes blobs and links (phase 2) like this:
+//!
+//! - G1 *mark*: list every manifest record of every repository, read each, and collect the
+//!   blobs each references;
+//! - G2 *candidates*: the blobs no record references (not written within the grace period,
+//!   and with no repository link written within it) and the links no record of their
+//!   repository references;
+//! - G3 *condemn*: write the candidates as one new condemned set (a new object per run, so two
+//!   collections never overwrite each other's), and wait until it is stored;
+//! - G4 *re-mark*: list every record again, read the ones G1 did not read, and drop from the
+//!   candidates everything they reference;
+//! - G5 *delete*: the remaining candidate links, then the blobs;
+//! - G6 *sweep*: list the links again and remove those naming a blob G5 deleted (see
+//!   "Dangling links" below);
+//! - G7: remove the condemned set.
+//!
+//! A manifest push **P** in repository `R`:
+//!
+//! - P1 *pre-check*: every blob the manifest references is linked in `R`, every child
+//!   manifest of an index is stored in `R`; otherwise `MANIFEST_BLOB_UNKNOWN` and nothing is
+//!   written (bad input changes nothing);
+//! - P2 *record*: store the manifest record (durably);
+//! - P3 *intent*: with a tag or a subject, write a push intent naming the manifest;
+//! - P4 *condemned check*: list `gc/`, read the sets not read before (a set never changes, so
+//!   a process keeps the ones it read); if one condemns a referenced blob, its link in `R` or
+//!   a child manifest: `MANIFEST_BLOB_UNKNOWN`; if one condemns the manifest itself (phase 1
+//!   is deleting it): wait until that set is removed and start P4 again;
+//! - P5 *post-check*: the record is still stored (else store it again and go back to P4),
+//!   every referenced blob's link in `R` *and* its bytes exist, every child manifest is
+//!   stored; otherwise `MANIFEST_BLOB_UNKNOWN`;
+//! - P6: write the referrer entry, then the tag; acknowledge; remove the intent.
+//!
+//! The record is not removed when P fails at P4 or P5: another push of the same
+//! content-addressed record may have been acknowledged. An unacknowledged record is garbage
+//! like any other (with `delete_untagged`).
+//!
+//! ### What the argument relies on
+//!
+//! Of the storage, for every object and every listing, across processes:
+//! - **(W) read-after-write**: a read or `HEAD` that starts after a write (or a deletion)
+//!   completed returns it (or something later);
+//! - **(L) listings see what stays**: a listing, all its pages together, returns every object
+//!   that exists from before the listing starts until after it ends.
+//!
+//! No conditional write, no lock, no lease and no clock is relied on. On the **filesystem**
+//! (one host; every process of a registry shares the page cache) (W) and (L) hold: `rename`,
+//! `link` and `unlink` are atomic, and POSIX `readdir` returns every entry that is neither
+//! added nor removed while the directory is read. Durability is not part of the argument (a
+//! crash of the host stops every process, collections included). On **S3**, AWS has been
+//! strongly consistent since December 2020 for `GET`, `HEAD` and `LIST` after `PUT` and
+//! `DELETE` of the same keys ("read-after-write", and "list-after-write", which also covers
+//! deletions): that is (W) and (L), and the driver uses nothing else (`ListObjectsV2`,
+//! `GetObject`, `HeadObject`, `PutObject`, `DeleteObject(s)`). An S3-compatible store must
+//! offer the same; MinIO and Ceph RGW document strong consistency, and the tests run on moto,
+//! a single process. A store that is only eventually consistent for listings (older
+//! S3-compatible stores, some gateways) is not safe for online collection.
+//!
+//! ### Why no acknowledged manifest loses a blob
+//!
+//! Take a push P referencing blob `d` in `R`, acknowledged, and a collection G that deletes
+//! `d`'s bytes or its link in `R` (each G only deletes what its condemned set lists, and
+//! only after G4). Write `t(X)` for the instant step X completes. G1 to G4 run in this
+//! order, as do P2 to P6; G4's listing runs from `s4` to `e4`, P4's from `s_P4` to `e_P4`.
+//!
+//! - If `t(P2) < s4`: the record exists from before G4's listing until after it (no
+//!   collection deletes it while P is in flight: see phase 1 below; a client that deletes it
+//!   makes it no longer an acknowledged manifest), so by (L) G4 lists it, and reads it unless
+//!   G1 did already; either way `d` is not a candidate: G deletes neither its bytes nor its
+//!   link in `R`. Contradiction.
+//! - If `t(P2) ≥ s4`: then `s_P4 > t(P2) ≥ s4 > t(G3)`: the condemned set exists when P4
+//!   starts listing. If it still exists when P4's listing ends, by (L) P4 sees it and fails
+//!   (it lists `d`): P is not acknowledged. Otherwise G7 completed before `e_P4`, so G5's
+//!   deletion of `d` completed before P5 started, and by (W) P5 finds the link or the bytes
+//!   missing and fails, unless something stored them again in between, which is then a
+//!   correct state (not a deleted blob). Contradiction.
+//!
+//! The argument holds for every pair (P, G) on its own, so for any number of pushes and
+//! collections in any number of processes. Child manifests of an index are covered the same
+//! way by phase 1's argument (a child is only deleted if condemned).
+//!
+//! ### Untagged manifests (phase 1)
+//!
+//! Per repository: *mark* the manifests reachable from the roots (every tag's manifest and
+//! every intent's), closed over the children of indexes and the referrers of reachable
+//! subjects; the *candidates* are the other records (not written within the grace period);
+//! *condemn* them in a new condemned set; *re-mark* (list intents first, then tags, then
+//! recompute the closure); *delete* the remaining candidates (referrer entry first, then the
+//! record); remove the set. Take a push P that makes manifest `M` reachable in `R` (tags it,
+//! or indexes it as a referrer of a reachable subject, or is an index naming it as a child),
+//! acknowledged, and a collection G that deletes `M`'s record:
+//!
+//! - If P's intent was written before G's re-mark started listing intents, it is listed there
+//!   (then `M` is a root), unless P removed it before that listing ended; then P's tag (or
+//!   referrer entry) was written before that, so before the listing of tags (or referrer
+//!   entries), which follows and sees it. Either way `M`, and its closure, stay.
+//! - Otherwise P4 started after G's set was stored. If P4 sees it condemning `M` or a child,
+//!   P waits or fails before writing any tag. If it does not see it, G finished deleting
+//!   before P5, which finds `M` missing (and stores it again: P has its bytes) or a child
+//!   missing (and fails, before any tag is written).
+//!
+//! The tag is written only after P4 and P5 passed, so a push that fails leaves no tag on a
+//! manifest being deleted. A record P stores again at P5 goes back through P4 and P5, so the
+//! blob argument applies to it.
+//!
+//! ### Dangling links
+//!
+//! A link written *without* the bytes being uploaded (a mount, or a push of a blob that is
+//! already stored) checks after writing it that the bytes still exist, and removes the link
+//! if they do not (a mount then answers 202 with a session, a push asks the client to retry).
+//! G6 removes the links that such a writer wrote after G2 and whose check ran before G5: so
+//! no link outlives its blob, and a client's `HEAD` never keeps answering 200 for a blob whose
+//! bytes are gone (which would make its retries skip the upload). These are liveness
+//! measures: safety rests on P5 alone.
+//!
+//! ### Crashes and stale sets
+//!
+//! A collection that dies leaves its condemned set: pushes referencing what it lists keep
+//! failing, never damaging anything. Every set carries a deadline ([`MAX_RUN`] after the
+//! collection started); a collection stops deleting when its own deadline passed, and the
+//! next collection removes sets whose deadline passed more than [`CLOCK_MARGIN`] ago. This one
+//! cleanup assumes that the clocks of the hosts running collections differ by less than
+//! [`CLOCK_MARGIN`]. Likewise a push that dies leaves its intent, which keeps a manifest
+//! alive: collections remove intents older than [`INTENT_MAX_AGE`], and a push gives up
+//! (503, retryable) rather than write its tag after holding its intent for
+//! [`INTENT_DEADLINE`].
+//!
+//! ### Caches
+//!
+//! The reads of P4 and P5 (the condemned sets, the record, links, blob sizes and child
+//! records) must come from the storage itself, never from a cache that may answer "present"
+//! for something deleted since (an in-process metadata cache must be bypassed or invalidated
+//! by deletions it cannot see, i.e. those of other processes). Condemned sets are immutable
+//! once written, so caching their *content* by name is safe; their *listing* is not cached.
+//!
+//! ## Upload expiry
+//!
+//! [`Lifecycle::expire_uploads`] aborts every session whose record was last written more than
+//! the TTL ago: its record first, then its storage (chunks, S3 staged segments and multipart
+//! upload), so a crash in between leaves storage without a record, never a record without
+//! storage. Then it releases upload storage no live session owns and older than the TTL
+//! ([`LifecycleBackend::expire_upload_storage`]). A request racing an expiry on the same
+//! session gets `BLOB_UPLOAD_UNKNOWN` (the client starts over), never a partial blob. The
+//! interim blobs of the sha512 path are blobs no link or manifest names: phase 2 reclaims
+//! them.
+//!
+//! ## Repository listing
+//!
+//! [`Lifecycle::repositories`] walks the repository tree depth first, one directory listing
+//! per repository (S3: `ListObjectsV2` with a delimiter), in the order of the names followed
+//! by `/`, and resumes after `last` without reading what precedes it.
+
+mod backend;
+pub mod schedule;
+
+pub use backend::{ExpiredStorage, LifecycleBackend, ObjectInfo};
+pub use schedule::{Schedule, parse_duration};
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use crate::error::Result;
+
+/// How long a collection may run: past this, it stops deleting (see the module docs).
+pub const MAX_RUN: Duration = Duration::from_secs(12 * 3600);
+/// The largest clock difference between hosts running collections the cleanup of a dead
+/// collection's condemned set tolerates.
+pub const CLOCK_MARGIN: Duration = Duration::from_secs(3600);
+/// Intents older than this are leftovers of pushes that died; collections remove them.
+pub const INTENT_MAX_AGE: Duration = Duration::from_secs(3600);
+/// A push holding its intent longer than this gives up before writing its tag.
+pub const INTENT_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Default of [`GcOptions::grace`].
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+/// Default idle time after which an upload session expires.
+pub const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// What a garbage collection run does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcOptions {
+    /// Change nothing; report what a run would reclaim (the same counts, on a store nobody
+    /// writes to meanwhile).
+    pub dry_run: bool,
+    /// Also delete manifests no tag reaches (phase 1), like Distribution's
+    /// `--delete-untagged`. Off by default.
+    pub delete_untagged: bool,
+    /// Spare what was written less than this long ago. Safety does not depend on it.
+    pub grace: Duration,
+    /// Expire upload sessions idle for longer than this (phase 3); `None` skips the phase.
+    pub upload_ttl: Option<Duration>,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            delete_untagged: false,
+            grace: DEFAULT_GRACE,
+            upload_ttl: Some(DEFAULT_UPLOAD_TTL),
+        }
+    }
+}
+
+/// What a garbage collection or an upload expiry reclaimed (or, in a dry run, would reclaim).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Manifests deleted (phase 1).
+    pub manifests: u64,
+    /// Blobs deleted (phase 2).
+    pub blobs: u64,
+    /// Bytes of the blobs deleted.
+    pub bytes: u64,
+    /// Repository links deleted (phase 2).
+    pub links: u64,
+    /// Upload sessions expired and orphaned upload storage released (phase 3).
+    pub uploads: u64,
+    /// How long the run took.
+    pub duration: Duration,
+}
+
+/// The summary line of a run: `gc: manifests=… blobs=… bytes=… uploads=… in …s`.
+impl fmt::Display for GcReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "gc: manifests={} blobs={} bytes={} uploads={} in {:.2}s",
+            self.manifests,
+            self.blobs,
+            self.bytes,
+            self.uploads,
+            self.duration.as_secs_f64()
+        )
+    }
+}
+
+/// One page of the repository listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepositoryList {
+    /// Repository names, in the listing's order (see the module docs).
+    pub repositories: Vec<String>,
+    /// Whether repositories follow the last one returned.
+    pub has_more: bool,
+}
+
+/// The lifecycle operations of a storage driver (see the [module docs](self)).
+pub trait Lifecycle: Send + Sync + 'static {
+    /// Runs a garbage collection (see the module docs), safe while clients push and pull in
+    /// this and other processes.
+    fn collect_garbage(&self, options: &GcOptions)
+    -> impl Future<Output = Result<GcReport>> + Send;
+
+    /// Expires upload sessions idle for longer than `ttl` and releases orphaned upload
+    /// storage (phase 3 of a collection, on its own). Only [`GcReport::uploads`] (and the
+    /// duration) are set.
+    fn expire_uploads(
+        &self,
+        ttl: Duration,
+        dry_run: bool,
+    ) -> impl Future<Output = Result<GcReport>> + Send;
+
+    /// Repositories holding a tag, a manifest or a blob link, in the order of the module
+    /// docs, strictly after `last`, at most `n` (all with `None`).
+    fn repositories(
+        &self,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> impl Future<Output = Result<RepositoryList>> + Send;
+}

@@ -1,0 +1,144 @@
+//! Lifecycle work inside a long-running process (the registry server): a periodic garbage
+//! collection (off by default) and a periodic upload expiry (on by default).
+//!
+//! Both are ordinary runs of [`Lifecycle`], safe beside pushes in this and other processes,
+//! and beside runs of other processes (several servers on one bucket may all run them).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{DEFAULT_UPLOAD_TTL, GcOptions, GcReport, Lifecycle};
+use crate::error::{Error, Result};
+
+/// Default of [`Schedule::upload_expiry_interval`].
+pub const DEFAULT_UPLOAD_EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// When a process runs lifecycle work, and with which options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// Run a garbage collection this often (`None`: never, the default). Each run also
+    /// expires uploads when [`GcOptions::upload_ttl`] is set.
+    pub gc_interval: Option<Duration>,
+    /// The options of those runs (`dry_run` is ignored), and the TTL of the upload expiry.
+    pub gc: GcOptions,
+    /// Expire uploads idle longer than [`GcOptions::upload_ttl`] this often (`None`: never).
+    /// Default: every hour.
+    pub upload_expiry_interval: Option<Duration>,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self {
+            gc_interval: None,
+            gc: GcOptions {
+                upload_ttl: Some(DEFAULT_UPLOAD_TTL),
+                ..GcOptions::default()
+            },
+            upload_expiry_interval: Some(DEFAULT_UPLOAD_EXPIRY_INTERVAL),
+        }
+    }
+}
+
+/// Parses a duration setting: `24h`, `90m`, `1h 30m`, `0s` (humantime's syntax), or `off`
+/// (`None`), naming `field` in the error.
+pub fn parse_duration(field: &'static str, text: &str) -> Result<Option<Duration>> {
+    let text = text.trim();
+    if matches!(text, "off" | "never" | "none" | "disabled") {
+        return Ok(None);
+    }
+    humantime::parse_duration(text)
+        .map(Some)
+        .map_err(|e| Error::Config {
+            field,
+            message: format!("{text:?} is not a duration such as 30s, 15m, 24h or off: {e}"),
+        })
+}
+
+/// Runs `schedule` until the returned task is aborted (or dropped with the runtime), calling
+/// `on_report` after every run (metrics, logs). A run that fails is logged and the next one
+/// is tried at its time. Returns `None` when nothing is scheduled.
+pub fn spawn<D, F>(
+    driver: Arc<D>,
+    schedule: Schedule,
+    on_report: F,
+) -> Option<tokio::task::JoinHandle<()>>
+where
+    D: Lifecycle,
+    F: Fn(&GcReport) + Send + Sync + 'static,
+{
+    let expiry = schedule.upload_expiry_interval.zip(schedule.gc.upload_ttl);
+    if schedule.gc_interval.is_none() && expiry.is_none() {
+        return None;
+    }
+    let ticker = |period: Option<Duration>| {
+        period.map(|p| {
+            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        })
+    };
+    let mut gc_timer = ticker(schedule.gc_interval);
+    let mut expiry_timer = ticker(expiry.map(|(period, _)| period));
+    let options = GcOptions {
+        dry_run: false,
+        ..schedule.gc
+    };
+    Some(tokio::spawn(async move {
+        loop {
+            let gc_due = async {
+                match &mut gc_timer {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let expiry_due = async {
+                match &mut expiry_timer {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let run = tokio::select! {
+                _ = gc_due => driver.collect_garbage(&options).await,
+                _ = expiry_due => {
+                    let ttl = expiry.map_or(DEFAULT_UPLOAD_TTL, |(_, ttl)| ttl);
+                    driver.expire_uploads(ttl, false).await
+                }
+            };
+            match run {
+                Ok(report) => {
+                    tracing::info!(target: "marina::lifecycle", "{report}");
+                    on_report(&report);
+                }
+                Err(e) => {
+                    tracing::error!(target: "marina::lifecycle", error = %e, "lifecycle run failed")
+                }
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_off_disables() {
+        assert_eq!(
+            parse_duration("x", "24h").unwrap(),
+            Some(Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            parse_duration("x", " 1h 30m ").unwrap(),
+            Some(Duration::from_secs(5_400))
+        );
+        assert_eq!(parse_duration("x", "0s").unwrap(), Some(Duration::ZERO));
+        assert_eq!(parse_duration("x", "off").unwrap(), None);
+        assert!(matches!(
+            parse_duration("gc_interval", "soon"),
+            Err(Error::Config {
+                field: "gc_interval",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,79 @@
+//! Conditional writes of upload session records: `GetObject` hands out the record's ETag and
+//! `PutObject` with `If-Match` replaces it only if it is still that version (AWS S3 since
+//! 2024; MinIO; moto). Two processes that load one session record and append to it at the
+//! same time then cannot both persist their append: the store answers the second `412
+//! Precondition Failed` (or `409 ConditionalRequestConflict` while the first is in flight)
+//! and the engine refuses that PATCH (see `Engine::save_appended`).
+//!
+//! Stores that ignore `If-Match` would overwrite silently, so the driver uses it only where
+//! configured (`conditional_writes = true`) or detected when it is built: a scratch object is
+//! written, then written again with an `If-Match` naming a version it does not have; a store
+//! that honours the header refuses the second write.
+
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+use super::S3Backend;
+use super::error::{self, translate};
+use super::objects::CONTENT_TYPE;
+use crate::error::Result;
+use crate::storage::UploadId;
+use crate::storage::layout;
+
+/// An ETag no object has (quoted, as S3 writes them).
+const FOREIGN_ETAG: &str = "\"00000000000000000000000000000000\"";
+
+impl S3Backend {
+    /// Replaces `key` with `body` if its ETag is still `etag`: `Ok(false)`, nothing written,
+    /// when the object changed (412) or another conditional write of it is in flight (409).
+    pub(crate) async fn put_bytes_if_match(
+        &self,
+        key: &str,
+        body: Bytes,
+        etag: &str,
+    ) -> Result<bool> {
+        match self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(CONTENT_TYPE)
+            .content_length(body.len() as i64)
+            .if_match(etag)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if error::is_precondition_failed(&e) => Ok(false),
+            Err(e) => Err(translate("PutObject", key, e)),
+        }
+    }
+
+    /// Whether the store honours `If-Match` on `PutObject`: three requests on a scratch
+    /// object below a fresh upload's directory (`uploads/<random id>/`), deleted afterwards.
+    pub async fn detect_conditional_writes(&self) -> Result<bool> {
+        let key = self.keys.object(&layout::upload_part(
+            &UploadId::generate(),
+            "conditional-write-probe",
+        ));
+        self.put_bytes(&key, Bytes::from_static(b"probe")).await?;
+        let honoured = self
+            .put_bytes_if_match(&key, Bytes::from_static(b"overwritten"), FOREIGN_ETAG)
+            .await;
+        let deleted = self.delete(&key).await;
+        // A store that rejects the header itself (400, 501) does not honour it either.
+        let honoured = match honoured {
+            Ok(written) => !written,
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(_) => false,
+        };
+        deleted?;
+        tracing::info!(
+            bucket = %self.bucket,
+            conditional_writes = honoured,
+            "detected whether the store honours If-Match on PutObject"
+        );
+        Ok(honoured)
+    }
+}

@@ -1,0 +1,347 @@
+//! The S3 backend's lifecycle primitives ([`LifecycleBackend`]): `ListObjectsV2` with a
+//! delimiter for directory walks (its common prefixes) and for objects with their size and
+//! `LastModified` (free in the listing), `DeleteObjects` in batches of up to 1000 keys, and
+//! upload storage no session owns: objects below `uploads/` and multipart uploads anywhere
+//! below the prefix (`ListMultipartUploads`), including those a monolithic push opened on a
+//! blob's key.
+
+use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
+
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+
+use super::S3Backend;
+use super::backend::on_heap;
+use super::error::{self, translate};
+use crate::error::{Error, Result};
+use crate::oci::{Digest, DigestAlgorithm};
+use crate::storage::UploadId;
+use crate::storage::layout::{self, Dir, Key};
+use crate::storage::lifecycle::{ExpiredStorage, LifecycleBackend, ObjectInfo};
+
+/// Most keys one `DeleteObjects` request takes.
+const DELETE_BATCH: usize = 1000;
+/// Most entries one listing request returns.
+const MAX_PAGE: usize = 1000;
+
+fn system_time(t: Option<&aws_smithy_types::DateTime>) -> SystemTime {
+    t.and_then(|t| SystemTime::try_from(*t).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+impl S3Backend {
+    async fn list_common_prefixes(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        // Every key below `<prefix><name>/` sorts before `<prefix><name>0` ('0' follows '/'),
+        // so starting after it skips `name`'s whole subtree: the order of the trait.
+        let start = start_after.map(|a| format!("{prefix}{a}0"));
+        while names.len() < limit {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .delimiter("/")
+                .max_keys((limit - names.len()).min(MAX_PAGE) as i32)
+                .set_start_after(start.clone())
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| translate("ListObjectsV2", prefix, e))?;
+            for common in out.common_prefixes() {
+                let Some(name) = common
+                    .prefix()
+                    .and_then(|p| p.strip_prefix(prefix))
+                    .and_then(|p| p.strip_suffix('/'))
+                else {
+                    continue;
+                };
+                if !name.is_empty() && names.len() < limit {
+                    names.push(name.to_owned());
+                }
+            }
+            match out.next_continuation_token() {
+                Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(names)
+    }
+
+    async fn scan_prefix(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectInfo>> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        while found.len() < limit {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .delimiter("/")
+                .max_keys((limit - found.len()).min(MAX_PAGE) as i32)
+                .set_start_after(start_after.map(|a| format!("{prefix}{a}")))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| translate("ListObjectsV2", prefix, e))?;
+            for object in out.contents() {
+                let Some(name) = object.key().and_then(|k| k.strip_prefix(prefix)) else {
+                    continue;
+                };
+                if name.is_empty() || name.contains('/') || found.len() == limit {
+                    continue;
+                }
+                found.push(ObjectInfo {
+                    name: name.to_owned(),
+                    size: object
+                        .size()
+                        .and_then(|s| u64::try_from(s).ok())
+                        .unwrap_or(0),
+                    modified: system_time(object.last_modified()),
+                });
+            }
+            match out.next_continuation_token() {
+                Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes object keys in batches (`DeleteObjects`); absent keys are fine.
+    pub(crate) async fn delete_keys(&self, keys: Vec<String>) -> Result<()> {
+        for batch in keys.chunks(DELETE_BATCH) {
+            let objects = batch
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::backend_source(error::DRIVER, "building a deletion", e))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| Error::backend_source(error::DRIVER, "building a deletion", e))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await;
+            match out {
+                Ok(out) => {
+                    if let Some(failed) =
+                        out.errors().iter().find(|e| e.code() != Some("NoSuchKey"))
+                    {
+                        return Err(Error::backend(
+                            error::DRIVER,
+                            format!(
+                                "DeleteObjects: {} {}",
+                                failed.code().unwrap_or("error"),
+                                failed.message().unwrap_or("")
+                            ),
+                        ));
+                    }
+                }
+                // A store without `DeleteObjects`: one request per key.
+                Err(e) if matches!(error::status(&e), Some(400 | 404 | 405 | 501)) => {
+                    tracing::debug!(error = %aws_sdk_s3::error::DisplayErrorContext(&e),
+                        "DeleteObjects refused; deleting one object at a time");
+                    for key in batch {
+                        self.delete(key).await?;
+                    }
+                }
+                Err(e) => return Err(translate("DeleteObjects", "(batch)", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The upload id an object key below `uploads/` belongs to.
+    fn upload_of(&self, key: &str) -> Option<UploadId> {
+        let uploads = self.keys.dir(&layout::uploads_dir());
+        let rest = key.strip_prefix(&uploads)?;
+        UploadId::parse(rest.split('/').next()?).ok()
+    }
+
+    async fn expire_uploads(
+        &self,
+        before: SystemTime,
+        live: &HashSet<UploadId>,
+        dry_run: bool,
+    ) -> Result<ExpiredStorage> {
+        // Objects below `uploads/` (staged segments, completed `data`), by upload.
+        let uploads = self.keys.dir(&layout::uploads_dir());
+        let mut by_upload: HashMap<UploadId, (SystemTime, u64, Vec<String>)> = HashMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&uploads)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| translate("ListObjectsV2", &uploads, e))?;
+            for object in out.contents() {
+                let Some(key) = object.key() else { continue };
+                let Some(id) = self.upload_of(key) else {
+                    continue;
+                };
+                let entry = by_upload
+                    .entry(id)
+                    .or_insert((SystemTime::UNIX_EPOCH, 0, Vec::new()));
+                entry.0 = entry.0.max(system_time(object.last_modified()));
+                entry.1 += object
+                    .size()
+                    .and_then(|s| u64::try_from(s).ok())
+                    .unwrap_or(0);
+                entry.2.push(key.to_owned());
+            }
+            match out.next_continuation_token() {
+                Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        let mut expired = ExpiredStorage::default();
+        let mut doomed = Vec::new();
+        for (id, (modified, size, keys)) in by_upload {
+            if live.contains(&id) || modified >= before {
+                continue;
+            }
+            expired.bytes += size;
+            expired.uploads.push(id);
+            doomed.extend(keys);
+        }
+        if !dry_run {
+            self.delete_keys(doomed).await?;
+        }
+        // Multipart uploads: of sessions (`uploads/<id>/data`) and of monolithic pushes (on
+        // a blob's key), opened before `before` and owned by no live session.
+        let mut counted: HashSet<UploadId> = expired.uploads.iter().cloned().collect();
+        let mut markers: (Option<String>, Option<String>) = (None, None);
+        loop {
+            let listed = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(self.keys.prefix())
+                .set_key_marker(markers.0.take())
+                .set_upload_id_marker(markers.1.take())
+                .send()
+                .await;
+            let out = match listed {
+                Ok(out) => out,
+                Err(e) => {
+                    tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e),
+                        "ListMultipartUploads failed: multipart uploads no session owns are \
+                         left to the bucket's lifecycle rules");
+                    break;
+                }
+            };
+            for upload in out.uploads() {
+                let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                if system_time(upload.initiated()) >= before {
+                    continue;
+                }
+                let owner = self.upload_of(key);
+                if owner.as_ref().is_some_and(|id| live.contains(id)) {
+                    continue;
+                }
+                if !dry_run {
+                    self.abort_multipart(key, upload_id).await?;
+                }
+                match owner {
+                    Some(id) => {
+                        if counted.insert(id.clone()) {
+                            expired.uploads.push(id);
+                        }
+                    }
+                    None => expired.anonymous += 1,
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                break;
+            }
+            markers = (
+                out.next_key_marker().map(str::to_owned),
+                out.next_upload_id_marker().map(str::to_owned),
+            );
+            if markers.0.is_none() {
+                break;
+            }
+        }
+        Ok(expired)
+    }
+}
+
+impl LifecycleBackend for S3Backend {
+    async fn list_dirs(
+        &self,
+        dir: &Dir,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        on_heap(self.list_common_prefixes(&self.keys.dir(dir), start_after, limit)).await
+    }
+
+    async fn scan(
+        &self,
+        dir: &Dir,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectInfo>> {
+        on_heap(self.scan_prefix(&self.keys.dir(dir), start_after, limit)).await
+    }
+
+    async fn scan_blobs(
+        &self,
+        algorithm: DigestAlgorithm,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectInfo>> {
+        let prefix = self.keys.dir(&layout::blobs_dir(algorithm));
+        on_heap(self.scan_prefix(&prefix, start_after, limit)).await
+    }
+
+    async fn remove_objects(&self, keys: &[Key]) -> Result<()> {
+        let keys = keys.iter().map(|k| self.keys.object(k)).collect();
+        on_heap(self.delete_keys(keys)).await
+    }
+
+    async fn remove_blobs(&self, digests: &[Digest]) -> Result<()> {
+        let keys = digests
+            .iter()
+            .map(|d| self.keys.object(&layout::blob_data(d)))
+            .collect();
+        on_heap(self.delete_keys(keys)).await
+    }
+
+    async fn expire_upload_storage(
+        &self,
+        before: SystemTime,
+        live: &HashSet<UploadId>,
+        dry_run: bool,
+    ) -> Result<ExpiredStorage> {
+        on_heap(self.expire_uploads(before, live, dry_run)).await
+    }
+
+    async fn tidy(&self, _before: SystemTime, _dry_run: bool) -> Result<u64> {
+        // Object stores have no directories, and every object is written whole.
+        Ok(0)
+    }
+}

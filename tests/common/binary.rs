@@ -1,0 +1,72 @@
+//! Running the `marina-registry` binary: spawning it (and reading the address it printed),
+//! its log lines, signals.
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_marina-registry");
+
+/// Starts the binary; returns the child, the `host:port` it printed and its log lines.
+pub async fn spawn(
+    cmd: &mut Command,
+) -> (
+    Child,
+    String,
+    tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+) {
+    let mut child = cmd
+        .env_remove("MARINA_LISTEN")
+        .env_remove("STORAGE_TYPE")
+        .env_remove("STORAGE_ROOT_DIRECTORY")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn marina-registry");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = stdout
+        .next_line()
+        .await
+        .unwrap()
+        .expect("marina-registry printed nothing");
+    assert!(
+        line.starts_with("marina-registry listening on http://"),
+        "{line}"
+    );
+    let addr = line["marina-registry listening on http://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, addr, stderr)
+}
+
+/// Reads log lines until one contains `needle`, and returns it.
+pub async fn wait_for_log(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    needle: &str,
+) -> String {
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line.contains(needle) {
+            return line;
+        }
+    }
+    panic!("the log ended without a line containing {needle:?}");
+}
+
+/// Sends `kill -<sig>` to the child.
+pub async fn send_signal(child: &Child, sig: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(&pid)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+}

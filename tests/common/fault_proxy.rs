@@ -1,0 +1,345 @@
+//! A fault-injecting HTTP/1.1 proxy to put in front of the S3 test server: the faults a real
+//! store produces under load, on demand, on loopback.
+//!
+//! Every request is read whole, then, with probability `rate`, meets one of four faults
+//! chosen evenly (or goes through untouched):
+//!
+//! - `503 SlowDown` or `500 InternalError`, as S3 sends them (an XML error document), without
+//!   reaching the server;
+//! - the connection closed *before the response*: after the request reached the server (so
+//!   it may have taken effect: a retried write must be idempotent) or before, at random;
+//! - the connection closed *in the middle of the response*: after half of its body (a
+//!   `GetObject` cut midway), or half of its head when it has no body.
+//!
+//! The rest is relayed as is, with keep-alive. Each decision uses a seeded generator, so a
+//! run is repeatable for a given order of requests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One kind of injected fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `503 SlowDown`.
+    SlowDown,
+    /// `500 InternalError`.
+    Internal,
+    /// Connection closed before any byte of the response.
+    ResetBeforeResponse,
+    /// Connection closed after part of the response.
+    ResetMidResponse,
+}
+
+const FAULTS: [Fault; 4] = [
+    Fault::SlowDown,
+    Fault::Internal,
+    Fault::ResetBeforeResponse,
+    Fault::ResetMidResponse,
+];
+
+/// How many requests the proxy saw and how many of each fault it injected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Requests received.
+    pub requests: u64,
+    /// Per fault, in the order of [`Fault`]'s variants.
+    pub injected: [u64; 4],
+}
+
+impl FaultCounts {
+    /// Faults injected in all.
+    pub fn faults(&self) -> u64 {
+        self.injected.iter().sum()
+    }
+}
+
+struct State {
+    upstream: String,
+    client: reqwest::Client,
+    /// Fault probability in millionths.
+    rate_ppm: AtomicU64,
+    rng: AtomicU64,
+    requests: AtomicU64,
+    injected: [AtomicU64; 4],
+}
+
+impl State {
+    /// A uniform number in `0..1_000_000` (splitmix64 over an atomic counter).
+    fn draw(&self) -> u64 {
+        let mut z = self
+            .rng
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % 1_000_000
+    }
+
+    fn decide(&self) -> Option<Fault> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let rate = self.rate_ppm.load(Ordering::Relaxed);
+        if rate == 0 || self.draw() >= rate {
+            return None;
+        }
+        let i = (self.draw() % 4) as usize;
+        self.injected[i].fetch_add(1, Ordering::Relaxed);
+        Some(FAULTS[i])
+    }
+}
+
+/// A running proxy; stops when dropped.
+pub struct FaultProxy {
+    /// `http://127.0.0.1:PORT`, to use as the S3 endpoint.
+    pub url: String,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (`http://host:port`) faulting `rate` (0 to 1) of the
+    /// requests, with decisions drawn from `seed`.
+    pub async fn start(upstream: &str, rate: f64, seed: u64) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let state = Arc::new(State {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            client,
+            rate_ppm: AtomicU64::new(0),
+            rng: AtomicU64::new(seed),
+            requests: AtomicU64::new(0),
+            injected: Default::default(),
+        });
+        let proxy_state = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let _ = socket.set_nodelay(true);
+                tokio::spawn(serve(socket, proxy_state.clone()));
+            }
+        });
+        let proxy = Self { url, state, task };
+        proxy.set_rate(rate);
+        proxy
+    }
+
+    /// Changes the fault rate (0 to 1), e.g. to 0 to read back what was stored.
+    pub fn set_rate(&self, rate: f64) {
+        let ppm = (rate.clamp(0.0, 1.0) * 1_000_000.0).round() as u64;
+        self.state.rate_ppm.store(ppm, Ordering::Relaxed);
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> FaultCounts {
+        FaultCounts {
+            requests: self.state.requests.load(Ordering::Relaxed),
+            injected: std::array::from_fn(|i| self.state.injected[i].load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A request as read from the client.
+struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: bytes::Bytes,
+}
+
+async fn serve(mut socket: TcpStream, state: Arc<State>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    while let Some(request) = read_request(&mut socket, &mut buf).await {
+        let fault = state.decide();
+        let keep_open = match fault {
+            Some(Fault::SlowDown) => {
+                write_error(
+                    &mut socket,
+                    503,
+                    "SlowDown",
+                    "Please reduce your request rate.",
+                )
+                .await
+            }
+            Some(Fault::Internal) => {
+                write_error(
+                    &mut socket,
+                    500,
+                    "InternalError",
+                    "We encountered an internal error.",
+                )
+                .await
+            }
+            Some(Fault::ResetBeforeResponse) => {
+                // Half the time the server has taken the request in already.
+                if state.draw().is_multiple_of(2) {
+                    let _ = forward(&state, &request).await;
+                }
+                false
+            }
+            Some(Fault::ResetMidResponse) => {
+                if let Some(response) = forward(&state, &request).await {
+                    let (head, body) = response;
+                    let cut = if body.is_empty() {
+                        &head[..head.len() / 2]
+                    } else {
+                        let _ = socket.write_all(&head).await;
+                        &body[..body.len() / 2]
+                    };
+                    let _ = socket.write_all(cut).await;
+                    let _ = socket.flush().await;
+                }
+                false
+            }
+            None => match forward(&state, &request).await {
+                Some((head, body)) => {
+                    socket.write_all(&head).await.is_ok() && socket.write_all(&body).await.is_ok()
+                }
+                None => write_error(&mut socket, 502, "BadGateway", "upstream failed").await,
+            },
+        };
+        if !keep_open {
+            return;
+        }
+    }
+}
+
+/// Reads one request (head and body, by `Content-Length` or chunked); `None` at the end of
+/// the connection. Answers `Expect: 100-continue` itself.
+async fn read_request(socket: &mut TcpStream, buf: &mut BytesMut) -> Option<Request> {
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        if socket.read_buf(buf).await.ok()? == 0 {
+            return None;
+        }
+    };
+    let head = String::from_utf8(buf.split_to(head_end + 4).to_vec()).ok()?;
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let (method, target) = (first.next()?.to_owned(), first.next()?.to_owned());
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    if header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        socket
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .ok()?;
+    }
+    let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        read_chunked(socket, buf).await?
+    } else {
+        let len: usize = header("content-length").map_or(Some(0), |v| v.parse().ok())?;
+        while buf.len() < len {
+            if socket.read_buf(buf).await.ok()? == 0 {
+                return None;
+            }
+        }
+        buf.split_to(len).freeze()
+    };
+    Some(Request {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+async fn read_chunked(socket: &mut TcpStream, buf: &mut BytesMut) -> Option<bytes::Bytes> {
+    let mut body = BytesMut::new();
+    loop {
+        let line_end = loop {
+            if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
+                break at;
+            }
+            if socket.read_buf(buf).await.ok()? == 0 {
+                return None;
+            }
+        };
+        let line = std::str::from_utf8(&buf[..line_end]).ok()?.to_owned();
+        buf.advance(line_end + 2);
+        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+        while buf.len() < size + 2 {
+            if socket.read_buf(buf).await.ok()? == 0 {
+                return None;
+            }
+        }
+        body.extend_from_slice(&buf[..size]);
+        buf.advance(size + 2);
+        if size == 0 {
+            // (Trailers are not used by the clients under test.)
+            return Some(body.freeze());
+        }
+    }
+}
+
+/// Sends the request to the server; returns the response's head and body as bytes to write.
+async fn forward(state: &State, request: &Request) -> Option<(Vec<u8>, bytes::Bytes)> {
+    let method = reqwest::Method::from_bytes(request.method.as_bytes()).ok()?;
+    let mut outgoing = state.client.request(
+        method.clone(),
+        format!("{}{}", state.upstream, request.target),
+    );
+    for (name, value) in &request.headers {
+        if !matches!(
+            name.as_str(),
+            "host" | "connection" | "expect" | "transfer-encoding" | "content-length"
+        ) {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    let response = outgoing.body(request.body.clone()).send().await.ok()?;
+    let status = response.status();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut declared_len = None;
+    for (name, value) in response.headers() {
+        match name.as_str() {
+            "content-length" => declared_len = value.to_str().ok().map(str::to_owned),
+            "transfer-encoding" | "connection" => {}
+            _ => {
+                head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or("")));
+            }
+        }
+    }
+    let body = response.bytes().await.ok()?;
+    let len = if method == reqwest::Method::HEAD {
+        declared_len.unwrap_or_else(|| "0".into())
+    } else {
+        body.len().to_string()
+    };
+    head.push_str(&format!("Content-Length: {len}\r\n\r\n"));
+    Some((head.into_bytes(), body))
+}
+
+async fn write_error(socket: &mut TcpStream, status: u16, code: &str, message: &str) -> bool {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+         <Message>{message}</Message><RequestId>injected</RequestId></Error>"
+    );
+    let response = format!(
+        "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(response.as_bytes()).await.is_ok()
+}
