@@ -5,6 +5,8 @@
 //! `#[tokio::test]` per (backend, case), so a failure names both; and a check that the suite
 //! catches a broken backend.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use marina_distribution::error::{Error, Result};
@@ -118,13 +120,8 @@ mod s3_factory {
                 std::process::id(),
                 NEXT.fetch_add(1, Ordering::Relaxed)
             ));
-            let backend = S3Backend::connect(&config).await?;
-            // An existing bucket is fine.
-            let _ = backend
-                .client()
-                .create_bucket()
-                .bucket(backend.bucket())
-                .send()
+            // Before connecting, which refuses a missing bucket; an existing one is fine.
+            common::server::ensure_bucket(&marina_distribution::StorageConfig::s3(config.clone()))
                 .await;
             Ok(config)
         }
@@ -140,8 +137,7 @@ mod s3_factory {
 }
 
 #[cfg(feature = "gcs")]
-#[path = "common/gcs.rs"]
-mod gcs_env;
+use common::gcs as gcs_env;
 
 #[cfg(feature = "gcs")]
 mod gcs_factory {
