@@ -119,9 +119,26 @@ pub(super) fn ensure_dir(root: &Path, rel: Option<&str>) -> Result<PathBuf> {
 
 /// Whether `e` is a directory creation that failed because its parent is gone.
 fn vanished(e: &Error) -> bool {
-    matches!(e, Error::Backend { source: Some(source), message, .. }
-        if message.starts_with("creating directory")
-            && source.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::NotFound))
+    let Error::Backend {
+        source: Some(source),
+        message,
+        ..
+    } = e
+    else {
+        return false;
+    };
+    if !message.starts_with("creating directory") {
+        return false;
+    }
+    // The I/O error sits below the error's detail (the path, kept for logs).
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<io::Error>() {
+            return io.kind() == io::ErrorKind::NotFound;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn ensure_components(root: &Path, dir: &mut PathBuf, rel: &str) -> Result<()> {
@@ -190,6 +207,28 @@ mod tests {
         ] {
             assert!(check_relative(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_directory_creation_whose_parent_vanished_is_recognised() {
+        let gone = io_err(
+            "creating directory",
+            Path::new("/r/a/b"),
+            io::Error::from(io::ErrorKind::NotFound),
+        );
+        assert!(vanished(&gone));
+        let denied = io_err(
+            "creating directory",
+            Path::new("/r/a/b"),
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        assert!(!vanished(&denied));
+        let other = io_err(
+            "inspecting",
+            Path::new("/r/a/b"),
+            io::Error::from(io::ErrorKind::NotFound),
+        );
+        assert!(!vanished(&other));
     }
 
     #[test]
