@@ -90,7 +90,23 @@ impl S3Backend {
             None => None,
         };
         let mut backend = Self::with_client(config, client::build(config).await, presign);
-        backend.check_bucket().await?;
+        match backend.check_bucket().await {
+            Ok(()) => {}
+            // A store that cannot be reached now (a transient failure, not an answer about
+            // the bucket) does not stop the process: the registry starts not ready
+            // (`/readyz`), answers 503 meanwhile, and serves once the store is back.
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "S3 store unreachable at start: the bucket is not checked");
+                if config.conditional_writes.is_none() {
+                    tracing::warn!(
+                        "conditional writes not detected (store unreachable): off; set \
+                         S3_CONDITIONAL_WRITES=true where the store supports them"
+                    );
+                }
+                return Ok(backend);
+            }
+            Err(e) => return Err(e),
+        }
         if config.conditional_writes.is_none() {
             backend.conditional_writes = backend.detect_conditional_writes().await?;
         }
