@@ -419,7 +419,7 @@ fn config_with_anonymous(config: &GcsConfig) -> GcsConfig {
 /// uploads, `GCS_BENCH_CONC` at a time), `GCS_BENCH_SIZE` the blob size in bytes and
 /// `GCS_BENCH_N` the number of blobs. Prints one regbench-like line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark baseline, run by benches/gcs-e2e.sh"]
+#[ignore = "a benchmark baseline, not a check: timings on shared CI machines assert nothing, so CI does not run it; benches/gcs-e2e.sh runs it with --ignored beside the registry on fake-gcs-server"]
 async fn direct_client_baseline() {
     use gcloud_storage::http::objects::download::Range;
     use gcloud_storage::http::objects::upload::{Media, UploadObjectRequest, UploadType};
