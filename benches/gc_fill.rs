@@ -107,7 +107,12 @@ async fn push(d: &AnyDriver, k: usize) -> Digest {
     let tag = Tag::parse(&format!("v{k}")).unwrap();
     let reference = Reference::Tag(tag);
     retrying("manifest push", || {
-        d.put_manifest(&image.repo, &reference, Some(MANIFEST_TYPE), image.manifest())
+        d.put_manifest(
+            &image.repo,
+            &reference,
+            Some(MANIFEST_TYPE),
+            image.manifest(),
+        )
     })
     .await
     .digest
