@@ -14,13 +14,14 @@ use marina_distribution::storage::backend::Backend;
 use marina_distribution::storage::filesystem::FilesystemBackend;
 use marina_distribution::storage::inmemory::InMemoryBackend;
 use marina_distribution::storage::layers::{FaultInjection, Instrumented, Resumable};
+use marina_distribution::storage::testsuite::Factory;
 use marina_distribution::storage::testsuite::backend::{self, BackendFactory};
 
 /// A fresh in-memory backend per case (not persistent).
 struct InMemory;
 
-impl BackendFactory for InMemory {
-    type Backend = InMemoryBackend;
+impl Factory for InMemory {
+    type Instance = InMemoryBackend;
     type Storage = ();
 
     async fn create_storage(&self) -> Result<()> {
@@ -39,8 +40,8 @@ impl BackendFactory for InMemory {
 /// The filesystem backend on a fresh temporary directory per case.
 struct Filesystem;
 
-impl BackendFactory for Filesystem {
-    type Backend = FilesystemBackend;
+impl Factory for Filesystem {
+    type Instance = FilesystemBackend;
     type Storage = tempfile::TempDir;
 
     async fn create_storage(&self) -> Result<tempfile::TempDir> {
@@ -60,13 +61,13 @@ impl BackendFactory for Filesystem {
 /// The backends of factory `F`, each wrapped by `wrap` (a layer, or a stack of them).
 struct Wrapped<F, W>(F, W);
 
-impl<F, W, L> BackendFactory for Wrapped<F, W>
+impl<F, W, L> Factory for Wrapped<F, W>
 where
     F: BackendFactory,
-    W: Fn(F::Backend) -> L + Send + Sync,
+    W: Fn(F::Instance) -> L + Send + Sync,
     L: Backend,
 {
-    type Backend = L;
+    type Instance = L;
     type Storage = F::Storage;
 
     async fn create_storage(&self) -> Result<F::Storage> {
@@ -105,8 +106,8 @@ mod s3_factory {
         }
     }
 
-    impl BackendFactory for S3 {
-        type Backend = S3Backend;
+    impl Factory for S3 {
+        type Instance = S3Backend;
         type Storage = S3Config;
 
         async fn create_storage(&self) -> Result<S3Config> {
@@ -157,8 +158,8 @@ mod gcs_factory {
         }
     }
 
-    impl BackendFactory for Gcs {
-        type Backend = GcsBackend;
+    impl Factory for Gcs {
+        type Instance = GcsBackend;
         type Storage = GcsConfig;
 
         async fn create_storage(&self) -> Result<GcsConfig> {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use marina_distribution::error::{Error, Result};
 use marina_distribution::storage::filesystem::FilesystemDriver;
-use marina_distribution::storage::testsuite::{self, DriverFactory, InMemoryFactory};
+use marina_distribution::storage::testsuite::{self, DriverFactory, Factory, InMemoryFactory};
 use marina_distribution::storage::{
     AnyDriver, CacheConfig, EngineOptions, FilesystemConfig, StorageConfig,
 };
@@ -33,8 +33,8 @@ fn sparse_config(mut config: StorageConfig) -> StorageConfig {
 /// The filesystem driver on a fresh temporary directory per case.
 struct FilesystemFactory;
 
-impl DriverFactory for FilesystemFactory {
-    type Driver = FilesystemDriver;
+impl Factory for FilesystemFactory {
+    type Instance = FilesystemDriver;
     type Storage = tempfile::TempDir;
 
     async fn create_storage(&self) -> Result<tempfile::TempDir> {
@@ -49,15 +49,17 @@ impl DriverFactory for FilesystemFactory {
         FilesystemDriver::open(&config, EngineOptions::default()).await
     }
 
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+impl DriverFactory for FilesystemFactory {
     async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
         let config = FilesystemConfig {
             root_directory: dir.path().join("root"),
         };
         FilesystemDriver::open(&config, sparse()).await
-    }
-
-    fn persistent(&self) -> bool {
-        true
     }
 }
 
@@ -65,8 +67,8 @@ impl DriverFactory for FilesystemFactory {
 /// reopening ones included, holds with reads answered from the cache.
 struct CachedFilesystemFactory;
 
-impl DriverFactory for CachedFilesystemFactory {
-    type Driver = FilesystemDriver;
+impl Factory for CachedFilesystemFactory {
+    type Instance = FilesystemDriver;
     type Storage = tempfile::TempDir;
 
     async fn create_storage(&self) -> Result<tempfile::TempDir> {
@@ -86,6 +88,12 @@ impl DriverFactory for CachedFilesystemFactory {
         Ok(driver)
     }
 
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+impl DriverFactory for CachedFilesystemFactory {
     async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
         let config = FilesystemConfig {
             root_directory: dir.path().join("root"),
@@ -96,17 +104,13 @@ impl DriverFactory for CachedFilesystemFactory {
         };
         FilesystemDriver::open(&config, options).await
     }
-
-    fn persistent(&self) -> bool {
-        true
-    }
 }
 
 /// `AnyDriver` built by the factory from `StorageConfig::inmemory()`.
 struct AnyInMemoryFactory;
 
-impl DriverFactory for AnyInMemoryFactory {
-    type Driver = AnyDriver;
+impl Factory for AnyInMemoryFactory {
+    type Instance = AnyDriver;
     type Storage = ();
 
     async fn create_storage(&self) -> Result<()> {
@@ -117,20 +121,22 @@ impl DriverFactory for AnyInMemoryFactory {
         AnyDriver::from_config(&StorageConfig::inmemory()).await
     }
 
-    async fn open_sparse(&self, _: &()) -> Result<AnyDriver> {
-        AnyDriver::from_config(&sparse_config(StorageConfig::inmemory())).await
-    }
-
     fn persistent(&self) -> bool {
         false
+    }
+}
+
+impl DriverFactory for AnyInMemoryFactory {
+    async fn open_sparse(&self, _: &()) -> Result<AnyDriver> {
+        AnyDriver::from_config(&sparse_config(StorageConfig::inmemory())).await
     }
 }
 
 /// `AnyDriver` built by the factory from `StorageConfig::filesystem(dir)`.
 struct AnyFilesystemFactory;
 
-impl DriverFactory for AnyFilesystemFactory {
-    type Driver = AnyDriver;
+impl Factory for AnyFilesystemFactory {
+    type Instance = AnyDriver;
     type Storage = tempfile::TempDir;
 
     async fn create_storage(&self) -> Result<tempfile::TempDir> {
@@ -141,13 +147,15 @@ impl DriverFactory for AnyFilesystemFactory {
         AnyDriver::from_config(&StorageConfig::filesystem(dir.path().join("root"))).await
     }
 
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+impl DriverFactory for AnyFilesystemFactory {
     async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<AnyDriver> {
         let config = StorageConfig::filesystem(dir.path().join("root"));
         AnyDriver::from_config(&sparse_config(config)).await
-    }
-
-    fn persistent(&self) -> bool {
-        true
     }
 }
 
@@ -228,8 +236,8 @@ mod s3_factory {
         }
     }
 
-    impl DriverFactory for S3Factory {
-        type Driver = S3Driver;
+    impl Factory for S3Factory {
+        type Instance = S3Driver;
         type Storage = S3Config;
 
         async fn create_storage(&self) -> Result<S3Config> {
@@ -251,20 +259,22 @@ mod s3_factory {
             S3Driver::connect(config, EngineOptions::default()).await
         }
 
-        async fn open_sparse(&self, config: &S3Config) -> Result<S3Driver> {
-            S3Driver::connect(config, sparse()).await
-        }
-
         fn persistent(&self) -> bool {
             true
+        }
+    }
+
+    impl DriverFactory for S3Factory {
+        async fn open_sparse(&self, config: &S3Config) -> Result<S3Driver> {
+            S3Driver::connect(config, sparse()).await
         }
     }
 
     /// `AnyDriver` built by the factory from `StorageConfig::s3(..)`, same storage as above.
     pub struct AnyS3Factory(pub S3Factory);
 
-    impl DriverFactory for AnyS3Factory {
-        type Driver = AnyDriver;
+    impl Factory for AnyS3Factory {
+        type Instance = AnyDriver;
         type Storage = S3Config;
 
         async fn create_storage(&self) -> Result<S3Config> {
@@ -275,12 +285,14 @@ mod s3_factory {
             AnyDriver::from_config(&StorageConfig::s3(config.clone())).await
         }
 
-        async fn open_sparse(&self, config: &S3Config) -> Result<AnyDriver> {
-            AnyDriver::from_config(&sparse_config(StorageConfig::s3(config.clone()))).await
-        }
-
         fn persistent(&self) -> bool {
             true
+        }
+    }
+
+    impl DriverFactory for AnyS3Factory {
+        async fn open_sparse(&self, config: &S3Config) -> Result<AnyDriver> {
+            AnyDriver::from_config(&sparse_config(StorageConfig::s3(config.clone()))).await
         }
     }
 }
@@ -306,8 +318,8 @@ mod gcs_factory {
         }
     }
 
-    impl DriverFactory for GcsFactory {
-        type Driver = GcsDriver;
+    impl Factory for GcsFactory {
+        type Instance = GcsDriver;
         type Storage = GcsConfig;
 
         async fn create_storage(&self) -> Result<GcsConfig> {
@@ -321,23 +333,25 @@ mod gcs_factory {
             Ok(GcsDriver::from_backend(backend, EngineOptions::default()))
         }
 
+        fn persistent(&self) -> bool {
+            true
+        }
+    }
+
+    impl DriverFactory for GcsFactory {
         async fn open_sparse(&self, config: &GcsConfig) -> Result<GcsDriver> {
             let backend = GcsBackend::connect(config)
                 .await?
                 .with_part_size(256 * 1024);
             Ok(GcsDriver::from_backend(backend, sparse()))
         }
-
-        fn persistent(&self) -> bool {
-            true
-        }
     }
 
     /// `AnyDriver` built by the factory from `StorageConfig::gcs(..)` (default part size).
     pub struct AnyGcsFactory;
 
-    impl DriverFactory for AnyGcsFactory {
-        type Driver = AnyDriver;
+    impl Factory for AnyGcsFactory {
+        type Instance = AnyDriver;
         type Storage = GcsConfig;
 
         async fn create_storage(&self) -> Result<GcsConfig> {
@@ -348,12 +362,14 @@ mod gcs_factory {
             AnyDriver::from_config(&StorageConfig::gcs(config.clone())).await
         }
 
-        async fn open_sparse(&self, config: &GcsConfig) -> Result<AnyDriver> {
-            AnyDriver::from_config(&sparse_config(StorageConfig::gcs(config.clone()))).await
-        }
-
         fn persistent(&self) -> bool {
             true
+        }
+    }
+
+    impl DriverFactory for AnyGcsFactory {
+        async fn open_sparse(&self, config: &GcsConfig) -> Result<AnyDriver> {
+            AnyDriver::from_config(&sparse_config(StorageConfig::gcs(config.clone()))).await
         }
     }
 }
@@ -530,8 +546,8 @@ mod suite_catches_broken_drivers {
 
     struct BrokenFactory;
 
-    impl DriverFactory for BrokenFactory {
-        type Driver = Engine<DescendingListing>;
+    impl Factory for BrokenFactory {
+        type Instance = Engine<DescendingListing>;
         type Storage = ();
 
         async fn create_storage(&self) -> Result<()> {
@@ -543,11 +559,14 @@ mod suite_catches_broken_drivers {
                 EngineOptions::default(),
             ))
         }
-        async fn open_sparse(&self, _: &()) -> Result<Engine<DescendingListing>> {
-            Ok(Engine::new(DescendingListing::default(), sparse()))
-        }
         fn persistent(&self) -> bool {
             false
+        }
+    }
+
+    impl DriverFactory for BrokenFactory {
+        async fn open_sparse(&self, _: &()) -> Result<Engine<DescendingListing>> {
+            Ok(Engine::new(DescendingListing::default(), sparse()))
         }
     }
 
