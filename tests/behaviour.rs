@@ -5,11 +5,12 @@
 //!
 //! One `#[tokio::test]` per (driver, case), so a failure names both.
 
-use std::io::Write as _;
-use std::sync::Once;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod common;
 
-use marina_distribution::error::{Error, Result};
+#[cfg(feature = "gcs")]
+use common::gcs as gcs_env;
+use common::suite::{per_case_tests, temporary_directory};
+use marina_distribution::error::Result;
 use marina_distribution::storage::filesystem::FilesystemDriver;
 use marina_distribution::storage::testsuite::{self, DriverFactory, Factory, InMemoryFactory};
 use marina_distribution::storage::{
@@ -33,20 +34,29 @@ fn sparse_config(mut config: StorageConfig) -> StorageConfig {
 /// The filesystem driver on a fresh temporary directory per case.
 struct FilesystemFactory;
 
+impl FilesystemFactory {
+    /// The driver on `dir` with `options`.
+    async fn open_with(
+        dir: &tempfile::TempDir,
+        options: EngineOptions,
+    ) -> Result<FilesystemDriver> {
+        let config = FilesystemConfig {
+            root_directory: dir.path().join("root"),
+        };
+        FilesystemDriver::open(&config, options).await
+    }
+}
+
 impl Factory for FilesystemFactory {
     type Instance = FilesystemDriver;
     type Storage = tempfile::TempDir;
 
     async fn create_storage(&self) -> Result<tempfile::TempDir> {
-        tempfile::tempdir()
-            .map_err(|e| Error::io("filesystem", "creating a temporary directory", e))
+        temporary_directory()
     }
 
     async fn open(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
-        let config = FilesystemConfig {
-            root_directory: dir.path().join("root"),
-        };
-        FilesystemDriver::open(&config, EngineOptions::default()).await
+        Self::open_with(dir, EngineOptions::default()).await
     }
 
     fn persistent(&self) -> bool {
@@ -56,10 +66,7 @@ impl Factory for FilesystemFactory {
 
 impl DriverFactory for FilesystemFactory {
     async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
-        let config = FilesystemConfig {
-            root_directory: dir.path().join("root"),
-        };
-        FilesystemDriver::open(&config, sparse()).await
+        Self::open_with(dir, sparse()).await
     }
 }
 
@@ -72,18 +79,15 @@ impl Factory for CachedFilesystemFactory {
     type Storage = tempfile::TempDir;
 
     async fn create_storage(&self) -> Result<tempfile::TempDir> {
-        FilesystemFactory.create_storage().await
+        temporary_directory()
     }
 
     async fn open(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
-        let config = FilesystemConfig {
-            root_directory: dir.path().join("root"),
-        };
         let options = EngineOptions {
             cache: CacheConfig::on(),
             ..EngineOptions::default()
         };
-        let driver = FilesystemDriver::open(&config, options).await?;
+        let driver = FilesystemFactory::open_with(dir, options).await?;
         assert!(driver.cache().is_some());
         Ok(driver)
     }
@@ -95,14 +99,11 @@ impl Factory for CachedFilesystemFactory {
 
 impl DriverFactory for CachedFilesystemFactory {
     async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
-        let config = FilesystemConfig {
-            root_directory: dir.path().join("root"),
-        };
         let options = EngineOptions {
             cache: CacheConfig::on(),
             ..sparse()
         };
-        FilesystemDriver::open(&config, options).await
+        FilesystemFactory::open_with(dir, options).await
     }
 }
 
@@ -140,7 +141,7 @@ impl Factory for AnyFilesystemFactory {
     type Storage = tempfile::TempDir;
 
     async fn create_storage(&self) -> Result<tempfile::TempDir> {
-        FilesystemFactory.create_storage().await
+        temporary_directory()
     }
 
     async fn open(&self, dir: &tempfile::TempDir) -> Result<AnyDriver> {
@@ -172,25 +173,9 @@ mod s3_factory {
     }
 
     impl S3Factory {
-        /// `None` (after saying so on stderr) when `S3_ENDPOINT` is not set.
+        /// `None` when `S3_ENDPOINT` is not set.
         pub fn from_env() -> Option<Self> {
-            let Ok(_endpoint) = std::env::var("S3_ENDPOINT") else {
-                static SAID: Once = Once::new();
-                SAID.call_once(|| {
-                    // Written to the real stderr, not the test harness's captured output.
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "S3 behaviour suite skipped: set S3_ENDPOINT (scripts/test.sh starts a local server)"
-                    );
-                });
-                return None;
-            };
-            // The variables the registry itself reads (`StorageConfig::apply_env`).
-            let mut config = StorageConfig::default()
-                .apply_env()
-                .expect("S3_* environment variables")
-                .s3
-                .expect("S3_ENDPOINT is set");
+            let mut config = common::suite::s3_config()?;
             // Smallest parts, so the suite's multi-MiB blobs span several parts.
             config.part_size = Some(MIN_PART_SIZE);
             Some(Self { config })
@@ -211,29 +196,6 @@ mod s3_factory {
                     .build(),
             )
         }
-
-        /// Creates the bucket with a driver-independent client; an existing bucket is fine.
-        async fn ensure_bucket(&self) -> Result<()> {
-            use aws_sdk_s3::error::ProvideErrorMetadata as _;
-            let client = self.client().await;
-            match client
-                .create_bucket()
-                .bucket(&self.config.bucket)
-                .send()
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
-                    ) =>
-                {
-                    Ok(())
-                }
-                Err(e) => Err(Error::backend_source("s3", "creating the test bucket", e)),
-            }
-        }
     }
 
     impl Factory for S3Factory {
@@ -241,17 +203,10 @@ mod s3_factory {
         type Storage = S3Config;
 
         async fn create_storage(&self) -> Result<S3Config> {
-            static NEXT: AtomicU64 = AtomicU64::new(0);
-            self.ensure_bucket().await?;
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
             let mut config = self.config.clone();
-            config.prefix = Some(format!(
-                "behaviour/{}-{nanos}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
+            config.prefix = Some(common::suite::unique_prefix("behaviour"));
+            // Before connecting, which refuses a missing bucket; an existing one is fine.
+            common::server::ensure_bucket(&StorageConfig::s3(config.clone())).await;
             Ok(config)
         }
 
@@ -298,17 +253,13 @@ mod s3_factory {
 }
 
 #[cfg(feature = "gcs")]
-#[path = "common/gcs.rs"]
-mod gcs_env;
-
-#[cfg(feature = "gcs")]
 mod gcs_factory {
     use super::*;
     use marina_distribution::storage::GcsConfig;
-    use marina_distribution::storage::gcs::{GcsBackend, GcsDriver};
+    use marina_distribution::storage::gcs::GcsDriver;
 
-    /// The GCS driver under a unique key prefix per case, with parts of 256 KiB (the
-    /// smallest a resumable session takes) so the suite's blobs span several parts.
+    /// The GCS driver under a unique key prefix per case, with small parts
+    /// ([`common::suite::gcs_backend`]).
     pub struct GcsFactory;
 
     impl GcsFactory {
@@ -327,9 +278,7 @@ mod gcs_factory {
         }
 
         async fn open(&self, config: &GcsConfig) -> Result<GcsDriver> {
-            let backend = GcsBackend::connect(config)
-                .await?
-                .with_part_size(256 * 1024);
+            let backend = common::suite::gcs_backend(config).await?;
             Ok(GcsDriver::from_backend(backend, EngineOptions::default()))
         }
 
@@ -340,9 +289,7 @@ mod gcs_factory {
 
     impl DriverFactory for GcsFactory {
         async fn open_sparse(&self, config: &GcsConfig) -> Result<GcsDriver> {
-            let backend = GcsBackend::connect(config)
-                .await?
-                .with_part_size(256 * 1024);
+            let backend = common::suite::gcs_backend(config).await?;
             Ok(GcsDriver::from_backend(backend, sparse()))
         }
     }
@@ -374,78 +321,61 @@ mod gcs_factory {
     }
 }
 
-/// Generates `mod $module` with one test per case for the factory `$factory` (an expression
-/// of type `Option<impl DriverFactory>`; `None` skips). `reopen` cases only if `$reopen` is
-/// `yes`.
-macro_rules! driver_tests {
-    ($module:ident, $factory:expr, $reopen:ident; $($case:ident),* ; reopen: $($rcase:ident),*) => {
-        mod $module {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(factory) = $factory else { return };
-                    testsuite::$case(&factory).await;
-                }
-            )*
-            driver_tests!(@reopen $reopen, $factory; $($rcase),*);
-        }
-    };
-    (@reopen yes, $factory:expr; $($rcase:ident),*) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $rcase() {
-                let Some(factory) = $factory else { return };
-                testsuite::$rcase(&factory).await;
-            }
-        )*
-    };
-    (@reopen no, $factory:expr; $($rcase:ident),*) => {};
-}
-
-marina_distribution::for_each_behaviour_case!(driver_tests!(inmemory, Some(InMemoryFactory), no));
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
+    inmemory,
+    Some(InMemoryFactory),
+    no
+));
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     filesystem,
     Some(FilesystemFactory),
     yes
 ));
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     filesystem_cached,
     Some(CachedFilesystemFactory),
     yes
 ));
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     any_inmemory,
     Some(AnyInMemoryFactory),
     no
 ));
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     any_filesystem,
     Some(AnyFilesystemFactory),
     yes
 ));
 #[cfg(feature = "s3")]
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     s3,
     s3_factory::S3Factory::from_env(),
     yes
 ));
 #[cfg(feature = "s3")]
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     any_s3,
     s3_factory::S3Factory::from_env().map(s3_factory::AnyS3Factory),
     yes
 ));
 
 #[cfg(feature = "gcs")]
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     gcs,
     gcs_factory::GcsFactory::from_env(),
     yes
 ));
 #[cfg(feature = "gcs")]
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     any_gcs,
     gcs_factory::GcsFactory::from_env().map(|_| gcs_factory::AnyGcsFactory),
     yes
@@ -453,51 +383,60 @@ marina_distribution::for_each_behaviour_case!(driver_tests!(
 
 // The lifecycle cases (garbage collection, upload expiry, the catalog, sparse indexes), on
 // the same drivers.
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_inmemory,
     Some(InMemoryFactory),
     no
 ));
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_filesystem,
     Some(FilesystemFactory),
     yes
 ));
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_cached_filesystem,
     Some(CachedFilesystemFactory),
     yes
 ));
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_any_inmemory,
     Some(AnyInMemoryFactory),
     no
 ));
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_any_filesystem,
     Some(AnyFilesystemFactory),
     yes
 ));
 #[cfg(feature = "s3")]
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_s3,
     s3_factory::S3Factory::from_env(),
     yes
 ));
 #[cfg(feature = "s3")]
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_any_s3,
     s3_factory::S3Factory::from_env().map(s3_factory::AnyS3Factory),
     yes
 ));
 #[cfg(feature = "gcs")]
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_gcs,
     gcs_factory::GcsFactory::from_env(),
     yes
 ));
 #[cfg(feature = "gcs")]
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_any_gcs,
     gcs_factory::GcsFactory::from_env().map(|_| gcs_factory::AnyGcsFactory),
     yes
@@ -513,36 +452,10 @@ async fn run_all_inmemory() {
 /// The suite catches a broken driver and names the failing case: the in-memory backend with
 /// its listings in descending order (a contract violation) must fail the tag cases, by name.
 mod suite_catches_broken_drivers {
+    use common::suite::{DescendingListing, panic_message};
     use marina_distribution::storage::Engine;
-    use marina_distribution::storage::backend::Backend;
-    use marina_distribution::storage::inmemory::InMemoryBackend;
-    use marina_distribution::storage::layout::Dir;
 
     use super::*;
-
-    #[derive(Debug, Default)]
-    struct DescendingListing(InMemoryBackend);
-
-    #[deny(clippy::missing_trait_methods)]
-    impl Backend for DescendingListing {
-        const NAME: &'static str = "descending";
-        marina_distribution::forward_backend!(0: InMemoryBackend;
-            Reader, UploadState, capabilities, locate, read, exists, write, remove,
-            read_versioned, write_if_version,
-            any_under, write_tag, blob_size, read_blob, start_upload, append_upload,
-            finish_upload, abort_upload);
-
-        async fn list(
-            &self,
-            dir: &Dir,
-            start_after: Option<&str>,
-            limit: Option<usize>,
-        ) -> Result<Vec<String>> {
-            let mut names = self.0.list(dir, start_after, limit).await?;
-            names.reverse();
-            Ok(names)
-        }
-    }
 
     struct BrokenFactory;
 
@@ -572,10 +485,10 @@ mod suite_catches_broken_drivers {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn run_all_names_the_failing_cases() {
-        let outcome = tokio::spawn(async { testsuite::run_all(&BrokenFactory).await }).await;
-        let panic = outcome.expect_err("run_all must fail on a broken driver");
-        let panic = panic.into_panic();
-        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        let message = panic_message(tokio::spawn(async {
+            testsuite::run_all(&BrokenFactory).await
+        }))
+        .await;
         assert!(
             message.contains("behaviour case `tags_sorted_and_paginated` failed"),
             "message does not name the case: {message}"
