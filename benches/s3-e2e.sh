@@ -15,9 +15,9 @@
 # ../shared/tools/s3/start-garage.sh, which builds it on first use: ~20 min). Below each
 # scenario's line, per run: the CPU seconds of each registry and of the S3 server while it
 # ran, and their sum (what a scenario costs, which the machine's load changes far less than
-# it changes throughput); with moto, the S3 requests each registry sent, by operation and
-# kind of object (`blob`: a blob's data; `upload`: an upload's objects; `meta`: links, tags,
-# records), from moto's access log.
+# it changes throughput); and the S3 requests each registry sent, by operation and kind of
+# object (`blob`: a blob's data; `upload`: an upload's objects; `meta`: links, tags,
+# records), from the server's request log.
 #
 # Then marina alone: a pull with S3_REDIRECT=true (the registry's CPU time per pulled GiB,
 # against the same pull served through it), and peak RSS of a monolithic and a chunked push
@@ -66,7 +66,10 @@ case $S3_SERVER in
   garage)
     tools=$ROOT/../shared/tools/s3; [ -d "$tools" ] || tools=/work/shared/tools/s3
     mkdir -p "$WORK/garage"
-    garage_env=$(GARAGE_WORK=$WORK/garage bash "$tools/start-garage.sh")
+    # Garage logs every request at `info` (address, method, URI): the request counts.
+    garage_env=$(GARAGE_WORK=$WORK/garage RUST_LOG=garage=warn,garage_api_common=info \
+      bash "$tools/start-garage.sh")
+    STORE_LOG=$WORK/garage/server.log
     eval "$garage_env"
     STORE_PID=$S3_TEST_SERVER_PID; PIDS+=("$STORE_PID")
     export S3_ENDPOINT=$S3_TEST_ENDPOINT S3_BUCKET=$S3_TEST_BUCKET S3_REGION=$S3_TEST_REGION \
@@ -116,7 +119,7 @@ stop() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
 cpu_secs() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 sub() { python3 -c "print(f'{$1 - $2:.2f}')"; }
 log_lines() { if [ -n "$STORE_LOG" ]; then wc -l <"$STORE_LOG"; else echo 0; fi; }
-# moto's access log (lines after $1) -> S3 requests by operation and kind of object.
+# The S3 server's request log (lines after $1) -> S3 requests by operation and kind of object.
 s3_ops() {
   [ -n "$STORE_LOG" ] || { echo "n/a"; return; }
   tail -n +"$(($1 + 1))" "$STORE_LOG" | python3 -c '
@@ -124,6 +127,8 @@ import collections, re, sys
 ops = collections.Counter()
 for line in sys.stdin:
     line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # werkzeug colours some status codes
+    if "in response to" in line:  # Garage logs a failed request a second time
+        continue
     m = re.search(r"\b(GET|PUT|POST|DELETE|HEAD) (/\S*)", line)
     if not m:
         continue
@@ -179,13 +184,20 @@ for s in "${SCEN[@]}"; do
   ratio=$(python3 -c "print(f'{float(\"$m\")/float(\"$d\"):.2f}x')" 2>/dev/null || echo n/a)
   printf '%-26s %12s %14s %8s %5sx  %-10s runs marina %s, distribution %s\n' "$name" "${m:-ERR}" \
     "${d:-ERR}" "$ratio" "$goal" "$unit" "$(IFS=/; echo "${ms[*]}")" "$(IFS=/; echo "${ds[*]}")"
+  # Per run, or per operation for the scenarios that run for a fixed time (`-duration`).
+  secs=$(sed -n 's/.*-duration \([0-9]*\)s.*/\1/p' <<<"$args")
   work=$(python3 -c "
-m = sorted(a + b for a, b in zip([$(IFS=,; echo "${mcpu[*]}")], [$(IFS=,; echo "${mstore[*]}")]))
-d = sorted(a + b for a, b in zip([$(IFS=,; echo "${dcpu[*]}")], [$(IFS=,; echo "${dstore[*]}")]))
-print(f'{m[(len(m) - 1) // 2]:.2f} s against {d[(len(d) - 1) // 2]:.2f} s: {d[(len(d) - 1) // 2] / max(m[(len(m) - 1) // 2], 0.01):.2f}x less')" 2>/dev/null || echo n/a)
+secs = float('${secs:-0}')
+def cost(cpu, store, figures):
+    per = sorted((a + b) / (f * secs if secs else 1) for a, b, f in zip(cpu, store, figures))
+    return per[(len(per) - 1) // 2]
+m = cost([$(IFS=,; echo "${mcpu[*]}")], [$(IFS=,; echo "${mstore[*]}")], [$(IFS=,; echo "${ms[*]}")])
+d = cost([$(IFS=,; echo "${dcpu[*]}")], [$(IFS=,; echo "${dstore[*]}")], [$(IFS=,; echo "${ds[*]}")])
+unit, k = ('µs per operation', 1e6) if secs else ('s per run', 1)
+print(f'{m * k:.2f} against {d * k:.2f} {unit}: {d / max(m, 1e-9):.2f}x less')" 2>/dev/null || echo n/a)
   echo "  CPU s per run: marina $(IFS=/; echo "${mcpu[*]}"), its $S3_SERVER $(IFS=/; echo "${mstore[*]}");" \
     "distribution $(IFS=/; echo "${dcpu[*]}"), its $S3_SERVER $(IFS=/; echo "${dstore[*]}")"
-  echo "  CPU per run, registry and $S3_SERVER together (median): marina $work"
+  echo "  CPU of registry and $S3_SERVER together (median): marina $work"
   echo "  S3 requests (last run): marina $mops"
   echo "  S3 requests (last run): distribution $dops"
 done
