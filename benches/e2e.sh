@@ -8,6 +8,7 @@
 #   bash benches/e2e.sh                  # installs golang-go and docker-registry if missing
 #   SCENARIOS="push-mono pull" bash benches/e2e.sh
 #   REPEAT=5 bash benches/e2e.sh         # runs per scenario and server (default 3; medians)
+#   MARINA_BIN=/tmp/marina-old bash benches/e2e.sh   # a binary built elsewhere (A/B of commits)
 #   STORAGE_DIR=/dev/shm bash benches/e2e.sh   # both servers' storage on tmpfs: no disk
 #   bash benches/e2e.sh | tee benches/results/e2e-latest.txt && python3 benches/e2e-chart.py
 #                                        # record the figures and redraw docs/e2e.svg
@@ -41,8 +42,12 @@ if ! command -v go >/dev/null || ! command -v docker-registry >/dev/null; then
 fi
 # Debian's package starts its own service on :5000; we run our own instances only.
 (cd "$REGBENCH_SRC" && go build -o "$WORK/regbench" .)
-cargo build --release --quiet --bin marina-registry
-MARINA_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/marina-registry
+# MARINA_BIN=/path/to/marina-registry benchmarks a binary built elsewhere (an A/B of two
+# commits); by default the checkout's release build.
+if [ -z "${MARINA_BIN:-}" ]; then
+  cargo build --release --quiet --bin marina-registry
+  MARINA_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/marina-registry
+fi
 
 wait_up() { for _ in $(seq 1 200); do curl -sf -o /dev/null "http://$1/v2/" && return 0; sleep 0.05; done; echo "server $1 did not start" >&2; return 1; }
 
