@@ -31,6 +31,9 @@
 //! What it costs depends on what is on: without metrics, notifications and access lines
 //! (`RUST_LOG=warn`), it only sets the request id; request and response bodies are wrapped
 //! (to count bytes) only when metrics or access lines need the counts.
+//! An event takes the repository and the reference out of the response's [`RouteInfo`]
+//! rather than copying them: after this layer, the [`RouteInfo`] of a response that caused
+//! an event holds its endpoint only.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -55,7 +58,7 @@ use tracing::Instrument;
 use crate::observe::metrics::{InFlight, Metrics};
 use crate::observe::notify::{self, Notifier, RequestFacts};
 use crate::registry::auth::Identity;
-use crate::registry::{CONTENT_DIGEST_HEADER, Endpoint, RouteInfo};
+use crate::registry::{BlobCommitted, CONTENT_DIGEST_HEADER, Endpoint, RouteInfo};
 
 /// The tracing target of access lines.
 pub const ACCESS_TARGET: &str = "marina_registry::access";
@@ -155,9 +158,9 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let start = Instant::now();
-        let id = match req.headers().get(REQUEST_ID_HEADER) {
-            Some(v) if sane_request_id(v) => v.clone(),
-            _ => new_request_id(),
+        let (id, from_client) = match req.headers().get(REQUEST_ID_HEADER) {
+            Some(v) if sane_request_id(v) => (v.clone(), true),
+            _ => (new_request_id(), false),
         };
         req.extensions_mut().insert(RequestId(id.clone()));
         let log = tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO);
@@ -176,7 +179,12 @@ where
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0);
-            RequestFacts::of(req.method(), req.uri(), req.headers(), id.clone(), addr)
+            // A client's id is a slice of the connection's read buffer: the event copies it.
+            let event_id = match from_client {
+                true => notify::detached(&id),
+                false => id.clone(),
+            };
+            RequestFacts::of(req.method(), req.uri(), req.headers(), event_id, addr)
         });
         let span = tracing::info_span!("request", id = %id.to_str().unwrap_or(""));
         let pending = Pending {
@@ -226,42 +234,25 @@ impl Pending {
         resp.headers_mut()
             .insert(REQUEST_ID_HEADER, self.id.clone());
         let info = resp.extensions().get::<RouteInfo>();
-        if let (Some(notifier), Some(facts), Some(info)) =
-            (&self.shared.notifier, self.facts.take(), info)
-        {
-            // The authenticated caller, which the access control puts into the response's
-            // extensions (an `Arc<str>`: no copy of the name).
-            let actor = resp
-                .extensions()
-                .get::<Identity>()
-                .and_then(|identity| match identity {
-                    Identity::User(name) => Some(Arc::clone(name)),
-                    Identity::Anonymous => None,
-                });
-            if let Some(event) = notify::event_of(
-                facts,
-                info,
-                resp.status(),
-                resp.headers(),
-                resp.extensions(),
-                actor,
-            ) {
-                notifier.notify(event);
-            }
+        let endpoint = info.and_then(|i| i.endpoint);
+        // Before the event takes the repository and the reference out of the route.
+        let log = self.log.then(|| AccessFacts {
+            repository: info
+                .and_then(|i| i.repository.as_ref())
+                .map(|r| r.to_string()),
+            reference: info.and_then(|i| i.reference.clone()),
+            digest: resp.headers().get(CONTENT_DIGEST_HEADER).cloned(),
+        });
+        if let (Some(notifier), Some(facts)) = (&self.shared.notifier, self.facts.take()) {
+            resp = notify_of(notifier, facts, resp);
         }
         if !self.log && self.shared.metrics.is_none() {
             return resp;
         }
         let done = Done {
-            endpoint: info.and_then(|i| i.endpoint),
+            endpoint,
             status: resp.status(),
-            log: self.log.then(|| AccessFacts {
-                repository: info
-                    .and_then(|i| i.repository.as_ref())
-                    .map(|r| r.to_string()),
-                reference: info.and_then(|i| i.reference.clone()),
-                digest: resp.headers().get(CONTENT_DIGEST_HEADER).cloned(),
-            }),
+            log,
             pending: self,
         };
         resp.map(|body| {
@@ -272,6 +263,28 @@ impl Pending {
             })
         })
     }
+}
+
+/// Offers the event `resp` reports, if any, to `notifier`.
+fn notify_of(notifier: &Notifier, facts: RequestFacts, resp: Response) -> Response {
+    let (mut head, body) = resp.into_parts();
+    // The authenticated caller, which the access control puts into the response's
+    // extensions (an `Arc<str>`: no copy of the name).
+    let actor = head
+        .extensions
+        .get::<Identity>()
+        .and_then(|identity| match identity {
+            Identity::User(name) => Some(Arc::clone(name)),
+            Identity::Anonymous => None,
+        });
+    let committed = head.extensions.get::<BlobCommitted>().map(|b| b.size);
+    if let Some(info) = head.extensions.get_mut::<RouteInfo>()
+        && let Some(event) =
+            notify::event_of(facts, info, head.status, &head.headers, committed, actor)
+    {
+        notifier.notify(event);
+    }
+    Response::from_parts(head, body)
 }
 
 /// What the access line adds to the metrics' view of a request.

@@ -64,8 +64,9 @@ pub struct EndpointConfig {
     /// are dropped and counted (`marina_notification_events_total{outcome="dropped"}`).
     #[serde(default)]
     pub queue_size: Option<usize>,
-    /// The most events sent in one envelope (default 256). The sender waits up to
-    /// `flush_interval` after the first queued event for more, then POSTs them together.
+    /// The most events sent in one envelope (default 256). After the first queued event, the
+    /// sender waits until this many are queued, or `flush_interval` has passed, and POSTs
+    /// them together.
     #[serde(default)]
     pub max_batch: Option<usize>,
     /// How long a queued event may wait for others to share its envelope (default
