@@ -30,7 +30,8 @@
 //!
 //! What it costs depends on what is on: without metrics, notifications and access lines
 //! (`RUST_LOG=warn`), it only sets the request id; request and response bodies are wrapped
-//! (to count bytes) only when metrics or access lines need the counts.
+//! (to count bytes) only when metrics or access lines need the counts and there is a body
+//! (a request or response without one is accounted for when its response head is ready).
 //! An event takes the repository and the reference out of the response's [`RouteInfo`]
 //! rather than copying them: after this layer, the [`RouteInfo`] of a response that caused
 //! an event holds its endpoint only.
@@ -165,7 +166,9 @@ where
         req.extensions_mut().insert(RequestId(id.clone()));
         let log = tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO);
         let shared = &self.shared;
-        let received = (log || shared.metrics.is_some()).then(|| {
+        // A request without a body (a GET, a HEAD) has nothing to count.
+        let has_body = !http_body::Body::is_end_stream(req.body());
+        let received = ((log || shared.metrics.is_some()) && has_body).then(|| {
             let counter = Arc::new(AtomicU64::new(0));
             let body = std::mem::take(req.body_mut());
             *req.body_mut() = Body::new(Counted {
@@ -255,6 +258,11 @@ impl Pending {
             log,
             pending: self,
         };
+        if http_body::Body::is_end_stream(resp.body()) {
+            // Nothing to wait for (a HEAD, a 201 or 202): accounted for now.
+            done.finish(0);
+            return resp;
+        }
         resp.map(|body| {
             Body::new(Accounted {
                 inner: body,
