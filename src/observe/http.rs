@@ -32,9 +32,6 @@
 //! (`RUST_LOG=warn`), it only sets the request id; request and response bodies are wrapped
 //! (to count bytes) only when metrics or access lines need the counts and there is a body
 //! (a request or response without one is accounted for when its response head is ready).
-//! An event takes the repository and the reference out of the response's [`RouteInfo`]
-//! rather than copying them: after this layer, the [`RouteInfo`] of a response that caused
-//! an event holds its endpoint only.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -159,9 +156,9 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let start = Instant::now();
-        let (id, from_client) = match req.headers().get(REQUEST_ID_HEADER) {
-            Some(v) if sane_request_id(v) => (v.clone(), true),
-            _ => (new_request_id(), false),
+        let id = match req.headers().get(REQUEST_ID_HEADER) {
+            Some(v) if sane_request_id(v) => v.clone(),
+            _ => new_request_id(),
         };
         req.extensions_mut().insert(RequestId(id.clone()));
         let log = tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO);
@@ -182,12 +179,8 @@ where
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0);
-            // A client's id is a slice of the connection's read buffer: the event copies it.
-            let event_id = match from_client {
-                true => notify::detached(&id),
-                false => id.clone(),
-            };
-            RequestFacts::of(req.method(), req.uri(), req.headers(), event_id, addr)
+            let id = id.to_str().unwrap_or("");
+            RequestFacts::of(req.method(), req.uri(), req.headers(), id, addr)
         });
         let span = tracing::info_span!("request", id = %id.to_str().unwrap_or(""));
         let pending = Pending {
@@ -238,7 +231,6 @@ impl Pending {
             .insert(REQUEST_ID_HEADER, self.id.clone());
         let info = resp.extensions().get::<RouteInfo>();
         let endpoint = info.and_then(|i| i.endpoint);
-        // Before the event takes the repository and the reference out of the route.
         let log = self.log.then(|| AccessFacts {
             repository: info
                 .and_then(|i| i.repository.as_ref())
@@ -247,7 +239,7 @@ impl Pending {
             digest: resp.headers().get(CONTENT_DIGEST_HEADER).cloned(),
         });
         if let (Some(notifier), Some(facts)) = (&self.shared.notifier, self.facts.take()) {
-            resp = notify_of(notifier, facts, resp);
+            notify_of(notifier, facts, &resp);
         }
         if !self.log && self.shared.metrics.is_none() {
             return resp;
@@ -274,25 +266,25 @@ impl Pending {
 }
 
 /// Offers the event `resp` reports, if any, to `notifier`.
-fn notify_of(notifier: &Notifier, facts: RequestFacts, resp: Response) -> Response {
-    let (mut head, body) = resp.into_parts();
+fn notify_of(notifier: &Notifier, facts: RequestFacts, resp: &Response) {
+    let extensions = resp.extensions();
+    let Some(info) = extensions.get::<RouteInfo>() else {
+        return;
+    };
     // The authenticated caller, which the access control puts into the response's
     // extensions (an `Arc<str>`: no copy of the name).
-    let actor = head
-        .extensions
+    let actor = extensions
         .get::<Identity>()
         .and_then(|identity| match identity {
             Identity::User(name) => Some(Arc::clone(name)),
             Identity::Anonymous => None,
         });
-    let committed = head.extensions.get::<BlobCommitted>().map(|b| b.size);
-    if let Some(info) = head.extensions.get_mut::<RouteInfo>()
-        && let Some(event) =
-            notify::event_of(facts, info, head.status, &head.headers, committed, actor)
+    let committed = extensions.get::<BlobCommitted>().map(|b| b.size);
+    if let Some(event) =
+        notify::event_of(facts, info, resp.status(), resp.headers(), committed, actor)
     {
         notifier.notify(event);
     }
-    Response::from_parts(head, body)
 }
 
 /// What the access line adds to the metrics' view of a request.

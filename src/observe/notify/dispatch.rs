@@ -67,8 +67,7 @@ impl EndpointQueue {
                 .target
                 .media_type
                 .as_ref()
-                .and_then(|m| m.to_str().ok())
-                .is_some_and(|mt| self.ignored_media_types.iter().any(|i| i == mt));
+                .is_some_and(|mt| self.ignored_media_types.iter().any(|i| i == mt.as_str()));
         !ignored_media_type
     }
 
@@ -162,59 +161,53 @@ pub(super) fn start(
 
 impl Sender {
     async fn run(mut self, mut receiver: mpsc::Receiver<Event>) {
-        let mut batch = Vec::with_capacity(self.max_batch);
         let mut buffer = BytesMut::new();
-        while self.next_batch(&mut receiver, &mut batch).await {
-            self.metrics.queue_length.dec_by(batch.len() as i64);
-            buffer.clear();
-            self.writer.write(&batch, &mut buffer);
-            // The events are dropped before the POST: only their JSON waits for the endpoint.
-            let events = batch.len();
-            batch.clear();
+        while let Some(first) = receiver.recv().await {
+            self.wait_for_batch(&receiver).await;
+            // Each event is written and dropped as it leaves the queue: only the JSON waits
+            // for the endpoint.
+            self.writer
+                .begin(&mut buffer, (1 + receiver.len()).min(self.max_batch));
+            self.writer.event(&mut buffer, &first);
+            drop(first);
+            let mut events = 1;
+            while events < self.max_batch
+                && let Ok(event) = receiver.try_recv()
+            {
+                self.writer.event(&mut buffer, &event);
+                events += 1;
+            }
+            self.writer.end(&mut buffer);
+            self.metrics.queue_length.dec_by(events as i64);
             let body = self
                 .deliver(std::mem::take(&mut buffer).freeze(), events)
                 .await;
             // The next envelope reuses the buffer, once the HTTP client has let go of it.
             buffer = body.try_into_mut().unwrap_or_default();
+            buffer.clear();
         }
     }
 
-    /// Fills `batch` with the next events to send: waits for one, then, unless that already
-    /// filled the batch, lets up to `flush_interval` pass while fewer than `max_batch` are
-    /// queued, and takes what is queued, up to `max_batch`. It sleeps rather than waiting on
-    /// the queue, looking at the queue's length every `FULL_BATCH_CHECK` meanwhile: a
+    /// Once an event was taken from the queue: lets up to `flush_interval` pass while fewer
+    /// than `max_batch` events (that one included) are queued. It sleeps rather than waiting
+    /// on the queue, looking at the queue's length every `FULL_BATCH_CHECK` meanwhile: a
     /// task waiting on the queue is woken by every event offered to it, a sleeping one
     /// costs a request only the `try_send`; and under load a full batch goes out at most
     /// `FULL_BATCH_CHECK` after it is queued, long before the queue (`queue_size`) could fill
-    /// and drop events.
-    /// Returns `false` once every queue handle is dropped and the queue is drained.
-    async fn next_batch(
-        &self,
-        receiver: &mut mpsc::Receiver<Event>,
-        batch: &mut Vec<Event>,
-    ) -> bool {
-        if receiver.recv_many(batch, self.max_batch).await == 0 {
-            return false;
-        }
+    /// and drop events. It stops waiting when the queue closes (the server stops).
+    async fn wait_for_batch(&self, receiver: &mpsc::Receiver<Event>) {
         if self.flush_interval.is_zero() {
-            return true;
+            return;
         }
         let deadline = Instant::now() + self.flush_interval;
         let check = self.flush_interval.min(FULL_BATCH_CHECK);
-        while batch.len() + receiver.len() < self.max_batch && !receiver.is_closed() {
+        while 1 + receiver.len() < self.max_batch && !receiver.is_closed() {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
             tokio::time::sleep(check.min(deadline - now)).await;
         }
-        while batch.len() < self.max_batch {
-            match receiver.try_recv() {
-                Ok(event) => batch.push(event),
-                Err(_) => break, // empty, or closed: send what we hold
-            }
-        }
-        true
     }
 
     /// Sends one envelope until the endpoint accepts it; returns it.

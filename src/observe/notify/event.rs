@@ -2,9 +2,9 @@
 //! (`application/vnd.docker.distribution.events.v1+json`).
 //!
 //! An [`Event`] is built on the request's path from what the request and its response
-//! already hold: strings the route parsed are moved into it, header values are shared (a
-//! reference count), nothing is formatted. It becomes JSON only in the endpoint's sender
-//! task (the private `wire` module).
+//! already hold, without allocating: its short texts are copied into it ([`EventText`]), the
+//! `Host` and `User-Agent` shared, nothing is formatted. It becomes JSON only in the
+//! endpoint's sender task (the private `wire` module).
 
 use std::borrow::Borrow;
 use std::cell::Cell;
@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::http::{HeaderValue, Method};
+use axum::http::Method;
 
+pub use super::text::EventText;
 use super::wire::EnvelopeWriter;
-use crate::oci::RepositoryName;
 
 /// The media type of an event envelope, set as the POST's `Content-Type`.
 pub const EVENTS_MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
@@ -62,43 +62,24 @@ pub struct Target {
     /// Manifest or blob.
     pub kind: TargetKind,
     /// The media type (a manifest's, or [`BLOB_MEDIA_TYPE`]); absent on deletes.
-    pub media_type: Option<HeaderValue>,
+    pub media_type: Option<EventText>,
     /// The digest; absent on a tag delete.
     pub digest: Option<EventText>,
     /// The size in bytes; absent on deletes.
     pub size: Option<u64>,
     /// The repository.
-    pub repository: RepositoryName,
+    pub repository: EventText,
     /// The repository a mounted blob came from.
-    pub from_repository: Option<String>,
+    pub from_repository: Option<EventText>,
     /// The tag a manifest was pushed, pulled or deleted by.
-    pub tag: Option<String>,
-}
-
-/// Text an event holds without copying it: a header's value, or a string the route parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventText {
-    /// A request's or response's header value (shared with it).
-    Header(HeaderValue),
-    /// A string taken over from the request's route.
-    Owned(String),
-}
-
-impl EventText {
-    /// The text (empty for a header value that is not visible ASCII).
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Header(v) => v.to_str().unwrap_or(""),
-            Self::Owned(s) => s,
-        }
-    }
+    pub tag: Option<EventText>,
 }
 
 /// The request that caused an event.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
     /// The request id (`X-Request-Id`).
-    pub id: HeaderValue,
+    pub id: EventText,
     /// The client's address, when the server records it.
     pub addr: Option<SocketAddr>,
     /// The `Host` the client addressed.
@@ -174,17 +155,15 @@ mod tests {
             action: Action::Push,
             target: Target {
                 kind: TargetKind::Manifest,
-                media_type: Some(HeaderValue::from_static(
-                    "application/vnd.oci.image.manifest.v1+json",
-                )),
-                digest: Some(EventText::Header(HeaderValue::from_static("sha256:abcd"))),
+                media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
+                digest: Some("sha256:abcd".into()),
                 size: Some(708),
-                repository: RepositoryName::parse("demo/app").unwrap(),
+                repository: "demo/app".into(),
                 from_repository: None,
                 tag: Some("latest".into()),
             },
             request: RequestRecord {
-                id: HeaderValue::from_static("req-1"),
+                id: "req-1".into(),
                 addr: Some("127.0.0.1:4242".parse().unwrap()),
                 host: Some("registry.local:5000".into()),
                 method: Method::PUT,
@@ -203,6 +182,16 @@ mod tests {
 
     fn parsed(events: &[&Event]) -> serde_json::Value {
         serde_json::from_slice(&envelope(events, "https", &source())).unwrap()
+    }
+
+    #[test]
+    fn an_event_is_small_enough_to_queue_thousands() {
+        // `queue_size` (default 8192) events: about 5 MiB per endpoint at most.
+        assert!(
+            std::mem::size_of::<Event>() <= 672,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
     }
 
     #[test]
@@ -256,8 +245,8 @@ mod tests {
         let mut mount = push_by_tag();
         mount.action = Action::Mount;
         mount.target.kind = TargetKind::Blob;
-        mount.target.media_type = Some(HeaderValue::from_static(BLOB_MEDIA_TYPE));
-        mount.target.digest = Some(EventText::Owned("sha256:beef".into()));
+        mount.target.media_type = Some(BLOB_MEDIA_TYPE.into());
+        mount.target.digest = Some("sha256:beef".into());
         mount.target.from_repository = Some("demo/base".into());
         mount.target.tag = None;
         mount.request.addr = Some("[::1]:5000".parse().unwrap());

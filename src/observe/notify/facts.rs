@@ -3,18 +3,18 @@
 //! An event outlives its request by up to a flush interval, so it must not hold the request's
 //! header values: those are slices of the connection's read buffer, and one of them kept
 //! alive keeps the whole buffer from being reused (hyper then allocates a new one for the
-//! next request, and the sender frees the old one). The `Host` and `User-Agent` an event
-//! needs are therefore copied, once: each thread remembers the last ones it saw as shared
-//! strings, and the events of requests that repeat them (nearly all: a client sends the same
-//! ones every time) share those.
+//! next request, and the sender frees the old one). Short ones are copied into the event
+//! ([`EventText`]); the `Host` and `User-Agent`, which may be long, are copied once: each
+//! thread remembers the last ones it saw as shared strings, and the events of requests that
+//! repeat them (nearly all: a client sends the same ones every time) share those.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::http::{HeaderMap, Method, Uri, header};
 
-use super::event::RequestRecord;
+use super::event::{EventText, RequestRecord};
 
 /// What the middleware keeps of a request for the event its response may cause: its
 /// client's address and shared copies of the few header values an event reports.
@@ -23,22 +23,21 @@ pub struct RequestFacts {
     /// The request record of the event.
     pub record: RequestRecord,
     /// For a `PUT`: the request's `Content-Type` (a pushed manifest's media type).
-    pub content_type: Option<HeaderValue>,
+    pub content_type: Option<EventText>,
     /// For a `PUT`: the request's `Content-Length` (a pushed manifest's size).
     pub content_length: Option<u64>,
     /// For a mount (`POST ?mount=&from=`): the source repository.
-    pub mount_from: Option<String>,
+    pub mount_from: Option<EventText>,
 }
 
 impl RequestFacts {
-    /// Reads the facts of a request; `addr` is the client's address if known. `id`, the
-    /// request id, should not be one of `headers`' values (copy a client's `X-Request-Id`
-    /// with [`detached`]): see the module documentation.
+    /// Reads the facts of a request; `id` is its request id, `addr` the client's address if
+    /// known.
     pub fn of(
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
-        id: HeaderValue,
+        id: &str,
         addr: Option<SocketAddr>,
     ) -> Self {
         let mount_from = (*method == Method::POST)
@@ -47,7 +46,7 @@ impl RequestFacts {
             .filter(|q| q.contains("mount="))
             .and_then(|q| {
                 let pairs = crate::registry::query_pairs(Some(q));
-                crate::registry::query_param(&pairs, "from").map(str::to_owned)
+                crate::registry::query_param(&pairs, "from").map(EventText::new)
             });
         let put = *method == Method::PUT;
         let host = match headers.get(header::HOST) {
@@ -65,15 +64,16 @@ impl RequestFacts {
         });
         Self {
             record: RequestRecord {
-                id,
+                id: EventText::new(id),
                 addr,
                 host,
                 method: method.clone(),
                 user_agent,
             },
             content_type: put
-                .then(|| headers.get(header::CONTENT_TYPE).map(detached))
-                .flatten(),
+                .then(|| headers.get(header::CONTENT_TYPE))
+                .flatten()
+                .map(|v| EventText::new(v.to_str().unwrap_or(""))),
             content_length: put
                 .then(|| headers.get(header::CONTENT_LENGTH))
                 .flatten()
@@ -82,14 +82,6 @@ impl RequestFacts {
             mount_from,
         }
     }
-}
-
-/// A copy of `value` that shares no buffer with it.
-pub fn detached(value: &HeaderValue) -> HeaderValue {
-    let mut copy = HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(value.as_bytes()))
-        .unwrap_or_else(|_| HeaderValue::from_static(""));
-    copy.set_sensitive(value.is_sensitive());
-    copy
 }
 
 /// The last value of one header seen on this thread.
@@ -120,6 +112,7 @@ thread_local! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn repeated_header_values_share_one_copy() {
@@ -131,7 +124,7 @@ mod tests {
                 &Method::GET,
                 &Uri::from_static("/v2/a/blobs/sha256:x"),
                 &headers,
-                HeaderValue::from_static("id"),
+                "id",
                 None,
             )
             .record
@@ -147,11 +140,5 @@ mod tests {
         );
         assert!(Arc::ptr_eq(&a_ua, &b_ua));
         assert_eq!((&*b_ua, &*c_ua), ("one/1", "two/2"));
-    }
-
-    #[test]
-    fn a_detached_copy_keeps_the_value() {
-        let v = HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json");
-        assert_eq!(detached(&v), v);
     }
 }

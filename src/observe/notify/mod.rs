@@ -25,6 +25,7 @@ pub mod config;
 mod dispatch;
 pub mod event;
 mod facts;
+mod text;
 mod wire;
 
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{ConfigError, EndpointConfig, NotificationsConfig};
 pub use event::{Action, Event, EventText, RequestRecord, SourceRecord, Target, TargetKind};
-pub use facts::{RequestFacts, detached};
+pub use facts::RequestFacts;
 
 use crate::observe::metrics::{Metrics, NotificationEndpointMetrics};
 use crate::registry::{CONTENT_DIGEST_HEADER, Endpoint, RouteInfo};
@@ -137,14 +138,12 @@ fn uuid_like(id: u128) -> String {
 
 /// The event a response reports, if any (see the module's table).
 ///
-/// When there is one, the repository and the reference (a tag, or the digest of a pull by
-/// digest) are taken out of `info` rather than copied: `info` then keeps only its
-/// endpoint. `committed_size`: the size of the blob the request committed
+/// `committed_size`: the size of the blob the request committed
 /// ([`BlobCommitted`](crate::registry::BlobCommitted)), if it did; `actor`: the authenticated
 /// identity of the request, when there is one.
 pub fn event_of(
     facts: RequestFacts,
-    info: &mut RouteInfo,
+    info: &RouteInfo,
     status: StatusCode,
     response: &HeaderMap,
     committed_size: Option<u64>,
@@ -159,31 +158,27 @@ pub fn event_of(
         (Endpoint::ManifestDelete | Endpoint::BlobDelete, 202) => Action::Delete,
         _ => return None,
     };
-    let repository = info.repository.take()?;
+    let repository = EventText::new(info.repository.as_ref()?.as_str());
     // A tag never holds a ':' (the spec's tag grammar), a digest always does; the handler
     // accepted the reference, or the answer would not be a success.
-    let (by_digest, by_tag) = match info.reference.take() {
-        Some(r) if r.contains(':') => (Some(EventText::Owned(r)), None),
-        Some(r) => (None, Some(r)),
+    let (by_digest, by_tag) = match info.reference.as_deref() {
+        Some(r) if r.contains(':') => (Some(EventText::new(r)), None),
+        Some(r) => (None, Some(EventText::new(r))),
         None => (None, None),
     };
-    let answered_digest = || {
-        response
-            .get(CONTENT_DIGEST_HEADER)
-            .cloned()
-            .map(EventText::Header)
-    };
+    let text = |v: &HeaderValue| EventText::new(v.to_str().unwrap_or(""));
+    let answered_digest = || response.get(CONTENT_DIGEST_HEADER).map(text);
     let response_size = || {
         response
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
     };
-    let blob = || Some(HeaderValue::from_static(event::BLOB_MEDIA_TYPE));
+    let blob = || Some(EventText::new(event::BLOB_MEDIA_TYPE));
     let target = match endpoint {
         Endpoint::ManifestGet => Target {
             kind: TargetKind::Manifest,
-            media_type: response.get(header::CONTENT_TYPE).cloned(),
+            media_type: response.get(header::CONTENT_TYPE).map(text),
             digest: by_digest.or_else(answered_digest),
             size: response_size(),
             repository,

@@ -5,8 +5,8 @@
 //! event, is written once when the sender starts; the date and time of day are formatted
 //! once a second; ids, addresses and numbers are written digit by digit; strings that need
 //! no escaping (all of them in practice: header values are visible ASCII, names and digests
-//! follow the spec's grammars) are copied as they are, after one check over their bytes (none
-//! for a repository name, valid by construction).
+//! follow the spec's grammars) are copied as they are, after one check over their bytes,
+//! eight at a time.
 //! The output is the same JSON `serde_json` would write for Distribution's envelope
 //! (`distribution/distribution` `docs/content/about/notifications.md`); the tests parse it
 //! back with `serde_json`.
@@ -34,15 +34,17 @@ pub(super) struct EnvelopeWriter {
     date_time: [u8; 19],
     /// Bytes per event in the last envelope, to size the next one's buffer.
     bytes_per_event: usize,
+    /// Events in the envelope being written.
+    events: usize,
 }
 
 impl EnvelopeWriter {
     pub(super) fn new(scheme: &str, source: &SourceRecord) -> Self {
         let mut end = BytesMut::with_capacity(128);
         end.extend_from_slice(br#","source":{"addr":"#);
-        string(&mut end, &source.addr);
+        string(&mut end, source.addr.as_bytes());
         end.extend_from_slice(br#","instanceID":"#);
-        string(&mut end, &source.instance_id);
+        string(&mut end, source.instance_id.as_bytes());
         end.extend_from_slice(b"}}");
         let mut writer = Self {
             scheme: scheme.into(),
@@ -50,6 +52,7 @@ impl EnvelopeWriter {
             second: 0,
             date_time: [0; 19],
             bytes_per_event: 768,
+            events: 0,
         };
         writer.format_second(0);
         writer
@@ -58,29 +61,37 @@ impl EnvelopeWriter {
     /// The envelope of `events` (one or more), in their order.
     pub(super) fn envelope<E: Borrow<Event>>(&mut self, events: &[E]) -> BytesMut {
         let mut out = BytesMut::new();
-        self.write(events, &mut out);
+        self.begin(&mut out, events.len());
+        for event in events {
+            self.event(&mut out, event.borrow());
+        }
+        self.end(&mut out);
         out
     }
 
-    /// Appends the envelope of `events` to `out` (the sender reuses one buffer).
-    pub(super) fn write<E: Borrow<Event>>(&mut self, events: &[E], out: &mut BytesMut) {
-        let start = out.len();
-        out.reserve(16 + events.len() * self.bytes_per_event);
+    /// Starts an envelope of about `events` events in `out`, which should be empty (the
+    /// sender reuses one buffer); [`Self::event`] adds each, [`Self::end`] closes it.
+    pub(super) fn begin(&mut self, out: &mut BytesMut, events: usize) {
+        out.reserve(16 + events * self.bytes_per_event);
         out.extend_from_slice(br#"{"events":["#);
-        for (n, event) in events.iter().enumerate() {
-            if n > 0 {
-                out.put_u8(b',');
-            }
-            self.event(out, event.borrow());
-        }
+        self.events = 0;
+    }
+
+    /// Closes the envelope `out` holds.
+    pub(super) fn end(&mut self, out: &mut BytesMut) {
         out.extend_from_slice(b"]}");
-        if !events.is_empty() {
-            // A little more than the last average, so that the next buffer rarely grows.
-            self.bytes_per_event = (out.len() - start) / events.len() + 32;
+        // A little more than the last average, so that the next buffer rarely grows.
+        if let Some(average) = out.len().checked_div(self.events) {
+            self.bytes_per_event = average + 32;
         }
     }
 
-    fn event(&mut self, out: &mut BytesMut, e: &Event) {
+    /// Adds `e` to the envelope `out` holds.
+    pub(super) fn event(&mut self, out: &mut BytesMut, e: &Event) {
+        if self.events > 0 {
+            out.put_u8(b',');
+        }
+        self.events += 1;
         out.extend_from_slice(br#"{"id":""#);
         uuid(out, e.id);
         out.extend_from_slice(br#"","timestamp":""#);
@@ -93,10 +104,10 @@ impl EnvelopeWriter {
         // before it ends with one, every one after it starts with one.
         if let Some(media_type) = &t.media_type {
             out.extend_from_slice(br#""mediaType":"#);
-            string(out, media_type.to_str().unwrap_or(""));
+            string(out, media_type.as_bytes());
             out.put_u8(b',');
         }
-        let digest = t.digest.as_ref().map(|d| d.as_str());
+        let digest = t.digest.as_ref().map(|d| d.as_bytes());
         if let Some(digest) = digest {
             out.extend_from_slice(br#""digest":"#);
             string(out, digest);
@@ -109,13 +120,14 @@ impl EnvelopeWriter {
             decimal(out, size);
             out.put_u8(b',');
         }
+        let repository = t.repository.as_bytes();
         out.extend_from_slice(br#""repository":"#);
-        plain_string(out, t.repository.as_str());
+        string(out, repository);
         if let Some(from) = &t.from_repository {
             out.extend_from_slice(br#","fromRepository":"#);
-            string(out, from);
+            string(out, from.as_bytes());
         }
-        let host = e.request.host.as_deref();
+        let host = e.request.host.as_deref().map(str::as_bytes);
         // A link to the content, for pushes, pulls and mounts (deletes have no size).
         if let (Some(digest), Some(host), Some(_)) = (digest, host, t.size) {
             let kind: &[u8] = match t.kind {
@@ -123,22 +135,22 @@ impl EnvelopeWriter {
                 TargetKind::Blob => b"/blobs/",
             };
             out.extend_from_slice(br#","url":""#);
-            escaped(out, &self.scheme);
+            escaped(out, self.scheme.as_bytes());
             out.extend_from_slice(b"://");
             escaped(out, host);
             out.extend_from_slice(b"/v2/");
-            out.extend_from_slice(t.repository.as_str().as_bytes());
+            escaped(out, repository);
             out.extend_from_slice(kind);
             escaped(out, digest);
             out.put_u8(b'"');
         }
         if let Some(tag) = &t.tag {
             out.extend_from_slice(br#","tag":"#);
-            string(out, tag);
+            string(out, tag.as_bytes());
         }
         let r = &e.request;
         out.extend_from_slice(br#"},"request":{"id":"#);
-        string(out, r.id.to_str().unwrap_or(""));
+        string(out, r.id.as_bytes());
         if let Some(addr) = r.addr {
             out.extend_from_slice(br#","addr":""#);
             socket_addr(out, addr);
@@ -149,13 +161,13 @@ impl EnvelopeWriter {
             string(out, host);
         }
         out.extend_from_slice(br#","method":"#);
-        string(out, r.method.as_str());
+        string(out, r.method.as_str().as_bytes());
         out.extend_from_slice(br#","useragent":"#);
-        string(out, r.user_agent.as_deref().unwrap_or(""));
+        string(out, r.user_agent.as_deref().unwrap_or("").as_bytes());
         out.extend_from_slice(br#"},"actor":{"#);
         if let Some(name) = &e.actor {
             out.extend_from_slice(br#""name":"#);
-            string(out, name);
+            string(out, name.as_bytes());
         }
         out.put_u8(b'}');
         out.extend_from_slice(&self.source_and_end);
@@ -172,7 +184,7 @@ impl EnvelopeWriter {
         let mut nanos = since.subsec_nanos();
         if nanos > 0 {
             let mut digits = 9;
-            while nanos % 10 == 0 {
+            while nanos.is_multiple_of(10) {
                 nanos /= 10;
                 digits -= 1;
             }
@@ -212,15 +224,13 @@ impl EnvelopeWriter {
 /// A 128-bit id written as a UUID (version 4 layout), 36 characters.
 fn uuid(out: &mut BytesMut, id: u128) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    /// Where each byte's two digits go, around the dashes.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     let v4 = (id & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
     let mut text = [b'-'; 36];
-    let mut nibble = 32;
-    for (i, slot) in text.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            continue;
-        }
-        nibble -= 1;
-        *slot = HEX[((v4 >> (nibble * 4)) & 0xf) as usize];
+    for (byte, at) in v4.to_be_bytes().into_iter().zip(AT) {
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0xf)];
     }
     out.extend_from_slice(&text);
 }
@@ -261,34 +271,37 @@ fn socket_addr(out: &mut BytesMut, addr: SocketAddr) {
     }
 }
 
-/// `s`, which needs no escaping, as a JSON string: a validated repository name
-/// ([`RepositoryName`](crate::oci::RepositoryName)), whose grammar allows none of `"`, `\` or
-/// control characters. Debug builds check it.
-fn plain_string(out: &mut BytesMut, s: &str) {
-    debug_assert!(!needs_escape(s.as_bytes()), "{s:?}");
+/// `text` as a JSON string.
+fn string(out: &mut BytesMut, text: &[u8]) {
     out.put_u8(b'"');
-    out.extend_from_slice(s.as_bytes());
+    escaped(out, text);
     out.put_u8(b'"');
 }
 
-/// `s` as a JSON string.
-fn string(out: &mut BytesMut, s: &str) {
-    out.put_u8(b'"');
-    escaped(out, s);
-    out.put_u8(b'"');
-}
-
-/// Whether `bytes` hold a `"`, a `\` or a control character: one pass without an early exit,
-/// which the compiler vectorises (the usual answer is "no").
+/// Whether `bytes` hold a `"`, a `\` or a control character, looked for eight bytes at a
+/// time (the usual answer is "no"): a byte below `n` (`n` at most 128) is one whose
+/// subtraction of `n` borrows into its top bit while that bit was clear.
 fn needs_escape(bytes: &[u8]) -> bool {
-    bytes.iter().fold(false, |any, &b| {
-        any | (b < 0x20) | (b == b'"') | (b == b'\\')
-    })
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const TOPS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & TOPS != 0;
+    let quote = ONES * u64::from(b'"');
+    let backslash = ONES * u64::from(b'\\');
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let x = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
+        if below(x, 0x20) || below(x ^ quote, 1) || below(x ^ backslash, 1) {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
-/// `s` as the inside of a JSON string: `"`, `\` and control characters escaped.
-fn escaped(out: &mut BytesMut, s: &str) {
-    let bytes = s.as_bytes();
+/// `bytes` (UTF-8) as the inside of a JSON string: `"`, `\` and control characters escaped.
+fn escaped(out: &mut BytesMut, bytes: &[u8]) {
     if !needs_escape(bytes) {
         out.extend_from_slice(bytes);
         return;
@@ -332,11 +345,27 @@ mod tests {
             "\u{1f}\u{8}\u{c}",
         ] {
             let mut out = BytesMut::new();
-            string(&mut out, s);
+            string(&mut out, s.as_bytes());
             let back: String = serde_json::from_slice(&out).unwrap();
             assert_eq!(back, s);
             assert_eq!(&out[..], serde_json::to_vec(s).unwrap(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn every_byte_that_needs_escaping_is_found_wherever_it_is() {
+        let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
+        for len in [1, 7, 8, 9, 16, 23] {
+            for at in 0..len {
+                for b in 0..=u8::MAX {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    assert_eq!(needs_escape(&bytes), !plain(b), "{b:#x} at {at} of {len}");
+                }
+            }
+        }
+        // Bytes above 0x7f (UTF-8 sequences) need none.
+        assert!(!needs_escape("ünïcödé ✓ and more".as_bytes()));
     }
 
     #[test]
