@@ -12,7 +12,9 @@
 #
 # Prints per backend:
 #   <backend>: blobs=… before_bytes=… after_bytes=… reclaimed_bytes=… expected_bytes=… exact=yes
-#              gc: manifests=… blobs=… bytes=… uploads=… in …s  peak_rss=… MiB
+#              gc: manifests=… blobs=… bytes=… uploads=… in …s  cpu=…s peak_rss=… MiB
+# (cpu: the collection's user + system CPU time; its wall time on a busy machine follows the
+# load, its CPU time much less.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GC_FILL_BLOBS=${GC_FILL_BLOBS:-10000}
@@ -37,16 +39,18 @@ run() {
   local filled before gc_line after rss
   filled=$(fill)
   before=$(GC_FILL_MEASURE=1 fill)
-  /usr/bin/time -f 'peak_rss_kb=%M' -o "$WORK/time" "$BIN" gc --grace 0s >"$WORK/gc.out" 2>"$WORK/gc.err" \
+  /usr/bin/time -f 'peak_rss_kb=%M user_s=%U sys_s=%S' -o "$WORK/time" "$BIN" gc --grace 0s >"$WORK/gc.out" 2>"$WORK/gc.err" \
     || { cat "$WORK/gc.err" >&2; exit 1; }
   gc_line=$(tail -1 "$WORK/gc.out")
   after=$(GC_FILL_MEASURE=1 fill)
   rss=$(field peak_rss_kb <"$WORK/time")
+  # CPU time as well as the wall time: on a shared machine the wall time follows the load.
+  cpu=$(awk -v u="$(field user_s <"$WORK/time")" -v s="$(field sys_s <"$WORK/time")" 'BEGIN { printf "%.2f", u + s }')
   local b a e
   b=$(field bytes <<<"$before"); a=$(field bytes <<<"$after"); e=$(field reclaimable_bytes <<<"$filled")
   local exact=no; [ $((b - a)) -eq "$e" ] && exact=yes
   echo "$backend: blobs=$(field blobs <<<"$before") before_bytes=$b after_bytes=$a reclaimed_bytes=$((b - a)) expected_bytes=$e exact=$exact"
-  echo "    $gc_line  peak_rss=$((rss / 1024)) MiB   ($filled)"
+  echo "    $gc_line  cpu=${cpu}s peak_rss=$((rss / 1024)) MiB   ($filled)"
   [ "$exact" = yes ]
 }
 

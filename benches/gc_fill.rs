@@ -98,21 +98,45 @@ impl Image {
 async fn push(d: &AnyDriver, k: usize) -> Digest {
     let image = Image::new(k);
     for (digest, bytes) in std::iter::once(&image.config).chain(&image.layers) {
-        let body = futures::stream::iter([Ok(bytes.clone())]);
-        d.put_content(&image.repo, digest, Some(bytes.len() as u64), body)
-            .await
-            .expect("blob push");
+        retrying("blob push", || {
+            let body = futures::stream::iter([Ok(bytes.clone())]);
+            d.put_content(&image.repo, digest, Some(bytes.len() as u64), body)
+        })
+        .await;
     }
     let tag = Tag::parse(&format!("v{k}")).unwrap();
-    d.put_manifest(
-        &image.repo,
-        &Reference::Tag(tag),
-        Some(MANIFEST_TYPE),
-        image.manifest(),
-    )
+    let reference = Reference::Tag(tag);
+    retrying("manifest push", || {
+        d.put_manifest(
+            &image.repo,
+            &reference,
+            Some(MANIFEST_TYPE),
+            image.manifest(),
+        )
+    })
     .await
-    .expect("manifest push")
     .digest
+}
+
+/// Runs `attempt` until it succeeds, again after a pause when it fails with a retryable error
+/// (as a client does after a `503`): moto answers `500` now and then to listings that run
+/// while other requests write.
+async fn retrying<T, F>(what: &str, mut attempt: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = marina_distribution::Result<T>>,
+{
+    let mut pause = std::time::Duration::from_millis(50);
+    for _ in 0..8 {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(e) if e.is_retryable() => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
+    panic!("{what}: still failing after 8 attempts")
 }
 
 /// The blobs stored, counted through the backend's own listing.
@@ -185,9 +209,7 @@ async fn main() {
             total_bytes += image.layers[3].1.len() as u64;
         }
         if k % 2 == 1 {
-            d.delete_manifest(&image.repo, digest)
-                .await
-                .expect("delete");
+            retrying("delete", || d.delete_manifest(&image.repo, digest)).await;
             reclaimable_blobs += 4;
             reclaimable_bytes += image.config.1.len() as u64
                 + image.layers[..3]

@@ -5,20 +5,12 @@
 
 mod common;
 
-use common::auth::{self, IDENTITY_HEADER, Setup, challenge};
-use common::{OCI_MANIFEST, assert_error, image_manifest, payload, sha256};
-use marina_distribution::registry::auth::config::{AccessRuleConfig, AuthConfig, OneOrMany};
-use reqwest::{RequestBuilder, StatusCode};
+use common::auth::{self, IDENTITY_HEADER, Setup, challenge, rule};
+use common::{OCI_MANIFEST, Registry, assert_error, image_manifest, payload, sha256};
+use marina_distribution::registry::auth::config::AuthConfig;
+use reqwest::{Method, StatusCode};
 
 const BASIC_CHALLENGE: &str = "Basic realm=\"marina-registry\"";
-
-fn rule(repos: &str, users: &[&str], actions: &[&str]) -> AccessRuleConfig {
-    AccessRuleConfig {
-        repositories: OneOrMany::One(repos.to_owned()),
-        users: users.iter().map(|s| s.to_string()).collect(),
-        actions: actions.iter().map(|s| s.to_string()).collect(),
-    }
-}
 
 /// alice reads and writes `team/**`, bob reads it, admin does everything, anyone (even
 /// anonymous) pulls `public/**`; `secret/**` is admin's alone.
@@ -43,43 +35,32 @@ async fn server() -> auth::AuthServer {
     .await
 }
 
-trait As {
-    fn user(self, user: &str) -> Self;
-}
-
-impl As for RequestBuilder {
-    fn user(self, user: &str) -> Self {
-        self.basic_auth(user, Some(format!("{user}-pw")))
-    }
+/// The server's client with `user`'s credentials (password `<user>-pw`).
+fn user(s: &auth::AuthServer, user: &str) -> Registry {
+    s.basic(user, &format!("{user}-pw"))
 }
 
 /// Pushes a blob as `user` (POST then PUT); returns the final response.
-async fn push_blob(s: &auth::AuthServer, user: &str, repo: &str, data: &[u8]) -> reqwest::Response {
-    let resp = s
-        .client
-        .post(s.url(&format!("/v2/{repo}/blobs/uploads/")))
-        .user(user)
-        .send()
-        .await
-        .unwrap();
+async fn push_blob(
+    s: &auth::AuthServer,
+    user_name: &str,
+    repo: &str,
+    data: &[u8],
+) -> reqwest::Response {
+    let client = user(s, user_name);
+    let resp = client.post_upload(repo).await;
     if resp.status() != StatusCode::ACCEPTED {
         return resp;
     }
     let loc = common::header(&resp, "location");
-    s.client
-        .put(s.url(&format!("{loc}?digest={}", sha256(data))))
-        .user(user)
-        .body(data.to_vec())
-        .send()
-        .await
-        .unwrap()
+    client.close_upload(&loc, &sha256(data), data).await
 }
 
 #[tokio::test]
 async fn api_version_check_challenges_and_verifies() {
     let s = server().await;
     // No credentials: 401 with the Basic challenge (clients' login flow depends on it).
-    let resp = s.client.get(s.url("/v2/")).send().await.unwrap();
+    let resp = s.get("/v2/").await;
     assert_eq!(challenge(&resp), BASIC_CHALLENGE);
     assert_error(resp, 401, "UNAUTHORIZED").await;
     // Wrong password, unknown user, malformed headers: 401, same challenge.
@@ -91,40 +72,23 @@ async fn api_version_check_challenges_and_verifies() {
         "Bearer some.jwt.token",     // not accepted here
         "Digest username=\"alice\"", // another scheme
     ] {
-        let resp = s
-            .client
-            .get(s.url("/v2/"))
-            .header("authorization", auth)
-            .send()
-            .await
-            .unwrap();
+        let resp = s.authorized(auth).get("/v2/").await;
         assert_eq!(challenge(&resp), BASIC_CHALLENGE, "{auth}");
         assert_error(resp, 401, "UNAUTHORIZED").await;
     }
     // Right credentials: 200, the identity visible to middleware.
-    let resp = s
-        .client
-        .get(s.url("/v2/"))
-        .user("bob")
-        .send()
-        .await
-        .unwrap();
+    let resp = user(&s, "bob").get("/v2/").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(common::header(&resp, IDENTITY_HEADER), "bob");
     // POST on /v2/: 405 with the error envelope.
-    let resp = s
-        .client
-        .post(s.url("/v2/"))
-        .user("bob")
-        .send()
-        .await
-        .unwrap();
+    let resp = user(&s, "bob").send(Method::POST, "/v2/").await;
     assert_error(resp, 405, "UNSUPPORTED").await;
 }
 
 #[tokio::test]
 async fn spec_workflow_with_credentials() {
     let s = server().await;
+    let (alice, bob, admin) = (user(&s, "alice"), user(&s, "bob"), user(&s, "admin"));
     let repo = "team/app";
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let layer = payload(5000, 1);
@@ -133,35 +97,14 @@ async fn spec_workflow_with_credentials() {
         assert_eq!(resp.status(), StatusCode::CREATED, "{resp:?}");
     }
     // A chunked upload with Content-Range in the spec's form.
-    let resp = s
-        .client
-        .post(s.url(&format!("/v2/{repo}/blobs/uploads/")))
-        .user("alice")
-        .send()
-        .await
-        .unwrap();
-    let loc = common::header(&resp, "location");
+    let loc = alice.start_upload(repo).await;
     let chunked = payload(300, 2);
-    let resp = s
-        .client
-        .patch(s.url(&loc))
-        .user("alice")
-        .header("content-range", "0-149")
-        .body(chunked[..150].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let resp = alice.patch_chunk(&loc, 0, &chunked[..150]).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let loc = common::header(&resp, "location");
-    let resp = s
-        .client
-        .put(s.url(&format!("{loc}?digest={}", sha256(&chunked))))
-        .user("alice")
-        .header("content-range", "150-299")
-        .body(chunked[150..].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let resp = alice
+        .close_upload_at(&loc, &sha256(&chunked), 150, &chunked[150..])
+        .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
 
     let manifest = image_manifest(
@@ -170,83 +113,34 @@ async fn spec_workflow_with_credentials() {
         &[(sha256(&layer).as_str(), layer.len())],
         None,
     );
-    let resp = s
-        .client
-        .put(s.url(&format!("/v2/{repo}/manifests/v1")))
-        .user("alice")
-        .header("content-type", OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
-        .await
-        .unwrap();
+    let resp = alice
+        .put_manifest(repo, "v1", OCI_MANIFEST, manifest.as_bytes())
+        .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     assert_eq!(common::header(&resp, IDENTITY_HEADER), "alice");
     // bob pulls it: manifest, blob, tags.
-    let resp = s
-        .client
-        .get(s.url(&format!("/v2/{repo}/manifests/v1")))
-        .user("bob")
-        .send()
-        .await
-        .unwrap();
+    let resp = bob.get_manifest(repo, "v1").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.bytes().await.unwrap(), manifest.as_bytes());
-    let resp = s
-        .client
-        .get(s.url(&format!("/v2/{repo}/blobs/{}", sha256(&layer))))
-        .user("bob")
-        .send()
-        .await
-        .unwrap();
+    let resp = bob.get_blob(repo, &sha256(&layer)).await;
     assert_eq!(resp.bytes().await.unwrap(), layer);
-    let resp = s
-        .client
-        .get(s.url(&format!("/v2/{repo}/tags/list")))
-        .user("bob")
-        .send()
-        .await
-        .unwrap();
+    let resp = bob.list_tags(repo, None, None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     // bob may not push (403 DENIED, no challenge: credentials would not help).
     let resp = push_blob(&s, "bob", repo, b"nope").await;
     assert_eq!(challenge(&resp), "");
     assert_error(resp, 403, "DENIED").await;
     // Nor may alice delete; admin may.
-    let digest_url = s.url(&format!(
-        "/v2/{repo}/manifests/{}",
-        sha256(manifest.as_bytes())
-    ));
-    let resp = s
-        .client
-        .delete(&digest_url)
-        .user("alice")
-        .send()
-        .await
-        .unwrap();
+    let digest = sha256(manifest.as_bytes());
+    let resp = alice.delete_manifest(repo, &digest).await;
     assert_error(resp, 403, "DENIED").await;
-    let resp = s
-        .client
-        .delete(&digest_url)
-        .user("admin")
-        .send()
-        .await
-        .unwrap();
+    let resp = admin.delete_manifest(repo, &digest).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     // Anonymous: 401 with the challenge on team/**, pull allowed on public/**.
-    let resp = s
-        .client
-        .get(s.url(&format!("/v2/{repo}/tags/list")))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.list_tags(repo, None, None).await;
     assert_eq!(challenge(&resp), BASIC_CHALLENGE);
     assert_error(resp, 401, "UNAUTHORIZED").await;
-    let resp = s
-        .client
-        .get(s.url("/v2/public/base/tags/list"))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.list_tags("public/base", None, None).await;
     assert_eq!(common::header(&resp, IDENTITY_HEADER), "anonymous");
     assert_error(resp, 404, "NAME_UNKNOWN").await;
     let resp = push_blob(&s, "anonymous-nobody", "public/base", b"x").await;
@@ -259,40 +153,23 @@ async fn mount_without_pull_on_source_falls_back_to_a_session() {
     let secret = payload(1000, 7);
     let resp = push_blob(&s, "admin", "secret/vault", &secret).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let mount = format!(
-        "/v2/team/app/blobs/uploads/?mount={}&from=secret/vault",
-        sha256(&secret)
-    );
+    let digest = sha256(&secret);
+    let from = Some("secret/vault");
     // alice may push to team/app but not read secret/vault: a session, exactly as if the
     // blob were unknown, and the blob is not visible in team/app.
-    let resp = s
-        .client
-        .post(s.url(&mount))
-        .user("alice")
-        .send()
-        .await
-        .unwrap();
+    let alice = user(&s, "alice");
+    let resp = alice.mount_blob("team/app", &digest, from).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     assert!(common::header(&resp, "location").starts_with("/v2/team/app/blobs/uploads/"));
-    let resp = s
-        .client
-        .head(s.url(&format!("/v2/team/app/blobs/{}", sha256(&secret))))
-        .user("alice")
-        .send()
-        .await
-        .unwrap();
+    let resp = alice.head_blob("team/app", &digest).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     // admin may read both: mounted.
-    let resp = s
-        .client
-        .post(s.url(&mount))
-        .user("admin")
-        .send()
-        .await
-        .unwrap();
+    let resp = user(&s, "admin")
+        .mount_blob("team/app", &digest, from)
+        .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     // Anonymous: 401 (pushing needs credentials).
-    let resp = s.client.post(s.url(&mount)).send().await.unwrap();
+    let resp = s.mount_blob("team/app", &digest, from).await;
     assert_error(resp, 401, "UNAUTHORIZED").await;
 }
 
@@ -300,14 +177,7 @@ async fn mount_without_pull_on_source_falls_back_to_a_session() {
 async fn password_change_invalidates_cached_credentials() {
     let s = server().await;
     let ok = |resp: &reqwest::Response| resp.status() == StatusCode::OK;
-    let resp = s
-        .client
-        .get(s.url("/v2/"))
-        .user("alice")
-        .send()
-        .await
-        .unwrap();
-    assert!(ok(&resp));
+    assert!(ok(&user(&s, "alice").get("/v2/").await));
     // Cached now; the file changes (alice's password, bob removed) and is reloaded.
     let path = s.pki.dir.path().join("htpasswd");
     std::fs::write(
@@ -316,40 +186,15 @@ async fn password_change_invalidates_cached_credentials() {
     )
     .unwrap();
     s.authorizer.as_ref().unwrap().reload().unwrap();
-    let resp = s
-        .client
-        .get(s.url("/v2/"))
-        .user("alice")
-        .send()
-        .await
-        .unwrap();
+    let resp = user(&s, "alice").get("/v2/").await;
     assert_error(resp, 401, "UNAUTHORIZED").await;
-    let resp = s
-        .client
-        .get(s.url("/v2/"))
-        .user("bob")
-        .send()
-        .await
-        .unwrap();
+    let resp = user(&s, "bob").get("/v2/").await;
     assert_error(resp, 401, "UNAUTHORIZED").await;
-    let resp = s
-        .client
-        .get(s.url("/v2/"))
-        .basic_auth("alice", Some("new-pw"))
-        .send()
-        .await
-        .unwrap();
-    assert!(ok(&resp));
+    let renewed = s.basic("alice", "new-pw");
+    assert!(ok(&renewed.get("/v2/").await));
     // A broken file keeps the previous users.
     std::fs::write(&path, "alice:$apr1$x$y\n").unwrap();
     let err = s.authorizer.as_ref().unwrap().reload().unwrap_err();
     assert!(err.contains("htpasswd -B"), "{err}");
-    let resp = s
-        .client
-        .get(s.url("/v2/"))
-        .basic_auth("alice", Some("new-pw"))
-        .send()
-        .await
-        .unwrap();
-    assert!(ok(&resp));
+    assert!(ok(&renewed.get("/v2/").await));
 }

@@ -6,12 +6,10 @@
 
 mod common;
 
-use common::auth::{self, Setup, challenge, signing_key};
-use common::{assert_error, payload, sha256};
+use common::auth::{self, Setup, challenge, rule, signing_key};
+use common::{Registry, assert_error, payload, sha256};
 use jsonwebtoken::Algorithm;
-use marina_distribution::registry::auth::config::{
-    AccessRuleConfig, AuthConfig, OneOrMany, TokenConfig,
-};
+use marina_distribution::registry::auth::config::{AuthConfig, TokenConfig};
 use reqwest::StatusCode;
 
 /// Repositories alice may pull (`team/**`), in the catalog's order.
@@ -19,14 +17,6 @@ const VISIBLE: [&str; 5] = ["team/a", "team/b", "team/c/nested", "team/d", "team
 /// Repositories she may not, sorting before hers, right before and right after them
 /// (`team-x/` < `team/` < `teamz/`: names are ordered followed by `/`) and at the end.
 const HIDDEN: [&str; 4] = ["alpha/x", "team-x/y", "teamz/1", "zulu/z"];
-
-fn rule(repos: &str, users: &[&str], actions: &[&str]) -> AccessRuleConfig {
-    AccessRuleConfig {
-        repositories: OneOrMany::One(repos.to_owned()),
-        users: users.iter().map(|s| s.to_string()).collect(),
-        actions: actions.iter().map(|s| s.to_string()).collect(),
-    }
-}
 
 /// admin pushes everywhere; alice pulls `team/**` and nothing else.
 fn access(dir: &std::path::Path, token: Option<TokenConfig>) -> AuthConfig {
@@ -43,21 +33,15 @@ fn access(dir: &std::path::Path, token: Option<TokenConfig>) -> AuthConfig {
     }
 }
 
-/// Stores one blob in each repository, as admin (a repository with a blob link is listed).
-async fn fill(s: &auth::AuthServer) {
+/// Stores one blob in each repository, as `admin` (the client with admin's credentials
+/// for it): a repository with a blob link is listed.
+async fn fill(admin: impl AsyncFn(&str) -> Registry) {
     let data = payload(64, 3);
     for repo in VISIBLE.iter().chain(&HIDDEN) {
-        let resp = s
-            .client
-            .post(s.url(&format!(
-                "/v2/{repo}/blobs/uploads/?digest={}",
-                sha256(&data)
-            )))
-            .basic_auth("admin", Some("admin-pw"))
-            .body(data.clone())
-            .send()
+        let resp = admin(repo)
             .await
-            .unwrap();
+            .post_blob(repo, &sha256(&data), &data)
+            .await;
         assert_eq!(resp.status(), StatusCode::CREATED, "{repo}");
     }
 }
@@ -67,13 +51,7 @@ async fn pages(s: &auth::AuthServer, user: &str, first: &str) -> Vec<Vec<String>
     let mut next = Some(first.to_owned());
     let mut pages = Vec::new();
     while let Some(path) = next.take() {
-        let resp = s
-            .client
-            .get(s.url(&path))
-            .basic_auth(user, Some(format!("{user}-pw")))
-            .send()
-            .await
-            .unwrap();
+        let resp = s.basic(user, &format!("{user}-pw")).get(&path).await;
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
         if let Some(link) = resp.headers().get("link") {
             let link = link.to_str().unwrap();
@@ -100,7 +78,7 @@ async fn pages(s: &auth::AuthServer, user: &str, first: &str) -> Vec<Vec<String>
 #[tokio::test]
 async fn catalog_lists_only_what_the_caller_may_pull() {
     let s = auth::start(Setup::default(), |_, dir| access(dir, None)).await;
-    fill(&s).await;
+    fill(async |_| s.basic("admin", "admin-pw")).await;
 
     // One page: alice's repositories, in order, none of the others.
     let all = pages(&s, "alice", "/v2/_catalog").await;
@@ -121,7 +99,7 @@ async fn catalog_lists_only_what_the_caller_may_pull() {
     assert_eq!(after.concat(), VISIBLE.to_vec());
 
     // Anonymous: 401 with the Basic challenge, nothing listed.
-    let resp = s.client.get(s.url("/v2/_catalog")).send().await.unwrap();
+    let resp = s.list_catalog(None, None).await;
     assert_eq!(challenge(&resp), "Basic realm=\"marina-registry\"");
     assert_error(resp, 401, "UNAUTHORIZED").await;
 }
@@ -131,23 +109,11 @@ async fn anonymous_catalog_is_challenged_for_the_catalog_scope() {
     const SERVICE: &str = "marina.test";
     let (_, _, _, key_pem) = signing_key(Algorithm::ES256, "issuer");
     let s = auth::start(Setup::default(), |port, dir| {
-        let key = dir.join("token-key.pem");
-        std::fs::write(&key, &key_pem).unwrap();
-        access(
-            dir,
-            Some(TokenConfig {
-                realm: auth::AuthServer::realm(port),
-                service: SERVICE.into(),
-                issuer: "auth.test".into(),
-                jwks: None,
-                certificates: None,
-                signing_key: Some(key),
-                lifetime: Some(600),
-            }),
-        )
+        let tokens = auth::built_in_tokens(port, dir, &key_pem, SERVICE, "auth.test", Some(600));
+        access(dir, Some(tokens))
     })
     .await;
-    let resp = s.client.get(s.url("/v2/_catalog")).send().await.unwrap();
+    let resp = s.list_catalog(None, None).await;
     assert_eq!(
         challenge(&resp),
         format!(
@@ -157,55 +123,19 @@ async fn anonymous_catalog_is_challenged_for_the_catalog_scope() {
     );
     assert_error(resp, 401, "UNAUTHORIZED").await;
 
+    // Filled with admin's token per repository.
+    fill(async |repo| {
+        let scope = format!("repository:{repo}:pull,push");
+        s.bearer(&s.token(SERVICE, Some(("admin", "admin-pw")), &scope).await)
+    })
+    .await;
     // A token is what it grants: with the catalog scope and pull on two repositories of
     // which the rules give her one, alice lists that one. (A token holding only the catalog
     // scope lists nothing: the listing is filtered by the token's pull grants.)
-    fill_with_token(&s, SERVICE).await;
     let scopes = "registry:catalog:*&scope=repository:team/b:pull&scope=repository:zulu/z:pull";
-    let token = token(&s, SERVICE, ("alice", "alice-pw"), scopes).await;
-    let resp = s
-        .client
-        .get(s.url("/v2/_catalog"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let token = s.token(SERVICE, Some(("alice", "alice-pw")), scopes).await;
+    let resp = s.bearer(&token).list_catalog(None, None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     assert_eq!(body["repositories"], serde_json::json!(["team/b"]));
-}
-
-/// A token from the built-in endpoint for `scope`.
-async fn token(s: &auth::AuthServer, service: &str, creds: (&str, &str), scope: &str) -> String {
-    let resp = s
-        .client
-        .get(s.url(&format!("/token?service={service}&scope={scope}")))
-        .basic_auth(creds.0, Some(creds.1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-    v["token"].as_str().unwrap().to_owned()
-}
-
-/// [`fill`] on a token server: admin's token per repository.
-async fn fill_with_token(s: &auth::AuthServer, service: &str) {
-    let data = payload(64, 3);
-    for repo in VISIBLE.iter().chain(&HIDDEN) {
-        let scope = format!("repository:{repo}:pull,push");
-        let token = token(s, service, ("admin", "admin-pw"), &scope).await;
-        let resp = s
-            .client
-            .post(s.url(&format!(
-                "/v2/{repo}/blobs/uploads/?digest={}",
-                sha256(&data)
-            )))
-            .bearer_auth(token)
-            .body(data.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED, "{repo}");
-    }
 }

@@ -8,52 +8,34 @@ mod common;
 
 use std::path::Path;
 
-use common::auth::{self, Setup};
-use common::{OCI_MANIFEST, sha256};
-use marina_distribution::registry::auth::config::{
-    AccessRuleConfig, AuthConfig, OneOrMany, TokenConfig,
-};
+use common::auth::{self, Setup, rule};
+use common::{OCI_MANIFEST, Registry, sha256};
+use marina_distribution::registry::auth::config::AuthConfig;
 use oci_client::client::{
     Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer,
 };
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use reqwest::{RequestBuilder, StatusCode};
+use reqwest::StatusCode;
 
-fn rule(repos: &str, users: &[&str], actions: &[&str]) -> AccessRuleConfig {
-    AccessRuleConfig {
-        repositories: OneOrMany::One(repos.to_owned()),
-        users: users.iter().map(|s| s.to_string()).collect(),
-        actions: actions.iter().map(|s| s.to_string()).collect(),
-    }
-}
+/// The service of the built-in token endpoint.
+const SERVICE: &str = "marina.test";
 
 /// alice pushes and pulls `team/**`, bob only pulls; with `tokens`, the registry issues
 /// bearer tokens itself (ES256) instead of accepting Basic on its API.
 async fn server(tokens: bool) -> auth::AuthServer {
     let (_, _, _, key_pem) = auth::signing_key(jsonwebtoken::Algorithm::ES256, "k");
-    auth::start(Setup::default(), |port, dir| {
-        let key = dir.join("token-key.pem");
-        std::fs::write(&key, &key_pem).unwrap();
-        AuthConfig {
-            htpasswd: Some(auth::htpasswd(
-                dir,
-                &[("alice", "alice-pw"), ("bob", "bob-pw")],
-            )),
-            token: tokens.then(|| TokenConfig {
-                realm: auth::AuthServer::realm(port),
-                service: "marina.test".into(),
-                issuer: "marina.test".into(),
-                jwks: None,
-                certificates: None,
-                signing_key: Some(key),
-                lifetime: None,
-            }),
-            access: vec![
-                rule("team/**", &["alice"], &["pull", "push"]),
-                rule("team/**", &["bob"], &["pull"]),
-            ],
-        }
+    auth::start(Setup::default(), |port, dir| AuthConfig {
+        htpasswd: Some(auth::htpasswd(
+            dir,
+            &[("alice", "alice-pw"), ("bob", "bob-pw")],
+        )),
+        token: tokens
+            .then(|| auth::built_in_tokens(port, dir, &key_pem, SERVICE, "marina.test", None)),
+        access: vec![
+            rule("team/**", &["alice"], &["pull", "push"]),
+            rule("team/**", &["bob"], &["pull"]),
+        ],
     })
     .await
 }
@@ -145,29 +127,16 @@ fn skopeo_available() -> bool {
     found
 }
 
-/// Pushes a small image (an empty tar layer) under `team/src:v1` with `authorize`'s
-/// credentials; returns the manifest digest.
-async fn seed_image(
-    s: &auth::AuthServer,
-    authorize: impl Fn(RequestBuilder) -> RequestBuilder,
-) -> String {
+/// Pushes a small image (an empty tar layer) under `team/src:v1` with `client` (its
+/// credentials); returns the manifest digest.
+async fn seed_image(client: &Registry) -> String {
     let layer = vec![0u8; 1024]; // an empty tar archive
     let config = format!(
         r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
         sha256(&layer)
     );
     for data in [config.as_bytes(), &layer] {
-        let resp = authorize(
-            s.client
-                .post(s.url(&format!(
-                    "/v2/team/src/blobs/uploads/?digest={}",
-                    sha256(data)
-                )))
-                .body(data.to_vec()),
-        )
-        .send()
-        .await
-        .unwrap();
+        let resp = client.post_blob("team/src", &sha256(data), data).await;
         assert_eq!(resp.status(), StatusCode::CREATED);
     }
     let manifest = common::image_manifest(
@@ -176,15 +145,9 @@ async fn seed_image(
         &[(&sha256(&layer), 1024)],
         None,
     );
-    let resp = authorize(
-        s.client
-            .put(s.url("/v2/team/src/manifests/v1"))
-            .header("content-type", OCI_MANIFEST)
-            .body(manifest.clone()),
-    )
-    .send()
-    .await
-    .unwrap();
+    let resp = client
+        .put_manifest("team/src", "v1", OCI_MANIFEST, manifest.as_bytes())
+        .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     sha256(manifest.as_bytes())
 }
@@ -203,11 +166,12 @@ async fn skopeo_with_creds_and_cert_dir() {
     }
     for tokens in [false, true] {
         let s = server(tokens).await;
+        let alice = ("alice", "alice-pw");
         let digest = if tokens {
-            let token = alice_token(&s).await;
-            seed_image(&s, |r| r.bearer_auth(&token)).await
+            let scope = "repository:team/src:pull,push";
+            seed_image(&s.bearer(&s.token(SERVICE, Some(alice), scope).await)).await
         } else {
-            seed_image(&s, |r| r.basic_auth("alice", Some("alice-pw"))).await
+            seed_image(&s.basic(alice.0, alice.1)).await
         };
         let certs = cert_dir(&s);
         let src = format!("docker://{}/team/src:v1", s.host);
@@ -274,17 +238,4 @@ async fn skopeo_with_creds_and_cert_dir() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-/// A token from the built-in endpoint for alice on `team/src`.
-async fn alice_token(s: &auth::AuthServer) -> String {
-    let resp = s
-        .client
-        .get(s.url("/token?service=marina.test&scope=repository:team/src:pull,push"))
-        .basic_auth("alice", Some("alice-pw"))
-        .send()
-        .await
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-    v["token"].as_str().unwrap().to_owned()
 }

@@ -18,7 +18,7 @@ async fn open_server(setup: Setup) -> auth::AuthServer {
 #[tokio::test]
 async fn http2_and_http1_by_alpn() {
     let s = open_server(Setup::default()).await;
-    let resp = s.client.get(s.url("/v2/")).send().await.unwrap();
+    let resp = s.get("/v2/").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.version(), Version::HTTP_2);
     let h1 = reqwest::Client::builder()
@@ -64,10 +64,7 @@ async fn certificate_reloaded_when_its_files_change() {
         let tls = tls.clone();
         move || tls.reload().unwrap()
     });
-    assert_eq!(
-        s.client.get(s.url("/v2/")).send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(s.get("/v2/").await.status(), StatusCode::OK);
     // A certificate from a new CA is moved into place.
     let next = auth::pki();
     let staged_cert = s.pki.dir.path().join("next.pem");
@@ -122,37 +119,26 @@ async fn connections_beyond_the_limit_wait() {
     drop(held);
 }
 
+/// Runs the binary on in-memory storage, listening on `listen`, with the `htpasswd` file.
+fn run_binary(listen: &str, htpasswd: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_marina-registry"))
+        .args(["--storage", "inmemory", "--listen", listen, "--htpasswd"])
+        .arg(htpasswd)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn binary_refuses_basic_over_clear_text_off_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = auth::htpasswd(dir.path(), &[("alice", "pw")]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marina-registry"))
-        .args([
-            "--storage",
-            "inmemory",
-            "--listen",
-            "0.0.0.0:0",
-            "--htpasswd",
-        ])
-        .arg(&htpasswd)
-        .output()
-        .unwrap();
+    let out = run_binary("0.0.0.0:0", &htpasswd);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("needs TLS"), "{stderr}");
     // Other hash schemes are a clear startup error naming the line.
     std::fs::write(&htpasswd, "alice:$apr1$salt$hash\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marina-registry"))
-        .args([
-            "--storage",
-            "inmemory",
-            "--listen",
-            "127.0.0.1:0",
-            "--htpasswd",
-        ])
-        .arg(&htpasswd)
-        .output()
-        .unwrap();
+    let out = run_binary("127.0.0.1:0", &htpasswd);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

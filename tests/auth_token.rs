@@ -5,12 +5,10 @@
 
 mod common;
 
-use common::auth::{self, IDENTITY_HEADER, Setup, Signer, challenge, signing_key};
+use common::auth::{self, IDENTITY_HEADER, Setup, Signer, challenge, rule, signing_key};
 use common::{assert_error, payload, sha256};
 use jsonwebtoken::Algorithm;
-use marina_distribution::registry::auth::config::{
-    AccessRuleConfig, AuthConfig, OneOrMany, TokenConfig,
-};
+use marina_distribution::registry::auth::config::{AuthConfig, TokenConfig};
 use marina_distribution::registry::auth::keys::libtrust_key_id;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -104,17 +102,14 @@ fn bearer_challenge(s: &auth::AuthServer, scope: Option<&str>, error: Option<&st
 async fn tokens_from_jwks_and_certificates_grant_their_access() {
     let (s, keys) = token_server().await;
     // No token: 401 with the Bearer challenge (no scope for the version check).
-    let resp = s.client.get(s.url("/v2/")).send().await.unwrap();
+    let resp = s.get("/v2/").await;
     assert_eq!(challenge(&resp), bearer_challenge(&s, None, None));
     assert_error(resp, 401, "UNAUTHORIZED").await;
     // Basic credentials count as none: the client is sent to the token endpoint.
     let resp = s
-        .client
-        .get(s.url("/v2/tok/app/tags/list"))
-        .basic_auth("carol", Some("pw"))
-        .send()
-        .await
-        .unwrap();
+        .basic("carol", "pw")
+        .list_tags("tok/app", None, None)
+        .await;
     assert_eq!(
         challenge(&resp),
         bearer_challenge(&s, Some("repository:tok/app:pull"), None)
@@ -128,35 +123,14 @@ async fn tokens_from_jwks_and_certificates_grant_their_access() {
         (&keys.rs, "tok/rs"),
     ] {
         let token = signer.sign(&claims(repo_access(repo, &["pull", "push"])));
-        let resp = s
-            .client
-            .post(s.url(&format!(
-                "/v2/{repo}/blobs/uploads/?digest={}",
-                sha256(&data)
-            )))
-            .bearer_auth(&token)
-            .body(data.clone())
-            .send()
-            .await
-            .unwrap();
+        let client = s.bearer(&token);
+        let resp = client.post_blob(repo, &sha256(&data), &data).await;
         assert_eq!(resp.status(), StatusCode::CREATED, "{:?}", signer.alg);
         assert_eq!(common::header(&resp, IDENTITY_HEADER), "carol");
-        let resp = s
-            .client
-            .get(s.url(&format!("/v2/{repo}/blobs/{}", sha256(&data))))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let resp = client.get_blob(repo, &sha256(&data)).await;
         assert_eq!(resp.bytes().await.unwrap(), data);
         // Not delete: 401 insufficient_scope naming the scope, so the client asks for it.
-        let resp = s
-            .client
-            .delete(s.url(&format!("/v2/{repo}/blobs/{}", sha256(&data))))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let resp = client.delete_blob(repo, &sha256(&data)).await;
         assert_eq!(
             challenge(&resp),
             bearer_challenge(
@@ -167,26 +141,14 @@ async fn tokens_from_jwks_and_certificates_grant_their_access() {
         );
         assert_error(resp, 401, "UNAUTHORIZED").await;
         // The version check accepts any valid token.
-        let resp = s
-            .client
-            .get(s.url("/v2/"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let resp = client.get("/v2/").await;
         assert_eq!(resp.status(), StatusCode::OK);
     }
     // A token for another repository: insufficient scope for this one.
     let token = keys
         .es
         .sign(&claims(repo_access("tok/other", &["pull", "push"])));
-    let resp = s
-        .client
-        .post(s.url("/v2/tok/es/blobs/uploads/"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.bearer(&token).post_upload("tok/es").await;
     assert_eq!(
         challenge(&resp),
         bearer_challenge(
@@ -197,11 +159,8 @@ async fn tokens_from_jwks_and_certificates_grant_their_access() {
     );
     assert_error(resp, 401, "UNAUTHORIZED").await;
     // A mount names the source's pull scope too; without it the mount is a plain session.
-    let mount = format!(
-        "/v2/tok/es/blobs/uploads/?mount={}&from=tok/ed",
-        sha256(&data)
-    );
-    let resp = s.client.post(s.url(&mount)).send().await.unwrap();
+    let (digest, from) = (sha256(&data), Some("tok/ed"));
+    let resp = s.mount_blob("tok/es", &digest, from).await;
     assert_eq!(
         challenge(&resp),
         bearer_challenge(
@@ -213,24 +172,15 @@ async fn tokens_from_jwks_and_certificates_grant_their_access() {
     assert_error(resp, 401, "UNAUTHORIZED").await;
     let push_only = keys.es.sign(&claims(repo_access("tok/es", &["push"])));
     let resp = s
-        .client
-        .post(s.url(&mount))
-        .bearer_auth(&push_only)
-        .send()
-        .await
-        .unwrap();
+        .bearer(&push_only)
+        .mount_blob("tok/es", &digest, from)
+        .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let both = keys.es.sign(&claims(json!([
         {"type": "repository", "name": "tok/es", "actions": ["push"]},
         {"type": "repository", "name": "tok/ed", "actions": ["pull"]}
     ])));
-    let resp = s
-        .client
-        .post(s.url(&mount))
-        .bearer_auth(&both)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.bearer(&both).mount_blob("tok/es", &digest, from).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
 }
 
@@ -326,13 +276,7 @@ async fn rejected_tokens() {
     ];
     let invalid = bearer_challenge(&s, Some("repository:tok/app:pull"), Some("invalid_token"));
     for (what, token) in cases {
-        let resp = s
-            .client
-            .get(s.url("/v2/tok/app/tags/list"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let resp = s.bearer(&token).list_tags("tok/app", None, None).await;
         assert_eq!(challenge(&resp), invalid, "{what}");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
@@ -342,22 +286,13 @@ async fn rejected_tokens() {
     }
     // Within the clock skew: accepted.
     let skewed = keys.es.sign(&with(json!({"exp": t - 10, "nbf": t + 10})));
-    let resp = s
-        .client
-        .get(s.url("/v2/tok/app/tags/list"))
-        .bearer_auth(&skewed)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.bearer(&skewed).list_tags("tok/app", None, None).await;
     assert_error(resp, 404, "NAME_UNKNOWN").await;
     // A malformed Authorization header is no token at all.
     let resp = s
-        .client
-        .get(s.url("/v2/tok/app/tags/list"))
-        .header("authorization", "Bearer")
-        .send()
-        .await
-        .unwrap();
+        .authorized("Bearer")
+        .list_tags("tok/app", None, None)
+        .await;
     assert_eq!(
         challenge(&resp),
         bearer_challenge(&s, Some("repository:tok/app:pull"), None)
@@ -365,53 +300,32 @@ async fn rejected_tokens() {
     assert_error(resp, 401, "UNAUTHORIZED").await;
 }
 
-fn rule(repos: &str, users: &[&str], actions: &[&str]) -> AccessRuleConfig {
-    AccessRuleConfig {
-        repositories: OneOrMany::One(repos.to_owned()),
-        users: users.iter().map(|s| s.to_string()).collect(),
-        actions: actions.iter().map(|s| s.to_string()).collect(),
-    }
-}
-
 /// A registry issuing its own tokens: htpasswd users, rules, an EdDSA signing key.
 pub async fn issuing_server(alg: Algorithm) -> auth::AuthServer {
     let (_, _, _, key_pem) = signing_key(alg, "issuer");
-    auth::start(Setup::default(), |port, dir| {
-        let key = dir.join("token-key.pem");
-        std::fs::write(&key, &key_pem).unwrap();
-        AuthConfig {
-            htpasswd: Some(auth::htpasswd(
-                dir,
-                &[("alice", "alice-pw"), ("bob", "bob-pw")],
-            )),
-            token: Some(TokenConfig {
-                realm: auth::AuthServer::realm(port),
-                service: SERVICE.into(),
-                issuer: ISSUER.into(),
-                jwks: None,
-                certificates: None,
-                signing_key: Some(key),
-                lifetime: Some(600),
-            }),
-            access: vec![
-                rule("team/**", &["alice"], &["pull", "push", "delete"]),
-                rule("team/**", &["bob"], &["pull"]),
-            ],
-        }
+    auth::start(Setup::default(), |port, dir| AuthConfig {
+        htpasswd: Some(auth::htpasswd(
+            dir,
+            &[("alice", "alice-pw"), ("bob", "bob-pw")],
+        )),
+        token: Some(auth::built_in_tokens(
+            port,
+            dir,
+            &key_pem,
+            SERVICE,
+            ISSUER,
+            Some(600),
+        )),
+        access: vec![
+            rule("team/**", &["alice"], &["pull", "push", "delete"]),
+            rule("team/**", &["bob"], &["pull"]),
+        ],
     })
     .await
 }
 
 async fn fetch_token(s: &auth::AuthServer, creds: Option<(&str, &str)>, scope: &str) -> String {
-    let mut req = s
-        .client
-        .get(s.url(&format!("/token?service={SERVICE}&scope={scope}")));
-    if let Some((u, p)) = creds {
-        req = req.basic_auth(u, Some(p));
-    }
-    let resp = req.send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    let v = s.token_answer(SERVICE, creds, scope).await;
     assert_eq!(v["expires_in"], 600);
     assert_eq!(v["token"], v["access_token"]);
     assert!(v["issued_at"].as_str().unwrap().ends_with('Z'));
@@ -423,72 +337,43 @@ async fn built_in_token_endpoint() {
     for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
         let s = issuing_server(alg).await;
         let data = payload(777, 9);
-        let push = |token: String| {
-            s.client
-                .post(s.url(&format!(
-                    "/v2/team/app/blobs/uploads/?digest={}",
-                    sha256(&data)
-                )))
-                .bearer_auth(token)
-                .body(data.clone())
-                .send()
-        };
+        let digest = sha256(&data);
+        let push =
+            async |token: String| s.bearer(&token).post_blob("team/app", &digest, &data).await;
         let alice = fetch_token(
             &s,
             Some(("alice", "alice-pw")),
             "repository:team/app:pull,push",
         )
         .await;
-        assert_eq!(
-            push(alice).await.unwrap().status(),
-            StatusCode::CREATED,
-            "{alg:?}"
-        );
+        assert_eq!(push(alice).await.status(), StatusCode::CREATED, "{alg:?}");
         // bob asked for push and got only pull: not an error at the endpoint, 401
         // insufficient_scope at the registry.
         let bob = fetch_token(&s, Some(("bob", "bob-pw")), "repository:team/app:pull,push").await;
-        let resp = push(bob.clone()).await.unwrap();
+        let resp = push(bob.clone()).await;
         assert!(challenge(&resp).ends_with(",error=\"insufficient_scope\""));
         assert_error(resp, 401, "UNAUTHORIZED").await;
-        let resp = s
-            .client
-            .head(s.url(&format!("/v2/team/app/blobs/{}", sha256(&data))))
-            .bearer_auth(&bob)
-            .send()
-            .await
-            .unwrap();
+        let resp = s.bearer(&bob).head_blob("team/app", &digest).await;
         assert_eq!(resp.status(), StatusCode::OK);
         // Anonymous tokens grant nothing here.
         let anon = fetch_token(&s, None, "repository:team/app:pull").await;
-        let resp = s
-            .client
-            .get(s.url("/v2/team/app/tags/list"))
-            .bearer_auth(&anon)
-            .send()
-            .await
-            .unwrap();
+        let resp = s.bearer(&anon).list_tags("team/app", None, None).await;
         assert_error(resp, 401, "UNAUTHORIZED").await;
         // Wrong password at the endpoint: 401 with a Basic challenge.
         let resp = s
-            .client
-            .get(s.url(&format!(
+            .basic("alice", "wrong")
+            .get(&format!(
                 "/token?service={SERVICE}&scope=repository:team/app:pull"
-            )))
-            .basic_auth("alice", Some("wrong"))
-            .send()
-            .await
-            .unwrap();
+            ))
+            .await;
         assert_eq!(challenge(&resp), "Basic realm=\"marina-registry\"");
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert!(resp.text().await.unwrap().contains("\"UNAUTHORIZED\""));
         // Another service: 400.
         let resp = s
-            .client
-            .get(s.url("/token?service=elsewhere&scope=repository:team/app:pull"))
-            .basic_auth("alice", Some("alice-pw"))
-            .send()
-            .await
-            .unwrap();
+            .basic("alice", "alice-pw")
+            .get("/token?service=elsewhere&scope=repository:team/app:pull")
+            .await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -7,20 +7,20 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use marina_distribution::error::{Error, Result};
+use common::suite::{per_case_tests, temporary_directory};
+use marina_distribution::error::Result;
 use marina_distribution::storage::backend::Backend;
 use marina_distribution::storage::filesystem::FilesystemBackend;
 use marina_distribution::storage::inmemory::InMemoryBackend;
 use marina_distribution::storage::layers::{FaultInjection, Instrumented, Resumable};
+use marina_distribution::storage::testsuite::Factory;
 use marina_distribution::storage::testsuite::backend::{self, BackendFactory};
 
 /// A fresh in-memory backend per case (not persistent).
 struct InMemory;
 
-impl BackendFactory for InMemory {
-    type Backend = InMemoryBackend;
+impl Factory for InMemory {
+    type Instance = InMemoryBackend;
     type Storage = ();
 
     async fn create_storage(&self) -> Result<()> {
@@ -39,13 +39,12 @@ impl BackendFactory for InMemory {
 /// The filesystem backend on a fresh temporary directory per case.
 struct Filesystem;
 
-impl BackendFactory for Filesystem {
-    type Backend = FilesystemBackend;
+impl Factory for Filesystem {
+    type Instance = FilesystemBackend;
     type Storage = tempfile::TempDir;
 
     async fn create_storage(&self) -> Result<tempfile::TempDir> {
-        tempfile::tempdir()
-            .map_err(|e| Error::io("filesystem", "creating a temporary directory", e))
+        temporary_directory()
     }
 
     async fn open(&self, dir: &tempfile::TempDir) -> Result<FilesystemBackend> {
@@ -60,13 +59,13 @@ impl BackendFactory for Filesystem {
 /// The backends of factory `F`, each wrapped by `wrap` (a layer, or a stack of them).
 struct Wrapped<F, W>(F, W);
 
-impl<F, W, L> BackendFactory for Wrapped<F, W>
+impl<F, W, L> Factory for Wrapped<F, W>
 where
     F: BackendFactory,
-    W: Fn(F::Backend) -> L + Send + Sync,
+    W: Fn(F::Instance) -> L + Send + Sync,
     L: Backend,
 {
-    type Backend = L;
+    type Instance = L;
     type Storage = F::Storage;
 
     async fn create_storage(&self) -> Result<F::Storage> {
@@ -95,31 +94,17 @@ mod s3_factory {
     impl S3 {
         /// `None` when `S3_ENDPOINT` is not set.
         pub fn from_env() -> Option<Self> {
-            std::env::var("S3_ENDPOINT").ok()?;
-            let config = marina_distribution::StorageConfig::default()
-                .apply_env()
-                .expect("S3_* environment variables")
-                .s3
-                .expect("S3_ENDPOINT is set");
-            Some(Self(config))
+            common::suite::s3_config().map(Self)
         }
     }
 
-    impl BackendFactory for S3 {
-        type Backend = S3Backend;
+    impl Factory for S3 {
+        type Instance = S3Backend;
         type Storage = S3Config;
 
         async fn create_storage(&self) -> Result<S3Config> {
-            static NEXT: AtomicU64 = AtomicU64::new(0);
             let mut config = self.0.clone();
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            config.prefix = Some(format!(
-                "contract/{}-{nanos}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
+            config.prefix = Some(common::suite::unique_prefix("contract"));
             // Before connecting, which refuses a missing bucket; an existing one is fine.
             common::server::ensure_bucket(&marina_distribution::StorageConfig::s3(config.clone()))
                 .await;
@@ -157,8 +142,8 @@ mod gcs_factory {
         }
     }
 
-    impl BackendFactory for Gcs {
-        type Backend = GcsBackend;
+    impl Factory for Gcs {
+        type Instance = GcsBackend;
         type Storage = GcsConfig;
 
         async fn create_storage(&self) -> Result<GcsConfig> {
@@ -166,9 +151,7 @@ mod gcs_factory {
         }
 
         async fn open(&self, config: &GcsConfig) -> Result<GcsBackend> {
-            Ok(GcsBackend::connect(config)
-                .await?
-                .with_part_size(256 * 1024))
+            common::suite::gcs_backend(config).await
         }
 
         fn persistent(&self) -> bool {
@@ -177,87 +160,71 @@ mod gcs_factory {
     }
 }
 
-/// Generates `mod $module` with one test per contract case for the factory `$factory` (an
-/// `Option<impl BackendFactory>`; `None` skips), the `reopen` cases only if `$reopen` is
-/// `yes`.
-macro_rules! contract_tests {
-    ($module:ident, $factory:expr, $reopen:ident; $($case:ident),* ; reopen: $($rcase:ident),*) => {
-        mod $module {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(factory) = $factory else { return };
-                    backend::$case(&factory).await;
-                }
-            )*
-            contract_tests!(@reopen $reopen, $factory; $($rcase),*);
-        }
-    };
-    (@reopen yes, $factory:expr; $($rcase:ident),*) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $rcase() {
-                let Some(factory) = $factory else { return };
-                backend::$rcase(&factory).await;
-            }
-        )*
-    };
-    (@reopen no, $factory:expr; $($rcase:ident),*) => {};
-}
-
 // Backends.
-marina_distribution::for_each_backend_contract_case!(contract_tests!(inmemory, Some(InMemory), no));
-marina_distribution::for_each_backend_contract_case!(contract_tests!(
+marina_distribution::for_each_backend_contract_case!(per_case_tests!(
+    backend,
+    inmemory,
+    Some(InMemory),
+    no
+));
+marina_distribution::for_each_backend_contract_case!(per_case_tests!(
+    backend,
     filesystem,
     Some(Filesystem),
     yes
 ));
 #[cfg(feature = "s3")]
-marina_distribution::for_each_backend_contract_case!(contract_tests!(
+marina_distribution::for_each_backend_contract_case!(per_case_tests!(
+    backend,
     s3,
     s3_factory::S3::from_env(),
     yes
 ));
 #[cfg(feature = "gcs")]
-marina_distribution::for_each_backend_contract_case!(contract_tests!(
+marina_distribution::for_each_backend_contract_case!(per_case_tests!(
+    backend,
     gcs,
     gcs_factory::Gcs::from_env(),
     yes
 ));
 
 // Layers, each over the in-memory backend.
-marina_distribution::for_each_backend_contract_case!(contract_tests!(
+marina_distribution::for_each_backend_contract_case!(per_case_tests!(
+    backend,
     instrumented,
     Some(Wrapped(InMemory, Instrumented::new)),
     no
 ));
-marina_distribution::for_each_backend_contract_case!(contract_tests!(
+marina_distribution::for_each_backend_contract_case!(per_case_tests!(
+    backend,
     fault_injection_passes_through,
     Some(Wrapped(InMemory, FaultInjection::new)),
     no
 ));
-marina_distribution::for_each_backend_contract_case!(contract_tests!(
+marina_distribution::for_each_backend_contract_case!(per_case_tests!(
+    backend,
     resumable,
     Some(Wrapped(InMemory, Resumable::new)),
     no
 ));
 
 // The stacks the drivers are assembled from (`FilesystemDriver`, `S3Driver`, `GcsDriver`).
-marina_distribution::for_each_backend_contract_case!(contract_tests!(
+marina_distribution::for_each_backend_contract_case!(per_case_tests!(
+    backend,
     filesystem_driver_stack,
     Some(Wrapped(Filesystem, Instrumented::new)),
     yes
 ));
 #[cfg(feature = "s3")]
-marina_distribution::for_each_backend_contract_case!(contract_tests!(
+marina_distribution::for_each_backend_contract_case!(per_case_tests!(
+    backend,
     s3_driver_stack,
     s3_factory::S3::from_env().map(|s3| Wrapped(s3, |b| Instrumented::new(Resumable::new(b)))),
     yes
 ));
 #[cfg(feature = "gcs")]
-marina_distribution::for_each_backend_contract_case!(contract_tests!(
+marina_distribution::for_each_backend_contract_case!(per_case_tests!(
+    backend,
     gcs_driver_stack,
     gcs_factory::Gcs::from_env().map(|gcs| Wrapped(gcs, |b| Instrumented::new(Resumable::new(b)))),
     yes
@@ -266,40 +233,15 @@ marina_distribution::for_each_backend_contract_case!(contract_tests!(
 /// The suite catches a broken backend and names the clause: listings in descending order
 /// fail the listing cases, and only those.
 mod suite_catches_broken_backends {
-    use marina_distribution::storage::layout::Dir;
+    use common::suite::{DescendingListing, panic_message};
 
     use super::*;
-
-    #[derive(Debug, Default)]
-    struct DescendingListing(InMemoryBackend);
-
-    #[deny(clippy::missing_trait_methods)]
-    impl Backend for DescendingListing {
-        marina_distribution::forward_backend!(0: InMemoryBackend;
-            NAME, Reader, UploadState, capabilities, locate, read, exists, write, remove,
-            read_versioned, write_if_version,
-            any_under, write_tag, blob_size, read_blob, start_upload, append_upload,
-            finish_upload, abort_upload);
-
-        async fn list(
-            &self,
-            dir: &Dir,
-            start_after: Option<&str>,
-            limit: Option<usize>,
-        ) -> Result<Vec<String>> {
-            let mut names = self.0.list(dir, start_after, limit).await?;
-            names.reverse();
-            Ok(names)
-        }
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn run_all_names_the_broken_clause() {
         let broken = Wrapped(InMemory, DescendingListing);
-        let outcome = tokio::spawn(async move { backend::run_all(&broken).await }).await;
-        let panic = outcome.expect_err("run_all must fail on a broken backend");
-        let panic = panic.into_panic();
-        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        let message =
+            panic_message(tokio::spawn(async move { backend::run_all(&broken).await })).await;
         assert!(
             message.contains("contract case `contract_listing` failed"),
             "message does not name the case: {message}"

@@ -5,13 +5,14 @@
 //!
 //! One `#[tokio::test]` per (driver, case), so a failure names both.
 
-use std::io::Write as _;
-use std::sync::Once;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod common;
 
-use marina_distribution::error::{Error, Result};
+#[cfg(feature = "gcs")]
+use common::gcs as gcs_env;
+use common::suite::{per_case_tests, temporary_directory};
+use marina_distribution::error::Result;
 use marina_distribution::storage::filesystem::FilesystemDriver;
-use marina_distribution::storage::testsuite::{self, DriverFactory, InMemoryFactory};
+use marina_distribution::storage::testsuite::{self, DriverFactory, Factory, InMemoryFactory};
 use marina_distribution::storage::{
     AnyDriver, CacheConfig, EngineOptions, FilesystemConfig, StorageConfig,
 };
@@ -33,31 +34,39 @@ fn sparse_config(mut config: StorageConfig) -> StorageConfig {
 /// The filesystem driver on a fresh temporary directory per case.
 struct FilesystemFactory;
 
-impl DriverFactory for FilesystemFactory {
-    type Driver = FilesystemDriver;
+impl FilesystemFactory {
+    /// The driver on `dir` with `options`.
+    async fn open_with(
+        dir: &tempfile::TempDir,
+        options: EngineOptions,
+    ) -> Result<FilesystemDriver> {
+        let config = FilesystemConfig {
+            root_directory: dir.path().join("root"),
+        };
+        FilesystemDriver::open(&config, options).await
+    }
+}
+
+impl Factory for FilesystemFactory {
+    type Instance = FilesystemDriver;
     type Storage = tempfile::TempDir;
 
     async fn create_storage(&self) -> Result<tempfile::TempDir> {
-        tempfile::tempdir()
-            .map_err(|e| Error::io("filesystem", "creating a temporary directory", e))
+        temporary_directory()
     }
 
     async fn open(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
-        let config = FilesystemConfig {
-            root_directory: dir.path().join("root"),
-        };
-        FilesystemDriver::open(&config, EngineOptions::default()).await
-    }
-
-    async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
-        let config = FilesystemConfig {
-            root_directory: dir.path().join("root"),
-        };
-        FilesystemDriver::open(&config, sparse()).await
+        Self::open_with(dir, EngineOptions::default()).await
     }
 
     fn persistent(&self) -> bool {
         true
+    }
+}
+
+impl DriverFactory for FilesystemFactory {
+    async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
+        Self::open_with(dir, sparse()).await
     }
 }
 
@@ -65,36 +74,22 @@ impl DriverFactory for FilesystemFactory {
 /// reopening ones included, holds with reads answered from the cache.
 struct CachedFilesystemFactory;
 
-impl DriverFactory for CachedFilesystemFactory {
-    type Driver = FilesystemDriver;
+impl Factory for CachedFilesystemFactory {
+    type Instance = FilesystemDriver;
     type Storage = tempfile::TempDir;
 
     async fn create_storage(&self) -> Result<tempfile::TempDir> {
-        FilesystemFactory.create_storage().await
+        temporary_directory()
     }
 
     async fn open(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
-        let config = FilesystemConfig {
-            root_directory: dir.path().join("root"),
-        };
         let options = EngineOptions {
             cache: CacheConfig::on(),
             ..EngineOptions::default()
         };
-        let driver = FilesystemDriver::open(&config, options).await?;
+        let driver = FilesystemFactory::open_with(dir, options).await?;
         assert!(driver.cache().is_some());
         Ok(driver)
-    }
-
-    async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
-        let config = FilesystemConfig {
-            root_directory: dir.path().join("root"),
-        };
-        let options = EngineOptions {
-            cache: CacheConfig::on(),
-            ..sparse()
-        };
-        FilesystemDriver::open(&config, options).await
     }
 
     fn persistent(&self) -> bool {
@@ -102,11 +97,21 @@ impl DriverFactory for CachedFilesystemFactory {
     }
 }
 
+impl DriverFactory for CachedFilesystemFactory {
+    async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
+        let options = EngineOptions {
+            cache: CacheConfig::on(),
+            ..sparse()
+        };
+        FilesystemFactory::open_with(dir, options).await
+    }
+}
+
 /// `AnyDriver` built by the factory from `StorageConfig::inmemory()`.
 struct AnyInMemoryFactory;
 
-impl DriverFactory for AnyInMemoryFactory {
-    type Driver = AnyDriver;
+impl Factory for AnyInMemoryFactory {
+    type Instance = AnyDriver;
     type Storage = ();
 
     async fn create_storage(&self) -> Result<()> {
@@ -117,37 +122,41 @@ impl DriverFactory for AnyInMemoryFactory {
         AnyDriver::from_config(&StorageConfig::inmemory()).await
     }
 
-    async fn open_sparse(&self, _: &()) -> Result<AnyDriver> {
-        AnyDriver::from_config(&sparse_config(StorageConfig::inmemory())).await
-    }
-
     fn persistent(&self) -> bool {
         false
+    }
+}
+
+impl DriverFactory for AnyInMemoryFactory {
+    async fn open_sparse(&self, _: &()) -> Result<AnyDriver> {
+        AnyDriver::from_config(&sparse_config(StorageConfig::inmemory())).await
     }
 }
 
 /// `AnyDriver` built by the factory from `StorageConfig::filesystem(dir)`.
 struct AnyFilesystemFactory;
 
-impl DriverFactory for AnyFilesystemFactory {
-    type Driver = AnyDriver;
+impl Factory for AnyFilesystemFactory {
+    type Instance = AnyDriver;
     type Storage = tempfile::TempDir;
 
     async fn create_storage(&self) -> Result<tempfile::TempDir> {
-        FilesystemFactory.create_storage().await
+        temporary_directory()
     }
 
     async fn open(&self, dir: &tempfile::TempDir) -> Result<AnyDriver> {
         AnyDriver::from_config(&StorageConfig::filesystem(dir.path().join("root"))).await
     }
 
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+impl DriverFactory for AnyFilesystemFactory {
     async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<AnyDriver> {
         let config = StorageConfig::filesystem(dir.path().join("root"));
         AnyDriver::from_config(&sparse_config(config)).await
-    }
-
-    fn persistent(&self) -> bool {
-        true
     }
 }
 
@@ -164,25 +173,9 @@ mod s3_factory {
     }
 
     impl S3Factory {
-        /// `None` (after saying so on stderr) when `S3_ENDPOINT` is not set.
+        /// `None` when `S3_ENDPOINT` is not set.
         pub fn from_env() -> Option<Self> {
-            let Ok(_endpoint) = std::env::var("S3_ENDPOINT") else {
-                static SAID: Once = Once::new();
-                SAID.call_once(|| {
-                    // Written to the real stderr, not the test harness's captured output.
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "S3 behaviour suite skipped: set S3_ENDPOINT (scripts/test.sh starts a local server)"
-                    );
-                });
-                return None;
-            };
-            // The variables the registry itself reads (`StorageConfig::apply_env`).
-            let mut config = StorageConfig::default()
-                .apply_env()
-                .expect("S3_* environment variables")
-                .s3
-                .expect("S3_ENDPOINT is set");
+            let mut config = common::suite::s3_config()?;
             // Smallest parts, so the suite's multi-MiB blobs span several parts.
             config.part_size = Some(MIN_PART_SIZE);
             Some(Self { config })
@@ -203,47 +196,17 @@ mod s3_factory {
                     .build(),
             )
         }
-
-        /// Creates the bucket with a driver-independent client; an existing bucket is fine.
-        async fn ensure_bucket(&self) -> Result<()> {
-            use aws_sdk_s3::error::ProvideErrorMetadata as _;
-            let client = self.client().await;
-            match client
-                .create_bucket()
-                .bucket(&self.config.bucket)
-                .send()
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
-                    ) =>
-                {
-                    Ok(())
-                }
-                Err(e) => Err(Error::backend_source("s3", "creating the test bucket", e)),
-            }
-        }
     }
 
-    impl DriverFactory for S3Factory {
-        type Driver = S3Driver;
+    impl Factory for S3Factory {
+        type Instance = S3Driver;
         type Storage = S3Config;
 
         async fn create_storage(&self) -> Result<S3Config> {
-            static NEXT: AtomicU64 = AtomicU64::new(0);
-            self.ensure_bucket().await?;
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
             let mut config = self.config.clone();
-            config.prefix = Some(format!(
-                "behaviour/{}-{nanos}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
+            config.prefix = Some(common::suite::unique_prefix("behaviour"));
+            // Before connecting, which refuses a missing bucket; an existing one is fine.
+            common::server::ensure_bucket(&StorageConfig::s3(config.clone())).await;
             Ok(config)
         }
 
@@ -251,20 +214,22 @@ mod s3_factory {
             S3Driver::connect(config, EngineOptions::default()).await
         }
 
-        async fn open_sparse(&self, config: &S3Config) -> Result<S3Driver> {
-            S3Driver::connect(config, sparse()).await
-        }
-
         fn persistent(&self) -> bool {
             true
+        }
+    }
+
+    impl DriverFactory for S3Factory {
+        async fn open_sparse(&self, config: &S3Config) -> Result<S3Driver> {
+            S3Driver::connect(config, sparse()).await
         }
     }
 
     /// `AnyDriver` built by the factory from `StorageConfig::s3(..)`, same storage as above.
     pub struct AnyS3Factory(pub S3Factory);
 
-    impl DriverFactory for AnyS3Factory {
-        type Driver = AnyDriver;
+    impl Factory for AnyS3Factory {
+        type Instance = AnyDriver;
         type Storage = S3Config;
 
         async fn create_storage(&self) -> Result<S3Config> {
@@ -275,28 +240,26 @@ mod s3_factory {
             AnyDriver::from_config(&StorageConfig::s3(config.clone())).await
         }
 
-        async fn open_sparse(&self, config: &S3Config) -> Result<AnyDriver> {
-            AnyDriver::from_config(&sparse_config(StorageConfig::s3(config.clone()))).await
-        }
-
         fn persistent(&self) -> bool {
             true
+        }
+    }
+
+    impl DriverFactory for AnyS3Factory {
+        async fn open_sparse(&self, config: &S3Config) -> Result<AnyDriver> {
+            AnyDriver::from_config(&sparse_config(StorageConfig::s3(config.clone()))).await
         }
     }
 }
 
 #[cfg(feature = "gcs")]
-#[path = "common/gcs.rs"]
-mod gcs_env;
-
-#[cfg(feature = "gcs")]
 mod gcs_factory {
     use super::*;
     use marina_distribution::storage::GcsConfig;
-    use marina_distribution::storage::gcs::{GcsBackend, GcsDriver};
+    use marina_distribution::storage::gcs::GcsDriver;
 
-    /// The GCS driver under a unique key prefix per case, with parts of 256 KiB (the
-    /// smallest a resumable session takes) so the suite's blobs span several parts.
+    /// The GCS driver under a unique key prefix per case, with small parts
+    /// ([`common::suite::gcs_backend`]).
     pub struct GcsFactory;
 
     impl GcsFactory {
@@ -306,8 +269,8 @@ mod gcs_factory {
         }
     }
 
-    impl DriverFactory for GcsFactory {
-        type Driver = GcsDriver;
+    impl Factory for GcsFactory {
+        type Instance = GcsDriver;
         type Storage = GcsConfig;
 
         async fn create_storage(&self) -> Result<GcsConfig> {
@@ -315,17 +278,8 @@ mod gcs_factory {
         }
 
         async fn open(&self, config: &GcsConfig) -> Result<GcsDriver> {
-            let backend = GcsBackend::connect(config)
-                .await?
-                .with_part_size(256 * 1024);
+            let backend = common::suite::gcs_backend(config).await?;
             Ok(GcsDriver::from_backend(backend, EngineOptions::default()))
-        }
-
-        async fn open_sparse(&self, config: &GcsConfig) -> Result<GcsDriver> {
-            let backend = GcsBackend::connect(config)
-                .await?
-                .with_part_size(256 * 1024);
-            Ok(GcsDriver::from_backend(backend, sparse()))
         }
 
         fn persistent(&self) -> bool {
@@ -333,11 +287,18 @@ mod gcs_factory {
         }
     }
 
+    impl DriverFactory for GcsFactory {
+        async fn open_sparse(&self, config: &GcsConfig) -> Result<GcsDriver> {
+            let backend = common::suite::gcs_backend(config).await?;
+            Ok(GcsDriver::from_backend(backend, sparse()))
+        }
+    }
+
     /// `AnyDriver` built by the factory from `StorageConfig::gcs(..)` (default part size).
     pub struct AnyGcsFactory;
 
-    impl DriverFactory for AnyGcsFactory {
-        type Driver = AnyDriver;
+    impl Factory for AnyGcsFactory {
+        type Instance = AnyDriver;
         type Storage = GcsConfig;
 
         async fn create_storage(&self) -> Result<GcsConfig> {
@@ -348,88 +309,73 @@ mod gcs_factory {
             AnyDriver::from_config(&StorageConfig::gcs(config.clone())).await
         }
 
-        async fn open_sparse(&self, config: &GcsConfig) -> Result<AnyDriver> {
-            AnyDriver::from_config(&sparse_config(StorageConfig::gcs(config.clone()))).await
-        }
-
         fn persistent(&self) -> bool {
             true
         }
     }
-}
 
-/// Generates `mod $module` with one test per case for the factory `$factory` (an expression
-/// of type `Option<impl DriverFactory>`; `None` skips). `reopen` cases only if `$reopen` is
-/// `yes`.
-macro_rules! driver_tests {
-    ($module:ident, $factory:expr, $reopen:ident; $($case:ident),* ; reopen: $($rcase:ident),*) => {
-        mod $module {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(factory) = $factory else { return };
-                    testsuite::$case(&factory).await;
-                }
-            )*
-            driver_tests!(@reopen $reopen, $factory; $($rcase),*);
+    impl DriverFactory for AnyGcsFactory {
+        async fn open_sparse(&self, config: &GcsConfig) -> Result<AnyDriver> {
+            AnyDriver::from_config(&sparse_config(StorageConfig::gcs(config.clone()))).await
         }
-    };
-    (@reopen yes, $factory:expr; $($rcase:ident),*) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $rcase() {
-                let Some(factory) = $factory else { return };
-                testsuite::$rcase(&factory).await;
-            }
-        )*
-    };
-    (@reopen no, $factory:expr; $($rcase:ident),*) => {};
+    }
 }
 
-marina_distribution::for_each_behaviour_case!(driver_tests!(inmemory, Some(InMemoryFactory), no));
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
+    inmemory,
+    Some(InMemoryFactory),
+    no
+));
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     filesystem,
     Some(FilesystemFactory),
     yes
 ));
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     filesystem_cached,
     Some(CachedFilesystemFactory),
     yes
 ));
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     any_inmemory,
     Some(AnyInMemoryFactory),
     no
 ));
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     any_filesystem,
     Some(AnyFilesystemFactory),
     yes
 ));
 #[cfg(feature = "s3")]
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     s3,
     s3_factory::S3Factory::from_env(),
     yes
 ));
 #[cfg(feature = "s3")]
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     any_s3,
     s3_factory::S3Factory::from_env().map(s3_factory::AnyS3Factory),
     yes
 ));
 
 #[cfg(feature = "gcs")]
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     gcs,
     gcs_factory::GcsFactory::from_env(),
     yes
 ));
 #[cfg(feature = "gcs")]
-marina_distribution::for_each_behaviour_case!(driver_tests!(
+marina_distribution::for_each_behaviour_case!(per_case_tests!(
+    testsuite,
     any_gcs,
     gcs_factory::GcsFactory::from_env().map(|_| gcs_factory::AnyGcsFactory),
     yes
@@ -437,51 +383,60 @@ marina_distribution::for_each_behaviour_case!(driver_tests!(
 
 // The lifecycle cases (garbage collection, upload expiry, the catalog, sparse indexes), on
 // the same drivers.
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_inmemory,
     Some(InMemoryFactory),
     no
 ));
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_filesystem,
     Some(FilesystemFactory),
     yes
 ));
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_cached_filesystem,
     Some(CachedFilesystemFactory),
     yes
 ));
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_any_inmemory,
     Some(AnyInMemoryFactory),
     no
 ));
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_any_filesystem,
     Some(AnyFilesystemFactory),
     yes
 ));
 #[cfg(feature = "s3")]
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_s3,
     s3_factory::S3Factory::from_env(),
     yes
 ));
 #[cfg(feature = "s3")]
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_any_s3,
     s3_factory::S3Factory::from_env().map(s3_factory::AnyS3Factory),
     yes
 ));
 #[cfg(feature = "gcs")]
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_gcs,
     gcs_factory::GcsFactory::from_env(),
     yes
 ));
 #[cfg(feature = "gcs")]
-marina_distribution::for_each_lifecycle_case!(driver_tests!(
+marina_distribution::for_each_lifecycle_case!(per_case_tests!(
+    testsuite,
     lifecycle_any_gcs,
     gcs_factory::GcsFactory::from_env().map(|_| gcs_factory::AnyGcsFactory),
     yes
@@ -497,41 +452,15 @@ async fn run_all_inmemory() {
 /// The suite catches a broken driver and names the failing case: the in-memory backend with
 /// its listings in descending order (a contract violation) must fail the tag cases, by name.
 mod suite_catches_broken_drivers {
+    use common::suite::{DescendingListing, panic_message};
     use marina_distribution::storage::Engine;
-    use marina_distribution::storage::backend::Backend;
-    use marina_distribution::storage::inmemory::InMemoryBackend;
-    use marina_distribution::storage::layout::Dir;
 
     use super::*;
 
-    #[derive(Debug, Default)]
-    struct DescendingListing(InMemoryBackend);
-
-    #[deny(clippy::missing_trait_methods)]
-    impl Backend for DescendingListing {
-        const NAME: &'static str = "descending";
-        marina_distribution::forward_backend!(0: InMemoryBackend;
-            Reader, UploadState, capabilities, locate, read, exists, write, remove,
-            read_versioned, write_if_version,
-            any_under, write_tag, blob_size, read_blob, start_upload, append_upload,
-            finish_upload, abort_upload);
-
-        async fn list(
-            &self,
-            dir: &Dir,
-            start_after: Option<&str>,
-            limit: Option<usize>,
-        ) -> Result<Vec<String>> {
-            let mut names = self.0.list(dir, start_after, limit).await?;
-            names.reverse();
-            Ok(names)
-        }
-    }
-
     struct BrokenFactory;
 
-    impl DriverFactory for BrokenFactory {
-        type Driver = Engine<DescendingListing>;
+    impl Factory for BrokenFactory {
+        type Instance = Engine<DescendingListing>;
         type Storage = ();
 
         async fn create_storage(&self) -> Result<()> {
@@ -543,20 +472,23 @@ mod suite_catches_broken_drivers {
                 EngineOptions::default(),
             ))
         }
-        async fn open_sparse(&self, _: &()) -> Result<Engine<DescendingListing>> {
-            Ok(Engine::new(DescendingListing::default(), sparse()))
-        }
         fn persistent(&self) -> bool {
             false
         }
     }
 
+    impl DriverFactory for BrokenFactory {
+        async fn open_sparse(&self, _: &()) -> Result<Engine<DescendingListing>> {
+            Ok(Engine::new(DescendingListing::default(), sparse()))
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn run_all_names_the_failing_cases() {
-        let outcome = tokio::spawn(async { testsuite::run_all(&BrokenFactory).await }).await;
-        let panic = outcome.expect_err("run_all must fail on a broken driver");
-        let panic = panic.into_panic();
-        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        let message = panic_message(tokio::spawn(async {
+            testsuite::run_all(&BrokenFactory).await
+        }))
+        .await;
         assert!(
             message.contains("behaviour case `tags_sorted_and_paginated` failed"),
             "message does not name the case: {message}"

@@ -17,6 +17,9 @@
 //! S3_FAULT_RATE=0.02 S3_FAULT_BLOBS=400 bash scripts/with-s3.sh \
 //!   cargo test --release --all-features --test s3_faults -- --nocapture
 //! ```
+//!
+//! With `RUST_LOG` set (e.g. `RUST_LOG=marina_distribution=error`) the registry's log goes to
+//! stderr: it names the S3 request behind each refusal.
 #![cfg(feature = "s3")]
 
 mod common;
@@ -257,6 +260,12 @@ async fn faults_lose_and_corrupt_nothing() {
     let count: usize = std::env::var("S3_FAULT_BLOBS")
         .ok()
         .map_or(40, |v| v.parse().expect("S3_FAULT_BLOBS"));
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let Some((proxy, server, prefix)) = faulted_registry("faults", 7).await else {
         return;
     };

@@ -1,6 +1,7 @@
 //! Access-control fixtures: a CA made in the test with server and client certificates, an
 //! htpasswd file, token signing keys, and a registry served over TLS with an authorizer.
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -8,12 +9,17 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use marina_distribution::registry::RegistryOptions;
 use marina_distribution::registry::auth::Identity;
 use marina_distribution::registry::auth::builtin::Builtin;
-use marina_distribution::registry::auth::config::AuthConfig;
+use marina_distribution::registry::auth::config::{
+    AccessRuleConfig, AuthConfig, OneOrMany, TokenConfig,
+};
 use marina_distribution::server::{self, ServeOptions, TlsFiles, TlsReloader};
 use marina_distribution::{AnyDriver, StorageConfig};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SignatureAlgorithm,
 };
+use reqwest::StatusCode;
+
+use super::client::Registry;
 
 /// A CA, a server certificate for `localhost` and `127.0.0.1`, and a client certificate, as
 /// PEM files in a temporary directory.
@@ -78,6 +84,36 @@ pub fn htpasswd(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
         .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap()))
         .collect();
     write(dir, "htpasswd", &text)
+}
+
+/// An access rule: `users` may do `actions` on the repositories matching `repos`.
+pub fn rule(repos: &str, users: &[&str], actions: &[&str]) -> AccessRuleConfig {
+    AccessRuleConfig {
+        repositories: OneOrMany::One(repos.to_owned()),
+        users: users.iter().map(|s| s.to_string()).collect(),
+        actions: actions.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// The built-in token endpoint of the server on `port` (`AuthServer::realm`), signing with
+/// `key_pem` (written into `dir`) for `service` as `issuer`.
+pub fn built_in_tokens(
+    port: u16,
+    dir: &Path,
+    key_pem: &str,
+    service: &str,
+    issuer: &str,
+    lifetime: Option<u64>,
+) -> TokenConfig {
+    TokenConfig {
+        realm: AuthServer::realm(port),
+        service: service.into(),
+        issuer: issuer.into(),
+        jwks: None,
+        certificates: None,
+        signing_key: Some(write(dir, "token-key.pem", key_pem)),
+        lifetime,
+    }
 }
 
 /// A token signing key of the test's own authorization server.
@@ -190,16 +226,16 @@ fn der_item(der: &[u8]) -> (&[u8], &[u8]) {
     (&der[header..header + len], &der[header + len..])
 }
 
-/// A registry served by the test over TLS (or plain HTTP) with access control.
+/// A registry served by the test over TLS (or plain HTTP) with access control; it
+/// dereferences to a [`Registry`] client of it trusting the test CA, without credentials
+/// (base `https://localhost:PORT`, or `http://127.0.0.1:PORT`).
 pub struct AuthServer {
-    /// `https://localhost:PORT` (or `http://127.0.0.1:PORT`).
-    pub base: String,
+    /// The client.
+    pub registry: Registry,
     /// `localhost:PORT` (the name the certificate carries).
     pub host: String,
     /// The port.
     pub port: u16,
-    /// A client trusting the test CA, without credentials.
-    pub client: reqwest::Client,
     /// The authorizer, for reloads.
     pub authorizer: Option<Arc<Builtin>>,
     /// The TLS configuration, for reloads.
@@ -207,6 +243,14 @@ pub struct AuthServer {
     /// The certificates.
     pub pki: Pki,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Deref for AuthServer {
+    type Target = Registry;
+
+    fn deref(&self) -> &Registry {
+        &self.registry
+    }
 }
 
 impl Drop for AuthServer {
@@ -292,8 +336,7 @@ pub async fn start(setup: Setup, auth: impl FnOnce(u16, &Path) -> AuthConfig) ->
         )
     };
     AuthServer {
-        client: client(&pki, None),
-        base,
+        registry: Registry::with_client(base, client(&pki, None)),
         host,
         port,
         authorizer,
@@ -317,18 +360,53 @@ pub fn client(pki: &Pki, identity: Option<&[u8]>) -> reqwest::Client {
 }
 
 impl AuthServer {
-    /// Absolute URL of `path`.
-    pub fn url(&self, path: &str) -> String {
-        if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.base)
-        }
-    }
-
     /// The token realm of this server (`<base>/token`).
     pub fn realm(port: u16) -> String {
         format!("https://localhost:{port}/token")
+    }
+
+    /// The built-in token endpoint's answer (asserting a 200) to `GET /token` for `service`
+    /// and `scope`, with `credentials` (user, password) if any.
+    pub async fn token_answer(
+        &self,
+        service: &str,
+        credentials: Option<(&str, &str)>,
+        scope: &str,
+    ) -> serde_json::Value {
+        let client = match credentials {
+            Some((user, password)) => self.basic(user, password),
+            None => self.registry.clone(),
+        };
+        let resp = client
+            .get(&format!("/token?service={service}&scope={scope}"))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap()
+    }
+
+    /// The token of [`token_answer`](Self::token_answer).
+    pub async fn token(
+        &self,
+        service: &str,
+        credentials: Option<(&str, &str)>,
+        scope: &str,
+    ) -> String {
+        let answer = self.token_answer(service, credentials, scope).await;
+        answer["token"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Registry {
+    /// The same client, with HTTP Basic credentials.
+    pub fn basic(&self, user: &str, password: &str) -> Self {
+        use base64::Engine as _;
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.authorized(&format!("Basic {pair}"))
+    }
+
+    /// The same client, with a bearer token.
+    pub fn bearer(&self, token: &str) -> Self {
+        self.authorized(&format!("Bearer {token}"))
     }
 }
 

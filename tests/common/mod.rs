@@ -1,7 +1,8 @@
 //! Shared harness of the HTTP tests: a registry started on a loopback port over each driver
 //! ([`server`]), a typed client written from the spec's request shapes ([`client`] and the
 //! endpoint modules [`blobs`], [`uploads`], [`manifests`], [`discovery`]), readers and checks
-//! of the answers ([`answers`]) and what the tests push ([`content`]).
+//! of the answers ([`answers`]) and what the tests push ([`content`]); and what the storage
+//! suites' test files share ([`suite`]).
 // Each test binary uses a part of the harness.
 #![allow(dead_code, unused_macros)]
 
@@ -18,6 +19,7 @@ pub mod gcs;
 pub mod manifests;
 pub mod observe;
 pub mod server;
+pub mod suite;
 pub mod uploads;
 
 // Every test file starts with `use common::*`.

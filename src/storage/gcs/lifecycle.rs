@@ -7,7 +7,7 @@
 //! finished creates no object, and GCS discards it after a week on its own, so there is no
 //! counterpart here to S3's listing of abandoned multipart uploads.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::SystemTime;
 
 use futures::{StreamExt, TryStreamExt};
@@ -18,6 +18,7 @@ use crate::error::Result;
 use crate::oci::{Digest, DigestAlgorithm};
 use crate::storage::UploadId;
 use crate::storage::layout::{self, Dir, Key};
+use crate::storage::lifecycle::upload_objects::UploadObjects;
 use crate::storage::lifecycle::{ExpiredStorage, LifecycleBackend, ObjectInfo};
 
 /// Most entries one listing request returns.
@@ -120,12 +121,6 @@ impl GcsBackend {
             .await
     }
 
-    /// The upload id an object name below `uploads/` belongs to.
-    fn upload_of(&self, uploads: &str, object: &str) -> Option<UploadId> {
-        let rest = object.strip_prefix(uploads)?;
-        UploadId::parse(rest.split('/').next()?).ok()
-    }
-
     async fn expire_pieces(
         &self,
         before: SystemTime,
@@ -133,40 +128,22 @@ impl GcsBackend {
         dry_run: bool,
     ) -> Result<ExpiredStorage> {
         let uploads = self.names.dir(&layout::uploads_dir());
-        // Per upload: the newest write, the bytes held, the objects.
-        let mut by_upload: HashMap<UploadId, (SystemTime, u64, Vec<String>)> = HashMap::new();
+        let mut found = UploadObjects::new(&uploads);
         let mut token = None;
         loop {
             let page = self
                 .list_page(&uploads, false, None, token.take(), MAX_PAGE)
                 .await?;
             for object in page.items.unwrap_or_default() {
-                let Some(id) = self.upload_of(&uploads, &object.name) else {
-                    continue;
-                };
                 let info = object_info(&object.name, &object);
-                let entry = by_upload
-                    .entry(id)
-                    .or_insert((SystemTime::UNIX_EPOCH, 0, Vec::new()));
-                entry.0 = entry.0.max(info.modified);
-                entry.1 += info.size;
-                entry.2.push(object.name);
+                found.add(&object.name, info.size, info.modified);
             }
             match page.next_page_token {
                 Some(next) => token = Some(next),
                 None => break,
             }
         }
-        let mut expired = ExpiredStorage::default();
-        let mut doomed = Vec::new();
-        for (id, (modified, size, objects)) in by_upload {
-            if live.contains(&id) || modified >= before {
-                continue;
-            }
-            expired.bytes += size;
-            expired.uploads.push(id);
-            doomed.extend(objects);
-        }
+        let (expired, doomed) = found.expired(before, live);
         if !dry_run {
             self.delete_objects(doomed).await?;
         }

@@ -20,22 +20,20 @@
 //! layer.faults().plan(Fault::cut_stream(1000).times(2));
 //! ```
 
-use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::Stream;
 
+use super::wrap::{Subject, wrap_calls};
 use crate::error::{Error, Result};
-use crate::oci::{ByteRange, Digest, DigestAlgorithm};
-use crate::storage::UploadId;
-use crate::storage::backend::{Backend, ObjectVersion, Operation, TagTarget};
-use crate::storage::layout::{Dir, Key, KeyClass};
-use crate::storage::lifecycle::{ExpiredStorage, LifecycleBackend, ObjectInfo};
-use crate::storage::presign::{PresignBlobReads, PresignedRead};
+use crate::oci::{ByteRange, Digest};
+use crate::storage::backend::{Backend, Operation};
+use crate::storage::layout::{Key, KeyClass};
+use crate::storage::lifecycle::LifecycleBackend;
+use crate::storage::presign::PresignBlobReads;
 
 /// When a planned fault fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,13 +182,15 @@ impl<B: Backend> FaultInjection<B> {
         &self.faults
     }
 
-    /// Runs `call`, the inner backend's `op` on a key of `class`, with the faults planned.
+    /// Runs `call`, the inner backend's `op` about `subject` (on keys of its class), with the
+    /// faults planned.
     async fn run<T>(
         &self,
         op: Operation,
-        class: Option<KeyClass>,
+        subject: Subject<'_>,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        let class = subject.class();
         if let Some(fault) = self.faults.fire(op, class, When::Before) {
             return Err(injected(B::NAME, &fault));
         }
@@ -252,75 +252,15 @@ impl<R: Stream<Item = Result<Bytes>>> Stream for FaultyReader<R> {
 impl<B: Backend> Backend for FaultInjection<B> {
     type Reader = FaultyReader<B::Reader>;
     crate::forward_backend!(inner: B; NAME, UploadState, capabilities, locate);
-
-    async fn read(&self, key: &Key) -> Result<Option<Bytes>> {
-        let call = self.inner.read(key);
-        self.run(Operation::Read, Some(key.class()), call).await
-    }
-
-    async fn exists(&self, key: &Key) -> Result<bool> {
-        let call = self.inner.exists(key);
-        self.run(Operation::Exists, Some(key.class()), call).await
-    }
-
-    async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
-        let call = self.inner.write(key, value);
-        self.run(Operation::Write, Some(key.class()), call).await
-    }
-
-    async fn remove(&self, key: &Key) -> Result<()> {
-        let call = self.inner.remove(key);
-        self.run(Operation::Remove, Some(key.class()), call).await
-    }
-
-    async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
-        let call = self.inner.read_versioned(key);
-        self.run(Operation::Read, Some(key.class()), call).await
-    }
-
-    async fn write_if_version(
-        &self,
-        key: &Key,
-        value: Bytes,
-        version: &ObjectVersion,
-    ) -> Result<bool> {
-        let call = self.inner.write_if_version(key, value, version);
-        self.run(Operation::Write, Some(key.class()), call).await
-    }
-
-    async fn list(
-        &self,
-        dir: &Dir,
-        start_after: Option<&str>,
-        limit: Option<usize>,
-    ) -> Result<Vec<String>> {
-        let call = self.inner.list(dir, start_after, limit);
-        self.run(Operation::List, Some(dir.key().class()), call)
-            .await
-    }
-
-    async fn any_under(&self, dir: &Dir) -> Result<bool> {
-        let call = self.inner.any_under(dir);
-        self.run(Operation::AnyUnder, Some(dir.key().class()), call)
-            .await
-    }
-
-    async fn write_tag(&self, tag: &Key, target: TagTarget<'_>) -> Result<()> {
-        let call = self.inner.write_tag(tag, target);
-        self.run(Operation::WriteTag, Some(KeyClass::Tag), call)
-            .await
-    }
-
-    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        let call = self.inner.blob_size(digest);
-        self.run(Operation::BlobSize, Some(KeyClass::Blob), call)
-            .await
+    wrap_calls! {
+        read, exists, write, remove, read_versioned, write_if_version, list, any_under,
+        write_tag, blob_size, start_upload, append_upload, finish_upload, abort_upload
     }
 
     async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<Self::Reader> {
         let call = self.inner.read_blob(digest, range);
         let inner = self
-            .run(Operation::ReadBlob, Some(KeyClass::Blob), call)
+            .run(Operation::ReadBlob, Subject::Blob(digest), call)
             .await?;
         let cut = self
             .faults
@@ -339,120 +279,23 @@ impl<B: Backend> Backend for FaultInjection<B> {
             ended: false,
         })
     }
-
-    async fn start_upload(&self, id: &UploadId, target: Option<&Digest>) -> Result<B::UploadState> {
-        let call = self.inner.start_upload(id, target);
-        self.run(Operation::StartUpload, Some(KeyClass::UploadData), call)
-            .await
-    }
-
-    async fn append_upload<S>(
-        &self,
-        id: &UploadId,
-        state: &mut B::UploadState,
-        offset: u64,
-        body: S,
-    ) -> Result<u64>
-    where
-        S: Stream<Item = Result<Bytes>> + Send,
-    {
-        let call = self.inner.append_upload(id, state, offset, body);
-        self.run(Operation::AppendUpload, Some(KeyClass::UploadData), call)
-            .await
-    }
-
-    async fn finish_upload(
-        &self,
-        id: &UploadId,
-        state: B::UploadState,
-        size: u64,
-        digest: &Digest,
-    ) -> Result<()> {
-        let call = self.inner.finish_upload(id, state, size, digest);
-        self.run(Operation::FinishUpload, Some(KeyClass::Blob), call)
-            .await
-    }
-
-    async fn abort_upload(&self, id: &UploadId, state: B::UploadState) -> Result<()> {
-        let call = self.inner.abort_upload(id, state);
-        self.run(Operation::AbortUpload, Some(KeyClass::UploadData), call)
-            .await
-    }
 }
 
 impl<B: PresignBlobReads> PresignBlobReads for FaultInjection<B> {
-    async fn presign_read_blob(
-        &self,
-        digest: &Digest,
-        expires_in: Duration,
-    ) -> Result<PresignedRead> {
-        let call = self.inner.presign_read_blob(digest, expires_in);
-        self.run(Operation::PresignReadBlob, Some(KeyClass::Blob), call)
-            .await
-    }
+    wrap_calls!(presign_read_blob);
 }
 
 /// The lifecycle primitives, failing as planned like the [`Backend`] operations.
 #[deny(clippy::missing_trait_methods)]
 impl<B: LifecycleBackend> LifecycleBackend for FaultInjection<B> {
-    async fn list_dirs(
-        &self,
-        dir: &Dir,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>> {
-        let call = self.inner.list_dirs(dir, start_after, limit);
-        self.run(Operation::ListDirs, Some(dir.key().class()), call)
-            .await
-    }
-
-    async fn scan(
-        &self,
-        dir: &Dir,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ObjectInfo>> {
-        let call = self.inner.scan(dir, start_after, limit);
-        self.run(Operation::Scan, Some(dir.key().class()), call)
-            .await
-    }
-
-    async fn scan_blobs(
-        &self,
-        algorithm: DigestAlgorithm,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ObjectInfo>> {
-        let call = self.inner.scan_blobs(algorithm, start_after, limit);
-        self.run(Operation::ScanBlobs, Some(KeyClass::Blob), call)
-            .await
+    wrap_calls! {
+        list_dirs, scan, scan_blobs, remove_blobs, expire_upload_storage, tidy
     }
 
     async fn remove_objects(&self, keys: &[Key]) -> Result<()> {
-        let class = keys.first().map(Key::class);
         let call = self.inner.remove_objects(keys);
-        self.run(Operation::RemoveObjects, class, call).await
-    }
-
-    async fn remove_blobs(&self, digests: &[Digest]) -> Result<()> {
-        let call = self.inner.remove_blobs(digests);
-        self.run(Operation::RemoveBlobs, Some(KeyClass::Blob), call)
-            .await
-    }
-
-    async fn expire_upload_storage(
-        &self,
-        before: SystemTime,
-        live: &HashSet<UploadId>,
-        dry_run: bool,
-    ) -> Result<ExpiredStorage> {
-        let call = self.inner.expire_upload_storage(before, live, dry_run);
-        let class = Some(KeyClass::UploadData);
-        self.run(Operation::ExpireUploadStorage, class, call).await
-    }
-
-    async fn tidy(&self, before: SystemTime, dry_run: bool) -> Result<u64> {
-        let call = self.inner.tidy(before, dry_run);
-        self.run(Operation::Tidy, None, call).await
+        // Faults planned for a class fire on the class of the batch's first key.
+        let subject = Subject::Class(keys.first().map(Key::class));
+        self.run(Operation::RemoveObjects, subject, call).await
     }
 }

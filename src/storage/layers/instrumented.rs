@@ -37,12 +37,12 @@ use bytes::Bytes;
 use futures::Stream;
 use tracing::Instrument;
 
+use super::wrap::{Subject, wrap_calls};
 use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
-use crate::storage::UploadId;
-use crate::storage::backend::{Backend, Capabilities, ObjectVersion, Operation, TagTarget};
-use crate::storage::layout::{self, Dir, Key, KeyClass};
-use crate::storage::presign::{PresignBlobReads, PresignedRead};
+use crate::storage::backend::{Backend, Operation};
+use crate::storage::layout::KeyClass;
+use crate::storage::presign::PresignBlobReads;
 
 /// How a backend call ended, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -227,49 +227,6 @@ fn span(driver: &'static str, op: Operation) -> tracing::Span {
     )
 }
 
-/// What a call is about: the key an error names.
-#[derive(Clone, Copy)]
-enum Subject<'a> {
-    Key(&'a Key),
-    Dir(&'a Dir),
-    Blob(&'a Digest),
-    Upload(&'a UploadId),
-    /// Many keys, or none, of one class (or of several: `None`).
-    Class(Option<KeyClass>),
-}
-
-impl Subject<'_> {
-    fn key(self) -> Option<Key> {
-        Some(match self {
-            Self::Key(key) => key.clone(),
-            Self::Dir(dir) => dir.key().clone(),
-            Self::Blob(digest) => layout::blob_data(digest),
-            Self::Upload(id) => layout::upload_data(id),
-            Self::Class(_) => return None,
-        })
-    }
-
-    fn class(self) -> Option<KeyClass> {
-        Some(match self {
-            Self::Key(key) => key.class(),
-            Self::Dir(dir) => dir.key().class(),
-            Self::Blob(_) => KeyClass::Blob,
-            Self::Upload(_) => KeyClass::UploadData,
-            Self::Class(class) => return class,
-        })
-    }
-
-    fn record(self, span: &tracing::Span) {
-        match self {
-            Self::Key(key) => span.record("key", key.as_str()),
-            Self::Dir(dir) => span.record("key", dir.as_str()),
-            Self::Blob(digest) => span.record("key", digest.as_str()),
-            Self::Upload(id) => span.record("key", id.as_str()),
-            Self::Class(_) => return,
-        };
-    }
-}
-
 /// The blob stream of an [`Instrumented`] backend: the inner stream, whose errors are given
 /// the operation `read_blob` and reported to the observer.
 #[pin_project::pin_project]
@@ -314,75 +271,10 @@ where
 #[deny(clippy::missing_trait_methods)]
 impl<B: Backend, O: Observer> Backend for Instrumented<B, O> {
     type Reader = InstrumentedReader<B::Reader, O>;
-    crate::forward_backend!(inner: B; NAME, UploadState);
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn locate(&self, key: &Key) -> String {
-        self.inner.locate(key)
-    }
-
-    async fn read(&self, key: &Key) -> Result<Option<Bytes>> {
-        let call = self.inner.read(key);
-        self.run(Operation::Read, Subject::Key(key), call).await
-    }
-
-    async fn exists(&self, key: &Key) -> Result<bool> {
-        let call = self.inner.exists(key);
-        self.run(Operation::Exists, Subject::Key(key), call).await
-    }
-
-    async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
-        let call = self.inner.write(key, value);
-        self.run(Operation::Write, Subject::Key(key), call).await
-    }
-
-    async fn remove(&self, key: &Key) -> Result<()> {
-        let call = self.inner.remove(key);
-        self.run(Operation::Remove, Subject::Key(key), call).await
-    }
-
-    async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
-        let call = self.inner.read_versioned(key);
-        self.run(Operation::Read, Subject::Key(key), call).await
-    }
-
-    async fn write_if_version(
-        &self,
-        key: &Key,
-        value: Bytes,
-        version: &ObjectVersion,
-    ) -> Result<bool> {
-        let call = self.inner.write_if_version(key, value, version);
-        self.run(Operation::Write, Subject::Key(key), call).await
-    }
-
-    async fn list(
-        &self,
-        dir: &Dir,
-        start_after: Option<&str>,
-        limit: Option<usize>,
-    ) -> Result<Vec<String>> {
-        let call = self.inner.list(dir, start_after, limit);
-        self.run(Operation::List, Subject::Dir(dir), call).await
-    }
-
-    async fn any_under(&self, dir: &Dir) -> Result<bool> {
-        let call = self.inner.any_under(dir);
-        self.run(Operation::AnyUnder, Subject::Dir(dir), call).await
-    }
-
-    async fn write_tag(&self, tag: &Key, target: TagTarget<'_>) -> Result<()> {
-        let call = self.inner.write_tag(tag, target);
-        self.run(Operation::WriteTag, Subject::Key(tag), call).await
-    }
-
-    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        let call = self.inner.blob_size(digest);
-        self.run(Operation::BlobSize, Subject::Blob(digest), call)
-            .await
+    crate::forward_backend!(inner: B; NAME, UploadState, capabilities, locate);
+    wrap_calls! {
+        read, exists, write, remove, read_versioned, write_if_version, list, any_under,
+        write_tag, blob_size, start_upload, append_upload, finish_upload, abort_upload
     }
 
     async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<Self::Reader> {
@@ -396,57 +288,10 @@ impl<B: Backend, O: Observer> Backend for Instrumented<B, O> {
             observer: self.observer.clone(),
         })
     }
-
-    async fn start_upload(&self, id: &UploadId, target: Option<&Digest>) -> Result<B::UploadState> {
-        let call = self.inner.start_upload(id, target);
-        self.run(Operation::StartUpload, Subject::Upload(id), call)
-            .await
-    }
-
-    async fn append_upload<S>(
-        &self,
-        id: &UploadId,
-        state: &mut B::UploadState,
-        offset: u64,
-        body: S,
-    ) -> Result<u64>
-    where
-        S: Stream<Item = Result<Bytes>> + Send,
-    {
-        let call = self.inner.append_upload(id, state, offset, body);
-        self.run(Operation::AppendUpload, Subject::Upload(id), call)
-            .await
-    }
-
-    async fn finish_upload(
-        &self,
-        id: &UploadId,
-        state: B::UploadState,
-        size: u64,
-        digest: &Digest,
-    ) -> Result<()> {
-        let call = self.inner.finish_upload(id, state, size, digest);
-        self.run(Operation::FinishUpload, Subject::Blob(digest), call)
-            .await
-    }
-
-    async fn abort_upload(&self, id: &UploadId, state: B::UploadState) -> Result<()> {
-        let call = self.inner.abort_upload(id, state);
-        self.run(Operation::AbortUpload, Subject::Upload(id), call)
-            .await
-    }
 }
 
 impl<B: PresignBlobReads, O: Observer> PresignBlobReads for Instrumented<B, O> {
-    async fn presign_read_blob(
-        &self,
-        digest: &Digest,
-        expires_in: Duration,
-    ) -> Result<PresignedRead> {
-        let call = self.inner.presign_read_blob(digest, expires_in);
-        self.run(Operation::PresignReadBlob, Subject::Blob(digest), call)
-            .await
-    }
+    wrap_calls!(presign_read_blob);
 }
 
 /// Errors carry their context, observers see every call, a blob stream's errors name their

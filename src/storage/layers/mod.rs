@@ -3,7 +3,8 @@
 //!
 //! A layer implements `Backend` for `Layer<B: Backend>`, changes what its concern needs and
 //! forwards the rest with [`forward_backend!`](crate::forward_backend) (see `forward` for why
-//! a layer cannot silently drop a method).
+//! a layer cannot silently drop a method). A layer that runs every call through one method of
+//! its own (`Instrumented`, `FaultInjection`) has those calls written by one macro (`wrap`).
 //!
 //! - [`Instrumented`]: tracing spans, observers (metrics) and the context of errors, around
 //!   every backend, applied where each driver type is assembled;
@@ -16,6 +17,7 @@ mod faults;
 mod forward;
 mod instrumented;
 mod resumable;
+mod wrap;
 
 #[cfg(any(test, feature = "testsuite"))]
 pub use faults::{Fault, FaultInjection, Faults, FaultyReader};

@@ -197,6 +197,8 @@
 
 mod backend;
 pub mod schedule;
+#[cfg(any(feature = "s3", feature = "gcs"))]
+pub(crate) mod upload_objects;
 
 pub use backend::{ExpiredStorage, LifecycleBackend, ObjectInfo};
 pub use schedule::{Schedule, parse_duration};

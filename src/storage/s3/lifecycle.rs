@@ -5,7 +5,7 @@
 //! below the prefix (`ListMultipartUploads`), including those a monolithic push opened on a
 //! blob's key.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::SystemTime;
 
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::oci::{Digest, DigestAlgorithm};
 use crate::storage::UploadId;
 use crate::storage::layout::{self, Dir, Key};
+use crate::storage::lifecycle::upload_objects::{UploadObjects, upload_of};
 use crate::storage::lifecycle::{ExpiredStorage, LifecycleBackend, ObjectInfo};
 
 /// Most keys one `DeleteObjects` request takes.
@@ -168,13 +169,6 @@ impl S3Backend {
         Ok(())
     }
 
-    /// The upload id an object key below `uploads/` belongs to.
-    fn upload_of(&self, key: &str) -> Option<UploadId> {
-        let uploads = self.keys.dir(&layout::uploads_dir());
-        let rest = key.strip_prefix(&uploads)?;
-        UploadId::parse(rest.split('/').next()?).ok()
-    }
-
     async fn expire_uploads(
         &self,
         before: SystemTime,
@@ -183,7 +177,7 @@ impl S3Backend {
     ) -> Result<ExpiredStorage> {
         // Objects below `uploads/` (staged segments, completed `data`), by upload.
         let uploads = self.keys.dir(&layout::uploads_dir());
-        let mut by_upload: HashMap<UploadId, (SystemTime, u64, Vec<String>)> = HashMap::new();
+        let mut found = UploadObjects::new(&uploads);
         let mut token: Option<String> = None;
         loop {
             let out = self
@@ -197,34 +191,18 @@ impl S3Backend {
                 .map_err(|e| translate("ListObjectsV2", &uploads, e))?;
             for object in out.contents() {
                 let Some(key) = object.key() else { continue };
-                let Some(id) = self.upload_of(key) else {
-                    continue;
-                };
-                let entry = by_upload
-                    .entry(id)
-                    .or_insert((SystemTime::UNIX_EPOCH, 0, Vec::new()));
-                entry.0 = entry.0.max(system_time(object.last_modified()));
-                entry.1 += object
+                let size = object
                     .size()
                     .and_then(|s| u64::try_from(s).ok())
                     .unwrap_or(0);
-                entry.2.push(key.to_owned());
+                found.add(key, size, system_time(object.last_modified()));
             }
             match out.next_continuation_token() {
                 Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_owned()),
                 _ => break,
             }
         }
-        let mut expired = ExpiredStorage::default();
-        let mut doomed = Vec::new();
-        for (id, (modified, size, keys)) in by_upload {
-            if live.contains(&id) || modified >= before {
-                continue;
-            }
-            expired.bytes += size;
-            expired.uploads.push(id);
-            doomed.extend(keys);
-        }
+        let (mut expired, doomed) = found.expired(before, live);
         if !dry_run {
             self.delete_keys(doomed).await?;
         }
@@ -258,7 +236,7 @@ impl S3Backend {
                 if system_time(upload.initiated()) >= before {
                     continue;
                 }
-                let owner = self.upload_of(key);
+                let owner = upload_of(&uploads, key);
                 if owner.as_ref().is_some_and(|id| live.contains(id)) {
                     continue;
                 }

@@ -57,7 +57,7 @@ async fn push_manifest<D: StorageDriver>(
 /// image references, and a second collection finds nothing more.
 pub async fn gc_reclaims_exactly_the_unreferenced_bytes<F: DriverFactory>(f: &F)
 where
-    F::Driver: Lifecycle,
+    F::Instance: Lifecycle,
 {
     let s = Setup::new(f).await;
     let d = &*s.d;
@@ -116,7 +116,7 @@ where
 /// A dry run changes nothing and reports the same counts as the run that follows it.
 pub async fn gc_dry_run_reports_what_a_run_reclaims<F: DriverFactory>(f: &F)
 where
-    F::Driver: Lifecycle,
+    F::Instance: Lifecycle,
 {
     let s = Setup::new(f).await;
     let d = &*s.d;
@@ -177,7 +177,7 @@ where
 /// The grace period spares blobs and links written within it; without one they go.
 pub async fn gc_grace_spares_recent_writes<F: DriverFactory>(f: &F)
 where
-    F::Driver: Lifecycle,
+    F::Instance: Lifecycle,
 {
     let s = Setup::new(f).await;
     let d = &*s.d;
@@ -205,7 +205,7 @@ where
 /// another repository's manifest keeps the bytes.
 pub async fn gc_sweeps_links_no_manifest_of_their_repository_references<F: DriverFactory>(f: &F)
 where
-    F::Driver: Lifecycle,
+    F::Instance: Lifecycle,
 {
     let s = Setup::new(f).await;
     let d = &*s.d;
@@ -228,7 +228,7 @@ where
 /// Without `delete_untagged`, manifests stay whether tagged or not, and so do their blobs.
 pub async fn gc_keeps_untagged_manifests_by_default<F: DriverFactory>(f: &F)
 where
-    F::Driver: Lifecycle,
+    F::Instance: Lifecycle,
 {
     let s = Setup::new(f).await;
     let d = &*s.d;
@@ -250,7 +250,7 @@ where
 /// what a tag reaches stays, through an index's children and a subject's referrers.
 pub async fn gc_delete_untagged_keeps_what_tags_reach<F: DriverFactory>(f: &F)
 where
-    F::Driver: Lifecycle,
+    F::Instance: Lifecycle,
 {
     let s = Setup::new(f).await;
     let d = &*s.d;
@@ -323,7 +323,7 @@ where
 /// reclaimed; the sha512 blob a manifest references stays.
 pub async fn gc_reclaims_interim_sha512_blobs<F: DriverFactory>(f: &F)
 where
-    F::Driver: Lifecycle,
+    F::Instance: Lifecycle,
 {
     let s = Setup::new(f).await;
     let d = &*s.d;
@@ -353,7 +353,7 @@ where
 /// for a chunk or a finish); younger ones continue.
 pub async fn uploads_expire_after_their_ttl<F: DriverFactory>(f: &F)
 where
-    F::Driver: Lifecycle,
+    F::Instance: Lifecycle,
 {
     let s = Setup::new(f).await;
     let d = &*s.d;
@@ -396,7 +396,7 @@ where
 /// upload session is not one.
 pub async fn catalog_lists_repositories_in_order_and_pages<F: DriverFactory>(f: &F)
 where
-    F::Driver: Lifecycle,
+    F::Instance: Lifecycle,
 {
     let s = Setup::new(f).await;
     let d = &*s.d;
@@ -449,7 +449,7 @@ where
 /// A repository whose content is all deleted (and collected) leaves the listing.
 pub async fn catalog_forgets_emptied_repositories<F: DriverFactory>(f: &F)
 where
-    F::Driver: Lifecycle,
+    F::Instance: Lifecycle,
 {
     let s = Setup::new(f).await;
     let d = &*s.d;
@@ -466,7 +466,7 @@ where
 /// treats the absent children as absent); without, it is `MANIFEST_BLOB_UNKNOWN`.
 pub async fn sparse_indexes_accept_absent_children<F: DriverFactory>(f: &F)
 where
-    F::Driver: Lifecycle,
+    F::Instance: Lifecycle,
 {
     let s = Setup::new(f).await;
     let sparse = ok!(f.open_sparse(&s.storage).await);
@@ -524,7 +524,7 @@ where
 /// again.
 pub async fn gc_in_another_instance_refuses_stale_pushes<F: DriverFactory>(f: &F)
 where
-    F::Driver: Lifecycle,
+    F::Instance: Lifecycle,
 {
     let s = Setup::new(f).await;
     let d = &*s.d;

@@ -2,9 +2,10 @@
 //!
 //! A set of generic `async` cases over any [`StorageDriver`], public behind the `testsuite`
 //! feature so that drivers living outside this crate can run it too. A driver is handed to the
-//! suite through a [`DriverFactory`], which opens a driver on fresh, isolated storage and, for
-//! persistent backends, a *second* driver instance on the same storage (a restarted process),
-//! used to check that upload sessions resume across processes.
+//! suite through a [`DriverFactory`] (a [`Factory`] of drivers), which opens a driver on
+//! fresh, isolated storage and, for persistent backends, a *second* driver instance on the
+//! same storage (a restarted process), used to check that upload sessions resume across
+//! processes.
 //!
 //! Two ways to run it:
 //!
@@ -17,16 +18,17 @@
 //! the factory's drivers enforce [`DriverFactory::max_manifest_size`].
 //!
 //! A third-party driver enables the `testsuite` feature in its dev-dependencies and writes a
-//! factory:
+//! factory (its [`Factory`] half is what the contract suite of
+//! [`Backend`](crate::storage::backend::Backend) takes too, for a factory of backends):
 //!
 //! ```no_run
 //! use marina_distribution::storage::inmemory::InMemoryDriver;
-//! use marina_distribution::storage::testsuite::{self, DriverFactory};
+//! use marina_distribution::storage::testsuite::{self, DriverFactory, Factory};
 //!
 //! struct MyFactory;
 //!
-//! impl DriverFactory for MyFactory {
-//!     type Driver = InMemoryDriver; // your driver
+//! impl Factory for MyFactory {
+//!     type Instance = InMemoryDriver; // your driver
 //!     type Storage = (); // e.g. a temporary directory or a bucket prefix
 //!
 //!     async fn create_storage(&self) -> marina_distribution::Result<()> {
@@ -35,11 +37,14 @@
 //!     async fn open(&self, _: &()) -> marina_distribution::Result<InMemoryDriver> {
 //!         Ok(InMemoryDriver::new_in_memory())
 //!     }
-//!     async fn open_sparse(&self, _: &()) -> marina_distribution::Result<InMemoryDriver> {
-//!         Ok(InMemoryDriver::new_in_memory()) // with `sparse_indexes` in your options
-//!     }
 //!     fn persistent(&self) -> bool {
 //!         false // true if a second `open` on the same storage sees the first one's data
+//!     }
+//! }
+//!
+//! impl DriverFactory for MyFactory {
+//!     async fn open_sparse(&self, _: &()) -> marina_distribution::Result<InMemoryDriver> {
+//!         Ok(InMemoryDriver::new_in_memory()) // with `sparse_indexes` in your options
 //!     }
 //! }
 //!
@@ -91,14 +96,16 @@ pub use referrers::*;
 pub use tags::*;
 pub use uploads::*;
 
-/// Opens drivers for the suite.
+/// Opens what a suite's cases run against on fresh, isolated storage: drivers for the
+/// behaviour suite ([`DriverFactory`]), backends for the contract suite
+/// ([`BackendFactory`](backend::BackendFactory)).
 ///
 /// Every case calls [`create_storage`](Self::create_storage) once, so cases never see each
 /// other's data, then [`open`](Self::open) once, or twice for the cases that need a second
 /// instance on the same storage (only when [`persistent`](Self::persistent) is true).
-pub trait DriverFactory: Send + Sync {
-    /// The driver under test.
-    type Driver: StorageDriver;
+pub trait Factory: Send + Sync {
+    /// The driver (or backend) under test.
+    type Instance;
     /// A handle on one isolated storage area (a temporary directory, a bucket prefix). It is
     /// kept alive for the whole case and dropped at its end.
     type Storage: Send + Sync;
@@ -106,19 +113,23 @@ pub trait DriverFactory: Send + Sync {
     /// Creates a fresh, empty storage area.
     fn create_storage(&self) -> impl Future<Output = Result<Self::Storage>> + Send;
 
-    /// Opens a driver on `storage`. Called a second time for the same storage, it must return
-    /// a new instance sharing nothing in memory with the first (a restarted process).
-    fn open(&self, storage: &Self::Storage) -> impl Future<Output = Result<Self::Driver>> + Send;
-
-    /// Opens a driver on `storage` like [`open`](Self::open), accepting image indexes whose
-    /// child manifests are absent (`EngineOptions::sparse_indexes`), for the lifecycle cases.
-    fn open_sparse(
-        &self,
-        storage: &Self::Storage,
-    ) -> impl Future<Output = Result<Self::Driver>> + Send;
+    /// Opens an instance on `storage`. Called a second time for the same storage, it must
+    /// return a new instance sharing nothing in memory with the first (a restarted process).
+    fn open(&self, storage: &Self::Storage) -> impl Future<Output = Result<Self::Instance>> + Send;
 
     /// Whether a second [`open`](Self::open) on the same storage sees the first's data.
     fn persistent(&self) -> bool;
+}
+
+/// Opens drivers for the behaviour suite: a [`Factory`] of [`StorageDriver`]s.
+pub trait DriverFactory: Factory<Instance: StorageDriver> {
+    /// Opens a driver on `storage` like [`open`](Factory::open), accepting image indexes
+    /// whose child manifests are absent (`EngineOptions::sparse_indexes`), for the lifecycle
+    /// cases.
+    fn open_sparse(
+        &self,
+        storage: &Self::Storage,
+    ) -> impl Future<Output = Result<Self::Instance>> + Send;
 
     /// The manifest size limit the drivers are configured with.
     fn max_manifest_size(&self) -> usize {
@@ -130,8 +141,8 @@ pub trait DriverFactory: Send + Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct InMemoryFactory;
 
-impl DriverFactory for InMemoryFactory {
-    type Driver = InMemoryDriver;
+impl Factory for InMemoryFactory {
+    type Instance = InMemoryDriver;
     type Storage = ();
 
     async fn create_storage(&self) -> Result<()> {
@@ -142,16 +153,18 @@ impl DriverFactory for InMemoryFactory {
         Ok(InMemoryDriver::new_in_memory())
     }
 
+    fn persistent(&self) -> bool {
+        false
+    }
+}
+
+impl DriverFactory for InMemoryFactory {
     async fn open_sparse(&self, _: &()) -> Result<InMemoryDriver> {
         let options = crate::storage::EngineOptions {
             sparse_indexes: true,
             ..Default::default()
         };
         Ok(crate::storage::Engine::new(Default::default(), options))
-    }
-
-    fn persistent(&self) -> bool {
-        false
     }
 }
 
@@ -268,28 +281,24 @@ macro_rules! for_each_lifecycle_case {
 /// Runs every case against the drivers of `factory` (the cases needing a second instance
 /// only if it is persistent), and panics naming every case that failed.
 pub async fn run_all<F: DriverFactory>(factory: &F) {
-    macro_rules! run {
-        (; $($case:ident),* ; reopen: $($reopen:ident),*) => {{
-            let mut failed = Vec::new();
-            $( run_one("behaviour", stringify!($case), &mut failed, $case(factory)).await; )*
-            if factory.persistent() {
-                $(
-                    run_one("behaviour", stringify!($reopen), &mut failed, $reopen(factory))
-                        .await;
-                )*
-            }
-            failed
-        }};
-    }
-    let failed: Vec<String> = for_each_behaviour_case!(run!());
-    if !failed.is_empty() {
-        panic!(
-            "{} behaviour case(s) failed:\n{}",
-            failed.len(),
-            failed.join("\n")
-        );
-    }
+    for_each_behaviour_case!(run_cases!("behaviour", factory));
 }
+
+/// Runs the cases listed by a `for_each_…_case!` macro (`for_each_x_case!(run_cases!(kind,
+/// factory))`) against `factory`, those of the `reopen` list only if it is persistent, and
+/// panics naming every case that failed.
+macro_rules! run_cases {
+    ($kind:literal, $factory:ident; $($case:ident),* ; reopen: $($reopen:ident),*) => {{
+        use $crate::storage::testsuite::{report, run_one};
+        let mut failed = Vec::new();
+        $( run_one($kind, stringify!($case), &mut failed, $case($factory)).await; )*
+        if $factory.persistent() {
+            $( run_one($kind, stringify!($reopen), &mut failed, $reopen($factory)).await; )*
+        }
+        report($kind, &failed);
+    }};
+}
+use run_cases;
 
 /// Runs one case of a suite (`kind`), recording its panic as a failure named after it.
 async fn run_one(kind: &str, name: &str, failed: &mut Vec<String>, case: impl Future<Output = ()>) {
@@ -307,19 +316,30 @@ async fn run_one(kind: &str, name: &str, failed: &mut Vec<String>, case: impl Fu
     }
 }
 
+/// Panics naming the `failed` cases of a suite (`kind`), if any.
+fn report(kind: &str, failed: &[String]) {
+    if !failed.is_empty() {
+        panic!(
+            "{} {kind} case(s) failed:\n{}",
+            failed.len(),
+            failed.join("\n")
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers shared by the cases.
 // ---------------------------------------------------------------------------------------------
 
-/// One case's storage and driver.
-pub(crate) struct Setup<'f, F: DriverFactory> {
+/// One case's storage and the instance (driver or backend) opened on it.
+pub(crate) struct Setup<'f, F: Factory> {
     factory: &'f F,
     storage: F::Storage,
-    /// The driver (shared with spawned tasks in concurrency cases).
-    pub(crate) d: Arc<F::Driver>,
+    /// The driver or backend under test (shared with spawned tasks in concurrency cases).
+    pub(crate) d: Arc<F::Instance>,
 }
 
-impl<'f, F: DriverFactory> Setup<'f, F> {
+impl<'f, F: Factory> Setup<'f, F> {
     pub(crate) async fn new(factory: &'f F) -> Self {
         let storage = factory
             .create_storage()
@@ -328,7 +348,7 @@ impl<'f, F: DriverFactory> Setup<'f, F> {
         let d = factory
             .open(&storage)
             .await
-            .unwrap_or_else(|e| panic!("factory could not open a driver: {e}"));
+            .unwrap_or_else(|e| panic!("factory could not open an instance: {e}"));
         Self {
             factory,
             storage,
@@ -336,8 +356,8 @@ impl<'f, F: DriverFactory> Setup<'f, F> {
         }
     }
 
-    /// A second, independent driver instance on the same storage.
-    pub(crate) async fn second_instance(&self) -> F::Driver {
+    /// A second, independent instance on the same storage.
+    pub(crate) async fn second_instance(&self) -> F::Instance {
         assert!(
             self.factory.persistent(),
             "this case needs a persistent factory"
@@ -345,7 +365,7 @@ impl<'f, F: DriverFactory> Setup<'f, F> {
         self.factory
             .open(&self.storage)
             .await
-            .unwrap_or_else(|e| panic!("factory could not open a second driver: {e}"))
+            .unwrap_or_else(|e| panic!("factory could not open a second instance: {e}"))
     }
 }
 

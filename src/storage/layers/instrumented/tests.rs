@@ -5,6 +5,7 @@ use crate::error::ErrorChain;
 use crate::oci::{DigestAlgorithm, RepositoryName, Tag};
 use crate::storage::filesystem::FilesystemBackend;
 use crate::storage::inmemory::InMemoryBackend;
+use crate::storage::layout::{self, Key};
 
 /// A filesystem backend whose tag `v1` of `a/b` cannot be read (a directory stands where
 /// its file should be): a real failure of the storage, not a mock.

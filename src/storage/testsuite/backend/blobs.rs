@@ -12,7 +12,7 @@ use super::{BackendFactory, Setup, read_blob, store_blob};
 /// blob not stored. Sizes around the filesystem's memory-map threshold and the empty blob.
 pub async fn contract_blobs<F: BackendFactory>(factory: &F) {
     let s = Setup::new(factory).await;
-    let b = &*s.b;
+    let b = &*s.d;
     let missing = sha256(b"never stored");
     assert_eq!(ok!(b.blob_size(&missing).await), None);
     assert_err!(read_blob(b, &missing, None).await, Error::BlobUnknown(_));

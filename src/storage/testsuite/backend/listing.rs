@@ -36,7 +36,7 @@ async fn tags_and_a_record<B: Backend>(b: &B, repo_name: &str) -> Dir {
 /// `any_under` sees them at any depth.
 pub async fn contract_listing<F: BackendFactory>(factory: &F) {
     let s = Setup::new(factory).await;
-    let b = &*s.b;
+    let b = &*s.d;
     let r = repo("contract/listing");
     let empty = repo("contract/listing/empty");
     assert!(ok!(b.list(&layout::tags_dir(&empty), None, None).await).is_empty());
@@ -97,7 +97,7 @@ pub async fn contract_listing<F: BackendFactory>(factory: &F) {
 /// together give the whole listing.
 pub async fn contract_listing_pages<F: BackendFactory>(factory: &F) {
     let s = Setup::new(factory).await;
-    let b = &*s.b;
+    let b = &*s.d;
     let tags = tags_and_a_record(b, "contract/pages").await;
     let all = sorted();
     assert!(

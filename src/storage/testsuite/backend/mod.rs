@@ -4,11 +4,12 @@
 //! operations of the [`Engine`](crate::storage::Engine), which hides a broken clause the
 //! engine happens not to rely on today; this one names the clause that broke.
 //!
-//! Like the behaviour suite: a [`BackendFactory`] opens backends on fresh storage (and a
-//! second instance on the same storage, for persistent ones); [`run_all`] runs every case
-//! and panics naming the failures; [`for_each_backend_contract_case!`] hands the case names
-//! to a macro of the caller's to generate one test per case (see
-//! `tests/backend_contract.rs`, which runs it on every backend and every layer).
+//! Like the behaviour suite: a [`BackendFactory`] (a [`Factory`] of backends) opens backends
+//! on fresh storage (and a second instance on the same storage, for persistent ones);
+//! [`run_all`] runs every case and panics naming the failures;
+//! [`for_each_backend_contract_case!`] hands the case names to a macro of the caller's to
+//! generate one test per case (see `tests/backend_contract.rs`, which runs it on every
+//! backend and every layer).
 //!
 //! [`for_each_backend_contract_case!`]: crate::for_each_backend_contract_case
 
@@ -18,14 +19,11 @@ mod objects;
 mod tags;
 mod uploads;
 
-use std::future::Future;
-use std::sync::Arc;
-
 use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::error::Result;
-use crate::oci::{ByteRange, Digest, RepositoryName};
+use crate::oci::{ByteRange, Digest};
 use crate::storage::UploadId;
 use crate::storage::backend::Backend;
 
@@ -35,26 +33,14 @@ pub use objects::*;
 pub use tags::*;
 pub use uploads::*;
 
-use super::{Body, body, ok};
+use super::{Body, Factory, body, ok, run_cases};
+pub(crate) use super::{Setup, repo};
 
-/// Opens backends for the contract suite; see [`DriverFactory`](super::DriverFactory), its
-/// counterpart for drivers.
-pub trait BackendFactory: Send + Sync {
-    /// The backend (or stack of layers) under test.
-    type Backend: Backend;
-    /// A handle on one isolated storage area, kept alive for the whole case.
-    type Storage: Send + Sync;
+/// A [`Factory`] of backends (or stacks of layers over one): what the contract suite runs
+/// against. Implemented for every such factory; implement [`Factory`].
+pub trait BackendFactory: Factory<Instance: Backend> {}
 
-    /// Creates a fresh, empty storage area.
-    fn create_storage(&self) -> impl Future<Output = Result<Self::Storage>> + Send;
-
-    /// Opens a backend on `storage`; a second call for the same storage returns a new
-    /// instance sharing nothing in memory with the first (a restarted process).
-    fn open(&self, storage: &Self::Storage) -> impl Future<Output = Result<Self::Backend>> + Send;
-
-    /// Whether a second [`open`](Self::open) on the same storage sees the first's data.
-    fn persistent(&self) -> bool;
-}
+impl<F: Factory<Instance: Backend>> BackendFactory for F {}
 
 /// Lists every case of the contract suite, like
 /// [`for_each_behaviour_case!`](crate::for_each_behaviour_case): expands to
@@ -96,74 +82,12 @@ macro_rules! for_each_backend_contract_case {
 /// Runs every case against the backends of `factory` (the cases needing a second instance
 /// only if it is persistent), and panics naming every case that failed.
 pub async fn run_all<F: BackendFactory>(factory: &F) {
-    macro_rules! run {
-        (; $($case:ident),* ; reopen: $($reopen:ident),*) => {{
-            let mut failed = Vec::new();
-            $( super::run_one("contract", stringify!($case), &mut failed, $case(factory)).await; )*
-            if factory.persistent() {
-                $(
-                    super::run_one("contract", stringify!($reopen), &mut failed, $reopen(factory))
-                        .await;
-                )*
-            }
-            failed
-        }};
-    }
-    let failed: Vec<String> = for_each_backend_contract_case!(run!());
-    if !failed.is_empty() {
-        panic!(
-            "{} contract case(s) failed:\n{}",
-            failed.len(),
-            failed.join("\n")
-        );
-    }
+    for_each_backend_contract_case!(run_cases!("contract", factory));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Helpers shared by the cases.
 // ---------------------------------------------------------------------------------------------
-
-/// One case's storage and backend.
-pub(crate) struct Setup<'f, F: BackendFactory> {
-    factory: &'f F,
-    storage: F::Storage,
-    /// The backend (shared with spawned tasks in concurrency cases).
-    pub(crate) b: Arc<F::Backend>,
-}
-
-impl<'f, F: BackendFactory> Setup<'f, F> {
-    pub(crate) async fn new(factory: &'f F) -> Self {
-        let storage = factory
-            .create_storage()
-            .await
-            .unwrap_or_else(|e| panic!("factory could not create storage: {e}"));
-        let b = factory
-            .open(&storage)
-            .await
-            .unwrap_or_else(|e| panic!("factory could not open a backend: {e}"));
-        Self {
-            factory,
-            storage,
-            b: Arc::new(b),
-        }
-    }
-
-    /// A second, independent backend instance on the same storage.
-    pub(crate) async fn second_instance(&self) -> F::Backend {
-        assert!(
-            self.factory.persistent(),
-            "this case needs a persistent factory"
-        );
-        self.factory
-            .open(&self.storage)
-            .await
-            .unwrap_or_else(|e| panic!("factory could not open a second backend: {e}"))
-    }
-}
-
-pub(crate) fn repo(name: &str) -> RepositoryName {
-    RepositoryName::parse(name).expect("valid test repository name")
-}
 
 /// Stores `content` as a blob through an upload (start, one append, finish); returns its
 /// digest.

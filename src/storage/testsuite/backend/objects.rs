@@ -24,7 +24,7 @@ fn keys_of_every_class(repo_name: &str) -> Vec<Key> {
 /// removed; `exists` agrees; removing an absent key succeeds.
 pub async fn contract_objects<F: BackendFactory>(factory: &F) {
     let s = Setup::new(factory).await;
-    let b = &*s.b;
+    let b = &*s.d;
     for key in keys_of_every_class("contract/objects") {
         let what = format!("{key:?}");
         assert_eq!(ok!(b.read(&key).await), None, "{what} before any write");
@@ -67,9 +67,9 @@ pub async fn contract_atomic_writes<F: BackendFactory>(factory: &F) {
             continue;
         }
         let values = [vec![b'a'; LEN], vec![b'b'; LEN]];
-        ok!(s.b.write(&key, bytes(&values[0])).await);
+        ok!(s.d.write(&key, bytes(&values[0])).await);
         let writer = {
-            let (b, key, values) = (s.b.clone(), key.clone(), values.clone());
+            let (b, key, values) = (s.d.clone(), key.clone(), values.clone());
             tokio::spawn(async move {
                 for i in 1..=WRITES {
                     ok!(b.write(&key, bytes(&values[i % 2])).await);
@@ -77,7 +77,7 @@ pub async fn contract_atomic_writes<F: BackendFactory>(factory: &F) {
             })
         };
         while !writer.is_finished() {
-            let seen = ok!(s.b.read(&key).await).expect("an object once written stays");
+            let seen = ok!(s.d.read(&key).await).expect("an object once written stays");
             assert!(
                 values.iter().any(|v| seen == v[..]),
                 "{key:?}: a read saw a mix of two writes ({} bytes)",
@@ -86,7 +86,7 @@ pub async fn contract_atomic_writes<F: BackendFactory>(factory: &F) {
             tokio::task::yield_now().await;
         }
         writer.await.expect("writer task");
-        let last = ok!(s.b.read(&key).await).expect("written");
+        let last = ok!(s.d.read(&key).await).expect("written");
         assert_eq!(last, values[WRITES % 2], "{key:?}: the last write wins");
     }
 }
@@ -98,10 +98,10 @@ pub async fn contract_durable_writes<F: BackendFactory>(factory: &F) {
     let kept = keys_of_every_class("contract/durable/kept");
     let removed = keys_of_every_class("contract/durable/removed");
     for key in kept.iter().chain(&removed) {
-        ok!(s.b.write(key, bytes(key.as_str().as_bytes())).await);
+        ok!(s.d.write(key, bytes(key.as_str().as_bytes())).await);
     }
     for key in &removed {
-        ok!(s.b.remove(key).await);
+        ok!(s.d.remove(key).await);
     }
     let other = s.second_instance().await;
     for key in &kept {

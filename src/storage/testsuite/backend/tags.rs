@@ -30,7 +30,7 @@ fn first_word(content: &[u8]) -> Option<Digest> {
 /// with a new record, the record is stored too; a tag moves when written again.
 pub async fn contract_tags<F: BackendFactory>(factory: &F) {
     let s = Setup::new(factory).await;
-    let b = &*s.b;
+    let b = &*s.d;
     let r = repo("contract/tags");
     let latest = layout::tag(&r, &tag("latest"));
 

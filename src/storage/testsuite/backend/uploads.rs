@@ -10,7 +10,7 @@ use super::{BackendFactory, Setup, chunks, read_blob, store_blob};
 /// Clause 7: an upload's bytes are no blob until it is finished.
 pub async fn contract_upload_invisible_until_finished<F: BackendFactory>(factory: &F) {
     let s = Setup::new(factory).await;
-    let b = &*s.b;
+    let b = &*s.d;
     let content = data(10_000, 7);
     let digest = sha256(&content);
     let id = UploadId::generate();
@@ -34,7 +34,7 @@ pub async fn contract_upload_invisible_until_finished<F: BackendFactory>(factory
 /// (a failure after the bytes were written) left beyond them.
 pub async fn contract_append_discards_beyond_offset<F: BackendFactory>(factory: &F) {
     let s = Setup::new(factory).await;
-    let b = &*s.b;
+    let b = &*s.d;
     let id = UploadId::generate();
     let started = ok!(b.start_upload(&id, None).await);
     let mut lost = started.clone();
@@ -59,7 +59,7 @@ pub async fn contract_append_discards_beyond_offset<F: BackendFactory>(factory: 
 /// retried from the old offset.
 pub async fn contract_failed_append_keeps_previous_state<F: BackendFactory>(factory: &F) {
     let s = Setup::new(factory).await;
-    let b = &*s.b;
+    let b = &*s.d;
     let id = UploadId::generate();
     let mut state = ok!(b.start_upload(&id, None).await);
     ok!(b.append_upload(&id, &mut state, 0, body(b"hello")).await);
@@ -79,7 +79,7 @@ pub async fn contract_failed_append_keeps_previous_state<F: BackendFactory>(fact
 /// Clause 7: finishing an upload as a blob already stored keeps the stored blob.
 pub async fn contract_finish_keeps_a_stored_blob<F: BackendFactory>(factory: &F) {
     let s = Setup::new(factory).await;
-    let b = &*s.b;
+    let b = &*s.d;
     let content = data(3000, 9);
     let digest = store_blob(b, &content).await;
     let id = UploadId::generate();
@@ -96,7 +96,7 @@ pub async fn contract_finish_keeps_a_stored_blob<F: BackendFactory>(factory: &F)
 /// an upload that holds nothing, or that was aborted already.
 pub async fn contract_abort_releases<F: BackendFactory>(factory: &F) {
     let s = Setup::new(factory).await;
-    let b = &*s.b;
+    let b = &*s.d;
     let content = data(5000, 4);
     let id = UploadId::generate();
     let mut state = ok!(b.start_upload(&id, None).await);
@@ -118,7 +118,7 @@ pub async fn contract_abort_releases<F: BackendFactory>(factory: &F) {
 /// blob; empty ones too.
 pub async fn contract_upload_to_a_known_digest<F: BackendFactory>(factory: &F) {
     let s = Setup::new(factory).await;
-    let b = &*s.b;
+    let b = &*s.d;
     for content in [data(6 * 1024 * 1024 + 3, 5), Vec::new()] {
         let digest = sha256(&content);
         let id = UploadId::generate();
@@ -143,16 +143,16 @@ pub async fn contract_upload_state_continues_elsewhere<F: BackendFactory>(factor
     let s = Setup::new(factory).await;
     let content = data(7 * 1024 * 1024 + 11, 6);
     let id = UploadId::generate();
-    let mut state = ok!(s.b.start_upload(&id, None).await);
+    let mut state = ok!(s.d.start_upload(&id, None).await);
     assert!(state.is_current(), "a fresh state is current");
     let cut = 6 * 1024 * 1024;
     ok!(s
-        .b
+        .d
         .append_upload(&id, &mut state, 0, chunks(&content[..cut], 1 << 20))
         .await);
     let json = serde_json::to_vec(&state).expect("a state serialises");
     let other = s.second_instance().await;
-    let mut state: <F::Backend as Backend>::UploadState =
+    let mut state: <F::Instance as Backend>::UploadState =
         serde_json::from_slice(&json).expect("a state deserialises");
     assert!(state.is_current(), "a state of this boot is current");
     let n = cut as u64;
@@ -163,5 +163,5 @@ pub async fn contract_upload_state_continues_elsewhere<F: BackendFactory>(factor
     ok!(other
         .finish_upload(&id, state, content.len() as u64, &digest)
         .await);
-    assert!(ok!(read_blob(&*s.b, &digest, None).await) == content);
+    assert!(ok!(read_blob(&*s.d, &digest, None).await) == content);
 }
