@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # What metrics and notifications cost: the same marina-registry binary, side by side in one
 # run, with them off, with metrics on (--metrics-listen, scraped every second as Prometheus
-# would), and with metrics and notifications on (one endpoint, a local sink answering 200 to
-# every POST), on the scenarios that are most sensitive to per-request overhead.
+# would), and with metrics and notifications on (one endpoint with the default settings: the
+# sink benches/tools/notification-sink.rs, which answers 200 to every POST and discards the
+# body), on the scenarios that are most sensitive to per-request overhead.
 #
 #   bash benches/observe-cost.sh                  # REPEAT=5 runs per scenario and setting
 #   REPEAT=3 SCENARIOS="head-blob" bash benches/observe-cost.sh
 #   BASELINE_BIN=/tmp/marina-registry-old bash benches/observe-cost.sh   # also an older binary
 #
 # Runs alternate between the settings (off, metrics, metrics+notify, off, ...), each on a
-# freshly started server with empty filesystem storage; the figures printed are medians, and
-# the cost is 1 - median(setting) / median(off). Needs what benches/e2e.sh needs (it installs
-# golang-go for regbench if missing).
+# freshly started server with empty filesystem storage. Two figures per setting, both
+# medians over the runs:
+#   - throughput (operations per second); cost = 1 - median(setting) / median(off);
+#   - the registry's CPU time per operation (user + system, from /proc, over the whole run);
+#     cost = median(setting) / median(off) - 1. On a shared machine this one moves far less
+#     than throughput: other processes take CPU away from a run, not CPU time per request.
+#     With notifications on, the sink's CPU per operation is shown beside it (it shares the
+#     machine, and so the throughput, but is not the registry's cost).
+# After each run with notifications, the events the registry counted (queued, delivered,
+# dropped) and those the sink received are checked against each other; the totals are
+# printed at the end. Needs what benches/e2e.sh needs (it installs golang-go for regbench if
+# missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -36,16 +46,24 @@ if ! command -v go >/dev/null; then
   apt-get update -qq && apt-get install -y -qq golang-go >/dev/null
 fi
 (cd "$REGBENCH_SRC" && go build -o "$WORK/regbench" .)
-cargo build --release --quiet --bin marina-registry
+cargo build --release --quiet --bin marina-registry --example notification-sink
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/marina-registry
+SINK_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/notification-sink
+TICKS=$(getconf CLK_TCK)
 
-python3 benches/notification-sink.py "$SINK_ADDR" >"$WORK/sink.log" 2>&1 &
+"$SINK_BIN" "$SINK_ADDR" >"$WORK/sink.log" 2>&1 &
 SINK_PID=$!; PIDS+=("$SINK_PID")
 cat >"$WORK/notify.toml" <<TOML
 [[notifications.endpoints]]
 name = "bench"
 url = "http://$SINK_ADDR/events"
 TOML
+
+# CPU time (user + system) of a process so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# A counter of the sink (requests, bytes, events) or of the registry's /metrics.
+sink_count() { curl -sf "http://$SINK_ADDR/" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+events_total() { curl -sf "http://$METRICS_ADDR/metrics" | awk -v s="marina_notification_events_total{endpoint=\"bench\",outcome=\"$1\"}" '$1 == s {print $2}'; }
 
 wait_up() { for _ in $(seq 1 200); do curl -sf -o /dev/null "http://$1" && return 0; sleep 0.05; done; echo "server $1 did not start" >&2; return 1; }
 
@@ -68,6 +86,7 @@ start() { # setting
 }
 stop() {
   [ -n "$SCRAPER" ] && kill "$SCRAPER" 2>/dev/null || true
+  # The registry lets queued events go out when it stops (SIGTERM).
   kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true
   find "$DATA" -type f -size +0 -exec truncate -s 0 {} + 2>/dev/null || true
 }
@@ -75,35 +94,59 @@ stop() {
 field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
 median() { printf '%s\n' "$@" | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]}'; }
 cost() { python3 -c "print(f'{(1 - float(\"$2\") / float(\"$1\")) * 100:+.1f}%')"; }
+cpu_cost() { python3 -c "print(f'{(float(\"$2\") / float(\"$1\") - 1) * 100:+.1f}%')"; }
 
 SCEN=(
-  "head-blob-c16|head-blob -conc 16 -duration 10s|ops_per_s"
-  "get-manifest-c16|get-manifest -conc 16 -duration 10s|ops_per_s"
-  "push-small-2000x4KiB-c8|push-small -size 4KiB -n 2000 -conc 8|ops_per_s"
+  "head-blob-c16|head-blob -conc 16 -duration 10s|ops"
+  "get-manifest-c16|get-manifest -conc 16 -duration 10s|ops"
+  "push-small-2000x4KiB-c8|push-small -size 4KiB -n 2000 -conc 8|n"
 )
-echo "# REPEAT=$REPEAT bash benches/observe-cost.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "# REPEAT=$REPEAT bash benches/observe-cost.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), load $(cut -d' ' -f1-3 /proc/loadavg)"
 SETTINGS=(off metrics notify)
 [ -n "${BASELINE_BIN:-}" ] && SETTINGS+=(baseline)
-printf '%-26s %12s %12s %12s %9s %9s\n' scenario off metrics +notify "cost(m)" "cost(m+n)"
+printf '%-24s %9s %9s %9s %8s %8s | %6s %6s %6s %7s %7s %6s\n' scenario off metrics +notify "cost(m)" "cost(m+n)" \
+  "cpu:off" metrics +notify "cost(m)" "cost(m+n)" sink
+QUEUED=0; DELIVERED=0; DROPPED=0
 for s in "${SCEN[@]}"; do
-  IFS='|' read -r name args unit <<<"$s"
+  IFS='|' read -r name args ops_field <<<"$s"
   if [ -n "${SCENARIOS:-}" ] && ! grep -qw -- "${args%% *}" <<<"$SCENARIOS"; then continue; fi
   declare -A runs=([off]="" [metrics]="" [notify]="" [baseline]="")
+  declare -A cpus=([off]="" [metrics]="" [notify]="" [baseline]="")
+  sink_cpus=""
   for _ in $(seq 1 "$REPEAT"); do
     for setting in "${SETTINGS[@]}"; do
       start "$setting"
-      v=$("$WORK/regbench" $args -url "http://$ADDR" -seed 42 -timeout 600s 2>>"$WORK/regbench.err" | grep "^scenario=" | head -1 | field "$unit")
+      sink_before=$(cpu_ticks "$SINK_PID"); events_before=$(sink_count events)
+      line=$("$WORK/regbench" $args -url "http://$ADDR" -seed 42 -timeout 600s 2>>"$WORK/regbench.err" | grep "^scenario=" | head -1)
+      ticks=$(cpu_ticks "$PID")
+      if [ "$setting" = notify ]; then
+        queued=$(events_total queued); dropped=$(events_total dropped)
+      fi
       stop
+      v=$(field ops_per_s <<<"$line"); ops=$(field "$ops_field" <<<"$line")
       runs[$setting]="${runs[$setting]} $v"
+      cpus[$setting]="${cpus[$setting]} $(python3 -c "print(f'{$ticks / $TICKS / $ops * 1e6:.2f}')")"
+      if [ "$setting" = notify ]; then
+        # Every event the registry queued arrived (it sends what is queued when it stops).
+        received=$(( $(sink_count events) - events_before ))
+        QUEUED=$((QUEUED + ${queued%.*})); DROPPED=$((DROPPED + ${dropped%.*})); DELIVERED=$((DELIVERED + received))
+        [ "$received" = "${queued%.*}" ] || echo "warning: $name: the registry queued ${queued%.*} events, the sink received $received" >&2
+        sink_cpus="$sink_cpus $(python3 -c "print(f'{($(cpu_ticks "$SINK_PID") - $sink_before) / $TICKS / $ops * 1e6:.2f}')")"
+      fi
     done
   done
   off=$(median ${runs[off]}); m=$(median ${runs[metrics]}); n=$(median ${runs[notify]})
-  printf '%-26s %12s %12s %12s %9s %9s  runs off%s; metrics%s; notify%s\n' "$name" "$off" "$m" "$n" \
-    "$(cost "$off" "$m")" "$(cost "$off" "$n")" "${runs[off]}" "${runs[metrics]}" "${runs[notify]}"
+  coff=$(median ${cpus[off]}); cm=$(median ${cpus[metrics]}); cn=$(median ${cpus[notify]})
+  printf '%-24s %9s %9s %9s %8s %8s | %6s %6s %6s %7s %7s %6s\n' "$name" "$off" "$m" "$n" \
+    "$(cost "$off" "$m")" "$(cost "$off" "$n")" "$coff" "$cm" "$cn" "$(cpu_cost "$coff" "$cm")" "$(cpu_cost "$coff" "$cn")" "$(median $sink_cpus)"
+  printf '  runs ops/s: off%s; metrics%s; notify%s\n' "${runs[off]}" "${runs[metrics]}" "${runs[notify]}"
+  printf '  runs registry CPU us/op: off%s; metrics%s; notify%s; sink (notify runs)%s\n' "${cpus[off]}" "${cpus[metrics]}" "${cpus[notify]}" "$sink_cpus"
   if [ -n "${BASELINE_BIN:-}" ]; then
-    b=$(median ${runs[baseline]})
-    printf '%-26s baseline binary %s: %s, off vs baseline %s; runs%s\n' "$name" "$BASELINE_BIN" "$b" "$(cost "$b" "$off")" "${runs[baseline]}"
+    b=$(median ${runs[baseline]}); cb=$(median ${cpus[baseline]})
+    printf '  baseline binary %s: %s ops/s, %s CPU us/op; off vs baseline %s (ops/s), %s (CPU); runs%s; CPU%s\n' "$BASELINE_BIN" "$b" "$cb" \
+      "$(cost "$b" "$off")" "$(cpu_cost "$cb" "$coff")" "${runs[baseline]}" "${cpus[baseline]}"
   fi
 done
+echo "events: queued $QUEUED, dropped $DROPPED (queue full), received by the sink $DELIVERED"
 kill "$SINK_PID" 2>/dev/null; wait "$SINK_PID" 2>/dev/null || true
 cat "$WORK/sink.log"

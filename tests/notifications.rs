@@ -341,6 +341,43 @@ async fn events_are_sent_together_in_order_in_bounded_envelopes() {
 }
 
 #[tokio::test]
+async fn a_full_batch_goes_out_without_waiting_for_the_flush_interval() {
+    let sink = Sink::start(SinkMode::Accept).await;
+    // A flush interval far longer than `Sink::events` waits: only full batches arrive.
+    let config = endpoint("full", &sink.url, "max_batch = 4\nflush_interval = \"1h\"");
+    let reg = observe::start(StorageConfig::inmemory(), None, Some(config)).await;
+    let s = &reg.server;
+    let image = s.push_image("demo/app", "v1", 9).await;
+    for _ in 0..5 {
+        let resp = s
+            .client
+            .head(s.url(&format!("/v2/demo/app/blobs/{}", image.layer_digest)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    // 3 pushes and 5 pulls: two full envelopes.
+    let events = sink.events(8).await;
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "push", "push", "push", "pull", "pull", "pull", "pull", "pull"
+        ]
+    );
+    let sizes: Vec<usize> = sink
+        .deliveries()
+        .iter()
+        .map(|d| d.envelope["events"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [4, 4]);
+}
+
+#[tokio::test]
 async fn the_actor_is_the_authenticated_user_and_the_address_the_clients() {
     use marina_distribution::observe::http::ObserveLayer;
     use marina_distribution::observe::notify::{Notifier, NotifierOptions};

@@ -30,7 +30,8 @@
 //!
 //! What it costs depends on what is on: without metrics, notifications and access lines
 //! (`RUST_LOG=warn`), it only sets the request id; request and response bodies are wrapped
-//! (to count bytes) only when metrics or access lines need the counts.
+//! (to count bytes) only when metrics or access lines need the counts and there is a body
+//! (a request or response without one is accounted for when its response head is ready).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -55,7 +56,7 @@ use tracing::Instrument;
 use crate::observe::metrics::{InFlight, Metrics};
 use crate::observe::notify::{self, Notifier, RequestFacts};
 use crate::registry::auth::Identity;
-use crate::registry::{CONTENT_DIGEST_HEADER, Endpoint, RouteInfo};
+use crate::registry::{BlobCommitted, CONTENT_DIGEST_HEADER, Endpoint, RouteInfo};
 
 /// The tracing target of access lines.
 pub const ACCESS_TARGET: &str = "marina_registry::access";
@@ -162,7 +163,9 @@ where
         req.extensions_mut().insert(RequestId(id.clone()));
         let log = tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO);
         let shared = &self.shared;
-        let received = (log || shared.metrics.is_some()).then(|| {
+        // A request without a body (a GET, a HEAD) has nothing to count.
+        let has_body = !http_body::Body::is_end_stream(req.body());
+        let received = ((log || shared.metrics.is_some()) && has_body).then(|| {
             let counter = Arc::new(AtomicU64::new(0));
             let body = std::mem::take(req.body_mut());
             *req.body_mut() = Body::new(Counted {
@@ -176,7 +179,8 @@ where
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0);
-            RequestFacts::of(req.method(), req.uri(), req.headers(), id.clone(), addr)
+            let id = id.to_str().unwrap_or("");
+            RequestFacts::of(req.method(), req.uri(), req.headers(), id, addr)
         });
         let span = tracing::info_span!("request", id = %id.to_str().unwrap_or(""));
         let pending = Pending {
@@ -226,44 +230,31 @@ impl Pending {
         resp.headers_mut()
             .insert(REQUEST_ID_HEADER, self.id.clone());
         let info = resp.extensions().get::<RouteInfo>();
-        if let (Some(notifier), Some(facts), Some(info)) =
-            (&self.shared.notifier, self.facts.take(), info)
-        {
-            // The authenticated caller, which the access control puts into the response's
-            // extensions (an `Arc<str>`: no copy of the name).
-            let actor = resp
-                .extensions()
-                .get::<Identity>()
-                .and_then(|identity| match identity {
-                    Identity::User(name) => Some(Arc::clone(name)),
-                    Identity::Anonymous => None,
-                });
-            if let Some(event) = notify::event_of(
-                facts,
-                info,
-                resp.status(),
-                resp.headers(),
-                resp.extensions(),
-                actor,
-            ) {
-                notifier.notify(event);
-            }
+        let endpoint = info.and_then(|i| i.endpoint);
+        let log = self.log.then(|| AccessFacts {
+            repository: info
+                .and_then(|i| i.repository.as_ref())
+                .map(|r| r.to_string()),
+            reference: info.and_then(|i| i.reference.clone()),
+            digest: resp.headers().get(CONTENT_DIGEST_HEADER).cloned(),
+        });
+        if let (Some(notifier), Some(facts)) = (&self.shared.notifier, self.facts.take()) {
+            notify_of(notifier, facts, &resp);
         }
         if !self.log && self.shared.metrics.is_none() {
             return resp;
         }
         let done = Done {
-            endpoint: info.and_then(|i| i.endpoint),
+            endpoint,
             status: resp.status(),
-            log: self.log.then(|| AccessFacts {
-                repository: info
-                    .and_then(|i| i.repository.as_ref())
-                    .map(|r| r.to_string()),
-                reference: info.and_then(|i| i.reference.clone()),
-                digest: resp.headers().get(CONTENT_DIGEST_HEADER).cloned(),
-            }),
+            log,
             pending: self,
         };
+        if http_body::Body::is_end_stream(resp.body()) {
+            // Nothing to wait for (a HEAD, a 201 or 202): accounted for now.
+            done.finish(0);
+            return resp;
+        }
         resp.map(|body| {
             Body::new(Accounted {
                 inner: body,
@@ -271,6 +262,28 @@ impl Pending {
                 done: Some(done),
             })
         })
+    }
+}
+
+/// Offers the event `resp` reports, if any, to `notifier`.
+fn notify_of(notifier: &Notifier, facts: RequestFacts, resp: &Response) {
+    let extensions = resp.extensions();
+    let Some(info) = extensions.get::<RouteInfo>() else {
+        return;
+    };
+    // The authenticated caller, which the access control puts into the response's
+    // extensions (an `Arc<str>`: no copy of the name).
+    let actor = extensions
+        .get::<Identity>()
+        .and_then(|identity| match identity {
+            Identity::User(name) => Some(Arc::clone(name)),
+            Identity::Anonymous => None,
+        });
+    let committed = extensions.get::<BlobCommitted>().map(|b| b.size);
+    if let Some(event) =
+        notify::event_of(facts, info, resp.status(), resp.headers(), committed, actor)
+    {
+        notifier.notify(event);
     }
 }
 

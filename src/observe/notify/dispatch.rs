@@ -3,41 +3,47 @@
 //! A request only ever calls [`EndpointQueue::offer`], a non-blocking `try_send`: when the
 //! queue is full the event is dropped and counted, so a slow or dead endpoint never slows a
 //! request. Serialising and POSTing happen in the task only, a batch at a time: the task
-//! takes the first queued event, lets `flush_interval` pass, takes what was queued meanwhile
-//! (up to `max_batch` events in all) and sends them, in order, in one envelope, which
-//! Distribution's format allows ("The envelope contains one or more events [...] the registry
-//! may choose to group unrelated events and send them in the same envelope to reduce the
-//! total number of requests": `docs/content/about/notifications.md` of
-//! distribution/distribution, section "Envelope"). Under load an endpoint thus gets a few
-//! POSTs a second instead of one per pull. It retries an envelope until the endpoint accepts
-//! it: right away a few times, then, after `threshold` consecutive failures, after `backoff`,
-//! doubled while the failures go on (up to a minute); events queue meanwhile, up to
-//! `queue_size`, and the next envelope takes them.
+//! takes the first queued event, lets up to `flush_interval` pass while fewer than
+//! `max_batch` events are queued, takes them (up to `max_batch` in all) and sends them, in
+//! order, in one envelope, which Distribution's format allows ("The envelope contains one or
+//! more events [...] the registry may choose to group unrelated events and send them in the
+//! same envelope to reduce the total number of requests": `docs/content/about/notifications.md`
+//! of distribution/distribution, section "Envelope"). Under load an endpoint thus gets one
+//! POST per `max_batch` events instead of one per pull. It retries an envelope until the
+//! endpoint accepts it: right away a few times, then, after `threshold` consecutive failures,
+//! after `backoff`, doubled while the failures go on (up to a minute); events queue
+//! meanwhile, up to `queue_size`, and the next envelope takes them.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::config::{
     ConfigError, DEFAULT_BACKOFF, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE,
     DEFAULT_THRESHOLD, DEFAULT_TIMEOUT, EndpointConfig,
 };
-use super::event::{Action, EVENTS_MEDIA_TYPE, Event, SourceRecord, envelope};
+use super::event::{Action, EVENTS_MEDIA_TYPE, Event, SourceRecord};
+use super::wire::EnvelopeWriter;
 use crate::observe::metrics::NotificationEndpointMetrics;
 
 /// The wait between the quick retries before `threshold` is reached.
 const QUICK_RETRY: Duration = Duration::from_millis(50);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often, within `flush_interval`, the sender looks whether a full batch is queued: often
+/// enough that at 100 000 events a second the queue holds a batch and 500 more at most, below
+/// the default `queue_size`.
+const FULL_BATCH_CHECK: Duration = Duration::from_millis(5);
 
 /// The request side of an endpoint: its filter and its queue.
 #[derive(Debug)]
 pub(super) struct EndpointQueue {
     ignored_actions: [bool; 4],
     ignored_media_types: Vec<String>,
-    sender: mpsc::Sender<Arc<Event>>,
+    sender: mpsc::Sender<Event>,
     metrics: NotificationEndpointMetrics,
 }
 
@@ -51,22 +57,23 @@ fn action_slot(action: Action) -> usize {
 }
 
 impl EndpointQueue {
-    /// Queues `event` unless the endpoint ignores it; never waits.
-    pub(super) fn offer(&self, event: &Arc<Event>) {
+    /// Whether the endpoint wants `event` (does not ignore its action or media type).
+    pub(super) fn wants(&self, event: &Event) -> bool {
         if self.ignored_actions[action_slot(event.action)] {
-            return;
+            return false;
         }
-        if !self.ignored_media_types.is_empty()
-            && let Some(mt) = event
+        let ignored_media_type = !self.ignored_media_types.is_empty()
+            && event
                 .target
                 .media_type
                 .as_ref()
-                .and_then(|m| m.to_str().ok())
-            && self.ignored_media_types.iter().any(|i| i == mt)
-        {
-            return;
-        }
-        match self.sender.try_send(Arc::clone(event)) {
+                .is_some_and(|mt| self.ignored_media_types.iter().any(|i| i == mt.as_str()));
+        !ignored_media_type
+    }
+
+    /// Queues `event`, or drops and counts it when the queue is full; never waits.
+    pub(super) fn offer(&self, event: Event) {
+        match self.sender.try_send(event) {
             Ok(()) => {
                 self.metrics.queued.inc();
                 self.metrics.queue_length.inc();
@@ -81,22 +88,21 @@ impl EndpointQueue {
 /// Everything the sender task of one endpoint needs.
 struct Sender {
     name: String,
-    url: String,
+    url: reqwest::Url,
     client: reqwest::Client,
     threshold: u32,
     backoff: Duration,
     max_batch: usize,
     flush_interval: Duration,
-    scheme: Arc<str>,
-    source: Arc<SourceRecord>,
+    writer: EnvelopeWriter,
     metrics: NotificationEndpointMetrics,
 }
 
 /// Starts the sender task of `config` and returns its queue and the task.
 pub(super) fn start(
     config: &EndpointConfig,
-    scheme: Arc<str>,
-    source: Arc<SourceRecord>,
+    scheme: &str,
+    source: &SourceRecord,
     metrics: NotificationEndpointMetrics,
 ) -> Result<(EndpointQueue, JoinHandle<()>), ConfigError> {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -116,6 +122,10 @@ pub(super) fn start(
         reqwest::header::CONTENT_TYPE,
         reqwest::header::HeaderValue::from_static(EVENTS_MEDIA_TYPE),
     );
+    let url = reqwest::Url::parse(&config.url).map_err(|e| ConfigError {
+        field: "notifications.endpoints.url",
+        message: format!("{}: {e}", config.name),
+    })?;
     let client = reqwest::Client::builder()
         .timeout(config.timeout.unwrap_or(DEFAULT_TIMEOUT))
         .default_headers(headers)
@@ -137,66 +147,80 @@ pub(super) fn start(
     };
     let task = Sender {
         name: config.name.clone(),
-        url: config.url.clone(),
+        url,
         client,
         threshold: config.threshold.unwrap_or(DEFAULT_THRESHOLD),
         backoff: config.backoff.unwrap_or(DEFAULT_BACKOFF),
         max_batch: config.max_batch.unwrap_or(DEFAULT_MAX_BATCH).max(1),
         flush_interval: config.flush_interval.unwrap_or(DEFAULT_FLUSH_INTERVAL),
-        scheme,
-        source,
+        writer: EnvelopeWriter::new(scheme, source),
         metrics,
     };
     Ok((queue, tokio::spawn(task.run(receiver))))
 }
 
 impl Sender {
-    async fn run(self, mut receiver: mpsc::Receiver<Arc<Event>>) {
-        let mut batch = Vec::with_capacity(self.max_batch);
-        while self.next_batch(&mut receiver, &mut batch).await {
-            self.metrics.queue_length.dec_by(batch.len() as i64);
-            let body = envelope(&batch, &self.scheme, &self.source);
-            self.deliver(bytes::Bytes::from(body), batch.len()).await;
-            batch.clear();
-        }
-    }
-
-    /// Fills `batch` with the next events to send: waits for one, then, unless that already
-    /// filled the batch, sleeps `flush_interval` and takes what was queued meanwhile, up to
-    /// `max_batch`. Sleeping rather than waiting on the queue matters: a task waiting on the
-    /// queue is woken by every event offered to it, while a sleeping one costs a request only
-    /// the `try_send`. Returns `false` once every queue handle is dropped and the queue is
-    /// drained.
-    async fn next_batch(
-        &self,
-        receiver: &mut mpsc::Receiver<Arc<Event>>,
-        batch: &mut Vec<Arc<Event>>,
-    ) -> bool {
-        if receiver.recv_many(batch, self.max_batch).await == 0 {
-            return false;
-        }
-        if batch.len() < self.max_batch && !self.flush_interval.is_zero() {
-            tokio::time::sleep(self.flush_interval).await;
-            while batch.len() < self.max_batch {
-                match receiver.try_recv() {
-                    Ok(event) => batch.push(event),
-                    Err(_) => break, // empty, or closed: send what we hold
-                }
+    async fn run(mut self, mut receiver: mpsc::Receiver<Event>) {
+        let mut buffer = BytesMut::new();
+        while let Some(first) = receiver.recv().await {
+            self.wait_for_batch(&receiver).await;
+            // Each event is written and dropped as it leaves the queue: only the JSON waits
+            // for the endpoint.
+            self.writer
+                .begin(&mut buffer, (1 + receiver.len()).min(self.max_batch));
+            self.writer.event(&mut buffer, &first);
+            drop(first);
+            let mut events = 1;
+            while events < self.max_batch
+                && let Ok(event) = receiver.try_recv()
+            {
+                self.writer.event(&mut buffer, &event);
+                events += 1;
             }
+            self.writer.end(&mut buffer);
+            self.metrics.queue_length.dec_by(events as i64);
+            let body = self
+                .deliver(std::mem::take(&mut buffer).freeze(), events)
+                .await;
+            // The next envelope reuses the buffer, once the HTTP client has let go of it.
+            buffer = body.try_into_mut().unwrap_or_default();
+            buffer.clear();
         }
-        true
     }
 
-    /// Sends one envelope until the endpoint accepts it.
-    async fn deliver(&self, body: bytes::Bytes, events: usize) {
+    /// Once an event was taken from the queue: lets up to `flush_interval` pass while fewer
+    /// than `max_batch` events (that one included) are queued. It sleeps rather than waiting
+    /// on the queue, looking at the queue's length every `FULL_BATCH_CHECK` meanwhile: a
+    /// task waiting on the queue is woken by every event offered to it, a sleeping one
+    /// costs a request only the `try_send`; and under load a full batch goes out at most
+    /// `FULL_BATCH_CHECK` after it is queued, long before the queue (`queue_size`) could fill
+    /// and drop events. It stops waiting when the queue closes (the server stops).
+    async fn wait_for_batch(&self, receiver: &mpsc::Receiver<Event>) {
+        if self.flush_interval.is_zero() {
+            return;
+        }
+        let deadline = Instant::now() + self.flush_interval;
+        let check = self.flush_interval.min(FULL_BATCH_CHECK);
+        while 1 + receiver.len() < self.max_batch && !receiver.is_closed() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep(check.min(deadline - now)).await;
+        }
+    }
+
+    /// Sends one envelope until the endpoint accepts it; returns it.
+    async fn deliver(&self, body: Bytes, events: usize) -> Bytes {
         let mut failures: u32 = 0;
         loop {
-            match self.client.post(&self.url).body(body.clone()).send().await {
+            let sent = self.client.post(self.url.clone()).body(body.clone()).send();
+            match sent.await {
                 // Distribution's rule: any 2xx or 3xx answer means delivered.
                 Ok(resp) if resp.status().as_u16() < 400 => {
                     self.metrics.successes.inc();
                     self.metrics.delivered.inc_by(events as u64);
-                    return;
+                    return body;
                 }
                 Ok(resp) => tracing::warn!(
                     endpoint = %self.name,

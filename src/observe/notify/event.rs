@@ -1,19 +1,20 @@
 //! Events and their JSON form: CNCF Distribution's envelope
 //! (`application/vnd.docker.distribution.events.v1+json`).
 //!
-//! An [`Event`] is built on the request's path from what the response already holds (cheap
-//! clones, no formatting); it becomes JSON only in the endpoint's dispatcher task.
+//! An [`Event`] is built on the request's path from what the request and its response
+//! already hold, without allocating: its short texts are copied into it ([`EventText`]), the
+//! `Host` and `User-Agent` shared, nothing is formatted. It becomes JSON only in the
+//! endpoint's sender task (the private `wire` module).
 
 use std::borrow::Borrow;
-use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::http::{HeaderValue, Method};
-use serde::{Serialize, Serializer};
-use time::OffsetDateTime;
+use axum::http::Method;
 
-use crate::oci::RepositoryName;
+pub use super::text::EventText;
+use super::wire::EnvelopeWriter;
 
 /// The media type of an event envelope, set as the POST's `Content-Type`.
 pub const EVENTS_MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
@@ -60,48 +61,48 @@ pub struct Target {
     /// Manifest or blob.
     pub kind: TargetKind,
     /// The media type (a manifest's, or [`BLOB_MEDIA_TYPE`]); absent on deletes.
-    pub media_type: Option<HeaderValue>,
+    pub media_type: Option<EventText>,
     /// The digest; absent on a tag delete.
-    pub digest: Option<HeaderValue>,
+    pub digest: Option<EventText>,
     /// The size in bytes; absent on deletes.
     pub size: Option<u64>,
     /// The repository.
-    pub repository: RepositoryName,
+    pub repository: EventText,
     /// The repository a mounted blob came from.
-    pub from_repository: Option<String>,
+    pub from_repository: Option<EventText>,
     /// The tag a manifest was pushed, pulled or deleted by.
-    pub tag: Option<String>,
+    pub tag: Option<EventText>,
 }
 
 /// The request that caused an event.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
     /// The request id (`X-Request-Id`).
-    pub id: HeaderValue,
+    pub id: EventText,
     /// The client's address, when the server records it.
     pub addr: Option<SocketAddr>,
     /// The `Host` the client addressed.
-    pub host: Option<HeaderValue>,
+    pub host: Option<Arc<str>>,
     /// The method.
     pub method: Method,
     /// The `User-Agent`.
-    pub user_agent: Option<HeaderValue>,
+    pub user_agent: Option<Arc<str>>,
 }
 
 /// The registry node that generated events.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct SourceRecord {
     /// `host:port` of the registry's listener.
     pub addr: String,
-    /// Random, new on every start.
-    #[serde(rename = "instanceID")]
+    /// Random, new on every start (`instanceID`).
     pub instance_id: String,
 }
 
 /// One event.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// Unique id (random 128 bits, written as a UUID).
+    /// Unique id (128 bits, written as a UUID: see [`next_event_id`]); the same for every
+    /// endpoint.
     pub id: u128,
     /// When it happened.
     pub timestamp: SystemTime,
@@ -112,284 +113,157 @@ pub struct Event {
     /// By which request.
     pub request: RequestRecord,
     /// Who: the authenticated user, when there is one.
-    pub actor: Option<std::sync::Arc<str>>,
+    pub actor: Option<Arc<str>>,
 }
 
-fn text(v: &HeaderValue) -> &str {
-    v.to_str().unwrap_or("")
+/// A new event id: 128 bits from the thread's random generator (seeded from the operating
+/// system), written as a version 4 UUID, so ids are unique across threads, restarts and
+/// registry processes as random UUIDs are.
+pub fn next_event_id() -> u128 {
+    rand::random()
 }
 
-/// Written with `Display`, straight into the JSON text (no `String` per field).
-struct Text<T>(T);
-
-impl<T: fmt::Display> Serialize for Text<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
-    }
-}
-
-/// The events of one envelope, serialised one by one as the JSON is written.
-struct WireEvents<'a, E> {
-    events: &'a [E],
-    scheme: &'a str,
-    source: &'a SourceRecord,
-}
-
-impl<E: Borrow<Event>> Serialize for WireEvents<'_, E> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            self.events
-                .iter()
-                .map(|e| e.borrow().wire(self.scheme, self.source)),
-        )
-    }
-}
-
-#[derive(Serialize)]
-#[serde(bound = "E: Borrow<Event>")]
-struct WireEnvelope<'a, E> {
-    events: WireEvents<'a, E>,
-}
-
-#[derive(Serialize)]
-struct WireEvent<'a> {
-    id: Text<Uuid>,
-    timestamp: Text<Rfc3339Time>,
-    action: &'static str,
-    target: WireTarget<'a>,
-    request: WireRequest<'a>,
-    actor: WireActor<'a>,
-    source: &'a SourceRecord,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct WireTarget<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    media_type: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    digest: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    size: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    length: Option<u64>,
-    repository: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from_repository: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<Text<ContentUrl<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tag: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct WireRequest<'a> {
-    id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    addr: Option<SocketAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    host: Option<&'a str>,
-    method: &'a str,
-    useragent: &'a str,
-}
-
-#[derive(Serialize)]
-struct WireActor<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-}
-
-/// A 128-bit id written as a UUID (version 4 layout).
-struct Uuid(u128);
-
-impl fmt::Display for Uuid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v4 = (self.0 & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
-        write!(
-            f,
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            v4 >> 96,
-            (v4 >> 80) & 0xffff,
-            (v4 >> 64) & 0xffff,
-            (v4 >> 48) & 0xffff,
-            v4 & 0xffff_ffff_ffff
-        )
-    }
-}
-
-/// A time in RFC 3339, UTC.
-struct Rfc3339Time(SystemTime);
-
-impl fmt::Display for Rfc3339Time {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = OffsetDateTime::from(self.0);
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )?;
-        // Fractional seconds as RFC 3339 allows: as many digits as needed, none when zero.
-        let mut nanos = t.nanosecond();
-        if nanos > 0 {
-            let mut digits = 9;
-            while nanos % 10 == 0 {
-                nanos /= 10;
-                digits -= 1;
-            }
-            write!(f, ".{nanos:0digits$}")?;
-        }
-        f.write_str("Z")
-    }
-}
-
-/// A direct link to an event's content: `{scheme}://{host}/v2/{name}/{manifests|blobs}/{digest}`.
-struct ContentUrl<'a> {
-    scheme: &'a str,
-    host: &'a str,
-    repository: &'a str,
-    kind: TargetKind,
-    digest: &'a str,
-}
-
-impl fmt::Display for ContentUrl<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.kind {
-            TargetKind::Manifest => "manifests",
-            TargetKind::Blob => "blobs",
-        };
-        write!(
-            f,
-            "{}://{}/v2/{}/{kind}/{}",
-            self.scheme, self.host, self.repository, self.digest
-        )
-    }
-}
-
-impl Event {
-    fn wire<'a>(&'a self, scheme: &'a str, source: &'a SourceRecord) -> WireEvent<'a> {
-        let t = &self.target;
-        let digest = t.digest.as_ref().map(text);
-        let host = self.request.host.as_ref().map(text);
-        // A link to the content, for pushes, pulls and mounts (deletes have none).
-        let url = match (digest, host, t.size) {
-            (Some(digest), Some(host), Some(_)) => Some(Text(ContentUrl {
-                scheme,
-                host,
-                repository: t.repository.as_str(),
-                kind: t.kind,
-                digest,
-            })),
-            _ => None,
-        };
-        WireEvent {
-            id: Text(Uuid(self.id)),
-            timestamp: Text(Rfc3339Time(self.timestamp)),
-            action: self.action.as_str(),
-            target: WireTarget {
-                media_type: t.media_type.as_ref().map(text),
-                digest,
-                size: t.size,
-                length: t.size,
-                repository: t.repository.as_str(),
-                from_repository: t.from_repository.as_deref(),
-                url,
-                tag: t.tag.as_deref(),
-            },
-            request: WireRequest {
-                id: text(&self.request.id),
-                addr: self.request.addr,
-                host,
-                method: self.request.method.as_str(),
-                useragent: self.request.user_agent.as_ref().map_or("", text),
-            },
-            actor: WireActor {
-                name: self.actor.as_deref(),
-            },
-            source,
-        }
-    }
-}
-
-/// The JSON envelope of `events` (one or more), in their order.
+/// The JSON envelope of `events` (one or more), in their order, as the sender writes it.
 pub fn envelope<E: Borrow<Event>>(events: &[E], scheme: &str, source: &SourceRecord) -> Vec<u8> {
-    let envelope = WireEnvelope {
-        events: WireEvents {
-            events,
-            scheme,
-            source,
-        },
-    };
-    serde_json::to_vec(&envelope).unwrap_or_default()
+    EnvelopeWriter::new(scheme, source)
+        .envelope(events)
+        .to_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    #[test]
-    fn envelope_has_distributions_fields() {
-        let event = Event {
+    fn push_by_tag() -> Event {
+        Event {
             id: 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
             timestamp: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1500),
             action: Action::Push,
             target: Target {
                 kind: TargetKind::Manifest,
-                media_type: Some(HeaderValue::from_static(
-                    "application/vnd.oci.image.manifest.v1+json",
-                )),
-                digest: Some(HeaderValue::from_static("sha256:abcd")),
+                media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
+                digest: Some("sha256:abcd".into()),
                 size: Some(708),
-                repository: RepositoryName::parse("demo/app").unwrap(),
+                repository: "demo/app".into(),
                 from_repository: None,
                 tag: Some("latest".into()),
             },
             request: RequestRecord {
-                id: HeaderValue::from_static("req-1"),
+                id: "req-1".into(),
                 addr: Some("127.0.0.1:4242".parse().unwrap()),
-                host: Some(HeaderValue::from_static("registry.local:5000")),
+                host: Some("registry.local:5000".into()),
                 method: Method::PUT,
-                user_agent: Some(HeaderValue::from_static("skopeo/1.0")),
+                user_agent: Some("skopeo/1.0".into()),
             },
             actor: None,
-        };
-        let source = SourceRecord {
+        }
+    }
+
+    fn source() -> SourceRecord {
+        SourceRecord {
             addr: "node:5000".into(),
             instance_id: "i-1".into(),
-        };
-        let json: serde_json::Value =
-            serde_json::from_slice(&envelope(&[&event], "https", &source)).unwrap();
-        let e = &json["events"][0];
-        assert_eq!(e["id"], "01234567-89ab-4def-8123-456789abcdef");
-        assert_eq!(e["timestamp"], "1970-01-01T00:00:01.5Z");
-        let later = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_796_497_331, 40_912_003);
+        }
+    }
+
+    fn parsed(events: &[&Event]) -> serde_json::Value {
+        serde_json::from_slice(&envelope(events, "https", &source())).unwrap()
+    }
+
+    #[test]
+    fn an_event_is_small_enough_to_queue_thousands() {
+        // `queue_size` (default 8192) events: about 5 MiB per endpoint at most.
+        assert!(
+            std::mem::size_of::<Event>() <= 672,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
+    }
+
+    #[test]
+    fn event_ids_differ() {
+        let ids: std::collections::BTreeSet<u128> = (0..1000).map(|_| next_event_id()).collect();
+        assert_eq!(ids.len(), 1000);
+    }
+
+    #[test]
+    fn envelope_has_distributions_fields() {
+        let json = parsed(&[&push_by_tag()]);
         assert_eq!(
-            Rfc3339Time(later).to_string(),
-            "2026-12-05T19:02:11.040912003Z"
+            json,
+            json!({"events": [{
+                "id": "01234567-89ab-4def-8123-456789abcdef",
+                "timestamp": "1970-01-01T00:00:01.5Z",
+                "action": "push",
+                "target": {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": "sha256:abcd",
+                    "size": 708,
+                    "length": 708,
+                    "repository": "demo/app",
+                    "url": "https://registry.local:5000/v2/demo/app/manifests/sha256:abcd",
+                    "tag": "latest",
+                },
+                "request": {
+                    "id": "req-1",
+                    "addr": "127.0.0.1:4242",
+                    "host": "registry.local:5000",
+                    "method": "PUT",
+                    "useragent": "skopeo/1.0",
+                },
+                "actor": {},
+                "source": {"addr": "node:5000", "instanceID": "i-1"},
+            }]})
+        );
+    }
+
+    #[test]
+    fn optional_fields_are_left_out_and_odd_text_is_escaped() {
+        let mut mount = push_by_tag();
+        mount.action = Action::Mount;
+        mount.target.kind = TargetKind::Blob;
+        mount.target.media_type = Some(BLOB_MEDIA_TYPE.into());
+        mount.target.digest = Some("sha256:beef".into());
+        mount.target.from_repository = Some("demo/base".into());
+        mount.target.tag = None;
+        mount.request.addr = Some("[::1]:5000".parse().unwrap());
+        mount.request.user_agent = Some(r#"say "hi" \ bye"#.into());
+        mount.actor = Some("alice".into());
+        let mut delete = push_by_tag();
+        delete.action = Action::Delete;
+        delete.target.media_type = None;
+        delete.target.digest = None;
+        delete.target.size = None;
+        delete.request.addr = None;
+        delete.request.host = None;
+        delete.request.user_agent = None;
+        let json = parsed(&[&mount, &delete]);
+        let events = json["events"].as_array().unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            events[0]["target"],
+            json!({
+                "mediaType": "application/octet-stream",
+                "digest": "sha256:beef",
+                "size": 708,
+                "length": 708,
+                "repository": "demo/app",
+                "fromRepository": "demo/base",
+                "url": "https://registry.local:5000/v2/demo/app/blobs/sha256:beef",
+            })
+        );
+        assert_eq!(events[0]["action"], "mount");
+        assert_eq!(events[0]["request"]["addr"], "[::1]:5000");
+        assert_eq!(events[0]["request"]["useragent"], r#"say "hi" \ bye"#);
+        assert_eq!(events[0]["actor"], json!({"name": "alice"}));
+        assert_eq!(
+            events[1]["target"],
+            json!({"repository": "demo/app", "tag": "latest"})
         );
         assert_eq!(
-            Rfc3339Time(SystemTime::UNIX_EPOCH).to_string(),
-            "1970-01-01T00:00:00Z"
+            events[1]["request"],
+            json!({"id": "req-1", "method": "PUT", "useragent": ""})
         );
-        assert_eq!(e["action"], "push");
-        assert_eq!(
-            e["target"]["mediaType"],
-            "application/vnd.oci.image.manifest.v1+json"
-        );
-        assert_eq!(e["target"]["size"], 708);
-        assert_eq!(e["target"]["length"], 708);
-        assert_eq!(
-            e["target"]["url"],
-            "https://registry.local:5000/v2/demo/app/manifests/sha256:abcd"
-        );
-        assert_eq!(e["target"]["tag"], "latest");
-        assert_eq!(e["request"]["addr"], "127.0.0.1:4242");
-        assert_eq!(e["request"]["useragent"], "skopeo/1.0");
-        assert_eq!(e["actor"], serde_json::json!({}));
-        assert_eq!(e["source"]["instanceID"], "i-1");
     }
 }

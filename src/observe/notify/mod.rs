@@ -24,19 +24,22 @@
 pub mod config;
 mod dispatch;
 pub mod event;
+mod facts;
+mod text;
+mod wire;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio::task::JoinHandle;
 
 pub use config::{ConfigError, EndpointConfig, NotificationsConfig};
-pub use event::{Action, Event, RequestRecord, SourceRecord, Target, TargetKind};
+pub use event::{Action, Event, EventText, RequestRecord, SourceRecord, Target, TargetKind};
+pub use facts::RequestFacts;
 
 use crate::observe::metrics::{Metrics, NotificationEndpointMetrics};
-use crate::oci::Digest;
-use crate::registry::{BlobCommitted, CONTENT_DIGEST_HEADER, Endpoint, RouteInfo};
+use crate::registry::{CONTENT_DIGEST_HEADER, Endpoint, RouteInfo};
 
 /// Sends events to the configured endpoints. Shared by the middleware (`Arc<Notifier>`).
 #[derive(Debug)]
@@ -81,11 +84,11 @@ impl Notifier {
         metrics: Option<&Metrics>,
     ) -> Result<(Arc<Self>, NotifierTasks), ConfigError> {
         config.validate()?;
-        let scheme: Arc<str> = options.scheme.into();
-        let source = Arc::new(SourceRecord {
+        let scheme = options.scheme;
+        let source = SourceRecord {
             addr: options.source_addr,
             instance_id: uuid_like(rand::random()),
-        });
+        };
         let mut queues = Vec::new();
         let mut tasks = Vec::new();
         for endpoint in &config.endpoints {
@@ -93,8 +96,7 @@ impl Notifier {
                 Some(m) => m.notifications().endpoint(&endpoint.name),
                 None => NotificationEndpointMetrics::detached(),
             };
-            let (queue, task) =
-                dispatch::start(endpoint, Arc::clone(&scheme), Arc::clone(&source), series)?;
+            let (queue, task) = dispatch::start(endpoint, &scheme, &source, series)?;
             tracing::info!(
                 endpoint = %endpoint.name,
                 url = %endpoint.url,
@@ -106,12 +108,19 @@ impl Notifier {
         Ok((Arc::new(Self { queues }), NotifierTasks { tasks }))
     }
 
-    /// Offers `event` to every endpoint's queue; never waits.
+    /// Offers `event` to the queue of every endpoint that wants it; never waits. With one
+    /// endpoint (the usual case) the event moves into its queue; each further endpoint gets
+    /// a copy.
     pub fn notify(&self, event: Event) {
-        let event = Arc::new(event);
-        for queue in &self.queues {
-            queue.offer(&event);
+        let mut wanted = self.queues.iter().filter(|q| q.wants(&event));
+        let Some(mut queue) = wanted.next() else {
+            return;
+        };
+        for next in wanted {
+            queue.offer(event.clone());
+            queue = next;
         }
+        queue.offer(event);
     }
 }
 
@@ -127,173 +136,113 @@ fn uuid_like(id: u128) -> String {
     )
 }
 
-/// What the middleware keeps of a request for the event its response may cause.
-#[derive(Debug)]
-pub struct RequestFacts {
-    /// The request record of the event.
-    pub record: RequestRecord,
-    /// The request's `Content-Type` (a pushed manifest's media type).
-    pub content_type: Option<HeaderValue>,
-    /// The request's `Content-Length`.
-    pub content_length: Option<u64>,
-    /// For a mount (`POST ?mount=&from=`): the source repository.
-    pub mount_from: Option<String>,
-}
-
-impl RequestFacts {
-    /// Reads the facts of a request; `addr` is the client's address if known.
-    pub fn of(
-        method: &Method,
-        uri: &axum::http::Uri,
-        headers: &HeaderMap,
-        id: HeaderValue,
-        addr: Option<std::net::SocketAddr>,
-    ) -> Self {
-        let mount_from = (*method == Method::POST)
-            .then(|| uri.query())
-            .flatten()
-            .filter(|q| q.contains("mount="))
-            .and_then(|q| {
-                let pairs = crate::registry::query_pairs(Some(q));
-                crate::registry::query_param(&pairs, "from").map(str::to_owned)
-            });
-        Self {
-            record: RequestRecord {
-                id,
-                addr,
-                host: headers.get(header::HOST).cloned().or_else(|| {
-                    uri.authority()
-                        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                }),
-                method: method.clone(),
-                user_agent: headers.get(header::USER_AGENT).cloned(),
-            },
-            content_type: headers.get(header::CONTENT_TYPE).cloned(),
-            content_length: headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
-            mount_from,
-        }
-    }
-}
-
 /// The event a response reports, if any (see the module's table).
 ///
-/// `actor`: the authenticated identity of the request, when there is one.
+/// `committed_size`: the size of the blob the request committed
+/// ([`BlobCommitted`](crate::registry::BlobCommitted)), if it did; `actor`: the authenticated
+/// identity of the request, when there is one.
 pub fn event_of(
     facts: RequestFacts,
     info: &RouteInfo,
     status: StatusCode,
     response: &HeaderMap,
-    extensions: &axum::http::Extensions,
+    committed_size: Option<u64>,
     actor: Option<Arc<str>>,
 ) -> Option<Event> {
     let endpoint = info.endpoint?;
-    let repository = info.repository.clone()?;
-    let reference = info.reference.as_deref();
-    let is_digest = |r: &str| Digest::parse(r).is_ok();
-    let tag_of = || reference.filter(|r| !is_digest(r)).map(str::to_owned);
-    let digest = || response.get(CONTENT_DIGEST_HEADER).cloned();
+    let action = match (endpoint, status.as_u16()) {
+        (Endpoint::ManifestGet, 200) | (Endpoint::BlobGet, 200 | 206) => Action::Pull,
+        (Endpoint::ManifestPut, 201) | (Endpoint::UploadFinish, 201) => Action::Push,
+        (Endpoint::UploadStart, 201) if facts.mount_from.is_some() => Action::Mount,
+        (Endpoint::UploadStart, 201) => Action::Push,
+        (Endpoint::ManifestDelete | Endpoint::BlobDelete, 202) => Action::Delete,
+        _ => return None,
+    };
+    let repository = EventText::new(info.repository.as_ref()?.as_str());
+    // A tag never holds a ':' (the spec's tag grammar), a digest always does; the handler
+    // accepted the reference, or the answer would not be a success.
+    let (by_digest, by_tag) = match info.reference.as_deref() {
+        Some(r) if r.contains(':') => (Some(EventText::new(r)), None),
+        Some(r) => (None, Some(EventText::new(r))),
+        None => (None, None),
+    };
+    let text = |v: &HeaderValue| EventText::new(v.to_str().unwrap_or(""));
+    let answered_digest = || response.get(CONTENT_DIGEST_HEADER).map(text);
     let response_size = || {
         response
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
     };
-    let blob = || Some(HeaderValue::from_static(event::BLOB_MEDIA_TYPE));
-    let (action, target) = match (endpoint, status.as_u16()) {
-        (Endpoint::ManifestGet, 200) => (
-            Action::Pull,
-            Target {
-                kind: TargetKind::Manifest,
-                media_type: response.get(header::CONTENT_TYPE).cloned(),
-                digest: digest(),
-                size: response_size(),
-                repository,
-                from_repository: None,
-                tag: tag_of(),
+    let blob = || Some(EventText::new(event::BLOB_MEDIA_TYPE));
+    let target = match endpoint {
+        Endpoint::ManifestGet => Target {
+            kind: TargetKind::Manifest,
+            media_type: response.get(header::CONTENT_TYPE).map(text),
+            digest: by_digest.or_else(answered_digest),
+            size: response_size(),
+            repository,
+            from_repository: None,
+            tag: by_tag,
+        },
+        Endpoint::ManifestPut => Target {
+            kind: TargetKind::Manifest,
+            media_type: facts.content_type,
+            digest: answered_digest(),
+            size: facts.content_length,
+            repository,
+            from_repository: None,
+            tag: by_tag,
+        },
+        Endpoint::ManifestDelete => Target {
+            kind: TargetKind::Manifest,
+            media_type: None,
+            digest: by_digest,
+            size: None,
+            repository,
+            from_repository: None,
+            tag: by_tag,
+        },
+        Endpoint::BlobGet => Target {
+            kind: TargetKind::Blob,
+            media_type: blob(),
+            digest: by_digest.or_else(answered_digest),
+            // A ranged read's Content-Range carries the whole blob's size.
+            size: response
+                .get(header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit('/').next())
+                .and_then(|v| v.parse().ok())
+                .or_else(response_size),
+            repository,
+            from_repository: None,
+            tag: None,
+        },
+        Endpoint::BlobDelete => Target {
+            kind: TargetKind::Blob,
+            media_type: None,
+            digest: by_digest,
+            size: None,
+            repository,
+            from_repository: None,
+            tag: None,
+        },
+        // A committed upload, a monolithic push (`POST ?digest=`) or a mount.
+        _ => Target {
+            kind: TargetKind::Blob,
+            media_type: blob(),
+            digest: answered_digest(),
+            size: committed_size,
+            repository,
+            from_repository: match action {
+                Action::Mount => facts.mount_from,
+                _ => None,
             },
-        ),
-        (Endpoint::ManifestPut, 201) => (
-            Action::Push,
-            Target {
-                kind: TargetKind::Manifest,
-                media_type: facts.content_type.clone(),
-                digest: digest(),
-                size: facts.content_length,
-                repository,
-                from_repository: None,
-                tag: tag_of(),
-            },
-        ),
-        (Endpoint::ManifestDelete, 202) => (
-            Action::Delete,
-            Target {
-                kind: TargetKind::Manifest,
-                media_type: None,
-                digest: reference
-                    .filter(|r| is_digest(r))
-                    .and_then(|r| HeaderValue::from_str(r).ok()),
-                size: None,
-                repository,
-                from_repository: None,
-                tag: tag_of(),
-            },
-        ),
-        (Endpoint::BlobGet, 200 | 206) => (
-            Action::Pull,
-            Target {
-                kind: TargetKind::Blob,
-                media_type: blob(),
-                digest: digest(),
-                // A ranged read's Content-Range carries the whole blob's size.
-                size: response
-                    .get(header::CONTENT_RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.rsplit('/').next())
-                    .and_then(|v| v.parse().ok())
-                    .or_else(response_size),
-                repository,
-                from_repository: None,
-                tag: None,
-            },
-        ),
-        (Endpoint::UploadFinish | Endpoint::UploadStart, 201) => {
-            let mounted = endpoint == Endpoint::UploadStart && facts.mount_from.is_some();
-            (
-                if mounted { Action::Mount } else { Action::Push },
-                Target {
-                    kind: TargetKind::Blob,
-                    media_type: blob(),
-                    digest: digest(),
-                    size: extensions.get::<BlobCommitted>().map(|b| b.size),
-                    repository,
-                    from_repository: if mounted {
-                        facts.mount_from.clone()
-                    } else {
-                        None
-                    },
-                    tag: None,
-                },
-            )
-        }
-        (Endpoint::BlobDelete, 202) => (
-            Action::Delete,
-            Target {
-                kind: TargetKind::Blob,
-                media_type: None,
-                digest: reference.and_then(|r| HeaderValue::from_str(r).ok()),
-                size: None,
-                repository,
-                from_repository: None,
-                tag: None,
-            },
-        ),
-        _ => return None,
+            tag: None,
+        },
     };
     Some(Event {
-        id: rand::random(),
+        id: event::next_event_id(),
         timestamp: SystemTime::now(),
         action,
         target,
