@@ -84,7 +84,7 @@ struct EventJson<'a> {
     target: TargetJson<'a>,
     request: RequestJson<'a>,
     actor: ActorJson<'a>,
-    source: &'a SourceJson,
+    source: SourceJson<'a>,
 }
 
 #[derive(Serialize)]
