@@ -3,13 +3,15 @@
 # run, with them off, with metrics on (--metrics-listen, scraped every second as Prometheus
 # would), and with metrics and notifications on (one endpoint with the default settings: the
 # sink benches/tools/notification-sink.rs, which answers 200 to every POST and discards the
-# body), on the scenarios that are most sensitive to per-request overhead.
+# body), and with metrics and that endpoint for changes only (`ignore.actions = ["pull"]`),
+# on the scenarios that are most sensitive to per-request overhead.
 #
 #   bash benches/observe-cost.sh                  # REPEAT=5 runs per scenario and setting
 #   REPEAT=3 SCENARIOS="head-blob" bash benches/observe-cost.sh
 #   BASELINE_BIN=/tmp/marina-registry-old bash benches/observe-cost.sh   # also an older binary
+#   MARINA_BIN=/tmp/marina-registry-new bash benches/observe-cost.sh     # a binary built elsewhere
 #
-# Runs alternate between the settings (off, metrics, metrics+notify, off, ...), each on a
+# Runs alternate between the settings (off, metrics, metrics+notify, changes, off, ...), each on a
 # freshly started server with empty filesystem storage. Two figures per setting, both
 # medians over the runs:
 #   - throughput (operations per second); cost = 1 - median(setting) / median(off);
@@ -46,8 +48,14 @@ if ! command -v go >/dev/null; then
   apt-get update -qq && apt-get install -y -qq golang-go >/dev/null
 fi
 (cd "$REGBENCH_SRC" && go build -o "$WORK/regbench" .)
-cargo build --release --quiet --bin marina-registry --example notification-sink
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/marina-registry
+cargo build --release --quiet --example notification-sink
+# MARINA_BIN=/path/to/marina-registry measures a binary built elsewhere; by default the
+# checkout's release build.
+if [ -z "${MARINA_BIN:-}" ]; then
+  cargo build --release --quiet --bin marina-registry
+  MARINA_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/marina-registry
+fi
+BIN=$MARINA_BIN
 SINK_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/notification-sink
 TICKS=$(getconf CLK_TCK)
 
@@ -58,6 +66,8 @@ cat >"$WORK/notify.toml" <<TOML
 name = "bench"
 url = "http://$SINK_ADDR/events"
 TOML
+# The same endpoint for changes only (what a CI trigger or a scanner needs): pulls ignored.
+sed 's/^url = .*/&\nignore = { actions = ["pull"] }/' "$WORK/notify.toml" >"$WORK/notify-changes.toml"
 
 # CPU time (user + system) of a process so far, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -73,13 +83,14 @@ start() { # setting
   case $1 in
     metrics) args+=(--metrics-listen "$METRICS_ADDR") ;;
     notify) args+=(--metrics-listen "$METRICS_ADDR" --config "$WORK/notify.toml") ;;
+    changes) args+=(--metrics-listen "$METRICS_ADDR" --config "$WORK/notify-changes.toml") ;;
   esac
   local bin=$BIN
   [ "$1" = baseline ] && bin=$BASELINE_BIN
   RUST_LOG=warn "$bin" "${args[@]}" >"$WORK/marina.log" 2>&1 &
   PID=$!; PIDS+=("$PID"); wait_up "$ADDR/v2/"
   SCRAPER=""
-  if [ "$1" = metrics ] || [ "$1" = notify ]; then
+  if [ "$1" != off ] && [ "$1" != baseline ]; then
     (while sleep 1; do curl -sf -o /dev/null "http://$METRICS_ADDR/metrics" || true; done) &
     SCRAPER=$!; PIDS+=("$SCRAPER")
   fi
@@ -102,7 +113,7 @@ SCEN=(
   "push-small-2000x4KiB-c8|push-small -size 4KiB -n 2000 -conc 8|n"
 )
 echo "# REPEAT=$REPEAT bash benches/observe-cost.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), load $(cut -d' ' -f1-3 /proc/loadavg)"
-SETTINGS=(off metrics notify)
+SETTINGS=(off metrics notify changes)
 [ -n "${BASELINE_BIN:-}" ] && SETTINGS+=(baseline)
 printf '%-24s %9s %9s %9s %8s %8s | %6s %6s %6s %7s %7s %6s\n' scenario off metrics +notify "cost(m)" "cost(m+n)" \
   "cpu:off" metrics +notify "cost(m)" "cost(m+n)" sink
@@ -110,8 +121,8 @@ QUEUED=0; DELIVERED=0; DROPPED=0
 for s in "${SCEN[@]}"; do
   IFS='|' read -r name args ops_field <<<"$s"
   if [ -n "${SCENARIOS:-}" ] && ! grep -qw -- "${args%% *}" <<<"$SCENARIOS"; then continue; fi
-  declare -A runs=([off]="" [metrics]="" [notify]="" [baseline]="")
-  declare -A cpus=([off]="" [metrics]="" [notify]="" [baseline]="")
+  declare -A runs=([off]="" [metrics]="" [notify]="" [changes]="" [baseline]="")
+  declare -A cpus=([off]="" [metrics]="" [notify]="" [changes]="" [baseline]="")
   sink_cpus=""
   for _ in $(seq 1 "$REPEAT"); do
     for setting in "${SETTINGS[@]}"; do
@@ -141,6 +152,9 @@ for s in "${SCEN[@]}"; do
     "$(cost "$off" "$m")" "$(cost "$off" "$n")" "$coff" "$cm" "$cn" "$(cpu_cost "$coff" "$cm")" "$(cpu_cost "$coff" "$cn")" "$(median $sink_cpus)"
   printf '  runs ops/s: off%s; metrics%s; notify%s\n' "${runs[off]}" "${runs[metrics]}" "${runs[notify]}"
   printf '  runs registry CPU us/op: off%s; metrics%s; notify%s; sink (notify runs)%s\n' "${cpus[off]}" "${cpus[metrics]}" "${cpus[notify]}" "$sink_cpus"
+  c=$(median ${runs[changes]}); cc=$(median ${cpus[changes]})
+  printf '  metrics + notifications of changes only (ignore.actions = ["pull"]): %s ops/s (%s), %s CPU us/op (%s); runs%s; CPU%s\n' \
+    "$c" "$(cost "$off" "$c")" "$cc" "$(cpu_cost "$coff" "$cc")" "${runs[changes]}" "${cpus[changes]}"
   if [ -n "${BASELINE_BIN:-}" ]; then
     b=$(median ${runs[baseline]}); cb=$(median ${cpus[baseline]})
     printf '  baseline binary %s: %s ops/s, %s CPU us/op; off vs baseline %s (ops/s), %s (CPU); runs%s; CPU%s\n' "$BASELINE_BIN" "$b" "$cb" \

@@ -174,7 +174,8 @@ where
             });
             counter
         });
-        let facts = shared.notifier.as_ref().map(|_| {
+        let notifier = shared.notifier.as_ref();
+        let facts = notifier.filter(|n| n.may_report(req.method())).map(|_| {
             let addr = req
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()

@@ -57,9 +57,15 @@ fn action_slot(action: Action) -> usize {
 }
 
 impl EndpointQueue {
+    /// Whether the endpoint wants events of `action` (some media types may still be
+    /// ignored).
+    pub(super) fn wants_action(&self, action: Action) -> bool {
+        !self.ignored_actions[action_slot(action)]
+    }
+
     /// Whether the endpoint wants `event` (does not ignore its action or media type).
     pub(super) fn wants(&self, event: &Event) -> bool {
-        if self.ignored_actions[action_slot(event.action)] {
+        if !self.wants_action(event.action) {
             return false;
         }
         let ignored_media_type = !self.ignored_media_types.is_empty()

@@ -31,7 +31,7 @@ mod wire;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tokio::task::JoinHandle;
 
 pub use config::{ConfigError, EndpointConfig, NotificationsConfig};
@@ -45,6 +45,8 @@ use crate::registry::{CONTENT_DIGEST_HEADER, Endpoint, RouteInfo};
 #[derive(Debug)]
 pub struct Notifier {
     queues: Vec<dispatch::EndpointQueue>,
+    /// Whether any endpoint wants `pull` events (GET and HEAD cause no others).
+    pulls_wanted: bool,
 }
 
 /// The sender tasks of a [`Notifier`], to let them finish when the server stops.
@@ -87,7 +89,9 @@ impl Notifier {
         let scheme = options.scheme;
         let source = SourceRecord {
             addr: options.source_addr,
-            instance_id: uuid_like(rand::random()),
+            instance_id: uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .to_string(),
         };
         let mut queues = Vec::new();
         let mut tasks = Vec::new();
@@ -105,7 +109,19 @@ impl Notifier {
             queues.push(queue);
             tasks.push(task);
         }
-        Ok((Arc::new(Self { queues }), NotifierTasks { tasks }))
+        let pulls_wanted = queues.iter().any(|q| q.wants_action(Action::Pull));
+        let notifier = Self {
+            queues,
+            pulls_wanted,
+        };
+        Ok((Arc::new(notifier), NotifierTasks { tasks }))
+    }
+
+    /// Whether a request with `method` may cause an event some endpoint wants: `false` for a
+    /// `GET` or `HEAD` (which can only cause pulls) when every endpoint ignores pulls, so
+    /// that the request's facts need not be gathered.
+    pub fn may_report(&self, method: &Method) -> bool {
+        self.pulls_wanted || !(method == Method::GET || method == Method::HEAD)
     }
 
     /// Offers `event` to the queue of every endpoint that wants it; never waits. With one
@@ -122,18 +138,6 @@ impl Notifier {
         }
         queue.offer(event);
     }
-}
-
-fn uuid_like(id: u128) -> String {
-    let hex = format!("{id:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
 }
 
 /// The event a response reports, if any (see the module's table).
@@ -249,4 +253,42 @@ pub fn event_of(
         request: facts.record,
         actor,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notifier(endpoints: &str) -> Arc<Notifier> {
+        let config: NotificationsConfig = toml::from_str(endpoints).unwrap();
+        let options = NotifierOptions {
+            scheme: "http".into(),
+            source_addr: "127.0.0.1:5000".into(),
+        };
+        Notifier::start(&config, options, None).unwrap().0
+    }
+
+    #[tokio::test]
+    async fn reads_are_looked_at_only_when_an_endpoint_wants_pulls() {
+        let changes = r#"
+            [[endpoints]]
+            name = "changes"
+            url = "http://127.0.0.1:9/"
+            ignore = { actions = ["pull"] }
+        "#;
+        let all = r#"
+            [[endpoints]]
+            name = "all"
+            url = "http://127.0.0.1:9/"
+        "#;
+        let only_changes = notifier(changes);
+        for method in [Method::GET, Method::HEAD] {
+            assert!(!only_changes.may_report(&method));
+        }
+        for method in [Method::PUT, Method::POST, Method::PATCH, Method::DELETE] {
+            assert!(only_changes.may_report(&method));
+        }
+        let both = notifier(&format!("{changes}\n{all}"));
+        assert!(both.may_report(&Method::GET) && both.may_report(&Method::HEAD));
+    }
 }
