@@ -304,3 +304,34 @@ async fn faults_lose_and_corrupt_nothing() {
         tally.unclean
     );
 }
+
+/// A `CompleteMultipartUpload` the store carried out but whose answer was cut: the SDK's
+/// retry finds no upload (`NoSuchUpload`, as Garage answers; the proxy answers so on moto),
+/// and the registry must see that the object is complete instead of refusing the push
+/// (`BLOB_UPLOAD_UNKNOWN`): one push in a thousand at 10% faults on Garage.
+#[tokio::test]
+async fn a_completion_whose_answer_was_cut_still_finishes_the_push() {
+    let Some((proxy, server, _)) = faulted_registry("complete-cut", 11).await else {
+        return;
+    };
+    // Monolithic (completed on the blob's key) and chunked (on the session's own key).
+    for (i, chunks) in [(0, 0), (1, 3)] {
+        let blob = Blob {
+            data: payload(6 * MIB + i, 40 + i as u8),
+            chunks,
+        };
+        proxy.cut_next_completion();
+        let digest = match push(&server, "cut/app", &blob).await {
+            Ok(digest) => digest,
+            Err(resp) => panic!(
+                "push with {chunks} chunks: {} {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            ),
+        };
+        assert!(proxy.targeted_fault_injected(), "no completion was cut");
+        let resp = server.get(&format!("/v2/cut/app/blobs/{digest}")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.bytes().await.unwrap(), blob.data);
+    }
+}

@@ -12,7 +12,8 @@
 //!   `GetObject` cut midway), or half of its head when it has no body.
 //!
 //! The rest is relayed as is, with keep-alive. Each decision uses a seeded generator, so a
-//! run is repeatable for a given order of requests.
+//! run is repeatable for a given order of requests. A test can also aim one fault at the
+//! next request of a kind ([`FaultProxy::fault_next`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,6 +66,19 @@ struct State {
     rng: AtomicU64,
     requests: AtomicU64,
     injected: [AtomicU64; 4],
+    /// A fault for the next request that matches, beside the random ones.
+    targeted: std::sync::Mutex<Option<Targeted>>,
+    /// A request (method, target) whose repeats are answered `404 NoSuchUpload`.
+    forgotten: std::sync::Mutex<Option<(String, String)>>,
+}
+
+/// A fault set for the next request with `method` whose target contains `target_part`.
+struct Targeted {
+    method: &'static str,
+    target_part: &'static str,
+    fault: Fault,
+    /// Whether repeats of the faulted request then get `404 NoSuchUpload`.
+    forget: bool,
 }
 
 impl State {
@@ -79,7 +93,24 @@ impl State {
         (z ^ (z >> 31)) % 1_000_000
     }
 
-    fn decide(&self) -> Option<Fault> {
+    fn decide(&self, request: &Request) -> Option<Fault> {
+        let mut targeted = self.targeted.lock().expect("targeted fault");
+        if let Some(t) = targeted.as_ref()
+            && request.method == t.method
+            && request.target.contains(t.target_part)
+        {
+            let fault = t.fault;
+            if t.forget {
+                *self.forgotten.lock().expect("forgotten upload") =
+                    Some((request.method.clone(), request.target.clone()));
+            }
+            *targeted = None;
+            drop(targeted);
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            self.injected[fault as usize].fetch_add(1, Ordering::Relaxed);
+            return Some(fault);
+        }
+        drop(targeted);
         self.requests.fetch_add(1, Ordering::Relaxed);
         let rate = self.rate_ppm.load(Ordering::Relaxed);
         if rate == 0 || self.draw() >= rate {
@@ -122,6 +153,8 @@ impl FaultProxy {
             rng: AtomicU64::new(seed),
             requests: AtomicU64::new(0),
             injected: Default::default(),
+            targeted: std::sync::Mutex::new(None),
+            forgotten: std::sync::Mutex::new(None),
         });
         let proxy_state = state.clone();
         let task = tokio::spawn(async move {
@@ -139,6 +172,39 @@ impl FaultProxy {
     pub fn set_rate(&self, rate: f64) {
         let ppm = (rate.clamp(0.0, 1.0) * 1_000_000.0).round() as u64;
         self.state.rate_ppm.store(ppm, Ordering::Relaxed);
+    }
+
+    /// Injects `fault` into the next request with `method` whose target (path and query)
+    /// contains `target_part`, e.g. `("POST", "uploadId=")` for the next
+    /// `CompleteMultipartUpload`; the random faults go on beside it.
+    pub fn fault_next(&self, method: &'static str, target_part: &'static str, fault: Fault) {
+        *self.state.targeted.lock().expect("targeted fault") = Some(Targeted {
+            method,
+            target_part,
+            fault,
+            forget: false,
+        });
+    }
+
+    /// Cuts the answer of the next `CompleteMultipartUpload` midway, after the server carried
+    /// it out, and answers its repeats `404 NoSuchUpload`, as Garage does once it completed
+    /// an upload (the S3 test server, moto, completes a repeat again).
+    pub fn cut_next_completion(&self) {
+        *self.state.targeted.lock().expect("targeted fault") = Some(Targeted {
+            method: "POST",
+            target_part: "uploadId=",
+            fault: Fault::ResetMidResponse,
+            forget: true,
+        });
+    }
+
+    /// Whether the fault set by [`Self::fault_next`] was injected.
+    pub fn targeted_fault_injected(&self) -> bool {
+        self.state
+            .targeted
+            .lock()
+            .expect("targeted fault")
+            .is_none()
     }
 
     /// The counts so far.
@@ -161,7 +227,16 @@ struct Request {
 async fn serve(mut socket: TcpStream, state: Arc<State>) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     while let Some(request) = read_request(&mut socket, &mut buf).await {
-        let fault = state.decide();
+        let forgotten = state.forgotten.lock().expect("forgotten upload").as_ref()
+            == Some(&(request.method.clone(), request.target.clone()));
+        if forgotten {
+            let message = "The specified multipart upload does not exist.";
+            if write_error(&mut socket, 404, "NoSuchUpload", message).await {
+                continue;
+            }
+            return;
+        }
+        let fault = state.decide(&request);
         let keep_open = match fault {
             Some(Fault::SlowDown) => {
                 write_error(
@@ -296,10 +371,12 @@ async fn forward(state: &State, request: &Request) -> Option<(Vec<u8>, bytes::By
         method.clone(),
         format!("{}{}", state.upstream, request.target),
     );
+    // `Host` goes through as the client sent it: stores that check SigV4 signatures (Garage,
+    // AWS) verify it, and the client signed the proxy's address.
     for (name, value) in &request.headers {
         if !matches!(
             name.as_str(),
-            "host" | "connection" | "expect" | "transfer-encoding" | "content-length"
+            "connection" | "expect" | "transfer-encoding" | "content-length"
         ) {
             outgoing = outgoing.header(name, value);
         }

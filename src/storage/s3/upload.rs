@@ -271,7 +271,7 @@ impl S3Backend {
         upload_id: &str,
         parts: &[UploadedPart],
     ) -> Result<()> {
-        let parts = parts
+        let completed = parts
             .iter()
             .map(|p| {
                 CompletedPart::builder()
@@ -289,7 +289,7 @@ impl S3Backend {
             .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
+                    .set_parts(Some(completed))
                     .build(),
             )
             .send()
@@ -305,9 +305,28 @@ impl S3Backend {
                     "a part of the upload was replaced by a concurrent request".into(),
                 ))
             }
+            Err(e) if error::is_no_such_upload(&e) => self.completed_before(key, parts).await,
             Err(e) => Err(self
                 .part_failure("CompleteMultipartUpload", key, upload_id, e)
                 .await),
+        }
+    }
+
+    /// After `NoSuchUpload` from `CompleteMultipartUpload`: whether an earlier attempt of the
+    /// same request completed the upload and only its answer was lost (the connection broke
+    /// after the store had the request, and the SDK retried). `key` is the session's own
+    /// object or the blob's, named by its digest, so an object there of the parts' total
+    /// size is this upload's result; anything else means the upload is gone.
+    async fn completed_before(&self, key: &str, parts: &[UploadedPart]) -> Result<()> {
+        let expected: u64 = parts.iter().map(|p| p.size).sum();
+        match self.head_size(key).await? {
+            Some(size) if size == expected => {
+                tracing::debug!(key, "multipart upload completed by an earlier attempt");
+                Ok(())
+            }
+            _ => Err(Error::BlobUploadUnknown(
+                "the multipart upload no longer exists in the bucket".into(),
+            )),
         }
     }
 
