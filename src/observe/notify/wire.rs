@@ -63,13 +63,20 @@ impl EnvelopeWriter {
 
     /// Adds `event` to the envelope `out` holds.
     pub(super) fn event(&mut self, out: &mut BytesMut, event: &Event) {
+        let start = out.len();
         if self.events > 0 {
             out.put_u8(b',');
         }
-        self.events += 1;
         let json = EventJson::new(event, &self.scheme, &self.source);
-        // Writing into memory cannot fail, and every field serialises.
-        serde_json::to_writer(out.writer(), &json).expect("an event serialises to memory");
+        // Writing into memory fails only on a field that cannot be written (a timestamp
+        // beyond what RFC 3339 holds): the event is left out, the envelope stays whole.
+        match serde_json::to_writer(out.writer(), &json) {
+            Ok(()) => self.events += 1,
+            Err(e) => {
+                out.truncate(start);
+                tracing::warn!(error = %e, "an event could not be written; left out");
+            }
+        }
     }
 }
 
