@@ -186,10 +186,7 @@ async fn an_endpoint_gets_only_what_it_does_not_ignore() {
         .unwrap();
     assert_eq!(tag_delete.status(), 202);
     let events = sink.events(4).await;
-    let actions: Vec<&str> = events
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = actions(&events);
     assert_eq!(actions, ["push", "push", "push", "delete"]);
     // A tag delete names the tag, not a digest.
     assert_eq!(
@@ -359,10 +356,7 @@ async fn a_full_batch_goes_out_without_waiting_for_the_flush_interval() {
     }
     // 3 pushes and 5 pulls: two full envelopes.
     let events = sink.events(8).await;
-    let actions: Vec<&str> = events
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = actions(&events);
     assert_eq!(
         actions,
         [
@@ -441,4 +435,12 @@ async fn the_actor_is_the_authenticated_user_and_the_address_the_clients() {
         "{events:?}"
     );
     serving.abort();
+}
+
+/// The `action` of each event, in order.
+fn actions(events: &[serde_json::Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect()
 }

@@ -227,8 +227,10 @@ struct Request {
 async fn serve(mut socket: TcpStream, state: Arc<State>) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     while let Some(request) = read_request(&mut socket, &mut buf).await {
-        let forgotten = state.forgotten.lock().expect("forgotten upload").as_ref()
-            == Some(&(request.method.clone(), request.target.clone()));
+        let forgotten = matches!(
+            state.forgotten.lock().expect("forgotten upload").as_ref(),
+            Some((method, target)) if *method == request.method && *target == request.target
+        );
         if forgotten {
             let message = "The specified multipart upload does not exist.";
             if write_error(&mut socket, 404, "NoSuchUpload", message).await {

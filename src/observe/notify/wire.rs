@@ -7,7 +7,7 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
 use serde::{Serialize, Serializer};
@@ -225,7 +225,13 @@ fn rfc3339<S: Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     // "2026-12-05T19:02:11.040912003Z": 30 bytes; years past 9999 do not occur.
     let mut text = [0u8; 40];
     let mut rest = &mut text[..];
-    OffsetDateTime::from(*at)
+    // Checked, unlike `From<SystemTime>`, which panics on a time `OffsetDateTime` cannot hold.
+    let nanos = match at.duration_since(UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+        Err(before) => i128::try_from(before.duration().as_nanos()).map_or(i128::MIN, |n| -n),
+    };
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .map_err(serde::ser::Error::custom)?
         .format_into(&mut rest, &Rfc3339)
         .map_err(serde::ser::Error::custom)?;
     let written = 40 - rest.len();
@@ -243,7 +249,7 @@ fn display<T: fmt::Display, S: Serializer>(value: &Option<T>, s: S) -> Result<S:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::Duration;
 
     fn written<T: Serialize>(value: &T) -> String {
         serde_json::to_string(value).unwrap()
@@ -268,6 +274,9 @@ mod tests {
             written(&at(1_796_497_331, 1_000)),
             r#""2026-12-05T19:02:11.000001Z""#
         );
+        // A time past year 9999 is an error, not a panic.
+        let far = At(UNIX_EPOCH + Duration::from_secs(400_000_000_000));
+        assert!(serde_json::to_string(&far).is_err());
     }
 
     #[test]
