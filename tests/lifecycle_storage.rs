@@ -183,6 +183,68 @@ async fn fs_collections_remove_empty_directories_and_stale_temporary_files() {
         .unwrap();
 }
 
+/// On the filesystem a push intent is another name of its manifest's record (a hard link,
+/// `_intents/t<milliseconds>-<random>`), so its file time is the record's: a collection
+/// takes an intent's age from the time its name carries. An untagged manifest whose record
+/// is two hours old but whose intent was just written is kept; once the intent's name is
+/// two hours old too, the intent is a leftover, removed, and the manifest collected.
+#[tokio::test]
+async fn fs_an_intent_linked_to_an_old_record_is_as_young_as_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = fs_driver(dir.path()).await;
+    let r = repo("intents/linked");
+    let config = digest(b"{}");
+    d.put_content(&r, &config, None, body(b"{}")).await.unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[]}}"#
+    );
+    let m = digest(manifest.as_bytes());
+    d.put_manifest(
+        &r,
+        &Reference::Digest(m.clone()),
+        Some("application/vnd.oci.image.manifest.v1+json"),
+        Bytes::from(manifest),
+    )
+    .await
+    .unwrap();
+    let repo_dir = dir.path().join("repositories/intents/linked");
+    let record = repo_dir.join("_manifests/sha256").join(m.hex());
+    backdate(&record, Duration::from_secs(7200));
+    let intents = repo_dir.join("_intents");
+    std::fs::create_dir_all(&intents).unwrap();
+    let named = |age: Duration| {
+        let millis = (SystemTime::now() - age)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        intents.join(format!("t{millis:x}-0123456789abcdef"))
+    };
+    let untagged = GcOptions {
+        delete_untagged: true,
+        ..no_grace()
+    };
+
+    let fresh = named(Duration::ZERO);
+    std::fs::hard_link(&record, &fresh).unwrap();
+    let report = d.collect_garbage(&untagged).await.unwrap();
+    assert_eq!(report.manifests, 0, "{report:?}");
+    assert!(fresh.exists(), "a live intent stays");
+    d.get_manifest(&r, &Reference::Digest(m.clone()))
+        .await
+        .expect("the manifest a live intent names is kept");
+
+    std::fs::remove_file(&fresh).unwrap();
+    let leftover = named(Duration::from_secs(7200));
+    std::fs::hard_link(&record, &leftover).unwrap();
+    let report = d.collect_garbage(&untagged).await.unwrap();
+    assert_eq!(report.manifests, 1, "{report:?}");
+    assert!(!leftover.exists(), "a leftover intent is removed");
+    assert!(matches!(
+        d.get_manifest(&r, &Reference::Digest(m)).await,
+        Err(Error::ManifestUnknown(_))
+    ));
+}
+
 #[cfg(feature = "s3")]
 mod s3 {
     use marina_distribution::storage::StorageConfig;

@@ -50,7 +50,8 @@ pub enum Operation {
     Read,
     /// [`Backend::exists`].
     Exists,
-    /// [`Backend::write`].
+    /// [`Backend::write`], and its variants [`Backend::write_if_version`] and
+    /// [`Backend::stage_record`].
     Write,
     /// [`Backend::remove`].
     Remove,
@@ -229,12 +230,10 @@ impl PersistedUploadState for () {
 pub struct TagTarget<'a> {
     /// The manifest's digest: what a read of the tag must start with.
     pub digest: &'a Digest,
-    /// The key of the manifest's record.
+    /// The key of the manifest's record, which is stored: written, or
+    /// [staged](Backend::stage_record) by this process or another, so that its name may not
+    /// be durable yet.
     pub record: &'a Key,
-    /// The record's bytes when it is not stored yet (a push by tag): the backend stores the
-    /// record first, as [`write`](Backend::write) would, then the tag. `None`: the record is
-    /// stored and durable.
-    pub new_record: Option<Bytes>,
 }
 
 /// Storage primitives the [`Engine`](super::Engine) builds every OCI operation from.
@@ -268,10 +267,12 @@ pub struct TagTarget<'a> {
 ///    `any_under` says whether any object's key starts with the directory and prefix, at any
 ///    depth.
 /// 5. **Tags.** After `write_tag`, a read of the tag yields content whose first word is the
-///    target's digest; with [`TagTarget::new_record`], the record is stored first (a crash in
-///    between may leave the record alone, never the tag alone naming a record that is not
-///    stored, except a new tag on a filesystem that does not make a new file's name durable
-///    with it: see the filesystem driver).
+///    target's digest, and the tag and the record are durable, including a record stored
+///    by `stage_record` (a crash before may leave the record alone, never the tag alone
+///    naming a record that is not stored, except a new tag on a filesystem that does not
+///    make a new file's name durable with it: see the filesystem driver). A staged record
+///    reads like a written one at once. A tag of class
+///    [`Intent`](super::layout::KeyClass::Intent) need not be durable.
 /// 6. **Blobs.** `blob_size` is `None` until an upload is finished as the blob, then its size;
 ///    `read_blob` streams its bytes, or exactly the bytes of a range (already resolved
 ///    against the size by the engine), and fails with `BLOB_UNKNOWN` for a blob not stored.
@@ -317,6 +318,24 @@ pub trait Backend: Send + Sync + 'static {
     /// contract, clauses 2 and 3).
     fn write(&self, key: &Key, value: Bytes) -> impl Future<Output = Result<()>> + Send;
 
+    /// Stores a [`ManifestRecord`](super::layout::KeyClass::ManifestRecord) that a
+    /// [`write_tag`](Self::write_tag) will name: like [`write`](Self::write) (visible at
+    /// once), except that the record, content and name, need only be durable once that
+    /// `write_tag` returned; until then a crash may lose it or leave it torn (which its
+    /// reader treats as absent).
+    ///
+    /// For a push by tag, which must make its record visible before checking it against
+    /// collections (the protocol's step P2) but acknowledges nothing before the tag is
+    /// written. A crash in between may lose the record, as if the push had not happened; if
+    /// the push fails instead, the record stays as an untagged manifest that a crash may
+    /// lose. On the filesystem the record is then written in the page cache on the calling
+    /// task, and the tag's write syncs it and, with one directory sync, both names: one
+    /// trip to the blocking pool and two syncs per push by tag instead of two and three.
+    /// The default writes durably.
+    fn stage_record(&self, key: &Key, value: Bytes) -> impl Future<Output = Result<()>> + Send {
+        self.write(key, value)
+    }
+
     /// Removes an object; succeeds if it does not exist.
     fn remove(&self, key: &Key) -> impl Future<Output = Result<()>> + Send;
 
@@ -358,26 +377,22 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether any object exists anywhere below `dir` (with its name prefix).
     fn any_under(&self, dir: &Dir) -> impl Future<Output = Result<bool>> + Send;
 
-    /// Points the tag `tag` at a manifest, storing its record first when it is new (see
-    /// [`TagTarget`]): a read of `tag` then yields content whose first word is the digest.
+    /// Points the tag `tag` at a stored manifest (see [`TagTarget`]): a read of `tag` then
+    /// yields content whose first word is the digest, and the tag and the record's name are
+    /// durable, even where another process [staged](Self::stage_record) the record and has
+    /// not tagged it yet.
     ///
     /// The one write with more than a key and a value, because a backend may store a tag as
-    /// its manifest record itself (which starts with its digest) and store both in one step:
-    /// the filesystem makes the tag a hard link to the record, created beside it, so a push
-    /// by tag creates one file and syncs one directory once for both names. The default
-    /// writes the record, then the digest as the tag.
+    /// its manifest record itself (which starts with its digest): the filesystem makes the
+    /// tag a hard link to the record, created beside it, and syncs the directory once for
+    /// the tag and a [staged](Self::stage_record) record. The default writes the digest as
+    /// the tag (the default `stage_record` left nothing to make durable).
     fn write_tag(
         &self,
         tag: &Key,
         target: TagTarget<'_>,
     ) -> impl Future<Output = Result<()>> + Send {
-        async move {
-            if let Some(record) = target.new_record {
-                self.write(target.record, record).await?;
-            }
-            self.write(tag, Bytes::from(target.digest.as_str().to_owned()))
-                .await
-        }
+        self.write(tag, Bytes::from(target.digest.as_str().to_owned()))
     }
 
     // ----- blob bytes -----

@@ -115,7 +115,7 @@ pub struct DescendingListing(pub InMemoryBackend);
 impl Backend for DescendingListing {
     const NAME: &'static str = "descending";
     marina_distribution::forward_backend!(0: InMemoryBackend;
-        Reader, UploadState, capabilities, locate, read, exists, write, remove,
+        Reader, UploadState, capabilities, locate, read, exists, write, stage_record, remove,
         read_versioned, write_if_version,
         any_under, write_tag, blob_size, read_blob, start_upload, append_upload,
         finish_upload, abort_upload);

@@ -152,10 +152,19 @@ impl<B: Backend> Engine<B> {
         self.check_references(repo, &summary).await?;
         let record = encode_manifest(&digest, &summary.media_type, &bytes);
         let record_key = layout::manifest(repo, &digest);
-        self.backend.write(&record_key, record.clone()).await?;
+        // P2. A push by digest is acknowledged with its record, which must then be durable;
+        // a push by tag only with its tag, whose write makes the record's name durable too.
         let tag = match reference {
-            Reference::Tag(tag) => Some(tag),
-            Reference::Digest(_) => None,
+            Reference::Tag(tag) => {
+                self.backend
+                    .stage_record(&record_key, record.clone())
+                    .await?;
+                Some(tag)
+            }
+            Reference::Digest(_) => {
+                self.backend.write(&record_key, record.clone()).await?;
+                None
+            }
         };
         self.publish_manifest(
             repo,
@@ -168,9 +177,10 @@ impl<B: Backend> Engine<B> {
         .await
     }
 
-    /// Steps P3 to P6 of the collection protocol for a manifest whose record is stored:
-    /// the intent (with a tag or a subject), the checks against collections, then the
-    /// referrer entry and the tag, which a failed check never leaves behind.
+    /// Steps P3 to P6 of the collection protocol for a manifest whose record is stored
+    /// (possibly staged: the tag's write makes its name durable): the intent (with a tag or
+    /// a subject), the checks against collections, then the referrer entry and the tag,
+    /// which a failed check never leaves behind.
     async fn publish_manifest(
         &self,
         repo: &RepositoryName,
@@ -182,7 +192,7 @@ impl<B: Backend> Engine<B> {
     ) -> Result<PutManifestOutcome> {
         let subject = summary.subject.as_ref().map(|s| s.digest.clone());
         let intent = if tag.is_some() || subject.is_some() {
-            Some(self.write_intent(repo, digest).await?)
+            Some(self.write_intent(repo, digest, record_key).await?)
         } else {
             None
         };
@@ -209,7 +219,6 @@ impl<B: Backend> Engine<B> {
                 let target = TagTarget {
                     digest,
                     record: record_key,
-                    new_record: None,
                 };
                 let key = layout::tag(repo, tag);
                 let written = self.backend.write_tag(&key, target).await;

@@ -175,3 +175,111 @@ async fn finish_retry_after_link_failure() {
         Err(Error::DigestInvalid(_))
     ));
 }
+
+/// The in-memory backend, logging which of `write` and `stage_record` stored each manifest
+/// record and tag, in order.
+#[derive(Debug, Default)]
+struct RecordWrites {
+    inner: InMemoryBackend,
+    log: std::sync::Mutex<Vec<(&'static str, KeyClass)>>,
+}
+
+impl RecordWrites {
+    fn note(&self, method: &'static str, key: &Key) {
+        if matches!(key.class(), KeyClass::ManifestRecord | KeyClass::Tag) {
+            self.log.lock().unwrap().push((method, key.class()));
+        }
+    }
+
+    fn take(&self) -> Vec<(&'static str, KeyClass)> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+impl Backend for RecordWrites {
+    crate::forward_backend!(inner: InMemoryBackend;
+        NAME, Reader, UploadState, capabilities, locate, read, exists, remove, read_versioned,
+        write_if_version, list, any_under, blob_size, read_blob, start_upload, append_upload,
+        finish_upload, abort_upload);
+
+    async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
+        self.note("write", key);
+        self.inner.write(key, value).await
+    }
+    async fn stage_record(&self, key: &Key, value: Bytes) -> Result<()> {
+        self.note("stage_record", key);
+        self.inner.stage_record(key, value).await
+    }
+    async fn write_tag(
+        &self,
+        tag: &Key,
+        target: crate::storage::backend::TagTarget<'_>,
+    ) -> Result<()> {
+        self.note("write_tag", tag);
+        self.inner.write_tag(tag, target).await
+    }
+}
+
+/// A push by digest is acknowledged with its record, which is therefore written durably; a
+/// push by tag stages its record (visible at once, its name made durable by the tag's write)
+/// and writes the tag after it; tagging a stored manifest writes only the tag.
+#[tokio::test]
+async fn a_push_by_tag_stages_its_record_and_a_push_by_digest_writes_it() {
+    let e = Engine::new(RecordWrites::default(), EngineOptions::default());
+    let repo = RepositoryName::parse("a/b").unwrap();
+    let config = Digest::compute(DigestAlgorithm::Sha256, b"{}");
+    e.put_content(&repo, &config, None, body(b"{}"))
+        .await
+        .unwrap();
+    let manifest = |n: u32| {
+        Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[],"annotations":{{"n":"{n}"}}}}"#,
+            crate::oci::media_types::OCI_MANIFEST
+        ))
+    };
+    let put = |reference: Reference, bytes: Bytes| {
+        let (e, repo) = (&e, &repo);
+        async move {
+            e.put_manifest(
+                repo,
+                &reference,
+                Some(crate::oci::media_types::OCI_MANIFEST),
+                bytes,
+            )
+            .await
+            .unwrap()
+            .digest
+        }
+    };
+    let by_digest = manifest(1);
+    let digest = Digest::compute(DigestAlgorithm::Sha256, &by_digest);
+    put(Reference::Digest(digest.clone()), by_digest).await;
+    assert_eq!(
+        e.backend().take(),
+        [("write", KeyClass::ManifestRecord)],
+        "pushed by digest"
+    );
+
+    let latest = Tag::parse("latest").unwrap();
+    let tagged = put(Reference::Tag(latest.clone()), manifest(2)).await;
+    assert_eq!(
+        e.backend().take(),
+        [
+            ("stage_record", KeyClass::ManifestRecord),
+            ("write_tag", KeyClass::Tag)
+        ],
+        "pushed by tag"
+    );
+    let resolved = e.get_manifest(&repo, &Reference::Tag(latest.clone())).await;
+    assert_eq!(resolved.unwrap().info.digest, tagged);
+
+    e.tag_manifest(&repo, &latest, &digest).await.unwrap();
+    assert_eq!(
+        e.backend().take(),
+        [("write_tag", KeyClass::Tag)],
+        "a stored manifest tagged"
+    );
+    let resolved = e.get_manifest(&repo, &Reference::Tag(latest)).await;
+    assert_eq!(resolved.unwrap().info.digest, digest);
+}

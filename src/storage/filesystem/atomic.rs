@@ -112,6 +112,16 @@ pub(super) fn link_atomic(root: &Path, rel: &str, existing: &Path) -> Result<()>
     in_dir(root, parent, |dir| link_in(dir, name, existing, || Ok(())))
 }
 
+/// Atomically makes `rel` below `root` another name of the existing file `existing`,
+/// without syncing anything (for a name a crash may lose): [`link_in`] without its sync, in
+/// `rel`'s directory, created as needed.
+pub(super) fn link_volatile(root: &Path, rel: &str, existing: &Path) -> Result<()> {
+    let (parent, name) = paths::split_parent(rel);
+    in_dir(root, parent, |dir| {
+        link_unsynced(dir, name, existing, || Ok(()))
+    })
+}
+
 /// Atomically and durably makes `name` in the directory `dir` another name of the existing
 /// file `existing`, then syncs `dir`. No file is created and no data written: the file must
 /// already be durable. A new name is linked in place (`link(2)` is atomic, never follows a
@@ -124,9 +134,20 @@ pub(super) fn link_in(
     existing: &Path,
     before_replacing: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
+    link_unsynced(dir, name, existing, before_replacing)?;
+    fsync_dir(dir)
+}
+
+/// [`link_in`] without the directory sync.
+fn link_unsynced(
+    dir: &Path,
+    name: &str,
+    existing: &Path,
+    before_replacing: impl FnOnce() -> Result<()>,
+) -> Result<()> {
     let target = dir.join(name);
     match fs::hard_link(existing, &target) {
-        Ok(()) => return fsync_dir(dir),
+        Ok(()) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(io_err("linking", &target, e)),
     }
@@ -136,7 +157,7 @@ pub(super) fn link_in(
         let _ = fs::remove_file(&temp);
         return Err(io_err("renaming into", &target, e));
     }
-    fsync_dir(dir)
+    Ok(())
 }
 
 /// Atomically and durably replaces the file at `rel` (a checked relative path) below `root`
@@ -168,8 +189,35 @@ pub(super) fn write_verified(root: &Path, rel: &str, value: &[u8]) -> Result<()>
 pub(super) fn create_verified(root: &Path, rel: &str, value: &[u8]) -> Result<PathBuf> {
     let (parent, name) = paths::split_parent(rel);
     in_dir(root, parent, |dir| {
-        create_verified_in(root, rel, dir, name, value)
+        create_verified_in(root, rel, dir, name, value, true)
     })
+}
+
+/// [`create_verified`] without syncing a new or identical file: neither its content nor its
+/// name is durable until [`fsync_file`] and a sync of its directory (a staged manifest
+/// record, made durable when it is tagged). A file with other content is still replaced
+/// durably, so that another writer's file, which may be acknowledged, is only ever replaced
+/// by synced bytes.
+pub(super) fn create_verified_unsynced(root: &Path, rel: &str, value: &[u8]) -> Result<()> {
+    let (parent, name) = paths::split_parent(rel);
+    in_dir(root, parent, |dir| {
+        create_verified_in(root, rel, dir, name, value, false)
+    })
+    .map(drop)
+}
+
+/// Syncs the file at `path` (content and metadata); succeeds if there is none (the caller's
+/// next step then finds it missing).
+pub(super) fn fsync_file(path: &Path) -> Result<()> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => file.sync_all().map_err(|e| io_err("syncing", path, e)),
+        Err(e) if missing(&e) => Ok(()),
+        Err(e) => Err(io_err("opening", path, e)),
+    }
 }
 
 fn create_verified_in(
@@ -178,6 +226,7 @@ fn create_verified_in(
     dir: &Path,
     name: &str,
     value: &[u8],
+    sync: bool,
 ) -> Result<PathBuf> {
     let dir = dir.to_path_buf();
     let target = dir.join(name);
@@ -188,12 +237,14 @@ fn create_verified_in(
     {
         Ok(mut file) => {
             file.write_all(value)
-                .and_then(|()| file.sync_all())
+                .and_then(|()| if sync { file.sync_all() } else { Ok(()) })
                 .map_err(|e| io_err("writing", &target, e))?;
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             if let Some(file) = open_if_holds(&target, value) {
-                file.sync_all().map_err(|e| io_err("syncing", &target, e))?;
+                if sync {
+                    file.sync_all().map_err(|e| io_err("syncing", &target, e))?;
+                }
             } else {
                 write_atomic(root, rel, value)?;
             }

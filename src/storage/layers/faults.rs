@@ -253,8 +253,9 @@ impl<B: Backend> Backend for FaultInjection<B> {
     type Reader = FaultyReader<B::Reader>;
     crate::forward_backend!(inner: B; NAME, UploadState, capabilities, locate);
     wrap_calls! {
-        read, exists, write, remove, read_versioned, write_if_version, list, any_under,
-        write_tag, blob_size, start_upload, append_upload, finish_upload, abort_upload
+        read, exists, write, stage_record, remove, read_versioned, write_if_version, list,
+        any_under, write_tag, blob_size, start_upload, append_upload, finish_upload,
+        abort_upload
     }
 
     async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<Self::Reader> {

@@ -32,9 +32,9 @@
 /// #[deny(clippy::missing_trait_methods)]
 /// impl<B: Backend> Backend for Upside<B> {
 ///     marina_distribution::forward_backend!(0: B;
-///         NAME, Reader, UploadState, capabilities, locate, read, exists, write, remove,
-///         read_versioned, write_if_version, any_under, write_tag, blob_size, read_blob,
-///         start_upload, append_upload, finish_upload, abort_upload);
+///         NAME, Reader, UploadState, capabilities, locate, read, exists, write,
+///         stage_record, remove, read_versioned, write_if_version, any_under, write_tag,
+///         blob_size, read_blob, start_upload, append_upload, finish_upload, abort_upload);
 ///
 ///     async fn list(
 ///         &self,
@@ -102,6 +102,15 @@ macro_rules! forward_backend {
             value: $crate::storage::layers::Bytes,
         ) -> impl ::std::future::Future<Output = $crate::Result<()>> + Send {
             <$inner as $crate::storage::backend::Backend>::write(&self.$f, key, value)
+        }
+    };
+    (@item $f:tt, $inner:ty, stage_record) => {
+        fn stage_record(
+            &self,
+            key: &$crate::storage::layout::Key,
+            value: $crate::storage::layers::Bytes,
+        ) -> impl ::std::future::Future<Output = $crate::Result<()>> + Send {
+            <$inner as $crate::storage::backend::Backend>::stage_record(&self.$f, key, value)
         }
     };
     (@item $f:tt, $inner:ty, remove) => {

@@ -104,6 +104,16 @@ macro_rules! wrap_calls {
             self.run(Operation::Write, Subject::Key(key), call).await
         }
     };
+    (@method stage_record) => {
+        async fn stage_record(
+            &self,
+            key: &$crate::storage::layout::Key,
+            value: ::bytes::Bytes,
+        ) -> $crate::Result<()> {
+            let call = self.inner.stage_record(key, value);
+            self.run(Operation::Write, Subject::Key(key), call).await
+        }
+    };
     (@method remove) => {
         async fn remove(&self, key: &$crate::storage::layout::Key) -> $crate::Result<()> {
             let call = self.inner.remove(key);

@@ -40,9 +40,11 @@
 //! Two kinds of objects carry the protocol, both small:
 //! - a **condemned set** `gc/<run>`, written by a collection *before* it deletes anything and
 //!   removed after its last deletion: the blobs, links and manifests it may delete;
-//! - a **push intent** `repositories/<name>/_intents/<random>`, written by a push that makes
-//!   a manifest reachable (by a tag, or as a referrer) before it checks anything, and removed
-//!   when the push is done.
+//! - a **push intent** `repositories/<name>/_intents/t<ms>-<random>`, written by a push that
+//!   makes a manifest reachable (by a tag, or as a referrer) before it checks anything, and
+//!   removed when the push is done. It reads like a tag (it is written as one, so on the
+//!   filesystem it is another name of the manifest's record), and its name carries the time
+//!   it was written (milliseconds since the Unix epoch, in hexadecimal).
 //!
 //! A collection **G** deletes blobs and links (phase 2) like this:
 //!
@@ -65,7 +67,10 @@
 //! - P1 *pre-check*: every blob the manifest references is linked in `R`, every child
 //!   manifest of an index is stored in `R`; otherwise `MANIFEST_BLOB_UNKNOWN` and nothing is
 //!   written (bad input changes nothing);
-//! - P2 *record*: store the manifest record (durably);
+//! - P2 *record*: store the manifest record, durably when pushed by digest; a push by tag
+//!   [stages](crate::storage::backend::Backend::stage_record) it, and the tag's write at P6
+//!   makes it durable (durability is not part of the argument below: nothing is
+//!   acknowledged before P6, and visibility is what G1 and G4 rely on);
 //! - P3 *intent*: with a tag or a subject, write a push intent naming the manifest;
 //! - P4 *condemned check*: list `gc/`, read the sets not read before (a set never changes, so
 //!   a process keeps the ones it read); if one condemns a referenced blob, its link in `R` or
@@ -166,7 +171,10 @@
 //! next collection removes sets whose deadline passed more than [`CLOCK_MARGIN`] ago. This one
 //! cleanup assumes that the clocks of the hosts running collections differ by less than
 //! [`CLOCK_MARGIN`]. Likewise a push that dies leaves its intent, which keeps a manifest
-//! alive: collections remove intents older than [`INTENT_MAX_AGE`], and a push gives up
+//! alive: collections remove intents older than [`INTENT_MAX_AGE`] (counted from the later of
+//! the time its name carries and the object's own time, so neither an old record the
+//! intent is linked to nor a pusher's clock running behind makes a live intent look
+//! stale; the pusher's clock running ahead only keeps a leftover longer), and a push gives up
 //! (503, retryable) rather than write its tag after holding its intent for
 //! [`INTENT_DEADLINE`].
 //!

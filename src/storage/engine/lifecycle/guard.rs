@@ -6,7 +6,7 @@
 //! "Caches" in the `lifecycle` docs).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -15,8 +15,7 @@ use super::condemned::Condemned;
 use crate::error::{Error, Result};
 use crate::oci::manifest::ManifestSummary;
 use crate::oci::{Digest, RepositoryName};
-use crate::storage::UploadId;
-use crate::storage::backend::Backend;
+use crate::storage::backend::{Backend, TagTarget};
 use crate::storage::engine::Engine;
 use crate::storage::layout::{self, Key};
 use crate::storage::lifecycle::INTENT_DEADLINE;
@@ -37,6 +36,27 @@ const CHECKS_IN_FLIGHT: usize = 16;
 pub(in crate::storage::engine) struct Intent {
     key: Key,
     written: Instant,
+}
+
+/// The name of an intent written at `now`: `t`, the milliseconds since the Unix epoch in
+/// hexadecimal, `-` and 64 random bits in hexadecimal.
+fn intent_name(now: SystemTime) -> String {
+    let millis = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let random: u64 = rand::random();
+    format!("t{millis:x}-{random:016x}")
+}
+
+/// When the intent named `name` was written, as its name says; `None` for a name of another
+/// shape.
+pub(in crate::storage::engine) fn intent_written(name: &str) -> Option<SystemTime> {
+    let (millis, random) = name.strip_prefix('t')?.split_once('-')?;
+    if random.len() != 16 || !random.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let millis = u64::from_str_radix(millis, 16).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(millis))
 }
 
 fn retry_later(what: &str) -> Error {
@@ -82,17 +102,26 @@ impl<B: Backend> Engine<B> {
         Ok(sets)
     }
 
-    /// Writes a push intent naming `digest` in `repo` (step P3). Intents need not survive a
-    /// crash of the host (collections on it stop too): a backend may write them without
-    /// making them durable ([`KeyClass::Intent`](crate::storage::layout::KeyClass::Intent)).
+    /// Writes a push intent naming the manifest `digest` of `repo`, whose record is stored
+    /// at `record` (step P3).
+    ///
+    /// Written like a tag, with [`Backend::write_tag`]: where a tag is another name of the
+    /// manifest's record (the filesystem), so is the intent, which then costs no file of its
+    /// own (a file created and removed per push made inode allocation on ext4 without a
+    /// journal the largest cost of a push). Intents need not survive a crash of the host
+    /// (collections on it stop too): a backend may write them without making them durable
+    /// ([`KeyClass::Intent`](crate::storage::layout::KeyClass::Intent)). The intent's name
+    /// carries the time it was written ([`intent_name`]), since the object's own time may be
+    /// the record's.
     pub(in crate::storage::engine) async fn write_intent(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
+        record: &Key,
     ) -> Result<Intent> {
-        let key = layout::intent(repo, UploadId::generate().as_str());
+        let key = layout::intent(repo, &intent_name(SystemTime::now()));
         self.backend
-            .write(&key, Bytes::from(digest.to_string()))
+            .write_tag(&key, TagTarget { digest, record })
             .await?;
         Ok(Intent {
             key,
@@ -245,5 +274,28 @@ impl<B: Backend> Engine<B> {
         retry_later(&format!(
             "blob {digest} was garbage-collected while it was pushed"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_intent_name_carries_the_time_it_was_written() {
+        let now = SystemTime::now();
+        let written = intent_written(&intent_name(now)).expect("a name this version writes");
+        let off = now.duration_since(written).expect("not later than written");
+        assert!(off < Duration::from_millis(1), "{off:?}");
+        // Names of another shape (before intents carried their time, or not an intent).
+        for name in [
+            "0123456789abcdef0123456789abcdef",
+            "t18c-0123",
+            "t18c-0123456789abcdeg",
+            "tzz-0123456789abcdef",
+            "18c-0123456789abcdef",
+        ] {
+            assert_eq!(intent_written(name), None, "{name}");
+        }
     }
 }

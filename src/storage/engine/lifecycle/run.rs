@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::StreamExt;
 
 use super::condemned::{Condemned, secs};
+use super::guard::intent_written;
 use crate::error::{Error, Result};
 use crate::oci::manifest;
 use crate::oci::{Digest, DigestAlgorithm, RepositoryName};
@@ -250,12 +251,19 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
     /// The manifests named by the push intents of `repo`; intents older than
     /// [`INTENT_MAX_AGE`](crate::storage::lifecycle::INTENT_MAX_AGE) are leftovers of pushes
     /// that died, removed (outside dry runs) and not counted.
+    ///
+    /// An intent's age counts from the later of the time its name carries and the object's
+    /// own time: on the filesystem the object is another name of the manifest's record,
+    /// whose time may be far older than the intent, and a name from a host whose clock runs
+    /// behind must not make an intent look older than it is either.
     pub(super) async fn intended(&self, repo: &RepositoryName) -> Result<Vec<Digest>> {
         let mut live = Vec::new();
         let mut stale = Vec::new();
         self.scan_all(&layout::intents_dir(repo), |object| {
             let key = layout::intent(repo, &object.name);
-            if self.older_than(object.modified, crate::storage::lifecycle::INTENT_MAX_AGE) {
+            let written = intent_written(&object.name)
+                .map_or(object.modified, |named| named.max(object.modified));
+            if self.older_than(written, crate::storage::lifecycle::INTENT_MAX_AGE) {
                 stale.push(key);
             } else {
                 live.push(key);

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use crate::oci::manifest::media_types;
 use crate::oci::{Digest, DigestAlgorithm, Reference, RepositoryName, Tag};
-use crate::storage::backend::Backend;
+use crate::storage::backend::{Backend, TagTarget};
 use crate::storage::inmemory::InMemoryBackend;
 use crate::storage::layout::{self, Dir, Key};
 use crate::storage::lifecycle::{GcOptions, Lifecycle, LifecycleBackend, ObjectInfo};
@@ -98,13 +98,26 @@ impl Gated {
 impl Backend for Gated {
     crate::forward_backend!(inner: InMemoryBackend;
         NAME, Reader, UploadState, capabilities, locate, read, read_versioned, write_if_version,
-        exists, any_under, write_tag,
+        exists, any_under,
         blob_size, read_blob, start_upload, append_upload, finish_upload, abort_upload);
 
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
         self.pass(Op::Write, When::Before, &[key.as_str()]).await;
         self.inner.write(key, value).await?;
         self.pass(Op::Write, When::After, &[key.as_str()]).await;
+        Ok(())
+    }
+    async fn stage_record(&self, key: &Key, value: Bytes) -> Result<()> {
+        self.pass(Op::Write, When::Before, &[key.as_str()]).await;
+        self.inner.stage_record(key, value).await?;
+        self.pass(Op::Write, When::After, &[key.as_str()]).await;
+        Ok(())
+    }
+    /// Tags and intents, gated as writes.
+    async fn write_tag(&self, tag: &Key, target: TagTarget<'_>) -> Result<()> {
+        self.pass(Op::Write, When::Before, &[tag.as_str()]).await;
+        self.inner.write_tag(tag, target).await?;
+        self.pass(Op::Write, When::After, &[tag.as_str()]).await;
         Ok(())
     }
     async fn remove(&self, key: &Key) -> Result<()> {

@@ -69,9 +69,8 @@ struct BreaksMidStream(InMemoryBackend);
 #[deny(clippy::missing_trait_methods)]
 impl Backend for BreaksMidStream {
     crate::forward_backend!(0: InMemoryBackend;
-        NAME, UploadState, capabilities, locate, read, exists, write, remove, read_versioned,
-        write_if_version, list, any_under,
-        write_tag, blob_size, start_upload, append_upload, finish_upload, abort_upload);
+        NAME, UploadState, capabilities, locate, read, exists, write, stage_record, remove,
+        read_versioned, write_if_version, list, any_under, write_tag, blob_size, start_upload, append_upload, finish_upload, abort_upload);
     type Reader = stream::Iter<std::vec::IntoIter<Result<Bytes>>>;
 
     async fn read_blob(&self, _: &Digest, _: Option<ByteRange>) -> Result<Self::Reader> {

@@ -27,21 +27,20 @@ fn first_word(content: &[u8]) -> Option<Digest> {
 }
 
 /// Clause 5: after `write_tag`, the tag reads as content starting with the target's digest;
-/// with a new record, the record is stored too; a tag moves when written again.
+/// a staged record reads at once and stays; a tag moves when written again.
 pub async fn contract_tags<F: BackendFactory>(factory: &F) {
     let s = Setup::new(factory).await;
     let b = &*s.d;
     let r = repo("contract/tags");
     let latest = layout::tag(&r, &tag("latest"));
 
-    // To a stored record.
+    // To a written record.
     let (first, first_record) = record(br#"{"n":1}"#);
     let first_key = layout::manifest(&r, &first);
     ok!(b.write(&first_key, first_record.clone()).await);
     let to_first = TagTarget {
         digest: &first,
         record: &first_key,
-        new_record: None,
     };
     ok!(b.write_tag(&latest, to_first.clone()).await);
     let content = ok!(b.read(&latest).await).expect("the tag is stored");
@@ -51,18 +50,38 @@ pub async fn contract_tags<F: BackendFactory>(factory: &F) {
         "the tag names its manifest"
     );
 
-    // With a new record: both stored, the tag moved.
+    // To a staged record (a push by tag): readable before the tag, the tag moved after.
     let (second, second_record) = record(br#"{"n":2}"#);
     let second_key = layout::manifest(&r, &second);
+    ok!(b.stage_record(&second_key, second_record.clone()).await);
+    assert_eq!(
+        ok!(b.read(&second_key).await),
+        Some(second_record.clone()),
+        "a staged record reads at once"
+    );
+    assert!(ok!(b.exists(&second_key).await));
     let to_second = TagTarget {
         digest: &second,
         record: &second_key,
-        new_record: Some(second_record.clone()),
     };
     ok!(b.write_tag(&latest, to_second).await);
     assert_eq!(ok!(b.read(&second_key).await), Some(second_record));
     let content = ok!(b.read(&latest).await).expect("the tag is stored");
     assert_eq!(first_word(&content), Some(second.clone()), "the tag moved");
+
+    // A new tag of a staged record.
+    let (third, third_record) = record(br#"{"n":3}"#);
+    let third_key = layout::manifest(&r, &third);
+    ok!(b.stage_record(&third_key, third_record.clone()).await);
+    let fresh = layout::tag(&r, &tag("fresh"));
+    let to_third = TagTarget {
+        digest: &third,
+        record: &third_key,
+    };
+    ok!(b.write_tag(&fresh, to_third).await);
+    let content = ok!(b.read(&fresh).await).expect("the new tag is stored");
+    assert_eq!(first_word(&content), Some(third), "the new tag names it");
+    assert_eq!(ok!(b.read(&third_key).await), Some(third_record));
 
     // Back to the first; a second tag of the same manifest; the records are untouched.
     ok!(b.write_tag(&latest, to_first.clone()).await);
