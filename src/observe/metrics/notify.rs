@@ -35,7 +35,8 @@ pub struct NotificationEndpointMetrics {
     pub delivered: Counter,
     /// Events dropped because the queue was full.
     pub dropped: Counter,
-    /// Events given up on after the endpoint kept failing (only when the registry stops).
+    /// Events given up on once queued: left out of their envelope because they could not be
+    /// written, or not delivered yet when the registry stopped.
     pub failed: Counter,
     /// POSTs the endpoint accepted.
     pub successes: Counter,

@@ -105,6 +105,10 @@ struct Sender {
 }
 
 /// Starts the sender task of `config` and returns its queue and the task.
+///
+/// Every queued event ends delivered or failed (left out of its envelope because it could
+/// not be written, or still undelivered when the registry stops: see
+/// [`NotifierTasks::finish`](super::NotifierTasks::finish)).
 pub(super) fn start(
     config: &EndpointConfig,
     scheme: &str,
@@ -174,19 +178,26 @@ impl Sender {
             // for the endpoint.
             self.writer
                 .begin(&mut buffer, (1 + receiver.len()).min(self.max_batch));
-            self.writer.event(&mut buffer, &first);
+            let mut written = usize::from(self.writer.event(&mut buffer, &first));
             drop(first);
-            let mut events = 1;
-            while events < self.max_batch
+            let mut taken = 1;
+            while taken < self.max_batch
                 && let Ok(event) = receiver.try_recv()
             {
-                self.writer.event(&mut buffer, &event);
-                events += 1;
+                written += usize::from(self.writer.event(&mut buffer, &event));
+                taken += 1;
             }
             self.writer.end(&mut buffer);
-            self.metrics.queue_length.dec_by(events as i64);
+            self.metrics.queue_length.dec_by(taken as i64);
+            // An event left out (it could not be written) is counted as failed, never as
+            // delivered; an envelope left empty is not sent.
+            self.metrics.failed.inc_by((taken - written) as u64);
+            if written == 0 {
+                buffer.clear();
+                continue;
+            }
             let body = self
-                .deliver(std::mem::take(&mut buffer).freeze(), events)
+                .deliver(std::mem::take(&mut buffer).freeze(), written)
                 .await;
             // The next envelope reuses the buffer, once the HTTP client has let go of it.
             buffer = body.try_into_mut().unwrap_or_default();

@@ -53,15 +53,33 @@ pub struct Notifier {
 #[derive(Debug)]
 pub struct NotifierTasks {
     tasks: Vec<JoinHandle<()>>,
+    /// Each endpoint's series, in the order of `tasks`.
+    metrics: Vec<NotificationEndpointMetrics>,
 }
 
 impl NotifierTasks {
     /// Waits until every queued event was sent, for at most `timeout`; returns whether they
     /// all were. Call it after the server stopped (once no request can queue events), and
-    /// after dropping every handle of the [`Notifier`].
-    pub async fn finish(self, timeout: Duration) -> bool {
-        let all = futures::future::join_all(self.tasks);
-        tokio::time::timeout(timeout, all).await.is_ok()
+    /// after dropping every handle of the [`Notifier`]. When time runs out the senders are
+    /// stopped and the events they had not delivered are counted as failed.
+    pub async fn finish(mut self, timeout: Duration) -> bool {
+        let all = futures::future::join_all(self.tasks.iter_mut());
+        if tokio::time::timeout(timeout, all).await.is_ok() {
+            return true;
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+        // Once stopped (at their next `await`), nothing they count changes any more.
+        futures::future::join_all(self.tasks.iter_mut()).await;
+        for series in &self.metrics {
+            // Every queued event was delivered or failed, or is still undelivered.
+            let settled = series.delivered.get() + series.failed.get();
+            series
+                .failed
+                .inc_by(series.queued.get().saturating_sub(settled));
+        }
+        false
     }
 }
 
@@ -95,11 +113,13 @@ impl Notifier {
         };
         let mut queues = Vec::new();
         let mut tasks = Vec::new();
+        let mut endpoint_metrics = Vec::new();
         for endpoint in &config.endpoints {
             let series = match metrics {
                 Some(m) => m.notifications().endpoint(&endpoint.name),
                 None => NotificationEndpointMetrics::detached(),
             };
+            endpoint_metrics.push(series.clone());
             let (queue, task) = dispatch::start(endpoint, &scheme, &source, series)?;
             tracing::info!(
                 endpoint = %endpoint.name,
@@ -114,7 +134,11 @@ impl Notifier {
             queues,
             pulls_wanted,
         };
-        Ok((Arc::new(notifier), NotifierTasks { tasks }))
+        let tasks = NotifierTasks {
+            tasks,
+            metrics: endpoint_metrics,
+        };
+        Ok((Arc::new(notifier), tasks))
     }
 
     /// Whether a request with `method` may cause an event some endpoint wants: `false` for a
@@ -290,5 +314,68 @@ mod tests {
         }
         let both = notifier(&format!("{changes}\n{all}"));
         assert!(both.may_report(&Method::GET) && both.may_report(&Method::HEAD));
+    }
+
+    /// A manifest deletion in `demo/app`, numbered `n`.
+    fn delete_of(n: u128) -> Event {
+        Event {
+            id: n,
+            timestamp: SystemTime::UNIX_EPOCH,
+            action: Action::Delete,
+            target: Target {
+                kind: TargetKind::Manifest,
+                media_type: None,
+                digest: Some(format!("sha256:{n:064x}").as_str().into()),
+                size: None,
+                repository: "demo/app".into(),
+                from_repository: None,
+                tag: None,
+            },
+            request: RequestRecord {
+                id: format!("req-{n}").as_str().into(),
+                addr: None,
+                host: None,
+                method: Method::DELETE,
+                user_agent: None,
+            },
+            actor: None,
+        }
+    }
+
+    /// An endpoint that accepts connections and never answers: the registry stops with the
+    /// events it queued undelivered, and counts them as failed.
+    #[tokio::test]
+    async fn events_undelivered_when_the_registry_stops_are_counted_as_failed() {
+        let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config: NotificationsConfig = toml::from_str(&format!(
+            "[[endpoints]]\nname = \"hung\"\nurl = \"http://{}/\"\ntimeout = \"1m\"\nflush_interval = \"0s\"",
+            hung.local_addr().unwrap()
+        ))
+        .unwrap();
+        let options = NotifierOptions {
+            scheme: "http".into(),
+            source_addr: "127.0.0.1:5000".into(),
+        };
+        let metrics = Metrics::new();
+        let (notifier, tasks) = Notifier::start(&config, options, Some(&metrics)).unwrap();
+        for n in 0..3 {
+            notifier.notify(delete_of(n));
+        }
+        drop(notifier);
+        assert!(!tasks.finish(Duration::from_millis(300)).await);
+        let text = metrics.encode();
+        let count = |outcome: &str| {
+            let series = format!(
+                r#"marina_notification_events_total{{endpoint="hung",outcome="{outcome}"}} "#
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(series.as_str()))
+                .map(|v| v.trim().parse::<f64>().unwrap())
+                .unwrap_or_else(|| panic!("no {outcome} series in {text}"))
+        };
+        assert_eq!(count("queued"), 3.0);
+        assert_eq!(count("delivered"), 0.0);
+        assert_eq!(count("failed"), 3.0);
+        drop(hung);
     }
 }

@@ -61,8 +61,9 @@ impl EnvelopeWriter {
         out.extend_from_slice(b"]}");
     }
 
-    /// Adds `event` to the envelope `out` holds.
-    pub(super) fn event(&mut self, out: &mut BytesMut, event: &Event) {
+    /// Adds `event` to the envelope `out` holds; `false` when it could not be written and was
+    /// left out.
+    pub(super) fn event(&mut self, out: &mut BytesMut, event: &Event) -> bool {
         let start = out.len();
         if self.events > 0 {
             out.put_u8(b',');
@@ -71,10 +72,14 @@ impl EnvelopeWriter {
         // Writing into memory fails only on a field that cannot be written (a timestamp
         // beyond what RFC 3339 holds): the event is left out, the envelope stays whole.
         match serde_json::to_writer(out.writer(), &json) {
-            Ok(()) => self.events += 1,
+            Ok(()) => {
+                self.events += 1;
+                true
+            }
             Err(e) => {
                 out.truncate(start);
                 tracing::warn!(error = %e, "an event could not be written; left out");
+                false
             }
         }
     }
