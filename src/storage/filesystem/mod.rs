@@ -273,10 +273,11 @@ impl Backend for FilesystemBackend {
             return self.write(key, value).await;
         }
         // Created in place as `write` does, but nothing synced: the tag's `write_tag` syncs
-        // the file and its directory, in one trip to the blocking pool (see `tagging`). In a
-        // directory that exists that is a small write in the page cache, done inline.
+        // the file and its directory, in one trip to the blocking pool (see `tagging`). A new
+        // record in a directory that exists is a small write in the page cache, done inline;
+        // an existing one may have to be replaced durably (torn), on the blocking pool.
         let rel = paths::rel_path(key)?.to_owned();
-        if paths::parent_exists(&self.root, &rel) {
+        if paths::parent_exists(&self.root, &rel) && lstat(&self.path(key)?)?.is_none() {
             return atomic::create_verified_unsynced(&self.root, &rel, &value);
         }
         let root = Arc::clone(&self.root);
