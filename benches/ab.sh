@@ -33,7 +33,9 @@ command -v go >/dev/null || { apt-get update -qq && apt-get install -y -qq golan
 
 DISK=$(lsblk -no PKNAME "$(df --output=source "$WORK" | tail -1)" 2>/dev/null || true)
 [ -n "$DISK" ] || DISK=$(basename "$(df --output=source "$WORK" | tail -1)")
-writes() { awk -v d="$DISK" '$3 == d {print $8}' /proc/diskstats; }
+# Completed write requests of the disk holding $WORK (0 where /proc/diskstats has no such
+# disk, as on an overlay or network file system).
+writes() { awk -v d="$DISK" '$3 == d {n = $8} END {print n + 0}' /proc/diskstats; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 

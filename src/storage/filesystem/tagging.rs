@@ -61,14 +61,15 @@ impl Tagging {
     /// durable.
     ///
     /// The record's file is synced first: a
-    /// [staged](crate::storage::backend::Backend::stage_record) record's is not yet (for a
-    /// written one this costs no I/O). A tag of a sha256 manifest lives in the record's own
-    /// directory (see [`layout`](crate::storage::layout)): a new tag is linked in place and
-    /// the directory synced once for both names, one directory sync fewer than making the
-    /// record's name durable first. So a push by tag costs two syncs in one trip to the
-    /// blocking pool, and a record that another process staged and has not tagged yet is
-    /// made durable too. A crash before
-    /// the sync may leave either name alone: the record alone is an untagged manifest; the
+    /// [staged](crate::storage::backend::Backend::stage_record) record's is not yet. For a
+    /// written one nothing is left to write, though ext4 may still flush the disk's cache, a
+    /// cost only the tagging of a stored manifest (`tag_manifest`) pays. A tag of a sha256
+    /// manifest lives in the record's own directory (see [`layout`](crate::storage::layout)):
+    /// a new tag is linked in place and the directory synced once for both names, one
+    /// directory sync fewer than making the record's name durable first. So a push by tag
+    /// costs two syncs in one trip to the blocking pool, and a record that another process
+    /// staged and has not tagged yet is made durable too. A crash before the sync may leave
+    /// either name alone: the record alone is an untagged manifest; the
     /// tag alone (only on a filesystem that does not make a new file's name durable with the
     /// file, as Linux's ext4, XFS and btrfs do) is a new tag naming a manifest that reads as
     /// unknown, as if the push had not happened. An *existing* tag is replaced only once the
