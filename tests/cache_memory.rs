@@ -36,10 +36,13 @@ fn memory_of_100_000_cached_links() {
     let before = resident_kib();
     // Entries must outlive the fill (the default 5 s lifetime is shorter than a debug build's
     // fill of 100 000 entries).
-    let cache = MetadataCache::new(&CacheConfig {
-        ttl_ms: 3_600_000,
-        ..CacheConfig::on()
-    });
+    let cache = MetadataCache::new(
+        &CacheConfig {
+            ttl_ms: 3_600_000,
+            ..CacheConfig::on()
+        },
+        None,
+    );
     for (i, key) in keys.iter().enumerate() {
         cache.fill_size(cache.ticket(), key, i as u64);
     }

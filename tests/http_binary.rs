@@ -194,13 +194,16 @@ async fn gc_subcommand_reports_and_reclaims() {
 }
 
 /// The server collects every `gc_interval` and expires uploads every
-/// `upload_expiry_interval`, each run logged as a summary line.
+/// `upload_expiry_interval`, each run logged as a summary line and recorded in the `gc_*`
+/// and `upload_sessions_*` series.
 #[tokio::test]
 async fn the_server_collects_and_expires_periodically() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr, mut logs) = spawn(
         Command::new(BIN)
             .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--metrics-listen")
             .arg("127.0.0.1:0")
             .arg("--root-directory")
             .arg(dir.path().join("store"))
@@ -210,6 +213,13 @@ async fn the_server_collects_and_expires_periodically() {
             .env("MARINA_UPLOAD_EXPIRY_INTERVAL", "1s"),
     )
     .await;
+    let line = wait_for_log(&mut logs, "metrics and health checks on http://").await;
+    let metrics_url = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .map(|url| format!("http://{url}"))
+        .unwrap_or_else(|| panic!("no metrics address in {line}"));
     let registry = Registry::new(format!("http://{addr}"));
     let image = registry.push_image("periodic/gc", "v1", 5).await;
     let location = registry.start_upload("periodic/gc").await;
@@ -234,6 +244,31 @@ async fn the_server_collects_and_expires_periodically() {
     })
     .await
     .expect("the idle session expired");
+    let m = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = |name: &str| common::observe::value(&m, name);
+    assert!(
+        series(r#"marina_gc_runs_total{outcome="success"}"#) >= 1.0,
+        "{m}"
+    );
+    assert_eq!(series(r#"marina_gc_runs_total{outcome="failure"}"#), 0.0);
+    assert_eq!(
+        series(r#"marina_gc_reclaimed_total{kind="blobs"}"#),
+        2.0,
+        "{m}"
+    );
+    assert!(series("marina_gc_reclaimed_bytes_total") > 0.0, "{m}");
+    assert!(
+        series("marina_gc_last_run_timestamp_seconds") > 1.7e9,
+        "{m}"
+    );
+    let expired = r#"marina_upload_sessions_closed_total{outcome="expired"}"#;
+    assert_eq!(series(expired), 1.0, "{m}");
+    assert_eq!(series("marina_upload_sessions_open"), 0.0, "{m}");
     send_signal(&child, "TERM").await;
     assert!(child.wait().await.unwrap().success());
 }

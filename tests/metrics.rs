@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::observe::{self, value};
 use marina_distribution::StorageConfig;
-use marina_distribution::observe::metrics::{GcOutcome, GcReport, Metrics};
+use marina_distribution::observe::metrics::Metrics;
+use marina_distribution::storage::lifecycle::{GcReport, RunEnd, RunKind};
 
 #[tokio::test]
 async fn requests_are_counted_by_endpoint_method_and_status_without_names_or_digests() {
@@ -107,39 +108,54 @@ async fn requests_are_counted_by_endpoint_method_and_status_without_names_or_dig
     assert_eq!(reg.probe("/healthz").await, (200, "ok\n".into()));
 }
 
+/// What the server's lifecycle schedule reports reaches the `gc_*` and `upload_sessions_*`
+/// series: a collection's reclaimed objects, a failed collection, an upload expiry alone.
+/// (`http_binary.rs` watches a real server's scheduled runs arrive there.)
 #[test]
-fn cache_and_gc_series_are_recorded_through_the_library_api() {
+fn lifecycle_runs_are_recorded_into_the_gc_and_upload_series() {
     let metrics = Metrics::new();
-    let manifests = metrics.cache().cache("manifests");
-    manifests.hit();
-    manifests.hit();
-    manifests.miss();
-    let mut report = GcReport::new(3, 4096);
-    report.uploads = 2;
-    metrics
-        .gc()
-        .record_run(GcOutcome::Success, Duration::from_secs(2), &report);
-    metrics.uploads().started();
-    metrics.uploads().expired(1);
+    let collection = GcReport {
+        blobs: 3,
+        bytes: 4096,
+        manifests: 1,
+        links: 4,
+        uploads: 2,
+        duration: Duration::from_secs(2),
+        ..GcReport::default()
+    };
+    let expiry = GcReport {
+        uploads: 1,
+        ..GcReport::default()
+    };
+    let dry = GcReport {
+        dry_run: true,
+        blobs: 100,
+        ..GcReport::default()
+    };
+    for _ in 0..3 {
+        metrics.uploads().started();
+    }
+    metrics.record_lifecycle(RunKind::Collection, &RunEnd::Done(&collection));
+    metrics.record_lifecycle(RunKind::UploadExpiry, &RunEnd::Done(&expiry));
+    metrics.record_lifecycle(RunKind::Collection, &RunEnd::Done(&dry));
+    let elapsed = Duration::from_millis(10);
+    metrics.record_lifecycle(RunKind::Collection, &RunEnd::Failed { elapsed });
+    metrics.record_lifecycle(RunKind::UploadExpiry, &RunEnd::Failed { elapsed });
 
     let m = metrics.encode();
     let series = [
-        (
-            r#"marina_cache_requests_total{cache="manifests",result="hit"}"#,
-            2.0,
-        ),
-        (
-            r#"marina_cache_requests_total{cache="manifests",result="miss"}"#,
-            1.0,
-        ),
         (r#"marina_gc_runs_total{outcome="success"}"#, 1.0),
+        (r#"marina_gc_runs_total{outcome="failure"}"#, 1.0),
         (r#"marina_gc_reclaimed_total{kind="blobs"}"#, 3.0),
+        (r#"marina_gc_reclaimed_total{kind="manifests"}"#, 1.0),
+        (r#"marina_gc_reclaimed_total{kind="links"}"#, 4.0),
         (r#"marina_gc_reclaimed_total{kind="uploads"}"#, 2.0),
         ("marina_gc_reclaimed_bytes_total", 4096.0),
-        ("marina_gc_duration_seconds_count", 1.0),
+        ("marina_gc_duration_seconds_count", 2.0),
+        ("marina_gc_duration_seconds_sum", 2.01),
         (
             r#"marina_upload_sessions_closed_total{outcome="expired"}"#,
-            1.0,
+            3.0,
         ),
         ("marina_upload_sessions_open", 0.0),
     ];
@@ -147,6 +163,41 @@ fn cache_and_gc_series_are_recorded_through_the_library_api() {
         assert_eq!(value(&m, name), expected, "{name} in\n{m}");
     }
     assert!(value(&m, "marina_gc_last_run_timestamp_seconds") > 1.7e9);
+}
+
+/// The metadata cache counts its lookups into `marina_cache_requests_total` by kind of fact:
+/// the first `HEAD` of a blob and `GET` of a manifest by tag miss, the next ones hit.
+#[tokio::test]
+async fn cache_lookups_are_counted_by_kind_and_result() {
+    let mut config = StorageConfig::inmemory();
+    config.cache.enabled = Some(true);
+    let reg = observe::start(config, None, None).await;
+    let s = &reg.server;
+    let image = s.push_image("demo/app", "v1", 1).await;
+    for _ in 0..3 {
+        let blob = format!("/v2/demo/app/blobs/{}", image.layer_digest);
+        let resp = s.client.head(s.url(&blob)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let resp = s
+            .client
+            .get(s.url("/v2/demo/app/manifests/v1"))
+            .header("accept", common::OCI_MANIFEST)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let m = reg.scrape().await;
+    let lookups = |cache: &str, result: &str| {
+        value(
+            &m,
+            &format!(r#"marina_cache_requests_total{{cache="{cache}",result="{result}"}}"#),
+        )
+    };
+    for cache in ["links", "manifests", "tags"] {
+        assert_eq!(lookups(cache, "miss"), 1.0, "{cache} in\n{m}");
+        assert_eq!(lookups(cache, "hit"), 2.0, "{cache} in\n{m}");
+    }
 }
 
 /// The sum of every series of `name` whose labels contain all of `labels`.

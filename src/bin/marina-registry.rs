@@ -540,7 +540,12 @@ async fn serve(
     };
     let (notifier, notifier_tasks) = notifier.unzip();
     let driver = Arc::new(driver);
-    let _lifecycle = lifecycle::schedule::spawn(Arc::clone(&driver), schedule, |_| {});
+    let lifecycle_metrics = metrics.clone();
+    let _lifecycle = lifecycle::schedule::spawn(Arc::clone(&driver), schedule, move |kind, end| {
+        if let Some(metrics) = &lifecycle_metrics {
+            metrics.record_lifecycle(kind, &end);
+        }
+    });
     let (app, authorizer) = match server::registry_app(Arc::clone(&driver), options, &auth) {
         Ok(v) => v,
         Err(e) => {

@@ -84,6 +84,7 @@ use std::time::Duration;
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
+use crate::observe::metrics::{CacheCounters, Metrics};
 use crate::oci::Digest;
 use crate::storage::Manifest;
 use crate::storage::layout::{Key, KeyClass};
@@ -154,10 +155,11 @@ impl CacheConfig {
         self.enabled.unwrap_or(remote) && self.ttl_ms > 0
     }
 
-    /// Builds the cache if it is enabled for such a backend.
-    pub fn build(&self, remote: bool) -> Option<MetadataCache> {
+    /// Builds the cache if it is enabled for such a backend, counting into `metrics` when
+    /// given (see [`MetadataCache::new`]).
+    pub fn build(&self, remote: bool, metrics: Option<&Metrics>) -> Option<MetadataCache> {
         self.is_enabled_for(remote)
-            .then(|| MetadataCache::new(self))
+            .then(|| MetadataCache::new(self, metrics))
     }
 }
 
@@ -177,6 +179,17 @@ enum Kind {
 }
 
 impl Kind {
+    const ALL: [Self; 3] = [Self::Link, Self::Manifest, Self::Tag];
+
+    /// The `cache` label of its metrics, as [`CacheStats::by_name`] names it.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Link => "links",
+            Self::Manifest => "manifests",
+            Self::Tag => "tags",
+        }
+    }
+
     fn of(class: KeyClass) -> Option<Self> {
         match class {
             KeyClass::Link => Some(Self::Link),
@@ -218,9 +231,9 @@ impl CacheStats {
     /// labels them by name.
     pub fn by_name(&self) -> [(&'static str, HitMiss); 3] {
         [
-            ("links", self.links),
-            ("manifests", self.manifests),
-            ("tags", self.tags),
+            (Kind::Link.name(), self.links),
+            (Kind::Manifest.name(), self.manifests),
+            (Kind::Tag.name(), self.tags),
         ]
     }
 }
@@ -236,7 +249,8 @@ pub struct MetadataCache {
     manifests: Cache<Key, Manifest>,
     generation: AtomicU64,
     cache_tags: bool,
-    counts: [(AtomicU64, AtomicU64); 3],
+    /// Hits and misses per [`Kind`]: the registry's Prometheus counters when metrics are on.
+    counts: [CacheCounters; 3],
 }
 
 impl std::fmt::Debug for MetadataCache {
@@ -248,8 +262,10 @@ impl std::fmt::Debug for MetadataCache {
 }
 
 impl MetadataCache {
-    /// A cache with the given bounds (whether it is enabled is the caller's business).
-    pub fn new(config: &CacheConfig) -> Self {
+    /// A cache with the given bounds (whether it is enabled is the caller's business),
+    /// counting its hits and misses into `metrics` (`marina_cache_requests_total`, with
+    /// `cache` = `links`, `manifests`, `tags`) when given.
+    pub fn new(config: &CacheConfig, metrics: Option<&Metrics>) -> Self {
         let ttl = Duration::from_millis(config.ttl_ms.max(1));
         let facts = Cache::builder()
             .max_capacity(config.max_entries)
@@ -272,14 +288,20 @@ impl MetadataCache {
             manifests,
             generation: AtomicU64::new(0),
             cache_tags: config.tags,
-            counts: Default::default(),
+            counts: Kind::ALL.map(|kind| {
+                metrics.map_or_else(CacheCounters::default, |m| m.cache().cache(kind.name()))
+            }),
         }
     }
 
     fn count(&self, key: &Key, hit: bool) {
         if let Some(kind) = Kind::of(key.class()) {
-            let (hits, misses) = &self.counts[kind as usize];
-            if hit { hits } else { misses }.fetch_add(1, Ordering::Relaxed);
+            let counters = &self.counts[kind as usize];
+            if hit {
+                counters.hit();
+            } else {
+                counters.miss();
+            }
         }
     }
 
@@ -393,10 +415,10 @@ impl MetadataCache {
     /// The counters and sizes now.
     pub fn stats(&self) -> CacheStats {
         let read = |kind: Kind| {
-            let (hits, misses) = &self.counts[kind as usize];
+            let counters = &self.counts[kind as usize];
             HitMiss {
-                hits: hits.load(Ordering::Relaxed),
-                misses: misses.load(Ordering::Relaxed),
+                hits: counters.hits(),
+                misses: counters.misses(),
             }
         };
         CacheStats {
@@ -430,7 +452,7 @@ mod tests {
 
     #[test]
     fn a_fill_that_raced_an_invalidation_is_undone() {
-        let cache = MetadataCache::new(&CacheConfig::on());
+        let cache = MetadataCache::new(&CacheConfig::on(), None);
         let repo = RepositoryName::parse("a/b").unwrap();
         let link = layout::layer_link(&repo, &digest("x"));
         let ticket = cache.ticket();
@@ -445,7 +467,7 @@ mod tests {
 
     #[test]
     fn removing_a_blob_drops_every_link_to_it() {
-        let cache = MetadataCache::new(&CacheConfig::on());
+        let cache = MetadataCache::new(&CacheConfig::on(), None);
         let (x, y) = (digest("x"), digest("y"));
         let links: Vec<Key> = ["a", "b/c"]
             .iter()
@@ -475,7 +497,7 @@ mod tests {
             },
             bytes: bytes::Bytes::from_static(b"m"),
         };
-        let cache = MetadataCache::new(&CacheConfig::on());
+        let cache = MetadataCache::new(&CacheConfig::on(), None);
         cache.fill_tag(cache.ticket(), &tag, d.clone());
         cache.fill_manifest(cache.ticket(), &record, manifest.clone());
         assert_eq!(cache.tag(&tag), Some(d.clone()));
@@ -484,10 +506,13 @@ mod tests {
         cache.invalidate(&record);
         assert_eq!(cache.tag(&tag), None);
         assert_eq!(cache.manifest(&record), None);
-        let untagged = MetadataCache::new(&CacheConfig {
-            tags: false,
-            ..CacheConfig::on()
-        });
+        let untagged = MetadataCache::new(
+            &CacheConfig {
+                tags: false,
+                ..CacheConfig::on()
+            },
+            None,
+        );
         untagged.fill_tag(untagged.ticket(), &tag, d);
         assert_eq!(untagged.tag(&tag), None);
         assert!(!CacheConfig::default().is_enabled_for(false));
@@ -503,10 +528,13 @@ mod tests {
 
     #[test]
     fn entries_expire_after_the_ttl() {
-        let cache = MetadataCache::new(&CacheConfig {
-            ttl_ms: 50,
-            ..CacheConfig::on()
-        });
+        let cache = MetadataCache::new(
+            &CacheConfig {
+                ttl_ms: 50,
+                ..CacheConfig::on()
+            },
+            None,
+        );
         let key = layout::layer_link(&RepositoryName::parse("a").unwrap(), &digest("x"));
         cache.fill_size(cache.ticket(), &key, 1);
         assert_eq!(cache.size(&key), Some(1));

@@ -10,6 +10,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::storage::GcReport;
+use crate::storage::lifecycle::schedule::{RunEnd, RunKind};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
@@ -98,7 +101,10 @@ pub struct CacheMetrics {
 }
 
 /// The pre-resolved hit and miss counters of one cache.
-#[derive(Debug, Clone)]
+///
+/// The [`Default`] value belongs to no registry: a cache counts into it when metrics are off,
+/// so that it keeps one set of counters either way (one atomic add per lookup).
+#[derive(Debug, Clone, Default)]
 pub struct CacheCounters {
     hits: Counter,
     misses: Counter,
@@ -113,6 +119,16 @@ impl CacheCounters {
     /// A lookup missed (the value was read from the storage).
     pub fn miss(&self) {
         self.misses.inc();
+    }
+
+    /// Lookups that found their entry so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.get()
+    }
+
+    /// Lookups that missed so far.
+    pub fn misses(&self) -> u64 {
+        self.misses.get()
     }
 }
 
@@ -141,45 +157,30 @@ impl CacheMetrics {
     }
 }
 
-/// How a garbage-collection run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GcOutcome {
-    /// The run completed.
-    Success,
-    /// The run stopped on an error (what it reclaimed before still counts).
-    Failure,
-}
-
-/// What one garbage-collection run reclaimed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct GcReport {
-    /// Blobs whose bytes were removed.
-    pub blobs: u64,
-    /// Bytes those blobs held.
-    pub bytes: u64,
-    /// Manifests removed (untagged, unreferenced).
-    pub manifests: u64,
-    /// Abandoned upload sessions removed.
-    pub uploads: u64,
-    /// Repository links removed.
-    pub links: u64,
-}
-
-impl GcReport {
-    /// A report of `blobs` blobs holding `bytes` bytes (set the other fields as needed).
-    pub fn new(blobs: u64, bytes: u64) -> Self {
-        Self {
-            blobs,
-            bytes,
-            ..Self::default()
-        }
-    }
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
+}
+
+/// Records how a scheduled lifecycle run ended: a collection into the garbage-collection
+/// series, and the sessions any run expired into the upload series. Give it to
+/// [`schedule::spawn`](crate::storage::lifecycle::schedule::spawn) as its observer.
+pub(super) fn record_lifecycle(
+    gc: &GcMetrics,
+    uploads: &UploadMetrics,
+    kind: RunKind,
+    end: &RunEnd<'_>,
+) {
+    match (kind, end) {
+        (_, RunEnd::Done(report)) if report.dry_run => {}
+        (RunKind::Collection, RunEnd::Done(report)) => {
+            gc.record_success(report);
+            uploads.expired(report.uploads);
+        }
+        (RunKind::Collection, RunEnd::Failed { elapsed }) => gc.record_failure(*elapsed),
+        (RunKind::UploadExpiry, RunEnd::Done(report)) => uploads.expired(report.uploads),
+        (RunKind::UploadExpiry, RunEnd::Failed { .. }) => {}
+    }
 }
 
 /// Garbage-collection runs, their duration and what they reclaimed.
@@ -246,18 +247,30 @@ impl GcMetrics {
         }
     }
 
-    /// Records a finished run.
-    pub fn record_run(&self, outcome: GcOutcome, elapsed: Duration, reclaimed: &GcReport) {
-        match outcome {
-            GcOutcome::Success => self.success.inc(),
-            GcOutcome::Failure => self.failure.inc(),
-        };
+    /// Records a run that completed, with what it reclaimed (a dry run reclaims nothing and
+    /// is not recorded).
+    pub fn record_success(&self, report: &GcReport) {
+        if report.dry_run {
+            return;
+        }
+        self.success.inc();
+        self.blobs.inc_by(report.blobs);
+        self.bytes.inc_by(report.bytes);
+        self.manifests.inc_by(report.manifests);
+        self.uploads.inc_by(report.uploads);
+        self.links.inc_by(report.links);
+        self.finished(report.duration);
+    }
+
+    /// Records a run that stopped on an error after `elapsed`. (What it removed before the
+    /// error is not reported by the collector, so it is not counted.)
+    pub fn record_failure(&self, elapsed: Duration) {
+        self.failure.inc();
+        self.finished(elapsed);
+    }
+
+    fn finished(&self, elapsed: Duration) {
         self.duration.observe(elapsed.as_secs_f64());
-        self.blobs.inc_by(reclaimed.blobs);
-        self.bytes.inc_by(reclaimed.bytes);
-        self.manifests.inc_by(reclaimed.manifests);
-        self.uploads.inc_by(reclaimed.uploads);
-        self.links.inc_by(reclaimed.links);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

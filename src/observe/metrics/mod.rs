@@ -59,7 +59,7 @@ use prometheus_client::registry::Registry;
 pub use crate::storage::layers::Outcome;
 #[cfg(feature = "server")]
 pub use http::{HttpMetrics, InFlight};
-pub use lifecycle::{CacheCounters, CacheMetrics, GcMetrics, GcOutcome, GcReport, UploadMetrics};
+pub use lifecycle::{CacheCounters, CacheMetrics, GcMetrics, UploadMetrics};
 pub use notify::{NotificationEndpointMetrics, NotificationMetrics};
 pub use storage::{StorageMetrics, StorageObserver};
 
@@ -133,6 +133,17 @@ impl Metrics {
     /// Upload sessions opened and closed.
     pub fn uploads(&self) -> &UploadMetrics {
         &self.uploads
+    }
+
+    /// Records how a scheduled lifecycle run ended (the observer of
+    /// [`schedule::spawn`](crate::storage::lifecycle::schedule::spawn)): a collection into the
+    /// `gc_*` series, the upload sessions any run expired into the `upload_sessions_*` series.
+    pub fn record_lifecycle(
+        &self,
+        kind: crate::storage::lifecycle::schedule::RunKind,
+        end: &crate::storage::lifecycle::schedule::RunEnd<'_>,
+    ) {
+        lifecycle::record_lifecycle(&self.gc, &self.uploads, kind, end);
     }
 
     /// Cache hits and misses, per named cache.

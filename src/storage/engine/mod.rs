@@ -110,7 +110,10 @@ pub struct Engine<B> {
 impl<B: Backend> Engine<B> {
     /// Wraps a backend.
     pub fn new(backend: B, options: EngineOptions) -> Self {
-        let cache = options.cache.build(backend.capabilities().remote_metadata);
+        let cache = options.cache.build(
+            backend.capabilities().remote_metadata,
+            options.metrics.as_deref(),
+        );
         Self {
             backend,
             options,

@@ -209,7 +209,7 @@ pub mod schedule;
 pub(crate) mod upload_objects;
 
 pub use backend::{ExpiredStorage, LifecycleBackend, ObjectInfo};
-pub use schedule::{Schedule, parse_duration};
+pub use schedule::{RunEnd, RunKind, Schedule, parse_duration};
 
 use std::fmt;
 use std::future::Future;

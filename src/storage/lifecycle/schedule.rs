@@ -39,6 +39,27 @@ impl Default for Schedule {
     }
 }
 
+/// Which scheduled work a run was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// A garbage collection (which also expires uploads when a TTL is set).
+    Collection,
+    /// An upload expiry alone.
+    UploadExpiry,
+}
+
+/// How a scheduled run ended, as the observer given to [`spawn`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum RunEnd<'a> {
+    /// The run completed, reclaiming what the report says.
+    Done(&'a GcReport),
+    /// The run stopped on an error (logged) after `elapsed`.
+    Failed {
+        /// How long the run went on before it stopped.
+        elapsed: Duration,
+    },
+}
+
 /// Parses a duration setting: `24h`, `90m`, `1h 30m`, `0s` (humantime's syntax), or `off`
 /// (`None`), naming `field` in the error.
 pub fn parse_duration(field: &'static str, text: &str) -> Result<Option<Duration>> {
@@ -55,16 +76,17 @@ pub fn parse_duration(field: &'static str, text: &str) -> Result<Option<Duration
 }
 
 /// Runs `schedule` until the returned task is aborted (or dropped with the runtime), calling
-/// `on_report` after every run (metrics, logs). A run that fails is logged and the next one
-/// is tried at its time. Returns `None` when nothing is scheduled.
+/// `observe` after every run, successful or not (metrics: `Metrics::record_lifecycle`). Every
+/// run is also logged; after one that fails, the next is tried at its time. Returns `None`
+/// when nothing is scheduled.
 pub fn spawn<D, F>(
     driver: Arc<D>,
     schedule: Schedule,
-    on_report: F,
+    observe: F,
 ) -> Option<tokio::task::JoinHandle<()>>
 where
     D: Lifecycle,
-    F: Fn(&GcReport) + Send + Sync + 'static,
+    F: Fn(RunKind, RunEnd<'_>) + Send + Sync + 'static,
 {
     let expiry = schedule.upload_expiry_interval.zip(schedule.gc.upload_ttl);
     if schedule.gc_interval.is_none() && expiry.is_none() {
@@ -97,9 +119,14 @@ where
                     None => std::future::pending().await,
                 }
             };
-            let run = tokio::select! {
-                _ = gc_due => driver.collect_garbage(&options).await,
-                _ = expiry_due => {
+            let kind = tokio::select! {
+                _ = gc_due => RunKind::Collection,
+                _ = expiry_due => RunKind::UploadExpiry,
+            };
+            let started = std::time::Instant::now();
+            let run = match kind {
+                RunKind::Collection => driver.collect_garbage(&options).await,
+                RunKind::UploadExpiry => {
                     let ttl = expiry.map_or(DEFAULT_UPLOAD_TTL, |(_, ttl)| ttl);
                     driver.expire_uploads(ttl, false).await
                 }
@@ -107,10 +134,12 @@ where
             match run {
                 Ok(report) => {
                     tracing::info!(target: "marina::lifecycle", "{report}");
-                    on_report(&report);
+                    observe(kind, RunEnd::Done(&report));
                 }
                 Err(e) => {
-                    tracing::error!(target: "marina::lifecycle", error = %e, "lifecycle run failed")
+                    tracing::error!(target: "marina::lifecycle", error = %e, "lifecycle run failed");
+                    let elapsed = started.elapsed();
+                    observe(kind, RunEnd::Failed { elapsed });
                 }
             }
         }
