@@ -448,14 +448,20 @@ async fn monolithic_puts_small_and_multipart() {
     let env = s3_or_skip!("monolithic_puts_small_and_multipart");
     let d = env.driver("mono").await;
     let r = repo("s3/mono");
-    for (len, seed) in [(100usize, 4u64), (11 * MIB + 3, 5)] {
+    // Below a part: one PutObject from memory. Above, with the length declared: one
+    // streamed PutObject (`single_put_limit`); without: a multipart upload on the blob's key.
+    for (len, seed, declared) in [
+        (100usize, 4u64, true),
+        (11 * MIB + 3, 5, true),
+        (11 * MIB + 5, 6, false),
+    ] {
         let blob = data(len, seed);
         let digest = sha256(&blob);
         let info = d
             .put_content(
                 &r,
                 &digest,
-                Some(len as u64),
+                declared.then_some(len as u64),
                 body(cut(&blob, &[64 * 1024])),
             )
             .await
@@ -687,6 +693,20 @@ async fn digest_mismatch_leaves_nothing_visible() {
         .await
         .expect_err("mismatch");
     assert!(matches!(err, Error::DigestInvalid(_)), "{err:?}");
+    // Monolithic with the length declared: one streamed PutObject on the blob key, whose
+    // last chunk is never sent when the digest or the length does not match.
+    let len = blob.len() as u64;
+    let err = d
+        .put_content(&r, &wrong, Some(len), body(cut(&blob, &[MIB])))
+        .await
+        .expect_err("mismatch");
+    assert!(matches!(err, Error::DigestInvalid(_)), "{err:?}");
+    let short = blob.slice(..blob.len() - 1);
+    let err = d
+        .put_content(&r, &sha256(&blob), Some(len), body(cut(&short, &[MIB])))
+        .await
+        .expect_err("short");
+    assert!(matches!(err, Error::SizeInvalid(_)), "{err:?}");
     assert_no_upload_leftovers(&d).await;
     assert_eq!(objects(&d, "blobs/").await, Vec::<String>::new());
     for digest in [&wrong, &sha256(&blob)] {

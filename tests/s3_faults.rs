@@ -27,7 +27,7 @@ mod common;
 use futures::StreamExt;
 use reqwest::StatusCode;
 
-use common::fault_proxy::FaultProxy;
+use common::fault_proxy::{Fault, FaultProxy};
 use common::*;
 use marina_distribution::StorageConfig;
 
@@ -56,6 +56,16 @@ impl Tally {
 
 /// A registry on S3 through a fault proxy, under its own prefix; `None` without S3.
 async fn faulted_registry(test: &str, seed: u64) -> Option<(FaultProxy, Server, String)> {
+    faulted_registry_with(test, seed, None).await
+}
+
+/// [`faulted_registry`] with its `single_put_limit` (`Some(0)`: monolithic pushes go through
+/// multipart uploads too).
+async fn faulted_registry_with(
+    test: &str,
+    seed: u64,
+    single_put_limit: Option<u64>,
+) -> Option<(FaultProxy, Server, String)> {
     let (_, config, _) = configs(test)
         .into_iter()
         .find(|(name, _, _)| name == "s3")?;
@@ -64,6 +74,7 @@ async fn faulted_registry(test: &str, seed: u64) -> Option<(FaultProxy, Server, 
     let proxy = FaultProxy::start(s3.endpoint.as_deref().expect("endpoint"), 0.0, seed).await;
     s3.endpoint = Some(proxy.url.clone());
     s3.part_size = Some(5 * MIB as u64);
+    s3.single_put_limit = single_put_limit;
     let server = start("s3".into(), StorageConfig::s3(s3), None).await;
     Some((proxy, server, prefix))
 }
@@ -311,7 +322,8 @@ async fn faults_lose_and_corrupt_nothing() {
 /// (`BLOB_UPLOAD_UNKNOWN`): one push in a thousand at 10% faults on Garage.
 #[tokio::test]
 async fn a_completion_whose_answer_was_cut_still_finishes_the_push() {
-    let Some((proxy, server, _)) = faulted_registry("complete-cut", 11).await else {
+    // Monolithic pushes complete multipart uploads only without the streamed PutObject.
+    let Some((proxy, server, _)) = faulted_registry_with("complete-cut", 11, Some(0)).await else {
         return;
     };
     // Monolithic (completed on the blob's key) and chunked (on the session's own key).
@@ -333,5 +345,48 @@ async fn a_completion_whose_answer_was_cut_still_finishes_the_push() {
         let resp = server.get(&format!("/v2/cut/app/blobs/{digest}")).await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.bytes().await.unwrap(), blob.data);
+    }
+}
+
+/// A monolithic push stored with one streamed `PutObject` (`single_put_limit`) whose
+/// request meets each kind of store fault is sent again from its spill file: the client sees
+/// a normal `201`, and the blob holds exactly its bytes.
+#[tokio::test]
+async fn a_faulted_streamed_put_is_sent_again_from_its_spill_file() {
+    let Some((proxy, server, _)) = faulted_registry("put-spill", 13).await else {
+        return;
+    };
+    let faults = [
+        Fault::SlowDown,
+        Fault::Internal,
+        Fault::ResetBeforeResponse,
+        Fault::ResetMidResponse,
+    ];
+    for (i, fault) in faults.into_iter().enumerate() {
+        let blob = Blob {
+            data: payload(7 * MIB + i, 60 + i as u8),
+            chunks: 0,
+        };
+        let hex = common::sha256(&blob.data)
+            .split_once(':')
+            .map(|(_, hex)| hex.to_owned())
+            .expect("a digest");
+        // The blob's key ends with its hex digest (`.../blobs/sha256/<ab>/<hex>/data`).
+        proxy.fault_next("PUT", Box::leak(hex.into_boxed_str()), fault);
+        let digest = match push(&server, "spill/app", &blob).await {
+            Ok(digest) => digest,
+            Err(resp) => panic!(
+                "push under {fault:?}: {} {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            ),
+        };
+        assert!(
+            proxy.targeted_fault_injected(),
+            "{fault:?} was not injected"
+        );
+        let resp = server.get(&format!("/v2/spill/app/blobs/{digest}")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.bytes().await.unwrap(), blob.data, "{fault:?}");
     }
 }

@@ -65,6 +65,8 @@ pub enum Operation {
     BlobSize,
     /// [`Backend::read_blob`], and reading its stream.
     ReadBlob,
+    /// [`Backend::put_blob`].
+    PutBlob,
     /// [`Backend::start_upload`].
     StartUpload,
     /// [`Backend::append_upload`].
@@ -93,7 +95,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in declaration order (for metrics that pre-register their labels).
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 23] = [
         Self::Open,
         Self::Read,
         Self::Exists,
@@ -104,6 +106,7 @@ impl Operation {
         Self::WriteTag,
         Self::BlobSize,
         Self::ReadBlob,
+        Self::PutBlob,
         Self::StartUpload,
         Self::AppendUpload,
         Self::FinishUpload,
@@ -131,6 +134,7 @@ impl Operation {
             Self::WriteTag => "write_tag",
             Self::BlobSize => "blob_size",
             Self::ReadBlob => "read_blob",
+            Self::PutBlob => "put_blob",
             Self::StartUpload => "start_upload",
             Self::AppendUpload => "append_upload",
             Self::FinishUpload => "finish_upload",
@@ -172,6 +176,26 @@ pub struct Capabilities {
     /// Whether every metadata read is a round trip to a remote store (S3, GCS): the engine
     /// then keeps a [metadata cache](super::cache) unless configured otherwise.
     pub remote_metadata: bool,
+    /// The blob sizes the backend stores in one streamed write, [`Backend::put_blob`], when a
+    /// push declares the blob's digest and length up front (a monolithic push); `None` when
+    /// it has no such write (every push then goes through an upload).
+    pub put_blob_sizes: Option<SizeRange>,
+}
+
+/// A range of sizes in bytes, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeRange {
+    /// The smallest size in the range.
+    pub min: u64,
+    /// The largest size in the range.
+    pub max: u64,
+}
+
+impl SizeRange {
+    /// Whether `size` is in the range.
+    pub const fn contains(&self, size: u64) -> bool {
+        self.min <= size && size <= self.max
+    }
 }
 
 impl Capabilities {
@@ -180,6 +204,7 @@ impl Capabilities {
         link_while_finishing: false,
         chunk_min_length: None,
         remote_metadata: false,
+        put_blob_sizes: None,
     };
 
     /// With [`link_while_finishing`](Self::link_while_finishing) set to `yes`.
@@ -197,6 +222,12 @@ impl Capabilities {
     /// With [`remote_metadata`](Self::remote_metadata) set to `yes`.
     pub const fn with_remote_metadata(mut self, yes: bool) -> Self {
         self.remote_metadata = yes;
+        self
+    }
+
+    /// With [`put_blob_sizes`](Self::put_blob_sizes) set.
+    pub const fn with_put_blob_sizes(mut self, sizes: Option<SizeRange>) -> Self {
+        self.put_blob_sizes = sizes;
         self
     }
 }
@@ -406,6 +437,36 @@ pub trait Backend: Send + Sync + 'static {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> impl Future<Output = Result<Self::Reader>> + Send;
+
+    /// Stores blob `digest`, `size` bytes long, from `body` in one write straight at its
+    /// final name. The engine calls it only for sizes in [`Capabilities::put_blob_sizes`],
+    /// when the blob is not stored yet.
+    ///
+    /// The engine's `body` verifies itself: it yields exactly `size` bytes hashing to
+    /// `digest` and holds its last chunk back until all of them were verified; when they do
+    /// not match (or the client goes away), it ends with an error *in place of* that chunk.
+    /// A backend that makes the object visible only once it has received all `size` bytes (an
+    /// S3 `PutObject` sent with its `Content-Length`) therefore never stores other bytes under
+    /// the digest's name, and stores nothing when the body fails. The body cannot be read
+    /// twice: a backend that retries keeps its own copy. An error of the body is returned as
+    /// it is (it is the client's: `DIGEST_INVALID`, `SIZE_INVALID`, a broken connection).
+    ///
+    /// The default refuses: a backend that does not advertise the capability is never asked.
+    fn put_blob<S>(
+        &self,
+        digest: &Digest,
+        size: u64,
+        body: S,
+    ) -> impl Future<Output = Result<()>> + Send
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let _ = (digest, size, body);
+        std::future::ready(Err(crate::error::Error::backend(
+            Self::NAME,
+            "this backend has no single-write blob path (put_blob)",
+        )))
+    }
 
     // ----- upload bytes -----
 

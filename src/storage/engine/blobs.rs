@@ -12,7 +12,7 @@ use crate::storage::presign::PresignBlobReads;
 use crate::storage::{BlobRead, BlobRedirect, FileInfo, StorageDriver, UploadId};
 
 use super::Engine;
-use super::hashed_body::{check_len, hashed_body};
+use super::hashed_body::{check_len, hashed_body, verified_body};
 
 impl<B: Backend> Engine<B> {
     /// Size recorded in the repository's link, or `None` if the blob is not visible there,
@@ -197,6 +197,15 @@ impl<B: Backend> Engine<B> {
             }
             return Ok(info);
         }
+        if let Some(size) = expected_size
+            && self
+                .backend
+                .capabilities()
+                .put_blob_sizes
+                .is_some_and(|sizes| sizes.contains(size))
+        {
+            return self.blob_put_whole(repo, digest, size, body).await;
+        }
         let id = UploadId::generate();
         let mut state = self.backend.start_upload(&id, Some(digest)).await?;
         let appended = self
@@ -239,6 +248,37 @@ impl<B: Backend> Engine<B> {
                 Err(e)
             }
         }
+    }
+
+    /// A monolithic push the backend stores in one write ([`Backend::put_blob`]): the body
+    /// verifies itself on the way ([`verified_body`]), so the backend never stores bytes
+    /// other than the digest's; then the link, as after an upload's commit.
+    async fn blob_put_whole<S>(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+        body: S,
+    ) -> Result<FileInfo>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let mut hasher = Hasher::new(digest.algorithm());
+        let mut count = 0u64;
+        let body = verified_body(body, &mut hasher, &mut count, digest, size);
+        if let Err(e) = self.backend.put_blob(digest, size, body).await {
+            // Only a body that was received whole and verified may count as stored by an
+            // earlier attempt whose answer was lost (as `finish_blob` does for uploads).
+            let verified = count == size && hasher.digest() == *digest;
+            match self.backend.blob_size(digest).await {
+                Ok(Some(stored)) if verified && stored == size => {
+                    tracing::warn!(driver = B::NAME, %digest, error = %e,
+                        "storing the blob reported an error but it is stored; continuing");
+                }
+                _ => return Err(e),
+            }
+        }
+        self.link(repo, digest, size).await
     }
 
     /// Implements [`StorageDriver::delete`](crate::storage::StorageDriver::delete).

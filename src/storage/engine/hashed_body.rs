@@ -4,6 +4,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
 use crate::error::{Error, Result};
+use crate::oci::Digest;
 use crate::storage::hashing::Hasher;
 
 /// Bodies are hashed in batches of this many bytes on Tokio's blocking pool, while the
@@ -28,6 +29,15 @@ pub(super) fn hashed_body<'a, S>(
 where
     S: Stream<Item = Result<Bytes>> + Send + 'a,
 {
+    new_hashed_body(body, hasher, count, limit)
+}
+
+fn new_hashed_body<'a, S>(
+    body: S,
+    hasher: &'a mut Hasher,
+    count: &'a mut u64,
+    limit: Option<u64>,
+) -> HashedBody<'a, S> {
     let idle = std::mem::replace(hasher, Hasher::new(hasher.algorithm()));
     HashedBody {
         body,
@@ -40,7 +50,30 @@ where
         limit,
         body_done: false,
         ended: false,
+        verify: None,
+        held: None,
     }
+}
+
+/// [`hashed_body`] for a body that must be exactly `size` bytes hashing to `digest` (a
+/// monolithic push), verifying itself: it holds its last chunk back until the whole body was
+/// hashed, then yields it if the bytes match, or `DIGEST_INVALID` / `SIZE_INVALID` in its
+/// place. Whoever stores what it yields and commits only once all `size` bytes arrived (an
+/// S3 `PutObject` with its `Content-Length`) never commits bytes other than the digest's
+/// ([`Backend::put_blob`](crate::storage::backend::Backend::put_blob)).
+pub(super) fn verified_body<'a, S>(
+    body: S,
+    hasher: &'a mut Hasher,
+    count: &'a mut u64,
+    digest: &'a Digest,
+    size: u64,
+) -> impl Stream<Item = Result<Bytes>> + Send + 'a
+where
+    S: Stream<Item = Result<Bytes>> + Send + 'a,
+{
+    let mut stream = new_hashed_body(body, hasher, count, Some(size));
+    stream.verify = Some((digest, size));
+    stream
 }
 
 /// The stream of [`hashed_body`].
@@ -62,6 +95,10 @@ pub(super) struct HashedBody<'a, S> {
     /// The body yielded `None` (never polled again); the last hash may still be running.
     body_done: bool,
     ended: bool,
+    /// What the whole body must be ([`verified_body`]); then the last chunk is held back.
+    verify: Option<(&'a Digest, u64)>,
+    /// The latest chunk, not yielded yet (only with `verify`).
+    held: Option<Bytes>,
 }
 
 /// Waits for the batch being hashed, if any, and puts the hasher back in `idle`.
@@ -147,11 +184,28 @@ where
                         "body is longer than the declared {limit} bytes"
                     )))));
                 }
-                if !chunk.is_empty() {
-                    *this.pending_len += chunk.len();
-                    this.pending.push(chunk.clone());
+                if chunk.is_empty() {
+                    if this.verify.is_none() {
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
+                    // Nothing to hash or hold back: ask for the next chunk.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
-                Poll::Ready(Some(Ok(chunk)))
+                *this.pending_len += chunk.len();
+                this.pending.push(chunk.clone());
+                if this.verify.is_some() {
+                    // Yield the chunk before, hold this one.
+                    match this.held.replace(chunk) {
+                        Some(previous) => Poll::Ready(Some(Ok(previous))),
+                        None => {
+                            cx.waker().wake_by_ref();
+                            Poll::Pending
+                        }
+                    }
+                } else {
+                    Poll::Ready(Some(Ok(chunk)))
+                }
             }
             Poll::Ready(None) => {
                 *this.body_done = true;
@@ -172,7 +226,26 @@ where
                     hasher.update(&chunk);
                 }
                 **this.hasher = hasher;
-                Poll::Ready(None)
+                let Some((digest, size)) = *this.verify else {
+                    return Poll::Ready(None);
+                };
+                let verdict = if **this.count != size {
+                    Err(Error::SizeInvalid(format!(
+                        "declared {size} bytes, received {}",
+                        **this.count
+                    )))
+                } else if this.hasher.digest() != *digest {
+                    Err(Error::DigestInvalid(format!(
+                        "content does not match {digest}"
+                    )))
+                } else {
+                    Ok(())
+                };
+                match (verdict, this.held.take()) {
+                    (Err(e), _) => Poll::Ready(Some(Err(e))),
+                    (Ok(()), Some(last)) => Poll::Ready(Some(Ok(last))),
+                    (Ok(()), None) => Poll::Ready(None),
+                }
             }
         }
     }
@@ -201,5 +274,62 @@ pub(super) fn check_len(expected: Option<u64>, got: u64) -> Result<()> {
             "declared {e} bytes, received {got}"
         ))),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::{StreamExt, stream};
+
+    use super::*;
+    use crate::oci::DigestAlgorithm;
+
+    fn sha256(bytes: &[u8]) -> Digest {
+        let mut hasher = Hasher::new(DigestAlgorithm::Sha256);
+        hasher.update(bytes);
+        hasher.digest()
+    }
+
+    /// What a verified body yields, as chunks and a final error.
+    async fn drain(
+        chunks: &[&'static [u8]],
+        digest: &Digest,
+        size: u64,
+    ) -> (Vec<u8>, Option<Error>) {
+        let body = stream::iter(chunks.iter().map(|c| Ok(Bytes::from_static(c))));
+        let mut hasher = Hasher::new(DigestAlgorithm::Sha256);
+        let mut count = 0;
+        let mut stream = std::pin::pin!(verified_body(body, &mut hasher, &mut count, digest, size));
+        let mut yielded = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => yielded.extend_from_slice(&chunk),
+                Err(e) => return (yielded, Some(e)),
+            }
+        }
+        (yielded, None)
+    }
+
+    #[tokio::test]
+    async fn a_verified_body_yields_its_last_chunk_only_when_it_matches() {
+        let chunks: [&'static [u8]; 4] = [b"abc", b"", b"defg", b"hij"];
+        let whole = b"abcdefghij";
+        let (yielded, error) = drain(&chunks, &sha256(whole), 10).await;
+        assert_eq!((yielded.as_slice(), error.is_none()), (&whole[..], true));
+
+        // Wrong digest: everything but the last chunk, then DIGEST_INVALID in its place.
+        let (yielded, error) = drain(&chunks, &sha256(b"other"), 10).await;
+        assert_eq!(yielded, b"abcdefg");
+        assert!(matches!(error, Some(Error::DigestInvalid(_))), "{error:?}");
+
+        // Shorter than declared (even with the right digest): SIZE_INVALID in its place.
+        let (yielded, error) = drain(&chunks, &sha256(whole), 11).await;
+        assert_eq!(yielded, b"abcdefg");
+        assert!(matches!(error, Some(Error::SizeInvalid(_))), "{error:?}");
+
+        // Longer than declared: SIZE_INVALID as soon as the limit is passed.
+        let (yielded, error) = drain(&chunks, &sha256(whole), 5).await;
+        assert_eq!(yielded, b"");
+        assert!(matches!(error, Some(Error::SizeInvalid(_))), "{error:?}");
     }
 }

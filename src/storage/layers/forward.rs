@@ -34,7 +34,8 @@
 ///     marina_distribution::forward_backend!(0: B;
 ///         NAME, Reader, UploadState, capabilities, locate, read, exists, write,
 ///         stage_record, remove, read_versioned, write_if_version, any_under, write_tag,
-///         blob_size, read_blob, start_upload, append_upload, finish_upload, abort_upload);
+///         blob_size, read_blob, put_blob, start_upload, append_upload, finish_upload,
+///         abort_upload);
 ///
 ///     async fn list(
 ///         &self,
@@ -202,6 +203,19 @@ macro_rules! forward_backend {
             target: ::std::option::Option<&$crate::oci::Digest>,
         ) -> impl ::std::future::Future<Output = $crate::Result<Self::UploadState>> + Send {
             <$inner as $crate::storage::backend::Backend>::start_upload(&self.$f, id, target)
+        }
+    };
+    (@item $f:tt, $inner:ty, put_blob) => {
+        fn put_blob<S>(
+            &self,
+            digest: &$crate::oci::Digest,
+            size: u64,
+            body: S,
+        ) -> impl ::std::future::Future<Output = $crate::Result<()>> + Send
+        where
+            S: ::futures::Stream<Item = $crate::Result<$crate::storage::layers::Bytes>> + Send,
+        {
+            <$inner as $crate::storage::backend::Backend>::put_blob(&self.$f, digest, size, body)
         }
     };
     (@item $f:tt, $inner:ty, append_upload) => {

@@ -274,7 +274,7 @@ impl<B: Backend, O: Observer> Backend for Instrumented<B, O> {
     crate::forward_backend!(inner: B; NAME, UploadState, capabilities, locate);
     wrap_calls! {
         read, exists, write, stage_record, remove, read_versioned, write_if_version, list,
-        any_under, write_tag, blob_size, start_upload, append_upload, finish_upload,
+        any_under, write_tag, blob_size, put_blob, start_upload, append_upload, finish_upload,
         abort_upload
     }
 

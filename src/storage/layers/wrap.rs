@@ -181,6 +181,20 @@ macro_rules! wrap_calls {
             self.run(Operation::BlobSize, Subject::Blob(digest), call).await
         }
     };
+    (@method put_blob) => {
+        async fn put_blob<S>(
+            &self,
+            digest: &$crate::oci::Digest,
+            size: u64,
+            body: S,
+        ) -> $crate::Result<()>
+        where
+            S: ::futures::Stream<Item = $crate::Result<::bytes::Bytes>> + Send,
+        {
+            let call = self.inner.put_blob(digest, size, body);
+            self.run(Operation::PutBlob, Subject::Blob(digest), call).await
+        }
+    };
     (@method start_upload) => {
         async fn start_upload(
             &self,

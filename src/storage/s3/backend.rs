@@ -9,7 +9,7 @@ use futures::Stream;
 use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::any::ConfiguredDriver;
-use crate::storage::backend::{Backend, Capabilities, ObjectVersion};
+use crate::storage::backend::{Backend, Capabilities, ObjectVersion, SizeRange};
 use crate::storage::layers::Resumable;
 use crate::storage::layout::{self, Dir, Key, KeyClass};
 use crate::storage::presign::{PresignBlobReads, PresignedRead};
@@ -76,6 +76,8 @@ pub struct S3Backend {
     pub(super) conditional_writes: bool,
     /// A client on `public_endpoint` (the store as clients reach it), to presign for.
     pub(super) presign_client: Option<aws_sdk_s3::Client>,
+    /// Blob sizes stored with one streamed `PutObject` ([`put_blob`](super::put_blob)).
+    pub(super) single_put_sizes: Option<SizeRange>,
 }
 
 impl S3Backend {
@@ -150,6 +152,9 @@ impl S3Backend {
             part_checksums: config.checksum_policy() == S3ChecksumPolicy::WhenSupported,
             copy_object_limit: upload::COPY_OBJECT_LIMIT,
             copy_part_size: upload::COPY_PART_SIZE,
+            single_put_sizes: config
+                .single_put_sizes()
+                .map(|(min, max)| SizeRange { min, max }),
         }
     }
 
@@ -235,6 +240,7 @@ impl Backend for S3Backend {
         Capabilities::NONE
             .with_chunk_min_length(Some(self.part_size))
             .with_remote_metadata(true)
+            .with_put_blob_sizes(self.single_put_sizes)
     }
 
     fn locate(&self, key: &Key) -> String {
@@ -294,6 +300,13 @@ impl Backend for S3Backend {
 
     async fn start_upload(&self, _id: &UploadId, target: Option<&Digest>) -> Result<S3UploadState> {
         Ok(self.create(target))
+    }
+
+    async fn put_blob<S>(&self, digest: &Digest, size: u64, body: S) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        on_heap(self.put_whole_blob(digest, size, body)).await
     }
 
     async fn append_upload<S>(

@@ -68,6 +68,13 @@ pub struct S3Config {
     /// driver is built (requests on a scratch object).
     #[serde(default)]
     pub conditional_writes: Option<bool>,
+    /// Blobs pushed whole with their size declared (a monolithic push), from one part up to
+    /// this many bytes, are stored with one streamed `PutObject` instead of a multipart
+    /// upload (one request, nothing for the store to assemble), spilled to a temporary file
+    /// (`TMPDIR`) as they pass so that a failed `PutObject` is retried without the client
+    /// (default 256 MiB; `0` turns it off). Bounded by S3's 5 GiB for one `PutObject`.
+    #[serde(default)]
+    pub single_put_limit: Option<u64>,
 }
 
 pub use crate::storage::presign::{DEFAULT_REDIRECT_EXPIRY_SECS, MAX_REDIRECT_EXPIRY_SECS};
@@ -79,8 +86,13 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// S3's maximum size of a part.
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
+/// Default of [`S3Config::single_put_limit`].
+pub const DEFAULT_SINGLE_PUT_LIMIT: u64 = 256 * 1024 * 1024;
+/// S3's limit on the size of one `PutObject`.
+pub const MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
+
 /// The environment variables [`S3Config::apply_vars`] reads.
-pub const ENV_VARS: [&str; 12] = [
+pub const ENV_VARS: [&str; 13] = [
     "S3_BUCKET",
     "S3_REGION",
     "S3_ENDPOINT",
@@ -93,6 +105,7 @@ pub const ENV_VARS: [&str; 12] = [
     "S3_PUBLIC_ENDPOINT",
     "S3_REDIRECT_EXPIRY_SECS",
     "S3_CONDITIONAL_WRITES",
+    "S3_SINGLE_PUT_LIMIT",
 ];
 
 impl S3Config {
@@ -111,6 +124,7 @@ impl S3Config {
             public_endpoint: None,
             redirect_expiry_secs: None,
             conditional_writes: None,
+            single_put_limit: None,
         }
     }
 
@@ -145,6 +159,14 @@ impl S3Config {
                 format!("{p} is outside {MIN_PART_SIZE}..={MAX_PART_SIZE}"),
             );
         }
+        if let Some(limit) = self.single_put_limit
+            && limit > MAX_SINGLE_PUT
+        {
+            return bad(
+                "s3.single_put_limit",
+                format!("{limit} is above S3's {MAX_SINGLE_PUT} bytes for one PutObject (0: off)"),
+            );
+        }
         if let Some(prefix) = &self.prefix
             && prefix.split('/').any(|c| c == ".." || c == ".")
         {
@@ -173,6 +195,13 @@ impl S3Config {
     /// The effective part size.
     pub fn part_size(&self) -> u64 {
         self.part_size.unwrap_or(DEFAULT_PART_SIZE)
+    }
+
+    /// The sizes of blob stored with one streamed `PutObject`: from one part to
+    /// [`single_put_limit`](Self::single_put_limit); `None` when that is off or below a part.
+    pub fn single_put_sizes(&self) -> Option<(u64, u64)> {
+        let max = self.single_put_limit.unwrap_or(DEFAULT_SINGLE_PUT_LIMIT);
+        (max >= self.part_size()).then(|| (self.part_size(), max))
     }
 
     /// The prefix normalised to `""` or `"some/prefix/"`.
@@ -229,6 +258,9 @@ impl S3Config {
                     });
                 }
             });
+        }
+        if let Some(v) = var("S3_SINGLE_PUT_LIMIT") {
+            self.single_put_limit = Some(parse_u64("S3_SINGLE_PUT_LIMIT", &v)?);
         }
         if let Some(v) = var("S3_PART_SIZE") {
             self.part_size = Some(v.parse().map_err(|_| Error::Config {

@@ -104,6 +104,8 @@ mod lifecycle;
 #[cfg(feature = "s3")]
 pub mod objects;
 #[cfg(feature = "s3")]
+mod put_blob;
+#[cfg(feature = "s3")]
 pub mod reader;
 #[cfg(feature = "s3")]
 pub mod upload;
