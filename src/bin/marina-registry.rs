@@ -44,7 +44,8 @@ ENVIRONMENT (storage):
   S3_CHECKSUM (when_supported|when_required), S3_PART_SIZE, S3_EQUAL_PARTS,
   S3_REDIRECT (blob GETs answered with 307 to presigned URLs), S3_PUBLIC_ENDPOINT,
   S3_REDIRECT_EXPIRY_SECS (default 1200), S3_CONDITIONAL_WRITES (auto|true|false: If-Match on
-  upload session records, auto = detected at start)
+  upload session records, auto = detected at start), S3_SINGLE_PUT_LIMIT (bytes, default
+  268435456: monolithic pushes up to this size in one streamed PutObject; 0 = off)
   STORAGE_CACHE (auto|true|false: metadata cache, auto = on for S3), STORAGE_CACHE_TTL_MS
   (default 5000: how late another instance's delete may be seen), STORAGE_CACHE_MAX_ENTRIES,
   STORAGE_CACHE_MAX_BYTES, STORAGE_CACHE_TAGS

@@ -6,7 +6,8 @@
 //! [`Backend`](crate::storage::backend::Backend) and the driver assembled over it),
 //! [`client`] (client from [`S3Config`]), [`keys`] (layout key → object key),
 //! [`objects`] (plain object operations), [`reader`] (streamed blob reads), [`upload`]
-//! (multipart uploads and their persisted state), [`error`] (S3 errors → crate errors).
+//! (multipart uploads and their persisted state), `put_blob` (a monolithic push in one
+//! streamed `PutObject`), [`error`] (S3 errors → crate errors).
 //!
 //! # Objects
 //!
@@ -41,9 +42,12 @@
 //!   into one, bounding the reads per part. New names per append, and superseded segments are
 //!   only deleted by the *next* append (once the state that supersedes them is persisted), so
 //!   a failed append leaves the previous state intact and retryable.
-//! - Monolithic pushes (`put_content`, digest known up front) open the multipart upload
-//!   directly on the blob key `blobs/<alg>/<hex>`; the blob becomes visible only at
-//!   `CompleteMultipartUpload`, after the engine verified the digest. No copy.
+//! - Monolithic pushes (`put_content`, digest known up front) write the blob key
+//!   `blobs/<alg>/<hex>` directly. With the length declared, from one part up to
+//!   `single_put_limit` (default 256 MiB), as one streamed `PutObject` whose last chunk is
+//!   sent only once the engine verified the digest, spilled to a temporary file for a retry
+//!   (`put_blob`); otherwise as a multipart upload on the blob key, visible only at
+//!   `CompleteMultipartUpload`, after the engine verified the digest. No copy either way.
 //! - Chunked uploads do not know the digest until the end: the multipart upload writes
 //!   `uploads/<id>/data`, which commit completes and then copies server-side to the blob key
 //!   (`CopyObject` up to 5 GiB, parallel `UploadPartCopy` above). The bytes never pass through
