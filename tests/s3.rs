@@ -1146,6 +1146,13 @@ async fn request_checksums_when_supported() {
         .await
         .unwrap();
     assert_eq!(read_all(&d, &r, &sha256(&mono), None).await, mono);
+    // With the length declared: one streamed PutObject, its checksum sent as a trailer.
+    let streamed = data(7 * MIB, 15);
+    let len = Some(streamed.len() as u64);
+    d.put_content(&r, &sha256(&streamed), len, body(cut(&streamed, &[MIB])))
+        .await
+        .unwrap();
+    assert_eq!(read_all(&d, &r, &sha256(&streamed), None).await, streamed);
     assert_eq!(read_all(&d, &r, &sha256(&blob), None).await, blob);
 }
 
