@@ -50,3 +50,45 @@ pub async fn contract_blobs<F: BackendFactory>(factory: &F) {
         }
     }
 }
+
+/// Clause 6, where the backend advertises [`Backend::put_blob`]
+/// ([`Capabilities::put_blob_sizes`](crate::storage::backend::Capabilities::put_blob_sizes)):
+/// a body that ends with an error in place of its last chunk (how the engine's verifying
+/// body refuses bytes that do not match) stores nothing and returns that error; a whole body
+/// of the smallest size it takes is stored and reads back. A backend without the capability
+/// is never asked, and has nothing to check here.
+pub async fn contract_put_blob<F: BackendFactory>(factory: &F) {
+    let s = Setup::new(factory).await;
+    let b = &*s.d;
+    let Some(sizes) = b.capabilities().put_blob_sizes else {
+        return;
+    };
+    let len = usize::try_from(sizes.min.max(2)).expect("a size in memory");
+    let refused = data(len, 7);
+    let digest = sha256(&refused);
+    let chunks: Vec<crate::Result<bytes::Bytes>> = vec![
+        Ok(bytes::Bytes::copy_from_slice(&refused[..len / 2])),
+        Ok(bytes::Bytes::copy_from_slice(&refused[len / 2..len - 1])),
+        Err(Error::DigestInvalid("refused by the body".into())),
+    ];
+    assert_err!(
+        b.put_blob(&digest, len as u64, futures::stream::iter(chunks))
+            .await,
+        Error::DigestInvalid(_)
+    );
+    assert_eq!(ok!(b.blob_size(&digest).await), None, "a refused body");
+    let content = data(len, 8);
+    let digest = sha256(&content);
+    let whole: Vec<crate::Result<bytes::Bytes>> = content
+        .chunks(64 * 1024)
+        .map(bytes::Bytes::copy_from_slice)
+        .map(Ok)
+        .collect();
+    let whole = futures::stream::iter(whole);
+    ok!(b.put_blob(&digest, len as u64, whole).await);
+    assert_eq!(ok!(b.blob_size(&digest).await), Some(len as u64));
+    assert!(
+        ok!(read_blob(b, &digest, None).await) == content,
+        "put_blob's bytes"
+    );
+}

@@ -63,6 +63,7 @@ macro_rules! for_each_backend_contract_case {
             contract_tags,
             // clause 6
             contract_blobs,
+            contract_put_blob,
             // clause 7
             contract_upload_invisible_until_finished,
             contract_append_discards_beyond_offset,
