@@ -175,16 +175,11 @@ async fn cache_lookups_are_counted_by_kind_and_result() {
     let s = &reg.server;
     let image = s.push_image("demo/app", "v1", 1).await;
     for _ in 0..3 {
-        let blob = format!("/v2/demo/app/blobs/{}", image.layer_digest);
-        let resp = s.client.head(s.url(&blob)).send().await.unwrap();
+        let resp = s.head_blob("demo/app", &image.layer_digest).await;
         assert_eq!(resp.status(), 200);
         let resp = s
-            .client
-            .get(s.url("/v2/demo/app/manifests/v1"))
-            .header("accept", common::OCI_MANIFEST)
-            .send()
-            .await
-            .unwrap();
+            .get_manifest_accepting("demo/app", "v1", common::OCI_MANIFEST)
+            .await;
         assert_eq!(resp.status(), 200);
     }
     let m = reg.scrape().await;
