@@ -13,20 +13,20 @@
 //! and nothing is stored.
 //!
 //! **A store fault costs no push.** A streamed body cannot be sent twice, so the bytes are
-//! also written to a temporary file (`TMPDIR`) as they pass; when the streamed `PutObject`
-//! fails, it is sent again from that file, which the SDK may retry as often as its retry
-//! policy allows. Local disk is the price: up to the limit per push in flight, for the
-//! push's duration. A spill file that cannot be written (a full disk) only takes the
-//! retry away.
+//! also written to a temporary file (`TMPDIR`, unlinked from the start: a killed process
+//! leaves nothing behind) as they pass; when the streamed `PutObject` fails, it is sent again
+//! from that file, up to three times while the store's errors are transient. Local disk is the
+//! price: up to the limit per push in flight, for the push's duration. A spill file that
+//! cannot be written (a full disk) only takes the retry away.
 
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, Length};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http_body::{Frame, SizeHint};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::S3Backend;
@@ -41,6 +41,11 @@ const CHANNEL_CHUNKS: usize = 16;
 
 /// Write buffer of the spill file.
 const SPILL_BUFFER: usize = 1024 * 1024;
+
+/// `PutObject`s sent from the spill file after the streamed one failed (a file body is not
+/// one the SDK retries by itself), and the pause before the second one (then times four).
+const RESEND_ATTEMPTS: u32 = 3;
+const RESEND_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl S3Backend {
     /// Stores blob `digest` (`size` bytes, `body` verifying itself) with one `PutObject`.
@@ -62,20 +67,23 @@ impl S3Backend {
         let Err(first) = put else {
             return Ok(());
         };
-        // Flushed by `pump`; kept (and removed when dropped) until the last attempt is done.
-        let Some(spill) = spill.map(|s| s.path) else {
+        let Some(spill) = spill else {
             return Err(first);
         };
         tracing::debug!(key, error = %first, "streamed PutObject failed; sending it again from the spill file");
-        let body = ByteStream::from_path(spill.to_path_buf())
-            .await
-            .map_err(|e| {
-                Error::backend(
-                    super::error::DRIVER,
-                    format!("reading the spill file back: {e}"),
-                )
-            })?;
-        self.put_object(&key, size, body).await
+        let mut last = first;
+        for attempt in 0..RESEND_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(RESEND_BACKOFF * 4u32.pow(attempt - 1)).await;
+            }
+            let body = spill.reader(size).await?;
+            match self.put_object(&key, size, body).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_retryable() => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
     }
 
     async fn put_object(&self, key: &str, size: u64, body: ByteStream) -> Result<()> {
@@ -193,24 +201,18 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-/// The temporary file a streamed body is copied to, removed when dropped.
+/// The temporary file a streamed body is copied to: created unlinked (`O_TMPFILE` where the
+/// file system has it), so that nothing is left in `TMPDIR` when the process dies, however it
+/// dies.
 struct Spill {
-    path: tempfile::TempPath,
     file: tokio::io::BufWriter<tokio::fs::File>,
 }
 
 impl Spill {
     /// A new spill file in `TMPDIR`, or `None` (logged) when none can be created.
     async fn create() -> Option<Self> {
-        let created = tokio::task::spawn_blocking(|| {
-            let file = tempfile::Builder::new().prefix("marina-put-").tempfile()?;
-            let (file, path) = file.into_parts();
-            Ok::<_, std::io::Error>((file, path))
-        })
-        .await;
-        match created {
-            Ok(Ok((file, path))) => Some(Self {
-                path,
+        match tokio::task::spawn_blocking(tempfile::tempfile).await {
+            Ok(Ok(file)) => Some(Self {
                 file: tokio::io::BufWriter::with_capacity(
                     SPILL_BUFFER,
                     tokio::fs::File::from_std(file),
@@ -230,5 +232,31 @@ impl Spill {
 
     async fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush().await
+    }
+
+    /// A body of the file's first `size` bytes (written and flushed by [`pump`]), read from
+    /// the start on a handle of its own.
+    async fn reader(&self, size: u64) -> Result<ByteStream> {
+        let unreadable = |e: &dyn std::fmt::Display| {
+            Error::backend(
+                super::error::DRIVER,
+                format!("reading the spill file back: {e}"),
+            )
+        };
+        let mut file = self
+            .file
+            .get_ref()
+            .try_clone()
+            .await
+            .map_err(|e| unreadable(&e))?;
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(|e| unreadable(&e))?;
+        ByteStream::read_from()
+            .file(file)
+            .length(Length::Exact(size))
+            .build()
+            .await
+            .map_err(|e| unreadable(&e))
     }
 }
