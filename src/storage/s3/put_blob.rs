@@ -70,7 +70,7 @@ impl S3Backend {
         let Some(spill) = spill else {
             return Err(first);
         };
-        tracing::debug!(key, error = %first, "streamed PutObject failed; sending it again from the spill file");
+        tracing::debug!(%digest, error = %first, "streamed PutObject failed; sending it again from the spill file");
         let mut last = first;
         for attempt in 0..RESEND_ATTEMPTS {
             if attempt > 0 {
