@@ -152,9 +152,7 @@ impl S3Backend {
             part_checksums: config.checksum_policy() == S3ChecksumPolicy::WhenSupported,
             copy_object_limit: upload::COPY_OBJECT_LIMIT,
             copy_part_size: upload::COPY_PART_SIZE,
-            single_put_sizes: config
-                .single_put_sizes()
-                .map(|(min, max)| SizeRange { min, max }),
+            single_put_sizes: config.single_put_sizes(),
         }
     }
 

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::storage::backend::SizeRange;
 use crate::storage::config::{parse_bool, parse_u64};
 use crate::storage::presign;
 
@@ -199,9 +200,10 @@ impl S3Config {
 
     /// The sizes of blob stored with one streamed `PutObject`: from one part to
     /// [`single_put_limit`](Self::single_put_limit); `None` when that is off or below a part.
-    pub fn single_put_sizes(&self) -> Option<(u64, u64)> {
+    pub fn single_put_sizes(&self) -> Option<SizeRange> {
         let max = self.single_put_limit.unwrap_or(DEFAULT_SINGLE_PUT_LIMIT);
-        (max >= self.part_size()).then(|| (self.part_size(), max))
+        let min = self.part_size();
+        (max >= min).then_some(SizeRange { min, max })
     }
 
     /// The prefix normalised to `""` or `"some/prefix/"`.
