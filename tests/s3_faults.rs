@@ -79,6 +79,26 @@ async fn faulted_registry_with(
     Some((proxy, server, prefix))
 }
 
+/// Pushes one blob that must be acknowledged (panics with the answer otherwise); returns
+/// the blob's path, `/v2/<repo>/blobs/<digest>`.
+async fn push_and_acknowledge(reg: &Registry, repo: &str, blob: &Blob, what: &str) -> String {
+    match push(reg, repo, blob).await {
+        Ok(digest) => format!("/v2/{repo}/blobs/{digest}"),
+        Err(resp) => panic!(
+            "{what}: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        ),
+    }
+}
+
+/// Pulls `path` and checks that it serves exactly the blob's bytes.
+async fn assert_pulls_exactly(reg: &Registry, path: &str, blob: &Blob, what: &str) {
+    let resp = reg.get(path).await;
+    assert_eq!(resp.status(), StatusCode::OK, "{what}");
+    assert_eq!(resp.bytes().await.unwrap(), blob.data, "{what}");
+}
+
 /// Checks a failed answer: a `503` with `Retry-After` whose body names no key under `prefix`.
 async fn judge_failure(resp: reqwest::Response, prefix: &str, what: &str, tally: &mut Tally) {
     let status = resp.status();
@@ -333,18 +353,10 @@ async fn a_completion_whose_answer_was_cut_still_finishes_the_push() {
             chunks,
         };
         proxy.cut_next_completion();
-        let digest = match push(&server, "cut/app", &blob).await {
-            Ok(digest) => digest,
-            Err(resp) => panic!(
-                "push with {chunks} chunks: {} {}",
-                resp.status(),
-                resp.text().await.unwrap_or_default()
-            ),
-        };
+        let what = format!("a push with {chunks} chunks");
+        let pushed = push_and_acknowledge(&server, "cut/app", &blob, &what).await;
         assert!(proxy.targeted_fault_injected(), "no completion was cut");
-        let resp = server.get(&format!("/v2/cut/app/blobs/{digest}")).await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.bytes().await.unwrap(), blob.data);
+        assert_pulls_exactly(&server, &pushed, &blob, &what).await;
     }
 }
 
@@ -356,13 +368,7 @@ async fn a_faulted_streamed_put_is_sent_again_from_its_spill_file() {
     let Some((proxy, server, _)) = faulted_registry("put-spill", 13).await else {
         return;
     };
-    let faults = [
-        Fault::SlowDown,
-        Fault::Internal,
-        Fault::ResetBeforeResponse,
-        Fault::ResetMidResponse,
-    ];
-    for (i, fault) in faults.into_iter().enumerate() {
+    for (i, fault) in Fault::ALL.into_iter().enumerate() {
         let blob = Blob {
             data: payload(7 * MIB + i, 60 + i as u8),
             chunks: 0,
@@ -373,20 +379,12 @@ async fn a_faulted_streamed_put_is_sent_again_from_its_spill_file() {
             .expect("a digest");
         // The blob's key ends with its hex digest (`.../blobs/sha256/<ab>/<hex>/data`).
         proxy.fault_next("PUT", Box::leak(hex.into_boxed_str()), fault);
-        let digest = match push(&server, "spill/app", &blob).await {
-            Ok(digest) => digest,
-            Err(resp) => panic!(
-                "push under {fault:?}: {} {}",
-                resp.status(),
-                resp.text().await.unwrap_or_default()
-            ),
-        };
+        let what = format!("a push under {fault:?}");
+        let pushed = push_and_acknowledge(&server, "spill/app", &blob, &what).await;
         assert!(
             proxy.targeted_fault_injected(),
             "{fault:?} was not injected"
         );
-        let resp = server.get(&format!("/v2/spill/app/blobs/{digest}")).await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.bytes().await.unwrap(), blob.data, "{fault:?}");
+        assert_pulls_exactly(&server, &pushed, &blob, &what).await;
     }
 }

@@ -35,12 +35,15 @@ pub enum Fault {
     ResetMidResponse,
 }
 
-const FAULTS: [Fault; 4] = [
-    Fault::SlowDown,
-    Fault::Internal,
-    Fault::ResetBeforeResponse,
-    Fault::ResetMidResponse,
-];
+impl Fault {
+    /// Every kind, in the order of [`FaultCounts::injected`].
+    pub const ALL: [Self; 4] = [
+        Self::SlowDown,
+        Self::Internal,
+        Self::ResetBeforeResponse,
+        Self::ResetMidResponse,
+    ];
+}
 
 /// How many requests the proxy saw and how many of each fault it injected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -118,7 +121,7 @@ impl State {
         }
         let i = (self.draw() % 4) as usize;
         self.injected[i].fetch_add(1, Ordering::Relaxed);
-        Some(FAULTS[i])
+        Some(Fault::ALL[i])
     }
 }
 
