@@ -17,6 +17,7 @@ mod session_race;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, stream};
 use gcloud_storage::http::objects::get::GetObjectRequest;
+use gcs_env::{objects, read_all};
 use marina_distribution::Error;
 use marina_distribution::oci::{Digest, DigestAlgorithm, RepositoryName, Tag};
 use marina_distribution::storage::backend::Backend;
@@ -64,26 +65,6 @@ fn payload(len: usize, seed: u8) -> Vec<u8> {
             x ^= x << 5;
             x as u8
         })
-        .collect()
-}
-
-async fn read_all<D: StorageDriver>(d: &D, repo: &RepositoryName, digest: &Digest) -> Vec<u8> {
-    let read = d.get_content(repo, digest, None).await.expect("read");
-    let mut out = Vec::new();
-    let mut stream = std::pin::pin!(read.stream);
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk.expect("chunk"));
-    }
-    out
-}
-
-/// Object names below the test's prefix, relative to it.
-async fn objects(config: &GcsConfig, under: &str) -> Vec<String> {
-    let prefix = config.normalized_prefix();
-    gcs_env::objects_below(config, &format!("{prefix}{under}"))
-        .await
-        .into_iter()
-        .map(|name| name[prefix.len()..].to_owned())
         .collect()
 }
 

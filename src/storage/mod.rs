@@ -29,6 +29,8 @@ pub mod lifecycle;
 pub mod presign;
 pub mod probe;
 pub mod s3;
+#[cfg(any(feature = "s3", feature = "gcs"))]
+mod streamed_put;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 mod types;

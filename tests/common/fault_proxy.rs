@@ -1,5 +1,5 @@
-//! A fault-injecting HTTP/1.1 proxy to put in front of the S3 test server: the faults a real
-//! store produces under load, on demand, on loopback.
+//! A fault-injecting HTTP/1.1 proxy to put in front of the S3 or GCS test server: the faults
+//! a real store produces under load, on demand, on loopback.
 //!
 //! Every request is read whole, then, with probability `rate`, meets one of four faults
 //! chosen evenly (or goes through untouched):

@@ -7,9 +7,11 @@ use std::io::Write as _;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures::StreamExt;
 use gcloud_storage::client::{Client, ClientConfig};
 use gcloud_storage::http::objects::list::ListObjectsRequest;
-use marina_distribution::storage::{GcsConfig, StorageConfig};
+use marina_distribution::oci::{Digest, RepositoryName};
+use marina_distribution::storage::{GcsConfig, StorageConfig, StorageDriver};
 
 /// The server's base configuration, or `None` (after saying so once, on the real stderr)
 /// when `GCS_ENDPOINT` is not set.
@@ -96,4 +98,25 @@ pub fn throwaway_signing_key() -> String {
         .expect("openssl (installed by .ci/run) generates a test key");
     assert!(output.status.success(), "openssl genpkey failed");
     String::from_utf8(output.stdout).expect("PEM")
+}
+
+/// The bytes of blob `digest` read through `d`.
+pub async fn read_all<D: StorageDriver>(d: &D, repo: &RepositoryName, digest: &Digest) -> Vec<u8> {
+    let read = d.get_content(repo, digest, None).await.expect("read");
+    let mut out = Vec::new();
+    let mut stream = std::pin::pin!(read.stream);
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.expect("chunk"));
+    }
+    out
+}
+
+/// Object names below the test's prefix, relative to it.
+pub async fn objects(config: &GcsConfig, under: &str) -> Vec<String> {
+    let prefix = config.normalized_prefix();
+    objects_below(config, &format!("{prefix}{under}"))
+        .await
+        .into_iter()
+        .map(|name| name[prefix.len()..].to_owned())
+        .collect()
 }

@@ -13,7 +13,7 @@ use super::upload::{DEFAULT_PART_SIZE, GcsUploadState, SESSION_UNIT};
 use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::any::ConfiguredDriver;
-use crate::storage::backend::{Backend, Capabilities, ObjectVersion};
+use crate::storage::backend::{Backend, Capabilities, ObjectVersion, SizeRange};
 use crate::storage::layers::Resumable;
 use crate::storage::layout::{self, Dir, Key, KeyClass};
 use crate::storage::{Engine, EngineOptions, Observed, StorageConfig, StorageType, UploadId};
@@ -71,6 +71,9 @@ pub struct GcsBackend {
     pub(super) bucket: String,
     pub(super) names: Names,
     pub(super) part_size: u64,
+    /// The largest blob stored with one streamed media upload ([`Backend::put_blob`]);
+    /// `0`: none.
+    pub(super) single_put_limit: u64,
 }
 
 impl GcsBackend {
@@ -83,6 +86,7 @@ impl GcsBackend {
             bucket: config.bucket.clone(),
             names: Names::new(config.normalized_prefix()),
             part_size: DEFAULT_PART_SIZE,
+            single_put_limit: config.single_put_limit(),
         })
     }
 
@@ -103,6 +107,13 @@ impl GcsBackend {
         private_key_pem: impl Into<String>,
     ) -> Self {
         self.conn.signer = Some(Signer::new(access_id.into(), private_key_pem.into()));
+        self
+    }
+
+    /// Stores monolithic pushes from one part up to `bytes` with one streamed media upload
+    /// instead of the configured [`GcsConfig::single_put_limit`]; `0` turns that off.
+    pub fn with_single_put_limit(mut self, bytes: u64) -> Self {
+        self.single_put_limit = bytes;
         self
     }
 
@@ -146,9 +157,12 @@ impl Backend for GcsBackend {
     type UploadState = GcsUploadState;
 
     /// No chunk minimum (chunks of any size become pieces); links are written after the
-    /// blob (checking a blob's existence is a round trip).
+    /// blob (checking a blob's existence is a round trip); monolithic pushes from one part to
+    /// the single-put limit in one media upload (below one part they are one request
+    /// already).
     fn capabilities(&self) -> Capabilities {
-        Capabilities::NONE
+        let (min, max) = (self.part_size, self.single_put_limit);
+        Capabilities::NONE.with_put_blob_sizes((max >= min).then_some(SizeRange { min, max }))
     }
 
     fn locate(&self, key: &Key) -> String {
@@ -231,6 +245,13 @@ impl Backend for GcsBackend {
         self.get_stream(&self.names.object(&layout::blob_data(digest)), range)
             .await?
             .ok_or_else(|| Error::BlobUnknown(digest.clone()))
+    }
+
+    async fn put_blob<S>(&self, digest: &Digest, size: u64, body: S) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        self.put_whole_blob(digest, size, body).await
     }
 
     async fn start_upload(

@@ -11,13 +11,14 @@ use crate::storage::config::{parse_bool, parse_u64};
 use crate::storage::presign;
 
 /// The environment variables [`GcsConfig::apply_vars`] reads.
-pub const ENV_VARS: [&str; 6] = [
+pub const ENV_VARS: [&str; 7] = [
     "GCS_BUCKET",
     "GCS_PREFIX",
     "GCS_ENDPOINT",
     "GCS_ANONYMOUS",
     "GCS_REDIRECT",
     "GCS_REDIRECT_EXPIRY_SECS",
+    "GCS_SINGLE_PUT_LIMIT",
 ];
 
 /// GCS driver parameters.
@@ -30,6 +31,7 @@ pub const ENV_VARS: [&str; 6] = [
 /// anonymous = true                     # no credentials (emulators)
 /// redirect = true                      # blob GETs: 307 to V4 signed URLs
 /// redirect_expiry_secs = 1200          # how long such a URL is valid
+/// single_put_limit = 268435456         # monolithic pushes up to this size: one request
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,10 +59,21 @@ pub struct GcsConfig {
     /// How long a redirect's signed URL is valid, in seconds (default 1200, at most 7 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_expiry_secs: Option<u64>,
+    /// Monolithic pushes whose length is declared, from one part up to this many bytes, are
+    /// stored with one streamed media upload instead of a resumable session of one request
+    /// per part; their bytes are copied to a temporary file (`TMPDIR`) as they pass so that
+    /// a failed upload is sent again without the client (default 256 MiB; `0` turns it off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_put_limit: Option<u64>,
 }
 
 /// The endpoint of Google Cloud Storage itself.
 pub const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
+
+/// Default of [`GcsConfig::single_put_limit`].
+pub const DEFAULT_SINGLE_PUT_LIMIT: u64 = 256 * 1024 * 1024;
+/// GCS's limit on the size of one object, and so of one media upload.
+pub const MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 
 impl GcsConfig {
     /// A configuration for `bucket` with every other setting at its default.
@@ -72,6 +85,7 @@ impl GcsConfig {
             anonymous: false,
             redirect: false,
             redirect_expiry_secs: None,
+            single_put_limit: None,
         }
     }
 
@@ -112,7 +126,20 @@ impl GcsConfig {
                 format!("{prefix:?} must be a relative key prefix"),
             );
         }
+        if let Some(limit) = self.single_put_limit
+            && limit > MAX_SINGLE_PUT
+        {
+            return bad(
+                "gcs.single_put_limit",
+                format!("{limit} is above GCS's {MAX_SINGLE_PUT} bytes for one object (0: off)"),
+            );
+        }
         presign::check_redirect_expiry("gcs.redirect_expiry_secs", self.redirect_expiry_secs)
+    }
+
+    /// The effective [`single_put_limit`](Self::single_put_limit): `0` when off.
+    pub fn single_put_limit(&self) -> u64 {
+        self.single_put_limit.unwrap_or(DEFAULT_SINGLE_PUT_LIMIT)
     }
 
     /// How long a redirect's signed URL is valid.
@@ -157,6 +184,9 @@ impl GcsConfig {
         if let Some(v) = var("GCS_REDIRECT_EXPIRY_SECS") {
             self.redirect_expiry_secs = Some(parse_u64("GCS_REDIRECT_EXPIRY_SECS", &v)?);
         }
+        if let Some(v) = var("GCS_SINGLE_PUT_LIMIT") {
+            self.single_put_limit = Some(parse_u64("GCS_SINGLE_PUT_LIMIT", &v)?);
+        }
         Ok(self)
     }
 }
@@ -187,6 +217,11 @@ mod tests {
         c.prefix = Some("/reg/".into());
         assert_eq!(c.normalized_prefix(), "reg/");
         assert_eq!(GcsConfig::new("b").endpoint(), DEFAULT_ENDPOINT);
+        let mut huge = GcsConfig::new("bucket");
+        huge.single_put_limit = Some(MAX_SINGLE_PUT + 1);
+        assert_eq!(field(&huge), Some("gcs.single_put_limit"));
+        huge.single_put_limit = Some(MAX_SINGLE_PUT);
+        assert_eq!(field(&huge), None);
     }
 
     #[test]
@@ -212,6 +247,7 @@ mod tests {
                 ("GCS_ANONYMOUS", "true"),
                 ("GCS_REDIRECT", "true"),
                 ("GCS_REDIRECT_EXPIRY_SECS", "60"),
+                ("GCS_SINGLE_PUT_LIMIT", "0"),
             ]))
             .unwrap();
         config.validate().unwrap();
@@ -221,6 +257,11 @@ mod tests {
         assert!(config.anonymous);
         assert!(config.redirect);
         assert_eq!(config.redirect_expiry(), std::time::Duration::from_secs(60));
+        assert_eq!(config.single_put_limit(), 0);
+        assert_eq!(
+            GcsConfig::new("reg").single_put_limit(),
+            DEFAULT_SINGLE_PUT_LIMIT
+        );
         assert_eq!(
             GcsConfig::new("reg").redirect_expiry(),
             std::time::Duration::from_secs(1200)

@@ -5,7 +5,8 @@
 //! Modules: [`config`] (settings, compiled without the feature too), `backend` (the
 //! [`Backend`](crate::storage::backend::Backend) and the driver assembled over it), `client`
 //! (client and credentials), `keys` (layout key → object name), `objects` (plain object operations),
-//! [`reader`] (streamed blob reads), `parts` (a body cut into parts), `presign` (V4 signed
+//! [`reader`] (streamed blob reads), `parts` (a body cut into parts), `put_blob` (a
+//! monolithic push in one streamed media upload), `presign` (V4 signed
 //! URLs for blob reads: [`PresignBlobReads`](crate::storage::presign::PresignBlobReads)), [`upload`] (uploads and
 //! their persisted state), `error` (GCS errors → crate errors).
 //!
@@ -27,8 +28,11 @@
 //! The state of an upload is [`GcsUploadState`], persisted by the engine in the bucket, so
 //! any process sharing the bucket and prefix can continue it.
 //!
-//! - **Monolithic pushes** (`put_content`, digest known up front) are written in place: the
-//!   body is cut into parts (8 MiB); every part but the last goes, as it arrives, to a
+//! - **Monolithic pushes** (`put_content`, digest known up front) are written in place. With
+//!   the length declared, from one part up to `single_put_limit` (default 256 MiB), as one
+//!   streamed media upload (`ifGenerationMatch=0`) whose last chunk is sent only once the
+//!   engine verified the digest, spilled to a temporary file for a retry (`put_blob`).
+//!   Otherwise the body is cut into parts (8 MiB); every part but the last goes, as it arrives, to a
 //!   resumable upload session on the blob's own object, opened (`ifGenerationMatch=0`) only
 //!   when a second part follows the first; the last part is held in memory until the engine
 //!   has verified the digest, and is the session's final chunk. The blob becomes visible only
@@ -72,6 +76,8 @@ mod objects;
 mod parts;
 #[cfg(feature = "gcs")]
 mod presign;
+#[cfg(feature = "gcs")]
+mod put_blob;
 #[cfg(feature = "gcs")]
 pub mod reader;
 #[cfg(feature = "gcs")]

@@ -33,6 +33,11 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// `part` percent-encoded for a path segment or a query value of a JSON API URL.
+pub(crate) fn encoded(part: &str) -> impl std::fmt::Display + '_ {
+    utf8_percent_encode(part, SEGMENT)
+}
+
 impl GcsBackend {
     fn upload_request(&self, if_generation_match: Option<i64>) -> UploadObjectRequest {
         UploadObjectRequest {
@@ -51,24 +56,16 @@ impl GcsBackend {
         let url = format!(
             "{}/b/{}/o/{}?alt=media",
             self.conn.api,
-            utf8_percent_encode(&self.bucket, SEGMENT),
-            utf8_percent_encode(object, SEGMENT)
+            encoded(&self.bucket),
+            encoded(object)
         );
         let mut request = self.conn.http.get(url);
         if let Some(r) = range {
             request = request.header("Range", format!("bytes={}-{}", r.start, r.end));
         }
-        if let Some(tokens) = &self.conn.tokens {
-            let token = tokens.token().await.map_err(|e| {
-                translate(
-                    "media download",
-                    object,
-                    gcloud_storage::http::Error::TokenSource(e),
-                )
-            })?;
-            request = request.header("Authorization", token);
-        }
-        let response = request
+        let response = self
+            .authorized(request, "media download", object)
+            .await?
             .send()
             .await
             .map_err(|e| error::http("media download", object, e))?;
@@ -79,6 +76,24 @@ impl GcsBackend {
             .error_for_status()
             .map(Some)
             .map_err(|e| error::http("media download", object, e))
+    }
+
+    /// `request` with the credentials' access token, if any; `what` and `object` name the
+    /// request in an error.
+    pub(crate) async fn authorized(
+        &self,
+        request: reqwest_gcs::RequestBuilder,
+        what: &'static str,
+        object: &str,
+    ) -> Result<reqwest_gcs::RequestBuilder> {
+        let Some(tokens) = &self.conn.tokens else {
+            return Ok(request);
+        };
+        let token = tokens
+            .token()
+            .await
+            .map_err(|e| translate(what, object, gcloud_storage::http::Error::TokenSource(e)))?;
+        Ok(request.header("Authorization", token))
     }
 
     /// Reads a whole (small) object; `None` if it does not exist.

@@ -1,0 +1,77 @@
+//! A monolithic push stored with one streamed media upload straight at the blob's object
+//! ([`Backend::put_blob`](crate::storage::backend::Backend::put_blob)), for blobs from one
+//! part to [`GcsConfig::single_put_limit`](super::GcsConfig::single_put_limit).
+//!
+//! Against a resumable session of the same bytes this is one request instead of one per part
+//! plus the session's start, and the store receives the bytes as one stream (GCS answers every
+//! chunk of a session before the next may be sent; fake-gcs-server even rehashes the whole
+//! object on each chunk).
+//!
+//! **Nothing but the digest's bytes is ever stored.** The engine's body holds its last chunk
+//! back until every byte was verified, and ends with an error in its place otherwise. The
+//! request declares `Content-Length`, so GCS creates the object only once all of it arrived:
+//! a body that fails leaves the request short, the connection is dropped, and nothing is
+//! stored. The upload is conditional (`ifGenerationMatch=0`): a blob stored meanwhile is the
+//! same bytes and is kept as it is.
+//!
+//! **A store fault costs no push.** The bytes are spilled to a temporary file as they pass
+//! and the upload is sent again from it when the streamed one fails (`storage::streamed_put`,
+//! shared with the S3 driver): unlike the S3 SDK, `gcloud-storage` retries nothing itself.
+
+use bytes::Bytes;
+use futures::Stream;
+
+use super::GcsBackend;
+use super::error::{self, DRIVER};
+use super::objects::{CONTENT_TYPE, encoded};
+use crate::error::Result;
+use crate::oci::Digest;
+use crate::storage::layout;
+use crate::storage::streamed_put::{PutBody, put_streamed};
+
+/// The request's name in errors.
+const REQUEST: &str = "media upload";
+
+impl GcsBackend {
+    /// Stores blob `digest` (`size` bytes, `body` verifying itself) with one media upload.
+    pub(crate) async fn put_whole_blob<S>(&self, digest: &Digest, size: u64, body: S) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let object = &self.names.object(&layout::blob_data(digest));
+        let url = &format!(
+            "{}/b/{}/o?uploadType=media&ifGenerationMatch=0&name={}",
+            self.conn.upload_api,
+            encoded(&self.bucket),
+            encoded(object)
+        );
+        put_streamed(DRIVER, digest, size, body, move |body| async move {
+            let body = match body {
+                PutBody::Streamed(channel) => reqwest_gcs::Body::wrap(channel),
+                PutBody::Spilled(file) => reqwest_gcs::Body::from(file),
+            };
+            let request = self
+                .conn
+                .http
+                .post(url)
+                .header("Content-Type", CONTENT_TYPE)
+                .header("Content-Length", size)
+                .body(body);
+            let response = self
+                .authorized(request, REQUEST, object)
+                .await?
+                .send()
+                .await
+                .map_err(|e| error::http(REQUEST, object, e))?;
+            // 412: the blob exists already (content-addressed: the same bytes).
+            if response.status().as_u16() == 412 {
+                return Ok(());
+            }
+            response
+                .error_for_status()
+                .map(drop)
+                .map_err(|e| error::http(REQUEST, object, e))
+        })
+        .await
+    }
+}

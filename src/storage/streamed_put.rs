@@ -1,0 +1,243 @@
+//! One streamed write of a whole blob to an object store, sent again from a spill file when
+//! the store fails it: what the S3 and GCS drivers' [`Backend::put_blob`] share.
+//!
+//! The driver sends one request (S3 `PutObject`, GCS media upload) whose body is a channel
+//! ([`ChannelBody`]) fed from the client's body, which verifies itself (the engine holds its
+//! last chunk back until the digest matched, and ends it with an error otherwise). The request
+//! declares the blob's length, so a body that ends short or with an error never makes a
+//! complete request: the connection is dropped and the store keeps nothing.
+//!
+//! A streamed body cannot be sent twice, so the bytes are also written to a temporary file
+//! (`TMPDIR`, unlinked from the start: a killed process leaves nothing behind) as they pass.
+//! When the streamed request fails, the driver's request is sent again from that file, up to
+//! [`RESEND_ATTEMPTS`] times while the store's errors are transient. A spill file that cannot
+//! be created or written (a full disk) only takes that retry away.
+//!
+//! [`Backend::put_blob`]: crate::storage::backend::Backend::put_blob
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http_body::{Frame, SizeHint};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::oci::Digest;
+
+/// Chunks buffered between the client's body and the request.
+const CHANNEL_CHUNKS: usize = 16;
+
+/// Write buffer of the spill file.
+const SPILL_BUFFER: usize = 1024 * 1024;
+
+/// Requests sent from the spill file after the streamed one failed (a file body is not one
+/// the stores' clients retry by themselves).
+pub(crate) const RESEND_ATTEMPTS: u32 = 3;
+/// The pause before the second resend, then times four.
+const RESEND_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The body of one attempt: the streamed first one, or a resend from the spill file.
+pub(crate) enum PutBody {
+    /// The client's bytes as they arrive: exactly the blob's size, or an error.
+    Streamed(ChannelBody),
+    /// The spill file, opened at its start; the blob is its first `size` bytes.
+    Spilled(tokio::fs::File),
+}
+
+/// Stores blob `digest` (`size` bytes, from `body`, which verifies itself) with `send`, one
+/// request per call: first with the streamed body, then, while it fails transiently, with
+/// the spill file. `driver` names the driver in errors.
+pub(crate) async fn put_streamed<S, F, Fut>(
+    driver: &'static str,
+    digest: &Digest,
+    size: u64,
+    body: S,
+    send: F,
+) -> Result<()>
+where
+    S: Stream<Item = Result<Bytes>> + Send,
+    F: Fn(PutBody) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let mut spill = Spill::create(driver).await;
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let streamed = send(PutBody::Streamed(ChannelBody::new(rx, size)));
+    let (pumped, put) = tokio::join!(pump(driver, body, tx, &mut spill), streamed);
+    // The client's body failed (mismatch, cut): the request could not complete.
+    pumped?;
+    let Err(first) = put else {
+        return Ok(());
+    };
+    let Some(spill) = spill else {
+        return Err(first);
+    };
+    tracing::debug!(driver, %digest, error = %first, "streamed write failed; sending it again from the spill file");
+    let mut last = first;
+    for attempt in 0..RESEND_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(RESEND_BACKOFF * 4u32.pow(attempt - 1)).await;
+        }
+        match send(PutBody::Spilled(spill.reopen(driver).await?)).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// Moves the client's body into the channel the request reads, and into the spill file.
+/// Returns the body's error; a failed spill file is dropped (only the retry is lost), and a
+/// closed channel (the request failed) only stops the sending.
+async fn pump<S>(
+    driver: &'static str,
+    body: S,
+    tx: mpsc::Sender<std::result::Result<Bytes, BodyCut>>,
+    spill: &mut Option<Spill>,
+) -> Result<()>
+where
+    S: Stream<Item = Result<Bytes>> + Send,
+{
+    let mut body = pin!(body);
+    let mut tx = Some(tx);
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(Err(BodyCut)).await;
+                }
+                return Err(e);
+            }
+        };
+        if let Some(file) = spill.as_mut()
+            && let Err(e) = file.write(&chunk).await
+        {
+            Spill::lost(driver, &e);
+            *spill = None;
+        }
+        if let Some(sender) = &tx
+            && sender.send(Ok(chunk)).await.is_err()
+        {
+            tx = None;
+        }
+    }
+    if let Some(file) = spill.as_mut()
+        && let Err(e) = file.flush().await
+    {
+        Spill::lost(driver, &e);
+        *spill = None;
+    }
+    Ok(())
+}
+
+/// The error a [`ChannelBody`] ends with when the client's body failed: the request is
+/// abandoned short of its declared length.
+#[derive(Debug)]
+pub(crate) struct BodyCut;
+
+impl std::fmt::Display for BodyCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the blob's body ended before all of it was verified")
+    }
+}
+
+impl std::error::Error for BodyCut {}
+
+/// A request body of the chunks [`pump`] sends: exactly `size` bytes, or an error.
+pub(crate) struct ChannelBody {
+    rx: mpsc::Receiver<std::result::Result<Bytes, BodyCut>>,
+    size: u64,
+    sent: u64,
+}
+
+impl ChannelBody {
+    fn new(rx: mpsc::Receiver<std::result::Result<Bytes, BodyCut>>, size: u64) -> Self {
+        Self { rx, size, sent: 0 }
+    }
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BodyCut;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, BodyCut>>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.sent += chunk.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(Some(Err(cut))) => Poll::Ready(Some(Err(cut))),
+            // Ended short (the sender is gone without a word): never a complete request.
+            Poll::Ready(None) if self.sent != self.size => Poll::Ready(Some(Err(BodyCut))),
+            Poll::Ready(None) => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.size == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.size)
+    }
+}
+
+/// The temporary file a streamed body is copied to: created unlinked (`O_TMPFILE` where the
+/// file system has it), so that nothing is left in `TMPDIR` when the process dies, however it
+/// dies.
+struct Spill {
+    file: tokio::io::BufWriter<tokio::fs::File>,
+}
+
+impl Spill {
+    /// A new spill file in `TMPDIR`, or `None` (logged) when none can be created.
+    async fn create(driver: &'static str) -> Option<Self> {
+        match tokio::task::spawn_blocking(tempfile::tempfile).await {
+            Ok(Ok(file)) => Some(Self {
+                file: tokio::io::BufWriter::with_capacity(
+                    SPILL_BUFFER,
+                    tokio::fs::File::from_std(file),
+                ),
+            }),
+            Ok(Err(e)) => {
+                Self::lost(driver, &e);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Logs that the spill file is unusable, so a failed write will not be sent again.
+    fn lost(driver: &'static str, error: &std::io::Error) {
+        tracing::warn!(driver, %error, "no spill file; a failed blob write will not be sent again");
+    }
+
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(chunk).await
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush().await
+    }
+
+    /// The file (written and flushed by [`pump`]) on a handle of its own, at its start.
+    async fn reopen(&self, driver: &'static str) -> Result<tokio::fs::File> {
+        let unreadable =
+            |e: std::io::Error| Error::backend(driver, format!("reading the spill file back: {e}"));
+        let mut file = self.file.get_ref().try_clone().await.map_err(unreadable)?;
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(unreadable)?;
+        Ok(file)
+    }
+}

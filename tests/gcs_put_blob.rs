@@ -1,0 +1,141 @@
+//! Monolithic pushes of a declared length on GCS: one streamed media upload straight at the
+//! blob's object (`Backend::put_blob`), against the GCS emulator (`scripts/with-gcs.sh`
+//! starts fake-gcs-server and sets `GCS_ENDPOINT`, `GCS_BUCKET` and `GCS_ANONYMOUS`), and
+//! through the fault-injecting proxy in front of it for the resend from the spill file.
+//!
+//! ```sh
+//! bash scripts/with-gcs.sh cargo test --all-features --test gcs_put_blob
+//! ```
+#![cfg(feature = "gcs")]
+
+mod common;
+
+use bytes::Bytes;
+use futures::{Stream, stream};
+use marina_distribution::Error;
+use marina_distribution::oci::{Digest, DigestAlgorithm, RepositoryName};
+use marina_distribution::storage::backend::Backend;
+use marina_distribution::storage::gcs::{GcsBackend, GcsDriver};
+use marina_distribution::storage::{EngineOptions, GcsConfig, StorageDriver};
+
+use common::content::payload;
+use common::fault_proxy::{Fault, FaultProxy};
+use common::gcs::{objects, read_all};
+
+/// Part size of the drivers under test: the smallest a resumable session takes.
+const PART: u64 = 256 * 1024;
+
+macro_rules! gcs_or_skip {
+    ($test:expr) => {
+        match common::gcs::config("gcs-put-blob", $test) {
+            Some(config) => config,
+            None => return,
+        }
+    };
+}
+
+async fn driver(config: &GcsConfig) -> GcsDriver {
+    let backend = GcsBackend::connect(config)
+        .await
+        .expect("backend")
+        .with_part_size(PART);
+    GcsDriver::from_backend(backend, EngineOptions::default())
+}
+
+/// `data` as a body of `piece`-byte chunks.
+fn body(
+    data: &Bytes,
+    piece: usize,
+) -> impl Stream<Item = marina_distribution::Result<Bytes>> + Send + use<> {
+    let chunks: Vec<_> = (0..data.len())
+        .step_by(piece)
+        .map(|at| Ok(data.slice(at..(at + piece).min(data.len()))))
+        .collect();
+    stream::iter(chunks)
+}
+
+fn sha256(data: &[u8]) -> Digest {
+    Digest::compute(DigestAlgorithm::Sha256, data)
+}
+
+/// The blob is stored as exactly the blob's object and its link: no resumable session,
+/// nothing staged under `uploads/`. A wrong digest or a short body with the length declared
+/// leaves nothing at all: the last chunk is never sent, so the upload never completes.
+///
+/// What is stored while the upload is in flight cannot be looked at on fake-gcs-server: it
+/// answers no other request until the upload's body has arrived (see `docs/gcs.md`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_length_is_one_streamed_upload_and_nothing_else() {
+    let config = gcs_or_skip!("streamed");
+    let d = driver(&config).await;
+    let sizes = d.backend().capabilities().put_blob_sizes.expect("put_blob");
+    let repo = RepositoryName::parse("mono/streamed").unwrap();
+    let content = Bytes::from(payload(4 * PART as usize + 5, 2));
+    assert!(sizes.contains(content.len() as u64), "{sizes:?}");
+    let digest = sha256(&content);
+    d.put_content(
+        &repo,
+        &digest,
+        Some(content.len() as u64),
+        body(&content, 100_000),
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_all(&d, &repo, &digest).await, content);
+    let mut stored = objects(&config, "").await;
+    stored.sort();
+    assert_eq!(
+        stored,
+        [
+            format!("blobs/sha256/{}", digest.hex()),
+            format!("repositories/mono/streamed/_layers/sha256/{}", digest.hex()),
+        ]
+    );
+
+    let other = Bytes::from(payload(3 * PART as usize, 3));
+    let len = Some(other.len() as u64);
+    let wrong = sha256(b"wrong");
+    let err = d
+        .put_content(&repo, &wrong, len, body(&other, 100_000))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestInvalid(_)), "{err}");
+    let short = other.slice(..other.len() - 1);
+    let err = d
+        .put_content(&repo, &sha256(&other), len, body(&short, 100_000))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::SizeInvalid(_)), "{err}");
+    assert_eq!(objects(&config, "").await.len(), 2);
+}
+
+/// Each kind of store fault aimed at the streamed media upload: the upload is sent again from
+/// the spill file and the push succeeds with exactly its bytes stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faulted_streamed_upload_is_sent_again_from_its_spill_file() {
+    let config = gcs_or_skip!("spill");
+    let proxy = FaultProxy::start(config.endpoint(), 0.0, 17).await;
+    let mut faulted = config.clone();
+    faulted.endpoint = Some(proxy.url.clone());
+    let d = driver(&faulted).await;
+    let repo = RepositoryName::parse("spill/app").unwrap();
+    for (i, fault) in Fault::ALL.into_iter().enumerate() {
+        let content = Bytes::from(payload(2 * PART as usize + i, 60 + i as u8));
+        let digest = sha256(&content);
+        // The media upload names the object in its query: `...&name=<prefix>%2Fblobs...<hex>`.
+        proxy.fault_next("POST", Box::leak(digest.hex().into()), fault);
+        d.put_content(
+            &repo,
+            &digest,
+            Some(content.len() as u64),
+            body(&content, 64 * 1024),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a push under {fault:?}: {e}"));
+        assert!(
+            proxy.targeted_fault_injected(),
+            "{fault:?} was not injected"
+        );
+        assert_eq!(read_all(&d, &repo, &digest).await, content, "{fault:?}");
+    }
+}
