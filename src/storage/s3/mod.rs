@@ -6,8 +6,10 @@
 //! [`Backend`](crate::storage::backend::Backend) and the driver assembled over it),
 //! [`client`] (client from [`S3Config`]), [`keys`] (layout key → object key),
 //! [`objects`] (plain object operations), [`reader`] (streamed blob reads), [`upload`]
-//! (multipart uploads and their persisted state), `put_blob` (a monolithic push in one
-//! streamed `PutObject`), [`error`] (S3 errors → crate errors).
+//! (appending to an upload, committing and releasing it), `upload_state` (an upload's
+//! persisted state, re-exported by [`upload`]), `multipart` (requests on multipart uploads),
+//! `copy` (server-side copies), `put_blob` (a monolithic push in one streamed `PutObject`),
+//! [`error`] (S3 errors → crate errors).
 //!
 //! # Objects
 //!
@@ -100,11 +102,15 @@ pub mod client;
 #[cfg(feature = "s3")]
 pub mod conditional;
 #[cfg(feature = "s3")]
+mod copy;
+#[cfg(feature = "s3")]
 pub mod error;
 #[cfg(feature = "s3")]
 pub mod keys;
 #[cfg(feature = "s3")]
 mod lifecycle;
+#[cfg(feature = "s3")]
+mod multipart;
 #[cfg(feature = "s3")]
 pub mod objects;
 #[cfg(feature = "s3")]
@@ -113,6 +119,8 @@ mod put_blob;
 pub mod reader;
 #[cfg(feature = "s3")]
 pub mod upload;
+#[cfg(feature = "s3")]
+mod upload_state;
 
 #[cfg(feature = "s3")]
 pub use backend::{S3Backend, S3Driver};

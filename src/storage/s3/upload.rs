@@ -1,44 +1,32 @@
-//! Uploads: multipart uploads opened lazily, remainders below one part staged in the bucket,
-//! and the state that lets any process continue an upload.
+//! Uploads: appends cut the body into the parts of a multipart upload opened lazily and stage
+//! the remainder below one part in the bucket; commit assembles the blob at its key; release
+//! leaves nothing of the upload behind.
 //!
-//! See the [module docs of the driver](super) for the design and its costs.
+//! The state that lets any process continue an upload ([`S3UploadState`]) is re-exported
+//! here, as are the limits of the multipart requests and server-side copies it uses. See the
+//! [module docs of the driver](super) for the design and its costs.
 
 use std::pin::{Pin, pin};
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use futures::future::{Fuse, FusedFuture, FutureExt};
 use futures::{Stream, StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
 
 use super::S3Backend;
-use super::error::{self, corrupt, corrupt_at, translate};
-use super::keys::encode_copy_source;
-use super::objects::CONTENT_TYPE;
+use super::error::{corrupt, corrupt_at};
 use crate::error::{Error, Result};
 use crate::oci::Digest;
 use crate::storage::UploadId;
-use crate::storage::backend::PersistedUploadState;
 use crate::storage::config::MAX_PART_SIZE;
 use crate::storage::layout;
 
-/// S3's limit on the number of parts of a multipart upload.
-pub const MAX_PARTS: u32 = 10_000;
+pub use super::copy::{COPY_OBJECT_LIMIT, COPY_PART_SIZE};
+pub use super::multipart::MAX_PARTS;
+pub use super::upload_state::{S3UploadState, SegmentName, StagedSegment, UploadedPart};
 
 /// Without `equal_parts`, the part size grows by one `part_size` every this many parts, so
 /// 10,000 parts of a default 8 MiB part size hold 430 GiB instead of 78 GiB.
 const PARTS_PER_STEP: u32 = 1_000;
-
-/// Objects up to this size are copied with one `CopyObject` (S3's limit for it).
-pub const COPY_OBJECT_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
-
-/// Part size of a multipart copy (`UploadPartCopy`) of larger objects.
-pub const COPY_PART_SIZE: u64 = 512 * 1024 * 1024;
-
-/// Parallel `UploadPartCopy` requests of one multipart copy.
-const COPY_CONCURRENCY: usize = 8;
 
 /// Staged segments read or deleted at the same time.
 const SEGMENT_CONCURRENCY: usize = 4;
@@ -46,139 +34,6 @@ const SEGMENT_CONCURRENCY: usize = 4;
 /// Staged segments an upload may accumulate before an append merges them into one (bounds
 /// the `GetObject`s needed to assemble a part when chunks are tiny).
 pub const MAX_SEGMENTS: usize = 16;
-
-/// The S3 part of an upload session's persisted state (stored as JSON by the engine at
-/// `repositories/<name>/_uploads/<id>`, so the next chunk may arrive at another process).
-///
-/// Invariant: the upload holds `sum(parts.size) + sum(staged.size)` bytes, in that order,
-/// and the staged segments hold less than one part.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct S3UploadState {
-    /// The digest whose blob key the multipart upload writes to directly (monolithic pushes,
-    /// where the digest is known up front); `None` for chunked uploads, which write to
-    /// `uploads/<id>/data`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub direct: Option<String>,
-    /// The S3 multipart upload id, once the first full part was available.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub multipart: Option<String>,
-    /// Parts uploaded so far, in order.
-    #[serde(default)]
-    pub parts: Vec<UploadedPart>,
-    /// The bytes after the last part (fewer than one part), staged as objects: one segment
-    /// per append, written once and read back once when a part is assembled.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub staged: Vec<StagedSegment>,
-    /// Names of staged objects superseded by this state, deleted by the next append (only
-    /// once this state is persisted may they go) or at commit/abort.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub garbage: Vec<SegmentName>,
-    /// The bytes after the last part of a monolithic push ([`direct`](Self::direct)), held
-    /// in memory instead of staged: such a state lives in one request and is never
-    /// persisted, so the bytes reach the store once, as the blob's last part or (below one
-    /// part) as the blob itself, with one `PutObject`. Never serialised.
-    #[serde(skip)]
-    pub held: Option<Bytes>,
-}
-
-/// One uploaded part.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UploadedPart {
-    /// Part number (1-based).
-    pub number: u32,
-    /// ETag S3 returned for it.
-    pub etag: String,
-    /// Bytes in the part.
-    pub size: u64,
-    /// CRC32 checksum S3 returned, when request checksums are on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crc32: Option<String>,
-}
-
-/// A staged segment: object `uploads/<id>/staged-<end>-<nonce>` holding the upload's bytes
-/// `end - size .. end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StagedSegment {
-    /// Upload offset just after the staged bytes.
-    pub end: u64,
-    /// Number of staged bytes.
-    pub size: u64,
-    /// Random part of the object's name, new for every segment written: two appends at the
-    /// same offset (a client sending one chunk twice at once, through two processes) never
-    /// write the same object, so a state only ever names bytes its own append wrote. `0` in
-    /// states written before names had it (the object is then `staged-<end>`).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub nonce: u64,
-}
-
-impl StagedSegment {
-    /// The name of the segment's object.
-    pub fn name(&self) -> SegmentName {
-        SegmentName {
-            end: self.end,
-            nonce: self.nonce,
-        }
-    }
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-/// The name of a staged segment's object: its end offset and the random part of the name
-/// (see [`StagedSegment::nonce`]). Stored as `[end, nonce]`; a bare number (an end offset,
-/// as states written before names had a random part stored it) reads as nonce `0`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "SegmentNameRepr", into = "SegmentNameRepr")]
-pub struct SegmentName {
-    /// Upload offset just after the segment's bytes.
-    pub end: u64,
-    /// Random part of the name; `0` for none.
-    pub nonce: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum SegmentNameRepr {
-    End(u64),
-    Named(u64, u64),
-}
-
-impl From<SegmentNameRepr> for SegmentName {
-    fn from(repr: SegmentNameRepr) -> Self {
-        match repr {
-            SegmentNameRepr::End(end) => Self { end, nonce: 0 },
-            SegmentNameRepr::Named(end, nonce) => Self { end, nonce },
-        }
-    }
-}
-
-impl From<SegmentName> for SegmentNameRepr {
-    fn from(name: SegmentName) -> Self {
-        Self::Named(name.end, name.nonce)
-    }
-}
-
-impl PersistedUploadState for S3UploadState {
-    /// Every write of an S3 upload is durable once acknowledged: always current.
-    fn is_current(&self) -> bool {
-        true
-    }
-}
-
-impl S3UploadState {
-    /// Bytes the state accounts for.
-    pub fn stored(&self) -> u64 {
-        self.parts.iter().map(|p| p.size).sum::<u64>()
-            + self.staged_len()
-            + self.held.as_ref().map_or(0, |h| h.len() as u64)
-    }
-
-    /// Bytes in the staged segments.
-    pub fn staged_len(&self) -> u64 {
-        self.staged.iter().map(|s| s.size).sum()
-    }
-}
 
 impl S3Backend {
     /// Size of part `number` (1-based).
@@ -212,255 +67,6 @@ impl S3Backend {
         let upload_id = self.create_multipart(&key).await?;
         state.multipart = Some(upload_id.clone());
         Ok(upload_id)
-    }
-
-    async fn create_multipart(&self, key: &str) -> Result<String> {
-        let out = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(CONTENT_TYPE)
-            .set_checksum_algorithm(self.part_checksums.then_some(ChecksumAlgorithm::Crc32))
-            .send()
-            .await
-            .map_err(|e| translate("CreateMultipartUpload", key, e))?;
-        out.upload_id()
-            .map(str::to_owned)
-            .ok_or_else(|| corrupt_at("CreateMultipartUpload answered without an upload id", key))
-    }
-
-    async fn upload_part(
-        &self,
-        key: String,
-        upload_id: String,
-        number: u32,
-        bytes: Bytes,
-    ) -> Result<UploadedPart> {
-        let size = bytes.len() as u64;
-        let out = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&key)
-            .upload_id(&upload_id)
-            .part_number(number as i32)
-            .content_length(size as i64)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e) => return Err(self.part_failure("UploadPart", &key, &upload_id, e).await),
-        };
-        let etag = out
-            .e_tag()
-            .ok_or_else(|| corrupt_at("UploadPart answered without an ETag", &key))?
-            .to_owned();
-        Ok(UploadedPart {
-            number,
-            etag,
-            size,
-            crc32: out.checksum_crc32().map(str::to_owned),
-        })
-    }
-
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: &[UploadedPart],
-    ) -> Result<()> {
-        let completed = parts
-            .iter()
-            .map(|p| {
-                CompletedPart::builder()
-                    .part_number(p.number as i32)
-                    .e_tag(&p.etag)
-                    .set_checksum_crc32(p.crc32.clone())
-                    .build()
-            })
-            .collect();
-        let out = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(completed))
-                    .build(),
-            )
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("InvalidPart") => {
-                // A part the state names was replaced: a PATCH of this session in another
-                // process uploaded the same part number (see `conditional`). The session
-                // cannot be finished; the client starts over (spec: 404 on the PUT).
-                tracing::warn!(key, "a part of the upload was replaced by another request");
-                Err(Error::BlobUploadUnknown(
-                    "a part of the upload was replaced by a concurrent request".into(),
-                ))
-            }
-            Err(e) if error::is_no_such_upload(&e) => self.completed_before(key, parts).await,
-            Err(e) => Err(self
-                .part_failure("CompleteMultipartUpload", key, upload_id, e)
-                .await),
-        }
-    }
-
-    /// After `NoSuchUpload` from `CompleteMultipartUpload`: whether an earlier attempt of the
-    /// same request completed the upload and only its answer was lost (the connection broke
-    /// after the store had the request, and the SDK retried). `key` is the session's own
-    /// object or the blob's, named by its digest, so an object there of the parts' total
-    /// size is this upload's result; anything else means the upload is gone.
-    async fn completed_before(&self, key: &str, parts: &[UploadedPart]) -> Result<()> {
-        let expected: u64 = parts.iter().map(|p| p.size).sum();
-        match self.head_size(key).await? {
-            Some(size) if size == expected => {
-                tracing::debug!(key, "multipart upload completed by an earlier attempt");
-                Ok(())
-            }
-            _ => Err(Error::BlobUploadUnknown(
-                "the multipart upload no longer exists in the bucket".into(),
-            )),
-        }
-    }
-
-    /// The error of a request on a multipart upload: `BLOB_UPLOAD_UNKNOWN` when the upload
-    /// is gone (expired, aborted), which some stores report as a server error (moto answers
-    /// 500 to `UploadPart` on an aborted upload): then `ListParts` tells.
-    async fn part_failure<E>(
-        &self,
-        op: &'static str,
-        key: &str,
-        upload_id: &str,
-        err: aws_sdk_s3::error::SdkError<
-            E,
-            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-        >,
-    ) -> Error
-    where
-        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        if !error::is_no_such_upload(&err) {
-            let probe = self
-                .client
-                .list_parts()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(upload_id)
-                .max_parts(1)
-                .send()
-                .await;
-            if let Err(probe) = probe
-                && error::is_no_such_upload(&probe)
-            {
-                return translate("ListParts", key, probe);
-            }
-        }
-        translate(op, key, err)
-    }
-
-    /// Aborts a multipart upload; succeeds if it is already gone.
-    pub(crate) async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
-        match self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if error::is_no_such_upload(&e) || error::is_not_found(&e) => Ok(()),
-            Err(e) => Err(translate("AbortMultipartUpload", key, e)),
-        }
-    }
-
-    /// Server-side copy of `src` (of `size` bytes) to `dst`: `CopyObject` up to 5 GiB,
-    /// parallel `UploadPartCopy` above.
-    async fn copy(&self, src: &str, dst: &str, size: u64) -> Result<()> {
-        let source = encode_copy_source(&self.bucket, src);
-        if size <= self.copy_object_limit {
-            self.client
-                .copy_object()
-                .bucket(&self.bucket)
-                .key(dst)
-                .copy_source(source)
-                // A fresh full-object checksum: the source's composite one (of its parts)
-                // does not describe the copy (moto even serves it as if it did).
-                .set_checksum_algorithm(self.part_checksums.then_some(ChecksumAlgorithm::Crc32))
-                .send()
-                .await
-                .map_err(|e| translate("CopyObject", dst, e))?;
-            return Ok(());
-        }
-        let part = self
-            .copy_part_size
-            .max(size.div_ceil(u64::from(MAX_PARTS)))
-            .min(MAX_PART_SIZE);
-        let upload_id = self.create_multipart(dst).await?;
-        let ranges = (0..size.div_ceil(part)).map(|i| {
-            let start = i * part;
-            (i as u32 + 1, start, (start + part).min(size) - 1)
-        });
-        let copied: Result<Vec<UploadedPart>> = futures::stream::iter(ranges)
-            .map(|(number, first, last)| {
-                self.upload_part_copy(dst, &upload_id, &source, number, first, last)
-            })
-            .buffer_unordered(COPY_CONCURRENCY)
-            .try_collect()
-            .await;
-        let result = match copied {
-            Ok(mut parts) => {
-                parts.sort_by_key(|p| p.number);
-                self.complete_multipart(dst, &upload_id, &parts).await
-            }
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            let _ = self.abort_multipart(dst, &upload_id).await;
-        }
-        result
-    }
-
-    async fn upload_part_copy(
-        &self,
-        dst: &str,
-        upload_id: &str,
-        source: &str,
-        number: u32,
-        first: u64,
-        last: u64,
-    ) -> Result<UploadedPart> {
-        let out = self
-            .client
-            .upload_part_copy()
-            .bucket(&self.bucket)
-            .key(dst)
-            .upload_id(upload_id)
-            .part_number(number as i32)
-            .copy_source(source)
-            .copy_source_range(format!("bytes={first}-{last}"))
-            .send()
-            .await
-            .map_err(|e| translate("UploadPartCopy", dst, e))?;
-        let result = out.copy_part_result();
-        let etag = result
-            .and_then(|r| r.e_tag())
-            .ok_or_else(|| corrupt_at("UploadPartCopy answered without an ETag", dst))?
-            .to_owned();
-        Ok(UploadedPart {
-            number,
-            etag,
-            size: last - first + 1,
-            crc32: result.and_then(|r| r.checksum_crc32()).map(str::to_owned),
-        })
     }
 
     /// Reads staged segments back, in order, into one buffer with room for `capacity`.
@@ -891,55 +497,5 @@ mod tests {
             8 * MIB * 1000 * 55,
             "about 430 GiB in 10,000 parts"
         );
-    }
-
-    #[test]
-    fn state_accounts_for_parts_and_staged_bytes() {
-        let state = S3UploadState {
-            parts: vec![UploadedPart {
-                number: 1,
-                etag: "\"e\"".into(),
-                size: 5,
-                crc32: None,
-            }],
-            staged: vec![
-                StagedSegment {
-                    end: 6,
-                    size: 1,
-                    nonce: 0,
-                },
-                StagedSegment {
-                    end: 8,
-                    size: 2,
-                    nonce: 77,
-                },
-            ],
-            garbage: vec![SegmentName { end: 5, nonce: 9 }],
-            ..S3UploadState::default()
-        };
-        assert_eq!(state.stored(), 8);
-        let json = serde_json::to_string(&state).unwrap();
-        assert_eq!(serde_json::from_str::<S3UploadState>(&json).unwrap(), state);
-        // Segment names of states written before they had a random part still load.
-        let old: S3UploadState =
-            serde_json::from_str(r#"{"staged":[{"end":3,"size":3}],"garbage":[1,2]}"#).unwrap();
-        assert_eq!(
-            old.staged,
-            [StagedSegment {
-                end: 3,
-                size: 3,
-                nonce: 0
-            }]
-        );
-        assert_eq!(
-            old.garbage,
-            [
-                SegmentName { end: 1, nonce: 0 },
-                SegmentName { end: 2, nonce: 0 }
-            ]
-        );
-        // Older or foreign records without the optional fields still load.
-        let bare: S3UploadState = serde_json::from_str("{}").unwrap();
-        assert_eq!(bare, S3UploadState::default());
     }
 }
