@@ -13,10 +13,17 @@
 //! [`RESEND_ATTEMPTS`] times while the store's errors are transient. A spill file that cannot
 //! be created or written (a full disk) only takes that retry away.
 //!
+//! **The spill files never fill `TMPDIR`.** Before a push spills, it reserves its size
+//! against the free space of `TMPDIR`'s file system, less the other spill files in flight in
+//! this process: a push is spilled only when, with all of them written out, the file system
+//! keeps a tenth of its size and at least 256 MiB free ([`Reservation`]). A push that finds
+//! no room goes on unspilled, without the resend, and says so in the log.
+//!
 //! [`Backend::put_blob`]: crate::storage::backend::Backend::put_blob
 
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -64,7 +71,16 @@ where
     F: Fn(PutBody) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
-    let mut spill = Spill::create(driver).await;
+    // Held until the push is over: the spill file lives as long.
+    let reservation = Reservation::take(size, temp_dir_space());
+    let mut spill = match &reservation {
+        Some(_) => Spill::create(driver).await,
+        None => {
+            tracing::warn!(driver, %digest, size,
+                "too little free space in TMPDIR for a spill file; a failed blob write will not be sent again");
+            None
+        }
+    };
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let streamed = send(PutBody::Streamed(ChannelBody::new(rx, size)));
     let (pumped, put) = tokio::join!(pump(driver, body, tx, &mut spill), streamed);
@@ -89,6 +105,69 @@ where
         }
     }
     Err(last)
+}
+
+/// Bytes of the spill files in flight in this process.
+static SPILLING: AtomicU64 = AtomicU64::new(0);
+
+/// What the spill files leave free of a file system of `total` bytes at least.
+fn kept_free(total: u64) -> u64 {
+    (total / 10).max(256 * 1024 * 1024)
+}
+
+/// `(available, total)` bytes of the file system of `TMPDIR`, or `None` when it cannot be
+/// told.
+#[allow(clippy::useless_conversion)] // The fields' types differ between targets.
+fn temp_dir_space() -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::ffi::CString::new(std::env::temp_dir().as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `dir` is a NUL-terminated path and `stats` is writable memory of the struct's
+    // size; the struct is read only when the call succeeded and so filled it.
+    let stats = unsafe {
+        if libc::statvfs(dir.as_ptr(), stats.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stats.assume_init()
+    };
+    let unit = u64::from(stats.f_frsize);
+    Some((
+        u64::from(stats.f_bavail).saturating_mul(unit),
+        u64::from(stats.f_blocks).saturating_mul(unit),
+    ))
+}
+
+/// A spill file's size, counted among the spill files in flight ([`SPILLING`]) until dropped.
+#[derive(Debug)]
+struct Reservation {
+    size: u64,
+}
+
+impl Reservation {
+    /// Reserves `size` bytes when the file system (`space`: available and total bytes) keeps
+    /// [`kept_free`] with every spill file in flight written out, this one included; `None`
+    /// when it would not. Space that cannot be told does not stop a spill (a failed write
+    /// only drops it).
+    fn take(size: u64, space: Option<(u64, u64)>) -> Option<Self> {
+        let Some((available, total)) = space else {
+            SPILLING.fetch_add(size, Ordering::Relaxed);
+            return Some(Self { size });
+        };
+        let room = available.saturating_sub(kept_free(total));
+        SPILLING
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |spilling| {
+                let after = spilling.checked_add(size)?;
+                (after <= room).then_some(after)
+            })
+            .ok()
+            .map(|_| Self { size })
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        SPILLING.fetch_sub(self.size, Ordering::Relaxed);
+    }
 }
 
 /// Moves the client's body into the channel the request reads, and into the spill file.
@@ -239,5 +318,40 @@ impl Spill {
             .await
             .map_err(unreadable)?;
         Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1024 * 1024 * 1024;
+    const MIB: u64 = 1024 * 1024;
+
+    /// One test touches the process-wide count, so that no other changes it meanwhile.
+    #[test]
+    fn spill_files_in_flight_keep_a_tenth_of_the_file_system_free() {
+        // 100 GiB, 40 GiB available: 30 GiB may be spilled (10 GiB stay free).
+        let disk = Some((40 * GIB, 100 * GIB));
+        let first = Reservation::take(20 * GIB, disk).expect("room for 20 GiB");
+        let second = Reservation::take(10 * GIB, disk).expect("room for 10 more");
+        assert!(Reservation::take(1, disk).is_none(), "30 GiB are in flight");
+        drop(first);
+        let third = Reservation::take(20 * GIB, disk).expect("room again once one ended");
+        assert_eq!(SPILLING.load(Ordering::Relaxed), 30 * GIB);
+        drop((second, third));
+        assert_eq!(SPILLING.load(Ordering::Relaxed), 0);
+        // A small file system keeps 256 MiB free, a tenth of it being less.
+        let small = Some((300 * MIB, GIB));
+        assert!(Reservation::take(45 * MIB, small).is_none());
+        assert!(Reservation::take(44 * MIB, small).is_some());
+        // Nothing fits on a file system that is already past the mark.
+        assert!(Reservation::take(1, Some((5 * GIB, 100 * GIB))).is_none());
+        // Space that cannot be told stops nothing.
+        assert!(Reservation::take(GIB, None).is_some());
+        assert_eq!(SPILLING.load(Ordering::Relaxed), 0);
+        // The temporary directory of this machine can be told.
+        let (available, total) = temp_dir_space().expect("statvfs of TMPDIR");
+        assert!(0 < available && available <= total);
     }
 }
