@@ -31,8 +31,6 @@ pub(crate) struct Connection {
     pub(crate) tokens: Option<Arc<dyn TokenSource>>,
     /// `<endpoint>/storage/v1`.
     pub(crate) api: String,
-    /// `<endpoint>/upload/storage/v1`, where media uploads go.
-    pub(crate) upload_api: String,
     /// The key signed URLs are made with, if the credentials hold one.
     pub(crate) signer: Option<Signer>,
     /// Where signed URLs point.
@@ -91,7 +89,6 @@ pub(crate) async fn connect(config: &GcsConfig) -> Result<Connection> {
         http,
         tokens,
         api: format!("{}/storage/v1", config.endpoint()),
-        upload_api: format!("{}/upload/storage/v1", config.endpoint()),
         signer,
         url_base: UrlBase::of(config),
     })

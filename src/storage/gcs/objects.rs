@@ -33,11 +33,6 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// `part` percent-encoded for a path segment or a query value of a JSON API URL.
-pub(crate) fn encoded(part: &str) -> impl std::fmt::Display + '_ {
-    utf8_percent_encode(part, SEGMENT)
-}
-
 impl GcsBackend {
     fn upload_request(&self, if_generation_match: Option<i64>) -> UploadObjectRequest {
         UploadObjectRequest {
@@ -56,16 +51,24 @@ impl GcsBackend {
         let url = format!(
             "{}/b/{}/o/{}?alt=media",
             self.conn.api,
-            encoded(&self.bucket),
-            encoded(object)
+            utf8_percent_encode(&self.bucket, SEGMENT),
+            utf8_percent_encode(object, SEGMENT)
         );
         let mut request = self.conn.http.get(url);
         if let Some(r) = range {
             request = request.header("Range", format!("bytes={}-{}", r.start, r.end));
         }
-        let response = self
-            .authorized(request, "media download", object)
-            .await?
+        if let Some(tokens) = &self.conn.tokens {
+            let token = tokens.token().await.map_err(|e| {
+                translate(
+                    "media download",
+                    object,
+                    gcloud_storage::http::Error::TokenSource(e),
+                )
+            })?;
+            request = request.header("Authorization", token);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| error::http("media download", object, e))?;
@@ -76,24 +79,6 @@ impl GcsBackend {
             .error_for_status()
             .map(Some)
             .map_err(|e| error::http("media download", object, e))
-    }
-
-    /// `request` with the credentials' access token, if any; `what` and `object` name the
-    /// request in an error.
-    pub(crate) async fn authorized(
-        &self,
-        request: reqwest_gcs::RequestBuilder,
-        what: &'static str,
-        object: &str,
-    ) -> Result<reqwest_gcs::RequestBuilder> {
-        let Some(tokens) = &self.conn.tokens else {
-            return Ok(request);
-        };
-        let token = tokens
-            .token()
-            .await
-            .map_err(|e| translate(what, object, gcloud_storage::http::Error::TokenSource(e)))?;
-        Ok(request.header("Authorization", token))
     }
 
     /// Reads a whole (small) object; `None` if it does not exist.
@@ -140,15 +125,36 @@ impl GcsBackend {
     /// Creates or replaces an object with one media upload (atomic: readers see the old or
     /// the new object, never a mix).
     pub(crate) async fn put_bytes(&self, object: &str, body: Bytes) -> Result<()> {
+        let len = body.len() as u64;
+        self.upload_media(object, body, len, None).await.map(drop)
+    }
+
+    /// Writes an object of `len` bytes from `body` with one media upload, which GCS carries
+    /// out only once all `len` bytes arrived (a body that fails or ends short stores
+    /// nothing). With `if_generation_match` it is conditional (`0`: only if the object does
+    /// not exist; fake-gcs-server ignores the condition here): `false`, nothing written, when
+    /// the condition does not hold (412).
+    pub(crate) async fn upload_media(
+        &self,
+        object: &str,
+        body: impl Into<reqwest_gcs::Body>,
+        len: u64,
+        if_generation_match: Option<i64>,
+    ) -> Result<bool> {
         let mut media = Media::new(object.to_owned());
         media.content_type = CONTENT_TYPE.into();
-        media.content_length = Some(body.len() as u64);
-        self.conn
+        media.content_length = Some(len);
+        let request = self.upload_request(if_generation_match);
+        match self
+            .conn
             .client
-            .upload_object(&self.upload_request(None), body, &UploadType::Simple(media))
+            .upload_object(&request, body, &UploadType::Simple(media))
             .await
-            .map_err(|e| translate("media upload", object, e))?;
-        Ok(())
+        {
+            Ok(_) => Ok(true),
+            Err(e) if error::is_precondition_failed(&e) => Ok(false),
+            Err(e) => Err(translate("media upload", object, e)),
+        }
     }
 
     /// Creates an object only if it does not exist (`ifGenerationMatch=0`, one multipart

@@ -22,15 +22,11 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::GcsBackend;
-use super::error::{self, DRIVER};
-use super::objects::{CONTENT_TYPE, encoded};
+use super::error::DRIVER;
 use crate::error::Result;
 use crate::oci::Digest;
 use crate::storage::layout;
 use crate::storage::streamed_put::{PutBody, put_streamed};
-
-/// The request's name in errors.
-const REQUEST: &str = "media upload";
 
 impl GcsBackend {
     /// Stores blob `digest` (`size` bytes, `body` verifying itself) with one media upload.
@@ -39,38 +35,15 @@ impl GcsBackend {
         S: Stream<Item = Result<Bytes>> + Send,
     {
         let object = &self.names.object(&layout::blob_data(digest));
-        let url = &format!(
-            "{}/b/{}/o?uploadType=media&ifGenerationMatch=0&name={}",
-            self.conn.upload_api,
-            encoded(&self.bucket),
-            encoded(object)
-        );
         put_streamed(DRIVER, digest, size, body, move |body| async move {
             let body = match body {
                 PutBody::Streamed(channel) => reqwest_gcs::Body::wrap(channel),
                 PutBody::Spilled(file) => reqwest_gcs::Body::from(file),
             };
-            let request = self
-                .conn
-                .http
-                .post(url)
-                .header("Content-Type", CONTENT_TYPE)
-                .header("Content-Length", size)
-                .body(body);
-            let response = self
-                .authorized(request, REQUEST, object)
-                .await?
-                .send()
+            // `false` (412): the blob exists already, content-addressed, so the same bytes.
+            self.upload_media(object, body, size, Some(0))
                 .await
-                .map_err(|e| error::http(REQUEST, object, e))?;
-            // 412: the blob exists already (content-addressed: the same bytes).
-            if response.status().as_u16() == 412 {
-                return Ok(());
-            }
-            response
-                .error_for_status()
                 .map(drop)
-                .map_err(|e| error::http(REQUEST, object, e))
         })
         .await
     }
