@@ -12,7 +12,7 @@ use crate::storage::presign::PresignBlobReads;
 use crate::storage::{BlobRead, BlobRedirect, FileInfo, StorageDriver, UploadId};
 
 use super::Engine;
-use super::hashed_body::{check_len, hashed_body, verified_body};
+use super::hashed_body::{check_content, hashed_body, verified_body};
 
 impl<B: Backend> Engine<B> {
     /// Size recorded in the repository's link, or `None` if the blob is not visible there,
@@ -183,12 +183,7 @@ impl<B: Backend> Engine<B> {
                     chunk?;
                 }
             }
-            check_len(expected_size, count)?;
-            if hasher.digest() != *digest {
-                return Err(Error::DigestInvalid(format!(
-                    "content does not match {digest}"
-                )));
-            }
+            check_content(expected_size, count, &hasher, digest)?;
             let info = self.link(repo, digest, count).await?;
             if !self.link_still_backed(repo, digest).await? {
                 // A collection deleted the bytes since they were found stored; they were not
@@ -224,13 +219,7 @@ impl<B: Backend> Engine<B> {
                     format!("backend stored {n} of {count} bytes"),
                 ));
             }
-            check_len(expected_size, count)?;
-            if hasher.digest() != *digest {
-                return Err(Error::DigestInvalid(format!(
-                    "content does not match {digest}"
-                )));
-            }
-            Ok(())
+            check_content(expected_size, count, &hasher, digest)
         });
         if let Err(e) = verdict {
             // Best effort: the failure the caller must see is `e`.
@@ -269,7 +258,7 @@ impl<B: Backend> Engine<B> {
         if let Err(e) = self.backend.put_blob(digest, size, body).await {
             // Only a body that was received whole and verified may count as stored by an
             // earlier attempt whose answer was lost (as `finish_blob` does for uploads).
-            let verified = count == size && hasher.digest() == *digest;
+            let verified = check_content(Some(size), count, &hasher, digest).is_ok();
             match self.backend.blob_size(digest).await {
                 Ok(Some(stored)) if verified && stored == size => {
                     tracing::warn!(driver = B::NAME, %digest, error = %e,

@@ -229,18 +229,7 @@ where
                 let Some((digest, size)) = *this.verify else {
                     return Poll::Ready(None);
                 };
-                let verdict = if **this.count != size {
-                    Err(Error::SizeInvalid(format!(
-                        "declared {size} bytes, received {}",
-                        **this.count
-                    )))
-                } else if this.hasher.digest() != *digest {
-                    Err(Error::DigestInvalid(format!(
-                        "content does not match {digest}"
-                    )))
-                } else {
-                    Ok(())
-                };
+                let verdict = check_content(Some(size), **this.count, this.hasher, digest);
                 match (verdict, this.held.take()) {
                     (Err(e), _) => Poll::Ready(Some(Err(e))),
                     (Ok(()), Some(last)) => Poll::Ready(Some(Ok(last))),
@@ -275,6 +264,23 @@ pub(super) fn check_len(expected: Option<u64>, got: u64) -> Result<()> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// Checks a whole body: `count` bytes against the declared length ([`check_len`]), then what
+/// `hasher` hashed against `digest` (`DIGEST_INVALID`).
+pub(super) fn check_content(
+    expected: Option<u64>,
+    count: u64,
+    hasher: &Hasher,
+    digest: &Digest,
+) -> Result<()> {
+    check_len(expected, count)?;
+    if hasher.digest() != *digest {
+        return Err(Error::DigestInvalid(format!(
+            "content does not match {digest}"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
