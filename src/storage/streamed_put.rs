@@ -44,7 +44,7 @@ const SPILL_BUFFER: usize = 1024 * 1024;
 
 /// Requests sent from the spill file after the streamed one failed (a file body is not one
 /// the stores' clients retry by themselves).
-pub(crate) const RESEND_ATTEMPTS: u32 = 3;
+const RESEND_ATTEMPTS: u32 = 3;
 /// The pause before the second resend, then times four.
 const RESEND_BACKOFF: Duration = Duration::from_millis(100);
 
