@@ -17,7 +17,7 @@ mod session_race;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, stream};
 use gcloud_storage::http::objects::get::GetObjectRequest;
-use gcs_env::{objects, read_all};
+use gcs_env::{assert_only_blob_and_link, objects, read_all};
 use marina_distribution::Error;
 use marina_distribution::oci::{Digest, DigestAlgorithm, RepositoryName, Tag};
 use marina_distribution::storage::backend::Backend;
@@ -151,15 +151,7 @@ async fn monolithic_push_is_written_in_place() {
     drop(tx);
     push.await.unwrap().unwrap();
     assert_eq!(read_all(&d, &repo, &digest).await, content);
-    let mut stored = objects(&config, "").await;
-    stored.sort();
-    assert_eq!(
-        stored,
-        [
-            format!("blobs/sha256/{}", digest.hex()),
-            format!("repositories/mono/push/_layers/sha256/{}", digest.hex()),
-        ]
-    );
+    assert_only_blob_and_link(&config, &repo, &digest).await;
 
     // Wrong digest: nothing of it stays.
     let other = payload(3 * PART as usize, 3);

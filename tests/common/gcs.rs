@@ -120,3 +120,17 @@ pub async fn objects(config: &GcsConfig, under: &str) -> Vec<String> {
         .map(|name| name[prefix.len()..].to_owned())
         .collect()
 }
+
+/// Asserts that the test's prefix holds exactly blob `digest` and its link in `repo`: nothing
+/// staged, no other object.
+pub async fn assert_only_blob_and_link(config: &GcsConfig, repo: &RepositoryName, digest: &Digest) {
+    let mut stored = objects(config, "").await;
+    stored.sort();
+    assert_eq!(
+        stored,
+        [
+            format!("blobs/sha256/{}", digest.hex()),
+            format!("repositories/{repo}/_layers/sha256/{}", digest.hex()),
+        ]
+    );
+}
