@@ -28,6 +28,8 @@ pub mod layout;
 pub mod lifecycle;
 pub mod presign;
 pub mod probe;
+#[cfg(any(feature = "s3", feature = "gcs"))]
+mod retry;
 pub mod s3;
 #[cfg(any(feature = "s3", feature = "gcs"))]
 mod streamed_put;

@@ -9,8 +9,9 @@
 //!
 //! A streamed body cannot be sent twice, so the bytes are also written to a temporary file
 //! (`TMPDIR`, unlinked from the start: a killed process leaves nothing behind) as they pass.
-//! When the streamed request fails, the driver's request is sent again from that file, up to
-//! [`RESEND_ATTEMPTS`] times while the store's errors are transient. A spill file that cannot
+//! When the streamed request fails, the driver's request is sent again from that file while
+//! the store's errors are transient, as [`retry::retried`] does (up to
+//! [`retry::ATTEMPTS`] times after the streamed one). A spill file that cannot
 //! be created or written (a full disk) only takes that retry away.
 //!
 //! **The spill files never fill `TMPDIR`.** Before a push spills, it reserves its size
@@ -25,7 +26,6 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -35,18 +35,13 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::oci::Digest;
+use crate::storage::retry;
 
 /// Chunks buffered between the client's body and the request.
 const CHANNEL_CHUNKS: usize = 16;
 
 /// Write buffer of the spill file.
 const SPILL_BUFFER: usize = 1024 * 1024;
-
-/// Requests sent from the spill file after the streamed one failed (a file body is not one
-/// the stores' clients retry by themselves).
-const RESEND_ATTEMPTS: u32 = 3;
-/// The pause before the second resend, then times four.
-const RESEND_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The body of one attempt: the streamed first one, or a resend from the spill file.
 pub(crate) enum PutBody {
@@ -93,18 +88,12 @@ where
         return Err(first);
     };
     tracing::debug!(driver, %digest, error = %first, "streamed write failed; sending it again from the spill file");
-    let mut last = first;
-    for attempt in 0..RESEND_ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(RESEND_BACKOFF * 4u32.pow(attempt - 1)).await;
-        }
-        match send(PutBody::Spilled(spill.reopen(driver).await?)).await {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() => last = e,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last)
+    // A file body is not one the stores' clients retry by themselves.
+    let spill = &spill;
+    retry::retried(driver, "blob write from the spill file", || async {
+        send(PutBody::Spilled(spill.reopen(driver).await?)).await
+    })
+    .await
 }
 
 /// Bytes of the spill files in flight in this process.

@@ -3,6 +3,7 @@
 //! remainders.
 
 use aws_sdk_s3::primitives::ByteStream;
+use backon::BackoffBuilder as _;
 use bytes::Bytes;
 
 use super::S3Backend;
@@ -10,6 +11,7 @@ use super::error::{self, translate};
 use super::reader::S3Reader;
 use crate::error::Result;
 use crate::oci::ByteRange;
+use crate::storage::retry;
 
 /// Content type of every object the driver writes. Some stores (moto) store a body sent as
 /// `application/x-www-form-urlencoded` as empty.
@@ -18,22 +20,13 @@ pub(crate) const CONTENT_TYPE: &str = "application/octet-stream";
 /// Most keys one `ListObjectsV2` page returns.
 const MAX_PAGE: usize = 1000;
 
-/// Attempts of a whole-object read whose response body breaks off. The SDK's retry loop
-/// ends once a response's headers arrived, so a body cut midway (a connection reset, a
-/// proxy timing out) would otherwise fail the read at once.
-const BODY_ATTEMPTS: u32 = 4;
-
-/// The pause before body attempt `attempt + 1`: 25 ms doubled per attempt, with jitter, like
-/// the SDK's own backoff but shorter (a broken body is rarely throttling).
-fn body_backoff(attempt: u32) -> std::time::Duration {
-    let base = 25u64 << attempt.min(6);
-    std::time::Duration::from_millis(base / 2 + rand::random_range(0..=base / 2))
-}
-
 impl S3Backend {
     /// Reads a whole (small) object; `None` if it does not exist. A body that breaks off is
     /// read again from the start (these objects are small: links, tags, manifest records,
-    /// referrer entries, session states, staged segments), up to [`BODY_ATTEMPTS`] times.
+    /// referrer entries, session states, staged segments) after the pauses of
+    /// [`retry::backoff`]: the SDK's retry loop ends once a response's headers arrived, so a
+    /// body cut midway (a connection reset, a proxy timing out) would otherwise fail the read
+    /// at once.
     pub(crate) async fn get_bytes(&self, key: &str) -> Result<Option<Bytes>> {
         Ok(self.get_bytes_tagged(key).await?.map(|(bytes, _)| bytes))
     }
@@ -43,7 +36,7 @@ impl S3Backend {
         &self,
         key: &str,
     ) -> Result<Option<(Bytes, Option<String>)>> {
-        let mut attempt = 1;
+        let mut pauses = retry::backoff().build();
         loop {
             let out = match self
                 .client
@@ -60,12 +53,13 @@ impl S3Backend {
             let etag = out.e_tag;
             match out.body.collect().await {
                 Ok(body) => return Ok(Some((body.into_bytes(), etag))),
-                Err(e) if attempt < BODY_ATTEMPTS => {
-                    tracing::debug!(key, attempt, error = %e, "GetObject body broke off; reading again");
-                    tokio::time::sleep(body_backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(error::body(key, e)),
+                Err(e) => match pauses.next() {
+                    Some(pause) => {
+                        tracing::debug!(key, error = %e, ?pause, "GetObject body broke off; reading again");
+                        tokio::time::sleep(pause).await;
+                    }
+                    None => return Err(error::body(key, e)),
+                },
             }
         }
     }
