@@ -9,19 +9,23 @@
 //! ```
 #![cfg(feature = "gcs")]
 
+#[path = "common/content.rs"]
+#[allow(dead_code)]
+mod content;
 #[path = "common/gcs.rs"]
 mod gcs_env;
 #[path = "common/session_race.rs"]
 mod session_race;
 
 use bytes::Bytes;
+use content::payload;
 use futures::{Stream, StreamExt, stream};
 use gcloud_storage::http::objects::get::GetObjectRequest;
-use gcs_env::{assert_only_blob_and_link, objects, read_all};
+use gcs_env::{PART, assert_only_blob_and_link, backend, driver, objects, read_all};
 use marina_distribution::Error;
 use marina_distribution::oci::{Digest, DigestAlgorithm, RepositoryName, Tag};
 use marina_distribution::storage::backend::Backend;
-use marina_distribution::storage::gcs::{GcsBackend, GcsDriver};
+use marina_distribution::storage::gcs::GcsDriver;
 use marina_distribution::storage::layers::{Instrumented, Resumable};
 use marina_distribution::storage::layout;
 use marina_distribution::storage::{
@@ -29,9 +33,6 @@ use marina_distribution::storage::{
 };
 
 const KIB: usize = 1024;
-/// Part size of the drivers under test: the smallest a resumable session takes.
-const PART: u64 = 256 * 1024;
-
 macro_rules! gcs_or_skip {
     ($test:expr) => {
         match gcs_env::config("gcs-tests", $test) {
@@ -41,31 +42,8 @@ macro_rules! gcs_or_skip {
     };
 }
 
-async fn backend(config: &GcsConfig) -> GcsBackend {
-    GcsBackend::connect(config)
-        .await
-        .expect("backend")
-        .with_part_size(PART)
-}
-
-async fn driver(config: &GcsConfig) -> GcsDriver {
-    GcsDriver::from_backend(backend(config).await, EngineOptions::default())
-}
-
 fn body(data: &[u8]) -> impl Stream<Item = marina_distribution::Result<Bytes>> + Send + use<> {
     stream::iter(vec![Ok(Bytes::copy_from_slice(data))])
-}
-
-fn payload(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_u32 ^ u32::from(seed);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 /// One upload, its chunks (of many sizes: 1 byte, unaligned, several parts) sent

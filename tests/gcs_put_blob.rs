@@ -14,16 +14,12 @@ use bytes::Bytes;
 use futures::{Stream, stream};
 use marina_distribution::Error;
 use marina_distribution::oci::{Digest, DigestAlgorithm, RepositoryName};
+use marina_distribution::storage::StorageDriver;
 use marina_distribution::storage::backend::Backend;
-use marina_distribution::storage::gcs::{GcsBackend, GcsDriver};
-use marina_distribution::storage::{EngineOptions, GcsConfig, StorageDriver};
 
 use common::content::payload;
 use common::fault_proxy::{Fault, FaultProxy};
-use common::gcs::{assert_only_blob_and_link, objects, read_all};
-
-/// Part size of the drivers under test: the smallest a resumable session takes.
-const PART: u64 = 256 * 1024;
+use common::gcs::{PART, assert_only_blob_and_link, driver, objects, read_all};
 
 macro_rules! gcs_or_skip {
     ($test:expr) => {
@@ -32,14 +28,6 @@ macro_rules! gcs_or_skip {
             None => return,
         }
     };
-}
-
-async fn driver(config: &GcsConfig) -> GcsDriver {
-    let backend = GcsBackend::connect(config)
-        .await
-        .expect("backend")
-        .with_part_size(PART);
-    GcsDriver::from_backend(backend, EngineOptions::default())
 }
 
 /// `data` as a body of `piece`-byte chunks.

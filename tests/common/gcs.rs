@@ -11,7 +11,11 @@ use futures::StreamExt;
 use gcloud_storage::client::{Client, ClientConfig};
 use gcloud_storage::http::objects::list::ListObjectsRequest;
 use marina_distribution::oci::{Digest, RepositoryName};
-use marina_distribution::storage::{GcsConfig, StorageConfig, StorageDriver};
+use marina_distribution::storage::gcs::{GcsBackend, GcsDriver};
+use marina_distribution::storage::{EngineOptions, GcsConfig, StorageConfig, StorageDriver};
+
+/// Part size of the drivers under test: the smallest a resumable session takes.
+pub const PART: u64 = 256 * 1024;
 
 /// The server's base configuration, or `None` (after saying so once, on the real stderr)
 /// when `GCS_ENDPOINT` is not set.
@@ -47,6 +51,19 @@ pub fn config(area: &str, test: &str) -> Option<GcsConfig> {
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
     Some(config)
+}
+
+/// A backend on `config` with [`PART`]-byte parts.
+pub async fn backend(config: &GcsConfig) -> GcsBackend {
+    GcsBackend::connect(config)
+        .await
+        .expect("backend")
+        .with_part_size(PART)
+}
+
+/// A driver (the engine with its default options) over [`backend`].
+pub async fn driver(config: &GcsConfig) -> GcsDriver {
+    GcsDriver::from_backend(backend(config).await, EngineOptions::default())
 }
 
 /// A driver-independent client on the same server (anonymous: the emulator checks nothing).

@@ -14,6 +14,7 @@ pub mod client;
 pub mod content;
 pub mod discovery;
 pub mod fault_proxy;
+pub mod fault_workload;
 #[cfg(feature = "gcs")]
 pub mod gcs;
 pub mod manifests;
