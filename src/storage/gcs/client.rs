@@ -6,7 +6,8 @@
 //!   the metadata server), or none at all with [`GcsConfig::anonymous`] (emulators).
 //! - Endpoint: [`GcsConfig::endpoint`], `https://storage.googleapis.com` by default.
 //! - HTTP: one `reqwest` client (connection pool) shared by the crate's calls and the
-//!   driver's streamed reads.
+//!   driver's streamed reads, with a connect timeout. Requests are retried by the driver
+//!   (`objects.rs`), not by the client.
 
 use std::sync::Arc;
 
@@ -19,6 +20,10 @@ use token_source::{TokenSource, TokenSourceProvider};
 use super::config::GcsConfig;
 use super::presign::{Signer, UrlBase};
 use crate::error::{Error, Result};
+
+/// How long opening a connection may take before the attempt fails (retryably): an
+/// endpoint that does not answer fails requests instead of holding them.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the backend talks to GCS with.
 #[derive(Clone)]
@@ -51,6 +56,7 @@ impl std::fmt::Debug for Connection {
 /// or asking the metadata server), and fails with a configuration error when there are none.
 pub(crate) async fn connect(config: &GcsConfig) -> Result<Connection> {
     let http = reqwest_gcs::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
         .build()
         .map_err(|e| Error::backend_source(super::error::DRIVER, "building the HTTP client", e))?;
     let mut client_config = ClientConfig {

@@ -5,6 +5,7 @@
 //! | 404 on an object                                  | `None` (or the caller's "unknown") |
 //! | 412 on a conditional create                       | handled by the caller (it exists)  |
 //! | 408, 429, 5xx, timeouts, connection failures, cut bodies | [`Error::Backend`], retryable (HTTP 503) |
+//! | a body that is not the JSON expected             | [`Error::Backend`], not retryable  |
 //! | anything else (401, 403, a missing bucket, ...)   | [`Error::Backend`], not retryable  |
 //!
 //! An error's message names the JSON API request (`"media upload"`) and what GCS answered
@@ -45,11 +46,31 @@ pub(crate) fn is_retryable(err: &GcsError) -> bool {
         Some(code) => matches!(code, 408 | 429 | 500..=599),
         None => match err {
             GcsError::HttpClient(e) | GcsError::RawResponse(e, _) => {
-                e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()
+                e.is_timeout() || e.is_connect() || e.is_request() || is_cut_body(e)
             }
             _ => false,
         },
     }
+}
+
+/// Whether a response's body broke off (a connection reset, a proxy timing out). `reqwest`
+/// reports a body that breaks off while it is read whole (`bytes()`, `json()`) as a
+/// *decode* error, like a body that is not JSON; only the latter has a JSON error as its
+/// cause.
+fn is_cut_body(err: &reqwest_gcs::Error) -> bool {
+    err.is_body() || (err.is_decode() && !caused_by_json(err))
+}
+
+/// Whether a JSON parse error is among the causes of `err`.
+fn caused_by_json(err: &reqwest_gcs::Error) -> bool {
+    let mut cause = std::error::Error::source(err);
+    while let Some(e) = cause {
+        if e.is::<serde_json::Error>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Translates an error of the JSON API request `request` (`"media download"`) on the object
@@ -62,7 +83,7 @@ pub(crate) fn translate(request: &'static str, object: &str, err: GcsError) -> E
             GcsError::HttpClient(e) | GcsError::RawResponse(e, _) if e.is_timeout() => {
                 "timed out".to_owned()
             }
-            GcsError::HttpClient(e) | GcsError::RawResponse(e, _) if e.is_body() => {
+            GcsError::HttpClient(e) | GcsError::RawResponse(e, _) if is_cut_body(e) => {
                 "response body interrupted".to_owned()
             }
             _ => "no answer".to_owned(),

@@ -1,6 +1,31 @@
 //! Plain object operations on object names (JSON API): media downloads (whole, ranged,
 //! streamed), media and multipart uploads (the latter for conditional creates), metadata,
 //! deletes, listings with page tokens, and compose.
+//!
+//! # Retries
+//!
+//! The client crate retries nothing, so every request here that may be sent twice goes
+//! through [`retried`] (up to four attempts while GCS answers 408, 429 or 5xx, or the
+//! connection fails; see [`error`] for the classification). That is every request but the
+//! streamed media upload of a monolithic push, which `streamed_put` sends again from its
+//! spill file. Why sending again is safe:
+//!
+//! - **Reads** (media downloads, metadata, listings) change nothing. A whole-object read is
+//!   sent again when its body breaks off too; a streamed read only when it cannot be opened
+//!   (a cut stream is resumed by the [`Resumable`](crate::storage::layers::Resumable)
+//!   layer).
+//! - **Conditional writes** (`ifGenerationMatch`: creates, session records, compose of a
+//!   blob) cannot overwrite what another process wrote since; if the first attempt was
+//!   stored but its answer lost, the next one answers 412 and the caller sees "not written".
+//!   Every caller checks what is there then: a manifest record or a session record holding
+//!   its own bytes, a content-addressed blob that exists.
+//! - **Unconditional writes and deletes** (links, tags, pieces, cleanup) are sent again only
+//!   while the operation has not returned. A write from another process that completed
+//!   between the two attempts was concurrent with this one, so either may count as the
+//!   later one, as with a client's own retry of the same request (which the OCI protocol
+//!   leaves to clients). Deletes by a collection happen while its condemned set stands and
+//!   before it is removed, as the first attempt did, so the argument of
+//!   [`lifecycle`](crate::storage::lifecycle) holds unchanged.
 
 use bytes::Bytes;
 use gcloud_storage::http::objects::compose::{ComposeObjectRequest, ComposingTargets};
@@ -16,6 +41,16 @@ use super::error::{self, translate};
 use super::reader::GcsReader;
 use crate::error::Result;
 use crate::oci::ByteRange;
+use crate::storage::retry;
+
+/// [`retry::retried`] for this driver: sends a request of kind `request` again while it
+/// fails transiently.
+async fn retried<T, Fut>(request: &'static str, send: impl FnMut() -> Fut) -> Result<T>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    retry::retried(error::DRIVER, request, send).await
+}
 
 /// Content type of every object the driver writes.
 pub(crate) const CONTENT_TYPE: &str = "application/octet-stream";
@@ -42,8 +77,9 @@ impl GcsBackend {
         }
     }
 
-    /// Sends a media download of `object` (or of a range of it); `None` if it does not exist.
-    async fn download(
+    /// Sends a media download of `object` (or of a range of it) once; `None` if it does not
+    /// exist.
+    async fn download_once(
         &self,
         object: &str,
         range: Option<ByteRange>,
@@ -81,7 +117,9 @@ impl GcsBackend {
             .map_err(|e| error::http("media download", object, e))
     }
 
-    /// Reads a whole (small) object; `None` if it does not exist.
+    /// Reads a whole (small) object; `None` if it does not exist. Sent again when it fails
+    /// transiently, its body included (these objects are small: links, tags, manifest
+    /// records, referrer entries, session records).
     pub(crate) async fn get_bytes(&self, object: &str) -> Result<Option<Bytes>> {
         Ok(self
             .get_bytes_with_generation(object)
@@ -95,45 +133,51 @@ impl GcsBackend {
         &self,
         object: &str,
     ) -> Result<Option<(Bytes, Option<i64>)>> {
-        let Some(response) = self.download(object, None).await? else {
-            return Ok(None);
-        };
-        let generation = response
-            .headers()
-            .get("x-goog-generation")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| error::http("media download", object, e))?;
-        Ok(Some((bytes, generation)))
+        retried("media download", || async move {
+            let Some(response) = self.download_once(object, None).await? else {
+                return Ok(None);
+            };
+            let generation = response
+                .headers()
+                .get("x-goog-generation")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| error::http("media download", object, e))?;
+            Ok(Some((bytes, generation)))
+        })
+        .await
     }
 
-    /// Streams an object or a range of it; `None` if it does not exist.
+    /// Streams an object or a range of it; `None` if it does not exist. Opening it is sent
+    /// again when it fails transiently; the stream itself is not.
     pub(crate) async fn get_stream(
         &self,
         object: &str,
         range: Option<ByteRange>,
     ) -> Result<Option<GcsReader>> {
-        Ok(self
-            .download(object, range)
-            .await?
-            .map(|response| GcsReader::new(response, object.to_owned())))
+        let response = retried("media download", || self.download_once(object, range)).await?;
+        Ok(response.map(|response| GcsReader::new(response, object.to_owned())))
     }
 
     /// Creates or replaces an object with one media upload (atomic: readers see the old or
-    /// the new object, never a mix).
+    /// the new object, never a mix), sent again when it fails transiently.
     pub(crate) async fn put_bytes(&self, object: &str, body: Bytes) -> Result<()> {
         let len = body.len() as u64;
-        self.upload_media(object, body, len, None).await.map(drop)
+        retried("media upload", || {
+            self.upload_media(object, body.clone(), len, None)
+        })
+        .await
+        .map(drop)
     }
 
     /// Writes an object of `len` bytes from `body` with one media upload, which GCS carries
     /// out only once all `len` bytes arrived (a body that fails or ends short stores
     /// nothing). With `if_generation_match` it is conditional (`0`: only if the object does
     /// not exist; fake-gcs-server ignores the condition here): `false`, nothing written, when
-    /// the condition does not hold (412).
+    /// the condition does not hold (412). Sent once: a streamed body cannot be sent again.
     pub(crate) async fn upload_media(
         &self,
         object: &str,
@@ -166,31 +210,33 @@ impl GcsBackend {
     /// Writes an object only if it is at `generation` (`ifGenerationMatch`; `0`: only if it
     /// does not exist) with one multipart upload (atomic, like a media upload; fake-gcs-server
     /// honours the precondition on these only): `false`, nothing written, when it is not (412).
+    /// Sent again when it fails transiently: `false` may then also mean that the first
+    /// attempt was stored (see the module docs).
     pub(crate) async fn put_bytes_if_generation(
         &self,
         object: &str,
         body: Bytes,
         generation: i64,
     ) -> Result<bool> {
-        let metadata = Object {
+        let request = self.upload_request(Some(generation));
+        let upload = UploadType::Multipart(Box::new(Object {
             name: object.to_owned(),
             content_type: Some(CONTENT_TYPE.to_owned()),
             ..Object::default()
-        };
-        match self
-            .conn
-            .client
-            .upload_object(
-                &self.upload_request(Some(generation)),
-                body,
-                &UploadType::Multipart(Box::new(metadata)),
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if error::is_precondition_failed(&e) => Ok(false),
-            Err(e) => Err(translate("multipart upload", object, e)),
-        }
+        }));
+        retried("multipart upload", || async {
+            match self
+                .conn
+                .client
+                .upload_object(&request, body.clone(), &upload)
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e) if error::is_precondition_failed(&e) => Ok(false),
+                Err(e) => Err(translate("multipart upload", object, e)),
+            }
+        })
+        .await
     }
 
     /// Deletes an object; succeeds if it does not exist.
@@ -200,11 +246,14 @@ impl GcsBackend {
             object: object.to_owned(),
             ..DeleteObjectRequest::default()
         };
-        match self.conn.client.delete_object(&request).await {
-            Ok(()) => Ok(()),
-            Err(e) if error::is_not_found(&e) => Ok(()),
-            Err(e) => Err(translate("delete", object, e)),
-        }
+        retried("delete", || async {
+            match self.conn.client.delete_object(&request).await {
+                Ok(()) => Ok(()),
+                Err(e) if error::is_not_found(&e) => Ok(()),
+                Err(e) => Err(translate("delete", object, e)),
+            }
+        })
+        .await
     }
 
     /// Size of an object from its metadata; `None` if it does not exist.
@@ -214,11 +263,14 @@ impl GcsBackend {
             object: object.to_owned(),
             ..GetObjectRequest::default()
         };
-        match self.conn.client.get_object(&request).await {
-            Ok(o) => Ok(Some(u64::try_from(o.size).unwrap_or(0))),
-            Err(e) if error::is_not_found(&e) => Ok(None),
-            Err(e) => Err(translate("object metadata", object, e)),
-        }
+        retried("object metadata", || async {
+            match self.conn.client.get_object(&request).await {
+                Ok(o) => Ok(Some(u64::try_from(o.size).unwrap_or(0))),
+                Err(e) if error::is_not_found(&e) => Ok(None),
+                Err(e) => Err(translate("object metadata", object, e)),
+            }
+        })
+        .await
     }
 
     pub(super) async fn list_page(
@@ -238,11 +290,14 @@ impl GcsBackend {
             max_results: Some(max.clamp(1, MAX_PAGE) as i32),
             ..ListObjectsRequest::default()
         };
-        self.conn
-            .client
-            .list_objects(&request)
-            .await
-            .map_err(|e| translate("list", prefix, e))
+        retried("list", || async {
+            self.conn
+                .client
+                .list_objects(&request)
+                .await
+                .map_err(|e| translate("list", prefix, e))
+        })
+        .await
     }
 
     /// Names (after `prefix`, which ends in `/`) of the objects directly below `prefix`,
@@ -312,14 +367,17 @@ impl GcsBackend {
             max_results: Some(1),
             ..ListObjectsRequest::default()
         };
-        match self.conn.client.list_objects(&request).await {
-            Ok(_) => Ok(()),
-            Err(e) if error::is_not_found(&e) => Err(crate::error::Error::Config {
-                field: "gcs.bucket",
-                message: format!("bucket {:?} does not exist", self.bucket),
-            }),
-            Err(e) => Err(translate("list", self.names.prefix(), e)),
-        }
+        retried("list", || async {
+            match self.conn.client.list_objects(&request).await {
+                Ok(_) => Ok(()),
+                Err(e) if error::is_not_found(&e) => Err(crate::error::Error::Config {
+                    field: "gcs.bucket",
+                    message: format!("bucket {:?} does not exist", self.bucket),
+                }),
+                Err(e) => Err(translate("list", self.names.prefix(), e)),
+            }
+        })
+        .await
     }
 
     /// Whether any object exists below `prefix`.
@@ -329,7 +387,8 @@ impl GcsBackend {
     }
 
     /// Composes `sources` (at most [`MAX_COMPOSE`], in order) into `destination`, replacing
-    /// it, or with `once` only if it does not exist: `false` then if it already existed.
+    /// it, or with `once` only if it does not exist: `false` then if it already existed (or
+    /// a first attempt whose answer was lost created it; see the module docs).
     pub(crate) async fn compose(
         &self,
         sources: &[String],
@@ -356,10 +415,13 @@ impl GcsBackend {
             if_generation_match: once.then_some(0),
             ..ComposeObjectRequest::default()
         };
-        match self.conn.client.compose_object(&request).await {
-            Ok(_) => Ok(true),
-            Err(e) if once && error::is_precondition_failed(&e) => Ok(false),
-            Err(e) => Err(translate("compose", destination, e)),
-        }
+        retried("compose", || async {
+            match self.conn.client.compose_object(&request).await {
+                Ok(_) => Ok(true),
+                Err(e) if once && error::is_precondition_failed(&e) => Ok(false),
+                Err(e) => Err(translate("compose", destination, e)),
+            }
+        })
+        .await
     }
 }

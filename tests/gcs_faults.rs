@@ -1,0 +1,206 @@
+//! The GCS driver under store faults: the [fault-injecting proxy](common::fault_proxy) in
+//! front of the GCS emulator (`scripts/with-gcs.sh` starts fake-gcs-server) answers requests
+//! with `503`, `500`, or a connection closed before or in the middle of the response.
+//!
+//! - Each kind of JSON API request the driver sends again (`storage::retry`) meets each kind
+//!   of fault once, and the driver operation behind it still succeeds with the right result.
+//! - The registry's fault workload (shared with the S3 fault tests) runs with random faults:
+//!   nothing acknowledged is lost or corrupt, every refusal is clean, and refusals are rare
+//!   (every request is retried, so a refusal takes the same request failing four times).
+//!
+//! `GCS_FAULT_RATE` (default 0.05) and `GCS_FAULT_BLOBS` (default 40) set the workload:
+//!
+//! ```sh
+//! GCS_FAULT_RATE=0.1 GCS_FAULT_BLOBS=200 bash scripts/with-gcs.sh \
+//!   cargo test --release --all-features --test gcs_faults -- --nocapture
+//! ```
+#![cfg(feature = "gcs")]
+
+mod common;
+
+use bytes::Bytes;
+use futures::stream;
+use marina_distribution::oci::{Digest, DigestAlgorithm, Reference, RepositoryName, Tag};
+use marina_distribution::storage::gcs::GcsDriver;
+use marina_distribution::storage::{StorageConfig, StorageDriver, UploadHandle};
+
+use common::fault_proxy::{Fault, FaultProxy};
+use common::fault_workload;
+use common::gcs::{driver, read_all};
+use common::{OCI_MANIFEST, image_manifest, payload, start};
+
+/// One chunk as a request body.
+fn body(data: &[u8]) -> impl futures::Stream<Item = marina_distribution::Result<Bytes>> + use<> {
+    stream::iter([Ok(Bytes::copy_from_slice(data))])
+}
+
+fn sha256(data: &[u8]) -> Digest {
+    Digest::compute(DigestAlgorithm::Sha256, data)
+}
+
+/// A fault aimed at one kind of request at a time, and what met it.
+struct Aim<'a> {
+    proxy: &'a FaultProxy,
+    fault: Fault,
+    /// Operations that failed or whose request the fault did not meet.
+    failures: Vec<String>,
+}
+
+impl Aim<'_> {
+    /// Aims the fault at the next request with `method` whose URL contains `marker`, awaits
+    /// the driver operation `op`, and records whether the fault met it and the operation
+    /// succeeded all the same.
+    async fn at<T>(
+        &mut self,
+        (method, marker): (&'static str, &str),
+        what: &str,
+        op: impl Future<Output = marina_distribution::Result<T>>,
+    ) -> Option<T> {
+        let fault = self.fault;
+        self.proxy
+            .fault_next(method, Box::leak(marker.into()), fault);
+        let out = op.await;
+        if !self.proxy.targeted_fault_injected() {
+            self.failures
+                .push(format!("{what}: {fault:?} met no {method} with {marker:?}"));
+        }
+        out.map_err(|e| self.failures.push(format!("{what} under {fault:?}: {e}")))
+            .ok()
+    }
+}
+
+/// JSON API requests, by the method and a part of their URL that only they hold
+/// (object names in URLs have their `/` encoded).
+const DOWNLOAD: (&str, &str) = ("GET", "alt=media");
+const LIST: (&str, &str) = ("GET", "prefix=");
+const MEDIA_UPLOAD: (&str, &str) = ("POST", "uploadType=media");
+const MULTIPART_UPLOAD: (&str, &str) = ("POST", "uploadType=multipart");
+const COMPOSE: (&str, &str) = ("POST", "/compose");
+const DELETE: (&str, &str) = ("DELETE", "/o/");
+
+/// The metadata request of blob `digest`'s object.
+fn blob_metadata(digest: &Digest) -> (&'static str, String) {
+    ("GET", format!("blobs%2Fsha256%2F{}", digest.hex()))
+}
+
+/// The media download of blob `digest`'s object.
+fn blob_download(digest: &Digest) -> (&'static str, String) {
+    (
+        "GET",
+        format!("blobs%2Fsha256%2F{}?alt=media", digest.hex()),
+    )
+}
+
+/// Pushes, reads, tags, lists and deletes, each with `fault` aimed at the request kind it
+/// sends first; returns what failed.
+async fn every_request_kind_under(
+    d: &GcsDriver,
+    proxy: &FaultProxy,
+    fault: Fault,
+    seed: u8,
+) -> Vec<String> {
+    let mut aim = Aim {
+        proxy,
+        fault,
+        failures: Vec::new(),
+    };
+    let repo = RepositoryName::parse(&format!("faults/kind-{seed}")).unwrap();
+    let config = payload(1000 + usize::from(seed), seed);
+    let config_digest = sha256(&config);
+    let len = Some(config.len() as u64);
+
+    // A blob below one part: one conditional (multipart) upload of the blob.
+    let push = d.put_content(&repo, &config_digest, len, body(&config));
+    aim.at(MULTIPART_UPLOAD, "blob push", push).await;
+    // The same blob pushed to a second repository: the store has it (one metadata request),
+    // only the link is written.
+    let (method, marker) = blob_metadata(&config_digest);
+    let mirror = RepositoryName::parse(&format!("faults/mirror-{seed}")).unwrap();
+    let push = d.put_content(&mirror, &config_digest, len, body(&config));
+    aim.at((method, &marker), "deduplicated blob push", push)
+        .await;
+    let (method, marker) = blob_download(&config_digest);
+    let opened = d.get_content(&mirror, &config_digest, None);
+    drop(aim.at((method, &marker), "blob read", opened).await);
+    if aim.failures.is_empty() {
+        assert_eq!(read_all(d, &mirror, &config_digest).await, config);
+    }
+
+    // A chunked upload of two pieces, composed into the blob.
+    let layer = payload(3 * 1024, seed.wrapping_add(100));
+    let layer_digest = sha256(&layer);
+    let id = d
+        .start_upload(&repo, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .id();
+    let (first, rest) = layer.split_at(1024);
+    d.put_upload_chunk(&repo, &id, Some(0), None, body(first))
+        .await
+        .unwrap();
+    let finish = d.finish_upload(&repo, &id, &layer_digest, None, body(rest));
+    aim.at(COMPOSE, "upload finish", finish).await;
+
+    // A manifest, tagged: its record, links and the tag are media uploads.
+    let manifest = image_manifest(
+        &config_digest.to_string(),
+        config.len(),
+        &[(&layer_digest.to_string(), layer.len())],
+        None,
+    );
+    let tag = Tag::parse("v1").unwrap();
+    let reference = Reference::Tag(tag.clone());
+    let put = d.put_manifest(
+        &repo,
+        &reference,
+        Some(OCI_MANIFEST),
+        Bytes::from(manifest.clone()),
+    );
+    aim.at(MEDIA_UPLOAD, "manifest push", put).await;
+    let got = d.get_manifest(&repo, &reference);
+    if let Some(got) = aim.at(DOWNLOAD, "manifest read", got).await {
+        assert_eq!(got.bytes, manifest.as_bytes());
+    }
+    let tags = d.get_tags(&repo, None, None);
+    if let Some(tags) = aim.at(LIST, "tag list", tags).await {
+        assert_eq!(tags.tags, ["v1"]);
+    }
+    aim.at(DELETE, "untag", d.untag_manifest(&repo, &tag)).await;
+    aim.failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_kind_is_sent_again_after_each_fault() {
+    let Some(config) = common::gcs::config("gcs-faults", "kinds") else {
+        return;
+    };
+    let proxy = FaultProxy::start(config.endpoint(), 0.0, 23).await;
+    let mut faulted = config.clone();
+    faulted.endpoint = Some(proxy.url.clone());
+    let d = driver(&faulted).await;
+    let mut failures = Vec::new();
+    for (i, fault) in Fault::ALL.into_iter().enumerate() {
+        failures.extend(every_request_kind_under(&d, &proxy, fault, i as u8).await);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_lose_and_corrupt_nothing() {
+    let Some(mut gcs) = common::gcs::config("gcs-faults", "workload") else {
+        return;
+    };
+    let prefix = gcs.normalized_prefix();
+    let proxy = FaultProxy::start(gcs.endpoint(), 0.0, 29).await;
+    gcs.endpoint = Some(proxy.url.clone());
+    let server = start("gcs".into(), StorageConfig::gcs(gcs), None).await;
+    let tally =
+        fault_workload::faults_lose_and_corrupt_nothing("GCS", &proxy, &server, &prefix).await;
+    // A refusal takes one request failing four times in a row.
+    let operations = tally.ok + tally.failed();
+    assert!(
+        tally.refused * 50 <= operations,
+        "{} of {operations} operations refused",
+        tally.refused
+    );
+}
