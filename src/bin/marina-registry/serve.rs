@@ -1,0 +1,158 @@
+//! Serving: TLS, access control, notifications, the lifecycle schedule and the metrics
+//! listener set up from the settings, then the registry served until a shutdown signal and
+//! queued notifications let out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use marina_distribution::observe::http::ObserveLayer;
+use marina_distribution::observe::metrics::Metrics;
+use marina_distribution::observe::notify::{Notifier, NotifierOptions};
+use marina_distribution::registry::RegistryOptions;
+use marina_distribution::server::{self, TlsReloader};
+use marina_distribution::storage::lifecycle;
+use marina_distribution::{AnyDriver, StorageDriver};
+
+use crate::settings::Settings;
+
+/// The registry server (no subcommand), until a shutdown signal.
+pub(crate) async fn serve(
+    driver: AnyDriver,
+    settings: Settings,
+    metrics: Option<Arc<Metrics>>,
+) -> std::process::ExitCode {
+    let Settings {
+        listen,
+        storage,
+        schedule,
+        tls,
+        auth,
+        limits,
+        metrics_listen,
+        notifications,
+        ..
+    } = settings;
+    let tls = match tls
+        .files()
+        .and_then(|f| f.map(TlsReloader::load).transpose())
+    {
+        Ok(t) => t.map(Arc::new),
+        Err(e) => {
+            eprintln!("marina-registry: TLS configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let driver_name = driver.driver_name();
+    let mut options = RegistryOptions {
+        max_manifest_size: storage.max_manifest_size,
+        ..RegistryOptions::default()
+    };
+    limits.apply(&mut options);
+    let notifier = match notifications.endpoints.is_empty() {
+        true => None,
+        false => {
+            let options = NotifierOptions {
+                scheme: if tls.is_some() { "https" } else { "http" }.into(),
+                source_addr: listen.to_string(),
+            };
+            match Notifier::start(&notifications, options, metrics.as_deref()) {
+                Ok(started) => Some(started),
+                Err(e) => {
+                    eprintln!("marina-registry: configuration error: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let (notifier, notifier_tasks) = notifier.unzip();
+    let driver = Arc::new(driver);
+    let lifecycle_metrics = metrics.clone();
+    let _lifecycle = lifecycle::schedule::spawn(Arc::clone(&driver), schedule, move |kind, end| {
+        if let Some(metrics) = &lifecycle_metrics {
+            metrics.record_lifecycle(kind, &end);
+        }
+    });
+    let (app, authorizer) = match server::registry_app(Arc::clone(&driver), options, &auth) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("marina-registry: access control configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let app = app.layer(ObserveLayer::new(metrics.clone(), notifier));
+    server::spawn_reloads(tls.clone(), authorizer);
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("marina-registry: cannot listen on {listen}: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    if let (Some(addr), Some(metrics)) = (metrics_listen, metrics) {
+        let health = marina_distribution::observe::health::router(metrics, Arc::clone(&driver));
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                let addr = l.local_addr().unwrap_or(addr);
+                tracing::info!(
+                    "metrics and health checks on http://{addr}/metrics, /healthz, /readyz"
+                );
+                tokio::spawn(async move { axum::serve(l, health).await });
+            }
+            Err(e) => {
+                eprintln!("marina-registry: cannot listen on {addr} (metrics): {e}");
+                return std::process::ExitCode::from(1);
+            }
+        }
+    }
+    let addr = listener.local_addr().unwrap_or(listen);
+    let where_ = match storage.storage_type {
+        marina_distribution::storage::StorageType::Filesystem => {
+            format!(" in {}", storage.filesystem.root_directory.display())
+        }
+        _ => String::new(),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("marina-registry listening on {scheme}://{addr}/v2/ ({driver_name} storage{where_})");
+    if let Err(e) = server::serve(
+        listener,
+        app,
+        limits.serve_options(),
+        tls,
+        shutdown_signal(),
+    )
+    .await
+    {
+        eprintln!("marina-registry: server error: {e}");
+        return std::process::ExitCode::from(1);
+    }
+    // The router (and with it the notifier's queues) is gone: let queued events go out.
+    if let Some(tasks) = notifier_tasks
+        && !tasks.finish(Duration::from_secs(5)).await
+    {
+        tracing::warn!("stopped with notifications still queued");
+    }
+    tracing::info!("stopped");
+    std::process::ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}

@@ -1,0 +1,175 @@
+//! The settings: the configuration file's format, and how built-in defaults, the file,
+//! environment variables and flags combine (in that order of priority) into [`Settings`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use marina_distribution::StorageConfig;
+use marina_distribution::observe::logging::LogFormat;
+use marina_distribution::observe::notify::NotificationsConfig;
+use marina_distribution::registry::auth::config::AuthConfig;
+use marina_distribution::server::config::{LimitsConfig, TlsConfig};
+use marina_distribution::storage::lifecycle::{self, GcOptions, Schedule};
+use serde::Deserialize;
+
+use crate::cli::Cli;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+
+/// The registry configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    /// Listen address.
+    listen: Option<SocketAddr>,
+    /// Periodic garbage collection in the server.
+    gc_interval: Option<String>,
+    /// Grace period of garbage collections.
+    gc_grace: Option<String>,
+    /// Whether garbage collections delete untagged manifests.
+    delete_untagged: Option<bool>,
+    /// Idle time after which upload sessions expire.
+    upload_ttl: Option<String>,
+    /// Period of the server's upload expiry.
+    upload_expiry_interval: Option<String>,
+    /// Storage settings.
+    #[serde(default)]
+    storage: Option<StorageConfig>,
+    /// TLS.
+    #[serde(default)]
+    tls: TlsConfig,
+    /// Access control.
+    #[serde(default)]
+    auth: AuthConfig,
+    /// Limits against abusive clients.
+    #[serde(default)]
+    limits: LimitsConfig,
+    /// Metrics and health listen address.
+    metrics_listen: Option<SocketAddr>,
+    /// Log format.
+    log_format: Option<LogFormat>,
+    /// Notification endpoints.
+    #[serde(default)]
+    notifications: NotificationsConfig,
+}
+
+/// Everything the configuration sources decide.
+pub(crate) struct Settings {
+    pub(crate) listen: SocketAddr,
+    pub(crate) storage: StorageConfig,
+    pub(crate) schedule: Schedule,
+    pub(crate) tls: TlsConfig,
+    pub(crate) auth: AuthConfig,
+    pub(crate) limits: LimitsConfig,
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    pub(crate) log_format: LogFormat,
+    pub(crate) notifications: NotificationsConfig,
+}
+
+/// A duration from the flag or environment (`cli`), else the file, else `default`.
+fn duration(
+    field: &'static str,
+    cli: Option<&str>,
+    file: Option<&str>,
+    default: Option<Duration>,
+) -> Result<Option<Duration>, String> {
+    match cli.or(file) {
+        Some(text) => lifecycle::parse_duration(field, text).map_err(|e| e.to_string()),
+        None => Ok(default),
+    }
+}
+
+/// The settings `cli` (flags and environment variables) and its configuration file decide.
+pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
+    let shared = &cli.shared;
+    let file = match &shared.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            toml::from_str::<FileConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut storage = file
+        .storage
+        .clone()
+        .unwrap_or_default()
+        .apply_env()
+        .map_err(|e| e.to_string())?;
+    if let Some(t) = &shared.storage {
+        storage = storage
+            .apply_vars(|k| (k == "STORAGE_TYPE").then(|| t.clone()))
+            .map_err(|e| e.to_string())?;
+    }
+    if let Some(root) = &shared.root_directory {
+        storage.filesystem.root_directory = root.clone();
+    }
+    if shared.sparse_indexes {
+        storage.sparse_indexes = true;
+    }
+    storage.validate().map_err(|e| e.to_string())?;
+    let listen = match (cli.listen, file.listen) {
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => DEFAULT_LISTEN.parse().expect("default address"),
+    };
+    let defaults = Schedule::default();
+    let gc = GcOptions {
+        dry_run: false,
+        delete_untagged: shared
+            .delete_untagged
+            .or(file.delete_untagged)
+            .unwrap_or(defaults.gc.delete_untagged),
+        grace: duration(
+            "gc_grace",
+            shared.grace.as_deref(),
+            file.gc_grace.as_deref(),
+            Some(defaults.gc.grace),
+        )?
+        .ok_or("gc_grace: give a duration (0s for none), not off")?,
+        upload_ttl: duration(
+            "upload_ttl",
+            shared.upload_ttl.as_deref(),
+            file.upload_ttl.as_deref(),
+            defaults.gc.upload_ttl,
+        )?,
+    };
+    let schedule = Schedule {
+        gc_interval: duration(
+            "gc_interval",
+            cli.gc_interval.as_deref(),
+            file.gc_interval.as_deref(),
+            defaults.gc_interval,
+        )?,
+        upload_expiry_interval: duration(
+            "upload_expiry_interval",
+            cli.upload_expiry_interval.as_deref(),
+            file.upload_expiry_interval.as_deref(),
+            defaults.upload_expiry_interval,
+        )?,
+        gc,
+    };
+    if schedule.gc_interval.is_some_and(|d| d.is_zero())
+        || schedule.upload_expiry_interval.is_some_and(|d| d.is_zero())
+    {
+        return Err("gc_interval and upload_expiry_interval must be positive (or off)".into());
+    }
+    let mut tls = file.tls;
+    tls.cert = cli.tls_cert.clone().or(tls.cert);
+    tls.key = cli.tls_key.clone().or(tls.key);
+    tls.client_ca = cli.tls_client_ca.clone().or(tls.client_ca);
+    let mut auth = file.auth;
+    auth.htpasswd = cli.htpasswd.clone().or(auth.htpasswd);
+    auth.check_transport(listen, tls.files()?.is_some())?;
+    file.notifications.validate().map_err(|e| e.to_string())?;
+    Ok(Settings {
+        listen,
+        storage,
+        schedule,
+        tls,
+        auth,
+        limits: file.limits,
+        metrics_listen: cli.metrics_listen.or(file.metrics_listen),
+        log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+        notifications: file.notifications,
+    })
+}
