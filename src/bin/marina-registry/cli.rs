@@ -43,13 +43,6 @@ ENVIRONMENT (storage):
   RUST_LOG                log filter, e.g. info (default), debug, marina_distribution=trace
   MARINA_TLS_CERT, MARINA_TLS_KEY, MARINA_TLS_CLIENT_CA, MARINA_HTPASSWD (see flags)
 
-CONFIG FILE (TOML, all keys optional; docs/configuration.md lists them all):
-  listen = \"127.0.0.1:5000\"
-  metrics_listen = \"127.0.0.1:5001\"   # /metrics, /healthz, /readyz
-  log_format = \"json\"
-  [[notifications.endpoints]]
-  name = \"ci\"
-  url = \"http://127.0.0.1:8080/events\"
 ENVIRONMENT (lifecycle; durations like 30s, 15m, 24h, or off):
   MARINA_GC_INTERVAL      periodic garbage collection in the server (default off)
   MARINA_GC_GRACE         spare what was written more recently (default 1h)
@@ -57,8 +50,10 @@ ENVIRONMENT (lifecycle; durations like 30s, 15m, 24h, or off):
   MARINA_UPLOAD_TTL       upload sessions idle longer than this expire (default 24h)
   MARINA_UPLOAD_EXPIRY_INTERVAL  how often the server expires uploads (default 1h)
 
-CONFIG FILE (TOML, all keys optional):
+CONFIG FILE (TOML, all keys optional; docs/configuration.md lists them all):
   listen = \"127.0.0.1:5000\"
+  metrics_listen = \"127.0.0.1:5001\"   # /metrics, /healthz, /readyz
+  log_format = \"json\"
   gc_interval = \"off\"             # or e.g. \"24h\"
   gc_grace = \"1h\"
   delete_untagged = false
@@ -91,6 +86,9 @@ CONFIG FILE (TOML, all keys optional):
   actions = [\"pull\", \"push\"]
   [limits]
   max_connections = 1024
+  [[notifications.endpoints]]       # see docs/operations.md
+  name = \"ci\"
+  url = \"http://127.0.0.1:8080/events\"
 
 EXAMPLES:
   marina-registry
