@@ -1,6 +1,6 @@
 //! Online garbage collection under load, across processes: two driver instances on one
-//! filesystem root (and, with `S3_ENDPOINT`, on one bucket prefix) stand for two registry
-//! processes. Writers on both re-push images whose layers come from a small pool, so they
+//! filesystem root (and, with `S3_ENDPOINT` or `GCS_ENDPOINT`, on one bucket prefix) stand
+//! for two registry processes. Writers on both re-push images whose layers come from a small pool, so they
 //! keep reusing blobs that deleted images left reclaimable (`HEAD`, then a mount from another
 //! repository or an upload when the blob is missing, then the manifest `PUT`), and delete or
 //! untag their own images now and then; meanwhile collections with no grace period run back
@@ -10,7 +10,7 @@
 //! whole, every blob pullable byte for byte.
 //!
 //! Prints `writers=… gc_runs=… acknowledged=… refused=… reclaimed_blobs=… damaged=…`.
-//! `GC_STRESS_SECS` changes the duration (default 8 s on the filesystem, 20 s on S3).
+//! `GC_STRESS_SECS` changes the duration (default 8 s on the filesystem, 20 s on S3 and GCS).
 
 mod common;
 
@@ -390,4 +390,14 @@ async fn gc_under_load_on_one_bucket() {
     };
     common::ensure_bucket(&config).await;
     stress(config, "s3", 20).await;
+}
+
+#[cfg(feature = "gcs")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gc_under_load_on_one_gcs_bucket() {
+    let Some(config) = common::gcs::config("gc-stress", "load") else {
+        eprintln!("NOTE: GCS_ENDPOINT is not set: the GCS stress test was SKIPPED");
+        return;
+    };
+    stress(StorageConfig::gcs(config), "gcs", 20).await;
 }
