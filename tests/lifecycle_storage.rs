@@ -1,7 +1,7 @@
 //! Lifecycle checks the generic suite cannot make, on the storage itself: upload storage no
 //! session owns (a crash between creating it and recording the session), sessions whose
 //! bytes are gone, empty directories and stale temporary files on the filesystem, S3's
-//! staged segments and multipart uploads.
+//! staged segments and multipart uploads, GCS's upload pieces.
 
 mod common;
 
@@ -442,5 +442,91 @@ mod s3 {
             .put_upload_chunk(&r, &id, Some(part.len() as u64), None, body(&part))
             .await;
         assert!(matches!(more, Err(Error::BlobUploadUnknown(_))), "{more:?}");
+    }
+}
+
+#[cfg(feature = "gcs")]
+mod gcs {
+    use marina_distribution::storage::GcsConfig;
+    use marina_distribution::storage::gcs::GcsDriver;
+
+    use super::*;
+    use crate::common::gcs::{delete_object, driver, objects, put_object};
+
+    async fn gcs_driver(test: &str) -> Option<(GcsDriver, GcsConfig)> {
+        let config = common::gcs::config("lifecycle-storage", test)?;
+        Some((driver(&config).await, config))
+    }
+
+    /// A piece no session owns (a crash between writing a chunk and recording the session)
+    /// is released once older than the TTL; a live session's pieces are kept, and the
+    /// session still finishes.
+    #[tokio::test]
+    async fn gcs_orphaned_pieces_expire() {
+        let Some((d, config)) = gcs_driver("orphans").await else {
+            eprintln!("NOTE: GCS_ENDPOINT is not set: skipped");
+            return;
+        };
+        let orphan = UploadId::generate();
+        let piece = format!("uploads/{orphan}/part-00000000000000000004-0000000000000001");
+        put_object(&config, &piece, b"left").await;
+        // Older than the TTL below, the live session younger (a loaded machine is slow).
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let r = repo("orphans/gcs");
+        let live = d
+            .start_upload(&r, DigestAlgorithm::Sha256)
+            .await
+            .unwrap()
+            .id();
+        d.put_upload_chunk(&r, &live, Some(0), None, body(b"live"))
+            .await
+            .unwrap();
+        let ttl = Duration::from_secs(3);
+        let dry = d.expire_uploads(ttl, true).await.unwrap();
+        assert_eq!(dry.uploads, 1, "{dry:?}");
+        assert!(objects(&config, "uploads/").await.contains(&piece));
+        let report = d.expire_uploads(ttl, false).await.unwrap();
+        assert_eq!(report.uploads, 1, "{report:?}");
+        let left = objects(&config, "uploads/").await;
+        assert!(
+            !left.is_empty() && left.iter().all(|k| k.contains(live.as_str())),
+            "left behind: {left:?}"
+        );
+        d.finish_upload(&r, &live, &digest(b"live!"), None, body(b"!"))
+            .await
+            .unwrap();
+        assert_eq!(objects(&config, "uploads/").await, Vec::<String>::new());
+    }
+
+    /// A session whose pieces are gone answers `BLOB_UPLOAD_UNKNOWN` when it is finished,
+    /// never a server error, and stores nothing.
+    #[tokio::test]
+    async fn gcs_a_session_whose_pieces_are_gone_is_unknown() {
+        let Some((d, config)) = gcs_driver("gone").await else {
+            eprintln!("NOTE: GCS_ENDPOINT is not set: skipped");
+            return;
+        };
+        let r = repo("gone/gcs");
+        let id = d
+            .start_upload(&r, DigestAlgorithm::Sha256)
+            .await
+            .unwrap()
+            .id();
+        for chunk in [&b"first"[..], b" second"] {
+            let at = d.get_upload_progress(&r, &id).await.unwrap().offset();
+            d.put_upload_chunk(&r, &id, Some(at), None, body(chunk))
+                .await
+                .unwrap();
+        }
+        let pieces = objects(&config, &format!("uploads/{id}/")).await;
+        assert!(!pieces.is_empty());
+        for piece in &pieces {
+            delete_object(&config, piece).await;
+        }
+        let done = d
+            .finish_upload(&r, &id, &digest(b"first second"), None, body(b""))
+            .await;
+        assert!(matches!(done, Err(Error::BlobUploadUnknown(_))), "{done:?}");
+        assert!(objects(&config, "blobs/").await.is_empty());
     }
 }

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use gcloud_storage::client::{Client, ClientConfig};
+use gcloud_storage::http::objects::delete::DeleteObjectRequest;
 use gcloud_storage::http::objects::list::ListObjectsRequest;
+use gcloud_storage::http::objects::upload::{Media, UploadObjectRequest, UploadType};
 use marina_distribution::oci::{Digest, RepositoryName};
 use marina_distribution::storage::gcs::{GcsBackend, GcsDriver};
 use marina_distribution::storage::{EngineOptions, GcsConfig, StorageConfig, StorageDriver};
@@ -136,6 +138,34 @@ pub async fn objects(config: &GcsConfig, under: &str) -> Vec<String> {
         .into_iter()
         .map(|name| name[prefix.len()..].to_owned())
         .collect()
+}
+
+/// Writes object `name` (relative to the test's prefix) behind the driver's back.
+pub async fn put_object(config: &GcsConfig, name: &str, bytes: &'static [u8]) {
+    let full = format!("{}{name}", config.normalized_prefix());
+    client(config)
+        .upload_object(
+            &UploadObjectRequest {
+                bucket: config.bucket.clone(),
+                ..UploadObjectRequest::default()
+            },
+            bytes,
+            &UploadType::Simple(Media::new(full)),
+        )
+        .await
+        .expect("writing an object");
+}
+
+/// Deletes object `name` (relative to the test's prefix) behind the driver's back.
+pub async fn delete_object(config: &GcsConfig, name: &str) {
+    client(config)
+        .delete_object(&DeleteObjectRequest {
+            bucket: config.bucket.clone(),
+            object: format!("{}{name}", config.normalized_prefix()),
+            ..DeleteObjectRequest::default()
+        })
+        .await
+        .expect("deleting an object");
 }
 
 /// Asserts that the test's prefix holds exactly blob `digest` and its link in `repo`: nothing

@@ -16,7 +16,7 @@ use super::GcsBackend;
 use super::error::{self, corrupt, translate};
 use super::objects::{CONTENT_TYPE, MAX_COMPOSE};
 use super::parts::{Part, Parts};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::oci::Digest;
 use crate::storage::UploadId;
 use crate::storage::backend::PersistedUploadState;
@@ -395,9 +395,33 @@ impl GcsBackend {
             .iter()
             .map(|p| self.piece_object(id, p.name()))
             .collect();
-        self.compose(&sources, &self.piece_object(id, merged.name()), false)
+        self.compose_upload(id, &sources, &self.piece_object(id, merged.name()), false)
             .await?;
         Ok(merged)
+    }
+
+    /// [`compose`](Self::compose)s pieces of upload `id`. When that fails because a piece
+    /// is gone (the upload expired meanwhile, or another request's finish consumed it; GCS
+    /// answers 404, its emulator 500), the session is over: `BLOB_UPLOAD_UNKNOWN`, and the
+    /// client starts the upload again.
+    async fn compose_upload(
+        &self,
+        id: &UploadId,
+        sources: &[String],
+        destination: &str,
+        once: bool,
+    ) -> Result<bool> {
+        let failed = match self.compose(sources, destination, once).await {
+            Ok(done) => return Ok(done),
+            Err(e) => e,
+        };
+        let stored = self.list_below(&self.names.upload_dir(id)).await?;
+        if sources.iter().all(|piece| stored.contains(piece)) {
+            return Err(failed);
+        }
+        Err(Error::BlobUploadUnknown(format!(
+            "{id}: a piece of the upload is gone"
+        )))
     }
 
     pub(crate) async fn commit(
@@ -498,7 +522,7 @@ impl GcsBackend {
             .map(|p| self.piece_object(id, p.name()))
             .collect();
         // `false`: the blob was stored meanwhile, the same bytes.
-        self.compose(&sources, &blob, true).await?;
+        self.compose_upload(id, &sources, &blob, true).await?;
         Ok(())
     }
 
