@@ -323,8 +323,9 @@ async fn readiness_follows_a_filesystem_root_made_read_only_and_writable_again()
     drop(dir);
 }
 
-/// A TCP forwarder in front of the real S3 server that can be taken down (its port then
-/// refuses connections) and brought back on the same port.
+/// A TCP forwarder in front of a real store's server that can be taken down (its port then
+/// refuses connections, and the connections it carried are cut) and brought back on the
+/// same port.
 struct Proxy {
     port: u16,
     target: String,
@@ -332,7 +333,8 @@ struct Proxy {
 }
 
 impl Proxy {
-    async fn down(target: &str) -> Proxy {
+    /// A forwarder to `target` (`host:port`), down until [`Proxy::up`].
+    async fn closed(target: &str) -> Proxy {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -351,12 +353,15 @@ impl Proxy {
             .expect("rebind the proxy's port");
         let target = self.target.clone();
         self.task = Some(tokio::spawn(async move {
+            // Aborted with the listener, so that no connection outlives `take_down`.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
                     return;
                 };
+                while connections.try_join_next().is_some() {}
                 let target = target.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
@@ -364,6 +369,27 @@ impl Proxy {
             }
         }));
     }
+
+    /// Closes the port and cuts every connection through it.
+    async fn take_down(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// Polls `/readyz` until it answers 200 (for at most 5 s).
+async fn assert_ready_again(reg: &observe::Observed) {
+    let mut last = (0, String::new());
+    for _ in 0..50 {
+        last = reg.probe("/readyz").await;
+        if last.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, (200, "ready\n".into()));
 }
 
 impl Drop for Proxy {
@@ -389,7 +415,7 @@ async fn readiness_follows_an_s3_endpoint_going_down_and_coming_back() {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
-    let mut proxy = Proxy::down(&target).await;
+    let mut proxy = Proxy::closed(&target).await;
     let mut config = real.clone();
     let s3 = config.s3.as_mut().expect("S3 settings");
     assert_eq!(
@@ -404,15 +430,36 @@ async fn readiness_follows_an_s3_endpoint_going_down_and_coming_back() {
     assert!(body.starts_with("not ready: "), "{body}");
     assert!(!body.contains(&target), "the endpoint leaked: {body}");
     proxy.up().await;
-    let mut last = (0, String::new());
-    for _ in 0..50 {
-        last = reg.probe("/readyz").await;
-        if last.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(last, (200, "ready\n".into()));
+    assert_ready_again(&reg).await;
+}
+
+/// The GCS driver checks its bucket when it opens, so the endpoint goes down after the
+/// start: `/readyz` answers 503 (naming no endpoint) while it is down, 200 once it is back.
+#[cfg(feature = "gcs")]
+#[tokio::test]
+async fn readiness_follows_a_gcs_endpoint_going_down_and_coming_back() {
+    let Some(mut gcs) = common::gcs::config("readiness", "gcs") else {
+        eprintln!("NOTE: GCS_ENDPOINT is not set: the GCS readiness case was SKIPPED");
+        return;
+    };
+    let target = gcs
+        .endpoint()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut proxy = Proxy::closed(&target).await;
+    proxy.up().await;
+    gcs.endpoint = Some(format!("http://127.0.0.1:{}", proxy.port));
+    let reg = observe::start(StorageConfig::gcs(gcs), None, None).await;
+    assert_eq!(reg.probe("/readyz").await, (200, "ready\n".into()));
+    proxy.take_down().await;
+    let (status, body) = reg.probe("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("not ready: "), "{body}");
+    assert!(!body.contains(&target), "the endpoint leaked: {body}");
+    assert_eq!(reg.probe("/healthz").await.0, 200);
+    proxy.up().await;
+    assert_ready_again(&reg).await;
 }
 
 fn rand_suffix() -> u64 {
