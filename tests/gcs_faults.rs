@@ -21,12 +21,13 @@ mod common;
 use bytes::Bytes;
 use futures::stream;
 use marina_distribution::oci::{Digest, DigestAlgorithm, Reference, RepositoryName, Tag};
+use marina_distribution::storage::backend::Backend;
 use marina_distribution::storage::gcs::GcsDriver;
 use marina_distribution::storage::{StorageConfig, StorageDriver, UploadHandle};
 
 use common::fault_proxy::{Fault, FaultProxy};
 use common::fault_workload;
-use common::gcs::{driver, read_all};
+use common::gcs::{PART, chunked, driver, read_all};
 use common::{OCI_MANIFEST, image_manifest, payload, start};
 
 /// One chunk as a request body.
@@ -183,6 +184,57 @@ async fn every_request_kind_is_sent_again_after_each_fault() {
         failures.extend(every_request_kind_under(&d, &proxy, fault, i as u8).await);
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A monolithic push of no declared length goes through a resumable session, part by part
+/// (two parts and the final chunk here). Its chunks are not sent again (see
+/// `docs/gcs.md`: the emulator cannot answer the status query a safe resend needs), so a
+/// fault on the first chunk or on the final one may fail the push, but only retryably
+/// (`503`), with no partial blob: what the blob's object holds, if anything, is the whole
+/// blob, and the client's retry stores exactly its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faulted_session_chunk_fails_the_push_retryably_and_stores_no_partial_blob() {
+    let Some(config) = common::gcs::config("gcs-faults", "session") else {
+        return;
+    };
+    let proxy = FaultProxy::start(config.endpoint(), 0.0, 31).await;
+    let mut faulted = config.clone();
+    faulted.endpoint = Some(proxy.url.clone());
+    let d = driver(&faulted).await;
+    let repo = RepositoryName::parse("faults/session").unwrap();
+    let mut seed = 40;
+    for (n, chunk) in [(1, "first chunk"), (3, "final chunk")] {
+        for fault in Fault::ALL {
+            seed += 1;
+            let content = Bytes::from(payload(2 * PART as usize + 1000 + seed, seed as u8));
+            let digest = sha256(&content);
+            // Every request to the session's URI is a `PUT` naming the session.
+            proxy.fault_nth("PUT", "upload_id=", n, fault);
+            let pushed = d
+                .put_content(&repo, &digest, None, chunked(&content, 64 * 1024))
+                .await;
+            assert!(
+                proxy.targeted_fault_injected(),
+                "{chunk}: {fault:?} was not injected"
+            );
+            if let Err(e) = pushed {
+                assert!(e.is_retryable(), "{chunk} under {fault:?}: {e}");
+                let stored = d.backend().blob_size(&digest).await.unwrap();
+                assert!(
+                    stored.is_none_or(|size| size == content.len() as u64),
+                    "{chunk} under {fault:?}: a partial blob of {stored:?} bytes"
+                );
+                d.put_content(&repo, &digest, None, chunked(&content, 64 * 1024))
+                    .await
+                    .unwrap_or_else(|e| panic!("the retry after {chunk} under {fault:?}: {e}"));
+            }
+            assert_eq!(
+                read_all(&d, &repo, &digest).await,
+                content,
+                "{chunk} {fault:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,6 @@
 mod common;
 
 use bytes::Bytes;
-use futures::{Stream, stream};
 use marina_distribution::Error;
 use marina_distribution::oci::{Digest, DigestAlgorithm, RepositoryName};
 use marina_distribution::storage::StorageDriver;
@@ -19,7 +18,7 @@ use marina_distribution::storage::backend::Backend;
 
 use common::content::payload;
 use common::fault_proxy::{Fault, FaultProxy};
-use common::gcs::{PART, assert_only_blob_and_link, driver, objects, read_all};
+use common::gcs::{PART, assert_only_blob_and_link, chunked, driver, objects, read_all};
 
 macro_rules! gcs_or_skip {
     ($test:expr) => {
@@ -28,18 +27,6 @@ macro_rules! gcs_or_skip {
             None => return,
         }
     };
-}
-
-/// `data` as a body of `piece`-byte chunks.
-fn body(
-    data: &Bytes,
-    piece: usize,
-) -> impl Stream<Item = marina_distribution::Result<Bytes>> + Send + use<> {
-    let chunks: Vec<_> = (0..data.len())
-        .step_by(piece)
-        .map(|at| Ok(data.slice(at..(at + piece).min(data.len()))))
-        .collect();
-    stream::iter(chunks)
 }
 
 fn sha256(data: &[u8]) -> Digest {
@@ -65,7 +52,7 @@ async fn a_declared_length_is_one_streamed_upload_and_nothing_else() {
         &repo,
         &digest,
         Some(content.len() as u64),
-        body(&content, 100_000),
+        chunked(&content, 100_000),
     )
     .await
     .unwrap();
@@ -76,13 +63,13 @@ async fn a_declared_length_is_one_streamed_upload_and_nothing_else() {
     let len = Some(other.len() as u64);
     let wrong = sha256(b"wrong");
     let err = d
-        .put_content(&repo, &wrong, len, body(&other, 100_000))
+        .put_content(&repo, &wrong, len, chunked(&other, 100_000))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::DigestInvalid(_)), "{err}");
     let short = other.slice(..other.len() - 1);
     let err = d
-        .put_content(&repo, &sha256(&other), len, body(&short, 100_000))
+        .put_content(&repo, &sha256(&other), len, chunked(&short, 100_000))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::SizeInvalid(_)), "{err}");
@@ -108,7 +95,7 @@ async fn a_faulted_streamed_upload_is_sent_again_from_its_spill_file() {
             &repo,
             &digest,
             Some(content.len() as u64),
-            body(&content, 64 * 1024),
+            chunked(&content, 64 * 1024),
         )
         .await
         .unwrap_or_else(|e| panic!("a push under {fault:?}: {e}"));

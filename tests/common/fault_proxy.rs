@@ -80,8 +80,24 @@ struct Targeted {
     method: &'static str,
     target_part: &'static str,
     fault: Fault,
+    /// Matching requests to let through first.
+    skip: u32,
     /// Whether repeats of the faulted request then get `404 NoSuchUpload`.
     forget: bool,
+}
+
+impl Targeted {
+    /// Whether `request` is the one to fault: the `skip + 1`th that matches.
+    fn takes(&mut self, request: &Request) -> bool {
+        if request.method != self.method || !request.target.contains(self.target_part) {
+            return false;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        true
+    }
 }
 
 impl State {
@@ -98,9 +114,8 @@ impl State {
 
     fn decide(&self, request: &Request) -> Option<Fault> {
         let mut targeted = self.targeted.lock().expect("targeted fault");
-        if let Some(t) = targeted.as_ref()
-            && request.method == t.method
-            && request.target.contains(t.target_part)
+        if let Some(t) = targeted.as_mut()
+            && t.takes(request)
         {
             let fault = t.fault;
             if t.forget {
@@ -181,10 +196,17 @@ impl FaultProxy {
     /// contains `target_part`, e.g. `("POST", "uploadId=")` for the next
     /// `CompleteMultipartUpload`; the random faults go on beside it.
     pub fn fault_next(&self, method: &'static str, target_part: &'static str, fault: Fault) {
+        self.fault_nth(method, target_part, 1, fault);
+    }
+
+    /// [`Self::fault_next`] for the `n`th such request from now (`n` ≥ 1): the ones before
+    /// it go through.
+    pub fn fault_nth(&self, method: &'static str, target_part: &'static str, n: u32, fault: Fault) {
         *self.state.targeted.lock().expect("targeted fault") = Some(Targeted {
             method,
             target_part,
             fault,
+            skip: n.saturating_sub(1),
             forget: false,
         });
     }
@@ -197,6 +219,7 @@ impl FaultProxy {
             method: "POST",
             target_part: "uploadId=",
             fault: Fault::ResetMidResponse,
+            skip: 0,
             forget: true,
         });
     }

@@ -140,6 +140,18 @@ pub async fn objects(config: &GcsConfig, under: &str) -> Vec<String> {
         .collect()
 }
 
+/// `data` as a request body of `piece`-byte chunks.
+pub fn chunked(
+    data: &bytes::Bytes,
+    piece: usize,
+) -> impl futures::Stream<Item = marina_distribution::Result<bytes::Bytes>> + Send + use<> {
+    let chunks: Vec<_> = (0..data.len())
+        .step_by(piece)
+        .map(|at| Ok(data.slice(at..(at + piece).min(data.len()))))
+        .collect();
+    futures::stream::iter(chunks)
+}
+
 /// Writes object `name` (relative to the test's prefix) behind the driver's back.
 pub async fn put_object(config: &GcsConfig, name: &str, bytes: &'static [u8]) {
     let full = format!("{}{name}", config.normalized_prefix());
