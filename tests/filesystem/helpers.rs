@@ -11,6 +11,8 @@ use marina_distribution::storage::filesystem::FilesystemDriver;
 use marina_distribution::storage::{EngineOptions, FilesystemConfig};
 use marina_distribution::{Error, StorageDriver};
 
+pub(crate) use crate::storage_io::files_under;
+
 pub(crate) async fn open(root: &Path) -> FilesystemDriver {
     FilesystemDriver::open(
         &FilesystemConfig {
@@ -79,24 +81,6 @@ pub(crate) async fn read_all(
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk.unwrap());
-    }
-    out
-}
-
-/// Every regular file (and symbolic link) below `dir`, recursively.
-pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries {
-        let entry = entry.unwrap();
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            out.extend(files_under(&entry.path()));
-        } else {
-            out.push(entry.path());
-        }
     }
     out
 }
