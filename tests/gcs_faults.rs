@@ -26,7 +26,8 @@ use marina_distribution::storage::{StorageConfig, StorageDriver, UploadHandle};
 
 use common::fault_proxy::{Fault, FaultProxy};
 use common::fault_workload;
-use common::gcs::{driver, read_all};
+use common::gcs::driver;
+use common::storage_io::read_all;
 use common::{OCI_MANIFEST, image_manifest, payload, start};
 
 /// One chunk as a request body.

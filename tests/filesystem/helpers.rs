@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, stream};
+use marina_distribution::Error;
 use marina_distribution::oci::{Digest, DigestAlgorithm, RepositoryName};
 use marina_distribution::storage::filesystem::FilesystemDriver;
 use marina_distribution::storage::{EngineOptions, FilesystemConfig};
-use marina_distribution::{Error, StorageDriver};
 
-pub(crate) use crate::storage_io::files_under;
+pub(crate) use crate::storage_io::{files_under, read_all};
 
 pub(crate) async fn open(root: &Path) -> FilesystemDriver {
     FilesystemDriver::open(
@@ -69,20 +69,6 @@ pub(crate) fn failing_body(
     body(data, chunk).chain(stream::iter([Err(Error::BlobUploadInvalid(
         "client went away".into(),
     ))]))
-}
-
-pub(crate) async fn read_all(
-    driver: &FilesystemDriver,
-    repo: &RepositoryName,
-    digest: &Digest,
-) -> Vec<u8> {
-    let read = driver.get_content(repo, digest, None).await.unwrap();
-    let mut stream = read.stream;
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk.unwrap());
-    }
-    out
 }
 
 pub(crate) fn temp_files(root: &Path) -> Vec<PathBuf> {
