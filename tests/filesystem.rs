@@ -6,11 +6,13 @@
 //! a restart, a failed or abandoned append, a crash), [`on_disk`] (what pushes leave on
 //! disk, and when), [`reads`], [`layout`] (the root and nested repositories) and
 //! [`hostile_disk`] (planted symbolic links, a failing disk); [`helpers`] holds what the
-//! groups share.
+//! groups share, some of it from `tests/common/` ([`storage_io`]).
 
 // The modules live in `tests/filesystem/` (a crate root's `mod x;` would look for `tests/x.rs`).
 #[path = "filesystem/helpers.rs"]
 mod helpers;
+#[path = "common/storage_io.rs"]
+mod storage_io;
 
 #[path = "filesystem/hostile_disk.rs"]
 mod hostile_disk;

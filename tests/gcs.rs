@@ -16,12 +16,15 @@ mod content;
 mod gcs_env;
 #[path = "common/session_race.rs"]
 mod session_race;
+#[path = "common/storage_io.rs"]
+#[allow(dead_code)]
+mod storage_io;
 
 use bytes::Bytes;
 use content::payload;
 use futures::{Stream, StreamExt, stream};
 use gcloud_storage::http::objects::get::GetObjectRequest;
-use gcs_env::{PART, assert_only_blob_and_link, backend, driver, objects, read_all};
+use gcs_env::{PART, assert_only_blob_and_link, backend, driver, objects};
 use marina_distribution::Error;
 use marina_distribution::oci::{Digest, DigestAlgorithm, RepositoryName, Tag};
 use marina_distribution::storage::backend::Backend;
@@ -31,6 +34,7 @@ use marina_distribution::storage::layout;
 use marina_distribution::storage::{
     AnyDriver, EngineOptions, GcsConfig, StorageConfig, StorageDriver, UploadHandle, UploadId,
 };
+use storage_io::read_all;
 
 const KIB: usize = 1024;
 macro_rules! gcs_or_skip {

@@ -27,7 +27,8 @@ use marina_distribution::storage::{StorageConfig, StorageDriver, UploadHandle};
 
 use common::fault_proxy::{Fault, FaultProxy};
 use common::fault_workload;
-use common::gcs::{PART, chunked, driver, read_all};
+use common::gcs::{PART, chunked, driver};
+use common::storage_io::read_all;
 use common::{OCI_MANIFEST, image_manifest, payload, start};
 
 /// One chunk as a request body.

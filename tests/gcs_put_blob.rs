@@ -18,7 +18,8 @@ use marina_distribution::storage::backend::Backend;
 
 use common::content::payload;
 use common::fault_proxy::{Fault, FaultProxy};
-use common::gcs::{PART, assert_only_blob_and_link, chunked, driver, objects, read_all};
+use common::gcs::{PART, assert_only_blob_and_link, chunked, driver, objects};
+use common::storage_io::read_all;
 
 macro_rules! gcs_or_skip {
     ($test:expr) => {

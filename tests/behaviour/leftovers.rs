@@ -10,27 +10,12 @@ use marina_distribution::storage::{StorageDriver, UploadHandle};
 
 #[cfg(feature = "gcs")]
 use crate::common::gcs as gcs_env;
+use crate::common::storage_io::files_under;
 #[cfg(feature = "gcs")]
 use crate::gcs_factory;
 use crate::local_factories::FilesystemFactory;
 #[cfg(feature = "s3")]
 use crate::s3_factory;
-
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
 
 fn body(data: &[u8]) -> impl futures::Stream<Item = Result<Bytes>> + Send + use<> {
     stream::iter(vec![Ok(Bytes::copy_from_slice(data))])

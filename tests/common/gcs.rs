@@ -7,14 +7,13 @@ use std::io::Write as _;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::StreamExt;
 use gcloud_storage::client::{Client, ClientConfig};
 use gcloud_storage::http::objects::delete::DeleteObjectRequest;
 use gcloud_storage::http::objects::list::ListObjectsRequest;
 use gcloud_storage::http::objects::upload::{Media, UploadObjectRequest, UploadType};
 use marina_distribution::oci::{Digest, RepositoryName};
 use marina_distribution::storage::gcs::{GcsBackend, GcsDriver};
-use marina_distribution::storage::{EngineOptions, GcsConfig, StorageConfig, StorageDriver};
+use marina_distribution::storage::{EngineOptions, GcsConfig, StorageConfig};
 
 /// Part size of the drivers under test: the smallest a resumable session takes.
 pub const PART: u64 = 256 * 1024;
@@ -117,17 +116,6 @@ pub fn throwaway_signing_key() -> String {
         .expect("openssl (installed by .ci/run) generates a test key");
     assert!(output.status.success(), "openssl genpkey failed");
     String::from_utf8(output.stdout).expect("PEM")
-}
-
-/// The bytes of blob `digest` read through `d`.
-pub async fn read_all<D: StorageDriver>(d: &D, repo: &RepositoryName, digest: &Digest) -> Vec<u8> {
-    let read = d.get_content(repo, digest, None).await.expect("read");
-    let mut out = Vec::new();
-    let mut stream = std::pin::pin!(read.stream);
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk.expect("chunk"));
-    }
-    out
 }
 
 /// Object names below the test's prefix, relative to it.

@@ -1,8 +1,8 @@
 //! Shared harness of the HTTP tests: a registry started on a loopback port over each driver
 //! ([`server`]), a typed client written from the spec's request shapes ([`client`] and the
 //! endpoint modules [`blobs`], [`uploads`], [`manifests`], [`discovery`]), readers and checks
-//! of the answers ([`answers`]) and what the tests push ([`content`]); and what the storage
-//! suites' test files share ([`suite`]).
+//! of the answers ([`answers`]) and what the tests push ([`content`]); what the storage
+//! suites' test files share ([`suite`]), and what storage-level tests share ([`storage_io`]).
 // Each test binary uses a part of the harness.
 #![allow(dead_code, unused_macros)]
 
@@ -20,6 +20,7 @@ pub mod gcs;
 pub mod manifests;
 pub mod observe;
 pub mod server;
+pub mod storage_io;
 pub mod suite;
 pub mod uploads;
 

@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use futures::stream;
 use marina_distribution::oci::{DigestAlgorithm, Reference, Tag};
 use marina_distribution::{Error, StorageDriver};
 
-use crate::helpers::{body, files_under, open, repo, sha256, tag_file};
+use crate::helpers::{body, files_under, open, push_empty_config, repo, sha256, tag_file};
 
 #[cfg(unix)]
 #[tokio::test]
@@ -53,20 +52,12 @@ async fn planted_symlinks_do_not_redirect_writes_outside_the_root() {
     // A tag file that is a link to a file outside: writing the tag replaces the link, the
     // outside file is untouched.
     let r = repo("tagged");
-    let config = Bytes::from_static(b"{}");
-    let config_digest = sha256(&config);
-    driver
-        .put_content(&r, &config_digest, None, stream::iter([Ok(config)]))
-        .await
-        .unwrap();
+    let manifest = push_empty_config(&driver, &r).await;
     let victim = outside.path().join("victim");
     std::fs::write(&victim, b"precious").unwrap();
     let tag_file = tag_file(&root, "tagged", "latest");
     std::fs::create_dir_all(tag_file.parent().unwrap()).unwrap();
     symlink(&victim, &tag_file).unwrap();
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{config_digest}","size":2}},"layers":[]}}"#
-    );
     let tag = Tag::parse("latest").unwrap();
     let out = driver
         .put_manifest(

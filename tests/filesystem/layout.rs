@@ -10,7 +10,7 @@ use marina_distribution::storage::filesystem::FilesystemDriver;
 use marina_distribution::storage::{EngineOptions, FilesystemConfig};
 use marina_distribution::{Error, StorageDriver};
 
-use crate::helpers::{open, read_all, repo, sha256, tag_file};
+use crate::helpers::{open, push_empty_config, read_all, repo, sha256, tag_file};
 
 #[tokio::test]
 async fn deeply_nested_repository_names_work() {
@@ -21,15 +21,7 @@ async fn deeply_nested_repository_names_work() {
         .collect::<Vec<_>>()
         .join("/");
     let r = repo(&name);
-    let config = Bytes::from_static(b"{}");
-    let config_digest = sha256(&config);
-    driver
-        .put_content(&r, &config_digest, None, stream::iter([Ok(config)]))
-        .await
-        .unwrap();
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{config_digest}","size":2}},"layers":[]}}"#
-    );
+    let manifest = push_empty_config(&driver, &r).await;
     let tag = Tag::parse("v1").unwrap();
     let out = driver
         .put_manifest(

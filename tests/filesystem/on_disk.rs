@@ -12,7 +12,8 @@ use marina_distribution::storage::filesystem::WRITE_BATCH;
 use marina_distribution::{Error, StorageDriver};
 
 use crate::helpers::{
-    body, failing_body, files_under, open, pattern, read_all, repo, sha256, tag_file, temp_files,
+    body, failing_body, files_under, open, pattern, push_empty_config, read_all, repo, sha256,
+    tag_file, temp_files,
 };
 
 #[tokio::test]
@@ -179,15 +180,7 @@ async fn leftover_temporary_files_are_invisible() {
     let dir = tempfile::tempdir().unwrap();
     let driver = open(dir.path()).await;
     let r = repo("leftovers");
-    let config = Bytes::from_static(b"{}");
-    let config_digest = sha256(&config);
-    driver
-        .put_content(&r, &config_digest, None, stream::iter([Ok(config)]))
-        .await
-        .unwrap();
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{config_digest}","size":2}},"layers":[]}}"#
-    );
+    let manifest = push_empty_config(&driver, &r).await;
     driver
         .put_manifest(
             &r,

@@ -1,4 +1,4 @@
-//! The machinery behind [`drivers!`]: from one list of drivers, the enums of
+//! The machinery behind `drivers!` (below): from one list of drivers, the enums of
 //! [`AnyDriver`](super::AnyDriver) and of its associated types, and the dispatch of every
 //! operation to the chosen variant's own future.
 //!

@@ -131,7 +131,7 @@ impl<B: Backend> Engine<B> {
         }
     }
 
-    /// Implements [`StorageDriver::stat`](crate::storage::StorageDriver::stat).
+    /// Implements [`StorageDriver::stat`].
     pub(super) async fn blob_info(
         &self,
         repo: &RepositoryName,
@@ -144,7 +144,7 @@ impl<B: Backend> Engine<B> {
         Ok(self.file_info(digest, size))
     }
 
-    /// Implements [`StorageDriver::get_content`](crate::storage::StorageDriver::get_content).
+    /// Implements [`StorageDriver::get_content`].
     pub(super) async fn blob_read(
         &self,
         repo: &RepositoryName,
@@ -161,7 +161,7 @@ impl<B: Backend> Engine<B> {
         })
     }
 
-    /// Implements [`StorageDriver::put_content`](crate::storage::StorageDriver::put_content).
+    /// Implements [`StorageDriver::put_content`].
     pub(super) async fn blob_put<S>(
         &self,
         repo: &RepositoryName,
@@ -270,7 +270,7 @@ impl<B: Backend> Engine<B> {
         self.link(repo, digest, size).await
     }
 
-    /// Implements [`StorageDriver::delete`](crate::storage::StorageDriver::delete).
+    /// Implements [`StorageDriver::delete`].
     pub(super) async fn blob_unlink(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
         if self.linked_size(repo, digest).await?.is_none() {
             return Err(Error::BlobUnknown(digest.clone()));
@@ -278,7 +278,7 @@ impl<B: Backend> Engine<B> {
         self.remove_key(&layout::layer_link(repo, digest)).await
     }
 
-    /// Implements [`StorageDriver::mount_blob`](crate::storage::StorageDriver::mount_blob).
+    /// Implements [`StorageDriver::mount_blob`].
     pub(super) async fn blob_mount(
         &self,
         from: &RepositoryName,
@@ -310,7 +310,7 @@ impl<B: PresignBlobReads> Engine<B> {
     /// set: a presigned URL of the blob (signing only, no I/O) with the blob's info from the
     /// repository's link (the metadata cache answers it, like a `HEAD`); `BLOB_UNKNOWN` if
     /// the blob is not visible there. What [`AnyDriver`](crate::storage::AnyDriver) answers
-    /// [`StorageDriver::blob_redirect`](crate::storage::StorageDriver::blob_redirect) with for
+    /// [`StorageDriver::blob_redirect`] with for
     /// a driver whose backend presigns.
     pub async fn presigned_blob_redirect(
         &self,

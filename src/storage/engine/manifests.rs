@@ -102,7 +102,7 @@ impl<B: Backend> Engine<B> {
         Ok(())
     }
 
-    /// Implements [`StorageDriver::get_manifest`](crate::storage::StorageDriver::get_manifest).
+    /// Implements [`StorageDriver::get_manifest`].
     pub(super) async fn manifest_get(
         &self,
         repo: &RepositoryName,
@@ -112,7 +112,7 @@ impl<B: Backend> Engine<B> {
         self.read_manifest_cached(repo, &digest).await
     }
 
-    /// Implements [`StorageDriver::stat_manifest`](crate::storage::StorageDriver::stat_manifest).
+    /// Implements [`StorageDriver::stat_manifest`].
     pub(super) async fn manifest_info(
         &self,
         repo: &RepositoryName,
@@ -121,7 +121,7 @@ impl<B: Backend> Engine<B> {
         Ok(self.get_manifest(repo, reference).await?.info)
     }
 
-    /// Implements [`StorageDriver::put_manifest`](crate::storage::StorageDriver::put_manifest).
+    /// Implements [`StorageDriver::put_manifest`].
     pub(super) async fn manifest_put(
         &self,
         repo: &RepositoryName,
@@ -267,7 +267,7 @@ impl<B: Backend> Engine<B> {
         .map(|_| ())
     }
 
-    /// Implements [`StorageDriver::delete_manifest`](crate::storage::StorageDriver::delete_manifest).
+    /// Implements [`StorageDriver::delete_manifest`].
     pub(super) async fn manifest_delete(
         &self,
         repo: &RepositoryName,

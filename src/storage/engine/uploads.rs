@@ -227,7 +227,7 @@ impl<B: Backend> Engine<B> {
         self.put_content(repo, digest, Some(size), bytes).await
     }
 
-    /// Implements [`StorageDriver::start_upload`](crate::storage::StorageDriver::start_upload).
+    /// Implements [`StorageDriver::start_upload`].
     pub(super) async fn upload_start(
         &self,
         repo: &RepositoryName,
@@ -246,7 +246,7 @@ impl<B: Backend> Engine<B> {
         Ok(Self::handle(&id, &record))
     }
 
-    /// Implements [`StorageDriver::put_upload_chunk`](crate::storage::StorageDriver::put_upload_chunk).
+    /// Implements [`StorageDriver::put_upload_chunk`].
     pub(super) async fn upload_append<S>(
         &self,
         repo: &RepositoryName,
@@ -278,7 +278,7 @@ impl<B: Backend> Engine<B> {
         Ok(Self::handle(id, &record))
     }
 
-    /// Implements [`StorageDriver::get_upload_progress`](crate::storage::StorageDriver::get_upload_progress).
+    /// Implements [`StorageDriver::get_upload_progress`].
     pub(super) async fn upload_progress(
         &self,
         repo: &RepositoryName,
@@ -334,14 +334,14 @@ impl<B: Backend> Engine<B> {
         failure
     }
 
-    /// Implements [`StorageDriver::abort_upload`](crate::storage::StorageDriver::abort_upload).
+    /// Implements [`StorageDriver::abort_upload`].
     pub(super) async fn upload_abort(&self, repo: &RepositoryName, id: &UploadId) -> Result<()> {
         let _lock = self.upload_locks.lock(id).await;
         let (key, record) = self.load_upload(repo, id).await?;
         self.close_session(&key, id, Some(record.backend)).await
     }
 
-    /// Implements [`StorageDriver::finish_upload`](crate::storage::StorageDriver::finish_upload).
+    /// Implements [`StorageDriver::finish_upload`].
     pub(super) async fn upload_finish<S>(
         &self,
         repo: &RepositoryName,

@@ -212,7 +212,7 @@ fn on_endpoint(config: &S3Config, endpoint: &str) -> S3Config {
 /// An S3 operation's future, moved to the heap before it is awaited.
 ///
 /// aws-sdk-s3's request futures are several kilobytes each (its orchestrator, interceptors
-/// and retry state live inline), and an [`Engine`](crate::storage::Engine) future embeds the
+/// and retry state live inline), and an [`Engine`] future embeds the
 /// backend future it awaits. Inline, they made every [`AnyDriver`](crate::storage::AnyDriver)
 /// future ~7 KB, since an enum's futures must hold their largest variant's, and that cost
 /// the *other* drivers a copy of 7 KB on every move (+80% on an in-memory `stat`). One
