@@ -188,7 +188,8 @@ async fn every_request_kind_is_sent_again_after_each_fault() {
 }
 
 /// A monolithic push of no declared length goes through a resumable session, part by part
-/// (two parts and the final chunk here). Its chunks are not sent again (see
+/// (two parts and the final chunk here). Opening the session is sent again after a fault;
+/// its chunks are not (see
 /// `docs/gcs.md`: the emulator cannot answer the status query a safe resend needs), so a
 /// fault on the first chunk or on the final one may fail the push, but only retryably
 /// (`503`), with no partial blob: what the blob's object holds, if anything, is the whole
@@ -204,6 +205,21 @@ async fn a_faulted_session_chunk_fails_the_push_retryably_and_stores_no_partial_
     let d = driver(&faulted).await;
     let repo = RepositoryName::parse("faults/session").unwrap();
     let mut seed = 40;
+    // Opening the session is sent again: the push succeeds.
+    for fault in Fault::ALL {
+        seed += 1;
+        let content = Bytes::from(payload(2 * PART as usize + 1000 + seed, seed as u8));
+        let digest = sha256(&content);
+        proxy.fault_next("POST", "uploadType=resumable", fault);
+        d.put_content(&repo, &digest, None, chunked(&content, 64 * 1024))
+            .await
+            .unwrap_or_else(|e| panic!("session start under {fault:?}: {e}"));
+        assert!(
+            proxy.targeted_fault_injected(),
+            "{fault:?} was not injected"
+        );
+        assert_eq!(read_all(&d, &repo, &digest).await, content, "{fault:?}");
+    }
     for (n, chunk) in [(1, "first chunk"), (3, "final chunk")] {
         for fault in Fault::ALL {
             seed += 1;

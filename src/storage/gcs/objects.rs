@@ -8,7 +8,8 @@
 //! through [`retried`] (up to four attempts while GCS answers 408, 429 or 5xx, or the
 //! connection fails; see [`error`] for the classification). That is every request but the
 //! streamed media upload of a monolithic push, which `streamed_put` sends again from its
-//! spill file. Why sending again is safe:
+//! spill file (the requests of resumable sessions are in `upload.rs`: their start is
+//! retried, their chunks are not; see `docs/gcs.md`). Why sending again is safe:
 //!
 //! - **Reads** (media downloads, metadata, listings) change nothing. A whole-object read is
 //!   sent again when its body breaks off too; a streamed read only when it cannot be opened

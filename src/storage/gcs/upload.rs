@@ -21,6 +21,7 @@ use crate::oci::Digest;
 use crate::storage::UploadId;
 use crate::storage::backend::PersistedUploadState;
 use crate::storage::layout;
+use crate::storage::retry;
 
 /// Granularity of a resumable session's non-final chunks (GCS rejects any other size).
 pub const SESSION_UNIT: u64 = 256 * 1024;
@@ -245,12 +246,17 @@ impl GcsBackend {
             if_generation_match: Some(0),
             ..UploadObjectRequest::default()
         };
-        let session = self
-            .conn
-            .client
-            .prepare_resumable_upload(&request, &UploadType::Simple(media))
-            .await
-            .map_err(|e| translate("resumable session start", &object, e))?;
+        let upload = UploadType::Simple(media);
+        // Sent again when it fails transiently: a session whose answer was lost is never
+        // used, and GCS discards it after a week.
+        let session = retry::retried(error::DRIVER, "resumable session start", || async {
+            self.conn
+                .client
+                .prepare_resumable_upload(&request, &upload)
+                .await
+                .map_err(|e| translate("resumable session start", &object, e))
+        })
+        .await?;
         state.session = Some(session.url().to_owned());
         Ok(session.url().to_owned())
     }
