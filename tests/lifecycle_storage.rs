@@ -30,6 +30,19 @@ fn body(
     stream::iter([Ok(Bytes::copy_from_slice(data))])
 }
 
+/// A session in `r` holding the 4 bytes `live`: what expiry must keep.
+async fn live_session<D: StorageDriver>(d: &D, r: &RepositoryName) -> UploadId {
+    let live = d
+        .start_upload(r, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .id();
+    d.put_upload_chunk(r, &live, Some(0), None, body(b"live"))
+        .await
+        .unwrap();
+    live
+}
+
 fn no_grace() -> GcOptions {
     GcOptions {
         dry_run: false,
@@ -104,14 +117,7 @@ async fn fs_orphaned_upload_data_expires_after_the_ttl() {
     let dir = tempfile::tempdir().unwrap();
     let d = fs_driver(dir.path()).await;
     let r = repo("orphans/fs");
-    let live = d
-        .start_upload(&r, DigestAlgorithm::Sha256)
-        .await
-        .unwrap()
-        .id();
-    d.put_upload_chunk(&r, &live, Some(0), None, body(b"live"))
-        .await
-        .unwrap();
+    let live = live_session(&d, &r).await;
     let uploads = dir.path().join("uploads");
     let (old, young) = (UploadId::generate(), UploadId::generate());
     for id in [&old, &young] {
@@ -338,14 +344,7 @@ mod s3 {
         // resolution, and the requests below take a while on a loaded machine).
         tokio::time::sleep(Duration::from_secs(5)).await;
         let r = repo("orphans/s3");
-        let live = d
-            .start_upload(&r, DigestAlgorithm::Sha256)
-            .await
-            .unwrap()
-            .id();
-        d.put_upload_chunk(&r, &live, Some(0), None, body(b"live"))
-            .await
-            .unwrap();
+        let live = live_session(&d, &r).await;
         let ttl = Duration::from_secs(3);
         let dry = d.expire_uploads(ttl, true).await.unwrap();
         assert_eq!(dry.uploads, 3, "{dry:?}");
@@ -473,14 +472,7 @@ mod gcs {
         // Older than the TTL below, the live session younger (a loaded machine is slow).
         tokio::time::sleep(Duration::from_secs(5)).await;
         let r = repo("orphans/gcs");
-        let live = d
-            .start_upload(&r, DigestAlgorithm::Sha256)
-            .await
-            .unwrap()
-            .id();
-        d.put_upload_chunk(&r, &live, Some(0), None, body(b"live"))
-            .await
-            .unwrap();
+        let live = live_session(&d, &r).await;
         let ttl = Duration::from_secs(3);
         let dry = d.expire_uploads(ttl, true).await.unwrap();
         assert_eq!(dry.uploads, 1, "{dry:?}");
