@@ -14,6 +14,8 @@
 
 mod common;
 
+use common::sha256_digest;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{StreamExt, stream};
 use marina_distribution::error::Error;
-use marina_distribution::oci::{Digest, DigestAlgorithm, Reference, RepositoryName, Tag};
+use marina_distribution::oci::{Digest, Reference, RepositoryName, Tag};
 use marina_distribution::storage::lifecycle::{GcOptions, Lifecycle};
 use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
 use rand::Rng;
@@ -45,10 +47,6 @@ fn layer(i: usize) -> Bytes {
             })
             .collect::<Vec<u8>>(),
     )
-}
-
-fn sha256(data: &[u8]) -> Digest {
-    Digest::compute(DigestAlgorithm::Sha256, data)
 }
 
 /// What a writer's acknowledged push put under one of its tags.
@@ -149,10 +147,10 @@ async fn writer(
             }
         }
         let config = Bytes::from(format!("{{\"writer\":{id},\"push\":{n}}}"));
-        let mut blobs = vec![(sha256(&config), config)];
+        let mut blobs = vec![(sha256_digest(&config), config)];
         blobs.extend(picks.iter().map(|&i| {
             let content = layer(i);
-            (sha256(&content), content)
+            (sha256_digest(&content), content)
         }));
         let mut ready = true;
         for (digest, content) in &blobs {

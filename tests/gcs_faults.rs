@@ -25,19 +25,15 @@ use marina_distribution::storage::backend::Backend;
 use marina_distribution::storage::gcs::GcsDriver;
 use marina_distribution::storage::{StorageConfig, StorageDriver, UploadHandle};
 
-use common::fault_proxy::{Fault, FaultProxy};
+use common::fault_proxy::{Fault, FaultProxy, gcs_driver_behind_proxy};
 use common::fault_workload;
-use common::gcs::{PART, chunked, driver};
+use common::gcs::{PART, chunked};
 use common::storage_io::read_all;
-use common::{OCI_MANIFEST, image_manifest, payload, start};
+use common::{OCI_MANIFEST, image_manifest, payload, sha256_digest, start};
 
 /// One chunk as a request body.
 fn body(data: &[u8]) -> impl futures::Stream<Item = marina_distribution::Result<Bytes>> + use<> {
     stream::iter([Ok(Bytes::copy_from_slice(data))])
-}
-
-fn sha256(data: &[u8]) -> Digest {
-    Digest::compute(DigestAlgorithm::Sha256, data)
 }
 
 /// A fault aimed at one kind of request at a time, and what met it.
@@ -108,7 +104,7 @@ async fn every_request_kind_under(
     };
     let repo = RepositoryName::parse(&format!("faults/kind-{seed}")).unwrap();
     let config = payload(1000 + usize::from(seed), seed);
-    let config_digest = sha256(&config);
+    let config_digest = sha256_digest(&config);
     let len = Some(config.len() as u64);
 
     // A blob below one part: one conditional (multipart) upload of the blob.
@@ -130,7 +126,7 @@ async fn every_request_kind_under(
 
     // A chunked upload of two pieces, composed into the blob.
     let layer = payload(3 * 1024, seed.wrapping_add(100));
-    let layer_digest = sha256(&layer);
+    let layer_digest = sha256_digest(&layer);
     let id = d
         .start_upload(&repo, DigestAlgorithm::Sha256)
         .await
@@ -176,10 +172,7 @@ async fn every_request_kind_is_sent_again_after_each_fault() {
     let Some(config) = common::gcs::config("gcs-faults", "kinds") else {
         return;
     };
-    let proxy = FaultProxy::start(config.endpoint(), 0.0, 23).await;
-    let mut faulted = config.clone();
-    faulted.endpoint = Some(proxy.url.clone());
-    let d = driver(&faulted).await;
+    let (proxy, d) = gcs_driver_behind_proxy(&config, 23).await;
     let mut failures = Vec::new();
     for (i, fault) in Fault::ALL.into_iter().enumerate() {
         failures.extend(every_request_kind_under(&d, &proxy, fault, i as u8).await);
@@ -199,17 +192,14 @@ async fn a_faulted_session_chunk_fails_the_push_retryably_and_stores_no_partial_
     let Some(config) = common::gcs::config("gcs-faults", "session") else {
         return;
     };
-    let proxy = FaultProxy::start(config.endpoint(), 0.0, 31).await;
-    let mut faulted = config.clone();
-    faulted.endpoint = Some(proxy.url.clone());
-    let d = driver(&faulted).await;
+    let (proxy, d) = gcs_driver_behind_proxy(&config, 31).await;
     let repo = RepositoryName::parse("faults/session").unwrap();
     let mut seed = 40;
     // Opening the session is sent again: the push succeeds.
     for fault in Fault::ALL {
         seed += 1;
         let content = Bytes::from(payload(2 * PART as usize + 1000 + seed, seed as u8));
-        let digest = sha256(&content);
+        let digest = sha256_digest(&content);
         proxy.fault_next("POST", "uploadType=resumable", fault);
         d.put_content(&repo, &digest, None, chunked(&content, 64 * 1024))
             .await
@@ -224,7 +214,7 @@ async fn a_faulted_session_chunk_fails_the_push_retryably_and_stores_no_partial_
         for fault in Fault::ALL {
             seed += 1;
             let content = Bytes::from(payload(2 * PART as usize + 1000 + seed, seed as u8));
-            let digest = sha256(&content);
+            let digest = sha256_digest(&content);
             // Every request to the session's URI is a `PUT` naming the session.
             proxy.fault_nth("PUT", "upload_id=", n, fault);
             let pushed = d

@@ -12,12 +12,12 @@ mod common;
 
 use bytes::Bytes;
 use marina_distribution::Error;
-use marina_distribution::oci::{Digest, DigestAlgorithm, RepositoryName};
+use marina_distribution::oci::RepositoryName;
 use marina_distribution::storage::StorageDriver;
 use marina_distribution::storage::backend::Backend;
 
-use common::content::payload;
-use common::fault_proxy::{Fault, FaultProxy};
+use common::content::{payload, sha256_digest};
+use common::fault_proxy::{Fault, gcs_driver_behind_proxy};
 use common::gcs::{PART, assert_only_blob_and_link, chunked, driver, objects};
 use common::storage_io::read_all;
 
@@ -28,10 +28,6 @@ macro_rules! gcs_or_skip {
             None => return,
         }
     };
-}
-
-fn sha256(data: &[u8]) -> Digest {
-    Digest::compute(DigestAlgorithm::Sha256, data)
 }
 
 /// The blob is stored as exactly the blob's object and its link: no resumable session,
@@ -48,7 +44,7 @@ async fn a_declared_length_is_one_streamed_upload_and_nothing_else() {
     let repo = RepositoryName::parse("mono/streamed").unwrap();
     let content = Bytes::from(payload(4 * PART as usize + 5, 2));
     assert!(sizes.contains(content.len() as u64), "{sizes:?}");
-    let digest = sha256(&content);
+    let digest = sha256_digest(&content);
     d.put_content(
         &repo,
         &digest,
@@ -62,7 +58,7 @@ async fn a_declared_length_is_one_streamed_upload_and_nothing_else() {
 
     let other = Bytes::from(payload(3 * PART as usize, 3));
     let len = Some(other.len() as u64);
-    let wrong = sha256(b"wrong");
+    let wrong = sha256_digest(b"wrong");
     let err = d
         .put_content(&repo, &wrong, len, chunked(&other, 100_000))
         .await
@@ -70,7 +66,7 @@ async fn a_declared_length_is_one_streamed_upload_and_nothing_else() {
     assert!(matches!(err, Error::DigestInvalid(_)), "{err}");
     let short = other.slice(..other.len() - 1);
     let err = d
-        .put_content(&repo, &sha256(&other), len, chunked(&short, 100_000))
+        .put_content(&repo, &sha256_digest(&other), len, chunked(&short, 100_000))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::SizeInvalid(_)), "{err}");
@@ -82,14 +78,11 @@ async fn a_declared_length_is_one_streamed_upload_and_nothing_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_faulted_streamed_upload_is_sent_again_from_its_spill_file() {
     let config = gcs_or_skip!("spill");
-    let proxy = FaultProxy::start(config.endpoint(), 0.0, 17).await;
-    let mut faulted = config.clone();
-    faulted.endpoint = Some(proxy.url.clone());
-    let d = driver(&faulted).await;
+    let (proxy, d) = gcs_driver_behind_proxy(&config, 17).await;
     let repo = RepositoryName::parse("spill/app").unwrap();
     for (i, fault) in Fault::ALL.into_iter().enumerate() {
         let content = Bytes::from(payload(2 * PART as usize + i, 60 + i as u8));
-        let digest = sha256(&content);
+        let digest = sha256_digest(&content);
         // The media upload names the object in its query: `...&name=<prefix>%2Fblobs...<hex>`.
         proxy.fault_next("POST", Box::leak(digest.hex().into()), fault);
         d.put_content(

@@ -5,12 +5,14 @@
 
 mod common;
 
+use common::sha256_digest;
+
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::stream;
-use marina_distribution::oci::{Digest, DigestAlgorithm, Reference, RepositoryName};
+use marina_distribution::oci::{DigestAlgorithm, Reference, RepositoryName};
 use marina_distribution::storage::filesystem::FilesystemDriver;
 use marina_distribution::storage::lifecycle::{GcOptions, Lifecycle};
 use marina_distribution::storage::{EngineOptions, FilesystemConfig, UploadHandle, UploadId};
@@ -18,10 +20,6 @@ use marina_distribution::{Error, StorageDriver};
 
 fn repo(name: &str) -> RepositoryName {
     RepositoryName::parse(name).unwrap()
-}
-
-fn digest(data: &[u8]) -> Digest {
-    Digest::compute(DigestAlgorithm::Sha256, data)
 }
 
 fn body(
@@ -90,16 +88,27 @@ async fn fs_a_session_whose_bytes_are_gone_is_unknown_or_complete() {
         assert!(matches!(more, Err(Error::BlobUploadUnknown(_))), "{more:?}");
         if complete {
             // The blob the session was building is stored (its finish had committed it).
-            d.put_content(&repo("gone/other"), &digest(b"hello"), None, body(b"hello"))
+            d.put_content(
+                &repo("gone/other"),
+                &sha256_digest(b"hello"),
+                None,
+                body(b"hello"),
+            )
+            .await
+            .unwrap();
+            d.finish_upload(&r, &id, &sha256_digest(b"hello"), None, body(b""))
                 .await
                 .unwrap();
-            d.finish_upload(&r, &id, &digest(b"hello"), None, body(b""))
-                .await
-                .unwrap();
-            d.stat(&r, &digest(b"hello")).await.unwrap();
+            d.stat(&r, &sha256_digest(b"hello")).await.unwrap();
         } else {
             let finished = d
-                .finish_upload(&r, &id, &digest(b"hello world"), None, body(b" world"))
+                .finish_upload(
+                    &r,
+                    &id,
+                    &sha256_digest(b"hello world"),
+                    None,
+                    body(b" world"),
+                )
                 .await;
             assert!(
                 matches!(finished, Err(Error::BlobUploadUnknown(_))),
@@ -139,7 +148,7 @@ async fn fs_orphaned_upload_data_expires_after_the_ttl() {
     assert!(!uploads.join(old.as_str()).exists());
     assert!(uploads.join(young.as_str()).exists());
     // The live session's record is young: its (old) bytes stay and it continues.
-    d.finish_upload(&r, &live, &digest(b"live!"), None, body(b"!"))
+    d.finish_upload(&r, &live, &sha256_digest(b"live!"), None, body(b"!"))
         .await
         .unwrap();
 }
@@ -151,7 +160,7 @@ async fn fs_collections_remove_empty_directories_and_stale_temporary_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = fs_driver(dir.path()).await;
     let (gone, kept) = (repo("tidy/gone/deep"), repo("tidy/kept"));
-    let config = digest(b"{}");
+    let config = sha256_digest(b"{}");
     for r in [&gone, &kept] {
         d.put_content(r, &config, None, body(b"{}")).await.unwrap();
         let manifest = format!(
@@ -199,12 +208,12 @@ async fn fs_an_intent_linked_to_an_old_record_is_as_young_as_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let d = fs_driver(dir.path()).await;
     let r = repo("intents/linked");
-    let config = digest(b"{}");
+    let config = sha256_digest(b"{}");
     d.put_content(&r, &config, None, body(b"{}")).await.unwrap();
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[]}}"#
     );
-    let m = digest(manifest.as_bytes());
+    let m = sha256_digest(manifest.as_bytes());
     d.put_manifest(
         &r,
         &Reference::Digest(m.clone()),
@@ -317,7 +326,10 @@ mod s3 {
         let prefix = b.object_key_prefix();
         let orphan = UploadId::generate();
         let keys = [
-            format!("{prefix}blobs/sha256/{}", digest(b"never finished").hex()),
+            format!(
+                "{prefix}blobs/sha256/{}",
+                sha256_digest(b"never finished").hex()
+            ),
             format!("{prefix}uploads/{orphan}/data"),
         ];
         for key in &keys {
@@ -357,7 +369,7 @@ mod s3 {
             left.iter().all(|k| k.contains(live.as_str())),
             "left behind: {left:?}"
         );
-        d.finish_upload(&r, &live, &digest(b"live!"), None, body(b"!"))
+        d.finish_upload(&r, &live, &sha256_digest(b"live!"), None, body(b"!"))
             .await
             .unwrap();
     }
@@ -405,7 +417,7 @@ mod s3 {
                 }
             }
             let done = d
-                .finish_upload(&r, &id, &digest(&content), None, body(b""))
+                .finish_upload(&r, &id, &sha256_digest(&content), None, body(b""))
                 .await;
             assert!(matches!(done, Err(Error::BlobUploadUnknown(_))), "{done:?}");
         }
@@ -484,7 +496,7 @@ mod gcs {
             !left.is_empty() && left.iter().all(|k| k.contains(live.as_str())),
             "left behind: {left:?}"
         );
-        d.finish_upload(&r, &live, &digest(b"live!"), None, body(b"!"))
+        d.finish_upload(&r, &live, &sha256_digest(b"live!"), None, body(b"!"))
             .await
             .unwrap();
         assert_eq!(objects(&config, "uploads/").await, Vec::<String>::new());
@@ -516,7 +528,7 @@ mod gcs {
             delete_object(&config, piece).await;
         }
         let done = d
-            .finish_upload(&r, &id, &digest(b"first second"), None, body(b""))
+            .finish_upload(&r, &id, &sha256_digest(b"first second"), None, body(b""))
             .await;
         assert!(matches!(done, Err(Error::BlobUploadUnknown(_))), "{done:?}");
         assert!(objects(&config, "blobs/").await.is_empty());

@@ -15,6 +15,11 @@ pub fn sha256(data: &[u8]) -> String {
     Digest::compute(DigestAlgorithm::Sha256, data).to_string()
 }
 
+/// sha256 digest of `data`, as the library's type.
+pub fn sha256_digest(data: &[u8]) -> Digest {
+    Digest::compute(DigestAlgorithm::Sha256, data)
+}
+
 /// sha512 digest of `data`.
 pub fn sha512(data: &[u8]) -> String {
     Digest::compute(DigestAlgorithm::Sha512, data).to_string()

@@ -448,3 +448,17 @@ async fn write_error(socket: &mut TcpStream, status: u16, code: &str, message: &
     );
     socket.write_all(response.as_bytes()).await.is_ok()
 }
+
+/// A GCS driver (as [`super::gcs::driver`] makes it) on `config` whose requests go through a
+/// new proxy drawing from `seed`: no faults until one is aimed or a rate is set.
+#[cfg(feature = "gcs")]
+pub async fn gcs_driver_behind_proxy(
+    config: &marina_distribution::storage::GcsConfig,
+    seed: u64,
+) -> (FaultProxy, marina_distribution::storage::gcs::GcsDriver) {
+    let proxy = FaultProxy::start(config.endpoint(), 0.0, seed).await;
+    let mut faulted = config.clone();
+    faulted.endpoint = Some(proxy.url.clone());
+    let driver = super::gcs::driver(&faulted).await;
+    (proxy, driver)
+}
