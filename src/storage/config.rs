@@ -379,10 +379,28 @@ mod tests {
                 ("S3_PREFIX", "/reg/"),
                 ("S3_REDIRECT", "true"),
                 ("S3_PUBLIC_ENDPOINT", "https://s3.example.test"),
+                ("S3_REQUEST_TIMEOUT_SECS", "7"),
             ]))
             .unwrap();
         cfg.validate().unwrap();
         let s3 = cfg.s3.unwrap();
+        assert_eq!(
+            s3.request_timeout().answer(),
+            std::time::Duration::from_secs(7)
+        );
+        assert_eq!(
+            S3Config::new("b").request_timeout().answer(),
+            std::time::Duration::from_secs(30)
+        );
+        let mut hasty = S3Config::new("b");
+        hasty.request_timeout_secs = Some(3601);
+        assert!(matches!(
+            hasty.validate(),
+            Err(Error::Config {
+                field: "s3.request_timeout_secs",
+                ..
+            })
+        ));
         assert!(s3.redirect);
         assert_eq!(
             s3.public_endpoint.as_deref(),

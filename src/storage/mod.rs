@@ -18,6 +18,7 @@ mod any;
 pub mod backend;
 pub mod cache;
 pub mod config;
+pub mod deadline;
 mod engine;
 pub mod filesystem;
 pub mod gcs;

@@ -31,10 +31,11 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::oci::Digest;
+use crate::storage::deadline::RequestTimeout;
 use crate::storage::retry;
 
 /// Chunks buffered between the client's body and the request.
@@ -54,11 +55,17 @@ pub(crate) enum PutBody {
 /// Stores blob `digest` (`size` bytes, from `body`, which verifies itself) with `send`, one
 /// request per call: first with the streamed body, then, while it fails transiently, with
 /// the spill file. `driver` names the driver in errors.
+///
+/// The streamed request takes as long as the client takes to send its body; once the last
+/// byte is handed to it, the store must answer within `timeout`'s answer time, or the
+/// request fails (retryably) and is sent again from the spill file. The `send` of a spill
+/// file bounds its own request ([`RequestTimeout::with_body`]).
 pub(crate) async fn put_streamed<S, F, Fut>(
     driver: &'static str,
     digest: &Digest,
     size: u64,
     body: S,
+    timeout: RequestTimeout,
     send: F,
 ) -> Result<()>
 where
@@ -77,7 +84,14 @@ where
         }
     };
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-    let streamed = send(PutBody::Streamed(ChannelBody::new(rx, size)));
+    let (handed_over, all_handed_over) = oneshot::channel();
+    let mut streamed = pin!(send(PutBody::Streamed(ChannelBody::new(
+        rx,
+        size,
+        handed_over
+    ))));
+    let streamed =
+        answered_after_body(streamed.as_mut(), all_handed_over, timeout.answer(), driver);
     let (pumped, put) = tokio::join!(pump(driver, body, tx, &mut spill), streamed);
     // The client's body failed (mismatch, cut): the request could not complete.
     pumped?;
@@ -94,6 +108,26 @@ where
         send(PutBody::Spilled(spill.reopen(driver).await?)).await
     })
     .await
+}
+
+/// Awaits the streamed `request`, bounded by `limit` from the moment its body handed over
+/// its last byte (`all_handed_over`). A body dropped before that (the request failed, or
+/// the client's body did) leaves the request to end by itself, which it does: its body
+/// is gone.
+async fn answered_after_body<F: Future<Output = Result<()>>>(
+    mut request: Pin<&mut F>,
+    all_handed_over: oneshot::Receiver<()>,
+    limit: std::time::Duration,
+    driver: &'static str,
+) -> Result<()> {
+    tokio::select! {
+        biased;
+        out = &mut request => return out,
+        handed_over = all_handed_over => if handed_over.is_err() {
+            return request.await;
+        },
+    }
+    RequestTimeout::bound(limit, driver, "blob write", request).await
 }
 
 /// Bytes of the spill files in flight in this process.
@@ -222,11 +256,32 @@ pub(crate) struct ChannelBody {
     rx: mpsc::Receiver<std::result::Result<Bytes, BodyCut>>,
     size: u64,
     sent: u64,
+    /// Told when the last byte was handed over (dropped unused if it never is).
+    handed_over: Option<oneshot::Sender<()>>,
 }
 
 impl ChannelBody {
-    fn new(rx: mpsc::Receiver<std::result::Result<Bytes, BodyCut>>, size: u64) -> Self {
-        Self { rx, size, sent: 0 }
+    fn new(
+        rx: mpsc::Receiver<std::result::Result<Bytes, BodyCut>>,
+        size: u64,
+        handed_over: oneshot::Sender<()>,
+    ) -> Self {
+        let mut body = Self {
+            rx,
+            size,
+            sent: 0,
+            handed_over: Some(handed_over),
+        };
+        body.tell_if_all_handed_over();
+        body
+    }
+
+    fn tell_if_all_handed_over(&mut self) {
+        if self.sent == self.size
+            && let Some(tell) = self.handed_over.take()
+        {
+            let _ = tell.send(());
+        }
     }
 }
 
@@ -242,6 +297,7 @@ impl http_body::Body for ChannelBody {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => {
                 self.sent += chunk.len() as u64;
+                self.tell_if_all_handed_over();
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
             Poll::Ready(Some(Err(cut))) => Poll::Ready(Some(Err(cut))),

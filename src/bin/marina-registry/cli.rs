@@ -30,7 +30,8 @@ ENVIRONMENT (storage):
   S3_REDIRECT (blob GETs answered with 307 to presigned URLs), S3_PUBLIC_ENDPOINT,
   S3_REDIRECT_EXPIRY_SECS (default 1200), S3_CONDITIONAL_WRITES (auto|true|false: If-Match on
   upload session records, auto = detected at start), S3_SINGLE_PUT_LIMIT (bytes, default
-  268435456: monolithic pushes up to this size in one streamed PutObject; 0 = off)
+  268435456: monolithic pushes up to this size in one streamed PutObject; 0 = off),
+  S3_REQUEST_TIMEOUT_SECS (default 30: how long one S3 request may go unanswered)
   STORAGE_CACHE (auto|true|false: metadata cache, auto = on for S3), STORAGE_CACHE_TTL_MS
   (default 5000: how late another instance's delete may be seen), STORAGE_CACHE_MAX_ENTRIES,
   STORAGE_CACHE_MAX_BYTES, STORAGE_CACHE_TAGS
@@ -38,7 +39,8 @@ ENVIRONMENT (storage):
   GCS_BUCKET, GCS_PREFIX, GCS_ENDPOINT, GCS_ANONYMOUS (true: no credentials, emulators),
   GCS_REDIRECT (blob GETs answered with 307 to signed URLs), GCS_REDIRECT_EXPIRY_SECS,
   GCS_SINGLE_PUT_LIMIT (bytes, default 268435456: monolithic pushes up to this size in one
-  streamed media upload; 0 = off)
+  streamed media upload; 0 = off), GCS_REQUEST_TIMEOUT_SECS (default 30: how long one GCS
+  request may go unanswered)
   GOOGLE_APPLICATION_CREDENTIALS, ... (Application Default Credentials)
   RUST_LOG                log filter, e.g. info (default), debug, marina_distribution=trace
   MARINA_TLS_CERT, MARINA_TLS_KEY, MARINA_TLS_CLIENT_CA, MARINA_HTPASSWD (see flags)

@@ -1,5 +1,6 @@
 //! [`GcsBackend`] and the [`GcsDriver`] assembled over it.
 
+use crate::storage::deadline::RequestTimeout;
 use bytes::Bytes;
 use futures::Stream;
 
@@ -74,6 +75,8 @@ pub struct GcsBackend {
     /// The largest blob stored with one streamed media upload ([`Backend::put_blob`]);
     /// `0`: none.
     pub(super) single_put_limit: u64,
+    /// How long GCS may take to answer (see [`deadline`](crate::storage::deadline)).
+    pub(super) request_timeout: RequestTimeout,
 }
 
 impl GcsBackend {
@@ -87,6 +90,7 @@ impl GcsBackend {
             names: Names::new(config.normalized_prefix()),
             part_size: DEFAULT_PART_SIZE,
             single_put_limit: config.single_put_limit(),
+            request_timeout: config.request_timeout(),
         })
     }
 

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::storage::config::{parse_bool, parse_u64};
+use crate::storage::deadline::{self, RequestTimeout};
 use crate::storage::presign;
 
 /// The environment variables [`GcsConfig::apply_vars`] reads.
-pub const ENV_VARS: [&str; 7] = [
+pub const ENV_VARS: [&str; 8] = [
     "GCS_BUCKET",
     "GCS_PREFIX",
     "GCS_ENDPOINT",
@@ -19,6 +20,7 @@ pub const ENV_VARS: [&str; 7] = [
     "GCS_REDIRECT",
     "GCS_REDIRECT_EXPIRY_SECS",
     "GCS_SINGLE_PUT_LIMIT",
+    "GCS_REQUEST_TIMEOUT_SECS",
 ];
 
 /// GCS driver parameters.
@@ -32,6 +34,7 @@ pub const ENV_VARS: [&str; 7] = [
 /// redirect = true                      # blob GETs: 307 to V4 signed URLs
 /// redirect_expiry_secs = 1200          # how long such a URL is valid
 /// single_put_limit = 268435456         # monolithic pushes up to this size: one request
+/// request_timeout_secs = 30            # how long one store request may go unanswered
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +68,12 @@ pub struct GcsConfig {
     /// a failed upload is sent again without the client (default 256 MiB; `0` turns it off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub single_put_limit: Option<u64>,
+    /// How long the store may take to answer one request, in seconds (default 30, at most
+    /// 3600), plus a second per MiB of request body; a streamed read fails over when the
+    /// store sends nothing for this long. An attempt that runs out is sent again like a
+    /// failed one (see `docs/drivers.md`, "Store request timeouts").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_secs: Option<u64>,
 }
 
 /// The endpoint of Google Cloud Storage itself.
@@ -86,6 +95,7 @@ impl GcsConfig {
             redirect: false,
             redirect_expiry_secs: None,
             single_put_limit: None,
+            request_timeout_secs: None,
         }
     }
 
@@ -134,6 +144,7 @@ impl GcsConfig {
                 format!("{limit} is above GCS's {MAX_SINGLE_PUT} bytes for one object (0: off)"),
             );
         }
+        deadline::validate("gcs.request_timeout_secs", self.request_timeout_secs)?;
         presign::check_redirect_expiry("gcs.redirect_expiry_secs", self.redirect_expiry_secs)
     }
 
@@ -145,6 +156,11 @@ impl GcsConfig {
     /// How long a redirect's signed URL is valid.
     pub fn redirect_expiry(&self) -> std::time::Duration {
         presign::redirect_expiry(self.redirect_expiry_secs)
+    }
+
+    /// The effective [`request_timeout_secs`](Self::request_timeout_secs).
+    pub fn request_timeout(&self) -> RequestTimeout {
+        RequestTimeout::from_secs(self.request_timeout_secs)
     }
 
     /// The endpoint without a trailing `/`.
@@ -187,6 +203,9 @@ impl GcsConfig {
         if let Some(v) = var("GCS_SINGLE_PUT_LIMIT") {
             self.single_put_limit = Some(parse_u64("GCS_SINGLE_PUT_LIMIT", &v)?);
         }
+        if let Some(v) = var("GCS_REQUEST_TIMEOUT_SECS") {
+            self.request_timeout_secs = Some(parse_u64("GCS_REQUEST_TIMEOUT_SECS", &v)?);
+        }
         Ok(self)
     }
 }
@@ -222,6 +241,9 @@ mod tests {
         assert_eq!(field(&huge), Some("gcs.single_put_limit"));
         huge.single_put_limit = Some(MAX_SINGLE_PUT);
         assert_eq!(field(&huge), None);
+        let mut hasty = GcsConfig::new("bucket");
+        hasty.request_timeout_secs = Some(0);
+        assert_eq!(field(&hasty), Some("gcs.request_timeout_secs"));
     }
 
     #[test]
@@ -248,10 +270,15 @@ mod tests {
                 ("GCS_REDIRECT", "true"),
                 ("GCS_REDIRECT_EXPIRY_SECS", "60"),
                 ("GCS_SINGLE_PUT_LIMIT", "0"),
+                ("GCS_REQUEST_TIMEOUT_SECS", "5"),
             ]))
             .unwrap();
         config.validate().unwrap();
         let config = config.gcs.unwrap();
+        assert_eq!(
+            config.request_timeout().answer(),
+            std::time::Duration::from_secs(5)
+        );
         assert_eq!(config.bucket, "reg");
         assert_eq!(config.prefix.as_deref(), Some("p"));
         assert!(config.anonymous);

@@ -5,8 +5,9 @@
 //! # Retries
 //!
 //! The client crate retries nothing, so every request here that may be sent twice goes
-//! through [`retried`] (up to four attempts while GCS answers 408, 429 or 5xx, or the
-//! connection fails; see [`error`] for the classification). That is every request but the
+//! through [`retried`] (up to four attempts while GCS answers 408, 429 or 5xx, the
+//! connection fails, or an attempt goes unanswered in time ([`deadline`](crate::storage::deadline)); see [`error`] for
+//! the classification). That is every request but the
 //! streamed media upload of a monolithic push, which `streamed_put` sends again from its
 //! spill file (the requests of resumable sessions are in `upload.rs`: their start is
 //! retried, their chunks are not; see `docs/gcs.md`). Why sending again is safe:
@@ -28,6 +29,8 @@
 //!   before it is removed, as the first attempt did, so the argument of
 //!   [`lifecycle`](crate::storage::lifecycle) holds unchanged.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use gcloud_storage::http::objects::compose::{ComposeObjectRequest, ComposingTargets};
 use gcloud_storage::http::objects::delete::DeleteObjectRequest;
@@ -42,15 +45,23 @@ use super::error::{self, translate};
 use super::reader::GcsReader;
 use crate::error::Result;
 use crate::oci::ByteRange;
+use crate::storage::deadline::RequestTimeout;
 use crate::storage::retry;
 
 /// [`retry::retried`] for this driver: sends a request of kind `request` again while it
-/// fails transiently.
-async fn retried<T, Fut>(request: &'static str, send: impl FnMut() -> Fut) -> Result<T>
+/// fails transiently, each attempt failing (transiently) when unanswered after `limit`.
+pub(super) async fn retried<T, Fut>(
+    request: &'static str,
+    limit: Duration,
+    mut send: impl FnMut() -> Fut,
+) -> Result<T>
 where
     Fut: std::future::Future<Output = Result<T>>,
 {
-    retry::retried(error::DRIVER, request, send).await
+    retry::retried(error::DRIVER, request, || {
+        RequestTimeout::bound(limit, error::DRIVER, request, send())
+    })
+    .await
 }
 
 /// Content type of every object the driver writes.
@@ -134,7 +145,9 @@ impl GcsBackend {
         &self,
         object: &str,
     ) -> Result<Option<(Bytes, Option<i64>)>> {
-        retried("media download", || async move {
+        let timeout = self.request_timeout;
+        // The attempt's headers are bounded by `retried`, its body by its own length.
+        retried("media download", timeout.answer(), || async move {
             let Some(response) = self.download_once(object, None).await? else {
                 return Ok(None);
             };
@@ -143,11 +156,14 @@ impl GcsBackend {
                 .get("x-goog-generation")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| error::http("media download", object, e))?;
-            Ok(Some((bytes, generation)))
+            let limit = timeout.with_body(response.content_length().unwrap_or(0));
+            let bytes = RequestTimeout::bound(limit, error::DRIVER, "media download", async {
+                response
+                    .bytes()
+                    .await
+                    .map_err(|e| error::http("media download", object, e))
+            });
+            Ok(Some((bytes.await?, generation)))
         })
         .await
     }
@@ -159,15 +175,24 @@ impl GcsBackend {
         object: &str,
         range: Option<ByteRange>,
     ) -> Result<Option<GcsReader>> {
-        let response = retried("media download", || self.download_once(object, range)).await?;
-        Ok(response.map(|response| GcsReader::new(response, object.to_owned())))
+        let response = retried("media download", self.request_timeout.answer(), || {
+            self.download_once(object, range)
+        })
+        .await?;
+        Ok(response.map(|response| {
+            GcsReader::new(
+                response,
+                object.to_owned(),
+                self.request_timeout.stall_watch(),
+            )
+        }))
     }
 
     /// Creates or replaces an object with one media upload (atomic: readers see the old or
     /// the new object, never a mix), sent again when it fails transiently.
     pub(crate) async fn put_bytes(&self, object: &str, body: Bytes) -> Result<()> {
         let len = body.len() as u64;
-        retried("media upload", || {
+        retried("media upload", self.request_timeout.with_body(len), || {
             self.upload_media(object, body.clone(), len, None)
         })
         .await
@@ -225,7 +250,8 @@ impl GcsBackend {
             content_type: Some(CONTENT_TYPE.to_owned()),
             ..Object::default()
         }));
-        retried("multipart upload", || async {
+        let limit = self.request_timeout.with_body(body.len() as u64);
+        retried("multipart upload", limit, || async {
             match self
                 .conn
                 .client
@@ -247,7 +273,7 @@ impl GcsBackend {
             object: object.to_owned(),
             ..DeleteObjectRequest::default()
         };
-        retried("delete", || async {
+        retried("delete", self.request_timeout.answer(), || async {
             match self.conn.client.delete_object(&request).await {
                 Ok(()) => Ok(()),
                 Err(e) if error::is_not_found(&e) => Ok(()),
@@ -264,7 +290,7 @@ impl GcsBackend {
             object: object.to_owned(),
             ..GetObjectRequest::default()
         };
-        retried("object metadata", || async {
+        retried("object metadata", self.request_timeout.answer(), || async {
             match self.conn.client.get_object(&request).await {
                 Ok(o) => Ok(Some(u64::try_from(o.size).unwrap_or(0))),
                 Err(e) if error::is_not_found(&e) => Ok(None),
@@ -291,7 +317,7 @@ impl GcsBackend {
             max_results: Some(max.clamp(1, MAX_PAGE) as i32),
             ..ListObjectsRequest::default()
         };
-        retried("list", || async {
+        retried("list", self.request_timeout.answer(), || async {
             self.conn
                 .client
                 .list_objects(&request)
@@ -368,7 +394,7 @@ impl GcsBackend {
             max_results: Some(1),
             ..ListObjectsRequest::default()
         };
-        retried("list", || async {
+        retried("list", self.request_timeout.answer(), || async {
             match self.conn.client.list_objects(&request).await {
                 Ok(_) => Ok(()),
                 Err(e) if error::is_not_found(&e) => Err(crate::error::Error::Config {
@@ -416,7 +442,10 @@ impl GcsBackend {
             if_generation_match: once.then_some(0),
             ..ComposeObjectRequest::default()
         };
-        retried("compose", || async {
+        // GCS assembles the sources before it answers: their total size is not known here,
+        // so compose gets the time of one part's body on top of the answer.
+        let limit = self.request_timeout.with_body(self.part_size);
+        retried("compose", limit, || async {
             match self.conn.client.compose_object(&request).await {
                 Ok(_) => Ok(true),
                 Err(e) if once && error::is_precondition_failed(&e) => Ok(false),

@@ -25,6 +25,7 @@ use super::GcsBackend;
 use super::error::DRIVER;
 use crate::error::Result;
 use crate::oci::Digest;
+use crate::storage::deadline::RequestTimeout;
 use crate::storage::layout;
 use crate::storage::streamed_put::{PutBody, put_streamed};
 
@@ -35,16 +36,30 @@ impl GcsBackend {
         S: Stream<Item = Result<Bytes>> + Send,
     {
         let object = &self.names.object(&layout::blob_data(digest));
-        put_streamed(DRIVER, digest, size, body, move |body| async move {
-            let body = match body {
-                PutBody::Streamed(channel) => reqwest_gcs::Body::wrap(channel),
-                PutBody::Spilled(file) => reqwest_gcs::Body::from(file),
-            };
-            // `false` (412): the blob exists already, content-addressed, so the same bytes.
-            self.upload_media(object, body, size, Some(0))
-                .await
+        put_streamed(
+            DRIVER,
+            digest,
+            size,
+            body,
+            self.request_timeout,
+            move |body| async move {
+                // `false` (412): the blob exists already, content-addressed, so the same bytes.
+                match body {
+                    // The client's body goes at the client's pace: no deadline.
+                    PutBody::Streamed(channel) => {
+                        let body = reqwest_gcs::Body::wrap(channel);
+                        self.upload_media(object, body, size, Some(0)).await
+                    }
+                    PutBody::Spilled(file) => {
+                        let body = reqwest_gcs::Body::from(file);
+                        let limit = self.request_timeout.with_body(size);
+                        let upload = self.upload_media(object, body, size, Some(0));
+                        RequestTimeout::bound(limit, DRIVER, "media upload", upload).await
+                    }
+                }
                 .map(drop)
-        })
+            },
+        )
         .await
     }
 }

@@ -4,10 +4,11 @@
 //! The client crate's own streamed download returns an unnameable `impl Stream`, which a
 //! [`Backend::Reader`](crate::storage::backend::Backend::Reader) cannot be without boxing; the
 //! driver therefore sends that one request itself, on the crate's HTTP client and
-//! credentials, and streams the body as a named type.
+//! credentials, and streams the body as a named type. A body from which GCS stops sending
+//! fails (retryably) after the request timeout (`StallWatch`).
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use futures::Stream;
@@ -16,6 +17,7 @@ use pin_project::pin_project;
 
 use super::error;
 use crate::error::Result;
+use crate::storage::deadline::StallWatch;
 
 /// The body of a media download as a stream of [`Bytes`]: no buffering, no boxing.
 #[pin_project]
@@ -25,13 +27,15 @@ pub struct GcsReader {
     body: reqwest_gcs::Body,
     /// The object's name, for the details of errors (logs only).
     object: String,
+    watch: StallWatch,
 }
 
 impl GcsReader {
-    pub(crate) fn new(response: reqwest_gcs::Response, object: String) -> Self {
+    pub(crate) fn new(response: reqwest_gcs::Response, object: String, watch: StallWatch) -> Self {
         Self {
             body: reqwest_gcs::Body::from(response),
             object,
+            watch,
         }
     }
 }
@@ -42,13 +46,17 @@ impl Stream for GcsReader {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
         loop {
-            return match this.body.as_mut().poll_frame(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Ready(Some(Err(e))) => {
+            let polled = this.body.as_mut().poll_frame(cx);
+            let watched = this
+                .watch
+                .watch(cx, polled, error::DRIVER, "media download body");
+            return match ready!(watched) {
+                Err(stalled) => Poll::Ready(Some(Err(stalled))),
+                Ok(None) => Poll::Ready(None),
+                Ok(Some(Err(e))) => {
                     Poll::Ready(Some(Err(error::http("media download", this.object, e))))
                 }
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) if data.is_empty() => continue,
                     Ok(data) => Poll::Ready(Some(Ok(data))),
                     // Trailers carry no blob bytes.

@@ -14,14 +14,14 @@ use serde::{Deserialize, Serialize};
 
 use super::GcsBackend;
 use super::error::{self, corrupt, translate};
-use super::objects::{CONTENT_TYPE, MAX_COMPOSE};
+use super::objects::{CONTENT_TYPE, MAX_COMPOSE, retried};
 use super::parts::{Part, Parts};
 use crate::error::{Error, Result};
 use crate::oci::Digest;
 use crate::storage::UploadId;
 use crate::storage::backend::PersistedUploadState;
+use crate::storage::deadline::RequestTimeout;
 use crate::storage::layout;
-use crate::storage::retry;
 
 /// Granularity of a resumable session's non-final chunks (GCS rejects any other size).
 pub const SESSION_UNIT: u64 = 256 * 1024;
@@ -249,7 +249,8 @@ impl GcsBackend {
         let upload = UploadType::Simple(media);
         // Sent again when it fails transiently: a session whose answer was lost is never
         // used, and GCS discards it after a week.
-        let session = retry::retried(error::DRIVER, "resumable session start", || async {
+        let limit = self.request_timeout.answer();
+        let session = retried("resumable session start", limit, || async {
             self.conn
                 .client
                 .prepare_resumable_upload(&request, &upload)
@@ -271,13 +272,16 @@ impl GcsBackend {
     ) -> Result<u64> {
         let len = bytes.len() as u64;
         debug_assert!(len.is_multiple_of(SESSION_UNIT));
-        let status = self
-            .conn
-            .client
-            .get_resumable_upload(session)
-            .upload_multiple_chunk(bytes, &ChunkSize::new(start, start + len - 1, None))
-            .await
-            .map_err(|e| self.session_error(digest, e))?;
+        let chunk = async {
+            self.conn
+                .client
+                .get_resumable_upload(session)
+                .upload_multiple_chunk(bytes, &ChunkSize::new(start, start + len - 1, None))
+                .await
+                .map_err(|e| self.session_error(digest, e))
+        };
+        let limit = self.request_timeout.with_body(len);
+        let status = RequestTimeout::bound(limit, error::DRIVER, "resumable upload", chunk).await?;
         match status {
             UploadStatus::ResumeIncomplete(range) if range.last_byte + 1 == start + len => Ok(len),
             other => Err(corrupt(format!(
@@ -483,13 +487,16 @@ impl GcsBackend {
         } else {
             ChunkSize::new(state.sent, total - 1, Some(total))
         };
-        match self
-            .conn
-            .client
-            .get_resumable_upload(session)
-            .upload_multiple_chunk(state.held, &range)
-            .await
-        {
+        let limit = self.request_timeout.with_body(state.held_len);
+        let last_chunk = async {
+            Ok(self
+                .conn
+                .client
+                .get_resumable_upload(session)
+                .upload_multiple_chunk(state.held, &range)
+                .await)
+        };
+        match RequestTimeout::bound(limit, error::DRIVER, "resumable upload", last_chunk).await? {
             Ok(UploadStatus::Ok(_)) => Ok(()),
             // The blob was stored meanwhile (`ifGenerationMatch=0`): the same bytes.
             Err(e) if error::is_precondition_failed(&e) => Ok(()),

@@ -21,6 +21,7 @@ use crate::storage::{
 use super::reader::S3Reader;
 use super::upload::S3UploadState;
 use super::{client, error, keys, upload};
+use crate::storage::deadline::RequestTimeout;
 
 /// The S3 storage driver: the engine over the instrumented S3 backend, whose blob reads
 /// resume where a dropped connection cut them ([`Resumable`]).
@@ -78,6 +79,8 @@ pub struct S3Backend {
     pub(super) presign_client: Option<aws_sdk_s3::Client>,
     /// Blob sizes stored with one streamed `PutObject` ([`put_blob`](super::put_blob)).
     pub(super) single_put_sizes: Option<SizeRange>,
+    /// How long the store may take to answer (see [`super::client`]).
+    pub(super) request_timeout: RequestTimeout,
 }
 
 impl S3Backend {
@@ -153,6 +156,7 @@ impl S3Backend {
             copy_object_limit: upload::COPY_OBJECT_LIMIT,
             copy_part_size: upload::COPY_PART_SIZE,
             single_put_sizes: config.single_put_sizes(),
+            request_timeout: config.request_timeout(),
         }
     }
 

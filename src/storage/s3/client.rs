@@ -11,10 +11,15 @@
 //!   CRC32 everywhere, which Garage and other stores reject.
 //! - Retries: the SDK's standard retry policy (3 attempts, exponential backoff with jitter,
 //!   throttling and transient errors retried).
+//! - Timeouts: each attempt must be answered within [`S3Config::request_timeout`] (the SDK's
+//!   attempt timeout, a transient error it retries); requests with a body get a second per
+//!   MiB more, and the streamed first attempt of a monolithic push none (`attempt_limit`;
+//!   see [`deadline`](crate::storage::deadline)).
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 
 use crate::storage::{S3ChecksumPolicy, S3Config};
@@ -43,7 +48,12 @@ pub(crate) fn build_with(config: &S3Config, shared: &SdkConfig) -> Client {
     let mut builder = aws_sdk_s3::config::Builder::from(shared)
         .region(region)
         .force_path_style(config.force_path_style)
-        .retry_config(RetryConfig::standard());
+        .retry_config(RetryConfig::standard())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(config.request_timeout().answer())
+                .build(),
+        );
     if let Some(endpoint) = &config.endpoint {
         builder = builder.endpoint_url(endpoint);
     }
@@ -53,4 +63,24 @@ pub(crate) fn build_with(config: &S3Config, shared: &SdkConfig) -> Client {
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
     }
     Client::from_conf(builder.build())
+}
+
+/// The configuration override that gives each attempt of one request `limit` instead of the
+/// client's attempt timeout (`None`: no limit, for a body whose pace is a client's), keeping
+/// the client's other timeouts. For `customize().config_override(…)`.
+pub(super) fn attempt_limit(
+    client: &Client,
+    limit: Option<std::time::Duration>,
+) -> aws_sdk_s3::config::Builder {
+    let timeouts = client
+        .config()
+        .timeout_config()
+        .cloned()
+        .unwrap_or_else(TimeoutConfig::disabled)
+        .to_builder();
+    let timeouts = match limit {
+        Some(limit) => timeouts.operation_attempt_timeout(limit),
+        None => timeouts.disable_operation_attempt_timeout(),
+    };
+    aws_sdk_s3::config::Builder::default().timeout_config(timeouts.build())
 }

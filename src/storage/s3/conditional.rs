@@ -32,18 +32,21 @@ impl S3Backend {
         body: Bytes,
         etag: &str,
     ) -> Result<bool> {
-        match self
+        let len = body.len() as u64;
+        let request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(CONTENT_TYPE)
-            .content_length(body.len() as i64)
+            .content_length(len as i64)
             .if_match(etag)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-        {
+            .body(ByteStream::from(body));
+        let sent = match self.body_limit(len) {
+            Some(limit) => request.customize().config_override(limit).send().await,
+            None => request.send().await,
+        };
+        match sent {
             Ok(_) => Ok(true),
             Err(e) if error::is_precondition_failed(&e) => Ok(false),
             Err(e) => Err(translate("PutObject", key, e)),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::storage::backend::SizeRange;
 use crate::storage::config::{parse_bool, parse_u64};
+use crate::storage::deadline::{self, RequestTimeout};
 use crate::storage::presign;
 
 /// Which request checksums aws-sdk-s3 computes.
@@ -76,6 +77,12 @@ pub struct S3Config {
     /// (default 256 MiB; `0` turns it off). Bounded by S3's 5 GiB for one `PutObject`.
     #[serde(default)]
     pub single_put_limit: Option<u64>,
+    /// How long the store may take to answer one request, in seconds (default 30, at most
+    /// 3600), plus a second per MiB of request body; a streamed read fails over when the
+    /// store sends nothing for this long. An attempt that runs out is sent again like a
+    /// failed one (see `docs/drivers.md`, "Store request timeouts").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_secs: Option<u64>,
 }
 
 pub use crate::storage::presign::{DEFAULT_REDIRECT_EXPIRY_SECS, MAX_REDIRECT_EXPIRY_SECS};
@@ -93,7 +100,7 @@ pub const DEFAULT_SINGLE_PUT_LIMIT: u64 = 256 * 1024 * 1024;
 pub const MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
 
 /// The environment variables [`S3Config::apply_vars`] reads.
-pub const ENV_VARS: [&str; 13] = [
+pub const ENV_VARS: [&str; 14] = [
     "S3_BUCKET",
     "S3_REGION",
     "S3_ENDPOINT",
@@ -107,6 +114,7 @@ pub const ENV_VARS: [&str; 13] = [
     "S3_REDIRECT_EXPIRY_SECS",
     "S3_CONDITIONAL_WRITES",
     "S3_SINGLE_PUT_LIMIT",
+    "S3_REQUEST_TIMEOUT_SECS",
 ];
 
 impl S3Config {
@@ -126,6 +134,7 @@ impl S3Config {
             redirect_expiry_secs: None,
             conditional_writes: None,
             single_put_limit: None,
+            request_timeout_secs: None,
         }
     }
 
@@ -176,7 +185,7 @@ impl S3Config {
                 format!("{prefix:?} must be a relative key prefix"),
             );
         }
-        Ok(())
+        deadline::validate("s3.request_timeout_secs", self.request_timeout_secs)
     }
 
     /// The effective checksum policy.
@@ -191,6 +200,11 @@ impl S3Config {
     /// How long a redirect's presigned URL is valid.
     pub fn redirect_expiry(&self) -> std::time::Duration {
         presign::redirect_expiry(self.redirect_expiry_secs)
+    }
+
+    /// The effective [`request_timeout_secs`](Self::request_timeout_secs).
+    pub fn request_timeout(&self) -> RequestTimeout {
+        RequestTimeout::from_secs(self.request_timeout_secs)
     }
 
     /// The effective part size.
@@ -263,6 +277,9 @@ impl S3Config {
         }
         if let Some(v) = var("S3_SINGLE_PUT_LIMIT") {
             self.single_put_limit = Some(parse_u64("S3_SINGLE_PUT_LIMIT", &v)?);
+        }
+        if let Some(v) = var("S3_REQUEST_TIMEOUT_SECS") {
+            self.request_timeout_secs = Some(parse_u64("S3_REQUEST_TIMEOUT_SECS", &v)?);
         }
         if let Some(v) = var("S3_PART_SIZE") {
             self.part_size = Some(v.parse().map_err(|_| Error::Config {

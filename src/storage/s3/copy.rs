@@ -4,11 +4,11 @@
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use futures::{StreamExt, TryStreamExt};
 
-use super::S3Backend;
 use super::error::{corrupt_at, translate};
 use super::keys::encode_copy_source;
 use super::multipart::MAX_PARTS;
 use super::upload_state::UploadedPart;
+use super::{S3Backend, client};
 use crate::error::Result;
 use crate::storage::config::MAX_PART_SIZE;
 
@@ -35,6 +35,12 @@ impl S3Backend {
                 // A fresh full-object checksum: the source's composite one (of its parts)
                 // does not describe the copy (moto even serves it as if it did).
                 .set_checksum_algorithm(self.part_checksums.then_some(ChecksumAlgorithm::Crc32))
+                // The store copies before it answers in full: a second per MiB.
+                .customize()
+                .config_override(client::attempt_limit(
+                    &self.client,
+                    Some(self.request_timeout.with_body(size)),
+                ))
                 .send()
                 .await
                 .map_err(|e| translate("CopyObject", dst, e))?;
@@ -87,6 +93,11 @@ impl S3Backend {
             .part_number(number as i32)
             .copy_source(source)
             .copy_source_range(format!("bytes={first}-{last}"))
+            .customize()
+            .config_override(client::attempt_limit(
+                &self.client,
+                Some(self.request_timeout.with_body(last - first + 1)),
+            ))
             .send()
             .await
             .map_err(|e| translate("UploadPartCopy", dst, e))?;

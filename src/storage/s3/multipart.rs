@@ -6,10 +6,10 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
-use super::S3Backend;
 use super::error::{self, corrupt_at, translate};
 use super::objects::CONTENT_TYPE;
 use super::upload_state::UploadedPart;
+use super::{S3Backend, client};
 use crate::error::{Error, Result};
 
 /// S3's limit on the number of parts of a multipart upload.
@@ -49,6 +49,11 @@ impl S3Backend {
             .part_number(number as i32)
             .content_length(size as i64)
             .body(ByteStream::from(bytes))
+            .customize()
+            .config_override(client::attempt_limit(
+                &self.client,
+                Some(self.request_timeout.with_body(size)),
+            ))
             .send()
             .await;
         let out = match out {
@@ -94,6 +99,15 @@ impl S3Backend {
                     .set_parts(Some(completed))
                     .build(),
             )
+            // The store assembles the parts before it answers in full: a second per MiB.
+            .customize()
+            .config_override(client::attempt_limit(
+                &self.client,
+                Some(
+                    self.request_timeout
+                        .with_body(parts.iter().map(|p| p.size).sum()),
+                ),
+            ))
             .send()
             .await;
         match out {

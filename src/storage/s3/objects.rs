@@ -6,11 +6,12 @@ use aws_sdk_s3::primitives::ByteStream;
 use backon::BackoffBuilder as _;
 use bytes::Bytes;
 
-use super::S3Backend;
 use super::error::{self, translate};
 use super::reader::S3Reader;
+use super::{S3Backend, client};
 use crate::error::Result;
 use crate::oci::ByteRange;
+use crate::storage::deadline::RequestTimeout;
 use crate::storage::retry;
 
 /// Content type of every object the driver writes. Some stores (moto) store a body sent as
@@ -19,6 +20,10 @@ pub(crate) const CONTENT_TYPE: &str = "application/octet-stream";
 
 /// Most keys one `ListObjectsV2` page returns.
 const MAX_PAGE: usize = 1000;
+
+/// Request bodies up to this size (manifests, links, records) are sent under the client's
+/// attempt timeout, without a per-request override.
+const SMALL_BODY: u64 = 64 * 1024;
 
 impl S3Backend {
     /// Reads a whole (small) object; `None` if it does not exist. A body that breaks off is
@@ -51,14 +56,21 @@ impl S3Backend {
                 Err(e) => return Err(translate("GetObject", key, e)),
             };
             let etag = out.e_tag;
-            match out.body.collect().await {
+            // The attempt timeout ended with the headers; the body gets its own.
+            let limit = self
+                .request_timeout
+                .with_body(out.content_length.map_or(0, |n| n.max(0) as u64));
+            let body = RequestTimeout::bound(limit, error::DRIVER, "GetObject body", async {
+                out.body.collect().await.map_err(|e| error::body(key, e))
+            });
+            match body.await {
                 Ok(body) => return Ok(Some((body.into_bytes(), etag))),
                 Err(e) => match pauses.next() {
                     Some(pause) => {
                         tracing::debug!(key, error = %e, ?pause, "GetObject body broke off; reading again");
                         tokio::time::sleep(pause).await;
                     }
-                    None => return Err(error::body(key, e)),
+                    None => return Err(e),
                 },
             }
         }
@@ -105,23 +117,39 @@ impl S3Backend {
             Err(e) if error::is_not_found(&e) => return Ok(None),
             Err(e) => return Err(translate("GetObject", key, e)),
         };
-        Ok(Some(S3Reader::new(out.body, key.to_owned())))
+        Ok(Some(S3Reader::new(
+            out.body,
+            key.to_owned(),
+            self.request_timeout.stall_watch(),
+        )))
     }
 
     /// Creates or replaces an object (S3 `PutObject` is atomic: readers see the old or the
     /// new object, never a mix).
     pub(crate) async fn put_bytes(&self, key: &str, body: Bytes) -> Result<()> {
-        self.client
+        let len = body.len() as u64;
+        let request = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(CONTENT_TYPE)
-            .content_length(body.len() as i64)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| translate("PutObject", key, e))?;
+            .content_length(len as i64)
+            .body(ByteStream::from(body));
+        let sent = match self.body_limit(len) {
+            Some(limit) => request.customize().config_override(limit).send().await,
+            None => request.send().await,
+        };
+        sent.map_err(|e| translate("PutObject", key, e))?;
         Ok(())
+    }
+
+    /// For a request sending `len` body bytes, the override of the client's attempt timeout
+    /// that gives the body its time ([`RequestTimeout::with_body`]); `None` for small bodies,
+    /// which the client's timeout covers.
+    pub(super) fn body_limit(&self, len: u64) -> Option<aws_sdk_s3::config::Builder> {
+        (len > SMALL_BODY)
+            .then(|| client::attempt_limit(&self.client, Some(self.request_timeout.with_body(len))))
     }
 
     /// Deletes an object; succeeds if it does not exist.

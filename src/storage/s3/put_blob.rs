@@ -20,9 +20,9 @@ use aws_sdk_s3::primitives::{ByteStream, Length};
 use bytes::Bytes;
 use futures::Stream;
 
-use super::S3Backend;
 use super::error::{DRIVER, translate};
 use super::objects::CONTENT_TYPE;
+use super::{S3Backend, client};
 use crate::error::{Error, Result};
 use crate::oci::Digest;
 use crate::storage::layout;
@@ -35,24 +35,42 @@ impl S3Backend {
         S: Stream<Item = Result<Bytes>> + Send,
     {
         let key = &self.keys.object(&layout::blob_data(digest));
-        put_streamed(DRIVER, digest, size, body, move |body| async move {
-            let body = match body {
-                PutBody::Streamed(channel) => ByteStream::from_body_1_x(channel),
-                PutBody::Spilled(file) => ByteStream::read_from()
-                    .file(file)
-                    .length(Length::Exact(size))
-                    .build()
-                    .await
-                    .map_err(|e| {
-                        Error::backend(DRIVER, format!("reading the spill file back: {e}"))
-                    })?,
-            };
-            self.put_object(key, size, body).await
-        })
+        put_streamed(
+            DRIVER,
+            digest,
+            size,
+            body,
+            self.request_timeout,
+            move |body| async move {
+                // The client's body goes at the client's pace; a resend at the store's.
+                let (body, limit) = match body {
+                    PutBody::Streamed(channel) => (ByteStream::from_body_1_x(channel), None),
+                    PutBody::Spilled(file) => (
+                        ByteStream::read_from()
+                            .file(file)
+                            .length(Length::Exact(size))
+                            .build()
+                            .await
+                            .map_err(|e| {
+                                Error::backend(DRIVER, format!("reading the spill file back: {e}"))
+                            })?,
+                        Some(self.request_timeout.with_body(size)),
+                    ),
+                };
+                self.put_object(key, size, body, limit).await
+            },
+        )
         .await
     }
 
-    async fn put_object(&self, key: &str, size: u64, body: ByteStream) -> Result<()> {
+    /// One `PutObject` whose attempt may take `limit` (`None`: as long as it takes).
+    async fn put_object(
+        &self,
+        key: &str,
+        size: u64,
+        body: ByteStream,
+        limit: Option<std::time::Duration>,
+    ) -> Result<()> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -60,6 +78,8 @@ impl S3Backend {
             .content_type(CONTENT_TYPE)
             .content_length(size as i64)
             .body(body)
+            .customize()
+            .config_override(client::attempt_limit(&self.client, limit))
             .send()
             .await
             .map_err(|e| translate("PutObject", key, e))?;
