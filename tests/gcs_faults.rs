@@ -25,7 +25,7 @@ use marina_distribution::storage::backend::Backend;
 use marina_distribution::storage::gcs::GcsDriver;
 use marina_distribution::storage::{StorageConfig, StorageDriver, UploadHandle};
 
-use common::fault_proxy::{Fault, FaultProxy, gcs_driver_behind_proxy};
+use common::fault_proxy::{Fault, FaultProxy, STALL_ENDED_BY_TIMEOUT, gcs_driver_behind_proxy};
 use common::fault_workload;
 use common::gcs::{PART, chunked};
 use common::storage_io::read_all;
@@ -40,7 +40,8 @@ fn body(data: &[u8]) -> impl futures::Stream<Item = marina_distribution::Result<
 struct Aim<'a> {
     proxy: &'a FaultProxy,
     fault: Fault,
-    /// Operations that failed or whose request the fault did not meet.
+    /// Operations that failed, took [`STALL_ENDED_BY_TIMEOUT`] or longer, or whose request
+    /// the fault did not meet.
     failures: Vec<String>,
 }
 
@@ -57,10 +58,16 @@ impl Aim<'_> {
         let fault = self.fault;
         self.proxy
             .fault_next(method, Box::leak(marker.into()), fault);
+        let started = std::time::Instant::now();
         let out = op.await;
         if !self.proxy.targeted_fault_injected() {
             self.failures
                 .push(format!("{what}: {fault:?} met no {method} with {marker:?}"));
+        }
+        let took = started.elapsed();
+        if took >= STALL_ENDED_BY_TIMEOUT {
+            self.failures
+                .push(format!("{what} under {fault:?} took {took:?}"));
         }
         out.map_err(|e| self.failures.push(format!("{what} under {fault:?}: {e}")))
             .ok()
@@ -178,6 +185,52 @@ async fn every_request_kind_is_sent_again_after_each_fault() {
         failures.extend(every_request_kind_under(&d, &proxy, fault, i as u8).await);
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A GCS that stops answering, before a response or in the middle of its body, keeping the
+/// connection open: each kind of request is failed after the request timeout (1 s here) and
+/// sent again, and the operation behind it succeeds, long before the proxy lets go (a
+/// minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_kind_is_sent_again_when_unanswered() {
+    let Some(mut config) = common::gcs::config("gcs-faults", "stalls") else {
+        return;
+    };
+    config.request_timeout_secs = Some(1);
+    let (proxy, d) = gcs_driver_behind_proxy(&config, 37).await;
+    let mut failures = Vec::new();
+    for (i, fault) in Fault::STALLS.into_iter().enumerate() {
+        failures.extend(every_request_kind_under(&d, &proxy, fault, 10 + i as u8).await);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A streamed blob read whose body stops midway, the connection left open: the read fails
+/// after the request timeout and is resumed where it stopped (the `Resumable` layer), so
+/// the reader gets exactly the blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_the_store_stops_sending_is_resumed_where_it_stopped() {
+    let Some(mut config) = common::gcs::config("gcs-faults", "stalled-read") else {
+        return;
+    };
+    config.request_timeout_secs = Some(1);
+    let (proxy, d) = gcs_driver_behind_proxy(&config, 41).await;
+    let repo = RepositoryName::parse("faults/stalled-read").unwrap();
+    let content = Bytes::from(payload(3 * PART as usize + 500, 71));
+    let digest = sha256_digest(&content);
+    d.put_content(&repo, &digest, Some(content.len() as u64), body(&content))
+        .await
+        .unwrap();
+    let (method, marker) = blob_download(&digest);
+    proxy.fault_next(method, Box::leak(marker.into()), Fault::StallMidResponse);
+    let started = std::time::Instant::now();
+    assert_eq!(read_all(&d, &repo, &digest).await, content);
+    assert!(proxy.targeted_fault_injected(), "the read met no stall");
+    let took = started.elapsed();
+    assert!(
+        (std::time::Duration::from_secs(1)..STALL_ENDED_BY_TIMEOUT).contains(&took),
+        "the stalled read took {took:?}"
+    );
 }
 
 /// A monolithic push of no declared length goes through a resumable session, part by part

@@ -17,7 +17,7 @@ use marina_distribution::storage::StorageDriver;
 use marina_distribution::storage::backend::Backend;
 
 use common::content::{payload, sha256_digest};
-use common::fault_proxy::{Fault, gcs_driver_behind_proxy};
+use common::fault_proxy::{Fault, STALL_ENDED_BY_TIMEOUT, gcs_driver_behind_proxy};
 use common::gcs::{PART, assert_only_blob_and_link, chunked, driver, objects};
 use common::storage_io::read_all;
 
@@ -73,14 +73,18 @@ async fn a_declared_length_is_one_streamed_upload_and_nothing_else() {
     assert_eq!(objects(&config, "").await.len(), 2);
 }
 
-/// Each kind of store fault aimed at the streamed media upload: the upload is sent again from
-/// the spill file and the push succeeds with exactly its bytes stored.
+/// Each kind of store fault aimed at the streamed media upload, a store that stops answering
+/// once it has the body included: the upload is sent again from the spill file (after the
+/// request timeout, 1 s here, for the stalls) and the push succeeds with exactly its bytes
+/// stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_faulted_streamed_upload_is_sent_again_from_its_spill_file() {
-    let config = gcs_or_skip!("spill");
+    let mut config = gcs_or_skip!("spill");
+    config.request_timeout_secs = Some(1);
     let (proxy, d) = gcs_driver_behind_proxy(&config, 17).await;
     let repo = RepositoryName::parse("spill/app").unwrap();
-    for (i, fault) in Fault::ALL.into_iter().enumerate() {
+    for (i, fault) in Fault::ALL.into_iter().chain(Fault::STALLS).enumerate() {
+        let started = std::time::Instant::now();
         let content = Bytes::from(payload(2 * PART as usize + i, 60 + i as u8));
         let digest = sha256_digest(&content);
         // The media upload names the object in its query: `...&name=<prefix>%2Fblobs...<hex>`.
@@ -98,5 +102,8 @@ async fn a_faulted_streamed_upload_is_sent_again_from_its_spill_file() {
             "{fault:?} was not injected"
         );
         assert_eq!(read_all(&d, &repo, &digest).await, content, "{fault:?}");
+        // Not the proxy giving up on a stall (after a minute): the timeout ended it.
+        let took = started.elapsed();
+        assert!(took < STALL_ENDED_BY_TIMEOUT, "{fault:?}: {took:?}");
     }
 }

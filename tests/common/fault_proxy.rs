@@ -13,7 +13,9 @@
 //!
 //! The rest is relayed as is, with keep-alive. Each decision uses a seeded generator, so a
 //! run is repeatable for a given order of requests. A test can also aim one fault at the
-//! next request of a kind ([`FaultProxy::fault_next`]).
+//! next request of a kind ([`FaultProxy::fault_next`]), including two that are never drawn
+//! at random: a store that stops answering, before the response or in the middle of its
+//! body, and holds the connection open (for a minute at most, or until the client closes it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,17 +35,32 @@ pub enum Fault {
     ResetBeforeResponse,
     /// Connection closed after part of the response.
     ResetMidResponse,
+    /// No response at all; the connection stays open (aimed only).
+    StallBeforeResponse,
+    /// Half the response, then nothing; the connection stays open (aimed only).
+    StallMidResponse,
 }
 
 impl Fault {
-    /// Every kind, in the order of [`FaultCounts::injected`].
+    /// Every kind drawn at random, in the order of [`FaultCounts::injected`].
     pub const ALL: [Self; 4] = [
         Self::SlowDown,
         Self::Internal,
         Self::ResetBeforeResponse,
         Self::ResetMidResponse,
     ];
+
+    /// The stalls, which are only ever aimed.
+    pub const STALLS: [Self; 2] = [Self::StallBeforeResponse, Self::StallMidResponse];
 }
+
+/// How long a stalled connection is held at most.
+const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Less than an operation takes when only the proxy's end of a [stall](Fault::STALLS) ends
+/// it: an operation that met a stall and returned sooner was ended by the driver's own
+/// request timeout.
+pub const STALL_ENDED_BY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How many requests the proxy saw and how many of each fault it injected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,7 +68,7 @@ pub struct FaultCounts {
     /// Requests received.
     pub requests: u64,
     /// Per fault, in the order of [`Fault`]'s variants.
-    pub injected: [u64; 4],
+    pub injected: [u64; 6],
 }
 
 impl FaultCounts {
@@ -68,7 +85,7 @@ struct State {
     rate_ppm: AtomicU64,
     rng: AtomicU64,
     requests: AtomicU64,
-    injected: [AtomicU64; 4],
+    injected: [AtomicU64; 6],
     /// A fault for the next request that matches, beside the random ones.
     targeted: std::sync::Mutex<Option<Targeted>>,
     /// A request (method, target) whose repeats are answered `404 NoSuchUpload`.
@@ -292,17 +309,19 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
                 false
             }
             Some(Fault::ResetMidResponse) => {
-                if let Some(response) = forward(&state, &request).await {
-                    let (head, body) = response;
-                    let cut = if body.is_empty() {
-                        &head[..head.len() / 2]
-                    } else {
-                        let _ = socket.write_all(&head).await;
-                        &body[..body.len() / 2]
-                    };
-                    let _ = socket.write_all(cut).await;
-                    let _ = socket.flush().await;
+                write_half_response(&state, &request, &mut socket).await;
+                false
+            }
+            Some(Fault::StallBeforeResponse) => {
+                if state.draw().is_multiple_of(2) {
+                    let _ = forward(&state, &request).await;
                 }
+                hold(&mut socket).await;
+                false
+            }
+            Some(Fault::StallMidResponse) => {
+                write_half_response(&state, &request, &mut socket).await;
+                hold(&mut socket).await;
                 false
             }
             None => match forward(&state, &request).await {
@@ -316,6 +335,30 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
             return;
         }
     }
+}
+
+/// Forwards the request and writes half its response: the head and half the body, or half
+/// the head when there is no body.
+async fn write_half_response(state: &State, request: &Request, socket: &mut TcpStream) {
+    if let Some((head, body)) = forward(state, request).await {
+        let cut = if body.is_empty() {
+            &head[..head.len() / 2]
+        } else {
+            let _ = socket.write_all(&head).await;
+            &body[..body.len() / 2]
+        };
+        let _ = socket.write_all(cut).await;
+        let _ = socket.flush().await;
+    }
+}
+
+/// Keeps a connection open without answering until the client closes it, or [`STALL`].
+async fn hold(socket: &mut TcpStream) {
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(STALL, async {
+        while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Reads one request (head and body, by `Content-Length` or chunked); `None` at the end of

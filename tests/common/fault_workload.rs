@@ -278,7 +278,7 @@ pub async fn faults_lose_and_corrupt_nothing(
     let (lost, corrupt_after) = lost_or_corrupt(server, repo, &acked).await;
     eprintln!(
         "fault rate {rate}: {} {store} requests, {} faulted {:?} (503, 500, reset before, reset \
-         midway); client operations: {} ok, {} failed ({} refused 503, {} cut, {} unclean), \
+         midway, stalls); client operations: {} ok, {} failed ({} refused 503, {} cut, {} unclean), \
          {} corrupt pulls; after: {lost} lost, {corrupt_after} corrupt; {:.1} s",
         faulted.requests,
         faulted.faults(),
