@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::fault_proxy::{Fault, FaultProxy};
 use std::time::Duration;
 
 use common::observe::{self, value};
@@ -466,4 +467,50 @@ fn rand_suffix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Store requests sent again after a transient failure are counted by driver
+/// (`marina_storage_retries_total`): one `503 SlowDown` aimed at one request of a push
+/// through a fault proxy, on S3 (retried by the SDK) and on GCS (by the driver), is counted
+/// once, and the push succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_retries_are_counted_by_driver() {
+    // (driver, storage behind a fault proxy, the method of the store's writes)
+    let mut stores: Vec<(&str, StorageConfig, FaultProxy, &'static str)> = Vec::new();
+    if let Ok(endpoint) = std::env::var("S3_ENDPOINT") {
+        let env = StorageConfig::default()
+            .apply_env()
+            .expect("S3_* variables");
+        let mut s3 = env.s3.expect("S3_ENDPOINT is set");
+        common::ensure_bucket(&StorageConfig::s3(s3.clone())).await;
+        let proxy = FaultProxy::start(&endpoint, 0.0, 3).await;
+        s3.endpoint = Some(proxy.url.clone());
+        s3.prefix = Some(format!("retries-{:x}", rand_suffix()));
+        stores.push(("s3", StorageConfig::s3(s3), proxy, "PUT"));
+    } else {
+        eprintln!("NOTE: S3_ENDPOINT is not set: the S3 case was SKIPPED");
+    }
+    #[cfg(feature = "gcs")]
+    match common::gcs::config("metrics", "retries") {
+        Some(mut gcs) => {
+            let proxy = FaultProxy::start(gcs.endpoint(), 0.0, 5).await;
+            gcs.endpoint = Some(proxy.url.clone());
+            stores.push(("gcs", StorageConfig::gcs(gcs), proxy, "POST"));
+        }
+        None => eprintln!("NOTE: GCS_ENDPOINT is not set: the GCS case was SKIPPED"),
+    }
+    for (name, config, proxy, write) in stores {
+        let reg = observe::start(config, None, None).await;
+        let driver = format!("driver=\"{name}\"");
+        let retries = |m: &str| sum(m, "marina_storage_retries_total", &[&driver]);
+        assert_eq!(retries(&reg.scrape().await), 0.0, "{name}");
+        proxy.fault_next(write, "", Fault::SlowDown);
+        reg.server.push_image("demo/app", "v1", 1).await;
+        assert!(
+            proxy.targeted_fault_injected(),
+            "{name}: no write was faulted"
+        );
+        let m = reg.scrape().await;
+        assert_eq!(retries(&m), 1.0, "{name}: {m}");
+    }
 }

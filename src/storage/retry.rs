@@ -12,6 +12,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable as _};
 
 use crate::error::{Error, Result};
+use crate::observe::metrics::RetryCounter;
 
 /// Attempts of one request in all, the first one included.
 pub(crate) const ATTEMPTS: usize = 4;
@@ -30,10 +31,11 @@ pub(crate) fn backoff() -> ExponentialBuilder {
 /// Runs `send` until it succeeds, fails with an error retrying cannot help
 /// ([`Error::is_retryable`]), or [`ATTEMPTS`] are spent; the last error is returned.
 /// `driver` and `request` (`"object metadata"`) name the request in the debug log of each
-/// retry.
+/// retry, which `retries` counts.
 pub(crate) async fn retried<T, F, Fut>(
     driver: &'static str,
     request: &'static str,
+    retries: &RetryCounter,
     send: F,
 ) -> Result<T>
 where
@@ -44,6 +46,7 @@ where
         .sleep(tokio::time::sleep)
         .when(Error::is_retryable)
         .notify(|error, pause| {
+            retries.count();
             tracing::debug!(driver, request, %error, ?pause, "store request failed; sending it again");
         })
         .await
@@ -80,7 +83,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn transient_failures_are_sent_again_until_success_or_the_last_attempt() {
         let sent = AtomicUsize::new(0);
-        let ok = retried("test", "read", || async {
+        let ok = retried("test", "read", &RetryCounter::default(), || async {
             match sent.fetch_add(1, Ordering::Relaxed) {
                 0 | 1 => Err(transient()),
                 n => Ok(n),
@@ -90,7 +93,7 @@ mod tests {
         assert_eq!(ok.unwrap(), 2);
 
         sent.store(0, Ordering::Relaxed);
-        let failed: Result<()> = retried("test", "read", || async {
+        let failed: Result<()> = retried("test", "read", &RetryCounter::default(), || async {
             sent.fetch_add(1, Ordering::Relaxed);
             Err(transient())
         })
@@ -102,7 +105,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_permanent_failure_is_not_sent_again() {
         let sent = AtomicUsize::new(0);
-        let failed: Result<()> = retried("test", "read", || async {
+        let failed: Result<()> = retried("test", "read", &RetryCounter::default(), || async {
             sent.fetch_add(1, Ordering::Relaxed);
             Err(Error::backend("test", "HTTP 403"))
         })

@@ -34,6 +34,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
+use crate::observe::metrics::RetryCounter;
 use crate::oci::Digest;
 use crate::storage::deadline::RequestTimeout;
 use crate::storage::retry;
@@ -66,6 +67,7 @@ pub(crate) async fn put_streamed<S, F, Fut>(
     size: u64,
     body: S,
     timeout: RequestTimeout,
+    retries: &RetryCounter,
     send: F,
 ) -> Result<()>
 where
@@ -104,9 +106,13 @@ where
     tracing::debug!(driver, %digest, error = %first, "streamed write failed; sending it again from the spill file");
     // A file body is not one the stores' clients retry by themselves.
     let spill = &spill;
-    retry::retried(driver, "blob write from the spill file", || async {
-        send(PutBody::Spilled(spill.reopen(driver).await?)).await
-    })
+    retries.count();
+    retry::retried(
+        driver,
+        "blob write from the spill file",
+        retries,
+        || async { send(PutBody::Spilled(spill.reopen(driver).await?)).await },
+    )
     .await
 }
 

@@ -31,6 +31,7 @@
 //! | `marina_http_requests_in_flight` | gauge | |
 //! | `marina_storage_operations_total` | counter | `driver`, `operation`, `outcome` (`ok`, `rejected`, `unavailable`, `failed`) |
 //! | `marina_storage_operation_duration_seconds` | histogram | `driver`, `operation` |
+//! | `marina_storage_retries_total` | counter | `driver` (store requests sent again after a transient failure) |
 //! | `marina_upload_sessions_started_total` | counter | |
 //! | `marina_upload_sessions_closed_total` | counter | `outcome` (`committed`, `cancelled`, `expired`) |
 //! | `marina_upload_sessions_open` | gauge | |
@@ -61,7 +62,7 @@ pub use crate::storage::layers::Outcome;
 pub use http::{HttpMetrics, InFlight};
 pub use lifecycle::{CacheCounters, CacheMetrics, GcMetrics, UploadMetrics};
 pub use notify::{NotificationEndpointMetrics, NotificationMetrics};
-pub use storage::{StorageMetrics, StorageObserver};
+pub use storage::{RetryCounter, StorageMetrics, StorageObserver};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output: the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;

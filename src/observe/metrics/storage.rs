@@ -36,6 +36,11 @@ struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriverLabels {
+    driver: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LatencyLabels {
     driver: &'static str,
     operation: &'static str,
@@ -57,6 +62,7 @@ fn latency_histogram() -> Histogram {
 pub struct StorageMetrics {
     operations: Family<OperationLabels, Counter>,
     durations: HistogramFamily,
+    retries: Family<DriverLabels, Counter>,
 }
 
 impl StorageMetrics {
@@ -74,10 +80,28 @@ impl StorageMetrics {
             Unit::Seconds,
             durations.clone(),
         );
+        let retries = Family::default();
+        registry.register(
+            "storage_retries",
+            "Store requests sent again after a transient failure (throttling, 5xx, a broken \
+             or unanswered connection), by driver",
+            retries.clone(),
+        );
         Self {
             operations,
             durations,
+            retries,
         }
+    }
+
+    /// The counter of the store requests `driver` (a [`Backend::NAME`]) sends again,
+    /// created at zero.
+    ///
+    /// [`Backend::NAME`]: crate::storage::backend::Backend::NAME
+    pub fn retry_counter(&self, driver: &'static str) -> RetryCounter {
+        RetryCounter(Some(
+            self.retries.get_or_create(&DriverLabels { driver }).clone(),
+        ))
     }
 
     /// The observer recording the operations of `driver` (a [`Backend::NAME`]): every
@@ -142,6 +166,26 @@ impl Observer for StorageObserver {
         series.outcomes[o.outcome as usize].inc();
         if let Some(elapsed) = o.elapsed {
             series.latency.observe(elapsed.as_secs_f64());
+        }
+    }
+}
+
+/// Where an object-store driver counts the requests it sends again
+/// ([`StorageMetrics::retry_counter`]); the default counts nothing (metrics off).
+#[derive(Debug, Clone, Default)]
+pub struct RetryCounter(Option<Counter>);
+
+impl RetryCounter {
+    /// Whether it counts anything.
+    pub fn is_counting(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// One request sent again.
+    #[inline]
+    pub fn count(&self) {
+        if let Some(counter) = &self.0 {
+            counter.inc();
         }
     }
 }

@@ -82,6 +82,15 @@ impl Default for EngineOptions {
 pub type Observed<B> = Instrumented<B, StorageObserver>;
 
 impl EngineOptions {
+    /// Where a driver built with these options counts the store requests it sends again
+    /// (nothing without metrics).
+    pub fn retry_counter(&self, driver: &'static str) -> crate::observe::metrics::RetryCounter {
+        self.metrics
+            .as_ref()
+            .map(|m| m.storage().retry_counter(driver))
+            .unwrap_or_default()
+    }
+
     /// `inner` instrumented, its operations recorded into [`EngineOptions::metrics`] under
     /// its driver's name: the one place where drivers get their metrics.
     pub fn instrument<B: Backend>(&self, inner: B) -> Observed<B> {

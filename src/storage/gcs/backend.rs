@@ -1,5 +1,6 @@
 //! [`GcsBackend`] and the [`GcsDriver`] assembled over it.
 
+use crate::observe::metrics::RetryCounter;
 use crate::storage::deadline::RequestTimeout;
 use bytes::Bytes;
 use futures::Stream;
@@ -48,7 +49,8 @@ impl GcsDriver {
     }
 
     /// The driver over a backend built by the caller (e.g. with a smaller part size).
-    pub fn from_backend(backend: GcsBackend, options: EngineOptions) -> Self {
+    pub fn from_backend(mut backend: GcsBackend, options: EngineOptions) -> Self {
+        backend.retries = options.retry_counter(GcsBackend::NAME);
         Engine::new(options.instrument(Resumable::new(backend)), options)
     }
 }
@@ -77,6 +79,8 @@ pub struct GcsBackend {
     pub(super) single_put_limit: u64,
     /// How long GCS may take to answer (see [`deadline`](crate::storage::deadline)).
     pub(super) request_timeout: RequestTimeout,
+    /// Counts the requests sent again (`marina_storage_retries_total`).
+    pub(super) retries: RetryCounter,
 }
 
 impl GcsBackend {
@@ -91,6 +95,7 @@ impl GcsBackend {
             part_size: DEFAULT_PART_SIZE,
             single_put_limit: config.single_put_limit(),
             request_timeout: config.request_timeout(),
+            retries: RetryCounter::default(),
         })
     }
 

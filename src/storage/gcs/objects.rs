@@ -5,7 +5,7 @@
 //! # Retries
 //!
 //! The client crate retries nothing, so every request here that may be sent twice goes
-//! through [`retried`] (up to four attempts while GCS answers 408, 429 or 5xx, the
+//! through [`GcsBackend::retried`] (up to four attempts while GCS answers 408, 429 or 5xx, the
 //! connection fails, or an attempt goes unanswered in time ([`deadline`](crate::storage::deadline)); see [`error`] for
 //! the classification). That is every request but the
 //! streamed media upload of a monolithic push, which `streamed_put` sends again from its
@@ -48,22 +48,6 @@ use crate::oci::ByteRange;
 use crate::storage::deadline::RequestTimeout;
 use crate::storage::retry;
 
-/// [`retry::retried`] for this driver: sends a request of kind `request` again while it
-/// fails transiently, each attempt failing (transiently) when unanswered after `limit`.
-pub(super) async fn retried<T, Fut>(
-    request: &'static str,
-    limit: Duration,
-    mut send: impl FnMut() -> Fut,
-) -> Result<T>
-where
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    retry::retried(error::DRIVER, request, || {
-        RequestTimeout::bound(limit, error::DRIVER, request, send())
-    })
-    .await
-}
-
 /// Content type of every object the driver writes.
 pub(crate) const CONTENT_TYPE: &str = "application/octet-stream";
 
@@ -81,6 +65,23 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 impl GcsBackend {
+    /// [`retry::retried`] for this driver: sends a request of kind `request` again while it
+    /// fails transiently, each attempt failing (transiently) when unanswered after `limit`.
+    pub(super) async fn retried<T, Fut>(
+        &self,
+        request: &'static str,
+        limit: Duration,
+        mut send: impl FnMut() -> Fut,
+    ) -> Result<T>
+    where
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        retry::retried(error::DRIVER, request, &self.retries, || {
+            RequestTimeout::bound(limit, error::DRIVER, request, send())
+        })
+        .await
+    }
+
     fn upload_request(&self, if_generation_match: Option<i64>) -> UploadObjectRequest {
         UploadObjectRequest {
             bucket: self.bucket.clone(),
@@ -147,7 +148,7 @@ impl GcsBackend {
     ) -> Result<Option<(Bytes, Option<i64>)>> {
         let timeout = self.request_timeout;
         // The attempt's headers are bounded by `retried`, its body by its own length.
-        retried("media download", timeout.answer(), || async move {
+        self.retried("media download", timeout.answer(), || async move {
             let Some(response) = self.download_once(object, None).await? else {
                 return Ok(None);
             };
@@ -175,10 +176,11 @@ impl GcsBackend {
         object: &str,
         range: Option<ByteRange>,
     ) -> Result<Option<GcsReader>> {
-        let response = retried("media download", self.request_timeout.answer(), || {
-            self.download_once(object, range)
-        })
-        .await?;
+        let response = self
+            .retried("media download", self.request_timeout.answer(), || {
+                self.download_once(object, range)
+            })
+            .await?;
         Ok(response.map(|response| {
             GcsReader::new(
                 response,
@@ -192,7 +194,7 @@ impl GcsBackend {
     /// the new object, never a mix), sent again when it fails transiently.
     pub(crate) async fn put_bytes(&self, object: &str, body: Bytes) -> Result<()> {
         let len = body.len() as u64;
-        retried("media upload", self.request_timeout.with_body(len), || {
+        self.retried("media upload", self.request_timeout.with_body(len), || {
             self.upload_media(object, body.clone(), len, None)
         })
         .await
@@ -251,7 +253,7 @@ impl GcsBackend {
             ..Object::default()
         }));
         let limit = self.request_timeout.with_body(body.len() as u64);
-        retried("multipart upload", limit, || async {
+        self.retried("multipart upload", limit, || async {
             match self
                 .conn
                 .client
@@ -273,7 +275,7 @@ impl GcsBackend {
             object: object.to_owned(),
             ..DeleteObjectRequest::default()
         };
-        retried("delete", self.request_timeout.answer(), || async {
+        self.retried("delete", self.request_timeout.answer(), || async {
             match self.conn.client.delete_object(&request).await {
                 Ok(()) => Ok(()),
                 Err(e) if error::is_not_found(&e) => Ok(()),
@@ -290,7 +292,7 @@ impl GcsBackend {
             object: object.to_owned(),
             ..GetObjectRequest::default()
         };
-        retried("object metadata", self.request_timeout.answer(), || async {
+        self.retried("object metadata", self.request_timeout.answer(), || async {
             match self.conn.client.get_object(&request).await {
                 Ok(o) => Ok(Some(u64::try_from(o.size).unwrap_or(0))),
                 Err(e) if error::is_not_found(&e) => Ok(None),
@@ -317,7 +319,7 @@ impl GcsBackend {
             max_results: Some(max.clamp(1, MAX_PAGE) as i32),
             ..ListObjectsRequest::default()
         };
-        retried("list", self.request_timeout.answer(), || async {
+        self.retried("list", self.request_timeout.answer(), || async {
             self.conn
                 .client
                 .list_objects(&request)
@@ -394,7 +396,7 @@ impl GcsBackend {
             max_results: Some(1),
             ..ListObjectsRequest::default()
         };
-        retried("list", self.request_timeout.answer(), || async {
+        self.retried("list", self.request_timeout.answer(), || async {
             match self.conn.client.list_objects(&request).await {
                 Ok(_) => Ok(()),
                 Err(e) if error::is_not_found(&e) => Err(crate::error::Error::Config {
@@ -445,7 +447,7 @@ impl GcsBackend {
         // GCS assembles the sources before it answers: their total size is not known here,
         // so compose gets the time of one part's body on top of the answer.
         let limit = self.request_timeout.with_body(self.part_size);
-        retried("compose", limit, || async {
+        self.retried("compose", limit, || async {
             match self.conn.client.compose_object(&request).await {
                 Ok(_) => Ok(true),
                 Err(e) if once && error::is_precondition_failed(&e) => Ok(false),

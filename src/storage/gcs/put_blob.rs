@@ -42,6 +42,7 @@ impl GcsBackend {
             size,
             body,
             self.request_timeout,
+            &self.retries,
             move |body| async move {
                 // `false` (412): the blob exists already, content-addressed, so the same bytes.
                 match body {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::GcsBackend;
 use super::error::{self, corrupt, translate};
-use super::objects::{CONTENT_TYPE, MAX_COMPOSE, retried};
+use super::objects::{CONTENT_TYPE, MAX_COMPOSE};
 use super::parts::{Part, Parts};
 use crate::error::{Error, Result};
 use crate::oci::Digest;
@@ -250,14 +250,15 @@ impl GcsBackend {
         // Sent again when it fails transiently: a session whose answer was lost is never
         // used, and GCS discards it after a week.
         let limit = self.request_timeout.answer();
-        let session = retried("resumable session start", limit, || async {
-            self.conn
-                .client
-                .prepare_resumable_upload(&request, &upload)
-                .await
-                .map_err(|e| translate("resumable session start", &object, e))
-        })
-        .await?;
+        let session = self
+            .retried("resumable session start", limit, || async {
+                self.conn
+                    .client
+                    .prepare_resumable_upload(&request, &upload)
+                    .await
+                    .map_err(|e| translate("resumable session start", &object, e))
+            })
+            .await?;
         state.session = Some(session.url().to_owned());
         Ok(session.url().to_owned())
     }

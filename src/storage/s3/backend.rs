@@ -21,6 +21,7 @@ use crate::storage::{
 use super::reader::S3Reader;
 use super::upload::S3UploadState;
 use super::{client, error, keys, upload};
+use crate::observe::metrics::RetryCounter;
 use crate::storage::deadline::RequestTimeout;
 
 /// The S3 storage driver: the engine over the instrumented S3 backend, whose blob reads
@@ -45,6 +46,7 @@ impl S3Driver {
 
     /// The driver over a backend built by the caller ([`S3Backend::connect_with`]).
     pub fn from_backend(backend: S3Backend, options: EngineOptions) -> Self {
+        let backend = backend.counting_retries(options.retry_counter(S3Backend::NAME));
         Engine::new(options.instrument(Resumable::new(backend)), options)
     }
 }
@@ -81,6 +83,9 @@ pub struct S3Backend {
     pub(super) single_put_sizes: Option<SizeRange>,
     /// How long the store may take to answer (see [`super::client`]).
     pub(super) request_timeout: RequestTimeout,
+    /// Counts the requests sent again, by the SDK or by the driver
+    /// (`marina_storage_retries_total`).
+    pub(super) retries: RetryCounter,
 }
 
 impl S3Backend {
@@ -157,7 +162,18 @@ impl S3Backend {
             copy_part_size: upload::COPY_PART_SIZE,
             single_put_sizes: config.single_put_sizes(),
             request_timeout: config.request_timeout(),
+            retries: RetryCounter::default(),
         }
+    }
+
+    /// Counts the requests sent again into `retries`: the SDK's own retries (through
+    /// `client::CountRetries`) and the driver's.
+    pub(super) fn counting_retries(mut self, retries: RetryCounter) -> Self {
+        if retries.is_counting() {
+            self.client = client::counting_retries(&self.client, retries.clone());
+        }
+        self.retries = retries;
+        self
     }
 
     /// Writes upload session records conditionally (`If-Match`) or not; see

@@ -15,6 +15,7 @@
 //!   attempt timeout, a transient error it retries); requests with a body get a second per
 //!   MiB more, and the streamed first attempt of a monolithic push none (`attempt_limit`;
 //!   see [`deadline`](crate::storage::deadline)).
+//! - Metrics: every attempt after a request's first is counted (`CountRetries`).
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::Client;
@@ -22,6 +23,14 @@ use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+use crate::observe::metrics::RetryCounter;
 use crate::storage::{S3ChecksumPolicy, S3Config};
 
 /// Region used when neither the configuration nor the environment names one.
@@ -83,4 +92,41 @@ pub(super) fn attempt_limit(
         None => timeouts.disable_operation_attempt_timeout(),
     };
     aws_sdk_s3::config::Builder::default().timeout_config(timeouts.build())
+}
+
+/// The SDK interceptor that counts the attempts it makes after a request's first (its own
+/// retries: throttling, 5xx, broken or unanswered connections).
+#[derive(Debug)]
+pub(super) struct CountRetries(RetryCounter);
+
+impl Intercept for CountRetries {
+    fn name(&self) -> &'static str {
+        "marina::CountRetries"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg
+            .load::<RequestAttempts>()
+            .is_some_and(|attempts| attempts.attempts() > 1)
+        {
+            self.0.count();
+        }
+        Ok(())
+    }
+}
+
+/// `client` with [`CountRetries`] into `retries` (the same connections and settings).
+pub(super) fn counting_retries(client: &Client, retries: RetryCounter) -> Client {
+    Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .interceptor(CountRetries(retries))
+            .build(),
+    )
 }

@@ -67,6 +67,7 @@ impl S3Backend {
                 Ok(body) => return Ok(Some((body.into_bytes(), etag))),
                 Err(e) => match pauses.next() {
                     Some(pause) => {
+                        self.retries.count();
                         tracing::debug!(key, error = %e, ?pause, "GetObject body broke off; reading again");
                         tokio::time::sleep(pause).await;
                     }

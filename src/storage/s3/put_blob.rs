@@ -41,6 +41,7 @@ impl S3Backend {
             size,
             body,
             self.request_timeout,
+            &self.retries,
             move |body| async move {
                 // The client's body goes at the client's pace; a resend at the store's.
                 let (body, limit) = match body {
