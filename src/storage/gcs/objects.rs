@@ -5,12 +5,13 @@
 //! # Retries
 //!
 //! The client crate retries nothing, so every request here that may be sent twice goes
-//! through [`GcsBackend::retried`] (up to four attempts while GCS answers 408, 429 or 5xx, the
-//! connection fails, or an attempt goes unanswered in time ([`deadline`](crate::storage::deadline)); see [`error`] for
-//! the classification). That is every request but the
-//! streamed media upload of a monolithic push, which `streamed_put` sends again from its
-//! spill file (the requests of resumable sessions are in `upload.rs`: their start is
-//! retried, their chunks are not; see `docs/gcs.md`). Why sending again is safe:
+//! through [`GcsBackend::retried`] (up to four attempts while GCS answers 408, 429 or 5xx,
+//! the connection fails, or an attempt goes unanswered in time, see
+//! [`deadline`](crate::storage::deadline); see [`error`] for the classification). That is
+//! every request but the streamed media upload of a monolithic push, which `streamed_put`
+//! sends again from its spill file (the requests of resumable sessions are in `upload.rs`:
+//! their start is retried, their chunks are not; see `docs/gcs.md`). Why sending again is
+//! safe:
 //!
 //! - **Reads** (media downloads, metadata, listings) change nothing. A whole-object read is
 //!   sent again when its body breaks off too; a streamed read only when it cannot be opened
@@ -147,25 +148,37 @@ impl GcsBackend {
         object: &str,
     ) -> Result<Option<(Bytes, Option<i64>)>> {
         let timeout = self.request_timeout;
-        // The attempt's headers are bounded by `retried`, its body by its own length.
-        self.retried("media download", timeout.answer(), || async move {
-            let Some(response) = self.download_once(object, None).await? else {
-                return Ok(None);
-            };
-            let generation = response
-                .headers()
-                .get("x-goog-generation")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            let limit = timeout.with_body(response.content_length().unwrap_or(0));
-            let bytes = RequestTimeout::bound(limit, error::DRIVER, "media download", async {
-                response
-                    .bytes()
-                    .await
-                    .map_err(|e| error::http("media download", object, e))
-            });
-            Ok(Some((bytes.await?, generation)))
-        })
+        // Each attempt's headers are bounded by the timeout, its body by its own length.
+        retry::retried(
+            error::DRIVER,
+            "media download",
+            &self.retries,
+            || async move {
+                let opened = self.download_once(object, None);
+                let opened = RequestTimeout::bound(
+                    timeout.answer(),
+                    error::DRIVER,
+                    "media download",
+                    opened,
+                );
+                let Some(response) = opened.await? else {
+                    return Ok(None);
+                };
+                let generation = response
+                    .headers()
+                    .get("x-goog-generation")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
+                let limit = timeout.with_body(response.content_length().unwrap_or(0));
+                let bytes = RequestTimeout::bound(limit, error::DRIVER, "media download", async {
+                    response
+                        .bytes()
+                        .await
+                        .map_err(|e| error::http("media download", object, e))
+                });
+                Ok(Some((bytes.await?, generation)))
+            },
+        )
         .await
     }
 
