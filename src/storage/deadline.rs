@@ -16,7 +16,13 @@
 //!   never while a slow client is still taking what was already read, and a failed read is
 //!   resumed where it stopped by the [`Resumable`](super::layers::Resumable) layer.
 //! - **Not bounded**: the first attempt of a streamed upload fed by a client's own body (a
-//!   monolithic push), whose pace is the client's; its resends from the spill file are.
+//!   monolithic push), whose pace is the client's (its resends from the spill file are); and
+//!   **deletes**. A delete abandoned for taking long may still be carried out by the store
+//!   later, after the operation returned: after a collection released its condemned set and
+//!   a push stored the object again, say, which the collection's cross-process argument
+//!   ([`lifecycle`](crate::storage::lifecycle)) does not allow. So a delete waits for its
+//!   answer (or for its connection to fail), as before; only a *failed* attempt is sent
+//!   again.
 
 // The timeout is configured with or without the object-store drivers; only they use the rest.
 #![cfg_attr(

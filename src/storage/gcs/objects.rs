@@ -288,7 +288,9 @@ impl GcsBackend {
             object: object.to_owned(),
             ..DeleteObjectRequest::default()
         };
-        self.retried("delete", self.request_timeout.answer(), || async {
+        // Never abandoned for taking long (see `deadline`): only a failed attempt is sent
+        // again.
+        retry::retried(error::DRIVER, "delete", &self.retries, || async {
             match self.conn.client.delete_object(&request).await {
                 Ok(()) => Ok(()),
                 Err(e) if error::is_not_found(&e) => Ok(()),

@@ -138,6 +138,9 @@ impl S3Backend {
                 .delete_objects()
                 .bucket(&self.bucket)
                 .delete(delete)
+                // Never abandoned for taking long: see `S3Backend::delete`.
+                .customize()
+                .config_override(super::client::attempt_limit(&self.client, None))
                 .send()
                 .await;
             match out {

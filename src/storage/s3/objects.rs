@@ -153,13 +153,17 @@ impl S3Backend {
             .then(|| client::attempt_limit(&self.client, Some(self.request_timeout.with_body(len))))
     }
 
-    /// Deletes an object; succeeds if it does not exist.
+    /// Deletes an object; succeeds if it does not exist. Never abandoned for taking long
+    /// (see [`deadline`](crate::storage::deadline): an abandoned delete could still be
+    /// carried out after the operation returned).
     pub(crate) async fn delete(&self, key: &str) -> Result<()> {
         match self
             .client
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
+            .customize()
+            .config_override(client::attempt_limit(&self.client, None))
             .send()
             .await
         {
