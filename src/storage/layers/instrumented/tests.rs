@@ -150,12 +150,18 @@ async fn calls_are_spans() {
         fn exit(&self, _: &Id) {}
     }
 
-    let spans = Spans::default();
-    let seen = Arc::clone(&spans.0);
-    let _default = tracing::subscriber::set_default(spans);
     let layer = Instrumented::new(InMemoryBackend::default());
     let repo = RepositoryName::parse("a/b").unwrap();
     let key = layout::tag(&repo, &Tag::parse("v1").unwrap());
+    // The span's callsite caches, process-wide, whether any subscriber wants it. Register it
+    // here, before this thread's subscriber exists, and have the interest computed again
+    // once it does: otherwise another test's thread registering it at the same moment may
+    // cache "nobody" (tracing-core computes it from the subscribers it knows of then).
+    layer.read(&key).await.unwrap();
+    let spans = Spans::default();
+    let seen = Arc::clone(&spans.0);
+    let _default = tracing::subscriber::set_default(spans);
+    tracing::callsite::rebuild_interest_cache();
     layer.read(&key).await.unwrap();
     let seen = seen.lock().unwrap();
     assert_eq!(
