@@ -16,13 +16,17 @@
 //! next request of a kind ([`FaultProxy::fault_next`]), including two that are never drawn
 //! at random: a store that stops answering, before the response or in the middle of its
 //! body, and holds the connection open (for a minute at most, or until the client closes it).
+//!
+//! [`FaultProxy::start_tls`] serves the same over TLS, as a store's HTTPS endpoint, with a
+//! certificate from a test CA; every proxy keeps what it saw of each request's signed payload
+//! ([`FaultProxy::seen`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// One kind of injected fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +94,22 @@ struct State {
     targeted: std::sync::Mutex<Option<Targeted>>,
     /// A request (method, target) whose repeats are answered `404 NoSuchUpload`.
     forgotten: std::sync::Mutex<Option<(String, String)>>,
+    /// Every request received, in order.
+    seen: std::sync::Mutex<Vec<SeenRequest>>,
+}
+
+/// What the proxy keeps of a request it received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenRequest {
+    /// `PUT`, `GET`, ...
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Its `x-amz-content-sha256` header (SigV4's payload hash, or `UNSIGNED-PAYLOAD` and
+    /// the streaming variants), if any.
+    pub payload_hash: Option<String>,
+    /// Bytes of body.
+    pub body_len: usize,
 }
 
 /// A fault set for the next request with `method` whose target contains `target_part`.
@@ -175,8 +195,46 @@ impl FaultProxy {
     /// Starts a proxy to `upstream` (`http://host:port`) faulting `rate` (0 to 1) of the
     /// requests, with decisions drawn from `seed`.
     pub async fn start(upstream: &str, rate: f64, seed: u64) -> Self {
+        Self::listen(upstream, rate, seed, None).await
+    }
+
+    /// [`Self::start`] serving HTTPS with `cert_pem`/`key_pem` (a server certificate for
+    /// `127.0.0.1`, as [`super::auth::pki`] makes): `url` is then `https://127.0.0.1:PORT`.
+    pub async fn start_tls(
+        upstream: &str,
+        rate: f64,
+        seed: u64,
+        cert_pem: &std::path::Path,
+        key_pem: &std::path::Path,
+    ) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(cert_pem)
+            .expect("certificate file")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certificate");
+        let key = PrivateKeyDer::from_pem_file(key_pem).expect("private key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Self::listen(upstream, rate, seed, Some(acceptor)).await
+    }
+
+    async fn listen(
+        upstream: &str,
+        rate: f64,
+        seed: u64,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().expect("addr"));
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -190,12 +248,26 @@ impl FaultProxy {
             injected: Default::default(),
             targeted: std::sync::Mutex::new(None),
             forgotten: std::sync::Mutex::new(None),
+            seen: std::sync::Mutex::new(Vec::new()),
         });
         let proxy_state = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 let _ = socket.set_nodelay(true);
-                tokio::spawn(serve(socket, proxy_state.clone()));
+                let state = proxy_state.clone();
+                match &tls {
+                    None => {
+                        tokio::spawn(serve(socket, state));
+                    }
+                    Some(acceptor) => {
+                        let handshake = acceptor.accept(socket);
+                        tokio::spawn(async move {
+                            if let Ok(socket) = handshake.await {
+                                serve(socket, state).await;
+                            }
+                        });
+                    }
+                }
             }
         });
         let proxy = Self { url, state, task };
@@ -250,6 +322,11 @@ impl FaultProxy {
             .is_none()
     }
 
+    /// Every request received so far, in order.
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.state.seen.lock().expect("seen requests").clone()
+    }
+
     /// The counts so far.
     pub fn counts(&self) -> FaultCounts {
         FaultCounts {
@@ -267,9 +344,23 @@ struct Request {
     body: bytes::Bytes,
 }
 
-async fn serve(mut socket: TcpStream, state: Arc<State>) {
+/// A connection the proxy serves: plain TCP or TLS.
+trait Socket: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Socket for S {}
+
+async fn serve(mut socket: impl Socket, state: Arc<State>) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     while let Some(request) = read_request(&mut socket, &mut buf).await {
+        state.seen.lock().expect("seen requests").push(SeenRequest {
+            method: request.method.clone(),
+            target: request.target.clone(),
+            payload_hash: request
+                .headers
+                .iter()
+                .find(|(name, _)| name == "x-amz-content-sha256")
+                .map(|(_, value)| value.clone()),
+            body_len: request.body.len(),
+        });
         let forgotten = matches!(
             state.forgotten.lock().expect("forgotten upload").as_ref(),
             Some((method, target)) if *method == request.method && *target == request.target
@@ -339,7 +430,7 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
 
 /// Forwards the request and writes half its response: the head and half the body, or half
 /// the head when there is no body.
-async fn write_half_response(state: &State, request: &Request, socket: &mut TcpStream) {
+async fn write_half_response(state: &State, request: &Request, socket: &mut impl Socket) {
     if let Some((head, body)) = forward(state, request).await {
         let cut = if body.is_empty() {
             &head[..head.len() / 2]
@@ -353,7 +444,7 @@ async fn write_half_response(state: &State, request: &Request, socket: &mut TcpS
 }
 
 /// Keeps a connection open without answering until the client closes it, or [`STALL`].
-async fn hold(socket: &mut TcpStream) {
+async fn hold(socket: &mut impl Socket) {
     let mut sink = [0u8; 4096];
     let _ = tokio::time::timeout(STALL, async {
         while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
@@ -363,7 +454,7 @@ async fn hold(socket: &mut TcpStream) {
 
 /// Reads one request (head and body, by `Content-Length` or chunked); `None` at the end of
 /// the connection. Answers `Expect: 100-continue` itself.
-async fn read_request(socket: &mut TcpStream, buf: &mut BytesMut) -> Option<Request> {
+async fn read_request(socket: &mut impl Socket, buf: &mut BytesMut) -> Option<Request> {
     let head_end = loop {
         if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break at;
@@ -407,7 +498,7 @@ async fn read_request(socket: &mut TcpStream, buf: &mut BytesMut) -> Option<Requ
     })
 }
 
-async fn read_chunked(socket: &mut TcpStream, buf: &mut BytesMut) -> Option<bytes::Bytes> {
+async fn read_chunked(socket: &mut impl Socket, buf: &mut BytesMut) -> Option<bytes::Bytes> {
     let mut body = BytesMut::new();
     loop {
         let line_end = loop {
@@ -479,7 +570,7 @@ async fn forward(state: &State, request: &Request) -> Option<(Vec<u8>, bytes::By
     Some((head.into_bytes(), body))
 }
 
-async fn write_error(socket: &mut TcpStream, status: u16, code: &str, message: &str) -> bool {
+async fn write_error(socket: &mut impl Socket, status: u16, code: &str, message: &str) -> bool {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
          <Message>{message}</Message><RequestId>injected</RequestId></Error>"

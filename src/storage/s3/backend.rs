@@ -72,6 +72,9 @@ pub struct S3Backend {
     pub(super) part_size: u64,
     pub(super) equal_parts: bool,
     pub(super) part_checksums: bool,
+    /// Whether large request bodies are hashed into their SigV4 signature; see
+    /// [`client::signs_payloads`].
+    pub(super) sign_payloads: bool,
     pub(super) copy_object_limit: u64,
     pub(super) copy_part_size: u64,
     /// Whether upload session records are written with `If-Match` (see
@@ -158,6 +161,7 @@ impl S3Backend {
             part_size: config.part_size(),
             equal_parts: config.equal_parts,
             part_checksums: config.checksum_policy() == S3ChecksumPolicy::WhenSupported,
+            sign_payloads: client::signs_payloads(config),
             copy_object_limit: upload::COPY_OBJECT_LIMIT,
             copy_part_size: upload::COPY_PART_SIZE,
             single_put_sizes: config.single_put_sizes(),

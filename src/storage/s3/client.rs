@@ -15,6 +15,11 @@
 //!   attempt timeout, a transient error it retries); requests with a body get a second per
 //!   MiB more, and the streamed first attempt of a monolithic push none (`attempt_limit`;
 //!   see [`deadline`](crate::storage::deadline)).
+//! - Payload signing: parts and bodies above 64 KiB are hashed into the signature only over
+//!   plain HTTP ([`signs_payloads`]).
+//! - TLS: the SDK's rustls client trusts the system's roots; a store whose certificate comes
+//!   from a private CA is trusted through `SSL_CERT_FILE` or `SSL_CERT_DIR` (read by
+//!   `rustls-native-certs` when the first client is built).
 //! - Metrics: every attempt after a request's first is counted (`CountRetries`).
 
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -72,6 +77,20 @@ pub(crate) fn build_with(config: &S3Config, shared: &SdkConfig) -> Client {
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
     }
     Client::from_conf(builder.build())
+}
+
+/// Whether `UploadPart` bodies and `PutObject` bodies above 64 KiB are hashed into
+/// their SigV4 signature (`x-amz-content-sha256`): only when the store is reached over plain
+/// HTTP, where nothing else protects them in transit. Over HTTPS (AWS, or a custom endpoint
+/// with `https://`), TLS protects them, the engine hashes every blob byte anyway to verify its
+/// digest, and a signed payload would hash each byte a second time before the request can
+/// start (the SDK signs in-memory bodies by default); they are sent `UNSIGNED-PAYLOAD`, as a
+/// streamed `PutObject` always is (its body cannot be hashed ahead).
+pub(super) fn signs_payloads(config: &S3Config) -> bool {
+    config
+        .endpoint
+        .as_deref()
+        .is_some_and(|endpoint| endpoint.starts_with("http://"))
 }
 
 /// The configuration override that gives each attempt of one request `limit` instead of the

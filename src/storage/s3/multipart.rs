@@ -40,7 +40,7 @@ impl S3Backend {
         bytes: Bytes,
     ) -> Result<UploadedPart> {
         let size = bytes.len() as u64;
-        let out = self
+        let request = self
             .client
             .upload_part()
             .bucket(&self.bucket)
@@ -53,9 +53,12 @@ impl S3Backend {
             .config_override(client::attempt_limit(
                 &self.client,
                 Some(self.request_timeout.with_body(size)),
-            ))
-            .send()
-            .await;
+            ));
+        let out = if self.sign_payloads {
+            request.send().await
+        } else {
+            request.disable_payload_signing().send().await
+        };
         let out = match out {
             Ok(out) => out,
             Err(e) => return Err(self.part_failure("UploadPart", &key, &upload_id, e).await),
