@@ -24,9 +24,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+mod http1;
+
+use http1::{Request, Socket, forward, read_request, write_error};
 
 /// One kind of injected fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,18 +340,6 @@ impl FaultProxy {
     }
 }
 
-/// A request as read from the client.
-struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: bytes::Bytes,
-}
-
-/// A connection the proxy serves: plain TCP or TLS.
-trait Socket: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Socket for S {}
-
 async fn serve(mut socket: impl Socket, state: Arc<State>) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     while let Some(request) = read_request(&mut socket, &mut buf).await {
@@ -395,7 +387,7 @@ async fn serve(mut socket: impl Socket, state: Arc<State>) {
             Some(Fault::ResetBeforeResponse) => {
                 // Half the time the server has taken the request in already.
                 if state.draw().is_multiple_of(2) {
-                    let _ = forward(&state, &request).await;
+                    let _ = forward(&state.client, &state.upstream, &request).await;
                 }
                 false
             }
@@ -405,7 +397,7 @@ async fn serve(mut socket: impl Socket, state: Arc<State>) {
             }
             Some(Fault::StallBeforeResponse) => {
                 if state.draw().is_multiple_of(2) {
-                    let _ = forward(&state, &request).await;
+                    let _ = forward(&state.client, &state.upstream, &request).await;
                 }
                 hold(&mut socket).await;
                 false
@@ -415,7 +407,7 @@ async fn serve(mut socket: impl Socket, state: Arc<State>) {
                 hold(&mut socket).await;
                 false
             }
-            None => match forward(&state, &request).await {
+            None => match forward(&state.client, &state.upstream, &request).await {
                 Some((head, body)) => {
                     socket.write_all(&head).await.is_ok() && socket.write_all(&body).await.is_ok()
                 }
@@ -431,7 +423,7 @@ async fn serve(mut socket: impl Socket, state: Arc<State>) {
 /// Forwards the request and writes half its response: the head and half the body, or half
 /// the head when there is no body.
 async fn write_half_response(state: &State, request: &Request, socket: &mut impl Socket) {
-    if let Some((head, body)) = forward(state, request).await {
+    if let Some((head, body)) = forward(&state.client, &state.upstream, request).await {
         let cut = if body.is_empty() {
             &head[..head.len() / 2]
         } else {
@@ -450,137 +442,6 @@ async fn hold(socket: &mut impl Socket) {
         while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
-}
-
-/// Reads one request (head and body, by `Content-Length` or chunked); `None` at the end of
-/// the connection. Answers `Expect: 100-continue` itself.
-async fn read_request(socket: &mut impl Socket, buf: &mut BytesMut) -> Option<Request> {
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at;
-        }
-        if socket.read_buf(buf).await.ok()? == 0 {
-            return None;
-        }
-    };
-    let head = String::from_utf8(buf.split_to(head_end + 4).to_vec()).ok()?;
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let (method, target) = (first.next()?.to_owned(), first.next()?.to_owned());
-    let headers: Vec<(String, String)> = lines
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    if header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
-        socket
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .ok()?;
-    }
-    let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        read_chunked(socket, buf).await?
-    } else {
-        let len: usize = header("content-length").map_or(Some(0), |v| v.parse().ok())?;
-        while buf.len() < len {
-            if socket.read_buf(buf).await.ok()? == 0 {
-                return None;
-            }
-        }
-        buf.split_to(len).freeze()
-    };
-    Some(Request {
-        method,
-        target,
-        headers,
-        body,
-    })
-}
-
-async fn read_chunked(socket: &mut impl Socket, buf: &mut BytesMut) -> Option<bytes::Bytes> {
-    let mut body = BytesMut::new();
-    loop {
-        let line_end = loop {
-            if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
-                break at;
-            }
-            if socket.read_buf(buf).await.ok()? == 0 {
-                return None;
-            }
-        };
-        let line = std::str::from_utf8(&buf[..line_end]).ok()?.to_owned();
-        buf.advance(line_end + 2);
-        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
-        while buf.len() < size + 2 {
-            if socket.read_buf(buf).await.ok()? == 0 {
-                return None;
-            }
-        }
-        body.extend_from_slice(&buf[..size]);
-        buf.advance(size + 2);
-        if size == 0 {
-            // (Trailers are not used by the clients under test.)
-            return Some(body.freeze());
-        }
-    }
-}
-
-/// Sends the request to the server; returns the response's head and body as bytes to write.
-async fn forward(state: &State, request: &Request) -> Option<(Vec<u8>, bytes::Bytes)> {
-    let method = reqwest::Method::from_bytes(request.method.as_bytes()).ok()?;
-    let mut outgoing = state.client.request(
-        method.clone(),
-        format!("{}{}", state.upstream, request.target),
-    );
-    // `Host` goes through as the client sent it: stores that check SigV4 signatures (Garage,
-    // AWS) verify it, and the client signed the proxy's address.
-    for (name, value) in &request.headers {
-        if !matches!(
-            name.as_str(),
-            "connection" | "expect" | "transfer-encoding" | "content-length"
-        ) {
-            outgoing = outgoing.header(name, value);
-        }
-    }
-    let response = outgoing.body(request.body.clone()).send().await.ok()?;
-    let status = response.status();
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let mut declared_len = None;
-    for (name, value) in response.headers() {
-        match name.as_str() {
-            "content-length" => declared_len = value.to_str().ok().map(str::to_owned),
-            "transfer-encoding" | "connection" => {}
-            _ => {
-                head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or("")));
-            }
-        }
-    }
-    let body = response.bytes().await.ok()?;
-    let len = if method == reqwest::Method::HEAD {
-        declared_len.unwrap_or_else(|| "0".into())
-    } else {
-        body.len().to_string()
-    };
-    head.push_str(&format!("Content-Length: {len}\r\n\r\n"));
-    Some((head.into_bytes(), body))
-}
-
-async fn write_error(socket: &mut impl Socket, status: u16, code: &str, message: &str) -> bool {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
-         <Message>{message}</Message><RequestId>injected</RequestId></Error>"
-    );
-    let response = format!(
-        "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    socket.write_all(response.as_bytes()).await.is_ok()
 }
 
 /// A GCS driver (as [`super::gcs::driver`] makes it) on `config` whose requests go through a
