@@ -81,6 +81,8 @@ mod put_blob;
 #[cfg(feature = "gcs")]
 pub mod reader;
 #[cfg(feature = "gcs")]
+mod session;
+#[cfg(feature = "gcs")]
 pub mod upload;
 
 #[cfg(feature = "gcs")]

@@ -16,7 +16,7 @@
 //!   MiB more, and the streamed first attempt of a monolithic push none (`attempt_limit`;
 //!   see [`deadline`](crate::storage::deadline)).
 //! - Payload signing: parts and bodies above 64 KiB are hashed into the signature only over
-//!   plain HTTP ([`signs_payloads`]).
+//!   plain HTTP (`signs_payloads`).
 //! - TLS: the SDK's rustls client trusts the system's roots; a store whose certificate comes
 //!   from a private CA is trusted through `SSL_CERT_FILE` or `SSL_CERT_DIR` (read by
 //!   `rustls-native-certs` when the first client is built).
