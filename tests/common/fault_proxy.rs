@@ -17,6 +17,9 @@
 //! at random: a store that stops answering, before the response or in the middle of its
 //! body, and holds the connection open (for a minute at most, or until the client closes it).
 //!
+//! It answers the status queries of GCS resumable sessions itself, as GCS would, since the
+//! GCS test server finalizes the object instead ([`sessions`]).
+//!
 //! [`FaultProxy::start_tls`] serves the same over TLS, as a store's HTTPS endpoint, with a
 //! certificate from a test CA; every proxy keeps what it saw of each request's signed payload
 //! ([`FaultProxy::seen`]).
@@ -29,6 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 mod http1;
+mod sessions;
 
 use http1::{Request, Socket, forward, read_request, write_error};
 
@@ -100,6 +104,8 @@ struct State {
     forgotten: std::sync::Mutex<Option<(String, String)>>,
     /// Every request received, in order.
     seen: std::sync::Mutex<Vec<SeenRequest>>,
+    /// What each GCS resumable session holds, for its status queries.
+    sessions: sessions::Sessions,
 }
 
 /// What the proxy keeps of a request it received.
@@ -142,6 +148,14 @@ impl Targeted {
 }
 
 impl State {
+    /// Sends the request on to the server (see [`forward`]), noting what a GCS session's
+    /// answer says it holds.
+    async fn relay(&self, request: &Request) -> Option<(Vec<u8>, bytes::Bytes)> {
+        let (head, body) = forward(&self.client, &self.upstream, request).await?;
+        self.sessions.note(request, &head, &body);
+        Some((head, body))
+    }
+
     /// A uniform number in `0..1_000_000` (splitmix64 over an atomic counter).
     fn draw(&self) -> u64 {
         let mut z = self
@@ -253,6 +267,7 @@ impl FaultProxy {
             targeted: std::sync::Mutex::new(None),
             forgotten: std::sync::Mutex::new(None),
             seen: std::sync::Mutex::new(Vec::new()),
+            sessions: Default::default(),
         });
         let proxy_state = state.clone();
         let task = tokio::spawn(async move {
@@ -353,6 +368,12 @@ async fn serve(mut socket: impl Socket, state: Arc<State>) {
                 .map(|(_, value)| value.clone()),
             body_len: request.body.len(),
         });
+        if let Some(answer) = state.sessions.answer_query(&request) {
+            if socket.write_all(&answer).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let forgotten = matches!(
             state.forgotten.lock().expect("forgotten upload").as_ref(),
             Some((method, target)) if *method == request.method && *target == request.target
@@ -387,7 +408,7 @@ async fn serve(mut socket: impl Socket, state: Arc<State>) {
             Some(Fault::ResetBeforeResponse) => {
                 // Half the time the server has taken the request in already.
                 if state.draw().is_multiple_of(2) {
-                    let _ = forward(&state.client, &state.upstream, &request).await;
+                    let _ = state.relay(&request).await;
                 }
                 false
             }
@@ -397,7 +418,7 @@ async fn serve(mut socket: impl Socket, state: Arc<State>) {
             }
             Some(Fault::StallBeforeResponse) => {
                 if state.draw().is_multiple_of(2) {
-                    let _ = forward(&state.client, &state.upstream, &request).await;
+                    let _ = state.relay(&request).await;
                 }
                 hold(&mut socket).await;
                 false
@@ -407,7 +428,7 @@ async fn serve(mut socket: impl Socket, state: Arc<State>) {
                 hold(&mut socket).await;
                 false
             }
-            None => match forward(&state.client, &state.upstream, &request).await {
+            None => match state.relay(&request).await {
                 Some((head, body)) => {
                     socket.write_all(&head).await.is_ok() && socket.write_all(&body).await.is_ok()
                 }
@@ -423,7 +444,7 @@ async fn serve(mut socket: impl Socket, state: Arc<State>) {
 /// Forwards the request and writes half its response: the head and half the body, or half
 /// the head when there is no body.
 async fn write_half_response(state: &State, request: &Request, socket: &mut impl Socket) {
-    if let Some((head, body)) = forward(&state.client, &state.upstream, request).await {
+    if let Some((head, body)) = state.relay(request).await {
         let cut = if body.is_empty() {
             &head[..head.len() / 2]
         } else {

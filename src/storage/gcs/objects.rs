@@ -9,9 +9,9 @@
 //! the connection fails, or an attempt goes unanswered in time, see
 //! [`deadline`](crate::storage::deadline); see [`error`] for the classification). That is
 //! every request but the streamed media upload of a monolithic push, which `streamed_put`
-//! sends again from its spill file (the requests of resumable sessions are in `upload.rs`:
-//! their start is retried, their chunks are not; see `docs/gcs.md`). Why sending again is
-//! safe:
+//! sends again from its spill file (the requests of resumable sessions are in `session.rs`:
+//! their start is retried, their chunks are resumed where the session stands, by its own
+//! status query; see `docs/gcs.md`). Why sending again is safe:
 //!
 //! - **Reads** (media downloads, metadata, listings) change nothing. A whole-object read is
 //!   sent again when its body breaks off too; a streamed read only when it cannot be opened

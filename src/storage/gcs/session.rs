@@ -3,6 +3,7 @@
 //! final chunk must name the total size). See the [module docs of the driver](super).
 
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures::future::{Fuse, FusedFuture, FutureExt};
@@ -18,7 +19,14 @@ use super::upload::{GcsUploadState, SESSION_UNIT};
 use crate::error::Result;
 use crate::oci::Digest;
 use crate::storage::UploadId;
-use crate::storage::deadline::RequestTimeout;
+
+/// Where a chunk stands after an answer of its session.
+enum Expected {
+    /// The session holds every byte of the chunk (the final chunk: the object is made).
+    Done,
+    /// The session holds the bytes before this offset, within the chunk.
+    From(u64),
+}
 
 /// What a session's answer says, for messages (never the object's metadata, which names the
 /// bucket and the full object name).
@@ -123,22 +131,107 @@ impl GcsBackend {
     ) -> Result<u64> {
         let len = bytes.len() as u64;
         debug_assert!(len.is_multiple_of(SESSION_UNIT));
-        let chunk = async {
-            self.conn
-                .client
-                .get_resumable_upload(session)
-                .upload_multiple_chunk(bytes, &ChunkSize::new(start, start + len - 1, None))
+        self.send_resuming(digest, &session, start, bytes, None)
+            .await?;
+        Ok(len)
+    }
+
+    /// Sends `bytes`, the session's bytes from `start`, as one chunk, the final one when
+    /// `total` is given, until the session holds them (or, for the final chunk, made the
+    /// object). A failed attempt is sent again the way GCS's resume protocol prescribes
+    /// ("resuming an interrupted upload"): the next attempt first asks the session how much
+    /// it holds (a `PUT` with `Content-Range: bytes */*`, answered `308` with a `Range`, or
+    /// with the object once it is finalized) and sends only the rest, so bytes that reached
+    /// the store before the answer was lost are never sent twice, and a final chunk that
+    /// made the object is not sent again. Only this call writes to the session (a
+    /// monolithic push's session lives inside one request), so nothing else moves it
+    /// between the question and the resend.
+    async fn send_resuming(
+        &self,
+        digest: &Digest,
+        session: &str,
+        start: u64,
+        bytes: Bytes,
+        total: Option<u64>,
+    ) -> Result<()> {
+        let resuming = AtomicBool::new(false);
+        let limit = self.request_timeout.with_body(bytes.len() as u64);
+        self.retried("resumable upload", limit, || {
+            let resume = resuming.swap(true, Ordering::Relaxed);
+            self.send_rest(digest, session, start, &bytes, total, resume)
+        })
+        .await
+    }
+
+    /// One attempt of [`send_resuming`](Self::send_resuming): the bytes the session does not
+    /// hold yet (all of them unless `resume`).
+    async fn send_rest(
+        &self,
+        digest: &Digest,
+        session: &str,
+        start: u64,
+        bytes: &Bytes,
+        total: Option<u64>,
+        resume: bool,
+    ) -> Result<()> {
+        let end = start + bytes.len() as u64;
+        let uploads = self.conn.client.get_resumable_upload(session.to_owned());
+        let from = if resume {
+            let holds = uploads
+                .status(None)
                 .await
-                .map_err(|e| self.session_error(digest, e))
+                .map_err(|e| self.session_error(digest, e))?;
+            match self.expect(digest, start, end, total, holds)? {
+                Expected::Done => return Ok(()),
+                Expected::From(from) => from,
+            }
+        } else {
+            start
         };
-        let limit = self.request_timeout.with_body(len);
-        let status = RequestTimeout::bound(limit, error::DRIVER, "resumable upload", chunk).await?;
-        match status {
-            UploadStatus::ResumeIncomplete(range) if range.last_byte + 1 == start + len => Ok(len),
-            other => Err(corrupt(format!(
-                "upload session of {digest}: after bytes {start}..{} it {}",
-                start + len,
-                describe(&other)
+        let range = match total {
+            // The final chunk without bytes: `bytes */<total>`.
+            Some(total) if from == total => ChunkSize::new(total, total, Some(total)),
+            Some(total) => ChunkSize::new(from, total - 1, Some(total)),
+            None => ChunkSize::new(from, end - 1, None),
+        };
+        let rest = bytes.slice((from - start) as usize..);
+        match uploads.upload_multiple_chunk(rest, &range).await {
+            Ok(answer) => match self.expect(digest, start, end, total, answer)? {
+                Expected::Done => Ok(()),
+                Expected::From(held) => Err(error::incomplete(format!(
+                    "upload session of {digest}: holds bytes up to {held} after bytes \
+                     {from}..{end} were sent"
+                ))),
+            },
+            // The blob was stored meanwhile (`ifGenerationMatch=0`): the same bytes.
+            Err(e) if total.is_some() && error::is_precondition_failed(&e) => Ok(()),
+            Err(e) => Err(self.session_error(digest, e)),
+        }
+    }
+
+    /// What the session's answer (`status`) means for a chunk of bytes `start..end`: done
+    /// (it holds them all, or, for the final chunk of `total` bytes, made the object), or
+    /// the offset from which to send the rest. An answer outside the chunk is an error.
+    fn expect(
+        &self,
+        digest: &Digest,
+        start: u64,
+        end: u64,
+        total: Option<u64>,
+        status: UploadStatus,
+    ) -> Result<Expected> {
+        let holds = match &status {
+            UploadStatus::Ok(_) if total.is_some() => return Ok(Expected::Done),
+            UploadStatus::Ok(_) => None,
+            UploadStatus::NotStarted => Some(0),
+            UploadStatus::ResumeIncomplete(range) => Some(range.last_byte + 1),
+        };
+        match holds {
+            Some(held) if held == end && total.is_none() => Ok(Expected::Done),
+            Some(held) if (start..=end).contains(&held) => Ok(Expected::From(held)),
+            _ => Err(corrupt(format!(
+                "upload session of {digest}: expected to hold bytes {start}..{end}, it {}",
+                describe(&status)
             ))),
         }
     }
@@ -172,29 +265,7 @@ impl GcsBackend {
             return Ok(());
         };
         let total = state.sent + state.held_len;
-        let range = if state.held_len == 0 {
-            ChunkSize::new(total, total, Some(total))
-        } else {
-            ChunkSize::new(state.sent, total - 1, Some(total))
-        };
-        let limit = self.request_timeout.with_body(state.held_len);
-        let last_chunk = async {
-            Ok(self
-                .conn
-                .client
-                .get_resumable_upload(session)
-                .upload_multiple_chunk(state.held, &range)
-                .await)
-        };
-        match RequestTimeout::bound(limit, error::DRIVER, "resumable upload", last_chunk).await? {
-            Ok(UploadStatus::Ok(_)) => Ok(()),
-            // The blob was stored meanwhile (`ifGenerationMatch=0`): the same bytes.
-            Err(e) if error::is_precondition_failed(&e) => Ok(()),
-            Err(e) => Err(self.session_error(digest, e)),
-            Ok(other) => Err(corrupt(format!(
-                "upload session of {digest}: after the final chunk it {}",
-                describe(&other)
-            ))),
-        }
+        self.send_resuming(digest, &session, state.sent, state.held, Some(total))
+            .await
     }
 }
