@@ -18,15 +18,6 @@ use common::fault_workload::{Blob, MIB, assert_pulls_exactly, push_and_acknowled
 use common::*;
 use tokio::process::{Child, Command};
 
-/// The S3 test server's endpoint and a fresh prefix for `test` (the bucket created); `None`
-/// without one.
-async fn store(test: &str) -> Option<(String, String)> {
-    let config = s3_storage(&format!("s3-tls/{test}"))?;
-    ensure_bucket(&config).await;
-    let s3 = config.s3.expect("s3");
-    Some((s3.endpoint.expect("endpoint"), s3.prefix.expect("prefix")))
-}
-
 /// The binary on S3 at `endpoint`, trusting `pki`'s CA only, with 5 MiB parts and no single
 /// streamed `PutObject` (so a monolithic push is sent in parts too).
 async fn registry(endpoint: &str, prefix: &str, pki: &Pki) -> (Child, Registry) {
@@ -63,31 +54,49 @@ async fn push_and_pull(reg: &Registry) {
     }
 }
 
-/// The requests that carried a body above 64 KiB, among them `UploadPart`s and `PutObject`s
-/// (the staged chunks).
-fn large_bodies(seen: &[SeenRequest]) -> Vec<&SeenRequest> {
-    let large: Vec<_> = seen.iter().filter(|r| r.body_len > 64 * 1024).collect();
+/// Starts the S3 test server's proxy (over TLS or not) and the binary behind it, pushes and
+/// pulls ([`push_and_pull`]), and returns what the proxy saw of the requests that carried a
+/// body above 64 KiB, among them `UploadPart`s and `PutObject`s (the staged chunks); `None`
+/// without an S3 server.
+async fn large_bodies_pushed(tls: bool) -> Option<Vec<SeenRequest>> {
+    let Some(config) = s3_storage(&format!("s3-tls/{tls}")) else {
+        eprintln!("NOTE: S3_ENDPOINT is not set: s3_tls was SKIPPED");
+        return None;
+    };
+    ensure_bucket(&config).await;
+    let s3 = config.s3.expect("s3");
+    let (endpoint, prefix) = (s3.endpoint.expect("endpoint"), s3.prefix.expect("prefix"));
+    let pki = pki();
+    let proxy = if tls {
+        FaultProxy::start_tls(&endpoint, 0.0, 1, &pki.cert, &pki.key).await
+    } else {
+        FaultProxy::start(&endpoint, 0.0, 1).await
+    };
+    let scheme = if tls { "https" } else { "http" };
+    assert!(proxy.url.starts_with(&format!("{scheme}://127.0.0.1:")));
+    let (_child, reg) = registry(&proxy.url, &prefix, &pki).await;
+    push_and_pull(&reg).await;
+    let seen = proxy.seen();
+    let large: Vec<_> = seen
+        .iter()
+        .filter(|r| r.body_len > 64 * 1024)
+        .cloned()
+        .collect();
     let parts = large.iter().filter(|r| r.target.contains("partNumber="));
     assert!(parts.count() > 0, "no large UploadPart: {seen:?}");
     let objects = large
         .iter()
         .filter(|r| r.method == "PUT" && !r.target.contains("partNumber="));
     assert!(objects.count() > 0, "no large PutObject: {seen:?}");
-    large
+    Some(large)
 }
 
 #[tokio::test]
 async fn pushes_and_pulls_over_https_with_a_private_ca_and_unsigned_parts() {
-    let Some((endpoint, prefix)) = store("https").await else {
-        eprintln!("NOTE: S3_ENDPOINT is not set: s3_tls was SKIPPED");
+    let Some(large) = large_bodies_pushed(true).await else {
         return;
     };
-    let pki = pki();
-    let proxy = FaultProxy::start_tls(&endpoint, 0.0, 1, &pki.cert, &pki.key).await;
-    assert!(proxy.url.starts_with("https://127.0.0.1:"), "{}", proxy.url);
-    let (_child, reg) = registry(&proxy.url, &prefix, &pki).await;
-    push_and_pull(&reg).await;
-    for request in large_bodies(&proxy.seen()) {
+    for request in large {
         assert_eq!(
             request.payload_hash.as_deref(),
             Some("UNSIGNED-PAYLOAD"),
@@ -100,15 +109,10 @@ async fn pushes_and_pulls_over_https_with_a_private_ca_and_unsigned_parts() {
 
 #[tokio::test]
 async fn parts_are_signed_over_plain_http() {
-    let Some((endpoint, prefix)) = store("http").await else {
-        eprintln!("NOTE: S3_ENDPOINT is not set: s3_tls was SKIPPED");
+    let Some(large) = large_bodies_pushed(false).await else {
         return;
     };
-    let pki = pki();
-    let proxy = FaultProxy::start(&endpoint, 0.0, 1).await;
-    let (_child, reg) = registry(&proxy.url, &prefix, &pki).await;
-    push_and_pull(&reg).await;
-    for request in large_bodies(&proxy.seen()) {
+    for request in large {
         let hash = request.payload_hash.as_deref().unwrap_or_default();
         assert!(
             hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
