@@ -257,6 +257,19 @@ impl Error {
         }
     }
 
+    /// [`backend`](Self::backend) for a transient failure: repeating the operation may
+    /// succeed (HTTP 503 with `Retry-After` for a client). Same rule for `message`.
+    pub fn backend_transient(driver: &'static str, message: impl Into<String>) -> Self {
+        Self::Backend {
+            driver,
+            operation: None,
+            key: None,
+            message: message.into(),
+            retryable: true,
+            source: None,
+        }
+    }
+
     /// A backend error wrapping its cause.
     pub fn backend_source(
         driver: &'static str,

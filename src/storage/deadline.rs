@@ -117,14 +117,10 @@ pub(crate) fn validate(field: &'static str, secs: Option<u64>) -> Result<()> {
 
 /// The retryable error of a request the store did not answer within `limit`.
 pub(crate) fn unanswered(driver: &'static str, request: &'static str, limit: Duration) -> Error {
-    Error::Backend {
+    Error::backend_transient(
         driver,
-        operation: None,
-        key: None,
-        message: format!("{request}: no answer within {} s", limit.as_secs_f64()),
-        retryable: true,
-        source: None,
-    }
+        format!("{request}: no answer within {} s", limit.as_secs_f64()),
+    )
 }
 
 /// Watches a streamed response body for a store that stops sending: the clock starts when

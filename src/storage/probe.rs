@@ -31,13 +31,8 @@ impl<B: Backend> StorageProbe for Engine<B> {
     async fn probe(&self) -> Result<()> {
         let key = layout::probe(&format!("{:032x}", rand::random::<u128>()));
         let backend = self.backend();
-        let failed = |what: &str| Error::Backend {
-            driver: self.driver_name(),
-            operation: None,
-            key: None,
-            message: format!("readiness probe: {what}"),
-            retryable: true,
-            source: None,
+        let failed = |what: &str| {
+            Error::backend_transient(self.driver_name(), format!("readiness probe: {what}"))
         };
         backend
             .write(&key, Bytes::from_static(PROBE_CONTENT))

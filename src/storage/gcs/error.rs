@@ -118,14 +118,7 @@ pub(crate) fn signing(object: &str, err: gcloud_storage::sign::SignedURLError) -
 /// A transient backend error: a resumable session that holds fewer bytes than were sent to
 /// it, whose rest is sent again. `message` holds no object name.
 pub(crate) fn incomplete(message: impl Into<String>) -> Error {
-    Error::Backend {
-        driver: DRIVER,
-        operation: None,
-        key: None,
-        message: message.into(),
-        retryable: true,
-        source: None,
-    }
+    Error::backend_transient(DRIVER, message)
 }
 
 /// A backend error about the driver's own records (an upload state that does not add up).

@@ -138,12 +138,13 @@ impl S3Backend {
             .content_length(len as i64)
             .body(ByteStream::from(body));
         let sent = match self.body_limit(len) {
-            Some(limit) if self.sign_payloads => {
-                request.customize().config_override(limit).send().await
-            }
             Some(limit) => {
                 let request = request.customize().config_override(limit);
-                request.disable_payload_signing().send().await
+                if self.sign_payloads {
+                    request.send().await
+                } else {
+                    request.disable_payload_signing().send().await
+                }
             }
             None => request.send().await,
         };

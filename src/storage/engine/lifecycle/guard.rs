@@ -60,14 +60,7 @@ pub(in crate::storage::engine) fn intent_written(name: &str) -> Option<SystemTim
 }
 
 fn retry_later(what: &str) -> Error {
-    Error::Backend {
-        driver: "engine",
-        operation: None,
-        key: None,
-        message: format!("{what}; retry"),
-        retryable: true,
-        source: None,
-    }
+    Error::backend_transient("engine", format!("{what}; retry"))
 }
 
 impl<B: Backend> Engine<B> {
