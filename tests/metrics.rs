@@ -401,6 +401,41 @@ impl Drop for Proxy {
     }
 }
 
+/// A store endpoint seen through a [`Proxy`]: `/readyz` answers 503 (naming no endpoint)
+/// while the store cannot be reached, from the start (the driver opens all the same) and
+/// after it went away, and 200 as soon as it is back; `/healthz` answers 200 throughout.
+async fn assert_readiness_follows(target: &str, on_proxy: impl FnOnce(String) -> StorageConfig) {
+    let mut proxy = Proxy::closed(target).await;
+    let reg = observe::start(
+        on_proxy(format!("http://127.0.0.1:{}", proxy.port)),
+        None,
+        None,
+    )
+    .await;
+    let assert_not_ready = |(status, body): (u16, String)| {
+        assert_eq!(status, 503, "{body}");
+        assert!(body.starts_with("not ready: "), "{body}");
+        assert!(!body.contains(target), "the endpoint leaked: {body}");
+    };
+    assert_not_ready(reg.probe("/readyz").await);
+    assert_eq!(reg.probe("/healthz").await.0, 200);
+    proxy.up().await;
+    assert_ready_again(&reg).await;
+    proxy.take_down().await;
+    assert_not_ready(reg.probe("/readyz").await);
+    assert_eq!(reg.probe("/healthz").await.0, 200);
+    proxy.up().await;
+    assert_ready_again(&reg).await;
+}
+
+/// `host:port` of an `http://host:port` endpoint.
+fn host_port(endpoint: &str) -> String {
+    endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
 #[tokio::test]
 async fn readiness_follows_an_s3_endpoint_going_down_and_coming_back() {
     let Ok(endpoint) = std::env::var("S3_ENDPOINT") else {
@@ -412,55 +447,29 @@ async fn readiness_follows_an_s3_endpoint_going_down_and_coming_back() {
         .expect("S3_* variables");
     let real = StorageConfig::s3(env.s3.expect("S3_ENDPOINT is set"));
     common::ensure_bucket(&real).await;
-    let target = endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let mut proxy = Proxy::closed(&target).await;
-    let mut config = real.clone();
-    let s3 = config.s3.as_mut().expect("S3 settings");
-    assert_eq!(
-        config.storage_type,
-        marina_distribution::storage::StorageType::S3
-    );
-    s3.endpoint = Some(format!("http://127.0.0.1:{}", proxy.port));
-    s3.prefix = Some(format!("readiness-{:x}", rand_suffix()));
-    let reg = observe::start(config, None, None).await;
-    let (status, body) = reg.probe("/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.starts_with("not ready: "), "{body}");
-    assert!(!body.contains(&target), "the endpoint leaked: {body}");
-    proxy.up().await;
-    assert_ready_again(&reg).await;
+    assert_readiness_follows(&host_port(&endpoint), |endpoint| {
+        let mut config = real.clone();
+        let s3 = config.s3.as_mut().expect("S3 settings");
+        s3.endpoint = Some(endpoint);
+        s3.prefix = Some(format!("readiness-{:x}", rand_suffix()));
+        config
+    })
+    .await;
 }
 
-/// The GCS driver checks its bucket when it opens, so the endpoint goes down after the
-/// start: `/readyz` answers 503 (naming no endpoint) while it is down, 200 once it is back.
 #[cfg(feature = "gcs")]
 #[tokio::test]
 async fn readiness_follows_a_gcs_endpoint_going_down_and_coming_back() {
-    let Some(mut gcs) = common::gcs::config("readiness", "gcs") else {
+    let Some(gcs) = common::gcs::config("readiness", "gcs") else {
         eprintln!("NOTE: GCS_ENDPOINT is not set: the GCS readiness case was SKIPPED");
         return;
     };
-    let target = gcs
-        .endpoint()
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let mut proxy = Proxy::closed(&target).await;
-    proxy.up().await;
-    gcs.endpoint = Some(format!("http://127.0.0.1:{}", proxy.port));
-    let reg = observe::start(StorageConfig::gcs(gcs), None, None).await;
-    assert_eq!(reg.probe("/readyz").await, (200, "ready\n".into()));
-    proxy.take_down().await;
-    let (status, body) = reg.probe("/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.starts_with("not ready: "), "{body}");
-    assert!(!body.contains(&target), "the endpoint leaked: {body}");
-    assert_eq!(reg.probe("/healthz").await.0, 200);
-    proxy.up().await;
-    assert_ready_again(&reg).await;
+    assert_readiness_follows(&host_port(gcs.endpoint()), |endpoint| {
+        let mut gcs = gcs.clone();
+        gcs.endpoint = Some(endpoint);
+        StorageConfig::gcs(gcs)
+    })
+    .await;
 }
 
 fn rand_suffix() -> u64 {

@@ -19,6 +19,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::error::ErrorChain;
 use crate::observe::metrics::{self, Metrics};
 use crate::storage::probe::StorageProbe;
 
@@ -51,7 +52,7 @@ async fn ready<P: StorageProbe>(State(h): State<Arc<Health<P>>>) -> Response {
     match tokio::time::timeout(READINESS_TIMEOUT, h.probe.probe()).await {
         Ok(Ok(())) => "ready\n".into_response(),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness probe failed");
+            tracing::warn!(error = %ErrorChain(&e), "readiness probe failed");
             (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response()
         }
         Err(_) => {

@@ -36,7 +36,8 @@ ENVIRONMENT (storage):
   (default 5000: how late another instance's delete may be seen), STORAGE_CACHE_MAX_ENTRIES,
   STORAGE_CACHE_MAX_BYTES, STORAGE_CACHE_TAGS
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ... (standard AWS credential chain)
-  SSL_CERT_FILE, SSL_CERT_DIR  CAs trusted for an https:// S3_ENDPOINT (default: the system's)
+  SSL_CERT_FILE, SSL_CERT_DIR  CAs trusted for an https:// S3_ENDPOINT or GCS_ENDPOINT
+  (default: the system's)
   GCS_BUCKET, GCS_PREFIX, GCS_ENDPOINT, GCS_ANONYMOUS (true: no credentials, emulators),
   GCS_REDIRECT (blob GETs answered with 307 to signed URLs), GCS_REDIRECT_EXPIRY_SECS,
   GCS_SINGLE_PUT_LIMIT (bytes, default 268435456: monolithic pushes up to this size in one

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use marina_distribution::AnyDriver;
+use marina_distribution::error::ErrorChain;
 use marina_distribution::observe::logging;
 use marina_distribution::observe::metrics::Metrics;
 
@@ -58,7 +59,7 @@ async fn run() -> std::process::ExitCode {
     let driver = match opened {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("marina-registry: cannot open storage: {e}");
+            eprintln!("marina-registry: cannot open storage: {}", ErrorChain(&e));
             return std::process::ExitCode::from(1);
         }
     };

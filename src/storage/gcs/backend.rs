@@ -12,7 +12,7 @@ use super::keys::Names;
 use super::presign::Signer;
 use super::reader::GcsReader;
 use super::upload::{DEFAULT_PART_SIZE, GcsUploadState, SESSION_UNIT};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::any::ConfiguredDriver;
 use crate::storage::backend::{Backend, Capabilities, ObjectVersion, SizeRange};
@@ -27,7 +27,9 @@ pub type GcsDriver = Engine<Observed<Resumable<GcsBackend>>>;
 impl GcsDriver {
     /// Validates the configuration, builds the client (looking up Application Default
     /// Credentials unless `anonymous`) and checks that the bucket exists (one list
-    /// request): a missing bucket is a configuration error naming `gcs.bucket`. With
+    /// request): a missing bucket is a configuration error naming `gcs.bucket`; a store that
+    /// does not answer (a retryable failure) is logged and the driver opens all the same,
+    /// not ready until it answers ([`StorageProbe`](crate::storage::probe::StorageProbe)). With
     /// `redirect`, blob reads are redirected to signed URLs valid `redirect_expiry_secs`
     /// ([`EngineOptions::redirect_blob_reads`]); credentials without a service-account key
     /// to sign them with are then a configuration error naming `gcs.redirect`.
@@ -44,7 +46,17 @@ impl GcsDriver {
             }
             options.redirect_blob_reads = Some(config.redirect_expiry());
         }
-        backend.check_bucket().await?;
+        match backend.check_bucket().await {
+            Ok(()) => {}
+            // As on S3: a store that cannot be reached now (not an answer about the bucket)
+            // does not stop the process; it starts not ready (`/readyz`) and serves once the
+            // store answers.
+            Err(e) if e.is_retryable() => tracing::warn!(
+                error = %ErrorChain(&e),
+                "GCS store unreachable at start: the bucket is not checked"
+            ),
+            Err(e) => return Err(e),
+        }
         Ok(Self::from_backend(backend, options))
     }
 

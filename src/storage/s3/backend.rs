@@ -6,7 +6,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::any::ConfiguredDriver;
 use crate::storage::backend::{Backend, Capabilities, ObjectVersion, SizeRange};
@@ -109,7 +109,10 @@ impl S3Backend {
             // the bucket) does not stop the process: the registry starts not ready
             // (`/readyz`), answers 503 meanwhile, and serves once the store is back.
             Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, "S3 store unreachable at start: the bucket is not checked");
+                tracing::warn!(
+                    error = %ErrorChain(&e),
+                    "S3 store unreachable at start: the bucket is not checked"
+                );
                 if config.conditional_writes.is_none() {
                     tracing::warn!(
                         "conditional writes not detected (store unreachable): off; set \
