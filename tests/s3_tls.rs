@@ -11,47 +11,36 @@
 
 mod common;
 
-use common::auth::{Pki, pki};
-use common::binary::{BIN, spawn};
+use common::auth::pki;
 use common::fault_proxy::{FaultProxy, SeenRequest};
-use common::fault_workload::{Blob, MIB, assert_pulls_exactly, push_and_acknowledge};
+use common::fault_workload::MIB;
+use common::store_tls::{
+    TlsStore, assert_an_untrusted_store_is_refused, push_and_pull, registry_command, serving,
+};
 use common::*;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-/// The binary on S3 at `endpoint`, trusting `pki`'s CA only, with 5 MiB parts and no single
-/// streamed `PutObject` (so a monolithic push is sent in parts too).
-async fn registry(endpoint: &str, prefix: &str, pki: &Pki) -> (Child, Registry) {
-    let (child, addr, mut logs) = spawn(
-        Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--storage", "s3"])
-            .env("S3_ENDPOINT", endpoint)
-            .env("S3_PREFIX", prefix)
-            .env("S3_PART_SIZE", (5 * MIB).to_string())
-            .env("S3_SINGLE_PUT_LIMIT", "0")
-            .env("SSL_CERT_FILE", &pki.ca)
-            .env_remove("SSL_CERT_DIR"),
-    )
-    .await;
-    // Keep reading the log so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
-    (child, Registry::new(format!("http://{addr}")))
+/// The binary on S3 at `endpoint` under `prefix`, trusting only the CA in `ca`, with 5 MiB
+/// parts and no single streamed `PutObject` (so a monolithic push is sent in parts too).
+fn registry(endpoint: &str, prefix: &str, ca: &std::path::Path) -> Command {
+    let mut cmd = registry_command(&["--storage", "s3"], ca);
+    cmd.env("S3_ENDPOINT", endpoint)
+        .env("S3_PREFIX", prefix)
+        .env("S3_PART_SIZE", (5 * MIB).to_string())
+        .env("S3_SINGLE_PUT_LIMIT", "0");
+    cmd
 }
 
-/// Pushes a blob monolithically (two parts), one in chunks of a part or more, and one in
-/// chunks below a part (staged as whole objects), and pulls each back.
-async fn push_and_pull(reg: &Registry) {
-    for (i, (len, chunks)) in [(6 * MIB, 0), (11 * MIB, 2), (MIB, 3)]
-        .into_iter()
-        .enumerate()
-    {
-        let blob = Blob {
-            data: payload(len + i, 90 + i as u8),
-            chunks,
-        };
-        let what = format!("{len} bytes in {chunks} chunks");
-        let path = push_and_acknowledge(reg, "tls/app", &blob, &what).await;
-        assert_pulls_exactly(reg, &path, &blob, &what).await;
-    }
+/// The S3 test server's endpoint and a fresh prefix, with the bucket created; `None`
+/// without an S3 server.
+async fn s3_store(test: &str) -> Option<(String, String)> {
+    let Some(config) = s3_storage(test) else {
+        eprintln!("NOTE: S3_ENDPOINT is not set: s3_tls was SKIPPED");
+        return None;
+    };
+    ensure_bucket(&config).await;
+    let s3 = config.s3.expect("s3");
+    Some((s3.endpoint.expect("endpoint"), s3.prefix.expect("prefix")))
 }
 
 /// Starts the S3 test server's proxy (over TLS or not) and the binary behind it, pushes and
@@ -59,23 +48,15 @@ async fn push_and_pull(reg: &Registry) {
 /// body above 64 KiB, among them `UploadPart`s and `PutObject`s (the staged chunks); `None`
 /// without an S3 server.
 async fn large_bodies_pushed(tls: bool) -> Option<Vec<SeenRequest>> {
-    let Some(config) = s3_storage(&format!("s3-tls/{tls}")) else {
-        eprintln!("NOTE: S3_ENDPOINT is not set: s3_tls was SKIPPED");
-        return None;
-    };
-    ensure_bucket(&config).await;
-    let s3 = config.s3.expect("s3");
-    let (endpoint, prefix) = (s3.endpoint.expect("endpoint"), s3.prefix.expect("prefix"));
-    let pki = pki();
-    let proxy = if tls {
-        FaultProxy::start_tls(&endpoint, 0.0, 1, &pki.cert, &pki.key).await
+    let (endpoint, prefix) = s3_store(&format!("s3-tls/{tls}")).await?;
+    let (proxy, ca) = if tls {
+        let store = TlsStore::start(&endpoint).await;
+        (store.proxy, store.pki)
     } else {
-        FaultProxy::start(&endpoint, 0.0, 1).await
+        (FaultProxy::start(&endpoint, 0.0, 1).await, pki())
     };
-    let scheme = if tls { "https" } else { "http" };
-    assert!(proxy.url.starts_with(&format!("{scheme}://127.0.0.1:")));
-    let (_child, reg) = registry(&proxy.url, &prefix, &pki).await;
-    push_and_pull(&reg).await;
+    let (_child, reg) = serving(&mut registry(&proxy.url, &prefix, &ca.ca)).await;
+    push_and_pull(&reg, 5 * MIB).await;
     let seen = proxy.seen();
     let large: Vec<_> = seen
         .iter()
@@ -121,4 +102,15 @@ async fn parts_are_signed_over_plain_http() {
             request.target
         );
     }
+}
+
+#[tokio::test]
+async fn a_store_whose_certificate_is_not_trusted_is_refused_and_named_in_the_log() {
+    let Some((endpoint, prefix)) = s3_store("s3-tls/untrusted").await else {
+        return;
+    };
+    let store = TlsStore::start(&endpoint).await;
+    let other_ca = pki();
+    let mut cmd = registry(&store.proxy.url, &prefix, &other_ca.ca);
+    assert_an_untrusted_store_is_refused(&mut cmd, &store).await;
 }

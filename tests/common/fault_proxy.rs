@@ -106,6 +106,10 @@ struct State {
     seen: std::sync::Mutex<Vec<SeenRequest>>,
     /// What each GCS resumable session holds, for its status queries.
     sessions: sessions::Sessions,
+    /// Serving TLS: the `http://` and `https://` forms of the proxy's own URL, for the
+    /// `Location`s the plain-HTTP server behind it writes with its client's `Host`
+    /// (fake-gcs-server's resumable sessions).
+    relocate: Option<(String, String)>,
 }
 
 /// What the proxy keeps of a request it received.
@@ -151,7 +155,13 @@ impl State {
     /// Sends the request on to the server (see [`forward`]), noting what a GCS session's
     /// answer says it holds.
     async fn relay(&self, request: &Request) -> Option<(Vec<u8>, bytes::Bytes)> {
-        let (head, body) = forward(&self.client, &self.upstream, request).await?;
+        let (head, body) = forward(
+            &self.client,
+            &self.upstream,
+            request,
+            self.relocate.as_ref(),
+        )
+        .await?;
         self.sessions.note(request, &head, &body);
         Some((head, body))
     }
@@ -268,6 +278,9 @@ impl FaultProxy {
             forgotten: std::sync::Mutex::new(None),
             seen: std::sync::Mutex::new(Vec::new()),
             sessions: Default::default(),
+            relocate: tls
+                .is_some()
+                .then(|| (url.replacen("https", "http", 1), url.clone())),
         });
         let proxy_state = state.clone();
         let task = tokio::spawn(async move {

@@ -21,6 +21,8 @@ pub mod manifests;
 pub mod observe;
 pub mod server;
 pub mod storage_io;
+#[cfg(feature = "server")]
+pub mod store_tls;
 pub mod suite;
 pub mod uploads;
 

@@ -91,11 +91,13 @@ async fn read_chunked(socket: &mut impl Socket, buf: &mut BytesMut) -> Option<by
 }
 
 /// Sends the request to `upstream` (`http://host:port`); returns the response's head and
-/// body as bytes to write.
+/// body as bytes to write. A `Location` starting with `relocate.0` is rewritten to start with
+/// `relocate.1`, as a TLS front end rewrites its plain-HTTP server's redirects.
 pub(super) async fn forward(
     client: &reqwest::Client,
     upstream: &str,
     request: &Request,
+    relocate: Option<&(String, String)>,
 ) -> Option<(Vec<u8>, bytes::Bytes)> {
     let method = reqwest::Method::from_bytes(request.method.as_bytes()).ok()?;
     let mut outgoing = client.request(method.clone(), format!("{upstream}{}", request.target));
@@ -121,6 +123,15 @@ pub(super) async fn forward(
         match name.as_str() {
             "content-length" => declared_len = value.to_str().ok().map(str::to_owned),
             "transfer-encoding" | "connection" => {}
+            "location" => {
+                let mut location = value.to_str().unwrap_or("").to_owned();
+                if let Some((from, to)) = relocate
+                    && let Some(rest) = location.strip_prefix(from.as_str())
+                {
+                    location = format!("{to}{rest}");
+                }
+                head.push_str(&format!("{name}: {location}\r\n"));
+            }
             _ => {
                 head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or("")));
             }
