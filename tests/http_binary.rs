@@ -53,6 +53,47 @@ async fn bad_configuration_is_reported() {
     assert!(err.contains("STORAGE_TYPE"), "{err}");
 }
 
+/// `SSL_CERT_FILE` naming no usable CA (a missing file, a file without a certificate) stops
+/// the start of an S3 or GCS registry with a configuration error naming the variable, before
+/// any request to the store, whatever the store's scheme: both clients load the CAs when
+/// they are built (the S3 SDK panicked on it before this check).
+#[cfg(all(feature = "s3", feature = "gcs"))]
+#[tokio::test]
+async fn a_trust_store_without_a_ca_stops_an_object_store_registry() {
+    let pki = common::auth::pki();
+    let missing = pki.dir.path().join("missing.pem");
+    for driver in ["s3", "gcs"] {
+        for scheme in ["https", "http"] {
+            for ca in [&missing, &pki.key] {
+                // The store is never contacted: port 9 (discard) on loopback.
+                let start = Command::new(BIN)
+                    .args(["--listen", "127.0.0.1:0", "--storage", driver])
+                    .env("S3_ENDPOINT", format!("{scheme}://127.0.0.1:9"))
+                    .env("S3_BUCKET", "bucket")
+                    .env("GCS_ENDPOINT", format!("{scheme}://127.0.0.1:9"))
+                    .env("GCS_BUCKET", "bucket")
+                    .env("GCS_ANONYMOUS", "true")
+                    .env("SSL_CERT_FILE", ca)
+                    .env_remove("SSL_CERT_DIR")
+                    .env_remove("MARINA_LISTEN")
+                    .env_remove("STORAGE_TYPE")
+                    .output();
+                let out = tokio::time::timeout(std::time::Duration::from_secs(30), start)
+                    .await
+                    .expect("the start stopped")
+                    .unwrap();
+                let err = String::from_utf8_lossy(&out.stderr);
+                let case = format!("{driver} over {scheme}, {ca:?}: {err}");
+                assert_eq!(out.status.code(), Some(1), "{case}");
+                assert!(
+                    err.contains("invalid storage configuration: SSL_CERT_FILE: no CA certificate"),
+                    "{case}"
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish() {
     let (mut child, addr, mut logs) = spawn(

@@ -36,6 +36,8 @@ pub mod s3;
 mod streamed_put;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
+#[cfg(any(feature = "s3", feature = "gcs"))]
+mod trusted_cas;
 mod types;
 mod upload_locks;
 

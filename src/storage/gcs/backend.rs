@@ -96,10 +96,12 @@ pub struct GcsBackend {
 }
 
 impl GcsBackend {
-    /// Validates the configuration and builds the client; does not contact the bucket
-    /// (see [`GcsDriver::connect`]).
+    /// Validates the configuration (also that the CAs `SSL_CERT_FILE` or `SSL_CERT_DIR`
+    /// name load) and builds the client; does not contact the bucket (see
+    /// [`GcsDriver::connect`]).
     pub async fn connect(config: &GcsConfig) -> Result<Self> {
         config.validate()?;
+        crate::storage::trusted_cas::check()?;
         Ok(Self {
             conn: client::connect(config).await?,
             bucket: config.bucket.clone(),

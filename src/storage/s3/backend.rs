@@ -92,12 +92,14 @@ pub struct S3Backend {
 }
 
 impl S3Backend {
-    /// Validates the configuration, builds the client, checks the bucket
+    /// Validates the configuration (also that the CAs `SSL_CERT_FILE` or `SSL_CERT_DIR` name
+    /// load), builds the client, checks the bucket
     /// ([`check_bucket`](Self::check_bucket)) and, unless `conditional_writes` is set,
     /// detects whether the store honours conditional writes
     /// ([`detect_conditional_writes`](Self::detect_conditional_writes)).
     pub async fn connect(config: &S3Config) -> Result<Self> {
         config.validate()?;
+        crate::storage::trusted_cas::check()?;
         let presign = match &config.public_endpoint {
             Some(public) => Some(client::build(&on_endpoint(config, public)).await),
             None => None,
