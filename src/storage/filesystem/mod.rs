@@ -122,6 +122,12 @@ impl FilesystemBackend {
     pub async fn open(root: &Path) -> Result<Self> {
         let root = root.to_path_buf();
         let root = blocking(move || {
+            if fs::metadata(&root).is_ok_and(|meta| !meta.is_dir()) {
+                return Err(Error::Config {
+                    field: "filesystem.root_directory",
+                    message: format!("{} is not a directory", root.display()),
+                });
+            }
             fs::create_dir_all(&root).map_err(|e| io_err("creating root directory", &root, e))?;
             let root = fs::canonicalize(&root)
                 .map_err(|e| io_err("resolving root directory", &root, e))?;
