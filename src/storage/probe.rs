@@ -31,21 +31,39 @@ impl<B: Backend> StorageProbe for Engine<B> {
     async fn probe(&self) -> Result<()> {
         let key = layout::probe(&format!("{:032x}", rand::random::<u128>()));
         let backend = self.backend();
-        let failed = |what: &str| {
-            Error::backend_transient(self.driver_name(), format!("readiness probe: {what}"))
-        };
+        let failed =
+            |what: &str, cause: Option<Error>| probe_failure(self.driver_name(), what, cause);
         backend
             .write(&key, Bytes::from_static(PROBE_CONTENT))
             .await
-            .map_err(|_| failed("cannot write"))?;
+            .map_err(|e| failed("cannot write", Some(e)))?;
         let read = backend.read(&key).await;
         let removed = backend.remove(&key).await;
         match read {
             Ok(Some(bytes)) if bytes == PROBE_CONTENT => {}
-            Ok(_) => return Err(failed("what was written does not read back")),
-            Err(_) => return Err(failed("cannot read")),
+            Ok(_) => return Err(failed("what was written does not read back", None)),
+            Err(e) => return Err(failed("cannot read", Some(e))),
         }
-        removed.map_err(|_| failed("cannot remove"))
+        removed.map_err(|e| failed("cannot remove", Some(e)))
+    }
+}
+
+/// A failed probe: `what` failed, because of `cause`, whose own words (which name no path
+/// or object key) are added to the message and which is kept as the source, with its
+/// details, for logs. Retryable: the probe is asked again.
+fn probe_failure(driver: &'static str, what: &str, cause: Option<Error>) -> Error {
+    let message = match &cause {
+        Some(Error::Backend { message, .. }) => format!("readiness probe: {what}: {message}"),
+        Some(other) => format!("readiness probe: {what}: {other}"),
+        None => format!("readiness probe: {what}"),
+    };
+    Error::Backend {
+        driver,
+        operation: None,
+        key: None,
+        message,
+        retryable: true,
+        source: cause.map(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
     }
 }
 
@@ -71,5 +89,21 @@ mod tests {
             .await
             .unwrap();
         memory.probe().await.unwrap();
+    }
+
+    #[test]
+    fn a_failure_says_why_and_keeps_the_details_for_logs() {
+        let cause =
+            Error::backend_detail("s3", "PutObject: HTTP 403", "s3://bucket/prefix/_probe/x");
+        let err = probe_failure("s3", "cannot write", Some(cause));
+        assert!(err.is_retryable());
+        let said = err.to_string();
+        assert!(
+            said.ends_with("readiness probe: cannot write: PutObject: HTTP 403"),
+            "{said}"
+        );
+        assert!(!said.contains("bucket"), "a detail leaked: {said}");
+        let logged = crate::error::ErrorChain(&err).to_string();
+        assert!(logged.contains("s3://bucket/prefix/_probe/x"), "{logged}");
     }
 }

@@ -86,6 +86,11 @@ pub(crate) fn translate(request: &'static str, object: &str, err: GcsError) -> E
             GcsError::HttpClient(e) | GcsError::RawResponse(e, _) if is_cut_body(e) => {
                 "response body interrupted".to_owned()
             }
+            // Refused, unresolvable, or a TLS handshake that failed (an untrusted
+            // certificate): nothing reached the store.
+            GcsError::HttpClient(e) | GcsError::RawResponse(e, _) if e.is_connect() => {
+                "request not sent (connection failed)".to_owned()
+            }
             _ => "no answer".to_owned(),
         },
     };
