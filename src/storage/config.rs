@@ -291,10 +291,103 @@ pub(crate) fn parse_bool(field: &'static str, v: &str) -> Result<bool> {
     }
 }
 
+/// Checks a store endpoint: `http://` or `https://`, a host (a name, an IPv4 address or a
+/// bracketed IPv6 one) with an optional port, an optional path, and nothing else: no
+/// credentials (they come from the driver's credential chain, and a URL is logged), no
+/// query or fragment.
+pub(crate) fn check_endpoint(field: &'static str, endpoint: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::Config {
+            field,
+            message: format!("{endpoint:?} {why}"),
+        })
+    };
+    let Some(rest) = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+    else {
+        return bad("must start with http:// or https://");
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.contains('@') {
+        // Said without the value, which holds a secret.
+        return Err(Error::Config {
+            field,
+            message: "must not hold credentials (`user:password@`): they come from the \
+                      driver's credential chain"
+                .into(),
+        });
+    }
+    if path.contains(['?', '#']) {
+        return bad("must not have a query or a fragment");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((ip, port)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => (ip, port),
+            _ => return bad("has an invalid IPv6 address"),
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, port),
+            None => (authority, ""),
+        },
+    };
+    let port = port.strip_prefix(':').unwrap_or(port);
+    let named = |h: &str| {
+        !h.is_empty()
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+    };
+    if !authority.starts_with('[') && !named(host) {
+        return bad("has no valid host");
+    }
+    if !port.is_empty() && port.parse::<u16>().is_err() {
+        return bad("has an invalid port");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn store_endpoints_are_checked() {
+        for ok in [
+            "http://127.0.0.1:9000",
+            "https://s3.eu-west-1.amazonaws.com",
+            "https://storage.googleapis.com/",
+            "http://minio:9000/",
+            "http://[::1]:4443",
+            "https://gateway.example.com/s3",
+            "http://my_host.internal",
+        ] {
+            check_endpoint("s3.endpoint", ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "notaurl",
+            "ftp://x",
+            "http://",
+            "https:///path",
+            "http://[::1",
+            "http://[nope]:1",
+            "http://host:port",
+            "http://host:99999",
+            "http://user:secret@host",
+            "http://host/?x=1",
+            "http://host/#f",
+            "http://a..b",
+            "http://host name",
+        ] {
+            let err = check_endpoint("s3.endpoint", bad).unwrap_err().to_string();
+            assert!(err.contains("s3.endpoint"), "{bad}: {err}");
+            assert!(!err.contains("secret"), "the password was repeated: {err}");
+        }
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs

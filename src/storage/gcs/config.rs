@@ -120,13 +120,8 @@ impl GcsConfig {
                 format!("{bucket:?} is not a valid bucket name"),
             );
         }
-        if let Some(e) = &self.endpoint
-            && !(e.starts_with("http://") || e.starts_with("https://"))
-        {
-            return bad(
-                "gcs.endpoint",
-                format!("{e:?} must start with http:// or https://"),
-            );
+        if let Some(e) = &self.endpoint {
+            crate::storage::config::check_endpoint("gcs.endpoint", e)?;
         }
         if let Some(prefix) = &self.prefix
             && prefix.split('/').any(|c| c == ".." || c == ".")

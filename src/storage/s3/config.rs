@@ -144,21 +144,11 @@ impl S3Config {
         if self.bucket.trim().is_empty() {
             return bad("s3.bucket", "a bucket is required".into());
         }
-        if let Some(e) = &self.endpoint
-            && !(e.starts_with("http://") || e.starts_with("https://"))
-        {
-            return bad(
-                "s3.endpoint",
-                format!("{e:?} must start with http:// or https://"),
-            );
+        if let Some(e) = &self.endpoint {
+            crate::storage::config::check_endpoint("s3.endpoint", e)?;
         }
-        if let Some(e) = &self.public_endpoint
-            && !(e.starts_with("http://") || e.starts_with("https://"))
-        {
-            return bad(
-                "s3.public_endpoint",
-                format!("{e:?} must start with http:// or https://"),
-            );
+        if let Some(e) = &self.public_endpoint {
+            crate::storage::config::check_endpoint("s3.public_endpoint", e)?;
         }
         presign::check_redirect_expiry("s3.redirect_expiry_secs", self.redirect_expiry_secs)?;
         if let Some(p) = self.part_size
