@@ -112,6 +112,17 @@ impl HeaderValues {
     }
 }
 
+impl EndpointConfig {
+    /// What logs show of [`url`](Self::url): its scheme, host and port only. A webhook's
+    /// path, query or user info often holds its secret (a token in the path, `?key=`).
+    pub fn logged_url(&self) -> String {
+        match reqwest::Url::parse(&self.url) {
+            Ok(url) => url.origin().ascii_serialization(),
+            Err(_) => "(invalid URL)".to_owned(),
+        }
+    }
+}
+
 /// The defaults of [`EndpointConfig`]'s optional fields.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default [`EndpointConfig::threshold`].
@@ -293,6 +304,21 @@ mod tests {
         assert_eq!(duration::parse("1m"), Some(Duration::from_secs(60)));
         assert_eq!(duration::parse("5 s"), Some(Duration::from_secs(5)));
         assert_eq!(duration::parse("5x"), None);
+    }
+
+    #[test]
+    fn logs_show_an_endpoint_s_origin_only() {
+        let c = parse(
+            r#"
+            [[endpoints]]
+            name = "hook"
+            url = "https://user:pw@hooks.example.com:8443/services/T0/SECRET?key=SECRET"
+            "#,
+        );
+        assert_eq!(
+            c.endpoints[0].logged_url(),
+            "https://hooks.example.com:8443"
+        );
     }
 
     #[test]

@@ -123,7 +123,7 @@ impl Notifier {
             let (queue, task) = dispatch::start(endpoint, &scheme, &source, series)?;
             tracing::info!(
                 endpoint = %endpoint.name,
-                url = %endpoint.url,
+                url = %endpoint.logged_url(),
                 "sending notifications"
             );
             queues.push(queue);
