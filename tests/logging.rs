@@ -168,6 +168,8 @@ async fn the_config_file_opens_the_metrics_listener_and_bad_settings_stop_the_st
             vec!["--metrics-listen", "nowhere"],
             "invalid socket address",
         ),
+        (vec!["--gc-interval", "10ms"], "at least 1s"),
+        (vec!["--upload-expiry-interval", "0s"], "at least 1s"),
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

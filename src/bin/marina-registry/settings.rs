@@ -148,10 +148,12 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
         )?,
         gc,
     };
-    if schedule.gc_interval.is_some_and(|d| d.is_zero())
-        || schedule.upload_expiry_interval.is_some_and(|d| d.is_zero())
-    {
-        return Err("gc_interval and upload_expiry_interval must be positive (or off)".into());
+    // A shorter period would run one collection or expiry after another, without rest.
+    let too_often = |period: Option<std::time::Duration>| {
+        period.is_some_and(|d| d < std::time::Duration::from_secs(1))
+    };
+    if too_often(schedule.gc_interval) || too_often(schedule.upload_expiry_interval) {
+        return Err("gc_interval and upload_expiry_interval must be at least 1s (or off)".into());
     }
     let mut tls = file.tls;
     tls.cert = cli.tls_cert.clone().or(tls.cert);
