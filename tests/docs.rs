@@ -166,49 +166,46 @@ fn named_paths(text: &str) -> BTreeSet<String> {
     paths
 }
 
-#[test]
-fn repository_paths_named_in_the_docs_exist() {
-    let (mut missing, mut named) = (Vec::new(), 0);
-    for (page, text) in pages() {
-        for path in named_paths(&text) {
-            named += 1;
-            if !root().join(&path).exists() {
-                missing.push(format!("{}: {path}", name(&page)));
-            }
-        }
-    }
+/// Asserts that each `(page, what it says, path)` names a path that exists, and that more
+/// than `at_least` were found (a reader that finds nothing must not pass).
+fn assert_each_exists(kind: &str, named: Vec<(String, String, PathBuf)>, at_least: usize) {
+    let missing: Vec<String> = named
+        .iter()
+        .filter(|(_, _, path)| !path.exists())
+        .map(|(page, said, _)| format!("{page}: {said}"))
+        .collect();
     assert!(
         missing.is_empty(),
-        "paths the docs name that do not exist:\n{}",
+        "{kind} the docs name that do not exist:\n{}",
         missing.join("\n")
     );
-    eprintln!("{named} paths checked");
-    assert!(named > 100, "only {named} paths found");
+    eprintln!("{} {kind} checked", named.len());
+    assert!(named.len() > at_least, "only {} {kind} found", named.len());
+}
+
+#[test]
+fn repository_paths_named_in_the_docs_exist() {
+    let mut named = Vec::new();
+    for (page, text) in pages() {
+        for path in named_paths(&text) {
+            named.push((name(&page), path.clone(), root().join(&path)));
+        }
+    }
+    assert_each_exists("paths", named, 100);
 }
 
 #[test]
 fn test_targets_named_in_the_docs_exist() {
-    let (mut missing, mut named) = (Vec::new(), 0);
+    let mut named = Vec::new();
     for (page, text) in pages() {
         let words: Vec<&str> = text.split_whitespace().collect();
-        for pair in words.windows(2) {
-            if pair[0] != "--test" {
-                continue;
-            }
+        for pair in words.windows(2).filter(|pair| pair[0] == "--test") {
             let target = pair[1].trim_matches(|c: char| !c.is_alphanumeric() && c != '_');
-            named += 1;
-            if !root().join("tests").join(format!("{target}.rs")).exists() {
-                missing.push(format!("{}: --test {target}", name(&page)));
-            }
+            let file = root().join("tests").join(format!("{target}.rs"));
+            named.push((name(&page), format!("--test {target}"), file));
         }
     }
-    assert!(
-        missing.is_empty(),
-        "test targets the docs name that do not exist:\n{}",
-        missing.join("\n")
-    );
-    eprintln!("{named} test targets checked");
-    assert!(named > 5, "only {named} test targets found");
+    assert_each_exists("test targets", named, 5);
 }
 
 /// The environment variables a text names: upper-case words with one of the registry's
@@ -259,33 +256,28 @@ fn options(help: &str) -> BTreeSet<String> {
     options
 }
 
+/// Asserts that the reference documents exactly what `--help` offers, of one `kind`.
+fn assert_same(kind: &str, documented: &BTreeSet<String>, offered: &BTreeSet<String>) {
+    let undocumented: Vec<_> = offered.difference(documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "{kind} in --help missing from docs/configuration.md: {undocumented:?}"
+    );
+    let unknown: Vec<_> = documented.difference(offered).collect();
+    assert!(
+        unknown.is_empty(),
+        "{kind} in docs/configuration.md that --help does not list: {unknown:?}"
+    );
+}
+
 #[test]
 fn the_configuration_reference_and_the_help_name_the_same_settings() {
     let reference = std::fs::read_to_string(root().join("docs/configuration.md")).unwrap();
     let help = help(&[]);
-    let (documented, offered) = (variables(&reference), variables(&help));
-    let undocumented: Vec<_> = offered.difference(&documented).collect();
-    assert!(
-        undocumented.is_empty(),
-        "variables in --help missing from docs/configuration.md: {undocumented:?}"
-    );
-    let unknown: Vec<_> = documented.difference(&offered).collect();
-    assert!(
-        unknown.is_empty(),
-        "variables in docs/configuration.md that --help does not list: {unknown:?}"
-    );
+    assert_same("variables", &variables(&reference), &variables(&help));
     // The reference's table rows, and the options of the server and of `gc`.
     let documented = flags(reference.lines().filter(|l| l.starts_with('|')));
     let mut offered = options(&help);
     offered.extend(options(&self::help(&["gc"])));
-    let unknown: Vec<_> = documented.difference(&offered).collect();
-    assert!(
-        unknown.is_empty(),
-        "flags in docs/configuration.md that --help does not list: {unknown:?}"
-    );
-    let undocumented: Vec<_> = offered.difference(&documented).collect();
-    assert!(
-        undocumented.is_empty(),
-        "flags in --help missing from docs/configuration.md: {undocumented:?}"
-    );
+    assert_same("flags", &documented, &offered);
 }
