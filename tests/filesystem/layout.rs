@@ -72,16 +72,27 @@ async fn open_creates_the_root_and_locates_files_below_it() {
     assert_eq!(PathBuf::from(&info.path), blob);
     assert_eq!(std::fs::metadata(&blob).unwrap().len(), 0);
     assert!(read_all(&driver, &r, &sha256(b"")).await.is_empty());
-    // A file where the root should be is a clear error, not a panic.
+    // A file where the root should be is a configuration error naming the setting, and
+    // the file is left as it was.
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").unwrap();
     let err = FilesystemDriver::open(
         &FilesystemConfig {
-            root_directory: file,
+            root_directory: file.clone(),
         },
         EngineOptions::default(),
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Config {
+                field: "filesystem.root_directory",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }

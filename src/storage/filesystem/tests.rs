@@ -326,22 +326,3 @@ async fn stale_or_torn_session_records_are_unknown() {
     fs::write(&record, &text).unwrap();
     assert_eq!(d.get_upload_progress(&repo, &id).await.unwrap().offset(), 5);
 }
-
-#[tokio::test]
-async fn a_root_that_is_a_file_is_a_configuration_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("not-a-dir");
-    std::fs::write(&file, b"x").unwrap();
-    let err = FilesystemBackend::open(&file).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Config {
-                field: "filesystem.root_directory",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(std::fs::read(&file).unwrap(), b"x", "the file was changed");
-}
