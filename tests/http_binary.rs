@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::binary::{BIN, send_signal, spawn, wait_for_log};
+use common::binary::{BIN, send_signal, spawn, wait_for_log, wait_for_metrics_address};
 use common::*;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -254,13 +254,10 @@ async fn the_server_collects_and_expires_periodically() {
             .env("MARINA_UPLOAD_EXPIRY_INTERVAL", "1s"),
     )
     .await;
-    let line = wait_for_log(&mut logs, "metrics and health checks on http://").await;
-    let metrics_url = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .map(|url| format!("http://{url}"))
-        .unwrap_or_else(|| panic!("no metrics address in {line}"));
+    let metrics_url = format!(
+        "http://{}/metrics",
+        wait_for_metrics_address(&mut logs).await
+    );
     let registry = Registry::new(format!("http://{addr}"));
     let image = registry.push_image("periodic/gc", "v1", 5).await;
     let location = registry.start_upload("periodic/gc").await;

@@ -59,6 +59,19 @@ pub async fn wait_for_log(
     panic!("the log ended without a line containing {needle:?}");
 }
 
+/// Reads log lines until the one announcing the metrics listener, and returns its
+/// `host:port`.
+pub async fn wait_for_metrics_address(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+) -> String {
+    let line = wait_for_log(lines, "metrics and health checks on http://").await;
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no metrics address in {line}"))
+}
+
 /// Sends `kill -<sig>` to the child.
 pub async fn send_signal(child: &Child, sig: &str) {
     let pid = child.id().expect("running").to_string();

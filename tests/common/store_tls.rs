@@ -12,7 +12,7 @@ use tokio::process::{Child, ChildStderr, Command};
 
 use super::Registry;
 use super::auth::{Pki, pki};
-use super::binary::{BIN, spawn, wait_for_log};
+use super::binary::{BIN, spawn, wait_for_log, wait_for_metrics_address};
 use super::content::payload;
 use super::fault_proxy::FaultProxy;
 use super::fault_workload::{Blob, MIB, assert_pulls_exactly, push_and_acknowledge};
@@ -95,13 +95,8 @@ pub async fn assert_an_untrusted_store_is_refused(cmd: &mut Command, store: &Tls
         line.contains("certificate"),
         "the log does not say what failed: {line}"
     );
-    let line = wait_for_log(&mut logs, "metrics and health checks on http://").await;
+    let metrics = wait_for_metrics_address(&mut logs).await;
     tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
-    let metrics = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("no metrics address in {line}"));
     let ready = reqwest::get(format!("http://{metrics}/readyz"))
         .await
         .unwrap();
