@@ -234,6 +234,36 @@ async fn gc_subcommand_reports_and_reclaims() {
     assert_eq!((reclaimed[0], reclaimed[1]), (1, 2), "{reclaimed:?}");
 }
 
+/// `marina-registry gc` on a store it cannot reach fails with status 1 and says why on
+/// stderr, down to the cause (here the refused connection), each part once.
+#[cfg(feature = "s3")]
+#[tokio::test]
+async fn gc_subcommand_says_why_it_failed() {
+    // Nothing listens on port 9 (discard) on loopback.
+    let run = Command::new(BIN)
+        .args(["gc", "--storage", "s3"])
+        .env("S3_ENDPOINT", "http://127.0.0.1:9")
+        .env("S3_BUCKET", "bucket")
+        .env_remove("STORAGE_TYPE")
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("gc stopped")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no summary line");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("marina-registry: garbage collection failed: "))
+        .unwrap_or_else(|| panic!("no failure line: {err}"));
+    assert!(
+        line.contains("request not sent (connection failed)"),
+        "{line}"
+    );
+    assert_eq!(line.matches("Connection refused").count(), 1, "{line}");
+}
+
 /// The server collects every `gc_interval` and expires uploads every
 /// `upload_expiry_interval`, each run logged as a summary line and recorded in the `gc_*`
 /// and `upload_sessions_*` series.

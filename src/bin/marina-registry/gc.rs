@@ -1,6 +1,7 @@
 //! The `gc` subcommand: one garbage collection over the configured storage.
 
 use marina_distribution::AnyDriver;
+use marina_distribution::error::ErrorChain;
 use marina_distribution::storage::lifecycle::{GcOptions, Lifecycle};
 
 use crate::settings::Settings;
@@ -24,7 +25,10 @@ pub(crate) async fn collect_garbage(
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("marina-registry: garbage collection failed: {e}");
+            eprintln!(
+                "marina-registry: garbage collection failed: {}",
+                ErrorChain(&e)
+            );
             std::process::ExitCode::from(1)
         }
     }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 use crate::oci::{Digest, RangeRequest, RepositoryName};
 use crate::storage::backend::Backend;
 use crate::storage::hashing::Hasher;
@@ -122,7 +122,7 @@ impl<B: Backend> Engine<B> {
             Ok(()) => Ok(()),
             Err(e) => match self.backend.blob_size(digest).await {
                 Ok(Some(stored)) if stored == size => {
-                    tracing::warn!(driver = B::NAME, %digest, error = %e,
+                    tracing::warn!(driver = B::NAME, %digest, error = %ErrorChain(&e),
                         "commit reported an error but the blob is stored; continuing");
                     Ok(())
                 }
@@ -261,7 +261,7 @@ impl<B: Backend> Engine<B> {
             let verified = check_content(Some(size), count, &hasher, digest).is_ok();
             match self.backend.blob_size(digest).await {
                 Ok(Some(stored)) if verified && stored == size => {
-                    tracing::warn!(driver = B::NAME, %digest, error = %e,
+                    tracing::warn!(driver = B::NAME, %digest, error = %ErrorChain(&e),
                         "storing the blob reported an error but it is stored; continuing");
                 }
                 _ => return Err(e),

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 use crate::oci::{Digest, DigestAlgorithm, RepositoryName};
 use crate::storage::backend::{Backend, ObjectVersion, PersistedUploadState};
 use crate::storage::hashing::{HashCheckpoint, Hasher};
@@ -307,7 +307,7 @@ impl<B: Backend> Engine<B> {
         if let Some(state) = state
             && let Err(e) = self.backend.abort_upload(id, state).await
         {
-            tracing::warn!(driver = B::NAME, upload = %id, error = %e,
+            tracing::warn!(driver = B::NAME, upload = %id, error = %ErrorChain(&e),
                 "releasing an upload's storage failed; upload expiry will release it");
         }
         Ok(())
@@ -328,7 +328,7 @@ impl<B: Backend> Engine<B> {
         failure: Error,
     ) -> Error {
         if let Err(e) = self.save_upload(key, before).await {
-            tracing::warn!(driver = B::NAME, error = %e,
+            tracing::warn!(driver = B::NAME, error = %ErrorChain(&e),
                 "could not restore an upload session after a failed finish");
         }
         failure

@@ -95,7 +95,8 @@ pub(crate) fn translate(request: &'static str, object: &str, err: GcsError) -> E
         },
     };
     let retryable = is_retryable(&err);
-    let detail = format!("{request} {object}: {err}");
+    // The error itself is the detail's source: a log prints it after the detail, once.
+    let detail = format!("{request} {object}");
     Error::Backend {
         driver: DRIVER,
         operation: None,
@@ -157,6 +158,11 @@ mod tests {
             !text.contains("prefix/") && !text.contains("internal detail"),
             "{text}"
         );
+        // The log line holds the object and the store's own words, each once.
+        let logged = crate::error::ErrorChain(&err).to_string();
+        for once in ["prefix/repositories/a/x", "internal detail"] {
+            assert_eq!(logged.matches(once).count(), 1, "{once:?} in {logged}");
+        }
         match err {
             Error::Backend {
                 driver,

@@ -39,7 +39,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 use crate::oci::{ByteRange, Digest, DigestAlgorithm};
 use crate::storage::backend::{Backend, Operation};
 use crate::storage::layout;
@@ -276,7 +276,7 @@ impl<B: Backend> ResumableReader<B> {
             .first_pause
             .saturating_mul(1 << (*this.reopens).min(16));
         *this.reopens += 1;
-        tracing::warn!(blob = ?this.blob, at = *this.next, attempt = *this.reopens, error = %e,
+        tracing::warn!(blob = ?this.blob, at = *this.next, attempt = *this.reopens, error = %ErrorChain(&e),
             "blob read interrupted; reopening where it stopped");
         *this.reopening = Some(Box::pin(reopen(
             Arc::clone(this.backend),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{DEFAULT_UPLOAD_TTL, GcOptions, GcReport, Lifecycle};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 
 /// Default of [`Schedule::upload_expiry_interval`].
 pub const DEFAULT_UPLOAD_EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
@@ -137,7 +137,7 @@ where
                     observe(kind, RunEnd::Done(&report));
                 }
                 Err(e) => {
-                    tracing::error!(target: "marina::lifecycle", error = %e, "lifecycle run failed");
+                    tracing::error!(target: "marina::lifecycle", error = %ErrorChain(&e), "lifecycle run failed");
                     let elapsed = started.elapsed();
                     observe(kind, RunEnd::Failed { elapsed });
                 }

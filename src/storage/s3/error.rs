@@ -13,7 +13,8 @@
 //! "still failing after the SDK's retries": the registry answers 503 and the client may try
 //! again later.
 
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::{RequestId, RequestIdExt};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::error::{BackendDetail, Error};
@@ -85,9 +86,10 @@ pub(crate) fn is_retryable<E: ProvideErrorMetadata>(err: &SdkError<E, HttpRespon
 /// Translates an SDK error of the S3 request `op` (`"GetObject"`) on the object `key`.
 ///
 /// The error's message names the request and what S3 answered (its error code and HTTP
-/// status, or the kind of transport failure); the object key (with the bucket's prefix), the
-/// request id and the SDK's full output go to the [`BackendDetail`] in its source, for logs
-/// only.
+/// status, or the kind of transport failure). The object key (with the bucket's prefix) and
+/// S3's request ids (what AWS support asks for) go to the [`BackendDetail`] in its source,
+/// and the SDK's error below that: a log prints the chain ([`crate::error::ErrorChain`]),
+/// each part once.
 pub(crate) fn translate<E>(op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -108,7 +110,7 @@ where
             _ => "request failed".to_owned(),
         },
     };
-    let detail = format!("{op} {key}: {}", DisplayErrorContext(&err));
+    let detail = request_detail(op, key, &err);
     Error::Backend {
         driver: DRIVER,
         operation: None,
@@ -116,6 +118,17 @@ where
         message: format!("{op}: {answer}"),
         retryable: is_retryable(&err),
         source: Some(Box::new(BackendDetail::new(detail, Some(Box::new(err))))),
+    }
+}
+
+/// `GetObject blobs/…` with S3's request id and extended request id when it answered.
+fn request_detail<E>(op: &str, key: &str, err: &SdkError<E, HttpResponse>) -> String {
+    match (err.request_id(), err.extended_request_id()) {
+        (Some(id), Some(extended)) => {
+            format!("{op} {key} (request id {id}, extended request id {extended})")
+        }
+        (Some(id), None) => format!("{op} {key} (request id {id})"),
+        (None, _) => format!("{op} {key}"),
     }
 }
 
@@ -143,4 +156,79 @@ pub(crate) fn corrupt(message: impl Into<String>) -> Error {
 /// Like [`corrupt`], about the object `key` (kept in the detail, for logs).
 pub(crate) fn corrupt_at(message: impl Into<String>, key: &str) -> Error {
     Error::backend_detail(DRIVER, message, key)
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::*;
+    use crate::error::ErrorChain;
+
+    fn logged(err: &Error) -> String {
+        ErrorChain(err).to_string()
+    }
+
+    /// A service error's log line names the request, the key, S3's request ids and S3's own
+    /// words, each once; the client's message names only the request and the answer.
+    #[test]
+    fn a_service_error_is_logged_once_with_its_request_ids() {
+        let mut raw = HttpResponse::new(StatusCode::try_from(404).unwrap(), SdkBody::from(""));
+        raw.headers_mut().insert("x-amz-request-id", "REQ123");
+        raw.headers_mut().insert("x-amz-id-2", "EXT456");
+        let modeled = GetObjectError::generic(
+            ErrorMetadata::builder()
+                .code("NoSuchBucket")
+                .message("The specified bucket does not exist")
+                .build(),
+        );
+        let err = translate(
+            "GetObject",
+            "prefix/a/b",
+            SdkError::service_error(modeled, raw),
+        );
+        assert_eq!(
+            err.to_string(),
+            "s3 storage backend error: GetObject: NoSuchBucket (HTTP 404)"
+        );
+        let line = logged(&err);
+        assert!(
+            line.contains("GetObject prefix/a/b (request id REQ123, extended request id EXT456): "),
+            "{line}"
+        );
+        for once in [
+            "prefix/a/b",
+            "The specified bucket does not exist",
+            "EXT456",
+        ] {
+            assert_eq!(line.matches(once).count(), 1, "{once:?} in {line}");
+        }
+    }
+
+    /// A request that never reached the store: the cause (here the refused connection) is
+    /// in the log once, and the SDK's `Debug` text is not.
+    #[test]
+    fn a_transport_failure_is_logged_once() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused here");
+        let failure = SdkError::<GetObjectError, HttpResponse>::dispatch_failure(
+            ConnectorError::io(Box::new(refused)),
+        );
+        let err = translate("HeadBucket", "bucket", failure);
+        assert_eq!(
+            err.to_string(),
+            "s3 storage backend error: HeadBucket: request not sent (connection failed)"
+        );
+        assert!(err.is_retryable());
+        let line = logged(&err);
+        assert!(
+            line.contains("HeadBucket bucket: dispatch failure"),
+            "{line}"
+        );
+        assert_eq!(line.matches("refused here").count(), 1, "{line}");
+        assert!(!line.contains("DispatchFailure"), "Debug text in {line}");
+    }
 }

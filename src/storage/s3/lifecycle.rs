@@ -13,7 +13,7 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use super::S3Backend;
 use super::backend::on_heap;
 use super::error::{self, translate};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 use crate::oci::{Digest, DigestAlgorithm};
 use crate::storage::UploadId;
 use crate::storage::layout::{self, Dir, Key};
@@ -160,7 +160,7 @@ impl S3Backend {
                 }
                 // A store without `DeleteObjects`: one request per key.
                 Err(e) if matches!(error::status(&e), Some(400 | 404 | 405 | 501)) => {
-                    tracing::debug!(error = %aws_sdk_s3::error::DisplayErrorContext(&e),
+                    tracing::debug!(error = %ErrorChain(&e),
                         "DeleteObjects refused; deleting one object at a time");
                     for key in batch {
                         self.delete(key).await?;
@@ -226,7 +226,7 @@ impl S3Backend {
             let out = match listed {
                 Ok(out) => out,
                 Err(e) => {
-                    tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e),
+                    tracing::warn!(error = %ErrorChain(&e),
                         "ListMultipartUploads failed: multipart uploads no session owns are \
                          left to the bucket's lifecycle rules");
                     break;

@@ -14,7 +14,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 
 use super::S3Backend;
 use super::error::{corrupt, corrupt_at};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 use crate::oci::Digest;
 use crate::storage::UploadId;
 use crate::storage::config::MAX_PART_SIZE;
@@ -453,12 +453,12 @@ impl S3Backend {
                     if let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id())
                         && let Err(e) = self.abort_multipart(key, upload_id).await
                     {
-                        tracing::warn!(key, error = %e, "aborting a stray multipart upload");
+                        tracing::warn!(key, error = %ErrorChain(&e), "aborting a stray multipart upload");
                     }
                 }
             }
             Err(e) => {
-                tracing::debug!(dir, error = %aws_sdk_s3::error::DisplayErrorContext(&e),
+                tracing::debug!(dir, error = %ErrorChain(&e),
                     "ListMultipartUploads failed; stray multipart uploads are left to the \
                      bucket's lifecycle rules");
             }

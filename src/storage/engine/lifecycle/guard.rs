@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::condemned::Condemned;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorChain, Result};
 use crate::oci::manifest::ManifestSummary;
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::backend::{Backend, TagTarget};
@@ -135,7 +135,7 @@ impl<B: Backend> Engine<B> {
     /// collections remove it).
     pub(in crate::storage::engine) async fn release_intent(&self, intent: Intent) {
         if let Err(e) = self.backend.remove(&intent.key).await {
-            tracing::warn!(driver = B::NAME, error = %e, "could not remove a push intent");
+            tracing::warn!(driver = B::NAME, error = %ErrorChain(&e), "could not remove a push intent");
         }
     }
 
