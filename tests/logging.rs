@@ -191,3 +191,70 @@ async fn the_config_file_opens_the_metrics_listener_and_bad_settings_stop_the_st
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("notifications.endpoints.url"));
 }
+
+/// Why the start stopped is the last line on stderr, in the format asked for: `marina-registry:
+/// WHAT: WHY` in text, and with `--log-format json` a JSON log line like every other (level
+/// `ERROR`, the reason in `fields.error`), so that a log shipper can read it. The status
+/// says which kind of failure: 2 for a configuration, 1 for the storage or the listener.
+#[test]
+fn the_reason_a_start_stopped_is_written_in_the_log_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let cases: [(Vec<&str>, &str, &str, i32); 3] = [
+        (
+            vec!["--gc-interval", "10ms"],
+            "configuration error",
+            "at least 1s",
+            2,
+        ),
+        (
+            vec!["--root-directory", file.to_str().unwrap()],
+            "cannot open storage",
+            "filesystem.root_directory",
+            1,
+        ),
+        (
+            vec!["--listen", &taken, "--storage", "inmemory"],
+            &format!("cannot listen on {taken}"),
+            "in use",
+            1,
+        ),
+    ];
+    for (args, what, why, status) in cases {
+        for json in [false, true] {
+            let format = if json { "json" } else { "text" };
+            let out = Command::new(BIN)
+                .args(["--log-format", format])
+                .args(&args)
+                .env_remove("MARINA_LISTEN")
+                .env_remove("STORAGE_TYPE")
+                .env_remove("STORAGE_ROOT_DIRECTORY")
+                .env_remove("RUST_LOG")
+                .output()
+                .unwrap();
+            let case = format!("{args:?} in {format}");
+            assert_eq!(out.status.code(), Some(status), "{case}");
+            let stderr = String::from_utf8(out.stderr).unwrap();
+            let last = stderr.lines().last().unwrap_or_default();
+            if !json {
+                assert!(
+                    last.starts_with(&format!("marina-registry: {what}: ")) && last.contains(why),
+                    "{case}: {stderr}"
+                );
+                continue;
+            }
+            for line in stderr.lines() {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("{case}: not JSON ({e}): {line}"));
+            }
+            let logged: serde_json::Value = serde_json::from_str(last).unwrap();
+            assert_eq!(logged["level"], "ERROR", "{case}: {last}");
+            assert_eq!(logged["fields"]["message"], what, "{case}: {last}");
+            let error = logged["fields"]["error"].as_str().unwrap_or_default();
+            assert!(error.contains(why), "{case}: {last}");
+        }
+    }
+}

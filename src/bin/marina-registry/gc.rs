@@ -12,6 +12,7 @@ pub(crate) async fn collect_garbage(
     settings: Settings,
     dry_run: bool,
 ) -> std::process::ExitCode {
+    let log_format = settings.log_format;
     let options = GcOptions {
         dry_run,
         ..settings.schedule.gc
@@ -24,12 +25,6 @@ pub(crate) async fn collect_garbage(
             println!("{report}");
             std::process::ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!(
-                "marina-registry: garbage collection failed: {}",
-                ErrorChain(&e)
-            );
-            std::process::ExitCode::from(1)
-        }
+        Err(e) => crate::stop(log_format, "garbage collection failed", ErrorChain(&e), 1),
     }
 }

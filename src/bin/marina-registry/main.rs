@@ -14,17 +14,19 @@ mod gc;
 mod serve;
 mod settings;
 
+use std::fmt;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
 use marina_distribution::AnyDriver;
 use marina_distribution::error::ErrorChain;
-use marina_distribution::observe::logging;
+use marina_distribution::observe::logging::{self, LogFormat};
 use marina_distribution::observe::metrics::Metrics;
 
 use crate::cli::{Cli, Command};
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     allocator::tune_allocator();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -33,18 +35,23 @@ fn main() -> std::process::ExitCode {
         Ok(runtime) => runtime.block_on(run()),
         Err(e) => {
             eprintln!("marina-registry: cannot start the async runtime: {e}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn run() -> std::process::ExitCode {
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     let settings = match settings::load(&cli) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("marina-registry: configuration error: {e}");
-            return std::process::ExitCode::from(2);
+            // The format the flag or the environment asked for: the configuration file, which
+            // may name another, did not load.
+            let format = cli.log_format.unwrap_or_default();
+            if format == LogFormat::Json {
+                logging::init(format);
+            }
+            return stop(format, "configuration error", e, 2);
         }
     };
     // Logs go to stderr; stdout carries only the "listening on" line.
@@ -59,12 +66,32 @@ async fn run() -> std::process::ExitCode {
     let driver = match opened {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("marina-registry: cannot open storage: {}", ErrorChain(&e));
-            return std::process::ExitCode::from(1);
+            return stop(
+                settings.log_format,
+                "cannot open storage",
+                ErrorChain(&e),
+                1,
+            );
         }
     };
     match cli.command {
         Some(Command::Gc { dry_run }) => gc::collect_garbage(&driver, settings, dry_run).await,
         None => serve::serve(driver, settings, metrics).await,
     }
+}
+
+/// Says why the process stops, on stderr, and gives its exit status: `marina-registry: WHAT:
+/// ERROR` for people, or, with `--log-format json`, one JSON log line like every other (level
+/// `ERROR`, the cause in `error`), so that a log shipper can read the line that matters most.
+pub(crate) fn stop(
+    format: LogFormat,
+    what: &str,
+    error: impl fmt::Display,
+    status: u8,
+) -> ExitCode {
+    match format {
+        LogFormat::Text => eprintln!("marina-registry: {what}: {error}"),
+        LogFormat::Json => tracing::error!(error = %error, "{what}"),
+    }
+    ExitCode::from(status)
 }

@@ -30,17 +30,17 @@ pub(crate) async fn serve(
         limits,
         metrics_listen,
         notifications,
-        ..
+        log_format,
     } = settings;
+    let stop = |what: &str, error: &dyn std::fmt::Display, status| {
+        crate::stop(log_format, what, error, status)
+    };
     let tls = match tls
         .files()
         .and_then(|f| f.map(TlsReloader::load).transpose())
     {
         Ok(t) => t.map(Arc::new),
-        Err(e) => {
-            eprintln!("marina-registry: TLS configuration error: {e}");
-            return std::process::ExitCode::from(2);
-        }
+        Err(e) => return stop("TLS configuration error", &e, 2),
     };
     let driver_name = driver.driver_name();
     let mut options = RegistryOptions {
@@ -57,10 +57,7 @@ pub(crate) async fn serve(
             };
             match Notifier::start(&notifications, options, metrics.as_deref()) {
                 Ok(started) => Some(started),
-                Err(e) => {
-                    eprintln!("marina-registry: configuration error: {e}");
-                    return std::process::ExitCode::from(2);
-                }
+                Err(e) => return stop("configuration error", &e, 2),
             }
         }
     };
@@ -74,19 +71,13 @@ pub(crate) async fn serve(
     });
     let (app, authorizer) = match server::registry_app(Arc::clone(&driver), options, &auth) {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("marina-registry: access control configuration error: {e}");
-            return std::process::ExitCode::from(2);
-        }
+        Err(e) => return stop("access control configuration error", &e, 2),
     };
     let app = app.layer(ObserveLayer::new(metrics.clone(), notifier));
     server::spawn_reloads(tls.clone(), authorizer);
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("marina-registry: cannot listen on {listen}: {e}");
-            return std::process::ExitCode::from(1);
-        }
+        Err(e) => return stop(&format!("cannot listen on {listen}"), &e, 1),
     };
     if let (Some(addr), Some(metrics)) = (metrics_listen, metrics) {
         let health = marina_distribution::observe::health::router(metrics, Arc::clone(&driver));
@@ -98,10 +89,7 @@ pub(crate) async fn serve(
                 );
                 tokio::spawn(async move { axum::serve(l, health).await });
             }
-            Err(e) => {
-                eprintln!("marina-registry: cannot listen on {addr} (metrics): {e}");
-                return std::process::ExitCode::from(1);
-            }
+            Err(e) => return stop(&format!("cannot listen on {addr} (metrics)"), &e, 1),
         }
     }
     let addr = listener.local_addr().unwrap_or(listen);
@@ -122,8 +110,7 @@ pub(crate) async fn serve(
     )
     .await
     {
-        eprintln!("marina-registry: server error: {e}");
-        return std::process::ExitCode::from(1);
+        return stop("server error", &e, 1);
     }
     // The router (and with it the notifier's queues) is gone: let queued events go out.
     if let Some(tasks) = notifier_tasks
