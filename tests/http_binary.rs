@@ -264,6 +264,44 @@ async fn gc_subcommand_says_why_it_failed() {
     assert_eq!(line.matches("Connection refused").count(), 1, "{line}");
 }
 
+/// An S3-compatible store (a custom endpoint) without a configured region: the region comes
+/// from the environment or the profile, else `us-east-1`, and the EC2 instance metadata
+/// service is never asked (that cost a second or more at every start where there is none,
+/// with warnings). A listener standing in for the service must see no connection.
+#[cfg(feature = "s3")]
+#[tokio::test]
+async fn a_custom_endpoint_s_region_is_not_asked_of_the_instance_metadata_service() {
+    let metadata_service = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    metadata_service.set_nonblocking(true).unwrap();
+    let metadata_url = format!("http://{}", metadata_service.local_addr().unwrap());
+    let run = Command::new(BIN)
+        .args(["gc", "--storage", "s3"])
+        .env("S3_ENDPOINT", "http://127.0.0.1:9")
+        .env("S3_BUCKET", "bucket")
+        .env("AWS_ACCESS_KEY_ID", "key")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &metadata_url)
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env_remove("S3_REGION")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .env_remove("STORAGE_TYPE")
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("gc stopped")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("IMDS"), "{err}");
+    match metadata_service.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the metadata service was asked: {other:?}\n{err}"),
+    }
+}
+
 /// The server collects every `gc_interval` and expires uploads every
 /// `upload_expiry_interval`, each run logged as a summary line and recorded in the `gc_*`
 /// and `upload_sessions_*` series.

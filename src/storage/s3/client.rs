@@ -2,8 +2,11 @@
 //!
 //! - Credentials: the AWS SDK default chain only (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`,
 //!   shared config and credentials files, SSO, web identity, ECS/EC2 instance roles).
-//! - Region: `S3Config::region`, else the SDK's region chain (`AWS_REGION`, profile), else
-//!   `us-east-1` (S3-compatible stores mostly ignore it, but SigV4 needs one).
+//! - Region: `S3Config::region`, else the SDK's region chain (`AWS_REGION`, profile, and on
+//!   AWS the EC2 instance's), else `us-east-1` (S3-compatible stores mostly ignore it, but
+//!   SigV4 needs one). With a custom endpoint the instance metadata service is not asked:
+//!   the store's region is never the instance's, and the question cost a second or more at
+//!   every start, with warnings, wherever there is no such service.
 //! - Endpoint and path-style addressing for S3-compatible stores.
 //! - Checksums: with [`S3ChecksumPolicy::WhenRequired`] (the default for custom endpoints)
 //!   the SDK neither adds request checksums (and their streaming trailers) nor validates
@@ -22,6 +25,9 @@
 //!   `rustls-native-certs` when the first client is built).
 //! - Metrics: every attempt after a request's first is counted (`CountRetries`).
 
+use aws_config::environment::EnvironmentVariableRegionProvider;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -46,6 +52,12 @@ pub(crate) async fn build(config: &S3Config) -> Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = &config.region {
         loader = loader.region(Region::new(region.clone()));
+    } else if config.endpoint.is_some() {
+        loader = loader.region(
+            RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+                .or_else(ProfileFileRegionProvider::new())
+                .or_else(DEFAULT_REGION),
+        );
     }
     build_with(config, &loader.load().await)
 }
