@@ -234,34 +234,59 @@ async fn gc_subcommand_reports_and_reclaims() {
     assert_eq!((reclaimed[0], reclaimed[1]), (1, 2), "{reclaimed:?}");
 }
 
-/// `marina-registry gc` on a store it cannot reach fails with status 1 and says why on
-/// stderr, down to the cause (here the refused connection), each part once.
+/// Runs `marina-registry gc` on an S3 store at port 9 of loopback (nothing listens there)
+/// with `credentials` (none: no provider of the SDK's chain has any); it must fail with status
+/// 1 and no summary. Returns its line saying why.
 #[cfg(feature = "s3")]
-#[tokio::test]
-async fn gc_subcommand_says_why_it_failed() {
-    // Nothing listens on port 9 (discard) on loopback.
-    let run = Command::new(BIN)
-        .args(["gc", "--storage", "s3"])
+async fn failed_gc_on_s3(credentials: Option<(&str, &str)>) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["gc", "--storage", "s3"])
         .env("S3_ENDPOINT", "http://127.0.0.1:9")
         .env("S3_BUCKET", "bucket")
-        .env_remove("STORAGE_TYPE")
-        .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("STORAGE_TYPE");
+    match credentials {
+        Some((key, secret)) => cmd
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", secret),
+        None => cmd
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    };
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
         .await
         .expect("gc stopped")
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty(), "no summary line");
     let err = String::from_utf8_lossy(&out.stderr);
-    let line = err
-        .lines()
+    err.lines()
         .find(|l| l.starts_with("marina-registry: garbage collection failed: "))
-        .unwrap_or_else(|| panic!("no failure line: {err}"));
+        .unwrap_or_else(|| panic!("no failure line: {err}"))
+        .to_owned()
+}
+
+/// `marina-registry gc` on a store it cannot reach says why on stderr, down to the cause
+/// (here the refused connection), each part once; without credentials it says that instead.
+#[cfg(feature = "s3")]
+#[tokio::test]
+async fn gc_subcommand_says_why_it_failed() {
+    let line = failed_gc_on_s3(Some(("key", "secret"))).await;
     assert!(
         line.contains("request not sent (connection failed)"),
         "{line}"
     );
     assert_eq!(line.matches("Connection refused").count(), 1, "{line}");
+    let line = failed_gc_on_s3(None).await;
+    assert!(line.contains("request not sent (no credentials)"), "{line}");
+    assert!(line.contains("no credentials found in chain"), "{line}");
 }
 
 /// An S3-compatible store (a custom endpoint) without a configured region: the region comes

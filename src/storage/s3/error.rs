@@ -6,6 +6,7 @@
 //! | `NoSuchUpload` (multipart upload gone)                   | [`Error::BlobUploadUnknown`]       |
 //! | `SlowDown`, throttling codes, 429, 500, 502, 503, 504   | [`Error::Backend`], retryable      |
 //! | timeouts, connection failures, truncated responses      | [`Error::Backend`], retryable      |
+//! | no credentials from the SDK's chain (request not sent)  | [`Error::Backend`], retryable      |
 //! | anything else (403, `NoSuchBucket`, 412, ...)           | [`Error::Backend`], not retryable  |
 //!
 //! The SDK's standard retry policy has already retried throttling and transient failures
@@ -105,6 +106,9 @@ where
         (None, Some(status)) => format!("HTTP {status}"),
         (None, None) => match &err {
             SdkError::TimeoutError(_) => "timed out".to_owned(),
+            SdkError::DispatchFailure(_) if lacks_credentials(&err) => {
+                "request not sent (no credentials)".to_owned()
+            }
             SdkError::DispatchFailure(_) => "request not sent (connection failed)".to_owned(),
             SdkError::ResponseError(_) => "response unreadable".to_owned(),
             _ => "request failed".to_owned(),
@@ -119,6 +123,22 @@ where
         retryable: is_retryable(&err),
         source: Some(Box::new(BackendDetail::new(detail, Some(Box::new(err))))),
     }
+}
+
+/// Whether the request was not sent because no credentials could be had (the SDK reports
+/// that as a dispatch failure, like a refused connection).
+fn lacks_credentials<E>(err: &SdkError<E, HttpResponse>) -> bool
+where
+    E: std::error::Error + 'static,
+{
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        if c.is::<aws_credential_types::provider::error::CredentialsError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// `GetObject blobs/…` with S3's request id and extended request id when it answered.
@@ -230,5 +250,24 @@ mod tests {
         );
         assert_eq!(line.matches("refused here").count(), 1, "{line}");
         assert!(!line.contains("DispatchFailure"), "Debug text in {line}");
+    }
+
+    /// A request not sent for want of credentials says so, not "connection failed"; it stays
+    /// retryable (an instance role's credentials may come back).
+    #[test]
+    fn a_request_without_credentials_says_so() {
+        let missing = aws_credential_types::provider::error::CredentialsError::not_loaded(
+            "no provider had any",
+        );
+        let failure = SdkError::<GetObjectError, HttpResponse>::dispatch_failure(
+            ConnectorError::other(Box::new(missing), None),
+        );
+        let err = translate("HeadBucket", "bucket", failure);
+        assert_eq!(
+            err.to_string(),
+            "s3 storage backend error: HeadBucket: request not sent (no credentials)"
+        );
+        assert!(err.is_retryable());
+        assert!(ErrorChain(&err).to_string().contains("no provider had any"));
     }
 }
