@@ -444,3 +444,40 @@ fn actions(events: &[serde_json::Value]) -> Vec<&str> {
         .map(|e| e["action"].as_str().unwrap())
         .collect()
 }
+
+/// An endpoint that cannot be reached is logged with the cause (here the refused
+/// connection), and never with its URL's secrets: user info, path and query.
+#[tokio::test]
+async fn an_unreachable_endpoint_is_logged_with_its_cause_and_without_its_secrets() {
+    use common::binary::{BIN, spawn, wait_for_log};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("registry.toml");
+    // Port 9 (discard) on loopback: nothing listens.
+    std::fs::write(
+        &config,
+        "[[notifications.endpoints]]\nname = \"down\"\n\
+         url = \"http://user:PASSWORD@127.0.0.1:9/hooks/PATH-TOKEN?key=QUERY-KEY\"\n\
+         backoff = \"50ms\"\n",
+    )
+    .unwrap();
+    let (_child, addr, mut logs) = spawn(
+        tokio::process::Command::new(BIN)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--storage",
+                "inmemory",
+                "--config",
+            ])
+            .arg(&config),
+    )
+    .await;
+    common::client::Registry::new(format!("http://{addr}"))
+        .push_blob("demo/app", b"an event")
+        .await;
+    let line = wait_for_log(&mut logs, "notification endpoint unreachable").await;
+    assert!(line.contains("Connection refused"), "no cause: {line}");
+    for secret in ["PASSWORD", "PATH-TOKEN", "QUERY-KEY"] {
+        assert!(!line.contains(secret), "{secret} in {line}");
+    }
+}

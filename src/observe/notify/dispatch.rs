@@ -27,6 +27,7 @@ use super::config::{
 };
 use super::event::{Action, EVENTS_MEDIA_TYPE, Event, SourceRecord};
 use super::wire::EnvelopeWriter;
+use crate::error::ErrorChain;
 use crate::observe::metrics::NotificationEndpointMetrics;
 
 /// The wait between the quick retries before `threshold` is reached.
@@ -244,10 +245,11 @@ impl Sender {
                     status = resp.status().as_u16(),
                     "notification endpoint refused {events} event(s); retrying"
                 ),
-                // The error names the URL, never the headers.
+                // Down to the cause (refused, DNS, TLS); without the URL, whose path, query
+                // or user info may hold a secret (the endpoint's name says which it is).
                 Err(e) => tracing::warn!(
                     endpoint = %self.name,
-                    error = %e.without_url(),
+                    error = %ErrorChain(&e.without_url()),
                     "notification endpoint unreachable; retrying {events} event(s)"
                 ),
             }
