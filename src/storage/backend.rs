@@ -384,7 +384,7 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Replaces an object only if it is still at `version` (as returned by
     /// [`read_versioned`](Self::read_versioned)): `Ok(true)` when written, `Ok(false)` and
-    /// nothing written when another write came in between. Only called with a version the
+    /// nothing written when another write came in between or the object was removed. Only called with a version the
     /// backend handed out; the default (for backends that hand out none) writes.
     fn write_if_version(
         &self,

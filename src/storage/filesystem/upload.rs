@@ -22,6 +22,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::mem;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -349,6 +350,18 @@ where
         return Err(e);
     }
     let file = writer.file().await?;
+    // The data file removed while this append wrote to it (the session expired, or another
+    // process finished or aborted it): the bytes went nowhere, and the session cannot count
+    // them. One `fstat`.
+    let links = file
+        .metadata()
+        .map_err(|e| io_err("inspecting", &path, e))?
+        .nlink();
+    if links == 0 {
+        return Err(Error::BlobUploadUnknown(format!(
+            "{id}: the session ended while this chunk was written"
+        )));
+    }
     if state.volatile() {
         // Not synced: the engine records the new offset with a volatile write too, and a
         // machine crash since is detected by the boot id (the session is then unknown).

@@ -49,6 +49,10 @@ impl S3Backend {
         match sent {
             Ok(_) => Ok(true),
             Err(e) if error::is_precondition_failed(&e) => Ok(false),
+            // `If-Match` on an object that is gone (a session another request finished or
+            // aborted, or that expired, meanwhile): S3 answers `404 NoSuchKey`. Not at the
+            // version either, and nothing written.
+            Err(e) if error::is_not_found(&e) => Ok(false),
             Err(e) => Err(translate("PutObject", key, e)),
         }
     }

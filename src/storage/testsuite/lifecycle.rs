@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use serde_json::json;
 
 use crate::error::Error;
@@ -389,6 +390,48 @@ where
     );
     let again = ok!(d.expire_uploads(Duration::ZERO, false).await);
     assert_eq!(again.uploads, 0, "{again:?}");
+}
+
+/// A session that expires while one of its chunks is being received (by this process's
+/// expiry or another's) refuses that chunk with `BLOB_UPLOAD_UNKNOWN`, rather than
+/// acknowledging bytes it no longer holds, and stays unknown: the client starts over.
+pub async fn uploads_expiring_under_a_chunk_refuse_it<F: DriverFactory>(f: &F)
+where
+    F::Instance: Lifecycle,
+{
+    let s = Setup::new(f).await;
+    let d = &*s.d;
+    let r = repo("suite/expiry-mid-chunk");
+    let id = ok!(d.start_upload(&r, DigestAlgorithm::Sha256).await).id();
+    ok!(d
+        .put_upload_chunk(&r, &id, Some(0), None, body(b"0123456789"))
+        .await);
+    // The chunk's body: its first half once the driver reads it, its second half once the
+    // session has expired.
+    let (started, receiving) = tokio::sync::oneshot::channel::<()>();
+    let (expired, resume) = tokio::sync::oneshot::channel::<()>();
+    let halves = futures::stream::once(async move {
+        let _ = started.send(());
+        Ok(Bytes::from_static(b"first half, "))
+    })
+    .chain(futures::stream::once(async move {
+        let _ = resume.await;
+        Ok(Bytes::from_static(b"second half"))
+    }));
+    let chunk = d.put_upload_chunk(&r, &id, Some(10), None, halves);
+    let expiry = async {
+        let _ = receiving.await;
+        let report = ok!(d.expire_uploads(Duration::ZERO, false).await);
+        let _ = expired.send(());
+        report
+    };
+    let (chunk, report) = tokio::join!(chunk, expiry);
+    assert_eq!(report.uploads, 1, "{report:?}");
+    assert_err!(chunk, Error::BlobUploadUnknown(_));
+    assert_err!(
+        d.get_upload_progress(&r, &id).await,
+        Error::BlobUploadUnknown(_)
+    );
 }
 
 /// Repositories (with a tag, a manifest or a blob link) are listed in the order of their

@@ -269,6 +269,7 @@ macro_rules! for_each_lifecycle_case {
             gc_delete_untagged_keeps_what_tags_reach,
             gc_reclaims_interim_sha512_blobs,
             uploads_expire_after_their_ttl,
+            uploads_expiring_under_a_chunk_refuse_it,
             catalog_lists_repositories_in_order_and_pages,
             catalog_forgets_emptied_repositories,
             sparse_indexes_accept_absent_children;
