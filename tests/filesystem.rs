@@ -4,8 +4,9 @@
 //!
 //! The tests are grouped by topic in `tests/filesystem/`: [`resume`] (uploads continued after
 //! a restart, a failed or abandoned append, a crash), [`on_disk`] (what pushes leave on
-//! disk, and when), [`reads`], [`layout`] (the root and nested repositories) and
-//! [`hostile_disk`] (planted symbolic links, a failing disk); [`helpers`] holds what the
+//! disk, and when), [`reads`], [`layout`] (the root and nested repositories),
+//! [`two_processes`] (one session changed through two instances) and [`hostile_disk`]
+//! (planted symbolic links, a failing disk); [`helpers`] holds what the
 //! groups share, some of it from `tests/common/` ([`storage_io`]).
 
 // The modules live in `tests/filesystem/` (a crate root's `mod x;` would look for `tests/x.rs`).
@@ -24,3 +25,5 @@ mod on_disk;
 mod reads;
 #[path = "filesystem/resume.rs"]
 mod resume;
+#[path = "filesystem/two_processes.rs"]
+mod two_processes;

@@ -38,6 +38,7 @@ use crate::error::Result;
 use crate::oci::{ByteRange, Digest};
 use crate::storage::UploadId;
 use crate::storage::layout::{Dir, Key};
+use crate::storage::session_lock::UploadLease;
 
 /// A [`Backend`] operation, as errors ([`Error::Backend`](crate::error::Error::Backend)),
 /// logs and instrumentation name it: one per method, plus `Open` for setting a backend up.
@@ -380,6 +381,18 @@ pub trait Backend: Send + Sync + 'static {
         key: &Key,
     ) -> impl Future<Output = Result<Option<(Bytes, Option<ObjectVersion>)>>> + Send {
         async move { Ok(self.read(key).await?.map(|value| (value, None))) }
+    }
+
+    /// Locks the upload session `id` against changes by other processes until the lease is
+    /// dropped. The engine holds it around every change of a session (a chunk, the finish,
+    /// an abort), beside its own lock for this process. The default holds nothing: right
+    /// for backends whose sessions other processes cannot change under them (the object
+    /// stores write each chunk under a name of its own and update the session record
+    /// conditionally; memory is not shared). The filesystem locks
+    /// ([`session_lock`](super::session_lock)).
+    fn lock_upload(&self, id: &UploadId) -> impl Future<Output = Result<UploadLease>> + Send {
+        let _ = id;
+        std::future::ready(Ok(UploadLease::none()))
     }
 
     /// Replaces an object only if it is still at `version` (as returned by

@@ -32,6 +32,7 @@ pub mod probe;
 #[cfg(any(feature = "s3", feature = "gcs"))]
 mod retry;
 pub mod s3;
+pub mod session_lock;
 #[cfg(any(feature = "s3", feature = "gcs"))]
 mod streamed_put;
 #[cfg(any(test, feature = "testsuite"))]

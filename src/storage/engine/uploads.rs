@@ -259,6 +259,7 @@ impl<B: Backend> Engine<B> {
         S: Stream<Item = Result<Bytes>> + Send,
     {
         let _lock = self.upload_locks.lock(id).await;
+        let _lease = self.backend.lock_upload(id).await?;
         let (key, mut record, version) = self.load_upload_versioned(repo, id).await?;
         if let Some(offset) = offset
             && offset != record.offset
@@ -337,6 +338,7 @@ impl<B: Backend> Engine<B> {
     /// Implements [`StorageDriver::abort_upload`].
     pub(super) async fn upload_abort(&self, repo: &RepositoryName, id: &UploadId) -> Result<()> {
         let _lock = self.upload_locks.lock(id).await;
+        let _lease = self.backend.lock_upload(id).await?;
         let (key, record) = self.load_upload(repo, id).await?;
         self.close_session(&key, id, Some(record.backend)).await
     }
@@ -354,6 +356,7 @@ impl<B: Backend> Engine<B> {
         S: Stream<Item = Result<Bytes>> + Send,
     {
         let _lock = self.upload_locks.lock(id).await;
+        let _lease = self.backend.lock_upload(id).await?;
         let (key, mut record) = self.load_upload(repo, id).await?;
         // The session as it was before this request, put back if finishing it fails (below).
         let before = record.clone();

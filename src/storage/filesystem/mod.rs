@@ -37,6 +37,10 @@
 //!     `BLOB_UPLOAD_UNKNOWN` (see `upload.rs` and the README's durability contract).
 //! - **Small reads inline:** metadata reads and blob `stat` run on the calling task (page
 //!   cache hits in practice), not on the blocking pool.
+//! - **Several processes on one root:** the changes of one upload session are serialised
+//!   across processes by [`Backend::lock_upload`]'s leases
+//!   ([`session_lock`](crate::storage::session_lock)), as the engine's own lock does within
+//!   one process.
 //! - **Nothing escapes the root:** keys are re-checked (`paths`), directories on a write
 //!   path are walked with `lstat` so planted symbolic links are refused, and new files are
 //!   created with `O_EXCL`, which never follows a link.
@@ -65,6 +69,7 @@ use crate::oci::{ByteRange, Digest};
 use crate::storage::any::ConfiguredDriver;
 use crate::storage::backend::{Backend, Capabilities, TagTarget};
 use crate::storage::layout::{self, Dir, Key, KeyClass};
+use crate::storage::session_lock::{SessionLocks, UploadLease};
 use crate::storage::upload_locks::UploadLocks;
 use crate::storage::{Engine, EngineOptions, Observed, StorageConfig, StorageType, UploadId};
 
@@ -105,6 +110,8 @@ pub struct FilesystemBackend {
     root_prefix: Arc<str>,
     /// Serialises appends to one upload within this process.
     locks: UploadLocks,
+    /// Serialises the changes of one upload session across processes sharing the root.
+    sessions: SessionLocks,
 }
 
 impl fmt::Debug for FilesystemBackend {
@@ -121,7 +128,7 @@ impl FilesystemBackend {
     /// through a symbolic link; links *below* it are not followed for writes.
     pub async fn open(root: &Path) -> Result<Self> {
         let root = root.to_path_buf();
-        let root = blocking(move || {
+        let (root, sessions) = blocking(move || {
             if fs::metadata(&root).is_ok_and(|meta| !meta.is_dir()) {
                 return Err(Error::Config {
                     field: "filesystem.root_directory",
@@ -133,7 +140,8 @@ impl FilesystemBackend {
                 .map_err(|e| io_err("resolving root directory", &root, e))?;
             paths::ensure_dir(&root, Some("blobs"))?;
             paths::ensure_dir(&root, Some("uploads"))?;
-            Ok(root)
+            let sessions = SessionLocks::new(&root);
+            Ok((root, sessions))
         })
         .await?;
         let mut root_prefix = root.display().to_string();
@@ -144,6 +152,7 @@ impl FilesystemBackend {
             root: Arc::new(root),
             root_prefix: root_prefix.into(),
             locks: UploadLocks::default(),
+            sessions,
         })
     }
 
@@ -416,6 +425,10 @@ impl Backend for FilesystemBackend {
         let id = id.clone();
         let digest = digest.clone();
         blocking(move || upload::commit(&root, &id, &state, size, &digest)).await
+    }
+
+    async fn lock_upload(&self, id: &UploadId) -> Result<UploadLease> {
+        self.sessions.lock(id).await
     }
 
     async fn abort_upload(&self, id: &UploadId, _state: FilesystemUploadState) -> Result<()> {

@@ -35,7 +35,7 @@
 ///         NAME, Reader, UploadState, capabilities, locate, read, exists, write,
 ///         stage_record, remove, read_versioned, write_if_version, any_under, write_tag,
 ///         blob_size, read_blob, put_blob, start_upload, append_upload, finish_upload,
-///         abort_upload);
+///         abort_upload, lock_upload);
 ///
 ///     async fn list(
 ///         &self,
@@ -246,6 +246,16 @@ macro_rules! forward_backend {
             <$inner as $crate::storage::backend::Backend>::finish_upload(
                 &self.$f, id, state, size, digest,
             )
+        }
+    };
+    (@item $f:tt, $inner:ty, lock_upload) => {
+        fn lock_upload(
+            &self,
+            id: &$crate::storage::UploadId,
+        ) -> impl ::std::future::Future<
+            Output = $crate::Result<$crate::storage::session_lock::UploadLease>,
+        > + Send {
+            <$inner as $crate::storage::backend::Backend>::lock_upload(&self.$f, id)
         }
     };
     (@item $f:tt, $inner:ty, abort_upload) => {

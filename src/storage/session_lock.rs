@@ -1,0 +1,175 @@
+//! Upload sessions locked against other processes sharing a filesystem root: what
+//! [`Backend::lock_upload`](super::backend::Backend::lock_upload) hands out on the filesystem.
+//!
+//! The engine serialises the changes of one session (chunk, finish, abort) within one
+//! process (`UploadLocks`). Processes sharing a root must be
+//! serialised too, or a chunk received by one while another finishes the session writes
+//! into the file the finish has just renamed into the blob: bytes under a digest they do
+//! not have. (The object-store drivers need no lock: they write every chunk under a name of
+//! its own and update the session record conditionally.)
+//!
+//! The lock is an open-file-description lock (`F_OFD_SETLK`, Linux ≥ 3.15) on one byte of
+//! one file at the root, `upload-locks`, chosen by the session's id: held by one lease,
+//! whatever the process or the task, and released when the lease's descriptor closes, also
+//! when a process dies. Waiting polls (every 1 to 50 ms) rather than blocking a thread, so a
+//! waiter whose client went away stops waiting.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+use crate::storage::UploadId;
+
+/// The lock file, directly below the root. Its name starts with no `.`, so tidying never
+/// takes it for a temporary file; nothing else in the tree lists the root's files.
+pub(crate) const LOCK_FILE: &str = "upload-locks";
+
+/// The first and the longest pause between two attempts to take a busy lock.
+const FIRST_PAUSE: Duration = Duration::from_millis(1);
+const LONGEST_PAUSE: Duration = Duration::from_millis(50);
+
+/// Where the sessions of one root are locked.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionLocks {
+    path: PathBuf,
+}
+
+/// One session locked until dropped (see the [module](self) docs); a lease of a backend
+/// without cross-process sessions holds nothing.
+#[derive(Debug, Default)]
+pub struct UploadLease {
+    _file: Option<File>,
+}
+
+impl UploadLease {
+    /// A lease that holds nothing: what backends whose sessions need no lock hand out.
+    pub fn none() -> Self {
+        Self::default()
+    }
+}
+
+impl SessionLocks {
+    /// The locks of the sessions below `root`. The lock file is created by the first lease,
+    /// so that a root nobody uploads to may be read-only.
+    pub(crate) fn new(root: &Path) -> Self {
+        Self {
+            path: root.join(LOCK_FILE),
+        }
+    }
+
+    fn open_file(&self) -> Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            // Never through a symbolic link planted in its place.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .mode(0o600)
+            .open(&self.path)
+            .map_err(|e| lock_failed(&self.path, e))
+    }
+
+    /// Waits for the session `id`'s lock.
+    pub(crate) async fn lock(&self, id: &UploadId) -> Result<UploadLease> {
+        let file = self.open_file()?;
+        let byte = byte_of(id);
+        let mut pause = FIRST_PAUSE;
+        loop {
+            match try_lock(&file, byte) {
+                Ok(true) => return Ok(UploadLease { _file: Some(file) }),
+                Ok(false) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LONGEST_PAUSE);
+                }
+                Err(e) => return Err(lock_failed(&self.path, e)),
+            }
+        }
+    }
+}
+
+/// The byte locked for `id`: a stable hash of it (the same in every process and build),
+/// below 2^62 so that it is a valid file offset.
+fn byte_of(id: &UploadId) -> i64 {
+    let hash = Sha256::digest(id.as_str().as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    (u64::from_be_bytes(first) >> 2) as i64
+}
+
+/// Takes the write lock on `byte` of `file` for its open file description, if free.
+fn try_lock(file: &File, byte: i64) -> io::Result<bool> {
+    // SAFETY: `flock` is plain data; all-zero is a valid value, whose fields are set below.
+    let mut range: libc::flock = unsafe { std::mem::zeroed() };
+    range.l_type = libc::F_WRLCK as libc::c_short;
+    range.l_whence = libc::SEEK_SET as libc::c_short;
+    range.l_start = byte;
+    range.l_len = 1;
+    loop {
+        // SAFETY: a valid descriptor, and a pointer to a `flock` that outlives the call.
+        let done = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &range) };
+        if done == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN | libc::EACCES) => return Ok(false),
+            _ => return Err(err),
+        }
+    }
+}
+
+fn lock_failed(path: &Path, err: io::Error) -> Error {
+    Error::backend_detail(
+        "filesystem",
+        "locking an upload session failed",
+        format!("{}: {err}", path.display()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two leases of one session exclude each other, also from one process (each lease is
+    /// its own open file description); other sessions are not held up; a dropped lease
+    /// frees the session.
+    #[tokio::test]
+    async fn a_session_is_held_by_one_lease_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = SessionLocks::new(dir.path());
+        let other = SessionLocks::new(dir.path());
+        let id = UploadId::generate();
+        let held = one.lock(&id).await.unwrap();
+        let waiting = other.lock(&id);
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), &mut waiting)
+                .await
+                .is_err(),
+            "the second lease did not wait"
+        );
+        let _elsewhere = other.lock(&UploadId::generate()).await.unwrap();
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the second lease still waits after the first was dropped")
+            .unwrap();
+    }
+
+    /// The byte is the same for an id in every process and build: the first 62 bits of
+    /// the id's SHA-256 (`python3 -c "import hashlib; print(int.from_bytes(hashlib.sha256(
+    /// b'0123456789abcdef0123456789abcdef').digest()[:8], 'big') >> 2)"`).
+    #[test]
+    fn the_byte_of_an_id_is_stable() {
+        let id = UploadId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(byte_of(&id), 1_129_399_999_815_351_005);
+    }
+}

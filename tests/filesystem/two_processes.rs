@@ -1,0 +1,75 @@
+//! One upload session changed through two driver instances on one root (two processes: the
+//! engine's lock of one does not see the other): the filesystem's session lease serialises
+//! them, so no chunk lands in a blob another instance has just committed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, stream};
+use marina_distribution::oci::DigestAlgorithm;
+use marina_distribution::storage::UploadHandle;
+use marina_distribution::{Error, StorageDriver};
+use tokio::sync::oneshot;
+
+use crate::helpers::{body, open, repo, sha256};
+use crate::storage_io::files_under;
+
+/// A chunk still being received by one instance while another finishes the session: the
+/// finish waits for the chunk, then finds the session grown and refuses the digest
+/// (`DIGEST_INVALID`, which ends the session); no blob is stored. (Without the lease, the finish renamed the
+/// session's file into the blob while the chunk was still writing into it: a blob under a
+/// digest it did not have.)
+#[tokio::test]
+async fn a_finish_waits_for_a_chunk_another_instance_is_receiving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (open(dir.path()).await, open(dir.path()).await);
+    let r = repo("library/race");
+    let id = a
+        .start_upload(&r, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .id();
+    a.put_upload_chunk(&r, &id, Some(0), None, body(b"0123456789", 4))
+        .await
+        .unwrap();
+
+    let (started, receiving) = oneshot::channel::<()>();
+    let (go, resume) = oneshot::channel::<()>();
+    let held = stream::once(async move {
+        let _ = started.send(());
+        Ok(Bytes::from(vec![b'x'; 100_000]))
+    })
+    .chain(stream::once(async move {
+        let _ = resume.await;
+        Ok(Bytes::from(vec![b'y'; 100_000]))
+    }));
+    let legit: &[u8] = b"0123456789legit";
+    let digest = sha256(legit);
+    let (chunk, finish) = tokio::join!(b.put_upload_chunk(&r, &id, Some(10), None, held), async {
+        receiving.await.unwrap();
+        let finishing = a.finish_upload(&r, &id, &digest, None, body(b"legit", 5));
+        tokio::pin!(finishing);
+        // The finish must wait while the chunk is received.
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut finishing).await;
+        go.send(()).unwrap();
+        match early {
+            Ok(done) => done,
+            Err(_) => finishing.await,
+        }
+    });
+    assert_eq!(chunk.unwrap().offset(), 200_010);
+    match finish {
+        Err(Error::DigestInvalid { .. }) => {}
+        other => panic!("the finish did not refuse the grown session: {other:?}"),
+    }
+    assert!(matches!(
+        a.stat(&r, &digest).await,
+        Err(Error::BlobUnknown(_))
+    ));
+    // A refused digest ends the session, with its bytes.
+    assert!(matches!(
+        b.get_upload_progress(&r, &id).await,
+        Err(Error::BlobUploadUnknown(_))
+    ));
+    assert!(files_under(&dir.path().join("uploads")).is_empty());
+}
