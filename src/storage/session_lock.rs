@@ -12,13 +12,18 @@
 //! one file at the root, `upload-locks`, chosen by the session's id: held by one lease,
 //! whatever the process or the task, and released when the lease's descriptor closes, also
 //! when a process dies. Waiting polls (every 1 to 50 ms) rather than blocking a thread, so a
-//! waiter whose client went away stops waiting.
+//! waiter whose client went away stops waiting. A write the filesystem backend still runs on
+//! the blocking pool for a session keeps its lease's descriptor open ([`SessionLocks::held`]),
+//! so the session stays locked until that write ends, even when the request that took the
+//! lease is gone.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
@@ -34,17 +39,40 @@ pub(crate) const LOCK_FILE: &str = "upload-locks";
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
 const LONGEST_PAUSE: Duration = Duration::from_millis(50);
 
+/// The leases this process holds, by session: their descriptors, for the writes that must
+/// keep them open.
+type Held = Arc<Mutex<HashMap<UploadId, Weak<File>>>>;
+
 /// Where the sessions of one root are locked.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionLocks {
     path: PathBuf,
+    held: Held,
 }
 
 /// One session locked until dropped (see the [module](self) docs); a lease of a backend
 /// without cross-process sessions holds nothing.
 #[derive(Debug, Default)]
 pub struct UploadLease {
-    _file: Option<File>,
+    _lock: Option<LeaseLock>,
+}
+
+/// The descriptor holding a lease's lock, and where this process finds it.
+#[derive(Debug)]
+struct LeaseLock {
+    file: Arc<File>,
+    id: UploadId,
+    held: Held,
+}
+
+impl Drop for LeaseLock {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let ours = Arc::downgrade(&self.file);
+        if held.get(&self.id).is_some_and(|file| file.ptr_eq(&ours)) {
+            held.remove(&self.id);
+        }
+    }
 }
 
 impl UploadLease {
@@ -60,7 +88,15 @@ impl SessionLocks {
     pub(crate) fn new(root: &Path) -> Self {
         Self {
             path: root.join(LOCK_FILE),
+            held: Held::default(),
         }
+    }
+
+    /// The descriptor of the lease this process holds on `id`, if any: whoever keeps it
+    /// keeps the session locked, also after the lease is dropped.
+    pub(crate) fn held(&self, id: &UploadId) -> Option<Arc<File>> {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.get(id).and_then(Weak::upgrade)
     }
 
     fn open_file(&self) -> Result<File> {
@@ -83,7 +119,17 @@ impl SessionLocks {
         let mut pause = FIRST_PAUSE;
         loop {
             match try_lock(&file, byte) {
-                Ok(true) => return Ok(UploadLease { _file: Some(file) }),
+                Ok(true) => {
+                    let file = Arc::new(file);
+                    let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+                    held.insert(id.clone(), Arc::downgrade(&file));
+                    let lock = LeaseLock {
+                        file,
+                        id: id.clone(),
+                        held: Arc::clone(&self.held),
+                    };
+                    return Ok(UploadLease { _lock: Some(lock) });
+                }
                 Ok(false) => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(LONGEST_PAUSE);
@@ -161,6 +207,35 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
             .expect("the second lease still waits after the first was dropped")
+            .unwrap();
+    }
+
+    /// A descriptor taken from a lease keeps the session locked after the lease is dropped,
+    /// until it is dropped too.
+    #[tokio::test]
+    async fn a_held_descriptor_outlives_its_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, other) = (SessionLocks::new(dir.path()), SessionLocks::new(dir.path()));
+        let id = UploadId::generate();
+        let lease = one.lock(&id).await.unwrap();
+        let writing = one.held(&id).expect("the lease's descriptor");
+        drop(lease);
+        assert!(
+            one.held(&id).is_none(),
+            "a dropped lease is not found any more"
+        );
+        let waiting = other.lock(&id);
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), &mut waiting)
+                .await
+                .is_err(),
+            "the session was free while its descriptor was held"
+        );
+        drop(writing);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the session is still locked after its descriptor was dropped")
             .unwrap();
     }
 

@@ -411,7 +411,16 @@ impl Backend for FilesystemBackend {
     where
         S: Stream<Item = Result<Bytes>> + Send,
     {
-        upload::append(&self.root, &self.locks, id, state, offset, body).await
+        upload::append(
+            &self.root,
+            &self.locks,
+            &self.sessions,
+            id,
+            state,
+            offset,
+            body,
+        )
+        .await
     }
 
     async fn finish_upload(
@@ -421,10 +430,17 @@ impl Backend for FilesystemBackend {
         size: u64,
         digest: &Digest,
     ) -> Result<()> {
+        // Held until the rename is done, even if this request is gone by then: a chunk
+        // written meanwhile would land in the blob.
+        let hold = upload::SessionHold::take(&self.locks, &self.sessions, id).await;
         let root = Arc::clone(&self.root);
         let id = id.clone();
         let digest = digest.clone();
-        blocking(move || upload::commit(&root, &id, &state, size, &digest)).await
+        blocking(move || {
+            let _hold = hold;
+            upload::commit(&root, &id, &state, size, &digest)
+        })
+        .await
     }
 
     async fn lock_upload(&self, id: &UploadId) -> Result<UploadLease> {

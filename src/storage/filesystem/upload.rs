@@ -36,6 +36,7 @@ use crate::oci::Digest;
 use crate::storage::UploadId;
 use crate::storage::backend::PersistedUploadState;
 use crate::storage::layout;
+use crate::storage::session_lock::SessionLocks;
 use crate::storage::upload_locks::{UploadGuard, UploadLocks};
 
 use super::atomic::{fsync_dir, missing};
@@ -227,12 +228,30 @@ enum Writer {
     Broken,
 }
 
+/// What keeps a session locked while this process writes to it, also in a write on the
+/// blocking pool that outlives its request: the lock of this process and the descriptor of
+/// the engine's cross-process lease ([`SessionLocks::held`]), when it holds one.
+pub(super) struct SessionHold {
+    _lock: UploadGuard,
+    _lease: Option<Arc<File>>,
+}
+
+impl SessionHold {
+    /// Waits for this process's lock on `id`, and keeps the engine's lease on it open.
+    pub(super) async fn take(locks: &UploadLocks, sessions: &SessionLocks, id: &UploadId) -> Self {
+        Self {
+            _lock: locks.lock(id).await,
+            _lease: sessions.held(id),
+        }
+    }
+}
+
 /// Double-buffered writer: one batch is written while the next is received.
 struct BatchWriter {
     state: Writer,
     path: Arc<PathBuf>,
     /// Held by every blocking step, so the upload stays locked until the last one ends.
-    guard: Arc<UploadGuard>,
+    guard: Arc<SessionHold>,
     /// Bytes submitted since writeback was last started.
     unsynced: u64,
 }
@@ -287,6 +306,7 @@ impl BatchWriter {
 pub(super) async fn append<S>(
     root: &Arc<PathBuf>,
     locks: &UploadLocks,
+    sessions: &SessionLocks,
     id: &UploadId,
     state: &FilesystemUploadState,
     offset: u64,
@@ -297,7 +317,7 @@ where
 {
     let rel = data_rel(id)?;
     let path = Arc::new(paths::join(root, &rel));
-    let guard = Arc::new(locks.lock(id).await);
+    let guard = Arc::new(SessionHold::take(locks, sessions, id).await);
     let in_place = offset > 0 || paths::parent_exists(root, &rel);
     let (file, created) = if in_place {
         // Reopening the data file of a session under way, or creating one in the existing
