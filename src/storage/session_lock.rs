@@ -13,7 +13,7 @@
 //! whatever the process or the task, and released when the lease's descriptor closes, also
 //! when a process dies. Waiting polls (every 1 to 50 ms) rather than blocking a thread, so a
 //! waiter whose client went away stops waiting. A write the filesystem backend still runs on
-//! the blocking pool for a session keeps its lease's descriptor open ([`SessionLocks::held`]),
+//! the blocking pool for a session keeps its lease's descriptor open,
 //! so the session stays locked until that write ends, even when the request that took the
 //! lease is gone.
 

@@ -12,7 +12,7 @@ use marina_distribution::{Error, StorageDriver};
 use tokio::sync::oneshot;
 
 use crate::helpers::{body, open, repo, sha256};
-use crate::storage_io::files_under;
+use crate::storage_io::{files_under, read_all};
 
 /// A chunk still being received by one instance while another finishes the session: the
 /// finish waits for the chunk, then finds the session grown and refuses the digest
@@ -72,4 +72,48 @@ async fn a_finish_waits_for_a_chunk_another_instance_is_receiving() {
         Err(Error::BlobUploadUnknown(_))
     ));
     assert!(files_under(&dir.path().join("uploads")).is_empty());
+}
+
+/// Two chunks for one offset through two instances: the second waits for the first, then
+/// finds the session moved on and is refused with its range (`416`, spec "Pushing a blob in
+/// chunks"), as within one process; the session holds the first chunk's bytes, whole.
+#[tokio::test]
+async fn a_second_chunk_for_the_same_offset_waits_then_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (open(dir.path()).await, open(dir.path()).await);
+    let r = repo("library/same-offset");
+    let id = a
+        .start_upload(&r, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .id();
+    let (started, receiving) = oneshot::channel::<()>();
+    let (go, resume) = oneshot::channel::<()>();
+    let held = stream::once(async move {
+        let _ = started.send(());
+        Ok(Bytes::from(vec![b'a'; 70_000]))
+    })
+    .chain(stream::once(async move {
+        let _ = resume.await;
+        Ok(Bytes::from(vec![b'a'; 30_000]))
+    }));
+    let (first, second) = tokio::join!(a.put_upload_chunk(&r, &id, Some(0), None, held), async {
+        receiving.await.unwrap();
+        let second = b.put_upload_chunk(&r, &id, Some(0), None, body(&[b'b'; 50_000], 7_000));
+        tokio::pin!(second);
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut second).await;
+        assert!(early.is_err(), "the second chunk did not wait: {early:?}");
+        go.send(()).unwrap();
+        second.await
+    });
+    assert_eq!(first.unwrap().offset(), 100_000);
+    match second {
+        Err(Error::RangeInvalid { size, .. }) => assert_eq!(size, 100_000),
+        other => panic!("the second chunk was not refused: {other:?}"),
+    }
+    let content = vec![b'a'; 100_000];
+    b.finish_upload(&r, &id, &sha256(&content), None, body(b"", 1))
+        .await
+        .unwrap();
+    assert_eq!(read_all(&a, &r, &sha256(&content)).await, content);
 }
