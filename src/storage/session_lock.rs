@@ -184,6 +184,22 @@ fn lock_failed(path: &Path, err: io::Error) -> Error {
 mod tests {
     use super::*;
 
+    /// Runs `lock` while `hold` is kept: it must still wait after 200 ms, and be granted
+    /// once `hold` is dropped.
+    async fn waits_for<T>(hold: T, lock: impl Future<Output = Result<UploadLease>>) {
+        tokio::pin!(lock);
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut lock).await;
+        assert!(
+            early.is_err(),
+            "the lease was granted while the session was held"
+        );
+        drop(hold);
+        tokio::time::timeout(Duration::from_secs(5), lock)
+            .await
+            .expect("the lease still waits after the session was freed")
+            .unwrap();
+    }
+
     /// Two leases of one session exclude each other, also from one process (each lease is
     /// its own open file description); other sessions are not held up; a dropped lease
     /// frees the session.
@@ -194,20 +210,8 @@ mod tests {
         let other = SessionLocks::new(dir.path());
         let id = UploadId::generate();
         let held = one.lock(&id).await.unwrap();
-        let waiting = other.lock(&id);
-        tokio::pin!(waiting);
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), &mut waiting)
-                .await
-                .is_err(),
-            "the second lease did not wait"
-        );
         let _elsewhere = other.lock(&UploadId::generate()).await.unwrap();
-        drop(held);
-        tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .expect("the second lease still waits after the first was dropped")
-            .unwrap();
+        waits_for(held, other.lock(&id)).await;
     }
 
     /// A descriptor taken from a lease keeps the session locked after the lease is dropped,
@@ -224,19 +228,7 @@ mod tests {
             one.held(&id).is_none(),
             "a dropped lease is not found any more"
         );
-        let waiting = other.lock(&id);
-        tokio::pin!(waiting);
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), &mut waiting)
-                .await
-                .is_err(),
-            "the session was free while its descriptor was held"
-        );
-        drop(writing);
-        tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .expect("the session is still locked after its descriptor was dropped")
-            .unwrap();
+        waits_for(writing, other.lock(&id)).await;
     }
 
     /// The byte is the same for an id in every process and build: the first 62 bits of

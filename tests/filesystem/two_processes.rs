@@ -12,6 +12,29 @@ use marina_distribution::{Error, StorageDriver};
 use tokio::sync::oneshot;
 
 use crate::helpers::{body, open, repo, sha256};
+
+/// A chunk's body that yields `first` (and says so on `receiving`), then `second` once `go`
+/// is sent: a client still sending while something else happens.
+fn held_body(
+    first: Vec<u8>,
+    second: Vec<u8>,
+) -> (
+    impl futures::Stream<Item = marina_distribution::Result<Bytes>> + Send,
+    oneshot::Receiver<()>,
+    oneshot::Sender<()>,
+) {
+    let (started, receiving) = oneshot::channel::<()>();
+    let (go, resume) = oneshot::channel::<()>();
+    let body = stream::once(async move {
+        let _ = started.send(());
+        Ok(Bytes::from(first))
+    })
+    .chain(stream::once(async move {
+        let _ = resume.await;
+        Ok(Bytes::from(second))
+    }));
+    (body, receiving, go)
+}
 use crate::storage_io::{files_under, read_all};
 
 /// A chunk still being received by one instance while another finishes the session: the
@@ -33,16 +56,7 @@ async fn a_finish_waits_for_a_chunk_another_instance_is_receiving() {
         .await
         .unwrap();
 
-    let (started, receiving) = oneshot::channel::<()>();
-    let (go, resume) = oneshot::channel::<()>();
-    let held = stream::once(async move {
-        let _ = started.send(());
-        Ok(Bytes::from(vec![b'x'; 100_000]))
-    })
-    .chain(stream::once(async move {
-        let _ = resume.await;
-        Ok(Bytes::from(vec![b'y'; 100_000]))
-    }));
+    let (held, receiving, go) = held_body(vec![b'x'; 100_000], vec![b'y'; 100_000]);
     let legit: &[u8] = b"0123456789legit";
     let digest = sha256(legit);
     let (chunk, finish) = tokio::join!(b.put_upload_chunk(&r, &id, Some(10), None, held), async {
@@ -87,16 +101,7 @@ async fn a_second_chunk_for_the_same_offset_waits_then_is_refused() {
         .await
         .unwrap()
         .id();
-    let (started, receiving) = oneshot::channel::<()>();
-    let (go, resume) = oneshot::channel::<()>();
-    let held = stream::once(async move {
-        let _ = started.send(());
-        Ok(Bytes::from(vec![b'a'; 70_000]))
-    })
-    .chain(stream::once(async move {
-        let _ = resume.await;
-        Ok(Bytes::from(vec![b'a'; 30_000]))
-    }));
+    let (held, receiving, go) = held_body(vec![b'a'; 70_000], vec![b'a'; 30_000]);
     let (first, second) = tokio::join!(a.put_upload_chunk(&r, &id, Some(0), None, held), async {
         receiving.await.unwrap();
         let second = b.put_upload_chunk(&r, &id, Some(0), None, body(&[b'b'; 50_000], 7_000));
