@@ -134,6 +134,17 @@ impl SessionLocks {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(LONGEST_PAUSE);
                 }
+                Err(e) if unsupported(&e) => {
+                    // A filesystem without locks (some network and FUSE filesystems): one
+                    // process per root is then safe, several are not.
+                    static WARNED: std::sync::Once = std::sync::Once::new();
+                    WARNED.call_once(|| {
+                        tracing::warn!(path = %self.path.display(), error = %e,
+                            "this filesystem does not lock: upload sessions are not protected \
+                             against changes by other processes sharing the root");
+                    });
+                    return Ok(UploadLease::none());
+                }
                 Err(e) => return Err(lock_failed(&self.path, e)),
             }
         }
@@ -170,6 +181,15 @@ fn try_lock(file: &File, byte: i64) -> io::Result<bool> {
             _ => return Err(err),
         }
     }
+}
+
+/// Whether a lock failed because the filesystem does not support them, rather than for a
+/// reason worth an error.
+fn unsupported(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL)
+    )
 }
 
 fn lock_failed(path: &Path, err: io::Error) -> Error {
@@ -229,6 +249,21 @@ mod tests {
             "a dropped lease is not found any more"
         );
         waits_for(writing, other.lock(&id)).await;
+    }
+
+    /// A filesystem without locks is served without them (one process per root is safe);
+    /// other failures are errors.
+    #[test]
+    fn filesystems_without_locks_are_told_from_failures() {
+        for errno in [libc::ENOLCK, libc::EOPNOTSUPP, libc::ENOSYS, libc::EINVAL] {
+            assert!(unsupported(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        for errno in [libc::EBADF, libc::EIO, libc::EDEADLK] {
+            assert!(
+                !unsupported(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
     }
 
     /// The byte is the same for an id in every process and build: the first 62 bits of
