@@ -475,8 +475,21 @@ pub(super) fn commit(
     debug_assert_eq!(dir.join(blob_name), target);
     // Atomic: readers see no blob or the whole blob. A concurrent commit of the same digest
     // replaces it with identical bytes, which is harmless.
-    fs::rename(&source, &target).map_err(|e| io_err("renaming into", &target, e))?;
+    rename_into(&source, &target, &rel, size)?;
     fsync_dir(&dir)
+}
+
+/// Renames the upload's data file (`source`, at `rel` under the root) to the blob's name.
+/// The data file vanishing under the commit (upload expiry released it after the session's
+/// record expired) leaves the session unknown, as if the finish had come a moment later.
+fn rename_into(source: &Path, target: &Path, rel: &str, size: u64) -> Result<()> {
+    match fs::rename(source, target) {
+        Ok(()) => Ok(()),
+        Err(e) if missing(&e) && fs::symlink_metadata(source).is_err_and(|e| missing(&e)) => {
+            Err(gone(rel, size))
+        }
+        Err(e) => Err(io_err("renaming into", target, e)),
+    }
 }
 
 /// Releases the upload's data.
@@ -492,5 +505,27 @@ fn remove_data(path: &Path) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if missing(&e) => Ok(()),
         Err(e) => Err(io_err("removing", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_file_released_under_the_commit_leaves_the_session_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("data");
+        let target = dir.path().join("blob");
+        let err = rename_into(&source, &target, "_uploads/0123", 7).unwrap_err();
+        assert!(matches!(err, Error::BlobUploadUnknown(_)), "{err:?}");
+        assert!(!format!("{err}").contains(&*dir.path().to_string_lossy()));
+
+        // A missing target directory is the server's failure, not the client's.
+        fs::write(&source, b"bytes").unwrap();
+        let nowhere = dir.path().join("absent").join("blob");
+        let err = rename_into(&source, &nowhere, "_uploads/0123", 5).unwrap_err();
+        assert!(!matches!(err, Error::BlobUploadUnknown(_)), "{err:?}");
+        assert!(source.exists());
     }
 }
