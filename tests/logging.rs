@@ -170,6 +170,10 @@ async fn the_config_file_opens_the_metrics_listener_and_bad_settings_stop_the_st
         ),
         (vec!["--gc-interval", "10ms"], "at least 1s"),
         (vec!["--upload-expiry-interval", "0s"], "at least 1s"),
+        (
+            vec!["--upload-ttl", "0s"],
+            "upload_ttl must be more than 0s",
+        ),
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -155,6 +155,19 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
     if too_often(schedule.gc_interval) || too_often(schedule.upload_expiry_interval) {
         return Err("gc_interval and upload_expiry_interval must be at least 1s (or off)".into());
     }
+    // Expiry in the server runs beside pushes: a TTL of zero (often meant as "no limit")
+    // would abort every session in flight at each run. A `gc` run by hand may ask for it.
+    let serving = cli.command.is_none();
+    if serving
+        && schedule.upload_expiry_interval.is_some()
+        && schedule.gc.upload_ttl == Some(Duration::ZERO)
+    {
+        return Err(
+            "upload_ttl must be more than 0s in the server: it would abort every upload \
+                    in flight (to keep sessions forever, set upload_expiry_interval to off)"
+                .into(),
+        );
+    }
     let mut tls = file.tls;
     tls.cert = cli.tls_cert.clone().or(tls.cert);
     tls.key = cli.tls_key.clone().or(tls.key);
