@@ -205,9 +205,9 @@ pub fn inspect(bytes: &[u8], content_type: Option<&str>) -> Result<ManifestSumma
             "an image manifest must have config and layers".to_owned(),
         ));
     }
-    let artifact_type = raw.artifact_type.or_else(|| {
-        // Referrers listing: for an image manifest without artifactType, the config's media
-        // type stands in for it.
+    // Referrers listing (spec, "Listing Referrers"): an `artifactType` that is empty or
+    // missing is, for an image manifest, the config's media type, and for an index omitted.
+    let artifact_type = raw.artifact_type.filter(|t| !t.is_empty()).or_else(|| {
         raw.config
             .as_ref()
             .filter(|_| is_image)
@@ -309,5 +309,21 @@ mod tests {
         assert_eq!(m.media_type, media_types::OCI_INDEX);
         assert_eq!(m.required_manifests().count(), 1);
         assert_eq!(m.required_blobs().count(), 0);
+        assert_eq!(m.artifact_type, None);
+    }
+
+    #[test]
+    fn an_empty_artifact_type_is_a_missing_one() {
+        let m = inspect(image(r#","artifactType":"""#).as_bytes(), None).unwrap();
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
+        let idx = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","artifactType":"","manifests":[]}}"#,
+            media_types::OCI_INDEX
+        );
+        let m = inspect(idx.as_bytes(), None).unwrap();
+        assert_eq!(m.artifact_type, None);
     }
 }
