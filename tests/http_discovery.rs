@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 
 each_driver_test!(tag_listing_and_pagination, |s| async move {
     let repo = "disc/tags";
@@ -187,6 +187,14 @@ each_driver_test!(catalog_listing_and_pagination, |s| async move {
     let page = s.catalog_page(None, None).await;
     assert_eq!(page.repositories, all);
     assert_eq!(page.next, None);
+    // HEAD answers like GET, without the body (RFC 9110 §9.3.2).
+    let head = s.send(Method::HEAD, "/v2/_catalog?n=1").await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(
+        header(&head, "link"),
+        "</v2/_catalog?last=cat-x&n=1>; rel=\"next\""
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
     // n=1 pages, following the Link header until it disappears.
     let mut page = s.catalog_page(Some(1), None).await;
     let mut seen = Vec::new();

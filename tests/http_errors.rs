@@ -90,11 +90,25 @@ each_driver_test!(upload_errors, |s| async move {
 });
 
 each_driver_test!(wrong_methods_and_paths, |s| async move {
-    let resp = s.send(Method::POST, "/v2/err/manifests/latest").await;
-    assert_error(resp, 405, "UNSUPPORTED").await;
+    // A 405 says which methods the path has (RFC 9110 §15.5.6: "MUST generate an Allow
+    // header field in a 405 response").
     let blob = format!("/v2/err/blobs/{}", sha256(b""));
-    let resp = s.send(Method::PUT, &blob).await;
-    assert_error(resp, 405, "UNSUPPORTED").await;
+    for (method, path, allow) in [
+        (
+            Method::POST,
+            "/v2/err/manifests/latest",
+            "GET, HEAD, PUT, DELETE",
+        ),
+        (Method::PUT, blob.as_str(), "GET, HEAD, DELETE"),
+        (Method::GET, "/v2/err/blobs/uploads/", "POST"),
+        (Method::POST, "/v2/err/tags/list", "GET, HEAD"),
+        (Method::DELETE, "/v2/_catalog", "GET, HEAD"),
+        (Method::POST, "/v2/", "GET, HEAD"),
+    ] {
+        let resp = s.send(method.clone(), path).await;
+        assert_eq!(header(&resp, "allow"), allow, "{method} {path}");
+        assert_error(resp, 405, "UNSUPPORTED").await;
+    }
     assert_error(s.get("/v2/err/unknown").await, 404, "UNSUPPORTED").await;
     let resp = s.get("/nope").await;
     assert_eq!(header(&resp, "content-type"), "application/json");

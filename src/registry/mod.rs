@@ -338,8 +338,9 @@ fn route_info(path: &str, method: &Method) -> Result<RouteInfo, ApiError> {
         });
     }
     if rest == "_catalog" {
+        let read = *method == Method::GET || *method == Method::HEAD;
         return Ok(RouteInfo {
-            endpoint: (*method == Method::GET).then_some(Endpoint::Catalog),
+            endpoint: read.then_some(Endpoint::Catalog),
             repository: None,
             reference: None,
         });
@@ -362,6 +363,25 @@ fn route_info(path: &str, method: &Method) -> Result<RouteInfo, ApiError> {
     })
 }
 
+/// The methods `path` answers, for the `Allow` header a `405` must carry (RFC 9110 §15.5.6):
+/// those [`route_info`] gives an endpoint for.
+fn allowed_methods(path: &str) -> String {
+    const METHODS: [Method; 6] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+    let allowed: Vec<&str> = METHODS
+        .iter()
+        .filter(|m| route_info(path, m).is_ok_and(|info| info.endpoint.is_some()))
+        .map(Method::as_str)
+        .collect();
+    allowed.join(", ")
+}
+
 /// Hands the request to the handler of its endpoint. `caller` is who passed the access
 /// check (handlers that filter by permission, like the catalog, use
 /// [`Caller::may_pull`]); `mount_allowed` says whether a mount may read its source.
@@ -378,7 +398,8 @@ async fn handle<D: StorageDriver + Lifecycle, A: Authorizer>(
         _ => {}
     }
     let (Some(endpoint), Some(name)) = (info.endpoint, info.repository.as_ref()) else {
-        return Err(ApiError::method_not_allowed());
+        let allow = allowed_methods(req.uri().path());
+        return Err(ApiError::method_not_allowed().with_header(header::ALLOW, &allow));
     };
     let reference = info.reference.as_deref().unwrap_or("");
     let head = req.method() == Method::HEAD;
