@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 
 each_driver_test!(api_version_check, |s| async move {
     // "API Version Check": GET /v2/ answers 200 and sets Docker-Distribution-API-Version.
@@ -106,6 +106,28 @@ each_driver_test!(range_requests, |s| async move {
         let resp = s.get_blob_range("ranges", &digest, range).await;
         assert_eq!(resp.status(), StatusCode::OK, "{range}");
         assert_eq!(body(resp).await, data);
+    }
+    // The digest is the blob's entity tag; `If-Range` (RFC 9110 §13.1.5) naming it keeps the
+    // range, any other validator (another tag, a weak one, a date) gets the whole blob.
+    let etag = format!("\"{digest}\"");
+    assert_eq!(header(&s.head_blob("ranges", &digest).await, "etag"), etag);
+    let other = format!("\"{}\"", sha256(b"other"));
+    let weak = format!("W/{etag}");
+    for (if_range, status, len) in [
+        (etag.as_str(), StatusCode::PARTIAL_CONTENT, 10),
+        (other.as_str(), StatusCode::OK, 100),
+        (weak.as_str(), StatusCode::OK, 100),
+        ("Sat, 05 Dec 2026 00:00:00 GMT", StatusCode::OK, 100),
+    ] {
+        let resp = s
+            .request(Method::GET, &format!("/v2/ranges/blobs/{digest}"))
+            .header("range", "bytes=10-19")
+            .header("if-range", if_range)
+            .fetch()
+            .await;
+        assert_eq!(resp.status(), status, "{if_range}");
+        assert_eq!(header(&resp, "etag"), etag);
+        assert_eq!(body(resp).await.len(), len, "{if_range}");
     }
 });
 

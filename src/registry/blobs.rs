@@ -17,6 +17,8 @@ use crate::storage::{BlobRedirect, StorageDriver};
 /// gets 206 with `Content-Range: bytes <first>-<last>/<size>` and the exact range length,
 /// or 416 with `Content-Range: bytes */<size>` when unsatisfiable; ranges the server does
 /// not understand (other units, several ranges) are ignored and the whole blob is served.
+/// The blob's `ETag` is its quoted digest; a `Range` with an `If-Range` naming anything else
+/// gets the whole blob.
 pub async fn get<D: StorageDriver, A>(
     reg: &Registry<D, A>,
     name: &RepositoryName,
@@ -32,8 +34,11 @@ pub async fn get<D: StorageDriver, A>(
         HeaderValue::from_static("application/octet-stream"),
     );
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // A blob's bytes never change under its digest: the digest is a strong validator.
+    let etag = format!("\"{}\"", digest.as_str());
     if head {
         let info = reg.driver.stat(name, &digest).await?;
+        put_header(&mut headers, "etag", &etag);
         let mut resp = empty(StatusCode::OK, headers);
         resp.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
@@ -42,10 +47,12 @@ pub async fn get<D: StorageDriver, A>(
     let range = req_headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(RangeRequest::parse_header);
+        .and_then(RangeRequest::parse_header)
+        .filter(|_| if_range_holds(req_headers, &etag));
     if let Some(redirect) = reg.driver.blob_redirect(name, &digest).await? {
         return redirected(headers, redirect, range);
     }
+    put_header(&mut headers, "etag", &etag);
     let read = match reg.driver.get_content(name, &digest, range).await {
         Ok(read) => read,
         Err(Error::RangeInvalid { size, reason }) => {
@@ -71,6 +78,15 @@ pub async fn get<D: StorageDriver, A>(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     Ok(resp)
+}
+
+/// Whether the `Range` may be served (RFC 9110 §13.1.5): without `If-Range`, or with one
+/// naming the blob's entity tag. Any other validator "does not match" and the whole blob is
+/// served; that includes a date, as blobs are served without `Last-Modified`.
+fn if_range_holds(req_headers: &HeaderMap, etag: &str) -> bool {
+    req_headers
+        .get(header::IF_RANGE)
+        .is_none_or(|v| v.as_bytes() == etag.as_bytes())
 }
 
 /// A blob `GET` answered with `307 Temporary Redirect` to the store (S3 `redirect`): the
