@@ -45,6 +45,9 @@ each_driver_test!(bad_digests_and_references, |s| async move {
     let valid = image_manifest(&empty_config, 0, &[], None);
     for t in ["-x", ".INVALID_MANIFEST_NAME", long.as_str()] {
         let resp = s.get_manifest("err", t).await;
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("is not a valid tag"), "{text}");
+        let resp = s.get_manifest("err", t).await;
         assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
         let resp = s.head_manifest("err", t).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);

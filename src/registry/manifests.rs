@@ -25,9 +25,9 @@ use crate::storage::StorageDriver;
 /// a malformed digest stays 400 `DIGEST_INVALID`.
 fn parse_existing_reference(s: &str) -> Result<Reference, ApiError> {
     match parse_reference(s) {
-        Err(e) if !s.contains(':') => {
-            Err(ApiError::from(Error::ManifestUnknown(s.to_owned())).with_detail(e.message))
-        }
+        Err(_) if !s.contains(':') => Err(ApiError::from(Error::ManifestUnknown(format!(
+            "{s:?} is not a valid tag, so no manifest has it"
+        )))),
         r => r,
     }
 }
