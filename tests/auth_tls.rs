@@ -147,6 +147,64 @@ fn binary_refuses_basic_over_clear_text_off_loopback() {
     );
 }
 
+/// A connection that never sends a byte (in clear text, or after its TLS handshake) holds
+/// its slot for `header_read_timeout`, not `idle_timeout`: silent sockets cannot fill
+/// `max_connections` for long.
+#[tokio::test]
+async fn silent_connections_are_cut_off_at_the_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    for tls in [false, true] {
+        let s = open_server(Setup {
+            tls,
+            serve: ServeOptions {
+                header_read_timeout: Duration::from_millis(300),
+                idle_timeout: Duration::from_secs(30),
+                ..ServeOptions::default()
+            },
+            ..Setup::default()
+        })
+        .await;
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let read = if tls {
+            let mut stream = tls_handshake(&s, tcp).await;
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await
+        } else {
+            let mut tcp = tcp;
+            tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await
+        };
+        assert!(read.is_ok(), "tls {tls}: connection still open after 5 s");
+        assert!(started.elapsed() < Duration::from_secs(3), "tls {tls}");
+        assert!(buf.is_empty(), "tls {tls}: {buf:?}");
+    }
+}
+
+/// A completed TLS handshake with the test server, as a client trusting its CA.
+async fn tls_handshake(
+    s: &auth::AuthServer,
+    tcp: tokio::net::TcpStream,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(s.pki.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    connector.connect(name, tcp).await.expect("TLS handshake")
+}
+
 #[tokio::test]
 async fn slow_headers_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -8,8 +8,8 @@
 //!
 //! [limits]
 //! max_connections = 1024
-//! header_read_timeout = 30            # seconds
-//! idle_timeout = 120                  # seconds
+//! header_read_timeout = "30s"        # or whole seconds: 30
+//! idle_timeout = "2m"                 # or whole seconds: 120
 //! max_upload_sessions = 256           # per repository, 0 = no bound
 //! drain_limit = 33554432              # bytes of a refused body read before answering
 //! ```
@@ -17,7 +17,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 
 use super::{ServeOptions, TlsFiles};
 use crate::registry::RegistryOptions;
@@ -55,14 +56,39 @@ impl TlsConfig {
 pub struct LimitsConfig {
     /// Most connections at once.
     pub max_connections: Option<usize>,
-    /// Seconds allowed for the TLS handshake and each request header.
-    pub header_read_timeout: Option<u64>,
-    /// Seconds without traffic after which a connection is closed.
-    pub idle_timeout: Option<u64>,
+    /// Time allowed for the TLS handshake, a new connection's first byte and each request
+    /// header.
+    #[serde(default, deserialize_with = "timeout")]
+    pub header_read_timeout: Option<Duration>,
+    /// Time without traffic after which a connection is closed.
+    #[serde(default, deserialize_with = "timeout")]
+    pub idle_timeout: Option<Duration>,
     /// Upload sessions per repository (0: no bound).
     pub max_upload_sessions: Option<usize>,
     /// Bytes of an unread request body drained before answering.
     pub drain_limit: Option<u64>,
+}
+
+/// A timeout of `[limits]`: whole seconds (`30`) or a duration (`"30s"`, `"2m"`, as every
+/// other duration of the configuration is written). Zero is refused: it would cut every
+/// connection at once.
+fn timeout<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Seconds(u64),
+        Text(String),
+    }
+    let duration = match Written::deserialize(de)? {
+        Written::Seconds(s) => Duration::from_secs(s),
+        Written::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+            D::Error::custom(format!("{text:?} is not a duration such as 30s or 2m: {e}"))
+        })?,
+    };
+    if duration.is_zero() {
+        return Err(D::Error::custom("a timeout must be more than 0s"));
+    }
+    Ok(Some(duration))
 }
 
 impl LimitsConfig {
@@ -71,12 +97,8 @@ impl LimitsConfig {
         let d = ServeOptions::default();
         ServeOptions {
             max_connections: self.max_connections.unwrap_or(d.max_connections),
-            header_read_timeout: self
-                .header_read_timeout
-                .map_or(d.header_read_timeout, Duration::from_secs),
-            idle_timeout: self
-                .idle_timeout
-                .map_or(d.idle_timeout, Duration::from_secs),
+            header_read_timeout: self.header_read_timeout.unwrap_or(d.header_read_timeout),
+            idle_timeout: self.idle_timeout.unwrap_or(d.idle_timeout),
             ..d
         }
     }
@@ -89,5 +111,34 @@ impl LimitsConfig {
         if let Some(n) = self.drain_limit {
             options.drain_limit = n;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(text: &str) -> Result<LimitsConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn timeouts_are_seconds_or_durations() {
+        let l = limits("header_read_timeout = 3\nidle_timeout = \"1m 30s\"").unwrap();
+        let o = l.serve_options();
+        assert_eq!(o.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(o.idle_timeout, Duration::from_secs(90));
+        let o = limits("").unwrap().serve_options();
+        assert_eq!(o.idle_timeout, super::super::DEFAULT_IDLE_TIMEOUT);
+        for bad in [
+            "idle_timeout = 0",
+            "idle_timeout = \"0s\"",
+            "idle_timeout = \"soon\"",
+            "idle_timeout = -1",
+        ] {
+            assert!(limits(bad).is_err(), "{bad}");
+        }
+        let err = limits("header_read_timeout = \"soon\"").unwrap_err();
+        assert!(err.to_string().contains("not a duration"), "{err}");
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! - at most [`max_connections`](ServeOptions::max_connections) connections at once; more
 //!   wait in the listen backlog until one closes;
-//! - the TLS handshake and every request's header must arrive within
-//!   [`header_read_timeout`](ServeOptions::header_read_timeout) (slowloris);
+//! - the TLS handshake, the first byte of a new connection's first request, and every
+//!   request's header must arrive within
+//!   [`header_read_timeout`](ServeOptions::header_read_timeout) (slowloris; a connection
+//!   that sends nothing holds a slot only that long);
 //! - a connection on which no byte moved either way for
 //!   [`idle_timeout`](ServeOptions::idle_timeout) is closed (stalled bodies, idle keep-alive).
 //!
@@ -19,7 +21,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -38,7 +40,8 @@ pub use tls::{TlsFiles, TlsReloader};
 pub struct ServeOptions {
     /// Most connections served at once.
     pub max_connections: usize,
-    /// Time allowed for the TLS handshake and for each request's header.
+    /// Time allowed for the TLS handshake, for a new connection's first byte and for each
+    /// request's header.
     pub header_read_timeout: Duration,
     /// A connection without any byte read or written for this long is closed.
     pub idle_timeout: Duration,
@@ -147,7 +150,7 @@ pub async fn serve(
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 }
-                () = activity.idle(options.idle_timeout) => {
+                () = activity.idle(options.header_read_timeout, options.idle_timeout) => {
                     tracing::debug!("idle connection closed");
                 }
             }
@@ -163,10 +166,11 @@ pub async fn serve(
     Ok(())
 }
 
-/// When a connection last moved a byte.
+/// When a connection last moved a byte, and whether the client ever sent one.
 struct Activity {
     start: Instant,
     last_ms: AtomicU64,
+    heard: AtomicBool,
 }
 
 impl Activity {
@@ -174,6 +178,7 @@ impl Activity {
         Self {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
+            heard: AtomicBool::new(false),
         }
     }
 
@@ -182,11 +187,21 @@ impl Activity {
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Completes once no byte moved for `limit`.
-    async fn idle(&self, limit: Duration) {
+    fn heard(&self) {
+        self.heard.store(true, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Completes once the client sent nothing for `first_byte` since the connection was
+    /// served, or later once no byte moved either way for `limit`.
+    async fn idle(&self, first_byte: Duration, limit: Duration) {
         loop {
-            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let deadline = self.start + last + limit;
+            let deadline = if self.heard.load(Ordering::Relaxed) {
+                let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+                self.start + last + limit
+            } else {
+                self.start + first_byte.min(limit)
+            };
             if Instant::now() >= deadline {
                 return;
             }
@@ -220,7 +235,7 @@ impl AsyncRead for Tracked {
             Either::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         };
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.activity.touch();
+            this.activity.heard();
         }
         polled
     }
