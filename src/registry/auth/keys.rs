@@ -21,7 +21,9 @@ use aws_lc_rs::signature::{
     KeyPair, RsaKeyPair,
 };
 use base64::Engine as _;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, ThumbprintHash};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse, ThumbprintHash,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -82,11 +84,20 @@ impl KeySet {
         self.by_kid.insert(key.kid.clone(), Arc::new(key));
     }
 
-    /// Adds the keys of a JWKS document (`{"keys":[...]}`).
+    /// Adds the signing keys of a JWKS document (`{"keys":[...]}`). Keys marked for
+    /// encryption (`"use": "enc"`, RFC 7517 §4.2) are not for checking signatures and are
+    /// left out; two keys under one `kid` are refused (which one a token names would be a
+    /// guess).
     pub fn add_jwks(&mut self, json: &str) -> Result<(), String> {
         let set: JwkSet = serde_json::from_str(json).map_err(|e| format!("not a JWKS: {e}"))?;
         for jwk in &set.keys {
+            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+                continue;
+            }
             let key = verifying_key_from_jwk(jwk)?;
+            if jwk.common.key_id.is_some() && self.by_kid.contains_key(&key.kid) {
+                return Err(format!("two keys have the kid {:?}", key.kid));
+            }
             self.insert(key);
         }
         Ok(())
@@ -361,5 +372,39 @@ mod tests {
             .add_jwks(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}"#)
             .unwrap_err();
         assert!(err.contains("symmetric"), "{err}");
+    }
+
+    const EC_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+    const EC_Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+
+    fn ec_jwk(extra: &str) -> String {
+        format!(r#"{{"kty":"EC","crv":"P-256","x":"{EC_X}","y":"{EC_Y}"{extra}}}"#)
+    }
+
+    #[test]
+    fn encryption_keys_are_left_out_and_a_kid_names_one_key() {
+        let mut set = KeySet::default();
+        let doc = format!(
+            r#"{{"keys":[{},{}]}}"#,
+            ec_jwk(r#","kid":"sig","use":"sig""#),
+            ec_jwk(r#","kid":"enc","use":"enc""#)
+        );
+        set.add_jwks(&doc).unwrap();
+        assert!(set.get("sig").is_some());
+        assert!(set.get("enc").is_none());
+
+        let doc = format!(
+            r#"{{"keys":[{},{}]}}"#,
+            ec_jwk(r#","kid":"dup""#),
+            ec_jwk(r#","kid":"dup""#)
+        );
+        let err = KeySet::default().add_jwks(&doc).unwrap_err();
+        assert!(err.contains("dup"), "{err}");
+
+        // Without a kid, a key is named by its thumbprint: the same key twice is one key.
+        let doc = format!(r#"{{"keys":[{},{}]}}"#, ec_jwk(""), ec_jwk(""));
+        let mut set = KeySet::default();
+        set.add_jwks(&doc).unwrap();
+        assert_eq!(set.len(), 1);
     }
 }

@@ -12,7 +12,8 @@ use crate::registry::route::Action;
 pub enum Subject {
     /// `"*"`: any authenticated user.
     AnyUser,
-    /// `"anonymous"`: callers without credentials.
+    /// `"anonymous"`: every caller, with or without credentials (logging in never takes
+    /// away what callers without credentials may do).
     Anonymous,
     /// One user name.
     User(String),
@@ -31,7 +32,7 @@ impl Subject {
     fn covers(&self, user: Option<&str>) -> bool {
         match (self, user) {
             (Self::AnyUser, Some(_)) => true,
-            (Self::Anonymous, None) => true,
+            (Self::Anonymous, _) => true,
             (Self::User(name), Some(user)) => name == user,
             _ => false,
         }
@@ -137,6 +138,12 @@ mod tests {
         assert!(!r.allows(Some("alice"), "team/app", Action::Delete));
         assert!(r.allows(Some("admin"), "any/thing", Action::Delete));
         assert!(r.grants_anonymous());
+        // A user keeps what anonymous callers may do: `docker login` for one repository must
+        // not close the public ones.
+        let r2 = Rules::new(vec![rule(&["builds/**"], &["anonymous"], &[Action::Pull])]);
+        assert!(r2.allows(None, "builds/x", Action::Pull));
+        assert!(r2.allows(Some("carol"), "builds/x", Action::Pull));
+        assert!(!r2.allows(Some("carol"), "builds/x", Action::Push));
         assert_eq!(
             r.granted(Some("alice"), "team/app", &[Action::Pull, Action::Delete]),
             [Action::Pull]
