@@ -40,6 +40,9 @@ impl std::fmt::Debug for Htpasswd {
     }
 }
 
+/// The bcrypt costs accepted: bcrypt's minimum, 4, to Apache `htpasswd -B -C`'s maximum, 17.
+const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=17;
+
 impl Htpasswd {
     /// Parses an htpasswd file's text. Blank lines and `#` comments are skipped; any line
     /// whose hash is not bcrypt `$2y$`/`$2b$` is an error naming the line (not the hash).
@@ -66,6 +69,15 @@ impl Htpasswd {
             }
             if hash.len() != 60 {
                 return Err(format!("line {n} (user {user:?}): malformed bcrypt hash"));
+            }
+            let cost = hash[4..6].parse::<u32>().unwrap_or(0);
+            if !BCRYPT_COSTS.contains(&cost) {
+                return Err(format!(
+                    "line {n} (user {user:?}): bcrypt cost {:?} is outside 4 to 17 (what \
+                     `htpasswd -B -C` writes; a higher cost makes every login check take \
+                     minutes and stalls the others)",
+                    &hash[4..6]
+                ));
             }
             if users.insert(user.to_owned(), hash.to_owned()).is_some() {
                 return Err(format!("line {n}: user {user:?} appears twice"));
@@ -199,6 +211,18 @@ mod tests {
         }
         assert!(Htpasswd::parse("nocolon").is_err());
         assert!(Htpasswd::parse("u:$2y$short").is_err());
+    }
+
+    #[test]
+    fn rejects_costs_outside_what_htpasswd_writes() {
+        let salt_and_hash = &DUMMY_HASH[6..];
+        for cost in ["03", "18", "31", "xx"] {
+            let err = Htpasswd::parse(&format!("u:$2y${cost}{salt_and_hash}")).unwrap_err();
+            assert!(err.contains("bcrypt cost"), "{cost}: {err}");
+        }
+        for cost in ["04", "10", "17"] {
+            Htpasswd::parse(&format!("u:$2b${cost}{salt_and_hash}")).unwrap();
+        }
     }
 
     #[test]
