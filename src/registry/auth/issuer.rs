@@ -49,6 +49,9 @@ pub fn realm_path(realm: &str) -> Option<String> {
     (!path.is_empty()).then(|| path.to_owned())
 }
 
+/// Most scopes one token request may name.
+pub const MAX_SCOPES: usize = 32;
+
 /// Parses one scope (`repository:<name>:<actions>`; the name may hold a `:port`).
 fn parse_scope(scope: &str) -> Option<(&str, &str, Vec<&str>)> {
     let (kind, rest) = scope.split_once(':')?;
@@ -108,11 +111,20 @@ async fn issue(State(auth): State<Arc<Builtin>>, req: Request) -> Response {
     let rules = auth.rules();
     let mut access: Vec<AccessEntry> = Vec::new();
     // Several `scope` parameters, each possibly a space-separated list (scope.md).
-    for scope in pairs
+    let scopes: Vec<&str> = pairs
         .iter()
         .filter(|(k, _)| k == "scope")
         .flat_map(|(_, v)| v.split(' '))
-    {
+        .filter(|s| !s.is_empty())
+        .collect();
+    if scopes.len() > MAX_SCOPES {
+        // Clients ask for one to three; hundreds would make every verified token (cached
+        // until it expires) kilobytes large.
+        return ApiError::new(StatusCode::BAD_REQUEST, "UNSUPPORTED", "too many scopes")
+            .with_detail(format!("a token covers at most {MAX_SCOPES} scopes"))
+            .into_response();
+    }
+    for scope in scopes {
         let Some((kind, name, actions)) = parse_scope(scope) else {
             continue;
         };
