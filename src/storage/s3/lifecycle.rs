@@ -236,7 +236,7 @@ impl S3Backend {
                 let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
                     continue;
                 };
-                if system_time(upload.initiated()) >= before {
+                if system_time(upload.initiated()) >= before || !self.opened_here(key) {
                     continue;
                 }
                 let owner = upload_of(&uploads, key);
@@ -267,6 +267,25 @@ impl S3Backend {
             }
         }
         Ok(expired)
+    }
+}
+
+impl S3Backend {
+    /// Whether a multipart upload on `key` is one this layout opens: a session's
+    /// `<prefix>uploads/<id>/data`, or a monolithic push's blob key
+    /// `<prefix>blobs/<algorithm>/<hex>`. Anything else under the prefix belongs to another
+    /// user of the bucket (a registry under a longer prefix, another application) and is
+    /// never aborted.
+    fn opened_here(&self, key: &str) -> bool {
+        let uploads = self.keys.dir(&layout::uploads_dir());
+        if let Some(id) = upload_of(&uploads, key) {
+            return key == self.keys.upload_data(&id);
+        }
+        key.strip_prefix(self.keys.prefix())
+            .and_then(|rel| rel.strip_prefix("blobs/"))
+            .and_then(|blob| blob.split_once('/'))
+            .and_then(|(algorithm, hex)| Digest::parse(&format!("{algorithm}:{hex}")).ok())
+            .is_some_and(|digest| key == self.keys.object(&layout::blob_data(&digest)))
     }
 }
 
