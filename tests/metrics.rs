@@ -5,6 +5,7 @@
 mod common;
 
 use common::fault_proxy::{Fault, FaultProxy};
+use common::outage_proxy::{OutageProxy, host_port};
 use std::time::Duration;
 
 use common::observe::{self, value};
@@ -324,62 +325,6 @@ async fn readiness_follows_a_filesystem_root_made_read_only_and_writable_again()
     drop(dir);
 }
 
-/// A TCP forwarder in front of a real store's server that can be taken down (its port then
-/// refuses connections, and the connections it carried are cut) and brought back on the
-/// same port.
-struct Proxy {
-    port: u16,
-    target: String,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Proxy {
-    /// A forwarder to `target` (`host:port`), down until [`Proxy::up`].
-    async fn closed(target: &str) -> Proxy {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Proxy {
-            port,
-            target: target.to_owned(),
-            task: None,
-        }
-    }
-
-    async fn up(&mut self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .expect("rebind the proxy's port");
-        let target = self.target.clone();
-        self.task = Some(tokio::spawn(async move {
-            // Aborted with the listener, so that no connection outlives `take_down`.
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                while connections.try_join_next().is_some() {}
-                let target = target.clone();
-                connections.spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        }));
-    }
-
-    /// Closes the port and cuts every connection through it.
-    async fn take_down(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-}
-
 /// Polls `/readyz` until it answers 200 (for at most 5 s).
 async fn assert_ready_again(reg: &observe::Observed) {
     let mut last = (0, String::new());
@@ -393,19 +338,11 @@ async fn assert_ready_again(reg: &observe::Observed) {
     assert_eq!(last, (200, "ready\n".into()));
 }
 
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        if let Some(t) = &self.task {
-            t.abort();
-        }
-    }
-}
-
-/// A store endpoint seen through a [`Proxy`]: `/readyz` answers 503 (naming no endpoint)
+/// A store endpoint seen through an [`OutageProxy`]: `/readyz` answers 503 (naming no endpoint)
 /// while the store cannot be reached, from the start (the driver opens all the same) and
 /// after it went away, and 200 as soon as it is back; `/healthz` answers 200 throughout.
 async fn assert_readiness_follows(target: &str, on_proxy: impl FnOnce(String) -> StorageConfig) {
-    let mut proxy = Proxy::closed(target).await;
+    let mut proxy = OutageProxy::closed(target).await;
     let reg = observe::start(
         on_proxy(format!("http://127.0.0.1:{}", proxy.port)),
         None,
@@ -429,14 +366,6 @@ async fn assert_readiness_follows(target: &str, on_proxy: impl FnOnce(String) ->
     assert_eq!(reg.probe("/healthz").await.0, 200);
     proxy.up().await;
     assert_ready_again(&reg).await;
-}
-
-/// `host:port` of an `http://host:port` endpoint.
-fn host_port(endpoint: &str) -> String {
-    endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned()
 }
 
 #[tokio::test]

@@ -21,6 +21,9 @@
 //! the groups share.
 #![cfg(feature = "s3")]
 
+#[path = "common/outage_proxy.rs"]
+#[allow(dead_code)] // `take_down`: not used here
+mod outage_proxy;
 #[path = "common/session_race.rs"]
 mod session_race;
 

@@ -19,6 +19,7 @@ pub mod fault_workload;
 pub mod gcs;
 pub mod manifests;
 pub mod observe;
+pub mod outage_proxy;
 pub mod server;
 pub mod storage_io;
 #[cfg(feature = "server")]

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use marina_distribution::Error;
 use marina_distribution::oci::{RangeRequest, Reference, Tag};
-use marina_distribution::storage::s3::S3Driver;
+use marina_distribution::storage::s3::{S3Backend, S3Driver};
 use marina_distribution::storage::{EngineOptions, StorageDriver, UploadHandle, UploadId};
 
 use crate::env::{MIB, PART, s3_or_skip};
@@ -13,6 +13,7 @@ use crate::helpers::{
     assert_no_upload_leftovers, body, cut, data, empty, push_manifest, read_all, repo, sha256,
     start_upload,
 };
+use crate::outage_proxy::{OutageProxy, host_port};
 use crate::session_race;
 
 /// Issue 4 point 5: two driver instances (as two registry processes would be) on one bucket
@@ -237,4 +238,30 @@ async fn concurrent_patches_of_one_session_in_two_processes() {
         assert!(first_result.is_ok(), "{first_result:?}");
         first.abort_upload(&r, &id).await.unwrap();
     }
+}
+
+/// A process started while the store cannot be reached does not know yet whether it honours
+/// `If-Match`: it finds out when it first reads a session record, so two processes started
+/// during an outage still refuse the later of two concurrent `PATCH`es once the store is
+/// back (before, the first kept unconditional writes for its whole life).
+#[tokio::test]
+async fn conditional_writes_are_detected_once_a_store_down_at_start_answers() {
+    let env = s3_or_skip!("conditional_writes_are_detected_once_a_store_down_at_start_answers");
+    let config = env.config("cas-late");
+    let endpoint = config.endpoint.clone().expect("S3_ENDPOINT");
+    env.backend(&config).await; // the bucket exists
+    let mut proxy = OutageProxy::closed(&host_port(&endpoint)).await;
+    let mut down = config.clone();
+    down.endpoint = Some(format!("http://127.0.0.1:{}", proxy.port));
+    let backend = S3Backend::connect(&down)
+        .await
+        .expect("a store down at start does not stop the driver");
+    assert!(!backend.conditional_writes());
+    proxy.up().await;
+    let first = S3Driver::from_backend(backend, EngineOptions::default());
+    let second = env.driver_for(&down).await;
+    let r = repo("s3/cas-late");
+    let (a, b) = (data(64 * 1024, 53), data(64 * 1024, 54));
+    session_race::assert_later_patch_refused(&first, &second, &r, a, b).await;
+    assert!(first.backend().conditional_writes());
 }

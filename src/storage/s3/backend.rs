@@ -1,10 +1,12 @@
 //! [`S3Backend`] and the [`S3Driver`] assembled over it.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use bytes::Bytes;
 use futures::Stream;
+use tokio::sync::OnceCell;
 
 use crate::error::{Error, ErrorChain, Result};
 use crate::oci::{ByteRange, Digest};
@@ -78,8 +80,9 @@ pub struct S3Backend {
     pub(super) copy_object_limit: u64,
     pub(super) copy_part_size: u64,
     /// Whether upload session records are written with `If-Match` (see
-    /// [`conditional`](super::conditional)).
-    pub(super) conditional_writes: bool,
+    /// [`conditional`](super::conditional)): configured, detected at start, or, when the
+    /// store could not be reached then, detected when a session record is first read.
+    pub(super) conditional_writes: Arc<OnceCell<bool>>,
     /// A client on `public_endpoint` (the store as clients reach it), to presign for.
     pub(super) presign_client: Option<aws_sdk_s3::Client>,
     /// Blob sizes stored with one streamed `PutObject` ([`put_blob`](super::put_blob)).
@@ -115,18 +118,15 @@ impl S3Backend {
                     error = %ErrorChain(&e),
                     "S3 store unreachable at start: the bucket is not checked"
                 );
-                if config.conditional_writes.is_none() {
-                    tracing::warn!(
-                        "conditional writes not detected (store unreachable): off; set \
-                         S3_CONDITIONAL_WRITES=true where the store supports them"
-                    );
-                }
+                // Conditional writes, unless configured, are detected once the store answers
+                // (`conditional_writes_now`).
                 return Ok(backend);
             }
             Err(e) => return Err(e),
         }
         if config.conditional_writes.is_none() {
-            backend.conditional_writes = backend.detect_conditional_writes().await?;
+            let detected = backend.detect_conditional_writes().await?;
+            backend = backend.with_conditional_writes(detected);
         }
         Ok(backend)
     }
@@ -160,7 +160,7 @@ impl S3Backend {
         Self {
             client,
             presign_client,
-            conditional_writes: config.conditional_writes.unwrap_or(false),
+            conditional_writes: Arc::new(OnceCell::new_with(config.conditional_writes)),
             bucket: config.bucket.clone(),
             keys: keys::KeyMap::new(config.normalized_prefix()),
             part_size: config.part_size(),
@@ -188,13 +188,23 @@ impl S3Backend {
     /// Writes upload session records conditionally (`If-Match`) or not; see
     /// [`conditional`](super::conditional).
     pub fn with_conditional_writes(mut self, yes: bool) -> Self {
-        self.conditional_writes = yes;
+        self.conditional_writes = Arc::new(OnceCell::new_with(Some(yes)));
         self
     }
 
-    /// Whether upload session records are written conditionally.
+    /// Whether upload session records are written conditionally (`false` while that is not
+    /// known yet: the store was unreachable at start and no session record was read since).
     pub fn conditional_writes(&self) -> bool {
+        self.conditional_writes.get().copied().unwrap_or(false)
+    }
+
+    /// Whether upload session records are written conditionally, detecting it first when
+    /// the store could not be reached at start (once per backend and its clones).
+    pub(super) async fn conditional_writes_now(&self) -> Result<bool> {
         self.conditional_writes
+            .get_or_try_init(|| self.detect_conditional_writes())
+            .await
+            .copied()
     }
 
     /// Uses parallel `UploadPartCopy` requests of `part_size` bytes instead of one
@@ -288,7 +298,8 @@ impl Backend for S3Backend {
 
     /// With conditional writes, an upload session record comes with its ETag.
     async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
-        let versioned = self.conditional_writes && key.class() == KeyClass::UploadState;
+        let versioned =
+            key.class() == KeyClass::UploadState && on_heap(self.conditional_writes_now()).await?;
         let read = on_heap(self.get_bytes_tagged(&self.keys.object(key))).await?;
         Ok(read.map(|(bytes, etag)| (bytes, etag.filter(|_| versioned).map(ObjectVersion))))
     }
