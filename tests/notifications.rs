@@ -15,9 +15,11 @@ const EVENTS_MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+j
 #[tokio::test]
 async fn pushes_pulls_mounts_and_deletes_are_reported_as_distribution_does() {
     let sink = Sink::start(SinkMode::Accept).await;
+    // A configured `Authorization` header wins over credentials in the URL (as Go's HTTP
+    // client, and so Distribution, has it).
     let config = endpoint(
         "sink",
-        &sink.url,
+        &sink.url.replacen("http://", "http://hookuser:hookpass@", 1),
         r#"headers = { Authorization = "Bearer t0ken" }"#,
     );
     let reg = observe::start(StorageConfig::inmemory(), None, Some(config)).await;
@@ -167,7 +169,12 @@ async fn pushes_pulls_mounts_and_deletes_are_reported_as_distribution_does() {
 #[tokio::test]
 async fn an_endpoint_gets_only_what_it_does_not_ignore() {
     let sink = Sink::start(SinkMode::Accept).await;
-    let config = endpoint("changes", &sink.url, r#"ignore = { actions = ["pull"] }"#);
+    // Credentials in the URL, without an `Authorization` header: sent as Basic.
+    let config = endpoint(
+        "changes",
+        &sink.url.replacen("http://", "http://hookuser:hookpass@", 1),
+        r#"ignore = { actions = ["pull"] }"#,
+    );
     let reg = observe::start(StorageConfig::inmemory(), None, Some(config)).await;
     let s = &reg.server;
     let image = s.push_image("demo/app", "v1", 4).await;
@@ -194,6 +201,13 @@ async fn an_endpoint_gets_only_what_it_does_not_ignore() {
         serde_json::json!({"repository": "demo/app", "tag": "v1"})
     );
     assert_ne!(image.digest, "");
+    for delivery in sink.deliveries() {
+        // base64("hookuser:hookpass")
+        assert_eq!(
+            delivery.headers["authorization"],
+            "Basic aG9va3VzZXI6aG9va3Bhc3M="
+        );
+    }
 }
 
 #[tokio::test]

@@ -133,10 +133,16 @@ pub(super) fn start(
         reqwest::header::CONTENT_TYPE,
         reqwest::header::HeaderValue::from_static(EVENTS_MEDIA_TYPE),
     );
-    let url = reqwest::Url::parse(&config.url).map_err(|e| ConfigError {
+    let mut url = reqwest::Url::parse(&config.url).map_err(|e| ConfigError {
         field: "notifications.endpoints.url",
         message: format!("{}: {e}", config.name),
     })?;
+    if headers.contains_key(reqwest::header::AUTHORIZATION) {
+        // The configured header wins over credentials in the URL (which the client would
+        // otherwise send as Basic in its place), as Go's HTTP client has it.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
     let client = reqwest::Client::builder()
         .timeout(config.timeout.unwrap_or(DEFAULT_TIMEOUT))
         .default_headers(headers)
