@@ -360,6 +360,11 @@ async fn the_server_collects_and_expires_periodically() {
     tokio::time::timeout(deadline, wait_for_log(&mut logs, "blobs=2"))
         .await
         .expect("a collection reclaimed the deleted image");
+    // An expiry run is logged as one, not as a collection.
+    let line = tokio::time::timeout(deadline, wait_for_log(&mut logs, "upload expiry: "))
+        .await
+        .expect("an upload expiry ran");
+    assert!(line.contains("uploads=") && !line.contains("gc:"), "{line}");
     let resp = registry
         .get(&format!("/v2/periodic/gc/blobs/{}", image.layer_digest))
         .await;

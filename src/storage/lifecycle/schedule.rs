@@ -133,7 +133,17 @@ where
             };
             match run {
                 Ok(report) => {
-                    tracing::info!(target: "marina::lifecycle", "{report}");
+                    match kind {
+                        RunKind::Collection => {
+                            tracing::info!(target: "marina::lifecycle", "{report}")
+                        }
+                        RunKind::UploadExpiry => tracing::info!(
+                            target: "marina::lifecycle",
+                            "upload expiry: uploads={} in {:.2}s",
+                            report.uploads,
+                            report.duration.as_secs_f64()
+                        ),
+                    }
                     observe(kind, RunEnd::Done(&report));
                 }
                 Err(e) => {
