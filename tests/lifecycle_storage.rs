@@ -369,6 +369,7 @@ mod s3 {
         assert_eq!(multipart_uploads(&d).await.len(), 5);
         let report = d.expire_uploads(ttl, false).await.unwrap();
         assert_eq!(report.uploads, 3, "{report:?}");
+        assert_eq!(report.sessions, 0, "storage without a session: {report:?}");
         let mut left = multipart_uploads(&d).await;
         left.sort();
         let mut foreign = foreign.to_vec();

@@ -81,7 +81,8 @@ impl UploadMetrics {
         self.open.dec();
     }
 
-    /// `count` abandoned sessions were removed (upload expiry, garbage collection).
+    /// `count` abandoned sessions were removed (upload expiry, garbage collection; storage
+    /// no session owned is not counted here).
     pub fn expired(&self, count: u64) {
         self.expired.inc_by(count);
         self.open.dec_by(i64::try_from(count).unwrap_or(i64::MAX));
@@ -175,10 +176,10 @@ pub(super) fn record_lifecycle(
         (_, RunEnd::Done(report)) if report.dry_run => {}
         (RunKind::Collection, RunEnd::Done(report)) => {
             gc.record_success(report);
-            uploads.expired(report.uploads);
+            uploads.expired(report.sessions);
         }
         (RunKind::Collection, RunEnd::Failed { elapsed }) => gc.record_failure(*elapsed),
-        (RunKind::UploadExpiry, RunEnd::Done(report)) => uploads.expired(report.uploads),
+        (RunKind::UploadExpiry, RunEnd::Done(report)) => uploads.expired(report.sessions),
         (RunKind::UploadExpiry, RunEnd::Failed { .. }) => {}
     }
 }

@@ -273,6 +273,9 @@ pub struct GcReport {
     pub links: u64,
     /// Upload sessions expired and orphaned upload storage released (phase 3).
     pub uploads: u64,
+    /// Of [`uploads`](Self::uploads), the sessions expired (their records removed); the
+    /// rest was storage no session owned.
+    pub sessions: u64,
     /// How long the run took.
     pub duration: Duration,
 }

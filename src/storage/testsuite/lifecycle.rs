@@ -370,6 +370,7 @@ where
     assert_eq!(dry.uploads, 1, "{dry:?}");
     let expired = ok!(d.expire_uploads(Duration::ZERO, false).await);
     assert_eq!(expired.uploads, 1, "{expired:?}");
+    assert_eq!(expired.sessions, 1, "{expired:?}");
     assert_err!(
         d.get_upload_progress(&r, &idle).await,
         Error::BlobUploadUnknown(_)

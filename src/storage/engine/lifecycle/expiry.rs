@@ -54,6 +54,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
             .filter(|id| !expired.contains(*id))
             .count() as u64;
         self.report.uploads += expired.len() as u64 + orphans + released.anonymous;
+        self.report.sessions += expired.len() as u64;
         Ok(())
     }
 }
