@@ -84,7 +84,7 @@ async fn a_trust_store_without_a_ca_stops_an_object_store_registry() {
                     .unwrap();
                 let err = String::from_utf8_lossy(&out.stderr);
                 let case = format!("{driver} over {scheme}, {ca:?}: {err}");
-                assert_eq!(out.status.code(), Some(1), "{case}");
+                assert_eq!(out.status.code(), Some(2), "{case}");
                 assert!(
                     err.contains("invalid storage configuration: SSL_CERT_FILE: no CA certificate"),
                     "{case}"

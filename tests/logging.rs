@@ -199,7 +199,8 @@ async fn the_config_file_opens_the_metrics_listener_and_bad_settings_stop_the_st
 /// Why the start stopped is the last line on stderr, in the format asked for: `marina-registry:
 /// WHAT: WHY` in text, and with `--log-format json` a JSON log line like every other (level
 /// `ERROR`, the reason in `fields.error`), so that a log shipper can read it. The status
-/// says which kind of failure: 2 for a configuration, 1 for the storage or the listener.
+/// says which kind of failure: 2 for a configuration (also one the storage refuses), 1 for
+/// the storage or the listener.
 #[test]
 fn the_reason_a_start_stopped_is_written_in_the_log_format() {
     let dir = tempfile::tempdir().unwrap();
@@ -214,11 +215,12 @@ fn the_reason_a_start_stopped_is_written_in_the_log_format() {
             "at least 1s",
             2,
         ),
+        // A root that is a file: the storage refuses the setting, a configuration error.
         (
             vec!["--root-directory", file.to_str().unwrap()],
             "cannot open storage",
             "filesystem.root_directory",
-            1,
+            2,
         ),
         (
             vec!["--listen", &taken, "--storage", "inmemory"],
@@ -261,4 +263,18 @@ fn the_reason_a_start_stopped_is_written_in_the_log_format() {
             assert!(error.contains(why), "{case}: {last}");
         }
     }
+    // `--log-format` may follow the subcommand too.
+    let out = Command::new(BIN)
+        .args(["gc", "--log-format", "json", "--root-directory"])
+        .arg(&file)
+        .env_remove("STORAGE_TYPE")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let last = stderr.lines().last().unwrap_or_default();
+    let logged: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("gc --log-format json: not JSON ({e}): {stderr}"));
+    assert_eq!(logged["fields"]["message"], "cannot open storage");
 }

@@ -127,7 +127,7 @@ pub(crate) struct Cli {
     pub(crate) metrics_listen: Option<SocketAddr>,
 
     /// Log format: text (default) or json (one object per line).
-    #[arg(long, env = "MARINA_LOG_FORMAT", value_name = "FORMAT")]
+    #[arg(long, env = "MARINA_LOG_FORMAT", value_name = "FORMAT", global = true)]
     pub(crate) log_format: Option<LogFormat>,
 
     /// TLS certificate chain (PEM); with --tls-key, serve HTTPS.

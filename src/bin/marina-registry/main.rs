@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use marina_distribution::AnyDriver;
-use marina_distribution::error::ErrorChain;
+use marina_distribution::error::{Error, ErrorChain};
 use marina_distribution::observe::logging::{self, LogFormat};
 use marina_distribution::observe::metrics::Metrics;
 
@@ -66,11 +66,18 @@ async fn run() -> ExitCode {
     let driver = match opened {
         Ok(d) => d,
         Err(e) => {
+            // A setting the store refuses (a bucket that does not exist, a CA file without
+            // a certificate) is a configuration error like any other.
+            let status = if matches!(e, Error::Config { .. }) {
+                2
+            } else {
+                1
+            };
             return stop(
                 settings.log_format,
                 "cannot open storage",
                 ErrorChain(&e),
-                1,
+                status,
             );
         }
     };
