@@ -113,10 +113,11 @@ pub(crate) async fn serve(
         return stop("server error", &e, 1);
     }
     // The router (and with it the notifier's queues) is gone: let queued events go out.
-    if let Some(tasks) = notifier_tasks
-        && !tasks.finish(Duration::from_secs(5)).await
-    {
-        tracing::warn!("stopped with notifications still queued");
+    if let Some(tasks) = notifier_tasks {
+        let undelivered = tasks.finish(Duration::from_secs(5)).await;
+        if undelivered > 0 {
+            tracing::warn!("stopped with {undelivered} notification event(s) undelivered");
+        }
     }
     tracing::info!("stopped");
     std::process::ExitCode::SUCCESS

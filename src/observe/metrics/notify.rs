@@ -78,7 +78,7 @@ impl NotificationMetrics {
         let queue = Family::default();
         registry.register(
             "notification_queue_length",
-            "Notification events waiting to be sent, by endpoint",
+            "Notification events waiting to be delivered (queued, or in an envelope being sent or retried), by endpoint",
             queue.clone(),
         );
         Self {

@@ -195,9 +195,10 @@ impl Sender {
                 taken += 1;
             }
             self.writer.end(&mut buffer);
-            self.metrics.queue_length.dec_by(taken as i64);
             // An event left out (it could not be written) is counted as failed, never as
-            // delivered; an envelope left empty is not sent.
+            // delivered; an envelope left empty is not sent. The events in the envelope wait
+            // (`queue_length`) until it is delivered, retries included.
+            self.metrics.queue_length.dec_by((taken - written) as i64);
             self.metrics.failed.inc_by((taken - written) as u64);
             if written == 0 {
                 buffer.clear();
@@ -206,6 +207,7 @@ impl Sender {
             let body = self
                 .deliver(std::mem::take(&mut buffer).freeze(), written)
                 .await;
+            self.metrics.queue_length.dec_by(written as i64);
             // The next envelope reuses the buffer, once the HTTP client has let go of it.
             buffer = body.try_into_mut().unwrap_or_default();
             buffer.clear();

@@ -58,28 +58,29 @@ pub struct NotifierTasks {
 }
 
 impl NotifierTasks {
-    /// Waits until every queued event was sent, for at most `timeout`; returns whether they
-    /// all were. Call it after the server stopped (once no request can queue events), and
-    /// after dropping every handle of the [`Notifier`]. When time runs out the senders are
-    /// stopped and the events they had not delivered are counted as failed.
-    pub async fn finish(mut self, timeout: Duration) -> bool {
+    /// Waits until every queued event was sent, for at most `timeout`; returns how many were
+    /// not (0: all were). Call it after the server stopped (once no request can queue
+    /// events), and after dropping every handle of the [`Notifier`]. When time runs out the
+    /// senders are stopped and the events they had not delivered are counted as failed.
+    pub async fn finish(mut self, timeout: Duration) -> u64 {
         let all = futures::future::join_all(self.tasks.iter_mut());
         if tokio::time::timeout(timeout, all).await.is_ok() {
-            return true;
+            return 0;
         }
         for task in &self.tasks {
             task.abort();
         }
         // Once stopped (at their next `await`), nothing they count changes any more.
         futures::future::join_all(self.tasks.iter_mut()).await;
+        let mut undelivered = 0;
         for series in &self.metrics {
             // Every queued event was delivered or failed, or is still undelivered.
             let settled = series.delivered.get() + series.failed.get();
-            series
-                .failed
-                .inc_by(series.queued.get().saturating_sub(settled));
+            let left = series.queued.get().saturating_sub(settled);
+            series.failed.inc_by(left);
+            undelivered += left;
         }
-        false
+        undelivered
     }
 }
 
@@ -362,7 +363,7 @@ mod tests {
             notifier.notify(delete_of(n));
         }
         drop(notifier);
-        assert!(!tasks.finish(Duration::from_millis(300)).await);
+        assert_eq!(tasks.finish(Duration::from_millis(300)).await, 3);
         let text = metrics.encode();
         let count = |outcome: &str| {
             let series = format!(
