@@ -107,9 +107,19 @@ async fn catalog_lists_only_what_the_caller_may_pull() {
 #[tokio::test]
 async fn anonymous_catalog_is_challenged_for_the_catalog_scope() {
     const SERVICE: &str = "marina.test";
+    const ISSUER: &str = "auth.test";
     let (_, _, _, key_pem) = signing_key(Algorithm::ES256, "issuer");
+    // Another authorization server with the same name, trusted through a JWKS.
+    let (external, external_jwk, _, _) = signing_key(Algorithm::ES256, "external");
     let s = auth::start(Setup::default(), |port, dir| {
-        let tokens = auth::built_in_tokens(port, dir, &key_pem, SERVICE, "auth.test", Some(600));
+        let mut tokens = auth::built_in_tokens(port, dir, &key_pem, SERVICE, ISSUER, Some(600));
+        let jwks = dir.join("jwks.json");
+        std::fs::write(
+            &jwks,
+            serde_json::json!({"keys": [external_jwk]}).to_string(),
+        )
+        .unwrap();
+        tokens.jwks = Some(jwks);
         access(dir, Some(tokens))
     })
     .await;
@@ -129,13 +139,38 @@ async fn anonymous_catalog_is_challenged_for_the_catalog_scope() {
         s.bearer(&s.token(SERVICE, Some(("admin", "admin-pw")), &scope).await)
     })
     .await;
-    // A token is what it grants: with the catalog scope and pull on two repositories of
-    // which the rules give her one, alice lists that one. (A token holding only the catalog
-    // scope lists nothing: the listing is filtered by the token's pull grants.)
-    let scopes = "registry:catalog:*&scope=repository:team/b:pull&scope=repository:zulu/z:pull";
-    let token = s.token(SERVICE, Some(("alice", "alice-pw")), scopes).await;
-    let resp = s.bearer(&token).list_catalog(None, None).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-    assert_eq!(body["repositories"], serde_json::json!(["team/b"]));
+    let listed = async |token: &str| {
+        let resp = s.bearer(token).list_catalog(None, None).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        body["repositories"].clone()
+    };
+    // A token of the built-in endpoint with the catalog scope alone lists what the rules let
+    // its subject pull (what the endpoint would grant her on asking), as Basic does.
+    let token = s
+        .token(SERVICE, Some(("alice", "alice-pw")), "registry:catalog:*")
+        .await;
+    assert_eq!(listed(&token).await, serde_json::json!(VISIBLE));
+    // Another issuer's token is what it grants: the rules here did not decide it, so it
+    // lists the repositories it grants pull on, and with the catalog scope alone nothing.
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let external_token = |access: serde_json::Value| {
+        external.sign(
+            &serde_json::json!({"iss": ISSUER, "sub": "alice", "aud": SERVICE,
+            "exp": t + 300, "nbf": t - 5, "access": access}),
+        )
+    };
+    let catalog = serde_json::json!({"type": "registry", "name": "catalog", "actions": ["*"]});
+    let pull =
+        |name: &str| serde_json::json!({"type": "repository", "name": name, "actions": ["pull"]});
+    let token = external_token(serde_json::json!([catalog, pull("team/b"), pull("zulu/z")]));
+    assert_eq!(
+        listed(&token).await,
+        serde_json::json!(["team/b", "zulu/z"])
+    );
+    let token = external_token(serde_json::json!([catalog]));
+    assert_eq!(listed(&token).await, serde_json::json!([]));
 }

@@ -10,7 +10,7 @@
 //! [`lifecycle`](crate::storage::lifecycle)), stable across pages.
 //!
 //! **Access control**: the request needs the catalog scope (`registry:catalog:*`), and [`list`]
-//! shows only the repositories the caller may pull ([`Caller::may_pull`], the authorizer's
+//! shows only the repositories the caller may pull ([`Caller::may_list`], the authorizer's
 //! own decision), paging on in the storage until it has `n` of them.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -68,7 +68,7 @@ pub async fn list<D: Lifecycle, A: Authorizer>(
         for name in names.by_ref() {
             cursor = Some(name.clone());
             let allowed = match RepositoryName::parse(&name) {
-                Ok(repo) => caller.may_pull(&repo).await,
+                Ok(repo) => caller.may_list(&repo).await,
                 Err(_) => false,
             };
             if allowed {

@@ -384,7 +384,7 @@ fn allowed_methods(path: &str) -> String {
 
 /// Hands the request to the handler of its endpoint. `caller` is who passed the access
 /// check (handlers that filter by permission, like the catalog, use
-/// [`Caller::may_pull`]); `mount_allowed` says whether a mount may read its source.
+/// [`Caller::may_list`]); `mount_allowed` says whether a mount may read its source.
 async fn handle<D: StorageDriver + Lifecycle, A: Authorizer>(
     reg: &Registry<D, A>,
     info: &RouteInfo,

@@ -20,6 +20,8 @@ use super::keys::{KeySet, SigningKey};
 use super::rules::Rules;
 use super::token::{Grants, TokenVerifier};
 use super::{AuthFailure, Authorizer, ChallengeError, Decision, Identity, Scope, quote};
+use crate::oci::RepositoryName;
+use crate::registry::route::Action;
 
 /// The realm of the Basic challenge.
 pub const BASIC_REALM: &str = "marina-registry";
@@ -96,11 +98,11 @@ impl TokenMode {
         if keys.is_empty() {
             return Err("[auth.token] trusts no key: set jwks, certificates or signing_key".into());
         }
-        Ok(TokenVerifier::new(
-            &settings.issuer,
-            &settings.service,
-            keys,
-        ))
+        let verifier = TokenVerifier::new(&settings.issuer, &settings.service, keys);
+        Ok(match &settings.signing_key {
+            Some(signing) => verifier.with_local_key(signing.verifying.kid.clone()),
+            None => verifier,
+        })
     }
 }
 
@@ -272,6 +274,23 @@ impl Authorizer for Builtin {
                 }
             },
         }
+    }
+
+    /// A token of the built-in endpoint lists what the rules let its subject pull (what the
+    /// endpoint would grant it on asking), besides what the token itself grants: a
+    /// `registry:catalog:*` token names no repository. Other callers: what they may pull.
+    async fn may_list(&self, principal: &Principal, repository: &RepositoryName) -> bool {
+        if let Principal::Token(grants) = principal
+            && grants.issued_here
+            && self
+                .rules
+                .allows(grants.subject.as_deref(), repository.as_str(), Action::Pull)
+        {
+            return true;
+        }
+        self.authorize(principal, Scope::Repository(repository, Action::Pull))
+            .await
+            == Decision::Allow
     }
 
     fn identity(&self, principal: &Principal) -> Option<Identity> {

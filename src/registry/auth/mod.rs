@@ -73,7 +73,7 @@ pub enum Scope<'a> {
     /// `GET /v2/`: the version check clients use to learn whether and how to authenticate.
     ApiVersion,
     /// `GET /v2/_catalog`: listing repositories (each then filtered by
-    /// [`Caller::may_pull`]); `registry:catalog:*` in token terms.
+    /// [`Caller::may_list`]); `registry:catalog:*` in token terms.
     Catalog,
     /// An action on one repository: `repository:<name>:<action>`.
     Repository(&'a RepositoryName, Action),
@@ -179,6 +179,20 @@ pub trait Authorizer: Send + Sync + 'static {
 
     /// The `WWW-Authenticate` value of a 401 for `scopes`; `None` sends no challenge.
     fn challenge(&self, scopes: &[Scope<'_>], error: ChallengeError) -> Option<HeaderValue>;
+
+    /// Whether the catalog lists `repository` to `principal` (who may list the catalog).
+    /// By default, when it may pull from it.
+    fn may_list(
+        &self,
+        principal: &Self::Principal,
+        repository: &RepositoryName,
+    ) -> impl Future<Output = bool> + Send {
+        async move {
+            self.authorize(principal, Scope::Repository(repository, Action::Pull))
+                .await
+                == Decision::Allow
+        }
+    }
 }
 
 /// No access control: every caller may do everything. The default of
@@ -216,12 +230,9 @@ pub struct Caller<'a, A: Authorizer> {
 }
 
 impl<A: Authorizer> Caller<'_, A> {
-    /// Whether the caller may pull from `repository` (the catalog lists only those).
-    pub async fn may_pull(&self, repository: &RepositoryName) -> bool {
-        self.authorizer
-            .authorize(self.principal, Scope::Repository(repository, Action::Pull))
-            .await
-            == Decision::Allow
+    /// Whether the catalog lists `repository` to the caller ([`Authorizer::may_list`]).
+    pub async fn may_list(&self, repository: &RepositoryName) -> bool {
+        self.authorizer.may_list(self.principal, repository).await
     }
 }
 
@@ -317,5 +328,13 @@ impl<A: Authorizer> Authorizer for Arc<A> {
 
     fn challenge(&self, scopes: &[Scope<'_>], error: ChallengeError) -> Option<HeaderValue> {
         (**self).challenge(scopes, error)
+    }
+
+    fn may_list(
+        &self,
+        principal: &Self::Principal,
+        repository: &RepositoryName,
+    ) -> impl Future<Output = bool> + Send {
+        (**self).may_list(principal, repository)
     }
 }

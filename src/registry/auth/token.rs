@@ -113,6 +113,9 @@ pub struct Grants {
     pub repositories: HashMap<String, Actions>,
     /// `registry:catalog:*`.
     pub catalog: bool,
+    /// Whether the registry's own token endpoint issued the token (it was signed with the
+    /// built-in signing key): the rules that decided its grants are then known here.
+    pub issued_here: bool,
     /// `exp`.
     pub expires: u64,
 }
@@ -164,6 +167,8 @@ pub struct TokenVerifier {
     issuer: String,
     service: String,
     keys: KeySet,
+    /// The `kid` of the built-in token endpoint's key, if any.
+    local_kid: Option<String>,
     cache: Mutex<HashMap<[u8; 32], Arc<Grants>>>,
 }
 
@@ -174,8 +179,16 @@ impl TokenVerifier {
             issuer: issuer.into(),
             service: service.into(),
             keys,
+            local_kid: None,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Marks the tokens signed with the key `kid` (trusted among the verifier's keys) as
+    /// issued by the registry's own token endpoint ([`Grants::issued_here`]).
+    pub fn with_local_key(mut self, kid: impl Into<String>) -> Self {
+        self.local_kid = Some(kid.into());
+        self
     }
 
     /// Verifies `token`; the error is a short reason fit for a client (no key material).
@@ -235,7 +248,9 @@ impl TokenVerifier {
                 _ => format!("invalid token: {e}"),
             }
         })?;
-        Ok(Grants::from_claims(&data.claims))
+        let mut grants = Grants::from_claims(&data.claims);
+        grants.issued_here = self.local_kid.as_deref() == Some(kid);
+        Ok(grants)
     }
 }
 
