@@ -205,6 +205,32 @@ async fn tls_handshake(
     connector.connect(name, tcp).await.expect("TLS handshake")
 }
 
+/// A client speaking plain HTTP to the TLS port is told so in a 400 it can read (with the
+/// error envelope), not with a TLS alert.
+#[tokio::test]
+async fn plain_http_on_the_tls_port_is_told_to_use_https() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = open_server(Setup::default()).await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    tcp.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut answer))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["errors"][0]["code"], "UNSUPPORTED");
+    assert!(body.contains("HTTPS"), "{body}");
+    // TLS clients are served as before.
+    assert_eq!(s.get("/v2/").await.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn slow_headers_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

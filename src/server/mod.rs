@@ -123,9 +123,14 @@ pub async fn serve(
             let io = match tls {
                 None => Either::Plain(tcp),
                 Some(acceptor) => {
-                    match tokio::time::timeout(options.header_read_timeout, acceptor.accept(tcp))
-                        .await
-                    {
+                    let handshake = async {
+                        if !speaks_tls(&tcp).await {
+                            refuse_plain_http(tcp).await;
+                            return Err(io::Error::other("plain HTTP on the TLS port"));
+                        }
+                        acceptor.accept(tcp).await
+                    };
+                    match tokio::time::timeout(options.header_read_timeout, handshake).await {
                         Ok(Ok(stream)) => Either::Tls(Box::new(stream)),
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "TLS handshake failed");
@@ -164,6 +169,29 @@ pub async fn serve(
         tracing::warn!("shutdown grace period over: closing the remaining connections");
     }
     Ok(())
+}
+
+/// Whether the client's first byte opens a TLS handshake (a record of type 22). A failed
+/// peek counts as TLS: the handshake then fails as it would have.
+async fn speaks_tls(tcp: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await {
+        Ok(1) => first[0] == 0x16,
+        _ => true,
+    }
+}
+
+/// What a client speaking plain HTTP to the TLS port gets instead of a TLS alert it cannot
+/// read: a 400 with the spec's error envelope saying to use HTTPS.
+async fn refuse_plain_http(mut tcp: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = r#"{"errors":[{"code":"UNSUPPORTED","message":"the operation is unsupported","detail":"this port speaks HTTPS"}]}"#;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tcp.write_all(answer.as_bytes()).await;
+    let _ = tcp.shutdown().await;
 }
 
 /// When a connection last moved a byte, and whether the client ever sent one.
