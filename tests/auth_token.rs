@@ -376,6 +376,16 @@ async fn built_in_token_endpoint() {
             .get("/token?service=elsewhere&scope=repository:team/app:pull")
             .await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        // Another method at the endpoint: 405 with Allow and the error envelope.
+        let resp = s
+            .basic("alice", "alice-pw")
+            .request(reqwest::Method::POST, "/token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(common::header(&resp, "allow"), "GET, HEAD");
+        assert!(resp.text().await.unwrap().contains("\"UNSUPPORTED\""));
         // A token for hundreds of scopes (kilobytes, cached until it expires): 400; at the
         // bound it is issued.
         let scopes = |n: usize| -> String {

@@ -36,7 +36,17 @@ pub fn router(auth: Arc<Builtin>) -> Option<Router> {
     let settings = auth.token_settings()?;
     settings.signing_key.as_ref()?;
     let path = realm_path(&settings.realm)?;
-    Some(Router::new().route(&path, get(issue)).with_state(auth))
+    // Another method: 405 with `Allow` and the error envelope, like the registry's own.
+    let refuse = || async {
+        ApiError::method_not_allowed()
+            .with_header(header::ALLOW, "GET, HEAD")
+            .into_response()
+    };
+    Some(
+        Router::new()
+            .route(&path, get(issue).fallback(refuse))
+            .with_state(auth),
+    )
 }
 
 /// The path part of a realm URL (`https://host:port/token` → `/token`).
