@@ -346,28 +346,34 @@ pub fn registry_app<D: crate::StorageDriver + crate::storage::Lifecycle>(
 }
 
 /// Reloads the TLS files and the access-control files on SIGHUP or when one of them changes
-/// (every [`reload::DEFAULT_POLL_INTERVAL`]); a failed reload keeps the previous state and is
+/// (every [`reload::DEFAULT_POLL_INTERVAL`]); each set is watched on its own, so a change of
+/// one reloads (and logs) that one only. A failed reload keeps the previous state and is
 /// logged. Does nothing when there is nothing to reload.
 pub fn spawn_reloads(
     tls: Option<Arc<TlsReloader>>,
     authorizer: Option<Arc<crate::registry::auth::builtin::Builtin>>,
 ) {
-    let mut files = Vec::new();
-    files.extend(tls.iter().flat_map(|t| t.watched_files()));
-    files.extend(authorizer.iter().flat_map(|a| a.watched_files()));
-    if files.is_empty() {
-        return;
-    }
-    reload::spawn(files, reload::DEFAULT_POLL_INTERVAL, move || {
-        let results = [
-            tls.as_ref().map(|t| ("TLS", t.reload())),
-            authorizer.as_ref().map(|a| ("access control", a.reload())),
-        ];
-        for (what, result) in results.into_iter().flatten() {
-            match result {
-                Ok(()) => tracing::info!("{what} files reloaded"),
-                Err(e) => tracing::error!("{what} reload failed, keeping the previous: {e}"),
-            }
+    fn logged(what: &str, result: Result<(), String>) {
+        match result {
+            Ok(()) => tracing::info!("{what} files reloaded"),
+            Err(e) => tracing::error!("{what} reload failed, keeping the previous: {e}"),
         }
-    });
+    }
+    if let Some(tls) = tls {
+        reload::spawn(
+            tls.watched_files(),
+            reload::DEFAULT_POLL_INTERVAL,
+            move || {
+                logged("TLS", tls.reload());
+            },
+        );
+    }
+    if let Some(authorizer) = authorizer {
+        let files = authorizer.watched_files();
+        if !files.is_empty() {
+            reload::spawn(files, reload::DEFAULT_POLL_INTERVAL, move || {
+                logged("access control", authorizer.reload());
+            });
+        }
+    }
 }
