@@ -15,6 +15,33 @@ async fn open_server(setup: Setup) -> auth::AuthServer {
     auth::start(setup, |_, _| AuthConfig::default()).await
 }
 
+/// A server (over TLS or not) with connection limits `serve`.
+async fn limited_server(tls: bool, serve: ServeOptions) -> auth::AuthServer {
+    open_server(Setup {
+        tls,
+        serve,
+        ..Setup::default()
+    })
+    .await
+}
+
+/// Limits under which a request's header must arrive within 300 ms, and an idle connection
+/// lasts 30 s.
+fn quick_header_timeout() -> ServeOptions {
+    ServeOptions {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(30),
+        ..ServeOptions::default()
+    }
+}
+
+/// A bare TCP connection to the server.
+async fn tcp_to(s: &auth::AuthServer) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn http2_and_http1_by_alpn() {
     let s = open_server(Setup::default()).await;
@@ -91,20 +118,14 @@ async fn certificate_reloaded_when_its_files_change() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_wait() {
-    let s = open_server(Setup {
-        tls: false,
-        serve: ServeOptions {
-            max_connections: 1,
-            idle_timeout: Duration::from_millis(500),
-            ..ServeOptions::default()
-        },
-        ..Setup::default()
-    })
-    .await;
+    let options = ServeOptions {
+        max_connections: 1,
+        idle_timeout: Duration::from_millis(500),
+        ..ServeOptions::default()
+    };
+    let s = limited_server(false, options).await;
     // One idle connection holds the only slot...
-    let held = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
-        .await
-        .unwrap();
+    let held = tcp_to(&s).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = std::time::Instant::now();
     let client = reqwest::Client::new();
@@ -154,19 +175,8 @@ fn binary_refuses_basic_over_clear_text_off_loopback() {
 async fn silent_connections_are_cut_off_at_the_header_timeout() {
     use tokio::io::AsyncReadExt;
     for tls in [false, true] {
-        let s = open_server(Setup {
-            tls,
-            serve: ServeOptions {
-                header_read_timeout: Duration::from_millis(300),
-                idle_timeout: Duration::from_secs(30),
-                ..ServeOptions::default()
-            },
-            ..Setup::default()
-        })
-        .await;
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
-            .await
-            .unwrap();
+        let s = limited_server(tls, quick_header_timeout()).await;
+        let tcp = tcp_to(&s).await;
         let started = std::time::Instant::now();
         let mut buf = Vec::new();
         let read = if tls {
@@ -211,9 +221,7 @@ async fn tls_handshake(
 async fn plain_http_on_the_tls_port_is_told_to_use_https() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = open_server(Setup::default()).await;
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
-        .await
-        .unwrap();
+    let mut tcp = tcp_to(&s).await;
     tcp.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
@@ -234,19 +242,8 @@ async fn plain_http_on_the_tls_port_is_told_to_use_https() {
 #[tokio::test]
 async fn slow_headers_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let s = open_server(Setup {
-        tls: false,
-        serve: ServeOptions {
-            header_read_timeout: Duration::from_millis(300),
-            idle_timeout: Duration::from_secs(30),
-            ..ServeOptions::default()
-        },
-        ..Setup::default()
-    })
-    .await;
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
-        .await
-        .unwrap();
+    let s = limited_server(false, quick_header_timeout()).await;
+    let mut tcp = tcp_to(&s).await;
     tcp.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
