@@ -119,7 +119,6 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let activity = Arc::new(Activity::new());
             let io = match tls {
                 None => Either::Plain(tcp),
                 Some(acceptor) => {
@@ -143,6 +142,8 @@ pub async fn serve(
                     }
                 }
             };
+            // From here (after a TLS handshake), the client's first byte is awaited.
+            let activity = Arc::new(Activity::new());
             let io = TokioIo::new(Tracked {
                 inner: io,
                 activity: Arc::clone(&activity),
