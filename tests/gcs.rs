@@ -576,3 +576,23 @@ async fn concurrent_patches_of_one_session_in_two_processes() {
     session_race::assert_later_patch_refused(&first, &second, &r, a.into(), b.into()).await;
     assert_eq!(objects(&config, "uploads/").await, Vec::<String>::new());
 }
+
+/// A finish (`PUT` with a final chunk) in one process racing a `PATCH` in another: the
+/// finish claims the session at the generation it read, so it is refused when the `PATCH`
+/// was persisted first, and the session keeps every acknowledged chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finish_racing_an_append_in_another_process_is_refused() {
+    let config = gcs_or_skip!("cas-finish");
+    let (first, second) = (driver(&config).await, driver(&config).await);
+    let r = RepositoryName::parse("gcs/cas-finish").unwrap();
+    let (a, b, last) = (payload(20_000, 61), payload(20_000, 62), payload(100, 63));
+    session_race::assert_finish_racing_an_append_refused(
+        &first,
+        &second,
+        &r,
+        a.into(),
+        b.into(),
+        last.into(),
+    )
+    .await;
+}

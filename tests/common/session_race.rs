@@ -1,6 +1,7 @@
 //! Two `PATCH`es of one upload session at the same offset from two engines (two processes:
 //! the upload lock of one does not see the other), the first still receiving its body when
-//! the second is persisted; shared by the S3 and GCS tests of conditional session writes.
+//! the second is persisted; and a finish (`PUT`) racing a `PATCH` the same way. Shared by
+//! the S3 and GCS tests of conditional session writes.
 #![allow(dead_code)]
 
 use bytes::Bytes;
@@ -27,17 +28,9 @@ pub async fn race_patches<D: StorageDriver>(
         .id;
     let (started_tx, started_rx) = oneshot::channel();
     let (go_tx, go_rx) = oneshot::channel::<()>();
-    // Yields its bytes, then holds the body open until the second PATCH is persisted.
-    let held_body = stream::once(async move {
-        let _ = started_tx.send(());
-        Ok(a)
-    })
-    .chain(stream::once(async move {
-        let _ = go_rx.await;
-        Ok(Bytes::new())
-    }));
+    // Holds its body open until the second PATCH is persisted.
     let (first_result, second_result) = tokio::join!(
-        first.put_upload_chunk(repo, &id, Some(0), None, held_body),
+        first.put_upload_chunk(repo, &id, Some(0), None, held_body(a, started_tx, go_rx)),
         async {
             started_rx.await.expect("first PATCH started");
             let result = second
@@ -49,6 +42,105 @@ pub async fn race_patches<D: StorageDriver>(
     );
     let offset = |r: Result<D::Upload>| r.map(|u| u.progress().offset);
     (id, offset(first_result), offset(second_result))
+}
+
+/// Yields `bytes` (saying so on `started`), then holds the body open until `go`.
+fn held_body(
+    bytes: Bytes,
+    started: oneshot::Sender<()>,
+    go: oneshot::Receiver<()>,
+) -> impl futures::Stream<Item = Result<Bytes>> + Send {
+    stream::once(async move {
+        let _ = started.send(());
+        Ok(bytes)
+    })
+    .chain(stream::once(async move {
+        let _ = go.await;
+        Ok(Bytes::new())
+    }))
+}
+
+/// The bytes of blob `digest` in `repo`.
+async fn blob_bytes<D: StorageDriver>(d: &D, repo: &RepositoryName, digest: &Digest) -> Vec<u8> {
+    let read = d.get_content(repo, digest, None).await.expect("read");
+    let chunks: Vec<_> = read.stream.collect().await;
+    chunks
+        .into_iter()
+        .flat_map(|c| c.expect("chunk").to_vec())
+        .collect()
+}
+
+/// A session holding `a`, finished through `first` with a final body `last` (held open)
+/// while `second` appends `b`: with conditional session writes the finish, which would
+/// commit `a` and `last` and drop the session that `second`'s client was told took `b`, is
+/// refused with the session's offset, and the session, finished, holds `a` and `b`.
+pub async fn assert_finish_racing_an_append_refused<D: StorageDriver>(
+    first: &D,
+    second: &D,
+    repo: &RepositoryName,
+    a: Bytes,
+    b: Bytes,
+    last: Bytes,
+) {
+    let id = first
+        .start_upload(repo, DigestAlgorithm::Sha256)
+        .await
+        .expect("upload started")
+        .progress()
+        .id;
+    first
+        .put_upload_chunk(repo, &id, Some(0), None, stream::iter([Ok(a.clone())]))
+        .await
+        .expect("first chunk");
+    let with_last = Digest::compute(DigestAlgorithm::Sha256, &[&a[..], &last[..]].concat());
+    let (started_tx, started_rx) = oneshot::channel();
+    let (go_tx, go_rx) = oneshot::channel::<()>();
+    let (finish, append) = tokio::join!(
+        first.finish_upload(
+            repo,
+            &id,
+            &with_last,
+            None,
+            held_body(last, started_tx, go_rx)
+        ),
+        async {
+            started_rx.await.expect("the finish started");
+            let result = second
+                .put_upload_chunk(
+                    repo,
+                    &id,
+                    Some(a.len() as u64),
+                    None,
+                    stream::iter([Ok(b.clone())]),
+                )
+                .await;
+            go_tx.send(()).expect("the finish waiting");
+            result
+        }
+    );
+    let total = (a.len() + b.len()) as u64;
+    assert_eq!(append.expect("the append").progress().offset, total);
+    match finish {
+        Err(Error::RangeInvalid { size, .. }) => assert_eq!(size, total),
+        other => panic!("the finish was not refused: {other:?}"),
+    }
+    assert!(
+        first.stat(repo, &with_last).await.is_err(),
+        "a blob without the acknowledged chunk was stored"
+    );
+    let whole = [&a[..], &b[..]].concat();
+    let digest = Digest::compute(DigestAlgorithm::Sha256, &whole);
+    second
+        .finish_upload(
+            repo,
+            &id,
+            &digest,
+            None,
+            stream::iter(Vec::<Result<Bytes>>::new()),
+        )
+        .await
+        .expect("the session holds every acknowledged chunk");
+    assert!(blob_bytes(first, repo, &digest).await == whole);
 }
 
 /// With conditional session writes: the first (later persisted) `PATCH` is refused with the
@@ -77,11 +169,8 @@ pub async fn assert_later_patch_refused<D: StorageDriver>(
         )
         .await
         .expect("the session holds the second PATCH's bytes");
-    let read = first.get_content(repo, &digest, None).await.expect("read");
-    let chunks: Vec<_> = read.stream.collect().await;
-    let bytes: Vec<u8> = chunks
-        .into_iter()
-        .flat_map(|c| c.expect("chunk").to_vec())
-        .collect();
-    assert!(bytes == b, "the blob is not the second PATCH's bytes");
+    assert!(
+        blob_bytes(first, repo, &digest).await == b,
+        "the blob is not the second PATCH's bytes"
+    );
 }

@@ -265,3 +265,17 @@ async fn conditional_writes_are_detected_once_a_store_down_at_start_answers() {
     session_race::assert_later_patch_refused(&first, &second, &r, a, b).await;
     assert!(first.backend().conditional_writes());
 }
+
+/// A finish (`PUT` with a final chunk) in one process racing a `PATCH` in another: with
+/// conditional writes the finish claims the session at the version it read, so it is refused
+/// when the `PATCH` was persisted first, and the session keeps every acknowledged chunk
+/// (before, the finish committed without the chunk and dropped the session).
+#[tokio::test]
+async fn a_finish_racing_an_append_in_another_process_is_refused() {
+    let env = s3_or_skip!("a_finish_racing_an_append_in_another_process_is_refused");
+    let config = env.config("cas-finish");
+    let (first, second) = (env.driver_for(&config).await, env.driver_for(&config).await);
+    let r = repo("s3/cas-finish");
+    let (a, b, last) = (data(20_000, 61), data(20_000, 62), data(100, 63));
+    session_race::assert_finish_racing_an_append_refused(&first, &second, &r, a, b, last).await;
+}

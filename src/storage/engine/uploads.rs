@@ -36,6 +36,10 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The first bytes of a session record replaced by a finish in progress
+/// ([`claim_for_finish`](Engine::claim_for_finish)): not JSON, so never a record.
+const CLOSING_MARK: &[u8] = b"closing ";
+
 impl<B: Backend> Engine<B> {
     async fn load_upload(
         &self,
@@ -59,6 +63,10 @@ impl<B: Backend> Engine<B> {
             .read_versioned(&key)
             .await?
             .ok_or_else(|| Error::BlobUploadUnknown(id.to_string()))?;
+        if raw.starts_with(CLOSING_MARK) {
+            // Another request is finishing the session (see `claim_for_finish`).
+            return Err(Error::BlobUploadUnknown(id.to_string()));
+        }
         // Session records may be written without being made durable (`Backend` contract,
         // clause 3): a record a crash left unreadable, or one whose
         // bytes may not have survived, names no resumable session. Spec "Pushing a blob in
@@ -132,6 +140,50 @@ impl<B: Backend> Engine<B> {
         })
     }
 
+    /// Takes a session for the finish that loaded its record at `version`, where the
+    /// backend writes conditionally: the record is replaced by a closing mark of this
+    /// request's own, unless it changed since it was loaded. An append persisted meanwhile by
+    /// another process (the engine's upload lock serialises requests within one process
+    /// only) then refuses this finish, which would commit the bytes without it and drop the
+    /// session its client was told took them; it is answered like a refused append (416 with
+    /// the session's current `Range`), and the session keeps every acknowledged chunk. An
+    /// append persisted after the mark fails its own conditional write; one loading the
+    /// mark, and another finish, find the session unknown. Costs one conditional write per
+    /// finish of a session; nothing where the backend has no versions.
+    async fn claim_for_finish(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        key: &Key,
+        version: Option<&ObjectVersion>,
+    ) -> Result<()> {
+        let Some(version) = version else {
+            return Ok(());
+        };
+        let mut mark = CLOSING_MARK.to_vec();
+        mark.extend_from_slice(UploadId::generate().as_str().as_bytes());
+        let mark = Bytes::from(mark);
+        if self
+            .backend
+            .write_if_version(key, mark.clone(), version)
+            .await?
+            // A refusal may answer a retry of our own write whose first attempt was stored.
+            || self.backend.read(key).await?.as_ref() == Some(&mark)
+        {
+            return Ok(());
+        }
+        let (_, current) = self.load_upload(repo, id).await?;
+        tracing::info!(driver = B::NAME, upload = %id,
+            "a concurrent append changed the upload session first: finish refused");
+        Err(Error::RangeInvalid {
+            size: current.offset,
+            reason: format!(
+                "another request appended to the session meanwhile; it is at {}",
+                current.offset
+            ),
+        })
+    }
+
     fn handle(
         id: &UploadId,
         record: &UploadRecord<B::UploadState>,
@@ -196,7 +248,7 @@ impl<B: Backend> Engine<B> {
         repo: &RepositoryName,
         id: &UploadId,
         key: &Key,
-        mut record: UploadRecord<B::UploadState>,
+        (mut record, version): (UploadRecord<B::UploadState>, Option<ObjectVersion>),
         mut hasher: Hasher,
         digest: &Digest,
         expected_len: Option<u64>,
@@ -209,6 +261,8 @@ impl<B: Backend> Engine<B> {
             .await?;
         let interim = hasher.digest();
         let size = record.offset;
+        self.claim_for_finish(repo, id, key, version.as_ref())
+            .await?;
         // The session's record goes before its bytes (see `close_session`).
         self.backend.remove(key).await?;
         let existed = self.backend.blob_size(&interim).await?.is_some();
@@ -357,7 +411,7 @@ impl<B: Backend> Engine<B> {
     {
         let _lock = self.upload_locks.lock(id).await;
         let _lease = self.backend.lock_upload(id).await?;
-        let (key, mut record) = self.load_upload(repo, id).await?;
+        let (key, mut record, version) = self.load_upload_versioned(repo, id).await?;
         // The session as it was before this request, put back if finishing it fails (below).
         let before = record.clone();
         let mut hasher = if record.offset == 0 {
@@ -368,7 +422,16 @@ impl<B: Backend> Engine<B> {
         };
         if hasher.algorithm() != digest.algorithm() {
             return self
-                .finish_rehashing(repo, id, &key, record, hasher, digest, expected_len, body)
+                .finish_rehashing(
+                    repo,
+                    id,
+                    &key,
+                    (record, version),
+                    hasher,
+                    digest,
+                    expected_len,
+                    body,
+                )
                 .await;
         }
         // When the blob is already stored (pushed before, possibly by an earlier attempt to
@@ -392,6 +455,8 @@ impl<B: Backend> Engine<B> {
             )));
         }
         let size = record.offset;
+        self.claim_for_finish(repo, id, &key, version.as_ref())
+            .await?;
         if already_stored {
             // The bytes are redundant (or already consumed by a commit).
             self.close_session(&key, id, Some(record.backend)).await?;
