@@ -199,6 +199,26 @@ async fn cache_lookups_are_counted_by_kind_and_result() {
     }
 }
 
+/// Left to its default, the metadata cache is on where every metadata read is a round trip
+/// (S3, GCS) and off for the local drivers: its series appear only there.
+#[tokio::test]
+async fn the_cache_is_on_by_default_for_the_object_stores_only() {
+    for (name, config, dir) in common::server::configs("cache-default") {
+        assert_eq!(config.cache.enabled, None, "{name}: left to its default");
+        let reg = observe::start(config, dir, None).await;
+        let image = reg.server.push_image("demo/app", "v1", 1).await;
+        let resp = reg.server.head_blob("demo/app", &image.layer_digest).await;
+        assert_eq!(resp.status(), 200);
+        let m = reg.scrape().await;
+        let cached = m.contains("marina_cache_requests_total{");
+        assert_eq!(
+            cached,
+            matches!(name.as_str(), "s3" | "gcs"),
+            "{name}:\n{m}"
+        );
+    }
+}
+
 /// The sum of every series of `name` whose labels contain all of `labels`.
 fn sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
     metrics

@@ -185,7 +185,9 @@ impl Backend for GcsBackend {
     /// already).
     fn capabilities(&self) -> Capabilities {
         let (min, max) = (self.part_size, self.single_put_limit);
-        Capabilities::NONE.with_put_blob_sizes((max >= min).then_some(SizeRange { min, max }))
+        Capabilities::NONE
+            .with_put_blob_sizes((max >= min).then_some(SizeRange { min, max }))
+            .with_remote_metadata(true)
     }
 
     fn locate(&self, key: &Key) -> String {
