@@ -129,18 +129,32 @@ pub async fn assert_finish_racing_an_append_refused<D: StorageDriver>(
         "a blob without the acknowledged chunk was stored"
     );
     let whole = [&a[..], &b[..]].concat();
-    let digest = Digest::compute(DigestAlgorithm::Sha256, &whole);
-    second
-        .finish_upload(
-            repo,
-            &id,
-            &digest,
-            None,
-            stream::iter(Vec::<Result<Bytes>>::new()),
-        )
-        .await
-        .expect("the session holds every acknowledged chunk");
-    assert!(blob_bytes(first, repo, &digest).await == whole);
+    assert_finishes_as(second, repo, &id, &whole, "every acknowledged chunk").await;
+}
+
+/// Finishes session `id` through `d` without a final chunk as the blob of `expected` (what
+/// the session should hold: `what`), and checks the stored bytes.
+async fn assert_finishes_as<D: StorageDriver>(
+    d: &D,
+    repo: &RepositoryName,
+    id: &UploadId,
+    expected: &[u8],
+    what: &str,
+) {
+    let digest = Digest::compute(DigestAlgorithm::Sha256, expected);
+    d.finish_upload(
+        repo,
+        id,
+        &digest,
+        None,
+        stream::iter(Vec::<Result<Bytes>>::new()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the session does not hold {what}: {e:?}"));
+    assert!(
+        blob_bytes(d, repo, &digest).await == expected,
+        "the blob is not {what}"
+    );
 }
 
 /// With conditional session writes: the first (later persisted) `PATCH` is refused with the
@@ -158,19 +172,5 @@ pub async fn assert_later_patch_refused<D: StorageDriver>(
         Err(Error::RangeInvalid { size, .. }) => assert_eq!(size, b.len() as u64),
         other => panic!("the first PATCH was not refused: {other:?}"),
     }
-    let digest = Digest::compute(DigestAlgorithm::Sha256, &b);
-    first
-        .finish_upload(
-            repo,
-            &id,
-            &digest,
-            None,
-            stream::iter(Vec::<Result<Bytes>>::new()),
-        )
-        .await
-        .expect("the session holds the second PATCH's bytes");
-    assert!(
-        blob_bytes(first, repo, &digest).await == b,
-        "the blob is not the second PATCH's bytes"
-    );
+    assert_finishes_as(first, repo, &id, &b, "the second PATCH's bytes").await;
 }

@@ -114,30 +114,52 @@ impl<B: Backend> Engine<B> {
         let Some(version) = version else {
             return self.save_upload(key, record).await;
         };
+        // The record's bytes name a staged segment or part ETags no other append produces.
         let encoded = Self::encode_upload(record)?;
-        if self
+        if self.replace_if_version(key, encoded, version).await? {
+            return Ok(());
+        }
+        Err(self.refused_by_an_append(repo, id, "chunk").await)
+    }
+
+    /// Replaces the session record at `key` with `bytes` (unique to this request) if it is
+    /// still at `version`; whether it was replaced. A refusal may answer a retry of this very
+    /// write whose first attempt was stored but whose answer was lost: the record then holds
+    /// exactly `bytes`, and the write stands.
+    async fn replace_if_version(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+        version: &ObjectVersion,
+    ) -> Result<bool> {
+        Ok(self
             .backend
-            .write_if_version(key, encoded.clone(), version)
+            .write_if_version(key, bytes.clone(), version)
             .await?
-        {
-            return Ok(());
-        }
-        // A refusal may answer a retry of our own write whose first attempt was stored but
-        // whose answer was lost: then the record holds exactly our bytes (they name a staged
-        // segment or part ETags no other append produces), and the append stands.
-        if self.backend.read(key).await?.as_ref() == Some(&encoded) {
-            return Ok(());
-        }
-        let (_, current) = self.load_upload(repo, id).await?;
+            || self.backend.read(key).await?.as_ref() == Some(&bytes))
+    }
+
+    /// The answer to a request (`what`: a chunk, a finish) whose conditional write of the
+    /// session record another process's append beat: 416 with the session's current offset.
+    async fn refused_by_an_append(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        what: &str,
+    ) -> Error {
+        let current = match self.load_upload(repo, id).await {
+            Ok((_, current)) => current,
+            Err(e) => return e,
+        };
         tracing::info!(driver = B::NAME, upload = %id,
-            "a concurrent append changed the upload session first: chunk refused");
-        Err(Error::RangeInvalid {
+            "a concurrent append changed the upload session first: {what} refused");
+        Error::RangeInvalid {
             size: current.offset,
             reason: format!(
                 "another request appended to the session meanwhile; it is at {}",
                 current.offset
             ),
-        })
+        }
     }
 
     /// Takes a session for the finish that loaded its record at `version`, where the
@@ -162,26 +184,13 @@ impl<B: Backend> Engine<B> {
         };
         let mut mark = CLOSING_MARK.to_vec();
         mark.extend_from_slice(UploadId::generate().as_str().as_bytes());
-        let mark = Bytes::from(mark);
         if self
-            .backend
-            .write_if_version(key, mark.clone(), version)
+            .replace_if_version(key, Bytes::from(mark), version)
             .await?
-            // A refusal may answer a retry of our own write whose first attempt was stored.
-            || self.backend.read(key).await?.as_ref() == Some(&mark)
         {
             return Ok(());
         }
-        let (_, current) = self.load_upload(repo, id).await?;
-        tracing::info!(driver = B::NAME, upload = %id,
-            "a concurrent append changed the upload session first: finish refused");
-        Err(Error::RangeInvalid {
-            size: current.offset,
-            reason: format!(
-                "another request appended to the session meanwhile; it is at {}",
-                current.offset
-            ),
-        })
+        Err(self.refused_by_an_append(repo, id, "finish").await)
     }
 
     fn handle(
