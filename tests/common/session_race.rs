@@ -20,12 +20,7 @@ pub async fn race_patches<D: StorageDriver>(
     a: Bytes,
     b: Bytes,
 ) -> (UploadId, Result<u64>, Result<u64>) {
-    let id = first
-        .start_upload(repo, DigestAlgorithm::Sha256)
-        .await
-        .expect("upload started")
-        .progress()
-        .id;
+    let id = start_session(first, repo).await;
     let (started_tx, started_rx) = oneshot::channel();
     let (go_tx, go_rx) = oneshot::channel::<()>();
     // Holds its body open until the second PATCH is persisted.
@@ -42,6 +37,15 @@ pub async fn race_patches<D: StorageDriver>(
     );
     let offset = |r: Result<D::Upload>| r.map(|u| u.progress().offset);
     (id, offset(first_result), offset(second_result))
+}
+
+/// A new (sha256) upload session in `repo` through `d`.
+async fn start_session<D: StorageDriver>(d: &D, repo: &RepositoryName) -> UploadId {
+    d.start_upload(repo, DigestAlgorithm::Sha256)
+        .await
+        .expect("upload started")
+        .progress()
+        .id
 }
 
 /// Yields `bytes` (saying so on `started`), then holds the body open until `go`.
@@ -82,12 +86,7 @@ pub async fn assert_finish_racing_an_append_refused<D: StorageDriver>(
     b: Bytes,
     last: Bytes,
 ) {
-    let id = first
-        .start_upload(repo, DigestAlgorithm::Sha256)
-        .await
-        .expect("upload started")
-        .progress()
-        .id;
+    let id = start_session(first, repo).await;
     first
         .put_upload_chunk(repo, &id, Some(0), None, stream::iter([Ok(a.clone())]))
         .await
