@@ -1,6 +1,7 @@
 //! Bearer tokens per the Docker registry token specification, over TLS: keys from a JWKS
-//! file (ES256, EdDSA) and a PEM certificate bundle (RS256, libtrust key ids), the `access`
-//! claim deciding, and every rejected token with its exact status, code and challenge;
+//! file (ES256, EdDSA) and a PEM certificate bundle (RS256, libtrust key ids), or the
+//! certificate chain a token carries (`x5c`), the `access` claim deciding, and every
+//! rejected token with its exact status, code and challenge;
 //! then the built-in token endpoint backed by the htpasswd file and the rules.
 
 mod common;
@@ -60,18 +61,7 @@ async fn token_server() -> (auth::AuthServer, Keys) {
         std::fs::write(&jwks, json!({"keys": [es_jwk, ed_jwk]}).to_string()).unwrap();
         let certs = dir.join("token-certs.pem");
         std::fs::write(&certs, &rs_cert).unwrap();
-        AuthConfig {
-            token: Some(TokenConfig {
-                realm: auth::AuthServer::realm(port),
-                service: SERVICE.into(),
-                issuer: ISSUER.into(),
-                jwks: Some(jwks),
-                certificates: Some(certs),
-                signing_key: None,
-                lifetime: None,
-            }),
-            ..AuthConfig::default()
-        }
+        external_tokens(port, Some(jwks), Some(certs))
     })
     .await;
     (
@@ -83,6 +73,52 @@ async fn token_server() -> (auth::AuthServer, Keys) {
             es_public_pem,
         },
     )
+}
+
+/// Tokens of an external authorization server, checked against a JWKS file and/or a
+/// certificate bundle.
+fn external_tokens(
+    port: u16,
+    jwks: Option<std::path::PathBuf>,
+    certificates: Option<std::path::PathBuf>,
+) -> AuthConfig {
+    AuthConfig {
+        token: Some(TokenConfig {
+            realm: auth::AuthServer::realm(port),
+            service: SERVICE.into(),
+            issuer: ISSUER.into(),
+            jwks,
+            certificates,
+            signing_key: None,
+            lifetime: None,
+        }),
+        ..AuthConfig::default()
+    }
+}
+
+/// `token` is refused on a pull of `repo` as an invalid token: 401 `UNAUTHORIZED` with the
+/// challenge's `error="invalid_token"`.
+async fn assert_invalid_token(s: &auth::AuthServer, repo: &str, token: &str, what: &str) {
+    let resp = s.bearer(token).list_tags(repo, None, None).await;
+    let scope = format!("repository:{repo}:pull");
+    assert_eq!(
+        challenge(&resp),
+        bearer_challenge(s, Some(&scope), Some("invalid_token")),
+        "{what}"
+    );
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 401, "{what}: {text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["errors"][0]["code"], "UNAUTHORIZED", "{what}");
+}
+
+/// `token` passes authentication and authorization for a pull of `repo` (which does not
+/// exist: 404 `NAME_UNKNOWN`).
+async fn assert_accepted(s: &auth::AuthServer, repo: &str, token: &str, what: &str) {
+    let resp = s.bearer(token).list_tags(repo, None, None).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{what}");
+    assert_error(resp, 404, "NAME_UNKNOWN").await;
 }
 
 fn bearer_challenge(s: &auth::AuthServer, scope: Option<&str>, error: Option<&str>) -> String {
@@ -266,7 +302,7 @@ async fn rejected_tokens() {
         ("alg none", alg_none),
         ("HMAC with the public key", hmac_confusion),
         ("unknown key id", unknown_kid),
-        ("no key id", no_kid),
+        ("no key id and no certificate chain", no_kid),
         // An EdDSA token claiming the EC key's id.
         ("key of another type", {
             let mut ed = signing_key(Algorithm::EdDSA, "es-key").0;
@@ -275,20 +311,26 @@ async fn rejected_tokens() {
         }),
         ("garbage", "not-a-jwt".to_owned()),
     ];
-    let invalid = bearer_challenge(&s, Some("repository:tok/app:pull"), Some("invalid_token"));
     for (what, token) in cases {
-        let resp = s.bearer(&token).list_tags("tok/app", None, None).await;
-        assert_eq!(challenge(&resp), invalid, "{what}");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        assert_eq!(status, 401, "{what}: {text}");
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["errors"][0]["code"], "UNAUTHORIZED", "{what}");
+        assert_invalid_token(&s, "tok/app", &token, what).await;
     }
     // Within the clock skew: accepted.
     let skewed = keys.es.sign(&with(json!({"exp": t - 10, "nbf": t + 10})));
-    let resp = s.bearer(&skewed).list_tags("tok/app", None, None).await;
-    assert_error(resp, 404, "NAME_UNKNOWN").await;
+    assert_accepted(&s, "tok/app", &skewed, "within the skew").await;
+    // NumericDates with fractions (RFC 7519 §2): read as such, in both directions.
+    let t = t as f64;
+    let fractional = with(json!({"exp": t + 300.25, "nbf": t - 5.5, "iat": t - 5.5}));
+    assert_accepted(
+        &s,
+        "tok/app",
+        &keys.es.sign(&fractional),
+        "fractional dates",
+    )
+    .await;
+    let expired = keys.es.sign(&with(json!({"exp": t - 120.5})));
+    assert_invalid_token(&s, "tok/app", &expired, "expired, fractional").await;
+    let early = keys.es.sign(&with(json!({"nbf": t + 600.5})));
+    assert_invalid_token(&s, "tok/app", &early, "not yet valid, fractional").await;
     // A malformed Authorization header is no token at all.
     let resp = s
         .authorized("Bearer")
@@ -299,6 +341,94 @@ async fn rejected_tokens() {
         bearer_challenge(&s, Some("repository:tok/app:pull"), None)
     );
     assert_error(resp, 401, "UNAUTHORIZED").await;
+}
+
+/// Tokens that carry their signer's certificate chain (`x5c`) and name no key, as
+/// Distribution accepts them: trusted when the chain leads to a certificate of the bundle.
+#[tokio::test]
+async fn tokens_carrying_a_certificate_chain() {
+    let ca = auth::TokenCa::new();
+    let s = auth::start(Setup::default(), |port, dir| {
+        let certs = dir.join("token-certs.pem");
+        std::fs::write(&certs, &ca.root_pem).unwrap();
+        external_tokens(port, None, Some(certs))
+    })
+    .await;
+    let repo = "tok/chain";
+    let access = claims(repo_access(repo, &["pull"]));
+    let by_root = ca.signer(false, false);
+    let via_intermediate = ca.signer(true, false);
+    let unknown_kid_with_chain = {
+        let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
+        header.kid = Some("not-a-known-key".into());
+        header.x5c = Some(by_root.chain.clone());
+        jsonwebtoken::encode(&header, &access, &by_root.key).unwrap()
+    };
+    for (what, token) in [
+        ("leaf issued by the root", by_root.sign(&access)),
+        (
+            "leaf issued by an intermediate",
+            via_intermediate.sign(&access),
+        ),
+        // A CA certificate of the bundle signing itself: trusted as the bundle's key is.
+        (
+            "the bundle's own certificate",
+            ca.root_signer().sign(&access),
+        ),
+        (
+            "an unknown kid beside a trusted chain",
+            unknown_kid_with_chain,
+        ),
+    ] {
+        assert_accepted(&s, repo, &token, what).await;
+    }
+
+    let other_ca = auth::TokenCa::new();
+    let (self_signed, _, self_signed_pem, _) = signing_key(Algorithm::ES256, "x");
+    let chain_of = |key: &jsonwebtoken::EncodingKey, chain: Vec<String>| auth::ChainSigner {
+        key: key.clone(),
+        chain,
+    };
+    let self_signed_der = {
+        use base64::Engine as _;
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let der = CertificateDer::from_pem_slice(self_signed_pem.as_bytes()).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(der)
+    };
+    let cases = [
+        (
+            "leaf without its intermediate",
+            chain_of(&via_intermediate.key, via_intermediate.chain[..1].to_vec()),
+        ),
+        ("chain of another CA", other_ca.signer(true, false)),
+        ("another CA's own certificate", other_ca.root_signer()),
+        ("expired leaf", ca.signer(false, true)),
+        (
+            "a trusted chain, signed with another key",
+            chain_of(&other_ca.signer(false, false).key, by_root.chain.clone()),
+        ),
+        (
+            "a self-signed certificate outside the bundle",
+            chain_of(&self_signed.key, vec![self_signed_der]),
+        ),
+        ("an empty chain", chain_of(&by_root.key, Vec::new())),
+        (
+            "a chain that is not base64",
+            chain_of(&by_root.key, vec!["%%%".into()]),
+        ),
+        (
+            "a chain that is not a certificate",
+            chain_of(&by_root.key, vec!["AAAA".into()]),
+        ),
+        (
+            "a chain too long",
+            chain_of(&by_root.key, vec![by_root.chain[0].clone(); 9]),
+        ),
+    ];
+    for (what, signer) in cases {
+        assert_invalid_token(&s, repo, &signer.sign(&access), what).await;
+    }
 }
 
 /// A registry issuing its own tokens: htpasswd users, rules, an EdDSA signing key.

@@ -174,6 +174,91 @@ pub fn signing_key(alg: Algorithm, kid: &str) -> (Signer, serde_json::Value, Str
     )
 }
 
+/// A token-signing CA with an intermediate CA under it, for tokens that carry their
+/// signer's certificate chain (`x5c`) instead of naming a key.
+pub struct TokenCa {
+    /// The root's certificate (PEM), for the registry's trusted bundle.
+    pub root_pem: String,
+    root: CertifiedIssuer<'static, KeyPair>,
+    intermediate: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A signing key and the certificate chain its tokens carry (base64 DER, leaf first).
+pub struct ChainSigner {
+    /// The private key (ES256).
+    pub key: EncodingKey,
+    /// The `x5c` header.
+    pub chain: Vec<String>,
+}
+
+impl ChainSigner {
+    fn new(key: &KeyPair, chain: &[&rustls::pki_types::CertificateDer<'_>]) -> Self {
+        use base64::Engine as _;
+        Self {
+            key: EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap(),
+            chain: chain
+                .iter()
+                .map(|c| base64::engine::general_purpose::STANDARD.encode(c))
+                .collect(),
+        }
+    }
+
+    /// Signs `claims` (ES256) with the chain in the header and no `kid`.
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.x5c = Some(self.chain.clone());
+        jsonwebtoken::encode(&header, claims, &self.key).unwrap()
+    }
+}
+
+impl TokenCa {
+    /// A fresh root and intermediate (EC P-256).
+    pub fn new() -> Self {
+        let ca = |name: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            (params, KeyPair::generate().unwrap())
+        };
+        let (params, key) = ca("marina token root");
+        let root = CertifiedIssuer::self_signed(params, key).unwrap();
+        let (params, key) = ca("marina token intermediate");
+        let intermediate = CertifiedIssuer::signed_by(params, key, &root).unwrap();
+        Self {
+            root_pem: root.pem(),
+            root,
+            intermediate,
+        }
+    }
+
+    /// The root signing with its own key: its chain is its (self-signed CA) certificate.
+    pub fn root_signer(&self) -> ChainSigner {
+        ChainSigner::new(self.root.key(), &[self.root.der()])
+    }
+
+    /// A new key with a certificate from the root or, `via_intermediate`, from the
+    /// intermediate (the chain then holds both); `expired`: valid only in 2019.
+    pub fn signer(&self, via_intermediate: bool, expired: bool) -> ChainSigner {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["token-signer".to_owned()]).unwrap();
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2019, 12, 31);
+        }
+        let issuer = if via_intermediate {
+            &self.intermediate
+        } else {
+            &self.root
+        };
+        let leaf = params.signed_by(&key, issuer).unwrap();
+        if via_intermediate {
+            ChainSigner::new(&key, &[leaf.der(), self.intermediate.der()])
+        } else {
+            ChainSigner::new(&key, &[leaf.der()])
+        }
+    }
+}
+
 /// The DER SubjectPublicKeyInfo of a PEM certificate.
 pub fn certificate_spki(cert_pem: &str) -> Vec<u8> {
     use rustls::pki_types::CertificateDer;

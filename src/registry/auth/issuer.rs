@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::builtin::{BASIC_REALM, Builtin};
 use super::quote;
-use super::token::{AccessEntry, Audience, Claims, now};
+use super::token::{AccessEntry, Audience, Claims, NumericDate, now};
 use crate::oci::RepositoryName;
 use crate::registry::route::Action;
 use crate::registry::{ApiError, query_pairs};
@@ -174,9 +174,9 @@ async fn issue(State(auth): State<Arc<Builtin>>, req: Request) -> Response {
         iss: settings.issuer.clone(),
         sub: user_name.unwrap_or("").to_owned(),
         aud: Audience::One(settings.service.clone()),
-        exp: issued + settings.lifetime_secs,
-        nbf: Some(issued),
-        iat: Some(issued),
+        exp: NumericDate::from_secs(issued + settings.lifetime_secs),
+        nbf: Some(NumericDate::from_secs(issued)),
+        iat: Some(NumericDate::from_secs(issued)),
         jti: Some(hex::encode(jti)),
         access,
     };

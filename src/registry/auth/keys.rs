@@ -29,6 +29,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest as _, Sha256};
 
+use super::x5c::TrustedCertificates;
+
 /// A public key tokens may be signed with.
 pub struct VerifyingKey {
     /// The key id tokens name in their header.
@@ -57,16 +59,22 @@ const RSA_ALGS: [Algorithm; 6] = [
     Algorithm::PS512,
 ];
 
-/// Trusted keys by id.
+/// Trusted keys by id, and the certificates of the bundle for tokens that carry a chain.
 #[derive(Debug, Default)]
 pub struct KeySet {
     by_kid: HashMap<String, Arc<VerifyingKey>>,
+    certificates: TrustedCertificates,
 }
 
 impl KeySet {
     /// The key named `kid`.
     pub fn get(&self, kid: &str) -> Option<&Arc<VerifyingKey>> {
         self.by_kid.get(kid)
+    }
+
+    /// The key of a token's certificate chain (`x5c`), when the bundle trusts the chain.
+    pub fn key_of_chain(&self, chain: &[String]) -> Result<VerifyingKey, String> {
+        self.certificates.signing_key(chain)
     }
 
     /// Number of keys.
@@ -103,7 +111,8 @@ impl KeySet {
         Ok(())
     }
 
-    /// Adds the public keys of the certificates in a PEM bundle.
+    /// Adds the public keys of the certificates in a PEM bundle, and trusts the certificates
+    /// as anchors of the chains tokens may carry.
     pub fn add_certificates(&mut self, pem: &[u8]) -> Result<(), String> {
         let mut found = 0;
         for cert in CertificateDer::pem_slice_iter(pem) {
@@ -112,6 +121,7 @@ impl KeySet {
                 .map_err(|e| format!("parsing a certificate: {e}"))?;
             let spki = parsed.subject_public_key_info();
             self.insert(verifying_key_from_spki(spki.as_ref())?);
+            self.certificates.add(cert)?;
             found += 1;
         }
         if found == 0 {
@@ -196,7 +206,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// A verifying key from a DER SubjectPublicKeyInfo (a certificate's key).
-fn verifying_key_from_spki(spki: &[u8]) -> Result<VerifyingKey, String> {
+pub(super) fn verifying_key_from_spki(spki: &[u8]) -> Result<VerifyingKey, String> {
     // The algorithm identifier sits in the first few dozen bytes, before the key bits.
     let head = &spki[..spki.len().min(32)];
     let pem = format!(

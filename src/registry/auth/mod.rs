@@ -24,6 +24,7 @@ pub mod issuer;
 pub mod keys;
 pub mod rules;
 pub mod token;
+pub mod x5c;
 
 use std::fmt;
 use std::future::Future;

@@ -3,8 +3,10 @@
 //! the registry trusts, whose `access` claim lists what the bearer may do.
 //!
 //! Verification ("Verifying the token" in `jwt.md`): the signature with the key the header's
-//! `kid` names and one of that key's algorithms only; `iss` is the configured issuer; `aud`
-//! names this service; `exp` and `nbf` hold with [`LEEWAY_SECS`] of clock skew. A verified
+//! `kid` names (or, without a known `kid`, the key of a certificate chain `x5c` the trusted
+//! bundle vouches for: [`super::x5c`]) and one of that key's algorithms only; `iss` is the configured issuer; `aud`
+//! names this service; `exp` and `nbf` (RFC 7519 NumericDates: fractions allowed) hold with
+//! [`LEEWAY_SECS`] of clock skew. A verified
 //! token's grants are cached by the SHA-256 of the token until it expires, so a client that
 //! reuses its token pays for one signature check.
 
@@ -48,20 +50,66 @@ pub struct Claims {
     pub sub: String,
     /// Audience: the service (a string or an array).
     pub aud: Audience,
-    /// Expiry (seconds since the epoch).
-    pub exp: u64,
+    /// Expiry.
+    pub exp: NumericDate,
     /// Not before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<u64>,
+    pub nbf: Option<NumericDate>,
     /// Issued at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat: Option<u64>,
+    pub iat: Option<NumericDate>,
     /// Token id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
     /// What the bearer may do.
     #[serde(default)]
     pub access: Vec<AccessEntry>,
+}
+
+/// A JWT NumericDate (RFC 7519 §2): seconds since the epoch, "non-integer values can be
+/// represented". Written as an integer when whole, as every issuer we know writes them.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct NumericDate(f64);
+
+impl NumericDate {
+    /// Whole seconds since the epoch.
+    pub fn from_secs(secs: u64) -> Self {
+        Self(secs as f64)
+    }
+
+    /// Seconds since the epoch, with their fraction.
+    pub fn as_secs_f64(self) -> f64 {
+        self.0
+    }
+
+    /// Whole seconds since the epoch, rounded down (0 before the epoch).
+    pub fn whole_secs(self) -> u64 {
+        // `as` saturates: a negative date is 0, an absurdly far one u64::MAX.
+        self.0.floor() as u64
+    }
+}
+
+impl Serialize for NumericDate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
+        if self.0.fract() == 0.0 && (0.0..EXACT_INTEGERS).contains(&self.0) {
+            serializer.serialize_u64(self.0 as u64)
+        } else {
+            serializer.serialize_f64(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Any JSON number (serde_json reads integers into an f64 too); JSON has no NaN or
+        // infinity, other formats might.
+        let secs = f64::deserialize(deserializer)?;
+        if !secs.is_finite() {
+            return Err(serde::de::Error::custom("a NumericDate must be finite"));
+        }
+        Ok(Self(secs))
+    }
 }
 
 /// `aud`: one string or several.
@@ -125,7 +173,7 @@ impl Grants {
     pub fn from_claims(claims: &Claims) -> Self {
         let mut grants = Self {
             subject: (!claims.sub.is_empty()).then(|| Arc::from(claims.sub.as_str())),
-            expires: claims.exp,
+            expires: claims.exp.whole_secs(),
             ..Self::default()
         };
         for entry in &claims.access {
@@ -156,9 +204,13 @@ impl Grants {
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
+    since_epoch().as_secs()
+}
+
+fn since_epoch() -> std::time::Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// Checks tokens against trusted keys, an issuer and a service.
@@ -215,27 +267,36 @@ impl TokenVerifier {
     fn verify_uncached(&self, token: &str) -> Result<Grants, String> {
         // An unknown `alg` (including "none") fails here: the header does not parse.
         let header = decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
-        let kid = header
-            .kid
-            .as_deref()
-            .ok_or_else(|| "token has no key id (kid)".to_owned())?;
-        let key = self
-            .keys
-            .get(kid)
-            .ok_or_else(|| format!("token signed with an unknown key {kid:?}"))?;
+        // The key `kid` names; or, as Distribution allows, the leaf of a certificate chain
+        // (`x5c`) the trusted bundle vouches for.
+        let named = header.kid.as_deref().and_then(|kid| self.keys.get(kid));
+        let key = match (named, &header.x5c) {
+            (Some(key), _) => Arc::clone(key),
+            (None, Some(chain)) => Arc::new(self.keys.key_of_chain(chain)?),
+            (None, None) => {
+                return Err(match &header.kid {
+                    Some(kid) => format!("token signed with an unknown key {kid:?}"),
+                    None => {
+                        "token names no key (kid) and carries no certificate chain (x5c)".to_owned()
+                    }
+                });
+            }
+        };
         if !key.algorithms.contains(&header.alg) {
             return Err(format!(
-                "algorithm {:?} is not accepted with key {kid:?}",
-                header.alg
+                "algorithm {:?} is not accepted with key {:?}",
+                header.alg, key.kid
             ));
         }
         let mut validation = Validation::new(header.alg);
         validation.algorithms = key.algorithms.clone();
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
+        // `jsonwebtoken` reads `exp` and `nbf` as integers only: they are checked below, on
+        // the claims (where `exp` is required).
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.service]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_required_spec_claims(&["iss", "aud"]);
         let data = decode::<Claims>(token, &key.key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind::*;
             match e.kind() {
@@ -248,15 +309,67 @@ impl TokenVerifier {
                 _ => format!("invalid token: {e}"),
             }
         })?;
+        check_validity(&data.claims, since_epoch().as_secs_f64())?;
         let mut grants = Grants::from_claims(&data.claims);
-        grants.issued_here = self.local_kid.as_deref() == Some(kid);
+        grants.issued_here =
+            named.is_some() && self.local_kid.is_some() && self.local_kid == header.kid;
         Ok(grants)
     }
+}
+
+/// `exp` and `nbf` against `now` (seconds since the epoch), with [`LEEWAY_SECS`] of skew.
+fn check_validity(claims: &Claims, now: f64) -> Result<(), String> {
+    let leeway = LEEWAY_SECS as f64;
+    if claims.exp.as_secs_f64() + leeway < now {
+        return Err("token expired".to_owned());
+    }
+    if let Some(nbf) = claims.nbf
+        && nbf.as_secs_f64() - leeway > now
+    {
+        return Err("token not yet valid".to_owned());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn claims_at(exp: &str, nbf: &str) -> Claims {
+        serde_json::from_str(&format!(
+            r#"{{"iss":"i","aud":"s","exp":{exp},"nbf":{nbf},"iat":{nbf}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn numeric_dates_may_have_fractions() {
+        let now = 1_000_000.0;
+        let leeway = LEEWAY_SECS as f64;
+        // RFC 7519 §2: a NumericDate may be fractional; both bounds hold to the fraction.
+        let c = claims_at("1000000.5", "999999.25");
+        assert_eq!(c.exp.whole_secs(), 1_000_000);
+        assert_eq!(check_validity(&c, now), Ok(()));
+        assert_eq!(check_validity(&c, now + leeway + 0.5), Ok(()));
+        assert_eq!(
+            check_validity(&c, now + leeway + 0.75).unwrap_err(),
+            "token expired"
+        );
+        let early = claims_at("1000100", "1000030.5");
+        assert_eq!(check_validity(&early, now + 0.5), Ok(()));
+        assert_eq!(
+            check_validity(&early, now + 0.25).unwrap_err(),
+            "token not yet valid"
+        );
+        // Whole dates are written as integers, fractions as they are.
+        let written = serde_json::to_value(&c).unwrap();
+        assert_eq!(written["exp"], serde_json::json!(1000000.5));
+        let whole = claims_at("1000000", "999999");
+        let written = serde_json::to_string(&whole).unwrap();
+        assert!(written.contains(r#""exp":1000000,"#), "{written}");
+        // Not a number: refused.
+        assert!(serde_json::from_str::<Claims>(r#"{"iss":"i","aud":"s","exp":"soon"}"#).is_err());
+    }
 
     #[test]
     fn grants_from_access() {
