@@ -70,8 +70,13 @@ impl NotifierTasks {
         for task in &self.tasks {
             task.abort();
         }
-        // Once stopped (at their next `await`), nothing they count changes any more.
-        futures::future::join_all(self.tasks.iter_mut()).await;
+        // Once stopped (at their next `await`), nothing they count changes any more. A task
+        // the first wait saw finish must not be polled again (its handle is spent).
+        for task in self.tasks {
+            if !task.is_finished() {
+                let _ = task.await;
+            }
+        }
         let mut undelivered = 0;
         for series in &self.metrics {
             // Every queued event was delivered or failed, or is still undelivered.
@@ -343,14 +348,26 @@ mod tests {
         }
     }
 
-    /// An endpoint that accepts connections and never answers: the registry stops with the
-    /// events it queued undelivered, and counts them as failed.
+    /// An endpoint that answers every POST with 200.
+    async fn answering_endpoint() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/", axum::routing::post(|| async { "" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    /// Two endpoints, one answering and one that accepts connections and never answers:
+    /// the registry stops with the events the second had queued undelivered, counts them as
+    /// failed, and stops cleanly although the first sender had finished.
     #[tokio::test]
     async fn events_undelivered_when_the_registry_stops_are_counted_as_failed() {
         let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let config: NotificationsConfig = toml::from_str(&format!(
-            "[[endpoints]]\nname = \"hung\"\nurl = \"http://{}/\"\ntimeout = \"1m\"\nflush_interval = \"0s\"",
-            hung.local_addr().unwrap()
+            "[[endpoints]]\nname = \"hung\"\nurl = \"http://{}/\"\ntimeout = \"1m\"\nflush_interval = \"0s\"\n\
+             [[endpoints]]\nname = \"up\"\nurl = \"http://{}/\"\nflush_interval = \"0s\"",
+            hung.local_addr().unwrap(),
+            answering_endpoint().await
         ))
         .unwrap();
         let options = NotifierOptions {
@@ -365,18 +382,20 @@ mod tests {
         drop(notifier);
         assert_eq!(tasks.finish(Duration::from_millis(300)).await, 3);
         let text = metrics.encode();
-        let count = |outcome: &str| {
+        let count = |endpoint: &str, outcome: &str| {
             let series = format!(
-                r#"marina_notification_events_total{{endpoint="hung",outcome="{outcome}"}} "#
+                r#"marina_notification_events_total{{endpoint="{endpoint}",outcome="{outcome}"}} "#
             );
             text.lines()
                 .find_map(|l| l.strip_prefix(series.as_str()))
                 .map(|v| v.trim().parse::<f64>().unwrap())
                 .unwrap_or_else(|| panic!("no {outcome} series in {text}"))
         };
-        assert_eq!(count("queued"), 3.0);
-        assert_eq!(count("delivered"), 0.0);
-        assert_eq!(count("failed"), 3.0);
+        assert_eq!(count("hung", "queued"), 3.0);
+        assert_eq!(count("hung", "delivered"), 0.0);
+        assert_eq!(count("hung", "failed"), 3.0);
+        assert_eq!(count("up", "delivered"), 3.0);
+        assert_eq!(count("up", "failed"), 0.0);
         drop(hung);
     }
 }
