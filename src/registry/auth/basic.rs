@@ -20,12 +20,15 @@ use tokio::sync::Semaphore;
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// A bcrypt hash that no password matches (verified against when the user does not exist,
-/// so that unknown and known users take the same time).
+/// so that unknown and known users take the same time). Its cost is replaced by the one
+/// the file's users have ([`Htpasswd::dummy_hash`]): bcrypt's time is its cost.
 const DUMMY_HASH: &str = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
 
 /// A loaded htpasswd file with its cache of verified credentials.
 pub struct Htpasswd {
     users: HashMap<String, String>,
+    /// [`DUMMY_HASH`] at the cost most of the file's hashes have.
+    dummy_hash: String,
     key: [u8; 32],
     verified: Mutex<HashMap<String, [u8; 32]>>,
     bcrypt_slots: Arc<Semaphore>,
@@ -48,6 +51,7 @@ impl Htpasswd {
     /// whose hash is not bcrypt `$2y$`/`$2b$` is an error naming the line (not the hash).
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut users = HashMap::new();
+        let mut users_by_cost = [0usize; 32];
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -82,12 +86,20 @@ impl Htpasswd {
             if users.insert(user.to_owned(), hash.to_owned()).is_some() {
                 return Err(format!("line {n}: user {user:?} appears twice"));
             }
+            users_by_cost[cost as usize] += 1;
         }
+        // The most common cost (the higher one on a tie; 10 for a file without users).
+        let dummy_cost = (0..users_by_cost.len())
+            .max_by_key(|&cost| users_by_cost[cost])
+            .filter(|&cost| users_by_cost[cost] > 0)
+            .unwrap_or(10);
+        let dummy_hash = format!("$2b${dummy_cost:02}{}", &DUMMY_HASH[6..]);
         let mut key = [0u8; 32];
         rand::fill(&mut key);
         let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
             users,
+            dummy_hash,
             key,
             verified: Mutex::new(HashMap::new()),
             bcrypt_slots: Arc::new(Semaphore::new(slots)),
@@ -130,7 +142,7 @@ impl Htpasswd {
         }
         let (hash, exists) = match self.users.get(user) {
             Some(h) => (h.clone(), true),
-            None => (DUMMY_HASH.to_owned(), false),
+            None => (self.dummy_hash.clone(), false),
         };
         let Ok(_slot) = self.bcrypt_slots.acquire().await else {
             return false;
@@ -195,6 +207,22 @@ mod tests {
         assert!(!h.verify("alice", "wrong").await);
         assert!(!h.verify("bob", "s3cret").await);
         assert!(!h.verify("alice", "s3cret\0").await);
+    }
+
+    #[test]
+    fn unknown_users_are_checked_at_the_cost_known_ones_have() {
+        let salt_and_hash = &DUMMY_HASH[6..];
+        let line = |user: &str, cost: &str| format!("{user}:$2y${cost}{salt_and_hash}\n");
+        // Apache `htpasswd -B` writes cost 5 by default: an unknown user must cost as much.
+        let h = Htpasswd::parse(&(line("a", "05") + &line("b", "05"))).unwrap();
+        assert_eq!(h.dummy_hash, format!("$2b$05{salt_and_hash}"));
+        let h = Htpasswd::parse(&(line("a", "12") + &line("b", "05") + &line("c", "12"))).unwrap();
+        assert_eq!(&h.dummy_hash[..7], "$2b$12$");
+        let h = Htpasswd::parse(&(line("a", "07") + &line("b", "09"))).unwrap();
+        assert_eq!(&h.dummy_hash[..7], "$2b$09$", "a tie: the higher cost");
+        let h = Htpasswd::parse("# nobody\n").unwrap();
+        assert_eq!(h.dummy_hash, DUMMY_HASH);
+        assert!(bcrypt::verify("", &h.dummy_hash).is_ok_and(|ok| !ok));
     }
 
     #[test]
