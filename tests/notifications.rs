@@ -20,7 +20,7 @@ async fn pushes_pulls_mounts_and_deletes_are_reported_as_distribution_does() {
     let config = endpoint(
         "sink",
         &sink.url.replacen("http://", "http://hookuser:hookpass@", 1),
-        r#"headers = { Authorization = "Bearer t0ken" }"#,
+        r#"headers = { Authorization = "Bearer t0ken", X-Multi = ["one", "two"] }"#,
     );
     let reg = observe::start(StorageConfig::inmemory(), None, Some(config)).await;
     let s = &reg.server;
@@ -163,6 +163,9 @@ async fn pushes_pulls_mounts_and_deletes_are_reported_as_distribution_does() {
     for delivery in sink.deliveries() {
         assert_eq!(delivery.headers["content-type"], EVENTS_MEDIA_TYPE);
         assert_eq!(delivery.headers["authorization"], "Bearer t0ken");
+        // A header given a list is sent once per value, in order.
+        let multi: Vec<_> = delivery.headers.get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["one", "two"]);
     }
 }
 

@@ -97,6 +97,9 @@ struct Sender {
     name: String,
     url: reqwest::Url,
     client: reqwest::Client,
+    /// The configured headers and the content type, set on every request (a client's
+    /// default headers would send one value of a header given several).
+    headers: reqwest::header::HeaderMap,
     threshold: u32,
     backoff: Duration,
     max_batch: usize,
@@ -145,7 +148,6 @@ pub(super) fn start(
     }
     let client = reqwest::Client::builder()
         .timeout(config.timeout.unwrap_or(DEFAULT_TIMEOUT))
-        .default_headers(headers)
         .build()
         .map_err(|e| ConfigError {
             field: "notifications.endpoints",
@@ -166,6 +168,7 @@ pub(super) fn start(
         name: config.name.clone(),
         url,
         client,
+        headers,
         threshold: config.threshold.unwrap_or(DEFAULT_THRESHOLD),
         backoff: config.backoff.unwrap_or(DEFAULT_BACKOFF),
         max_batch: config.max_batch.unwrap_or(DEFAULT_MAX_BATCH).max(1),
@@ -240,7 +243,12 @@ impl Sender {
     async fn deliver(&self, body: Bytes, events: usize) -> Bytes {
         let mut failures: u32 = 0;
         loop {
-            let sent = self.client.post(self.url.clone()).body(body.clone()).send();
+            let sent = self
+                .client
+                .post(self.url.clone())
+                .headers(self.headers.clone())
+                .body(body.clone())
+                .send();
             match sent.await {
                 // Distribution's rule: any 2xx or 3xx answer means delivered.
                 Ok(resp) if resp.status().as_u16() < 400 => {
