@@ -54,7 +54,8 @@ impl TlsConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Most connections at once.
+    /// Most connections at once (at least 1).
+    #[serde(default, deserialize_with = "at_least_one")]
     pub max_connections: Option<usize>,
     /// Time allowed for the TLS handshake, a new connection's first byte and each request
     /// header.
@@ -73,22 +74,41 @@ pub struct LimitsConfig {
 /// other duration of the configuration is written). Zero is refused: it would cut every
 /// connection at once.
 fn timeout<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Written {
-        Seconds(u64),
-        Text(String),
+    struct Timeout;
+    impl serde::de::Visitor<'_> for Timeout {
+        type Value = Duration;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("whole seconds (30) or a duration such as \"30s\" or \"2m\"")
+        }
+        fn visit_u64<E: serde::de::Error>(self, secs: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(secs))
+        }
+        fn visit_i64<E: serde::de::Error>(self, secs: i64) -> Result<Duration, E> {
+            u64::try_from(secs)
+                .map(Duration::from_secs)
+                .map_err(|_| E::custom("a timeout must be more than 0s"))
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+            humantime::parse_duration(text.trim()).map_err(|e| {
+                E::custom(format!("{text:?} is not a duration such as 30s or 2m: {e}"))
+            })
+        }
     }
-    let duration = match Written::deserialize(de)? {
-        Written::Seconds(s) => Duration::from_secs(s),
-        Written::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
-            D::Error::custom(format!("{text:?} is not a duration such as 30s or 2m: {e}"))
-        })?,
-    };
+    let duration = de.deserialize_any(Timeout)?;
     if duration.is_zero() {
         return Err(D::Error::custom("a timeout must be more than 0s"));
     }
     Ok(Some(duration))
+}
+
+/// `max_connections`: at least 1 (0 would let no client in).
+fn at_least_one<'de, D: Deserializer<'de>>(de: D) -> Result<Option<usize>, D::Error> {
+    match usize::deserialize(de)? {
+        0 => Err(D::Error::custom(
+            "must be at least 1 (0 would let no client connect)",
+        )),
+        n => Ok(Some(n)),
+    }
 }
 
 impl LimitsConfig {
@@ -135,9 +155,26 @@ mod tests {
             "idle_timeout = \"0s\"",
             "idle_timeout = \"soon\"",
             "idle_timeout = -1",
+            "idle_timeout = 1.5",
+            "max_connections = 0",
+            "max_connections = -1",
         ] {
             assert!(limits(bad).is_err(), "{bad}");
         }
+        // Errors say what is wrong in words, not in serde's terms.
+        let err = limits("header_read_timeout = -5").unwrap_err().to_string();
+        assert!(err.contains("more than 0s"), "{err}");
+        let err = limits("idle_timeout = true").unwrap_err().to_string();
+        assert!(err.contains("whole seconds (30) or a duration"), "{err}");
+        let err = limits("max_connections = 0").unwrap_err().to_string();
+        assert!(err.contains("at least 1"), "{err}");
+        assert_eq!(
+            limits("max_connections = 1")
+                .unwrap()
+                .serve_options()
+                .max_connections,
+            1
+        );
         let err = limits("header_read_timeout = \"soon\"").unwrap_err();
         assert!(err.to_string().contains("not a duration"), "{err}");
     }

@@ -38,7 +38,7 @@ pub use tls::{TlsFiles, TlsReloader};
 /// Connection limits.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Most connections served at once.
+    /// Most connections served at once (0 is taken as 1).
     pub max_connections: usize,
     /// Time allowed for the TLS handshake, for a new connection's first byte and for each
     /// request's header.
