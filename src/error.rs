@@ -428,3 +428,69 @@ impl fmt::Display for ErrorChain<'_> {
         Ok(())
     }
 }
+
+/// A TOML parse error of a configuration file, told without the file's text: the line and
+/// column, and the parser's message with every quoted string in it left out (`"…"`). The
+/// parser's own rendering quotes the offending line, which may hold a secret (a header's
+/// value, credentials in a URL) and would reach the logs.
+pub fn toml_error_without_values(text: &str, error: &toml::de::Error) -> String {
+    let mut message = String::with_capacity(error.message().len());
+    let mut chars = error.message().trim_end().chars();
+    while let Some(c) = chars.next() {
+        message.push(c);
+        if c == '"' {
+            let mut escaped = false;
+            for c in chars.by_ref() {
+                match c {
+                    '"' if !escaped => break,
+                    '\\' => escaped = !escaped,
+                    _ => escaped = false,
+                }
+            }
+            message.push_str("…\"");
+        }
+    }
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod toml_error_tests {
+    use super::toml_error_without_values;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Endpoint {
+        url: String,
+        retries: Option<u32>,
+    }
+
+    fn describe(text: &str) -> String {
+        let e = toml::from_str::<Endpoint>(text).unwrap_err();
+        toml_error_without_values(text, &e)
+    }
+
+    #[test]
+    fn values_stay_out_and_the_place_is_named() {
+        let text = "url = \"http://u:SECRET@h/\"\nretries = \"SECRET \\\" more\"\n";
+        let told = describe(text);
+        assert!(!told.contains("SECRET"), "{told}");
+        assert!(told.starts_with("line 2, column 11: "), "{told}");
+        assert!(told.contains("\"…\""), "{told}");
+        // Syntax errors and unknown keys keep what helps: where, and the key's name.
+        let told = describe("url = \"x\"\nretires = 3\n");
+        assert!(told.starts_with("line 2, column 1: "), "{told}");
+        assert!(told.contains("`retires`"), "{told}");
+        let told = describe("url = \"SECRET\nretries = 3\n");
+        assert!(!told.contains("SECRET"), "{told}");
+        assert!(told.starts_with("line 1, column "), "{told}");
+    }
+}

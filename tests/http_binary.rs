@@ -51,6 +51,32 @@ async fn bad_configuration_is_reported() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("STORAGE_TYPE"), "{err}");
+
+    // A configuration file that does not parse is reported by place, without its text: the
+    // line may hold a secret.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("registry.toml");
+    std::fs::write(
+        &cfg,
+        "[notifications]\n[[notifications.endpoints]]\nname = \"hook\"\n\
+         url = \"http://hook:PASSWORD@127.0.0.1:1/\"\n\
+         headers = { Authorization = \"Bearer SECRET\", X-B = 5 }\n",
+    )
+    .unwrap();
+    for format in ["text", "json"] {
+        let out = Command::new(BIN)
+            .args(["--config", cfg.to_str().unwrap(), "--log-format", format])
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("MARINA_LISTEN")
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{format}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("line 5, column "), "{format}: {err}");
+        assert!(!err.contains("SECRET"), "{format}: {err}");
+        assert!(!err.contains("PASSWORD"), "{format}: {err}");
+    }
 }
 
 /// `SSL_CERT_FILE` naming no usable CA (a missing file, a file without a certificate) stops

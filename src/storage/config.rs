@@ -171,7 +171,7 @@ impl StorageConfig {
     pub fn from_toml(text: &str) -> Result<Self> {
         let cfg: Self = toml::from_str(text).map_err(|e| Error::Config {
             field: "toml",
-            message: e.to_string(),
+            message: crate::error::toml_error_without_values(text, &e),
         })?;
         cfg.validate()?;
         Ok(cfg)

@@ -86,7 +86,10 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("reading {}: {e}", path.display()))?;
-            toml::from_str::<FileConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            toml::from_str::<FileConfig>(&text).map_err(|e| {
+                let told = marina_distribution::error::toml_error_without_values(&text, &e);
+                format!("{}: {told}", path.display())
+            })?
         }
         None => FileConfig::default(),
     };
