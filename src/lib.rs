@@ -72,6 +72,8 @@
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 
+#[cfg(feature = "server")]
+mod config_duration;
 pub mod error;
 pub mod observe;
 pub mod oci;

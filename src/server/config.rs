@@ -74,31 +74,10 @@ pub struct LimitsConfig {
 /// other duration of the configuration is written). Zero is refused: it would cut every
 /// connection at once.
 fn timeout<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
-    struct Timeout;
-    impl serde::de::Visitor<'_> for Timeout {
-        type Value = Duration;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("whole seconds (30) or a duration such as \"30s\" or \"2m\"")
-        }
-        fn visit_u64<E: serde::de::Error>(self, secs: u64) -> Result<Duration, E> {
-            Ok(Duration::from_secs(secs))
-        }
-        fn visit_i64<E: serde::de::Error>(self, secs: i64) -> Result<Duration, E> {
-            u64::try_from(secs)
-                .map(Duration::from_secs)
-                .map_err(|_| E::custom("a timeout must be more than 0s"))
-        }
-        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
-            humantime::parse_duration(text.trim()).map_err(|e| {
-                E::custom(format!("{text:?} is not a duration such as 30s or 2m: {e}"))
-            })
-        }
+    match crate::config_duration::optional(de)? {
+        Some(d) if d.is_zero() => Err(D::Error::custom("a timeout must be more than 0s")),
+        other => Ok(other),
     }
-    let duration = de.deserialize_any(Timeout)?;
-    if duration.is_zero() {
-        return Err(D::Error::custom("a timeout must be more than 0s"));
-    }
-    Ok(Some(duration))
 }
 
 /// `max_connections`: at least 1 (0 would let no client in).
@@ -163,7 +142,7 @@ mod tests {
         }
         // Errors say what is wrong in words, not in serde's terms.
         let err = limits("header_read_timeout = -5").unwrap_err().to_string();
-        assert!(err.contains("more than 0s"), "{err}");
+        assert!(err.contains("cannot be negative"), "{err}");
         let err = limits("idle_timeout = true").unwrap_err().to_string();
         assert!(err.contains("whole seconds (30) or a duration"), "{err}");
         let err = limits("max_connections = 0").unwrap_err().to_string();

@@ -50,7 +50,7 @@ pub struct EndpointConfig {
     #[serde(default)]
     pub headers: BTreeMap<String, HeaderValues>,
     /// How long one POST may take (`"500ms"`, `"2s"`, `"1m"`; default `"5s"`).
-    #[serde(default, with = "duration")]
+    #[serde(default, deserialize_with = "crate::config_duration::optional")]
     pub timeout: Option<Duration>,
     /// Consecutive failures after which the dispatcher waits `backoff` before trying again
     /// (default 3).
@@ -58,7 +58,7 @@ pub struct EndpointConfig {
     pub threshold: Option<u32>,
     /// The wait after `threshold` consecutive failures, doubled while failures go on, up to
     /// a minute (default `"1s"`).
-    #[serde(default, with = "duration")]
+    #[serde(default, deserialize_with = "crate::config_duration::optional")]
     pub backoff: Option<Duration>,
     /// Events held while the endpoint is slow or down (default 8192, about 5 MiB); when full,
     /// new events are dropped and counted
@@ -72,7 +72,7 @@ pub struct EndpointConfig {
     pub max_batch: Option<usize>,
     /// How long a queued event may wait for others to share its envelope (default
     /// `"100ms"`; `"0ms"` sends what is queued right away).
-    #[serde(default, with = "duration")]
+    #[serde(default, deserialize_with = "crate::config_duration::optional")]
     pub flush_interval: Option<Duration>,
     /// Events this endpoint does not want.
     #[serde(default)]
@@ -129,6 +129,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_THRESHOLD: u32 = 3;
 /// Default [`EndpointConfig::backoff`].
 pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between retries ([`EndpointConfig::backoff`] doubles up to it).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Default [`EndpointConfig::queue_size`].
 /// At 60 000 pulls a second, 8192 events cover 0.13 s of a POST taking longer than usual
 /// (the first bench of batching, with 1024, dropped events at such moments).
@@ -192,6 +194,17 @@ impl NotificationsConfig {
                     format!("{name}: must be positive"),
                 ));
             }
+            if let Some(backoff) = e.backoff
+                && (backoff.is_zero() || backoff > MAX_BACKOFF)
+            {
+                return Err(invalid(
+                    "notifications.endpoints.backoff",
+                    format!(
+                        "{name}: must be more than 0s and at most 1m (0s would retry a down \
+                         endpoint without pause)"
+                    ),
+                ));
+            }
             if e.threshold == Some(0) {
                 return Err(invalid(
                     "notifications.endpoints.threshold",
@@ -223,49 +236,6 @@ impl NotificationsConfig {
             }
         }
         Ok(())
-    }
-}
-
-/// Durations written as `"250ms"`, `"5s"`, `"2m"`, `"1h"` (Distribution's notation for the
-/// units it uses), or a bare number of seconds.
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, de::Error};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Text(String),
-        Seconds(u64),
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        match Option::<Raw>::deserialize(d)? {
-            None => Ok(None),
-            Some(Raw::Seconds(s)) => Ok(Some(Duration::from_secs(s))),
-            Some(Raw::Text(text)) => parse(&text).map(Some).ok_or_else(|| {
-                D::Error::custom(format!(
-                    "invalid duration {text:?} (e.g. \"500ms\", \"5s\", \"1m\")"
-                ))
-            }),
-        }
-    }
-
-    pub(super) fn parse(text: &str) -> Option<Duration> {
-        let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit())?;
-        let (number, unit) = text.split_at(split);
-        let n: u64 = number.parse().ok()?;
-        Some(match unit.trim() {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.checked_mul(60)?),
-            "h" => Duration::from_secs(n.checked_mul(3600)?),
-            _ => return None,
-        })
     }
 }
 
@@ -301,9 +271,6 @@ mod tests {
         assert_eq!(a.headers["X-Multi"].values(), ["1", "2"]);
         assert_eq!(a.ignore.actions, ["pull"]);
         assert_eq!(c.endpoints[1].timeout, None);
-        assert_eq!(duration::parse("1m"), Some(Duration::from_secs(60)));
-        assert_eq!(duration::parse("5 s"), Some(Duration::from_secs(5)));
-        assert_eq!(duration::parse("5x"), None);
     }
 
     #[test]
@@ -345,6 +312,20 @@ mod tests {
                 url = "http://x/"
                 threshold = 0"#,
                 "notifications.endpoints.threshold",
+            ),
+            (
+                r#"[[endpoints]]
+                name = "a"
+                url = "http://x/"
+                backoff = "0s""#,
+                "notifications.endpoints.backoff",
+            ),
+            (
+                r#"[[endpoints]]
+                name = "a"
+                url = "http://x/"
+                backoff = "2m""#,
+                "notifications.endpoints.backoff",
             ),
             (
                 r#"[[endpoints]]

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::config::{
     ConfigError, DEFAULT_BACKOFF, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_SIZE,
-    DEFAULT_THRESHOLD, DEFAULT_TIMEOUT, EndpointConfig,
+    DEFAULT_THRESHOLD, DEFAULT_TIMEOUT, EndpointConfig, MAX_BACKOFF,
 };
 use super::event::{Action, EVENTS_MEDIA_TYPE, Event, SourceRecord};
 use super::wire::EnvelopeWriter;
@@ -32,8 +32,6 @@ use crate::observe::metrics::NotificationEndpointMetrics;
 
 /// The wait between the quick retries before `threshold` is reached.
 const QUICK_RETRY: Duration = Duration::from_millis(50);
-/// The longest wait between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often, within `flush_interval`, the sender looks whether a full batch is queued: often
 /// enough that at 100 000 events a second the queue holds a batch and 500 more at most, below
 /// the default `queue_size`.
