@@ -577,6 +577,18 @@ async fn concurrent_patches_of_one_session_in_two_processes() {
     assert_eq!(objects(&config, "uploads/").await, Vec::<String>::new());
 }
 
+/// A cancel (`DELETE` of the session) in one process racing a finish in another never
+/// leaves a session that is known but whose bytes are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_racing_a_finish_in_another_process_never_revives_the_session() {
+    let config = gcs_or_skip!("cas-cancel");
+    let (first, second) = (driver(&config).await, driver(&config).await);
+    let r = RepositoryName::parse("gcs/cas-cancel").unwrap();
+    let bytes = payload(3000, 71);
+    session_race::assert_cancel_racing_a_finish_never_revives(&first, &second, &r, &bytes, 40)
+        .await;
+}
+
 /// A finish (`PUT` with a final chunk) in one process racing a `PATCH` in another: the
 /// finish claims the session at the generation it read, so it is refused when the `PATCH`
 /// was persisted first, and the session keeps every acknowledged chunk.

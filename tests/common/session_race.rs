@@ -173,3 +173,49 @@ pub async fn assert_later_patch_refused<D: StorageDriver>(
     }
     assert_finishes_as(first, repo, &id, &b, "the second PATCH's bytes").await;
 }
+
+/// Finishes and cancels one session at once, `rounds` times, through two engines (the
+/// cancel through `second`, started 0 to 19 ms after the finish, to sweep the moments the
+/// finish takes the session and commits it), each round with bytes of its own (`bytes` and
+/// the round's number): whatever each is answered, a session that is still known afterwards
+/// must still hold its bytes, i.e. finish as the blob of them. (Before a cancel took the
+/// session with a closing mark, one that had loaded the record before a finish took it
+/// released the bytes under that finish, whose failed commit then put the session back:
+/// alive, its bytes gone, every later finish refused.)
+pub async fn assert_cancel_racing_a_finish_never_revives<D: StorageDriver>(
+    first: &D,
+    second: &D,
+    repo: &RepositoryName,
+    bytes: &[u8],
+    rounds: u64,
+) {
+    for round in 0..rounds {
+        let bytes = Bytes::from([bytes, &round.to_be_bytes()].concat());
+        let digest = Digest::compute(DigestAlgorithm::Sha256, &bytes);
+        let id = start_session(first, repo).await;
+        first
+            .put_upload_chunk(repo, &id, Some(0), None, stream::iter([Ok(bytes.clone())]))
+            .await
+            .expect("chunk");
+        let (finish, cancel) = tokio::join!(
+            first.finish_upload(repo, &id, &digest, None, stream::iter([])),
+            async {
+                tokio::time::sleep(std::time::Duration::from_millis(round % 20)).await;
+                second.abort_upload(repo, &id).await
+            }
+        );
+        match &cancel {
+            Ok(()) | Err(Error::BlobUploadUnknown(_)) => {}
+            other => panic!("round {round}: the cancel failed: {other:?}"),
+        }
+        if finish.is_ok() {
+            assert!(
+                blob_bytes(first, repo, &digest).await == bytes,
+                "round {round}: the finished blob is not the session's bytes"
+            );
+        } else if second.get_upload_progress(repo, &id).await.is_ok() {
+            let what = format!("its bytes, being known after round {round} ({finish:?})");
+            assert_finishes_as(second, repo, &id, &bytes, &what).await;
+        }
+    }
+}

@@ -279,3 +279,21 @@ async fn a_finish_racing_an_append_in_another_process_is_refused() {
     let (a, b, last) = (data(20_000, 61), data(20_000, 62), data(100, 63));
     session_race::assert_finish_racing_an_append_refused(&first, &second, &r, a, b, last).await;
 }
+
+/// A cancel (`DELETE` of the session) in one process racing a finish in another never
+/// leaves a session that is known but whose bytes are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_racing_a_finish_in_another_process_never_revives_the_session() {
+    let env = s3_or_skip!("a_cancel_racing_a_finish_in_another_process_never_revives_the_session");
+    let config = env.config("cas-cancel");
+    let (first, second) = (env.driver_for(&config).await, env.driver_for(&config).await);
+    let r = repo("s3/cas-cancel");
+    session_race::assert_cancel_racing_a_finish_never_revives(
+        &first,
+        &second,
+        &r,
+        &data(3000, 71),
+        40,
+    )
+    .await;
+}

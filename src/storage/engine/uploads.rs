@@ -179,18 +179,23 @@ impl<B: Backend> Engine<B> {
         key: &Key,
         version: Option<&ObjectVersion>,
     ) -> Result<()> {
-        let Some(version) = version else {
-            return Ok(());
-        };
-        let mut mark = CLOSING_MARK.to_vec();
-        mark.extend_from_slice(UploadId::generate().as_str().as_bytes());
-        if self
-            .replace_if_version(key, Bytes::from(mark), version)
-            .await?
-        {
+        if self.mark_closing(key, version).await? {
             return Ok(());
         }
         Err(self.refused_by_an_append(repo, id, "finish").await)
+    }
+
+    /// Replaces the session record at `key`, loaded at `version`, by a closing mark of this
+    /// request's own, unless it changed since: whether this request now holds the session.
+    /// Always true where the backend has no versions (the session locks serialise instead).
+    async fn mark_closing(&self, key: &Key, version: Option<&ObjectVersion>) -> Result<bool> {
+        let Some(version) = version else {
+            return Ok(true);
+        };
+        let mut mark = CLOSING_MARK.to_vec();
+        mark.extend_from_slice(UploadId::generate().as_str().as_bytes());
+        self.replace_if_version(key, Bytes::from(mark), version)
+            .await
     }
 
     fn handle(
@@ -399,11 +404,26 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Implements [`StorageDriver::abort_upload`].
+    ///
+    /// Where the backend writes conditionally, the session is first taken with a closing
+    /// mark, as a finish takes it ([`claim_for_finish`](Self::claim_for_finish)): a finish
+    /// in another process that took it first makes the session unknown here (404), and one
+    /// coming later finds it unknown. Without the mark, a cancel could release the bytes of
+    /// a session a finish in another process had taken, and that finish, failing for want
+    /// of them, put the session back: alive, its bytes gone. An append persisted in between
+    /// is no reason to keep the session: the cancel loads it again and tries once more.
     pub(super) async fn upload_abort(&self, repo: &RepositoryName, id: &UploadId) -> Result<()> {
+        const ATTEMPTS: usize = 3;
         let _lock = self.upload_locks.lock(id).await;
         let _lease = self.backend.lock_upload(id).await?;
-        let (key, record) = self.load_upload(repo, id).await?;
-        self.close_session(&key, id, Some(record.backend)).await
+        for _ in 0..ATTEMPTS {
+            let (key, record, version) = self.load_upload_versioned(repo, id).await?;
+            if self.mark_closing(&key, version.as_ref()).await? {
+                return self.close_session(&key, id, Some(record.backend)).await;
+            }
+        }
+        // Appends keep winning: the client sees the session busy and may try again.
+        Err(self.refused_by_an_append(repo, id, "cancel").await)
     }
 
     /// Implements [`StorageDriver::finish_upload`].
