@@ -10,6 +10,8 @@
 //! groups share, some of it from `tests/common/` ([`storage_io`]).
 
 // The modules live in `tests/filesystem/` (a crate root's `mod x;` would look for `tests/x.rs`).
+#[path = "common/delete_race.rs"]
+mod delete_race;
 #[path = "filesystem/helpers.rs"]
 mod helpers;
 #[path = "common/storage_io.rs"]

@@ -12,6 +12,8 @@
 #[path = "common/content.rs"]
 #[allow(dead_code)]
 mod content;
+#[path = "common/delete_race.rs"]
+mod delete_race;
 #[path = "common/gcs.rs"]
 mod gcs_env;
 #[path = "common/session_race.rs"]
@@ -575,6 +577,16 @@ async fn concurrent_patches_of_one_session_in_two_processes() {
     let (a, b) = (payload(64 * KIB, 51), payload(64 * KIB, 52));
     session_race::assert_later_patch_refused(&first, &second, &r, a.into(), b.into()).await;
     assert_eq!(objects(&config, "uploads/").await, Vec::<String>::new());
+}
+
+/// A manifest deleted through one process while another pushes it by tag: no tag is left
+/// naming the deleted manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_racing_a_tag_push_leaves_no_tag_without_its_manifest() {
+    let config = gcs_or_skip!("delete-race");
+    let (first, second) = (driver(&config).await, driver(&config).await);
+    let r = RepositoryName::parse("gcs/delete-race").unwrap();
+    delete_race::assert_no_tag_outlives_its_manifest(&first, &second, &r, 40).await;
 }
 
 /// A cancel (`DELETE` of the session) in one process racing a finish in another never

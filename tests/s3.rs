@@ -21,6 +21,8 @@
 //! the groups share.
 #![cfg(feature = "s3")]
 
+#[path = "common/delete_race.rs"]
+mod delete_race;
 #[path = "common/outage_proxy.rs"]
 #[allow(dead_code)] // `take_down`: not used here
 mod outage_proxy;

@@ -122,3 +122,13 @@ async fn a_second_chunk_for_the_same_offset_waits_then_is_refused() {
         .unwrap();
     assert_eq!(read_all(&a, &r, &sha256(&content)).await, content);
 }
+
+/// A manifest deleted through one instance while another pushes it by tag, and both in one
+/// instance: no tag is left naming the deleted manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_racing_a_tag_push_leaves_no_tag_without_its_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (open(dir.path()).await, open(dir.path()).await);
+    crate::delete_race::assert_no_tag_outlives_its_manifest(&a, &b, &repo("race/two"), 60).await;
+    crate::delete_race::assert_no_tag_outlives_its_manifest(&a, &a, &repo("race/one"), 60).await;
+}

@@ -297,3 +297,19 @@ async fn a_cancel_racing_a_finish_in_another_process_never_revives_the_session()
     )
     .await;
 }
+
+/// A manifest deleted through one process while another pushes it by tag: no tag is left
+/// naming the deleted manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_racing_a_tag_push_leaves_no_tag_without_its_manifest() {
+    let env = s3_or_skip!("a_delete_racing_a_tag_push_leaves_no_tag_without_its_manifest");
+    let config = env.config("delete-race");
+    let (first, second) = (env.driver_for(&config).await, env.driver_for(&config).await);
+    crate::delete_race::assert_no_tag_outlives_its_manifest(
+        &first,
+        &second,
+        &repo("s3/delete-race"),
+        40,
+    )
+    .await;
+}

@@ -200,18 +200,7 @@ impl<B: Backend> Engine<B> {
             self.guard_manifest(repo, digest, summary, record_key, record)
                 .await?;
             if let Some(subject) = &subject {
-                let entry = Descriptor {
-                    media_type: summary.media_type.clone(),
-                    digest: digest.clone(),
-                    size,
-                    artifact_type: summary.artifact_type.clone(),
-                    annotations: summary.annotations.clone(),
-                    urls: None,
-                };
-                let json = serde_json::to_vec(&entry)
-                    .map_err(|e| Error::backend(B::NAME, format!("encoding referrer: {e}")))?;
-                self.backend
-                    .write(&layout::referrer(repo, subject, digest), Bytes::from(json))
+                self.write_referrer(repo, subject, digest, summary, size)
                     .await?;
             }
             if let (Some(tag), Some(intent)) = (tag, &intent) {
@@ -224,6 +213,19 @@ impl<B: Backend> Engine<B> {
                 let written = self.backend.write_tag(&key, target).await;
                 self.forget(&key);
                 written?;
+                // A delete of this manifest (here or in another process) that removed the
+                // record after the checks above found no tag of it yet: store the record
+                // (and its referrer entry) again, so the tag never names a deleted manifest;
+                // the push is then ordered after the delete. A delete that removes the
+                // record after this look finds the tag in its second pass
+                // (`manifest_delete`). Read from the store, not a cache.
+                if !self.backend.exists(record_key).await? {
+                    self.backend.write(record_key, record.clone()).await?;
+                    if let Some(subject) = &subject {
+                        self.write_referrer(repo, subject, digest, summary, size)
+                            .await?;
+                    }
+                }
             }
             Ok(())
         }
@@ -236,6 +238,30 @@ impl<B: Backend> Engine<B> {
             digest: digest.clone(),
             subject,
         })
+    }
+
+    /// Writes the referrers entry of manifest `digest` (of `size` bytes) under its `subject`.
+    async fn write_referrer(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+        digest: &Digest,
+        summary: &manifest::ManifestSummary,
+        size: u64,
+    ) -> Result<()> {
+        let entry = Descriptor {
+            media_type: summary.media_type.clone(),
+            digest: digest.clone(),
+            size,
+            artifact_type: summary.artifact_type.clone(),
+            annotations: summary.annotations.clone(),
+            urls: None,
+        };
+        let json = serde_json::to_vec(&entry)
+            .map_err(|e| Error::backend(B::NAME, format!("encoding referrer: {e}")))?;
+        self.backend
+            .write(&layout::referrer(repo, subject, digest), Bytes::from(json))
+            .await
     }
 
     /// Points `tag` at the stored manifest `digest` (the collection protocol's steps P3 to
@@ -278,8 +304,26 @@ impl<B: Backend> Engine<B> {
             .await?
             .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))?;
         // Tags first: a tag must never point at a deleted manifest.
-        // There is no reverse index, so every tag is read; the reads (and removals) run a
-        // few at a time since on object stores each is a round trip.
+        self.untag(repo, digest).await?;
+        if let Ok(summary) = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
+            && let Some(subject) = summary.subject
+        {
+            self.remove_key(&layout::referrer(repo, &subject.digest, digest))
+                .await?;
+        }
+        self.remove_key(&layout::manifest(repo, digest)).await?;
+        // Then once more: a push that tagged the manifest meanwhile, having found its record
+        // stored before it was removed, is ordered before this delete, and its tag goes too.
+        // (One that looks after the removal stores the record again: `publish_manifest`.)
+        self.untag(repo, digest).await
+    }
+
+    /// Removes every tag of `repo` that names the manifest `digest`. There is no reverse
+    /// index, so every tag is read; the reads (and removals) run a few at a time since on
+    /// object stores each is a round trip. A tag moved to another manifest between its read
+    /// and its removal is removed all the same (as by CNCF Distribution, which untags the
+    /// same way): stores offer no conditional removal this could use everywhere.
+    async fn untag(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
         let tags_dir = layout::tags_dir(repo);
         let names = self.backend.list(&tags_dir, None, None).await?;
         let untag = futures::stream::iter(names)
@@ -299,12 +343,6 @@ impl<B: Backend> Engine<B> {
         while let Some(done) = untag.next().await {
             done?;
         }
-        if let Ok(summary) = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
-            && let Some(subject) = summary.subject
-        {
-            self.remove_key(&layout::referrer(repo, &subject.digest, digest))
-                .await?;
-        }
-        self.remove_key(&layout::manifest(repo, digest)).await
+        Ok(())
     }
 }
