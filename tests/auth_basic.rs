@@ -145,6 +145,18 @@ async fn spec_workflow_with_credentials() {
     assert_error(resp, 404, "NAME_UNKNOWN").await;
     let resp = push_blob(&s, "anonymous-nobody", "public/base", b"x").await;
     assert_error(resp, 401, "UNAUTHORIZED").await;
+    // Empty credentials (`Basic Og==`, what skopeo sends without a login) are anonymous:
+    // the pull is allowed, a push is challenged.
+    let empty = s.basic("", "");
+    let resp = empty.list_tags("public/base", None, None).await;
+    assert_eq!(common::header(&resp, IDENTITY_HEADER), "anonymous");
+    assert_error(resp, 404, "NAME_UNKNOWN").await;
+    let resp = empty.list_tags(repo, None, None).await;
+    assert_eq!(challenge(&resp), BASIC_CHALLENGE);
+    assert_error(resp, 401, "UNAUTHORIZED").await;
+    // An empty user with a password is a login, and a wrong one.
+    let resp = s.basic("", "pw").list_tags("public/base", None, None).await;
+    assert_error(resp, 401, "UNAUTHORIZED").await;
 }
 
 #[tokio::test]

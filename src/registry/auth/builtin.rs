@@ -190,18 +190,25 @@ impl Builtin {
 
     /// Checks Basic credentials against the htpasswd file: `Ok(None)` without credentials,
     /// `Ok(Some(user))` when they are right.
+    ///
+    /// An empty user name with an empty password (`Basic Og==`, which skopeo and containers'
+    /// image library send for a registry they hold no credentials for) is no credentials:
+    /// no htpasswd line can name an empty user, and such a client expects anonymous access.
     pub async fn basic_user(&self, parts: &Parts) -> Result<Option<Arc<str>>, AuthFailure> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Ok(None);
-        };
-        let Some(htpasswd) = &self.htpasswd else {
-            return Err(AuthFailure::new("no user database is configured"));
         };
         let (user, password) = value
             .to_str()
             .ok()
             .and_then(parse_basic)
             .ok_or_else(|| AuthFailure::new("malformed Basic credentials"))?;
+        if user.is_empty() && password.is_empty() {
+            return Ok(None);
+        }
+        let Some(htpasswd) = &self.htpasswd else {
+            return Err(AuthFailure::new("no user database is configured"));
+        };
         if htpasswd.get().verify(&user, &password).await {
             Ok(Some(Arc::from(user)))
         } else {
