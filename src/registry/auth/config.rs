@@ -96,6 +96,9 @@ impl OneOrMany {
 
 /// Default lifetime of the built-in endpoint's tokens.
 pub const DEFAULT_TOKEN_LIFETIME: u64 = 300;
+/// The lifetimes accepted, in seconds: a minute (clients fetch a token per push or pull) to
+/// a day.
+pub const TOKEN_LIFETIMES: std::ops::RangeInclusive<u64> = 60..=86_400;
 
 impl AuthConfig {
     /// Whether any access control is configured.
@@ -171,6 +174,13 @@ impl AuthConfig {
             };
             return Builtin::basic(htpasswd, rules).map(Some);
         };
+        let lifetime_secs = token.lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        if !TOKEN_LIFETIMES.contains(&lifetime_secs) {
+            return Err(format!(
+                "[auth.token] lifetime {lifetime_secs} is outside 60 to 86400 seconds (a token \
+                 cannot be revoked: it grants what it says until it expires)"
+            ));
+        }
         let signing_key = match &token.signing_key {
             Some(path) => {
                 if self.htpasswd.is_none() {
@@ -208,8 +218,33 @@ impl AuthConfig {
             jwks: token.jwks.clone(),
             certificates: token.certificates.clone(),
             signing_key,
-            lifetime_secs: token.lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME).max(60),
+            lifetime_secs,
         };
         Builtin::token(settings, self.htpasswd.as_deref(), rules).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_lifetimes_outside_a_minute_to_a_day_are_refused() {
+        let with = |lifetime: u64| {
+            let text = format!(
+                "[token]\nrealm = \"https://r.test/token\"\nservice = \"s\"\n\
+                 issuer = \"i\"\nsigning_key = \"/nonexistent/key.pem\"\nlifetime = {lifetime}"
+            );
+            toml::from_str::<AuthConfig>(&text).unwrap().build()
+        };
+        for refused in [0, 10, 59, 86_401, 99_999_999_999] {
+            let err = with(refused).unwrap_err();
+            assert!(err.contains("lifetime"), "{refused}: {err}");
+        }
+        // Within the bounds the configuration goes on (to the missing files here).
+        for accepted in [60, 300, 86_400] {
+            let err = with(accepted).unwrap_err();
+            assert!(!err.contains("lifetime"), "{accepted}: {err}");
+        }
     }
 }

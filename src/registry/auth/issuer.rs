@@ -106,7 +106,10 @@ async fn issue(State(auth): State<Arc<Builtin>>, req: Request) -> Response {
             return resp;
         }
     };
-    let pairs = query_pairs(parts.uri.query());
+    // A form-encoded query (`+` for a space, as Python's and Go's URL encoders write the
+    // spaces between scopes), as the Go token servers clients are written against read it.
+    let query = parts.uri.query().map(|q| q.replace('+', "%20"));
+    let pairs = query_pairs(query.as_deref());
     if let Some((_, service)) = pairs.iter().find(|(k, _)| k == "service")
         && *service != settings.service
     {

@@ -266,7 +266,10 @@ impl TokenVerifier {
 
     fn verify_uncached(&self, token: &str) -> Result<Grants, String> {
         // An unknown `alg` (including "none") fails here: the header does not parse.
-        let header = decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+        // The parser's own words (serde's, with line and column) stay out of the answer.
+        let header = decode_header(token).map_err(|_| {
+            "malformed token, or a signing algorithm that is not accepted".to_owned()
+        })?;
         // The key `kid` names; or, as Distribution allows, the leaf of a certificate chain
         // (`x5c`) the trusted bundle vouches for.
         let named = header.kid.as_deref().and_then(|kid| self.keys.get(kid));
@@ -306,7 +309,8 @@ impl TokenVerifier {
                 InvalidIssuer => "token from an untrusted issuer (iss)".to_owned(),
                 InvalidSignature => "invalid token signature".to_owned(),
                 InvalidAlgorithm => "token algorithm not accepted".to_owned(),
-                _ => format!("invalid token: {e}"),
+                Json(_) => "token claims do not parse (iss, aud and exp are required)".to_owned(),
+                _ => "invalid token".to_owned(),
             }
         })?;
         check_validity(&data.claims, since_epoch().as_secs_f64())?;
