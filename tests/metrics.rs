@@ -426,6 +426,55 @@ async fn readiness_follows_a_gcs_endpoint_going_down_and_coming_back() {
     .await;
 }
 
+/// A store that accepts connections and never answers does not hold the start: the S3 and
+/// GCS drivers open once their check of the bucket has waited its bound (5 s), not after
+/// the clients' attempts and their timeouts (90 s on S3), and the registry starts not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_never_answers_does_not_hold_the_start() {
+    use marina_distribution::StorageDriver as _;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    let mut configs = Vec::new();
+    if std::env::var("S3_ENDPOINT").is_ok() {
+        let env = StorageConfig::default()
+            .apply_env()
+            .expect("S3_* variables");
+        let mut s3 = env.s3.expect("S3_ENDPOINT is set");
+        s3.endpoint = Some(endpoint.clone());
+        configs.push(StorageConfig::s3(s3));
+    } else {
+        eprintln!("NOTE: S3_ENDPOINT is not set: the S3 case was SKIPPED");
+    }
+    #[cfg(feature = "gcs")]
+    match common::gcs::config("silent", "gcs") {
+        Some(mut gcs) => {
+            gcs.endpoint = Some(endpoint.clone());
+            configs.push(StorageConfig::gcs(gcs));
+        }
+        None => eprintln!("NOTE: GCS_ENDPOINT is not set: the GCS case was SKIPPED"),
+    }
+    for config in configs {
+        let started = std::time::Instant::now();
+        let driver = marina_distribution::AnyDriver::from_config(&config)
+            .await
+            .expect("the driver opens, not ready");
+        let took = started.elapsed();
+        // The bound is 5 s; the rest is slack for a loaded machine.
+        assert!(
+            took < Duration::from_secs(20),
+            "{}: {took:?}",
+            driver.driver_name()
+        );
+    }
+    holder.abort();
+}
+
 fn rand_suffix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -14,6 +14,32 @@ use crate::error::{Error, Result};
 use crate::storage::backend::Backend;
 use crate::storage::{Engine, StorageDriver, layout};
 
+/// How long an object-store driver waits at start for the store to answer its check of the
+/// bucket. A store that accepts connections and never answers would otherwise hold the
+/// start for the client's attempts and their timeouts (90 s on S3), with no listener and no
+/// `/healthz` meanwhile; past this the driver starts not ready, as for a store that cannot
+/// be reached, and serves once the store answers.
+pub const START_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs a driver's check of its store at start for at most [`START_CHECK_TIMEOUT`]: one
+/// that did not finish by then is a transient error of `driver` (the store is unreachable).
+pub async fn at_start<T>(
+    driver: &'static str,
+    check: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(START_CHECK_TIMEOUT, check)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::backend_transient(
+                driver,
+                format!(
+                    "the store did not answer within {}s",
+                    START_CHECK_TIMEOUT.as_secs()
+                ),
+            ))
+        })
+}
+
 /// What a probe writes and expects to read back.
 const PROBE_CONTENT: &[u8] = b"marina readiness probe\n";
 

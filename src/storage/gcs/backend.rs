@@ -46,9 +46,10 @@ impl GcsDriver {
             }
             options.redirect_blob_reads = Some(config.redirect_expiry());
         }
-        match backend.check_bucket().await {
+        match crate::storage::probe::at_start(GcsBackend::NAME, backend.check_bucket()).await {
             Ok(()) => {}
-            // As on S3: a store that cannot be reached now (not an answer about the bucket)
+            // As on S3: a store that cannot be reached now, or does not answer in time (not
+            // an answer about the bucket)
             // does not stop the process; it starts not ready (`/readyz`) and serves once the
             // store answers.
             Err(e) if e.is_retryable() => tracing::warn!(
