@@ -52,6 +52,26 @@ async fn bad_configuration_is_reported() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("STORAGE_TYPE"), "{err}");
 
+    // A flag that would be ignored: --root-directory with another storage type.
+    let out = Command::new(BIN)
+        .env("STORAGE_TYPE", "inmemory")
+        .env_remove("MARINA_LISTEN")
+        .args([
+            "--root-directory",
+            "/tmp/never-used",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--root-directory applies to filesystem storage only"),
+        "{err}"
+    );
+
     // A configuration file that does not parse is reported by place, without its text: the
     // line may hold a secret.
     let dir = tempfile::tempdir().unwrap();

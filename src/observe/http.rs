@@ -333,7 +333,8 @@ impl Done {
                 digest = facts.digest.as_ref().and_then(|d| d.to_str().ok()),
                 bytes_in = received,
                 bytes_out = sent,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                // Milliseconds to the microsecond (an f64 product prints 17 digits).
+                duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
                 "{} {} {} {:.1}ms",
                 p.method,
                 path,

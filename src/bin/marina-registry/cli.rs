@@ -32,7 +32,7 @@ ENVIRONMENT (storage):
   upload session records, auto = detected at start), S3_SINGLE_PUT_LIMIT (bytes, default
   268435456: monolithic pushes up to this size in one streamed PutObject; 0 = off),
   S3_REQUEST_TIMEOUT_SECS (default 30: how long one S3 request may go unanswered)
-  STORAGE_CACHE (auto|true|false: metadata cache, auto = on for S3), STORAGE_CACHE_TTL_MS
+  STORAGE_CACHE (auto|true|false: metadata cache, auto = on for S3 and GCS), STORAGE_CACHE_TTL_MS
   (default 5000: how late another instance's delete may be seen), STORAGE_CACHE_MAX_ENTRIES,
   STORAGE_CACHE_MAX_BYTES, STORAGE_CACHE_TAGS
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ... (standard AWS credential chain)

@@ -9,6 +9,7 @@ use marina_distribution::observe::logging::LogFormat;
 use marina_distribution::observe::notify::NotificationsConfig;
 use marina_distribution::registry::auth::config::AuthConfig;
 use marina_distribution::server::config::{LimitsConfig, TlsConfig};
+use marina_distribution::storage::StorageType;
 use marina_distribution::storage::lifecycle::{self, GcOptions, Schedule};
 use serde::Deserialize;
 
@@ -105,6 +106,14 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
             .map_err(|e| e.to_string())?;
     }
     if let Some(root) = &shared.root_directory {
+        // A flag that would be ignored is a mistake to report, not to run with.
+        if storage.storage_type != StorageType::Filesystem {
+            return Err(format!(
+                "--root-directory applies to filesystem storage only, and the storage type \
+                 is {} (from --storage, STORAGE_TYPE or the file's [storage] type)",
+                format!("{:?}", storage.storage_type).to_lowercase()
+            ));
+        }
         storage.filesystem.root_directory = root.clone();
     }
     if shared.sparse_indexes {
