@@ -76,14 +76,17 @@
 //!   a process keeps the ones it read); if one condemns a referenced blob, its link in `R` or
 //!   a child manifest: `MANIFEST_BLOB_UNKNOWN`; if one condemns the manifest itself (phase 1
 //!   is deleting it): wait until that set is removed and start P4 again;
-//! - P5 *post-check*: the record is still stored (else store it again and go back to P4),
+//! - P5 *post-check*: the record is still stored (else, if what it references below is
+//!   there, store it again and go back to P4; if not, fail without storing it),
 //!   every referenced blob's link in `R` *and* its bytes exist, every child manifest is
 //!   stored; otherwise `MANIFEST_BLOB_UNKNOWN`;
 //! - P6: write the referrer entry, then the tag; acknowledge; remove the intent.
 //!
 //! The record is not removed when P fails at P4 or P5: another push of the same
 //! content-addressed record may have been acknowledged. An unacknowledged record is garbage
-//! like any other (with `delete_untagged`).
+//! like any other (with `delete_untagged`). Until then it is served by digest, with the
+//! blobs a collection deleted missing: a known gap (a refused push should change nothing
+//! visible), which removing the record safely would close (see the project notes).
 //!
 //! ### What the argument relies on
 //!

@@ -183,7 +183,11 @@ impl<B: Backend> Engine<B> {
             }
             if !self.backend.exists(record_key).await? {
                 // A collection deleted it (it was untagged and unreachable a moment ago):
-                // store it again, and check again as a push that just stored it.
+                // store it again, and check again as a push that just stored it. Unless
+                // what it references went with it: the push is refused then, and leaves no
+                // record naming content that is gone (a record put back and then refused
+                // would be served by digest, its blobs missing).
+                self.post_check(repo, summary).await?;
                 restores += 1;
                 if restores > RESTORES {
                     return Err(retry_later(

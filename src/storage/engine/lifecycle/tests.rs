@@ -355,6 +355,46 @@ async fn a_push_meeting_its_condemned_manifest_waits_and_restores_it() {
     e.stat(&repo(), &config).await.unwrap();
 }
 
+/// Tagging an untagged manifest a collection deletes with its blobs (nothing else keeps
+/// them): the push waits, finds the record and the blobs gone, and is refused without
+/// storing the record again (it would be served by digest, its blobs missing).
+#[tokio::test]
+async fn a_push_meeting_its_condemned_manifest_without_its_blobs_restores_nothing() {
+    let e = engine();
+    let (config, layer) = reclaimable(&e).await;
+    let m = put(&e, Reference::Tag(tag("tmp")), manifest(&config, &layer, 5))
+        .await
+        .unwrap();
+    e.untag_manifest(&repo(), &tag("tmp")).await.unwrap();
+    let mut deleting = e.backend().gate(Op::Remove, When::Before, "/_manifests/");
+    let gc = tokio::spawn({
+        let e = e.clone();
+        async move { e.collect_garbage(&options(true)).await }
+    });
+    deleting.reached().await;
+    let mut checked = e.backend().gate(Op::List, When::After, "gc");
+    let tagging = tokio::spawn({
+        let (e, m) = (e.clone(), m.clone());
+        async move { e.tag_manifest(&repo(), &tag("v1"), &m).await }
+    });
+    checked.reached().await; // the push has seen the condemned set
+    checked.resume();
+    deleting.resume();
+    let report = gc.await.unwrap().unwrap();
+    assert_eq!((report.manifests, report.blobs), (1, 2), "{report:?}");
+    let tagged = tagging.await.unwrap();
+    assert!(
+        matches!(tagged, Err(Error::ManifestBlobUnknown(_))),
+        "{tagged:?}"
+    );
+    assert!(e.resolve_tag(&repo(), &tag("v1")).await.is_err());
+    let served = e.get_manifest(&repo(), &Reference::Digest(m)).await;
+    assert!(
+        served.is_err(),
+        "a refused push left its record: {served:?}"
+    );
+}
+
 /// An index pushed by tag while its untagged child is condemned is refused before any tag
 /// is written; the collection then deletes the child.
 #[tokio::test]
