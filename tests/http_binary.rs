@@ -72,6 +72,29 @@ async fn bad_configuration_is_reported() {
         "{err}"
     );
 
+    // A GCS credentials file that cannot be used is named as the culprit (not reported as
+    // credentials missing).
+    #[cfg(feature = "gcs")]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.json");
+        std::fs::write(&key, "{\"type\": \"service_account\"").unwrap();
+        let out = Command::new(BIN)
+            .env("STORAGE_TYPE", "gcs")
+            .env("GCS_BUCKET", "marina-test")
+            .env_remove("GCS_ANONYMOUS")
+            .env("GOOGLE_APPLICATION_CREDENTIALS", &key)
+            .env_remove("MARINA_LISTEN")
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{err}");
+        assert!(!err.contains("no Application Default Credentials"), "{err}");
+    }
+
     // A configuration file that does not parse is reported by place, without its text: the
     // line may hold a secret.
     let dir = tempfile::tempdir().unwrap();

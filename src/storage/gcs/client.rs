@@ -71,13 +71,27 @@ pub(crate) async fn connect(config: &GcsConfig) -> Result<Connection> {
     } else {
         let provider = DefaultTokenSourceProvider::new(AuthConfig::default().with_scopes(&SCOPES))
             .await
-            .map_err(|e| Error::Config {
-                field: "gcs.anonymous",
-                message: format!(
-                    "no Application Default Credentials ({e}); set GOOGLE_APPLICATION_CREDENTIALS, \
-                     run on Google Cloud, or set GCS_ANONYMOUS=true for an emulator"
-                ),
-            })?;
+            .map_err(
+                |e| match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
+                    // A file was named: what is wrong is the file (or the token exchange with it),
+                    // not the absence of credentials.
+                    Some(_) => Error::Config {
+                        field: "GOOGLE_APPLICATION_CREDENTIALS",
+                        message: format!(
+                            "the credentials file could not be used ({e}): it must hold a \
+                         service-account key or authorized-user credentials"
+                        ),
+                    },
+                    None => Error::Config {
+                        field: "gcs.anonymous",
+                        message: format!(
+                            "no Application Default Credentials ({e}); set \
+                         GOOGLE_APPLICATION_CREDENTIALS, run on Google Cloud, or set \
+                         GCS_ANONYMOUS=true for an emulator"
+                        ),
+                    },
+                },
+            )?;
         // A service-account key file: its key signs URLs (`presign`).
         signer = provider.source_credentials.as_ref().and_then(|file| {
             Some(Signer::new(
