@@ -251,10 +251,7 @@ fn apply_cache_vars(
     var: &impl Fn(&str) -> Option<String>,
 ) -> Result<CacheConfig> {
     if let Some(v) = var("STORAGE_CACHE") {
-        cache.enabled = match v.trim().to_ascii_lowercase().as_str() {
-            "auto" => None,
-            _ => Some(parse_bool("STORAGE_CACHE", &v)?),
-        };
+        cache.enabled = parse_bool_or_auto("STORAGE_CACHE", &v)?;
     }
     if let Some(v) = var("STORAGE_CACHE_TTL_MS") {
         cache.ttl_ms = parse_u64("STORAGE_CACHE_TTL_MS", &v)?;
@@ -289,6 +286,17 @@ pub(crate) fn parse_bool(field: &'static str, v: &str) -> Result<bool> {
             message: format!("{v:?} is not a boolean"),
         }),
     }
+}
+
+/// Parses a boolean setting that may also be `auto` (`None`: the driver decides).
+pub(crate) fn parse_bool_or_auto(field: &'static str, v: &str) -> Result<Option<bool>> {
+    if v.trim().eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    parse_bool(field, v).map(Some).map_err(|_| Error::Config {
+        field,
+        message: format!("{v:?} is not true, false or auto"),
+    })
 }
 
 /// Checks a store endpoint: `http://` or `https://`, a host (a name, an IPv4 address or a
@@ -442,6 +450,21 @@ mod tests {
                 ..
             }
         ));
+        // Settings that also take `auto` say so when refused.
+        for var in ["S3_CONDITIONAL_WRITES", "STORAGE_CACHE"] {
+            let err = StorageConfig::default()
+                .apply_vars(vars(&[("S3_BUCKET", "b"), (var, "maybe")]))
+                .unwrap_err();
+            let told = err.to_string();
+            assert!(
+                told.contains(var) && told.contains("true, false or auto"),
+                "{told}"
+            );
+            let config = StorageConfig::default()
+                .apply_vars(vars(&[("S3_BUCKET", "b"), (var, "Auto")]))
+                .unwrap();
+            assert!(config.s3.is_some());
+        }
         let mut s3 = S3Config::new("b");
         s3.part_size = Some(1024);
         assert!(matches!(

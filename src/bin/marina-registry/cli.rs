@@ -150,7 +150,7 @@ pub(crate) struct Cli {
 /// Settings of both the server and `gc`.
 #[derive(Args, Debug)]
 pub(crate) struct Shared {
-    /// TOML configuration file (see below).
+    /// TOML configuration file (its keys: `marina-registry --help`, docs/configuration.md).
     #[arg(long, short = 'c', value_name = "FILE", global = true)]
     pub(crate) config: Option<PathBuf>,
 

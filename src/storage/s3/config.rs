@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::storage::backend::SizeRange;
-use crate::storage::config::{parse_bool, parse_u64};
+use crate::storage::config::{parse_bool, parse_bool_or_auto, parse_u64};
 use crate::storage::deadline::{self, RequestTimeout};
 use crate::storage::presign;
 
@@ -248,10 +248,7 @@ impl S3Config {
             self.redirect_expiry_secs = Some(parse_u64("S3_REDIRECT_EXPIRY_SECS", &v)?);
         }
         if let Some(v) = var("S3_CONDITIONAL_WRITES") {
-            self.conditional_writes = match v.as_str() {
-                "auto" => None,
-                _ => Some(parse_bool("S3_CONDITIONAL_WRITES", &v)?),
-            };
+            self.conditional_writes = parse_bool_or_auto("S3_CONDITIONAL_WRITES", &v)?;
         }
         if let Some(v) = var("S3_CHECKSUM") {
             self.checksum = Some(match v.as_str() {

@@ -15,7 +15,7 @@ use crate::oci::{Digest, DigestAlgorithm, Reference, RepositoryName, Tag};
 use crate::storage::backend::{Backend, TagTarget};
 use crate::storage::inmemory::InMemoryBackend;
 use crate::storage::layout::{self, Dir, Key};
-use crate::storage::lifecycle::{GcOptions, Lifecycle, LifecycleBackend, ObjectInfo};
+use crate::storage::lifecycle::{GcOptions, GcReport, Lifecycle, LifecycleBackend, ObjectInfo};
 use crate::storage::{Engine, EngineOptions, StorageDriver};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,6 +310,29 @@ async fn an_intent_written_before_the_re_mark_keeps_the_manifest() {
     assert_eq!(served.info.digest, m);
 }
 
+/// Tags the untagged manifest `m` as `v1` while a collection deleting untagged manifests
+/// is about to remove its record (the push sees it condemned first); returns the
+/// collection's report and the tagging's outcome.
+async fn tag_while_collected(e: &std::sync::Arc<Gc>, m: &Digest) -> (GcReport, Result<()>) {
+    let mut deleting = e.backend().gate(Op::Remove, When::Before, "/_manifests/");
+    let gc = tokio::spawn({
+        let e = e.clone();
+        async move { e.collect_garbage(&options(true)).await }
+    });
+    deleting.reached().await;
+    let mut checked = e.backend().gate(Op::List, When::After, "gc");
+    // (`gc` names only the condemned sets' directory here: the repository is `race/repo`.)
+    let tagging = tokio::spawn({
+        let (e, m) = (e.clone(), m.clone());
+        async move { e.tag_manifest(&repo(), &tag("v1"), &m).await }
+    });
+    checked.reached().await; // the push has seen the condemned set
+    checked.resume();
+    deleting.resume();
+    let report = gc.await.unwrap().unwrap();
+    (report, tagging.await.unwrap())
+}
+
 /// Tagging an untagged manifest a collection has decided to delete: the push sees it
 /// condemned, waits until the collection is done, stores the record again and tags it.
 #[tokio::test]
@@ -328,24 +351,9 @@ async fn a_push_meeting_its_condemned_manifest_waits_and_restores_it() {
     )
     .await
     .unwrap();
-    let mut deleting = e.backend().gate(Op::Remove, When::Before, "/_manifests/");
-    let gc = tokio::spawn({
-        let e = e.clone();
-        async move { e.collect_garbage(&options(true)).await }
-    });
-    deleting.reached().await;
-    let mut checked = e.backend().gate(Op::List, When::After, "gc");
-    // (`gc` names only the condemned sets' directory here: the repository is `race/repo`.)
-    let tagging = tokio::spawn({
-        let (e, m) = (e.clone(), m.clone());
-        async move { e.tag_manifest(&repo(), &tag("v1"), &m).await }
-    });
-    checked.reached().await; // the push has seen the condemned set
-    checked.resume();
-    deleting.resume();
-    let report = gc.await.unwrap().unwrap();
+    let (report, tagged) = tag_while_collected(&e, &m).await;
     assert_eq!(report.manifests, 1, "{report:?}");
-    tagging.await.unwrap().unwrap();
+    tagged.unwrap();
     let served = e
         .get_manifest(&repo(), &Reference::Tag(tag("v1")))
         .await
@@ -366,23 +374,8 @@ async fn a_push_meeting_its_condemned_manifest_without_its_blobs_restores_nothin
         .await
         .unwrap();
     e.untag_manifest(&repo(), &tag("tmp")).await.unwrap();
-    let mut deleting = e.backend().gate(Op::Remove, When::Before, "/_manifests/");
-    let gc = tokio::spawn({
-        let e = e.clone();
-        async move { e.collect_garbage(&options(true)).await }
-    });
-    deleting.reached().await;
-    let mut checked = e.backend().gate(Op::List, When::After, "gc");
-    let tagging = tokio::spawn({
-        let (e, m) = (e.clone(), m.clone());
-        async move { e.tag_manifest(&repo(), &tag("v1"), &m).await }
-    });
-    checked.reached().await; // the push has seen the condemned set
-    checked.resume();
-    deleting.resume();
-    let report = gc.await.unwrap().unwrap();
+    let (report, tagged) = tag_while_collected(&e, &m).await;
     assert_eq!((report.manifests, report.blobs), (1, 2), "{report:?}");
-    let tagged = tagging.await.unwrap();
     assert!(
         matches!(tagged, Err(Error::ManifestBlobUnknown(_))),
         "{tagged:?}"
