@@ -290,60 +290,31 @@ mod tests {
 
     #[test]
     fn invalid_endpoints_are_named() {
+        // One endpoint named "a" on http://x/ with each line below added.
+        let one = |line: &str| format!("[[endpoints]]\nname = \"a\"\nurl = \"http://x/\"\n{line}");
         let cases = [
             (
-                r#"[[endpoints]]
-                name = "a"
-                url = "ftp://x/""#,
+                "[[endpoints]]\nname = \"a\"\nurl = \"ftp://x/\"".to_owned(),
                 "notifications.endpoints.url",
             ),
             (
-                r#"[[endpoints]]
-                name = "a"
-                url = "http://x/"
-                [[endpoints]]
-                name = "a"
-                url = "http://y/""#,
+                one("[[endpoints]]\nname = \"a\"\nurl = \"http://y/\""),
                 "notifications.endpoints.name",
             ),
+            (one("threshold = 0"), "notifications.endpoints.threshold"),
+            (one("backoff = \"0s\""), "notifications.endpoints.backoff"),
+            (one("backoff = \"2m\""), "notifications.endpoints.backoff"),
             (
-                r#"[[endpoints]]
-                name = "a"
-                url = "http://x/"
-                threshold = 0"#,
-                "notifications.endpoints.threshold",
-            ),
-            (
-                r#"[[endpoints]]
-                name = "a"
-                url = "http://x/"
-                backoff = "0s""#,
-                "notifications.endpoints.backoff",
-            ),
-            (
-                r#"[[endpoints]]
-                name = "a"
-                url = "http://x/"
-                backoff = "2m""#,
-                "notifications.endpoints.backoff",
-            ),
-            (
-                r#"[[endpoints]]
-                name = "a"
-                url = "http://x/"
-                ignore = { actions = ["pul"] }"#,
+                one("ignore = { actions = [\"pul\"] }"),
                 "notifications.endpoints.ignore.actions",
             ),
             (
-                r#"[[endpoints]]
-                name = "a"
-                url = "http://x/"
-                headers = { "Bad Header" = "secret-value" }"#,
+                one("headers = { \"Bad Header\" = \"secret-value\" }"),
                 "notifications.endpoints.headers",
             ),
         ];
         for (text, field) in cases {
-            let err = parse(text).validate().unwrap_err();
+            let err = parse(&text).validate().unwrap_err();
             assert_eq!(err.field, field, "{text}: {err}");
             assert!(!err.to_string().contains("secret-value"));
         }
