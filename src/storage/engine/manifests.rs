@@ -220,7 +220,17 @@ impl<B: Backend> Engine<B> {
                 // record after this look finds the tag in its second pass
                 // (`manifest_delete`). Read from the store, not a cache.
                 if !self.backend.exists(record_key).await? {
-                    self.backend.write(record_key, record.clone()).await?;
+                    // Stored again as by a push that just stored it: checked against
+                    // collections again (one may have marked while the record was gone),
+                    // and refused, taking its tag back, if what it references is condemned
+                    // or gone.
+                    let guarded = self
+                        .guard_manifest(repo, digest, summary, record_key, record)
+                        .await;
+                    if let Err(e) = guarded {
+                        self.untag_one(&key, digest).await?;
+                        return Err(e);
+                    }
                     if let Some(subject) = &subject {
                         self.write_referrer(repo, subject, digest, summary, size)
                             .await?;
@@ -318,6 +328,17 @@ impl<B: Backend> Engine<B> {
         self.untag(repo, digest).await
     }
 
+    /// Removes the tag at `key` if it names the manifest `digest` (read as `resolve_tag`
+    /// reads it).
+    async fn untag_one(&self, key: &Key, digest: &Digest) -> Result<()> {
+        match self.backend.read(key).await? {
+            Some(target) if target_digest(&target).as_ref() == Some(digest) => {
+                self.remove_key(key).await
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Removes every tag of `repo` that names the manifest `digest`. There is no reverse
     /// index, so every tag is read; the reads (and removals) run a few at a time since on
     /// object stores each is a round trip. A tag moved to another manifest between its read
@@ -328,16 +349,7 @@ impl<B: Backend> Engine<B> {
         let names = self.backend.list(&tags_dir, None, None).await?;
         let untag = futures::stream::iter(names)
             .filter_map(|name| async move { Tag::parse(&name).ok() })
-            .map(|tag| async move {
-                let key = layout::tag(repo, &tag);
-                match self.backend.read(&key).await? {
-                    // Read as resolve_tag reads it.
-                    Some(target) if target_digest(&target).as_ref() == Some(digest) => {
-                        self.remove_key(&key).await
-                    }
-                    _ => Ok(()),
-                }
-            })
+            .map(|tag| async move { self.untag_one(&layout::tag(repo, &tag), digest).await })
             .buffer_unordered(TAG_READS_IN_FLIGHT);
         let mut untag = std::pin::pin!(untag);
         while let Some(done) = untag.next().await {

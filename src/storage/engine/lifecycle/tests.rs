@@ -388,6 +388,49 @@ async fn a_push_meeting_its_condemned_manifest_without_its_blobs_restores_nothin
     );
 }
 
+/// A push by tag whose manifest a client deletes, and a collection then reclaims, between
+/// the push's checks and its tag: the push finds its record gone after writing the tag and
+/// stores it again only through the checks of a push that just stored it. Either it is
+/// acknowledged with everything it references present, or it is refused and takes its tag
+/// back: never a tag naming a manifest whose blobs are gone.
+#[tokio::test]
+async fn a_tagged_push_overtaken_by_a_delete_and_a_collection_leaves_nothing_broken() {
+    let e = engine();
+    let (config, layer) = reclaimable(&e).await;
+    let bytes = manifest(&config, &layer, 6);
+    let m = put(&e, Reference::Tag(tag("a")), bytes.clone())
+        .await
+        .unwrap();
+    let mut tagging = e.backend().gate(Op::Write, When::Before, "v1");
+    let push = tokio::spawn({
+        let e = e.clone();
+        async move { put(&e, Reference::Tag(tag("v1")), bytes).await }
+    });
+    tagging.reached().await; // checked, about to write its tag
+    e.delete_manifest(&repo(), &m).await.unwrap();
+    let report = e.collect_garbage(&options(false)).await.unwrap();
+    tagging.resume();
+    match push.await.unwrap() {
+        Ok(_) => {
+            let served = e.get_manifest(&repo(), &Reference::Tag(tag("v1"))).await;
+            assert_eq!(served.unwrap().info.digest, m);
+            e.stat(&repo(), &config).await.unwrap();
+            e.stat(&repo(), &layer).await.unwrap();
+        }
+        Err(Error::ManifestBlobUnknown(_)) => {
+            assert!(e.resolve_tag(&repo(), &tag("v1")).await.is_err());
+            let listed = e.get_tags(&repo(), None, None).await.map(|t| t.tags);
+            assert!(
+                !matches!(&listed, Ok(t) if t.contains(&"v1".to_owned())),
+                "{listed:?}"
+            );
+            let served = e.get_manifest(&repo(), &Reference::Digest(m)).await;
+            assert!(served.is_err(), "{served:?}");
+        }
+        Err(other) => panic!("{other:?} ({report:?})"),
+    }
+}
+
 /// An index pushed by tag while its untagged child is condemned is refused before any tag
 /// is written; the collection then deletes the child.
 #[tokio::test]
