@@ -116,6 +116,11 @@ async fn assert_invalid_token(s: &auth::AuthServer, repo: &str, token: &str, wha
         !text.contains("JSON error") && !text.contains("column"),
         "{what}: {text}"
     );
+    let detail = v["errors"][0]["detail"].as_str().unwrap_or("");
+    assert!(
+        !detail.contains('{'),
+        "a library's dump in {what}: {detail}"
+    );
 }
 
 /// `token` passes authentication and authorization for a pull of `repo` (which does not

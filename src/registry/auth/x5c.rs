@@ -68,7 +68,18 @@ impl TrustedCertificates {
                     None,
                     None,
                 )
-                .map_err(|e| format!("token certificate chain (x5c) is not trusted: {e}"))?;
+                .map_err(|e| {
+                    // In the registry's words: webpki's own print its fields (times, names).
+                    let why = match e {
+                        webpki::Error::CertExpired { .. }
+                        | webpki::Error::CertNotValidYet { .. } => {
+                            "a certificate is outside its validity period"
+                        }
+                        webpki::Error::UnknownIssuer => "it leads to no trusted certificate",
+                        _ => "it does not verify",
+                    };
+                    format!("token certificate chain (x5c) is not trusted: {why}")
+                })?;
         }
         verifying_key_from_spki(parsed.subject_public_key_info().as_ref())
     }
