@@ -422,8 +422,12 @@ impl<B: Backend> Engine<B> {
                 return self.close_session(&key, id, Some(record.backend)).await;
             }
         }
-        // Appends keep winning: the client sees the session busy and may try again.
-        Err(self.refused_by_an_append(repo, id, "cancel").await)
+        // Appends keep winning: the session is busy; the client may try again (a `DELETE`
+        // of a session answers 204 or 404 in the spec, so not the 416 of a refused chunk).
+        Err(Error::backend_transient(
+            B::NAME,
+            "other requests kept appending to the upload session; cancel it again",
+        ))
     }
 
     /// Implements [`StorageDriver::finish_upload`].

@@ -111,8 +111,8 @@ impl S3Backend {
         match crate::storage::probe::at_start(Self::NAME, backend.check_bucket()).await {
             Ok(()) => {}
             // A store that cannot be reached now (a transient failure, or no answer in time,
-            // not an answer about the bucket) does not stop the process: the registry starts not ready
-            // (`/readyz`), answers 503 meanwhile, and serves once the store is back.
+            // not an answer about the bucket) does not stop the process: the registry starts
+            // not ready (`/readyz`), answers 503 meanwhile, and serves once the store is back.
             Err(e) if e.is_retryable() => {
                 tracing::warn!(
                     error = %ErrorChain(&e),
