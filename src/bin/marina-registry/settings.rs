@@ -111,7 +111,7 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
             return Err(format!(
                 "--root-directory applies to filesystem storage only, and the storage type \
                  is {} (from --storage, STORAGE_TYPE or the file's [storage] type)",
-                format!("{:?}", storage.storage_type).to_lowercase()
+                storage.storage_type.as_str()
             ));
         }
         storage.filesystem.root_directory = root.clone();
