@@ -17,15 +17,17 @@ mod common;
 use common::sha256_digest;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::{StreamExt, stream};
 use marina_distribution::error::Error;
 use marina_distribution::oci::{Digest, Reference, RepositoryName, Tag};
-use marina_distribution::storage::lifecycle::{GcOptions, Lifecycle};
+use marina_distribution::storage::layout;
+use marina_distribution::storage::lifecycle::{BROKEN_RECORD_AGE, GcOptions, Lifecycle};
 use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
 use rand::Rng;
 
@@ -68,6 +70,8 @@ struct Counters {
     gc_runs: AtomicU64,
     reclaimed_blobs: AtomicU64,
     reclaimed_manifests: AtomicU64,
+    reclaimed_broken: AtomicU64,
+    aged: AtomicU64,
 }
 
 /// Makes `content` present in `repo` the way a client does: `HEAD`, then a mount from
@@ -98,6 +102,72 @@ async fn ensure_blob(
         .map(|_| ())
 }
 
+/// The image a writer pushes as its `n`th: a config of its own and the pool's layers
+/// `picks`; its blobs (config first) and its manifest.
+fn image(id: usize, n: u64, picks: [usize; 2]) -> (Vec<(Digest, Bytes)>, Bytes) {
+    let config = Bytes::from(format!("{{\"writer\":{id},\"push\":{n}}}"));
+    let mut blobs = vec![(sha256_digest(&config), config)];
+    blobs.extend(picks.iter().map(|&i| {
+        let content = layer(i);
+        (sha256_digest(&content), content)
+    }));
+    let layers: Vec<String> = blobs[1..]
+        .iter()
+        .map(|(digest, content)| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{digest}","size":{}}}"#,
+                content.len()
+            )
+        })
+        .collect();
+    let manifest = Bytes::from(format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST_TYPE}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{}]}}"#,
+        blobs[0].0,
+        blobs[0].1.len(),
+        layers.join(",")
+    ));
+    (blobs, manifest)
+}
+
+/// Makes every blob of an image present in `repo` ([`ensure_blob`]); `false` (counted as a
+/// retry) when the registry asks to retry.
+async fn ensure_all(
+    d: &AnyDriver,
+    repo: &RepositoryName,
+    blobs: &[(Digest, Bytes)],
+    from: usize,
+    counters: &Counters,
+) -> bool {
+    for (digest, content) in blobs {
+        match ensure_blob(d, repo, digest, content, from).await {
+            Ok(()) => {}
+            Err(e) if e.is_retryable() => {
+                counters.retried.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            Err(e) => panic!("pushing blob {digest}: {e}"),
+        }
+    }
+    true
+}
+
+/// What a writer picks for its next push: repository, pool layers, pause before the
+/// manifest (ms), repository to mount from, and an action (0–9).
+fn pick() -> (RepositoryName, [usize; 2], u64, usize, u32) {
+    let mut rng = rand::rng();
+    let repo =
+        RepositoryName::parse(REPOSITORIES[rng.random_range(0..REPOSITORIES.len())]).unwrap();
+    let a = rng.random_range(0..LAYERS);
+    let b = (a + rng.random_range(1..LAYERS)) % LAYERS;
+    (
+        repo,
+        [a, b],
+        rng.random_range(0..4u64),
+        rng.random_range(0..REPOSITORIES.len()),
+        rng.random_range(0..10u32),
+    )
+}
+
 async fn writer(
     d: Arc<AnyDriver>,
     id: usize,
@@ -108,22 +178,8 @@ async fn writer(
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let (repo, picks, tag_name, pause, from, action) = {
-            let mut rng = rand::rng();
-            let repo = RepositoryName::parse(REPOSITORIES[rng.random_range(0..REPOSITORIES.len())])
-                .unwrap();
-            let a = rng.random_range(0..LAYERS);
-            let b = (a + rng.random_range(1..LAYERS)) % LAYERS;
-            let tag_name = format!("w{id}-t{}", rng.random_range(0..TAGS_PER_WRITER));
-            (
-                repo,
-                [a, b],
-                tag_name,
-                rng.random_range(0..4u64),
-                rng.random_range(0..REPOSITORIES.len()),
-                rng.random_range(0..10u32),
-            )
-        };
+        let (repo, picks, pause, from, action) = pick();
+        let tag_name = format!("w{id}-t{}", rand::rng().random_range(0..TAGS_PER_WRITER));
         if let Some(acked) = held.get(&tag_name) {
             // The image this writer is about to replace or delete: still whole?
             let damage = check_one(&d, &tag_name, acked).await;
@@ -146,44 +202,12 @@ async fn writer(
                 continue;
             }
         }
-        let config = Bytes::from(format!("{{\"writer\":{id},\"push\":{n}}}"));
-        let mut blobs = vec![(sha256_digest(&config), config)];
-        blobs.extend(picks.iter().map(|&i| {
-            let content = layer(i);
-            (sha256_digest(&content), content)
-        }));
-        let mut ready = true;
-        for (digest, content) in &blobs {
-            match ensure_blob(&d, &repo, digest, content, from).await {
-                Ok(()) => {}
-                Err(e) if e.is_retryable() => {
-                    counters.retried.fetch_add(1, Ordering::Relaxed);
-                    ready = false;
-                    break;
-                }
-                Err(e) => panic!("writer {id}: pushing a blob: {e}"),
-            }
-        }
-        if !ready {
+        let (blobs, manifest) = image(id, n, picks);
+        if !ensure_all(&d, &repo, &blobs, from, &counters).await {
             continue;
         }
         // The window between the client's checks and its manifest.
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        let layers: Vec<String> = blobs[1..]
-            .iter()
-            .map(|(digest, content)| {
-                format!(
-                    r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{digest}","size":{}}}"#,
-                    content.len()
-                )
-            })
-            .collect();
-        let manifest = Bytes::from(format!(
-            r#"{{"schemaVersion":2,"mediaType":"{MANIFEST_TYPE}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{}]}}"#,
-            blobs[0].0,
-            blobs[0].1.len(),
-            layers.join(",")
-        ));
         let tag = Tag::parse(&tag_name).unwrap();
         match d
             .put_manifest(
@@ -220,13 +244,119 @@ async fn writer(
     held
 }
 
-async fn collector(instances: [Arc<AnyDriver>; 2], stop: Arc<AtomicBool>, counters: Arc<Counters>) {
+/// Makes the record of `digest` in `repo` look written long ago (older than a collection's
+/// threshold for broken records), as a refused push's record becomes in time. Only done
+/// by the one writer that pushes this manifest, once its push has returned.
+fn age_record(root: &Path, repo: &RepositoryName, digest: &Digest) -> bool {
+    let path = root.join(layout::manifest(repo, digest).as_str());
+    let long_ago = SystemTime::now() - BROKEN_RECORD_AGE - Duration::from_secs(600);
+    match std::fs::File::options().write(true).open(&path) {
+        Ok(file) => {
+            file.set_modified(long_ago).expect("set the record's time");
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => panic!("opening {}: {e}", path.display()),
+    }
+}
+
+fn remove_file(root: &Path, key: &layout::Key) {
+    match std::fs::remove_file(root.join(key.as_str())) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("removing {}: {e}", key.as_str()),
+    }
+}
+
+/// A writer of the broken-records scenario: pushes by digest only (no tag, no intent: what
+/// the records' times protect), and when a push is refused, ages the record it left and,
+/// half of the time, pushes the same manifest again at once (blobs first; up to three
+/// pushes), while collections reclaim broken records. Holds a few manifests, deleting one
+/// (checked whole first) now and then, so that blobs become reclaimable. Returns the
+/// manifests acknowledged and not deleted.
+async fn digest_writer(
+    d: Arc<AnyDriver>,
+    id: usize,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    root: PathBuf,
+) -> Vec<Acked> {
+    let mut acked: Vec<Acked> = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let (repo, picks, pause, from, action) = pick();
+        if (action < 3 && !acked.is_empty()) || acked.len() > TAGS_PER_WRITER {
+            let i = n as usize % acked.len();
+            let damage = check_by_digest(&d, &acked[i]).await;
+            counters.checked.fetch_add(1, Ordering::Relaxed);
+            counters.damaged.lock().unwrap().extend(damage);
+            let gone = acked.swap_remove(i);
+            d.delete_manifest(&gone.repo, &gone.digest)
+                .await
+                .unwrap_or_else(|e| panic!("writer {id}: deleting {}: {e}", gone.digest));
+            continue;
+        }
+        let (blobs, manifest) = image(id, n, picks);
+        let digest = sha256_digest(&manifest);
+        for _ in 0..3 {
+            if !ensure_all(&d, &repo, &blobs, from, &counters).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            let reference = Reference::Digest(digest.clone());
+            match d
+                .put_manifest(&repo, &reference, Some(MANIFEST_TYPE), manifest.clone())
+                .await
+            {
+                Ok(_) => {
+                    counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+                    acked.push(Acked {
+                        repo,
+                        digest,
+                        manifest,
+                        blobs,
+                    });
+                    break;
+                }
+                Err(Error::ManifestBlobUnknown(_)) => {
+                    counters.refused.fetch_add(1, Ordering::Relaxed);
+                    if age_record(&root, &repo, &digest) {
+                        counters.aged.fetch_add(1, Ordering::Relaxed);
+                        // Most refusals leave a record whose blobs a collection then keeps
+                        // (it references them); the config, this record's alone, goes as
+                        // it would had the collection overtaken the push.
+                        let config = &blobs[0].0;
+                        remove_file(&root, &layout::layer_link(&repo, config));
+                        remove_file(&root, &layout::blob_data(config));
+                    }
+                    if rand::rng().random_bool(0.5) {
+                        break; // left behind, broken: for the collections
+                    }
+                }
+                Err(e) if e.is_retryable() => {
+                    counters.retried.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => panic!("writer {id}: manifest push: {e}"),
+            }
+        }
+    }
+    acked
+}
+
+async fn collector(
+    instances: [Arc<AnyDriver>; 2],
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    untagged_too: bool,
+) {
     let mut run = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let d = &instances[(run % 2) as usize];
         let options = GcOptions {
             dry_run: false,
-            delete_untagged: run % 4 >= 2,
+            delete_untagged: untagged_too && run % 4 >= 2,
             grace: Duration::ZERO,
             upload_ttl: None,
         };
@@ -241,20 +371,40 @@ async fn collector(instances: [Arc<AnyDriver>; 2], stop: Arc<AtomicBool>, counte
         counters
             .reclaimed_manifests
             .fetch_add(report.manifests, Ordering::Relaxed);
+        counters
+            .reclaimed_broken
+            .fetch_add(report.broken, Ordering::Relaxed);
         run += 1;
     }
 }
 
 /// The image `acked` a writer holds under `tag_name` must be whole; returns what is not.
 async fn check_one(d: &AnyDriver, tag_name: &str, acked: &Acked) -> Vec<String> {
-    let mut damaged = Vec::new();
     let tag = Tag::parse(tag_name).unwrap();
     let what = format!("{}:{tag_name}", acked.repo);
     match d.resolve_tag(&acked.repo, &tag).await {
         Ok(digest) if digest == acked.digest => {}
         other => return vec![format!("{what}: tag resolves to {other:?}")],
     }
-    match d.get_manifest(&acked.repo, &Reference::Tag(tag)).await {
+    check_content(d, &what, Reference::Tag(tag), acked).await
+}
+
+/// The image `acked` a writer pushed by digest must be whole; returns what is not.
+async fn check_by_digest(d: &AnyDriver, acked: &Acked) -> Vec<String> {
+    let what = format!("{}@{}", acked.repo, acked.digest);
+    check_content(d, &what, Reference::Digest(acked.digest.clone()), acked).await
+}
+
+/// The manifest `reference` names must be `acked`'s, and every blob of it pullable byte for
+/// byte; returns what is not, each described after `what`.
+async fn check_content(
+    d: &AnyDriver,
+    what: &str,
+    reference: Reference,
+    acked: &Acked,
+) -> Vec<String> {
+    let mut damaged = Vec::new();
+    match d.get_manifest(&acked.repo, &reference).await {
         Ok(m) if m.bytes == acked.manifest => {}
         other => return vec![format!("{what}: manifest {:?}", other.map(|m| m.info))],
     }
@@ -311,6 +461,7 @@ async fn stress(config: StorageConfig, backend: &str, default_secs: u64) {
         instances.clone(),
         Arc::clone(&stop),
         Arc::clone(&counters),
+        true,
     ));
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
@@ -398,4 +549,102 @@ async fn gc_under_load_on_one_gcs_bucket() {
         return;
     };
     stress(StorageConfig::gcs(config), "gcs", 20).await;
+}
+
+/// Broken records under load (see "Broken records" in the `lifecycle` docs), on one
+/// filesystem root shared by two driver instances: writers push by digest; a refused push's
+/// record is aged (its time set far back: the only way to reach the collections' age
+/// threshold in seconds) and, half of the time, the same manifest pushed again at once
+/// (blobs first), else left behind; collections (no
+/// untagged deletion, no grace) run back to back on both instances, reclaiming broken
+/// records and the blobs they leave. Every acknowledged manifest not deleted by its writer
+/// must stay whole. Object stores cannot set an object's time, so this runs on the
+/// filesystem only; the engine's code is the same for every driver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broken_records_are_reclaimed_under_load_and_nothing_acknowledged_is_lost() {
+    let secs = std::env::var("GC_STRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let config = StorageConfig::filesystem(root.clone());
+    let open = || async { Arc::new(AnyDriver::from_config(&config).await.expect("driver")) };
+    let instances = [open().await, open().await];
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters = Arc::new(Counters::default());
+    let mut writers = Vec::new();
+    for (i, d) in instances.iter().enumerate() {
+        for w in 0..WRITERS_PER_INSTANCE {
+            writers.push(tokio::spawn(digest_writer(
+                Arc::clone(d),
+                i * WRITERS_PER_INSTANCE + w,
+                Arc::clone(&stop),
+                Arc::clone(&counters),
+                root.clone(),
+            )));
+        }
+    }
+    let gc = tokio::spawn(collector(
+        instances.clone(),
+        Arc::clone(&stop),
+        Arc::clone(&counters),
+        false,
+    ));
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.expect("writer"));
+    }
+    gc.await.expect("collector");
+    let last = GcOptions {
+        dry_run: false,
+        delete_untagged: false,
+        grace: Duration::ZERO,
+        upload_ttl: None,
+    };
+    let report = instances[1]
+        .collect_garbage(&last)
+        .await
+        .expect("last collection");
+    counters
+        .reclaimed_broken
+        .fetch_add(report.broken, Ordering::Relaxed);
+    let mut damaged = std::mem::take(&mut *counters.damaged.lock().unwrap());
+    for a in &acked {
+        damaged.extend(check_by_digest(&instances[0], a).await);
+        counters.checked.fetch_add(1, Ordering::Relaxed);
+    }
+    let c = &counters;
+    println!(
+        "broken records stress (filesystem, 2 instances, {secs} s): writers={} gc_runs={} acknowledged={} checked={} refused={} aged={} retried={} reclaimed_blobs={} reclaimed_broken={} damaged={}",
+        2 * WRITERS_PER_INSTANCE,
+        c.gc_runs.load(Ordering::Relaxed),
+        c.acknowledged.load(Ordering::Relaxed),
+        c.checked.load(Ordering::Relaxed),
+        c.refused.load(Ordering::Relaxed),
+        c.aged.load(Ordering::Relaxed),
+        c.retried.load(Ordering::Relaxed),
+        c.reclaimed_blobs.load(Ordering::Relaxed),
+        c.reclaimed_broken.load(Ordering::Relaxed),
+        damaged.len()
+    );
+    damaged.truncate(20);
+    assert!(
+        damaged.is_empty(),
+        "damaged (first 20):\n{}",
+        damaged.join("\n")
+    );
+    assert!(
+        c.acknowledged.load(Ordering::Relaxed) >= 20,
+        "too few pushes"
+    );
+    // The run did what it is for: pushes were refused, and collections reclaimed what
+    // they left.
+    assert!(c.aged.load(Ordering::Relaxed) > 0, "no push was refused");
+    assert!(
+        c.reclaimed_broken.load(Ordering::Relaxed) > 0,
+        "no broken record reclaimed"
+    );
 }

@@ -50,6 +50,18 @@ pub struct InMemoryBackend {
     uploads: Mutex<HashMap<UploadId, (Rope, SystemTime)>>,
 }
 
+#[cfg(test)]
+impl InMemoryBackend {
+    /// Sets when the object `key` was last written, as if it had been written then (tests
+    /// of what depends on ages).
+    pub(crate) fn set_modified(&self, key: &Key, modified: SystemTime) {
+        let mut objects = self.objects.write().expect("not poisoned");
+        if let Some((_, time)) = objects.get_mut(key.as_str()) {
+            *time = modified;
+        }
+    }
+}
+
 /// The stream of an in-memory blob read.
 pub type InMemoryReader = stream::Iter<std::vec::IntoIter<Result<Bytes>>>;
 

@@ -1,5 +1,7 @@
 //! Manifests: validation, reference checks, storage (verified on read), deletion.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -170,7 +172,7 @@ impl<B: Backend> Engine<B> {
             repo,
             &digest,
             &summary,
-            (&record_key, &record),
+            (&record_key, &record, Instant::now()),
             tag,
             bytes.len() as u64,
         )
@@ -178,15 +180,16 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Steps P3 to P6 of the collection protocol for a manifest whose record is stored
-    /// (possibly staged: the tag's write makes its name durable): the intent (with a tag or
-    /// a subject), the checks against collections, then the referrer entry and the tag,
-    /// which a failed check never leaves behind.
+    /// (possibly staged: the tag's write makes its name durable), last written at the
+    /// instant given with it: the intent (with a tag or a subject), the checks against
+    /// collections, then the referrer entry and the tag, which a failed check never leaves
+    /// behind.
     async fn publish_manifest(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
         summary: &manifest::ManifestSummary,
-        (record_key, record): (&Key, &Bytes),
+        (record_key, record, mut record_written): (&Key, &Bytes, Instant),
         tag: Option<&Tag>,
         size: u64,
     ) -> Result<PutManifestOutcome> {
@@ -197,8 +200,14 @@ impl<B: Backend> Engine<B> {
             None
         };
         let published = async {
-            self.guard_manifest(repo, digest, summary, record_key, record)
-                .await?;
+            self.guard_manifest(
+                repo,
+                digest,
+                summary,
+                (record_key, record),
+                &mut record_written,
+            )
+            .await?;
             if let Some(subject) = &subject {
                 self.write_referrer(repo, subject, digest, summary, size)
                     .await?;
@@ -225,7 +234,13 @@ impl<B: Backend> Engine<B> {
                     // and refused, taking its tag back, if what it references is condemned
                     // or gone.
                     let guarded = self
-                        .guard_manifest(repo, digest, summary, record_key, record)
+                        .guard_manifest(
+                            repo,
+                            digest,
+                            summary,
+                            (record_key, record),
+                            &mut record_written,
+                        )
                         .await;
                     if let Err(e) = guarded {
                         self.untag_one(&key, digest).await?;
@@ -291,11 +306,13 @@ impl<B: Backend> Engine<B> {
         let summary = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
             .map_err(|_| self.corrupt(&record_key))?;
         let record = encode_manifest(digest, &manifest.info.media_type, &manifest.bytes);
+        // Not written again: a tag makes it reachable, which a collection's re-mark sees
+        // (through the intent), whatever the record's age.
         self.publish_manifest(
             repo,
             digest,
             &summary,
-            (&record_key, &record),
+            (&record_key, &record, Instant::now()),
             Some(tag),
             manifest.info.size,
         )

@@ -162,16 +162,29 @@ impl GcsBackend {
     }
 
     /// Writes a manifest record once: created with `ifGenerationMatch=0`; when one exists
-    /// already it is replaced only if its bytes differ (the same manifest pushed with another
-    /// media type).
+    /// already it is replaced if its bytes differ (the same manifest pushed with another
+    /// media type), or, to refresh its time, if it was last written longer than
+    /// [`RECORD_REFRESH`](crate::storage::lifecycle::RECORD_REFRESH) ago (GCS allows about
+    /// one write per second to an object: a manifest pushed again and again is not written
+    /// each time).
     async fn write_record(&self, object: &str, value: Bytes) -> Result<()> {
         if self.create_once(object, value.clone()).await? {
             return Ok(());
         }
-        match self.get_bytes(object).await? {
-            Some(existing) if existing == value => Ok(()),
-            _ => self.put_bytes(object, value).await,
+        let same = matches!(self.get_bytes(object).await?, Some(existing) if existing == value);
+        if same {
+            let refresh = match self.updated(object).await? {
+                Some(updated) => crate::storage::lifecycle::record_needs_refresh(
+                    updated,
+                    std::time::SystemTime::now(),
+                ),
+                None => true, // deleted since: stored again
+            };
+            if !refresh {
+                return Ok(());
+            }
         }
+        self.put_bytes(object, value).await
     }
 }
 

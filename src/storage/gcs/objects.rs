@@ -302,6 +302,24 @@ impl GcsBackend {
 
     /// Size of an object from its metadata; `None` if it does not exist.
     pub(crate) async fn size(&self, object: &str) -> Result<Option<u64>> {
+        Ok(self
+            .metadata(object)
+            .await?
+            .map(|o| u64::try_from(o.size).unwrap_or(0)))
+    }
+
+    /// When an object was last written, from its metadata; `None` if it does not exist.
+    pub(crate) async fn updated(&self, object: &str) -> Result<Option<std::time::SystemTime>> {
+        Ok(self.metadata(object).await?.map(|o| {
+            o.updated.or(o.time_created).map_or(
+                std::time::SystemTime::UNIX_EPOCH,
+                std::time::SystemTime::from,
+            )
+        }))
+    }
+
+    /// An object's metadata; `None` if it does not exist.
+    async fn metadata(&self, object: &str) -> Result<Option<Object>> {
         let request = GetObjectRequest {
             bucket: self.bucket.clone(),
             object: object.to_owned(),
@@ -309,7 +327,7 @@ impl GcsBackend {
         };
         self.retried("object metadata", self.request_timeout.answer(), || async {
             match self.conn.client.get_object(&request).await {
-                Ok(o) => Ok(Some(u64::try_from(o.size).unwrap_or(0))),
+                Ok(o) => Ok(Some(o)),
                 Err(e) if error::is_not_found(&e) => Ok(None),
                 Err(e) => Err(translate("object metadata", object, e)),
             }

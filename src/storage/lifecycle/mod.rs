@@ -18,6 +18,9 @@
 //! 2. **blobs**: every blob that no manifest of any repository references (config, layers) is
 //!    deleted, and every repository link to a blob that no manifest *of that repository*
 //!    references;
+//!    then **broken records**: records no tag reaches whose blobs or children are gone (or
+//!    that are torn), left by refused or failed pushes, once older than
+//!    [`BROKEN_RECORD_AGE`] (see "Broken records" below);
 //! 3. **uploads**: sessions idle longer than [`GcOptions::upload_ttl`] are aborted with
 //!    everything they hold, and upload storage no session owns is released (see
 //!    [`Lifecycle::expire_uploads`]);
@@ -83,10 +86,9 @@
 //! - P6: write the referrer entry, then the tag; acknowledge; remove the intent.
 //!
 //! The record is not removed when P fails at P4 or P5: another push of the same
-//! content-addressed record may have been acknowledged. An unacknowledged record is garbage
-//! like any other (with `delete_untagged`). Until then it is served by digest, with the
-//! blobs a collection deleted missing: a known gap (a refused push should change nothing
-//! visible), which removing the record safely would close (see the project notes).
+//! content-addressed record may have been acknowledged meanwhile. What it leaves is a
+//! *broken record*, which collections reclaim once it is old (below); until then it is
+//! served by digest, with the blobs a collection deleted missing.
 //!
 //! ### What the argument relies on
 //!
@@ -156,6 +158,58 @@
 //! manifest being deleted. A record P stores again at P5 goes back through P4 and P5, so the
 //! blob argument applies to it.
 //!
+//! ### Broken records
+//!
+//! Every collection (with or without `delete_untagged`) also reclaims **broken records**:
+//! manifest records no tag reaches (as in phase 1: from tags and intents, through index
+//! children and referrers), that no record of their repository names as a child, and whose
+//! content is unusable: a blob the manifest requires is not stored, a child manifest it
+//! requires is not stored (unless indexes may be sparse), or the record is torn. Refused
+//! pushes (P4, P5) and failed writes leave them. Only records last written more than
+//! [`BROKEN_RECORD_AGE`] ago are taken. A collection **B**, after phase 2:
+//!
+//! - B1 *mark*: lists each repository's records with their times, reads them, and picks
+//!   the old, broken, unreachable ones nothing names as a child;
+//! - B3 *condemn*: writes them (as manifests) in a new condemned set;
+//! - B4 *re-check*, in this order: reachability again (intents, then tags); the records'
+//!   times, listed again (one written since B1 is no longer old); the children named by
+//!   records written since B1; then each candidate, read again, is still broken (a required
+//!   blob or child looked up in the store, not found);
+//! - B5 *delete* what is left (referrer entry first); B7 remove the set.
+//!
+//! Two rules on the push side make this safe. (R1) Every push by content writes its record
+//! at P2 even when it is stored already, so the record's time is at most [`RECORD_REFRESH`]
+//! older than the push's write (the filesystem and GCS skip rewriting a record written less
+//! than that long ago; S3 always writes it). (R2) A push whose final P5 check passes more
+//! than [`PUSH_DEADLINE`] after its last write of the record gives up (retryable) instead
+//! of acknowledging. Clocks: the store's clock (which stamps the records' times) and the
+//! collecting host's differ by less than [`CLOCK_MARGIN`], and `BROKEN_RECORD_AGE` is the
+//! sum of the three.
+//!
+//! Take a push P of manifest `M` in `R`, acknowledged, and a collection B that deletes `M`'s
+//! record at `t(B5)`. If `t(B5)` precedes P's last look at the record (at P4/P5), P stores it
+//! again (it has its bytes, and the blobs are there: it passed P5), so take `t(B5)` after it.
+//!
+//! - *P writes `M` with an intent* (a tag or a subject), or tags it without writing it:
+//!   as in phase 1, either the intent or the tag is seen by B4's re-mark (then `M` is
+//!   reachable and kept), or P4 started after B's set was stored: P waits for it to be
+//!   removed and finds the record missing (then stores it again), or the set was removed
+//!   before P4's listing ended, so `t(B5)` precedes P5.
+//! - *P writes `M` by digest* (no intent), last at `W`. If `W` comes after B4 listed the
+//!   times, P4 starts after B's set was stored: it sees the set (and waits, then finds the
+//!   record missing) or B deleted before P5; either way `t(B5)` precedes P's look at the
+//!   record. Otherwise B4 listed `M`'s time after `W`, and by (R1) and the clock margin
+//!   found it old only if B4 ran more than `PUSH_DEADLINE` after `W`, so after P's P5 by (R2).
+//!   P5 saw every required blob stored, and no collection deletes a blob of an acknowledged
+//!   manifest (the argument above): B4's check of the blobs, later still, finds them all, and
+//!   every child (phase 1's argument, and B never takes a record another names as a child:
+//!   an index pushed after B1 is read by B4, and its push sees the set condemning its child
+//!   at P4 or finds it missing at P5). So B keeps `M`.
+//!
+//! A torn record is not a manifest anyone can have had acknowledged in that state (a push
+//! writes its whole record before P4; the torn leftover of a failed write is written again
+//! whole, and new, by the next push of the same bytes), so the same times decide.
+//!
 //! ### Dangling links
 //!
 //! A link written *without* the bytes being uploaded (a mount, or a push of a blob that is
@@ -216,7 +270,7 @@ pub use schedule::{RunEnd, RunKind, Schedule, parse_duration};
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::error::Result;
 
@@ -229,6 +283,27 @@ pub const CLOCK_MARGIN: Duration = Duration::from_secs(3600);
 pub const INTENT_MAX_AGE: Duration = Duration::from_secs(3600);
 /// A push holding its intent longer than this gives up before writing its tag.
 pub const INTENT_DEADLINE: Duration = Duration::from_secs(600);
+/// A manifest push gives up (retryable) when its last check passes more than this after it
+/// stored its record (see "Broken records" in the module docs).
+pub const PUSH_DEADLINE: Duration = Duration::from_secs(600);
+/// A push finding its record stored already (the same manifest pushed again) refreshes the
+/// record's time when it is older than this (an object store limits how often one object
+/// may be rewritten; see "Broken records").
+pub const RECORD_REFRESH: Duration = Duration::from_secs(60);
+/// Broken records younger than this are never reclaimed: more than a push may take between
+/// storing its record and its last check ([`PUSH_DEADLINE`]), plus how stale a refreshed
+/// record's time may be ([`RECORD_REFRESH`]), plus the clock margin ([`CLOCK_MARGIN`]).
+pub const BROKEN_RECORD_AGE: Duration = Duration::from_secs(
+    PUSH_DEADLINE.as_secs() + RECORD_REFRESH.as_secs() + CLOCK_MARGIN.as_secs(),
+);
+
+/// Whether a push storing a record that is stored already, last written at `modified`,
+/// must write it again to refresh its time ([`RECORD_REFRESH`]).
+pub fn record_needs_refresh(modified: SystemTime, now: SystemTime) -> bool {
+    modified
+        .checked_add(RECORD_REFRESH)
+        .is_none_or(|fresh_until| fresh_until <= now)
+}
 
 /// Default of [`GcOptions::grace`].
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
@@ -266,8 +341,11 @@ impl Default for GcOptions {
 pub struct GcReport {
     /// Whether this was a dry run.
     pub dry_run: bool,
-    /// Manifests deleted (phase 1).
+    /// Manifests deleted (phase 1, and broken records).
     pub manifests: u64,
+    /// Of [`manifests`](Self::manifests), the broken records: left by pushes that were
+    /// refused or failed, no tag reaching them (see the module docs).
+    pub broken: u64,
     /// Blobs deleted (phase 2).
     pub blobs: u64,
     /// Bytes of the blobs deleted.
@@ -330,4 +408,21 @@ pub trait Lifecycle: Send + Sync + 'static {
         n: Option<usize>,
         last: Option<&str>,
     ) -> impl Future<Output = Result<RepositoryList>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_rewritten_to_refresh_its_time_only_once_that_is_old() {
+        let now = SystemTime::now();
+        assert!(!record_needs_refresh(now, now));
+        assert!(!record_needs_refresh(now - Duration::from_secs(59), now));
+        assert!(record_needs_refresh(now - RECORD_REFRESH, now));
+        assert!(record_needs_refresh(SystemTime::UNIX_EPOCH, now));
+        // A time ahead of this host's clock (another host's) is fresh.
+        assert!(!record_needs_refresh(now + Duration::from_secs(30), now));
+        assert_eq!(BROKEN_RECORD_AGE, Duration::from_secs(71 * 60));
+    }
 }

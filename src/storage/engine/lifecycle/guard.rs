@@ -18,7 +18,7 @@ use crate::oci::{Digest, RepositoryName};
 use crate::storage::backend::{Backend, TagTarget};
 use crate::storage::engine::Engine;
 use crate::storage::layout::{self, Key};
-use crate::storage::lifecycle::INTENT_DEADLINE;
+use crate::storage::lifecycle::{INTENT_DEADLINE, PUSH_DEADLINE};
 
 /// How long a push waits for a collection to finish deleting the manifest it pushes (then it
 /// stores it again), before it asks the client to retry.
@@ -140,16 +140,19 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Steps P4 and P5 for the manifest `digest` of `repo`, stored at `record_key` as
-    /// `record`, referencing what `summary` lists: fails with `MANIFEST_BLOB_UNKNOWN` when a
-    /// collection condemned or deleted something it references, waits while a collection
-    /// deletes the manifest itself, and stores the record again if one deleted it.
+    /// `record` (last written at `record_written`), referencing what `summary` lists: fails
+    /// with `MANIFEST_BLOB_UNKNOWN` when a collection condemned or deleted something it
+    /// references, waits while a collection deletes the manifest itself, and stores the
+    /// record again if one deleted it. Fails (retryable) when the checks pass more than
+    /// [`PUSH_DEADLINE`] after the record was written: a collection may take a record that
+    /// old for one a refused push left (see "Broken records" in the `lifecycle` docs).
     pub(in crate::storage::engine) async fn guard_manifest(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
         summary: &ManifestSummary,
-        record_key: &Key,
-        record: &Bytes,
+        (record_key, record): (&Key, &Bytes),
+        record_written: &mut Instant,
     ) -> Result<()> {
         let started = Instant::now();
         let mut restores = 0;
@@ -195,9 +198,14 @@ impl<B: Backend> Engine<B> {
                     ));
                 }
                 self.backend.write(record_key, record.clone()).await?;
+                *record_written = Instant::now();
                 continue;
             }
-            return self.post_check(repo, summary).await;
+            self.post_check(repo, summary).await?;
+            if record_written.elapsed() > PUSH_DEADLINE {
+                return Err(retry_later("the push took too long to be checked safely"));
+            }
+            return Ok(());
         }
     }
 

@@ -1,9 +1,10 @@
 //! The engine's side of the storage lifecycle ([`Lifecycle`]), written once for every
-//! backend: the collection's phases (`untagged`, `sweep`, `expiry`) run by `run`, the
+//! backend: the collection's phases (`untagged`, `sweep`, `broken`, `expiry`) run by `run`, the
 //! repository walk (`walk`), the condemned sets (`condemned`) and the push side of the
 //! protocol (`guard`). The protocol and its argument are in the
 //! [`lifecycle`](crate::storage::lifecycle) docs.
 
+mod broken;
 pub(super) mod condemned;
 mod expiry;
 mod guard;
@@ -31,12 +32,13 @@ impl<B: LifecycleBackend> Lifecycle for Engine<B> {
     async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport> {
         let mut run = Run::new(self, options.clone());
         run.remove_stale_sets().await?;
-        let gone = if options.delete_untagged {
+        let mut gone = if options.delete_untagged {
             run.delete_untagged().await?
         } else {
             HashSet::new()
         };
-        run.sweep_blobs(&gone).await?;
+        let hints = run.sweep_blobs(&gone).await?;
+        run.delete_broken(&hints, &mut gone).await?;
         if let Some(ttl) = options.upload_ttl {
             run.expire_uploads(ttl).await?;
         }

@@ -30,6 +30,8 @@ pub(super) const REMOVE_BATCH: usize = 1000;
 pub(super) struct RecordRefs {
     /// Config and layers (non-distributable ones too, when stored: they are kept).
     pub(super) blobs: Vec<Digest>,
+    /// Of `blobs`, those a push requires to be stored (all but non-distributable layers).
+    pub(super) required: Vec<Digest>,
     /// Child manifests of an index.
     pub(super) children: Vec<Digest>,
     /// The manifest's subject.
@@ -338,6 +340,7 @@ impl<B: LifecycleBackend> Engine<B> {
                 .chain(&summary.layers)
                 .map(|d| d.digest.clone())
                 .collect(),
+            required: summary.required_blobs().map(|d| d.digest.clone()).collect(),
             children: summary.manifests.iter().map(|d| d.digest.clone()).collect(),
             subject: summary.subject.map(|s| s.digest),
         }))

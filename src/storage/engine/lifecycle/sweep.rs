@@ -26,6 +26,22 @@ struct Marked {
     links: HashMap<RepositoryName, HashSet<Digest>>,
     /// Candidate blobs and their sizes.
     blobs: HashMap<Digest, u64>,
+    /// Blobs some record requires, not (yet) found stored: after the blob listing, those
+    /// that were missing from it.
+    required: HashSet<Digest>,
+    /// Repositories with a record that is unreadable or lacks a child manifest.
+    suspects: HashSet<RepositoryName>,
+}
+
+/// Where phase 2 saw records that may be broken (see "Broken records" in the
+/// [`lifecycle`](crate::storage::lifecycle) docs): hints for the next phase, which checks
+/// everything again itself.
+#[derive(Debug, Default)]
+pub(super) struct BrokenHints {
+    /// Blobs records require that the blob listing did not find.
+    pub(super) missing: HashSet<Digest>,
+    /// Repositories with a record that is unreadable or lacks a child manifest.
+    pub(super) suspects: HashSet<RepositoryName>,
 }
 
 impl Marked {
@@ -49,8 +65,8 @@ impl Marked {
 
 impl<B: LifecycleBackend> Run<'_, B> {
     /// Runs phase 2. `gone` holds the records phase 1 deleted (or, in a dry run, would
-    /// delete): they count as absent.
-    pub(super) async fn sweep_blobs(&mut self, gone: &HashSet<Key>) -> Result<()> {
+    /// delete): they count as absent. Returns what it saw of broken records.
+    pub(super) async fn sweep_blobs(&mut self, gone: &HashSet<Key>) -> Result<BrokenHints> {
         let mut marked = Marked::default();
         let mut walk = RepositoryWalk::everything(self.engine);
         while let Some(repo) = walk.next().await? {
@@ -59,14 +75,18 @@ impl<B: LifecycleBackend> Run<'_, B> {
         for algorithm in DigestAlgorithm::ALL {
             self.find_blob_candidates(algorithm, &mut marked).await?;
         }
+        let hints = BrokenHints {
+            missing: std::mem::take(&mut marked.required),
+            suspects: std::mem::take(&mut marked.suspects),
+        };
         if self.options.dry_run {
             self.report.blobs += marked.blobs.len() as u64;
             self.report.bytes += marked.blobs.values().sum::<u64>();
             self.report.links += marked.links.values().map(|l| l.len() as u64).sum::<u64>();
-            return Ok(());
+            return Ok(hints);
         }
         if marked.is_empty() {
-            return Ok(());
+            return Ok(hints);
         }
         // G3: condemn.
         let mut set = self.new_set();
@@ -83,7 +103,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         let outcome = self.remark_and_delete(&mut marked).await;
         // G7, also after a failure: whatever the run deleted, it deleted under the set.
         let released = self.release(&set_key).await;
-        outcome.and(released)
+        outcome.and(released).map(|()| hints)
     }
 
     /// G1 and G2 for one repository: what its records reference, and its candidate links.
@@ -99,13 +119,23 @@ impl<B: LifecycleBackend> Run<'_, B> {
             .into_iter()
             .filter(|d| !gone.contains(&layout::manifest(repo, d)))
             .collect();
+        let listed: HashSet<Digest> = digests.iter().cloned().collect();
         let refs = self.read_records(repo, digests).await?;
         let mut referenced_here = HashSet::new();
+        let mut suspect = false;
         for (digest, refs) in refs {
-            if let Some(refs) = refs {
-                referenced_here.extend(refs.blobs);
-                marked.read.insert(layout::manifest(repo, &digest));
-            }
+            let Some(refs) = refs else {
+                suspect = true;
+                continue;
+            };
+            suspect |= !self.engine.options.sparse_indexes
+                && refs.children.iter().any(|c| !listed.contains(c));
+            marked.required.extend(refs.required);
+            referenced_here.extend(refs.blobs);
+            marked.read.insert(layout::manifest(repo, &digest));
+        }
+        if suspect {
+            marked.suspects.insert(repo.clone());
         }
         let mut candidates = HashSet::new();
         for algorithm in DigestAlgorithm::ALL {
@@ -149,6 +179,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
                 let Some(digest) = digest_named(algorithm, &blob.name) else {
                     continue;
                 };
+                marked.required.remove(&digest);
                 if marked.referenced.contains(&digest)
                     || marked.fresh.contains(&digest)
                     || !self.past_grace(blob.modified)

@@ -18,6 +18,8 @@ use crate::storage::layout::{self, Dir, Key};
 use crate::storage::lifecycle::{GcOptions, GcReport, Lifecycle, LifecycleBackend, ObjectInfo};
 use crate::storage::{Engine, EngineOptions, StorageDriver};
 
+mod broken;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Write,

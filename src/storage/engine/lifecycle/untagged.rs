@@ -14,16 +14,16 @@ use crate::oci::{Digest, RepositoryName};
 use crate::storage::layout::{self, Key};
 use crate::storage::lifecycle::LifecycleBackend;
 
-/// What the phase knows of one repository.
-struct Repository {
-    name: RepositoryName,
+/// What a phase knows of one repository.
+pub(super) struct Repository {
+    pub(super) name: RepositoryName,
     /// Every record found, and what it references once read (`None`: unreadable).
-    records: HashMap<Digest, Option<RecordRefs>>,
+    pub(super) records: HashMap<Digest, Option<RecordRefs>>,
 }
 
 /// Whether the closure could be computed: a reachable record that cannot be read (torn,
 /// being written) hides what it references, so nothing is deleted in that repository.
-enum Reach {
+pub(super) enum Reach {
     Known(HashSet<Digest>),
     Unknown,
 }
@@ -96,7 +96,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
 
     /// The manifests of `repo` reachable from its intents and tags (in that order: see the
     /// argument in the `lifecycle` docs), through index children and referrers.
-    async fn reachable(&self, repo: &mut Repository) -> Result<Reach> {
+    pub(super) async fn reachable(&self, repo: &mut Repository) -> Result<Reach> {
         let mut queue: VecDeque<Digest> = self.intended(&repo.name).await?.into();
         queue.extend(self.tagged(&repo.name).await?);
         // Records written since the last look (a push in progress) are read now.
@@ -132,13 +132,28 @@ impl<B: LifecycleBackend> Run<'_, B> {
         digests: &[Digest],
         gone: &mut HashSet<Key>,
     ) -> Result<()> {
+        let readable: Vec<Digest> = digests
+            .iter()
+            .filter(|d| matches!(repo.records.get(*d), Some(Some(_))))
+            .cloned()
+            .collect(); // unreadable: kept (see `untagged_in`)
+        self.remove_records(repo, &readable, gone).await
+    }
+
+    /// Removes the records `digests` of `repo`, the referrer entry of each first (when it
+    /// was read and has a subject), and counts them.
+    pub(super) async fn remove_records(
+        &mut self,
+        repo: &Repository,
+        digests: &[Digest],
+        gone: &mut HashSet<Key>,
+    ) -> Result<()> {
         let mut entries = Vec::new();
         let mut records = Vec::new();
         for digest in digests {
-            let Some(Some(refs)) = repo.records.get(digest) else {
-                continue; // unreadable: kept (see `untagged_in`)
-            };
-            if let Some(subject) = &refs.subject {
+            if let Some(Some(refs)) = repo.records.get(digest)
+                && let Some(subject) = &refs.subject
+            {
                 entries.push(layout::referrer(&repo.name, subject, digest));
             }
             records.push(layout::manifest(&repo.name, digest));

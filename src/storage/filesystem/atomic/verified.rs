@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use super::replace::write_atomic;
 use super::sync::fsync_dir;
@@ -75,6 +76,7 @@ fn create_verified_in(
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             if let Some(file) = open_if_holds(&target, value) {
+                refresh_time(&file, &target)?;
                 if sync {
                     file.sync_all().map_err(|e| io_err("syncing", &target, e))?;
                 }
@@ -85,6 +87,23 @@ fn create_verified_in(
         Err(e) => return Err(io_err("creating", &target, e)),
     }
     Ok(dir)
+}
+
+/// Gives a record pushed again its time back when it is older than
+/// [`RECORD_REFRESH`](crate::storage::lifecycle::RECORD_REFRESH): a collection reclaims
+/// broken records by their age, which must not count from an earlier push of the same
+/// bytes (see "Broken records" in the `lifecycle` docs).
+fn refresh_time(file: &File, path: &Path) -> Result<()> {
+    let now = SystemTime::now();
+    let modified = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .map_err(|e| io_err("inspecting", path, e))?;
+    if crate::storage::lifecycle::record_needs_refresh(modified, now) {
+        file.set_modified(now)
+            .map_err(|e| io_err("refreshing the time of", path, e))?;
+    }
+    Ok(())
 }
 
 /// The regular file at `path`, opened, if its content is exactly `value`.
@@ -101,4 +120,48 @@ fn open_if_holds(path: &Path, value: &[u8]) -> Option<File> {
     let mut content = Vec::with_capacity(value.len());
     file.read_to_end(&mut content).ok()?;
     (content == value).then_some(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn modified(path: &Path) -> SystemTime {
+        std::fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    fn set_modified(path: &Path, time: SystemTime) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_record_pushed_again_gets_its_time_back_once_it_is_old() {
+        let root = tempfile::tempdir().unwrap();
+        let rel = "repositories/r/_manifests/sha256/abc";
+        let path = root.path().join(rel);
+        write_verified(root.path(), rel, b"record").unwrap();
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        set_modified(&path, an_hour_ago);
+        create_verified_unsynced(root.path(), rel, b"record").unwrap();
+        let refreshed = modified(&path);
+        assert!(
+            refreshed > SystemTime::now() - Duration::from_secs(10),
+            "{refreshed:?}"
+        );
+        // Written again within the refresh interval: left as it is (one syscall less).
+        let recently = SystemTime::now() - Duration::from_secs(5);
+        set_modified(&path, recently);
+        write_verified(root.path(), rel, b"record").unwrap();
+        assert_eq!(modified(&path), recently);
+        set_modified(&path, an_hour_ago);
+        write_verified(root.path(), rel, b"record").unwrap();
+        assert!(modified(&path) > an_hour_ago + Duration::from_secs(3000));
+    }
 }
