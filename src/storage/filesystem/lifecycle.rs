@@ -1,6 +1,7 @@
 //! The filesystem's lifecycle primitives ([`LifecycleBackend`]): directory walks, objects
 //! with their `mtime`, batched removals (one directory sync per directory), upload data files
-//! no session owns, and tidying (empty directories and stale temporary files).
+//! no session owns, and tidying (empty directories and stale temporary files, and the
+//! collection's [reserve](super::reserve)).
 //!
 //! Directories are removed only when empty (`rmdir` refuses otherwise) and only below
 //! `repositories/` and `gc/`; a writer that finds the directory it just ensured removed under
@@ -272,10 +273,15 @@ impl LifecycleBackend for FilesystemBackend {
     async fn tidy(&self, before: SystemTime, dry_run: bool) -> Result<u64> {
         let dirs = [layout::repositories_dir(), layout::gc_dir()]
             .map(|key| paths::join(&self.root, key.as_str()));
+        let root = Arc::clone(&self.root);
         blocking(move || {
             let mut removed = 0;
             for dir in dirs {
                 removed += tidy_dir(&dir, before, dry_run, true)?.0;
+            }
+            if !dry_run {
+                // Made again after a collection that needed it freed space.
+                super::reserve::ensure(&root);
             }
             Ok(removed)
         })

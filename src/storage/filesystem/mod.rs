@@ -53,6 +53,7 @@ mod lifecycle;
 mod listing;
 mod paths;
 mod reader;
+mod reserve;
 mod tagging;
 mod upload;
 
@@ -279,6 +280,14 @@ impl Backend for FilesystemBackend {
             // Only needed while the push that wrote it runs: a crash of the host stops the
             // collections it guards against too. Atomic, never synced.
             KeyClass::Intent => write_maybe_durable(root, rel, value, false).await,
+            // What a collection writes before it deletes anything: on a full filesystem it
+            // uses the collection's reserve.
+            KeyClass::CondemnedSet => {
+                blocking(move || {
+                    reserve::write_with_reserve(&root, || atomic::write_atomic(&root, &rel, &value))
+                })
+                .await
+            }
             _ => blocking(move || atomic::write_atomic(&root, &rel, &value)).await,
         }
     }
