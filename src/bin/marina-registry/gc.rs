@@ -20,7 +20,19 @@ pub(crate) async fn collect_garbage(
     if dry_run {
         tracing::info!("dry run: nothing will be deleted");
     }
-    match driver.collect_garbage(&options).await {
+    let run = driver.collect_garbage(&options);
+    let mut run = std::pin::pin!(run);
+    let outcome = tokio::select! {
+        outcome = &mut run => outcome,
+        () = crate::serve::shutdown_signal() => {
+            // Killed while it holds a condemned set, the collection would leave it, refusing
+            // pushes of what it lists for hours: it removes it first.
+            tracing::warn!("interrupted: stopping the collection");
+            driver.stop_collections();
+            run.await
+        }
+    };
+    match outcome {
         Ok(report) => {
             println!("{report}");
             std::process::ExitCode::SUCCESS

@@ -64,7 +64,7 @@ pub(crate) async fn serve(
     let (notifier, notifier_tasks) = notifier.unzip();
     let driver = Arc::new(driver);
     let lifecycle_metrics = metrics.clone();
-    let _lifecycle = lifecycle::schedule::spawn(Arc::clone(&driver), schedule, move |kind, end| {
+    let lifecycle = lifecycle::schedule::spawn(Arc::clone(&driver), schedule, move |kind, end| {
         if let Some(metrics) = &lifecycle_metrics {
             metrics.record_lifecycle(kind, &end);
         }
@@ -112,6 +112,16 @@ pub(crate) async fn serve(
     {
         return stop("server error", &e, 1);
     }
+    // A collection in progress removes its condemned set (left behind, it would refuse
+    // pushes of what it lists for hours).
+    if let Some(lifecycle) = lifecycle
+        && !lifecycle.stop(LIFECYCLE_STOP).await
+    {
+        tracing::warn!(
+            "a garbage collection did not stop within {} s: its condemned set is left for a later collection to remove",
+            LIFECYCLE_STOP.as_secs()
+        );
+    }
     // The router (and with it the notifier's queues) is gone: let queued events go out.
     if let Some(tasks) = notifier_tasks {
         let undelivered = tasks.finish(Duration::from_secs(5)).await;
@@ -123,7 +133,10 @@ pub(crate) async fn serve(
     std::process::ExitCode::SUCCESS
 }
 
-async fn shutdown_signal() {
+/// How long a shutdown waits for a garbage collection in progress to stop.
+const LIFECYCLE_STOP: Duration = Duration::from_secs(30);
+
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -334,6 +334,10 @@ impl Lifecycle for AnyDriver {
     ) -> impl Future<Output = Result<RepositoryList>> + Send {
         dispatch_future!(self, d => d.repositories(n, last))
     }
+
+    fn stop_collections(&self) {
+        dispatch!(self, d => d.stop_collections())
+    }
 }
 
 #[cfg(test)]

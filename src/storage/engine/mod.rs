@@ -114,6 +114,8 @@ pub struct Engine<B> {
     /// The collections' condemned sets this process has read (see `lifecycle`).
     condemned: CondemnedCache,
     cache: Option<MetadataCache>,
+    /// Set by [`Lifecycle::stop_collections`](crate::storage::lifecycle::Lifecycle::stop_collections).
+    collections_stopped: std::sync::atomic::AtomicBool,
 }
 
 impl<B: Backend> Engine<B> {
@@ -129,6 +131,7 @@ impl<B: Backend> Engine<B> {
             upload_locks: UploadLocks::default(),
             condemned: CondemnedCache::default(),
             cache,
+            collections_stopped: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

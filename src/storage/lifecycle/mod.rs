@@ -222,7 +222,9 @@
 //!
 //! ### Crashes and stale sets
 //!
-//! A collection that dies leaves its condemned set: pushes referencing what it lists keep
+//! A collection asked to stop ([`Lifecycle::stop_collections`]: a process shutting down)
+//! stops before its next deletion or repository and removes its condemned set. A
+//! collection that dies leaves its condemned set: pushes referencing what it lists keep
 //! failing, never damaging anything. Every set carries a deadline ([`MAX_RUN`] after the
 //! collection started); a collection stops deleting when its own deadline passed, and the
 //! next collection removes sets whose deadline passed more than [`CLOCK_MARGIN`] ago. This one
@@ -408,6 +410,14 @@ pub trait Lifecycle: Send + Sync + 'static {
         n: Option<usize>,
         last: Option<&str>,
     ) -> impl Future<Output = Result<RepositoryList>> + Send;
+
+    /// Asks the collections running on this driver, and those started later, to stop: each
+    /// stops before its next deletion (or its next repository), removes the condemned set it
+    /// holds and fails with a retryable error. For a process that is shutting down: a
+    /// collection killed while it holds a condemned set leaves it, and pushes referencing
+    /// what it lists are refused until a later collection removes it, hours later (see
+    /// "Crashes and stale sets"). Pushes and pulls are not affected.
+    fn stop_collections(&self);
 }
 
 #[cfg(test)]

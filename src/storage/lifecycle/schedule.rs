@@ -75,15 +75,37 @@ pub fn parse_duration(field: &'static str, text: &str) -> Result<Option<Duration
         })
 }
 
-/// Runs `schedule` until the returned task is aborted (or dropped with the runtime), calling
-/// `observe` after every run, successful or not (metrics: `Metrics::record_lifecycle`). Every
-/// run is also logged; after one that fails, the next is tried at its time. Returns `None`
-/// when nothing is scheduled.
-pub fn spawn<D, F>(
+/// Lifecycle work [`spawn`]ed on a driver, running until it is [`stop`](Self::stop)ped (or
+/// the runtime ends).
+#[derive(Debug)]
+pub struct Scheduled<D> {
     driver: Arc<D>,
-    schedule: Schedule,
-    observe: F,
-) -> Option<tokio::task::JoinHandle<()>>
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<D: Lifecycle> Scheduled<D> {
+    /// Stops the work for a process that is shutting down: no run starts any more, and a
+    /// run in progress stops before its next deletion and removes its condemned set
+    /// ([`Lifecycle::stop_collections`], which stops every collection on the driver).
+    /// Waits for that at most `within`; `false` if the run had not ended by then (the task
+    /// is then aborted, and a condemned set it held is left: see "Crashes and stale sets"
+    /// in the [`lifecycle`](super) docs).
+    pub async fn stop(mut self, within: Duration) -> bool {
+        self.driver.stop_collections();
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(within, &mut self.task).await.is_ok() {
+            return true;
+        }
+        self.task.abort();
+        false
+    }
+}
+
+/// Runs `schedule` until [`Scheduled::stop`], calling `observe` after every run, successful
+/// or not (metrics: `Metrics::record_lifecycle`). Every run is also logged; after one that
+/// fails, the next is tried at its time. Returns `None` when nothing is scheduled.
+pub fn spawn<D, F>(driver: Arc<D>, schedule: Schedule, observe: F) -> Option<Scheduled<D>>
 where
     D: Lifecycle,
     F: Fn(RunKind, RunEnd<'_>) + Send + Sync + 'static,
@@ -105,7 +127,10 @@ where
         dry_run: false,
         ..schedule.gc
     };
-    Some(tokio::spawn(async move {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let runs = Arc::clone(&driver);
+    let task = tokio::spawn(async move {
+        let driver = runs;
         loop {
             let gc_due = async {
                 match &mut gc_timer {
@@ -122,6 +147,7 @@ where
             let kind = tokio::select! {
                 _ = gc_due => RunKind::Collection,
                 _ = expiry_due => RunKind::UploadExpiry,
+                _ = stopped.changed() => return,
             };
             let started = std::time::Instant::now();
             let run = match kind {
@@ -146,14 +172,22 @@ where
                     }
                     observe(kind, RunEnd::Done(&report));
                 }
+                Err(_) if *stopped.borrow() => {
+                    tracing::info!(target: "marina::lifecycle", "lifecycle run stopped: the process is shutting down");
+                    return;
+                }
                 Err(e) => {
                     tracing::error!(target: "marina::lifecycle", error = %ErrorChain(&e), "lifecycle run failed");
                     let elapsed = started.elapsed();
                     observe(kind, RunEnd::Failed { elapsed });
                 }
             }
+            if *stopped.borrow() {
+                return;
+            }
         }
-    }))
+    });
+    Some(Scheduled { driver, stop, task })
 }
 
 #[cfg(test)]

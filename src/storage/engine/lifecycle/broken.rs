@@ -33,6 +33,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
             if hints.missing.is_empty() && !hints.suspects.contains(&repo) {
                 continue;
             }
+            self.check_deadline()?;
             self.broken_in(repo, &hints.missing, gone).await?;
         }
         Ok(())

@@ -67,6 +67,11 @@ impl<B: LifecycleBackend> Lifecycle for Engine<B> {
     async fn repositories(&self, n: Option<usize>, last: Option<&str>) -> Result<RepositoryList> {
         self.repository_list(n, last).await
     }
+
+    fn stop_collections(&self) {
+        self.collections_stopped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl<B: LifecycleBackend> Engine<B> {

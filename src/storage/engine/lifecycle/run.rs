@@ -98,8 +98,19 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
     }
 
     /// Fails once the run is past its deadline: from then on it must not delete anything
-    /// (another run may remove its condemned set).
+    /// (another run may remove its condemned set); and once collections were asked to stop
+    /// (the process is shutting down): the run then removes its condemned set and ends.
     pub(super) fn check_deadline(&self) -> Result<()> {
+        if self
+            .engine
+            .collections_stopped
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(Error::backend_transient(
+                B::NAME,
+                "garbage collection stopped: the process is shutting down",
+            ));
+        }
         if SystemTime::now() >= self.deadline {
             return Err(Error::backend(
                 B::NAME,

@@ -70,6 +70,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         let mut marked = Marked::default();
         let mut walk = RepositoryWalk::everything(self.engine);
         while let Some(repo) = walk.next().await? {
+            self.check_deadline()?;
             self.mark_repository(&repo, gone, &mut marked).await?;
         }
         for algorithm in DigestAlgorithm::ALL {
@@ -202,6 +203,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
             if marked.is_empty() {
                 break;
             }
+            self.check_deadline()?;
             let new: Vec<Digest> = self
                 .record_digests(&repo)
                 .await?
@@ -245,6 +247,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
     async fn sweep_dangling_links(&mut self, deleted: &HashSet<Digest>) -> Result<()> {
         let mut walk = RepositoryWalk::everything(self.engine);
         while let Some(repo) = walk.next().await? {
+            self.check_deadline()?;
             let mut dangling = Vec::new();
             for algorithm in DigestAlgorithm::ALL {
                 let dir = layout::layers_algorithm_dir(&repo, algorithm);

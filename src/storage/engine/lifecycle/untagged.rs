@@ -35,6 +35,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         let mut gone = HashSet::new();
         let mut walk = RepositoryWalk::everything(self.engine);
         while let Some(repo) = walk.next().await? {
+            self.check_deadline()?;
             self.untagged_in(repo, &mut gone).await?;
         }
         Ok(gone)
