@@ -53,7 +53,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
             .collect();
         if !found
             .iter()
-            .any(|r| self.older_than(r.modified, BROKEN_RECORD_AGE))
+            .any(|r| self.older_than(r.modified, self.broken_age()))
         {
             return Ok(());
         }
@@ -65,7 +65,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         let sparse = self.engine.options.sparse_indexes;
         let mut candidates: Vec<Digest> = found
             .iter()
-            .filter(|r| self.older_than(r.modified, BROKEN_RECORD_AGE))
+            .filter(|r| self.older_than(r.modified, self.broken_age()))
             .filter(|r| looks_broken(repo.records.get(&r.digest), missing, &listed, sparse))
             .map(|r| r.digest.clone())
             .collect();
@@ -109,7 +109,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
             candidates.retain(|d| {
                 written
                     .get(d)
-                    .is_some_and(|m| self.older_than(*m, BROKEN_RECORD_AGE))
+                    .is_some_and(|m| self.older_than(*m, self.broken_age()))
             });
             let unread: Vec<Digest> = written
                 .keys()
@@ -140,6 +140,12 @@ impl<B: LifecycleBackend> Run<'_, B> {
         .await;
         let released = self.release(&set_key).await;
         outcome.and(released)
+    }
+
+    /// How old a broken record must be to be reclaimed: [`BROKEN_RECORD_AGE`], or the grace
+    /// period when that is longer (it spares what was written recently).
+    fn broken_age(&self) -> std::time::Duration {
+        BROKEN_RECORD_AGE.max(self.options.grace)
     }
 
     /// Whether the record `digest` of `repo`, read again from the store, is unreadable, or
