@@ -10,31 +10,28 @@ use std::collections::{HashMap, HashSet};
 use super::run::{RecordRefs, Run};
 use super::sweep::BrokenHints;
 use super::untagged::{Reach, Repository};
-use super::walk::RepositoryWalk;
 use crate::error::Result;
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::layout::{self, Key};
 use crate::storage::lifecycle::{BROKEN_RECORD_AGE, LifecycleBackend};
 
 impl<B: LifecycleBackend> Run<'_, B> {
-    /// Reclaims the broken records of the repositories `hints` points at (every repository
-    /// when a required blob was missing from the blob listing). `gone` holds the records
-    /// phase 1 deleted (or would delete, in a dry run); the ones deleted here are added.
+    /// Reclaims the broken records of the repositories `hints` points at. `gone` holds the
+    /// records phase 1 deleted (or would delete, in a dry run); the ones deleted here are
+    /// added.
     pub(super) async fn delete_broken(
         &mut self,
         hints: &BrokenHints,
         gone: &mut HashSet<Key>,
     ) -> Result<()> {
-        if hints.missing.is_empty() && hints.suspects.is_empty() {
+        if hints.suspects.is_empty() {
             return Ok(()); // what nearly every collection sees
         }
-        let mut walk = RepositoryWalk::everything(self.engine);
-        while let Some(repo) = walk.next().await? {
-            if hints.missing.is_empty() && !hints.suspects.contains(&repo) {
-                continue;
-            }
+        let mut suspects: Vec<&RepositoryName> = hints.suspects.iter().collect();
+        suspects.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        for repo in suspects {
             self.check_deadline()?;
-            self.broken_in(repo, &hints.missing, gone).await?;
+            self.broken_in(repo.clone(), &hints.missing, gone).await?;
         }
         Ok(())
     }

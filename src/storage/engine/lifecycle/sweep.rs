@@ -26,11 +26,40 @@ struct Marked {
     links: HashMap<RepositoryName, HashSet<Digest>>,
     /// Candidate blobs and their sizes.
     blobs: HashMap<Digest, u64>,
-    /// Blobs some record requires, not (yet) found stored: after the blob listing, those
-    /// that were missing from it.
-    required: HashSet<Digest>,
+    /// Blobs some record requires, not (yet) found stored (after the blob listing: those
+    /// that were missing from it), with the repositories requiring them.
+    required: HashMap<Digest, Requirers>,
+    /// The repositories marked, by the index [`Requirers`] holds.
+    repositories: Vec<RepositoryName>,
     /// Repositories with a record that is unreadable or lacks a child manifest.
     suspects: HashSet<RepositoryName>,
+}
+
+/// The repositories (indexes into [`Marked::repositories`]) whose records require a blob;
+/// nearly always one, which takes no allocation.
+#[derive(Debug)]
+enum Requirers {
+    One(u32),
+    Several(Vec<u32>),
+}
+
+impl Requirers {
+    fn add(&mut self, repository: u32) {
+        match self {
+            Self::One(first) if *first != repository => {
+                *self = Self::Several(vec![*first, repository]);
+            }
+            Self::Several(all) if !all.contains(&repository) => all.push(repository),
+            _ => {}
+        }
+    }
+
+    fn indexes(&self) -> &[u32] {
+        match self {
+            Self::One(one) => std::slice::from_ref(one),
+            Self::Several(all) => all,
+        }
+    }
 }
 
 /// Where phase 2 saw records that may be broken (see "Broken records" in the
@@ -40,7 +69,8 @@ struct Marked {
 pub(super) struct BrokenHints {
     /// Blobs records require that the blob listing did not find.
     pub(super) missing: HashSet<Digest>,
-    /// Repositories with a record that is unreadable or lacks a child manifest.
+    /// Repositories with a record that is unreadable, lacks a child manifest or requires a
+    /// blob of `missing`.
     pub(super) suspects: HashSet<RepositoryName>,
 }
 
@@ -76,10 +106,16 @@ impl<B: LifecycleBackend> Run<'_, B> {
         for algorithm in DigestAlgorithm::ALL {
             self.find_blob_candidates(algorithm, &mut marked).await?;
         }
-        let hints = BrokenHints {
-            missing: std::mem::take(&mut marked.required),
-            suspects: std::mem::take(&mut marked.suspects),
-        };
+        let mut suspects = std::mem::take(&mut marked.suspects);
+        let mut missing = HashSet::new();
+        for (digest, requirers) in std::mem::take(&mut marked.required) {
+            for &i in requirers.indexes() {
+                suspects.insert(marked.repositories[i as usize].clone());
+            }
+            missing.insert(digest);
+        }
+        marked.repositories = Vec::new();
+        let hints = BrokenHints { missing, suspects };
         if self.options.dry_run {
             self.report.blobs += marked.blobs.len() as u64;
             self.report.bytes += marked.blobs.values().sum::<u64>();
@@ -122,6 +158,8 @@ impl<B: LifecycleBackend> Run<'_, B> {
             .collect();
         let listed: HashSet<Digest> = digests.iter().cloned().collect();
         let refs = self.read_records(repo, digests).await?;
+        let index = u32::try_from(marked.repositories.len()).expect("fewer than 2^32");
+        marked.repositories.push(repo.clone());
         let mut referenced_here = HashSet::new();
         let mut suspect = false;
         for (digest, refs) in refs {
@@ -131,7 +169,13 @@ impl<B: LifecycleBackend> Run<'_, B> {
             };
             suspect |= !self.engine.options.sparse_indexes
                 && refs.children.iter().any(|c| !listed.contains(c));
-            marked.required.extend(refs.required);
+            for digest in refs.required {
+                marked
+                    .required
+                    .entry(digest)
+                    .and_modify(|r| r.add(index))
+                    .or_insert(Requirers::One(index));
+            }
             referenced_here.extend(refs.blobs);
             marked.read.insert(layout::manifest(repo, &digest));
         }
