@@ -12,7 +12,8 @@ pub enum LogFormat {
     #[default]
     Text,
     /// One JSON object per line, for log shippers: `timestamp`, `level`, `target`, `fields`
-    /// (`message` and the event's fields) and `span` (the request's id).
+    /// (`message` and the event's fields) and `span` (the request's id; with `debug` lines,
+    /// the innermost span, and `spans` all of them, the request's first).
     Json,
 }
 
@@ -64,19 +65,47 @@ fn filter(spec: Option<&str>) -> tracing_subscriber::EnvFilter {
 pub fn init(format: LogFormat) {
     let spec = std::env::var("RUST_LOG").ok();
     let filter = filter(spec.as_deref());
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
     match format {
-        LogFormat::Text => builder
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
+        LogFormat::Json => json(filter, nested(spec.as_deref()), std::io::stderr).init(),
     }
+}
+
+/// Whether `RUST_LOG` (`spec`) enables spans below the request's: the storage `backend`
+/// span and the SDK's own are at `debug`.
+fn nested(spec: Option<&str>) -> bool {
+    tracing_subscriber::EnvFilter::try_new(spec.unwrap_or("info"))
+        .ok()
+        .and_then(|f| f.max_level_hint())
+        .is_none_or(|most| most >= tracing::level_filters::LevelFilter::DEBUG)
+}
+
+/// The JSON subscriber: `span` is the innermost span (the request's, at `info`). With
+/// `nested` spans below the request's, `spans` lists them all, the request's first, so every
+/// line keeps the request id.
+fn json<W>(
+    filter: tracing_subscriber::EnvFilter,
+    nested: bool,
+    writer: W,
+) -> tracing_subscriber::fmt::SubscriberBuilder<
+    tracing_subscriber::fmt::format::JsonFields,
+    tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Json>,
+    tracing_subscriber::EnvFilter,
+    W,
+>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_env_filter(filter)
+        .json()
+        .with_current_span(true)
+        .with_span_list(nested)
 }
 
 #[cfg(test)]
@@ -86,20 +115,23 @@ mod tests {
 
     use super::*;
 
+    /// Where a test's subscriber writes.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     /// What a subscriber with `filter(spec)` prints of one line per credential-bearing
     /// target, at the level the SDK writes it.
     fn printed(spec: &str) -> String {
-        #[derive(Clone, Default)]
-        struct Buffer(Arc<Mutex<Vec<u8>>>);
-        impl Write for Buffer {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let buffer = Buffer::default();
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -113,6 +145,45 @@ mod tests {
             tracing::trace!(target: "marina_distribution::storage", "OURS");
         });
         String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn json_lines_inside_a_storage_span_keep_the_request_id() {
+        let lines = |spec: &str| {
+            let buffer = Buffer::default();
+            let writer = buffer.clone();
+            let subscriber = json(filter(Some(spec)), nested(Some(spec)), move || {
+                writer.clone()
+            })
+            .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                let request = tracing::info_span!("request", id = "req-42");
+                let _request = request.enter();
+                tracing::info!("access");
+                let backend = tracing::debug_span!("backend", operation = "read");
+                let _backend = backend.enter();
+                tracing::debug!("inside");
+            });
+            let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            out.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let info = lines("info");
+        assert_eq!(info.len(), 1);
+        assert_eq!(info[0]["span"]["id"], "req-42");
+        assert!(
+            info[0].get("spans").is_none(),
+            "compact at info: {:?}",
+            info[0]
+        );
+        let debug = lines("debug");
+        let inside = debug
+            .iter()
+            .find(|l| l["fields"]["message"] == "inside")
+            .expect("the storage line");
+        assert_eq!(inside["span"]["name"], "backend");
+        assert_eq!(inside["spans"][0]["id"], "req-42", "{inside}");
     }
 
     #[test]
