@@ -51,6 +51,18 @@ async fn bad_configuration_is_reported() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("STORAGE_TYPE"), "{err}");
+    // Given as a flag, named as the flag.
+    let out = Command::new(BIN)
+        .env_remove("STORAGE_TYPE")
+        .env_remove("MARINA_LISTEN")
+        .args(["--storage", "nope", "--listen", "127.0.0.1:0"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--storage: unknown storage type"), "{err}");
+    assert!(!err.contains("STORAGE_TYPE"), "{err}");
 
     // A flag that would be ignored: --root-directory with another storage type.
     let out = Command::new(BIN)

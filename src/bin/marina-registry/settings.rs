@@ -101,9 +101,15 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
         .apply_env()
         .map_err(|e| e.to_string())?;
     if let Some(t) = &shared.storage {
+        // Read as the variable would be, reported under the flag's name.
         storage = storage
             .apply_vars(|k| (k == "STORAGE_TYPE").then(|| t.clone()))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e {
+                marina_distribution::Error::Config { message, .. } => {
+                    format!("--storage: {message}")
+                }
+                other => other.to_string(),
+            })?;
     }
     if let Some(root) = &shared.root_directory {
         // A flag that would be ignored is a mistake to report, not to run with.
