@@ -338,12 +338,28 @@ async fn check(d: &AnyDriver, held: &HashMap<String, Acked>, counters: &Counters
     damaged
 }
 
-async fn stress(config: StorageConfig, backend: &str, default_secs: u64) {
-    let secs = std::env::var("GC_STRESS_SECS")
+/// The duration of a stress run: `GC_STRESS_SECS`, else `default`.
+fn stress_secs(default: u64) -> u64 {
+    std::env::var("GC_STRESS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(default_secs);
-    let open = || async { Arc::new(AnyDriver::from_config(&config).await.expect("driver")) };
+        .unwrap_or(default)
+}
+
+/// Two driver instances on `config`, each with [`WRITERS_PER_INSTANCE`] writers made by
+/// `writer(driver, id, stop, counters)`, and collections back to back ([`collector`]) for
+/// `secs`; returns the instances, the counters and what the writers returned.
+async fn under_load<T, Fut>(
+    config: &StorageConfig,
+    secs: u64,
+    untagged_too: bool,
+    writer: impl Fn(Arc<AnyDriver>, usize, Arc<AtomicBool>, Arc<Counters>) -> Fut,
+) -> ([Arc<AnyDriver>; 2], Arc<Counters>, Vec<T>)
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let open = || async { Arc::new(AnyDriver::from_config(config).await.expect("driver")) };
     let instances = [open().await, open().await];
     let stop = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(Counters::default());
@@ -362,15 +378,22 @@ async fn stress(config: StorageConfig, backend: &str, default_secs: u64) {
         instances.clone(),
         Arc::clone(&stop),
         Arc::clone(&counters),
-        true,
+        untagged_too,
     ));
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut held = HashMap::new();
+    let mut results = Vec::new();
     for w in writers {
-        held.extend(w.await.expect("writer"));
+        results.push(w.await.expect("writer"));
     }
     gc.await.expect("collector");
+    (instances, counters, results)
+}
+
+async fn stress(config: StorageConfig, backend: &str, default_secs: u64) {
+    let secs = stress_secs(default_secs);
+    let (instances, counters, held) = under_load(&config, secs, true, writer).await;
+    let held: HashMap<String, Acked> = held.into_iter().flatten().collect();
     let mut damaged = std::mem::take(&mut *counters.damaged.lock().unwrap());
     damaged.extend(check(&instances[0], &held, &counters).await);
     // A collection after the fact, deleting untagged manifests too, keeps all of it whole.

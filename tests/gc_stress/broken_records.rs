@@ -16,7 +16,7 @@ use rand::Rng;
 use crate::common::sha256_digest;
 use crate::{
     Acked, Counters, MANIFEST_TYPE, TAGS_PER_WRITER, WRITERS_PER_INSTANCE, check_by_digest,
-    collector, ensure_all, image, pick,
+    ensure_all, image, pick, stress_secs, under_load,
 };
 
 /// Makes the record of `digest` in `repo` look written long ago (older than a collection's
@@ -131,42 +131,15 @@ async fn digest_writer(
 /// filesystem only; the engine's code is the same for every driver.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broken_records_are_reclaimed_under_load_and_nothing_acknowledged_is_lost() {
-    let secs = std::env::var("GC_STRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
+    let secs = stress_secs(8);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let config = StorageConfig::filesystem(root.clone());
-    let open = || async { Arc::new(AnyDriver::from_config(&config).await.expect("driver")) };
-    let instances = [open().await, open().await];
-    let stop = Arc::new(AtomicBool::new(false));
-    let counters = Arc::new(Counters::default());
-    let mut writers = Vec::new();
-    for (i, d) in instances.iter().enumerate() {
-        for w in 0..WRITERS_PER_INSTANCE {
-            writers.push(tokio::spawn(digest_writer(
-                Arc::clone(d),
-                i * WRITERS_PER_INSTANCE + w,
-                Arc::clone(&stop),
-                Arc::clone(&counters),
-                root.clone(),
-            )));
-        }
-    }
-    let gc = tokio::spawn(collector(
-        instances.clone(),
-        Arc::clone(&stop),
-        Arc::clone(&counters),
-        false,
-    ));
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut acked = Vec::new();
-    for w in writers {
-        acked.extend(w.await.expect("writer"));
-    }
-    gc.await.expect("collector");
+    let (instances, counters, acked) = under_load(&config, secs, false, |d, id, stop, c| {
+        digest_writer(d, id, stop, c, root.clone())
+    })
+    .await;
+    let acked: Vec<Acked> = acked.into_iter().flatten().collect();
     let last = GcOptions {
         dry_run: false,
         delete_untagged: false,

@@ -222,6 +222,21 @@ async fn put(e: &Gc, reference: Reference, bytes: Bytes) -> Result<Digest> {
         .map(|out| out.digest)
 }
 
+/// A collection started in the background and held once its condemned set is stored: the
+/// gate's handle (to resume it) and the collection's task.
+async fn held_after_condemning(
+    e: &std::sync::Arc<Gc>,
+    delete_untagged: bool,
+) -> (Handle, tokio::task::JoinHandle<Result<GcReport>>) {
+    let mut condemned = e.backend().gate(Op::Write, When::After, "gc/");
+    let gc = tokio::spawn({
+        let e = e.clone();
+        async move { e.collect_garbage(&options(delete_untagged)).await }
+    });
+    condemned.reached().await;
+    (condemned, gc)
+}
+
 /// An image's blobs, pushed but not referenced yet: what a collection condemns.
 async fn reclaimable(e: &Gc) -> (Digest, Digest) {
     (push_blob(e, b"{}").await, push_blob(e, b"layer").await)
@@ -234,12 +249,7 @@ async fn reclaimable(e: &Gc) -> (Digest, Digest) {
 async fn a_push_between_condemning_and_re_marking_keeps_its_blobs_and_is_refused() {
     let e = engine();
     let (config, layer) = reclaimable(&e).await;
-    let mut condemned = e.backend().gate(Op::Write, When::After, "gc/");
-    let gc = tokio::spawn({
-        let e = e.clone();
-        async move { e.collect_garbage(&options(false)).await }
-    });
-    condemned.reached().await;
+    let (condemned, gc) = held_after_condemning(&e, false).await;
     e.stat(&repo(), &layer).await.unwrap(); // the client's HEAD
     let pushed = put(&e, Reference::Tag(tag("v1")), manifest(&config, &layer, 1)).await;
     assert!(
@@ -289,12 +299,7 @@ async fn an_intent_written_before_the_re_mark_keeps_the_manifest() {
         .await
         .unwrap();
     e.untag_manifest(&repo(), &tag("tmp")).await.unwrap();
-    let mut condemned = e.backend().gate(Op::Write, When::After, "gc/");
-    let gc = tokio::spawn({
-        let e = e.clone();
-        async move { e.collect_garbage(&options(true)).await }
-    });
-    condemned.reached().await;
+    let (condemned, gc) = held_after_condemning(&e, true).await;
     let mut intent = e.backend().gate(Op::Write, When::After, "/_intents/");
     let tagging = tokio::spawn({
         let (e, m) = (e.clone(), m.clone());
@@ -448,12 +453,7 @@ async fn an_index_of_a_condemned_child_is_refused_without_a_tag() {
     )
     .await
     .unwrap();
-    let mut condemned = e.backend().gate(Op::Write, When::After, "gc/");
-    let gc = tokio::spawn({
-        let e = e.clone();
-        async move { e.collect_garbage(&options(true)).await }
-    });
-    condemned.reached().await;
+    let (condemned, gc) = held_after_condemning(&e, true).await;
     let index = Bytes::from(format!(
         r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","digest":"{child}","size":{}}}]}}"#,
         media_types::OCI_INDEX,

@@ -105,12 +105,7 @@ async fn a_broken_record_written_again_while_condemned_is_kept() {
             .await
             .unwrap();
     }
-    let mut condemned = e.backend().gate(Op::Write, When::After, "gc/");
-    let gc = tokio::spawn({
-        let e = e.clone();
-        async move { e.collect_garbage(&options(false)).await }
-    });
-    condemned.reached().await;
+    let (condemned, gc) = held_after_condemning(&e, false).await;
     let mut waiting = e.backend().gate(Op::List, When::After, "gc");
     let push = tokio::spawn({
         let (e, m) = (e.clone(), m.clone());
@@ -136,12 +131,7 @@ async fn a_broken_record_whose_blobs_come_back_is_kept() {
     let e = engine();
     let (m, _, _) = refused_push(&e, 3).await;
     age(&e, &m);
-    let mut condemned = e.backend().gate(Op::Write, When::After, "gc/");
-    let gc = tokio::spawn({
-        let e = e.clone();
-        async move { e.collect_garbage(&options(false)).await }
-    });
-    condemned.reached().await;
+    let (condemned, gc) = held_after_condemning(&e, false).await;
     let config = push_blob(&e, b"03").await;
     let layer = push_blob(&e, b"lay03").await;
     condemned.resume();

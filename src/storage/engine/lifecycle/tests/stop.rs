@@ -18,12 +18,7 @@ async fn sets(e: &Gc) -> Vec<String> {
 async fn a_collection_asked_to_stop_removes_its_set_and_deletes_nothing() {
     let e = engine();
     let (config, layer) = reclaimable(&e).await;
-    let mut condemned = e.backend().gate(Op::Write, When::After, "gc/");
-    let gc = tokio::spawn({
-        let e = e.clone();
-        async move { e.collect_garbage(&options(false)).await }
-    });
-    condemned.reached().await;
+    let (condemned, gc) = held_after_condemning(&e, false).await;
     assert_eq!(sets(&e).await.len(), 1);
     e.stop_collections();
     condemned.resume();
