@@ -156,6 +156,8 @@ impl<B: Backend> Engine<B> {
         let record_key = layout::manifest(repo, &digest);
         // P2. A push by digest is acknowledged with its record, which must then be durable;
         // a push by tag only with its tag, whose write makes the record's name durable too.
+        // Its deadline counts from before the write (the record's time is not earlier).
+        let written = Instant::now();
         let tag = match reference {
             Reference::Tag(tag) => {
                 self.backend
@@ -172,7 +174,7 @@ impl<B: Backend> Engine<B> {
             repo,
             &digest,
             &summary,
-            (&record_key, &record, Instant::now()),
+            (&record_key, &record, written),
             tag,
             bytes.len() as u64,
         )

@@ -197,8 +197,8 @@ impl<B: Backend> Engine<B> {
                         "garbage collections keep deleting this manifest",
                     ));
                 }
-                self.backend.write(record_key, record.clone()).await?;
                 *record_written = Instant::now();
+                self.backend.write(record_key, record.clone()).await?;
                 continue;
             }
             self.post_check(repo, summary).await?;
