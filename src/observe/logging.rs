@@ -61,7 +61,7 @@ fn filter(spec: Option<&str>) -> tracing_subscriber::EnvFilter {
 }
 
 /// Installs the global subscriber: logs to stderr in `format`, filtered by `RUST_LOG`
-/// (default `info`; see [`filter`]).
+/// (default `info`), the AWS SDK's credential-bearing lines capped (see the module's `filter`).
 pub fn init(format: LogFormat) {
     let spec = std::env::var("RUST_LOG").ok();
     let filter = filter(spec.as_deref());
