@@ -173,6 +173,19 @@ fn io_err(what: &'static str, path: &Path, err: std::io::Error) -> Error {
     Error::io_at(DRIVER, what, path.display(), err)
 }
 
+/// Whether `error` was caused by an I/O error that `kind` accepts (the driver's errors keep
+/// the `io::Error` among their sources).
+fn caused_by(error: &Error, kind: impl Fn(&std::io::Error) -> bool) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>().is_some_and(&kind) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 fn join_failed(err: tokio::task::JoinError) -> Error {
     Error::backend(DRIVER, format!("blocking filesystem task failed: {err}"))
 }

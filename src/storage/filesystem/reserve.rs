@@ -28,16 +28,7 @@ fn reserve_path(root: &Path) -> PathBuf {
 
 /// Whether `error` (or an error it was caused by) is the filesystem being full.
 pub(super) fn is_storage_full(error: &Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+    super::caused_by(error, |io| io.kind() == std::io::ErrorKind::StorageFull)
 }
 
 /// Deletes the reserve to make room; `true` if there was one.

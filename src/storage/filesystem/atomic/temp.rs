@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::sync::missing;
 use crate::error::Result;
 use crate::storage::filesystem::io_err;
 use crate::storage::filesystem::paths::{self, TEMP_PREFIX};
@@ -14,7 +15,9 @@ const VANISHED_DIR_RETRIES: usize = 3;
 
 /// Runs `op` in the directory `parent` (below `root`), created as needed: if `op` fails and
 /// the directory is gone (tidying removes empty directories, possibly between ensuring one and
-/// creating a file in it), the directory is created again and `op` retried.
+/// creating a file in it), the directory is created again and `op` retried. Gone means no
+/// longer there, or `op` failed on a missing file or directory: another writer may have
+/// created the directory again before the look.
 pub(super) fn in_dir<T>(
     root: &Path,
     parent: Option<&str>,
@@ -24,7 +27,10 @@ pub(super) fn in_dir<T>(
     loop {
         let dir = paths::ensure_dir(root, parent)?;
         match op(&dir) {
-            Err(e) if attempt < VANISHED_DIR_RETRIES && !dir.is_dir() => {
+            Err(e)
+                if attempt < VANISHED_DIR_RETRIES
+                    && (!dir.is_dir() || crate::storage::filesystem::caused_by(&e, missing)) =>
+            {
                 tracing::debug!(error = %e, "directory removed during a write; retrying");
                 attempt += 1;
             }
@@ -62,5 +68,29 @@ pub(super) fn with_temp_name<T>(
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
             Err(e) => return Err(io_err("creating temporary file", &path, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tidying removed the directory after it was ensured, and another writer made it again
+    /// before the failed write looked: the write is still tried again.
+    #[test]
+    fn a_write_whose_directory_vanished_and_came_back_is_retried() {
+        let root = tempfile::tempdir().unwrap();
+        let mut attempts = 0;
+        let written = in_dir(root.path(), Some("repositories/r/_manifests"), |dir| {
+            attempts += 1;
+            if attempts == 1 {
+                std::fs::remove_dir(dir).unwrap();
+                let failed = File::create_new(dir.join("x")).unwrap_err();
+                std::fs::create_dir(dir).unwrap();
+                return Err(io_err("creating", &dir.join("x"), failed));
+            }
+            Ok(attempts)
+        });
+        assert_eq!(written.unwrap(), 2);
     }
 }
