@@ -30,10 +30,7 @@ fn object_info(name: &str, object: &Object) -> ObjectInfo {
     ObjectInfo {
         name: name.to_owned(),
         size: u64::try_from(object.size).unwrap_or(0),
-        modified: object
-            .updated
-            .or(object.time_created)
-            .map_or(SystemTime::UNIX_EPOCH, SystemTime::from),
+        modified: super::objects::last_written(object),
     }
 }
 

@@ -310,12 +310,7 @@ impl GcsBackend {
 
     /// When an object was last written, from its metadata; `None` if it does not exist.
     pub(crate) async fn updated(&self, object: &str) -> Result<Option<std::time::SystemTime>> {
-        Ok(self.metadata(object).await?.map(|o| {
-            o.updated.or(o.time_created).map_or(
-                std::time::SystemTime::UNIX_EPOCH,
-                std::time::SystemTime::from,
-            )
-        }))
+        Ok(self.metadata(object).await?.as_ref().map(last_written))
     }
 
     /// An object's metadata; `None` if it does not exist.
@@ -489,4 +484,12 @@ impl GcsBackend {
         })
         .await
     }
+}
+
+/// When `object` was last written: its `updated` time (its creation's when absent).
+pub(crate) fn last_written(object: &Object) -> std::time::SystemTime {
+    object.updated.or(object.time_created).map_or(
+        std::time::SystemTime::UNIX_EPOCH,
+        std::time::SystemTime::from,
+    )
 }
