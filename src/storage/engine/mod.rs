@@ -116,6 +116,8 @@ pub struct Engine<B> {
     cache: Option<MetadataCache>,
     /// Set by [`Lifecycle::stop_collections`](crate::storage::lifecycle::Lifecycle::stop_collections).
     collections_stopped: std::sync::atomic::AtomicBool,
+    /// The lease terms of collections' condemned sets (shortened by tests).
+    gc_lease: lifecycle::lease::LeaseTerms,
 }
 
 impl<B: Backend> Engine<B> {
@@ -132,7 +134,15 @@ impl<B: Backend> Engine<B> {
             condemned: CondemnedCache::default(),
             cache,
             collections_stopped: std::sync::atomic::AtomicBool::new(false),
+            gc_lease: lifecycle::lease::LeaseTerms::STANDARD,
         }
+    }
+
+    /// Sets the lease terms of collections' condemned sets (tests shorten them).
+    #[cfg(test)]
+    pub(crate) fn with_gc_lease(mut self, terms: lifecycle::lease::LeaseTerms) -> Self {
+        self.gc_lease = terms;
+        self
     }
 
     /// The metadata cache, when enabled: its [`stats`](MetadataCache::stats) for metrics,

@@ -225,11 +225,31 @@
 //! A collection asked to stop ([`Lifecycle::stop_collections`]: a process shutting down)
 //! stops before its next deletion or repository and removes its condemned set. A
 //! collection that dies leaves its condemned set: pushes referencing what it lists keep
-//! failing, never damaging anything. Every set carries a deadline ([`MAX_RUN`] after the
-//! collection started); a collection stops deleting when its own deadline passed, and the
-//! next collection removes sets whose deadline passed more than [`CLOCK_MARGIN`] ago. This one
-//! cleanup assumes that the clocks of the hosts running collections differ by less than
-//! [`CLOCK_MARGIN`]. Likewise a push that dies leaves its intent, which keeps a manifest
+//! failing, never damaging anything, until a later collection removes it.
+//!
+//! Every set carries a deadline, [`SET_LEASE`] after the write that stored it began (in
+//! whole seconds, rounded down): a lease. While it holds the set, the run stores it again
+//! with a new deadline every [`SET_RENEWAL`] (at its next deletion or repository; the
+//! entries are unchanged, so what a push reads of it stays true); a renewal counts only if
+//! its write completed before the deadline it replaces (by the run's clock). The run deletes
+//! nothing once the deadline it holds passed: it fails, and removes its set. Any collection
+//! removes a set when the deadline it has just read from the store passed more than
+//! [`CLOCK_MARGIN`] ago (by its own clock). So a dead collection's set blocks pushes for at
+//! most `SET_LEASE + CLOCK_MARGIN` (1 h 15 min) before the next collection removes it.
+//!
+//! This never removes the set of a run that may still delete. Say collection C reads
+//! deadline `D` of run R's set at `y`, its clock then past `D + CLOCK_MARGIN`, and removes
+//! the set. With the clocks of the two hosts differing by less than the margin, R's clock was
+//! past `D` at `y`. A renewal of R that counts completed before R's clock reached `D`, so
+//! before `y`, and by (W) C would have read its later deadline: so no renewal after `D`
+//! counts, and R deletes nothing after its clock reached `D`. What remains is a deletion R
+//! started just before `D`: it must complete within the margin. The cleanup therefore
+//! assumes that the clocks of the hosts running collections differ, and that a deletion
+//! request takes, less than [`CLOCK_MARGIN`] (minus the clock difference). A renewal written
+//! after C removed the set stores it again: R then fails and removes it, or, dead, leaves it
+//! to the cleanup.
+//!
+//! Likewise a push that dies leaves its intent, which keeps a manifest
 //! alive: collections remove intents older than [`INTENT_MAX_AGE`] (counted from the later of
 //! the time its name carries and the object's own time, so neither an old record the
 //! intent is linked to nor a pusher's clock running behind makes a live intent look
@@ -276,10 +296,14 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::Result;
 
-/// How long a collection may run: past this, it stops deleting (see the module docs).
-pub const MAX_RUN: Duration = Duration::from_secs(12 * 3600);
-/// The largest clock difference between hosts running collections the cleanup of a dead
-/// collection's condemned set tolerates.
+/// A condemned set's deadline lies this long after the write that stored it began; its
+/// collection stores it again before then (see "Crashes and stale sets").
+pub const SET_LEASE: Duration = Duration::from_secs(15 * 60);
+/// A collection stores its condemned set again (with a new deadline) this long after it
+/// last began storing it, at its next deletion or repository.
+pub const SET_RENEWAL: Duration = Duration::from_secs(5 * 60);
+/// The largest clock difference between hosts running collections (and the longest a
+/// deletion may take) the cleanup of a dead collection's condemned set tolerates.
 pub const CLOCK_MARGIN: Duration = Duration::from_secs(3600);
 /// Intents older than this are leftovers of pushes that died; collections remove them.
 pub const INTENT_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -415,8 +439,8 @@ pub trait Lifecycle: Send + Sync + 'static {
     /// stops before its next deletion (or its next repository), removes the condemned set it
     /// holds and fails with a retryable error. For a process that is shutting down: a
     /// collection killed while it holds a condemned set leaves it, and pushes referencing
-    /// what it lists are refused until a later collection removes it, hours later (see
-    /// "Crashes and stale sets"). Pushes and pulls are not affected.
+    /// what it lists are refused until a later collection removes it, up to
+    /// [`SET_LEASE`] + [`CLOCK_MARGIN`] later (see "Crashes and stale sets"). Pushes and pulls are not affected.
     fn stop_collections(&self);
 }
 

@@ -30,7 +30,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         let mut suspects: Vec<&RepositoryName> = hints.suspects.iter().collect();
         suspects.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
         for repo in suspects {
-            self.check_deadline()?;
+            self.check_deadline().await?;
             self.broken_in(repo.clone(), &hints.missing, gone).await?;
         }
         Ok(())
@@ -87,7 +87,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         for digest in &candidates {
             set.add_manifest(repo.name.as_str(), digest);
         }
-        let set_key = self.condemn(&set).await?;
+        self.condemn(&set).await?;
         let outcome = async {
             // B4, in this order: what a push made reachable meanwhile (intents, then tags);
             // the records' times (written again since the mark: a push is in flight);
@@ -118,6 +118,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
             keep_children(&repo, &mut candidates);
             let mut broken = Vec::new();
             for digest in candidates.drain(..) {
+                self.check_deadline().await?; // a few lookups each: the lease may fall due
                 if self.still_broken(&repo.name, &digest, missing).await? {
                     broken.push(digest);
                 }
@@ -135,7 +136,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
             Ok(())
         }
         .await;
-        let released = self.release(&set_key).await;
+        let released = self.release().await;
         outcome.and(released)
     }
 

@@ -10,8 +10,10 @@
 //! m <repository> <digest>    a repository's manifest record
 //! ```
 //!
-//! A set never changes once written, so a process keeps the sets it read, by name, for as
-//! long as they are listed ([`CondemnedCache`]).
+//! A set's entries never change once written (its run stores it again only with a later
+//! deadline, see `lease`), so a process keeps the sets it read, by name, for as long as they
+//! are listed ([`CondemnedCache`]). The header's form is fixed: a process of an earlier
+//! version that could not parse a set would ignore it, and acknowledge pushes it condemns.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,7 +28,8 @@ const HEADER: &str = "marina-gc 1";
 /// One collection run's condemned set.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Condemned {
-    /// After this instant (seconds since the epoch) the run deletes nothing more.
+    /// After this instant (seconds since the epoch) the run deletes nothing more, unless
+    /// it stored the set again with a later one (see `lease`).
     pub(crate) deadline: u64,
     blobs: HashSet<Digest>,
     /// `<repository> <digest>`
@@ -40,7 +43,9 @@ fn entry(repo: &str, digest: &Digest) -> String {
 }
 
 impl Condemned {
-    /// An empty set whose run stops deleting at `deadline`.
+    /// An empty set whose run stops deleting at `deadline` (the deadline of a set a run
+    /// stores is its lease's: see `lease`).
+    #[cfg(test)]
     pub(crate) fn new(deadline: SystemTime) -> Self {
         Self {
             deadline: secs(deadline),
@@ -83,8 +88,15 @@ impl Condemned {
         self.deadline.saturating_add(margin.as_secs()) < secs(now)
     }
 
+    /// The set as stored, with its own deadline.
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> Bytes {
-        let mut out = format!("{HEADER} deadline={}\n", self.deadline);
+        Self::stored(self.deadline, &self.encode_entries())
+    }
+
+    /// The entries, one per line, without the header.
+    pub(crate) fn encode_entries(&self) -> Bytes {
+        let mut out = String::new();
         for digest in &self.blobs {
             out.push_str("b ");
             out.push_str(digest.as_str());
@@ -97,6 +109,16 @@ impl Condemned {
                 out.push('\n');
             }
         }
+        Bytes::from(out)
+    }
+
+    /// What is stored for a set of `entries` ([`encode_entries`](Self::encode_entries)) with
+    /// `deadline` (seconds since the epoch).
+    pub(crate) fn stored(deadline: u64, entries: &[u8]) -> Bytes {
+        let header = format!("{HEADER} deadline={deadline}\n");
+        let mut out = Vec::with_capacity(header.len() + entries.len());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(entries);
         Bytes::from(out)
     }
 

@@ -8,6 +8,7 @@ mod broken;
 pub(super) mod condemned;
 mod expiry;
 mod guard;
+pub(crate) mod lease;
 mod run;
 mod sweep;
 mod untagged;

@@ -1,4 +1,4 @@
-//! One collection run: its identity, clock, deadline, condemned sets and report, and what
+//! One collection run: its identity, clock, the condemned set it holds and report, and what
 //! every phase reads (repositories' records, links, tags and intents).
 
 use std::collections::HashMap;
@@ -8,15 +8,14 @@ use futures::StreamExt;
 
 use super::condemned::{Condemned, secs};
 use super::guard::intent_written;
+use super::lease::{HeldSet, LeaseState, LeaseTerms};
 use crate::error::{Error, Result};
 use crate::oci::manifest;
 use crate::oci::{Digest, DigestAlgorithm, RepositoryName};
 use crate::storage::engine::Engine;
 use crate::storage::engine::manifest_record::{decode_manifest, target_digest};
-use crate::storage::layout::{self, Dir, Key};
-use crate::storage::lifecycle::{
-    CLOCK_MARGIN, GcOptions, GcReport, LifecycleBackend, MAX_RUN, ObjectInfo,
-};
+use crate::storage::layout::{self, Dir};
+use crate::storage::lifecycle::{GcOptions, GcReport, LifecycleBackend, ObjectInfo};
 
 /// Objects listed per request while scanning.
 pub(super) const SCAN_PAGE: usize = 1000;
@@ -55,8 +54,10 @@ pub(super) struct Run<'e, B> {
     /// When the run started (the reference of every age).
     pub(super) now: SystemTime,
     started: Instant,
-    /// After this, the run deletes nothing.
-    deadline: SystemTime,
+    /// The lease terms of the engine (the standard ones but in tests).
+    lease: LeaseTerms,
+    /// The condemned set stored and not yet removed (a run holds one at a time).
+    held: Option<HeldSet>,
     pub(super) report: GcReport,
 }
 
@@ -70,7 +71,8 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
             sets_written: 0,
             now,
             started: Instant::now(),
-            deadline: now + MAX_RUN,
+            lease: engine.gc_lease,
+            held: None,
             report: GcReport {
                 dry_run: options.dry_run,
                 ..GcReport::default()
@@ -97,10 +99,12 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
             .is_some_and(|limit| limit <= self.now)
     }
 
-    /// Fails once the run is past its deadline: from then on it must not delete anything
-    /// (another run may remove its condemned set); and once collections were asked to stop
-    /// (the process is shutting down): the run then removes its condemned set and ends.
-    pub(super) fn check_deadline(&self) -> Result<()> {
+    /// Called before each deletion (and each repository): fails once collections were asked
+    /// to stop (the process is shutting down; the run then removes its condemned set and
+    /// ends), or once the lease on the condemned set the run holds ran out: from then on it
+    /// must not delete anything (another collection may remove the set). Renews the lease
+    /// when it is due.
+    pub(super) async fn check_deadline(&mut self) -> Result<()> {
         if self
             .engine
             .collections_stopped
@@ -111,34 +115,50 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
                 "garbage collection stopped: the process is shutting down",
             ));
         }
-        if SystemTime::now() >= self.deadline {
-            return Err(Error::backend(
-                B::NAME,
-                format!(
-                    "garbage collection ran for more than {} hours: stopped before deleting more",
-                    MAX_RUN.as_secs() / 3600
-                ),
-            ));
+        let Some(held) = &mut self.held else {
+            return Ok(());
+        };
+        match held.state(SystemTime::now()) {
+            LeaseState::Held => Ok(()),
+            LeaseState::Due => {
+                let (renewal, stored) = held.renewal(&self.lease, SystemTime::now());
+                self.engine.backend.write(&held.key, stored).await?;
+                if held.confirm(renewal, SystemTime::now()) {
+                    Ok(())
+                } else {
+                    Err(lease_lost(&self.lease))
+                }
+            }
+            LeaseState::Lost => Err(lease_lost(&self.lease)),
         }
+    }
+
+    /// An empty condemned set.
+    pub(super) fn new_set(&self) -> Condemned {
+        Condemned::default()
+    }
+
+    /// Stores a condemned set (step G3), before anything it lists is deleted, and holds it
+    /// (see [`check_deadline`](Self::check_deadline)) until [`release`](Self::release).
+    pub(super) async fn condemn(&mut self, set: &Condemned) -> Result<()> {
+        debug_assert!(
+            self.held.is_none(),
+            "a run holds one condemned set at a time"
+        );
+        self.sets_written += 1;
+        let key = layout::gc_marker(&format!("{}-{}", self.id, self.sets_written));
+        let (held, stored) = HeldSet::new(key, set, &self.lease, SystemTime::now());
+        self.engine.backend.write(&held.key, stored).await?;
+        self.held = Some(held);
         Ok(())
     }
 
-    /// An empty condemned set with this run's deadline.
-    pub(super) fn new_set(&self) -> Condemned {
-        Condemned::new(self.deadline)
-    }
-
-    /// Stores a condemned set (step G3): durably, before anything it lists is deleted.
-    pub(super) async fn condemn(&mut self, set: &Condemned) -> Result<Key> {
-        self.sets_written += 1;
-        let key = layout::gc_marker(&format!("{}-{}", self.id, self.sets_written));
-        self.engine.backend.write(&key, set.encode()).await?;
-        Ok(key)
-    }
-
-    /// Removes a condemned set once everything it allowed is done (step G7).
-    pub(super) async fn release(&self, key: &Key) -> Result<()> {
-        self.engine.backend.remove(key).await
+    /// Removes the condemned set the run holds once everything it allowed is done (step G7).
+    pub(super) async fn release(&mut self) -> Result<()> {
+        match self.held.take() {
+            Some(held) => self.engine.backend.remove(&held.key).await,
+            None => Ok(()),
+        }
     }
 
     /// Removes the condemned sets of runs that died (see "Crashes and stale sets").
@@ -150,7 +170,7 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
                 continue;
             };
             let stale = Condemned::decode(&bytes)
-                .is_none_or(|set| set.expired(SystemTime::now(), CLOCK_MARGIN));
+                .is_none_or(|set| set.expired(SystemTime::now(), self.lease.clock_margin));
             if stale {
                 tracing::warn!(
                     driver = B::NAME,
@@ -316,6 +336,18 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
             })
             .collect())
     }
+}
+
+/// The error of a run whose lease on its condemned set ran out.
+fn lease_lost(terms: &LeaseTerms) -> Error {
+    Error::backend(
+        "engine",
+        format!(
+            "garbage collection stopped before deleting more: a step took longer than its \
+             condemned set's lease ({} s) allowed",
+            terms.length.as_secs()
+        ),
+    )
 }
 
 /// The digest of `algorithm` named `hex`, if it is one.

@@ -100,7 +100,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         let mut marked = Marked::default();
         let mut walk = RepositoryWalk::everything(self.engine);
         while let Some(repo) = walk.next().await? {
-            self.check_deadline()?;
+            self.check_deadline().await?;
             self.mark_repository(&repo, gone, &mut marked).await?;
         }
         for algorithm in DigestAlgorithm::ALL {
@@ -135,11 +135,11 @@ impl<B: LifecycleBackend> Run<'_, B> {
                 set.add_link(repo.as_str(), digest);
             }
         }
-        let set_key = self.condemn(&set).await?;
+        self.condemn(&set).await?;
         drop(set);
         let outcome = self.remark_and_delete(&mut marked).await;
         // G7, also after a failure: whatever the run deleted, it deleted under the set.
-        let released = self.release(&set_key).await;
+        let released = self.release().await;
         outcome.and(released).map(|()| hints)
     }
 
@@ -247,7 +247,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
             if marked.is_empty() {
                 break;
             }
-            self.check_deadline()?;
+            self.check_deadline().await?;
             let new: Vec<Digest> = self
                 .record_digests(&repo)
                 .await?
@@ -267,13 +267,13 @@ impl<B: LifecycleBackend> Run<'_, B> {
             links.extend(digests.iter().map(|d| layout::layer_link(repo, d)));
         }
         for batch in links.chunks(REMOVE_BATCH) {
-            self.check_deadline()?;
+            self.check_deadline().await?;
             self.engine.remove_objects(batch).await?;
             self.report.links += batch.len() as u64;
         }
         let blobs: Vec<(Digest, u64)> = marked.blobs.drain().collect();
         for batch in blobs.chunks(REMOVE_BATCH) {
-            self.check_deadline()?;
+            self.check_deadline().await?;
             let digests: Vec<Digest> = batch.iter().map(|(d, _)| d.clone()).collect();
             self.engine.backend.remove_blobs(&digests).await?;
             self.report.blobs += batch.len() as u64;
@@ -291,7 +291,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
     async fn sweep_dangling_links(&mut self, deleted: &HashSet<Digest>) -> Result<()> {
         let mut walk = RepositoryWalk::everything(self.engine);
         while let Some(repo) = walk.next().await? {
-            self.check_deadline()?;
+            self.check_deadline().await?;
             let mut dangling = Vec::new();
             for algorithm in DigestAlgorithm::ALL {
                 let dir = layout::layers_algorithm_dir(&repo, algorithm);
@@ -311,7 +311,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
                 }
             }
             for batch in dangling.chunks(REMOVE_BATCH) {
-                self.check_deadline()?;
+                self.check_deadline().await?;
                 self.engine.remove_objects(batch).await?;
                 self.report.links += batch.len() as u64;
             }

@@ -19,6 +19,7 @@ use crate::storage::lifecycle::{GcOptions, GcReport, Lifecycle, LifecycleBackend
 use crate::storage::{Engine, EngineOptions, StorageDriver};
 
 mod broken;
+mod lease;
 mod stop;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,7 +35,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         let mut gone = HashSet::new();
         let mut walk = RepositoryWalk::everything(self.engine);
         while let Some(repo) = walk.next().await? {
-            self.check_deadline()?;
+            self.check_deadline().await?;
             self.untagged_in(repo, &mut gone).await?;
         }
         Ok(gone)
@@ -81,7 +81,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         for digest in &candidates {
             set.add_manifest(repo.name.as_str(), digest);
         }
-        let set_key = self.condemn(&set).await?;
+        self.condemn(&set).await?;
         let outcome = async {
             // Re-mark: what a push made reachable meanwhile stays.
             match self.reachable(&mut repo).await? {
@@ -91,7 +91,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
             self.delete_records(&repo, &candidates, gone).await
         }
         .await;
-        let released = self.release(&set_key).await;
+        let released = self.release().await;
         outcome.and(released)
     }
 
@@ -159,12 +159,12 @@ impl<B: LifecycleBackend> Run<'_, B> {
             }
             records.push(layout::manifest(&repo.name, digest));
         }
-        self.check_deadline()?;
+        self.check_deadline().await?;
         for batch in entries.chunks(super::run::REMOVE_BATCH) {
             self.engine.remove_objects(batch).await?;
         }
         for batch in records.chunks(super::run::REMOVE_BATCH) {
-            self.check_deadline()?;
+            self.check_deadline().await?;
             self.engine.remove_objects(batch).await?;
             self.report.manifests += batch.len() as u64;
         }
