@@ -19,7 +19,8 @@
 //!   MiB more, and the streamed first attempt of a monolithic push none (`attempt_limit`;
 //!   see [`deadline`](crate::storage::deadline)).
 //! - Payload signing: parts and bodies above 64 KiB are hashed into the signature only over
-//!   plain HTTP (`signs_payloads`).
+//!   plain HTTP (`signs_payloads`); a blob's bytes stored whole are signed with their sha256
+//!   digest instead, hashed by nobody but the store (`KnownPayloadHash`).
 //! - TLS: the SDK's rustls client trusts the system's roots; a store whose certificate comes
 //!   from a private CA is trusted through `SSL_CERT_FILE` or `SSL_CERT_DIR` (read by
 //!   `rustls-native-certs` when the first client is built).
@@ -34,14 +35,18 @@ use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 
+use aws_runtime::auth::PayloadSigningOverride;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use crate::observe::metrics::RetryCounter;
+use crate::oci::{Digest, DigestAlgorithm};
 use crate::storage::{S3ChecksumPolicy, S3Config};
 
 /// Region used when neither the configuration nor the environment names one.
@@ -96,8 +101,8 @@ pub(crate) fn build_with(config: &S3Config, shared: &SdkConfig) -> Client {
 /// HTTP, where nothing else protects them in transit. Over HTTPS (AWS, or a custom endpoint
 /// with `https://`), TLS protects them, the engine hashes every blob byte anyway to verify its
 /// digest, and a signed payload would hash each byte a second time before the request can
-/// start (the SDK signs in-memory bodies by default); they are sent `UNSIGNED-PAYLOAD`, as a
-/// streamed `PutObject` always is (its body cannot be hashed ahead).
+/// start (the SDK signs in-memory bodies by default); they are sent `UNSIGNED-PAYLOAD`. (A
+/// blob stored whole is signed with its digest either way: [`KnownPayloadHash`].)
 pub(super) fn signs_payloads(config: &S3Config) -> bool {
     config
         .endpoint
@@ -160,4 +165,44 @@ pub(super) fn counting_retries(client: &Client, retries: RetryCounter) -> Client
             .interceptor(CountRetries(retries))
             .build(),
     )
+}
+
+/// Signs a request with a body whose SHA-256 is known ahead (lowercase hex) as the
+/// payload's hash, though the body is streamed; the store verifies it. Replaces the
+/// client's `UNSIGNED-PAYLOAD`, and leaves the signing of a body the SDK sends with a
+/// checksum trailer (`aws-chunked`) as the SDK set it.
+#[derive(Debug)]
+pub(super) struct KnownPayloadHash(String);
+
+impl KnownPayloadHash {
+    /// The hash of the bytes of blob `digest`, for a sha256 digest.
+    pub(super) fn of(digest: &Digest) -> Option<Self> {
+        (digest.algorithm() == DigestAlgorithm::Sha256).then(|| Self(digest.hex().to_owned()))
+    }
+}
+
+impl Intercept for KnownPayloadHash {
+    fn name(&self) -> &'static str {
+        "marina::KnownPayloadHash"
+    }
+
+    fn modify_before_signing(
+        &self,
+        _context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let trailer = matches!(
+            cfg.load::<PayloadSigningOverride>(),
+            Some(
+                PayloadSigningOverride::StreamingUnsignedPayloadTrailer
+                    | PayloadSigningOverride::StreamingSignedPayloadTrailer
+            )
+        );
+        if !trailer {
+            cfg.interceptor_state()
+                .store_put(PayloadSigningOverride::Precomputed(self.0.clone()));
+        }
+        Ok(())
+    }
 }

@@ -10,7 +10,7 @@ use super::error::{self, translate};
 use super::reader::S3Reader;
 use super::{S3Backend, client};
 use crate::error::Result;
-use crate::oci::ByteRange;
+use crate::oci::{ByteRange, Digest};
 use crate::storage::deadline::RequestTimeout;
 use crate::storage::retry;
 
@@ -128,24 +128,45 @@ impl S3Backend {
     /// Creates or replaces an object (S3 `PutObject` is atomic: readers see the old or the
     /// new object, never a mix).
     pub(crate) async fn put_bytes(&self, key: &str, body: Bytes) -> Result<()> {
+        self.put_object_bytes(key, body, None).await
+    }
+
+    /// Stores the verified bytes of blob `digest` at `key`, signed with the digest as the
+    /// payload's hash when it is a sha256 one (see [`client::KnownPayloadHash`]): the store
+    /// checks what it received, and the registry hashes nothing again, over plain HTTP either.
+    pub(crate) async fn put_blob_bytes(
+        &self,
+        key: &str,
+        body: Bytes,
+        digest: &Digest,
+    ) -> Result<()> {
+        self.put_object_bytes(key, body, Some(digest)).await
+    }
+
+    async fn put_object_bytes(
+        &self,
+        key: &str,
+        body: Bytes,
+        digest: Option<&Digest>,
+    ) -> Result<()> {
         let len = body.len() as u64;
-        let request = self
+        let mut request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(CONTENT_TYPE)
             .content_length(len as i64)
-            .body(ByteStream::from(body));
-        let sent = match self.body_limit(len) {
-            Some(limit) => {
-                let request = request.customize().config_override(limit);
-                if self.sign_payloads {
-                    request.send().await
-                } else {
-                    request.disable_payload_signing().send().await
-                }
-            }
+            .body(ByteStream::from(body))
+            .customize();
+        let limit = self.body_limit(len);
+        let large = limit.is_some();
+        if let Some(limit) = limit {
+            request = request.config_override(limit);
+        }
+        let sent = match digest.and_then(client::KnownPayloadHash::of) {
+            Some(known) => request.interceptor(known).send().await,
+            None if large && !self.sign_payloads => request.disable_payload_signing().send().await,
             None => request.send().await,
         };
         sent.map_err(|e| translate("PutObject", key, e))?;

@@ -349,11 +349,11 @@ impl S3Backend {
         let Some(upload_id) = state.multipart.clone() else {
             if let Some(held) = state.held.take() {
                 // A monolithic push below one part: one `PutObject` of the verified bytes.
-                return self.put_bytes(&blob_key, held).await;
+                return self.put_blob_bytes(&blob_key, held, digest).await;
             }
             // Less than one part in all: the bytes are the staged segments, or nothing.
             return match state.staged.as_slice() {
-                [] => self.put_bytes(&blob_key, Bytes::new()).await,
+                [] => self.put_blob_bytes(&blob_key, Bytes::new(), digest).await,
                 [only] => {
                     let staged = self.keys.staged(id, only.name());
                     match self.copy(&staged, &blob_key, size).await {
@@ -368,7 +368,7 @@ impl S3Backend {
                 }
                 segments => {
                     let bytes = self.read_segments(id, segments, size as usize).await?;
-                    self.put_bytes(&blob_key, bytes.freeze()).await
+                    self.put_blob_bytes(&blob_key, bytes.freeze(), digest).await
                 }
             };
         };
