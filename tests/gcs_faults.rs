@@ -339,3 +339,47 @@ async fn faults_lose_and_corrupt_nothing() {
         tally.refused
     );
 }
+
+/// A manifest's delete removes a tag naming it only at the generation it read
+/// (`ifGenerationMatch`), so that a push moving the tag meanwhile keeps its move. GCS
+/// honours the precondition; the emulator ignores it on deletes (it deletes whatever the
+/// generation), so the race itself cannot be shown here as it is on S3
+/// (`tests/s3/two_processes.rs`): this checks what the driver sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_removes_a_tag_only_at_the_generation_it_read() {
+    let Some(config) = common::gcs::config("gcs-faults", "untag") else {
+        return;
+    };
+    let (proxy, d) = gcs_driver_behind_proxy(&config, 43).await;
+    let repo = RepositoryName::parse("faults/untag").unwrap();
+    let config_blob = Bytes::from_static(b"{}");
+    let config_digest = sha256_digest(&config_blob);
+    d.put_content(&repo, &config_digest, None, body(&config_blob))
+        .await
+        .unwrap();
+    let manifest = Bytes::from(image_manifest(&config_digest.to_string(), 2, &[], None));
+    let tag = Reference::Tag(Tag::parse("doomed-tag").unwrap());
+    let digest = d
+        .put_manifest(&repo, &tag, Some(OCI_MANIFEST), manifest)
+        .await
+        .unwrap()
+        .digest;
+    d.delete_manifest(&repo, &digest).await.unwrap();
+    assert!(
+        d.get_manifest(&repo, &tag).await.is_err(),
+        "the tag is gone"
+    );
+    let seen = proxy.seen();
+    let tag_deletes: Vec<_> = seen
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.target.contains("doomed-tag"))
+        .collect();
+    assert!(!tag_deletes.is_empty(), "no DELETE of the tag: {seen:#?}");
+    for request in tag_deletes {
+        assert!(
+            request.target.contains("ifGenerationMatch="),
+            "the tag was deleted whatever its generation: {}",
+            request.target
+        );
+    }
+}

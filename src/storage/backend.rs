@@ -409,6 +409,20 @@ pub trait Backend: Send + Sync + 'static {
         async move { self.write(key, value).await.map(|()| true) }
     }
 
+    /// Removes an object only if it is still at `version` (as returned by
+    /// [`read_versioned`](Self::read_versioned)): `Ok(true)` when removed, `Ok(false)` and
+    /// nothing removed when another write came in between or the object is gone. Only
+    /// called with a version the backend handed out; the default (for backends that hand out
+    /// none) removes.
+    fn remove_if_version(
+        &self,
+        key: &Key,
+        version: &ObjectVersion,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let _ = version;
+        async move { self.remove(key).await.map(|()| true) }
+    }
+
     /// Names of the objects directly inside `dir` with its name prefix (cut off), ascending,
     /// after `start_after`, at most `limit`.
     fn list(

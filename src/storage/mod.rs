@@ -24,6 +24,7 @@ pub mod filesystem;
 pub mod gcs;
 pub mod hashing;
 pub mod inmemory;
+mod key_locks;
 pub mod layers;
 pub mod layout;
 pub mod lifecycle;
@@ -40,7 +41,6 @@ pub mod testsuite;
 #[cfg(any(feature = "s3", feature = "gcs"))]
 mod trusted_cas;
 mod types;
-mod upload_locks;
 
 use std::future::Future;
 

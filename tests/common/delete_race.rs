@@ -1,6 +1,8 @@
 //! A manifest deleted by digest through one engine while another pushes it by tag (two
 //! processes, or one), round after round: whatever order they end up in, a tag that is
-//! listed afterwards resolves to the manifest. Shared by the filesystem, S3 and GCS tests.
+//! listed afterwards resolves to the manifest. And a manifest deleted while another push
+//! moves its tag to a new manifest: the move is kept. Shared by the filesystem, S3 and GCS
+//! tests.
 #![allow(dead_code)]
 
 use bytes::Bytes;
@@ -88,4 +90,55 @@ pub async fn assert_no_tag_outlives_its_manifest<D: StorageDriver>(
         }
     }
     eprintln!("delete race: {rounds} rounds, {raced_pushes_kept} raced pushes kept their tag");
+}
+
+/// Pushes manifest `old` by tag `t<round>` through `first`, then deletes `old` by digest
+/// through `first` while `second` moves the tag to manifest `new` (one of them started a
+/// little later, as above), `rounds` times. Both must succeed, and the tag must name `new`
+/// through both engines afterwards: the move was acknowledged, and whichever order the two
+/// took, the delete of `old` has no business with a tag naming `new`. (Before the delete
+/// removed a tag only if it still named the deleted manifest, a move landing between its
+/// read of the tag and its removal was lost.)
+pub async fn assert_no_tag_move_is_lost<D: StorageDriver>(
+    first: &D,
+    second: &D,
+    repo: &RepositoryName,
+    rounds: u64,
+) {
+    for round in 0..rounds {
+        let (old, new) = (index(2 * round), index(2 * round + 1));
+        let old_digest = Digest::compute(DigestAlgorithm::Sha256, &old);
+        let name = format!("t{round}");
+        first
+            .put_manifest(repo, &tag(name.clone()), Some(INDEX), old)
+            .await
+            .expect("first push");
+        let (push_pause, delete_pause) = match round % 2 {
+            0 => ((round / 2) % 8, 0),
+            _ => (0, (round / 2) % 8),
+        };
+        let (deleted, moved) = tokio::join!(
+            async {
+                pause(delete_pause).await;
+                first.delete_manifest(repo, &old_digest).await
+            },
+            async {
+                pause(push_pause).await;
+                second
+                    .put_manifest(repo, &tag(name.clone()), Some(INDEX), new.clone())
+                    .await
+            }
+        );
+        deleted.unwrap_or_else(|e| panic!("round {round}: the delete failed: {e:?}"));
+        moved.unwrap_or_else(|e| panic!("round {round}: the move failed: {e:?}"));
+        for (which, d) in [("first", first), ("second", second)] {
+            match d.get_manifest(repo, &tag(name.clone())).await {
+                Ok(m) => assert_eq!(m.bytes, new, "round {round}: tag {name} via {which}"),
+                Err(e) => panic!(
+                    "round {round}: the move of tag {name} was lost (via the {which} engine): \
+                     {e:?}"
+                ),
+            }
+        }
+    }
 }

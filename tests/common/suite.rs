@@ -116,7 +116,7 @@ impl Backend for DescendingListing {
     const NAME: &'static str = "descending";
     marina_distribution::forward_backend!(0: InMemoryBackend;
         Reader, UploadState, capabilities, locate, read, exists, write, stage_record, remove,
-        read_versioned, write_if_version,
+        read_versioned, write_if_version, remove_if_version,
         any_under, write_tag, blob_size, read_blob, put_blob, start_upload, append_upload,
         finish_upload, abort_upload, lock_upload);
 

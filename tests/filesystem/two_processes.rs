@@ -132,3 +132,14 @@ async fn a_delete_racing_a_tag_push_leaves_no_tag_without_its_manifest() {
     crate::delete_race::assert_no_tag_outlives_its_manifest(&a, &b, &repo("race/two"), 60).await;
     crate::delete_race::assert_no_tag_outlives_its_manifest(&a, &a, &repo("race/one"), 60).await;
 }
+
+/// A manifest deleted while a push in the same instance moves its tag to another manifest:
+/// the move is kept (the tag's lock orders the delete's read and removal of the tag against
+/// the push's write). Across instances on one filesystem nothing orders them: see
+/// `Engine::untag_one`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_racing_a_tag_move_in_one_instance_keeps_the_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path()).await;
+    crate::delete_race::assert_no_tag_move_is_lost(&a, &a, &repo("race/move"), 60).await;
+}

@@ -313,3 +313,13 @@ async fn a_delete_racing_a_tag_push_leaves_no_tag_without_its_manifest() {
     )
     .await;
 }
+
+/// A manifest deleted through one process while another moves its tag to a new manifest:
+/// the move is kept (the delete removes the tag only at the version it read: `If-Match`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_racing_a_tag_move_in_another_process_keeps_the_move() {
+    let env = s3_or_skip!("a_delete_racing_a_tag_move_in_another_process_keeps_the_move");
+    let config = env.config("tag-move-race");
+    let (first, second) = (env.driver_for(&config).await, env.driver_for(&config).await);
+    crate::delete_race::assert_no_tag_move_is_lost(&first, &second, &repo("s3/tag-move"), 40).await;
+}

@@ -221,8 +221,10 @@ impl<B: Backend> Engine<B> {
                     record: record_key,
                 };
                 let key = layout::tag(repo, tag);
+                let held = self.tag_locks.lock(&key).await;
                 let written = self.backend.write_tag(&key, target).await;
                 self.forget(&key);
+                drop(held);
                 written?;
                 // A delete of this manifest (here or in another process) that removed the
                 // record after the checks above found no tag of it yet: store the record
@@ -348,21 +350,34 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Removes the tag at `key` if it names the manifest `digest` (read as `resolve_tag`
-    /// reads it).
-    async fn untag_one(&self, key: &Key, digest: &Digest) -> Result<()> {
-        match self.backend.read(key).await? {
-            Some(target) if target_digest(&target).as_ref() == Some(digest) => {
-                self.remove_key(key).await
+    /// reads it), and only then: a push that moves the tag to another manifest between the
+    /// read and the removal keeps its tag. In this process the tag's lock orders the two;
+    /// across processes the removal is conditional on the version read, where the store
+    /// offers that (S3 with conditional writes, GCS). On the filesystem, where nothing
+    /// offers it, a push in *another* process moving the tag in that window (between a read
+    /// and an unlink, microseconds) may still lose it; CNCF Distribution untags the same way
+    /// without either guard.
+    pub(super) async fn untag_one(&self, key: &Key, digest: &Digest) -> Result<()> {
+        let _held = self.tag_locks.lock(key).await;
+        let Some((target, version)) = self.backend.read_versioned(key).await? else {
+            return Ok(());
+        };
+        if target_digest(&target).as_ref() != Some(digest) {
+            return Ok(());
+        }
+        match version {
+            Some(version) => {
+                let removed = self.backend.remove_if_version(key, &version).await;
+                self.forget(key);
+                removed.map(|_| ())
             }
-            _ => Ok(()),
+            None => self.remove_key(key).await,
         }
     }
 
-    /// Removes every tag of `repo` that names the manifest `digest`. There is no reverse
-    /// index, so every tag is read; the reads (and removals) run a few at a time since on
-    /// object stores each is a round trip. A tag moved to another manifest between its read
-    /// and its removal is removed all the same (as by CNCF Distribution, which untags the
-    /// same way): stores offer no conditional removal this could use everywhere.
+    /// Removes every tag of `repo` that names the manifest `digest` ([`untag_one`](Self::untag_one)).
+    /// There is no reverse index, so every tag is read; the reads (and removals) run a few at
+    /// a time since on object stores each is a round trip.
     async fn untag(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
         let tags_dir = layout::tags_dir(repo);
         let names = self.backend.list(&tags_dir, None, None).await?;

@@ -35,9 +35,9 @@ use crate::oci::{
 };
 use crate::storage::backend::{Backend, Operation};
 use crate::storage::cache::{CacheConfig, MetadataCache};
+use crate::storage::key_locks::{KeyLocks, UploadLocks};
 use crate::storage::layers::Instrumented;
 use crate::storage::layout::Key;
-use crate::storage::upload_locks::UploadLocks;
 use crate::storage::{
     BlobRead, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageDriver, TagList,
     UploadHandle, UploadId, UploadProgress,
@@ -111,6 +111,8 @@ pub struct Engine<B> {
     backend: B,
     options: EngineOptions,
     upload_locks: UploadLocks,
+    /// Tags being written or removed by this process (see `Engine::untag_one`).
+    tag_locks: KeyLocks<Key>,
     /// The collections' condemned sets this process has read (see `lifecycle`).
     condemned: CondemnedCache,
     cache: Option<MetadataCache>,
@@ -131,6 +133,7 @@ impl<B: Backend> Engine<B> {
             backend,
             options,
             upload_locks: UploadLocks::default(),
+            tag_locks: KeyLocks::default(),
             condemned: CondemnedCache::default(),
             cache,
             collections_stopped: std::sync::atomic::AtomicBool::new(false),

@@ -69,9 +69,9 @@ use crate::error::{Error, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::any::ConfiguredDriver;
 use crate::storage::backend::{Backend, Capabilities, TagTarget};
+use crate::storage::key_locks::UploadLocks;
 use crate::storage::layout::{self, Dir, Key, KeyClass};
 use crate::storage::session_lock::{SessionLocks, UploadLease};
-use crate::storage::upload_locks::UploadLocks;
 use crate::storage::{Engine, EngineOptions, Observed, StorageConfig, StorageType, UploadId};
 
 use tagging::Tagging;

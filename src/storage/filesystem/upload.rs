@@ -35,9 +35,9 @@ use crate::error::{Error, Result};
 use crate::oci::Digest;
 use crate::storage::UploadId;
 use crate::storage::backend::PersistedUploadState;
+use crate::storage::key_locks::{UploadGuard, UploadLocks};
 use crate::storage::layout;
 use crate::storage::session_lock::SessionLocks;
-use crate::storage::upload_locks::{UploadGuard, UploadLocks};
 
 use super::atomic::{fsync_dir, missing};
 use super::{DRIVER, blocking, io_err, join_failed, paths};

@@ -232,9 +232,11 @@ impl Backend for GcsBackend {
     }
 
     /// An upload session record comes with its generation, so that an append persisted by
-    /// another process in between is detected (`ifGenerationMatch`, which GCS always honours).
+    /// another process in between is detected (`ifGenerationMatch`, which GCS always
+    /// honours); so does a tag, so that a manifest's delete removes it only if no push moved
+    /// it meanwhile.
     async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
-        let versioned = key.class() == KeyClass::UploadState;
+        let versioned = matches!(key.class(), KeyClass::UploadState | KeyClass::Tag);
         let read = self
             .get_bytes_with_generation(&self.names.object(key))
             .await?;
@@ -258,6 +260,15 @@ impl Backend for GcsBackend {
             .parse()
             .map_err(|_| error::corrupt(format!("not a generation: {:?}", version.0)))?;
         self.put_bytes_if_generation(&object, value, generation)
+            .await
+    }
+
+    async fn remove_if_version(&self, key: &Key, version: &ObjectVersion) -> Result<bool> {
+        let generation = version
+            .0
+            .parse()
+            .map_err(|_| error::corrupt(format!("not a generation: {:?}", version.0)))?;
+        self.delete_if_generation(&self.names.object(key), generation)
             .await
     }
 

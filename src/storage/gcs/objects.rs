@@ -300,6 +300,25 @@ impl GcsBackend {
         .await
     }
 
+    /// Deletes an object if it is still at `generation`: `Ok(false)`, nothing deleted, when
+    /// it was written again (412) or is gone (404).
+    pub(crate) async fn delete_if_generation(&self, object: &str, generation: i64) -> Result<bool> {
+        let request = DeleteObjectRequest {
+            bucket: self.bucket.clone(),
+            object: object.to_owned(),
+            if_generation_match: Some(generation),
+            ..DeleteObjectRequest::default()
+        };
+        retry::retried(error::DRIVER, "delete", &self.retries, || async {
+            match self.conn.client.delete_object(&request).await {
+                Ok(()) => Ok(true),
+                Err(e) if error::is_precondition_failed(&e) || error::is_not_found(&e) => Ok(false),
+                Err(e) => Err(translate("delete", object, e)),
+            }
+        })
+        .await
+    }
+
     /// Size of an object from its metadata; `None` if it does not exist.
     pub(crate) async fn size(&self, object: &str) -> Result<Option<u64>> {
         Ok(self

@@ -33,7 +33,7 @@
 /// impl<B: Backend> Backend for Upside<B> {
 ///     marina_distribution::forward_backend!(0: B;
 ///         NAME, Reader, UploadState, capabilities, locate, read, exists, write,
-///         stage_record, remove, read_versioned, write_if_version, any_under, write_tag,
+///         stage_record, remove, read_versioned, write_if_version, remove_if_version, any_under, write_tag,
 ///         blob_size, read_blob, put_blob, start_upload, append_upload, finish_upload,
 ///         abort_upload, lock_upload);
 ///
@@ -147,6 +147,15 @@ macro_rules! forward_backend {
             <$inner as $crate::storage::backend::Backend>::write_if_version(
                 &self.$f, key, value, version,
             )
+        }
+    };
+    (@item $f:tt, $inner:ty, remove_if_version) => {
+        fn remove_if_version(
+            &self,
+            key: &$crate::storage::layout::Key,
+            version: &$crate::storage::backend::ObjectVersion,
+        ) -> impl ::std::future::Future<Output = $crate::Result<bool>> + Send {
+            <$inner as $crate::storage::backend::Backend>::remove_if_version(&self.$f, key, version)
         }
     };
     (@item $f:tt, $inner:ty, list) => {

@@ -145,6 +145,16 @@ macro_rules! wrap_calls {
             self.run(Operation::Write, Subject::Key(key), call).await
         }
     };
+    (@method remove_if_version) => {
+        async fn remove_if_version(
+            &self,
+            key: &$crate::storage::layout::Key,
+            version: &$crate::storage::backend::ObjectVersion,
+        ) -> $crate::Result<bool> {
+            let call = self.inner.remove_if_version(key, version);
+            self.run(Operation::Remove, Subject::Key(key), call).await
+        }
+    };
     (@method list) => {
         async fn list(
             &self,

@@ -296,10 +296,10 @@ impl Backend for S3Backend {
         on_heap(self.delete(&self.keys.object(key))).await
     }
 
-    /// With conditional writes, an upload session record comes with its ETag.
+    /// With conditional writes, an upload session record and a tag come with their ETag.
     async fn read_versioned(&self, key: &Key) -> Result<Option<(Bytes, Option<ObjectVersion>)>> {
-        let versioned =
-            key.class() == KeyClass::UploadState && on_heap(self.conditional_writes_now()).await?;
+        let versioned = matches!(key.class(), KeyClass::UploadState | KeyClass::Tag)
+            && on_heap(self.conditional_writes_now()).await?;
         let read = on_heap(self.get_bytes_tagged(&self.keys.object(key))).await?;
         Ok(read.map(|(bytes, etag)| (bytes, etag.filter(|_| versioned).map(ObjectVersion))))
     }
@@ -311,6 +311,10 @@ impl Backend for S3Backend {
         version: &ObjectVersion,
     ) -> Result<bool> {
         on_heap(self.put_bytes_if_match(&self.keys.object(key), value, &version.0)).await
+    }
+
+    async fn remove_if_version(&self, key: &Key, version: &ObjectVersion) -> Result<bool> {
+        on_heap(self.delete_if_match(&self.keys.object(key), &version.0)).await
     }
 
     async fn list(

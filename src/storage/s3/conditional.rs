@@ -1,6 +1,8 @@
 //! Conditional writes of upload session records: `GetObject` hands out the record's ETag and
 //! `PutObject` with `If-Match` replaces it only if it is still that version (AWS S3 since
-//! 2024; MinIO; moto). Two processes that load one session record and append to it at the
+//! 2024; MinIO; moto). And conditional removals of tags: `DeleteObject` with `If-Match`
+//! removes a tag only if it still names what the engine read (AWS S3 since 2025, Ceph,
+//! moto), so that a manifest's delete never removes a tag a push moved meanwhile. Two processes that load one session record and append to it at the
 //! same time then cannot both persist their append: the store answers the second `412
 //! Precondition Failed` (or `409 ConditionalRequestConflict` while the first is in flight)
 //! and the engine refuses that PATCH (see `Engine::save_appended`).
@@ -54,6 +56,35 @@ impl S3Backend {
             // version either, and nothing written.
             Err(e) if error::is_not_found(&e) => Ok(false),
             Err(e) => Err(translate("PutObject", key, e)),
+        }
+    }
+
+    /// Removes `key` if its ETag is still `etag`: `Ok(false)`, nothing removed, when the
+    /// object changed (412), another request changed it while this one ran (409), or it is
+    /// gone (404). A store that honours `If-Match` on `PutObject` (what was detected) but
+    /// rejects it on `DeleteObject` gets a plain `DeleteObject`, as before conditional
+    /// deletes existed; one that ignores it removes the object whatever its version.
+    pub(crate) async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool> {
+        let sent = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_match(etag)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) if error::is_precondition_failed(&e) || error::is_not_found(&e) => Ok(false),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(409) => Ok(false),
+            Err(e) if error::is_retryable(&e) => Err(translate("DeleteObject", key, e)),
+            Err(e) => {
+                tracing::debug!(
+                    error = %crate::error::ErrorChain(&translate("DeleteObject", key, e)),
+                    "the store refused If-Match on DeleteObject; deleting without it"
+                );
+                self.delete(key).await.map(|()| true)
+            }
         }
     }
 

@@ -101,7 +101,7 @@ impl Gated {
 #[deny(clippy::missing_trait_methods)]
 impl Backend for Gated {
     crate::forward_backend!(inner: InMemoryBackend;
-        NAME, Reader, UploadState, capabilities, locate, read, read_versioned, write_if_version,
+        NAME, Reader, UploadState, capabilities, locate, read, read_versioned, write_if_version, remove_if_version,
         exists, any_under,
         blob_size, read_blob, put_blob, start_upload, append_upload, finish_upload, abort_upload, lock_upload);
 

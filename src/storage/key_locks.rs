@@ -1,5 +1,7 @@
-//! [`UploadLocks`]: per-process locks on upload sessions, by id. One type serves both places
-//! that need one:
+//! [`KeyLocks`]: per-process locks by name, held only while an operation is in flight:
+//! [`UploadLocks`] on upload sessions, by id, and the engine's locks on tags.
+//!
+//! Upload sessions need them in two places:
 //!
 //! - the [`Engine`](super::Engine) serialises the operations that change one session (chunk,
 //!   finish, abort), each a read-modify-write of the session's record around an append: two
@@ -17,58 +19,81 @@
 //! against misbehaving clients hitting the same instance, and against this process's own
 //! abandoned writes.
 //!
-//! The map only holds sessions with an operation in flight: a guard's drop removes every
+//! A tag's lock makes a delete that removes the tag only if it still names the deleted
+//! manifest (a read, then a removal) one step against a push writing the tag in this
+//! process: otherwise a push moving the tag in between would be lost (see
+//! `Engine::untag_one`).
+//!
+//! The map only holds names with an operation in flight: a guard's drop removes every
 //! entry that nobody holds or awaits any more.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::storage::UploadId;
 
-type LockMap = Mutex<HashMap<UploadId, Arc<AsyncMutex<()>>>>;
+type LockMap<K> = Mutex<HashMap<K, Arc<AsyncMutex<()>>>>;
 
-/// Locks on upload sessions, by id (see the module documentation). Clones share the map.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct UploadLocks(Arc<LockMap>);
+/// Locks by name (see the module documentation). Clones share the map.
+#[derive(Debug)]
+pub(crate) struct KeyLocks<K>(Arc<LockMap<K>>);
 
-/// Holds one session's lock until dropped. Owns what it needs (`'static`), so it can be moved
+/// Locks on upload sessions, by id.
+pub(crate) type UploadLocks = KeyLocks<UploadId>;
+/// Holds an upload session's lock.
+pub(crate) type UploadGuard = KeyGuard<UploadId>;
+
+impl<K> Default for KeyLocks<K> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<K> Clone for KeyLocks<K> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+/// Holds one name's lock until dropped. Owns what it needs (`'static`), so it can be moved
 /// into (or shared by) tasks on the blocking pool.
 #[derive(Debug)]
-pub(crate) struct UploadGuard {
-    locks: Arc<LockMap>,
+pub(crate) struct KeyGuard<K: Hash + Eq> {
+    locks: Arc<LockMap<K>>,
     guard: Option<OwnedMutexGuard<()>>,
 }
 
-impl UploadLocks {
-    /// Waits for the session `id`'s lock. Cancel-safe: a waiter dropped before it got the
-    /// lock leaves no entry behind once the holder is gone.
-    pub(crate) async fn lock(&self, id: &UploadId) -> UploadGuard {
+impl<K: Hash + Eq + Clone> KeyLocks<K> {
+    /// Waits for the lock of `key`. Cancel-safe: a waiter dropped before it got the lock
+    /// leaves no entry behind once the holder is gone.
+    pub(crate) async fn lock(&self, key: &K) -> KeyGuard<K> {
         let mutex = {
             let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(map.entry(id.clone()).or_default())
+            Arc::clone(map.entry(key.clone()).or_default())
         };
-        UploadGuard {
+        KeyGuard {
             locks: Arc::clone(&self.0),
             guard: Some(mutex.lock_owned().await),
         }
     }
 
-    /// Sessions in the map (held or awaited), for tests.
+    /// Names in the map (held or awaited), for tests.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 
-impl Drop for UploadGuard {
+impl<K: Hash + Eq> Drop for KeyGuard<K> {
     fn drop(&mut self) {
         let mut map = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
         drop(self.guard.take());
         // Drop every entry nobody holds or awaits any more: this one, and any left by a
         // waiter that was cancelled after its holder had gone (it held the last clone). The
-        // map only holds sessions with an operation in flight, so this stays short.
+        // map only holds names with an operation in flight, so this stays short.
         map.retain(|_, m| Arc::strong_count(m) > 1);
     }
 }
