@@ -38,7 +38,7 @@ use crate::error::Result;
 use crate::oci::{ByteRange, Digest};
 use crate::storage::UploadId;
 use crate::storage::layout::{Dir, Key};
-use crate::storage::session_lock::UploadLease;
+use crate::storage::session_lock::{TagLease, UploadLease};
 
 /// A [`Backend`] operation, as errors ([`Error::Backend`](crate::error::Error::Backend)),
 /// logs and instrumentation name it: one per method, plus `Open` for setting a backend up.
@@ -393,6 +393,18 @@ pub trait Backend: Send + Sync + 'static {
     fn lock_upload(&self, id: &UploadId) -> impl Future<Output = Result<UploadLease>> + Send {
         let _ = id;
         std::future::ready(Ok(UploadLease::none()))
+    }
+
+    /// Locks the tag stored at `key` against writes and removals by other processes until
+    /// the lease is dropped. The engine holds it (beside its own lock for this process)
+    /// around a tag's write and around a delete's read and removal of a tag, which removes
+    /// the tag only if it still names the deleted manifest. The default holds nothing:
+    /// right for backends that remove conditionally instead
+    /// ([`remove_if_version`](Self::remove_if_version)) and for memory, which is not shared.
+    /// The filesystem locks (`session_lock`).
+    fn lock_tag(&self, key: &Key) -> impl Future<Output = Result<TagLease>> + Send {
+        let _ = key;
+        std::future::ready(Ok(TagLease::none()))
     }
 
     /// Replaces an object only if it is still at `version` (as returned by

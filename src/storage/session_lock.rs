@@ -1,5 +1,6 @@
-//! Upload sessions locked against other processes sharing a filesystem root: what
-//! [`Backend::lock_upload`](super::backend::Backend::lock_upload) hands out on the filesystem.
+//! Upload sessions and tags locked against other processes sharing a filesystem root: what
+//! [`Backend::lock_upload`](super::backend::Backend::lock_upload) and
+//! [`Backend::lock_tag`](super::backend::Backend::lock_tag) hand out on the filesystem.
 //!
 //! The engine serialises the changes of one session (chunk, finish, abort) within one
 //! process (`UploadLocks`). Processes sharing a root must be
@@ -16,6 +17,10 @@
 //! the blocking pool for a session keeps its lease's descriptor open,
 //! so the session stays locked until that write ends, even when the request that took the
 //! lease is gone.
+//!
+//! Tags are locked the same way, on the file `tag-locks`: a manifest's delete removes a tag
+//! only if it still names that manifest, a read and then a removal, which a push moving the
+//! tag in another process must not fall between (`Engine::untag_one`).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -34,6 +39,8 @@ use crate::storage::UploadId;
 /// The lock file, directly below the root. Its name starts with no `.`, so tidying never
 /// takes it for a temporary file; nothing else in the tree lists the root's files.
 pub(crate) const LOCK_FILE: &str = "upload-locks";
+/// The tags' lock file, beside it.
+pub(crate) const TAG_LOCK_FILE: &str = "tag-locks";
 
 /// The first and the longest pause between two attempts to take a busy lock.
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
@@ -99,62 +106,105 @@ impl SessionLocks {
         held.get(id).and_then(Weak::upgrade)
     }
 
-    fn open_file(&self) -> Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            // Never through a symbolic link planted in its place.
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .mode(0o600)
-            .open(&self.path)
-            .map_err(|e| lock_failed(&self.path, e))
-    }
-
     /// Waits for the session `id`'s lock.
     pub(crate) async fn lock(&self, id: &UploadId) -> Result<UploadLease> {
-        let file = self.open_file()?;
-        let byte = byte_of(id);
-        let mut pause = FIRST_PAUSE;
-        loop {
-            match try_lock(&file, byte) {
-                Ok(true) => {
-                    let file = Arc::new(file);
-                    let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-                    held.insert(id.clone(), Arc::downgrade(&file));
-                    let lock = LeaseLock {
-                        file,
-                        id: id.clone(),
-                        held: Arc::clone(&self.held),
-                    };
-                    return Ok(UploadLease { _lock: Some(lock) });
-                }
-                Ok(false) => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(LONGEST_PAUSE);
-                }
-                Err(e) if unsupported(&e) => {
-                    // A filesystem without locks (some network and FUSE filesystems): one
-                    // process per root is then safe, several are not.
-                    static WARNED: std::sync::Once = std::sync::Once::new();
-                    WARNED.call_once(|| {
-                        tracing::warn!(path = %self.path.display(), error = %e,
-                            "this filesystem does not lock: upload sessions are not protected \
-                             against changes by other processes sharing the root");
-                    });
-                    return Ok(UploadLease::none());
-                }
-                Err(e) => return Err(lock_failed(&self.path, e)),
+        let Some(file) = lock_byte(&self.path, byte_of(id.as_str())).await? else {
+            return Ok(UploadLease::none());
+        };
+        let file = Arc::new(file);
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.insert(id.clone(), Arc::downgrade(&file));
+        let lock = LeaseLock {
+            file,
+            id: id.clone(),
+            held: Arc::clone(&self.held),
+        };
+        Ok(UploadLease { _lock: Some(lock) })
+    }
+}
+
+/// Where the tags of one root are locked (see the [module](self) docs).
+#[derive(Debug, Clone)]
+pub(crate) struct TagLocks {
+    path: PathBuf,
+}
+
+/// One tag locked until dropped; a lease of a backend that needs no lock holds nothing.
+#[derive(Debug, Default)]
+pub struct TagLease {
+    _file: Option<File>,
+}
+
+impl TagLease {
+    /// A lease that holds nothing.
+    pub fn none() -> Self {
+        Self::default()
+    }
+}
+
+impl TagLocks {
+    /// The locks of the tags below `root` (the lock file is created by the first lease).
+    pub(crate) fn new(root: &Path) -> Self {
+        Self {
+            path: root.join(TAG_LOCK_FILE),
+        }
+    }
+
+    /// Waits for the lock of the tag stored at `key` (a storage key).
+    pub(crate) async fn lock(&self, key: &str) -> Result<TagLease> {
+        Ok(TagLease {
+            _file: lock_byte(&self.path, byte_of(key)).await?,
+        })
+    }
+}
+
+/// Opens the lock file at `path` (created if need be) for a new open file description.
+fn open_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        // Never through a symbolic link planted in its place.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| lock_failed(path, e))
+}
+
+/// Waits for the lock of `byte` of the file at `path`, on a description of its own: the
+/// returned descriptor holds it until closed. `None` on a filesystem without locks (warned
+/// about once).
+async fn lock_byte(path: &Path, byte: i64) -> Result<Option<File>> {
+    let file = open_file(path)?;
+    let mut pause = FIRST_PAUSE;
+    loop {
+        match try_lock(&file, byte) {
+            Ok(true) => return Ok(Some(file)),
+            Ok(false) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LONGEST_PAUSE);
             }
+            Err(e) if unsupported(&e) => {
+                // A filesystem without locks (some network and FUSE filesystems): one
+                // process per root is then safe, several are not.
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(path = %path.display(), error = %e,
+                        "this filesystem does not lock: upload sessions and tags are not \
+                         protected against changes by other processes sharing the root");
+                });
+                return Ok(None);
+            }
+            Err(e) => return Err(lock_failed(path, e)),
         }
     }
 }
 
-/// The byte locked for `id`: a stable hash of it (the same in every process and build),
+/// The byte locked for `name`: a stable hash of it (the same in every process and build),
 /// below 2^62 so that it is a valid file offset.
-fn byte_of(id: &UploadId) -> i64 {
-    let hash = Sha256::digest(id.as_str().as_bytes());
+fn byte_of(name: &str) -> i64 {
+    let hash = Sha256::digest(name.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash[..8]);
     (u64::from_be_bytes(first) >> 2) as i64
@@ -195,7 +245,7 @@ fn unsupported(err: &io::Error) -> bool {
 fn lock_failed(path: &Path, err: io::Error) -> Error {
     Error::backend_detail(
         "filesystem",
-        "locking an upload session failed",
+        "locking against other processes failed",
         format!("{}: {err}", path.display()),
     )
 }
@@ -206,7 +256,7 @@ mod tests {
 
     /// Runs `lock` while `hold` is kept: it must still wait after 200 ms, and be granted
     /// once `hold` is dropped.
-    async fn waits_for<T>(hold: T, lock: impl Future<Output = Result<UploadLease>>) {
+    async fn waits_for<T, L>(hold: T, lock: impl Future<Output = Result<L>>) {
         tokio::pin!(lock);
         let early = tokio::time::timeout(Duration::from_millis(200), &mut lock).await;
         assert!(
@@ -232,6 +282,25 @@ mod tests {
         let held = one.lock(&id).await.unwrap();
         let _elsewhere = other.lock(&UploadId::generate()).await.unwrap();
         waits_for(held, other.lock(&id)).await;
+    }
+
+    /// Two leases of one tag exclude each other, also from one process; other tags and
+    /// upload sessions are not held up.
+    #[tokio::test]
+    async fn a_tag_is_held_by_one_lease_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, other) = (TagLocks::new(dir.path()), TagLocks::new(dir.path()));
+        let key = "repositories/a/_manifests/tags/v1";
+        let held = one.lock(key).await.unwrap();
+        let _elsewhere = other
+            .lock("repositories/a/_manifests/tags/v2")
+            .await
+            .unwrap();
+        let _session = SessionLocks::new(dir.path())
+            .lock(&UploadId::generate())
+            .await
+            .unwrap();
+        waits_for(held, other.lock(key)).await;
     }
 
     /// A descriptor taken from a lease keeps the session locked after the lease is dropped,
@@ -272,6 +341,6 @@ mod tests {
     #[test]
     fn the_byte_of_an_id_is_stable() {
         let id = UploadId::parse("0123456789abcdef0123456789abcdef").unwrap();
-        assert_eq!(byte_of(&id), 1_129_399_999_815_351_005);
+        assert_eq!(byte_of(id.as_str()), 1_129_399_999_815_351_005);
     }
 }

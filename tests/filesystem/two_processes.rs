@@ -133,13 +133,14 @@ async fn a_delete_racing_a_tag_push_leaves_no_tag_without_its_manifest() {
     crate::delete_race::assert_no_tag_outlives_its_manifest(&a, &a, &repo("race/one"), 60).await;
 }
 
-/// A manifest deleted while a push in the same instance moves its tag to another manifest:
-/// the move is kept (the tag's lock orders the delete's read and removal of the tag against
-/// the push's write). Across instances on one filesystem nothing orders them: see
-/// `Engine::untag_one`.
+/// A manifest deleted while a push moves its tag to another manifest, through another
+/// instance and through the same one: the move is kept (the tag's locks, `tag-locks` at the
+/// root across instances, order the delete's read and removal of the tag against the
+/// push's write).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delete_racing_a_tag_move_in_one_instance_keeps_the_move() {
+async fn a_delete_racing_a_tag_move_keeps_the_move() {
     let dir = tempfile::tempdir().unwrap();
-    let a = open(dir.path()).await;
-    crate::delete_race::assert_no_tag_move_is_lost(&a, &a, &repo("race/move"), 60).await;
+    let (a, b) = (open(dir.path()).await, open(dir.path()).await);
+    crate::delete_race::assert_no_tag_move_is_lost(&a, &b, &repo("race/move-two"), 60).await;
+    crate::delete_race::assert_no_tag_move_is_lost(&a, &a, &repo("race/move-one"), 60).await;
 }

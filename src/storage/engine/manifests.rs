@@ -9,7 +9,9 @@ use crate::error::{Error, Result};
 use crate::oci::manifest;
 use crate::oci::{Descriptor, Digest, DigestAlgorithm, Reference, RepositoryName, Tag};
 use crate::storage::backend::{Backend, TagTarget};
+use crate::storage::key_locks::KeyGuard;
 use crate::storage::layout::{self, Key};
+use crate::storage::session_lock::TagLease;
 use crate::storage::{Manifest, ManifestInfo, PutManifestOutcome, StorageDriver};
 
 use super::Engine;
@@ -221,7 +223,7 @@ impl<B: Backend> Engine<B> {
                     record: record_key,
                 };
                 let key = layout::tag(repo, tag);
-                let held = self.tag_locks.lock(&key).await;
+                let held = self.lock_tag(&key).await?;
                 let written = self.backend.write_tag(&key, target).await;
                 self.forget(&key);
                 drop(held);
@@ -351,18 +353,21 @@ impl<B: Backend> Engine<B> {
 
     /// Removes the tag at `key` if it names the manifest `digest` (read as `resolve_tag`
     /// reads it), and only then: a push that moves the tag to another manifest between the
-    /// read and the removal keeps its tag. In this process the tag's lock orders the two;
-    /// across processes the removal is conditional on the version read, where the store
-    /// offers that (S3 with conditional writes, GCS). On the filesystem, where nothing
-    /// offers it, a push in *another* process moving the tag in that window (between a read
-    /// and an unlink, microseconds) may still lose it; CNCF Distribution untags the same way
-    /// without either guard.
+    /// read and the removal keeps its tag. The tag's locks order the two, in this process
+    /// and, on the filesystem, across processes ([`lock_tag`](Self::lock_tag)); on object
+    /// stores the removal is conditional on the version read instead (S3 with conditional
+    /// writes, GCS). CNCF Distribution untags without either guard.
     pub(super) async fn untag_one(&self, key: &Key, digest: &Digest) -> Result<()> {
-        let _held = self.tag_locks.lock(key).await;
+        // A first look without the locks: most tags a delete reads name other manifests.
+        let names_it = |target: &[u8]| target_digest(target).as_ref() == Some(digest);
+        if !self.backend.read(key).await?.is_some_and(|t| names_it(&t)) {
+            return Ok(());
+        }
+        let _held = self.lock_tag(key).await?;
         let Some((target, version)) = self.backend.read_versioned(key).await? else {
             return Ok(());
         };
-        if target_digest(&target).as_ref() != Some(digest) {
+        if !names_it(&target) {
             return Ok(());
         }
         match version {
@@ -373,6 +378,15 @@ impl<B: Backend> Engine<B> {
             }
             None => self.remove_key(key).await,
         }
+    }
+
+    /// Locks the tag at `key` against this process's other tasks and, where the backend
+    /// locks ([`Backend::lock_tag`]), other processes: for its write, or a delete's read and
+    /// removal of it.
+    async fn lock_tag(&self, key: &Key) -> Result<(KeyGuard<Key>, TagLease)> {
+        let held = self.tag_locks.lock(key).await;
+        let lease = self.backend.lock_tag(key).await?;
+        Ok((held, lease))
     }
 
     /// Removes every tag of `repo` that names the manifest `digest` ([`untag_one`](Self::untag_one)).

@@ -71,7 +71,7 @@ use crate::storage::any::ConfiguredDriver;
 use crate::storage::backend::{Backend, Capabilities, TagTarget};
 use crate::storage::key_locks::UploadLocks;
 use crate::storage::layout::{self, Dir, Key, KeyClass};
-use crate::storage::session_lock::{SessionLocks, UploadLease};
+use crate::storage::session_lock::{SessionLocks, TagLease, TagLocks, UploadLease};
 use crate::storage::{Engine, EngineOptions, Observed, StorageConfig, StorageType, UploadId};
 
 use tagging::Tagging;
@@ -113,6 +113,8 @@ pub struct FilesystemBackend {
     locks: UploadLocks,
     /// Serialises the changes of one upload session across processes sharing the root.
     sessions: SessionLocks,
+    /// Serialises a tag's write against a delete's removal of it across those processes.
+    tags: TagLocks,
 }
 
 impl fmt::Debug for FilesystemBackend {
@@ -150,9 +152,10 @@ impl FilesystemBackend {
             root_prefix.push('/');
         }
         Ok(Self {
-            root: Arc::new(root),
             root_prefix: root_prefix.into(),
             locks: UploadLocks::default(),
+            tags: TagLocks::new(&root),
+            root: Arc::new(root),
             sessions,
         })
     }
@@ -467,6 +470,10 @@ impl Backend for FilesystemBackend {
 
     async fn lock_upload(&self, id: &UploadId) -> Result<UploadLease> {
         self.sessions.lock(id).await
+    }
+
+    async fn lock_tag(&self, key: &Key) -> Result<TagLease> {
+        self.tags.lock(key.as_str()).await
     }
 
     async fn abort_upload(&self, id: &UploadId, _state: FilesystemUploadState) -> Result<()> {

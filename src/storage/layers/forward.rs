@@ -35,7 +35,7 @@
 ///         NAME, Reader, UploadState, capabilities, locate, read, exists, write,
 ///         stage_record, remove, read_versioned, write_if_version, remove_if_version, any_under, write_tag,
 ///         blob_size, read_blob, put_blob, start_upload, append_upload, finish_upload,
-///         abort_upload, lock_upload);
+///         abort_upload, lock_upload, lock_tag);
 ///
 ///     async fn list(
 ///         &self,
@@ -265,6 +265,16 @@ macro_rules! forward_backend {
             Output = $crate::Result<$crate::storage::session_lock::UploadLease>,
         > + Send {
             <$inner as $crate::storage::backend::Backend>::lock_upload(&self.$f, id)
+        }
+    };
+    (@item $f:tt, $inner:ty, lock_tag) => {
+        fn lock_tag(
+            &self,
+            key: &$crate::storage::layout::Key,
+        ) -> impl ::std::future::Future<
+            Output = $crate::Result<$crate::storage::session_lock::TagLease>,
+        > + Send {
+            <$inner as $crate::storage::backend::Backend>::lock_tag(&self.$f, key)
         }
     };
     (@item $f:tt, $inner:ty, abort_upload) => {
