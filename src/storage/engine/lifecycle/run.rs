@@ -148,7 +148,12 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
         self.sets_written += 1;
         let key = layout::gc_marker(&format!("{}-{}", self.id, self.sets_written));
         let (held, stored) = HeldSet::new(key, set, &self.lease, SystemTime::now());
-        self.engine.backend.write(&held.key, stored).await?;
+        if let Err(e) = self.engine.backend.write(&held.key, stored).await {
+            // It may be stored all the same (an answer lost): nothing was deleted under it,
+            // so removing it is safe, and spares pushes its lease and the clock margin.
+            let _ = self.engine.backend.remove(&held.key).await;
+            return Err(e);
+        }
         self.held = Some(held);
         Ok(())
     }

@@ -129,3 +129,40 @@ async fn a_renewal_completing_after_the_deadline_stops_the_run() {
     renewing.resume();
     stopped_without_deleting(&e, gc, [&config, &layer]).await;
 }
+
+/// A condemned set whose write was answered with an error may be stored all the same (the
+/// answer lost): the failed collection removes it, so pushes are not held up by it for a
+/// lease and the clock margin.
+#[tokio::test]
+async fn a_set_whose_write_failed_is_removed() {
+    use crate::storage::backend::Operation;
+    use crate::storage::layers::{Fault, FaultInjection};
+    use crate::storage::layout::KeyClass;
+
+    let e = Engine::new(
+        FaultInjection::new(InMemoryBackend::default()),
+        EngineOptions::default(),
+    );
+    let repo = repo();
+    let layer = Digest::compute(DigestAlgorithm::Sha256, b"layer");
+    e.put_content(
+        &repo,
+        &layer,
+        None,
+        stream::iter([Ok(Bytes::from_static(b"layer"))]),
+    )
+    .await
+    .unwrap();
+    e.backend()
+        .faults()
+        .plan(Fault::after(Operation::Write).class(KeyClass::CondemnedSet));
+    let failed = e.collect_garbage(&options(false)).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let sets = e
+        .backend()
+        .list(&layout::gc_dir(), None, None)
+        .await
+        .unwrap();
+    assert!(sets.is_empty(), "left behind: {sets:?}");
+    e.stat(&repo, &layer).await.expect("not deleted");
+}
