@@ -389,9 +389,9 @@ impl<B: Backend> Engine<B> {
         Ok((held, lease))
     }
 
-    /// Removes every tag of `repo` that names the manifest `digest` ([`untag_one`](Self::untag_one)).
-    /// There is no reverse index, so every tag is read; the reads (and removals) run a few at
-    /// a time since on object stores each is a round trip.
+    /// Removes every tag of `repo` that names the manifest `digest`
+    /// ([`untag_one`](Self::untag_one)). There is no reverse index, so every tag is read; the
+    /// reads (and removals) run a few at a time since on object stores each is a round trip.
     async fn untag(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
         let tags_dir = layout::tags_dir(repo);
         let names = self.backend.list(&tags_dir, None, None).await?;

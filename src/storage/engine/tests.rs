@@ -200,8 +200,8 @@ impl RecordWrites {
 impl Backend for RecordWrites {
     crate::forward_backend!(inner: InMemoryBackend;
         NAME, Reader, UploadState, capabilities, locate, read, exists, remove, read_versioned,
-        write_if_version, remove_if_version, list, any_under, blob_size, read_blob, put_blob, start_upload, append_upload,
-        finish_upload, abort_upload, lock_upload, lock_tag);
+        write_if_version, remove_if_version, list, any_under, blob_size, read_blob, put_blob,
+        start_upload, append_upload, finish_upload, abort_upload, lock_upload, lock_tag);
 
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
         self.note("write", key);

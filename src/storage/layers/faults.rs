@@ -251,11 +251,12 @@ impl<R: Stream<Item = Result<Bytes>>> Stream for FaultyReader<R> {
 #[deny(clippy::missing_trait_methods)]
 impl<B: Backend> Backend for FaultInjection<B> {
     type Reader = FaultyReader<B::Reader>;
-    crate::forward_backend!(inner: B; NAME, UploadState, capabilities, locate, lock_upload, lock_tag);
+    crate::forward_backend!(inner: B;
+        NAME, UploadState, capabilities, locate, lock_upload, lock_tag);
     wrap_calls! {
-        read, exists, write, stage_record, remove, read_versioned, write_if_version, remove_if_version, list,
-        any_under, write_tag, blob_size, put_blob, start_upload, append_upload, finish_upload,
-        abort_upload
+        read, exists, write, stage_record, remove, read_versioned, write_if_version,
+        remove_if_version, list, any_under, write_tag, blob_size, put_blob, start_upload,
+        append_upload, finish_upload, abort_upload
     }
 
     async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<Self::Reader> {

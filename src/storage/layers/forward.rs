@@ -33,9 +33,9 @@
 /// impl<B: Backend> Backend for Upside<B> {
 ///     marina_distribution::forward_backend!(0: B;
 ///         NAME, Reader, UploadState, capabilities, locate, read, exists, write,
-///         stage_record, remove, read_versioned, write_if_version, remove_if_version, any_under, write_tag,
-///         blob_size, read_blob, put_blob, start_upload, append_upload, finish_upload,
-///         abort_upload, lock_upload, lock_tag);
+///         stage_record, remove, read_versioned, write_if_version, remove_if_version,
+///         any_under, write_tag, blob_size, read_blob, put_blob, start_upload, append_upload,
+///         finish_upload, abort_upload, lock_upload, lock_tag);
 ///
 ///     async fn list(
 ///         &self,

@@ -271,11 +271,12 @@ where
 #[deny(clippy::missing_trait_methods)]
 impl<B: Backend, O: Observer> Backend for Instrumented<B, O> {
     type Reader = InstrumentedReader<B::Reader, O>;
-    crate::forward_backend!(inner: B; NAME, UploadState, capabilities, locate, lock_upload, lock_tag);
+    crate::forward_backend!(inner: B;
+        NAME, UploadState, capabilities, locate, lock_upload, lock_tag);
     wrap_calls! {
-        read, exists, write, stage_record, remove, read_versioned, write_if_version, remove_if_version, list,
-        any_under, write_tag, blob_size, put_blob, start_upload, append_upload, finish_upload,
-        abort_upload
+        read, exists, write, stage_record, remove, read_versioned, write_if_version,
+        remove_if_version, list, any_under, write_tag, blob_size, put_blob, start_upload,
+        append_upload, finish_upload, abort_upload
     }
 
     async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<Self::Reader> {

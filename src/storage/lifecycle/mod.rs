@@ -440,7 +440,8 @@ pub trait Lifecycle: Send + Sync + 'static {
     /// holds and fails with a retryable error. For a process that is shutting down: a
     /// collection killed while it holds a condemned set leaves it, and pushes referencing
     /// what it lists are refused until a later collection removes it, up to
-    /// [`SET_LEASE`] + [`CLOCK_MARGIN`] later (see "Crashes and stale sets"). Pushes and pulls are not affected.
+    /// [`SET_LEASE`] + [`CLOCK_MARGIN`] later (see "Crashes and stale sets"). Pushes and
+    /// pulls are not affected.
     fn stop_collections(&self);
 }
 

@@ -1,11 +1,13 @@
 //! Conditional writes of upload session records: `GetObject` hands out the record's ETag and
 //! `PutObject` with `If-Match` replaces it only if it is still that version (AWS S3 since
-//! 2024; MinIO; moto). And conditional removals of tags: `DeleteObject` with `If-Match`
-//! removes a tag only if it still names what the engine read (AWS S3 since 2025, Ceph,
-//! moto), so that a manifest's delete never removes a tag a push moved meanwhile. Two processes that load one session record and append to it at the
+//! 2024; MinIO; moto). Two processes that load one session record and append to it at the
 //! same time then cannot both persist their append: the store answers the second `412
 //! Precondition Failed` (or `409 ConditionalRequestConflict` while the first is in flight)
 //! and the engine refuses that PATCH (see `Engine::save_appended`).
+//!
+//! And conditional removals of tags: `DeleteObject` with `If-Match` removes a tag only if
+//! it is still what the engine read (AWS S3, Ceph, moto), so that a manifest's delete never
+//! removes a tag a push moved meanwhile (see `Engine::untag_one`).
 //!
 //! Stores that ignore `If-Match` would overwrite silently, so the driver uses it only where
 //! configured (`conditional_writes = true`) or detected when it is built: a scratch object is

@@ -101,9 +101,9 @@ impl Gated {
 #[deny(clippy::missing_trait_methods)]
 impl Backend for Gated {
     crate::forward_backend!(inner: InMemoryBackend;
-        NAME, Reader, UploadState, capabilities, locate, read, read_versioned, write_if_version, remove_if_version,
-        exists, any_under,
-        blob_size, read_blob, put_blob, start_upload, append_upload, finish_upload, abort_upload, lock_upload, lock_tag);
+        NAME, Reader, UploadState, capabilities, locate, read, read_versioned, write_if_version,
+        remove_if_version, exists, any_under, blob_size, read_blob, put_blob, start_upload,
+        append_upload, finish_upload, abort_upload, lock_upload, lock_tag);
 
     async fn write(&self, key: &Key, value: Bytes) -> Result<()> {
         self.pass(Op::Write, When::Before, &[key.as_str()]).await;
