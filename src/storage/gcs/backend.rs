@@ -255,20 +255,12 @@ impl Backend for GcsBackend {
         version: &ObjectVersion,
     ) -> Result<bool> {
         let object = self.names.object(key);
-        let generation = version
-            .0
-            .parse()
-            .map_err(|_| error::corrupt(format!("not a generation: {:?}", version.0)))?;
-        self.put_bytes_if_generation(&object, value, generation)
+        self.put_bytes_if_generation(&object, value, generation_of(version)?)
             .await
     }
 
     async fn remove_if_version(&self, key: &Key, version: &ObjectVersion) -> Result<bool> {
-        let generation = version
-            .0
-            .parse()
-            .map_err(|_| error::corrupt(format!("not a generation: {:?}", version.0)))?;
-        self.delete_if_generation(&self.names.object(key), generation)
+        self.delete_if_generation(&self.names.object(key), generation_of(version)?)
             .await
     }
 
@@ -338,4 +330,12 @@ impl Backend for GcsBackend {
     async fn abort_upload(&self, id: &UploadId, state: GcsUploadState) -> Result<()> {
         self.release(id, &state).await
     }
+}
+
+/// The GCS generation a version this backend handed out names.
+fn generation_of(version: &ObjectVersion) -> Result<i64> {
+    version
+        .0
+        .parse()
+        .map_err(|_| error::corrupt(format!("not a generation: {:?}", version.0)))
 }

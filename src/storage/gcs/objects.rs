@@ -283,32 +283,26 @@ impl GcsBackend {
 
     /// Deletes an object; succeeds if it does not exist.
     pub(crate) async fn delete(&self, object: &str) -> Result<()> {
-        let request = DeleteObjectRequest {
-            bucket: self.bucket.clone(),
-            object: object.to_owned(),
-            ..DeleteObjectRequest::default()
-        };
-        // Never abandoned for taking long (see `deadline`): only a failed attempt is sent
-        // again.
-        retry::retried(error::DRIVER, "delete", &self.retries, || async {
-            match self.conn.client.delete_object(&request).await {
-                Ok(()) => Ok(()),
-                Err(e) if error::is_not_found(&e) => Ok(()),
-                Err(e) => Err(translate("delete", object, e)),
-            }
-        })
-        .await
+        self.delete_matching(object, None).await.map(|_| ())
     }
 
     /// Deletes an object if it is still at `generation`: `Ok(false)`, nothing deleted, when
     /// it was written again (412) or is gone (404).
     pub(crate) async fn delete_if_generation(&self, object: &str, generation: i64) -> Result<bool> {
+        self.delete_matching(object, Some(generation)).await
+    }
+
+    /// Deletes an object, at `generation` when one is given: `Ok(false)` when it is gone
+    /// or (with a generation) was written again.
+    async fn delete_matching(&self, object: &str, generation: Option<i64>) -> Result<bool> {
         let request = DeleteObjectRequest {
             bucket: self.bucket.clone(),
             object: object.to_owned(),
-            if_generation_match: Some(generation),
+            if_generation_match: generation,
             ..DeleteObjectRequest::default()
         };
+        // Never abandoned for taking long (see `deadline`): only a failed attempt is sent
+        // again.
         retry::retried(error::DRIVER, "delete", &self.retries, || async {
             match self.conn.client.delete_object(&request).await {
                 Ok(()) => Ok(true),

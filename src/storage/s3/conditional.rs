@@ -67,15 +67,7 @@ impl S3Backend {
     /// rejects it on `DeleteObject` gets a plain `DeleteObject`, as before conditional
     /// deletes existed; one that ignores it removes the object whatever its version.
     pub(crate) async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool> {
-        let sent = self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .if_match(etag)
-            .send()
-            .await;
-        match sent {
+        match self.send_delete(key, Some(etag)).await {
             Ok(_) => Ok(true),
             Err(e) if error::is_precondition_failed(&e) || error::is_not_found(&e) => Ok(false),
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(409) => Ok(false),

@@ -2,7 +2,10 @@
 //! `ListObjectsV2`) on object keys, used for metadata objects, blob reads and staged
 //! remainders.
 
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::delete_object::{DeleteObjectError, DeleteObjectOutput};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use backon::BackoffBuilder as _;
 use bytes::Bytes;
 
@@ -181,24 +184,32 @@ impl S3Backend {
             .then(|| client::attempt_limit(&self.client, Some(self.request_timeout.with_body(len))))
     }
 
-    /// Deletes an object; succeeds if it does not exist. Never abandoned for taking long
-    /// (see [`deadline`](crate::storage::deadline): an abandoned delete could still be
-    /// carried out after the operation returned).
+    /// Deletes an object; succeeds if it does not exist.
     pub(crate) async fn delete(&self, key: &str) -> Result<()> {
-        match self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .customize()
-            .config_override(client::attempt_limit(&self.client, None))
-            .send()
-            .await
-        {
+        match self.send_delete(key, None).await {
             Ok(_) => Ok(()),
             Err(e) if error::is_not_found(&e) => Ok(()),
             Err(e) => Err(translate("DeleteObject", key, e)),
         }
+    }
+
+    /// One `DeleteObject`, with `If-Match: etag` when given. Never abandoned for taking long
+    /// (see [`deadline`](crate::storage::deadline): an abandoned delete could still be
+    /// carried out after the operation returned).
+    pub(super) async fn send_delete(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+    ) -> std::result::Result<DeleteObjectOutput, SdkError<DeleteObjectError, HttpResponse>> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_if_match(etag.map(str::to_owned))
+            .customize()
+            .config_override(client::attempt_limit(&self.client, None))
+            .send()
+            .await
     }
 
     /// Size of an object; `None` if it does not exist.
