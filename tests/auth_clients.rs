@@ -239,3 +239,63 @@ async fn skopeo_with_creds_and_cert_dir() {
         );
     }
 }
+
+/// After a login against a token server that issues refresh tokens, docker and containers'
+/// image library keep the refresh token (`identitytoken` in the auth file) instead of the
+/// password, and exchange it at `POST <realm>` (`grant_type=refresh_token`, oauth.md) for
+/// each access token. A changed password revokes it: skopeo is then refused.
+#[tokio::test]
+async fn skopeo_with_an_identity_token() {
+    if !skopeo_available() {
+        return;
+    }
+    let s = server(true).await;
+    let scope = "repository:team/src:pull,push";
+    let alice = s.token(SERVICE, Some(("alice", "alice-pw")), scope).await;
+    let digest = seed_image(&s.bearer(&alice)).await;
+    // bob logs in as `docker login` does.
+    let resp = s
+        .basic("bob", "bob-pw")
+        .get(&format!(
+            "/token?service={SERVICE}&client_id=docker&offline_token=true"
+        ))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let answer: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    let identity_token = answer["refresh_token"].as_str().expect("a refresh token");
+    let authfile = s.pki.dir.path().join("auth.json");
+    // What `docker login` writes: the user without a password, and the refresh token.
+    let user = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("bob:")
+    };
+    let auths = serde_json::json!({
+        "auths": {&s.host: {"auth": user, "identitytoken": identity_token}}
+    });
+    std::fs::write(&authfile, auths.to_string()).unwrap();
+    let inspect = async || {
+        skopeo(&[
+            "inspect".into(),
+            format!("--authfile={}", authfile.display()),
+            format!("--cert-dir={}", cert_dir(&s)),
+            format!("docker://{}/team/src:v1", s.host),
+        ])
+        .await
+    };
+    let out = inspect().await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["Digest"], digest.as_str());
+    // bob's password changes: his refresh token no longer gets him a token.
+    auth::htpasswd(
+        s.pki.dir.path(),
+        &[("alice", "alice-pw"), ("bob", "new-bob-pw")],
+    );
+    s.authorizer.as_ref().unwrap().reload().unwrap();
+    let out = inspect().await;
+    assert!(!out.status.success(), "revoked, yet skopeo read the image");
+}

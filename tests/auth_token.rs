@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::auth::{self, IDENTITY_HEADER, Setup, Signer, challenge, rule, signing_key};
+use common::auth::{self, IDENTITY_HEADER, Setup, Signer, challenge, signing_key};
 use common::{assert_error, payload, sha256};
 use jsonwebtoken::Algorithm;
 use marina_distribution::registry::auth::config::{AuthConfig, TokenConfig};
@@ -91,6 +91,7 @@ fn external_tokens(
             certificates,
             signing_key: None,
             lifetime: None,
+            refresh_lifetime: None,
         }),
         ..AuthConfig::default()
     }
@@ -441,28 +442,8 @@ async fn tokens_carrying_a_certificate_chain() {
     }
 }
 
-/// A registry issuing its own tokens: htpasswd users, rules, an EdDSA signing key.
-pub async fn issuing_server(alg: Algorithm) -> auth::AuthServer {
-    let (_, _, _, key_pem) = signing_key(alg, "issuer");
-    auth::start(Setup::default(), |port, dir| AuthConfig {
-        htpasswd: Some(auth::htpasswd(
-            dir,
-            &[("alice", "alice-pw"), ("bob", "bob-pw")],
-        )),
-        token: Some(auth::built_in_tokens(
-            port,
-            dir,
-            &key_pem,
-            SERVICE,
-            ISSUER,
-            Some(600),
-        )),
-        access: vec![
-            rule("team/**", &["alice"], &["pull", "push", "delete"]),
-            rule("team/**", &["bob"], &["pull"]),
-        ],
-    })
-    .await
+async fn issuing_server(alg: Algorithm) -> auth::AuthServer {
+    auth::issuing_server(alg, SERVICE, ISSUER, |t| t.lifetime = Some(600)).await
 }
 
 async fn fetch_token(s: &auth::AuthServer, creds: Option<(&str, &str)>, scope: &str) -> String {
@@ -529,12 +510,12 @@ async fn built_in_token_endpoint() {
         // Another method at the endpoint: 405 with Allow and the error envelope.
         let resp = s
             .basic("alice", "alice-pw")
-            .request(reqwest::Method::POST, "/token")
+            .request(reqwest::Method::PUT, "/token")
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(common::header(&resp, "allow"), "GET, HEAD");
+        assert_eq!(common::header(&resp, "allow"), "GET, HEAD, POST");
         assert!(resp.text().await.unwrap().contains("\"UNSUPPORTED\""));
         // A token for hundreds of scopes (kilobytes, cached until it expires): 400; at the
         // bound it is issued.

@@ -113,7 +113,33 @@ pub fn built_in_tokens(
         certificates: None,
         signing_key: Some(write(dir, "token-key.pem", key_pem)),
         lifetime,
+        refresh_lifetime: None,
     }
+}
+
+/// A registry issuing its own tokens with a fresh `alg` key, for `service` as `issuer`:
+/// htpasswd users alice (`alice-pw`: pull, push and delete on `team/**`) and bob (`bob-pw`:
+/// pull); `adjust` changes the endpoint's settings.
+pub async fn issuing_server(
+    alg: Algorithm,
+    service: &str,
+    issuer: &str,
+    adjust: impl FnOnce(&mut TokenConfig),
+) -> AuthServer {
+    let (_, _, _, key_pem) = signing_key(alg, "issuer");
+    start(Setup::default(), |port, dir| {
+        let mut token = built_in_tokens(port, dir, &key_pem, service, issuer, None);
+        adjust(&mut token);
+        AuthConfig {
+            htpasswd: Some(htpasswd(dir, &[("alice", "alice-pw"), ("bob", "bob-pw")])),
+            token: Some(token),
+            access: vec![
+                rule("team/**", &["alice"], &["pull", "push", "delete"]),
+                rule("team/**", &["bob"], &["pull"]),
+            ],
+        }
+    })
+    .await
 }
 
 /// A token signing key of the test's own authorization server.

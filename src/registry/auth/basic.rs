@@ -131,6 +131,19 @@ impl Htpasswd {
         mac.finalize().into_bytes().into()
     }
 
+    /// A fingerprint of `user`'s line (SHA-256 of the bcrypt hash, first 16 bytes), `None`
+    /// when the file has no such user. It changes when the password does; refresh tokens
+    /// carry it ([`super::refresh`]). The hash holds a random salt, so the fingerprint
+    /// helps no one guess the password.
+    pub fn credential_tag(&self, user: &str) -> Option<[u8; 16]> {
+        use sha2::Digest as _;
+        let hash = self.users.get(user)?;
+        let digest = sha2::Sha256::digest(hash.as_bytes());
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&digest[..16]);
+        Some(tag)
+    }
+
     /// Whether `password` is `user`'s: from the cache when these credentials were verified
     /// before, else with bcrypt (off the async workers).
     pub async fn verify(&self, user: &str, password: &str) -> bool {

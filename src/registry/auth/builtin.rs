@@ -77,6 +77,8 @@ pub struct TokenSettings {
     pub signing_key: Option<Arc<SigningKey>>,
     /// Lifetime of the tokens the built-in endpoint issues, in seconds.
     pub lifetime_secs: u64,
+    /// Lifetime of the refresh tokens it issues, in seconds; 0: it issues none.
+    pub refresh_lifetime_secs: u64,
 }
 
 #[derive(Debug)]
@@ -188,6 +190,12 @@ impl Builtin {
         self.token.as_ref().map(|t| &t.settings)
     }
 
+    /// The token settings and signing key, when the registry issues tokens itself.
+    pub fn issuing(&self) -> Option<(&TokenSettings, &SigningKey)> {
+        let settings = self.token_settings()?;
+        Some((settings, settings.signing_key.as_deref()?))
+    }
+
     /// Checks Basic credentials against the htpasswd file: `Ok(None)` without credentials,
     /// `Ok(Some(user))` when they are right.
     ///
@@ -206,14 +214,30 @@ impl Builtin {
         if user.is_empty() && password.is_empty() {
             return Ok(None);
         }
+        self.check_password(&user, &password).await.map(Some)
+    }
+
+    /// Checks a user's password against the htpasswd file.
+    pub async fn check_password(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Arc<str>, AuthFailure> {
         let Some(htpasswd) = &self.htpasswd else {
             return Err(AuthFailure::new("no user database is configured"));
         };
-        if htpasswd.get().verify(&user, &password).await {
-            Ok(Some(Arc::from(user)))
+        if htpasswd.get().verify(user, password).await {
+            Ok(Arc::from(user))
         } else {
             Err(AuthFailure::new("invalid username or password"))
         }
+    }
+
+    /// The fingerprint of `user`'s current htpasswd line
+    /// ([`Htpasswd::credential_tag`](super::basic::Htpasswd::credential_tag)), `None` when
+    /// there is no such user.
+    pub fn credential_tag(&self, user: &str) -> Option<[u8; 16]> {
+        self.htpasswd.as_ref()?.get().credential_tag(user)
     }
 }
 

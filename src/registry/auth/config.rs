@@ -17,6 +17,7 @@
 //! certificates = "/etc/marina/token-ca.pem"
 //! signing_key = "/etc/marina/token-key.pem"  # serve the token endpoint at realm's path
 //! lifetime = 300                           # seconds, tokens of the built-in endpoint
+//! refresh_lifetime = 7776000                # seconds, its refresh tokens (0: none)
 //! ```
 
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ pub struct TokenConfig {
     pub signing_key: Option<PathBuf>,
     /// Lifetime of issued tokens in seconds (default 300).
     pub lifetime: Option<u64>,
+    /// Lifetime of issued refresh tokens in seconds (default 90 days; 0: none are issued).
+    pub refresh_lifetime: Option<u64>,
 }
 
 /// One `[[auth.access]]` table.
@@ -99,6 +102,11 @@ pub const DEFAULT_TOKEN_LIFETIME: u64 = 300;
 /// The lifetimes accepted, in seconds: a minute (clients fetch a token per push or pull) to
 /// a day.
 pub const TOKEN_LIFETIMES: std::ops::RangeInclusive<u64> = 60..=86_400;
+/// Default lifetime of the built-in endpoint's refresh tokens: 90 days.
+pub const DEFAULT_REFRESH_LIFETIME: u64 = 90 * 86_400;
+/// The refresh token lifetimes accepted besides 0 (none issued), in seconds: an hour to a
+/// year. A changed password revokes them earlier.
+pub const REFRESH_LIFETIMES: std::ops::RangeInclusive<u64> = 3_600..=365 * 86_400;
 
 impl AuthConfig {
     /// Whether any access control is configured.
@@ -181,6 +189,13 @@ impl AuthConfig {
                  cannot be revoked: it grants what it says until it expires)"
             ));
         }
+        let refresh_lifetime_secs = token.refresh_lifetime.unwrap_or(DEFAULT_REFRESH_LIFETIME);
+        if refresh_lifetime_secs != 0 && !REFRESH_LIFETIMES.contains(&refresh_lifetime_secs) {
+            return Err(format!(
+                "[auth.token] refresh_lifetime {refresh_lifetime_secs} is outside 3600 to \
+                 31536000 seconds (an hour to a year; 0 issues no refresh tokens)"
+            ));
+        }
         let signing_key = match &token.signing_key {
             Some(path) => {
                 if self.htpasswd.is_none() {
@@ -219,6 +234,7 @@ impl AuthConfig {
             certificates: token.certificates.clone(),
             signing_key,
             lifetime_secs,
+            refresh_lifetime_secs,
         };
         Builtin::token(settings, self.htpasswd.as_deref(), rules).map(Some)
     }
@@ -228,22 +244,35 @@ impl AuthConfig {
 mod tests {
     use super::*;
 
+    fn build_with(key: &str, value: u64) -> Result<Option<Builtin>, String> {
+        let text = format!(
+            "[token]\nrealm = \"https://r.test/token\"\nservice = \"s\"\n\
+             issuer = \"i\"\nsigning_key = \"/nonexistent/key.pem\"\n{key} = {value}"
+        );
+        toml::from_str::<AuthConfig>(&text).unwrap().build()
+    }
+
     #[test]
     fn token_lifetimes_outside_a_minute_to_a_day_are_refused() {
-        let with = |lifetime: u64| {
-            let text = format!(
-                "[token]\nrealm = \"https://r.test/token\"\nservice = \"s\"\n\
-                 issuer = \"i\"\nsigning_key = \"/nonexistent/key.pem\"\nlifetime = {lifetime}"
-            );
-            toml::from_str::<AuthConfig>(&text).unwrap().build()
-        };
         for refused in [0, 10, 59, 86_401, 99_999_999_999] {
-            let err = with(refused).unwrap_err();
+            let err = build_with("lifetime", refused).unwrap_err();
             assert!(err.contains("lifetime"), "{refused}: {err}");
         }
         // Within the bounds the configuration goes on (to the missing files here).
         for accepted in [60, 300, 86_400] {
-            let err = with(accepted).unwrap_err();
+            let err = build_with("lifetime", accepted).unwrap_err();
+            assert!(!err.contains("lifetime"), "{accepted}: {err}");
+        }
+    }
+
+    #[test]
+    fn refresh_lifetimes_outside_an_hour_to_a_year_are_refused_but_zero() {
+        for refused in [1, 3_599, 365 * 86_400 + 1, i64::MAX as u64] {
+            let err = build_with("refresh_lifetime", refused).unwrap_err();
+            assert!(err.contains("refresh_lifetime"), "{refused}: {err}");
+        }
+        for accepted in [0, 3_600, 90 * 86_400, 365 * 86_400] {
+            let err = build_with("refresh_lifetime", accepted).unwrap_err();
             assert!(!err.contains("lifetime"), "{accepted}: {err}");
         }
     }

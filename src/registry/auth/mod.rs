@@ -22,6 +22,8 @@ pub mod config;
 pub mod glob;
 pub mod issuer;
 pub mod keys;
+pub mod oauth;
+pub mod refresh;
 pub mod rules;
 pub mod token;
 pub mod x5c;

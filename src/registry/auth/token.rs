@@ -61,6 +61,10 @@ pub struct Claims {
     /// Token id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// What the token is for: absent in access tokens; `"refresh"` in the built-in
+    /// endpoint's refresh tokens, which are never accepted as access tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_use: Option<String>,
     /// What the bearer may do.
     #[serde(default)]
     pub access: Vec<AccessEntry>,
@@ -313,6 +317,9 @@ impl TokenVerifier {
                 _ => "invalid token".to_owned(),
             }
         })?;
+        if data.claims.token_use.as_deref() == Some(super::refresh::REFRESH_USE) {
+            return Err("a refresh token is not an access token".to_owned());
+        }
         check_validity(&data.claims, since_epoch().as_secs_f64())?;
         let mut grants = Grants::from_claims(&data.claims);
         grants.issued_here =
