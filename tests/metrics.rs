@@ -9,6 +9,7 @@ use common::outage_proxy::{OutageProxy, host_port};
 use std::time::Duration;
 
 use common::observe::{self, value};
+use common::unwritable::set_writable;
 use marina_distribution::StorageConfig;
 use marina_distribution::observe::metrics::Metrics;
 use marina_distribution::storage::lifecycle::{GcReport, RunEnd, RunKind};
@@ -298,32 +299,6 @@ async fn a_storage_failure_is_recorded_as_such() {
     assert!(failures.iter().sum::<f64>() >= 1.0, "{m}");
     drop(reg);
     drop(dir);
-}
-
-/// Makes `dir` and everything under it unwritable, even for root (`chattr +i`, which root
-/// needs `CAP_LINUX_IMMUTABLE` for), or writable again.
-fn set_writable(dir: &std::path::Path, writable: bool) {
-    let run = |program: &str, arg: &str| {
-        let status = std::process::Command::new(program)
-            .args(["-R", arg])
-            .arg(dir)
-            .status()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        assert!(status.success(), "{program} -R {arg} failed");
-    };
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if writable {
-        if root {
-            run("chattr", "-i");
-        }
-        run("chmod", "u+w");
-    } else {
-        run("chmod", "a-w");
-        if root {
-            run("chattr", "+i");
-        }
-    }
 }
 
 #[tokio::test]

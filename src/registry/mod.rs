@@ -90,6 +90,10 @@ pub struct RegistryOptions {
     /// Most upload sessions this process keeps open per repository (0: no bound); past it,
     /// starting one answers 429 `TOOMANYREQUESTS`. See [`sessions`].
     pub max_upload_sessions: usize,
+    /// Serve reads only: every push, upload and delete is answered `405` `UNSUPPORTED`
+    /// with `Allow` naming what the path still answers (`GET, HEAD`, or nothing for an
+    /// upload), before authentication and before its body is read; nothing is written.
+    pub read_only: bool,
 }
 
 /// Default [`RegistryOptions::max_upload_sessions`].
@@ -104,6 +108,7 @@ impl Default for RegistryOptions {
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
             drain_limit: DEFAULT_DRAIN_LIMIT,
             max_upload_sessions: DEFAULT_MAX_UPLOAD_SESSIONS,
+            read_only: false,
         }
     }
 }
@@ -242,12 +247,23 @@ struct Access<P> {
 
 /// Authenticates the caller and authorizes the scope the endpoint needs (for a mount, also
 /// pull on the source: refused, the mount falls back to a plain upload session). A refusal
-/// is the finished 401/403 response.
+/// is the finished 401/403 response, or, on a read-only registry, the 405 of a write.
 async fn check_access<D, A: Authorizer>(
     reg: &Registry<D, A>,
     info: &RouteInfo,
     parts: &axum::http::request::Parts,
 ) -> Result<Access<A::Principal>, Response> {
+    if reg.options.read_only && info.endpoint.is_some_and(writes) {
+        let allow = allowed_methods(parts.uri.path(), true);
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "the operation is unsupported",
+        )
+        .with_detail("this registry is read-only")
+        .with_header(header::ALLOW, &allow)
+        .into_response());
+    }
     let Some(endpoint) = info.endpoint else {
         // 405: no handler runs, nothing to protect.
         return Ok(Access {
@@ -363,9 +379,19 @@ fn route_info(path: &str, method: &Method) -> Result<RouteInfo, ApiError> {
     })
 }
 
+/// Whether `endpoint` changes what is stored (a push, an upload, a delete).
+fn writes(endpoint: Endpoint) -> bool {
+    endpoint
+        .action()
+        .is_some_and(|action| action != route::Action::Pull)
+}
+
 /// The methods `path` answers, for the `Allow` header a `405` must carry (RFC 9110 §15.5.6):
-/// those [`route_info`] gives an endpoint for.
-fn allowed_methods(path: &str) -> String {
+/// those [`route_info`] gives an endpoint for; with `read_only`, those that do not write
+/// (possibly none: "an empty Allow field value indicates that the resource allows no
+/// methods, which might occur in a 405 response if the resource has been temporarily
+/// disabled by configuration").
+fn allowed_methods(path: &str, read_only: bool) -> String {
     const METHODS: [Method; 6] = [
         Method::GET,
         Method::HEAD,
@@ -376,7 +402,12 @@ fn allowed_methods(path: &str) -> String {
     ];
     let allowed: Vec<&str> = METHODS
         .iter()
-        .filter(|m| route_info(path, m).is_ok_and(|info| info.endpoint.is_some()))
+        .filter(|m| {
+            route_info(path, m).is_ok_and(|info| {
+                info.endpoint
+                    .is_some_and(|endpoint| !(read_only && writes(endpoint)))
+            })
+        })
         .map(Method::as_str)
         .collect();
     allowed.join(", ")
@@ -398,7 +429,7 @@ async fn handle<D: StorageDriver + Lifecycle, A: Authorizer>(
         _ => {}
     }
     let (Some(endpoint), Some(name)) = (info.endpoint, info.repository.as_ref()) else {
-        let allow = allowed_methods(req.uri().path());
+        let allow = allowed_methods(req.uri().path(), reg.options.read_only);
         return Err(ApiError::method_not_allowed().with_header(header::ALLOW, &allow));
     };
     let reference = info.reference.as_deref().unwrap_or("");

@@ -1,4 +1,5 @@
-//! A cheap check that the storage answers and accepts writes, for readiness probes.
+//! A cheap check that the storage answers and accepts writes (or, for a read-only registry,
+//! answers reads), for readiness probes.
 //!
 //! Kept apart from [`StorageDriver`], which holds the OCI
 //! operations only: this is an operational question about the backend, implemented once for
@@ -51,6 +52,15 @@ pub trait StorageProbe: Send + Sync {
     /// writable, the bucket is reachable with the configured credentials. An `Err` names
     /// the driver and what failed, without paths or object keys.
     fn probe(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Looks up a scratch object under `_probe/` that does not exist, writing nothing: the
+    /// check of a read-only registry, whose storage may well refuse writes (a read-only
+    /// mount, credentials that may only read).
+    ///
+    /// `Ok` means the backend answered the lookup: the filesystem root can be searched, the
+    /// bucket is reachable with the configured credentials. An `Err` is as for
+    /// [`probe`](Self::probe).
+    fn probe_reads(&self) -> impl Future<Output = Result<()>> + Send;
 }
 
 impl<B: Backend> StorageProbe for Engine<B> {
@@ -71,6 +81,15 @@ impl<B: Backend> StorageProbe for Engine<B> {
             Err(e) => return Err(failed("cannot read", Some(e))),
         }
         removed.map_err(|e| failed("cannot remove", Some(e)))
+    }
+
+    async fn probe_reads(&self) -> Result<()> {
+        let key = layout::probe(&format!("{:032x}", rand::random::<u128>()));
+        self.backend()
+            .exists(&key)
+            .await
+            .map(drop)
+            .map_err(|e| probe_failure(self.driver_name(), "cannot read", Some(e)))
     }
 }
 

@@ -25,6 +25,7 @@ pub mod storage_io;
 #[cfg(feature = "server")]
 pub mod store_tls;
 pub mod suite;
+pub mod unwritable;
 pub mod uploads;
 
 // Every test file starts with `use common::*`.

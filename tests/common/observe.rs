@@ -59,7 +59,7 @@ pub async fn start(
         .await
         .expect("bind");
     let metrics_base = format!("http://{}", listener.local_addr().expect("addr"));
-    let health = health::router(metrics, driver);
+    let health = health::router(metrics, driver, health::Readiness::Writes);
     let task = tokio::spawn(async move {
         axum::serve(listener, health).await.expect("serve");
     });

@@ -46,6 +46,7 @@ ENVIRONMENT (storage):
   GOOGLE_APPLICATION_CREDENTIALS, ... (Application Default Credentials)
   RUST_LOG                log filter, e.g. info (default), debug, marina_distribution=trace
   MARINA_TLS_CERT, MARINA_TLS_KEY, MARINA_TLS_CLIENT_CA, MARINA_HTPASSWD (see flags)
+  MARINA_READ_ONLY        true: serve pulls only (see --read-only)
 
 ENVIRONMENT (lifecycle; durations like 30s, 15m, 24h, or off):
   MARINA_GC_INTERVAL      periodic garbage collection in the server (default off)
@@ -58,6 +59,7 @@ CONFIG FILE (TOML, all keys optional; docs/configuration.md lists them all):
   listen = \"127.0.0.1:5000\"
   metrics_listen = \"127.0.0.1:5001\"   # /metrics, /healthz, /readyz
   log_format = \"json\"
+  read_only = false                 # true: pulls only (pushes and deletes answer 405)
   gc_interval = \"off\"             # or e.g. \"24h\"
   gc_grace = \"1h\"
   delete_untagged = false
@@ -117,6 +119,18 @@ pub(crate) struct Cli {
     /// Expire idle upload sessions this often inside the server (default 1h; off disables).
     #[arg(long, env = "MARINA_UPLOAD_EXPIRY_INTERVAL", value_name = "DURATION")]
     pub(crate) upload_expiry_interval: Option<String>,
+
+    /// Serve pulls only: pushes, uploads and deletes are answered 405 UNSUPPORTED, nothing
+    /// is written or deleted (no periodic collection or upload expiry), and /readyz only
+    /// reads, so the storage may be read-only too (MARINA_READ_ONLY).
+    #[arg(
+        long,
+        env = "MARINA_READ_ONLY",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub(crate) read_only: Option<bool>,
 
     #[command(flatten)]
     pub(crate) shared: Shared,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use marina_distribution::observe::health::{self, Readiness};
 use marina_distribution::observe::http::ObserveLayer;
 use marina_distribution::observe::metrics::Metrics;
 use marina_distribution::observe::notify::{Notifier, NotifierOptions};
@@ -31,6 +32,7 @@ pub(crate) async fn serve(
         metrics_listen,
         notifications,
         log_format,
+        read_only,
     } = settings;
     let stop = |what: &str, error: &dyn std::fmt::Display, status| {
         crate::stop(log_format, what, error, status)
@@ -45,6 +47,7 @@ pub(crate) async fn serve(
     let driver_name = driver.driver_name();
     let mut options = RegistryOptions {
         max_manifest_size: storage.max_manifest_size,
+        read_only,
         ..RegistryOptions::default()
     };
     limits.apply(&mut options);
@@ -80,7 +83,12 @@ pub(crate) async fn serve(
         Err(e) => return stop(&format!("cannot listen on {listen}"), &e, 1),
     };
     if let (Some(addr), Some(metrics)) = (metrics_listen, metrics) {
-        let health = marina_distribution::observe::health::router(metrics, Arc::clone(&driver));
+        let readiness = if read_only {
+            Readiness::Reads
+        } else {
+            Readiness::Writes
+        };
+        let health = health::router(metrics, Arc::clone(&driver), readiness);
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
                 let addr = l.local_addr().unwrap_or(addr);
@@ -100,7 +108,10 @@ pub(crate) async fn serve(
         _ => String::new(),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    println!("marina-registry listening on {scheme}://{addr}/v2/ ({driver_name} storage{where_})");
+    let mode = if read_only { ", read-only" } else { "" };
+    println!(
+        "marina-registry listening on {scheme}://{addr}/v2/ ({driver_name} storage{where_}{mode})"
+    );
     if let Err(e) = server::serve(
         listener,
         app,

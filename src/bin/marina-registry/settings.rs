@@ -49,6 +49,8 @@ struct FileConfig {
     metrics_listen: Option<SocketAddr>,
     /// Log format.
     log_format: Option<LogFormat>,
+    /// Serve pulls only.
+    read_only: Option<bool>,
     /// Notification endpoints.
     #[serde(default)]
     notifications: NotificationsConfig,
@@ -65,6 +67,8 @@ pub(crate) struct Settings {
     pub(crate) metrics_listen: Option<SocketAddr>,
     pub(crate) log_format: LogFormat,
     pub(crate) notifications: NotificationsConfig,
+    /// Serve pulls only (`--read-only`).
+    pub(crate) read_only: bool,
 }
 
 /// A duration from the flag or environment (`cli`), else the file, else `default`.
@@ -151,7 +155,11 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
             defaults.gc.upload_ttl,
         )?,
     };
-    let schedule = Schedule {
+    let serving = cli.command.is_none();
+    // `marina-registry gc` is the operator's explicit deletion: it ignores `read_only` (as
+    // Distribution's `garbage-collect` is meant to run while the registry is read-only).
+    let read_only = serving && cli.read_only.or(file.read_only).unwrap_or(false);
+    let mut schedule = Schedule {
         gc_interval: duration(
             "gc_interval",
             cli.gc_interval.as_deref(),
@@ -173,9 +181,33 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
     if too_often(schedule.gc_interval) || too_often(schedule.upload_expiry_interval) {
         return Err("gc_interval and upload_expiry_interval must be at least 1s (or off)".into());
     }
+    if read_only {
+        // A read-only registry deletes nothing: a period asked for is a contradiction to
+        // report; the default upload expiry simply does not run.
+        if schedule.gc_interval.is_some() {
+            return Err(
+                "gc_interval: a read-only registry (read_only) deletes nothing: \
+                        collect from a writable one, or with `marina-registry gc`"
+                    .into(),
+            );
+        }
+        let expiry_asked =
+            cli.upload_expiry_interval.is_some() || file.upload_expiry_interval.is_some();
+        if expiry_asked && schedule.upload_expiry_interval.is_some() {
+            return Err(
+                "upload_expiry_interval: a read-only registry (read_only) deletes \
+                        nothing: expire uploads from a writable one (or set it to off)"
+                    .into(),
+            );
+        }
+        schedule.upload_expiry_interval = None;
+        // Nothing writes a session record, and detecting conditional writes would write.
+        if let Some(s3) = storage.s3.as_mut() {
+            s3.conditional_writes.get_or_insert(false);
+        }
+    }
     // Expiry in the server runs beside pushes: a TTL of zero (often meant as "no limit")
     // would abort every session in flight at each run. A `gc` run by hand may ask for it.
-    let serving = cli.command.is_none();
     if serving
         && schedule.upload_expiry_interval.is_some()
         && schedule.gc.upload_ttl == Some(Duration::ZERO)
@@ -204,5 +236,6 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
         metrics_listen: cli.metrics_listen.or(file.metrics_listen),
         log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
         notifications: file.notifications,
+        read_only,
     })
 }

@@ -99,6 +99,10 @@ impl crate::storage::probe::StorageProbe for AnyDriver {
     async fn probe(&self) -> Result<()> {
         dispatch!(self, d => d.probe().await)
     }
+
+    async fn probe_reads(&self) -> Result<()> {
+        dispatch!(self, d => d.probe_reads().await)
+    }
 }
 
 impl StorageDriver for AnyDriver {

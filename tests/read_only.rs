@@ -1,0 +1,227 @@
+//! A read-only registry (`--read-only`, `RegistryOptions::read_only`): pulls are served;
+//! every push, upload and delete is refused with `405 UNSUPPORTED` and an `Allow` of what
+//! the path still answers, and changes nothing. The binary serves a filesystem root it
+//! cannot write and is ready; settings that would delete are refused, and `gc` ignores the
+//! mode.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::binary::{BIN, spawn, wait_for_metrics_address};
+use common::unwritable::Unwritable;
+use common::{OCI_MANIFEST, Registry, assert_error, body, header, image_manifest};
+use marina_distribution::registry::{RegistryOptions, router};
+use marina_distribution::{AnyDriver, StorageConfig};
+use reqwest::{Method, StatusCode};
+use tokio::process::Command;
+
+/// `(method, path)` is refused as a write of a read-only registry, with `allow`.
+async fn assert_refused(reader: &Registry, method: Method, path: &str, allow: &str) {
+    let resp = reader
+        .request(method.clone(), path)
+        .header("content-type", OCI_MANIFEST)
+        .body(b"{}".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&resp, "allow"), allow, "{method} {path}");
+    let text = format!("{method} {path}");
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{text}");
+    assert_error(resp, 405, "UNSUPPORTED").await;
+}
+
+#[tokio::test]
+async fn writes_are_refused_and_change_nothing() {
+    // One driver behind two routers: the writable one pushes, the read-only one is tested.
+    let driver = Arc::new(
+        AnyDriver::from_config(&StorageConfig::inmemory())
+            .await
+            .unwrap(),
+    );
+    let writable = router(Arc::clone(&driver), RegistryOptions::default());
+    let writer = common::serve("inmemory".into(), writable, None, None).await;
+    let read_only = RegistryOptions {
+        read_only: true,
+        ..RegistryOptions::default()
+    };
+    let reader = common::serve("inmemory".into(), router(driver, read_only), None, None).await;
+    let image = writer.push_image("ro/app", "v1", 1).await;
+    let session = writer.start_upload("ro/app").await;
+
+    // Everything a pull needs is served.
+    let resp = reader.get_manifest("ro/app", "v1").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body(resp).await, image.manifest);
+    let resp = reader.get_blob("ro/app", &image.layer_digest).await;
+    assert_eq!(body(resp).await, image.layer);
+    assert_eq!(
+        reader
+            .head_blob("ro/app", &image.config_digest)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(reader.tag_page("ro/app", None, None).await.tags, ["v1"]);
+    assert_eq!(
+        reader.catalog_page(None, None).await.repositories,
+        ["ro/app"]
+    );
+    let referrers = format!("/v2/ro/app/referrers/{}", image.digest);
+    assert_eq!(reader.get(&referrers).await.status(), StatusCode::OK);
+    assert_eq!(reader.get("/v2/").await.status(), StatusCode::OK);
+
+    // Every write, refused before anything is read or written. An upload path answers
+    // nothing at all now: its `Allow` is empty (RFC 9110 §10.2.1).
+    let other = image_manifest(&image.config_digest, image.config_size, &[], None);
+    let mount = format!(
+        "/v2/ro/copy/blobs/uploads/?mount={}&from=ro/app",
+        image.layer_digest
+    );
+    let manifest_by_digest = format!("/v2/ro/app/manifests/{}", image.digest);
+    let blob = format!("/v2/ro/app/blobs/{}", image.layer_digest);
+    let finish = format!("{session}?digest={}", image.layer_digest);
+    let cases = [
+        (Method::POST, "/v2/ro/app/blobs/uploads/", ""),
+        (Method::POST, mount.as_str(), ""),
+        (Method::GET, session.as_str(), ""),
+        (Method::PATCH, session.as_str(), ""),
+        (Method::PUT, finish.as_str(), ""),
+        (Method::DELETE, session.as_str(), ""),
+        (Method::PUT, "/v2/ro/app/manifests/v1", "GET, HEAD"),
+        (Method::PUT, "/v2/ro/app/manifests/v2", "GET, HEAD"),
+        (Method::DELETE, "/v2/ro/app/manifests/v1", "GET, HEAD"),
+        (Method::DELETE, manifest_by_digest.as_str(), "GET, HEAD"),
+        (Method::DELETE, blob.as_str(), "GET, HEAD"),
+        // No endpoint at all for this method: the same `Allow`, without the writes.
+        (Method::POST, "/v2/ro/app/manifests/v1", "GET, HEAD"),
+    ];
+    for (method, path, allow) in cases {
+        assert_refused(&reader, method, path, allow).await;
+    }
+    // A manifest whose push would move `v1`, sent as a client would: refused.
+    let resp = reader
+        .put_manifest("ro/app", "v1", OCI_MANIFEST, other.as_bytes())
+        .await;
+    assert_error(resp, 405, "UNSUPPORTED").await;
+
+    // Nothing changed: the tag, the blobs, the session, no new repository.
+    let resp = writer.get_manifest("ro/app", "v1").await;
+    assert_eq!(header(&resp, "docker-content-digest"), image.digest);
+    assert_eq!(
+        writer
+            .head_blob("ro/app", &image.layer_digest)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        writer.upload_status(&session).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(writer.tag_page("ro/app", None, None).await.tags, ["v1"]);
+    assert_eq!(
+        writer.catalog_page(None, None).await.repositories,
+        ["ro/app"]
+    );
+}
+
+#[tokio::test]
+async fn the_binary_serves_pulls_from_a_root_it_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let writer = common::start("filesystem".into(), StorageConfig::filesystem(&root), None).await;
+    let image = writer.push_image("ro/app", "v1", 2).await;
+    drop(writer);
+    let _unwritable = Unwritable::new(&root);
+    let (_child, addr, mut log) = spawn(
+        Command::new(BIN)
+            .env("MARINA_READ_ONLY", "true")
+            .env_remove("MARINA_GC_INTERVAL")
+            .env_remove("MARINA_UPLOAD_EXPIRY_INTERVAL")
+            .arg("--root-directory")
+            .arg(&root)
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]),
+    )
+    .await;
+    let metrics = wait_for_metrics_address(&mut log).await;
+    // Ready: the probe only reads (a writing probe would fail on this root).
+    let resp = reqwest::get(format!("http://{metrics}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let reader = Registry::new(format!("http://{addr}"));
+    let resp = reader.get_manifest("ro/app", "v1").await;
+    assert_eq!(body(resp).await, image.manifest);
+    let resp = reader.get_blob("ro/app", &image.layer_digest).await;
+    assert_eq!(body(resp).await, image.layer);
+    assert_eq!(reader.tag_page("ro/app", None, None).await.tags, ["v1"]);
+    assert_eq!(
+        reader.catalog_page(None, None).await.repositories,
+        ["ro/app"]
+    );
+    let resp = reader.post_upload("ro/app").await;
+    assert_error(resp, 405, "UNSUPPORTED").await;
+}
+
+/// Runs the binary with `args` and `MARINA_READ_ONLY=true`, expecting it to stop with a
+/// configuration error naming `field`.
+async fn assert_refused_setting(args: &[&str], field: &str) {
+    let out = Command::new(BIN)
+        .env("MARINA_READ_ONLY", "true")
+        .env("STORAGE_TYPE", "inmemory")
+        .env_remove("MARINA_LISTEN")
+        .env_remove("MARINA_GC_INTERVAL")
+        .env_remove("MARINA_UPLOAD_EXPIRY_INTERVAL")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        err.contains(field) && err.contains("read-only"),
+        "{args:?}: {err}"
+    );
+}
+
+#[tokio::test]
+async fn settings_that_delete_are_refused_and_gc_ignores_the_mode() {
+    assert_refused_setting(&["--gc-interval", "1h"], "gc_interval").await;
+    assert_refused_setting(
+        &["--upload-expiry-interval", "1h"],
+        "upload_expiry_interval",
+    )
+    .await;
+    // `off` says the same as the mode: accepted.
+    let (_child, addr, _log) = spawn(
+        Command::new(BIN)
+            .env("STORAGE_TYPE", "inmemory")
+            .env_remove("MARINA_GC_INTERVAL")
+            .env_remove("MARINA_UPLOAD_EXPIRY_INTERVAL")
+            .args(["--read-only", "--upload-expiry-interval", "off"])
+            .args(["--listen", "127.0.0.1:0"]),
+    )
+    .await;
+    let resp = Registry::new(format!("http://{addr}"))
+        .post_upload("ro/app")
+        .await;
+    assert_error(resp, 405, "UNSUPPORTED").await;
+    // The operator's own collection runs whatever the serving mode.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .env("MARINA_READ_ONLY", "true")
+        .env_remove("STORAGE_TYPE")
+        .arg("gc")
+        .arg("--root-directory")
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
