@@ -225,3 +225,52 @@ async fn settings_that_delete_are_refused_and_gc_ignores_the_mode() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// On S3 (behind a proxy that records every request), the read-only binary starts, is
+/// ready and serves a pull without sending the store a single request that writes: no
+/// conditional-write detection, no probe object, nothing but `GET` and `HEAD`.
+#[tokio::test]
+async fn on_s3_nothing_but_reads_reach_the_store() {
+    let Some(config) = common::s3_storage("read-only") else {
+        eprintln!("NOTE: S3_ENDPOINT is not set: read-only on S3 was SKIPPED");
+        return;
+    };
+    let s3 = config.s3.clone().expect("s3");
+    let writer = common::start("s3".into(), config, None).await;
+    let image = writer.push_image("ro/app", "v1", 3).await;
+    drop(writer);
+    let proxy =
+        common::fault_proxy::FaultProxy::start(&s3.endpoint.expect("endpoint"), 0.0, 1).await;
+    let (_child, addr, mut log) = spawn(
+        Command::new(BIN)
+            .env("S3_ENDPOINT", &proxy.url)
+            .env("S3_PREFIX", s3.prefix.as_deref().expect("prefix"))
+            .env_remove("S3_CONDITIONAL_WRITES")
+            .env_remove("MARINA_GC_INTERVAL")
+            .env_remove("MARINA_UPLOAD_EXPIRY_INTERVAL")
+            .args(["--storage", "s3", "--read-only"])
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]),
+    )
+    .await;
+    let metrics = wait_for_metrics_address(&mut log).await;
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let resp = reqwest::get(format!("http://{metrics}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let reader = Registry::new(format!("http://{addr}"));
+    let resp = reader.get_manifest("ro/app", "v1").await;
+    assert_eq!(body(resp).await, image.manifest);
+    let resp = reader.get_blob("ro/app", &image.layer_digest).await;
+    assert_eq!(body(resp).await, image.layer);
+    assert_eq!(reader.tag_page("ro/app", None, None).await.tags, ["v1"]);
+    let resp = reader.post_upload("ro/app").await;
+    assert_error(resp, 405, "UNSUPPORTED").await;
+    let seen = proxy.seen();
+    assert!(seen.iter().any(|r| r.method == "HEAD"), "{seen:?}");
+    let writes: Vec<_> = seen
+        .iter()
+        .filter(|r| r.method != "GET" && r.method != "HEAD")
+        .collect();
+    assert!(writes.is_empty(), "requests that write: {writes:?}");
+}
