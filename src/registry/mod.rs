@@ -94,6 +94,10 @@ pub struct RegistryOptions {
     /// with `Allow` naming what the path still answers (`GET, HEAD`, or nothing for an
     /// upload), before authentication and before its body is read; nothing is written.
     pub read_only: bool,
+    /// Refuse deletes (of manifests, tags and blobs) the same way, as CNCF Distribution
+    /// does unless `storage.delete.enabled` (distribution-spec, "Content Management": a
+    /// registry that does not support deletion answers `405`). Collections still delete.
+    pub disable_deletes: bool,
 }
 
 /// Default [`RegistryOptions::max_upload_sessions`].
@@ -109,6 +113,7 @@ impl Default for RegistryOptions {
             drain_limit: DEFAULT_DRAIN_LIMIT,
             max_upload_sessions: DEFAULT_MAX_UPLOAD_SESSIONS,
             read_only: false,
+            disable_deletes: false,
         }
     }
 }
@@ -247,20 +252,21 @@ struct Access<P> {
 
 /// Authenticates the caller and authorizes the scope the endpoint needs (for a mount, also
 /// pull on the source: refused, the mount falls back to a plain upload session). A refusal
-/// is the finished 401/403 response, or, on a read-only registry, the 405 of a write.
+/// is the finished 401/403 response, or the 405 of an endpoint the options do not permit
+/// (a write on a read-only registry, a delete with deletes disabled).
 async fn check_access<D, A: Authorizer>(
     reg: &Registry<D, A>,
     info: &RouteInfo,
     parts: &axum::http::request::Parts,
 ) -> Result<Access<A::Principal>, Response> {
-    if reg.options.read_only && info.endpoint.is_some_and(writes) {
-        let allow = allowed_methods(parts.uri.path(), true);
+    if let Some(Err(why)) = info.endpoint.map(|e| reg.options.permits(e)) {
+        let allow = allowed_methods(parts.uri.path(), &reg.options);
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "UNSUPPORTED",
             "the operation is unsupported",
         )
-        .with_detail("this registry is read-only")
+        .with_detail(why)
         .with_header(header::ALLOW, &allow)
         .into_response());
     }
@@ -379,19 +385,28 @@ fn route_info(path: &str, method: &Method) -> Result<RouteInfo, ApiError> {
     })
 }
 
-/// Whether `endpoint` changes what is stored (a push, an upload, a delete).
-fn writes(endpoint: Endpoint) -> bool {
-    endpoint
-        .action()
-        .is_some_and(|action| action != route::Action::Pull)
+impl RegistryOptions {
+    /// Whether these options let `endpoint` be served: `Err` says why not (a read-only
+    /// registry and a write, or deletes disabled and a delete).
+    fn permits(&self, endpoint: Endpoint) -> Result<(), &'static str> {
+        match endpoint.action() {
+            Some(route::Action::Push | route::Action::Delete) if self.read_only => {
+                Err("this registry is read-only")
+            }
+            Some(route::Action::Delete) if self.disable_deletes => {
+                Err("deletes are disabled on this registry")
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The methods `path` answers, for the `Allow` header a `405` must carry (RFC 9110 §15.5.6):
-/// those [`route_info`] gives an endpoint for; with `read_only`, those that do not write
-/// (possibly none: "an empty Allow field value indicates that the resource allows no
-/// methods, which might occur in a 405 response if the resource has been temporarily
-/// disabled by configuration").
-fn allowed_methods(path: &str, read_only: bool) -> String {
+/// those [`route_info`] gives an endpoint for that `options` permit (possibly none, on a
+/// read-only registry's upload path: "an empty Allow field value indicates that the
+/// resource allows no methods, which might occur in a 405 response if the resource has been
+/// temporarily disabled by configuration").
+fn allowed_methods(path: &str, options: &RegistryOptions) -> String {
     const METHODS: [Method; 6] = [
         Method::GET,
         Method::HEAD,
@@ -405,7 +420,7 @@ fn allowed_methods(path: &str, read_only: bool) -> String {
         .filter(|m| {
             route_info(path, m).is_ok_and(|info| {
                 info.endpoint
-                    .is_some_and(|endpoint| !(read_only && writes(endpoint)))
+                    .is_some_and(|endpoint| options.permits(endpoint).is_ok())
             })
         })
         .map(Method::as_str)
@@ -429,7 +444,7 @@ async fn handle<D: StorageDriver + Lifecycle, A: Authorizer>(
         _ => {}
     }
     let (Some(endpoint), Some(name)) = (info.endpoint, info.repository.as_ref()) else {
-        let allow = allowed_methods(req.uri().path(), reg.options.read_only);
+        let allow = allowed_methods(req.uri().path(), &reg.options);
         return Err(ApiError::method_not_allowed().with_header(header::ALLOW, &allow));
     };
     let reference = info.reference.as_deref().unwrap_or("");

@@ -47,6 +47,7 @@ ENVIRONMENT (storage):
   RUST_LOG                log filter, e.g. info (default), debug, marina_distribution=trace
   MARINA_TLS_CERT, MARINA_TLS_KEY, MARINA_TLS_CLIENT_CA, MARINA_HTPASSWD (see flags)
   MARINA_READ_ONLY        true: serve pulls only (see --read-only)
+  MARINA_DISABLE_DELETES  true: refuse deletes (see --disable-deletes)
 
 ENVIRONMENT (lifecycle; durations like 30s, 15m, 24h, or off):
   MARINA_GC_INTERVAL      periodic garbage collection in the server (default off)
@@ -60,6 +61,7 @@ CONFIG FILE (TOML, all keys optional; docs/configuration.md lists them all):
   metrics_listen = \"127.0.0.1:5001\"   # /metrics, /healthz, /readyz
   log_format = \"json\"
   read_only = false                 # true: pulls only (pushes and deletes answer 405)
+  disable_deletes = false           # true: deletes answer 405
   gc_interval = \"off\"             # or e.g. \"24h\"
   gc_grace = \"1h\"
   delete_untagged = false
@@ -131,6 +133,17 @@ pub(crate) struct Cli {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub(crate) read_only: Option<bool>,
+
+    /// Refuse deletes of manifests, tags and blobs with 405 UNSUPPORTED, as CNCF
+    /// Distribution does by default; collections still reclaim (MARINA_DISABLE_DELETES).
+    #[arg(
+        long,
+        env = "MARINA_DISABLE_DELETES",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub(crate) disable_deletes: Option<bool>,
 
     #[command(flatten)]
     pub(crate) shared: Shared,

@@ -33,6 +33,7 @@ pub(crate) async fn serve(
         notifications,
         log_format,
         read_only,
+        disable_deletes,
     } = settings;
     let stop = |what: &str, error: &dyn std::fmt::Display, status| {
         crate::stop(log_format, what, error, status)
@@ -48,6 +49,7 @@ pub(crate) async fn serve(
     let mut options = RegistryOptions {
         max_manifest_size: storage.max_manifest_size,
         read_only,
+        disable_deletes,
         ..RegistryOptions::default()
     };
     limits.apply(&mut options);

@@ -51,6 +51,8 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     /// Serve pulls only.
     read_only: Option<bool>,
+    /// Refuse deletes.
+    disable_deletes: Option<bool>,
     /// Notification endpoints.
     #[serde(default)]
     notifications: NotificationsConfig,
@@ -69,6 +71,8 @@ pub(crate) struct Settings {
     pub(crate) notifications: NotificationsConfig,
     /// Serve pulls only (`--read-only`).
     pub(crate) read_only: bool,
+    /// Refuse deletes (`--disable-deletes`).
+    pub(crate) disable_deletes: bool,
 }
 
 /// A duration from the flag or environment (`cli`), else the file, else `default`.
@@ -237,5 +241,9 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
         log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
         notifications: file.notifications,
         read_only,
+        disable_deletes: cli
+            .disable_deletes
+            .or(file.disable_deletes)
+            .unwrap_or(false),
     })
 }

@@ -1,8 +1,9 @@
-//! A read-only registry (`--read-only`, `RegistryOptions::read_only`): pulls are served;
-//! every push, upload and delete is refused with `405 UNSUPPORTED` and an `Allow` of what
-//! the path still answers, and changes nothing. The binary serves a filesystem root it
-//! cannot write and is ready; settings that would delete are refused, and `gc` ignores the
-//! mode.
+//! Serving modes that refuse writes. A read-only registry (`--read-only`,
+//! `RegistryOptions::read_only`): pulls are served; every push, upload and delete is refused
+//! with `405 UNSUPPORTED` and an `Allow` of what the path still answers, and changes
+//! nothing; the binary serves a filesystem root it cannot write and is ready, sends S3
+//! nothing but reads; settings that would delete are refused, and `gc` ignores the mode.
+//! Deletes disabled (`--disable-deletes`): the same refusal of deletes only.
 
 mod common;
 
@@ -273,4 +274,43 @@ async fn on_s3_nothing_but_reads_reach_the_store() {
         .filter(|r| r.method != "GET" && r.method != "HEAD")
         .collect();
     assert!(writes.is_empty(), "requests that write: {writes:?}");
+}
+
+#[tokio::test]
+async fn disabled_deletes_are_refused_and_pushes_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, addr, _log) = spawn(
+        Command::new(BIN)
+            .env("MARINA_DISABLE_DELETES", "true")
+            .arg("--root-directory")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0"]),
+    )
+    .await;
+    let s = Registry::new(format!("http://{addr}"));
+    let image = s.push_image("no-delete/app", "v1", 4).await;
+    let session = s.start_upload("no-delete/app").await;
+    let by_digest = format!("/v2/no-delete/app/manifests/{}", image.digest);
+    let blob = format!("/v2/no-delete/app/blobs/{}", image.layer_digest);
+    let cases = [
+        ("/v2/no-delete/app/manifests/v1", "GET, HEAD, PUT"),
+        (by_digest.as_str(), "GET, HEAD, PUT"),
+        (blob.as_str(), "GET, HEAD"),
+    ];
+    for (path, allow) in cases {
+        assert_refused(&s, Method::DELETE, path, allow).await;
+    }
+    // Cancelling one's own upload is no delete of stored content: allowed.
+    assert_eq!(
+        s.cancel_upload(&session).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let resp = s.get_manifest("no-delete/app", "v1").await;
+    assert_eq!(header(&resp, "docker-content-digest"), image.digest);
+    assert_eq!(
+        s.head_blob("no-delete/app", &image.layer_digest)
+            .await
+            .status(),
+        StatusCode::OK
+    );
 }
