@@ -256,6 +256,11 @@ fn gc_counts(line: &str) -> [u64; 4] {
 
 /// Runs `marina-registry gc ARGS` on `root`; returns its one stdout line.
 async fn gc(root: &std::path::Path, args: &[&str]) -> String {
+    gc_with_log(root, args).await.0
+}
+
+/// [`gc`], with its log (stderr).
+async fn gc_with_log(root: &std::path::Path, args: &[&str]) -> (String, String) {
     let out = Command::new(BIN)
         .env_remove("STORAGE_TYPE")
         .env_remove("STORAGE_ROOT_DIRECTORY")
@@ -274,7 +279,14 @@ async fn gc(root: &std::path::Path, args: &[&str]) -> String {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "exactly one summary line: {stdout:?}");
-    lines[0].to_owned()
+    (lines[0].to_owned(), String::from_utf8(out.stderr).unwrap())
+}
+
+/// The lines of `log` saying a dry run would delete `what` (`digest`).
+fn would_delete<'a>(log: &'a str, what: &str, digest: &str) -> Vec<&'a str> {
+    log.lines()
+        .filter(|l| l.contains("would delete") && l.contains(what) && l.contains(digest))
+        .collect()
 }
 
 /// `marina-registry gc` on the storage a server left: the dry run reports what the run then
@@ -298,20 +310,41 @@ async fn gc_subcommand_reports_and_reclaims() {
         .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     registry.push_image("gc/kept", "v1", 2).await;
-    registry.push_image("gc/kept", "old", 3).await;
+    let untagged = registry.push_image("gc/kept", "old", 3).await;
     registry.push_image("gc/kept", "old", 4).await; // the first "old" is now untagged
     registry.start_upload("gc/kept").await; // abandoned
     send_signal(&child, "TERM").await;
     child.wait().await.unwrap();
 
     let no_grace = ["--grace", "0s", "--upload-ttl", "0s"];
-    let dry = gc_counts(&gc(&root, &[&no_grace[..], &["--dry-run"]].concat()).await);
+    let (line, log) = gc_with_log(&root, &[&no_grace[..], &["--dry-run"]].concat()).await;
+    let dry = gc_counts(&line);
     assert_eq!((dry[0], dry[1], dry[3]), (0, 2, 1), "{dry:?}");
     assert!(dry[2] > 3000, "{dry:?}");
-    assert_eq!(gc_counts(&gc(&root, &no_grace).await), dry);
+    // The dry run names each blob and link it would delete, and nothing else.
+    for digest in [&deleted.layer_digest, &deleted.config_digest] {
+        let blob = would_delete(&log, "what=\"blob\"", digest);
+        assert_eq!(blob.len(), 1, "{log}");
+        assert!(blob[0].contains("bytes="), "{}", blob[0]);
+        let link = would_delete(&log, "what=\"blob link\"", digest);
+        assert_eq!(link.len(), 1, "{log}");
+        assert!(link[0].contains("repository=\"gc/deleted\""), "{}", link[0]);
+    }
+    assert_eq!(log.matches("would delete").count(), 4, "{log}");
+    let (line, log) = gc_with_log(&root, &no_grace).await;
+    assert_eq!(gc_counts(&line), dry);
+    assert!(!log.contains("would delete"), "{log}");
     assert_eq!(gc_counts(&gc(&root, &no_grace).await), [0, 0, 0, 0]);
-    let untagged = [&no_grace[..], &["--delete-untagged"]].concat();
-    let reclaimed = gc_counts(&gc(&root, &untagged).await);
+    let untagged_args = [&no_grace[..], &["--delete-untagged"]].concat();
+    let (_, log) = gc_with_log(&root, &[&untagged_args[..], &["--dry-run"]].concat()).await;
+    let manifest = would_delete(&log, "what=\"untagged manifest\"", &untagged.digest);
+    assert_eq!(manifest.len(), 1, "{log}");
+    assert!(
+        manifest[0].contains("repository=\"gc/kept\""),
+        "{}",
+        manifest[0]
+    );
+    let reclaimed = gc_counts(&gc(&root, &untagged_args).await);
     assert_eq!((reclaimed[0], reclaimed[1]), (1, 2), "{reclaimed:?}");
 }
 

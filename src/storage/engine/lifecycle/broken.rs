@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::audit::Reclaimed;
 use super::run::{RecordRefs, Run};
 use super::sweep::BrokenHints;
 use super::untagged::{Reach, Repository};
@@ -78,6 +79,9 @@ impl<B: LifecycleBackend> Run<'_, B> {
             return Ok(());
         }
         if self.options.dry_run {
+            for digest in &candidates {
+                self.audit(Reclaimed::BrokenRecord, Some(&repo.name), digest, None);
+            }
             self.report.manifests += candidates.len() as u64;
             self.report.broken += candidates.len() as u64;
             gone.extend(candidates.iter().map(|d| layout::manifest(&repo.name, d)));
@@ -131,7 +135,8 @@ impl<B: LifecycleBackend> Run<'_, B> {
                 records = broken.len(),
                 "removing manifest records no tag reaches whose content is gone (left by refused or failed pushes)"
             );
-            self.remove_records(&repo, &broken, gone).await?;
+            self.remove_records(&repo, &broken, Reclaimed::BrokenRecord, gone)
+                .await?;
             self.report.broken += broken.len() as u64;
             Ok(())
         }

@@ -4,6 +4,7 @@
 //! protocol (`guard`). The protocol and its argument are in the
 //! [`lifecycle`](crate::storage::lifecycle) docs.
 
+mod audit;
 mod broken;
 pub(super) mod condemned;
 mod expiry;

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::audit::Reclaimed;
 use super::run::{REMOVE_BATCH, Run, digest_named};
 use super::walk::RepositoryWalk;
 use crate::error::Result;
@@ -117,6 +118,14 @@ impl<B: LifecycleBackend> Run<'_, B> {
         marked.repositories = Vec::new();
         let hints = BrokenHints { missing, suspects };
         if self.options.dry_run {
+            for (repo, digests) in &marked.links {
+                for digest in digests {
+                    self.audit(Reclaimed::Link, Some(repo), digest, None);
+                }
+            }
+            for (digest, size) in &marked.blobs {
+                self.audit(Reclaimed::Blob, None, digest, Some(*size));
+            }
             self.report.blobs += marked.blobs.len() as u64;
             self.report.bytes += marked.blobs.values().sum::<u64>();
             self.report.links += marked.links.values().map(|l| l.len() as u64).sum::<u64>();
@@ -262,14 +271,22 @@ impl<B: LifecycleBackend> Run<'_, B> {
             }
         }
         // G5: links, then blobs.
-        let mut links: Vec<Key> = Vec::new();
-        for (repo, digests) in &marked.links {
-            links.extend(digests.iter().map(|d| layout::layer_link(repo, d)));
-        }
+        let links: Vec<(&RepositoryName, &Digest)> = marked
+            .links
+            .iter()
+            .flat_map(|(repo, digests)| digests.iter().map(move |d| (repo, d)))
+            .collect();
         for batch in links.chunks(REMOVE_BATCH) {
             self.check_deadline().await?;
-            self.engine.remove_objects(batch).await?;
+            let keys: Vec<Key> = batch
+                .iter()
+                .map(|(repo, digest)| layout::layer_link(repo, digest))
+                .collect();
+            self.engine.remove_objects(&keys).await?;
             self.report.links += batch.len() as u64;
+            for (repo, digest) in batch {
+                self.audit(Reclaimed::Link, Some(repo), digest, None);
+            }
         }
         let blobs: Vec<(Digest, u64)> = marked.blobs.drain().collect();
         for batch in blobs.chunks(REMOVE_BATCH) {
@@ -278,6 +295,9 @@ impl<B: LifecycleBackend> Run<'_, B> {
             self.engine.backend.remove_blobs(&digests).await?;
             self.report.blobs += batch.len() as u64;
             self.report.bytes += batch.iter().map(|(_, size)| size).sum::<u64>();
+            for (digest, size) in batch {
+                self.audit(Reclaimed::Blob, None, digest, Some(*size));
+            }
         }
         // G6: links written meanwhile to a blob G5 deleted.
         if !blobs.is_empty() {

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use super::audit::Reclaimed;
 use super::run::{RecordRefs, Run};
 use super::walk::RepositoryWalk;
 use crate::error::Result;
@@ -73,6 +74,9 @@ impl<B: LifecycleBackend> Run<'_, B> {
             return Ok(());
         }
         if self.options.dry_run {
+            for digest in &candidates {
+                self.audit(Reclaimed::Manifest, Some(&repo.name), digest, None);
+            }
             self.report.manifests += candidates.len() as u64;
             gone.extend(candidates.iter().map(|d| layout::manifest(&repo.name, d)));
             return Ok(());
@@ -138,15 +142,17 @@ impl<B: LifecycleBackend> Run<'_, B> {
             .filter(|d| matches!(repo.records.get(*d), Some(Some(_))))
             .cloned()
             .collect(); // unreadable: kept (see `untagged_in`)
-        self.remove_records(repo, &readable, gone).await
+        self.remove_records(repo, &readable, Reclaimed::Manifest, gone)
+            .await
     }
 
-    /// Removes the records `digests` of `repo`, the referrer entry of each first (when it
-    /// was read and has a subject), and counts them.
+    /// Removes the records `digests` of `repo` (`what` they are, for the log), the referrer
+    /// entry of each first (when it was read and has a subject), and counts them.
     pub(super) async fn remove_records(
         &mut self,
         repo: &Repository,
         digests: &[Digest],
+        what: Reclaimed,
         gone: &mut HashSet<Key>,
     ) -> Result<()> {
         let mut entries = Vec::new();
@@ -163,10 +169,16 @@ impl<B: LifecycleBackend> Run<'_, B> {
         for batch in entries.chunks(super::run::REMOVE_BATCH) {
             self.engine.remove_objects(batch).await?;
         }
-        for batch in records.chunks(super::run::REMOVE_BATCH) {
+        for (keys, digests) in records
+            .chunks(super::run::REMOVE_BATCH)
+            .zip(digests.chunks(super::run::REMOVE_BATCH))
+        {
             self.check_deadline().await?;
-            self.engine.remove_objects(batch).await?;
-            self.report.manifests += batch.len() as u64;
+            self.engine.remove_objects(keys).await?;
+            self.report.manifests += keys.len() as u64;
+            for digest in digests {
+                self.audit(what, Some(&repo.name), digest, None);
+            }
         }
         gone.extend(records);
         Ok(())
