@@ -96,6 +96,9 @@ async fn password_grant_issues_tokens_for_what_the_rules_allow() {
         push_with(&s, v["access_token"].as_str().unwrap()).await,
         StatusCode::UNAUTHORIZED
     );
+    // Without client_id (only for auditing): served all the same.
+    let form = format!("grant_type=password&username=bob&password=bob-pw&service={SERVICE}");
+    assert_eq!(post(&s, &form).await.0, StatusCode::OK);
     // No scope: a token that grants nothing, which is what such a request is for.
     let (status, v) = post(&s, &password_form("bob", "bob-pw", "")).await;
     assert_eq!(status, StatusCode::OK);
