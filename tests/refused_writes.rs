@@ -161,6 +161,12 @@ async fn the_binary_serves_pulls_from_a_root_it_cannot_write() {
         reader.catalog_page(None, None).await.repositories,
         ["ro/app"]
     );
+    let referrers = format!("/v2/ro/app/referrers/{}", image.digest);
+    assert_eq!(reader.get(&referrers).await.status(), StatusCode::OK);
+    assert_eq!(
+        reader.head_manifest("ro/app", &image.digest).await.status(),
+        StatusCode::OK
+    );
     let resp = reader.post_upload("ro/app").await;
     assert_error(resp, 405, "UNSUPPORTED").await;
 }
