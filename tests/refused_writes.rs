@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use common::binary::{BIN, spawn, wait_for_metrics_address};
 use common::unwritable::Unwritable;
-use common::{OCI_MANIFEST, Registry, assert_error, body, header, image_manifest};
+use common::{Image, OCI_MANIFEST, Registry, assert_error, body, header, image_manifest};
 use marina_distribution::registry::{RegistryOptions, router};
 use marina_distribution::{AnyDriver, StorageConfig};
 use reqwest::{Method, StatusCode};
@@ -147,6 +147,12 @@ async fn the_binary_serves_pulls_from_a_root_it_cannot_write() {
     .await;
     let metrics = wait_for_metrics_address(&mut log).await;
     // Ready: the probe only reads (a writing probe would fail on this root).
+    assert_ready_and_pulled(&metrics, &addr, &image).await;
+}
+
+/// The read-only binary listening at `addr` (health checks at `metrics`) is ready, serves
+/// every read of `image` (pushed as `ro/app:v1`), and refuses an upload.
+async fn assert_ready_and_pulled(metrics: &str, addr: &str, image: &Image) {
     let resp = reqwest::get(format!("http://{metrics}/readyz"))
         .await
         .unwrap();
@@ -261,18 +267,7 @@ async fn on_s3_nothing_but_reads_reach_the_store() {
     .await;
     let metrics = wait_for_metrics_address(&mut log).await;
     tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
-    let resp = reqwest::get(format!("http://{metrics}/readyz"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let reader = Registry::new(format!("http://{addr}"));
-    let resp = reader.get_manifest("ro/app", "v1").await;
-    assert_eq!(body(resp).await, image.manifest);
-    let resp = reader.get_blob("ro/app", &image.layer_digest).await;
-    assert_eq!(body(resp).await, image.layer);
-    assert_eq!(reader.tag_page("ro/app", None, None).await.tags, ["v1"]);
-    let resp = reader.post_upload("ro/app").await;
-    assert_error(resp, 405, "UNSUPPORTED").await;
+    assert_ready_and_pulled(&metrics, &addr, &image).await;
     let seen = proxy.seen();
     assert!(seen.iter().any(|r| r.method == "HEAD"), "{seen:?}");
     let writes: Vec<_> = seen
