@@ -207,6 +207,13 @@ async fn settings_that_delete_are_refused_and_gc_ignores_the_mode() {
         "upload_expiry_interval",
     )
     .await;
+    // A root that does not exist: it would be made, and served empty.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("mistyped");
+    let storage = ["--storage", "filesystem", "--root-directory"];
+    let args = [&storage[..], &[missing.to_str().unwrap()]].concat();
+    assert_refused_setting(&args, "root_directory").await;
+    assert!(!missing.exists());
     // `off` says the same as the mode: accepted.
     let (_child, addr, _log) = spawn(
         Command::new(BIN)

@@ -209,6 +209,16 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
         if let Some(s3) = storage.s3.as_mut() {
             s3.conditional_writes.get_or_insert(false);
         }
+        // The filesystem driver makes a missing root: a read-only registry would then serve
+        // an empty one, ready, from a mistyped path.
+        let root = &storage.filesystem.root_directory;
+        if storage.storage_type == StorageType::Filesystem && !root.is_dir() {
+            return Err(format!(
+                "filesystem.root_directory: {} is not a directory, and a read-only registry \
+                 (read_only) serves an existing root, never a new empty one",
+                root.display()
+            ));
+        }
     }
     // Expiry in the server runs beside pushes: a TTL of zero (often meant as "no limit")
     // would abort every session in flight at each run. A `gc` run by hand may ask for it.
