@@ -51,26 +51,7 @@ async fn writes_are_refused_and_change_nothing() {
     let session = writer.start_upload("ro/app").await;
 
     // Everything a pull needs is served.
-    let resp = reader.get_manifest("ro/app", "v1").await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(body(resp).await, image.manifest);
-    let resp = reader.get_blob("ro/app", &image.layer_digest).await;
-    assert_eq!(body(resp).await, image.layer);
-    assert_eq!(
-        reader
-            .head_blob("ro/app", &image.config_digest)
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(reader.tag_page("ro/app", None, None).await.tags, ["v1"]);
-    assert_eq!(
-        reader.catalog_page(None, None).await.repositories,
-        ["ro/app"]
-    );
-    let referrers = format!("/v2/ro/app/referrers/{}", image.digest);
-    assert_eq!(reader.get(&referrers).await.status(), StatusCode::OK);
-    assert_eq!(reader.get("/v2/").await.status(), StatusCode::OK);
+    assert_pulls(&reader, &image).await;
 
     // Every write, refused before anything is read or written. An upload path answers
     // nothing at all now: its `Allow` is empty (RFC 9110 §10.2.1).
@@ -158,10 +139,30 @@ async fn assert_ready_and_pulled(metrics: &str, addr: &str, image: &Image) {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let reader = Registry::new(format!("http://{addr}"));
+    assert_pulls(&reader, image).await;
+    let resp = reader.post_upload("ro/app").await;
+    assert_error(resp, 405, "UNSUPPORTED").await;
+}
+
+/// `reader` serves every read of `image`, pushed as `ro/app:v1` (the only repository).
+async fn assert_pulls(reader: &Registry, image: &Image) {
+    assert_eq!(reader.get("/v2/").await.status(), StatusCode::OK);
     let resp = reader.get_manifest("ro/app", "v1").await;
+    assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(body(resp).await, image.manifest);
+    assert_eq!(
+        reader.head_manifest("ro/app", &image.digest).await.status(),
+        StatusCode::OK
+    );
     let resp = reader.get_blob("ro/app", &image.layer_digest).await;
     assert_eq!(body(resp).await, image.layer);
+    assert_eq!(
+        reader
+            .head_blob("ro/app", &image.config_digest)
+            .await
+            .status(),
+        StatusCode::OK
+    );
     assert_eq!(reader.tag_page("ro/app", None, None).await.tags, ["v1"]);
     assert_eq!(
         reader.catalog_page(None, None).await.repositories,
@@ -169,12 +170,6 @@ async fn assert_ready_and_pulled(metrics: &str, addr: &str, image: &Image) {
     );
     let referrers = format!("/v2/ro/app/referrers/{}", image.digest);
     assert_eq!(reader.get(&referrers).await.status(), StatusCode::OK);
-    assert_eq!(
-        reader.head_manifest("ro/app", &image.digest).await.status(),
-        StatusCode::OK
-    );
-    let resp = reader.post_upload("ro/app").await;
-    assert_error(resp, 405, "UNSUPPORTED").await;
 }
 
 /// Runs the binary with `args` and `MARINA_READ_ONLY=true`, expecting it to stop with a
