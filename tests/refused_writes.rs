@@ -210,11 +210,12 @@ async fn settings_that_delete_are_refused_and_gc_ignores_the_mode() {
     assert_refused_setting(&args, "root_directory").await;
     assert!(!missing.exists());
     // `off` says the same as the mode: accepted.
+    // (`spawn` clears STORAGE_TYPE: the flag says it.)
     let (_child, addr, _log) = spawn(
         Command::new(BIN)
-            .env("STORAGE_TYPE", "inmemory")
             .env_remove("MARINA_GC_INTERVAL")
             .env_remove("MARINA_UPLOAD_EXPIRY_INTERVAL")
+            .args(["--storage", "inmemory"])
             .args(["--read-only", "--upload-expiry-interval", "off"])
             .args(["--listen", "127.0.0.1:0"]),
     )
