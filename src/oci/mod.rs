@@ -1,7 +1,8 @@
 //! The OCI specifications' vocabulary, without I/O: digests, repository names, tags,
-//! references, byte-range grammars and manifest inspection.
+//! references, byte-range grammars, manifest inspection and the globs that match names.
 
 mod digest;
+pub mod glob;
 pub mod manifest;
 mod name;
 pub mod range;

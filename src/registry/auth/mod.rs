@@ -19,7 +19,6 @@
 pub mod basic;
 pub mod builtin;
 pub mod config;
-pub mod glob;
 pub mod issuer;
 pub mod keys;
 pub mod oauth;
@@ -27,6 +26,9 @@ pub mod refresh;
 pub mod rules;
 pub mod token;
 pub mod x5c;
+
+/// The globs of access rules, shared with immutable tags: [`crate::oci::glob`].
+pub use crate::oci::glob;
 
 use std::fmt;
 use std::future::Future;

@@ -1,13 +1,14 @@
-//! Repository globs of access rules: `*` matches any run of characters inside one path
-//! component (never a `/`), `**` any run of characters across components (`/` included).
-//! Every other character matches itself.
+//! Globs of repository names and tags (access rules, immutable tags): `*` matches any run
+//! of characters inside one path component (never a `/`), `**` any run of characters
+//! across components (`/` included). Every other character matches itself; a tag has one
+//! component, so for tags `*` and `**` are the same.
 //!
 //! `team/*` matches `team/app` but not `team/app/dev`; `team/**` matches both (but not
 //! `team` itself); `**` matches every repository; `*/base` matches `lib/base`.
 
 use std::fmt;
 
-/// A compiled repository glob.
+/// A compiled glob of repository names or tags.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Glob {
     source: String,
@@ -27,7 +28,7 @@ impl Glob {
     /// Compiles `pattern`. Fails on an empty pattern and on `***`.
     pub fn new(pattern: &str) -> Result<Self, String> {
         if pattern.is_empty() {
-            return Err("empty repository glob".to_owned());
+            return Err("empty glob".to_owned());
         }
         let mut tokens = Vec::new();
         let mut literal = String::new();
