@@ -137,6 +137,11 @@ pub enum Error {
     /// The request is not supported by this registry or driver.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The registry's policy refuses the change whoever asks: moving or deleting an
+    /// immutable tag, or deleting the manifest one names (`403 DENIED`, the spec's code for
+    /// a request the registry refuses to carry out).
+    #[error("denied: {0}")]
+    Denied(String),
     /// The backend asks the caller to slow down.
     #[error("too many requests: {0}")]
     TooManyRequests(String),
@@ -203,6 +208,7 @@ impl Error {
             Self::NameUnknown(_) => ErrorCode::NameUnknown,
             Self::SizeInvalid(_) => ErrorCode::SizeInvalid,
             Self::Unsupported(_) => ErrorCode::Unsupported,
+            Self::Denied(_) => ErrorCode::Denied,
             Self::TooManyRequests(_) => ErrorCode::TooManyRequests,
             Self::RangeInvalid { .. } => ErrorCode::BlobUploadInvalid,
             Self::Backend { .. } | Self::Config { .. } => return None,
@@ -223,6 +229,7 @@ impl Error {
             | Self::NameInvalid(_)
             | Self::SizeInvalid(_) => 400,
             Self::Unsupported(_) => 405,
+            Self::Denied(_) => 403,
             Self::TooManyRequests(_) => 429,
             Self::RangeInvalid { .. } => 416,
             Self::Backend {

@@ -60,7 +60,7 @@ pub enum Operation {
     List,
     /// [`Backend::any_under`].
     AnyUnder,
-    /// [`Backend::write_tag`].
+    /// [`Backend::write_tag`], and its variant [`Backend::create_tag`].
     WriteTag,
     /// [`Backend::blob_size`].
     BlobSize,
@@ -258,7 +258,7 @@ impl PersistedUploadState for () {
 }
 
 /// The manifest a tag is pointed at by [`Backend::write_tag`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct TagTarget<'a> {
     /// The manifest's digest: what a read of the tag must start with.
     pub digest: &'a Digest,
@@ -298,13 +298,15 @@ pub struct TagTarget<'a> {
 ///    ascending byte order, strictly after `start_after`, at most `limit` of them.
 ///    `any_under` says whether any object's key starts with the directory and prefix, at any
 ///    depth.
-/// 5. **Tags.** After `write_tag`, a read of the tag yields content whose first word is the
-///    target's digest, and the tag and the record are durable, including a record stored
+/// 5. **Tags.** After `write_tag` (or a `create_tag` that returned `true`), a read of the
+///    tag yields content whose first word is the target's digest, and the tag and the record are durable, including a record stored
 ///    by `stage_record` (a crash before may leave the record alone, never the tag alone
 ///    naming a record that is not stored, except a new tag on a filesystem that does not
 ///    make a new file's name durable with it: see the filesystem driver). A staged record
 ///    reads like a written one at once. A tag of class
-///    [`Intent`](super::layout::KeyClass::Intent) need not be durable.
+///    [`Intent`](super::layout::KeyClass::Intent) need not be durable. `create_tag` leaves
+///    a stored tag as it is (`false`); of several instances on the same storage creating one
+///    tag at once, each holding its [`lock_tag`](Backend::lock_tag) lease, one gets `true`.
 /// 6. **Blobs.** `blob_size` is `None` until an upload is finished as the blob, then its size;
 ///    `read_blob` streams its bytes, or exactly the bytes of a range (already resolved
 ///    against the size by the engine), and fails with `BLOB_UNKNOWN` for a blob not stored.
@@ -463,6 +465,28 @@ pub trait Backend: Send + Sync + 'static {
         target: TagTarget<'_>,
     ) -> impl Future<Output = Result<()>> + Send {
         self.write(tag, Bytes::from(target.digest.as_str().to_owned()))
+    }
+
+    /// Points the tag `tag` at a stored manifest like [`write_tag`](Self::write_tag), only if
+    /// no tag is stored there: `Ok(false)`, nothing written, when one is. The engine creates
+    /// immutable tags this way, holding the tag's locks ([`lock_tag`](Self::lock_tag)).
+    ///
+    /// The default looks, then writes: right where those locks order every writer of the
+    /// tag (the filesystem, across processes; memory, which is not shared). Object stores
+    /// create conditionally instead (S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`), and
+    /// a `false` there may follow a first attempt that stored the tag (a request sent again):
+    /// the engine reads the tag to tell.
+    fn create_tag(
+        &self,
+        tag: &Key,
+        target: TagTarget<'_>,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        async move {
+            if self.exists(tag).await? {
+                return Ok(false);
+            }
+            self.write_tag(tag, target).await.map(|()| true)
+        }
     }
 
     // ----- blob bytes -----

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::oci::manifest::DEFAULT_MANIFEST_LIMIT;
 use crate::storage::cache::CacheConfig;
 use crate::storage::gcs::config as gcs;
+use crate::storage::immutable::{ImmutableTagRule, ImmutableTags};
 use crate::storage::s3::config as s3;
 
 pub use crate::storage::filesystem::FilesystemConfig;
@@ -109,6 +110,10 @@ pub struct StorageConfig {
     /// The metadata cache (`[storage.cache]`); on by default for object stores.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Which tags never move once they exist (`[[storage.immutable_tags]]`; none by
+    /// default): see [`immutable`](crate::storage::immutable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub immutable_tags: Vec<ImmutableTagRule>,
 }
 
 impl Default for StorageConfig {
@@ -121,6 +126,7 @@ impl Default for StorageConfig {
             max_manifest_size: DEFAULT_MANIFEST_LIMIT,
             sparse_indexes: false,
             cache: CacheConfig::default(),
+            immutable_tags: Vec::new(),
         }
     }
 }
@@ -224,6 +230,7 @@ impl StorageConfig {
                 message: "must be positive".into(),
             });
         }
+        ImmutableTags::new(&self.immutable_tags)?;
         match self.storage_type {
             StorageType::Filesystem => self.filesystem.validate(),
             StorageType::Inmemory => Ok(()),

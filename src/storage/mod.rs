@@ -23,6 +23,7 @@ mod engine;
 pub mod filesystem;
 pub mod gcs;
 pub mod hashing;
+pub mod immutable;
 pub mod inmemory;
 mod key_locks;
 pub mod layers;

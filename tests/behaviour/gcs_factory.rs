@@ -4,12 +4,13 @@
 
 use marina_distribution::error::Result;
 use marina_distribution::storage::gcs::GcsDriver;
-use marina_distribution::storage::testsuite::{DriverFactory, Factory};
+use marina_distribution::storage::testsuite::{
+    DriverFactory, Factory, configured_config, configured_options,
+};
 use marina_distribution::storage::{AnyDriver, EngineOptions, GcsConfig, StorageConfig};
 
 use crate::common;
 use crate::common::gcs as gcs_env;
-use crate::local_factories::{sparse, sparse_config};
 
 /// The GCS driver under a unique key prefix per case, with small parts
 /// ([`common::suite::gcs_backend`]).
@@ -41,9 +42,9 @@ impl Factory for GcsFactory {
 }
 
 impl DriverFactory for GcsFactory {
-    async fn open_sparse(&self, config: &GcsConfig) -> Result<GcsDriver> {
+    async fn open_configured(&self, config: &GcsConfig) -> Result<GcsDriver> {
         let backend = common::suite::gcs_backend(config).await?;
-        Ok(GcsDriver::from_backend(backend, sparse()))
+        Ok(GcsDriver::from_backend(backend, configured_options()))
     }
 }
 
@@ -68,7 +69,7 @@ impl Factory for AnyGcsFactory {
 }
 
 impl DriverFactory for AnyGcsFactory {
-    async fn open_sparse(&self, config: &GcsConfig) -> Result<AnyDriver> {
-        AnyDriver::from_config(&sparse_config(StorageConfig::gcs(config.clone()))).await
+    async fn open_configured(&self, config: &GcsConfig) -> Result<AnyDriver> {
+        AnyDriver::from_config(&configured_config(StorageConfig::gcs(config.clone()))).await
     }
 }

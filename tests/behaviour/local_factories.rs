@@ -1,29 +1,17 @@
 //! The factories of the drivers that need no server: the filesystem driver (with and without
 //! its metadata cache) and `AnyDriver` over memory and the filesystem, each on fresh storage
-//! per case; and the sparse-index options every factory's `open_sparse` uses.
+//! per case.
 
 use marina_distribution::error::Result;
 use marina_distribution::storage::filesystem::FilesystemDriver;
-use marina_distribution::storage::testsuite::{DriverFactory, Factory};
+use marina_distribution::storage::testsuite::{
+    DriverFactory, Factory, configured_config, configured_options,
+};
 use marina_distribution::storage::{
     AnyDriver, CacheConfig, EngineOptions, FilesystemConfig, StorageConfig,
 };
 
 use crate::common::suite::temporary_directory;
-
-/// Engine options accepting sparse indexes.
-pub(crate) fn sparse() -> EngineOptions {
-    EngineOptions {
-        sparse_indexes: true,
-        ..EngineOptions::default()
-    }
-}
-
-/// A storage configuration accepting sparse indexes.
-pub(crate) fn sparse_config(mut config: StorageConfig) -> StorageConfig {
-    config.sparse_indexes = true;
-    config
-}
 
 /// The filesystem driver on a fresh temporary directory per case.
 pub(crate) struct FilesystemFactory;
@@ -59,8 +47,8 @@ impl Factory for FilesystemFactory {
 }
 
 impl DriverFactory for FilesystemFactory {
-    async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
-        Self::open_with(dir, sparse()).await
+    async fn open_configured(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
+        Self::open_with(dir, configured_options()).await
     }
 }
 
@@ -92,10 +80,10 @@ impl Factory for CachedFilesystemFactory {
 }
 
 impl DriverFactory for CachedFilesystemFactory {
-    async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
+    async fn open_configured(&self, dir: &tempfile::TempDir) -> Result<FilesystemDriver> {
         let options = EngineOptions {
             cache: CacheConfig::on(),
-            ..sparse()
+            ..configured_options()
         };
         FilesystemFactory::open_with(dir, options).await
     }
@@ -122,8 +110,8 @@ impl Factory for AnyInMemoryFactory {
 }
 
 impl DriverFactory for AnyInMemoryFactory {
-    async fn open_sparse(&self, _: &()) -> Result<AnyDriver> {
-        AnyDriver::from_config(&sparse_config(StorageConfig::inmemory())).await
+    async fn open_configured(&self, _: &()) -> Result<AnyDriver> {
+        AnyDriver::from_config(&configured_config(StorageConfig::inmemory())).await
     }
 }
 
@@ -148,8 +136,8 @@ impl Factory for AnyFilesystemFactory {
 }
 
 impl DriverFactory for AnyFilesystemFactory {
-    async fn open_sparse(&self, dir: &tempfile::TempDir) -> Result<AnyDriver> {
+    async fn open_configured(&self, dir: &tempfile::TempDir) -> Result<AnyDriver> {
         let config = StorageConfig::filesystem(dir.path().join("root"));
-        AnyDriver::from_config(&sparse_config(config)).await
+        AnyDriver::from_config(&configured_config(config)).await
     }
 }

@@ -5,11 +5,12 @@
 use marina_distribution::error::Result;
 use marina_distribution::storage::config::MIN_PART_SIZE;
 use marina_distribution::storage::s3::S3Driver;
-use marina_distribution::storage::testsuite::{DriverFactory, Factory};
+use marina_distribution::storage::testsuite::{
+    DriverFactory, Factory, configured_config, configured_options,
+};
 use marina_distribution::storage::{AnyDriver, EngineOptions, S3Config, StorageConfig};
 
 use crate::common;
-use crate::local_factories::{sparse, sparse_config};
 
 /// The S3 driver under a unique key prefix per case, in the bucket named by `S3_BUCKET`.
 pub struct S3Factory {
@@ -64,8 +65,8 @@ impl Factory for S3Factory {
 }
 
 impl DriverFactory for S3Factory {
-    async fn open_sparse(&self, config: &S3Config) -> Result<S3Driver> {
-        S3Driver::connect(config, sparse()).await
+    async fn open_configured(&self, config: &S3Config) -> Result<S3Driver> {
+        S3Driver::connect(config, configured_options()).await
     }
 }
 
@@ -90,7 +91,7 @@ impl Factory for AnyS3Factory {
 }
 
 impl DriverFactory for AnyS3Factory {
-    async fn open_sparse(&self, config: &S3Config) -> Result<AnyDriver> {
-        AnyDriver::from_config(&sparse_config(StorageConfig::s3(config.clone()))).await
+    async fn open_configured(&self, config: &S3Config) -> Result<AnyDriver> {
+        AnyDriver::from_config(&configured_config(StorageConfig::s3(config.clone()))).await
     }
 }

@@ -6,7 +6,6 @@ use marina_distribution::storage::testsuite::{self, DriverFactory, Factory};
 use marina_distribution::storage::{Engine, EngineOptions};
 
 use crate::common::suite::{DescendingListing, panic_message};
-use crate::local_factories::sparse;
 
 struct BrokenFactory;
 
@@ -29,8 +28,11 @@ impl Factory for BrokenFactory {
 }
 
 impl DriverFactory for BrokenFactory {
-    async fn open_sparse(&self, _: &()) -> Result<Engine<DescendingListing>> {
-        Ok(Engine::new(DescendingListing::default(), sparse()))
+    async fn open_configured(&self, _: &()) -> Result<Engine<DescendingListing>> {
+        Ok(Engine::new(
+            DescendingListing::default(),
+            testsuite::configured_options(),
+        ))
     }
 }
 

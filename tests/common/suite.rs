@@ -117,7 +117,7 @@ impl Backend for DescendingListing {
     marina_distribution::forward_backend!(0: InMemoryBackend;
         Reader, UploadState, capabilities, locate, read, exists, write, stage_record, remove,
         read_versioned, write_if_version, remove_if_version,
-        any_under, write_tag, blob_size, read_blob, put_blob, start_upload, append_upload,
+        any_under, write_tag, create_tag, blob_size, read_blob, put_blob, start_upload, append_upload,
         finish_upload, abort_upload, lock_upload, lock_tag);
 
     async fn list(

@@ -83,6 +83,9 @@ CONFIG FILE (TOML, all keys optional; docs/configuration.md lists them all):
   prefix = \"marina\"
   [storage.cache]
   ttl_ms = 5000
+  [[storage.immutable_tags]]        # tags that never move once pushed
+  repositories = [\"releases/**\"]
+  tags = [\"v*\"]
   [tls]                             # HTTPS (HTTP/2 by ALPN); reloaded on SIGHUP or change
   cert = \"cert.pem\"
   key = \"key.pem\"

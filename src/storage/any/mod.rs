@@ -30,6 +30,7 @@ use crate::observe::metrics::Metrics;
 use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
+use crate::storage::immutable::ImmutableTags;
 use crate::storage::lifecycle::{GcOptions, GcReport, Lifecycle, RepositoryList};
 use crate::storage::{
     BlobRead, BlobRedirect, EngineOptions, FileInfo, Manifest, ManifestInfo, PutManifestOutcome,
@@ -90,6 +91,7 @@ impl AnyDriver {
             sparse_indexes: config.sparse_indexes,
             cache: config.cache.clone(),
             redirect_blob_reads: None,
+            immutable_tags: ImmutableTags::new(&config.immutable_tags)?,
         };
         Self::open_selected(config, options).await
     }

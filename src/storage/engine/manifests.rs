@@ -153,6 +153,9 @@ impl<B: Backend> Engine<B> {
             }
             Reference::Tag(_) => Digest::compute(DigestAlgorithm::Sha256, &bytes),
         };
+        if let Reference::Tag(tag) = reference {
+            self.refuse_moving(repo, tag, &digest).await?;
+        }
         self.check_references(repo, &summary).await?;
         let record = encode_manifest(&digest, &summary.media_type, &bytes);
         let record_key = layout::manifest(repo, &digest);
@@ -224,7 +227,11 @@ impl<B: Backend> Engine<B> {
                 };
                 let key = layout::tag(repo, tag);
                 let held = self.lock_tag(&key).await?;
-                let written = self.backend.write_tag(&key, target).await;
+                let written = if self.is_immutable(repo, tag.as_str()) {
+                    self.create_immutable_tag(&key, tag, target).await
+                } else {
+                    self.backend.write_tag(&key, target).await
+                };
                 self.forget(&key);
                 drop(held);
                 written?;
@@ -235,27 +242,15 @@ impl<B: Backend> Engine<B> {
                 // record after this look finds the tag in its second pass
                 // (`manifest_delete`). Read from the store, not a cache.
                 if !self.backend.exists(record_key).await? {
-                    // Stored again as by a push that just stored it: checked against
-                    // collections again (one may have marked while the record was gone),
-                    // and refused, taking its tag back, if what it references is condemned
-                    // or gone.
-                    let guarded = self
-                        .guard_manifest(
-                            repo,
-                            digest,
-                            summary,
-                            (record_key, record),
-                            &mut record_written,
-                        )
-                        .await;
-                    if let Err(e) = guarded {
-                        self.untag_one(&key, digest).await?;
-                        return Err(e);
-                    }
-                    if let Some(subject) = &subject {
-                        self.write_referrer(repo, subject, digest, summary, size)
-                            .await?;
-                    }
+                    self.store_again_for_tag(
+                        repo,
+                        digest,
+                        summary,
+                        (record_key, record, &mut record_written),
+                        size,
+                        &key,
+                    )
+                    .await?;
                 }
             }
             Ok(())
@@ -269,6 +264,34 @@ impl<B: Backend> Engine<B> {
             digest: digest.clone(),
             subject,
         })
+    }
+
+    /// Stores the record of manifest `digest`, which the tag at `tag_key` names, again after
+    /// a delete removed it: as by a push that just stored it, checked against collections
+    /// again (one may have marked while the record was gone), then its referrer entry; when
+    /// the check refuses it (what it references is condemned or gone), the tag is taken
+    /// back and the check's error returned.
+    pub(super) async fn store_again_for_tag(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        summary: &manifest::ManifestSummary,
+        (record_key, record, record_written): (&Key, &Bytes, &mut Instant),
+        size: u64,
+        tag_key: &Key,
+    ) -> Result<()> {
+        let guarded = self
+            .guard_manifest(repo, digest, summary, (record_key, record), record_written)
+            .await;
+        if let Err(e) = guarded {
+            self.untag_one(tag_key, digest).await?;
+            return Err(e);
+        }
+        if let Some(subject) = &summary.subject {
+            self.write_referrer(repo, &subject.digest, digest, summary, size)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Writes the referrers entry of manifest `digest` (of `size` bytes) under its `subject`.
@@ -336,6 +359,7 @@ impl<B: Backend> Engine<B> {
             .stored_manifest(repo, digest)
             .await?
             .ok_or_else(|| Error::ManifestUnknown(digest.to_string()))?;
+        self.refuse_deleting(repo, digest).await?;
         // Tags first: a tag must never point at a deleted manifest.
         self.untag(repo, digest).await?;
         if let Ok(summary) = manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))
@@ -348,7 +372,9 @@ impl<B: Backend> Engine<B> {
         // Then once more: a push that tagged the manifest meanwhile, having found its record
         // stored before it was removed, is ordered before this delete, and its tag goes too.
         // (One that looks after the removal stores the record again: `publish_manifest`.)
-        self.untag(repo, digest).await
+        self.untag(repo, digest).await?;
+        // Immutable tags are never removed here: one created meanwhile keeps its manifest.
+        self.keep_immutably_tagged(repo, digest, &manifest).await
     }
 
     /// Removes the tag at `key` if it names the manifest `digest` (read as `resolve_tag`
@@ -389,7 +415,7 @@ impl<B: Backend> Engine<B> {
         Ok((held, lease))
     }
 
-    /// Removes every tag of `repo` that names the manifest `digest`
+    /// Removes every mutable tag of `repo` that names the manifest `digest`
     /// ([`untag_one`](Self::untag_one)). There is no reverse index, so every tag is read; the
     /// reads (and removals) run a few at a time since on object stores each is a round trip.
     async fn untag(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
@@ -397,6 +423,7 @@ impl<B: Backend> Engine<B> {
         let names = self.backend.list(&tags_dir, None, None).await?;
         let untag = futures::stream::iter(names)
             .filter_map(|name| async move { Tag::parse(&name).ok() })
+            .filter(|tag| std::future::ready(!self.is_immutable(repo, tag.as_str())))
             .map(|tag| async move { self.untag_one(&layout::tag(repo, &tag), digest).await })
             .buffer_unordered(TAG_READS_IN_FLIGHT);
         let mut untag = std::pin::pin!(untag);

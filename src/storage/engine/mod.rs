@@ -15,6 +15,7 @@
 mod blobs;
 mod cached;
 mod hashed_body;
+mod immutable_tags;
 mod lifecycle;
 mod manifest_record;
 mod manifests;
@@ -63,6 +64,9 @@ pub struct EngineOptions {
     /// backend presigns ([`PresignBlobReads`](crate::storage::presign::PresignBlobReads); see
     /// [`Engine::presigned_blob_redirect`]); `None` (the default): serve the bytes.
     pub redirect_blob_reads: Option<std::time::Duration>,
+    /// The tags that never move once they exist (none by default): see
+    /// [`immutable`](crate::storage::immutable).
+    pub immutable_tags: crate::storage::immutable::ImmutableTags,
 }
 
 impl Default for EngineOptions {
@@ -73,6 +77,7 @@ impl Default for EngineOptions {
             sparse_indexes: false,
             cache: CacheConfig::default(),
             redirect_blob_reads: None,
+            immutable_tags: Default::default(),
         }
     }
 }

@@ -62,6 +62,7 @@ impl<B: Backend> Engine<B> {
         if !self.backend.exists(&key).await? {
             return Err(Error::ManifestUnknown(format!("tag {tag}")));
         }
+        self.refuse_untagging(repo, tag)?;
         self.remove_key(&key).await
     }
 

@@ -219,6 +219,14 @@ impl Backend for RecordWrites {
         self.note("write_tag", tag);
         self.inner.write_tag(tag, target).await
     }
+    async fn create_tag(
+        &self,
+        tag: &Key,
+        target: crate::storage::backend::TagTarget<'_>,
+    ) -> Result<bool> {
+        self.note("create_tag", tag);
+        self.inner.create_tag(tag, target).await
+    }
 }
 
 /// A push by digest is acknowledged with its record, which is therefore written durably; a

@@ -15,7 +15,7 @@ use super::upload::{DEFAULT_PART_SIZE, GcsUploadState, SESSION_UNIT};
 use crate::error::{Error, ErrorChain, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::any::ConfiguredDriver;
-use crate::storage::backend::{Backend, Capabilities, ObjectVersion, SizeRange};
+use crate::storage::backend::{Backend, Capabilities, ObjectVersion, SizeRange, TagTarget};
 use crate::storage::layers::Resumable;
 use crate::storage::layout::{self, Dir, Key, KeyClass};
 use crate::storage::{Engine, EngineOptions, Observed, StorageConfig, StorageType, UploadId};
@@ -262,6 +262,12 @@ impl Backend for GcsBackend {
     async fn remove_if_version(&self, key: &Key, version: &ObjectVersion) -> Result<bool> {
         self.delete_if_generation(&self.names.object(key), generation_of(version)?)
             .await
+    }
+
+    /// One multipart upload with `ifGenerationMatch=0`.
+    async fn create_tag(&self, tag: &Key, target: TagTarget<'_>) -> Result<bool> {
+        let digest = Bytes::from(target.digest.as_str().to_owned());
+        self.create_once(&self.names.object(tag), digest).await
     }
 
     async fn list(

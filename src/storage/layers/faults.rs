@@ -255,7 +255,7 @@ impl<B: Backend> Backend for FaultInjection<B> {
         NAME, UploadState, capabilities, locate, lock_upload, lock_tag);
     wrap_calls! {
         read, exists, write, stage_record, remove, read_versioned, write_if_version,
-        remove_if_version, list, any_under, write_tag, blob_size, put_blob, start_upload,
+        remove_if_version, list, any_under, write_tag, create_tag, blob_size, put_blob, start_upload,
         append_upload, finish_upload, abort_upload
     }
 

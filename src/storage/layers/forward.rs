@@ -34,7 +34,7 @@
 ///     marina_distribution::forward_backend!(0: B;
 ///         NAME, Reader, UploadState, capabilities, locate, read, exists, write,
 ///         stage_record, remove, read_versioned, write_if_version, remove_if_version,
-///         any_under, write_tag, blob_size, read_blob, put_blob, start_upload, append_upload,
+///         any_under, write_tag, create_tag, blob_size, read_blob, put_blob, start_upload, append_upload,
 ///         finish_upload, abort_upload, lock_upload, lock_tag);
 ///
 ///     async fn list(
@@ -185,6 +185,15 @@ macro_rules! forward_backend {
             target: $crate::storage::backend::TagTarget<'_>,
         ) -> impl ::std::future::Future<Output = $crate::Result<()>> + Send {
             <$inner as $crate::storage::backend::Backend>::write_tag(&self.$f, tag, target)
+        }
+    };
+    (@item $f:tt, $inner:ty, create_tag) => {
+        fn create_tag(
+            &self,
+            tag: &$crate::storage::layout::Key,
+            target: $crate::storage::backend::TagTarget<'_>,
+        ) -> impl ::std::future::Future<Output = $crate::Result<bool>> + Send {
+            <$inner as $crate::storage::backend::Backend>::create_tag(&self.$f, tag, target)
         }
     };
     (@item $f:tt, $inner:ty, blob_size) => {

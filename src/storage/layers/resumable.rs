@@ -294,7 +294,7 @@ impl<B: Backend> Backend for Resumable<B> {
     type Reader = ResumableReader<B>;
     crate::forward_backend!(inner: B;
         NAME, UploadState, capabilities, locate, read, exists, write, stage_record, remove,
-        read_versioned, write_if_version, remove_if_version, list, any_under, write_tag, blob_size,
+        read_versioned, write_if_version, remove_if_version, list, any_under, write_tag, create_tag, blob_size,
         put_blob, start_upload, append_upload, finish_upload, abort_upload, lock_upload, lock_tag);
 
     async fn read_blob(&self, digest: &Digest, range: Option<ByteRange>) -> Result<Self::Reader> {

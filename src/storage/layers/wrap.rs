@@ -182,6 +182,16 @@ macro_rules! wrap_calls {
             self.run(Operation::WriteTag, Subject::Key(tag), call).await
         }
     };
+    (@method create_tag) => {
+        async fn create_tag(
+            &self,
+            tag: &$crate::storage::layout::Key,
+            target: $crate::storage::backend::TagTarget<'_>,
+        ) -> $crate::Result<bool> {
+            let call = self.inner.create_tag(tag, target);
+            self.run(Operation::WriteTag, Subject::Key(tag), call).await
+        }
+    };
     (@method blob_size) => {
         async fn blob_size(
             &self,

@@ -11,7 +11,7 @@ use tokio::sync::OnceCell;
 use crate::error::{Error, ErrorChain, Result};
 use crate::oci::{ByteRange, Digest};
 use crate::storage::any::ConfiguredDriver;
-use crate::storage::backend::{Backend, Capabilities, ObjectVersion, SizeRange};
+use crate::storage::backend::{Backend, Capabilities, ObjectVersion, SizeRange, TagTarget};
 use crate::storage::layers::Resumable;
 use crate::storage::layout::{self, Dir, Key, KeyClass};
 use crate::storage::presign::{PresignBlobReads, PresignedRead};
@@ -315,6 +315,20 @@ impl Backend for S3Backend {
 
     async fn remove_if_version(&self, key: &Key, version: &ObjectVersion) -> Result<bool> {
         on_heap(self.delete_if_match(&self.keys.object(key), &version.0)).await
+    }
+
+    /// With conditional writes, one `PutObject` with `If-None-Match: *`. Without, the
+    /// default look-then-write, which two processes creating the tag at once may both pass
+    /// (the store cannot tell them apart; see the operations guide on immutable tags).
+    async fn create_tag(&self, tag: &Key, target: TagTarget<'_>) -> Result<bool> {
+        let digest = Bytes::from(target.digest.as_str().to_owned());
+        if on_heap(self.conditional_writes_now()).await? {
+            return on_heap(self.put_bytes_if_absent(&self.keys.object(tag), digest)).await;
+        }
+        if self.exists(tag).await? {
+            return Ok(false);
+        }
+        self.write(tag, digest).await.map(|()| true)
     }
 
     async fn list(

@@ -9,6 +9,10 @@
 //! it is still what the engine read (AWS S3, Ceph, moto), so that a manifest's delete never
 //! removes a tag a push moved meanwhile (see `Engine::untag_one`).
 //!
+//! And creations of immutable tags: `PutObject` with `If-None-Match: *` writes a tag only
+//! if none is stored (AWS S3 since 2024, MinIO, moto), so that of two processes creating
+//! the same tag at once one is told it exists (see `Engine::create_immutable_tag`).
+//!
 //! Stores that ignore `If-Match` would overwrite silently, so the driver uses it only where
 //! configured (`conditional_writes = true`) or detected when it is built: a scratch object is
 //! written, then written again with an `If-Match` naming a version it does not have; a store
@@ -24,6 +28,15 @@ use crate::error::Result;
 use crate::storage::UploadId;
 use crate::storage::layout;
 
+/// What a conditional `PutObject` requires of the object it replaces.
+#[derive(Clone, Copy)]
+enum Condition<'a> {
+    /// `If-Match`: the object is at this ETag.
+    Match(&'a str),
+    /// `If-None-Match: *`: there is no object.
+    Absent,
+}
+
 /// An ETag no object has (quoted, as S3 writes them).
 const FOREIGN_ETAG: &str = "\"00000000000000000000000000000000\"";
 
@@ -36,6 +49,23 @@ impl S3Backend {
         body: Bytes,
         etag: &str,
     ) -> Result<bool> {
+        self.put_conditionally(key, body, Condition::Match(etag))
+            .await
+    }
+
+    /// Creates `key` with `body` only if no object is stored there (`If-None-Match: *`):
+    /// `Ok(false)`, nothing written, when one is (412) or another conditional write of it is
+    /// in flight (409).
+    pub(crate) async fn put_bytes_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
+        self.put_conditionally(key, body, Condition::Absent).await
+    }
+
+    async fn put_conditionally(
+        &self,
+        key: &str,
+        body: Bytes,
+        condition: Condition<'_>,
+    ) -> Result<bool> {
         let len = body.len() as u64;
         let request = self
             .client
@@ -44,8 +74,11 @@ impl S3Backend {
             .key(key)
             .content_type(CONTENT_TYPE)
             .content_length(len as i64)
-            .if_match(etag)
             .body(ByteStream::from(body));
+        let request = match condition {
+            Condition::Match(etag) => request.if_match(etag),
+            Condition::Absent => request.if_none_match("*"),
+        };
         let sent = match self.body_limit(len) {
             Some(limit) => request.customize().config_override(limit).send().await,
             None => request.send().await,

@@ -513,7 +513,7 @@ where
     F::Instance: Lifecycle,
 {
     let s = Setup::new(f).await;
-    let sparse = ok!(f.open_sparse(&s.storage).await);
+    let sparse = ok!(f.open_configured(&s.storage).await);
     let r = repo("suite/sparse");
     let (present, _) = push_image(&sparse, &r, &tag_ref("amd64"), 19).await;
     let absent = super::descriptor(media_types::OCI_MANIFEST, sha256(b"arm64"), 512);

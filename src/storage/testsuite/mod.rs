@@ -22,6 +22,7 @@
 //! [`Backend`](crate::storage::backend::Backend) takes too, for a factory of backends):
 //!
 //! ```no_run
+//! use marina_distribution::storage::Engine;
 //! use marina_distribution::storage::inmemory::InMemoryDriver;
 //! use marina_distribution::storage::testsuite::{self, DriverFactory, Factory};
 //!
@@ -43,8 +44,9 @@
 //! }
 //!
 //! impl DriverFactory for MyFactory {
-//!     async fn open_sparse(&self, _: &()) -> marina_distribution::Result<InMemoryDriver> {
-//!         Ok(InMemoryDriver::new_in_memory()) // with `sparse_indexes` in your options
+//!     async fn open_configured(&self, _: &()) -> marina_distribution::Result<InMemoryDriver> {
+//!         // Your driver with the suite's options (sparse indexes, immutable tags).
+//!         Ok(Engine::new(Default::default(), testsuite::configured_options()))
 //!     }
 //! }
 //!
@@ -66,6 +68,7 @@
 
 pub mod backend;
 mod blobs;
+mod immutable;
 mod lifecycle;
 mod manifests;
 mod names;
@@ -85,10 +88,12 @@ use crate::oci::manifest::{DEFAULT_MANIFEST_LIMIT, media_types};
 use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
-use crate::storage::StorageDriver;
+use crate::storage::immutable::{ImmutableTagRule, ImmutableTags};
 use crate::storage::inmemory::InMemoryDriver;
+use crate::storage::{EngineOptions, StorageConfig, StorageDriver};
 
 pub use blobs::*;
+pub use immutable::*;
 pub use lifecycle::*;
 pub use manifests::*;
 pub use names::*;
@@ -123,10 +128,11 @@ pub trait Factory: Send + Sync {
 
 /// Opens drivers for the behaviour suite: a [`Factory`] of [`StorageDriver`]s.
 pub trait DriverFactory: Factory<Instance: StorageDriver> {
-    /// Opens a driver on `storage` like [`open`](Factory::open), accepting image indexes
-    /// whose child manifests are absent (`EngineOptions::sparse_indexes`), for the lifecycle
-    /// cases.
-    fn open_sparse(
+    /// Opens a driver on `storage` like [`open`](Factory::open), with the policies some
+    /// cases check ([`configured_options`]): image indexes whose child manifests are absent
+    /// accepted (`EngineOptions::sparse_indexes`), and the immutable tags of
+    /// [`immutable_tag_rules`].
+    fn open_configured(
         &self,
         storage: &Self::Storage,
     ) -> impl Future<Output = Result<Self::Instance>> + Send;
@@ -159,13 +165,39 @@ impl Factory for InMemoryFactory {
 }
 
 impl DriverFactory for InMemoryFactory {
-    async fn open_sparse(&self, _: &()) -> Result<InMemoryDriver> {
-        let options = crate::storage::EngineOptions {
-            sparse_indexes: true,
-            ..Default::default()
-        };
-        Ok(crate::storage::Engine::new(Default::default(), options))
+    async fn open_configured(&self, _: &()) -> Result<InMemoryDriver> {
+        Ok(crate::storage::Engine::new(
+            Default::default(),
+            configured_options(),
+        ))
     }
+}
+
+/// The immutable tags of [`DriverFactory::open_configured`]: tags `v*` in the repositories
+/// below `suite/immutable/`.
+pub fn immutable_tag_rules() -> Vec<ImmutableTagRule> {
+    vec![ImmutableTagRule {
+        repositories: vec!["suite/immutable/**".to_owned()],
+        tags: vec!["v*".to_owned()],
+    }]
+}
+
+/// The engine options of [`DriverFactory::open_configured`]: sparse indexes accepted and the
+/// tags of [`immutable_tag_rules`] immutable.
+pub fn configured_options() -> EngineOptions {
+    EngineOptions {
+        sparse_indexes: true,
+        immutable_tags: ImmutableTags::new(&immutable_tag_rules()).expect("valid rules"),
+        ..EngineOptions::default()
+    }
+}
+
+/// `config` with the policies of [`configured_options`], for factories of drivers built
+/// from a [`StorageConfig`] (`AnyDriver`).
+pub fn configured_config(mut config: StorageConfig) -> StorageConfig {
+    config.sparse_indexes = true;
+    config.immutable_tags = immutable_tag_rules();
+    config
 }
 
 /// Lists every case of the suite, for a macro of the caller's to generate tests from.
@@ -243,8 +275,13 @@ macro_rules! for_each_behaviour_case {
             tags_concurrent_same_tag,
             tags_many,
             // referrers
-            referrers_listing;
+            referrers_listing,
+            // immutable tags
+            immutable_tags_never_move,
+            immutable_tag_pushes_racing_in_one_instance;
             reopen:
+            immutable_tag_pushes_racing_in_two_instances,
+            manifest_deletes_racing_immutable_tag_pushes,
             upload_resume_new_instance,
             upload_resume_after_failed_chunk_new_instance,
             upload_resume_large_new_instance

@@ -19,6 +19,7 @@ use crate::storage::lifecycle::{GcOptions, GcReport, Lifecycle, LifecycleBackend
 use crate::storage::{Engine, EngineOptions, StorageDriver};
 
 mod broken;
+mod immutable;
 mod lease;
 mod stop;
 
@@ -123,6 +124,13 @@ impl Backend for Gated {
         self.inner.write_tag(tag, target).await?;
         self.pass(Op::Write, When::After, &[tag.as_str()]).await;
         Ok(())
+    }
+    /// Gated as writes, like `write_tag`.
+    async fn create_tag(&self, tag: &Key, target: TagTarget<'_>) -> Result<bool> {
+        self.pass(Op::Write, When::Before, &[tag.as_str()]).await;
+        let created = self.inner.create_tag(tag, target).await?;
+        self.pass(Op::Write, When::After, &[tag.as_str()]).await;
+        Ok(created)
     }
     async fn remove(&self, key: &Key) -> Result<()> {
         self.pass(Op::Remove, When::Before, &[key.as_str()]).await;

@@ -70,7 +70,7 @@ struct BreaksMidStream(InMemoryBackend);
 impl Backend for BreaksMidStream {
     crate::forward_backend!(0: InMemoryBackend;
         NAME, UploadState, capabilities, locate, read, exists, write, stage_record, remove,
-        read_versioned, write_if_version, remove_if_version, list, any_under, write_tag, blob_size,
+        read_versioned, write_if_version, remove_if_version, list, any_under, write_tag, create_tag, blob_size,
         put_blob, start_upload, append_upload, finish_upload, abort_upload, lock_upload, lock_tag);
     type Reader = stream::Iter<std::vec::IntoIter<Result<Bytes>>>;
 

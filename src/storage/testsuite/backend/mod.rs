@@ -61,6 +61,7 @@ macro_rules! for_each_backend_contract_case {
             contract_listing_pages,
             // clause 5
             contract_tags,
+            contract_create_tag,
             // clause 6
             contract_blobs,
             contract_put_blob,
@@ -74,6 +75,8 @@ macro_rules! for_each_backend_contract_case {
             reopen:
             // clause 3
             contract_durable_writes,
+            // clause 5
+            contract_create_tag_once_across_instances,
             // clause 7
             contract_upload_state_continues_elsewhere
         }

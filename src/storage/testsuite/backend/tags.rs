@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use crate::oci::Digest;
 use crate::storage::backend::{Backend, TagTarget};
-use crate::storage::layout;
+use crate::storage::layout::{self, Key};
 use crate::storage::testsuite::{ok, sha256, tag};
 
 use super::{BackendFactory, Setup, repo};
@@ -42,7 +42,7 @@ pub async fn contract_tags<F: BackendFactory>(factory: &F) {
         digest: &first,
         record: &first_key,
     };
-    ok!(b.write_tag(&latest, to_first.clone()).await);
+    ok!(b.write_tag(&latest, to_first).await);
     let content = ok!(b.read(&latest).await).expect("the tag is stored");
     assert_eq!(
         first_word(&content),
@@ -84,7 +84,7 @@ pub async fn contract_tags<F: BackendFactory>(factory: &F) {
     assert_eq!(ok!(b.read(&third_key).await), Some(third_record));
 
     // Back to the first; a second tag of the same manifest; the records are untouched.
-    ok!(b.write_tag(&latest, to_first.clone()).await);
+    ok!(b.write_tag(&latest, to_first).await);
     let stable = layout::tag(&r, &tag("stable"));
     ok!(b.write_tag(&stable, to_first).await);
     for key in [&latest, &stable] {
@@ -96,4 +96,89 @@ pub async fn contract_tags<F: BackendFactory>(factory: &F) {
     ok!(b.remove(&latest).await);
     assert_eq!(ok!(b.read(&latest).await), None);
     assert!(ok!(b.exists(&first_key).await));
+}
+
+/// Clause 5: `create_tag` stores a tag only where none is: `true` and the tag names its
+/// target, then `false` and the tag unchanged, however it is asked again; after the tag's
+/// removal it creates it again.
+pub async fn contract_create_tag<F: BackendFactory>(factory: &F) {
+    let s = Setup::new(factory).await;
+    let b = &*s.d;
+    let r = repo("contract/create-tag");
+    let v1 = layout::tag(&r, &tag("v1"));
+    let (first, first_record) = record(br#"{"create":1}"#);
+    let (second, second_record) = record(br#"{"create":2}"#);
+    let (first_key, second_key) = (layout::manifest(&r, &first), layout::manifest(&r, &second));
+    ok!(b.write(&first_key, first_record).await);
+    ok!(b.stage_record(&second_key, second_record).await);
+    let to_first = TagTarget {
+        digest: &first,
+        record: &first_key,
+    };
+    let to_second = TagTarget {
+        digest: &second,
+        record: &second_key,
+    };
+    assert!(
+        create_locked(b, &v1, to_first).await,
+        "an absent tag is created"
+    );
+    for (target, what) in [(to_second, "another manifest"), (to_first, "the same")] {
+        assert!(
+            !create_locked(b, &v1, target).await,
+            "a stored tag is not created again ({what})"
+        );
+        let content = ok!(b.read(&v1).await).expect("the tag is stored");
+        assert_eq!(
+            first_word(&content),
+            Some(first.clone()),
+            "unchanged ({what})"
+        );
+    }
+    ok!(b.remove(&v1).await);
+    assert!(
+        create_locked(b, &v1, to_second).await,
+        "a removed tag is created again"
+    );
+    let content = ok!(b.read(&v1).await).expect("the tag is stored");
+    assert_eq!(
+        first_word(&content),
+        Some(second),
+        "the new tag names its manifest"
+    );
+}
+
+/// Clause 5 across processes: two instances on the same storage create the same new tag at
+/// once, each with its own target, holding their tag locks as the engine does: one gets
+/// `true` and the tag names its target.
+pub async fn contract_create_tag_once_across_instances<F: BackendFactory>(factory: &F) {
+    let s = Setup::new(factory).await;
+    let (a, b) = (&*s.d, &s.second_instance().await);
+    let r = repo("contract/create-tag-race");
+    let (first, first_record) = record(br#"{"race":1}"#);
+    let (second, second_record) = record(br#"{"race":2}"#);
+    let (first_key, second_key) = (layout::manifest(&r, &first), layout::manifest(&r, &second));
+    ok!(a.write(&first_key, first_record).await);
+    ok!(a.write(&second_key, second_record).await);
+    for round in 0..8 {
+        let key = layout::tag(&r, &tag(&format!("v{round}")));
+        let to = |digest, record| TagTarget { digest, record };
+        let (by_a, by_b) = futures::join!(
+            create_locked(a, &key, to(&first, &first_key)),
+            create_locked(b, &key, to(&second, &second_key))
+        );
+        assert!(
+            by_a != by_b,
+            "round {round}: created by a {by_a}, by b {by_b}"
+        );
+        let content = ok!(a.read(&key).await).expect("the tag is stored");
+        let winner = if by_a { &first } else { &second };
+        assert_eq!(first_word(&content).as_ref(), Some(winner), "round {round}");
+    }
+}
+
+/// `create_tag` as the engine calls it: holding the tag's lease.
+async fn create_locked<B: Backend>(b: &B, key: &Key, target: TagTarget<'_>) -> bool {
+    let _lease = ok!(b.lock_tag(key).await);
+    ok!(b.create_tag(key, target).await)
 }
