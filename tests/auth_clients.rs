@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 
 use common::auth::{self, Setup, rule};
+use common::skopeo;
 use common::{OCI_MANIFEST, Registry, sha256};
 use marina_distribution::registry::auth::config::AuthConfig;
 use oci_client::client::{
@@ -101,32 +102,6 @@ async fn oci_client_with_basic_and_bearer() {
     }
 }
 
-async fn skopeo(args: &[String]) -> std::process::Output {
-    tokio::process::Command::new("skopeo")
-        .arg("--insecure-policy")
-        .args(args)
-        .output()
-        .await
-        .expect("running skopeo")
-}
-
-fn skopeo_available() -> bool {
-    let found = std::process::Command::new("skopeo")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert_eq!(
-            std::env::var("MARINA_SKIP_SKOPEO").as_deref(),
-            Ok("1"),
-            "skopeo is not installed: install it (apt-get install skopeo) or set \
-             MARINA_SKIP_SKOPEO=1 to skip this test explicitly"
-        );
-        eprintln!("NOTE: skopeo not installed and MARINA_SKIP_SKOPEO=1: skopeo test SKIPPED");
-    }
-    found
-}
-
 /// Pushes a small image (an empty tar layer) under `team/src:v1` with `client` (its
 /// credentials); returns the manifest digest.
 async fn seed_image(client: &Registry) -> String {
@@ -161,7 +136,7 @@ fn cert_dir(s: &auth::AuthServer) -> String {
 
 #[tokio::test]
 async fn skopeo_with_creds_and_cert_dir() {
-    if !skopeo_available() {
+    if !skopeo::available() {
         return;
     }
     for tokens in [false, true] {
@@ -176,7 +151,7 @@ async fn skopeo_with_creds_and_cert_dir() {
         let certs = cert_dir(&s);
         let src = format!("docker://{}/team/src:v1", s.host);
         let dst = format!("docker://{}/team/copy:v1", s.host);
-        let out = skopeo(&[
+        let out = skopeo::run(&[
             "copy".into(),
             "--src-creds=bob:bob-pw".into(),
             format!("--src-cert-dir={certs}"),
@@ -193,7 +168,7 @@ async fn skopeo_with_creds_and_cert_dir() {
         );
         // skopeo reads both back: the source as pushed, the copy (its layer recompressed).
         for (image, expected) in [(&src, Some(&digest)), (&dst, None)] {
-            let out = skopeo(&[
+            let out = skopeo::run(&[
                 "inspect".into(),
                 "--creds=bob:bob-pw".into(),
                 format!("--cert-dir={certs}"),
@@ -212,7 +187,7 @@ async fn skopeo_with_creds_and_cert_dir() {
             assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
         }
         // bob may not push: skopeo fails, the tag does not appear.
-        let out = skopeo(&[
+        let out = skopeo::run(&[
             "copy".into(),
             "--src-creds=bob:bob-pw".into(),
             format!("--src-cert-dir={certs}"),
@@ -224,7 +199,7 @@ async fn skopeo_with_creds_and_cert_dir() {
         .await;
         assert!(!out.status.success(), "bob pushed (tokens: {tokens})");
         // Without the CA, skopeo refuses the server's certificate.
-        let out = skopeo(&[
+        let out = skopeo::run(&[
             "inspect".into(),
             "--creds=bob:bob-pw".into(),
             format!("--cert-dir={}", Path::new(&certs).join("none").display()),
@@ -246,7 +221,7 @@ async fn skopeo_with_creds_and_cert_dir() {
 /// each access token. A changed password revokes it: skopeo is then refused.
 #[tokio::test]
 async fn skopeo_with_an_identity_token() {
-    if !skopeo_available() {
+    if !skopeo::available() {
         return;
     }
     let s = server(true).await;
@@ -274,7 +249,7 @@ async fn skopeo_with_an_identity_token() {
     });
     std::fs::write(&authfile, auths.to_string()).unwrap();
     let inspect = async || {
-        skopeo(&[
+        skopeo::run(&[
             "inspect".into(),
             format!("--authfile={}", authfile.display()),
             format!("--cert-dir={}", cert_dir(&s)),

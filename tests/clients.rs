@@ -190,42 +190,9 @@ async fn write_layout(dir: &Path) -> (String, String, String) {
     )
 }
 
-async fn skopeo(args: &[String]) {
-    let out = tokio::process::Command::new("skopeo")
-        .arg("--insecure-policy")
-        .args(args)
-        .output()
-        .await
-        .expect("running skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn skopeo_available() -> bool {
-    let found = std::process::Command::new("skopeo")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if std::env::var("MARINA_SKIP_SKOPEO").as_deref() == Ok("1") {
-            eprintln!("NOTE: skopeo not installed and MARINA_SKIP_SKOPEO=1: skopeo test SKIPPED");
-        } else {
-            panic!(
-                "skopeo is not installed: install it (apt-get install skopeo) or set \
-                 MARINA_SKIP_SKOPEO=1 to skip this test explicitly"
-            );
-        }
-    }
-    found
-}
-
 #[tokio::test]
 async fn skopeo_copy_round_trip() {
-    if !skopeo_available() {
+    if !skopeo::available() {
         return;
     }
     each_driver("skopeo_copy_round_trip", skopeo_case).await;
@@ -234,7 +201,7 @@ async fn skopeo_copy_round_trip() {
 /// skopeo on S3 with blob `GET`s redirected to presigned URLs, which it follows.
 #[tokio::test]
 async fn skopeo_follows_s3_redirects() {
-    if !skopeo_available() {
+    if !skopeo::available() {
         return;
     }
     if let Some(s) = s3_redirect_server("skopeo_redirects", None).await {
@@ -248,7 +215,7 @@ async fn skopeo_case(s: Server) {
         let src = tmp.path().join("src-layout");
         let (manifest, config, layer) = write_layout(&src).await;
         let remote = format!("docker://{}/skopeo/round-trip:v1", s.addr);
-        skopeo(&[
+        skopeo::run_ok(&[
             "copy".into(),
             "--dest-tls-verify=false".into(),
             format!("oci:{}:v1", src.display()),
@@ -267,7 +234,7 @@ async fn skopeo_case(s: Server) {
 
         // And back out to another layout.
         let dst = tmp.path().join("dst-layout");
-        skopeo(&[
+        skopeo::run_ok(&[
             "copy".into(),
             "--src-tls-verify=false".into(),
             remote,

@@ -21,6 +21,7 @@ pub mod manifests;
 pub mod observe;
 pub mod outage_proxy;
 pub mod server;
+pub mod skopeo;
 pub mod storage_io;
 #[cfg(feature = "server")]
 pub mod store_tls;
