@@ -51,39 +51,33 @@ async fn assert_served_by_tag(e: &Gc, digest: &Digest) {
     by_digest.unwrap();
 }
 
+/// Pushes the manifest under `v1` while its delete is stopped `when` the record is removed,
+/// and checks that the manifest is served by the tag afterwards.
+async fn push_during_delete(when: When) {
+    let e = immutable_engine();
+    let (digest, bytes) = stored_manifest(&e).await;
+    let mut stopped = e.backend().gate(Op::Remove, when, record_of(&digest));
+    let delete = delete_in_background(&e, &digest);
+    stopped.reached().await;
+    put(&e, Reference::Tag(tag("v1")), bytes).await.unwrap();
+    stopped.resume();
+    delete.await.unwrap().unwrap();
+    assert_served_by_tag(&e, &digest).await;
+}
+
 /// The push tags after the delete's first look and checks the record before the delete
 /// removes it (so it is acknowledged at once): the delete's last look finds the tag and
 /// stores the record again.
 #[tokio::test]
 async fn a_push_checked_before_the_record_is_removed_keeps_its_manifest() {
-    let e = immutable_engine();
-    let (digest, bytes) = stored_manifest(&e).await;
-    let mut removing = e
-        .backend()
-        .gate(Op::Remove, When::Before, record_of(&digest));
-    let delete = delete_in_background(&e, &digest);
-    removing.reached().await;
-    put(&e, Reference::Tag(tag("v1")), bytes).await.unwrap();
-    removing.resume();
-    delete.await.unwrap().unwrap();
-    assert_served_by_tag(&e, &digest).await;
+    push_during_delete(When::Before).await;
 }
 
 /// The push tags and looks after the delete removed the record: it stores the record again
 /// itself, and the delete's last look leaves the tag.
 #[tokio::test]
 async fn a_push_checked_after_the_record_is_removed_stores_it_again() {
-    let e = immutable_engine();
-    let (digest, bytes) = stored_manifest(&e).await;
-    let mut removed = e
-        .backend()
-        .gate(Op::Remove, When::After, record_of(&digest));
-    let delete = delete_in_background(&e, &digest);
-    removed.reached().await;
-    put(&e, Reference::Tag(tag("v1")), bytes).await.unwrap();
-    removed.resume();
-    delete.await.unwrap().unwrap();
-    assert_served_by_tag(&e, &digest).await;
+    push_during_delete(When::After).await;
 }
 
 /// A delete that starts after the tag exists is refused before it changes anything.
