@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::binary::{BIN, send_signal, spawn, wait_for_log, wait_for_metrics_address};
+use common::binary::{BIN, gc, send_signal, spawn, wait_for_log, wait_for_metrics_address};
 use common::*;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -254,34 +254,6 @@ fn gc_counts(line: &str) -> [u64; 4] {
     ]
 }
 
-/// Runs `marina-registry gc ARGS` on `root`; returns its one stdout line.
-async fn gc(root: &std::path::Path, args: &[&str]) -> String {
-    gc_with_log(root, args).await.0
-}
-
-/// [`gc`], with its log (stderr).
-async fn gc_with_log(root: &std::path::Path, args: &[&str]) -> (String, String) {
-    let out = Command::new(BIN)
-        .env_remove("STORAGE_TYPE")
-        .env_remove("STORAGE_ROOT_DIRECTORY")
-        .arg("gc")
-        .arg("--root-directory")
-        .arg(root)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "exactly one summary line: {stdout:?}");
-    (lines[0].to_owned(), String::from_utf8(out.stderr).unwrap())
-}
-
 /// The lines of `log` saying a dry run would delete `what` (`digest`).
 fn would_delete<'a>(log: &'a str, what: &str, digest: &str) -> Vec<&'a str> {
     log.lines()
@@ -317,7 +289,7 @@ async fn gc_subcommand_reports_and_reclaims() {
     child.wait().await.unwrap();
 
     let no_grace = ["--grace", "0s", "--upload-ttl", "0s"];
-    let (line, log) = gc_with_log(&root, &[&no_grace[..], &["--dry-run"]].concat()).await;
+    let (line, log) = gc(&root, &[&no_grace[..], &["--dry-run"]].concat(), &[]).await;
     let dry = gc_counts(&line);
     assert_eq!((dry[0], dry[1], dry[3]), (0, 2, 1), "{dry:?}");
     assert!(dry[2] > 3000, "{dry:?}");
@@ -331,12 +303,12 @@ async fn gc_subcommand_reports_and_reclaims() {
         assert!(link[0].contains("repository=\"gc/deleted\""), "{}", link[0]);
     }
     assert_eq!(log.matches("would delete").count(), 4, "{log}");
-    let (line, log) = gc_with_log(&root, &no_grace).await;
+    let (line, log) = gc(&root, &no_grace, &[]).await;
     assert_eq!(gc_counts(&line), dry);
     assert!(!log.contains("would delete"), "{log}");
-    assert_eq!(gc_counts(&gc(&root, &no_grace).await), [0, 0, 0, 0]);
+    assert_eq!(gc_counts(&gc(&root, &no_grace, &[]).await.0), [0, 0, 0, 0]);
     let untagged_args = [&no_grace[..], &["--delete-untagged"]].concat();
-    let (_, log) = gc_with_log(&root, &[&untagged_args[..], &["--dry-run"]].concat()).await;
+    let (_, log) = gc(&root, &[&untagged_args[..], &["--dry-run"]].concat(), &[]).await;
     let manifest = would_delete(&log, "what=\"untagged manifest\"", &untagged.digest);
     assert_eq!(manifest.len(), 1, "{log}");
     assert!(
@@ -344,7 +316,7 @@ async fn gc_subcommand_reports_and_reclaims() {
         "{}",
         manifest[0]
     );
-    let reclaimed = gc_counts(&gc(&root, &untagged_args).await);
+    let reclaimed = gc_counts(&gc(&root, &untagged_args, &[]).await.0);
     assert_eq!((reclaimed[0], reclaimed[1]), (1, 2), "{reclaimed:?}");
 }
 

@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::binary::{BIN, spawn, wait_for_metrics_address};
+use common::binary::{BIN, gc, spawn, wait_for_metrics_address};
 use common::unwritable::Unwritable;
 use common::{Image, OCI_MANIFEST, Registry, assert_error, body, header, image_manifest};
 use marina_distribution::registry::{RegistryOptions, router};
@@ -226,20 +226,7 @@ async fn settings_that_delete_are_refused_and_gc_ignores_the_mode() {
     assert_error(resp, 405, "UNSUPPORTED").await;
     // The operator's own collection runs whatever the serving mode.
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .env("MARINA_READ_ONLY", "true")
-        .env_remove("STORAGE_TYPE")
-        .arg("gc")
-        .arg("--root-directory")
-        .arg(dir.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gc(dir.path(), &[], &[("MARINA_READ_ONLY", "true")]).await;
 }
 
 /// On S3 (behind a proxy that records every request), the read-only binary starts, is

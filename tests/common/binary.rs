@@ -83,3 +83,29 @@ pub async fn send_signal(child: &Child, sig: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+/// Runs `marina-registry gc --root-directory <root> <args>` with the variables `envs` (and no
+/// storage variables of the caller's), asserting that it succeeded: its one summary line
+/// (stdout) and its log (stderr).
+pub async fn gc(root: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> (String, String) {
+    let out = Command::new(BIN)
+        .env_remove("STORAGE_TYPE")
+        .env_remove("STORAGE_ROOT_DIRECTORY")
+        .envs(envs.iter().copied())
+        .arg("gc")
+        .arg("--root-directory")
+        .arg(root)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one summary line: {stdout:?}");
+    (lines[0].to_owned(), String::from_utf8(out.stderr).unwrap())
+}
