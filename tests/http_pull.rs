@@ -14,6 +14,7 @@ each_driver_test!(api_version_check, |s| async move {
         header(&resp, "docker-distribution-api-version"),
         "registry/2.0"
     );
+    assert_nosniff(resp.headers());
     assert_eq!(resp.text().await.unwrap(), "{}");
 });
 
@@ -23,6 +24,7 @@ async fn assert_content(resp: reqwest::Response, digest: &str, len: usize) -> Ve
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(header(&resp, "docker-content-digest"), digest);
     assert_eq!(header(&resp, "content-length"), len.to_string());
+    assert_nosniff(resp.headers());
     body(resp).await
 }
 

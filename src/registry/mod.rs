@@ -161,12 +161,20 @@ pub fn router_with_auth<D: StorageDriver + Lifecycle, A: Authorizer>(
         .route("/v2/{*path}", any(dispatch::<D, A>))
         .fallback(|| async { ApiError::not_found() })
         .with_state(state)
-        .layer(axum::middleware::map_response(add_version_header))
+        .layer(axum::middleware::map_response(add_common_headers))
 }
 
-async fn add_version_header(mut resp: Response) -> Response {
-    resp.headers_mut()
-        .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
+/// The headers of every answer: `Docker-Distribution-API-Version` (spec "API Version
+/// Check"), and `X-Content-Type-Options: nosniff`, as CNCF Distribution sends: blobs hold
+/// whatever a pusher chose, which a browser must never take for a page or a script of this
+/// origin (it would otherwise sniff an `application/octet-stream` body that looks like HTML).
+async fn add_common_headers(mut resp: Response) -> Response {
+    let headers = resp.headers_mut();
+    headers.insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 

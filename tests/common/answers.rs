@@ -57,4 +57,12 @@ pub async fn assert_error(resp: Response, status: u16, code: &str) {
             .map(|v| v.to_str().unwrap()),
         Some("registry/2.0")
     );
+    assert_nosniff(&headers);
+}
+
+/// Asserts `X-Content-Type-Options: nosniff`, which every answer carries (a browser must
+/// never run what a blob holds).
+pub fn assert_nosniff(headers: &reqwest::header::HeaderMap) {
+    let value = headers.get("x-content-type-options");
+    assert_eq!(value.map(|v| v.to_str().unwrap()), Some("nosniff"));
 }
