@@ -40,10 +40,15 @@ impl S3Driver {
         if config.redirect {
             options.redirect_blob_reads = Some(config.redirect_expiry());
         }
-        Ok(Self::from_backend(
-            S3Backend::connect(config).await?,
-            options,
-        ))
+        let backend = S3Backend::connect(config).await?;
+        if !options.immutable_tags.is_empty() && backend.conditional_writes.get() == Some(&false) {
+            tracing::warn!(
+                bucket = %backend.bucket,
+                "immutable tags without conditional writes: two processes creating the same \
+                 tag at the same moment may both succeed, the later write winning"
+            );
+        }
+        Ok(Self::from_backend(backend, options))
     }
 
     /// The driver over a backend built by the caller ([`S3Backend::connect_with`]).
