@@ -7,32 +7,38 @@
 
 mod common;
 
-use common::binary::{BIN, spawn};
+use common::binary::{BIN, spawn, wait_for_log};
 use common::*;
 use reqwest::StatusCode;
 use tokio::process::Command;
 
-/// The binary on a fresh root with tags `v*` of the repositories below `release/`
-/// immutable: its address, and what must live as long as it (the process, its log, whose
-/// end must stay open, and the temporary directory).
-async fn registry_with_immutable_tags() -> (String, impl Sized) {
-    let dir = tempfile::tempdir().unwrap();
+/// A configuration file in `dir` that makes tags `v*` of the repositories below `release/`
+/// immutable, with `storage` as its other `[storage]` keys.
+fn immutable_config(dir: &tempfile::TempDir, storage: &str) -> std::path::PathBuf {
     let config = dir.path().join("config.toml");
-    let root = dir.path().join("root");
     std::fs::write(
         &config,
         format!(
             "listen = \"127.0.0.1:0\"\n\
              [storage]\n\
-             type = \"filesystem\"\n\
-             [storage.filesystem]\n\
-             root_directory = {root:?}\n\
+             {storage}\n\
              [[storage.immutable_tags]]\n\
              repositories = [\"release/**\"]\n\
              tags = [\"v*\"]\n"
         ),
     )
     .unwrap();
+    config
+}
+
+/// The binary on a fresh filesystem root with [`immutable_config`]: its address, and what
+/// must live as long as it (the process, its log, whose end must stay open, and the
+/// temporary directory).
+async fn registry_with_immutable_tags() -> (String, impl Sized) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let storage = format!("type = \"filesystem\"\nfilesystem.root_directory = {root:?}");
+    let config = immutable_config(&dir, &storage);
     let (child, addr, logs) = spawn(Command::new(BIN).arg("--config").arg(&config)).await;
     (addr, (child, logs, dir))
 }
@@ -99,4 +105,31 @@ async fn skopeo_is_refused_moving_an_immutable_tag() {
         assert_eq!(header(&served, "docker-content-digest"), pinned.digest);
     }
     assert_ne!(newer.digest, pinned.digest);
+}
+
+/// On an S3 store without conditional writes, which cannot create a tag only where none
+/// is, the binary says at start that two processes may both create one immutable tag.
+#[tokio::test]
+async fn on_s3_without_conditional_writes_the_binary_warns() {
+    let Some(storage) = common::s3_storage("immutable-warning") else {
+        eprintln!("NOTE: S3_ENDPOINT is not set: the S3 warning case was SKIPPED");
+        return;
+    };
+    ensure_bucket(&storage).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = immutable_config(&dir, "type = \"s3\"");
+    let prefix = storage.s3.and_then(|s3| s3.prefix).expect("prefix");
+    let (_child, _addr, mut log) = spawn(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .env("S3_PREFIX", prefix)
+            .env("S3_CONDITIONAL_WRITES", "false"),
+    )
+    .await;
+    let warning = wait_for_log(&mut log, "immutable tags without conditional writes");
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), warning)
+        .await
+        .expect("no warning in the first 30 s of the log");
+    assert!(line.contains("WARN"), "{line}");
 }
