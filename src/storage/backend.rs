@@ -481,12 +481,7 @@ pub trait Backend: Send + Sync + 'static {
         tag: &Key,
         target: TagTarget<'_>,
     ) -> impl Future<Output = Result<bool>> + Send {
-        async move {
-            if self.exists(tag).await? {
-                return Ok(false);
-            }
-            self.write_tag(tag, target).await.map(|()| true)
-        }
+        create_tag_by_looking(self, tag, target)
     }
 
     // ----- blob bytes -----
@@ -573,4 +568,18 @@ pub trait Backend: Send + Sync + 'static {
         id: &UploadId,
         state: Self::UploadState,
     ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// [`Backend::create_tag`] by looking, then writing with [`Backend::write_tag`]: the default,
+/// and what a backend that can create conditionally only sometimes falls back on. Right only
+/// where the tag's locks order every writer of the tag.
+pub async fn create_tag_by_looking<B: Backend + ?Sized>(
+    backend: &B,
+    tag: &Key,
+    target: TagTarget<'_>,
+) -> Result<bool> {
+    if backend.exists(tag).await? {
+        return Ok(false);
+    }
+    backend.write_tag(tag, target).await.map(|()| true)
 }

@@ -25,7 +25,7 @@ use crate::storage::backend::{Backend, TagTarget};
 use crate::storage::layout::{self, Key};
 
 use super::Engine;
-use super::manifest_record::{encode_manifest, target_digest};
+use super::manifest_record::{encode_manifest, names_manifest};
 
 /// How many times a tag found removed right after a refused create is created again.
 const CREATE_ATTEMPTS: usize = 3;
@@ -52,7 +52,7 @@ impl<B: Backend> Engine<B> {
             return Ok(());
         }
         match self.backend.read(&layout::tag(repo, tag)).await? {
-            Some(target) if target_digest(&target).as_ref() != Some(digest) => Err(moved(tag)),
+            Some(target) if !names_manifest(&target, digest) => Err(moved(tag)),
             _ => Ok(()),
         }
     }
@@ -71,7 +71,7 @@ impl<B: Backend> Engine<B> {
                 return Ok(());
             }
             match self.backend.read(key).await? {
-                Some(stored) if target_digest(&stored).as_ref() == Some(target.digest) => {
+                Some(stored) if names_manifest(&stored, target.digest) => {
                     return self.backend.write_tag(key, target).await;
                 }
                 Some(_) => return Err(moved(tag)),
@@ -170,7 +170,7 @@ impl<B: Backend> Engine<B> {
             .filter(|tag| std::future::ready(self.is_immutable(repo, tag.as_str())))
             .map(|tag| async move {
                 let target = self.backend.read(&layout::tag(repo, &tag)).await?;
-                let names_it = target.is_some_and(|t| target_digest(&t).as_ref() == Some(digest));
+                let names_it = target.is_some_and(|t| names_manifest(&t, digest));
                 Ok::<_, Error>(names_it.then_some(tag))
             })
             .buffer_unordered(READS_IN_FLIGHT);

@@ -58,6 +58,11 @@ pub(super) fn target_digest(content: &[u8]) -> Option<Digest> {
     Digest::parse(word.trim()).ok()
 }
 
+/// Whether a tag's stored content names the manifest `digest` ([`target_digest`]).
+pub(super) fn names_manifest(content: &[u8], digest: &Digest) -> bool {
+    target_digest(content).as_ref() == Some(digest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use crate::storage::session_lock::TagLease;
 use crate::storage::{Manifest, ManifestInfo, PutManifestOutcome, StorageDriver};
 
 use super::Engine;
-use super::manifest_record::{decode_manifest, encode_manifest, target_digest};
+use super::manifest_record::{decode_manifest, encode_manifest, names_manifest};
 
 /// How many tags `delete_manifest` reads at once.
 const TAG_READS_IN_FLIGHT: usize = 16;
@@ -385,7 +385,7 @@ impl<B: Backend> Engine<B> {
     /// writes, GCS). CNCF Distribution untags without either guard.
     pub(super) async fn untag_one(&self, key: &Key, digest: &Digest) -> Result<()> {
         // A first look without the locks: most tags a delete reads name other manifests.
-        let names_it = |target: &[u8]| target_digest(target).as_ref() == Some(digest);
+        let names_it = |target: &[u8]| names_manifest(target, digest);
         if !self.backend.read(key).await?.is_some_and(|t| names_it(&t)) {
             return Ok(());
         }

@@ -326,14 +326,11 @@ impl Backend for S3Backend {
     /// default look-then-write, which two processes creating the tag at once may both pass
     /// (the store cannot tell them apart; see the operations guide on immutable tags).
     async fn create_tag(&self, tag: &Key, target: TagTarget<'_>) -> Result<bool> {
-        let digest = Bytes::from(target.digest.as_str().to_owned());
         if on_heap(self.conditional_writes_now()).await? {
+            let digest = Bytes::from(target.digest.as_str().to_owned());
             return on_heap(self.put_bytes_if_absent(&self.keys.object(tag), digest)).await;
         }
-        if self.exists(tag).await? {
-            return Ok(false);
-        }
-        self.write(tag, digest).await.map(|()| true)
+        crate::storage::backend::create_tag_by_looking(self, tag, target).await
     }
 
     async fn list(
