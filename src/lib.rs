@@ -78,6 +78,8 @@ pub mod error;
 pub mod observe;
 pub mod oci;
 #[cfg(feature = "server")]
+pub mod proxy;
+#[cfg(feature = "server")]
 pub mod registry;
 #[cfg(feature = "server")]
 pub mod server;

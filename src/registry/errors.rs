@@ -122,6 +122,10 @@ impl From<Error> for ApiError {
 fn server_failure_detail(err: &Error) -> String {
     match err {
         Error::Backend {
+            driver: crate::proxy::UPSTREAM_DRIVER,
+            ..
+        } => "the upstream registry failed".to_owned(),
+        Error::Backend {
             operation: Some(op),
             ..
         } => format!("storage backend failed during {op}"),

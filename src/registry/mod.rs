@@ -98,6 +98,9 @@ pub struct RegistryOptions {
     /// does unless `storage.delete.enabled` (distribution-spec, "Content Management": a
     /// registry that does not support deletion answers `405`). Collections still delete.
     pub disable_deletes: bool,
+    /// The registry is a pull-through cache ([`PullThrough`](crate::proxy::PullThrough)):
+    /// writes are refused as with `read_only`, saying why.
+    pub pull_through: bool,
 }
 
 /// Default [`RegistryOptions::max_upload_sessions`].
@@ -114,6 +117,7 @@ impl Default for RegistryOptions {
             max_upload_sessions: DEFAULT_MAX_UPLOAD_SESSIONS,
             read_only: false,
             disable_deletes: false,
+            pull_through: false,
         }
     }
 }
@@ -398,6 +402,9 @@ impl RegistryOptions {
     /// registry and a write, or deletes disabled and a delete).
     fn permits(&self, endpoint: Endpoint) -> Result<(), &'static str> {
         match endpoint.action() {
+            Some(route::Action::Push | route::Action::Delete) if self.pull_through => {
+                Err("this registry is a pull-through cache: push to its upstream")
+            }
             Some(route::Action::Push | route::Action::Delete) if self.read_only => {
                 Err("this registry is read-only")
             }

@@ -25,7 +25,7 @@ pub mod gcs;
 pub mod hashing;
 pub mod immutable;
 pub mod inmemory;
-mod key_locks;
+pub(crate) mod key_locks;
 pub mod layers;
 pub mod layout;
 pub mod lifecycle;

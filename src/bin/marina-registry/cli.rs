@@ -48,6 +48,8 @@ ENVIRONMENT (storage):
   MARINA_TLS_CERT, MARINA_TLS_KEY, MARINA_TLS_CLIENT_CA, MARINA_HTPASSWD (see flags)
   MARINA_READ_ONLY        true: serve pulls only (see --read-only)
   MARINA_DISABLE_DELETES  true: refuse deletes (see --disable-deletes)
+  MARINA_PROXY_REMOTE_URL, MARINA_PROXY_USERNAME, MARINA_PROXY_PASSWORD  pull-through cache
+  (see --proxy-remote-url)
 
 ENVIRONMENT (lifecycle; durations like 30s, 15m, 24h, or off):
   MARINA_GC_INTERVAL      periodic garbage collection in the server (default off)
@@ -97,6 +99,8 @@ CONFIG FILE (TOML, all keys optional; docs/configuration.md lists them all):
   actions = [\"pull\", \"push\"]
   [limits]
   max_connections = 1024
+  [proxy]                           # a pull-through cache (docs/operations.md)
+  remote_url = \"https://registry-1.docker.io\"
   [[notifications.endpoints]]       # see docs/operations.md
   name = \"ci\"
   url = \"http://127.0.0.1:8080/events\"
@@ -175,6 +179,12 @@ pub(crate) struct Cli {
     /// htpasswd file (bcrypt): require HTTP Basic authentication.
     #[arg(long, env = "MARINA_HTPASSWD", value_name = "FILE")]
     pub(crate) htpasswd: Option<PathBuf>,
+
+    /// Serve as a pull-through cache of the registry at this URL (e.g.
+    /// https://registry-1.docker.io): pulls are fetched from it and stored, pushes and
+    /// deletes answer 405. Credentials: MARINA_PROXY_USERNAME, MARINA_PROXY_PASSWORD.
+    #[arg(long, env = "MARINA_PROXY_REMOTE_URL", value_name = "URL")]
+    pub(crate) proxy_remote_url: Option<String>,
 }
 
 /// Settings of both the server and `gc`.

@@ -9,6 +9,7 @@ use marina_distribution::observe::health::{self, Readiness};
 use marina_distribution::observe::http::ObserveLayer;
 use marina_distribution::observe::metrics::Metrics;
 use marina_distribution::observe::notify::{Notifier, NotifierOptions};
+use marina_distribution::proxy::PullThrough;
 use marina_distribution::registry::RegistryOptions;
 use marina_distribution::server::{self, TlsReloader};
 use marina_distribution::storage::lifecycle;
@@ -34,6 +35,7 @@ pub(crate) async fn serve(
         log_format,
         read_only,
         disable_deletes,
+        proxy,
     } = settings;
     let stop = |what: &str, error: &dyn std::fmt::Display, status| {
         crate::stop(log_format, what, error, status)
@@ -50,6 +52,7 @@ pub(crate) async fn serve(
         max_manifest_size: storage.max_manifest_size,
         read_only,
         disable_deletes,
+        pull_through: proxy.is_some(),
         ..RegistryOptions::default()
     };
     limits.apply(&mut options);
@@ -74,7 +77,16 @@ pub(crate) async fn serve(
             metrics.record_lifecycle(kind, &end);
         }
     });
-    let (app, authorizer) = match server::registry_app(Arc::clone(&driver), options, &auth) {
+    let app = match &proxy {
+        None => server::registry_app(Arc::clone(&driver), options, &auth),
+        Some(proxy) => {
+            match PullThrough::new(Arc::clone(&driver), proxy, storage.max_manifest_size) {
+                Ok(cache) => server::registry_app(Arc::new(cache), options, &auth),
+                Err(e) => return stop("configuration error", &e, 2),
+            }
+        }
+    };
+    let (app, authorizer) = match app {
         Ok(v) => v,
         Err(e) => return stop("access control configuration error", &e, 2),
     };
@@ -110,7 +122,14 @@ pub(crate) async fn serve(
         _ => String::new(),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mode = if read_only { ", read-only" } else { "" };
+    let mode = match (&proxy, read_only) {
+        (Some(proxy), _) => format!(
+            ", pull-through cache of {}",
+            proxy.remote_url.as_deref().unwrap_or_default()
+        ),
+        (None, true) => ", read-only".to_owned(),
+        (None, false) => String::new(),
+    };
     println!(
         "marina-registry listening on {scheme}://{addr}/v2/ ({driver_name} storage{where_}{mode})"
     );

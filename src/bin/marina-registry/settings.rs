@@ -7,6 +7,7 @@ use std::time::Duration;
 use marina_distribution::StorageConfig;
 use marina_distribution::observe::logging::LogFormat;
 use marina_distribution::observe::notify::NotificationsConfig;
+use marina_distribution::proxy::ProxyConfig;
 use marina_distribution::registry::auth::config::AuthConfig;
 use marina_distribution::server::config::{LimitsConfig, TlsConfig};
 use marina_distribution::storage::StorageType;
@@ -56,6 +57,9 @@ struct FileConfig {
     /// Notification endpoints.
     #[serde(default)]
     notifications: NotificationsConfig,
+    /// Pull-through cache.
+    #[serde(default)]
+    proxy: ProxyConfig,
 }
 
 /// Everything the configuration sources decide.
@@ -73,6 +77,8 @@ pub(crate) struct Settings {
     pub(crate) read_only: bool,
     /// Refuse deletes (`--disable-deletes`).
     pub(crate) disable_deletes: bool,
+    /// The upstream of a pull-through cache (`[proxy]`, `--proxy-remote-url`), if any.
+    pub(crate) proxy: Option<ProxyConfig>,
 }
 
 /// A duration from the flag or environment (`cli`), else the file, else `default`.
@@ -130,7 +136,14 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
         }
         storage.filesystem.root_directory = root.clone();
     }
-    if shared.sparse_indexes {
+    let mut proxy = file.proxy.clone().apply_vars(|k| std::env::var(k).ok());
+    if let Some(url) = &cli.proxy_remote_url {
+        proxy.remote_url = Some(url.clone());
+    }
+    proxy.validate()?;
+    let proxy = (cli.command.is_none() && proxy.is_enabled()).then_some(proxy);
+    // A cache stores the index a client pulls without the platforms it does not pull.
+    if shared.sparse_indexes || proxy.is_some() {
         storage.sparse_indexes = true;
     }
     storage.validate().map_err(|e| e.to_string())?;
@@ -184,6 +197,13 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
     };
     if too_often(schedule.gc_interval) || too_often(schedule.upload_expiry_interval) {
         return Err("gc_interval and upload_expiry_interval must be at least 1s (or off)".into());
+    }
+    if read_only && proxy.is_some() {
+        return Err(
+            "read_only: a pull-through cache (proxy.remote_url) stores what it serves; \
+             it refuses pushes and deletes by itself"
+                .into(),
+        );
     }
     if read_only {
         // A read-only registry deletes nothing: a period asked for is a contradiction to
@@ -255,5 +275,6 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
             .disable_deletes
             .or(file.disable_deletes)
             .unwrap_or(false),
+        proxy,
     })
 }

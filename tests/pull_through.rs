@@ -1,0 +1,480 @@
+//! The binary as a pull-through cache (`--proxy-remote-url`, `MARINA_PROXY_USERNAME`,
+//! `MARINA_PROXY_PASSWORD`) of an upstream registry served over TLS with access control:
+//! bearer tokens from its token endpoint (the Docker token specification's flow) or HTTP
+//! Basic. What is pulled through the cache is the upstream's, byte for byte; once stored it
+//! is served when the upstream is gone; tags follow the upstream; writes are refused; an
+//! upstream that cannot be reached, refuses the cache's credentials or sends bytes that are
+//! not what they claim is a clean spec error that stores nothing. skopeo pulls through it,
+//! and two cache processes over one root fill it at once.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::auth::{self, Setup, rule};
+use common::binary::{BIN, spawn, wait_for_log};
+use common::outage_proxy::OutageProxy;
+use common::{Image, Registry, assert_error, body, header, sha256, skopeo};
+use marina_distribution::registry::auth::config::AuthConfig;
+use reqwest::StatusCode;
+use tokio::process::Command;
+
+/// The service of the upstream's token endpoint.
+const SERVICE: &str = "upstream.test";
+
+/// An upstream registry, reached by the cache through a gate that can be closed (its
+/// port then refuses connections and the cache's open connections are cut: the upstream
+/// is gone for the cache, whatever its connection pool holds).
+struct Upstream {
+    server: auth::AuthServer,
+    gate: OutageProxy,
+}
+
+impl std::ops::Deref for Upstream {
+    type Target = auth::AuthServer;
+
+    fn deref(&self) -> &auth::AuthServer {
+        &self.server
+    }
+}
+
+impl Upstream {
+    /// The URL the cache is given (the certificate names `localhost`).
+    fn remote(&self) -> String {
+        format!("https://localhost:{}", self.gate.port)
+    }
+
+    /// Closes the gate.
+    async fn go_away(&mut self) {
+        self.gate.take_down().await;
+    }
+}
+
+/// An upstream over TLS: alice pushes `team/**`, the cache's user `mirror` pulls it; with
+/// `tokens` the upstream issues bearer tokens (its API then takes no Basic).
+async fn upstream(tokens: bool) -> Upstream {
+    let server = upstream_server(tokens).await;
+    let mut gate = OutageProxy::closed(&format!("127.0.0.1:{}", server.port)).await;
+    gate.up().await;
+    Upstream { server, gate }
+}
+
+async fn upstream_server(tokens: bool) -> auth::AuthServer {
+    let (_, _, _, key_pem) = auth::signing_key(jsonwebtoken::Algorithm::ES256, "k");
+    auth::start(Setup::default(), |port, dir| AuthConfig {
+        htpasswd: Some(auth::htpasswd(
+            dir,
+            &[("alice", "alice-pw"), ("mirror", "mirror-pw")],
+        )),
+        token: tokens.then(|| auth::built_in_tokens(port, dir, &key_pem, SERVICE, SERVICE, None)),
+        access: vec![
+            rule("team/**", &["alice"], &["pull", "push"]),
+            rule("team/**", &["mirror"], &["pull"]),
+        ],
+    })
+    .await
+}
+
+/// alice's client of `up` for pushing to `repo`.
+async fn pusher(up: &Upstream, tokens: bool, repo: &str) -> Registry {
+    if tokens {
+        let scope = format!("repository:{repo}:pull,push");
+        up.bearer(&up.token(SERVICE, Some(("alice", "alice-pw")), &scope).await)
+    } else {
+        up.basic("alice", "alice-pw")
+    }
+}
+
+/// The binary as a pull-through cache: a client of it, its log and its process.
+struct Cache {
+    registry: Registry,
+    logs: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    _process: tokio::process::Child,
+}
+
+impl std::ops::Deref for Cache {
+    type Target = Registry;
+
+    fn deref(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+impl Cache {
+    /// Waits until the cache logs that it stored the manifest `digest` (in the background,
+    /// after serving it).
+    async fn stored(&mut self, digest: &str) {
+        let wait = async {
+            while !wait_for_log(&mut self.logs, digest)
+                .await
+                .contains("manifest stored")
+            {}
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .unwrap_or_else(|_| panic!("{digest} was not stored"));
+    }
+}
+
+/// The binary as a cache of `remote` on the filesystem root `root`, trusting the test CA
+/// `ca`, with `credentials`.
+async fn cache(remote: &str, ca: &Path, root: &Path, credentials: Option<(&str, &str)>) -> Cache {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--root-directory")
+        .arg(root)
+        .arg("--proxy-remote-url")
+        .arg(remote)
+        .env("SSL_CERT_FILE", ca)
+        .env_remove("MARINA_PROXY_USERNAME")
+        .env_remove("MARINA_PROXY_PASSWORD");
+    if let Some((user, password)) = credentials {
+        cmd.env("MARINA_PROXY_USERNAME", user)
+            .env("MARINA_PROXY_PASSWORD", password);
+    }
+    let (child, addr, logs) = spawn(&mut cmd).await;
+    Cache {
+        registry: Registry::new(format!("http://{addr}")),
+        logs,
+        _process: child,
+    }
+}
+
+/// Asserts that `c` serves `image` of `repo` (by `tag` and by digest) byte for byte.
+async fn assert_serves(c: &Registry, repo: &str, tag: &str, image: &Image) {
+    for reference in [tag, image.digest.as_str()] {
+        let resp = c.get_manifest(repo, reference).await;
+        assert_eq!(resp.status(), StatusCode::OK, "manifest {reference}");
+        assert_eq!(header(&resp, "docker-content-digest"), image.digest);
+        assert_eq!(body(resp).await, image.manifest);
+    }
+    let layer = c.get_blob(repo, &image.layer_digest).await;
+    assert_eq!(layer.status(), StatusCode::OK);
+    assert_eq!(body(layer).await, image.layer);
+    let config = c.get_blob(repo, &image.config_digest).await;
+    assert_eq!(config.status(), StatusCode::OK);
+    assert_eq!(body(config).await.len(), image.config_size);
+}
+
+#[tokio::test]
+async fn pulls_come_through_and_stay_when_the_upstream_is_gone() {
+    for tokens in [true, false] {
+        let mut up = upstream(tokens).await;
+        let image = pusher(&up, tokens, "team/app")
+            .await
+            .push_image("team/app", "v1", 1)
+            .await;
+        let root = tempfile::tempdir().unwrap();
+        let mut c = cache(
+            &up.remote(),
+            &up.pki.ca,
+            root.path(),
+            Some(("mirror", "mirror-pw")),
+        )
+        .await;
+        assert_serves(&c, "team/app", "v1", &image).await;
+        let head = c.head_blob("team/app", &image.layer_digest).await;
+        assert_eq!(head.status(), StatusCode::OK);
+        assert_eq!(
+            header(&head, "content-length"),
+            image.layer.len().to_string()
+        );
+        let ranged = c
+            .get_blob_range("team/app", &image.layer_digest, "bytes=10-19")
+            .await;
+        assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(body(ranged).await, image.layer[10..20]);
+        let tags = c.list_tags("team/app", None, None).await;
+        assert_eq!(tags.status(), StatusCode::OK);
+        assert_eq!(common::json(tags).await["tags"][0], "v1");
+        c.stored(&image.digest).await;
+
+        up.go_away().await;
+        // The tag as last seen, the manifest and its blobs: all from the local store.
+        assert_serves(&c, "team/app", "v1", &image).await;
+        let tags = c.list_tags("team/app", None, None).await;
+        assert_eq!(
+            common::json(tags).await["tags"][0],
+            "v1",
+            "tokens: {tokens}"
+        );
+        let catalog = common::json(c.get("/v2/_catalog").await).await;
+        assert_eq!(catalog["repositories"][0], "team/app");
+        // What was never pulled is the upstream's error: it cannot be reached.
+        let other = c.get_manifest("team/app", "v2").await;
+        assert_eq!(other.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(header(&other, "retry-after"), "1");
+        assert_error(other, 503, "UNKNOWN").await;
+    }
+}
+
+/// A manifest pulled by digest only, without its blobs, is stored with the blobs the cache
+/// fetched itself: served afterwards without the upstream.
+#[tokio::test]
+async fn a_manifest_is_stored_with_the_blobs_the_client_did_not_pull() {
+    let mut up = upstream(true).await;
+    let image = pusher(&up, true, "team/lazy")
+        .await
+        .push_image("team/lazy", "v1", 2)
+        .await;
+    let root = tempfile::tempdir().unwrap();
+    let mut c = cache(
+        &up.remote(),
+        &up.pki.ca,
+        root.path(),
+        Some(("mirror", "mirror-pw")),
+    )
+    .await;
+    let resp = c.get_manifest("team/lazy", "v1").await;
+    assert_eq!(body(resp).await, image.manifest);
+    c.stored(&image.digest).await;
+    up.go_away().await;
+    assert_serves(&c, "team/lazy", "v1", &image).await;
+}
+
+#[tokio::test]
+async fn tags_follow_the_upstream_and_unknowns_stay_unknown() {
+    let up = upstream(true).await;
+    let alice = pusher(&up, true, "team/moving").await;
+    let first = alice.push_image("team/moving", "latest", 3).await;
+    let root = tempfile::tempdir().unwrap();
+    let mut c = cache(
+        &up.remote(),
+        &up.pki.ca,
+        root.path(),
+        Some(("mirror", "mirror-pw")),
+    )
+    .await;
+    assert_serves(&c, "team/moving", "latest", &first).await;
+    c.stored(&first.digest).await;
+    let second = alice.push_image("team/moving", "latest", 4).await;
+    assert_serves(&c, "team/moving", "latest", &second).await;
+    // The first is still served by digest.
+    let old = c.get_manifest("team/moving", &first.digest).await;
+    assert_eq!(body(old).await, first.manifest);
+
+    assert_error(
+        c.get_manifest("team/moving", "nope").await,
+        404,
+        "MANIFEST_UNKNOWN",
+    )
+    .await;
+    let head = c.head_manifest("team/moving", "nope").await;
+    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+    let missing = sha256(b"never pushed");
+    assert_error(
+        c.get_blob("team/moving", &missing).await,
+        404,
+        "BLOB_UNKNOWN",
+    )
+    .await;
+    assert_error(
+        c.list_tags("team/absent", None, None).await,
+        404,
+        "NAME_UNKNOWN",
+    )
+    .await;
+    // Outside what the cache's user may pull upstream: the upstream refuses, the client is
+    // told so.
+    assert_error(c.get_manifest("other/app", "v1").await, 403, "DENIED").await;
+}
+
+#[tokio::test]
+async fn writes_are_refused_and_wrong_credentials_denied() {
+    let up = upstream(true).await;
+    let image = pusher(&up, true, "team/ro")
+        .await
+        .push_image("team/ro", "v1", 5)
+        .await;
+    let root = tempfile::tempdir().unwrap();
+    let c = cache(
+        &up.remote(),
+        &up.pki.ca,
+        root.path(),
+        Some(("mirror", "wrong")),
+    )
+    .await;
+    let upload = c
+        .request(reqwest::Method::POST, "/v2/team/ro/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let detail = upload.headers().get("allow").cloned();
+    assert_eq!(detail.as_ref().map(|v| v.to_str().unwrap()), Some(""));
+    assert_error(upload, 405, "UNSUPPORTED").await;
+    let put = c
+        .put_manifest("team/ro", "v2", common::OCI_MANIFEST, &image.manifest)
+        .await;
+    assert_error(put, 405, "UNSUPPORTED").await;
+    assert_error(
+        c.delete_manifest("team/ro", &image.digest).await,
+        405,
+        "UNSUPPORTED",
+    )
+    .await;
+    // The token realm refuses the cache's password: DENIED, and nothing is stored.
+    assert_error(c.get_manifest("team/ro", "v1").await, 403, "DENIED").await;
+    assert_error(
+        c.get_blob("team/ro", &image.layer_digest).await,
+        403,
+        "DENIED",
+    )
+    .await;
+    let stored = walk_files(root.path());
+    assert!(
+        stored.iter().all(|f| !f.starts_with("blobs")),
+        "the cache stored something: {stored:?}"
+    );
+}
+
+/// Every file below `dir`, as paths relative to it.
+fn walk_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_a_503_that_names_no_address() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let root = tempfile::tempdir().unwrap();
+    let c = cache(
+        &format!("http://127.0.0.1:{port}"),
+        Path::new("/dev/null"),
+        root.path(),
+        None,
+    )
+    .await;
+    for resp in [
+        c.get_manifest("team/app", "v1").await,
+        c.get_blob("team/app", &sha256(b"x")).await,
+        c.list_tags("team/app", None, None).await,
+    ] {
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains(&port.to_string()), "{text}");
+        assert!(text.contains("upstream registry"), "{text}");
+    }
+}
+
+/// An upstream (a fault the real one does not produce on demand: a test server) that
+/// answers every manifest and blob with bytes that are not what was asked for.
+async fn lying_upstream() -> (OutageProxy, tokio::task::JoinHandle<()>) {
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
+        let media = if uri.path().contains("/manifests/") {
+            common::OCI_MANIFEST
+        } else {
+            "application/octet-stream"
+        };
+        let manifest = common::image_manifest(&sha256(b"c"), 1, &[], None);
+        (
+            [
+                ("content-type", media),
+                // A tag's digest as the upstream names it: not the bytes'.
+                (
+                    "docker-content-digest",
+                    "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                ),
+            ],
+            manifest,
+        )
+            .into_response()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let mut gate = OutageProxy::closed(&addr.to_string()).await;
+    gate.up().await;
+    (gate, task)
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_what_they_claim_are_refused_and_not_stored() {
+    let (mut gate, _task) = lying_upstream().await;
+    let root = tempfile::tempdir().unwrap();
+    let remote = format!("http://127.0.0.1:{}", gate.port);
+    let c = cache(&remote, Path::new("/dev/null"), root.path(), None).await;
+    let digest = sha256(b"the real bytes");
+    for _ in 0..2 {
+        assert_error(c.get_manifest("lies/app", &digest).await, 500, "UNKNOWN").await;
+        assert_error(c.get_manifest("lies/app", "v1").await, 500, "UNKNOWN").await;
+        assert_error(c.get_blob("lies/app", &digest).await, 500, "UNKNOWN").await;
+    }
+    gate.take_down().await;
+    let blob = c.get_blob("lies/app", &digest).await;
+    assert_eq!(
+        blob.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "nothing was stored"
+    );
+}
+
+/// skopeo, a real client, copies an image out of the cache; two cache processes over one
+/// root pulling the same image at once both serve it whole, and it is there for either
+/// once the upstream is gone.
+#[tokio::test]
+async fn skopeo_pulls_through_two_caches_over_one_root() {
+    if !skopeo::available() {
+        return;
+    }
+    let mut up = upstream(true).await;
+    let image = pusher(&up, true, "team/shared")
+        .await
+        .push_image("team/shared", "v1", 6)
+        .await;
+    let root = tempfile::tempdir().unwrap();
+    let remote = up.remote();
+    let creds = Some(("mirror", "mirror-pw"));
+    let mut a = cache(&remote, &up.pki.ca, root.path(), creds).await;
+    let mut b = cache(&remote, &up.pki.ca, root.path(), creds).await;
+    let pulls = (0..8).map(|i| {
+        let c = if i % 2 == 0 { &a } else { &b };
+        let image = &image;
+        async move { assert_serves(c, "team/shared", "v1", image).await }
+    });
+    futures::future::join_all(pulls).await;
+    let out = tempfile::tempdir().unwrap();
+    let host = a
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    skopeo::run_ok(&[
+        "copy".into(),
+        "--src-tls-verify=false".into(),
+        format!("docker://{host}/team/shared:v1"),
+        format!("dir:{}", out.path().display()),
+    ])
+    .await;
+    let copied = std::fs::read(
+        out.path()
+            .join(image.layer_digest.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    assert_eq!(copied, image.layer);
+    // Either process may be the one that stored it.
+    tokio::select! {
+        () = a.stored(&image.digest) => {}
+        () = b.stored(&image.digest) => {}
+    }
+    up.go_away().await;
+    assert_serves(&a, "team/shared", "v1", &image).await;
+    assert_serves(&b, "team/shared", "v1", &image).await;
+}
