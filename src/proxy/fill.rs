@@ -47,11 +47,26 @@ impl<D: StorageDriver> Filler<D> {
     }
 
     /// Makes sure the blob is stored in `repo`: fetched from the upstream unless it is
-    /// already there, or becomes so while this waits for a fetch in flight.
-    pub(crate) async fn ensure_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
+    /// already there, or becomes so while this waits for a fetch in flight. The fetch runs
+    /// in a task of its own: a client that goes away does not cut a fetch that others (and
+    /// the next pull) wait for.
+    pub(crate) async fn ensure_blob(
+        self: &Arc<Self>,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<()> {
         if self.stored(repo, digest).await? {
             return Ok(());
         }
+        let this = Arc::clone(self);
+        let (repo, digest) = (repo.clone(), digest.clone());
+        tokio::spawn(async move { this.fetch_blob(&repo, &digest).await })
+            .await
+            .unwrap_or_else(|_| Err(bad_answer("fetching a blob from the upstream failed")))
+    }
+
+    /// Fetches the blob into `repo` unless a fetch in flight stored it meanwhile.
+    async fn fetch_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
         let _fetch = self
             .blob_fetches
             .lock(&(repo.clone(), digest.clone()))
@@ -139,7 +154,7 @@ impl<D: StorageDriver> Filler<D> {
     }
 
     async fn fill(
-        &self,
+        self: &Arc<Self>,
         repo: &RepositoryName,
         tag: Option<&Tag>,
         manifest: Manifest,
