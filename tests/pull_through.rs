@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::auth::{self, Setup, rule};
-use common::binary::{BIN, spawn, wait_for_log};
+use common::binary::{BIN, spawn, wait_for_log, wait_for_metrics_address};
 use common::outage_proxy::OutageProxy;
 use common::{Image, Registry, assert_error, body, header, sha256, skopeo};
 use marina_distribution::registry::auth::config::AuthConfig;
@@ -89,6 +89,8 @@ async fn pusher(up: &Upstream, tokens: bool, repo: &str) -> Registry {
 /// The binary as a pull-through cache: a client of it, its log and its process.
 struct Cache {
     registry: Registry,
+    /// `host:port` of its metrics listener.
+    metrics: String,
     logs: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
     _process: tokio::process::Child,
 }
@@ -102,6 +104,17 @@ impl std::ops::Deref for Cache {
 }
 
 impl Cache {
+    /// The value of `series` on the cache's `/metrics`.
+    async fn series(&self, series: &str) -> f64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        common::observe::value(&text, series)
+    }
+
     /// Waits until the cache logs that it stored the manifest `digest` (in the background,
     /// after serving it).
     async fn stored(&mut self, digest: &str) {
@@ -127,6 +140,8 @@ async fn cache(remote: &str, ca: &Path, root: &Path, credentials: Option<(&str, 
         .arg(root)
         .arg("--proxy-remote-url")
         .arg(remote)
+        .arg("--metrics-listen")
+        .arg("127.0.0.1:0")
         .env("SSL_CERT_FILE", ca)
         .env_remove("MARINA_PROXY_USERNAME")
         .env_remove("MARINA_PROXY_PASSWORD");
@@ -134,9 +149,10 @@ async fn cache(remote: &str, ca: &Path, root: &Path, credentials: Option<(&str, 
         cmd.env("MARINA_PROXY_USERNAME", user)
             .env("MARINA_PROXY_PASSWORD", password);
     }
-    let (child, addr, logs) = spawn(&mut cmd).await;
+    let (child, addr, mut logs) = spawn(&mut cmd).await;
     Cache {
         registry: Registry::new(format!("http://{addr}")),
+        metrics: wait_for_metrics_address(&mut logs).await,
         logs,
         _process: child,
     }
@@ -207,6 +223,14 @@ async fn pulls_come_through_and_stay_when_the_upstream_is_gone() {
         assert_eq!(other.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(header(&other, "retry-after"), "1");
         assert_error(other, 503, "UNKNOWN").await;
+        // Each blob was fetched once, however often it was pulled; the answers the store
+        // gave in the upstream's place are counted.
+        let blobs = r#"marina_proxy_upstream_requests_total{request="blob",outcome="ok"}"#;
+        assert_eq!(c.series(blobs).await, 2.0);
+        let lookups =
+            r#"marina_proxy_upstream_requests_total{request="manifest_info",outcome="failed"}"#;
+        assert!(c.series(lookups).await >= 2.0);
+        assert!(c.series("marina_proxy_stale_answers_total").await >= 2.0);
     }
 }
 

@@ -48,6 +48,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 use crate::error::{Error, Result};
+use crate::observe::metrics::Metrics;
 use crate::oci::{
     Descriptor, Digest, DigestAlgorithm, RangeRequest, Reference, RepositoryName, Tag,
 };
@@ -87,9 +88,15 @@ fn upstream_unavailable(e: &Error) -> bool {
 
 impl<D: StorageDriver> PullThrough<D> {
     /// A cache of the upstream `config` names, storing into `local`, reading manifests of
-    /// at most `max_manifest_size` bytes. `Config` error when `config` is invalid or names
-    /// no upstream.
-    pub fn new(local: Arc<D>, config: &ProxyConfig, max_manifest_size: usize) -> Result<Self> {
+    /// at most `max_manifest_size` bytes, counting into `metrics` (its
+    /// [`proxy`](Metrics::proxy) series) if given. `Config` error when `config` is invalid
+    /// or names no upstream.
+    pub fn new(
+        local: Arc<D>,
+        config: &ProxyConfig,
+        max_manifest_size: usize,
+        metrics: Option<&Metrics>,
+    ) -> Result<Self> {
         let invalid = |message: String| Error::Config {
             field: "proxy",
             message,
@@ -105,6 +112,7 @@ impl<D: StorageDriver> PullThrough<D> {
                 .connect_timeout
                 .unwrap_or(config::DEFAULT_CONNECT_TIMEOUT),
             config.read_timeout.unwrap_or(config::DEFAULT_READ_TIMEOUT),
+            metrics.map(|m| m.proxy().clone()).unwrap_or_default(),
         )?;
         Ok(Self {
             filler: Arc::new(Filler::new(local, upstream, max_manifest_size)),
@@ -174,6 +182,17 @@ impl<D: StorageDriver> PullThrough<D> {
         Ok(manifest)
     }
 
+    /// What the store answered in place of the upstream, which failed with `e` (answered
+    /// when the store has nothing either), counted as a stale answer.
+    fn stale_or<T>(&self, stored: Result<T>, e: Error) -> Result<T> {
+        tracing::debug!(error = %e, "pull-through: the upstream cannot answer, the store does");
+        let answer = stored.map_err(|_| e);
+        if answer.is_ok() {
+            self.upstream().metrics.record_stale();
+        }
+        answer
+    }
+
     /// The local manifest of `reference` when the upstream failed with `e` (which is
     /// answered when there is no local one).
     async fn stale(
@@ -182,13 +201,8 @@ impl<D: StorageDriver> PullThrough<D> {
         reference: &Reference,
         e: Error,
     ) -> Result<Manifest> {
-        match self.local_driver().get_manifest(repo, reference).await {
-            Ok(m) => {
-                tracing::debug!(%repo, %reference, error = %e, "pull-through: upstream unavailable, serving the cached manifest");
-                Ok(m)
-            }
-            Err(_) => Err(e),
-        }
+        let stored = self.local_driver().get_manifest(repo, reference).await;
+        self.stale_or(stored, e)
     }
 }
 
@@ -327,11 +341,8 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
         let named = match self.upstream().manifest_info(repo, reference).await {
             Ok(named) => named,
             Err(e) if upstream_unavailable(&e) && reference.as_tag().is_some() => {
-                return self
-                    .local_driver()
-                    .stat_manifest(repo, reference)
-                    .await
-                    .map_err(|_| e);
+                let stored = self.local_driver().stat_manifest(repo, reference).await;
+                return self.stale_or(stored, e);
             }
             Err(e) => return Err(e),
         };
@@ -382,11 +393,10 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
         last: Option<&str>,
     ) -> Result<TagList> {
         match self.upstream().tags(repo, n, last).await {
-            Err(e) if upstream_unavailable(&e) => self
-                .local_driver()
-                .get_tags(repo, n, last)
-                .await
-                .map_err(|_| e),
+            Err(e) if upstream_unavailable(&e) => {
+                let stored = self.local_driver().get_tags(repo, n, last).await;
+                self.stale_or(stored, e)
+            }
             answered => answered,
         }
     }
@@ -424,9 +434,11 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
                     .await
             }
             Err(e) if upstream_unavailable(&e) => {
-                self.local_driver()
+                let stored = self
+                    .local_driver()
                     .referrers(repo, subject, artifact_type)
-                    .await
+                    .await;
+                self.stale_or(stored, e)
             }
             Err(e) => Err(e),
         }

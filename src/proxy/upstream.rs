@@ -24,6 +24,7 @@ use serde::Deserialize;
 use super::challenge::{self, Challenge};
 use super::config::Credentials;
 use crate::error::{Error, Result};
+use crate::observe::metrics::{ProxyMetrics, UpstreamOutcome, UpstreamRequest};
 use crate::oci::{Descriptor, Digest, DigestAlgorithm, Reference, RepositoryName};
 use crate::storage::{ManifestInfo, TagList};
 
@@ -57,6 +58,8 @@ pub(crate) struct Upstream {
     credentials: Option<Credentials>,
     /// The `Authorization` that worked last, per repository, and until when.
     authorizations: Mutex<HashMap<RepositoryName, (HeaderValue, Option<Instant>)>>,
+    /// Where requests are counted (registered nowhere without metrics).
+    pub(crate) metrics: ProxyMetrics,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -164,12 +167,14 @@ struct IndexAnswer {
 
 impl Upstream {
     /// A client of the registry at `base` (`scheme://host[:port]`), giving up on a
-    /// connection after `connect_timeout` and on an answer silent for `read_timeout`.
+    /// connection after `connect_timeout` and on an answer silent for `read_timeout`,
+    /// counting its requests into `metrics`.
     pub(crate) fn new(
         base: &str,
         credentials: Option<Credentials>,
         connect_timeout: Duration,
         read_timeout: Duration,
+        metrics: ProxyMetrics,
     ) -> Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
@@ -185,11 +190,36 @@ impl Upstream {
             base: base.trim_end_matches('/').to_owned(),
             credentials,
             authorizations: Mutex::default(),
+            metrics,
         })
     }
 
-    /// Sends `method` to `/v2/<repo>/<path>`, authenticating as the upstream asks.
+    /// Sends `method` to `/v2/<repo>/<path>`, authenticating as the upstream asks, and
+    /// counts it as `request` by the answer's status.
     async fn send(
+        &self,
+        request: UpstreamRequest,
+        method: Method,
+        repo: &RepositoryName,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response> {
+        let sent = self.send_uncounted(method, repo, path, accept).await;
+        let outcome = match &sent {
+            Ok(r) => match r.status() {
+                s if s.is_success() => UpstreamOutcome::Ok,
+                StatusCode::NOT_FOUND => UpstreamOutcome::NotFound,
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => UpstreamOutcome::Denied,
+                StatusCode::TOO_MANY_REQUESTS => UpstreamOutcome::Throttled,
+                _ => UpstreamOutcome::Failed,
+            },
+            Err(_) => UpstreamOutcome::Failed,
+        };
+        self.metrics.record(request, outcome);
+        sent
+    }
+
+    async fn send_uncounted(
         &self,
         method: Method,
         repo: &RepositoryName,
@@ -342,6 +372,7 @@ impl Upstream {
     ) -> Result<Option<ManifestInfo>> {
         let response = self
             .send(
+                UpstreamRequest::ManifestInfo,
                 Method::HEAD,
                 repo,
                 &format!("manifests/{reference}"),
@@ -388,6 +419,7 @@ impl Upstream {
     ) -> Result<crate::storage::Manifest> {
         let response = self
             .send(
+                UpstreamRequest::Manifest,
                 Method::GET,
                 repo,
                 &format!("manifests/{reference}"),
@@ -431,7 +463,13 @@ impl Upstream {
     /// A blob's size by a `HEAD`.
     pub(crate) async fn blob_size(&self, repo: &RepositoryName, digest: &Digest) -> Result<u64> {
         let response = self
-            .send(Method::HEAD, repo, &format!("blobs/{digest}"), None)
+            .send(
+                UpstreamRequest::BlobSize,
+                Method::HEAD,
+                repo,
+                &format!("blobs/{digest}"),
+                None,
+            )
             .await?;
         if !response.status().is_success() {
             return Err(status_error(response.status(), || {
@@ -454,7 +492,13 @@ impl Upstream {
         digest: &Digest,
     ) -> Result<reqwest::Response> {
         let response = self
-            .send(Method::GET, repo, &format!("blobs/{digest}"), None)
+            .send(
+                UpstreamRequest::Blob,
+                Method::GET,
+                repo,
+                &format!("blobs/{digest}"),
+                None,
+            )
             .await?;
         if !response.status().is_success() {
             return Err(status_error(response.status(), || {
@@ -483,7 +527,9 @@ impl Upstream {
             true => "tags/list".to_owned(),
             false => format!("tags/list?{}", query.join("&")),
         };
-        let response = self.send(Method::GET, repo, &path, None).await?;
+        let response = self
+            .send(UpstreamRequest::Tags, Method::GET, repo, &path, None)
+            .await?;
         if !response.status().is_success() {
             return Err(status_error(response.status(), || {
                 Error::NameUnknown(repo.to_string())
@@ -512,7 +558,9 @@ impl Upstream {
             Some(t) => format!("referrers/{subject}?artifactType={}", form_encoded(t)),
             None => format!("referrers/{subject}"),
         };
-        let response = self.send(Method::GET, repo, &path, None).await?;
+        let response = self
+            .send(UpstreamRequest::Referrers, Method::GET, repo, &path, None)
+            .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }

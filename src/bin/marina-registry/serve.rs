@@ -80,7 +80,13 @@ pub(crate) async fn serve(
     let app = match &proxy {
         None => server::registry_app(Arc::clone(&driver), options, &auth),
         Some(proxy) => {
-            match PullThrough::new(Arc::clone(&driver), proxy, storage.max_manifest_size) {
+            let metrics = metrics.as_deref();
+            match PullThrough::new(
+                Arc::clone(&driver),
+                proxy,
+                storage.max_manifest_size,
+                metrics,
+            ) {
                 Ok(cache) => server::registry_app(Arc::new(cache), options, &auth),
                 Err(e) => return stop("configuration error", &e, 2),
             }

@@ -44,6 +44,8 @@
 //! | `marina_notification_events_total` | counter | `endpoint`, `outcome` (`queued`, `delivered`, `dropped`, `failed`) |
 //! | `marina_notification_deliveries_total` | counter | `endpoint`, `outcome` (`success`, `failure`) |
 //! | `marina_notification_queue_length` | gauge | `endpoint` |
+//! | `marina_proxy_upstream_requests_total` | counter | `request`, `outcome` (`ok`, `not_found`, `denied`, `throttled`, `failed`) |
+//! | `marina_proxy_stale_answers_total` | counter | |
 //!
 //! [`Endpoint::as_str`]: crate::registry::Endpoint::as_str
 
@@ -51,6 +53,7 @@
 mod http;
 mod lifecycle;
 mod notify;
+mod proxy;
 mod storage;
 
 use std::sync::Arc;
@@ -62,6 +65,7 @@ pub use crate::storage::layers::Outcome;
 pub use http::{HttpMetrics, InFlight};
 pub use lifecycle::{CacheCounters, CacheMetrics, GcMetrics, UploadMetrics};
 pub use notify::{NotificationEndpointMetrics, NotificationMetrics};
+pub use proxy::{ProxyMetrics, UpstreamOutcome, UpstreamRequest};
 pub use storage::{RetryCounter, StorageMetrics, StorageObserver};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output: the Prometheus text format 0.0.4.
@@ -89,6 +93,7 @@ pub struct Metrics {
     cache: CacheMetrics,
     gc: GcMetrics,
     notifications: NotificationMetrics,
+    proxy: ProxyMetrics,
 }
 
 impl Metrics {
@@ -106,6 +111,7 @@ impl Metrics {
         let cache = CacheMetrics::register(&mut registry);
         let gc = GcMetrics::register(&mut registry);
         let notifications = NotificationMetrics::register(&mut registry);
+        let proxy = ProxyMetrics::register(&mut registry);
         Arc::new(Self {
             registry,
             #[cfg(feature = "server")]
@@ -115,6 +121,7 @@ impl Metrics {
             cache,
             gc,
             notifications,
+            proxy,
         })
     }
 
@@ -160,6 +167,11 @@ impl Metrics {
     /// Notification events and deliveries, per configured endpoint.
     pub fn notifications(&self) -> &NotificationMetrics {
         &self.notifications
+    }
+
+    /// The pull-through cache's requests to its upstream.
+    pub fn proxy(&self) -> &ProxyMetrics {
+        &self.proxy
     }
 
     /// Every series in the Prometheus text format ([`CONTENT_TYPE`]).
