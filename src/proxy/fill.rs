@@ -1,6 +1,5 @@
-//! Filling the local store from the upstream: a blob fetched once per repository and
-//! digest in this process (others wait and then find it stored), and a manifest stored in
-//! the background once every blob it requires is.
+//! Filling the local store from the upstream: a manifest stored in the background once
+//! every blob it requires is (blobs are fetched by [`blobs`](super::blobs)).
 //!
 //! Everything goes through the local driver's ordinary push operations (`put_content`
 //! verifies the digest while the bytes stream in, `put_manifest` checks what the manifest
@@ -11,9 +10,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use futures::TryStreamExt;
-
-use super::upstream::{Upstream, bad_answer};
+use super::upstream::Upstream;
 use crate::error::{Error, Result};
 use crate::oci::{Digest, Reference, RepositoryName, Tag};
 use crate::storage::key_locks::KeyLocks;
@@ -28,7 +25,7 @@ pub(crate) struct Filler<D> {
     pub(crate) local: Arc<D>,
     pub(crate) upstream: Upstream,
     /// Fetches of blobs in flight, by repository and digest.
-    blob_fetches: KeyLocks<(RepositoryName, Digest)>,
+    pub(super) blob_fetches: KeyLocks<(RepositoryName, Digest)>,
     /// Manifests being filled in the background, by repository and digest.
     pending: Mutex<HashSet<(RepositoryName, Digest)>>,
     /// Largest manifest read from the upstream.
@@ -43,66 +40,6 @@ impl<D: StorageDriver> Filler<D> {
             blob_fetches: KeyLocks::default(),
             pending: Mutex::default(),
             max_manifest_size,
-        }
-    }
-
-    /// Makes sure the blob is stored in `repo`: fetched from the upstream unless it is
-    /// already there, or becomes so while this waits for a fetch in flight. The fetch runs
-    /// in a task of its own: a client that goes away does not cut a fetch that others (and
-    /// the next pull) wait for.
-    pub(crate) async fn ensure_blob(
-        self: &Arc<Self>,
-        repo: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<()> {
-        if self.stored(repo, digest).await? {
-            return Ok(());
-        }
-        let this = Arc::clone(self);
-        let (repo, digest) = (repo.clone(), digest.clone());
-        tokio::spawn(async move { this.fetch_blob(&repo, &digest).await })
-            .await
-            .unwrap_or_else(|_| Err(bad_answer("fetching a blob from the upstream failed")))
-    }
-
-    /// Fetches the blob into `repo` unless a fetch in flight stored it meanwhile.
-    async fn fetch_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
-        let _fetch = self
-            .blob_fetches
-            .lock(&(repo.clone(), digest.clone()))
-            .await;
-        if self.stored(repo, digest).await? {
-            return Ok(());
-        }
-        let response = self.upstream.blob(repo, digest).await?;
-        let size = response.content_length();
-        let body = response.bytes_stream().map_err(|e| Error::Backend {
-            driver: super::upstream::UPSTREAM,
-            operation: None,
-            key: None,
-            message: "reading a blob from the upstream registry failed".into(),
-            retryable: true,
-            source: Some(Box::new(e)),
-        });
-        match self.local.put_content(repo, digest, size, body).await {
-            Ok(_) => Ok(()),
-            // The client sent nothing: bytes that are not what they claim are the
-            // upstream's fault, and nothing was stored.
-            Err(Error::DigestInvalid(_)) => Err(bad_answer(
-                "the upstream registry sent a blob that does not match its digest",
-            )),
-            Err(Error::SizeInvalid(_)) => Err(bad_answer(
-                "the upstream registry sent a blob of another size than it announced",
-            )),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn stored(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        match self.local.stat(repo, digest).await {
-            Ok(_) => Ok(true),
-            Err(Error::BlobUnknown(_)) => Ok(false),
-            Err(e) => Err(e),
         }
     }
 

@@ -16,8 +16,9 @@
 //!   exist (`404`), neither does it here (Distribution serves the stale local tag then).
 //! - **A manifest by digest**, and **a blob**, are immutable: served locally when stored,
 //!   else fetched. A blob is streamed into the local store (its digest verified on the way)
-//!   and then served from it, whole or by range; concurrent requests of this process for
-//!   the same blob wait for one fetch. A `HEAD` of a blob that is not stored asks the
+//!   and, at the same time, to the client whose pull started the fetch (see `blobs.rs`); a
+//!   range is served from the store once the blob is there; concurrent requests of this
+//!   process for the same blob wait for one fetch. A `HEAD` of a blob that is not stored asks the
 //!   upstream and stores nothing.
 //! - **Storing a manifest** (in the background, after it was served) first makes sure every
 //!   blob it requires is stored, fetching those the client did not pull, then stores it with
@@ -37,6 +38,7 @@
 //! verified, sizes limited to the local store's manifest limit, manifests parsed; an
 //! answer that fails is an error to the client and stores nothing.
 
+mod blobs;
 mod challenge;
 pub mod config;
 mod fill;
@@ -57,6 +59,8 @@ use crate::storage::{
     BlobRead, BlobRedirect, FileInfo, Manifest, ManifestInfo, PutManifestOutcome, StorageDriver,
     TagList, UploadId,
 };
+use blobs::Fetch;
+pub use blobs::ProxyBlobStream;
 pub use config::ProxyConfig;
 use fill::Filler;
 use upstream::Upstream;
@@ -207,7 +211,7 @@ impl<D: StorageDriver> PullThrough<D> {
 }
 
 impl<D: StorageDriver> StorageDriver for PullThrough<D> {
-    type BlobStream = D::BlobStream;
+    type BlobStream = ProxyBlobStream<D::BlobStream>;
     type Upload = D::Upload;
 
     fn driver_name(&self) -> &'static str {
@@ -233,12 +237,39 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
         digest: &Digest,
         range: Option<RangeRequest>,
     ) -> Result<BlobRead<Self::BlobStream>> {
+        let stored = |read: BlobRead<D::BlobStream>| BlobRead {
+            info: read.info,
+            range: read.range,
+            stream: ProxyBlobStream::Stored(read.stream),
+        };
         match self.local_driver().get_content(repo, digest, range).await {
             Err(Error::BlobUnknown(_)) => {}
-            found => return found,
+            found => return found.map(stored),
         }
-        self.filler.ensure_blob(repo, digest).await?;
-        self.local_driver().get_content(repo, digest, range).await
+        // A range is served from the store once the whole blob is there.
+        let fetch = match range {
+            None => self.filler.fetch_for_client(repo, digest).await?,
+            Some(_) => {
+                self.filler.ensure_blob(repo, digest).await?;
+                Fetch::Stored
+            }
+        };
+        match fetch {
+            Fetch::Streaming { size, body } => Ok(BlobRead {
+                info: FileInfo {
+                    path: String::new(),
+                    size,
+                    digest: digest.clone(),
+                },
+                range: None,
+                stream: ProxyBlobStream::Fetched(body),
+            }),
+            Fetch::Stored => self
+                .local_driver()
+                .get_content(repo, digest, range)
+                .await
+                .map(stored),
+        }
     }
 
     async fn blob_redirect(
