@@ -85,7 +85,7 @@ gets() { # label, url
   local list=$WORK/urls start end
   for _ in $(seq "$REQUESTS"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$2"; done >"$list"
   start=$(date +%s.%N)
-  curl -sf -Z --parallel-max 16 -K "$list"
+  curl -sf -Z --parallel-max 16 -K "$list" 2>/dev/null
   end=$(date +%s.%N)
   awk -v l="$1" -v n="$REQUESTS" -v a="$start" -v b="$end" \
     'BEGIN { printf "%-34s %8.0f requests/s\n", l, n / (b - a) }'

@@ -395,6 +395,18 @@ async fn an_unreachable_upstream_is_a_503_that_names_no_address() {
     }
 }
 
+/// `app` served on 127.0.0.1, reached through a gate that can be closed.
+async fn serve_behind_a_gate(app: axum::Router) -> (OutageProxy, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let mut gate = OutageProxy::closed(&addr.to_string()).await;
+    gate.up().await;
+    (gate, task)
+}
+
 /// An upstream (a fault the real one does not produce on demand: a test server) that
 /// answers every manifest and blob with bytes that are not what was asked for.
 async fn lying_upstream() -> (OutageProxy, tokio::task::JoinHandle<()>) {
@@ -419,14 +431,7 @@ async fn lying_upstream() -> (OutageProxy, tokio::task::JoinHandle<()>) {
         )
             .into_response()
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    let mut gate = OutageProxy::closed(&addr.to_string()).await;
-    gate.up().await;
-    (gate, task)
+    serve_behind_a_gate(app).await
 }
 
 #[tokio::test]
@@ -494,14 +499,7 @@ async fn stalling_upstream(
                 .unwrap()
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    let mut gate = OutageProxy::closed(&addr.to_string()).await;
-    gate.up().await;
-    (gate, task)
+    serve_behind_a_gate(app).await
 }
 
 /// A blob the cache does not hold reaches the client as it is fetched, not once it is

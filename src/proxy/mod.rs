@@ -68,8 +68,13 @@ use upstream::Upstream;
 /// The driver name errors of the upstream carry ([`Error::Backend`]'s `driver`).
 pub const UPSTREAM_DRIVER: &str = upstream::UPSTREAM;
 
-/// Why a write is refused.
-const REFUSED: &str = "this registry is a pull-through cache: push to its upstream";
+/// Why a pull-through cache refuses writes.
+pub(crate) const REFUSED: &str = "this registry is a pull-through cache: push to its upstream";
+
+/// The answer to a write: unsupported, and why.
+fn refused<T>() -> Result<T> {
+    Err(Error::Unsupported(REFUSED.into()))
+}
 
 /// A pull-through cache of an upstream registry over the local driver `D` (see the
 /// [module docs](self)).
@@ -295,11 +300,11 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
     where
         S: Stream<Item = Result<Bytes>> + Send,
     {
-        Err(Error::Unsupported(REFUSED.into()))
+        refused()
     }
 
     async fn delete(&self, _: &RepositoryName, _: &Digest) -> Result<()> {
-        Err(Error::Unsupported(REFUSED.into()))
+        refused()
     }
 
     async fn mount_blob(
@@ -308,11 +313,11 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
         _: &RepositoryName,
         _: &Digest,
     ) -> Result<FileInfo> {
-        Err(Error::Unsupported(REFUSED.into()))
+        refused()
     }
 
     async fn start_upload(&self, _: &RepositoryName, _: DigestAlgorithm) -> Result<Self::Upload> {
-        Err(Error::Unsupported(REFUSED.into()))
+        refused()
     }
 
     async fn put_upload_chunk<S>(
@@ -326,15 +331,15 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
     where
         S: Stream<Item = Result<Bytes>> + Send,
     {
-        Err(Error::Unsupported(REFUSED.into()))
+        refused()
     }
 
     async fn get_upload_progress(&self, _: &RepositoryName, _: &UploadId) -> Result<Self::Upload> {
-        Err(Error::Unsupported(REFUSED.into()))
+        refused()
     }
 
     async fn abort_upload(&self, _: &RepositoryName, _: &UploadId) -> Result<()> {
-        Err(Error::Unsupported(REFUSED.into()))
+        refused()
     }
 
     async fn finish_upload<S>(
@@ -348,7 +353,7 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
     where
         S: Stream<Item = Result<Bytes>> + Send,
     {
-        Err(Error::Unsupported(REFUSED.into()))
+        refused()
     }
 
     async fn get_manifest(&self, repo: &RepositoryName, reference: &Reference) -> Result<Manifest> {
@@ -403,11 +408,11 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
         _: Option<&str>,
         _: Bytes,
     ) -> Result<PutManifestOutcome> {
-        Err(Error::Unsupported(REFUSED.into()))
+        refused()
     }
 
     async fn delete_manifest(&self, _: &RepositoryName, _: &Digest) -> Result<()> {
-        Err(Error::Unsupported(REFUSED.into()))
+        refused()
     }
 
     async fn resolve_tag(&self, repo: &RepositoryName, tag: &Tag) -> Result<Digest> {
@@ -433,11 +438,11 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
     }
 
     async fn tag_manifest(&self, _: &RepositoryName, _: &Tag, _: &Digest) -> Result<()> {
-        Err(Error::Unsupported(REFUSED.into()))
+        refused()
     }
 
     async fn untag_manifest(&self, _: &RepositoryName, _: &Tag) -> Result<()> {
-        Err(Error::Unsupported(REFUSED.into()))
+        refused()
     }
 
     async fn referrers(

@@ -363,6 +363,26 @@ impl Upstream {
         Ok((token, lifetime))
     }
 
+    /// A successful answer to `method` of a manifest (a `404` is `MANIFEST_UNKNOWN`).
+    async fn manifest_request(
+        &self,
+        request: UpstreamRequest,
+        method: Method,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<reqwest::Response> {
+        let path = format!("manifests/{reference}");
+        let response = self
+            .send(request, method, repo, &path, Some(MANIFEST_ACCEPT))
+            .await?;
+        if !response.status().is_success() {
+            return Err(status_error(response.status(), || {
+                Error::ManifestUnknown(reference.to_string())
+            }));
+        }
+        Ok(response)
+    }
+
     /// A manifest's digest, size and media type by a `HEAD`: `None` when the upstream does
     /// not name the digest (then only a `GET` tells).
     pub(crate) async fn manifest_info(
@@ -371,19 +391,8 @@ impl Upstream {
         reference: &Reference,
     ) -> Result<Option<ManifestInfo>> {
         let response = self
-            .send(
-                UpstreamRequest::ManifestInfo,
-                Method::HEAD,
-                repo,
-                &format!("manifests/{reference}"),
-                Some(MANIFEST_ACCEPT),
-            )
+            .manifest_request(UpstreamRequest::ManifestInfo, Method::HEAD, repo, reference)
             .await?;
-        if !response.status().is_success() {
-            return Err(status_error(response.status(), || {
-                Error::ManifestUnknown(reference.to_string())
-            }));
-        }
         let headers = response.headers();
         let (Some(digest), Some(size), Some(media_type)) = (
             content_digest(headers),
@@ -418,19 +427,8 @@ impl Upstream {
         limit: usize,
     ) -> Result<crate::storage::Manifest> {
         let response = self
-            .send(
-                UpstreamRequest::Manifest,
-                Method::GET,
-                repo,
-                &format!("manifests/{reference}"),
-                Some(MANIFEST_ACCEPT),
-            )
+            .manifest_request(UpstreamRequest::Manifest, Method::GET, repo, reference)
             .await?;
-        if !response.status().is_success() {
-            return Err(status_error(response.status(), || {
-                Error::ManifestUnknown(reference.to_string())
-            }));
-        }
         let named = content_digest(response.headers());
         let declared_type = content_type(response.headers());
         let bytes = read_limited(response, limit).await?;

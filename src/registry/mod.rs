@@ -403,7 +403,7 @@ impl RegistryOptions {
     fn permits(&self, endpoint: Endpoint) -> Result<(), &'static str> {
         match endpoint.action() {
             Some(route::Action::Push | route::Action::Delete) if self.pull_through => {
-                Err("this registry is a pull-through cache: push to its upstream")
+                Err(crate::proxy::REFUSED)
             }
             Some(route::Action::Push | route::Action::Delete) if self.read_only => {
                 Err("this registry is read-only")
