@@ -92,6 +92,8 @@ struct Cache {
     /// `host:port` of its metrics listener.
     metrics: String,
     logs: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    /// The manifests it logged as stored so far.
+    stored: std::collections::HashSet<String>,
     _process: tokio::process::Child,
 }
 
@@ -116,13 +118,15 @@ impl Cache {
     }
 
     /// Waits until the cache logs that it stored the manifest `digest` (in the background,
-    /// after serving it).
+    /// after serving it), in whatever order it stores manifests.
     async fn stored(&mut self, digest: &str) {
         let wait = async {
-            while !wait_for_log(&mut self.logs, digest)
-                .await
-                .contains("manifest stored")
-            {}
+            while !self.stored.contains(digest) {
+                let line = wait_for_log(&mut self.logs, "manifest stored").await;
+                let logged = line.split("digest=").nth(1).unwrap_or_default();
+                let logged = logged.split_whitespace().next().unwrap_or_default();
+                self.stored.insert(logged.trim_matches('"').to_owned());
+            }
         };
         tokio::time::timeout(Duration::from_secs(60), wait)
             .await
@@ -154,6 +158,7 @@ async fn cache(remote: &str, ca: &Path, root: &Path, credentials: Option<(&str, 
         registry: Registry::new(format!("http://{addr}")),
         metrics: wait_for_metrics_address(&mut logs).await,
         logs,
+        stored: Default::default(),
         _process: child,
     }
 }
@@ -256,6 +261,61 @@ async fn a_manifest_is_stored_with_the_blobs_the_client_did_not_pull() {
     c.stored(&image.digest).await;
     up.go_away().await;
     assert_serves(&c, "team/lazy", "v1", &image).await;
+}
+
+/// An image index is stored without the platforms nobody pulled (a cache runs with sparse
+/// indexes): once the upstream is gone, the index and the platform pulled are served, the
+/// other platform is the upstream's error.
+#[tokio::test]
+async fn an_index_is_stored_with_the_platforms_pulled() {
+    let mut up = upstream(true).await;
+    let alice = pusher(&up, true, "team/multi").await;
+    let amd = alice.push_image("team/multi", "amd64", 10).await;
+    let arm = alice.push_image("team/multi", "arm64", 11).await;
+    let index = common::image_index(&[
+        (&amd.digest, amd.manifest.len()),
+        (&arm.digest, arm.manifest.len()),
+    ]);
+    let pushed = alice
+        .put_manifest("team/multi", "v1", common::OCI_INDEX, index.as_bytes())
+        .await;
+    assert_eq!(pushed.status(), StatusCode::CREATED);
+    let root = tempfile::tempdir().unwrap();
+    let mut c = cache(
+        &up.remote(),
+        &up.pki.ca,
+        root.path(),
+        Some(("mirror", "mirror-pw")),
+    )
+    .await;
+    // A client pulling one platform: the index by tag, the manifest by digest, its blobs.
+    assert_eq!(
+        body(c.get_manifest("team/multi", "v1").await).await,
+        index.as_bytes()
+    );
+    let amd_manifest = c.get_manifest("team/multi", &amd.digest).await;
+    assert_eq!(body(amd_manifest).await, amd.manifest);
+    for blob in [&amd.layer_digest, &amd.config_digest] {
+        assert_eq!(
+            c.get_blob("team/multi", blob).await.status(),
+            StatusCode::OK
+        );
+    }
+    c.stored(&sha256(index.as_bytes())).await;
+    c.stored(&amd.digest).await;
+    up.go_away().await;
+    assert_eq!(
+        body(c.get_manifest("team/multi", "v1").await).await,
+        index.as_bytes()
+    );
+    assert_eq!(
+        body(c.get_manifest("team/multi", &amd.digest).await).await,
+        amd.manifest
+    );
+    let layer = c.get_blob("team/multi", &amd.layer_digest).await;
+    assert_eq!(body(layer).await, amd.layer);
+    let other = c.get_manifest("team/multi", &arm.digest).await;
+    assert_eq!(other.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test]

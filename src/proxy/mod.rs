@@ -114,6 +114,12 @@ impl<D: StorageDriver> PullThrough<D> {
             .validate()
             .map_err(invalid)?
             .ok_or_else(|| invalid("remote_url is not set".into()))?;
+        if base.starts_with("http://") && config.credentials().is_some() {
+            tracing::warn!(
+                "proxy: the upstream is reached over plain http://: its credentials cross the \
+                 network in clear"
+            );
+        }
         let upstream = Upstream::new(
             &base,
             config.credentials(),
