@@ -7,8 +7,8 @@
 #   SIZE_MIB=512 REQUESTS=4000 bash benches/pull-through.sh
 #
 # Prints, per line: a 256 MiB blob pulled from the upstream directly, through the cache the
-# first time (fetched, verified and stored, then served) and the second time (from the
-# cache's store), in MB/s; and REQUESTS manifest GETs (16 at once, one curl process) from the
+# first time (fetched, verified and stored while it flows to the client) and the second
+# time (from the cache's store), in MB/s and the time to its first byte; and REQUESTS manifest GETs (16 at once, one curl process) from the
 # upstream, from the cache by tag (each asks the upstream where the tag points: a HEAD) and
 # from the cache by digest (local only), in requests per second.
 set -euo pipefail
@@ -65,9 +65,12 @@ curl -sf -X PUT --data-binary @"$WORK/manifest" \
 MANIFEST="sha256:$(sha256sum "$WORK/manifest" | cut -d' ' -f1)"
 
 pull() { # label, url
-  local speed
-  speed=$(curl -sf -o /dev/null -w '%{speed_download}' "$2")
-  awk -v l="$1" -v s="$speed" 'BEGIN { printf "%-34s %8.1f MB/s\n", l, s / 1e6 }'
+  local figures
+  figures=$(curl -sf -o /dev/null -w '%{speed_download} %{time_starttransfer}' "$2")
+  awk -v l="$1" -v f="$figures" 'BEGIN {
+    split(f, x, " ")
+    printf "%-34s %8.1f MB/s, first byte after %7.1f ms\n", l, x[1] / 1e6, x[2] * 1000
+  }'
 }
 pull "blob, upstream directly" "http://$UP/v2/bench/app/blobs/$LAYER"
 pull "blob, through the cache (cold)" "http://$CACHE/v2/bench/app/blobs/$LAYER"
