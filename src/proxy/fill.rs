@@ -10,6 +10,8 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use futures::{StreamExt, TryStreamExt};
+
 use super::upstream::Upstream;
 use crate::error::{Error, Result};
 use crate::oci::{Digest, Reference, RepositoryName, Tag};
@@ -19,6 +21,9 @@ use crate::storage::{Manifest, StorageDriver};
 /// Most manifests being filled in the background at once in this process; past it, a
 /// manifest is served without being stored (the next pull stores it).
 const MAX_PENDING_FILLS: usize = 256;
+
+/// Blobs of one manifest fetched at once when storing it.
+const FILL_CONCURRENCY: usize = 4;
 
 /// What fills share: the local store, the upstream and the in-flight work.
 pub(crate) struct Filler<D> {
@@ -98,9 +103,16 @@ impl<D: StorageDriver> Filler<D> {
     ) -> Result<()> {
         let summary =
             crate::oci::manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))?;
-        for blob in summary.required_blobs() {
-            self.ensure_blob(repo, &blob.digest).await?;
-        }
+        // A few at a time, as clients pull layers.
+        let blobs: Vec<Digest> = summary.required_blobs().map(|b| b.digest.clone()).collect();
+        futures::stream::iter(blobs)
+            .map(|digest| {
+                let (this, repo) = (Arc::clone(self), repo.clone());
+                async move { this.ensure_blob(&repo, &digest).await }
+            })
+            .buffer_unordered(FILL_CONCURRENCY)
+            .try_collect::<()>()
+            .await?;
         let digest = manifest.info.digest.clone();
         self.local
             .put_manifest(

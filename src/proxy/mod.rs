@@ -188,10 +188,18 @@ impl<D: StorageDriver> PullThrough<D> {
             Some(info) => Reference::Digest(info.digest),
             None => reference,
         };
-        let manifest = self
+        let manifest = match self
             .upstream()
             .manifest(repo, &by, self.filler.max_manifest_size)
-            .await?;
+            .await
+        {
+            Ok(m) => m,
+            // Gone between the two requests: the tag as last seen, as if the first failed.
+            Err(e) if upstream_unavailable(&e) => {
+                return self.stale(repo, &Reference::Tag(tag.clone()), e).await;
+            }
+            Err(e) => return Err(e),
+        };
         self.filler
             .fill_later(repo, Some(tag.clone()), manifest.clone());
         Ok(manifest)
