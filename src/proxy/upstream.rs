@@ -586,3 +586,36 @@ fn form_encoded(text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing() -> Error {
+        Error::BlobUnknown(Digest::compute(DigestAlgorithm::Sha256, b""))
+    }
+
+    /// What each upstream status becomes for the cache's client (and whether the cache may
+    /// answer from its store instead: throttling and failures, never a refusal).
+    #[test]
+    fn upstream_statuses_map_to_spec_errors() {
+        let of = |code: u16| status_error(StatusCode::from_u16(code).unwrap(), missing);
+        assert!(matches!(of(404), Error::BlobUnknown(_)));
+        assert!(matches!(of(401), Error::Denied(_)));
+        assert!(matches!(of(403), Error::Denied(_)));
+        assert!(matches!(of(429), Error::TooManyRequests(_)));
+        for code in [500, 502, 503, 400, 418] {
+            let e = of(code);
+            assert_eq!(e.http_status(), 503, "{code}");
+            assert!(e.is_retryable());
+            assert!(!e.to_string().contains("http"), "{e}");
+        }
+        assert!(!of(403).is_retryable());
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(form_encoded("a b/c+d"), "a%20b%2Fc%2Bd");
+        assert_eq!(form_encoded("v1.0-rc_1~x"), "v1.0-rc_1~x");
+    }
+}
