@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::auth::{self, Setup, rule};
 use common::binary::{BIN, spawn, wait_for_log, wait_for_metrics_address};
 use common::outage_proxy::OutageProxy;
-use common::{Image, Registry, assert_error, body, header, sha256, skopeo};
+use common::{Image, Registry, assert_error, body, ensure_bucket, header, sha256, skopeo};
 use marina_distribution::registry::auth::config::AuthConfig;
 use reqwest::StatusCode;
 use tokio::process::Command;
@@ -134,14 +134,30 @@ impl Cache {
     }
 }
 
-/// The binary as a cache of `remote` on the filesystem root `root`, trusting the test CA
-/// `ca`, with `credentials`.
-async fn cache(remote: &str, ca: &Path, root: &Path, credentials: Option<(&str, &str)>) -> Cache {
+/// Where a cache stores what it fetched.
+#[derive(Clone, Copy)]
+enum Store<'a> {
+    /// A filesystem root.
+    Root(&'a Path),
+    /// The test S3 server's bucket (`scripts/with-s3.sh`), under this prefix.
+    Bucket(&'a str),
+}
+
+/// The binary as a cache of `remote` storing into `store`, trusting the test CA `ca`, with
+/// `credentials`.
+async fn cache(
+    remote: &str,
+    ca: &Path,
+    store: Store<'_>,
+    credentials: Option<(&str, &str)>,
+) -> Cache {
     let mut cmd = Command::new(BIN);
+    match store {
+        Store::Root(root) => cmd.arg("--root-directory").arg(root),
+        Store::Bucket(prefix) => cmd.arg("--storage").arg("s3").env("S3_PREFIX", prefix),
+    };
     cmd.arg("--listen")
         .arg("127.0.0.1:0")
-        .arg("--root-directory")
-        .arg(root)
         .arg("--proxy-remote-url")
         .arg(remote)
         .arg("--metrics-listen")
@@ -191,7 +207,7 @@ async fn pulls_come_through_and_stay_when_the_upstream_is_gone() {
         let mut c = cache(
             &up.remote(),
             &up.pki.ca,
-            root.path(),
+            Store::Root(root.path()),
             Some(("mirror", "mirror-pw")),
         )
         .await;
@@ -252,7 +268,7 @@ async fn a_manifest_is_stored_with_the_blobs_the_client_did_not_pull() {
     let mut c = cache(
         &up.remote(),
         &up.pki.ca,
-        root.path(),
+        Store::Root(root.path()),
         Some(("mirror", "mirror-pw")),
     )
     .await;
@@ -284,7 +300,7 @@ async fn an_index_is_stored_with_the_platforms_pulled() {
     let mut c = cache(
         &up.remote(),
         &up.pki.ca,
-        root.path(),
+        Store::Root(root.path()),
         Some(("mirror", "mirror-pw")),
     )
     .await;
@@ -327,7 +343,7 @@ async fn tags_follow_the_upstream_and_unknowns_stay_unknown() {
     let mut c = cache(
         &up.remote(),
         &up.pki.ca,
-        root.path(),
+        Store::Root(root.path()),
         Some(("mirror", "mirror-pw")),
     )
     .await;
@@ -376,7 +392,7 @@ async fn writes_are_refused_and_wrong_credentials_denied() {
     let c = cache(
         &up.remote(),
         &up.pki.ca,
-        root.path(),
+        Store::Root(root.path()),
         Some(("mirror", "wrong")),
     )
     .await;
@@ -439,7 +455,7 @@ async fn an_unreachable_upstream_is_a_503_that_names_no_address() {
     let c = cache(
         &format!("http://127.0.0.1:{port}"),
         Path::new("/dev/null"),
-        root.path(),
+        Store::Root(root.path()),
         None,
     )
     .await;
@@ -499,7 +515,13 @@ async fn bytes_that_are_not_what_they_claim_are_refused_and_not_stored() {
     let (mut gate, _task) = lying_upstream().await;
     let root = tempfile::tempdir().unwrap();
     let remote = format!("http://127.0.0.1:{}", gate.port);
-    let c = cache(&remote, Path::new("/dev/null"), root.path(), None).await;
+    let c = cache(
+        &remote,
+        Path::new("/dev/null"),
+        Store::Root(root.path()),
+        None,
+    )
+    .await;
     let digest = sha256(b"the real bytes");
     for _ in 0..2 {
         assert_error(c.get_manifest("lies/app", &digest).await, 500, "UNKNOWN").await;
@@ -574,7 +596,13 @@ async fn a_blob_flows_to_the_client_while_it_is_fetched() {
     let (mut gate, _task) = stalling_upstream(blob.clone(), release.clone()).await;
     let root = tempfile::tempdir().unwrap();
     let remote = format!("http://127.0.0.1:{}", gate.port);
-    let c = cache(&remote, Path::new("/dev/null"), root.path(), None).await;
+    let c = cache(
+        &remote,
+        Path::new("/dev/null"),
+        Store::Root(root.path()),
+        None,
+    )
+    .await;
     let resp = c.get_blob("slow/app", &digest).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(header(&resp, "content-length"), blob.len().to_string());
@@ -599,49 +627,42 @@ async fn a_blob_flows_to_the_client_while_it_is_fetched() {
     assert_eq!(body(again).await, blob);
 }
 
-/// skopeo, a real client, copies an image out of the cache; two cache processes over one
-/// root pulling the same image at once both serve it whole, and it is there for either
-/// once the upstream is gone.
-#[tokio::test]
-async fn skopeo_pulls_through_two_caches_over_one_root() {
-    if !skopeo::available() {
-        return;
-    }
+/// Two cache processes over one `store` (as stateless processes of one cache are) pull the
+/// same image at once from the upstream, both serve it whole, and it is there for either
+/// once the upstream is gone. With `with_skopeo`, skopeo (a real client) copies it out of
+/// one of them too.
+async fn two_caches_over_one_store(store: Store<'_>, with_skopeo: bool) {
     let mut up = upstream(true).await;
     let image = pusher(&up, true, "team/shared")
         .await
         .push_image("team/shared", "v1", 6)
         .await;
-    let root = tempfile::tempdir().unwrap();
     let remote = up.remote();
     let creds = Some(("mirror", "mirror-pw"));
-    let mut a = cache(&remote, &up.pki.ca, root.path(), creds).await;
-    let mut b = cache(&remote, &up.pki.ca, root.path(), creds).await;
+    let mut a = cache(&remote, &up.pki.ca, store, creds).await;
+    let mut b = cache(&remote, &up.pki.ca, store, creds).await;
     let pulls = (0..8).map(|i| {
         let c = if i % 2 == 0 { &a } else { &b };
         let image = &image;
         async move { assert_serves(c, "team/shared", "v1", image).await }
     });
     futures::future::join_all(pulls).await;
-    let out = tempfile::tempdir().unwrap();
-    let host = a
-        .url("")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    skopeo::run_ok(&[
-        "copy".into(),
-        "--src-tls-verify=false".into(),
-        format!("docker://{host}/team/shared:v1"),
-        format!("dir:{}", out.path().display()),
-    ])
-    .await;
-    let copied = std::fs::read(
-        out.path()
-            .join(image.layer_digest.trim_start_matches("sha256:")),
-    )
-    .unwrap();
-    assert_eq!(copied, image.layer);
+    if with_skopeo {
+        let out = tempfile::tempdir().unwrap();
+        let host = a.url("");
+        let host = host.trim_start_matches("http://").trim_end_matches('/');
+        skopeo::run_ok(&[
+            "copy".into(),
+            "--src-tls-verify=false".into(),
+            format!("docker://{host}/team/shared:v1"),
+            format!("dir:{}", out.path().display()),
+        ])
+        .await;
+        let layer = out
+            .path()
+            .join(image.layer_digest.trim_start_matches("sha256:"));
+        assert_eq!(std::fs::read(layer).unwrap(), image.layer);
+    }
     // Either process may be the one that stored it.
     tokio::select! {
         () = a.stored(&image.digest) => {}
@@ -650,4 +671,24 @@ async fn skopeo_pulls_through_two_caches_over_one_root() {
     up.go_away().await;
     assert_serves(&a, "team/shared", "v1", &image).await;
     assert_serves(&b, "team/shared", "v1", &image).await;
+}
+
+#[tokio::test]
+async fn skopeo_pulls_through_two_caches_over_one_root() {
+    if !skopeo::available() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    two_caches_over_one_store(Store::Root(root.path()), true).await;
+}
+
+#[tokio::test]
+async fn two_caches_over_one_bucket() {
+    let Some(storage) = common::s3_storage("pull-through") else {
+        eprintln!("NOTE: S3_ENDPOINT is not set: the S3 pull-through case was SKIPPED");
+        return;
+    };
+    ensure_bucket(&storage).await;
+    let prefix = storage.s3.and_then(|s3| s3.prefix).expect("prefix");
+    two_caches_over_one_store(Store::Bucket(&prefix), false).await;
 }
