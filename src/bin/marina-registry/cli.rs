@@ -180,9 +180,10 @@ pub(crate) struct Cli {
     #[arg(long, env = "MARINA_HTPASSWD", value_name = "FILE")]
     pub(crate) htpasswd: Option<PathBuf>,
 
-    /// Serve as a pull-through cache of the registry at this URL (e.g.
-    /// https://registry-1.docker.io): pulls are fetched from it and stored, pushes and
-    /// deletes answer 405. Credentials: MARINA_PROXY_USERNAME, MARINA_PROXY_PASSWORD.
+    /// Serve as a pull-through cache of the registry at this URL (http or https, a host and
+    /// an optional port; Docker Hub's is registry-1.docker.io): pulls are fetched from it and
+    /// stored, pushes and deletes answer 405. Credentials: MARINA_PROXY_USERNAME,
+    /// MARINA_PROXY_PASSWORD.
     #[arg(long, env = "MARINA_PROXY_REMOTE_URL", value_name = "URL")]
     pub(crate) proxy_remote_url: Option<String>,
 }
