@@ -279,6 +279,33 @@ async fn a_manifest_is_stored_with_the_blobs_the_client_did_not_pull() {
     assert_serves(&c, "team/lazy", "v1", &image).await;
 }
 
+/// A client that asks where a tag points (`HEAD`) and then pulls by digest, as containerd
+/// does: the tag is kept with the manifest, and served once the upstream is gone.
+#[tokio::test]
+async fn a_tag_looked_up_before_a_pull_by_digest_is_kept() {
+    let mut up = upstream(true).await;
+    let image = pusher(&up, true, "team/ctr")
+        .await
+        .push_image("team/ctr", "v1", 13)
+        .await;
+    let root = tempfile::tempdir().unwrap();
+    let mut c = cache(
+        &up.remote(),
+        &up.pki.ca,
+        Store::Root(root.path()),
+        Some(("mirror", "mirror-pw")),
+    )
+    .await;
+    let head = c.head_manifest("team/ctr", "v1").await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(header(&head, "docker-content-digest"), image.digest);
+    let manifest = c.get_manifest("team/ctr", &image.digest).await;
+    assert_eq!(body(manifest).await, image.manifest);
+    c.stored(&image.digest).await;
+    up.go_away().await;
+    assert_serves(&c, "team/ctr", "v1", &image).await;
+}
+
 /// An image index is stored without the platforms nobody pulled (a cache runs with sparse
 /// indexes): once the upstream is gone, the index and the platform pulled are served, the
 /// other platform is the upstream's error.

@@ -20,14 +20,14 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::fill::Filler;
-use super::upstream::{UPSTREAM, bad_answer};
+use super::upstream::{bad_answer, unreachable};
 use crate::error::{Error, Result};
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::StorageDriver;
 
-/// Chunks in flight between a fetch and its client: a client that reads slowly slows the
-/// fetch (and its storing) down rather than growing a buffer.
-const CLIENT_CHUNKS: usize = 16;
+/// Chunks in flight between a fetch and its client (a few MiB): a client further behind is
+/// dropped rather than slowing the fetch, and with it every other pull of the blob.
+const CLIENT_CHUNKS: usize = 256;
 
 /// How the fetch a client asked for began.
 pub(crate) enum Fetch {
@@ -49,23 +49,37 @@ enum Waiter {
     /// A client, told how the fetch began.
     Client(oneshot::Sender<Result<Fetch>>),
     /// A client receiving the bytes.
-    Streaming(mpsc::Sender<Result<Bytes>>),
+    Streaming(ClientSlot),
 }
 
 impl Waiter {
     /// Reports how the fetch ended: to the caller as its result, to a client that has not
     /// started reading as the start of its answer, to a streaming one as the end of its
-    /// stream.
-    async fn finish(self, result: Result<()>) -> Result<()> {
+    /// stream (the `held` chunks once the blob is stored, an error otherwise).
+    async fn finish(self, result: Result<()>, held: Vec<Bytes>) -> Result<()> {
         match self {
             Waiter::Caller => result,
             Waiter::Client(client) => {
                 let _ = client.send(result.map(|()| Fetch::Stored));
                 Ok(())
             }
-            Waiter::Streaming(body) => {
-                if let Err(e) = result {
-                    let _ = body.send(Err(e)).await;
+            Waiter::Streaming(slot) => {
+                let Some(client) = lock(&slot).take() else {
+                    return Ok(());
+                };
+                match result {
+                    Ok(()) => {
+                        for chunk in held {
+                            if client.send(Ok(chunk)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    // When the client is too far behind to take the error, dropping its
+                    // end cuts its answer short all the same.
+                    Err(e) => {
+                        let _ = client.try_send(Err(e));
+                    }
                 }
                 Ok(())
             }
@@ -150,25 +164,35 @@ impl<D: StorageDriver> Filler<D> {
         digest: &Digest,
         waiter: Waiter,
     ) -> Result<()> {
-        let _fetch = self
+        let fetch = self
             .blob_fetches
             .lock(&(repo.clone(), digest.clone()))
             .await;
-        let response = match self.stored(repo, digest).await {
-            Ok(true) => return waiter.finish(Ok(())).await,
-            Ok(false) => self.upstream.blob(repo, digest).await,
-            Err(e) => Err(e),
+        match self.stored(repo, digest).await {
+            Ok(true) => return waiter.finish(Ok(()), Vec::new()).await,
+            Ok(false) => {}
+            Err(e) => return waiter.finish(Err(e), Vec::new()).await,
+        }
+        // Fetches running at once are bounded: a client waits for its turn only as long as
+        // the fetch is for the cache itself; a client's pull past the bound is refused.
+        let permit = match &waiter {
+            Waiter::Caller => Arc::clone(&self.fetches).acquire_owned().await.ok(),
+            _ => Arc::clone(&self.fetches).try_acquire_owned().ok(),
         };
-        let response = match response {
+        let Some(permit) = permit else {
+            let busy = Error::TooManyRequests("too many blobs are being fetched upstream".into());
+            return waiter.finish(Err(busy), Vec::new()).await;
+        };
+        let response = match self.upstream.blob(repo, digest).await {
             Ok(r) => r,
-            Err(e) => return waiter.finish(Err(e)).await,
+            Err(e) => return waiter.finish(Err(e), Vec::new()).await,
         };
         let size = response.content_length();
         let waiter = match (waiter, size) {
             (Waiter::Client(client), Some(size)) => {
                 let (tx, body) = mpsc::channel(CLIENT_CHUNKS);
                 match client.send(Ok(Fetch::Streaming { size, body })) {
-                    Ok(()) => Waiter::Streaming(tx),
+                    Ok(()) => Waiter::Streaming(Arc::new(Mutex::new(Some(tx)))),
                     // The client went away: store the blob for the next one.
                     Err(_) => Waiter::Caller,
                 }
@@ -176,43 +200,28 @@ impl<D: StorageDriver> Filler<D> {
             (waiter, _) => waiter,
         };
         let client = match &waiter {
-            Waiter::Streaming(tx) => Some(tx.clone()),
+            Waiter::Streaming(slot) => Some(Arc::clone(slot)),
             _ => None,
         };
         // The chunk that completes the blob (and any after it, empty or too many) is held
         // back until the store has verified the whole: a body that ends means bytes that
         // are what their digest says.
         let held: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+        let hold = Arc::clone(&held);
         let mut forwarded = 0u64;
         let announced = size.unwrap_or(u64::MAX);
-        let hold = Arc::clone(&held);
         let body = response
             .bytes_stream()
-            .map_err(|e| Error::Backend {
-                driver: UPSTREAM,
-                operation: None,
-                key: None,
-                message: "reading a blob from the upstream registry failed".into(),
-                retryable: true,
-                source: Some(Box::new(e)),
-            })
-            .then(move |chunk| {
-                let mut forward = None;
-                if let (Some(client), Ok(bytes)) = (&client, &chunk) {
-                    forwarded = forwarded.saturating_add(bytes.len() as u64);
-                    if forwarded < announced {
-                        forward = Some((client.clone(), bytes.clone()));
-                    } else {
-                        let mut held = hold.lock().unwrap_or_else(PoisonError::into_inner);
-                        held.push(bytes.clone());
-                    }
-                }
-                async move {
-                    if let Some((client, bytes)) = forward {
-                        // A client gone is no reason to stop storing.
-                        let _ = client.send(Ok(bytes)).await;
-                    }
-                    chunk
+            .map_err(|e| unreachable("reading a blob from the upstream registry failed", e))
+            .inspect(move |chunk| {
+                let (Some(client), Ok(bytes)) = (&client, chunk) else {
+                    return;
+                };
+                forwarded = forwarded.saturating_add(bytes.len() as u64);
+                if forwarded < announced {
+                    forward(client, bytes.clone());
+                } else {
+                    lock(&hold).push(bytes.clone());
                 }
             });
         let stored = match self.local.put_content(repo, digest, size, body).await {
@@ -227,12 +236,28 @@ impl<D: StorageDriver> Filler<D> {
             )),
             Err(e) => Err(e),
         };
-        let last = std::mem::take(&mut *held.lock().unwrap_or_else(PoisonError::into_inner));
-        if let (Ok(()), Waiter::Streaming(client)) = (&stored, &waiter) {
-            for chunk in last {
-                let _ = client.send(Ok(chunk)).await;
-            }
-        }
-        waiter.finish(stored).await
+        // Stored (or not): other pulls may go on while the client gets the rest.
+        drop((permit, fetch));
+        let last = std::mem::take(&mut *lock(&held));
+        waiter.finish(stored, last).await
+    }
+}
+
+/// A client's end of a fetch: `None` once it was dropped.
+type ClientSlot = Arc<Mutex<Option<mpsc::Sender<Result<Bytes>>>>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Passes a chunk to the client without waiting: a client that cannot take it (gone, or
+/// [`CLIENT_CHUNKS`] behind) is dropped, its answer cut short, and storing goes on at the
+/// upstream's pace.
+fn forward(client: &ClientSlot, bytes: Bytes) {
+    let mut slot = lock(client);
+    if let Some(tx) = slot.as_ref()
+        && tx.try_send(Ok(bytes)).is_err()
+    {
+        *slot = None;
     }
 }

@@ -7,7 +7,7 @@
 //! made, and the guarantees of the store (durability, garbage collection safe across
 //! processes) hold unchanged.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::{StreamExt, TryStreamExt};
@@ -22,6 +22,10 @@ use crate::storage::{Manifest, StorageDriver};
 /// manifest is served without being stored (the next pull stores it).
 const MAX_PENDING_FILLS: usize = 256;
 
+/// Most blobs fetched from the upstream at once in this process (a fetch runs on after the
+/// client that started it went away, so clients must not be able to start any number).
+const MAX_FETCHES: usize = 64;
+
 /// Blobs of one manifest fetched at once when storing it.
 const FILL_CONCURRENCY: usize = 4;
 
@@ -31,8 +35,13 @@ pub(crate) struct Filler<D> {
     pub(crate) upstream: Upstream,
     /// Fetches of blobs in flight, by repository and digest.
     pub(super) blob_fetches: KeyLocks<(RepositoryName, Digest)>,
+    /// Blob fetches from the upstream running at once (see `blobs.rs`).
+    pub(super) fetches: Arc<tokio::sync::Semaphore>,
     /// Manifests being filled in the background, by repository and digest.
     pending: Mutex<HashSet<(RepositoryName, Digest)>>,
+    /// Tags the upstream named for manifests not stored yet (a client's `HEAD` by tag
+    /// before its `GET` by digest, as containerd pulls), followed once they are.
+    wanted_tags: Mutex<HashMap<(RepositoryName, Digest), Tag>>,
     /// Largest manifest read from the upstream.
     pub(crate) max_manifest_size: usize,
 }
@@ -43,7 +52,9 @@ impl<D: StorageDriver> Filler<D> {
             local,
             upstream,
             blob_fetches: KeyLocks::default(),
+            fetches: Arc::new(tokio::sync::Semaphore::new(MAX_FETCHES)),
             pending: Mutex::default(),
+            wanted_tags: Mutex::default(),
             max_manifest_size,
         }
     }
@@ -66,9 +77,24 @@ impl<D: StorageDriver> Filler<D> {
 }
 
 impl<D: StorageDriver> Filler<D> {
+    /// Remembers that the upstream named `digest` as `tag`, for the fill that stores it
+    /// (the last tag named wins; the map is bounded, a forgotten tag is followed at the next
+    /// pull by tag).
+    pub(crate) fn want_tag(&self, repo: &RepositoryName, tag: &Tag, digest: &Digest) {
+        let mut wanted = self
+            .wanted_tags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if wanted.len() >= MAX_PENDING_FILLS * 4 {
+            wanted.clear();
+        }
+        wanted.insert((repo.clone(), digest.clone()), tag.clone());
+    }
+
     /// Stores `manifest` (fetched for `tag`, if by tag) in the background: every blob it
-    /// requires first, then the manifest, then the tag if the upstream still names it.
-    /// Does nothing if the same manifest is being filled already.
+    /// requires first, then the manifest, then the tag the upstream named for it, if it
+    /// still does. Only one fill of a manifest runs at once (a tag given meanwhile is
+    /// followed by it).
     pub(crate) fn fill_later(
         self: &Arc<Self>,
         repo: &RepositoryName,
@@ -76,6 +102,10 @@ impl<D: StorageDriver> Filler<D> {
         manifest: Manifest,
     ) {
         let key = (repo.clone(), manifest.info.digest.clone());
+        if let Some(tag) = &tag {
+            // Followed by whichever fill of the manifest stores it.
+            self.want_tag(repo, tag, &manifest.info.digest);
+        }
         {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             if pending.len() >= MAX_PENDING_FILLS || !pending.insert(key.clone()) {
@@ -85,7 +115,7 @@ impl<D: StorageDriver> Filler<D> {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let (repo, digest) = &key;
-            if let Err(e) = this.fill(repo, tag.as_ref(), manifest).await {
+            if let Err(e) = this.fill(repo, manifest).await {
                 tracing::info!(%repo, %digest, error = %e, "pull-through: a manifest was served but not stored");
             }
             this.pending
@@ -95,12 +125,7 @@ impl<D: StorageDriver> Filler<D> {
         });
     }
 
-    async fn fill(
-        self: &Arc<Self>,
-        repo: &RepositoryName,
-        tag: Option<&Tag>,
-        manifest: Manifest,
-    ) -> Result<()> {
+    async fn fill(self: &Arc<Self>, repo: &RepositoryName, manifest: Manifest) -> Result<()> {
         let summary =
             crate::oci::manifest::inspect(&manifest.bytes, Some(&manifest.info.media_type))?;
         // A few at a time, as clients pull layers.
@@ -122,7 +147,12 @@ impl<D: StorageDriver> Filler<D> {
                 manifest.bytes,
             )
             .await?;
-        if let Some(tag) = tag {
+        let tag = self
+            .wanted_tags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(repo.clone(), digest.clone()));
+        if let Some(tag) = &tag {
             // The tag may have moved upstream while the blobs came: follow it only if it
             // still names this manifest (a later pull follows it where it went).
             let now = self

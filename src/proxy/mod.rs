@@ -398,7 +398,8 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
         };
         match (named, reference) {
             (Some(info), Reference::Tag(tag)) => {
-                // Stored already: the local tag follows (as a GET would move it).
+                // Stored already: the local tag follows (as a GET would move it). Not yet:
+                // the fill that stores it will (a client's GET by digest comes next).
                 if self
                     .local_driver()
                     .stat_manifest(repo, &Reference::Digest(info.digest.clone()))
@@ -406,6 +407,8 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
                     .is_ok()
                 {
                     self.filler.follow_tag(repo, tag, &info.digest).await;
+                } else {
+                    self.filler.want_tag(repo, tag, &info.digest);
                 }
                 Ok(info)
             }

@@ -47,6 +47,9 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(10);
 /// Most repositories whose `Authorization` is kept.
 const MAX_AUTHORIZATIONS: usize = 4096;
 
+/// The longest a token is kept, whatever the realm says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
 /// A token's lifetime when the realm does not say (token specification: 60 seconds).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -72,14 +75,15 @@ impl std::fmt::Debug for Upstream {
 }
 
 /// A failure to reach the upstream or to read its answer: retryable, logged with `source`.
-fn unreachable(message: &str, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+pub(crate) fn unreachable(message: &str, source: reqwest::Error) -> Error {
     Error::Backend {
         driver: UPSTREAM,
         operation: None,
         key: None,
         message: message.to_owned(),
         retryable: true,
-        source: Some(Box::new(source)),
+        // Without its URL: after a redirect it may be a signed one.
+        source: Some(Box::new(source.without_url())),
     }
 }
 
@@ -105,12 +109,13 @@ fn status_error(status: StatusCode, missing: impl FnOnce() -> Error) -> Error {
         StatusCode::TOO_MANY_REQUESTS => {
             Error::TooManyRequests("the upstream registry asks to slow down".into())
         }
+        // A failure of the upstream may pass; a refusal of what was asked will not.
         s => Error::Backend {
             driver: UPSTREAM,
             operation: None,
             key: None,
             message: format!("the upstream registry answered {}", s.as_u16()),
-            retryable: true,
+            retryable: s.is_server_error(),
             source: None,
         },
     }
@@ -232,11 +237,15 @@ impl Upstream {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
+        // Only the upstream's own challenge is answered (not one of a host a redirect led
+        // to), and never with a realm less protected than the upstream.
+        let from_upstream = response.url().origin().ascii_serialization() == self.base;
         let challenge = response
             .headers()
             .get(header::WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
-            .and_then(challenge::parse);
+            .and_then(challenge::parse)
+            .filter(|c| from_upstream && self.may_follow(c));
         let Some(authorization) = self.authorize(repo, challenge).await? else {
             return Ok(response);
         };
@@ -265,6 +274,17 @@ impl Upstream {
             .send()
             .await
             .map_err(|e| unreachable("the upstream registry cannot be reached", e))
+    }
+
+    /// Whether the cache may send its credentials where `challenge` says: a realm over
+    /// `https`, or over `http` only when the upstream itself is.
+    fn may_follow(&self, challenge: &Challenge) -> bool {
+        match challenge {
+            Challenge::Basic => true,
+            Challenge::Bearer { realm, .. } => {
+                realm.starts_with("https://") || self.base.starts_with("http://")
+            }
+        }
     }
 
     fn known_authorization(&self, repo: &RepositoryName) -> Option<HeaderValue> {
@@ -359,7 +379,8 @@ impl Upstream {
             .ok_or_else(|| bad_answer("the upstream token realm sent no token"))?;
         let lifetime = answer
             .expires_in
-            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs)
+            .min(MAX_TOKEN_LIFETIME);
         Ok((token, lifetime))
     }
 
@@ -537,9 +558,16 @@ impl Upstream {
         let body = read_limited(response, LIST_LIMIT).await?;
         let answer: TagsAnswer = serde_json::from_slice(&body)
             .map_err(|_| bad_answer("the upstream registry sent an invalid tag list"))?;
-        let mut tags = answer.tags.unwrap_or_default();
-        if let Some(n) = n {
+        // Only tags a push could have made: they are written into the answer's `Link`.
+        let mut tags: Vec<String> = (answer.tags.unwrap_or_default().into_iter())
+            .filter(|t| crate::oci::Tag::parse(t).is_ok())
+            .collect();
+        let mut has_more = has_more;
+        if let Some(n) = n
+            && tags.len() > n
+        {
             tags.truncate(n);
+            has_more = true;
         }
         Ok(TagList { tags, has_more })
     }
@@ -604,11 +632,16 @@ mod tests {
         assert!(matches!(of(401), Error::Denied(_)));
         assert!(matches!(of(403), Error::Denied(_)));
         assert!(matches!(of(429), Error::TooManyRequests(_)));
-        for code in [500, 502, 503, 400, 418] {
+        for code in [500, 502, 503] {
             let e = of(code);
             assert_eq!(e.http_status(), 503, "{code}");
             assert!(e.is_retryable());
-            assert!(!e.to_string().contains("http"), "{e}");
+        }
+        // A refusal of what was asked will not pass: not worth a retry, nor a stale answer.
+        for code in [400, 405, 418] {
+            let e = of(code);
+            assert_eq!(e.http_status(), 500, "{code}");
+            assert!(!e.is_retryable());
         }
         assert!(!of(403).is_retryable());
     }
