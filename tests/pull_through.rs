@@ -306,6 +306,37 @@ async fn a_tag_looked_up_before_a_pull_by_digest_is_kept() {
     assert_serves(&c, "team/ctr", "v1", &image).await;
 }
 
+/// A client that stops reading a blob being fetched does not hold the fetch back: another
+/// client's pull of the same blob completes meanwhile (the stalled one is dropped once it
+/// is far enough behind).
+#[tokio::test]
+async fn a_stalled_client_does_not_hold_a_fetch_back() {
+    let up = upstream(true).await;
+    let blob = common::payload(48 << 20, 14);
+    let digest = pusher(&up, true, "team/big")
+        .await
+        .push_blob("team/big", &blob)
+        .await;
+    let root = tempfile::tempdir().unwrap();
+    let c = cache(
+        &up.remote(),
+        &up.pki.ca,
+        Store::Root(root.path()),
+        Some(("mirror", "mirror-pw")),
+    )
+    .await;
+    let stalled = c.get_blob("team/big", &digest).await;
+    assert_eq!(stalled.status(), StatusCode::OK);
+    let other = tokio::time::timeout(Duration::from_secs(60), async {
+        body(c.get_blob("team/big", &digest).await).await
+    })
+    .await
+    .expect("a stalled client held the fetch back");
+    assert_eq!(other.len(), blob.len());
+    assert!(other == blob, "the other client got other bytes");
+    drop(stalled);
+}
+
 /// An image index is stored without the platforms nobody pulled (a cache runs with sparse
 /// indexes): once the upstream is gone, the index and the platform pulled are served, the
 /// other platform is the upstream's error.
