@@ -7,193 +7,19 @@
 //! not what they claim is a clean spec error that stores nothing. skopeo pulls through it,
 //! and two cache processes over one root fill it at once.
 
+#[path = "pull_through/caches.rs"]
+mod caches;
 mod common;
+#[path = "pull_through/upstreams.rs"]
+mod upstreams;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::auth::{self, Setup, rule};
-use common::binary::{BIN, spawn, wait_for_log, wait_for_metrics_address};
-use common::outage_proxy::OutageProxy;
-use common::{Image, Registry, assert_error, body, ensure_bucket, header, sha256, skopeo};
-use marina_distribution::registry::auth::config::AuthConfig;
+use caches::{Store, assert_serves, cache};
+use common::{assert_error, body, ensure_bucket, header, sha256, skopeo};
 use reqwest::StatusCode;
-use tokio::process::Command;
-
-/// The service of the upstream's token endpoint.
-const SERVICE: &str = "upstream.test";
-
-/// An upstream registry, reached by the cache through a gate that can be closed (its
-/// port then refuses connections and the cache's open connections are cut: the upstream
-/// is gone for the cache, whatever its connection pool holds).
-struct Upstream {
-    server: auth::AuthServer,
-    gate: OutageProxy,
-}
-
-impl std::ops::Deref for Upstream {
-    type Target = auth::AuthServer;
-
-    fn deref(&self) -> &auth::AuthServer {
-        &self.server
-    }
-}
-
-impl Upstream {
-    /// The URL the cache is given (the certificate names `localhost`).
-    fn remote(&self) -> String {
-        format!("https://localhost:{}", self.gate.port)
-    }
-
-    /// Closes the gate.
-    async fn go_away(&mut self) {
-        self.gate.take_down().await;
-    }
-}
-
-/// An upstream over TLS: alice pushes `team/**`, the cache's user `mirror` pulls it; with
-/// `tokens` the upstream issues bearer tokens (its API then takes no Basic).
-async fn upstream(tokens: bool) -> Upstream {
-    let server = upstream_server(tokens).await;
-    let mut gate = OutageProxy::closed(&format!("127.0.0.1:{}", server.port)).await;
-    gate.up().await;
-    Upstream { server, gate }
-}
-
-async fn upstream_server(tokens: bool) -> auth::AuthServer {
-    let (_, _, _, key_pem) = auth::signing_key(jsonwebtoken::Algorithm::ES256, "k");
-    auth::start(Setup::default(), |port, dir| AuthConfig {
-        htpasswd: Some(auth::htpasswd(
-            dir,
-            &[("alice", "alice-pw"), ("mirror", "mirror-pw")],
-        )),
-        token: tokens.then(|| auth::built_in_tokens(port, dir, &key_pem, SERVICE, SERVICE, None)),
-        access: vec![
-            rule("team/**", &["alice"], &["pull", "push"]),
-            rule("team/**", &["mirror"], &["pull"]),
-        ],
-    })
-    .await
-}
-
-/// alice's client of `up` for pushing to `repo`.
-async fn pusher(up: &Upstream, tokens: bool, repo: &str) -> Registry {
-    if tokens {
-        let scope = format!("repository:{repo}:pull,push");
-        up.bearer(&up.token(SERVICE, Some(("alice", "alice-pw")), &scope).await)
-    } else {
-        up.basic("alice", "alice-pw")
-    }
-}
-
-/// The binary as a pull-through cache: a client of it, its log and its process.
-struct Cache {
-    registry: Registry,
-    /// `host:port` of its metrics listener.
-    metrics: String,
-    logs: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
-    /// The manifests it logged as stored so far.
-    stored: std::collections::HashSet<String>,
-    _process: tokio::process::Child,
-}
-
-impl std::ops::Deref for Cache {
-    type Target = Registry;
-
-    fn deref(&self) -> &Registry {
-        &self.registry
-    }
-}
-
-impl Cache {
-    /// The value of `series` on the cache's `/metrics`.
-    async fn series(&self, series: &str) -> f64 {
-        let text = reqwest::get(format!("http://{}/metrics", self.metrics))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        common::observe::value(&text, series)
-    }
-
-    /// Waits until the cache logs that it stored the manifest `digest` (in the background,
-    /// after serving it), in whatever order it stores manifests.
-    async fn stored(&mut self, digest: &str) {
-        let wait = async {
-            while !self.stored.contains(digest) {
-                let line = wait_for_log(&mut self.logs, "manifest stored").await;
-                let logged = line.split("digest=").nth(1).unwrap_or_default();
-                let logged = logged.split_whitespace().next().unwrap_or_default();
-                self.stored.insert(logged.trim_matches('"').to_owned());
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(60), wait)
-            .await
-            .unwrap_or_else(|_| panic!("{digest} was not stored"));
-    }
-}
-
-/// Where a cache stores what it fetched.
-#[derive(Clone, Copy)]
-enum Store<'a> {
-    /// A filesystem root.
-    Root(&'a Path),
-    /// The test S3 server's bucket (`scripts/with-s3.sh`), under this prefix.
-    Bucket(&'a str),
-}
-
-/// The binary as a cache of `remote` storing into `store`, trusting the test CA `ca`, with
-/// `credentials`.
-async fn cache(
-    remote: &str,
-    ca: &Path,
-    store: Store<'_>,
-    credentials: Option<(&str, &str)>,
-) -> Cache {
-    let mut cmd = Command::new(BIN);
-    match store {
-        Store::Root(root) => cmd.arg("--root-directory").arg(root),
-        Store::Bucket(prefix) => cmd.arg("--storage").arg("s3").env("S3_PREFIX", prefix),
-    };
-    cmd.arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--proxy-remote-url")
-        .arg(remote)
-        .arg("--metrics-listen")
-        .arg("127.0.0.1:0")
-        .env("SSL_CERT_FILE", ca)
-        .env_remove("MARINA_PROXY_USERNAME")
-        .env_remove("MARINA_PROXY_PASSWORD");
-    if let Some((user, password)) = credentials {
-        cmd.env("MARINA_PROXY_USERNAME", user)
-            .env("MARINA_PROXY_PASSWORD", password);
-    }
-    let (child, addr, mut logs) = spawn(&mut cmd).await;
-    Cache {
-        registry: Registry::new(format!("http://{addr}")),
-        metrics: wait_for_metrics_address(&mut logs).await,
-        logs,
-        stored: Default::default(),
-        _process: child,
-    }
-}
-
-/// Asserts that `c` serves `image` of `repo` (by `tag` and by digest) byte for byte.
-async fn assert_serves(c: &Registry, repo: &str, tag: &str, image: &Image) {
-    for reference in [tag, image.digest.as_str()] {
-        let resp = c.get_manifest(repo, reference).await;
-        assert_eq!(resp.status(), StatusCode::OK, "manifest {reference}");
-        assert_eq!(header(&resp, "docker-content-digest"), image.digest);
-        assert_eq!(body(resp).await, image.manifest);
-    }
-    let layer = c.get_blob(repo, &image.layer_digest).await;
-    assert_eq!(layer.status(), StatusCode::OK);
-    assert_eq!(body(layer).await, image.layer);
-    let config = c.get_blob(repo, &image.config_digest).await;
-    assert_eq!(config.status(), StatusCode::OK);
-    assert_eq!(body(config).await.len(), image.config_size);
-}
+use upstreams::{lying_upstream, pusher, stalling_upstream, upstream};
 
 #[tokio::test]
 async fn pulls_come_through_and_stay_when_the_upstream_is_gone() {
@@ -529,45 +355,6 @@ async fn an_unreachable_upstream_is_a_503_that_names_no_address() {
     }
 }
 
-/// `app` served on 127.0.0.1, reached through a gate that can be closed.
-async fn serve_behind_a_gate(app: axum::Router) -> (OutageProxy, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    let mut gate = OutageProxy::closed(&addr.to_string()).await;
-    gate.up().await;
-    (gate, task)
-}
-
-/// An upstream (a fault the real one does not produce on demand: a test server) that
-/// answers every manifest and blob with bytes that are not what was asked for.
-async fn lying_upstream() -> (OutageProxy, tokio::task::JoinHandle<()>) {
-    use axum::response::IntoResponse;
-    let app = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
-        let media = if uri.path().contains("/manifests/") {
-            common::OCI_MANIFEST
-        } else {
-            "application/octet-stream"
-        };
-        let manifest = common::image_manifest(&sha256(b"c"), 1, &[], None);
-        (
-            [
-                ("content-type", media),
-                // A tag's digest as the upstream names it: not the bytes'.
-                (
-                    "docker-content-digest",
-                    "sha256:0000000000000000000000000000000000000000000000000000000000000000",
-                ),
-            ],
-            manifest,
-        )
-            .into_response()
-    });
-    serve_behind_a_gate(app).await
-}
-
 #[tokio::test]
 async fn bytes_that_are_not_what_they_claim_are_refused_and_not_stored() {
     let (mut gate, _task) = lying_upstream().await;
@@ -611,35 +398,6 @@ async fn bytes_that_are_not_what_they_claim_are_refused_and_not_stored() {
         StatusCode::SERVICE_UNAVAILABLE,
         "nothing was stored"
     );
-}
-
-/// An upstream (a test server: a stall on demand) that sends the first half of `blob`,
-/// then the rest once `release` is notified.
-async fn stalling_upstream(
-    blob: Vec<u8>,
-    release: std::sync::Arc<tokio::sync::Notify>,
-) -> (OutageProxy, tokio::task::JoinHandle<()>) {
-    let app = axum::Router::new().fallback(move || {
-        let (blob, release) = (blob.clone(), release.clone());
-        async move {
-            let half = blob.len() / 2;
-            let first = bytes::Bytes::copy_from_slice(&blob[..half]);
-            let rest = bytes::Bytes::copy_from_slice(&blob[half..]);
-            let body = futures::StreamExt::chain(
-                futures::stream::once(async move { Ok::<_, std::io::Error>(first) }),
-                futures::stream::once(async move {
-                    release.notified().await;
-                    Ok(rest)
-                }),
-            );
-            axum::response::Response::builder()
-                .header("content-length", blob.len())
-                .header("content-type", "application/octet-stream")
-                .body(axum::body::Body::from_stream(body))
-                .unwrap()
-        }
-    });
-    serve_behind_a_gate(app).await
 }
 
 /// A blob the cache does not hold reaches the client as it is fetched, not once it is
