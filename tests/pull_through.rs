@@ -239,6 +239,20 @@ async fn tags_follow_the_upstream_and_unknowns_stay_unknown() {
     let old = c.get_manifest("team/moving", &first.digest).await;
     assert_eq!(body(old).await, first.manifest);
 
+    // Tag lists are the upstream's, page by page.
+    alice.push_image("team/moving", "a-first", 5).await;
+    let page = c.list_tags("team/moving", Some(1), None).await;
+    assert!(!header(&page, "link").is_empty(), "a next page is linked");
+    assert_eq!(
+        common::json(page).await["tags"],
+        serde_json::json!(["a-first"])
+    );
+    let next = c.list_tags("team/moving", Some(1), Some("a-first")).await;
+    assert_eq!(
+        common::json(next).await["tags"],
+        serde_json::json!(["latest"])
+    );
+
     assert_error(
         c.get_manifest("team/moving", "nope").await,
         404,

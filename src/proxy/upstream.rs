@@ -121,6 +121,17 @@ fn status_error(status: StatusCode, missing: impl FnOnce() -> Error) -> Error {
     }
 }
 
+/// `response` when it succeeded, else what its status means (`missing` for a `404`).
+fn successful(
+    response: reqwest::Response,
+    missing: impl FnOnce() -> Error,
+) -> Result<reqwest::Response> {
+    match response.status() {
+        s if s.is_success() => Ok(response),
+        s => Err(status_error(s, missing)),
+    }
+}
+
 /// Reads a whole body of at most `limit` bytes.
 async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Bytes> {
     if response.content_length().is_some_and(|n| n > limit as u64) {
@@ -207,9 +218,10 @@ impl Upstream {
         method: Method,
         repo: &RepositoryName,
         path: &str,
+        query: &[(&str, &str)],
         accept: Option<&str>,
     ) -> Result<reqwest::Response> {
-        let sent = self.send_uncounted(method, repo, path, accept).await;
+        let sent = self.send_uncounted(method, repo, path, query, accept).await;
         let outcome = match &sent {
             Ok(r) => match r.status() {
                 s if s.is_success() => UpstreamOutcome::Ok,
@@ -229,11 +241,14 @@ impl Upstream {
         method: Method,
         repo: &RepositoryName,
         path: &str,
+        query: &[(&str, &str)],
         accept: Option<&str>,
     ) -> Result<reqwest::Response> {
         let url = format!("{}/v2/{}/{}", self.base, repo, path);
         let known = self.known_authorization(repo);
-        let response = self.once(&method, &url, accept, known.clone()).await?;
+        let response = self
+            .once(&method, &url, query, accept, known.clone())
+            .await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -253,17 +268,19 @@ impl Upstream {
             // Refused with what was just obtained again: no point in a third try.
             return Ok(response);
         }
-        self.once(&method, &url, accept, Some(authorization)).await
+        self.once(&method, &url, query, accept, Some(authorization))
+            .await
     }
 
     async fn once(
         &self,
         method: &Method,
         url: &str,
+        query: &[(&str, &str)],
         accept: Option<&str>,
         authorization: Option<HeaderValue>,
     ) -> Result<reqwest::Response> {
-        let mut request = self.client.request(method.clone(), url);
+        let mut request = self.client.request(method.clone(), url).query(query);
         if let Some(accept) = accept {
             request = request.header(header::ACCEPT, accept);
         }
@@ -364,11 +381,9 @@ impl Upstream {
             .send()
             .await
             .map_err(|e| unreachable("the upstream token realm cannot be reached", e))?;
-        if !response.status().is_success() {
-            return Err(status_error(response.status(), || {
-                Error::Denied("the upstream token realm refused the cache's credentials".into())
-            }));
-        }
+        let response = successful(response, || {
+            Error::Denied("the upstream token realm refused the cache's credentials".into())
+        })?;
         let body = read_limited(response, LIST_LIMIT).await?;
         let answer: TokenAnswer = serde_json::from_slice(&body)
             .map_err(|_| bad_answer("the upstream token realm sent no token"))?;
@@ -394,14 +409,9 @@ impl Upstream {
     ) -> Result<reqwest::Response> {
         let path = format!("manifests/{reference}");
         let response = self
-            .send(request, method, repo, &path, Some(MANIFEST_ACCEPT))
+            .send(request, method, repo, &path, &[], Some(MANIFEST_ACCEPT))
             .await?;
-        if !response.status().is_success() {
-            return Err(status_error(response.status(), || {
-                Error::ManifestUnknown(reference.to_string())
-            }));
-        }
-        Ok(response)
+        successful(response, || Error::ManifestUnknown(reference.to_string()))
     }
 
     /// A manifest's digest, size and media type by a `HEAD`: `None` when the upstream does
@@ -487,14 +497,11 @@ impl Upstream {
                 Method::HEAD,
                 repo,
                 &format!("blobs/{digest}"),
+                &[],
                 None,
             )
             .await?;
-        if !response.status().is_success() {
-            return Err(status_error(response.status(), || {
-                Error::BlobUnknown(digest.clone())
-            }));
-        }
+        let response = successful(response, || Error::BlobUnknown(digest.clone()))?;
         response
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -516,15 +523,11 @@ impl Upstream {
                 Method::GET,
                 repo,
                 &format!("blobs/{digest}"),
+                &[],
                 None,
             )
             .await?;
-        if !response.status().is_success() {
-            return Err(status_error(response.status(), || {
-                Error::BlobUnknown(digest.clone())
-            }));
-        }
-        Ok(response)
+        successful(response, || Error::BlobUnknown(digest.clone()))
     }
 
     /// One page of a repository's tags (spec "Listing Tags"); `has_more` when the upstream
@@ -535,25 +538,22 @@ impl Upstream {
         n: Option<usize>,
         last: Option<&str>,
     ) -> Result<TagList> {
-        let mut query = Vec::new();
-        if let Some(n) = n {
-            query.push(format!("n={n}"));
-        }
-        if let Some(last) = last {
-            query.push(format!("last={}", form_encoded(last)));
-        }
-        let path = match query.is_empty() {
-            true => "tags/list".to_owned(),
-            false => format!("tags/list?{}", query.join("&")),
-        };
+        let n_text = n.map(|n| n.to_string());
+        let query: Vec<(&str, &str)> = [("n", n_text.as_deref()), ("last", last)]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
         let response = self
-            .send(UpstreamRequest::Tags, Method::GET, repo, &path, None)
+            .send(
+                UpstreamRequest::Tags,
+                Method::GET,
+                repo,
+                "tags/list",
+                &query,
+                None,
+            )
             .await?;
-        if !response.status().is_success() {
-            return Err(status_error(response.status(), || {
-                Error::NameUnknown(repo.to_string())
-            }));
-        }
+        let response = successful(response, || Error::NameUnknown(repo.to_string()))?;
         let has_more = response.headers().contains_key(header::LINK);
         let body = read_limited(response, LIST_LIMIT).await?;
         let answer: TagsAnswer = serde_json::from_slice(&body)
@@ -580,39 +580,30 @@ impl Upstream {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Option<Vec<Descriptor>>> {
-        let path = match artifact_type {
-            Some(t) => format!("referrers/{subject}?artifactType={}", form_encoded(t)),
-            None => format!("referrers/{subject}"),
-        };
+        let path = format!("referrers/{subject}");
+        let query: Vec<(&str, &str)> = artifact_type
+            .map(|t| ("artifactType", t))
+            .into_iter()
+            .collect();
         let response = self
-            .send(UpstreamRequest::Referrers, Method::GET, repo, &path, None)
+            .send(
+                UpstreamRequest::Referrers,
+                Method::GET,
+                repo,
+                &path,
+                &query,
+                None,
+            )
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if !response.status().is_success() {
-            return Err(status_error(response.status(), || {
-                Error::NameUnknown(repo.to_string())
-            }));
-        }
+        let response = successful(response, || Error::NameUnknown(repo.to_string()))?;
         let body = read_limited(response, LIST_LIMIT).await?;
         let answer: IndexAnswer = serde_json::from_slice(&body)
             .map_err(|_| bad_answer("the upstream registry sent an invalid referrers list"))?;
         Ok(Some(answer.manifests))
     }
-}
-
-/// `text` percent-encoded for a query string (everything but unreserved characters).
-fn form_encoded(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -644,11 +635,5 @@ mod tests {
             assert!(!e.is_retryable());
         }
         assert!(!of(403).is_retryable());
-    }
-
-    #[test]
-    fn query_values_are_percent_encoded() {
-        assert_eq!(form_encoded("a b/c+d"), "a%20b%2Fc%2Bd");
-        assert_eq!(form_encoded("v1.0-rc_1~x"), "v1.0-rc_1~x");
     }
 }
