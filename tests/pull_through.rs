@@ -16,7 +16,7 @@ mod upstreams;
 use std::path::Path;
 use std::time::Duration;
 
-use caches::{Store, assert_serves, cache};
+use caches::{Store, assert_serves, cache, mirror_of};
 use common::{assert_error, body, ensure_bucket, header, sha256, skopeo};
 use reqwest::StatusCode;
 use upstreams::{lying_upstream, pusher, stalling_upstream, upstream};
@@ -29,14 +29,7 @@ async fn pulls_come_through_and_stay_when_the_upstream_is_gone() {
             .await
             .push_image("team/app", "v1", 1)
             .await;
-        let root = tempfile::tempdir().unwrap();
-        let mut c = cache(
-            &up.remote(),
-            &up.pki.ca,
-            Store::Root(root.path()),
-            Some(("mirror", "mirror-pw")),
-        )
-        .await;
+        let (mut c, _root) = mirror_of(&up).await;
         assert_serves(&c, "team/app", "v1", &image).await;
         let head = c.head_blob("team/app", &image.layer_digest).await;
         assert_eq!(head.status(), StatusCode::OK);
@@ -90,14 +83,7 @@ async fn a_manifest_is_stored_with_the_blobs_the_client_did_not_pull() {
         .await
         .push_image("team/lazy", "v1", 2)
         .await;
-    let root = tempfile::tempdir().unwrap();
-    let mut c = cache(
-        &up.remote(),
-        &up.pki.ca,
-        Store::Root(root.path()),
-        Some(("mirror", "mirror-pw")),
-    )
-    .await;
+    let (mut c, _root) = mirror_of(&up).await;
     let resp = c.get_manifest("team/lazy", "v1").await;
     assert_eq!(body(resp).await, image.manifest);
     c.stored(&image.digest).await;
@@ -114,14 +100,7 @@ async fn a_tag_looked_up_before_a_pull_by_digest_is_kept() {
         .await
         .push_image("team/ctr", "v1", 13)
         .await;
-    let root = tempfile::tempdir().unwrap();
-    let mut c = cache(
-        &up.remote(),
-        &up.pki.ca,
-        Store::Root(root.path()),
-        Some(("mirror", "mirror-pw")),
-    )
-    .await;
+    let (mut c, _root) = mirror_of(&up).await;
     let head = c.head_manifest("team/ctr", "v1").await;
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(header(&head, "docker-content-digest"), image.digest);
@@ -143,14 +122,7 @@ async fn a_stalled_client_does_not_hold_a_fetch_back() {
         .await
         .push_blob("team/big", &blob)
         .await;
-    let root = tempfile::tempdir().unwrap();
-    let c = cache(
-        &up.remote(),
-        &up.pki.ca,
-        Store::Root(root.path()),
-        Some(("mirror", "mirror-pw")),
-    )
-    .await;
+    let (c, _root) = mirror_of(&up).await;
     let stalled = c.get_blob("team/big", &digest).await;
     assert_eq!(stalled.status(), StatusCode::OK);
     let other = tokio::time::timeout(Duration::from_secs(60), async {
@@ -180,14 +152,7 @@ async fn an_index_is_stored_with_the_platforms_pulled() {
         .put_manifest("team/multi", "v1", common::OCI_INDEX, index.as_bytes())
         .await;
     assert_eq!(pushed.status(), StatusCode::CREATED);
-    let root = tempfile::tempdir().unwrap();
-    let mut c = cache(
-        &up.remote(),
-        &up.pki.ca,
-        Store::Root(root.path()),
-        Some(("mirror", "mirror-pw")),
-    )
-    .await;
+    let (mut c, _root) = mirror_of(&up).await;
     // A client pulling one platform: the index by tag, the manifest by digest, its blobs.
     assert_eq!(
         body(c.get_manifest("team/multi", "v1").await).await,
@@ -223,14 +188,7 @@ async fn tags_follow_the_upstream_and_unknowns_stay_unknown() {
     let up = upstream(true).await;
     let alice = pusher(&up, true, "team/moving").await;
     let first = alice.push_image("team/moving", "latest", 3).await;
-    let root = tempfile::tempdir().unwrap();
-    let mut c = cache(
-        &up.remote(),
-        &up.pki.ca,
-        Store::Root(root.path()),
-        Some(("mirror", "mirror-pw")),
-    )
-    .await;
+    let (mut c, _root) = mirror_of(&up).await;
     assert_serves(&c, "team/moving", "latest", &first).await;
     c.stored(&first.digest).await;
     let second = alice.push_image("team/moving", "latest", 4).await;

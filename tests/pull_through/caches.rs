@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::common::binary::{BIN, spawn, wait_for_log, wait_for_metrics_address};
 use crate::common::{Image, Registry, body, header};
+use crate::upstreams::Upstream;
 use reqwest::StatusCode;
 use tokio::process::Command;
 
@@ -116,4 +117,18 @@ pub(crate) async fn assert_serves(c: &Registry, repo: &str, tag: &str, image: &I
     let config = c.get_blob(repo, &image.config_digest).await;
     assert_eq!(config.status(), StatusCode::OK);
     assert_eq!(body(config).await.len(), image.config_size);
+}
+
+/// A cache of `up` on a fresh filesystem root (kept while the second value lives), as the
+/// upstream user `mirror`.
+pub(crate) async fn mirror_of(up: &Upstream) -> (Cache, tempfile::TempDir) {
+    let root = tempfile::tempdir().unwrap();
+    let cache = cache(
+        &up.remote(),
+        &up.pki.ca,
+        Store::Root(root.path()),
+        Some(("mirror", "mirror-pw")),
+    )
+    .await;
+    (cache, root)
 }
