@@ -1,15 +1,18 @@
-//! Blobs the cache does not hold: fetched once per repository and digest in this process
-//! (a fetch in flight holds a lock that others wait on, then find the blob stored), in a
-//! task of its own (a client that goes away does not cut a fetch that others, and the next
-//! pull, wait for), into the local store with its ordinary `put_content` (the digest
-//! verified while the bytes stream in).
+//! Blobs the cache does not hold: fetched into the local store once per repository and
+//! digest in this process, in a task of its own (a client that goes away does not cut a
+//! fetch that the next pull will find stored), with the store's ordinary `put_content` (the
+//! digest verified while the bytes stream in). What else needs the blob meanwhile either
+//! waits for that fetch (a manifest being stored, a pull with a `Range`), or, for a client
+//! pulling it whole, gets it straight from the upstream, verified the same way and not
+//! stored again, rather than wait for the whole fetch without a byte.
 //!
-//! The client whose pull started a fetch gets the bytes as they are stored, not after:
-//! a large layer from a slow upstream starts flowing at once, as from the upstream itself,
+//! The client whose pull started a fetch gets the bytes as they are stored, not after: a
+//! large layer from a slow upstream starts flowing at once, as from the upstream itself,
 //! instead of after a wait that a client may take for a hung server. Its stream ends
-//! cleanly only once the store has verified and kept the blob; bytes that turn out not to
-//! be what their digest says end it with an error (the connection is cut, the client's
-//! own digest check fails too), and nothing is stored.
+//! cleanly only once the store has verified and kept the blob (the chunk that completes it
+//! is held back until then); bytes that turn out not to be what their digest says end it
+//! with an error (the connection is cut, the client's own digest check fails too), and
+//! nothing is stored.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,6 +27,7 @@ use super::upstream::{bad_answer, unreachable};
 use crate::error::{Error, Result};
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::StorageDriver;
+use crate::storage::hashing::Hasher;
 
 /// Chunks in flight between a fetch and its client (a few MiB): a client further behind is
 /// dropped rather than slowing the fetch, and with it every other pull of the blob.
@@ -135,6 +139,13 @@ impl<D: StorageDriver> Filler<D> {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<Fetch> {
+        if self.blob_fetches.is_held(&(repo.clone(), digest.clone())) {
+            // Another pull is fetching it: rather than wait for the whole fetch without a
+            // byte, this one gets the upstream's bytes directly.
+            if let Some(fetch) = self.pass_through(repo, digest).await? {
+                return Ok(fetch);
+            }
+        }
         let (client, started) = oneshot::channel();
         let this = Arc::clone(self);
         let (repo, digest) = (repo.clone(), digest.clone());
@@ -146,6 +157,59 @@ impl<D: StorageDriver> Filler<D> {
         started
             .await
             .unwrap_or_else(|_| Err(bad_answer("fetching a blob from the upstream failed")))
+    }
+
+    /// The blob straight from the upstream, not stored (the fetch in flight stores it),
+    /// verified as it streams: its last chunk is held back until the digest matches, as for
+    /// a fetch. `None` when the upstream does not announce the size (then the caller waits
+    /// for the fetch in flight after all).
+    async fn pass_through(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<Fetch>> {
+        let permit = Arc::clone(&self.fetches).try_acquire_owned().map_err(|_| {
+            Error::TooManyRequests("too many blobs are being fetched upstream".into())
+        })?;
+        let response = self.upstream.blob(repo, digest).await?;
+        let Some(size) = response.content_length() else {
+            return Ok(None);
+        };
+        let (client, body) = mpsc::channel(CLIENT_CHUNKS);
+        let digest = digest.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut hasher = Hasher::new(digest.algorithm());
+            let mut bytes = response.bytes_stream();
+            let (mut seen, mut held) = (0u64, Vec::new());
+            while let Some(chunk) = bytes.next().await {
+                let chunk = match chunk {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        let read = "reading a blob from the upstream registry failed";
+                        let _ = client.send(Err(unreachable(read, e))).await;
+                        return;
+                    }
+                };
+                hasher.update(&chunk);
+                seen = seen.saturating_add(chunk.len() as u64);
+                // This client alone waits on it: it may go at the client's pace.
+                if seen < size {
+                    if client.send(Ok(chunk)).await.is_err() {
+                        return;
+                    }
+                } else {
+                    held.push(chunk);
+                }
+            }
+            if seen != size || hasher.digest() != digest {
+                let wrong = "the upstream registry sent a blob that does not match its digest";
+                let _ = client.send(Err(bad_answer(wrong))).await;
+                return;
+            }
+            for chunk in held {
+                if client.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Some(Fetch::Streaming { size, body }))
     }
 
     pub(crate) async fn stored(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {

@@ -16,10 +16,10 @@
 //!   exist (`404`), neither does it here (Distribution serves the stale local tag then).
 //! - **A manifest by digest**, and **a blob**, are immutable: served locally when stored,
 //!   else fetched. A blob is streamed into the local store (its digest verified on the way)
-//!   and, at the same time, to the client whose pull started the fetch (see `blobs.rs`); a
-//!   range is served from the store once the blob is there; concurrent requests of this
-//!   process for the same blob wait for one fetch. A `HEAD` of a blob that is not stored asks the
-//!   upstream and stores nothing.
+//!   and, at the same time, to the client whose pull started the fetch (see `blobs.rs`);
+//!   other pulls meanwhile get it straight from the upstream (verified, not stored again);
+//!   a range is served from the store once the blob is there. A `HEAD` of a blob that is
+//!   not stored asks the upstream and stores nothing.
 //! - **Storing a manifest** (in the background, after it was served) first makes sure every
 //!   blob it requires is stored, fetching those the client did not pull, then stores it with
 //!   the local driver's ordinary `put_manifest`, then moves the tag if the upstream still

@@ -80,6 +80,14 @@ impl<K: Hash + Eq + Clone> KeyLocks<K> {
         }
     }
 
+    /// Whether `key`'s lock is held (or awaited) now.
+    pub(crate) fn is_held(&self, key: &K) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(key)
+    }
+
     /// Names in the map (held or awaited), for tests.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

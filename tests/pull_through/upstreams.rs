@@ -112,11 +112,11 @@ pub(crate) async fn lying_upstream() -> (OutageProxy, tokio::task::JoinHandle<()
     serve_behind_a_gate(app).await
 }
 
-/// An upstream (a test server: a stall on demand) that sends the first half of `blob`,
-/// then the rest once `release` is notified.
+/// An upstream (a test server: a stall on demand) that answers every request with the
+/// first half of `blob`, then the rest once `release` gives it a permit.
 pub(crate) async fn stalling_upstream(
     blob: Vec<u8>,
-    release: std::sync::Arc<tokio::sync::Notify>,
+    release: std::sync::Arc<tokio::sync::Semaphore>,
 ) -> (OutageProxy, tokio::task::JoinHandle<()>) {
     let app = axum::Router::new().fallback(move || {
         let (blob, release) = (blob.clone(), release.clone());
@@ -127,7 +127,7 @@ pub(crate) async fn stalling_upstream(
             let body = futures::StreamExt::chain(
                 futures::stream::once(async move { Ok::<_, std::io::Error>(first) }),
                 futures::stream::once(async move {
-                    release.notified().await;
+                    let _released = release.acquire().await;
                     Ok(rest)
                 }),
             );
