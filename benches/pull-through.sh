@@ -24,7 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start() { # name, then arguments; prints the address
+start() { # name, then arguments; sets ADDR (not in a subshell: PIDS must see the server)
   local name=$1
   shift
   "$BIN" --listen 127.0.0.1:0 --root-directory "$WORK/$name" "$@" \
@@ -32,7 +32,7 @@ start() { # name, then arguments; prints the address
   PIDS+=($!)
   for _ in $(seq 100); do
     if grep -q "listening on" "$WORK/$name.out" 2>/dev/null; then
-      sed -n 's|.*listening on http://\([^/]*\)/v2/.*|\1|p' "$WORK/$name.out"
+      ADDR=$(sed -n 's|.*listening on http://\([^/]*\)/v2/.*|\1|p' "$WORK/$name.out")
       return
     fi
     sleep 0.1
@@ -41,8 +41,10 @@ start() { # name, then arguments; prints the address
   exit 1
 }
 
-UP=$(start upstream)
-CACHE=$(start cache --proxy-remote-url "http://$UP")
+start upstream
+UP=$ADDR
+start cache --proxy-remote-url "http://$UP"
+CACHE=$ADDR
 
 # An image upstream: a SIZE_MIB layer, a config, a manifest tagged v1.
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom >"$WORK/layer"
