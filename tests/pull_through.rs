@@ -19,16 +19,12 @@ use std::time::Duration;
 use caches::{Store, assert_serves, cache, mirror_of};
 use common::{assert_error, body, ensure_bucket, header, sha256, skopeo};
 use reqwest::StatusCode;
-use upstreams::{lying_upstream, pusher, stalling_upstream, upstream};
+use upstreams::{lying_upstream, pusher, stalling_upstream, upstream, upstream_with_image};
 
 #[tokio::test]
 async fn pulls_come_through_and_stay_when_the_upstream_is_gone() {
     for tokens in [true, false] {
-        let mut up = upstream(tokens).await;
-        let image = pusher(&up, tokens, "team/app")
-            .await
-            .push_image("team/app", "v1", 1)
-            .await;
+        let (mut up, image) = upstream_with_image(tokens, "team/app", "v1", 1).await;
         let (mut c, _root) = mirror_of(&up).await;
         assert_serves(&c, "team/app", "v1", &image).await;
         let head = c.head_blob("team/app", &image.layer_digest).await;
@@ -86,11 +82,7 @@ async fn pulls_come_through_and_stay_when_the_upstream_is_gone() {
 /// fetched itself: served afterwards without the upstream.
 #[tokio::test]
 async fn a_manifest_is_stored_with_the_blobs_the_client_did_not_pull() {
-    let mut up = upstream(true).await;
-    let image = pusher(&up, true, "team/lazy")
-        .await
-        .push_image("team/lazy", "v1", 2)
-        .await;
+    let (mut up, image) = upstream_with_image(true, "team/lazy", "v1", 2).await;
     let (mut c, _root) = mirror_of(&up).await;
     let resp = c.get_manifest("team/lazy", "v1").await;
     assert_eq!(body(resp).await, image.manifest);
@@ -103,11 +95,7 @@ async fn a_manifest_is_stored_with_the_blobs_the_client_did_not_pull() {
 /// does: the tag is kept with the manifest, and served once the upstream is gone.
 #[tokio::test]
 async fn a_tag_looked_up_before_a_pull_by_digest_is_kept() {
-    let mut up = upstream(true).await;
-    let image = pusher(&up, true, "team/ctr")
-        .await
-        .push_image("team/ctr", "v1", 13)
-        .await;
+    let (mut up, image) = upstream_with_image(true, "team/ctr", "v1", 13).await;
     let (mut c, _root) = mirror_of(&up).await;
     let head = c.head_manifest("team/ctr", "v1").await;
     assert_eq!(head.status(), StatusCode::OK);
@@ -247,11 +235,7 @@ async fn tags_follow_the_upstream_and_unknowns_stay_unknown() {
 
 #[tokio::test]
 async fn writes_are_refused_and_wrong_credentials_denied() {
-    let up = upstream(true).await;
-    let image = pusher(&up, true, "team/ro")
-        .await
-        .push_image("team/ro", "v1", 5)
-        .await;
+    let (up, image) = upstream_with_image(true, "team/ro", "v1", 5).await;
     let root = tempfile::tempdir().unwrap();
     let c = cache(
         &up.remote(),
@@ -447,11 +431,7 @@ async fn a_blob_flows_to_its_clients_while_it_is_fetched() {
 /// once the upstream is gone. With `with_skopeo`, skopeo (a real client) copies it out of
 /// one of them too.
 async fn two_caches_over_one_store(store: Store<'_>, with_skopeo: bool) {
-    let mut up = upstream(true).await;
-    let image = pusher(&up, true, "team/shared")
-        .await
-        .push_image("team/shared", "v1", 6)
-        .await;
+    let (mut up, image) = upstream_with_image(true, "team/shared", "v1", 6).await;
     let remote = up.remote();
     let creds = Some(("mirror", "mirror-pw"));
     let mut a = cache(&remote, &up.pki.ca, store, creds).await;

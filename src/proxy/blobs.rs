@@ -237,8 +237,9 @@ impl<D: StorageDriver> Filler<D> {
             Ok(false) => {}
             Err(e) => return waiter.finish(Err(e), Vec::new()).await,
         }
-        // Fetches running at once are bounded: a client waits for its turn only as long as
-        // the fetch is for the cache itself; a client's pull past the bound is refused.
+        // Fetches running at once are bounded. A fill (storing a manifest's blobs) waits
+        // for a permit; a client's pull past the bound is refused with `429` at once rather
+        // than held without a byte.
         let permit = match &waiter {
             Waiter::Caller => Arc::clone(&self.fetches).acquire_owned().await.ok(),
             _ => Arc::clone(&self.fetches).try_acquire_owned().ok(),

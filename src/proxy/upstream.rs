@@ -101,23 +101,35 @@ pub(crate) fn bad_answer(message: impl Into<String>) -> Error {
 
 /// What an unsuccessful status means for the client; `missing` is the error of a `404`.
 fn status_error(status: StatusCode, missing: impl FnOnce() -> Error) -> Error {
-    match status {
-        StatusCode::NOT_FOUND => missing(),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+    match outcome_of(status) {
+        UpstreamOutcome::NotFound => missing(),
+        UpstreamOutcome::Denied => {
             Error::Denied("the upstream registry refused access to this repository".into())
         }
-        StatusCode::TOO_MANY_REQUESTS => {
+        UpstreamOutcome::Throttled => {
             Error::TooManyRequests("the upstream registry asks to slow down".into())
         }
         // A failure of the upstream may pass; a refusal of what was asked will not.
-        s => Error::Backend {
+        UpstreamOutcome::Ok | UpstreamOutcome::Failed => Error::Backend {
             driver: UPSTREAM,
             operation: None,
             key: None,
-            message: format!("the upstream registry answered {}", s.as_u16()),
-            retryable: s.is_server_error(),
+            message: format!("the upstream registry answered {}", status.as_u16()),
+            retryable: status.is_server_error(),
             source: None,
         },
+    }
+}
+
+/// What an upstream answer's status stands for: the one place statuses are classified,
+/// for the errors above and for the request counters alike.
+fn outcome_of(status: StatusCode) -> UpstreamOutcome {
+    match status {
+        s if s.is_success() => UpstreamOutcome::Ok,
+        StatusCode::NOT_FOUND => UpstreamOutcome::NotFound,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => UpstreamOutcome::Denied,
+        StatusCode::TOO_MANY_REQUESTS => UpstreamOutcome::Throttled,
+        _ => UpstreamOutcome::Failed,
     }
 }
 
@@ -223,13 +235,7 @@ impl Upstream {
     ) -> Result<reqwest::Response> {
         let sent = self.send_uncounted(method, repo, path, query, accept).await;
         let outcome = match &sent {
-            Ok(r) => match r.status() {
-                s if s.is_success() => UpstreamOutcome::Ok,
-                StatusCode::NOT_FOUND => UpstreamOutcome::NotFound,
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => UpstreamOutcome::Denied,
-                StatusCode::TOO_MANY_REQUESTS => UpstreamOutcome::Throttled,
-                _ => UpstreamOutcome::Failed,
-            },
+            Ok(r) => outcome_of(r.status()),
             Err(_) => UpstreamOutcome::Failed,
         };
         self.metrics.record(request, outcome);

@@ -4,6 +4,7 @@
 
 use crate::common::Registry;
 use crate::common::auth::{self, Setup, rule};
+use crate::common::manifests::Image;
 use crate::common::outage_proxy::OutageProxy;
 use marina_distribution::registry::auth::config::AuthConfig;
 
@@ -71,6 +72,21 @@ pub(crate) async fn pusher(up: &Upstream, tokens: bool, repo: &str) -> Registry 
     } else {
         up.basic("alice", "alice-pw")
     }
+}
+
+/// An upstream (see [`upstream`]) to which alice pushed one image as `repo:tag`.
+pub(crate) async fn upstream_with_image(
+    tokens: bool,
+    repo: &str,
+    tag: &str,
+    seed: u8,
+) -> (Upstream, Image) {
+    let up = upstream(tokens).await;
+    let image = pusher(&up, tokens, repo)
+        .await
+        .push_image(repo, tag, seed)
+        .await;
+    (up, image)
 }
 
 /// `app` served on 127.0.0.1, reached through a gate that can be closed.
