@@ -78,6 +78,27 @@ async fn pulls_come_through_and_stay_when_the_upstream_is_gone() {
     }
 }
 
+/// A cache without credentials (a mirror of Docker Hub's public images) pulls what the
+/// upstream serves anonymously, with an anonymous token or with no challenge at all, and is
+/// denied the rest with the upstream's refusal.
+#[tokio::test]
+async fn a_cache_without_credentials_pulls_what_anyone_may() {
+    for tokens in [true, false] {
+        let (mut up, image) = upstream_with_image(tokens, "public/app", "v1", 15).await;
+        pusher(&up, tokens, "team/app")
+            .await
+            .push_image("team/app", "v1", 16)
+            .await;
+        let root = tempfile::tempdir().unwrap();
+        let mut c = cache(&up.remote(), &up.pki.ca, Store::Root(root.path()), None).await;
+        assert_serves(&c, "public/app", "v1", &image).await;
+        assert_error(c.get_manifest("team/app", "v1").await, 403, "DENIED").await;
+        c.stored(&image.digest).await;
+        up.go_away().await;
+        assert_serves(&c, "public/app", "v1", &image).await;
+    }
+}
+
 /// A manifest pulled by digest only, without its blobs, is stored with the blobs the cache
 /// fetched itself: served afterwards without the upstream.
 #[tokio::test]

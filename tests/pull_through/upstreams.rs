@@ -39,7 +39,8 @@ impl Upstream {
     }
 }
 
-/// An upstream over TLS: alice pushes `team/**`, the cache's user `mirror` pulls it; with
+/// An upstream over TLS: alice pushes `team/**`, the cache's user `mirror` pulls it;
+/// alice pushes `public/**` too, which anyone may pull without credentials; with
 /// `tokens` the upstream issues bearer tokens (its API then takes no Basic).
 pub(crate) async fn upstream(tokens: bool) -> Upstream {
     let server = upstream_server(tokens).await;
@@ -59,6 +60,8 @@ async fn upstream_server(tokens: bool) -> auth::AuthServer {
         access: vec![
             rule("team/**", &["alice"], &["pull", "push"]),
             rule("team/**", &["mirror"], &["pull"]),
+            rule("public/**", &["alice"], &["pull", "push"]),
+            rule("public/**", &["anonymous"], &["pull"]),
         ],
     })
     .await
