@@ -385,23 +385,35 @@ async fn bytes_that_are_not_what_they_claim_are_refused_and_not_stored() {
     );
 }
 
-/// The first half of `stream`'s body, awaited for at most 20 s (the upstream holds the
-/// rest back meanwhile).
-async fn first_half(
+/// The first `n` bytes (at least) of `stream`'s body, each chunk awaited for at most 20 s
+/// (the upstream holds the rest back meanwhile).
+async fn leading(
     stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
-    len: usize,
+    n: usize,
 ) -> Vec<u8> {
     use futures::StreamExt;
     let mut got = Vec::new();
-    while got.len() < len / 2 {
+    while got.len() < n {
         let chunk = tokio::time::timeout(Duration::from_secs(20), stream.next())
             .await
-            .expect("the first half did not come while the upstream held the rest")
+            .expect("the first bytes did not come while the upstream held the rest")
             .expect("the body ended early")
             .expect("the body failed");
         got.extend_from_slice(&chunk);
     }
     got
+}
+
+/// Reads the rest of `stream`'s body into `got` (kept if this is cut short); the body must
+/// end cleanly.
+async fn read_into(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    got: &mut Vec<u8>,
+) {
+    use futures::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        got.extend_from_slice(&chunk.expect("the body failed"));
+    }
 }
 
 /// A blob the cache does not hold reaches the client as it is fetched, not once it is
@@ -410,7 +422,6 @@ async fn first_half(
 /// stored, and served without the upstream.
 #[tokio::test]
 async fn a_blob_flows_to_its_clients_while_it_is_fetched() {
-    use futures::StreamExt;
     let blob = common::payload(1 << 20, 9);
     let digest = sha256(&blob);
     let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
@@ -431,20 +442,80 @@ async fn a_blob_flows_to_its_clients_while_it_is_fetched() {
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(header(&resp, "content-length"), blob.len().to_string());
         let mut stream = resp.bytes_stream();
-        got.push(first_half(&mut stream, blob.len()).await);
+        got.push(leading(&mut stream, blob.len() / 2).await);
         streams.push(stream);
     }
     release.add_permits(2);
     for (stream, got) in streams.iter_mut().zip(&mut got) {
-        while let Some(chunk) = stream.next().await {
-            got.extend_from_slice(&chunk.expect("the body failed"));
-        }
+        read_into(stream, got).await;
         assert!(*got == blob, "a client got other bytes");
     }
     gate.take_down().await;
     let again = c.get_blob("slow/app", &digest).await;
     assert_eq!(again.status(), StatusCode::OK);
     assert_eq!(body(again).await, blob);
+}
+
+/// A range of a blob the cache does not hold flows as the blob is fetched too: a range to
+/// the end (a resumed download) starts while the upstream holds the rest back; a range
+/// within the first half, all of it arrived, still ends only once the whole blob is
+/// verified; an unsatisfiable one is a `416`. Once stored, ranges come from the store.
+#[tokio::test]
+async fn a_range_flows_as_the_blob_is_fetched_and_ends_once_it_is_verified() {
+    let blob = common::payload(1 << 20, 17);
+    let len = blob.len();
+    let digest = sha256(&blob);
+    let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let (mut gate, _task) = stalling_upstream(blob.clone(), release.clone()).await;
+    let root = tempfile::tempdir().unwrap();
+    let remote = format!("http://127.0.0.1:{}", gate.port);
+    let c = cache(
+        &remote,
+        Path::new("/dev/null"),
+        Store::Root(root.path()),
+        None,
+    )
+    .await;
+    let resumed = c.get_blob_range("slow/app", &digest, "bytes=1000-");
+    let resumed = tokio::time::timeout(Duration::from_secs(20), resumed)
+        .await
+        .expect("a range waited for the whole blob");
+    assert_eq!(resumed.status(), StatusCode::PARTIAL_CONTENT);
+    let whole_range = format!("bytes 1000-{}/{len}", len - 1);
+    assert_eq!(header(&resumed, "content-range"), whole_range);
+    let mut resumed = resumed.bytes_stream();
+    let mut got = leading(&mut resumed, len / 2 - 1000).await;
+
+    let early = c.get_blob_range("slow/app", &digest, "bytes=10-19").await;
+    assert_eq!(early.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        header(&early, "content-range"),
+        format!("bytes 10-19/{len}")
+    );
+    let mut early = early.bytes_stream();
+    let mut early_got = Vec::new();
+    let before_verified = tokio::time::timeout(
+        Duration::from_millis(500),
+        read_into(&mut early, &mut early_got),
+    )
+    .await;
+    assert!(
+        before_verified.is_err(),
+        "a range ended before the blob was verified"
+    );
+    let past_the_end = format!("bytes={len}-");
+    let unsatisfiable = c.get_blob_range("slow/app", &digest, &past_the_end).await;
+    assert_eq!(unsatisfiable.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+
+    release.add_permits(3);
+    read_into(&mut resumed, &mut got).await;
+    assert!(got == blob[1000..], "a resumed download got other bytes");
+    read_into(&mut early, &mut early_got).await;
+    assert_eq!(early_got, blob[10..20]);
+    gate.take_down().await;
+    let stored = c.get_blob_range("slow/app", &digest, "bytes=10-19").await;
+    assert_eq!(stored.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body(stored).await, blob[10..20]);
 }
 
 /// Two cache processes over one `store` (as stateless processes of one cache are) pull the

@@ -2,9 +2,9 @@
 //! digest in this process, in a task of its own (a client that goes away does not cut a
 //! fetch that the next pull will find stored), with the store's ordinary `put_content` (the
 //! digest verified while the bytes stream in). What else needs the blob meanwhile either
-//! waits for that fetch (a manifest being stored, a pull with a `Range`), or, for a client
-//! pulling it whole, gets it straight from the upstream, verified the same way and not
-//! stored again, rather than wait for the whole fetch without a byte.
+//! waits for that fetch (a manifest being stored), or, for a client pulling it, gets it
+//! straight from the upstream, verified the same way and not stored again, rather than
+//! wait for the whole fetch without a byte.
 //!
 //! The client whose pull started a fetch gets the bytes as they are stored, not after: a
 //! large layer from a slow upstream starts flowing at once, as from the upstream itself,
@@ -14,12 +14,10 @@
 //! with an error (the connection is cut, the client's own digest check fails too), and
 //! nothing is stored.
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::fill::Filler;
@@ -87,27 +85,6 @@ impl Waiter {
                 }
                 Ok(())
             }
-        }
-    }
-}
-
-/// A blob read through the cache: from the local store, or as it is being fetched.
-#[pin_project::pin_project(project = ProxyBlobStreamProj)]
-#[derive(Debug)]
-pub enum ProxyBlobStream<S> {
-    /// From the local store.
-    Stored(#[pin] S),
-    /// From the upstream, as it is stored.
-    Fetched(mpsc::Receiver<Result<Bytes>>),
-}
-
-impl<S: Stream<Item = Result<Bytes>>> Stream for ProxyBlobStream<S> {
-    type Item = Result<Bytes>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.project() {
-            ProxyBlobStreamProj::Stored(s) => s.poll_next(cx),
-            ProxyBlobStreamProj::Fetched(rx) => rx.poll_recv(cx),
         }
     }
 }

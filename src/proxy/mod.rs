@@ -17,9 +17,10 @@
 //! - **A manifest by digest**, and **a blob**, are immutable: served locally when stored,
 //!   else fetched. A blob is streamed into the local store (its digest verified on the way)
 //!   and, at the same time, to the client whose pull started the fetch (see `blobs.rs`);
-//!   other pulls meanwhile get it straight from the upstream (verified, not stored again);
-//!   a range is served from the store once the blob is there. A `HEAD` of a blob that is
-//!   not stored asks the upstream and stores nothing.
+//!   other pulls meanwhile get it straight from the upstream (verified, not stored again).
+//!   A range flows the same way, its last bytes held until the whole blob is verified (see
+//!   `stream.rs`). A `HEAD` of a blob that is not stored asks the upstream and stores
+//!   nothing.
 //! - **Storing a manifest** (in the background, after it was served) first makes sure every
 //!   blob it requires is stored, fetching those the client did not pull, then stores it with
 //!   the local driver's ordinary `put_manifest`, then moves the tag if the upstream still
@@ -42,6 +43,7 @@ mod blobs;
 mod challenge;
 pub mod config;
 mod fill;
+mod stream;
 mod upstream;
 
 use std::sync::Arc;
@@ -60,9 +62,9 @@ use crate::storage::{
     TagList, UploadId,
 };
 use blobs::Fetch;
-pub use blobs::ProxyBlobStream;
 pub use config::ProxyConfig;
 use fill::Filler;
+pub use stream::{FetchedBytes, ProxyBlobStream};
 use upstream::Upstream;
 
 /// The driver name errors of the upstream carry ([`Error::Backend`]'s `driver`).
@@ -265,24 +267,21 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
             Err(Error::BlobUnknown(_)) => {}
             found => return found.map(stored),
         }
-        // A range is served from the store once the whole blob is there.
-        let fetch = match range {
-            None => self.filler.fetch_for_client(repo, digest).await?,
-            Some(_) => {
-                self.filler.ensure_blob(repo, digest).await?;
-                Fetch::Stored
+        // A range, as the whole blob, flows as the blob is fetched (its last bytes once the
+        // whole blob is verified).
+        match self.filler.fetch_for_client(repo, digest).await? {
+            Fetch::Streaming { size, body } => {
+                let range = range.map(|r| r.resolve(size)).transpose()?;
+                Ok(BlobRead {
+                    info: FileInfo {
+                        path: String::new(),
+                        size,
+                        digest: digest.clone(),
+                    },
+                    range,
+                    stream: ProxyBlobStream::Fetched(FetchedBytes::new(body, size, range)),
+                })
             }
-        };
-        match fetch {
-            Fetch::Streaming { size, body } => Ok(BlobRead {
-                info: FileInfo {
-                    path: String::new(),
-                    size,
-                    digest: digest.clone(),
-                },
-                range: None,
-                stream: ProxyBlobStream::Fetched(body),
-            }),
             Fetch::Stored => self
                 .local_driver()
                 .get_content(repo, digest, range)
