@@ -19,7 +19,10 @@ use std::time::Duration;
 use caches::{Store, assert_serves, cache, mirror_of};
 use common::{assert_error, body, ensure_bucket, header, sha256, skopeo};
 use reqwest::StatusCode;
-use upstreams::{lying_upstream, pusher, stalling_upstream, upstream, upstream_with_image};
+use upstreams::{
+    Tokens, lying_upstream, pusher, stalling_upstream, token_upstream, upstream,
+    upstream_with_image,
+};
 
 #[tokio::test]
 async fn pulls_come_through_and_stay_when_the_upstream_is_gone() {
@@ -97,6 +100,61 @@ async fn a_cache_without_credentials_pulls_what_anyone_may() {
         up.go_away().await;
         assert_serves(&c, "public/app", "v1", &image).await;
     }
+}
+
+/// The cache keeps an upstream token while it lives and no longer: one token serves
+/// requests until it expires (Docker Hub's live five minutes), a token about to expire is
+/// not used again, and a token the upstream refuses before its time is replaced at once;
+/// clients see none of it.
+#[tokio::test]
+async fn upstream_tokens_are_kept_while_they_live_and_replaced_when_refused() {
+    use std::sync::atomic::Ordering;
+    let digest = sha256(b"token test");
+    let tokens = std::sync::Arc::new(Tokens::default());
+    let (gate, _task) = token_upstream(10, tokens.clone()).await;
+    let root = tempfile::tempdir().unwrap();
+    let remote = format!("http://127.0.0.1:{}", gate.port);
+    let c = cache(
+        &remote,
+        Path::new("/dev/null"),
+        Store::Root(root.path()),
+        None,
+    )
+    .await;
+    let head = || async {
+        let resp = c.head_blob("tok/app", &digest).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(header(&resp, "content-length"), "10");
+    };
+    tokens.lifetime.store(3600, Ordering::SeqCst);
+    head().await;
+    head().await;
+    head().await;
+    assert_eq!(
+        tokens.issued.load(Ordering::SeqCst),
+        1,
+        "a live token was not kept"
+    );
+    tokens.revoke();
+    head().await;
+    assert_eq!(
+        tokens.issued.load(Ordering::SeqCst),
+        2,
+        "a refused token was not replaced"
+    );
+    head().await;
+    assert_eq!(tokens.issued.load(Ordering::SeqCst), 2);
+    // A token too close to its end (a few seconds) is used for the request it was fetched
+    // for, never again.
+    tokens.lifetime.store(5, Ordering::SeqCst);
+    tokens.revoke();
+    head().await;
+    head().await;
+    assert_eq!(
+        tokens.issued.load(Ordering::SeqCst),
+        4,
+        "an expiring token was used again"
+    );
 }
 
 /// A manifest pulled by digest only, without its blobs, is stored with the blobs the cache

@@ -159,3 +159,69 @@ pub(crate) async fn stalling_upstream(
     });
     serve_behind_a_gate(app).await
 }
+
+/// The token side of [`token_upstream`]: what its realm issued and what it accepts.
+#[derive(Default)]
+pub(crate) struct Tokens {
+    /// Tokens issued so far.
+    pub(crate) issued: std::sync::atomic::AtomicUsize,
+    /// The `expires_in` of the tokens it issues, in seconds.
+    pub(crate) lifetime: std::sync::atomic::AtomicU64,
+    /// The one token accepted: the last issued, until revoked.
+    accepted: std::sync::Mutex<Option<String>>,
+}
+
+impl Tokens {
+    /// Refuses the token accepted so far (as a registry does when it expired early or
+    /// its key rotated).
+    pub(crate) fn revoke(&self) {
+        *self.accepted.lock().unwrap() = None;
+    }
+}
+
+/// An upstream (a test server: tokens that expire or are revoked on demand) whose realm
+/// issues bearer tokens announced as living `tokens.lifetime` seconds, and whose API
+/// answers every `HEAD` of a blob with `blob`'s size to a bearer of the token last issued
+/// and not revoked, else with a `401` challenge to that realm.
+pub(crate) async fn token_upstream(
+    blob_size: usize,
+    tokens: std::sync::Arc<Tokens>,
+) -> (OutageProxy, tokio::task::JoinHandle<()>) {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use std::sync::atomic::Ordering;
+    let issuer = tokens.clone();
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            axum::routing::get(move || {
+                let tokens = issuer.clone();
+                async move {
+                    let n = tokens.issued.fetch_add(1, Ordering::SeqCst) + 1;
+                    let token = format!("token-{n}");
+                    *tokens.accepted.lock().unwrap() = Some(token.clone());
+                    let lifetime = tokens.lifetime.load(Ordering::SeqCst);
+                    axum::Json(serde_json::json!({"token": token, "expires_in": lifetime}))
+                }
+            }),
+        )
+        .fallback(move |headers: HeaderMap| {
+            let tokens = tokens.clone();
+            async move {
+                let given = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "));
+                let accepted = tokens.accepted.lock().unwrap().clone();
+                if given.is_some() && given == accepted.as_deref() {
+                    return ([("content-length", blob_size.to_string())], "").into_response();
+                }
+                let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("");
+                let challenge = format!(
+                    r#"Bearer realm="http://{host}/token",service="up",scope="repository:tok/app:pull""#
+                );
+                (StatusCode::UNAUTHORIZED, [("www-authenticate", challenge)]).into_response()
+            }
+        });
+    serve_behind_a_gate(app).await
+}
