@@ -260,6 +260,7 @@ async fn collector(
             delete_untagged: untagged_too && run % 4 >= 2,
             grace: Duration::ZERO,
             upload_ttl: None,
+            manifest_ttl: None,
         };
         let report = d
             .collect_garbage(&options)
@@ -402,6 +403,7 @@ async fn stress(config: StorageConfig, backend: &str, default_secs: u64) {
         delete_untagged: true,
         grace: Duration::ZERO,
         upload_ttl: None,
+        manifest_ttl: None,
     };
     instances[1]
         .collect_garbage(&last)

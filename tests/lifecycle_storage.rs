@@ -47,6 +47,7 @@ fn no_grace() -> GcOptions {
         delete_untagged: false,
         grace: Duration::ZERO,
         upload_ttl: None,
+        manifest_ttl: None,
     }
 }
 

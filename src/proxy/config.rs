@@ -32,6 +32,13 @@ pub struct ProxyConfig {
     /// Time the upstream may stay silent during an answer (default 30 s).
     #[serde(default, deserialize_with = "crate::config_duration::optional")]
     pub read_timeout: Option<Duration>,
+    /// How long what the cache stores is kept (CNCF Distribution's `proxy.ttl`): garbage
+    /// collections remove manifests stored longer ago, with their tags, and the blobs only
+    /// they referenced; the next pull fetches them again. Default
+    /// [`DEFAULT_TTL`] (7 days); `0s`: kept until deleted otherwise. See
+    /// [`manifest_ttl`](Self::manifest_ttl).
+    #[serde(default, deserialize_with = "crate::config_duration::optional")]
+    pub ttl: Option<Duration>,
 }
 
 impl std::fmt::Debug for ProxyConfig {
@@ -42,6 +49,7 @@ impl std::fmt::Debug for ProxyConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
+            .field("ttl", &self.ttl)
             .finish()
     }
 }
@@ -50,6 +58,8 @@ impl std::fmt::Debug for ProxyConfig {
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default [`ProxyConfig::read_timeout`].
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`ProxyConfig::ttl`]: 168 hours, as CNCF Distribution's proxy.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(168 * 3600);
 
 /// The cache's credentials at the upstream.
 #[derive(Clone)]
@@ -92,6 +102,16 @@ impl ProxyConfig {
         self.remote_url.is_some()
     }
 
+    /// The [`GcOptions::manifest_ttl`](crate::storage::GcOptions::manifest_ttl) of the
+    /// cache's store: [`ttl`](Self::ttl), [`DEFAULT_TTL`] when unset, `None` for `0s`.
+    pub fn manifest_ttl(&self) -> Option<Duration> {
+        match self.ttl {
+            None => Some(DEFAULT_TTL),
+            Some(ttl) if ttl.is_zero() => None,
+            Some(ttl) => Some(ttl),
+        }
+    }
+
     /// Checks the settings: an `http`/`https` URL of a host (no credentials, path or query
     /// in it), a username and a password together or neither. Returns the upstream's base
     /// URL (`scheme://host[:port]`).
@@ -99,6 +119,9 @@ impl ProxyConfig {
         let Some(url) = &self.remote_url else {
             if self.username.is_some() || self.password.is_some() {
                 return Err("proxy: credentials given without remote_url".into());
+            }
+            if self.ttl.is_some() {
+                return Err("proxy.ttl: applies to a pull-through cache (remote_url) only".into());
             }
             return Ok(None);
         };
@@ -162,6 +185,16 @@ mod tests {
             Ok(Some("http://127.0.0.1:5000".into()))
         );
         assert_eq!(ProxyConfig::default().validate(), Ok(None));
+    }
+
+    #[test]
+    fn what_the_cache_stores_is_kept_a_week_unless_told_otherwise() {
+        let mut c = with_url("https://host");
+        assert_eq!(c.manifest_ttl(), Some(DEFAULT_TTL));
+        c.ttl = Some(Duration::from_secs(3600));
+        assert_eq!(c.manifest_ttl(), Some(Duration::from_secs(3600)));
+        c.ttl = Some(Duration::ZERO);
+        assert_eq!(c.manifest_ttl(), None);
     }
 
     #[test]

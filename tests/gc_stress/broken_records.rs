@@ -145,6 +145,7 @@ async fn broken_records_are_reclaimed_under_load_and_nothing_acknowledged_is_los
         delete_untagged: false,
         grace: Duration::ZERO,
         upload_ttl: None,
+        manifest_ttl: None,
     };
     let report = instances[1]
         .collect_garbage(&last)

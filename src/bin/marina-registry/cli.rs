@@ -49,7 +49,7 @@ ENVIRONMENT (storage):
   MARINA_READ_ONLY        true: serve pulls only (see --read-only)
   MARINA_DISABLE_DELETES  true: refuse deletes (see --disable-deletes)
   MARINA_PROXY_REMOTE_URL, MARINA_PROXY_USERNAME, MARINA_PROXY_PASSWORD  pull-through cache
-  (see --proxy-remote-url)
+  (see --proxy-remote-url); MARINA_PROXY_TTL (see --proxy-ttl)
 
 ENVIRONMENT (lifecycle; durations like 30s, 15m, 24h, or off):
   MARINA_GC_INTERVAL      periodic garbage collection in the server (default off)
@@ -101,6 +101,7 @@ CONFIG FILE (TOML, all keys optional; docs/configuration.md lists them all):
   max_connections = 1024
   [proxy]                           # a pull-through cache (docs/operations.md)
   remote_url = \"https://registry-1.docker.io\"
+  ttl = \"168h\"                    # what it stored is kept this long (\"0s\": kept)
   [[notifications.endpoints]]       # see docs/operations.md
   name = \"ci\"
   url = \"http://127.0.0.1:8080/events\"
@@ -217,6 +218,12 @@ pub(crate) struct Shared {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub(crate) delete_untagged: Option<bool>,
+
+    /// A pull-through cache keeps what it stored this long: collections remove older
+    /// manifests, tags included, and the next pull fetches them again (default 168h; 0s or
+    /// off: kept). A cache that sets no --gc-interval collects every hour.
+    #[arg(long, env = "MARINA_PROXY_TTL", value_name = "DURATION", global = true)]
+    pub(crate) proxy_ttl: Option<String>,
 
     /// Garbage collections spare what was written less than this long ago (default 1h;
     /// 0s is safe too).

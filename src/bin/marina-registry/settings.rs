@@ -94,6 +94,10 @@ fn duration(
     }
 }
 
+/// How often a pull-through cache collects when no `gc_interval` is set (what it stored
+/// expires by collections).
+const CACHE_GC_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// The settings `cli` (flags and environment variables) and its configuration file decide.
 pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
     let shared = &cli.shared;
@@ -140,7 +144,21 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
     if let Some(url) = &cli.proxy_remote_url {
         proxy.remote_url = Some(url.clone());
     }
+    if let Some(text) = &shared.proxy_ttl {
+        if !proxy.is_enabled() {
+            return Err(
+                "--proxy-ttl (MARINA_PROXY_TTL) applies to a pull-through cache \
+                        (proxy.remote_url) only"
+                    .into(),
+            );
+        }
+        let ttl = lifecycle::parse_duration("proxy.ttl", text).map_err(|e| e.to_string())?;
+        proxy.ttl = Some(ttl.unwrap_or(Duration::ZERO));
+    }
     proxy.validate()?;
+    // Also for `marina-registry gc` over a cache's store (its configuration names the
+    // upstream): what a cache stored expires.
+    let manifest_ttl = proxy.is_enabled().then(|| proxy.manifest_ttl()).flatten();
     let proxy = (cli.command.is_none() && proxy.is_enabled()).then_some(proxy);
     // A cache stores the index a client pulls without the platforms it does not pull.
     if shared.sparse_indexes || proxy.is_some() {
@@ -171,6 +189,7 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
             file.upload_ttl.as_deref(),
             defaults.gc.upload_ttl,
         )?,
+        manifest_ttl,
     };
     let serving = cli.command.is_none();
     // `marina-registry gc` is the operator's explicit deletion: it ignores `read_only` (as
@@ -191,6 +210,15 @@ pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
         )?,
         gc,
     };
+    if proxy.is_some()
+        && let Some(ttl) = manifest_ttl
+        && cli.gc_interval.is_none()
+        && file.gc_interval.is_none()
+    {
+        // A cache expires what it stored by collecting: every hour (as often as its TTL
+        // when that is shorter) unless told otherwise.
+        schedule.gc_interval = Some(ttl.clamp(Duration::from_secs(1), CACHE_GC_INTERVAL));
+    }
     // A shorter period would run one collection or expiry after another, without rest.
     let too_often = |period: Option<std::time::Duration>| {
         period.is_some_and(|d| d < std::time::Duration::from_secs(1))

@@ -194,6 +194,7 @@ pub struct GcMetrics {
     manifests: Counter,
     uploads: Counter,
     links: Counter,
+    tags: Counter,
     bytes: Counter,
     last_run: Gauge,
 }
@@ -217,7 +218,8 @@ impl GcMetrics {
         let reclaimed = Family::<KindLabels, Counter>::default();
         registry.register(
             "gc_reclaimed",
-            "Objects garbage collection removed, by kind (blobs, manifests, uploads, links)",
+            "Objects garbage collection removed, by kind (blobs, manifests, uploads, links, \
+             tags: those a pull-through cache's TTL expired)",
             reclaimed.clone(),
         );
         let bytes = Counter::default();
@@ -243,6 +245,7 @@ impl GcMetrics {
             manifests: kind("manifests"),
             uploads: kind("uploads"),
             links: kind("links"),
+            tags: kind("tags"),
             bytes,
             last_run,
         }
@@ -260,6 +263,7 @@ impl GcMetrics {
         self.manifests.inc_by(report.manifests);
         self.uploads.inc_by(report.uploads);
         self.links.inc_by(report.links);
+        self.tags.inc_by(report.tags);
         self.finished(report.duration);
     }
 

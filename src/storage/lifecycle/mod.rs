@@ -158,6 +158,36 @@
 //! manifest being deleted. A record P stores again at P5 goes back through P4 and P5, so the
 //! blob argument applies to it.
 //!
+//! ### Expiry
+//!
+//! A store whose content another registry provides again (a
+//! [pull-through cache](crate::proxy)'s) may expire what it stored:
+//! [`GcOptions::manifest_ttl`]. Phase 1 then runs in every repository (also without
+//! `delete_untagged`), with one step first:
+//!
+//! - E1: list the repository's records with their times; the *expired* manifests are those
+//!   written more than the TTL before the run began;
+//! - E2: for each tag naming an expired manifest, read the tag again and remove it if it
+//!   still names that manifest (an immutable tag is kept).
+//!
+//! Phase 1 proper follows, in which a record no tag or intent reaches is a candidate once
+//! older than the TTL (than the grace period with `delete_untagged`): the expired manifests
+//! whose tags E2 removed, and those never tagged. Phase 2 then takes the blobs only they
+//! referenced.
+//!
+//! What this changes in the argument: nothing for manifests and blobs. E2 only removes tags,
+//! and everything else is deleted under the protocol above, so a push that tags an expired
+//! manifest again (a cache following its upstream) after E2 makes it reachable at the
+//! re-mark through its intent or its tag, as a push tagging an untagged manifest does, and
+//! no acknowledged push loses its manifest, a blob or a child. What it gives up is tags: a
+//! tag that another process moves between E2's read and its removal is removed although it
+//! was just written. That is the one acknowledged write a collection may undo, and only with
+//! `manifest_ttl`, which suits a cache and no other store: a cache's tags record what the
+//! upstream named last, every pull by tag asks the upstream again and tags anew, and a tag
+//! lost this way only means that while the upstream cannot be reached, that tag is not
+//! served from the store. The records' times come from the store's clock; a skew between it
+//! and the collecting host's only moves expiry by as much.
+//!
 //! ### Broken records
 //!
 //! Every collection (with or without `delete_untagged`) also reclaims **broken records**:
@@ -349,6 +379,10 @@ pub struct GcOptions {
     pub grace: Duration,
     /// Expire upload sessions idle for longer than this (phase 3); `None` skips the phase.
     pub upload_ttl: Option<Duration>,
+    /// Expire manifests stored longer ago than this, tagged or not (phase 1, see "Expiry"
+    /// in the module docs): for a store whose content another registry provides again, a
+    /// [pull-through cache](crate::proxy)'s. `None` (the default) keeps them.
+    pub manifest_ttl: Option<Duration>,
 }
 
 impl Default for GcOptions {
@@ -358,6 +392,7 @@ impl Default for GcOptions {
             delete_untagged: false,
             grace: DEFAULT_GRACE,
             upload_ttl: Some(DEFAULT_UPLOAD_TTL),
+            manifest_ttl: None,
         }
     }
 }
@@ -378,6 +413,9 @@ pub struct GcReport {
     pub bytes: u64,
     /// Repository links deleted (phase 2).
     pub links: u64,
+    /// Tags removed because the manifest they named expired
+    /// ([`GcOptions::manifest_ttl`]).
+    pub tags: u64,
     /// Upload sessions expired and orphaned upload storage released (phase 3).
     pub uploads: u64,
     /// Of [`uploads`](Self::uploads), the sessions expired (their records removed); the

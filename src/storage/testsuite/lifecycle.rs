@@ -26,6 +26,7 @@ fn now_options() -> GcOptions {
         delete_untagged: false,
         grace: Duration::ZERO,
         upload_ttl: None,
+        manifest_ttl: None,
     }
 }
 
@@ -245,6 +246,52 @@ where
             .get_manifest(&r, &Reference::Digest(kept.digest.clone()))
             .await);
     }
+}
+
+/// With `manifest_ttl` (a pull-through cache's store): within the TTL manifests stay,
+/// tagged or not; past it they go, tags and blobs with them, and what is left is a clean
+/// store that takes the same image again.
+pub async fn gc_expires_manifests_past_their_ttl<F: DriverFactory>(f: &F)
+where
+    F::Instance: Lifecycle,
+{
+    let s = Setup::new(f).await;
+    let d = &*s.d;
+    let r = repo("suite/gc/ttl");
+    let (tagged, _) = push_image(d, &r, &tag_ref("v1"), 14).await;
+    let (untagged, _) = push_image(d, &r, &tag_ref("tmp"), 15).await;
+    ok!(d.untag_manifest(&r, &tag("tmp")).await);
+    let expiring = |ttl| GcOptions {
+        manifest_ttl: Some(ttl),
+        ..now_options()
+    };
+    let within = gc(d, expiring(Duration::from_secs(3600))).await;
+    assert_eq!(
+        (within.tags, within.manifests, within.blobs),
+        (0, 0, 0),
+        "{within:?}"
+    );
+    assert_eq!(ok!(d.resolve_tag(&r, &tag("v1")).await), tagged.digest);
+    let past = gc(d, expiring(Duration::ZERO)).await;
+    assert_eq!(
+        (past.tags, past.manifests, past.blobs),
+        (1, 2, 4),
+        "{past:?}"
+    );
+    assert_err!(
+        d.resolve_tag(&r, &tag("v1")).await,
+        Error::ManifestUnknown(_)
+    );
+    for gone in [&tagged, &untagged] {
+        assert_err!(
+            d.get_manifest(&r, &Reference::Digest(gone.digest.clone()))
+                .await,
+            Error::ManifestUnknown(_)
+        );
+    }
+    let (again, _) = push_image(d, &r, &tag_ref("v1"), 14).await;
+    assert_eq!(again.digest, tagged.digest);
+    assert_eq!(ok!(d.resolve_tag(&r, &tag("v1")).await), tagged.digest);
 }
 
 /// With `delete_untagged`: what no tag reaches goes (with its blobs and referrer entry);

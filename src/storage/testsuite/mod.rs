@@ -303,6 +303,7 @@ macro_rules! for_each_lifecycle_case {
             gc_grace_spares_recent_writes,
             gc_sweeps_links_no_manifest_of_their_repository_references,
             gc_keeps_untagged_manifests_by_default,
+            gc_expires_manifests_past_their_ttl,
             gc_delete_untagged_keeps_what_tags_reach,
             gc_reclaims_interim_sha512_blobs,
             uploads_expire_after_their_ttl,

@@ -71,7 +71,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         if candidates.is_empty() {
             return Ok(());
         }
-        match self.reachable(&mut repo).await? {
+        match self.reachable(&mut repo, &HashSet::new()).await? {
             Reach::Known(reachable) => candidates.retain(|d| !reachable.contains(d)),
             Reach::Unknown => return Ok(()),
         }
@@ -97,7 +97,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
             // the records' times (written again since the mark: a push is in flight);
             // what a record written meanwhile requires as a child; then whether each
             // candidate is still broken (a blob stored again: a push may need it).
-            match self.reachable(&mut repo).await? {
+            match self.reachable(&mut repo, &HashSet::new()).await? {
                 Reach::Known(reachable) => candidates.retain(|d| !reachable.contains(d)),
                 Reach::Unknown => candidates.clear(),
             }

@@ -10,6 +10,7 @@ pub(super) mod condemned;
 mod expiry;
 mod guard;
 pub(crate) mod lease;
+mod manifest_ttl;
 mod run;
 mod sweep;
 mod untagged;
@@ -34,7 +35,7 @@ impl<B: LifecycleBackend> Lifecycle for Engine<B> {
     async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport> {
         let mut run = Run::new(self, options.clone());
         run.remove_stale_sets().await?;
-        let mut gone = if options.delete_untagged {
+        let mut gone = if options.delete_untagged || options.manifest_ttl.is_some() {
             run.delete_untagged().await?
         } else {
             HashSet::new()

@@ -267,6 +267,16 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
 
     /// The manifests the tags of `repo` point to.
     pub(super) async fn tagged(&self, repo: &RepositoryName) -> Result<Vec<Digest>> {
+        let targets = self.tag_targets(repo).await?;
+        Ok(targets.into_iter().map(|(_, digest)| digest).collect())
+    }
+
+    /// Every tag of `repo` with the manifest it names (tags that cannot be read are left
+    /// out).
+    pub(super) async fn tag_targets(
+        &self,
+        repo: &RepositoryName,
+    ) -> Result<Vec<(crate::oci::Tag, Digest)>> {
         let backend = &self.engine.backend;
         let names = backend.list(&layout::tags_dir(repo), None, None).await?;
         let tags: Vec<crate::oci::Tag> = names
@@ -274,13 +284,16 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
             .filter_map(|name| crate::oci::Tag::parse(name).ok())
             .collect();
         let reads = futures::stream::iter(tags)
-            .map(|tag| async move { backend.read(&layout::tag(repo, &tag)).await })
+            .map(|tag| async move {
+                let read = backend.read(&layout::tag(repo, &tag)).await;
+                (tag, read)
+            })
             .buffer_unordered(READS_IN_FLIGHT);
         let mut reads = std::pin::pin!(reads);
         let mut out = Vec::new();
-        while let Some(read) = reads.next().await {
+        while let Some((tag, read)) = reads.next().await {
             if let Some(digest) = read?.as_deref().and_then(target_digest) {
-                out.push(digest);
+                out.push((tag, digest));
             }
         }
         Ok(out)

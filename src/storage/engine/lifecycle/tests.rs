@@ -21,6 +21,7 @@ use crate::storage::{Engine, EngineOptions, StorageDriver};
 mod broken;
 mod immutable;
 mod lease;
+mod manifest_ttl;
 mod stop;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +199,7 @@ fn options(delete_untagged: bool) -> GcOptions {
         delete_untagged,
         grace: Duration::ZERO,
         upload_ttl: None,
+        manifest_ttl: None,
     }
 }
 

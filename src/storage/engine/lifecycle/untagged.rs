@@ -47,17 +47,28 @@ impl<B: LifecycleBackend> Run<'_, B> {
         if found.is_empty() {
             return Ok(());
         }
+        // A dry run removes no tag: the manifests it would have left untagged are counted
+        // as if it had.
+        let untagged_by_expiry = match self.options.manifest_ttl {
+            Some(ttl) => self.expire_tags(&name, &found, ttl).await?,
+            None => HashSet::new(),
+        };
+        let ignored = if self.options.dry_run {
+            untagged_by_expiry
+        } else {
+            HashSet::new()
+        };
         let mut repo = Repository {
             name,
             records: HashMap::new(),
         };
-        let Reach::Known(reachable) = self.reachable(&mut repo).await? else {
+        let Reach::Known(reachable) = self.reachable(&mut repo, &ignored).await? else {
             tracing::info!(repository = %repo.name, "a reachable manifest is unreadable (being written?): no untagged manifest deleted there this run");
             return Ok(());
         };
         let mut candidates: Vec<Digest> = found
             .iter()
-            .filter(|r| !reachable.contains(&r.digest) && self.past_grace(r.modified))
+            .filter(|r| !reachable.contains(&r.digest) && self.unreached_may_go(r.modified))
             .map(|r| r.digest.clone())
             .collect();
         // An unreadable record's subject is unknown: deleting it could leave its referrer
@@ -88,7 +99,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         self.condemn(&set).await?;
         let outcome = async {
             // Re-mark: what a push made reachable meanwhile stays.
-            match self.reachable(&mut repo).await? {
+            match self.reachable(&mut repo, &ignored).await? {
                 Reach::Known(reachable) => candidates.retain(|d| !reachable.contains(d)),
                 Reach::Unknown => candidates.clear(),
             }
@@ -100,10 +111,16 @@ impl<B: LifecycleBackend> Run<'_, B> {
     }
 
     /// The manifests of `repo` reachable from its intents and tags (in that order: see the
-    /// argument in the `lifecycle` docs), through index children and referrers.
-    pub(super) async fn reachable(&self, repo: &mut Repository) -> Result<Reach> {
+    /// argument in the `lifecycle` docs), through index children and referrers; tags naming
+    /// a manifest in `untagged` do not count (a dry run's expired tags, which it keeps).
+    pub(super) async fn reachable(
+        &self,
+        repo: &mut Repository,
+        untagged: &HashSet<Digest>,
+    ) -> Result<Reach> {
         let mut queue: VecDeque<Digest> = self.intended(&repo.name).await?.into();
-        queue.extend(self.tagged(&repo.name).await?);
+        let tagged = self.tagged(&repo.name).await?;
+        queue.extend(tagged.into_iter().filter(|d| !untagged.contains(d)));
         // Records written since the last look (a push in progress) are read now.
         let present: HashSet<Digest> = self.record_digests(&repo.name).await?.into_iter().collect();
         let mut reachable = HashSet::new();
