@@ -7,9 +7,12 @@
 //! not what they claim is a clean spec error that stores nothing. skopeo pulls through it,
 //! and two cache processes over one root fill it at once.
 
+// Each of the two test binaries uses a part of the pull-through helpers.
+#[allow(dead_code)]
 #[path = "pull_through/caches.rs"]
 mod caches;
 mod common;
+#[allow(dead_code)]
 #[path = "pull_through/upstreams.rs"]
 mod upstreams;
 

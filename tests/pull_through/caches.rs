@@ -15,7 +15,8 @@ pub(crate) struct Cache {
     registry: Registry,
     /// `host:port` of its metrics listener.
     metrics: String,
-    logs: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    /// Its log, until [`discard_logs`](Cache::discard_logs).
+    logs: Option<tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>>,
     /// The manifests it logged as stored so far.
     stored: std::collections::HashSet<String>,
     _process: tokio::process::Child,
@@ -41,12 +42,20 @@ impl Cache {
         crate::common::observe::value(&text, series)
     }
 
+    /// Reads the cache's log in the background from now on, discarding it (a busy cache
+    /// would otherwise block on a full pipe); [`stored`](Self::stored) no longer works.
+    pub(crate) fn discard_logs(&mut self) {
+        let mut logs = self.logs.take().expect("the log is read already");
+        tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
+    }
+
     /// Waits until the cache logs that it stored the manifest `digest` (in the background,
     /// after serving it), in whatever order it stores manifests.
     pub(crate) async fn stored(&mut self, digest: &str) {
+        let logs = self.logs.as_mut().expect("the log is discarded");
         let wait = async {
             while !self.stored.contains(digest) {
-                let line = wait_for_log(&mut self.logs, "manifest stored").await;
+                let line = wait_for_log(logs, "manifest stored").await;
                 let logged = line.split("digest=").nth(1).unwrap_or_default();
                 let logged = logged.split_whitespace().next().unwrap_or_default();
                 self.stored.insert(logged.trim_matches('"').to_owned());
@@ -75,7 +84,19 @@ pub(crate) async fn cache(
     store: Store<'_>,
     credentials: Option<(&str, &str)>,
 ) -> Cache {
+    cache_with(remote, ca, store, credentials, &[]).await
+}
+
+/// [`cache`] with more command-line arguments.
+pub(crate) async fn cache_with(
+    remote: &str,
+    ca: &Path,
+    store: Store<'_>,
+    credentials: Option<(&str, &str)>,
+    args: &[&str],
+) -> Cache {
     let mut cmd = Command::new(BIN);
+    cmd.args(args);
     match store {
         Store::Root(root) => cmd.arg("--root-directory").arg(root),
         Store::Bucket(prefix) => cmd.arg("--storage").arg("s3").env("S3_PREFIX", prefix),
@@ -97,7 +118,7 @@ pub(crate) async fn cache(
     Cache {
         registry: Registry::new(format!("http://{addr}")),
         metrics: wait_for_metrics_address(&mut logs).await,
-        logs,
+        logs: Some(logs),
         stored: Default::default(),
         _process: child,
     }

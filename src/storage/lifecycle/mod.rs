@@ -171,9 +171,9 @@
 //!   still names that manifest (an immutable tag is kept).
 //!
 //! Phase 1 proper follows, in which a record no tag or intent reaches is a candidate once
-//! older than the TTL (than the grace period with `delete_untagged`): the expired manifests
-//! whose tags E2 removed, and those never tagged. Phase 2 then takes the blobs only they
-//! referenced.
+//! older than the TTL (with `delete_untagged`: than the shorter of the TTL and the grace
+//! period): the expired manifests whose tags E2 removed, and those never tagged. Phase 2
+//! then takes the blobs only they referenced, once past the grace period as always.
 //!
 //! What this changes in the argument: nothing for manifests and blobs. E2 only removes tags,
 //! and everything else is deleted under the protocol above, so a push that tags an expired

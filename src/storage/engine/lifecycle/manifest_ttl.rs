@@ -65,12 +65,15 @@ impl<B: LifecycleBackend> Run<'_, B> {
     }
 
     /// Whether a record written at `modified` that no tag reaches may be deleted: past the
-    /// grace period, and past the TTL when manifests expire and untagged ones are not
-    /// deleted otherwise (a cache keeps what was pulled by digest as long as the rest).
+    /// grace period; when manifests expire, past their TTL instead (a cache keeps what was
+    /// pulled by digest as long as the rest), or with `delete_untagged` past the shorter of
+    /// the two. (Safety never depends on these ages: see the `lifecycle` docs.)
     pub(super) fn unreached_may_go(&self, modified: std::time::SystemTime) -> bool {
-        let age = match (self.options.delete_untagged, self.options.manifest_ttl) {
-            (false, Some(ttl)) => ttl.max(self.options.grace),
-            _ => self.options.grace,
+        let grace = self.options.grace;
+        let age = match (self.options.manifest_ttl, self.options.delete_untagged) {
+            (None, _) => grace,
+            (Some(ttl), false) => ttl,
+            (Some(ttl), true) => ttl.min(grace),
         };
         self.older_than(modified, age)
     }

@@ -1,0 +1,158 @@
+//! A pull-through cache's TTL (`--proxy-ttl`): what it stored expires, tags included, by
+//! the collections it runs by itself; and two cache processes over one root, pulled from
+//! all the while as each expires everything it stored every second, serve every pull whole
+//! and leave a store in which every tag names a whole image (the argument is in the
+//! `lifecycle` docs, "Expiry").
+
+// Each of the two test binaries uses a part of the pull-through helpers.
+#[allow(dead_code)]
+#[path = "pull_through/caches.rs"]
+mod caches;
+mod common;
+#[allow(dead_code)]
+#[path = "pull_through/upstreams.rs"]
+mod upstreams;
+
+use std::time::{Duration, Instant};
+
+use caches::{Cache, Store, assert_serves, cache_with};
+use common::{Image, body};
+use reqwest::StatusCode;
+use upstreams::{Upstream, pusher, upstream, upstream_with_image};
+
+const TAGS_EXPIRED: &str = r#"marina_gc_reclaimed_total{kind="tags"}"#;
+const MANIFESTS_DELETED: &str = r#"marina_gc_reclaimed_total{kind="manifests"}"#;
+
+/// A cache of `up` as its user `mirror` over the filesystem `root`, with `args`.
+async fn cache_of(up: &Upstream, root: &std::path::Path, args: &[&str]) -> Cache {
+    let creds = Some(("mirror", "mirror-pw"));
+    cache_with(&up.remote(), &up.pki.ca, Store::Root(root), creds, args).await
+}
+
+/// Waits (at most 30 s) until `series` of `c` reaches `at_least`.
+async fn wait_for_series(c: &Cache, series: &str, at_least: f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.series(series).await < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "{series} stayed below {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What the cache stored expires after its TTL, by the collections it runs by itself (as
+/// often as its TTL here, every hour by default): once expired and the upstream gone, the
+/// image is no longer served (it would be fetched again), by tag or by digest.
+#[tokio::test]
+async fn what_the_cache_stored_expires_after_its_ttl() {
+    let (mut up, image) = upstream_with_image(true, "team/ttl", "v1", 18).await;
+    let root = tempfile::tempdir().unwrap();
+    // No grace period: the blobs go with the manifests (a week's TTL dwarfs the hour's).
+    let args = ["--proxy-ttl", "2s", "--grace", "0s"];
+    let mut c = cache_of(&up, root.path(), &args).await;
+    assert_serves(&c, "team/ttl", "v1", &image).await;
+    c.stored(&image.digest).await;
+    wait_for_series(&c, TAGS_EXPIRED, 1.0).await;
+    wait_for_series(&c, MANIFESTS_DELETED, 1.0).await;
+    up.go_away().await;
+    for reference in ["v1", image.digest.as_str()] {
+        let resp = c.get_manifest("team/ttl", reference).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{reference}"
+        );
+    }
+    let layer = c.get_blob("team/ttl", &image.layer_digest).await;
+    assert_eq!(layer.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// How many images the stress pulls, and for how long.
+const IMAGES: u8 = 4;
+const STRESS: Duration = Duration::from_secs(8);
+
+/// Pulls `image` of `repo` by tag through `c`, whole; panics on anything else.
+async fn pull_whole(c: &Cache, repo: &str, image: &Image) {
+    let manifest = c.get_manifest(repo, "v1").await;
+    assert_eq!(manifest.status(), StatusCode::OK, "{repo}");
+    assert_eq!(body(manifest).await, image.manifest, "{repo}");
+    let layer = c.get_blob(repo, &image.layer_digest).await;
+    assert_eq!(layer.status(), StatusCode::OK, "{repo} layer");
+    assert_eq!(body(layer).await, image.layer, "{repo} layer");
+    let config = c.get_blob(repo, &image.config_digest).await;
+    assert_eq!(config.status(), StatusCode::OK, "{repo} config");
+    assert_eq!(body(config).await.len(), image.config_size, "{repo} config");
+}
+
+/// Two cache processes over one root, each expiring everything it stored every second
+/// (`--proxy-ttl 1s`) while clients pull images through both, storing them again as fast as
+/// they expire: every pull is whole. Then, the caches stopped (killed, wherever their
+/// collections were) and the upstream gone, a third process over the root serves each image
+/// by tag either whole from the store or not at all (`503`): no tag names a manifest whose
+/// blobs a collection took.
+#[tokio::test]
+async fn caches_expiring_while_they_fill_serve_every_pull_whole() {
+    let mut up = upstream(true).await;
+    let mut images = Vec::new();
+    for i in 0..IMAGES {
+        let repo = format!("team/stress{i}");
+        let image = pusher(&up, true, &repo)
+            .await
+            .push_image(&repo, "v1", 30 + i)
+            .await;
+        images.push((repo, image));
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut caches = Vec::new();
+    for _ in 0..2 {
+        let args = ["--proxy-ttl", "1s", "--grace", "0s"];
+        let mut c = cache_of(&up, root.path(), &args).await;
+        c.discard_logs();
+        caches.push(c);
+    }
+    let end = Instant::now() + STRESS;
+    let clients = (0..4usize).map(|client| {
+        let (caches, images) = (&caches, &images);
+        async move {
+            let mut pulls = 0usize;
+            while Instant::now() < end {
+                let (repo, image) = &images[(client + pulls) % images.len()];
+                pull_whole(&caches[(client + pulls) % 2], repo, image).await;
+                pulls += 1;
+            }
+            pulls
+        }
+    });
+    let pulls: usize = futures::future::join_all(clients).await.into_iter().sum();
+    let (mut expired, mut deleted) = (0.0, 0.0);
+    for c in &caches {
+        expired += c.series(TAGS_EXPIRED).await;
+        deleted += c.series(MANIFESTS_DELETED).await;
+    }
+    // Expiry ran while the caches filled, or the test proved nothing.
+    assert!(expired >= 1.0 && deleted >= 1.0, "{expired} {deleted}");
+    drop(caches);
+    up.go_away().await;
+    let checker = cache_of(&up, root.path(), &["--proxy-ttl", "0s"]).await;
+    let mut whole = 0;
+    for (repo, image) in &images {
+        let by_tag = checker.get_manifest(repo, "v1").await;
+        match by_tag.status() {
+            StatusCode::OK => {
+                assert_eq!(body(by_tag).await, image.manifest, "{repo}");
+                pull_whole(&checker, repo, image).await;
+                whole += 1;
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {}
+            other => panic!("{repo}: {other}"),
+        }
+    }
+    println!(
+        "pull-through expiry stress (filesystem, 2 caches, ttl 1s, {} s): pulls={pulls} \
+         tags_expired={expired} manifests_deleted={deleted} images_whole_after={whole} \
+         images_expired_after={}",
+        STRESS.as_secs(),
+        usize::from(IMAGES) - whole
+    );
+}
