@@ -140,7 +140,11 @@ impl<D: StorageDriver> Filler<D> {
     /// verified as it streams: its last chunk is held back until the digest matches, as for
     /// a fetch. `None` when the upstream does not announce the size (then the caller waits
     /// for the fetch in flight after all).
-    async fn pass_through(&self, repo: &RepositoryName, digest: &Digest) -> Result<Option<Fetch>> {
+    pub(crate) async fn pass_through(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<Fetch>> {
         let permit = Arc::clone(&self.fetches).try_acquire_owned().map_err(|_| {
             Error::TooManyRequests("too many blobs are being fetched upstream".into())
         })?;

@@ -70,8 +70,16 @@ impl<D: StorageDriver> Filler<D> {
                 return;
             }
         }
-        if let Err(e) = self.local.tag_manifest(repo, tag, digest).await {
-            tracing::warn!(%repo, %tag, error = %e, "pull-through: moving a cached tag failed");
+        match self.local.tag_manifest(repo, tag, digest).await {
+            Ok(()) => {}
+            // The manifest (or a blob of it) expired since it was read: the next pull by tag
+            // stores it again.
+            Err(e @ (Error::ManifestUnknown(_) | Error::ManifestBlobUnknown(_))) => {
+                tracing::debug!(%repo, %tag, error = %e, "pull-through: a cached tag was not moved");
+            }
+            Err(e) => {
+                tracing::warn!(%repo, %tag, error = %e, "pull-through: moving a cached tag failed");
+            }
         }
     }
 }

@@ -269,8 +269,17 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
         }
         // A range, as the whole blob, flows as the blob is fetched (its last bytes once the
         // whole blob is verified).
-        match self.filler.fetch_for_client(repo, digest).await? {
-            Fetch::Streaming { size, body } => {
+        let read = match self.filler.fetch_for_client(repo, digest).await? {
+            Fetch::Stored => match self.local_driver().get_content(repo, digest, range).await {
+                // Expired or collected between the fetch's look and this read (a store with
+                // a TTL): straight from the upstream, as a pull of a blob being fetched.
+                Err(Error::BlobUnknown(_)) => self.filler.pass_through(repo, digest).await?,
+                found => return found.map(stored),
+            },
+            fetching => Some(fetching),
+        };
+        match read {
+            Some(Fetch::Streaming { size, body }) => {
                 let range = range.map(|r| r.resolve(size)).transpose()?;
                 Ok(BlobRead {
                     info: FileInfo {
@@ -282,11 +291,7 @@ impl<D: StorageDriver> StorageDriver for PullThrough<D> {
                     stream: ProxyBlobStream::Fetched(FetchedBytes::new(body, size, range)),
                 })
             }
-            Fetch::Stored => self
-                .local_driver()
-                .get_content(repo, digest, range)
-                .await
-                .map(stored),
+            _ => Err(Error::BlobUnknown(digest.clone())),
         }
     }
 

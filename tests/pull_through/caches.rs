@@ -42,11 +42,21 @@ impl Cache {
         crate::common::observe::value(&text, series)
     }
 
-    /// Reads the cache's log in the background from now on, discarding it (a busy cache
-    /// would otherwise block on a full pipe); [`stored`](Self::stored) no longer works.
+    /// Reads the cache's log in the background from now on (a busy cache would otherwise
+    /// block on a full pipe), passing on only its warnings, errors and lifecycle lines to
+    /// the test's output; [`stored`](Self::stored) no longer works.
     pub(crate) fn discard_logs(&mut self) {
         let mut logs = self.logs.take().expect("the log is read already");
-        tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = logs.next_line().await {
+                if ["WARN", "ERROR", "lifecycle"]
+                    .iter()
+                    .any(|w| line.contains(w))
+                {
+                    eprintln!("cache: {line}");
+                }
+            }
+        });
     }
 
     /// Waits until the cache logs that it stored the manifest `digest` (in the background,
