@@ -34,6 +34,10 @@
 //!   reached or has no referrers API); the catalog is the local store's.
 //! - **Every write** (push, upload, tag, delete) is refused as unsupported: the cache only
 //!   mirrors. Collections and upload expiry still run on the local store.
+//! - **Expiry**: collections remove what the cache stored longer ago than its TTL
+//!   ([`ProxyConfig::ttl`], as Distribution's `proxy.ttl`), tags included
+//!   ([`GcOptions::manifest_ttl`]); the next pull fetches it again. A blob that expires
+//!   between a pull's look and its read is served from the upstream.
 //!
 //! What the upstream sends is checked as a pushed manifest or blob would be: digests
 //! verified, sizes limited to the local store's manifest limit, manifests parsed; an
