@@ -68,6 +68,62 @@ async fn what_the_cache_stored_expires_after_its_ttl() {
     assert_eq!(layer.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// A TTL that cannot apply or cannot be read is a configuration error (exit status 2)
+/// naming the setting, not a registry that runs without it; `gc` over a cache's store reads
+/// it from the same configuration.
+#[tokio::test]
+async fn a_ttl_that_cannot_apply_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let run = |args: Vec<&str>, env: Option<(&str, &str)>| {
+        let mut cmd = tokio::process::Command::new(common::binary::BIN);
+        cmd.env_remove("MARINA_PROXY_REMOTE_URL")
+            .env_remove("MARINA_PROXY_TTL")
+            .env_remove("MARINA_LISTEN")
+            .args(["--root-directory", root, "--listen", "127.0.0.1:0"])
+            .args(args);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        async move { cmd.output().await.unwrap() }
+    };
+    let upstream = ["--proxy-remote-url", "http://127.0.0.1:1"];
+    for (args, env, named) in [
+        (vec!["--proxy-ttl", "1h"], None, "--proxy-ttl"),
+        (vec![], Some(("MARINA_PROXY_TTL", "1h")), "MARINA_PROXY_TTL"),
+        (vec!["gc", "--proxy-ttl", "1h"], None, "--proxy-ttl"),
+        (
+            [&upstream[..], &["--proxy-ttl", "a while"]].concat(),
+            None,
+            "proxy.ttl",
+        ),
+        (
+            [&upstream[..], &["--read-only"]].concat(),
+            None,
+            "read_only",
+        ),
+    ] {
+        let out = run(args.clone(), env).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+    // `gc` over a cache's store, configured by its file, expires what the cache stored (an
+    // empty store here: the run succeeds).
+    let config = dir.path().join("cache.toml");
+    std::fs::write(
+        &config,
+        "[proxy]\nremote_url = \"http://127.0.0.1:1\"\nttl = \"1h\"\n",
+    )
+    .unwrap();
+    let out = run(vec!["gc", "--config", config.to_str().unwrap()], None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// How many images the stress pulls.
 const IMAGES: u8 = 4;
 
