@@ -19,7 +19,7 @@ mod upstreams;
 use std::path::Path;
 use std::time::Duration;
 
-use caches::{Store, assert_serves, cache, mirror_of};
+use caches::{Store, assert_serves, cache, cache_of_test_server, mirror_of};
 use common::{assert_error, body, ensure_bucket, header, sha256, skopeo};
 use reqwest::StatusCode;
 use upstreams::{
@@ -115,15 +115,7 @@ async fn upstream_tokens_are_kept_while_they_live_and_replaced_when_refused() {
     let digest = sha256(b"token test");
     let tokens = std::sync::Arc::new(Tokens::default());
     let (gate, _task) = token_upstream(10, tokens.clone()).await;
-    let root = tempfile::tempdir().unwrap();
-    let remote = format!("http://127.0.0.1:{}", gate.port);
-    let c = cache(
-        &remote,
-        Path::new("/dev/null"),
-        Store::Root(root.path()),
-        None,
-    )
-    .await;
+    let (c, _root) = cache_of_test_server(&gate).await;
     let head = || async {
         let resp = c.head_blob("tok/app", &digest).await;
         assert_eq!(resp.status(), StatusCode::OK);
@@ -404,15 +396,7 @@ async fn an_unreachable_upstream_is_a_503_that_names_no_address() {
 #[tokio::test]
 async fn bytes_that_are_not_what_they_claim_are_refused_and_not_stored() {
     let (mut gate, _task) = lying_upstream().await;
-    let root = tempfile::tempdir().unwrap();
-    let remote = format!("http://127.0.0.1:{}", gate.port);
-    let c = cache(
-        &remote,
-        Path::new("/dev/null"),
-        Store::Root(root.path()),
-        None,
-    )
-    .await;
+    let (c, _root) = cache_of_test_server(&gate).await;
     let digest = sha256(b"the real bytes");
     for _ in 0..2 {
         assert_error(c.get_manifest("lies/app", &digest).await, 500, "UNKNOWN").await;
@@ -487,15 +471,7 @@ async fn a_blob_flows_to_its_clients_while_it_is_fetched() {
     let digest = sha256(&blob);
     let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let (mut gate, _task) = stalling_upstream(blob.clone(), release.clone()).await;
-    let root = tempfile::tempdir().unwrap();
-    let remote = format!("http://127.0.0.1:{}", gate.port);
-    let c = cache(
-        &remote,
-        Path::new("/dev/null"),
-        Store::Root(root.path()),
-        None,
-    )
-    .await;
+    let (c, _root) = cache_of_test_server(&gate).await;
     let mut streams = Vec::new();
     let mut got = Vec::new();
     for _ in 0..2 {
@@ -528,15 +504,7 @@ async fn a_range_flows_as_the_blob_is_fetched_and_ends_once_it_is_verified() {
     let digest = sha256(&blob);
     let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let (mut gate, _task) = stalling_upstream(blob.clone(), release.clone()).await;
-    let root = tempfile::tempdir().unwrap();
-    let remote = format!("http://127.0.0.1:{}", gate.port);
-    let c = cache(
-        &remote,
-        Path::new("/dev/null"),
-        Store::Root(root.path()),
-        None,
-    )
-    .await;
+    let (c, _root) = cache_of_test_server(&gate).await;
     let resumed = c.get_blob_range("slow/app", &digest, "bytes=1000-");
     let resumed = tokio::time::timeout(Duration::from_secs(20), resumed)
         .await

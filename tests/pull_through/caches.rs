@@ -163,3 +163,20 @@ pub(crate) async fn mirror_of(up: &Upstream) -> (Cache, tempfile::TempDir) {
     .await;
     (cache, root)
 }
+
+/// An anonymous cache on a fresh filesystem root (kept while the second value lives) of a
+/// test server upstream reached over plain HTTP through `gate`.
+pub(crate) async fn cache_of_test_server(
+    gate: &crate::common::outage_proxy::OutageProxy,
+) -> (Cache, tempfile::TempDir) {
+    let root = tempfile::tempdir().unwrap();
+    let remote = format!("http://127.0.0.1:{}", gate.port);
+    let cache = cache(
+        &remote,
+        Path::new("/dev/null"),
+        Store::Root(root.path()),
+        None,
+    )
+    .await;
+    (cache, root)
+}
