@@ -6,7 +6,7 @@
 //! them).
 
 use super::run::Run;
-use crate::oci::{Digest, RepositoryName};
+use crate::oci::{Digest, RepositoryName, Tag};
 use crate::storage::lifecycle::LifecycleBackend;
 
 /// What a collection reclaims.
@@ -20,6 +20,8 @@ pub(super) enum Reclaimed {
     Blob,
     /// A repository's link to a blob it no longer references.
     Link,
+    /// A tag naming a manifest past its TTL (`manifest_ttl`).
+    ExpiredTag,
 }
 
 impl Reclaimed {
@@ -29,6 +31,7 @@ impl Reclaimed {
             Self::BrokenRecord => "broken manifest record",
             Self::Blob => "blob",
             Self::Link => "blob link",
+            Self::ExpiredTag => "expired tag",
         }
     }
 }
@@ -43,12 +46,41 @@ impl<B: LifecycleBackend> Run<'_, B> {
         digest: &Digest,
         bytes: Option<u64>,
     ) {
+        self.log_reclaimed(what, repository, None, digest, bytes);
+    }
+
+    /// Logs the tag `tag` of `repository`, naming `digest`, as removed by expiry (see
+    /// `manifest_ttl`), or as what would be in a dry run.
+    pub(super) fn audit_expired_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
+    ) {
+        self.log_reclaimed(
+            Reclaimed::ExpiredTag,
+            Some(repository),
+            Some(tag),
+            digest,
+            None,
+        );
+    }
+
+    fn log_reclaimed(
+        &self,
+        what: Reclaimed,
+        repository: Option<&RepositoryName>,
+        tag: Option<&Tag>,
+        digest: &Digest,
+        bytes: Option<u64>,
+    ) {
         let what = what.as_str();
         let repository = repository.map(RepositoryName::as_str);
+        let tag = tag.map(Tag::as_str);
         if self.options.dry_run {
-            tracing::info!(what, repository, %digest, bytes, "gc dry run: would delete");
+            tracing::info!(what, repository, tag, %digest, bytes, "gc dry run: would delete");
         } else {
-            tracing::debug!(what, repository, %digest, bytes, "gc: deleted");
+            tracing::debug!(what, repository, tag, %digest, bytes, "gc: deleted");
         }
     }
 }

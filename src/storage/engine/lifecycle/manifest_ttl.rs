@@ -53,13 +53,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
                 self.engine.remove_key(&key).await?;
             }
             self.report.tags += 1;
-            // As `audit` logs what it deletes, with the tag's name.
-            let (what, repository) = ("expired tag", repo.as_str());
-            if self.options.dry_run {
-                tracing::info!(what, repository, %tag, %digest, "gc dry run: would delete");
-            } else {
-                tracing::debug!(what, repository, %tag, %digest, "gc: deleted");
-            }
+            self.audit_expired_tag(repo, &tag, &digest);
         }
         Ok(&expired - &kept)
     }
