@@ -9,6 +9,13 @@
 #   bash benches/gc-scale.sh                          # filesystem only
 #   bash scripts/with-s3.sh bash benches/gc-scale.sh  # filesystem and S3 (moto)
 #   GC_FILL_BLOBS=50000 bash benches/gc-scale.sh
+#   GC_FILL_BLOBS=2000 GC_FILL_REPOSITORIES=500 S3_LATENCY_MS=10 \
+#     bash scripts/with-s3.sh bash benches/gc-scale.sh   # many repositories, a remote store
+#
+# SKIP_FILESYSTEM=1 measures S3 only. GC_FILL_REPOSITORIES (default 20) spreads the images over that many repositories.
+# S3_LATENCY_MS puts benches/tools/latency-proxy.py in front of the S3 server for the
+# collection (not the fill), delaying each request by that much: what a collection waits for
+# on a store with AWS S3's round trips instead of moto's on loopback.
 #
 # Prints per backend:
 #   <backend>: blobs=… before_bytes=… after_bytes=… reclaimed_bytes=… expected_bytes=… exact=yes
@@ -39,7 +46,8 @@ run() {
   local filled before gc_line after rss
   filled=$(fill)
   before=$(GC_FILL_MEASURE=1 fill)
-  /usr/bin/time -f 'peak_rss_kb=%M user_s=%U sys_s=%S' -o "$WORK/time" "$BIN" gc --grace 0s >"$WORK/gc.out" 2>"$WORK/gc.err" \
+  /usr/bin/time -f 'peak_rss_kb=%M user_s=%U sys_s=%S' -o "$WORK/time" \
+    env ${GC_ENDPOINT:+S3_ENDPOINT=$GC_ENDPOINT} "$BIN" gc --grace 0s >"$WORK/gc.out" 2>"$WORK/gc.err" \
     || { cat "$WORK/gc.err" >&2; exit 1; }
   gc_line=$(tail -1 "$WORK/gc.out")
   after=$(GC_FILL_MEASURE=1 fill)
@@ -54,11 +62,19 @@ run() {
   [ "$exact" = yes ]
 }
 
-STORAGE_TYPE=filesystem STORAGE_ROOT_DIRECTORY="$WORK/fs" run filesystem
-rm -rf "$WORK/fs"
+if [ "${SKIP_FILESYSTEM:-}" != 1 ]; then
+  STORAGE_TYPE=filesystem STORAGE_ROOT_DIRECTORY="$WORK/fs" run filesystem
+  rm -rf "$WORK/fs"
+fi
 
 if [ -n "${S3_ENDPOINT:-}" ]; then
   curl -s -o /dev/null -X PUT "$S3_ENDPOINT/${S3_BUCKET:-marina-test}" || true
+  if [ -n "${S3_LATENCY_MS:-}" ]; then
+    source benches/tools/latency-proxy.sh
+    start_latency_proxy "$S3_ENDPOINT" "$S3_LATENCY_MS" "$WORK"
+    trap 'kill "$LATENCY_PROXY_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+    GC_ENDPOINT=$LATENCY_ENDPOINT
+  fi
   STORAGE_TYPE=s3 S3_PREFIX="gc-scale/$(date +%s)-$RANDOM" run s3
 else
   echo "s3: skipped (S3_ENDPOINT not set; run through scripts/with-s3.sh)"

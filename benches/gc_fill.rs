@@ -4,7 +4,8 @@
 //! Storage from the registry's own environment (`STORAGE_TYPE`, `STORAGE_ROOT_DIRECTORY`,
 //! `S3_*`). `GC_FILL_BLOBS` (default 10000) blobs in all: one config per image, three layers
 //! of its own and one of 50 base layers shared by images of every repository (a few of the
-//! layers are 1 MiB, the rest 1 to 4 KiB). Prints one line:
+//! layers are 1 MiB, the rest 1 to 4 KiB), spread over `GC_FILL_REPOSITORIES` repositories
+//! (default 20). Prints one line:
 //!
 //! `filled: images=… blobs=… bytes=… deleted_images=… reclaimable_blobs=… reclaimable_bytes=…`
 //!
@@ -23,6 +24,7 @@ use marina_distribution::oci::{Digest, DigestAlgorithm, Reference, RepositoryNam
 use marina_distribution::{AnyDriver, StorageConfig, StorageDriver};
 
 const BASES: usize = 50;
+/// Repositories the images are spread over, unless `GC_FILL_REPOSITORIES` says otherwise.
 const REPOSITORIES: usize = 20;
 const IN_FLIGHT: usize = 16;
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -47,6 +49,17 @@ fn content(kind: u8, i: usize) -> Bytes {
     )
 }
 
+fn repositories() -> usize {
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::env::var("GC_FILL_REPOSITORIES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(REPOSITORIES)
+    })
+}
+
 fn sha256(data: &[u8]) -> Digest {
     Digest::compute(DigestAlgorithm::Sha256, data)
 }
@@ -69,7 +82,7 @@ impl Image {
         let base = content(2, (k / 2) % BASES);
         layers.push((sha256(&base), base));
         Self {
-            repo: RepositoryName::parse(&format!("fill/repo-{:02}", k % REPOSITORIES)).unwrap(),
+            repo: RepositoryName::parse(&format!("fill/repo-{:02}", k % repositories())).unwrap(),
             config: (sha256(&config), config),
             layers,
         }
