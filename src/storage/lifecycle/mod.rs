@@ -250,6 +250,24 @@
 //! bytes are gone (which would make its retries skip the upload). These are liveness
 //! measures: safety rests on P5 alone.
 //!
+//! ### Repositories visited at once
+//!
+//! Each phase visits several repositories at once (eight; the walk also lists a directory's
+//! next subdirectories ahead), because on an object store a repository's visit is a few
+//! round trips in a row and a store may hold thousands of repositories. Nothing above orders
+//! one repository's steps against another's: the argument orders the steps of one run (G1's
+//! reads all complete before G3's write, which completes before G4's first listing, and so
+//! on) and, in phase 1, the steps within one repository (mark, condemn, re-mark, delete,
+//! release). Both orders are kept: a step's visits start only once the step before it has
+//! completed, in every repository; phase 1 surveys repositories at once (its mark, and
+//! expiry's E1 and E2) but condemns, re-marks and deletes one repository after another, as a
+//! run holds one condemned set at a time. The visits only read; every deletion is made after
+//! them, by the run itself (under a condemned set: after checking its lease, below), so a
+//! visit abandoned when the run fails or stops leaves no deletion in flight behind the
+//! run's back. The one exception
+//! is E2's removal of a tag, which only widens the window expiry already gives up (a tag
+//! moved by another process while its removal is under way).
+//!
 //! ### Crashes and stale sets
 //!
 //! A collection asked to stop ([`Lifecycle::stop_collections`]: a process shutting down)
@@ -309,8 +327,9 @@
 //! ## Repository listing
 //!
 //! [`Lifecycle::repositories`] walks the repository tree depth first, one directory listing
-//! per repository (S3: `ListObjectsV2` with a delimiter), in the order of the names followed
-//! by `/`, and resumes after `last` without reading what precedes it.
+//! per repository (S3: `ListObjectsV2` with a delimiter; up to eight sibling directories
+//! listed at once), in the order of the names followed by `/`, and resumes after `last`
+//! without reading what precedes it.
 
 mod backend;
 pub mod schedule;

@@ -21,7 +21,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
     /// records phase 1 deleted (or would delete, in a dry run); the ones deleted here are
     /// added.
     pub(super) async fn delete_broken(
-        &mut self,
+        &self,
         hints: &BrokenHints,
         gone: &mut HashSet<Key>,
     ) -> Result<()> {
@@ -38,7 +38,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
     }
 
     async fn broken_in(
-        &mut self,
+        &self,
         name: RepositoryName,
         missing: &HashSet<Digest>,
         gone: &mut HashSet<Key>,
@@ -82,8 +82,10 @@ impl<B: LifecycleBackend> Run<'_, B> {
             for digest in &candidates {
                 self.audit(Reclaimed::BrokenRecord, Some(&repo.name), digest, None);
             }
-            self.report.manifests += candidates.len() as u64;
-            self.report.broken += candidates.len() as u64;
+            self.count(|r| {
+                r.manifests += candidates.len() as u64;
+                r.broken += candidates.len() as u64;
+            });
             gone.extend(candidates.iter().map(|d| layout::manifest(&repo.name, d)));
             return Ok(());
         }
@@ -137,7 +139,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
             );
             self.remove_records(&repo, &broken, Reclaimed::BrokenRecord, gone)
                 .await?;
-            self.report.broken += broken.len() as u64;
+            self.count(|r| r.broken += broken.len() as u64);
             Ok(())
         }
         .await;

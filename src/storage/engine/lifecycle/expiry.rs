@@ -9,37 +9,32 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use futures::TryStreamExt;
+
 use super::run::{REMOVE_BATCH, Run};
-use super::walk::RepositoryWalk;
+use super::walk::visit_repositories;
 use crate::error::Result;
+use crate::oci::RepositoryName;
 use crate::storage::UploadId;
-use crate::storage::layout;
+use crate::storage::layout::{self, Key};
 use crate::storage::lifecycle::LifecycleBackend;
 
 impl<B: LifecycleBackend> Run<'_, B> {
     /// Runs phase 3 with `ttl`.
-    pub(super) async fn expire_uploads(&mut self, ttl: Duration) -> Result<()> {
+    pub(super) async fn expire_uploads(&self, ttl: Duration) -> Result<()> {
         let mut live = HashSet::new();
         let mut expired = HashSet::new();
-        let mut walk = RepositoryWalk::everything(self.engine);
-        while let Some(repo) = walk.next().await? {
-            let mut records = Vec::new();
-            self.scan_all(&layout::upload_states_dir(&repo), |session| {
-                let Ok(id) = UploadId::parse(&session.name) else {
-                    return;
-                };
-                if self.older_than(session.modified, ttl) {
-                    records.push(layout::upload_state(&repo, &id));
-                    expired.insert(id);
-                } else {
-                    live.insert(id);
+        {
+            let found = visit_repositories(self.engine, |repo| self.sessions_in(repo, ttl));
+            let mut found = std::pin::pin!(found);
+            while let Some(sessions) = found.try_next().await? {
+                if !self.options.dry_run {
+                    for batch in sessions.expired_records.chunks(REMOVE_BATCH) {
+                        self.engine.remove_objects(batch).await?;
+                    }
                 }
-            })
-            .await?;
-            if !self.options.dry_run {
-                for batch in records.chunks(REMOVE_BATCH) {
-                    self.engine.remove_objects(batch).await?;
-                }
+                live.extend(sessions.live);
+                expired.extend(sessions.expired);
             }
         }
         let before = self.now.checked_sub(ttl).unwrap_or(std::time::UNIX_EPOCH);
@@ -53,8 +48,41 @@ impl<B: LifecycleBackend> Run<'_, B> {
             .iter()
             .filter(|id| !expired.contains(*id))
             .count() as u64;
-        self.report.uploads += expired.len() as u64 + orphans + released.anonymous;
-        self.report.sessions += expired.len() as u64;
+        self.count(|r| {
+            r.uploads += expired.len() as u64 + orphans + released.anonymous;
+            r.sessions += expired.len() as u64;
+        });
         Ok(())
     }
+
+    /// The upload sessions of `repo`, and which are idle longer than `ttl`.
+    async fn sessions_in(&self, repo: RepositoryName, ttl: Duration) -> Result<Sessions> {
+        let mut sessions = Sessions::default();
+        self.scan_all(&layout::upload_states_dir(&repo), |session| {
+            let Ok(id) = UploadId::parse(&session.name) else {
+                return;
+            };
+            if self.older_than(session.modified, ttl) {
+                sessions
+                    .expired_records
+                    .push(layout::upload_state(&repo, &id));
+                sessions.expired.push(id);
+            } else {
+                sessions.live.push(id);
+            }
+        })
+        .await?;
+        Ok(sessions)
+    }
+}
+
+/// The upload sessions of one repository.
+#[derive(Default)]
+struct Sessions {
+    /// Idle longer than the TTL.
+    expired: Vec<UploadId>,
+    /// Their records.
+    expired_records: Vec<Key>,
+    /// Used within the TTL.
+    live: Vec<UploadId>,
 }

@@ -20,7 +20,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
     /// meanwhile stays; an immutable tag always does). Returns the expired manifests no
     /// immutable tag keeps, whose tags a dry run only reports.
     pub(super) async fn expire_tags(
-        &mut self,
+        &self,
         repo: &RepositoryName,
         found: &[RecordInfo],
         ttl: Duration,
@@ -52,7 +52,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
                 }
                 self.engine.remove_key(&key).await?;
             }
-            self.report.tags += 1;
+            self.count(|r| r.tags += 1);
             self.audit_expired_tag(repo, &tag, &digest);
         }
         Ok(&expired - &kept)

@@ -33,7 +33,7 @@ const TIDY_MIN_AGE: Duration = Duration::from_secs(3600);
 
 impl<B: LifecycleBackend> Lifecycle for Engine<B> {
     async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport> {
-        let mut run = Run::new(self, options.clone());
+        let run = Run::new(self, options.clone());
         run.remove_stale_sets().await?;
         let mut gone = if options.delete_untagged || options.manifest_ttl.is_some() {
             run.delete_untagged().await?
@@ -62,7 +62,7 @@ impl<B: LifecycleBackend> Lifecycle for Engine<B> {
             upload_ttl: Some(ttl),
             ..GcOptions::default()
         };
-        let mut run = Run::new(self, options);
+        let run = Run::new(self, options);
         run.expire_uploads(ttl).await?;
         Ok(run.finish())
     }

@@ -50,15 +50,19 @@ pub(super) struct Run<'e, B> {
     pub(super) options: GcOptions,
     /// Unique name of the run: its condemned sets are `gc/<id>-<n>`.
     id: String,
-    sets_written: u32,
+    sets_written: std::sync::atomic::AtomicU32,
     /// When the run started (the reference of every age).
     pub(super) now: SystemTime,
     started: Instant,
     /// The lease terms of the engine (the standard ones but in tests).
     lease: LeaseTerms,
-    /// The condemned set stored and not yet removed (a run holds one at a time).
-    held: Option<HeldSet>,
-    pub(super) report: GcReport,
+    /// The condemned set stored and not yet removed (a run holds one at a time). Behind a
+    /// lock because the repositories a phase visits at once (see
+    /// [`visit_repositories`](super::walk::visit_repositories)) each check the lease
+    /// before deleting; the lock makes one of them renew it while the others wait.
+    held: tokio::sync::Mutex<Option<HeldSet>>,
+    /// What the run reclaimed so far (see [`count`](Self::count)).
+    report: std::sync::Mutex<GcReport>,
 }
 
 impl<'e, B: LifecycleBackend> Run<'e, B> {
@@ -68,23 +72,29 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
         Self {
             engine,
             id: format!("{:012}-{random:016x}", secs(now)),
-            sets_written: 0,
+            sets_written: std::sync::atomic::AtomicU32::new(0),
             now,
             started: Instant::now(),
             lease: engine.gc_lease,
-            held: None,
-            report: GcReport {
+            held: tokio::sync::Mutex::new(None),
+            report: std::sync::Mutex::new(GcReport {
                 dry_run: options.dry_run,
                 ..GcReport::default()
-            },
+            }),
             options,
         }
     }
 
     /// The report, with the run's duration.
-    pub(super) fn finish(mut self) -> GcReport {
-        self.report.duration = self.started.elapsed();
-        self.report
+    pub(super) fn finish(self) -> GcReport {
+        let mut report = self.report.into_inner().unwrap_or_else(|e| e.into_inner());
+        report.duration = self.started.elapsed();
+        report
+    }
+
+    /// Adds to the report what `add` adds.
+    pub(super) fn count(&self, add: impl FnOnce(&mut GcReport)) {
+        add(&mut self.report.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
     /// Whether something last written at `modified` is older than the grace period.
@@ -104,7 +114,7 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
     /// ends), or once the lease on the condemned set the run holds ran out: from then on it
     /// must not delete anything (another collection may remove the set). Renews the lease
     /// when it is due.
-    pub(super) async fn check_deadline(&mut self) -> Result<()> {
+    pub(super) async fn check_deadline(&self) -> Result<()> {
         if self
             .engine
             .collections_stopped
@@ -115,7 +125,8 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
                 "garbage collection stopped: the process is shutting down",
             ));
         }
-        let Some(held) = &mut self.held else {
+        let mut held = self.held.lock().await;
+        let Some(held) = held.as_mut() else {
             return Ok(());
         };
         match held.state(SystemTime::now()) {
@@ -140,27 +151,28 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
 
     /// Stores a condemned set (step G3), before anything it lists is deleted, and holds it
     /// (see [`check_deadline`](Self::check_deadline)) until [`release`](Self::release).
-    pub(super) async fn condemn(&mut self, set: &Condemned) -> Result<()> {
-        debug_assert!(
-            self.held.is_none(),
-            "a run holds one condemned set at a time"
-        );
-        self.sets_written += 1;
-        let key = layout::gc_marker(&format!("{}-{}", self.id, self.sets_written));
-        let (held, stored) = HeldSet::new(key, set, &self.lease, SystemTime::now());
-        if let Err(e) = self.engine.backend.write(&held.key, stored).await {
+    pub(super) async fn condemn(&self, set: &Condemned) -> Result<()> {
+        let mut held = self.held.lock().await;
+        debug_assert!(held.is_none(), "a run holds one condemned set at a time");
+        let n = 1 + self
+            .sets_written
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = layout::gc_marker(&format!("{}-{n}", self.id));
+        let (set, stored) = HeldSet::new(key, set, &self.lease, SystemTime::now());
+        if let Err(e) = self.engine.backend.write(&set.key, stored).await {
             // It may be stored all the same (an answer lost): nothing was deleted under it,
             // so removing it is safe, and spares pushes its lease and the clock margin.
-            let _ = self.engine.backend.remove(&held.key).await;
+            let _ = self.engine.backend.remove(&set.key).await;
             return Err(e);
         }
-        self.held = Some(held);
+        *held = Some(set);
         Ok(())
     }
 
     /// Removes the condemned set the run holds once everything it allowed is done (step G7).
-    pub(super) async fn release(&mut self) -> Result<()> {
-        match self.held.take() {
+    pub(super) async fn release(&self) -> Result<()> {
+        let held = self.held.lock().await.take();
+        match held {
             Some(held) => self.engine.backend.remove(&held.key).await,
             None => Ok(()),
         }

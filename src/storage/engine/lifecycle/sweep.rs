@@ -6,9 +6,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures::TryStreamExt;
+
 use super::audit::Reclaimed;
 use super::run::{REMOVE_BATCH, Run, digest_named};
-use super::walk::RepositoryWalk;
+use super::walk::visit_repositories;
 use crate::error::Result;
 use crate::oci::{Digest, DigestAlgorithm, RepositoryName};
 use crate::storage::layout::{self, Key};
@@ -75,7 +77,45 @@ pub(super) struct BrokenHints {
     pub(super) suspects: HashSet<RepositoryName>,
 }
 
+/// What G1 and G2 found in one repository.
+struct RepositoryMark {
+    repo: RepositoryName,
+    /// Blobs its records reference.
+    referenced: HashSet<Digest>,
+    /// Blobs its records require to be stored.
+    required: Vec<Digest>,
+    /// The records read.
+    read: Vec<Key>,
+    /// Its links written within the grace period.
+    fresh: Vec<Digest>,
+    /// Its links to blobs none of its records references.
+    candidate_links: HashSet<Digest>,
+    /// Whether a record is unreadable or lacks a child manifest.
+    suspect: bool,
+}
+
 impl Marked {
+    /// Adds what was found in one repository.
+    fn add(&mut self, mark: RepositoryMark) {
+        let index = u32::try_from(self.repositories.len()).expect("fewer than 2^32");
+        for digest in mark.required {
+            self.required
+                .entry(digest)
+                .and_modify(|r| r.add(index))
+                .or_insert(Requirers::One(index));
+        }
+        self.referenced.extend(mark.referenced);
+        self.read.extend(mark.read);
+        self.fresh.extend(mark.fresh);
+        if mark.suspect {
+            self.suspects.insert(mark.repo.clone());
+        }
+        if !mark.candidate_links.is_empty() {
+            self.links.insert(mark.repo.clone(), mark.candidate_links);
+        }
+        self.repositories.push(mark.repo);
+    }
+
     fn is_empty(&self) -> bool {
         self.blobs.is_empty() && self.links.values().all(HashSet::is_empty)
     }
@@ -97,12 +137,15 @@ impl Marked {
 impl<B: LifecycleBackend> Run<'_, B> {
     /// Runs phase 2. `gone` holds the records phase 1 deleted (or, in a dry run, would
     /// delete): they count as absent. Returns what it saw of broken records.
-    pub(super) async fn sweep_blobs(&mut self, gone: &HashSet<Key>) -> Result<BrokenHints> {
+    pub(super) async fn sweep_blobs(&self, gone: &HashSet<Key>) -> Result<BrokenHints> {
         let mut marked = Marked::default();
-        let mut walk = RepositoryWalk::everything(self.engine);
-        while let Some(repo) = walk.next().await? {
-            self.check_deadline().await?;
-            self.mark_repository(&repo, gone, &mut marked).await?;
+        {
+            let marks = visit_repositories(self.engine, |repo| self.mark_repository(repo, gone));
+            let mut marks = std::pin::pin!(marks);
+            while let Some(mark) = marks.try_next().await? {
+                self.check_deadline().await?;
+                marked.add(mark);
+            }
         }
         for algorithm in DigestAlgorithm::ALL {
             self.find_blob_candidates(algorithm, &mut marked).await?;
@@ -126,9 +169,11 @@ impl<B: LifecycleBackend> Run<'_, B> {
             for (digest, size) in &marked.blobs {
                 self.audit(Reclaimed::Blob, None, digest, Some(*size));
             }
-            self.report.blobs += marked.blobs.len() as u64;
-            self.report.bytes += marked.blobs.values().sum::<u64>();
-            self.report.links += marked.links.values().map(|l| l.len() as u64).sum::<u64>();
+            self.count(|r| {
+                r.blobs += marked.blobs.len() as u64;
+                r.bytes += marked.blobs.values().sum::<u64>();
+                r.links += marked.links.values().map(|l| l.len() as u64).sum::<u64>();
+            });
             return Ok(hints);
         }
         if marked.is_empty() {
@@ -155,62 +200,52 @@ impl<B: LifecycleBackend> Run<'_, B> {
     /// G1 and G2 for one repository: what its records reference, and its candidate links.
     async fn mark_repository(
         &self,
-        repo: &RepositoryName,
+        repo: RepositoryName,
         gone: &HashSet<Key>,
-        marked: &mut Marked,
-    ) -> Result<()> {
+    ) -> Result<RepositoryMark> {
         let digests: Vec<Digest> = self
-            .record_digests(repo)
+            .record_digests(&repo)
             .await?
             .into_iter()
-            .filter(|d| !gone.contains(&layout::manifest(repo, d)))
+            .filter(|d| !gone.contains(&layout::manifest(&repo, d)))
             .collect();
         let listed: HashSet<Digest> = digests.iter().cloned().collect();
-        let refs = self.read_records(repo, digests).await?;
-        let index = u32::try_from(marked.repositories.len()).expect("fewer than 2^32");
-        marked.repositories.push(repo.clone());
-        let mut referenced_here = HashSet::new();
-        let mut suspect = false;
+        let refs = self.read_records(&repo, digests).await?;
+        let mut mark = RepositoryMark {
+            referenced: HashSet::new(),
+            required: Vec::new(),
+            read: Vec::with_capacity(refs.len()),
+            fresh: Vec::new(),
+            candidate_links: HashSet::new(),
+            suspect: false,
+            repo,
+        };
         for (digest, refs) in refs {
             let Some(refs) = refs else {
-                suspect = true;
+                mark.suspect = true;
                 continue;
             };
-            suspect |= !self.engine.options.sparse_indexes
+            mark.suspect |= !self.engine.options.sparse_indexes
                 && refs.children.iter().any(|c| !listed.contains(c));
-            for digest in refs.required {
-                marked
-                    .required
-                    .entry(digest)
-                    .and_modify(|r| r.add(index))
-                    .or_insert(Requirers::One(index));
-            }
-            referenced_here.extend(refs.blobs);
-            marked.read.insert(layout::manifest(repo, &digest));
+            mark.required.extend(refs.required);
+            mark.referenced.extend(refs.blobs);
+            mark.read.push(layout::manifest(&mark.repo, &digest));
         }
-        if suspect {
-            marked.suspects.insert(repo.clone());
-        }
-        let mut candidates = HashSet::new();
         for algorithm in DigestAlgorithm::ALL {
-            let dir = layout::layers_algorithm_dir(repo, algorithm);
+            let dir = layout::layers_algorithm_dir(&mark.repo, algorithm);
             self.scan_all(&dir, |link| {
                 let Some(digest) = digest_named(algorithm, &link.name) else {
                     return;
                 };
                 if !self.past_grace(link.modified) {
-                    marked.fresh.insert(digest);
-                } else if !referenced_here.contains(&digest) {
-                    candidates.insert(digest);
+                    mark.fresh.push(digest);
+                } else if !mark.referenced.contains(&digest) {
+                    mark.candidate_links.insert(digest);
                 }
             })
             .await?;
         }
-        marked.referenced.extend(referenced_here);
-        if !candidates.is_empty() {
-            marked.links.insert(repo.clone(), candidates);
-        }
-        Ok(())
+        Ok(mark)
     }
 
     /// G2 for blobs: stored, referenced by no record, not written (nor linked anywhere)
@@ -249,27 +284,24 @@ impl<B: LifecycleBackend> Run<'_, B> {
     }
 
     /// G4 to G6, under the condemned set.
-    async fn remark_and_delete(&mut self, marked: &mut Marked) -> Result<()> {
+    async fn remark_and_delete(&self, marked: &mut Marked) -> Result<()> {
         // G4: records written since G1 keep what they reference.
-        let mut walk = RepositoryWalk::everything(self.engine);
-        while let Some(repo) = walk.next().await? {
-            if marked.is_empty() {
-                break;
-            }
-            self.check_deadline().await?;
-            let new: Vec<Digest> = self
-                .record_digests(&repo)
-                .await?
-                .into_iter()
-                .filter(|d| !marked.read.contains(&layout::manifest(&repo, d)))
-                .collect();
-            if new.is_empty() {
-                continue;
-            }
-            for refs in self.read_records(&repo, new).await?.into_values().flatten() {
-                marked.keep(&repo, &refs.blobs);
+        let read = std::mem::take(&mut marked.read);
+        {
+            let remarks =
+                visit_repositories(self.engine, |repo| self.remark_repository(repo, &read));
+            let mut remarks = std::pin::pin!(remarks);
+            while let Some((repo, referenced)) = remarks.try_next().await? {
+                self.check_deadline().await?;
+                for blobs in referenced {
+                    marked.keep(&repo, &blobs);
+                }
+                if marked.is_empty() {
+                    break;
+                }
             }
         }
+        drop(read);
         // G5: links, then blobs.
         let links: Vec<(&RepositoryName, &Digest)> = marked
             .links
@@ -283,7 +315,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
                 .map(|(repo, digest)| layout::layer_link(repo, digest))
                 .collect();
             self.engine.remove_objects(&keys).await?;
-            self.report.links += batch.len() as u64;
+            self.count(|r| r.links += batch.len() as u64);
             for (repo, digest) in batch {
                 self.audit(Reclaimed::Link, Some(repo), digest, None);
             }
@@ -293,8 +325,10 @@ impl<B: LifecycleBackend> Run<'_, B> {
             self.check_deadline().await?;
             let digests: Vec<Digest> = batch.iter().map(|(d, _)| d.clone()).collect();
             self.engine.backend.remove_blobs(&digests).await?;
-            self.report.blobs += batch.len() as u64;
-            self.report.bytes += batch.iter().map(|(_, size)| size).sum::<u64>();
+            self.count(|r| {
+                r.blobs += batch.len() as u64;
+                r.bytes += batch.iter().map(|(_, size)| size).sum::<u64>();
+            });
             for (digest, size) in batch {
                 self.audit(Reclaimed::Blob, None, digest, Some(*size));
             }
@@ -307,35 +341,65 @@ impl<B: LifecycleBackend> Run<'_, B> {
         Ok(())
     }
 
+    /// G4 for one repository: what the records of `repo` not `read` at G1 reference (one
+    /// list of blobs per record).
+    async fn remark_repository(
+        &self,
+        repo: RepositoryName,
+        read: &HashSet<Key>,
+    ) -> Result<(RepositoryName, Vec<Vec<Digest>>)> {
+        let new: Vec<Digest> = self
+            .record_digests(&repo)
+            .await?
+            .into_iter()
+            .filter(|d| !read.contains(&layout::manifest(&repo, d)))
+            .collect();
+        if new.is_empty() {
+            return Ok((repo, Vec::new()));
+        }
+        let records = self.read_records(&repo, new).await?;
+        let referenced = records.into_values().flatten().map(|r| r.blobs).collect();
+        Ok((repo, referenced))
+    }
+
     /// G6: removes the links to `deleted` blobs that are still absent.
-    async fn sweep_dangling_links(&mut self, deleted: &HashSet<Digest>) -> Result<()> {
-        let mut walk = RepositoryWalk::everything(self.engine);
-        while let Some(repo) = walk.next().await? {
-            self.check_deadline().await?;
-            let mut dangling = Vec::new();
-            for algorithm in DigestAlgorithm::ALL {
-                let dir = layout::layers_algorithm_dir(&repo, algorithm);
-                let mut linked = Vec::new();
-                self.scan_all(&dir, |link| {
-                    if let Some(digest) = digest_named(algorithm, &link.name)
-                        && deleted.contains(&digest)
-                    {
-                        linked.push(digest);
-                    }
-                })
-                .await?;
-                for digest in linked {
-                    if self.engine.backend.blob_size(&digest).await?.is_none() {
-                        dangling.push(layout::layer_link(&repo, &digest));
-                    }
-                }
-            }
+    async fn sweep_dangling_links(&self, deleted: &HashSet<Digest>) -> Result<()> {
+        let found = visit_repositories(self.engine, |repo| self.dangling_links_in(repo, deleted));
+        let mut found = std::pin::pin!(found);
+        while let Some(dangling) = found.try_next().await? {
             for batch in dangling.chunks(REMOVE_BATCH) {
                 self.check_deadline().await?;
                 self.engine.remove_objects(batch).await?;
-                self.report.links += batch.len() as u64;
+                self.count(|r| r.links += batch.len() as u64);
             }
         }
         Ok(())
+    }
+
+    /// G6 for one repository: its links to `deleted` blobs that are still absent.
+    async fn dangling_links_in(
+        &self,
+        repo: RepositoryName,
+        deleted: &HashSet<Digest>,
+    ) -> Result<Vec<Key>> {
+        let mut dangling = Vec::new();
+        for algorithm in DigestAlgorithm::ALL {
+            let dir = layout::layers_algorithm_dir(&repo, algorithm);
+            let mut linked = Vec::new();
+            self.scan_all(&dir, |link| {
+                if let Some(digest) = digest_named(algorithm, &link.name)
+                    && deleted.contains(&digest)
+                {
+                    linked.push(digest);
+                }
+            })
+            .await?;
+            for digest in linked {
+                if self.engine.backend.blob_size(&digest).await?.is_none() {
+                    dangling.push(layout::layer_link(&repo, &digest));
+                }
+            }
+        }
+        Ok(dangling)
     }
 }

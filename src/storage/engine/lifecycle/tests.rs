@@ -22,6 +22,7 @@ mod broken;
 mod immutable;
 mod lease;
 mod manifest_ttl;
+mod repositories;
 mod stop;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

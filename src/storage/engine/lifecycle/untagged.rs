@@ -3,13 +3,16 @@
 //! [`lifecycle`](crate::storage::lifecycle) docs).
 //!
 //! A repository's phase holds what it read of that repository's records (what each
-//! references), so memory is bounded by the largest repository, not the store.
+//! references), so memory is bounded by the largest repositories (the few surveyed at once),
+//! not the store.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use futures::TryStreamExt;
+
 use super::audit::Reclaimed;
 use super::run::{RecordRefs, Run};
-use super::walk::RepositoryWalk;
+use super::walk::visit_repositories;
 use crate::error::Result;
 use crate::oci::{Digest, RepositoryName};
 use crate::storage::layout::{self, Key};
@@ -22,6 +25,15 @@ pub(super) struct Repository {
     pub(super) records: HashMap<Digest, Option<RecordRefs>>,
 }
 
+/// What the survey of one repository found for phase 1 to delete.
+struct Unreached {
+    repo: Repository,
+    /// Readable records no tag reached, old enough to go.
+    candidates: Vec<Digest>,
+    /// Manifests whose tags do not count (a dry run's expired tags).
+    ignored: HashSet<Digest>,
+}
+
 /// Whether the closure could be computed: a reachable record that cannot be read (torn,
 /// being written) hides what it references, so nothing is deleted in that repository.
 pub(super) enum Reach {
@@ -32,20 +44,29 @@ pub(super) enum Reach {
 impl<B: LifecycleBackend> Run<'_, B> {
     /// Runs phase 1 over every repository; returns the keys of the records deleted (in a dry
     /// run: that would be deleted), which phase 2 then counts as absent.
-    pub(super) async fn delete_untagged(&mut self) -> Result<HashSet<Key>> {
+    ///
+    /// The repositories are surveyed a few at a time (the mark, and the removal of expired
+    /// tags); those with manifests to delete are then condemned and deleted one after the
+    /// other, as the run holds one condemned set at a time.
+    pub(super) async fn delete_untagged(&self) -> Result<HashSet<Key>> {
         let mut gone = HashSet::new();
-        let mut walk = RepositoryWalk::everything(self.engine);
-        while let Some(repo) = walk.next().await? {
+        let surveys = visit_repositories(self.engine, |repo| self.survey_untagged(repo));
+        let mut surveys = std::pin::pin!(surveys);
+        while let Some(survey) = surveys.try_next().await? {
             self.check_deadline().await?;
-            self.untagged_in(repo, &mut gone).await?;
+            if let Some(survey) = survey {
+                self.delete_unreached(survey, &mut gone).await?;
+            }
         }
         Ok(gone)
     }
 
-    async fn untagged_in(&mut self, name: RepositoryName, gone: &mut HashSet<Key>) -> Result<()> {
+    /// The mark of phase 1 in `name` (after expiring its tags, when manifests expire): the
+    /// manifests no tag reaches that may go, if there are any.
+    async fn survey_untagged(&self, name: RepositoryName) -> Result<Option<Unreached>> {
         let found = self.records(&name).await?;
         if found.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         // A dry run removes no tag: the manifests it would have left untagged are counted
         // as if it had.
@@ -64,7 +85,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         };
         let Reach::Known(reachable) = self.reachable(&mut repo, &ignored).await? else {
             tracing::info!(repository = %repo.name, "a reachable manifest is unreadable (being written?): no untagged manifest deleted there this run");
-            return Ok(());
+            return Ok(None);
         };
         let mut candidates: Vec<Digest> = found
             .iter()
@@ -81,14 +102,26 @@ impl<B: LifecycleBackend> Run<'_, B> {
         repo.records
             .extend(self.read_records(&repo.name, unread).await?);
         candidates.retain(|d| matches!(repo.records.get(d), Some(Some(_))));
-        if candidates.is_empty() {
-            return Ok(());
-        }
+        Ok((!candidates.is_empty()).then_some(Unreached {
+            repo,
+            candidates,
+            ignored,
+        }))
+    }
+
+    /// Deletes what a survey found unreached, under a condemned set and after marking again
+    /// (in a dry run: counts it).
+    async fn delete_unreached(&self, survey: Unreached, gone: &mut HashSet<Key>) -> Result<()> {
+        let Unreached {
+            mut repo,
+            mut candidates,
+            ignored,
+        } = survey;
         if self.options.dry_run {
             for digest in &candidates {
                 self.audit(Reclaimed::Manifest, Some(&repo.name), digest, None);
             }
-            self.report.manifests += candidates.len() as u64;
+            self.count(|r| r.manifests += candidates.len() as u64);
             gone.extend(candidates.iter().map(|d| layout::manifest(&repo.name, d)));
             return Ok(());
         }
@@ -149,7 +182,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
 
     /// Deletes the records `digests` of `repo`, each referrer entry first.
     async fn delete_records(
-        &mut self,
+        &self,
         repo: &Repository,
         digests: &[Digest],
         gone: &mut HashSet<Key>,
@@ -166,7 +199,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
     /// Removes the records `digests` of `repo` (`what` they are, for the log), the referrer
     /// entry of each first (when it was read and has a subject), and counts them.
     pub(super) async fn remove_records(
-        &mut self,
+        &self,
         repo: &Repository,
         digests: &[Digest],
         what: Reclaimed,
@@ -192,7 +225,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         {
             self.check_deadline().await?;
             self.engine.remove_objects(keys).await?;
-            self.report.manifests += keys.len() as u64;
+            self.count(|r| r.manifests += keys.len() as u64);
             for digest in digests {
                 self.audit(what, Some(&repo.name), digest, None);
             }

@@ -8,9 +8,18 @@
 //! followed by `/`, see [`LifecycleBackend::list_dirs`]), so the repositories come out in
 //! the order of their names followed by `/`, and a walk can resume after any name by
 //! descending along it. It costs one directory listing per directory visited, plus one for a
-//! directory with more children than a page.
+//! directory with more children than a page; it lists up to [`LISTINGS_AHEAD`] sibling
+//! directories at once.
+//!
+//! A collection's phases visit the repositories the walk yields a few at a time
+//! ([`visit_repositories`]): each visit is a handful of requests in a row on an object store
+//! (listings, then the records they name), so visiting one repository after another would
+//! make a store with thousands of repositories cost thousands of round trips in a row.
 
 use std::collections::VecDeque;
+use std::future::Future;
+
+use futures::{Stream, TryStreamExt};
 
 use crate::error::{Error, Result};
 use crate::oci::RepositoryName;
@@ -20,6 +29,11 @@ use crate::storage::lifecycle::{LifecycleBackend, RepositoryList};
 
 /// Children listed per directory request.
 const PAGE: usize = 1000;
+/// Repositories a collection's phase visits at once.
+pub(super) const REPOSITORIES_IN_FLIGHT: usize = 8;
+/// Directories a walk lists at once (the next children of the directory it is in): on an
+/// object store the walk would otherwise cost a round trip in a row per directory.
+const LISTINGS_AHEAD: usize = 8;
 /// A position just before every reserved (`_`) name in the listing order (`^` < `_`).
 const BEFORE_RESERVED: &str = "^";
 /// More than the reserved names a repository directory holds.
@@ -33,6 +47,8 @@ struct Frame {
     cursor: Option<String>,
     /// Children listed and not yet visited (reserved names removed).
     children: VecDeque<String>,
+    /// The listings of the first of `children`, made ahead a few at a time.
+    listings: VecDeque<(Vec<String>, bool)>,
     /// Whether every child has been listed.
     listed: bool,
 }
@@ -43,6 +59,7 @@ impl Frame {
             path,
             cursor: after,
             children: VecDeque::new(),
+            listings: VecDeque::new(),
             listed: false,
         }
     }
@@ -135,12 +152,30 @@ impl<'e, B: LifecycleBackend> RepositoryWalk<'e, B> {
                 top.children = names.into_iter().filter(|n| !reserved(n)).collect();
                 continue;
             }
-            let Some(child) = top.children.pop_front() else {
+            if top.children.is_empty() {
                 self.stack.pop();
                 continue;
+            }
+            if top.listings.is_empty() {
+                let ahead: Vec<String> = top
+                    .children
+                    .iter()
+                    .take(LISTINGS_AHEAD)
+                    .map(|child| top.child(child))
+                    .collect();
+                let listings =
+                    futures::future::try_join_all(ahead.iter().map(|path| self.list(path, None)))
+                        .await?;
+                let top = self.stack.last_mut().expect("still there");
+                top.listings.extend(listings);
+                continue;
+            }
+            let (Some(child), Some((names, listed))) =
+                (top.children.pop_front(), top.listings.pop_front())
+            else {
+                unreachable!("a listing per child listed ahead");
             };
             let path = top.child(&child);
-            let (names, listed) = self.list(&path, None).await?;
             let is_repository = if listed {
                 names.iter().any(|n| self.yields.marks(n))
             } else {
@@ -158,6 +193,7 @@ impl<'e, B: LifecycleBackend> RepositoryWalk<'e, B> {
                 path: path.clone(),
                 cursor,
                 children: names.into_iter().filter(|n| !reserved(n)).collect(),
+                listings: VecDeque::new(),
                 listed,
             });
             if is_repository {
@@ -171,6 +207,13 @@ impl<'e, B: LifecycleBackend> RepositoryWalk<'e, B> {
         }
     }
 
+    /// The walk as a stream of repositories.
+    fn into_stream(self) -> impl Stream<Item = Result<RepositoryName>> + 'e {
+        futures::stream::try_unfold(self, |mut walk| async move {
+            Ok(walk.next().await?.map(|repo| (repo, walk)))
+        })
+    }
+
     /// One page of the subdirectories of `path` after `cursor`, and whether it is the last.
     async fn list(&self, path: &str, cursor: Option<&str>) -> Result<(Vec<String>, bool)> {
         let dir = layout::repository_path_dir(path);
@@ -178,6 +221,31 @@ impl<'e, B: LifecycleBackend> RepositoryWalk<'e, B> {
         let listed = names.len() < PAGE;
         Ok((names, listed))
     }
+}
+
+/// What `visit` makes of every repository [`RepositoryWalk::everything`] yields, in the
+/// walk's order, with up to [`REPOSITORIES_IN_FLIGHT`] visits (and the walk's next listings)
+/// under way at once.
+///
+/// A visit only reads; what it finds to delete, the caller deletes as each result comes,
+/// after checking its lease. The first error ends the stream, and dropping the stream
+/// abandons the visits under way: a request abandoned may still be carried out by the store
+/// later, which for a delete could be after the run released the condemned set that allowed
+/// it. The one exception, expiry's removal of a tag in phase 1's survey, only widens what
+/// expiry already gives up (a tag moved by another process while its removal is under way:
+/// see "Expiry" in the [`lifecycle`](crate::storage::lifecycle) docs).
+pub(super) fn visit_repositories<'a, B, T, Fut>(
+    engine: &'a Engine<B>,
+    visit: impl FnMut(RepositoryName) -> Fut + 'a,
+) -> impl Stream<Item = Result<T>> + 'a
+where
+    B: LifecycleBackend,
+    Fut: Future<Output = Result<T>> + 'a,
+{
+    RepositoryWalk::everything(engine)
+        .into_stream()
+        .map_ok(visit)
+        .try_buffered(REPOSITORIES_IN_FLIGHT)
 }
 
 impl<B: LifecycleBackend> Engine<B> {
