@@ -1,7 +1,7 @@
 //! One collection run: its identity, clock, the condemned set it holds and report, and what
 //! every phase reads (repositories' records, links, tags and intents).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
@@ -14,7 +14,7 @@ use crate::oci::manifest;
 use crate::oci::{Digest, DigestAlgorithm, RepositoryName};
 use crate::storage::engine::Engine;
 use crate::storage::engine::manifest_record::{decode_manifest, target_digest};
-use crate::storage::layout::{self, Dir};
+use crate::storage::layout::{self, Dir, Key};
 use crate::storage::lifecycle::{GcOptions, GcReport, LifecycleBackend, ObjectInfo};
 
 /// Objects listed per request while scanning.
@@ -252,6 +252,17 @@ impl<'e, B: LifecycleBackend> Run<'e, B> {
             let names = self.engine.backend.list(&dir, None, None).await?;
             digests.extend(names.iter().filter_map(|n| digest_named(algorithm, n)));
         }
+        Ok(digests)
+    }
+
+    /// The digests of the manifest records of `repo` whose keys are not in `except`.
+    pub(super) async fn record_digests_except(
+        &self,
+        repo: &RepositoryName,
+        except: &HashSet<Key>,
+    ) -> Result<Vec<Digest>> {
+        let mut digests = self.record_digests(repo).await?;
+        digests.retain(|d| !except.contains(&layout::manifest(repo, d)));
         Ok(digests)
     }
 

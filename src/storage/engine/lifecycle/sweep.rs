@@ -203,12 +203,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         repo: RepositoryName,
         gone: &HashSet<Key>,
     ) -> Result<RepositoryMark> {
-        let digests: Vec<Digest> = self
-            .record_digests(&repo)
-            .await?
-            .into_iter()
-            .filter(|d| !gone.contains(&layout::manifest(&repo, d)))
-            .collect();
+        let digests = self.record_digests_except(&repo, gone).await?;
         let listed: HashSet<Digest> = digests.iter().cloned().collect();
         let refs = self.read_records(&repo, digests).await?;
         let mut mark = RepositoryMark {
@@ -348,12 +343,7 @@ impl<B: LifecycleBackend> Run<'_, B> {
         repo: RepositoryName,
         read: &HashSet<Key>,
     ) -> Result<(RepositoryName, Vec<Vec<Digest>>)> {
-        let new: Vec<Digest> = self
-            .record_digests(&repo)
-            .await?
-            .into_iter()
-            .filter(|d| !read.contains(&layout::manifest(&repo, d)))
-            .collect();
+        let new = self.record_digests_except(&repo, read).await?;
         if new.is_empty() {
             return Ok((repo, Vec::new()));
         }

@@ -205,15 +205,15 @@ fn options(delete_untagged: bool) -> GcOptions {
 }
 
 async fn push_blob(e: &Gc, content: &'static [u8]) -> Digest {
-    let digest = Digest::compute(DigestAlgorithm::Sha256, content);
-    e.put_content(
-        &repo(),
-        &digest,
-        None,
-        stream::iter([Ok(Bytes::from_static(content))]),
-    )
-    .await
-    .unwrap();
+    push_blob_to(e, &repo(), Bytes::from_static(content)).await
+}
+
+/// Pushes `content` as a blob of `repo`.
+async fn push_blob_to(e: &Gc, repo: &RepositoryName, content: Bytes) -> Digest {
+    let digest = Digest::compute(DigestAlgorithm::Sha256, &content);
+    e.put_content(repo, &digest, None, stream::iter([Ok(content)]))
+        .await
+        .unwrap();
     digest
 }
 

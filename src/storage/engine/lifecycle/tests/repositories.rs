@@ -20,19 +20,6 @@ fn repositories() -> Vec<RepositoryName> {
         .collect()
 }
 
-async fn push_blob_to(e: &Gc, repo: &RepositoryName, content: String) -> Digest {
-    let digest = Digest::compute(DigestAlgorithm::Sha256, content.as_bytes());
-    e.put_content(
-        repo,
-        &digest,
-        None,
-        stream::iter([Ok(Bytes::from(content))]),
-    )
-    .await
-    .unwrap();
-    digest
-}
-
 async fn put_in(e: &Gc, repo: &RepositoryName, reference: Reference, bytes: Bytes) -> Digest {
     e.put_manifest(repo, &reference, Some(media_types::OCI_MANIFEST), bytes)
         .await
@@ -52,10 +39,10 @@ struct Contents {
 
 /// Fills the `i`th repository (`manifest` describes a 2-byte config and a 5-byte layer).
 async fn fill(e: &Gc, repo: &RepositoryName, i: usize) -> Contents {
-    let config = push_blob_to(e, repo, "{}".to_owned()).await;
-    let layer = push_blob_to(e, repo, format!("l{i:04}")).await;
-    let untagged_layer = push_blob_to(e, repo, format!("u{i:04}")).await;
-    let stray = push_blob_to(e, repo, format!("stray blob of {repo}")).await;
+    let config = push_blob_to(e, repo, Bytes::from_static(b"{}")).await;
+    let layer = push_blob_to(e, repo, Bytes::from(format!("l{i:04}"))).await;
+    let untagged_layer = push_blob_to(e, repo, Bytes::from(format!("u{i:04}"))).await;
+    let stray = push_blob_to(e, repo, Bytes::from(format!("stray blob of {repo}"))).await;
     put_in(
         e,
         repo,
@@ -160,7 +147,7 @@ async fn the_catalog_lists_every_repository_in_order_a_page_at_a_time() {
     let e = engine();
     let names = repositories();
     for repo in &names {
-        push_blob_to(&e, repo, format!("a blob of {repo}")).await;
+        push_blob_to(&e, repo, Bytes::from(format!("a blob of {repo}"))).await;
     }
     let expected: Vec<String> = names.iter().map(|n| n.as_str().to_owned()).collect();
     let all = e.repositories(None, None).await.unwrap();
